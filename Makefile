@@ -1,0 +1,32 @@
+# Every target creates .venv (and installs jaxnn into it) when missing or out of date.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_WORKERS ?= auto
+
+.PHONY: demo test lint bench faults
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/pip install -e '.[test,bench]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/python launch.py --config=experiments/random_restarts.py:demo --workdir=runs/demo --overwrite
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/restarts.py
+
+faults: $(VENV)/.installed
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m faults

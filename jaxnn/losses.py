@@ -1,0 +1,168 @@
+"""Per-example losses and evaluation metrics.
+
+Classification targets are int labels [B]; regression targets are float [B, O]. Losses that
+compare outputs with targets elementwise (mse, mae, huber, binary_cross_entropy) compare a
+classifier's outputs with one_hot(labels) and average over the O outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxnn.errors import ConfigError
+
+TASKS = ("classification", "regression")
+CLASSIFICATION_ONLY = ("cross_entropy", "binary_cross_entropy")
+
+Loss = Callable[..., jax.Array]
+
+
+def _as_targets(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Int labels [B] -> one-hot [B, O] in the outputs' dtype; float targets [B, O] as they are."""
+    targets = jnp.asarray(targets)
+    if jnp.issubdtype(targets.dtype, jnp.integer):
+        return jax.nn.one_hot(targets, outputs.shape[-1], dtype=outputs.dtype)
+    if targets.shape != outputs.shape:
+        raise ValueError(f"targets of shape {targets.shape} do not match outputs {outputs.shape}")
+    return targets.astype(outputs.dtype)
+
+
+def _cross_entropy(outputs: jax.Array, targets: jax.Array, *, huber_delta: float) -> jax.Array:
+    del huber_delta
+    targets = jnp.asarray(targets)
+    if jnp.issubdtype(targets.dtype, jnp.integer):
+        return optax.losses.softmax_cross_entropy_with_integer_labels(outputs, targets)
+    return optax.losses.softmax_cross_entropy(outputs, _as_targets(outputs, targets))
+
+
+def _binary_cross_entropy(
+    outputs: jax.Array, targets: jax.Array, *, huber_delta: float
+) -> jax.Array:
+    del huber_delta
+    bce = optax.losses.sigmoid_binary_cross_entropy(outputs, _as_targets(outputs, targets))
+    return bce.mean(axis=-1)
+
+
+def _mse(outputs: jax.Array, targets: jax.Array, *, huber_delta: float) -> jax.Array:
+    del huber_delta
+    return optax.losses.squared_error(outputs, _as_targets(outputs, targets)).mean(axis=-1)
+
+
+def _mae(outputs: jax.Array, targets: jax.Array, *, huber_delta: float) -> jax.Array:
+    del huber_delta
+    return jnp.abs(outputs - _as_targets(outputs, targets)).mean(axis=-1)
+
+
+def _huber(outputs: jax.Array, targets: jax.Array, *, huber_delta: float) -> jax.Array:
+    errors = optax.losses.huber_loss(outputs, _as_targets(outputs, targets), delta=huber_delta)
+    return errors.mean(axis=-1)
+
+
+# name -> f(outputs [B, O], targets, *, huber_delta) -> per-example loss [B].
+LOSSES: dict[str, Loss] = {
+    "cross_entropy": _cross_entropy,
+    "binary_cross_entropy": _binary_cross_entropy,
+    "mse": _mse,
+    "mae": _mae,
+    "huber": _huber,
+}
+
+
+def _lookup_loss(name: str) -> Loss:
+    if name not in LOSSES:
+        raise ConfigError(f"loss: unknown {name!r}; choose one of {', '.join(sorted(LOSSES))}")
+    return LOSSES[name]
+
+
+def per_example_loss(
+    name: str, outputs: jax.Array, targets: jax.Array, *, huber_delta: float = 1.0
+) -> jax.Array:
+    """The loss of each example.
+
+    Args:
+      name: a key of LOSSES.
+      outputs: network outputs (logits for the cross entropies) [B, O].
+      targets: int labels [B] (classification) or float targets [B, O] (regression).
+      huber_delta: where the huber loss turns from quadratic to linear.
+
+    Returns:
+      Per-example losses [B].
+    """
+    return _lookup_loss(name)(outputs, targets, huber_delta=huber_delta)
+
+
+def check_loss_for_task(name: str, task: str) -> None:
+    """Raises ConfigError when the loss is unknown or does not apply to the task."""
+    _lookup_loss(name)
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task == "regression" and name in CLASSIFICATION_ONLY:
+        usable = sorted(set(LOSSES) - set(CLASSIFICATION_ONLY))
+        raise ConfigError(
+            f"loss {name!r} needs a classification data set; for regression use one of "
+            f"{', '.join(usable)}"
+        )
+
+
+def validate_loss_config(loss: str, huber_delta: float) -> None:
+    """Checks the `loss` and `huber_delta` config fields; raises ConfigError."""
+    _lookup_loss(loss)
+    valid = isinstance(huber_delta, int | float) and not isinstance(huber_delta, bool)
+    if not valid or not (math.isfinite(huber_delta) and huber_delta > 0):
+        raise ConfigError(f"huber_delta must be a finite number > 0, got {huber_delta!r}")
+
+
+def predictions(name: str, task: str, outputs: jax.Array) -> jax.Array:
+    """What an ensemble averages: softmax (cross_entropy), sigmoid (binary_cross_entropy),
+    raw outputs otherwise. outputs [B, O] -> [B, O]."""
+    del task  # The loss alone decides how outputs are read.
+    if name == "cross_entropy":
+        return jax.nn.softmax(outputs, axis=-1)
+    if name == "binary_cross_entropy":
+        return jax.nn.sigmoid(outputs)
+    return outputs
+
+
+def accuracy(scores: jax.Array, labels: jax.Array) -> jax.Array:
+    """Fraction of examples whose highest score [B, C] is at their label [B]."""
+    return jnp.mean(jnp.argmax(scores, axis=-1) == labels)
+
+
+def _per_output(predictions: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.ndim == 1:
+        predictions, targets = predictions[:, None], targets[:, None]
+    return predictions, targets.astype(predictions.dtype)
+
+
+def r2(predictions: Any, targets: Any) -> jax.Array:
+    """Coefficient of determination 1 - SS_res / SS_tot of each output, averaged over outputs.
+
+    predictions, targets [B, O] (or [B]). As scikit-learn's r2_score: an output with constant
+    targets scores 1 if predicted exactly, else 0.
+    """
+    predictions, targets = _per_output(predictions, targets)
+    ss_res = jnp.sum((targets - predictions) ** 2, axis=0)
+    ss_tot = jnp.sum((targets - targets.mean(axis=0)) ** 2, axis=0)
+    safe_tot = jnp.where(ss_tot > 0, ss_tot, jnp.ones_like(ss_tot))
+    score = jnp.where(
+        ss_tot > 0,
+        1 - ss_res / safe_tot,
+        jnp.where(ss_res > 0, jnp.zeros_like(ss_res), jnp.ones_like(ss_res)),
+    )
+    return score.mean()
+
+
+def rmse(predictions: Any, targets: Any) -> jax.Array:
+    """Root mean squared error of each output, averaged over outputs (as scikit-learn).
+
+    predictions, targets [B, O] (or [B]).
+    """
+    predictions, targets = _per_output(predictions, targets)
+    return jnp.sqrt(jnp.mean((targets - predictions) ** 2, axis=0)).mean()

@@ -1,0 +1,84 @@
+"""Plots of a run (matplotlib, Agg backend): one idea per figure, written into the workdir."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _save(fig: Any, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def validation_curves(
+    history: Sequence[Mapping[str, np.ndarray]], best_member: int | None, path: Path
+) -> str:
+    """Every member's validation loss against training steps, the selected member highlighted."""
+    steps = np.array([float(h["step"][0]) for h in history])
+    val = np.stack([h["val_loss"] for h in history])  # [evals, members]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(steps, val, color="tab:blue", alpha=min(1.0, 3.0 / max(1, val.shape[1]) + 0.1), lw=1)
+    if best_member is not None:
+        ax.plot(
+            steps,
+            val[:, best_member],
+            color="tab:red",
+            lw=2,
+            label=f"selected (member {best_member})",
+        )
+        ax.legend()
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation loss")
+    ax.set_title(f"Validation loss of {val.shape[1]} members")
+    finite = val[np.isfinite(val)]
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
+        ax.set_yscale("log")
+    return _save(fig, path)
+
+
+def final_loss_histogram(val_losses: np.ndarray, path: Path) -> str:
+    """Histogram of the members' final (best) validation losses."""
+    finite = val_losses[np.isfinite(val_losses)]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.hist(finite, bins=max(5, min(30, finite.size // 2 + 1)), color="tab:blue", edgecolor="white")
+    ax.set_xlabel("best validation loss")
+    ax.set_ylabel("members")
+    ax.set_title(f"Spread of {finite.size} random starts")
+    return _save(fig, path)
+
+
+def expected_best_of_k(curve: Sequence[float], path: Path) -> str:
+    """Expected best validation loss of k random starts against k."""
+    k = np.arange(1, len(curve) + 1)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(k, curve, marker="o", ms=3, color="tab:green")
+    ax.set_xlabel("number of random starts k")
+    ax.set_ylabel("expected best validation loss")
+    ax.set_title("How many random starts pay off")
+    if len(curve) > 8:
+        ax.set_xscale("log", base=2)
+    return _save(fig, path)
+
+
+def predictions_vs_targets(predictions: np.ndarray, targets: np.ndarray, path: Path) -> str:
+    """Regression: the selected member's test predictions against the targets."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    p, t = np.ravel(predictions), np.ravel(targets)
+    ax.scatter(t, p, s=8, alpha=0.6)
+    lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+    ax.plot([lo, hi], [lo, hi], color="black", lw=1, ls="--", label="perfect")
+    ax.set_xlabel("target")
+    ax.set_ylabel("prediction")
+    ax.set_title("Test predictions of the selected member")
+    ax.legend()
+    return _save(fig, path)

@@ -1,0 +1,48 @@
+"""Small data sets and configs for fast tests."""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from jaxnn import data as data_lib
+from jaxnn.config import default_config
+
+
+def blobs(
+    num_train: int = 120,
+    num_test: int = 60,
+    num_features: int = 6,
+    num_classes: int = 3,
+    seed: int = 0,
+):
+    """A small classification problem: Gaussian blobs, learnable in a few dozen steps."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(num_classes, num_features)) * 3
+
+    def draw(n):
+        y = rng.integers(0, num_classes, size=n)
+        return (centres[y] + rng.normal(size=(n, num_features))).astype(np.float32), y.astype(
+            np.int32
+        )
+
+    x_train, y_train = draw(num_train)
+    x_test, y_test = draw(num_test)
+    return data_lib.from_arrays(x_train, y_train, x_test, y_test, task="classification")
+
+
+def small_config(**overrides) -> ml_collections.ConfigDict:
+    """A tiny MLP trained for a few chunks; overrides are dotted field -> value."""
+    config = default_config()
+    config.model.hidden = (16, 16)
+    config.training.batch_size = 16
+    config.training.steps = 30
+    config.training.eval_every = 10
+    config.optimizer.learning_rate = 0.05
+    for field, value in overrides.items():
+        *parents, leaf = field.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return config

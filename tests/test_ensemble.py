@@ -1,0 +1,135 @@
+"""Random-start ensembles: the vmapped members equal single runs; sweeps; divergence; statistics."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import numpy as np
+import pytest
+
+from jaxnn import ensemble, stats, train
+from tests.helpers import blobs, small_config
+
+
+def _leaves(tree):
+    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
+
+
+def test_member_i_equals_fit_alone_with_its_key_and_hparams():
+    data = blobs()
+    config = small_config(
+        **{
+            "restarts.num": 3,
+            "model.dropout": 0.2,
+            "restarts.sweep": "optimizer.learning_rate=[0.02, 0.05]",
+        }
+    )
+    root = jax.random.PRNGKey(7)
+    result = ensemble.fit_ensemble(config, data, root)
+    assert len(result.members) == 6
+    for member in result.members:
+        alone = train.fit(
+            config, data, train.member_key(root, member.seed_index), hparams=member.hparams(config)
+        )
+        stacked = ensemble.member_state(result.state, member.index)
+        for a, b in zip(_leaves(stacked.params), _leaves(alone.state.params), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    # Dropout keys differ per member: two random starts of one variant end differently.
+    first, second = (ensemble.member_state(result.state, i).params for i in (0, 1))
+    assert not np.allclose(_leaves(first)[0], _leaves(second)[0])
+
+
+def test_swept_learning_rates_share_one_program_and_end_differently():
+    data = blobs()
+    config = small_config(**{"restarts.sweep": "optimizer.learning_rate=[0.01, 0.1]"})
+    trainer = ensemble.make_trainer(config, data, jax.random.PRNGKey(0))
+    result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
+    a, b = (ensemble.member_state(result.state, i) for i in (0, 1))
+    # Same initialisation (same random start), different learning rate -> different weights.
+    assert a.hparams["learning_rate"] != b.hparams["learning_rate"]
+    assert not np.allclose(_leaves(a.params)[0], _leaves(b.params)[0])
+    # A different swept value reuses the compiled program.
+    other = small_config(**{"restarts.sweep": "optimizer.learning_rate=[0.3, 0.5]"})
+    state = ensemble.init_members(trainer, other, jax.random.PRNGKey(0))
+    state0 = ensemble.init_members(trainer, config, jax.random.PRNGKey(0))
+    data_on_device = train.device_data(data)
+    step = jax.numpy.asarray(0, jax.numpy.int32)
+    trainer.chunk_fn(state0, data_on_device, step, trainer.order_key)
+    trainer.chunk_fn(state, data_on_device, step, trainer.order_key)
+    assert trainer.chunk_fn._cache_size() == 1
+
+
+def test_a_diverging_member_is_isolated_and_leaves_the_others_bit_identical():
+    data = blobs()
+    sweep = "optimizer.learning_rate=[0.05, 1e7, 0.02]"
+    calm = "optimizer.learning_rate=[0.05, 0.03, 0.02]"
+    wild = ensemble.fit_ensemble(
+        small_config(**{"restarts.sweep": sweep}), data, jax.random.PRNGKey(0)
+    )
+    tame = ensemble.fit_ensemble(
+        small_config(**{"restarts.sweep": calm}), data, jax.random.PRNGKey(0)
+    )
+    diverged = np.asarray(wild.state.diverged)
+    assert diverged.tolist() == [False, True, False]
+    for i in (0, 2):
+        for a, b in zip(
+            _leaves(ensemble.member_state(wild.state, i)),
+            _leaves(ensemble.member_state(tame.state, i)),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(a, b)
+    metrics = {"val_loss": np.array([0.5, np.nan, 0.4])}
+    assert ensemble.select_best(metrics, diverged, "val_loss") == 2
+
+
+def test_shared_batch_order_gives_members_the_same_batches():
+    data = blobs()
+    config = small_config(**{"restarts.num": 2, "training.batch_order": "shared"})
+    trainer = ensemble.make_trainer(config, data, jax.random.PRNGKey(0))
+    assert trainer.order_key is not None
+    result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
+    root = jax.random.PRNGKey(0)
+    alone = train.fit(
+        config, data, train.member_key(root, 1), order_key=train.shared_order_key(root)
+    )
+    for a, b in zip(
+        _leaves(ensemble.member_state(result.state, 1).params),
+        _leaves(alone.state.params),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_per_member_early_stopping_freezes_only_that_member():
+    data = blobs()
+    config = small_config(
+        **{
+            "training.steps": 200,
+            "training.patience": 2,
+            "restarts.sweep": "optimizer.learning_rate=[0.0001, 0.05]",
+        }
+    )
+    result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
+    steps = np.asarray(result.state.step)
+    stopped = np.asarray(result.state.stopped)
+    # Whichever members stopped early took fewer steps than the run's total, the others did not stop.
+    assert (steps[stopped] < 200).all()
+    assert (steps[~stopped] == steps.max()).all()
+
+
+def test_expected_best_of_k_matches_brute_force():
+    values = np.array([0.9, 0.3, 0.5, 0.7, 0.4, 0.8])
+    for k in range(1, len(values) + 1):
+        brute = np.mean([min(c) for c in itertools.combinations(values, k)])
+        assert stats.expected_best_of_k(values, k) == pytest.approx(brute, rel=1e-12)
+    curve = stats.restart_stats(values, tolerance=0.5)["expected_best_of_k"]
+    assert curve[0] == pytest.approx(values.mean()) and curve[-1] == pytest.approx(values.min())
+    assert all(a >= b for a, b in itertools.pairwise(curve))
+
+
+def test_select_best_by_accuracy_maximises():
+    metrics = {"val_accuracy": np.array([0.5, 0.9, 0.7])}
+    assert ensemble.select_best(metrics, np.array([False, False, False]), "val_accuracy") == 1
+    assert ensemble.select_best(metrics, np.array([False, True, False]), "val_accuracy") == 2
+    assert ensemble.select_best(metrics, np.array([True, True, True]), "val_accuracy") is None

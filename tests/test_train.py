@@ -1,0 +1,103 @@
+"""The single-member training loop: batches, epochs, best weights, early stopping, compilation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import train
+from tests.helpers import blobs, small_config
+
+
+def _program(config, data):
+    program, _, _ = train.build(config, data)
+    return program
+
+
+def test_epoch_order_is_a_permutation_and_batches_cover_each_example_once():
+    data = blobs(num_train=100)
+    config = small_config(**{"training.batch_size": 16})
+    program = _program(config, data)
+    assert program.num_train == data.num_train
+    key = jax.random.PRNGKey(3)
+    order = train.epoch_order(key, jnp.asarray(0), program.num_train)
+    assert sorted(np.asarray(order).tolist()) == list(range(program.num_train))
+    seen = []
+    for step in range(program.steps_per_epoch):
+        idx, mask = train.batch_indices(order, jnp.asarray(step), program)
+        seen += np.asarray(idx)[np.asarray(mask)].tolist()
+    # Every example exactly once, including the last partial batch (N mod B examples).
+    assert sorted(seen) == list(range(program.num_train))
+    last_mask = np.asarray(
+        train.batch_indices(order, jnp.asarray(program.steps_per_epoch - 1), program)[1]
+    )
+    assert last_mask.sum() == program.num_train - (program.steps_per_epoch - 1) * 16
+    other = train.epoch_order(key, jnp.asarray(1), program.num_train)
+    assert not np.array_equal(order, other)
+
+
+def test_epochs_mode_counts_steps_per_epoch_with_partial_batch():
+    data = blobs(num_train=100)
+    config = small_config(**{"training.steps": 0, "training.epochs": 3, "training.batch_size": 16})
+    program = _program(config, data)
+    assert program.total_steps == 3 * -(-data.num_train // 16)
+
+
+def test_fit_learns_and_tracks_best_weights():
+    data = blobs()
+    result = train.fit(small_config(), data, jax.random.PRNGKey(0))
+    val = [float(h["val_loss"][0]) for h in result.history]
+    assert val[-1] < val[0]
+    state = result.state
+    assert float(state.best_val_loss) == pytest.approx(min(val), rel=1e-6)
+    best = train.evaluate(state, state.best_params, train.device_data(data).val, result.program)
+    assert float(best["loss"]) == pytest.approx(min(val), rel=1e-5)
+    assert int(state.step) == 30
+
+
+def test_no_recompilation_after_the_first_chunk():
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if "backend_compile" in event:
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    counts = []
+    config = small_config(**{"training.steps": 50, "training.eval_every": 10})
+    train.fit(
+        config, blobs(seed=1), jax.random.PRNGKey(1), on_eval=lambda e: counts.append(len(compiles))
+    )
+    assert len(counts) == 5
+    # Host-side helpers may compile during the first evaluation; nothing compiles after it.
+    assert counts[1:] == [counts[1]] * 4, counts
+
+
+def test_early_stopping_stops_and_keeps_best():
+    data = blobs()
+    # A tiny learning rate on a long run: patience 1 stops at the first non-improving evaluation.
+    config = small_config(
+        **{"training.steps": 400, "training.patience": 1, "optimizer.learning_rate": 2.0}
+    )
+    result = train.fit(config, data, jax.random.PRNGKey(0))
+    state = result.state
+    assert bool(state.stopped)
+    assert len(result.history) < 40
+    assert int(state.best_step) <= int(state.step)
+
+
+def test_divergence_is_flagged_and_the_member_stops_updating():
+    data = blobs()
+    config = small_config(**{"optimizer.learning_rate": 1e6, "optimizer.name": "sgd"})
+    result = train.fit(config, data, jax.random.PRNGKey(0))
+    assert bool(result.state.diverged)
+    leaves = jax.tree_util.tree_leaves(result.state.params)
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in leaves)
+
+
+def test_member_keys_differ_by_purpose():
+    key = train.member_key(jax.random.PRNGKey(0), 2)
+    derived = {tag: tuple(np.asarray(jax.random.fold_in(key, tag))) for tag in (0, 1, 2)}
+    assert len(set(derived.values())) == 3
