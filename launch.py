@@ -2,11 +2,16 @@
 
     python launch.py --config=experiments/mnist1d_mlp.py[:ARG] --workdir=DIR [--config.FIELD=VALUE ...]
 
+A multi-host run starts the same command on every host with --coordinator_address (process
+0's HOST:PORT), --num_processes and --process_id (or --coordinator_address=auto where JAX
+detects them: Cloud TPU pods, Slurm, Open MPI); see docs/scale.md.
+
 Exit 0 on success; exit 2 with one line `jaxnn: error: ...` for any user mistake.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -21,6 +26,23 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory that receives the run's files.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a finished run in --workdir.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    "",
+    "Multi-host runs: HOST:PORT of process 0, which runs the coordinator; 'auto' lets JAX "
+    "detect the cluster (Cloud TPU, Slurm, Open MPI). Empty: a single-process run.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", 1, "Multi-host runs: how many processes (one per host) take part."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", 0, "Multi-host runs: this process's id, 0..num_processes-1 (0 writes files)."
+)
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout_s",
+    300,
+    "Multi-host runs: seconds to wait for the coordinator and the other processes.",
+)
 
 
 def fail(message: str) -> None:
@@ -28,6 +50,12 @@ def fail(message: str) -> None:
     first_line = " ".join(str(message).split())
     print(f"jaxnn: error: {first_line}", file=sys.stderr)
     sys.exit(2)
+
+
+def _exit_from_thread(message: str) -> None:
+    """`fail` for a watchdog thread: the main thread is blocked inside JAX's runtime."""
+    print(f"jaxnn: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    os._exit(2)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -46,17 +74,25 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
+    from jaxnn import sharding
     from jaxnn.errors import JaxnnError
     from jaxnn.run import run
 
     try:
+        hosts = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        # Every flag is checked before the (possibly long) wait for the coordinator.
+        sharding.check_distributed_args(*hosts, _DISTRIBUTED_TIMEOUT.value)
         if _CONFIG.value is None:
             fail("--config is required, e.g. --config=experiments/mnist1d_mlp.py")
+        # Joining a multi-host run must come before anything touches JAX.
+        joined = sharding.initialize_distributed(
+            *hosts, timeout_s=_DISTRIBUTED_TIMEOUT.value, on_timeout=_exit_from_thread
+        )
         run(
             _CONFIG.value,
             _WORKDIR.value or "",
             overwrite=_OVERWRITE.value,
-            progress=_PROGRESS.value,
+            progress=_PROGRESS.value and (not joined or sharding.is_writer()),
         )
     except JaxnnError as error:
         fail(str(error))

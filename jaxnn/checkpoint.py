@@ -16,11 +16,13 @@ are asked for (a partial restore into an abstract target) and check shapes first
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,40 @@ def _one_line(error: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Turns any failure to read `what` (Orbax, tensorstore and json raise many kinds) into one line."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as error:
+        _drop_closed_loop_callbacks()
+        raise CheckpointError(f"{what} is corrupt or incomplete ({_one_line(error)})") from error
+
+
+def _drop_closed_loop_callbacks() -> None:
+    """Silences the 'Event loop is closed' errors of reads still in flight when a read failed.
+
+    Orbax 0.12.8 runs each restore on a fresh event loop and closes it as soon as the first
+    array read fails; tensorstore finishes the other reads afterwards and their callbacks
+    raise into sys.unraisablehook, which would print tracebacks after the one-line message.
+    Nothing is lost: that restore has already failed and been reported.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop_callbacks", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.drops_closed_loop_callbacks = True
+    sys.unraisablehook = hook
+
+
 def _sharding() -> jax.sharding.Sharding:
     return jax.sharding.SingleDeviceSharding(jax.devices()[0])
 
@@ -100,15 +136,21 @@ class RunCheckpoints:
                 policies.BestN(get_metric_fn=_val_loss_metric, reverse=True, n=1),
             ]
         )
+        # A reader is a manager that never saves: Orbax's own read_only mode logs warnings.
+        self._read_only = read_only
         options = ocp.CheckpointManagerOptions(
             enable_async_checkpointing=False,
-            read_only=read_only,
             create=not read_only,
             cleanup_tmp_directories=not read_only,
             preservation_policy=keep_policy,
         )
-        handlers = {STATE_ITEM: ocp.PyTreeCheckpointHandler(), META_ITEM: ocp.JsonCheckpointHandler()}
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+        handlers = {
+            STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+            META_ITEM: ocp.JsonCheckpointHandler(),
+        }
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=handlers
+        )
 
     def steps(self) -> list[int]:
         """The finalised checkpoint steps, oldest first (half-written saves are not listed)."""
@@ -125,13 +167,18 @@ class RunCheckpoints:
           state: the stacked state (every leaf [num_members, ...]).
           val_loss: the lowest validation loss of any member at this evaluation (ranks "best").
         """
+        if self._read_only:
+            raise ValueError(f"{self.directory} was opened read-only")
         num_members = int(np.shape(state.step)[0]) if np.ndim(state.step) else 1
         meta = {"format_version": FORMAT_VERSION, "step": int(step), "num_members": num_members}
         finite = val_loss if math.isfinite(val_loss) else 1e30
         self._manager.save(
             int(step),
             args=ocp.args.Composite(
-                **{STATE_ITEM: ocp.args.PyTreeSave(state_tree(state)), META_ITEM: ocp.args.JsonSave(meta)}
+                **{
+                    STATE_ITEM: ocp.args.PyTreeSave(state_tree(state)),
+                    META_ITEM: ocp.args.JsonSave(meta),
+                }
             ),
             metrics={"val_loss": finite},
         )
@@ -139,12 +186,10 @@ class RunCheckpoints:
 
     def meta(self, step: int) -> dict[str, Any]:
         """The JSON metadata of a checkpoint (format version, step, number of members)."""
-        try:
+        with _reading(f"checkpoint {self.step_dir(step)}"):
             meta = self._manager.restore(
                 step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
             )[META_ITEM]
-        except Exception as error:  # Orbax, tensorstore and json raise many kinds.
-            raise self._corrupt(step, error) from error
         if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
             version = meta.get("format_version") if isinstance(meta, dict) else None
             raise CheckpointError(
@@ -155,22 +200,18 @@ class RunCheckpoints:
 
     def shapes(self, step: int, field: str) -> Any:
         """The stored shapes and dtypes of one state field, without reading any array."""
-        try:
+        with _reading(f"checkpoint {self.step_dir(step)}"):
             tree = self._manager.item_metadata(step)[STATE_ITEM]
             return _abstract(tree.tree[field] if hasattr(tree, "tree") else tree[field])
-        except Exception as error:
-            raise self._corrupt(step, error) from error
 
     def restore_fields(self, step: int, abstract: Mapping[str, Any]) -> dict[str, Any]:
         """Reads only the state fields (or sub-trees of them) that `abstract` names."""
         self.meta(step)
-        try:
+        with _reading(f"checkpoint {self.step_dir(step)}"):
             restored = self._manager.restore(
                 step,
                 args=ocp.args.Composite(**{STATE_ITEM: _restore_args(_abstract(dict(abstract)))}),
             )[STATE_ITEM]
-        except Exception as error:
-            raise self._corrupt(step, error) from error
         return dict(restored)
 
     def restore(self, step: int, abstract_state: train.TrainState) -> train.TrainState:
@@ -216,11 +257,6 @@ class RunCheckpoints:
     def close(self) -> None:
         self._manager.close()
 
-    def _corrupt(self, step: int, error: BaseException) -> CheckpointError:
-        return CheckpointError(
-            f"checkpoint {self.step_dir(step)} is corrupt or incomplete ({_one_line(error)})"
-        )
-
 
 class Saver:
     """on_eval callback: saves the stacked state at evaluations, every `every_steps` steps.
@@ -260,32 +296,32 @@ def _member_slice(tree: Any, index: int) -> Any:
     return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[index]), tree)
 
 
-def _latest_readable(checkpoints: RunCheckpoints) -> tuple[int, dict[str, Any]]:
-    steps = checkpoints.steps()
-    if not steps:
-        raise CheckpointError(f"{checkpoints.directory} holds no checkpoint")
-    first_error = None
-    for step in reversed(steps):
-        try:
-            return step, checkpoints.meta(step)
-        except CheckpointError as error:
-            first_error = first_error or error
-    raise CheckpointError(f"no readable checkpoint in {checkpoints.directory}: {first_error}")
-
-
-def _open_run(workdir: str | Path) -> RunCheckpoints:
+@contextlib.contextmanager
+def _latest_of_member(workdir: str | Path, index: int) -> Iterator[tuple[RunCheckpoints, int]]:
+    """A run's checkpoints (read-only) and its newest readable step, with `index` checked."""
     directory = Path(workdir).expanduser() / CHECKPOINTS
     if not directory.is_dir():
         raise CheckpointError(f"{Path(workdir)} holds no checkpoints ({directory} is missing)")
-    return RunCheckpoints(directory, read_only=True)
-
-
-def _check_index(index: int, num_members: int, directory: Path) -> None:
-    if not 0 <= index < num_members:
-        raise CheckpointError(
-            f"member index {index} is out of range: {directory} holds {num_members} member(s), "
-            f"0..{num_members - 1}"
-        )
+    checkpoints = RunCheckpoints(directory, read_only=True)
+    try:
+        errors = []
+        for step in reversed(checkpoints.steps()):
+            try:
+                num_members = checkpoints.meta(step)["num_members"]
+                break
+            except CheckpointError as error:
+                errors.append(error)
+        else:
+            detail = f": {errors[0]}" if errors else ""
+            raise CheckpointError(f"{Path(workdir)} holds no readable checkpoint{detail}")
+        if not 0 <= index < num_members:
+            raise CheckpointError(
+                f"member index {index} is out of range: {directory} holds {num_members} "
+                f"member(s), 0..{num_members - 1}"
+            )
+        yield checkpoints, step
+    finally:
+        checkpoints.close()
 
 
 def restore_member(
@@ -297,7 +333,8 @@ def restore_member(
 ) -> Params:
     """One member's weights from a run's latest readable checkpoint, without the others' state.
 
-    Only the requested weights are read (no optimiser state, no other fields).
+    Only the requested weights are read (no optimiser state, no other fields); the member's
+    slice is taken from them.
 
     Args:
       workdir: the run directory (holding `checkpoints/`).
@@ -313,38 +350,23 @@ def restore_member(
     """
     if which not in PARAM_KINDS:
         raise ValueError(f"which must be one of {PARAM_KINDS}, got {which!r}")
-    checkpoints = _open_run(workdir)
-    try:
-        step, meta = _latest_readable(checkpoints)
-        _check_index(index, meta["num_members"], checkpoints.directory)
+    with _latest_of_member(workdir, index) as (checkpoints, step):
         shapes = checkpoints.shapes(step, which)
         if layers is not None:
             shapes = {name: shapes[name] for name in layers}
         stacked = checkpoints.restore_fields(step, {which: shapes})[which]
-    finally:
-        checkpoints.close()
     return _member_slice(stacked, index)
 
 
-def member_param_shapes(workdir: str | Path, index: int) -> dict[str, Any]:
-    """Shapes of member `index`'s weights in a run's latest checkpoint (no member axis)."""
-    checkpoints = _open_run(workdir)
-    try:
-        step, meta = _latest_readable(checkpoints)
-        _check_index(index, meta["num_members"], checkpoints.directory)
+def member_param_shapes(workdir: str | Path, index: int) -> Any:
+    """Shapes of member `index`'s weights in a run's latest readable checkpoint (no member axis).
+
+    Raises:
+      CheckpointError: no checkpoint, an unreadable one, or an index out of range.
+    """
+    with _latest_of_member(workdir, index) as (checkpoints, step):
         shapes = checkpoints.shapes(step, "best_params")
-    finally:
-        checkpoints.close()
     return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), shapes)
-
-
-def num_members(workdir: str | Path) -> int:
-    """The number of members in a run's latest readable checkpoint."""
-    checkpoints = _open_run(workdir)
-    try:
-        return int(_latest_readable(checkpoints)[1]["num_members"])
-    finally:
-        checkpoints.close()
 
 
 # --- The selected member as an ordinary single-model checkpoint -----------------------------
@@ -355,7 +377,9 @@ BEST_TREES = ("params", "final_params", "hparams")
 
 def _best_checkpointer() -> ocp.Checkpointer:
     handlers = {name: ocp.PyTreeCheckpointHandler() for name in BEST_TREES}
-    return ocp.Checkpointer(ocp.CompositeCheckpointHandler(**handlers, metadata=ocp.JsonCheckpointHandler()))
+    return ocp.Checkpointer(
+        ocp.CompositeCheckpointHandler(**handlers, metadata=ocp.JsonCheckpointHandler())
+    )
 
 
 def export_member(
@@ -421,6 +445,11 @@ def config_from_json(obj: Mapping[str, Any]) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(_tuples(dict(obj)))
 
 
+def _tree_shapes(checkpointer: ocp.Checkpointer, directory: Path, item: str) -> Any:
+    tree = checkpointer.metadata(directory).item_metadata[item]
+    return _abstract(tree.tree if hasattr(tree, "tree") else tree)
+
+
 def best_metadata(path: str | Path) -> dict[str, Any]:
     """The JSON metadata of an exported model (`path` is a workdir or its `best/`)."""
     directory = best_dir(path)
@@ -429,14 +458,10 @@ def best_metadata(path: str | Path) -> dict[str, Any]:
             f"{Path(path)} holds no exported model (expected {directory}/metadata, written when "
             "a jaxnn run finishes)"
         )
-    try:
+    with _reading(f"exported model {directory}"):
         metadata = _best_checkpointer().restore(
             directory, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
         )["metadata"]
-    except Exception as error:
-        raise CheckpointError(
-            f"exported model {directory} is corrupt or incomplete ({_one_line(error)})"
-        ) from error
     if metadata.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"exported model {directory} has format version {metadata.get('format_version')!r}; "
@@ -449,29 +474,28 @@ def best_param_shapes(path: str | Path) -> Any:
     """Shapes of an exported model's params, without reading them."""
     directory = best_dir(path)
     best_metadata(directory)
-    try:
-        tree = _best_checkpointer().metadata(directory).item_metadata["params"]
-        return _abstract(tree.tree if hasattr(tree, "tree") else tree)
-    except Exception as error:
-        raise CheckpointError(
-            f"exported model {directory} is corrupt or incomplete ({_one_line(error)})"
-        ) from error
+    with _reading(f"exported model {directory}"):
+        return _tree_shapes(_best_checkpointer(), directory, "params")
 
 
-def read_best_params(path: str | Path, layers: Sequence[str] | None = None) -> Params:
-    """An exported model's params (only `layers` of them when given), as numpy arrays."""
+def read_best(path: str | Path, item: str = "params", layers: Sequence[str] | None = None) -> Any:
+    """One tree of an exported model (params, final_params or hparams) as numpy arrays.
+
+    Args:
+      path: a workdir or its `best/` directory.
+      item: which tree.
+      layers: read only these top-level entries (default: all).
+    """
     directory = best_dir(path)
-    shapes = best_param_shapes(directory)
-    if layers is not None:
-        shapes = {name: shapes[name] for name in layers}
-    try:
-        restored = _best_checkpointer().restore(
-            directory, args=ocp.args.Composite(params=_restore_args(shapes))
-        )["params"]
-    except Exception as error:
-        raise CheckpointError(
-            f"exported model {directory} is corrupt or incomplete ({_one_line(error)})"
-        ) from error
+    best_metadata(directory)
+    checkpointer = _best_checkpointer()
+    with _reading(f"exported model {directory}"):
+        shapes = _tree_shapes(checkpointer, directory, item)
+        if layers is not None:
+            shapes = {name: shapes[name] for name in layers}
+        restored = checkpointer.restore(
+            directory, args=ocp.args.Composite(**{item: _restore_args(shapes)})
+        )[item]
     return jax.tree_util.tree_map(np.asarray, dict(restored))
 
 
@@ -483,18 +507,7 @@ def load_model(path: str | Path) -> tuple[Params, dict[str, np.ndarray], ml_coll
       hyperparameters (float32 scalars), and the run's config. `train.build(config, data)`
       rebuilds the program to evaluate it.
     """
-    directory = best_dir(path)
-    metadata = best_metadata(directory)
-    params = read_best_params(directory)
-    try:
-        item = _best_checkpointer().metadata(directory).item_metadata["hparams"]
-        shapes = _abstract(item.tree if hasattr(item, "tree") else item)
-        hparams = _best_checkpointer().restore(
-            directory, args=ocp.args.Composite(hparams=_restore_args(shapes))
-        )["hparams"]
-    except Exception as error:
-        raise CheckpointError(
-            f"exported model {directory} is corrupt or incomplete ({_one_line(error)})"
-        ) from error
-    hparams = {name: np.asarray(value) for name, value in dict(hparams).items()}
+    metadata = best_metadata(path)
+    params = read_best(path, "params")
+    hparams = read_best(path, "hparams")
     return params, hparams, config_from_json(metadata["config"])

@@ -83,6 +83,11 @@ def default_config() -> ml_collections.ConfigDict:
 
     config.diagnostics = ml_collections.ConfigDict()
     config.diagnostics.enabled = False
+
+    # Scale-out (jaxnn.sharding): the member axis sharded over a mesh of devices.
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.num_devices = 0  # 0 = every device of every process
+    config.mesh.data = "replicated"  # or "batch": splits sharded along their example axis
     return config
 
 
@@ -93,8 +98,8 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks every field that can be checked without data; raises ConfigError on the first mistake."""
-    # Imported here: sweep imports this module for the schema.
-    from jaxnn import sweep
+    # Imported here: sweep and sharding import this module (through train) for the schema.
+    from jaxnn import sharding, sweep
 
     _require(isinstance(config.seed, int), f"seed must be an integer, got {config.seed!r}")
     data.validate_dataset_config(config.dataset)
@@ -113,6 +118,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         config.checkpoint.keep >= 1, f"checkpoint.keep must be >= 1, got {config.checkpoint.keep}"
     )
     sweep.parse_sweep(config.restarts.sweep, config)
+    if "mesh" in config:
+        sharding.validate_mesh_config(config.mesh)
 
 
 def _validate_training(training: ml_collections.ConfigDict) -> None:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxnn import losses, train
+from jaxnn import losses, sharding, train
 from jaxnn.data import Dataset
 from jaxnn.sweep import NUMERIC_FIELDS, parse_sweep
 
@@ -84,6 +84,7 @@ class Trainer:
     init_fn: Any
     chunk_fn: Any
     order_key: jax.Array | None
+    placement: sharding.Placement  # where members and data live; on one device, nowhere special
 
 
 def make_trainer(
@@ -92,8 +93,14 @@ def make_trainer(
     key: jax.Array,
     **transfer: Any,
 ) -> Trainer:
-    """Builds the vmapped init and chunk functions of a run (nothing is compiled yet)."""
+    """Builds the vmapped init and chunk functions of a run (nothing is compiled yet).
+
+    Raises:
+      ConfigError: a `config.mesh` that does not fit the data (see `jaxnn.sharding`).
+    """
     program, apply_fn, make_tx = train.build(config, data, **transfer)
+    run_members = members(config)
+    placement = sharding.placement(config, len(run_members), data)
     shared = config.training.batch_order == "shared"
     order_key = train.shared_order_key(key) if shared else None
     init_one = functools.partial(train.init_state, program, apply_fn=apply_fn, make_tx=make_tx)
@@ -102,13 +109,14 @@ def make_trainer(
         return jax.vmap(lambda h, k: init_one(h, k, pretrained=pretrained))(hparams, keys)
 
     chunk = functools.partial(train.run_chunk, program=program)
-    chunk_fn = jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None if shared else 0)))
+    chunk_fn = placement.jit_chunk(jax.vmap(chunk, in_axes=(0, None, None, None if shared else 0)))
     return Trainer(
         program=program,
-        members=members(config),
+        members=run_members,
         init_fn=jax.jit(init_fn),
         chunk_fn=chunk_fn,
         order_key=order_key,
+        placement=placement,
     )
 
 
@@ -136,32 +144,38 @@ def fit_ensemble(
 ) -> EnsembleResult:
     """Trains every member of the run together: one jitted dispatch per chunk for all members.
 
+    On several devices the members are sharded over `config.mesh` (padded to a multiple of the
+    device count; see `jaxnn.sharding`); the state, metrics and history given to `on_eval`
+    and returned hold the real members only.
+
     Args:
       config: the run config (validated).
       data: the loaded data set.
       key: the run's root key (`jax.random.PRNGKey(config.seed)`).
       on_eval: called after every evaluation with metrics of shape [num_members].
-      state: a stacked state to continue from (resumption), with `start_step` its global step.
+      state: a stacked state to continue from (resumption), with `start_step` its global step;
+        it may come from a run on any number of devices.
       pretrained: layers to start every member from (transfer).
       **transfer: param labels and learning-rate scales for transfer (see train.Program).
     """
     trainer = make_trainer(config, data, key, **transfer)
+    placement = trainer.placement
     if state is None:
         state = init_members(trainer, config, key, pretrained)
     loop = train.drive(
         trainer.chunk_fn,
-        state,
-        train.device_data(data),
+        placement.place_state(state),
+        placement.place_data(data),
         trainer.order_key,
         trainer.program,
         start_step=start_step,
-        on_eval=on_eval,
+        on_eval=placement.real_callback(on_eval),
     )
     return EnsembleResult(
-        state=loop.state,
+        state=placement.result_state(loop.state),
         program=trainer.program,
         members=trainer.members,
-        history=loop.history,
+        history=[placement.real_metrics(entry) for entry in loop.history],
         steps_done=loop.steps_done,
         compile_s=loop.compile_s,
         train_s=loop.train_s,

@@ -1,13 +1,18 @@
 """run(config, workdir): what `launch.py` does, importable.
 
-validate -> load data -> check against the data -> prepare the workdir -> train every member
-in chunks (metrics.jsonl, progress bar) -> select by validation -> summary.json, plots, report.md.
+validate -> plan the workdir (new, resume, continue a finished run, overwrite) -> check the
+pretrained run -> load data -> restore (resume) or read pretrained layers (transfer) -> only
+then write: train every member in chunks (metrics.jsonl, progress bar, checkpoints) -> select
+by validation -> export the best member, summary.json, plots, report.md.
+
+Launching again with the same workdir continues from the latest readable checkpoint and ends
+with the same weights and summary (timing aside) as a run that was never interrupted.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,86 +23,16 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from jaxnn import checkpoint, ensemble, models, plots, report, stats, train, transfer
 from jaxnn import config as config_lib
 from jaxnn import data as data_lib
-from jaxnn import ensemble, models, plots, report, stats, train
+from jaxnn import workdir as workdir_lib
 from jaxnn.errors import ConfigError
 
-SUMMARY = "summary.json"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-
-
-@dataclasses.dataclass
-class RunPaths:
-    """The files of a workdir (DESIGN.md, Workdir)."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / METRICS
-
-    @property
-    def summary(self) -> Path:
-        return self.root / SUMMARY
-
-    @property
-    def plots(self) -> Path:
-        return self.root / "plots"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report.md"
-
-
-def check_workdir(workdir: str | Path, *, overwrite: bool) -> RunPaths:
-    """Checks that the workdir can hold this run, without writing anything.
-
-    Raises:
-      ConfigError: no workdir given, a path that is a file, an unwritable parent, or a finished
-        run that `overwrite` does not allow to replace.
-    """
-    if not str(workdir).strip():
-        raise ConfigError("--workdir is required: the directory that receives the run's files")
-    root = Path(workdir).expanduser().resolve()
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"workdir {root} exists and is not a directory")
-    existing = root if root.exists() else next(p for p in root.parents if p.exists())
-    if not existing.is_dir() or not _writable(existing):
-        raise ConfigError(
-            f"workdir {root} cannot be created or written (no write permission on {existing})"
-        )
-    paths = RunPaths(root)
-    if paths.summary.exists() and not overwrite:
-        raise ConfigError(
-            f"workdir {root} already holds a finished run; choose another --workdir or pass --overwrite"
-        )
-    return paths
-
-
-def _writable(path: Path) -> bool:
-    import os
-
-    return os.access(path, os.W_OK | os.X_OK)
-
-
-def _prepare_workdir(
-    paths: RunPaths, config: ml_collections.ConfigDict, *, overwrite: bool
-) -> None:
-    try:
-        paths.root.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(f"workdir {paths.root} cannot be created: {error.strerror}") from None
-    if overwrite:
-        for stale in (paths.summary, paths.metrics, paths.report):
-            stale.unlink(missing_ok=True)
-    paths.plots.mkdir(exist_ok=True)
-    report.write_text_atomic(paths.config, config.to_json(indent=2) + "\n")
+# Re-exported: the workdir helpers lived here first.
+SUMMARY, CONFIG, METRICS = workdir_lib.SUMMARY, workdir_lib.CONFIG, workdir_lib.METRICS
+RunPaths = workdir_lib.RunPaths
+check_workdir = workdir_lib.check_workdir
 
 
 def member_rows(
@@ -196,15 +131,25 @@ class Progress:
     """Writes metrics.jsonl and drives the progress bar after every evaluation."""
 
     def __init__(
-        self, paths: RunPaths, program: train.Program, members: list[ensemble.Member], *, show: bool
+        self,
+        paths: RunPaths,
+        program: train.Program,
+        members: list[ensemble.Member],
+        *,
+        show: bool,
+        start_step: int = 0,
     ):
         self._paths = paths
         self._indices = [m.index for m in members]
         self._metric = program.metric
         self._bar = tqdm(
-            total=program.total_steps, unit="step", disable=not show, dynamic_ncols=True
+            total=program.total_steps,
+            initial=start_step,
+            unit="step",
+            disable=not show,
+            dynamic_ncols=True,
         )
-        self._done = 0
+        self._done = start_step
 
     def __call__(self, evaluation: train.Evaluation) -> None:
         report.append_jsonl(
@@ -232,16 +177,14 @@ class Progress:
 def _write_outputs(
     paths: RunPaths,
     summary: Mapping[str, Any],
-    result: ensemble.EnsembleResult,
+    history: list[dict[str, np.ndarray]],
     dataset: data_lib.Dataset,
     predictions: np.ndarray,
 ) -> None:
     written = []
-    if result.history:
+    if history:
         written.append(
-            plots.validation_curves(
-                result.history, summary["best_member"], paths.plots / "val_curves.png"
-            )
+            plots.validation_curves(history, summary["best_member"], paths.plots / "val_curves.png")
         )
     stats_block = summary["restart_stats"]
     if stats_block.get("num_finite", 0) > 1:
@@ -277,46 +220,159 @@ def run(
 ) -> dict[str, Any]:
     """Runs the experiment `config` into `workdir` and returns its summary.
 
-    Every user mistake raises a `jaxnn.errors.JaxnnError` before anything is written.
+    A workdir holding an unfinished run of the same config (or a finished one, when more
+    steps are asked for) is continued from its latest readable checkpoint. Every user mistake
+    raises a `jaxnn.errors.JaxnnError` before anything is written.
     """
     config_lib.validate(config)
-    paths = check_workdir(workdir, overwrite=overwrite)
+    plan = workdir_lib.plan_workdir(workdir, config, overwrite=overwrite)
+    source = None
+    if config.init_from.workdir and not _has_checkpoints(plan):
+        source = transfer.check_source(config)
     dataset = data_lib.load(config.dataset)
     config_lib.check_against_task(config, dataset.task, dataset.num_train)
     key = jax.random.PRNGKey(config.seed)
-    trainer_members = ensemble.members(config)
-
-    _prepare_workdir(paths, config, overwrite=overwrite)
-    probe_program, _, _ = train.build(config, dataset)
-    params = jax.eval_shape(
-        lambda: (
-            train.init_state(
-                probe_program,
-                trainer_members[0].hparams(config),
-                key,
-                apply_fn=train.make_apply_fn(probe_program),
-                make_tx=train.make_tx_factory(probe_program),
-            ).params
-        )
+    options = transfer.program_options(config.init_from)
+    trainer = ensemble.make_trainer(config, dataset, key, **options)
+    abstract = jax.eval_shape(
+        trainer.init_fn,
+        ensemble.stacked_hparams(config, trainer.members),
+        ensemble.member_keys(key, trainer.members),
+        None,
     )
-    print(
-        f"{dataset.name}: {dataset.task}, {dataset.num_train} train / {dataset.num_val} val / "
-        f"{dataset.num_test} test; {len(trainer_members)} member(s), {probe_program.total_steps} steps "
-        f"of batch {probe_program.batch_size}",
-        file=out,
+    member_params = jax.tree_util.tree_map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), abstract.params
     )
-    print(models.format_layer_table(params), file=out)
+    pretrained = None
+    if source is not None:
+        pretrained = transfer.load_pretrained(source, config, member_params)
+    start_step, state, unreadable = _restore(plan, abstract, trainer.program, out)
 
-    tracker = Progress(paths, probe_program, trainer_members, show=progress)
+    workdir_lib.prepare(plan, config, start_step)
+    _print_header(dataset, trainer, member_params, out)
+    if source is not None:
+        print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
+    writer = checkpoint.RunCheckpoints(plan.paths.checkpoints, keep=int(config.checkpoint.keep))
+    writer.discard(unreadable)
+    saver = checkpoint.Saver(
+        writer, every_steps=config.checkpoint.every_steps, start_step=start_step
+    )
+    tracker = Progress(
+        plan.paths, trainer.program, trainer.members, show=progress, start_step=start_step
+    )
+
+    def on_eval(evaluation: train.Evaluation) -> None:
+        # metrics.jsonl first: a run killed between the two writes leaves rows past its
+        # checkpoint, which the resume drops, never a checkpoint without its rows.
+        tracker(evaluation)
+        saver(evaluation)
+
     try:
-        result = ensemble.fit_ensemble(config, dataset, key, on_eval=tracker)
+        if _needs_training(state, start_step, trainer.program):
+            result = ensemble.fit_ensemble(
+                config,
+                dataset,
+                key,
+                on_eval=on_eval,
+                state=state,
+                start_step=start_step,
+                pretrained=pretrained,
+                **options,
+            )
+        else:
+            result = ensemble.EnsembleResult(
+                state=state,
+                program=trainer.program,
+                members=trainer.members,
+                history=[],
+                steps_done=start_step,
+                compile_s=0.0,
+                train_s=0.0,
+            )
+        saver.finish(result.state, result.steps_done)
     finally:
         tracker.close()
+        writer.close()
     summary, predictions = summarize(result, config, dataset)
-    _write_outputs(paths, summary, result, dataset, predictions)
+    _export_best(plan.paths, summary, result, config)
+    history = workdir_lib.history_from_metrics(
+        plan.paths.metrics, [m.index for m in trainer.members]
+    )
+    _write_outputs(plan.paths, summary, history, dataset, predictions)
     print(report.ranking_table(summary, limit=40), file=out)
     _print_outcome(summary, out)
     return summary
+
+
+def _restore(
+    plan: workdir_lib.WorkdirPlan, abstract: train.TrainState, program: train.Program, out: TextIO
+) -> tuple[int, train.TrainState | None, list[int]]:
+    """The step and state a launch starts from, and the unreadable checkpoints it skipped."""
+    if not plan.restores or not plan.paths.checkpoints.is_dir():
+        return 0, None, []
+    reader = checkpoint.RunCheckpoints(plan.paths.checkpoints, read_only=True)
+    try:
+        found = reader.restore_latest(abstract, report=lambda line: print(line, file=out))
+    finally:
+        reader.close()
+    if found is None:
+        return 0, None, []
+    step, state, unreadable = found
+    if step > program.total_steps:
+        raise ConfigError(
+            f"training asks for {program.total_steps} steps but the checkpoint in "
+            f"{plan.paths.checkpoints} is already at step {step}; ask for at least {step}"
+        )
+    print(f"resuming from checkpoint {reader.step_dir(step)} (step {step})", file=out)
+    return step, state, unreadable
+
+
+def _has_checkpoints(plan: workdir_lib.WorkdirPlan) -> bool:
+    """Whether the launch continues from a checkpoint (then a transfer source is not read)."""
+    if not plan.restores or not plan.paths.checkpoints.is_dir():
+        return False
+    reader = checkpoint.RunCheckpoints(plan.paths.checkpoints, read_only=True)
+    try:
+        return bool(reader.steps())
+    finally:
+        reader.close()
+
+
+def _needs_training(
+    state: train.TrainState | None, start_step: int, program: train.Program
+) -> bool:
+    if state is None:
+        return True
+    finished = np.asarray(jax.device_get(state.stopped | state.diverged))
+    return start_step < program.total_steps and not finished.all()
+
+
+def _export_best(
+    paths: RunPaths,
+    summary: Mapping[str, Any],
+    result: ensemble.EnsembleResult,
+    config: ml_collections.ConfigDict,
+) -> None:
+    """DIR/best: the selected member as a single-model checkpoint (none if every member diverged)."""
+    if summary["best_member"] is None:
+        shutil.rmtree(paths.best, ignore_errors=True)
+        return
+    checkpoint.export_member(
+        paths.best, result.state, summary["best_member"], config, step=result.steps_done
+    )
+
+
+def _print_header(
+    dataset: data_lib.Dataset, trainer: ensemble.Trainer, member_params: Any, out: TextIO
+) -> None:
+    program = trainer.program
+    print(
+        f"{dataset.name}: {dataset.task}, {dataset.num_train} train / {dataset.num_val} val / "
+        f"{dataset.num_test} test; {len(trainer.members)} member(s), {program.total_steps} "
+        f"steps of batch {program.batch_size}",
+        file=out,
+    )
+    print(models.format_layer_table(member_params), file=out)
 
 
 def _print_outcome(summary: Mapping[str, Any], out: TextIO) -> None:

@@ -42,3 +42,16 @@ def dataset_config(data_dir: str) -> Callable[..., ml_collections.ConfigDict]:
         return ml_collections.ConfigDict(fields)
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache() -> None:
+    """Share compiled programs between tests (and test runs) through JAX's persistent cache.
+
+    Many tests train the same tiny programs; the cache turns their repeated compiles into reads.
+    """
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(REPO / ".data" / "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -1,0 +1,172 @@
+"""The whole transfer study: pretrain once, then every target size and mode; a table and a plot.
+
+    python experiments/transfer_study.py --workdir=runs/transfer [--smoke] [--data_dir=DIR]
+
+Runs `experiments/transfer.py:source` into WORKDIR/source, then `target,N,MODE` for N in
+(5, 10, 25, 50) and MODE in (scratch, feature_extraction, finetune) into WORKDIR/target_N_MODE,
+each a normal jaxnn run (resumable, with its own summary.json). Finished runs of the same
+config are reused, so an interrupted study continues where it stopped. Writes
+WORKDIR/results.md (target test accuracy of the validation-selected member), results.json,
+transfer.png (accuracy against examples per class, one line per mode) and study.log (the runs'
+own output). `--smoke` shrinks everything to seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import matplotlib
+import ml_collections
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+if __package__ in (None, ""):  # Run as a script: make the repository's jaxnn importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jaxnn import report, run, workdir
+from jaxnn.errors import JaxnnError
+
+HERE = Path(__file__).resolve().parent
+MODE_NAMES = {
+    "scratch": "scratch",
+    "feature_extraction": "feature extraction",
+    "finetune": "fine-tuning",
+}
+
+
+def _experiment() -> Any:
+    spec = importlib.util.spec_from_file_location("transfer_experiment", HERE / "transfer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_once(
+    config: ml_collections.ConfigDict, directory: Path, *, overwrite: bool, log: TextIO
+) -> dict[str, Any]:
+    """The summary of `config` in `directory`: a finished run of the same config is reused."""
+    paths = workdir.RunPaths(directory)
+    if not overwrite and paths.summary.exists() and paths.config.exists():
+        old = json.loads(paths.config.read_text())
+        if workdir.first_config_difference(old, json.loads(config.to_json())) is None:
+            return json.loads(paths.summary.read_text())
+    print(f"\n=== {directory}", file=log, flush=True)
+    return run.run(config, directory, overwrite=overwrite, progress=False, out=log)
+
+
+def results_table(
+    results: dict[int, dict[str, float]], counts: dict[str, int], modes: Sequence[str]
+) -> str:
+    """The markdown table: one row per size, test accuracy (%) per mode and gain over scratch."""
+    header = ["examples per class", "train examples"] + [MODE_NAMES[m] for m in modes]
+    header += [f"{MODE_NAMES[m]} - scratch" for m in modes if m != "scratch"]
+    rows = []
+    for size, accuracy in sorted(results.items()):
+        row = [str(size), str(size * counts["num_classes"])]
+        row += [f"{100 * accuracy[m]:.1f}" for m in modes]
+        row += [
+            f"{100 * (accuracy[m] - accuracy['scratch']):+.1f}" for m in modes if m != "scratch"
+        ]
+        rows.append(row)
+    note = (
+        f"Target test accuracy (%) of the validation-selected member of {counts['members']} "
+        f"random starts; {counts['num_val']} validation and {counts['num_test']} test examples "
+        f"(classes 5-9 of MNIST-1D); pretrained on {counts['source_train']} examples of classes "
+        f"0-4 (source test accuracy {100 * counts['source_test_accuracy']:.1f}%)."
+    )
+    return note + "\n\n" + report.markdown_table(header, rows) + "\n"
+
+
+def plot_results(results: dict[int, dict[str, float]], modes: Sequence[str], path: Path) -> str:
+    """Target test accuracy against examples per class, one line per mode."""
+    sizes = sorted(results)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for mode in modes:
+        ax.plot(sizes, [100 * results[s][mode] for s in sizes], marker="o", label=MODE_NAMES[mode])
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xlabel("training examples per target class")
+    ax.set_ylabel("target test accuracy (%)")
+    ax.set_title("Transfer from MNIST-1D digits 0-4 to 5-9")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def transfer_study(
+    root: str | Path,
+    *,
+    smoke: bool = False,
+    data_dir: str = "",
+    sizes: Sequence[int] | None = None,
+    overwrite: bool = False,
+    out: TextIO = sys.stdout,
+) -> dict[int, dict[str, float]]:
+    """Runs the study into `root` and returns {size: {mode: target test accuracy}}."""
+    experiment = _experiment()
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    suffix = ",smoke" if smoke else ""
+    sizes = tuple(sizes or (experiment.SIZES[:2] if smoke else experiment.SIZES))
+    modes = experiment.MODES
+    with open(root / "study.log", "a") as log:
+        source_config = experiment.get_config("source" + suffix)
+        source_config.dataset.data_dir = data_dir
+        source = _run_once(source_config, root / "source", overwrite=overwrite, log=log)
+        print(f"source: test accuracy {source['best']['test_accuracy']:.4f}", file=out, flush=True)
+        results: dict[int, dict[str, float]] = {}
+        for size in sizes:
+            for mode in modes:
+                config = experiment.get_config(f"target,{size},{mode}{suffix}")
+                config.dataset.data_dir = data_dir
+                if mode != "scratch":
+                    config.init_from.workdir = str(root / "source")
+                name = f"target_{size}_{mode}"
+                summary = _run_once(config, root / name, overwrite=overwrite, log=log)
+                accuracy = summary["best"]["test_accuracy"]
+                results.setdefault(size, {})[mode] = accuracy
+                print(f"{name}: test accuracy {accuracy:.4f}", file=out, flush=True)
+    counts = {
+        "num_classes": summary["dataset"]["num_classes"],
+        "num_val": summary["dataset"]["num_val"],
+        "num_test": summary["dataset"]["num_test"],
+        "members": len(summary["members"]),
+        "source_train": source["dataset"]["num_train"],
+        "source_test_accuracy": source["best"]["test_accuracy"],
+    }
+    table = results_table(results, counts, modes)
+    report.write_text_atomic(root / "results.md", "# Transfer study\n\n" + table)
+    report.write_json_atomic(root / "results.json", {"results": results, "counts": counts})
+    plot_results(results, modes, root / "transfer.png")
+    print(table, file=out)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True, help="directory of the study's runs")
+    parser.add_argument("--smoke", action="store_true", help="a seconds-long version")
+    parser.add_argument("--data_dir", default="", help="TFDS data directory ('' = default)")
+    parser.add_argument("--overwrite", action="store_true", help="redo finished runs")
+    args = parser.parse_args(argv)
+    try:
+        transfer_study(
+            args.workdir, smoke=args.smoke, data_dir=args.data_dir, overwrite=args.overwrite
+        )
+    except JaxnnError as error:
+        print(f"jaxnn: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The restarts benchmark runs end to end in its tiny mode and writes every number it reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
+    out = tmp_path / "restarts.json"
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        # The same persistent cache as the in-process tests: repeated compiles become reads.
+        "JAX_COMPILATION_CACHE_DIR": str(REPO / ".data" / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/restarts.py",
+            "--smoke",
+            "--skip-torch",
+            f"--data-dir={data_dir}",
+            f"--out={out}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+
+    assert {"settings", "recipe", "machine", "methods", "throughput", "k_scaling", "wall_s"} <= set(
+        report
+    )
+    for key in ("cpu_model", "cpu_count", "jax", "sklearn", "torch"):
+        assert key in report["machine"], key
+    assert report["recipe"]["layer_sizes"] == [40, 100, 100, 10]
+
+    methods = {m["key"]: m for m in report["methods"]}
+    assert set(methods) == {
+        "jaxnn_fit_sequential",
+        "sklearn_mlp",
+        "jaxnn_ensemble",
+        "jaxnn_ensemble_shared",
+    }
+    assert methods["jaxnn_ensemble"]["members"] == 4
+    assert methods["jaxnn_fit_sequential"]["members"] == 2
+    assert methods["sklearn_mlp"]["members"] == 2
+    for method in methods.values():
+        assert method["train_s"] > 0, method
+        assert method["per_member_s"] > 0, method
+        assert method["speedup_of_jaxnn_ensemble"] > 0, method
+        assert 0 <= method["test_accuracy"] <= 1, method
+    assert methods["jaxnn_ensemble"]["speedup_of_jaxnn_ensemble"] == 1
+
+    throughput = report["throughput"]
+    assert throughput["flops_per_member_step"] == 3 * 2 * 100 * (40 * 100 + 100 * 100 + 100 * 10)
+    assert throughput["ensemble_gflops"] > 0
+    assert throughput["matmul_gflops"]["jax"] > 0 and throughput["matmul_gflops"]["numpy"] > 0
+    assert [row["members"] for row in report["k_scaling"]] == [1, 4]
+    assert all(row["per_member_s"] > 0 and row["gflops"] > 0 for row in report["k_scaling"])
+
+    # The table reaches the user on stdout.
+    assert "jaxnn ensemble (vmap, independent batches)" in result.stdout
+    assert "GFLOP/s" in result.stdout

@@ -1,0 +1,130 @@
+"""Orbax checkpoints: exact round trips, the keep policy, one member alone, the exported model."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from jaxnn import checkpoint, ensemble, models, train
+from jaxnn.errors import CheckpointError
+from tests.helpers import blobs, small_config
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A 3-member run whose body is frozen: its optimiser state holds masked and empty nodes."""
+    data = blobs()
+    config = small_config(**{"restarts.num": 3, "model.dropout": 0.1})
+    key = jax.random.PRNGKey(0)
+    options = {"param_labels": models.body_head_labels, "frozen_labels": ("body",)}
+    result = ensemble.fit_ensemble(config, data, key, **options)
+    trainer = ensemble.make_trainer(config, data, key, **options)
+    abstract = jax.eval_shape(
+        trainer.init_fn,
+        ensemble.stacked_hparams(config, trainer.members),
+        ensemble.member_keys(key, trainer.members),
+        None,
+    )
+    return config, data, result.state, abstract
+
+
+def _assert_trees_equal(a, b) -> None:
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        assert np.asarray(x).dtype == np.asarray(y).dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_save_then_restore_gives_the_identical_state(trained, tmp_path):
+    _, _, state, abstract = trained
+    checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints")
+    checkpoints.save(30, state, val_loss=0.5)
+    restored = checkpoints.restore(30, abstract)
+    checkpoints.close()
+    _assert_trees_equal(checkpoint.state_tree(restored), checkpoint.state_tree(state))
+    assert restored.apply_fn is abstract.apply_fn
+    assert checkpoints.meta(30) == {"format_version": 1, "step": 30, "num_members": 3}
+
+
+def test_keep_policy_keeps_the_latest_n_and_the_best(trained, tmp_path):
+    _, _, state, _ = trained
+    checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints", keep=2)
+    for step, val_loss in [(10, 0.9), (20, 0.2), (30, 0.5), (40, 0.6), (50, 0.7)]:
+        checkpoints.save(step, state, val_loss=val_loss)
+    assert checkpoints.steps() == [20, 40, 50]
+    checkpoints.close()
+
+
+def test_saver_saves_every_n_steps_at_evaluations_and_at_the_end(trained, tmp_path):
+    _, _, state, _ = trained
+    checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints", keep=10)
+    saver = checkpoint.Saver(checkpoints, every_steps=25, start_step=0)
+    for step in (10, 20, 30, 40, 50, 60, 65):
+        saver(
+            train.Evaluation(step=step, metrics={"val_loss": np.array([1.0, np.nan])}, state=state)
+        )
+    saver.finish(state, 65)
+    assert checkpoints.steps() == [30, 50, 65]
+
+
+def test_restore_member_reads_one_member_of_the_stacked_state(trained, tmp_path):
+    _, _, state, _ = trained
+    checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints")
+    checkpoints.save(30, state, val_loss=0.5)
+    checkpoints.close()
+    for index in range(3):
+        member = ensemble.member_state(state, index)
+        _assert_trees_equal(checkpoint.restore_member(tmp_path, index), member.best_params)
+        _assert_trees_equal(
+            checkpoint.restore_member(tmp_path, index, which="params"), member.params
+        )
+    body = checkpoint.restore_member(tmp_path, 1, layers=["hidden_0"])
+    assert list(body) == ["hidden_0"]
+    with pytest.raises(CheckpointError, match=r"member index 3 is out of range: .* 0\.\.2$"):
+        checkpoint.restore_member(tmp_path, 3)
+    with pytest.raises(CheckpointError, match="holds no checkpoints"):
+        checkpoint.restore_member(tmp_path / "nowhere", 0)
+
+
+def test_unreadable_checkpoints_are_named_and_skipped(trained, tmp_path):
+    _, _, state, abstract = trained
+    checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints", keep=5)
+    for step in (10, 20):
+        checkpoints.save(step, state, val_loss=1.0)
+    checkpoints.close()
+    (tmp_path / "checkpoints" / "20" / "state" / "manifest.ocdbt").write_bytes(b"torn")
+    reader = checkpoint.RunCheckpoints(tmp_path / "checkpoints", read_only=True)
+    said = []
+    step, restored, unreadable = reader.restore_latest(abstract, report=said.append)
+    assert (step, unreadable) == (10, [20])
+    assert len(said) == 1 and "checkpoints/20 is corrupt or incomplete" in said[0]
+    assert "\n" not in said[0]
+    _assert_trees_equal(checkpoint.state_tree(restored), checkpoint.state_tree(state))
+    (tmp_path / "checkpoints" / "10" / "meta" / "metadata").write_text("{not json")
+    with pytest.raises(CheckpointError, match="no readable checkpoint in"):
+        reader.restore_latest(abstract, report=said.append)
+    reader.close()
+
+
+def test_exported_member_loads_as_a_single_model(trained, tmp_path):
+    config, data, state, _ = trained
+    checkpoint.export_member(tmp_path / "best", state, 2, config, step=30)
+    params, hparams, loaded_config = checkpoint.load_model(tmp_path)
+    member = ensemble.member_state(state, 2)
+    _assert_trees_equal(params, member.best_params)
+    assert set(hparams) == set(member.hparams)
+    assert loaded_config.model.hidden == config.model.hidden
+    assert checkpoint.best_metadata(tmp_path / "best")["member"] == 2
+    # The single-model path reproduces the member's test metrics from the exported files.
+    program, apply_fn, make_tx = train.build(loaded_config, data)
+    single = train.init_state(
+        program, hparams, jax.random.PRNGKey(0), apply_fn=apply_fn, make_tx=make_tx
+    )
+    split = train.SplitData(jax.numpy.asarray(data.x_test), jax.numpy.asarray(data.y_test))
+    metrics = train.evaluate(single, params, split, program)
+    expected, _ = ensemble.evaluate_members(state, program, data.x_test, data.y_test)
+    assert float(metrics["accuracy"]) == pytest.approx(expected["accuracy"][2], abs=1e-6)
+    assert float(metrics["loss"]) == pytest.approx(expected["loss"][2], rel=1e-5)
+    with pytest.raises(CheckpointError, match="holds no exported model"):
+        checkpoint.load_model(tmp_path / "elsewhere")

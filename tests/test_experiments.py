@@ -1,0 +1,66 @@
+"""Each experiment's smoke argument launches end to end and writes the workdir contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+SMOKES = [
+    "experiments/mnist1d_mlp.py:smoke",
+    "experiments/digits_mlp.py:smoke",
+    "experiments/regression.py:diabetes,smoke",
+    "experiments/regression.py:friedman1,smoke",
+    "experiments/random_restarts.py:smoke",
+]
+
+
+def launch(config: str, workdir: Path, data_dir: str, *extra: str) -> subprocess.CompletedProcess:
+    """Runs launch.py in a subprocess, as a user would."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            f"--config={config}",
+            f"--workdir={workdir}",
+            f"--config.dataset.data_dir={data_dir}",
+            "--noprogress",
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+
+
+@pytest.mark.parametrize("config", SMOKES)
+def test_smoke_launch_writes_the_workdir_contract(config, tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    result = launch(config, workdir, data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("config.json", "metrics.jsonl", "summary.json", "report.md"):
+        assert (workdir / name).is_file(), name
+    summary = json.loads((workdir / "summary.json").read_text())
+    for key in ("dataset", "members", "best_member", "selected_by", "best", "ensemble", "restart_stats", "timing"):
+        assert key in summary, key
+    task = summary["dataset"]["task"]
+    metric = "test_accuracy" if task == "classification" else "test_r2"
+    assert metric in summary["best"]
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in records} == {"train", "val"}
+    assert {r["member"] for r in records} == {m["index"] for m in summary["members"]}
+    # The ranking table and the model table reach the user.
+    assert "rank" in result.stdout and "total" in result.stdout
+    if task == "regression":
+        assert "linear_least_squares" in summary["baselines"]
+        assert (workdir / "plots" / "predictions.png").is_file()
+    config_json = json.loads((workdir / "config.json").read_text())
+    assert config_json["dataset"]["data_dir"] == data_dir
