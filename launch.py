@@ -6,7 +6,9 @@ A multi-host run starts the same command on every host with --coordinator_addres
 0's HOST:PORT), --num_processes and --process_id (or --coordinator_address=auto where JAX
 detects them: Cloud TPU pods, Slurm, Open MPI); see docs/scale.md.
 
-Exit 0 on success; exit 2 with one line `jaxnn: error: ...` for any user mistake.
+Exit 0 on success (a run that was already complete, or whose every member diverged,
+included); exit 2 with one line `jaxnn: error: ...` for any user mistake or unusable workdir
+(locked by a running launch, read-only, full); see docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxnn.cpu_devices import split_host_into_devices
+
+# Before anything imports JAX: one CPU device per core, so the members train on every core.
+split_host_into_devices(os.environ)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -58,12 +65,21 @@ def _exit_from_thread(message: str) -> None:
     os._exit(2)
 
 
+def _flag_error_text(error: flags.Error) -> str:
+    text = str(error).removeprefix("flag ").split("\n")[0]
+    if "Non-boolean argument to boolean flag" in text:
+        given = text.split(":", 1)[0]
+        name = given.split("=", 1)[0]
+        return f"{given}: a boolean flag is set with {name} or {name.replace('--', '--no', 1)}"
+    return text
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """Parses flags, turning every flag or config-override mistake into a one-line error."""
     try:
         return flags.FLAGS(argv)
     except flags.Error as error:
-        fail(str(error).removeprefix("flag ").split("\n")[0])
+        fail(_flag_error_text(error))
     except (AttributeError, KeyError, TypeError, ValueError, SyntaxError, OSError) as error:
         fail(f"bad --config or --config.FIELD override: {error}")
     return []
@@ -74,25 +90,25 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
-    from jaxnn import sharding
+    from jaxnn import hosts
     from jaxnn.errors import JaxnnError
     from jaxnn.run import run
 
     try:
-        hosts = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        join = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
         # Every flag is checked before the (possibly long) wait for the coordinator.
-        sharding.check_distributed_args(*hosts, _DISTRIBUTED_TIMEOUT.value)
+        hosts.check_distributed_args(*join, _DISTRIBUTED_TIMEOUT.value)
         if _CONFIG.value is None:
             fail("--config is required, e.g. --config=experiments/mnist1d_mlp.py")
         # Joining a multi-host run must come before anything touches JAX.
-        joined = sharding.initialize_distributed(
-            *hosts, timeout_s=_DISTRIBUTED_TIMEOUT.value, on_timeout=_exit_from_thread
+        hosts.initialize_distributed(
+            *join, timeout_s=_DISTRIBUTED_TIMEOUT.value, on_timeout=_exit_from_thread
         )
         run(
             _CONFIG.value,
             _WORKDIR.value or "",
             overwrite=_OVERWRITE.value,
-            progress=_PROGRESS.value and (not joined or sharding.is_writer()),
+            progress=_PROGRESS.value,
         )
     except JaxnnError as error:
         fail(str(error))

@@ -37,13 +37,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# A benchmark measures the tree it sits in, installed or not.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jaxnn.cpu_devices import split_host_into_devices
+
+# As the launcher does: one CPU device per core before JAX starts, so an ensemble's members
+# are sharded over every core (set XLA_FLAGS=--xla_force_host_platform_device_count=1 to see
+# the single-device program).
+split_host_into_devices(os.environ)
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-
-# A benchmark measures the tree it sits in, installed or not.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jaxnn import config as config_lib
 from jaxnn import data as data_lib

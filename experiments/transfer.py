@@ -22,7 +22,7 @@ the source must see target inputs on the same scale.
 
 Each target run trains K = 8 random starts (heads, or whole networks for scratch) in one
 program and reports the member selected by validation loss. Result it should give (measured
-on 2 CPU cores, about 4-5 minutes for the whole study; see docs/transfer.md for the table):
+on 2 CPU cores, 2.5 to 4.5 minutes for the whole study; see docs/transfer.md for the table):
 with 25 examples per class both transfer modes beat scratch by >= 10 points of target test
 accuracy, and the better one beats scratch by >= 15 points with 50 per class.
 """

@@ -91,6 +91,7 @@ def plot_results(results: dict[int, dict[str, float]], modes: Sequence[str], pat
     for mode in modes:
         ax.plot(sizes, [100 * results[s][mode] for s in sizes], marker="o", label=MODE_NAMES[mode])
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("training examples per target class")
     ax.set_ylabel("target test accuracy (%)")

@@ -1,48 +1,73 @@
-"""Orbax checkpoints of a run: the stacked training state, resumption, one member, the best export.
+"""Orbax checkpoints of a run: the stacked training state, its keep policy, resumption.
 
 A workdir holds
 
     DIR/checkpoints/<step>/state   every TrainState leaf with its leading member axis
-    DIR/checkpoints/<step>/meta    {"format_version", "step", "num_members"}
-    DIR/best/params                the selected member's best-validation weights
-    DIR/best/final_params          its weights at the end of training
-    DIR/best/hparams               its numeric hyperparameters
-    DIR/best/metadata              {"format_version", "member", "step", "best_step", "config"}
+    DIR/checkpoints/<step>/meta    {"format_version", "jaxnn_version", "step", "num_members"}
+
+(one member's weights, and the selected member's single-model export `DIR/best`, are
+`jaxnn.export`).
 
 Saves are synchronous and go through Orbax's temporary directory + rename, so a process killed
-during a save leaves the previous checkpoint as the latest one. Restores read only what they
-are asked for (a partial restore into an abstract target) and check shapes first.
+during a save leaves the previous checkpoint as the latest one; checkpoints the keep policy
+drops are first renamed into `checkpoints/.deleted` and only then deleted, so a process killed
+while deleting leaves no half-deleted checkpoint behind. Everything is read through Orbax
+(arrays) and JSON (metadata), never unpickled; a restore checks the format version and every
+stored shape against the run's state before it reads an array, so a checkpoint of another
+jaxnn format or of another run is rejected whole, not half-loaded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import shutil
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from jaxnn import train
-from jaxnn.errors import CheckpointError
+from jaxnn import orbax_io, train
+from jaxnn.errors import CheckpointError, WorkdirError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = orbax_io.FORMAT_VERSION
 CHECKPOINTS = "checkpoints"
-BEST = "best"
 STATE_ITEM, META_ITEM = "state", "meta"
-PARAM_KINDS = ("best_params", "params")
+# Where the keep policy moves the checkpoints it drops before deleting them.
+DELETED = ".deleted"
+# What Orbax adds to the name of a checkpoint it has not finished writing.
+UNFINISHED_MARKER = ".orbax-checkpoint-tmp"
 
 Params = Any
 Report = Callable[[str], None]
+
+# One member's weights (the DIR/best export, a member of a run) moved to jaxnn.export; these
+# names still resolve from here.
+_MOVED_TO_EXPORT = (
+    "BEST",
+    "BEST_TREES",
+    "export_member",
+    "best_dir",
+    "config_from_json",
+    "best_metadata",
+    "best_param_shapes",
+    "read_best",
+    "load_model",
+    "restore_member",
+    "member_param_shapes",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_EXPORT:
+        from jaxnn import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def state_fields() -> tuple[str, ...]:
@@ -59,73 +84,30 @@ def state_tree(state: train.TrainState) -> dict[str, Any]:
     return {name: getattr(state, name) for name in state_fields()}
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-@contextlib.contextmanager
-def _reading(what: str) -> Iterator[None]:
-    """Turns any failure to read `what` (Orbax, tensorstore and json raise many kinds) into one line."""
-    try:
-        yield
-    except CheckpointError:
-        raise
-    except Exception as error:
-        _drop_closed_loop_callbacks()
-        raise CheckpointError(f"{what} is corrupt or incomplete ({_one_line(error)})") from error
-
-
-def _drop_closed_loop_callbacks() -> None:
-    """Silences the 'Event loop is closed' errors of reads still in flight when a read failed.
-
-    Orbax 0.12.8 runs each restore on a fresh event loop and closes it as soon as the first
-    array read fails; tensorstore finishes the other reads afterwards and their callbacks
-    raise into sys.unraisablehook, which would print tracebacks after the one-line message.
-    Nothing is lost: that restore has already failed and been reported.
-    """
-    previous = sys.unraisablehook
-    if getattr(previous, "drops_closed_loop_callbacks", False):
-        return
-
-    def hook(unraisable: Any) -> None:
-        error = unraisable.exc_value
-        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
-            return
-        previous(unraisable)
-
-    hook.drops_closed_loop_callbacks = True
-    sys.unraisablehook = hook
-
-
-def _sharding() -> jax.sharding.Sharding:
-    return jax.sharding.SingleDeviceSharding(jax.devices()[0])
-
-
-def _abstract(tree: Any) -> Any:
-    """ShapeDtypeStructs on the default device for every array (or array metadata) of `tree`."""
-    sharding = _sharding()
-    return jax.tree_util.tree_map(
-        lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype, sharding=sharding), tree
-    )
-
-
-def _restore_args(abstract: Any) -> ocp.args.PyTreeRestore:
-    return ocp.args.PyTreeRestore(
-        item=abstract,
-        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-        partial_restore=True,
-    )
-
-
 def _val_loss_metric(metrics: Mapping[str, float]) -> float:
     return float(metrics["val_loss"])
+
+
+def unfinished_saves(directory: str | Path) -> list[Path]:
+    """Checkpoints Orbax began but never finished writing (their launch was stopped during a save)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if UNFINISHED_MARKER in p.name)
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 class RunCheckpoints:
     """The checkpoints of one run (`DIR/checkpoints`): latest `keep` plus the best by validation.
 
     "Best" is the checkpoint whose evaluation had the lowest validation loss of any member.
+    Every process of a multi-host run opens the same directory and takes part in each save.
     """
 
     def __init__(self, directory: str | Path, *, keep: int = 2, read_only: bool = False):
@@ -143,14 +125,22 @@ class RunCheckpoints:
             create=not read_only,
             cleanup_tmp_directories=not read_only,
             preservation_policy=keep_policy,
+            todelete_subdir=None if read_only else DELETED,
         )
         handlers = {
             STATE_ITEM: ocp.PyTreeCheckpointHandler(),
             META_ITEM: ocp.JsonCheckpointHandler(),
         }
-        self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_handlers=handlers
-        )
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=options, item_handlers=handlers
+            )
+        except OSError as error:
+            raise WorkdirError(
+                f"cannot open the checkpoint directory {self.directory} ({orbax_io.one_line(error)})"
+            ) from error
+        if not read_only:
+            self._empty_trash()
 
     def steps(self) -> list[int]:
         """The finalised checkpoint steps, oldest first (half-written saves are not listed)."""
@@ -166,51 +156,98 @@ class RunCheckpoints:
           step: the global step of the state.
           state: the stacked state (every leaf [num_members, ...]).
           val_loss: the lowest validation loss of any member at this evaluation (ranks "best").
+
+        Raises:
+          WorkdirError: the checkpoint could not be written (read-only or full file system);
+            the checkpoints saved before are left as they were.
         """
         if self._read_only:
             raise ValueError(f"{self.directory} was opened read-only")
         num_members = int(np.shape(state.step)[0]) if np.ndim(state.step) else 1
-        meta = {"format_version": FORMAT_VERSION, "step": int(step), "num_members": num_members}
+        meta = {**orbax_io.version_fields(), "step": int(step), "num_members": num_members}
         finite = val_loss if math.isfinite(val_loss) else 1e30
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                **{
-                    STATE_ITEM: ocp.args.PyTreeSave(state_tree(state)),
-                    META_ITEM: ocp.args.JsonSave(meta),
-                }
-            ),
-            metrics={"val_loss": finite},
-        )
-        self._manager.wait_until_finished()
+        try:
+            with orbax_io.saving():
+                self._manager.save(
+                    int(step),
+                    args=ocp.args.Composite(
+                        **{
+                            STATE_ITEM: ocp.args.PyTreeSave(state_tree(state)),
+                            META_ITEM: ocp.args.JsonSave(meta),
+                        }
+                    ),
+                    metrics={"val_loss": finite},
+                )
+                self._manager.wait_until_finished()
+        except Exception as error:
+            if not orbax_io.is_storage_error(error):
+                raise
+            # The unfinished save is removed so that a full disk gets its space back.
+            if jax.process_index() == 0:
+                for path in unfinished_saves(self.directory):
+                    shutil.rmtree(path, ignore_errors=True)
+            raise WorkdirError(
+                f"cannot write checkpoint {self.step_dir(step)} ({orbax_io.one_line(error)}); "
+                f"the checkpoints saved before it in {self.directory} are intact: free space "
+                "or fix permissions, then launch again to continue"
+            ) from error
+        self._empty_trash()
+
+    def _empty_trash(self) -> None:
+        if jax.process_index() == 0:
+            shutil.rmtree(self.directory / DELETED, ignore_errors=True)
 
     def meta(self, step: int) -> dict[str, Any]:
-        """The JSON metadata of a checkpoint (format version, step, number of members)."""
-        with _reading(f"checkpoint {self.step_dir(step)}"):
+        """The JSON metadata of a checkpoint (format version, step, number of members).
+
+        Raises:
+          CheckpointError: unreadable, not a jaxnn checkpoint, or of another format version.
+        """
+        what = f"checkpoint {self.step_dir(step)}"
+        with orbax_io.reading(what):
             meta = self._manager.restore(
                 step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
             )[META_ITEM]
-        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-            version = meta.get("format_version") if isinstance(meta, dict) else None
-            raise CheckpointError(
-                f"checkpoint {self.step_dir(step)} has format version {version!r}; this jaxnn "
-                f"reads version {FORMAT_VERSION}"
-            )
+        orbax_io.check_version(meta, what)
         return meta
 
     def shapes(self, step: int, field: str) -> Any:
         """The stored shapes and dtypes of one state field, without reading any array."""
-        with _reading(f"checkpoint {self.step_dir(step)}"):
+        with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
             tree = self._manager.item_metadata(step)[STATE_ITEM]
-            return _abstract(tree.tree[field] if hasattr(tree, "tree") else tree[field])
+            return orbax_io.abstract_tree(
+                tree.tree[field] if hasattr(tree, "tree") else tree[field]
+            )
+
+    def _check_shapes(self, step: int, abstract: Mapping[str, Any]) -> None:
+        """Raises CheckpointError naming the first array `abstract` asks for that differs."""
+        with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
+            stored = self._manager.item_metadata(step)[STATE_ITEM]
+            stored = orbax_io.leaf_shapes(stored.tree if hasattr(stored, "tree") else stored)
+        for name, shape in orbax_io.leaf_shapes(dict(abstract)).items():
+            if stored.get(name) != shape:
+                raise CheckpointError(
+                    f"checkpoint {self.step_dir(step)} is not of this run: {name} has shape "
+                    f"{orbax_io.shape_text(stored.get(name))} there but {orbax_io.shape_text(shape)} here"
+                )
 
     def restore_fields(self, step: int, abstract: Mapping[str, Any]) -> dict[str, Any]:
-        """Reads only the state fields (or sub-trees of them) that `abstract` names."""
+        """Reads only the state fields (or sub-trees of them) that `abstract` names.
+
+        The metadata (format version) and every requested shape are checked first.
+        """
         self.meta(step)
-        with _reading(f"checkpoint {self.step_dir(step)}"):
+        self._check_shapes(step, abstract)
+        with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
             restored = self._manager.restore(
                 step,
-                args=ocp.args.Composite(**{STATE_ITEM: _restore_args(_abstract(dict(abstract)))}),
+                args=ocp.args.Composite(
+                    **{
+                        STATE_ITEM: orbax_io.partial_restore_args(
+                            orbax_io.abstract_tree(dict(abstract))
+                        )
+                    }
+                ),
             )[STATE_ITEM]
         return dict(restored)
 
@@ -250,8 +287,10 @@ class RunCheckpoints:
 
     def discard(self, steps: Sequence[int]) -> None:
         """Deletes unreadable checkpoints (newer than the one a resume continues from)."""
-        for step in steps:
-            shutil.rmtree(self.step_dir(step), ignore_errors=True)
+        if jax.process_index() == 0:
+            for step in steps:
+                shutil.rmtree(self.step_dir(step), ignore_errors=True)
+        _sync("jaxnn_discard_checkpoints")
         self._manager.reload()
 
     def close(self) -> None:
@@ -290,224 +329,3 @@ class Saver:
     def _save(self, step: int, state: train.TrainState) -> None:
         self._checkpoints.save(step, state, val_loss=self._val_loss)
         self._saved_step = step
-
-
-def _member_slice(tree: Any, index: int) -> Any:
-    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[index]), tree)
-
-
-@contextlib.contextmanager
-def _latest_of_member(workdir: str | Path, index: int) -> Iterator[tuple[RunCheckpoints, int]]:
-    """A run's checkpoints (read-only) and its newest readable step, with `index` checked."""
-    directory = Path(workdir).expanduser() / CHECKPOINTS
-    if not directory.is_dir():
-        raise CheckpointError(f"{Path(workdir)} holds no checkpoints ({directory} is missing)")
-    checkpoints = RunCheckpoints(directory, read_only=True)
-    try:
-        errors = []
-        for step in reversed(checkpoints.steps()):
-            try:
-                num_members = checkpoints.meta(step)["num_members"]
-                break
-            except CheckpointError as error:
-                errors.append(error)
-        else:
-            detail = f": {errors[0]}" if errors else ""
-            raise CheckpointError(f"{Path(workdir)} holds no readable checkpoint{detail}")
-        if not 0 <= index < num_members:
-            raise CheckpointError(
-                f"member index {index} is out of range: {directory} holds {num_members} "
-                f"member(s), 0..{num_members - 1}"
-            )
-        yield checkpoints, step
-    finally:
-        checkpoints.close()
-
-
-def restore_member(
-    workdir: str | Path,
-    index: int,
-    *,
-    which: str = "best_params",
-    layers: Sequence[str] | None = None,
-) -> Params:
-    """One member's weights from a run's latest readable checkpoint, without the others' state.
-
-    Only the requested weights are read (no optimiser state, no other fields); the member's
-    slice is taken from them.
-
-    Args:
-      workdir: the run directory (holding `checkpoints/`).
-      index: the member index.
-      which: 'best_params' (the best-validation weights, the default) or 'params' (the last).
-      layers: read only these top-level layers (default: all).
-
-    Returns:
-      The member's params (numpy arrays, no member axis).
-
-    Raises:
-      CheckpointError: no checkpoint, an unreadable one, or an index out of range.
-    """
-    if which not in PARAM_KINDS:
-        raise ValueError(f"which must be one of {PARAM_KINDS}, got {which!r}")
-    with _latest_of_member(workdir, index) as (checkpoints, step):
-        shapes = checkpoints.shapes(step, which)
-        if layers is not None:
-            shapes = {name: shapes[name] for name in layers}
-        stacked = checkpoints.restore_fields(step, {which: shapes})[which]
-    return _member_slice(stacked, index)
-
-
-def member_param_shapes(workdir: str | Path, index: int) -> Any:
-    """Shapes of member `index`'s weights in a run's latest readable checkpoint (no member axis).
-
-    Raises:
-      CheckpointError: no checkpoint, an unreadable one, or an index out of range.
-    """
-    with _latest_of_member(workdir, index) as (checkpoints, step):
-        shapes = checkpoints.shapes(step, "best_params")
-    return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), shapes)
-
-
-# --- The selected member as an ordinary single-model checkpoint -----------------------------
-
-
-BEST_TREES = ("params", "final_params", "hparams")
-
-
-def _best_checkpointer() -> ocp.Checkpointer:
-    handlers = {name: ocp.PyTreeCheckpointHandler() for name in BEST_TREES}
-    return ocp.Checkpointer(
-        ocp.CompositeCheckpointHandler(**handlers, metadata=ocp.JsonCheckpointHandler())
-    )
-
-
-def export_member(
-    directory: str | Path,
-    state: train.TrainState,
-    index: int,
-    config: ml_collections.ConfigDict,
-    *,
-    step: int,
-) -> Path:
-    """Writes member `index` of a stacked state as a single-model checkpoint (DIR/best).
-
-    Args:
-      directory: where to write (replaced if it exists).
-      state: the stacked final state.
-      index: the selected member.
-      config: the run's config (stored in the metadata, so the model can be rebuilt).
-      step: the global step the run ended at.
-    """
-    member = _member_slice(
-        {"best_params": state.best_params, "params": state.params, "hparams": state.hparams}, index
-    )
-    metadata = {
-        "format_version": FORMAT_VERSION,
-        "member": int(index),
-        "step": int(step),
-        "best_step": int(np.asarray(state.best_step)[index]),
-        "best_val_loss": float(np.asarray(state.best_val_loss)[index]),
-        "config": json.loads(config.to_json()),
-    }
-    directory = Path(directory)
-    checkpointer = _best_checkpointer()
-    checkpointer.save(
-        directory,
-        args=ocp.args.Composite(
-            params=ocp.args.PyTreeSave(member["best_params"]),
-            final_params=ocp.args.PyTreeSave(member["params"]),
-            hparams=ocp.args.PyTreeSave(member["hparams"]),
-            metadata=ocp.args.JsonSave(metadata),
-        ),
-        force=True,
-    )
-    checkpointer.close()
-    return directory
-
-
-def best_dir(path: str | Path) -> Path:
-    """The exported model directory of `path`: `path/best` for a workdir, else `path` itself."""
-    path = Path(path).expanduser()
-    return path / BEST if (path / BEST).is_dir() else path
-
-
-def _tuples(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
-def config_from_json(obj: Mapping[str, Any]) -> ml_collections.ConfigDict:
-    """A config from its JSON form (lists back to tuples, as the default config has them)."""
-    return ml_collections.ConfigDict(_tuples(dict(obj)))
-
-
-def _tree_shapes(checkpointer: ocp.Checkpointer, directory: Path, item: str) -> Any:
-    tree = checkpointer.metadata(directory).item_metadata[item]
-    return _abstract(tree.tree if hasattr(tree, "tree") else tree)
-
-
-def best_metadata(path: str | Path) -> dict[str, Any]:
-    """The JSON metadata of an exported model (`path` is a workdir or its `best/`)."""
-    directory = best_dir(path)
-    if not (directory / "metadata").exists():
-        raise CheckpointError(
-            f"{Path(path)} holds no exported model (expected {directory}/metadata, written when "
-            "a jaxnn run finishes)"
-        )
-    with _reading(f"exported model {directory}"):
-        metadata = _best_checkpointer().restore(
-            directory, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
-        )["metadata"]
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"exported model {directory} has format version {metadata.get('format_version')!r}; "
-            f"this jaxnn reads version {FORMAT_VERSION}"
-        )
-    return metadata
-
-
-def best_param_shapes(path: str | Path) -> Any:
-    """Shapes of an exported model's params, without reading them."""
-    directory = best_dir(path)
-    best_metadata(directory)
-    with _reading(f"exported model {directory}"):
-        return _tree_shapes(_best_checkpointer(), directory, "params")
-
-
-def read_best(path: str | Path, item: str = "params", layers: Sequence[str] | None = None) -> Any:
-    """One tree of an exported model (params, final_params or hparams) as numpy arrays.
-
-    Args:
-      path: a workdir or its `best/` directory.
-      item: which tree.
-      layers: read only these top-level entries (default: all).
-    """
-    directory = best_dir(path)
-    best_metadata(directory)
-    checkpointer = _best_checkpointer()
-    with _reading(f"exported model {directory}"):
-        shapes = _tree_shapes(checkpointer, directory, item)
-        if layers is not None:
-            shapes = {name: shapes[name] for name in layers}
-        restored = checkpointer.restore(
-            directory, args=ocp.args.Composite(**{item: _restore_args(shapes)})
-        )[item]
-    return jax.tree_util.tree_map(np.asarray, dict(restored))
-
-
-def load_model(path: str | Path) -> tuple[Params, dict[str, np.ndarray], ml_collections.ConfigDict]:
-    """Loads an exported single model: a workdir (its `best/`) or the `best/` directory itself.
-
-    Returns:
-      (params, hparams, config): the selected member's best-validation weights, its numeric
-      hyperparameters (float32 scalars), and the run's config. `train.build(config, data)`
-      rebuilds the program to evaluate it.
-    """
-    metadata = best_metadata(path)
-    params = read_best(path, "params")
-    hparams = read_best(path, "hparams")
-    return params, hparams, config_from_json(metadata["config"])

@@ -40,6 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.init_stddev = 0.01
     config.model.init_scale = 1.0
     config.model.dropout = 0.0
+    config.model.input_dropout = 0.0
 
     config.loss = "cross_entropy"
     config.huber_delta = 1.0

@@ -17,3 +17,7 @@ class DataError(JaxnnError):
 
 class CheckpointError(JaxnnError):
     """A missing, incompatible or corrupt checkpoint."""
+
+
+class WorkdirError(JaxnnError):
+    """A workdir that cannot be written (read-only, full) or is in use by another launch."""

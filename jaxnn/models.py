@@ -103,6 +103,10 @@ class PReLU(nn.Module):
         return _leaky_relu(x, slope)
 
 
+# fold_in tag of the input-dropout key (hidden layer i uses tag i).
+INPUT_TAG = 1_000_000
+
+
 class MLP(nn.Module):
     """A multilayer perceptron: hidden Dense layers with an activation, then a linear head.
 
@@ -118,6 +122,7 @@ class MLP(nn.Module):
     negative_slope: float | jax.Array = 0.01
     dropout: float | jax.Array = 0.0
     init_scale: float | jax.Array = 1.0
+    input_dropout: float | jax.Array = 0.0
 
     @nn.compact
     def __call__(
@@ -125,8 +130,8 @@ class MLP(nn.Module):
     ) -> jax.Array:
         """Maps inputs [B, *feature_shape] to outputs [B, num_outputs].
 
-        Dropout is applied after each hidden activation only when `train` is true and a
-        `dropout_key` is given. Pre-activations are sown as
+        Dropout is applied after each hidden activation (rate `dropout`) and to the inputs
+        (rate `input_dropout`) only when `train` is true and a `dropout_key` is given. Pre-activations are sown as
         `intermediates/preactivation_{i}`.
         """
         activate = _lookup(ACTIVATIONS, self.activation, "model.activation")
@@ -135,6 +140,8 @@ class MLP(nn.Module):
         use_dropout = train and dropout_key is not None and not _is_python_zero(self.dropout)
 
         x = x.reshape((x.shape[0], -1))
+        if train and dropout_key is not None and not _is_python_zero(self.input_dropout):
+            x = inverted_dropout(x, self.input_dropout, jax.random.fold_in(dropout_key, INPUT_TAG))
         for i, width in enumerate(self.hidden):
             h = nn.Dense(
                 width,
@@ -171,6 +178,7 @@ def make_mlp(model_cfg: Any, num_outputs: int, **overrides: Any) -> MLP:
         negative_slope=_get(model_cfg, "negative_slope", 0.01),
         dropout=_get(model_cfg, "dropout", 0.0),
         init_scale=_get(model_cfg, "init_scale", 1.0),
+        input_dropout=_get(model_cfg, "input_dropout", 0.0),
     )
     fields.update(overrides)
     return MLP(num_outputs=num_outputs, **fields)
@@ -289,6 +297,7 @@ def validate_model_config(model_cfg: Any) -> None:
         )
     checks = [
         ("dropout", 0.0, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+        ("input_dropout", 0.0, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
         ("init_stddev", 0.01, lambda v: math.isfinite(v) and v > 0, "must be a finite number > 0"),
         ("init_scale", 1.0, lambda v: math.isfinite(v) and v > 0, "must be a finite number > 0"),
         ("negative_slope", 0.01, math.isfinite, "must be a finite number"),

@@ -44,7 +44,7 @@ class Program:
     total_steps: int
     eval_every: int
     patience: int
-    uses_dropout: bool
+    active_dropouts: tuple[str, ...]  # dropout hparams in the program (non-zero or swept)
     target_std: tuple[float, ...] = ()
     param_labels: Callable[[Params], Any] | None = None
     frozen_labels: tuple[str, ...] = ()
@@ -96,7 +96,11 @@ def make_program(config: ml_collections.ConfigDict, data: Dataset, **transfer: A
         total_steps=total_steps(config.training, data.num_train),
         eval_every=int(config.training.eval_every),
         patience=int(config.training.patience),
-        uses_dropout=config.model.dropout > 0 or "model.dropout" in swept,
+        active_dropouts=tuple(
+            name
+            for name in ("dropout", "input_dropout")
+            if config.model[name] > 0 or f"model.{name}" in swept
+        ),
         target_std=target_std,
         **transfer,
     )
@@ -122,7 +126,10 @@ def model_for(program: Program, hparams: HParams) -> models.MLP:
         init_stddev=float(cfg.init_stddev),
         init_scale=hparams["init_scale"],
         negative_slope=hparams["negative_slope"],
-        dropout=hparams["dropout"] if program.uses_dropout else 0.0,
+        dropout=hparams["dropout"] if "dropout" in program.active_dropouts else 0.0,
+        input_dropout=(
+            hparams["input_dropout"] if "input_dropout" in program.active_dropouts else 0.0
+        ),
     )
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -27,19 +29,33 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes `text` to `path` so that a reader sees the old file or the new one, never a torn one."""
+@functools.cache
+def _file_mode() -> int:
+    """The mode open() would give a new file (mkstemp's files are private to their owner)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _replace_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Writes a new version of `path` with `write` into a temporary file, then renames it."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes `text` to `path` so that a reader sees the old file or the new one, never a torn one."""
+    _replace_atomic(path, lambda handle: handle.write(text.encode()))
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -71,12 +87,21 @@ def metrics_records(
 
 
 def append_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Appends records to a JSON-lines file in one write, flushed to disk."""
+    """Appends records to a JSON-lines file atomically: a copy with them is renamed over it.
+
+    A reader sees the file before or after the append, never a torn last line. The copy costs
+    O(file size) per call; metrics.jsonl grows by one evaluation's rows per call.
+    """
     text = "".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records)
-    with open(path, "a") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    path = Path(path)
+
+    def write(handle: BinaryIO) -> None:
+        if path.exists():
+            with open(path, "rb") as old:
+                shutil.copyfileobj(old, handle)
+        handle.write(text.encode())
+
+    _replace_atomic(path, write)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -133,7 +158,7 @@ def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
                 f"{rank}{marker}",
                 str(member["index"]),
                 str(member["seed"]),
-                _hparams_text(member["hparams"]),
+                _hparams_text({**member.get("variant", {}), **member["hparams"]}),
                 _format(member["val_loss"]),
                 _format(member.get(f"val_{metric}")),
                 _format(member.get(f"test_{metric}")),

@@ -1,213 +1,62 @@
 """run(config, workdir): what `launch.py` does, importable.
 
-validate -> plan the workdir (new, resume, continue a finished run, overwrite) -> check the
-pretrained run -> load data -> restore (resume) or read pretrained layers (transfer) -> only
-then write: train every member in chunks (metrics.jsonl, progress bar, checkpoints) -> select
-by validation -> export the best member, summary.json, plots, report.md.
+validate -> lock the workdir -> plan it (new, resume, continue a finished run, nothing to do
+for a complete one, overwrite) -> check the pretrained run -> load data -> restore (resume) or
+read pretrained layers (transfer) -> only then write: train every member in chunks
+(metrics.jsonl, progress bar, checkpoints) -> select by validation -> export the best member,
+summary.json, plots, report.md.
 
 Launching again with the same workdir continues from the latest readable checkpoint and ends
-with the same weights and summary (timing aside) as a run that was never interrupted.
+with the same weights, metrics.jsonl and summary (timing aside) as a run that was never
+interrupted, whenever the previous launch was killed. While a launch runs, its workdir is
+locked (`jaxnn.lock`); a full or read-only disk ends the launch with one line, its checkpoints
+intact.
+
+In a multi-host run every process runs this function; process 0 alone writes files and prints
+(`sharding.is_writer`), while checkpoint saves and the export of the best member are
+collective (every process takes part).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import jax
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
-from jaxnn import checkpoint, ensemble, models, plots, report, stats, train, transfer
+from jaxnn import (
+    checkpoint,
+    diagnostics,
+    ensemble,
+    export,
+    orbax_io,
+    outputs,
+    report,
+    sharding,
+    structural,
+    train,
+    transfer,
+)
 from jaxnn import config as config_lib
 from jaxnn import data as data_lib
+from jaxnn import lock as lock_lib
 from jaxnn import workdir as workdir_lib
-from jaxnn.errors import ConfigError
+from jaxnn.errors import ConfigError, JaxnnError, WorkdirError
+from jaxnn.summary import linear_baseline, member_rows, summarize
 
-# Re-exported: the workdir helpers lived here first.
+# Re-exported: these lived here first.
 SUMMARY, CONFIG, METRICS = workdir_lib.SUMMARY, workdir_lib.CONFIG, workdir_lib.METRICS
 RunPaths = workdir_lib.RunPaths
 check_workdir = workdir_lib.check_workdir
-
-
-def member_rows(
-    result: ensemble.EnsembleResult,
-    config: ml_collections.ConfigDict,
-    dataset: data_lib.Dataset,
-) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
-    """summary.json's member records, the diverged flags and the test predictions [M, N, O]."""
-    state, program = result.state, result.program
-    split_metrics = {}
-    predictions = None
-    for split, x, y in (
-        ("train", dataset.x_train, dataset.y_train),
-        ("val", dataset.x_val, dataset.y_val),
-        ("test", dataset.x_test, dataset.y_test),
-    ):
-        metrics, split_predictions = ensemble.evaluate_members(state, program, x, y)
-        split_metrics |= {f"{split}_{k}": v for k, v in metrics.items()}
-        if split == "test":
-            predictions = split_predictions
-    diverged = np.asarray(jax.device_get(state.diverged))
-    steps = np.asarray(jax.device_get(state.step))
-    best_steps = np.asarray(jax.device_get(state.best_step))
-    metric = program.metric
-    wanted = ["train_loss", "val_loss", "test_loss", f"val_{metric}", f"test_{metric}"]
-    if program.task == "regression":
-        wanted.append("test_rmse")
-    rows = []
-    for member in result.members:
-        i = member.index
-        row: dict[str, Any] = {
-            "index": i,
-            "seed": member.seed_index,
-            "hparams": dict(member.swept),
-            "diverged": bool(diverged[i]),
-            "final_step": int(steps[i]),
-            "best_step": int(best_steps[i]),
-        }
-        row |= {name: float(split_metrics[name][i]) for name in wanted}
-        rows.append(row)
-    return rows, diverged, predictions
-
-
-def linear_baseline(dataset: data_lib.Dataset) -> dict[str, float]:
-    """Test R2 and RMSE of linear least squares on the same split (the regression yardstick)."""
-    from sklearn.linear_model import LinearRegression
-    from sklearn.metrics import mean_squared_error, r2_score
-
-    fit = LinearRegression().fit(dataset.x_train.reshape(dataset.num_train, -1), dataset.y_train)
-    predictions = fit.predict(dataset.x_test.reshape(dataset.num_test, -1))
-    std = 1.0 if dataset.target_std is None else np.asarray(dataset.target_std)
-    return {
-        "test_r2": float(r2_score(dataset.y_test, predictions)),
-        "test_rmse": float(np.sqrt(mean_squared_error(dataset.y_test * std, predictions * std))),
-    }
-
-
-def summarize(
-    result: ensemble.EnsembleResult,
-    config: ml_collections.ConfigDict,
-    dataset: data_lib.Dataset,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """summary.json of a finished ensemble, and the test predictions of every member."""
-    rows, diverged, predictions = member_rows(result, config, dataset)
-    program = result.program
-    select_by = config.restarts.select_by
-    by_metric = {select_by: np.array([row[select_by] for row in rows])}
-    best = ensemble.select_best(by_metric, diverged, select_by)
-    test_keys = [k for k in rows[0] if k.startswith("test_")]
-    member_steps = int(sum(row["final_step"] for row in rows))
-    summary: dict[str, Any] = {
-        "dataset": dataset.summary(),
-        "members": rows,
-        "best_member": best,
-        "selected_by": select_by,
-        "best": {} if best is None else {k: rows[best][k] for k in test_keys},
-        "ensemble": ensemble.ensemble_metrics(predictions, dataset.y_test, program, ~diverged),
-        "restart_stats": stats.restart_stats(
-            np.array([row["val_loss"] for row, bad in zip(rows, diverged, strict=True) if not bad]),
-            tolerance=float(config.restarts.tolerance),
-        ),
-        "num_diverged": int(diverged.sum()),
-        "steps": program.total_steps,
-        "timing": {
-            "compile_s": result.compile_s,
-            "train_s": result.train_s,
-            "member_steps_per_s": member_steps / max(result.train_s, 1e-9),
-        },
-    }
-    if dataset.task == "regression":
-        summary["baselines"] = {"linear_least_squares": linear_baseline(dataset)}
-    return summary, predictions
-
-
-class Progress:
-    """Writes metrics.jsonl and drives the progress bar after every evaluation."""
-
-    def __init__(
-        self,
-        paths: RunPaths,
-        program: train.Program,
-        members: list[ensemble.Member],
-        *,
-        show: bool,
-        start_step: int = 0,
-    ):
-        self._paths = paths
-        self._indices = [m.index for m in members]
-        self._metric = program.metric
-        self._bar = tqdm(
-            total=program.total_steps,
-            initial=start_step,
-            unit="step",
-            disable=not show,
-            dynamic_ncols=True,
-        )
-        self._done = start_step
-
-    def __call__(self, evaluation: train.Evaluation) -> None:
-        report.append_jsonl(
-            self._paths.metrics,
-            report.metrics_records(evaluation.step, evaluation.metrics, self._indices),
-        )
-        val_loss = evaluation.metrics["val_loss"]
-        best = (
-            int(np.nanargmin(np.where(np.isfinite(val_loss), val_loss, np.nan)))
-            if np.isfinite(val_loss).any()
-            else 0
-        )
-        self._bar.update(evaluation.step - self._done)
-        self._done = evaluation.step
-        self._bar.set_postfix(
-            loss=f"{np.nanmean(evaluation.metrics['batch_loss']):.4f}",
-            val_loss=f"{val_loss[best]:.4f}",
-            **{f"val_{self._metric}": f"{evaluation.metrics[f'val_{self._metric}'][best]:.4f}"},
-        )
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-def _write_outputs(
-    paths: RunPaths,
-    summary: Mapping[str, Any],
-    history: list[dict[str, np.ndarray]],
-    dataset: data_lib.Dataset,
-    predictions: np.ndarray,
-) -> None:
-    written = []
-    if history:
-        written.append(
-            plots.validation_curves(history, summary["best_member"], paths.plots / "val_curves.png")
-        )
-    stats_block = summary["restart_stats"]
-    if stats_block.get("num_finite", 0) > 1:
-        losses = np.array([m["val_loss"] for m in summary["members"] if not m["diverged"]])
-        written.append(plots.final_loss_histogram(losses, paths.plots / "val_loss_hist.png"))
-        written.append(
-            plots.expected_best_of_k(
-                stats_block["expected_best_of_k"], paths.plots / "best_of_k.png"
-            )
-        )
-    if dataset.task == "regression" and summary["best_member"] is not None:
-        std = 1.0 if dataset.target_std is None else np.asarray(dataset.target_std)
-        mean = 0.0 if dataset.target_mean is None else np.asarray(dataset.target_mean)
-        written.append(
-            plots.predictions_vs_targets(
-                predictions[summary["best_member"]] * std + mean,
-                dataset.y_test * std + mean,
-                paths.plots / "predictions.png",
-            )
-        )
-    relative = [str(Path(p).relative_to(paths.root)) for p in written]
-    report.write_text_atomic(paths.report, report.report_markdown(summary, relative))
-    report.write_json_atomic(paths.summary, summary)
+Progress = outputs.Progress
+__all__ = ["Progress", "linear_baseline", "member_rows", "run", "summarize"]
 
 
 def run(
@@ -221,17 +70,45 @@ def run(
     """Runs the experiment `config` into `workdir` and returns its summary.
 
     A workdir holding an unfinished run of the same config (or a finished one, when more
-    steps are asked for) is continued from its latest readable checkpoint. Every user mistake
-    raises a `jaxnn.errors.JaxnnError` before anything is written.
+    steps are asked for) is continued from its latest readable checkpoint; a finished run
+    asked for no more steps is reported and left as it is. Every user mistake raises a
+    `jaxnn.errors.JaxnnError` before anything is written; so does a workdir that another live
+    launch holds. A disk that fails later raises `WorkdirError`, the checkpoints intact.
     """
     config_lib.validate(config)
-    plan = workdir_lib.plan_workdir(workdir, config, overwrite=overwrite)
+    writer = sharding.is_writer()
+    with contextlib.ExitStack() as stack:
+        if not writer:
+            out = stack.enter_context(open(os.devnull, "w"))
+        paths = workdir_lib.check_workdir(workdir)
+        lock = stack.enter_context(lock_lib.WorkdirLock(paths.root, enabled=writer))
+        _on_writer(lock.acquire_if_exists)
+        if lock.describe_stale():
+            print(lock.describe_stale(), file=out)
+        plan = workdir_lib.plan_workdir(paths.root, config, overwrite=overwrite)
+        if plan.action == "complete":
+            outputs.print_complete(plan, out)
+            return plan.summary
+        return _run_planned(plan, lock, config, progress=progress and writer, out=out)
+
+
+def _run_planned(
+    plan: workdir_lib.WorkdirPlan,
+    lock: lock_lib.WorkdirLock,
+    config: ml_collections.ConfigDict,
+    *,
+    progress: bool,
+    out: TextIO,
+) -> dict[str, Any]:
+    writer = sharding.is_writer()
     source = None
     if config.init_from.workdir and not _has_checkpoints(plan):
         source = transfer.check_source(config)
     dataset = data_lib.load(config.dataset)
     config_lib.check_against_task(config, dataset.task, dataset.num_train)
     key = jax.random.PRNGKey(config.seed)
+    if structural.has_structural(config):
+        return _run_structural(plan, lock, config, dataset, key, progress=progress, out=out)
     options = transfer.program_options(config.init_from)
     trainer = ensemble.make_trainer(config, dataset, key, **options)
     abstract = jax.eval_shape(
@@ -248,23 +125,32 @@ def run(
         pretrained = transfer.load_pretrained(source, config, member_params)
     start_step, state, unreadable = _restore(plan, abstract, trainer.program, out)
 
-    workdir_lib.prepare(plan, config, start_step)
-    _print_header(dataset, trainer, member_params, out)
+    # Every check has passed: from here on the launch writes.
+    _on_writer(lambda: _prepare(plan, lock, config, start_step, out))
+    _sync("jaxnn_prepare")  # the workdir exists before any process opens its checkpoints
+    outputs.print_header(dataset, trainer, member_params, out)
     if source is not None:
         print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
-    writer = checkpoint.RunCheckpoints(plan.paths.checkpoints, keep=int(config.checkpoint.keep))
-    writer.discard(unreadable)
-    saver = checkpoint.Saver(
-        writer, every_steps=config.checkpoint.every_steps, start_step=start_step
+    checkpoints = checkpoint.RunCheckpoints(
+        plan.paths.checkpoints, keep=int(config.checkpoint.keep)
     )
-    tracker = Progress(
+    checkpoints.discard(unreadable)
+    saver = checkpoint.Saver(
+        checkpoints, every_steps=config.checkpoint.every_steps, start_step=start_step
+    )
+    tracker = outputs.Progress(
         plan.paths, trainer.program, trainer.members, show=progress, start_step=start_step
     )
+    monitor = _diagnostics_monitor(config, plan.paths, dataset, trainer.program, trainer.members)
 
     def on_eval(evaluation: train.Evaluation) -> None:
         # metrics.jsonl first: a run killed between the two writes leaves rows past its
         # checkpoint, which the resume drops, never a checkpoint without its rows.
-        tracker(evaluation)
+        if writer:
+            with workdir_lib.writing("metrics", plan.paths.metrics):
+                tracker(evaluation)
+                if monitor is not None:
+                    monitor(evaluation)
         saver(evaluation)
 
     try:
@@ -292,16 +178,57 @@ def run(
         saver.finish(result.state, result.steps_done)
     finally:
         tracker.close()
-        writer.close()
+        checkpoints.close()
     summary, predictions = summarize(result, config, dataset)
     _export_best(plan.paths, summary, result, config)
-    history = workdir_lib.history_from_metrics(
-        plan.paths.metrics, [m.index for m in trainer.members]
-    )
-    _write_outputs(plan.paths, summary, history, dataset, predictions)
+    if writer:
+        history = workdir_lib.history_from_metrics(
+            plan.paths.metrics, [m.index for m in trainer.members]
+        )
+        with workdir_lib.writing("the run's results in", plan.paths.root):
+            outputs.write_outputs(plan.paths, summary, history, dataset, predictions)
     print(report.ranking_table(summary, limit=40), file=out)
-    _print_outcome(summary, out)
+    outputs.print_outcome(summary, out)
     return summary
+
+
+def _on_writer(action: Callable[[], None]) -> None:
+    """Runs `action` on the process that writes files; every process learns if it failed."""
+    failure = None
+    if sharding.is_writer():
+        try:
+            action()
+        except JaxnnError as error:
+            failure = error
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        succeeded = multihost_utils.broadcast_one_to_all(np.int32(failure is None))
+        if failure is None and not int(succeeded):
+            raise WorkdirError("process 0 could not use the workdir; its message says why")
+    if failure is not None:
+        raise failure
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _prepare(
+    plan: workdir_lib.WorkdirPlan,
+    lock: lock_lib.WorkdirLock,
+    config: ml_collections.ConfigDict,
+    start_step: int,
+    out: TextIO,
+) -> None:
+    """Locks (a new workdir) and writes the first files: the point from which a launch writes."""
+    lock.hold()
+    for leftover in plan.paths.leftovers():
+        print(f"removing {leftover.name}: a write that a stopped launch never finished", file=out)
+    workdir_lib.prepare(plan, config, start_step)
 
 
 def _restore(
@@ -310,6 +237,12 @@ def _restore(
     """The step and state a launch starts from, and the unreadable checkpoints it skipped."""
     if not plan.restores or not plan.paths.checkpoints.is_dir():
         return 0, None, []
+    for unfinished in checkpoint.unfinished_saves(plan.paths.checkpoints):
+        print(
+            f"ignoring {unfinished}: a checkpoint save that a stopped launch never finished "
+            "(it is removed)",
+            file=out,
+        )
     reader = checkpoint.RunCheckpoints(plan.paths.checkpoints, read_only=True)
     try:
         found = reader.restore_latest(abstract, report=lambda line: print(line, file=out))
@@ -354,37 +287,95 @@ def _export_best(
     config: ml_collections.ConfigDict,
 ) -> None:
     """DIR/best: the selected member as a single-model checkpoint (none if every member diverged)."""
-    if summary["best_member"] is None:
-        shutil.rmtree(paths.best, ignore_errors=True)
-        return
-    checkpoint.export_member(
-        paths.best, result.state, summary["best_member"], config, step=result.steps_done
-    )
-
-
-def _print_header(
-    dataset: data_lib.Dataset, trainer: ensemble.Trainer, member_params: Any, out: TextIO
-) -> None:
-    program = trainer.program
-    print(
-        f"{dataset.name}: {dataset.task}, {dataset.num_train} train / {dataset.num_val} val / "
-        f"{dataset.num_test} test; {len(trainer.members)} member(s), {program.total_steps} "
-        f"steps of batch {program.batch_size}",
-        file=out,
-    )
-    print(models.format_layer_table(member_params), file=out)
-
-
-def _print_outcome(summary: Mapping[str, Any], out: TextIO) -> None:
-    if summary["best_member"] is None:
-        print("every member diverged: no member was selected (see summary.json)", file=out)
-        return
-    best = ", ".join(f"{k}={v:.4f}" for k, v in summary["best"].items())
-    print(f"selected member {summary['best_member']} by {summary['selected_by']}: {best}", file=out)
-    if summary["ensemble"]:
-        print(
-            "ensemble average: "
-            + ", ".join(f"{k}={v:.4f}" for k, v in summary["ensemble"].items()),
-            file=out,
+    try:
+        if summary["best_member"] is None:
+            if sharding.is_writer():
+                shutil.rmtree(paths.best, ignore_errors=True)
+            return
+        export.export_member(
+            paths.best, result.state, summary["best_member"], config, step=result.steps_done
         )
-    json.dumps(summary["timing"])
+    except Exception as error:
+        if not orbax_io.is_storage_error(error):
+            raise
+        raise WorkdirError(
+            f"cannot write the selected member to {paths.best} ({orbax_io.one_line(error)}); "
+            "the run's checkpoints are intact: free space or fix permissions, then launch "
+            "again to finish"
+        ) from error
+
+
+def _diagnostics_monitor(
+    config: ml_collections.ConfigDict,
+    paths: RunPaths,
+    dataset: data_lib.Dataset,
+    program: train.Program,
+    members: list[ensemble.Member],
+) -> diagnostics.Monitor | None:
+    """The DIR/diagnostics.jsonl writer when `diagnostics.enabled` (None otherwise)."""
+    if not config.diagnostics.enabled:
+        return None
+    return diagnostics.Monitor(
+        paths.root / diagnostics.DIAGNOSTICS_FILE,
+        train.device_data(dataset),
+        program,
+        [m.index for m in members],
+    )
+
+
+def _run_structural(
+    plan: workdir_lib.WorkdirPlan,
+    lock: lock_lib.WorkdirLock,
+    config: ml_collections.ConfigDict,
+    dataset: data_lib.Dataset,
+    key: jax.Array,
+    *,
+    progress: bool,
+    out: TextIO,
+) -> dict[str, Any]:
+    """A sweep over structural fields: one compiled program per variant, one workdir.
+
+    Structural runs keep no checkpoints yet: a relaunch trains every variant again.
+    """
+    writer = sharding.is_writer()
+    _on_writer(lambda: _prepare(plan, lock, config, 0, out))
+    _sync("jaxnn_prepare")
+    trackers: list[outputs.Progress] = []
+
+    def callback(variant, variant_config, members):
+        program = train.make_program(variant_config, dataset)
+        print(f"variant {structural.describe(variant)}: {len(members)} member(s)", file=out)
+        tracker = outputs.Progress(plan.paths, program, members, show=progress)
+        trackers.append(tracker)
+        monitor = _diagnostics_monitor(config, plan.paths, dataset, program, members)
+
+        def on_eval(evaluation: train.Evaluation) -> None:
+            if writer:
+                with workdir_lib.writing("metrics", plan.paths.metrics):
+                    tracker(evaluation)
+                    if monitor is not None:
+                        monitor(evaluation)
+
+        return on_eval
+
+    try:
+        runs = structural.fit_structural(config, dataset, key, on_eval=callback)
+    finally:
+        for tracker in trackers:
+            tracker.close()
+    summary, predictions = structural.summarize_runs(runs, config, dataset, summarize)
+    if summary["best_member"] is None:
+        _export_best(plan.paths, summary, runs[0].result, runs[0].config)
+    else:
+        best_run, local = structural.locate(runs, summary["best_member"])
+        _export_best(
+            plan.paths, {**summary, "best_member": local}, best_run.result, best_run.config
+        )
+    if writer:
+        indices = [i for variant_run in runs for i in variant_run.global_indices]
+        history = workdir_lib.history_from_metrics(plan.paths.metrics, indices)
+        with workdir_lib.writing("the run's results in", plan.paths.root):
+            outputs.write_outputs(plan.paths, summary, history, dataset, predictions)
+    print(report.ranking_table(summary, limit=40), file=out)
+    outputs.print_outcome(summary, out)
+    return summary

@@ -24,6 +24,7 @@ NUMERIC_FIELDS = {
     "optimizer.momentum": "momentum",
     "optimizer.weight_decay": "weight_decay",
     "model.dropout": "dropout",
+    "model.input_dropout": "input_dropout",
     "model.init_scale": "init_scale",
     "model.negative_slope": "negative_slope",
 }

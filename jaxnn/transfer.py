@@ -21,7 +21,7 @@ from typing import Any
 
 import ml_collections
 
-from jaxnn import checkpoint, models
+from jaxnn import export, models
 from jaxnn.errors import CheckpointError
 
 BODY = "body"
@@ -75,23 +75,23 @@ def check_source(config: ml_collections.ConfigDict) -> Source:
     if not config_path.is_file():
         raise CheckpointError(f"{prefix} is not a jaxnn run (it has no config.json)")
     try:
-        source_config = checkpoint.config_from_json(json.loads(config_path.read_text()))
-    except (OSError, ValueError) as error:
+        source_config = export.config_from_json(json.loads(config_path.read_text()))
+    except (OSError, ValueError, TypeError) as error:
         raise CheckpointError(f"{prefix}: config.json is unreadable ({error})") from error
     member: str | int = "best" if init_from.member == "best" else int(init_from.member)
     if member == "best":
-        if not (workdir / checkpoint.BEST).is_dir():
+        if not (workdir / export.BEST).is_dir():
             raise CheckpointError(
-                f"{prefix} holds no exported best member ({workdir / checkpoint.BEST} is missing: "
+                f"{prefix} holds no exported best member ({workdir / export.BEST} is missing: "
                 "is the run finished?); finish it or name a member with init_from.member"
             )
-        checkpoint.best_metadata(workdir)
+        export.best_metadata(workdir)
     else:
         try:
-            checkpoint.member_param_shapes(workdir, member)
+            export.member_param_shapes(workdir, member)
         except CheckpointError as error:
             raise CheckpointError(f"{prefix}: {error}") from error
-    source_activation = source_config.model.activation
+    source_activation = source_config.get("model", {}).get("activation")
     if source_activation != config.model.activation:
         raise CheckpointError(
             f"{prefix}: model.activation={config.model.activation!r} does not match the "
@@ -150,8 +150,8 @@ def check_shapes(target: Any, source: Any, layers: list[str], describe: str) -> 
 
 def _source_shapes(source: Source) -> Any:
     if source.member == "best":
-        return checkpoint.best_param_shapes(source.workdir)
-    return checkpoint.member_param_shapes(source.workdir, int(source.member))
+        return export.best_param_shapes(source.workdir)
+    return export.member_param_shapes(source.workdir, int(source.member))
 
 
 def load_pretrained(
@@ -178,5 +178,5 @@ def load_pretrained(
     layers = wanted_layers(target_params, config.init_from.restore)
     check_shapes(target_params, _source_shapes(source), layers, source.describe())
     if source.member == "best":
-        return checkpoint.read_best(source.workdir, "params", layers)
-    return checkpoint.restore_member(source.workdir, int(source.member), layers=layers)
+        return export.read_best(source.workdir, "params", layers)
+    return export.restore_member(source.workdir, int(source.member), layers=layers)

@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxnn import checkpoint, ensemble, sharding
+from jaxnn import checkpoint, ensemble, hosts, sharding
 from jaxnn.errors import ConfigError
 from tests.helpers import blobs, small_config
 
@@ -115,7 +115,7 @@ def case_resume(out: Path) -> None:
 
 def case_multiprocess(out: Path, port: str, process_id: str) -> None:
     """One of 2 processes on the loopback address: K=6 over their 4 devices (2 padding)."""
-    sharding.initialize_distributed(f"127.0.0.1:{port}", 2, int(process_id), timeout_s=60)
+    hosts.initialize_distributed(f"127.0.0.1:{port}", 2, int(process_id), timeout_s=60)
     result = fit(6)
     facts = {
         "process_count": jax.process_count(),

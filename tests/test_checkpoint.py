@@ -1,12 +1,16 @@
-"""Orbax checkpoints: exact round trips, the keep policy, one member alone, the exported model."""
+"""Orbax checkpoints: exact round trips, the keep policy, one member alone, the exported model,
+and files that are not this jaxnn's checkpoints (another format, another run) rejected whole."""
 
 from __future__ import annotations
+
+import json
 
 import jax
 import numpy as np
 import pytest
 
-from jaxnn import checkpoint, ensemble, models, train
+import jaxnn
+from jaxnn import checkpoint, ensemble, export, models, train
 from jaxnn.errors import CheckpointError
 from tests.helpers import blobs, small_config
 
@@ -44,7 +48,12 @@ def test_save_then_restore_gives_the_identical_state(trained, tmp_path):
     checkpoints.close()
     _assert_trees_equal(checkpoint.state_tree(restored), checkpoint.state_tree(state))
     assert restored.apply_fn is abstract.apply_fn
-    assert checkpoints.meta(30) == {"format_version": 1, "step": 30, "num_members": 3}
+    assert checkpoints.meta(30) == {
+        "format_version": 1,
+        "jaxnn_version": jaxnn.__version__,
+        "step": 30,
+        "num_members": 3,
+    }
 
 
 def test_keep_policy_keeps_the_latest_n_and_the_best(trained, tmp_path):
@@ -75,16 +84,14 @@ def test_restore_member_reads_one_member_of_the_stacked_state(trained, tmp_path)
     checkpoints.close()
     for index in range(3):
         member = ensemble.member_state(state, index)
-        _assert_trees_equal(checkpoint.restore_member(tmp_path, index), member.best_params)
-        _assert_trees_equal(
-            checkpoint.restore_member(tmp_path, index, which="params"), member.params
-        )
-    body = checkpoint.restore_member(tmp_path, 1, layers=["hidden_0"])
+        _assert_trees_equal(export.restore_member(tmp_path, index), member.best_params)
+        _assert_trees_equal(export.restore_member(tmp_path, index, which="params"), member.params)
+    body = export.restore_member(tmp_path, 1, layers=["hidden_0"])
     assert list(body) == ["hidden_0"]
     with pytest.raises(CheckpointError, match=r"member index 3 is out of range: .* 0\.\.2$"):
-        checkpoint.restore_member(tmp_path, 3)
+        export.restore_member(tmp_path, 3)
     with pytest.raises(CheckpointError, match="holds no checkpoints"):
-        checkpoint.restore_member(tmp_path / "nowhere", 0)
+        export.restore_member(tmp_path / "nowhere", 0)
 
 
 def test_unreadable_checkpoints_are_named_and_skipped(trained, tmp_path):
@@ -109,13 +116,13 @@ def test_unreadable_checkpoints_are_named_and_skipped(trained, tmp_path):
 
 def test_exported_member_loads_as_a_single_model(trained, tmp_path):
     config, data, state, _ = trained
-    checkpoint.export_member(tmp_path / "best", state, 2, config, step=30)
-    params, hparams, loaded_config = checkpoint.load_model(tmp_path)
+    export.export_member(tmp_path / "best", state, 2, config, step=30)
+    params, hparams, loaded_config = export.load_model(tmp_path)
     member = ensemble.member_state(state, 2)
     _assert_trees_equal(params, member.best_params)
     assert set(hparams) == set(member.hparams)
     assert loaded_config.model.hidden == config.model.hidden
-    assert checkpoint.best_metadata(tmp_path / "best")["member"] == 2
+    assert export.best_metadata(tmp_path / "best")["member"] == 2
     # The single-model path reproduces the member's test metrics from the exported files.
     program, apply_fn, make_tx = train.build(loaded_config, data)
     single = train.init_state(
@@ -127,4 +134,56 @@ def test_exported_member_loads_as_a_single_model(trained, tmp_path):
     assert float(metrics["accuracy"]) == pytest.approx(expected["accuracy"][2], abs=1e-6)
     assert float(metrics["loss"]) == pytest.approx(expected["loss"][2], rel=1e-5)
     with pytest.raises(CheckpointError, match="holds no exported model"):
-        checkpoint.load_model(tmp_path / "elsewhere")
+        export.load_model(tmp_path / "elsewhere")
+
+
+def test_dropped_checkpoints_leave_nothing_half_deleted(trained, tmp_path):
+    _, _, state, _ = trained
+    checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints", keep=1)
+    for step, val_loss in [(10, 0.1), (20, 0.5), (30, 0.6)]:
+        checkpoints.save(step, state, val_loss=val_loss)
+    checkpoints.close()
+    # The keep policy renames a dropped checkpoint into .deleted before deleting it.
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "30"]
+
+
+def _rewrite_meta(directory, **fields) -> None:
+    path = directory / "meta" / "metadata"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+def test_a_checkpoint_of_another_jaxnn_format_is_rejected_naming_the_writer(trained, tmp_path):
+    config, _, state, abstract = trained
+    checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints")
+    checkpoints.save(30, state, val_loss=0.5)
+    _rewrite_meta(tmp_path / "checkpoints" / "30", format_version=7, jaxnn_version="9.0.0")
+    with pytest.raises(CheckpointError, match=r"format version 7 \(written by jaxnn 9\.0\.0\)"):
+        checkpoints.restore(30, abstract)
+    with pytest.raises(CheckpointError, match="format version 7"):
+        export.restore_member(tmp_path, 0)
+    checkpoints.close()
+    export.export_member(tmp_path / "best", state, 0, config, step=30)
+    path = tmp_path / "best" / "metadata" / "metadata"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 0}))
+    with pytest.raises(CheckpointError, match="has format version 0"):
+        export.load_model(tmp_path)
+
+
+def test_a_checkpoint_of_another_run_is_rejected_before_any_array_is_read(trained, tmp_path):
+    _, data, _, abstract = trained
+    other = ensemble.fit_ensemble(
+        small_config(**{"restarts.num": 2}), data, jax.random.PRNGKey(1)
+    ).state
+    checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints")
+    checkpoints.save(30, other, val_loss=0.5)
+    with pytest.raises(
+        CheckpointError,
+        match=r"is not of this run: \S+ has shape \[2(, \d+)*\] there but \[3(, \d+)*\] here",
+    ):
+        checkpoints.restore(30, abstract)
+    # An Orbax checkpoint that jaxnn did not write: no jaxnn metadata at all.
+    _rewrite_meta(tmp_path / "checkpoints" / "30", format_version=None)
+    (tmp_path / "checkpoints" / "30" / "meta" / "metadata").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="is not a jaxnn checkpoint"):
+        checkpoints.restore(30, abstract)
+    checkpoints.close()

@@ -18,6 +18,8 @@ SMOKES = [
     "experiments/regression.py:diabetes,smoke",
     "experiments/regression.py:friedman1,smoke",
     "experiments/random_restarts.py:smoke",
+    "experiments/transfer.py:source,smoke",
+    "experiments/activations.py:smoke",  # a structural sweep: two programs, one summary
 ]
 
 
@@ -49,7 +51,16 @@ def test_smoke_launch_writes_the_workdir_contract(config, tmp_path, data_dir):
     for name in ("config.json", "metrics.jsonl", "summary.json", "report.md"):
         assert (workdir / name).is_file(), name
     summary = json.loads((workdir / "summary.json").read_text())
-    for key in ("dataset", "members", "best_member", "selected_by", "best", "ensemble", "restart_stats", "timing"):
+    for key in (
+        "dataset",
+        "members",
+        "best_member",
+        "selected_by",
+        "best",
+        "ensemble",
+        "restart_stats",
+        "timing",
+    ):
         assert key in summary, key
     task = summary["dataset"]["task"]
     metric = "test_accuracy" if task == "classification" else "test_r2"
@@ -62,5 +73,8 @@ def test_smoke_launch_writes_the_workdir_contract(config, tmp_path, data_dir):
     if task == "regression":
         assert "linear_least_squares" in summary["baselines"]
         assert (workdir / "plots" / "predictions.png").is_file()
+    variants = {json.dumps(m.get("variant", {}), sort_keys=True) for m in summary["members"]}
+    if "activations" in config:
+        assert len(variants) == 2 and (workdir / "diagnostics.jsonl").is_file()
     config_json = json.loads((workdir / "config.json").read_text())
     assert config_json["dataset"]["data_dir"] == data_dir

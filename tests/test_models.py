@@ -233,6 +233,20 @@ def test_dropout_changes_training_outputs_only():
     assert not np.allclose(other, training)
 
 
+def test_input_dropout_zeroes_inputs_in_training_only():
+    model, params, x = _dropout_setup(input_dropout=0.5)
+    key = jax.random.key(7)
+    evaluation = _apply(model, params, x)
+    training = _apply(model, params, x, train=True, dropout_key=key)
+    assert not np.allclose(training, evaluation)
+    np.testing.assert_array_equal(_apply(model, params, x, train=True), evaluation)
+    # The same as feeding the inputs with the dropped features zeroed (and the rest scaled) by hand.
+    input_key = jax.random.fold_in(key, models.INPUT_TAG)
+    dropped = models.inverted_dropout(x, 0.5, input_key)
+    plain = models.MLP(hidden=(64, 64), num_outputs=4)
+    np.testing.assert_allclose(training, _apply(plain, params, dropped), rtol=1e-5, atol=1e-6)
+
+
 def test_python_zero_dropout_is_left_out_of_the_program():
     model, params, x = _dropout_setup(dropout=0.0)
     no_dropout = models.MLP(hidden=(64, 64), num_outputs=4)

@@ -1,6 +1,6 @@
 """Two processes on the loopback address (2 CPU devices each) train as one run.
 
-They join through `jaxnn.sharding.initialize_distributed` and train K=6 members over their 4
+They join through `jaxnn.hosts.initialize_distributed` and train K=6 members over their 4
 devices (2 padding members) with cross-process CPU collectives (gloo); the result must equal
 the single-process run, and only process 0 writes.
 """
@@ -28,7 +28,15 @@ def test_two_processes_give_the_single_process_result(tmp_path):
     port = str(free_port())
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.sharding_cases", "multiprocess", str(tmp_path), port, pid],
+            [
+                sys.executable,
+                "-m",
+                "tests.sharding_cases",
+                "multiprocess",
+                str(tmp_path),
+                port,
+                pid,
+            ],
             cwd=REPO,
             env=child_env(2),
             stdout=subprocess.PIPE,

@@ -168,8 +168,6 @@ def test_resume_into_a_workdir_of_another_config_is_refused_and_changes_nothing(
     before = _snapshot(reference)
     with pytest.raises(ConfigError, match=r"model\.hidden is \[16, 16\] there but \[16, 8\] now"):
         run.run(_config(data_dir, **{"model.hidden": (16, 8)}), reference, progress=False)
-    with pytest.raises(ConfigError, match="already holds a finished run"):
-        run.run(_config(data_dir), reference, progress=False)
     # --overwrite deletes nothing when the run fails its data-dependent checks.
     with pytest.raises(ConfigError, match="batch_size"):
         run.run(
@@ -178,6 +176,20 @@ def test_resume_into_a_workdir_of_another_config_is_refused_and_changes_nothing(
             overwrite=True,
             progress=False,
         )
+    assert _snapshot(reference) == before
+
+
+def test_a_finished_run_relaunched_reports_it_is_complete_and_changes_nothing(reference, data_dir):
+    before = _snapshot(reference)
+    for steps in (60, 40):  # the same config, or fewer steps: nothing to do
+        out = io.StringIO()
+        summary = run.run(
+            _config(data_dir, **{"training.steps": steps}), reference, progress=False, out=out
+        )
+        said = out.getvalue()
+        assert f"workdir {reference} already holds this run, complete at 60 steps" in said
+        assert f"selected member {summary['best_member']} by val_loss" in said
+        assert summary == json.loads((reference / "summary.json").read_text())
     assert _snapshot(reference) == before
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxnn import sharding
+from jaxnn import hosts, sharding
 from jaxnn.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,9 @@ def test_sharded_runs_equal_the_single_device_run(four_devices):
     assert any(name.startswith("param") for name in single.files)
     for name in single.files:
         # Member i of K=6 is member i of K=8: the same key and hyperparameters.
-        np.testing.assert_allclose(padded[name], first_members(single, name, 6), **TOLERANCE, err_msg=name)
+        np.testing.assert_allclose(
+            padded[name], first_members(single, name, 6), **TOLERANCE, err_msg=name
+        )
         np.testing.assert_allclose(batch[name], single[name], **TOLERANCE, err_msg=name)
     # The runs trained: the members moved apart from each other and learned something.
     assert np.ptp(single["history_val_loss"][-1]) > 0
@@ -196,15 +198,15 @@ def test_bad_mesh_and_host_flags_exit_2_with_one_line(arguments, fragments, tmp_
 )
 def test_inconsistent_host_flags_are_refused(address, num_processes, process_id, fragment):
     with pytest.raises(ConfigError) as error:
-        sharding.check_distributed_args(address, num_processes, process_id, 60)
+        hosts.check_distributed_args(address, num_processes, process_id, 60)
     assert fragment in str(error.value)
 
 
 def test_host_flags_of_single_and_multi_process_runs_are_accepted():
-    assert sharding.check_distributed_args("", 1, 0, 60) is False
-    assert sharding.check_distributed_args("10.0.0.1:1234", 4, 3, 60) is True
-    assert sharding.check_distributed_args("[::1]:1234", 2, 0, 60) is True
-    assert sharding.check_distributed_args("auto", 1, 0, 60) is True
+    assert hosts.check_distributed_args("", 1, 0, 60) is False
+    assert hosts.check_distributed_args("10.0.0.1:1234", 4, 3, 60) is True
+    assert hosts.check_distributed_args("[::1]:1234", 2, 0, 60) is True
+    assert hosts.check_distributed_args("auto", 1, 0, 60) is True
 
 
 def test_one_device_places_nothing():
@@ -217,7 +219,10 @@ def test_one_device_places_nothing():
 
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
-    [("num_devices", -1, "mesh.num_devices must be an integer >= 0"), ("data", "rows", "mesh.data")],
+    [
+        ("num_devices", -1, "mesh.num_devices must be an integer >= 0"),
+        ("data", "rows", "mesh.data"),
+    ],
 )
 def test_bad_mesh_fields_are_refused(field, value, fragment):
     from tests.helpers import small_config

@@ -17,7 +17,10 @@ def test_numeric_and_structural_fields_are_split():
         config,
     )
     assert sweep.numeric == {"optimizer.learning_rate": (0.01, 0.1)}
-    assert sweep.structural == {"model.activation": ("relu", "tanh"), "model.hidden": ((8,), (8, 8))}
+    assert sweep.structural == {
+        "model.activation": ("relu", "tanh"),
+        "model.hidden": ((8,), (8, 8)),
+    }
     assert len(sweep.structural_variants()) == 4
 
 

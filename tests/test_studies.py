@@ -1,0 +1,86 @@
+"""Each course study's smoke version runs end to end and writes its report, numbers and plots."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"study_{name}", REPO / "experiments" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(name: str, tmp_path: Path, data_dir: str) -> dict:
+    workdir = tmp_path / name
+    from jaxnn import study_plots
+
+    study_plots.main(
+        "study", _load(name).run, [f"--workdir={workdir}", "--smoke", f"--data_dir={data_dir}"]
+    )
+    assert (workdir / "report.md").read_text().count("|") > 4
+    plots = sorted(p.name for p in (workdir / "plots").glob("*.png"))
+    assert plots, "a study writes its figures"
+    return json.loads((workdir / "numbers.json").read_text())
+
+
+def test_activations_smoke(tmp_path, data_dir):
+    numbers = _run("activations", tmp_path, data_dir)
+    assert numbers["sigmoid_small_normal_ratio"] > 1.0
+    rows = {(v["activation"], v["init"]): v for v in numbers["variants"]}
+    assert rows[("sigmoid", "normal")]["dead_fraction_final"] is None  # n/a, not 0
+    assert rows[("relu", "normal")]["saturated_fraction_final"] is None
+    assert rows[("relu", "normal")]["dead_fraction_final"] is not None
+    assert (tmp_path / "activations" / "diagnostics.jsonl").exists()
+
+
+def test_momentum_smoke(tmp_path, data_dir):
+    numbers = _run("momentum", tmp_path, data_dir)
+    rates = numbers["learning_rates"]
+    assert set(rates) == {"0.01", "0.1"}
+    assert set(rates["0.01"]["final_val_loss"]) == {"sgd", "momentum 0.9", "nesterov 0.9"}
+
+
+def test_local_minima_smoke(tmp_path, data_dir):
+    numbers = _run("local_minima", tmp_path, data_dir)
+    assert len(numbers["expected_best_of_k"]) == 4
+    assert numbers["val_loss_spread"] > 0
+    assert len(numbers["barriers"]) == 6
+    assert numbers["expected_best_of_k"][-1] == pytest.approx(numbers["val_loss_min"])
+
+
+def test_learning_rate_smoke(tmp_path, data_dir):
+    numbers = _run("learning_rate", tmp_path, data_dir)
+    assert numbers["diverged_rates"] == [30.0]  # a diverging rate is reported, not a crash
+    assert numbers["best_constant_rate"] == 0.1
+
+
+def test_dropout_smoke(tmp_path, data_dir):
+    numbers = _run("dropout", tmp_path, data_dir)
+    assert set(numbers["rates"]) == {"0.0", "0.5"}
+    assert numbers["num_train"] < 200
+
+
+def test_losses_smoke(tmp_path, data_dir):
+    numbers = _run("losses", tmp_path, data_dir)
+    assert set(numbers["classification_test_accuracy"]) == {"cross_entropy", "mse"}
+    assert set(numbers["regression_test_rmse"]) == {"mse", "huber"}
+    assert numbers["regression_outliers"] > 0
+
+
+def test_batch_size_smoke(tmp_path, data_dir):
+    numbers = _run("batch_size", tmp_path, data_dir)
+    runs = numbers["runs"]
+    full = numbers["num_train"]
+    assert runs["equal epochs, batch 1"]["steps"] == full * numbers["epochs"]
+    assert runs[f"equal epochs, batch {full}"]["steps"] == numbers["epochs"]
+    assert runs[f"equal steps, batch {full}"]["steps"] == numbers["steps"]
