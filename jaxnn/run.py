@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -36,6 +37,7 @@ from jaxnn import (
     diagnostics,
     ensemble,
     export,
+    models,
     orbax_io,
     outputs,
     report,
@@ -345,6 +347,7 @@ def _run_structural(
     def callback(variant, variant_config, members):
         program = train.make_program(variant_config, dataset)
         print(f"variant {structural.describe(variant)}: {len(members)} member(s)", file=out)
+        print(_layer_table(program, variant_config, key), file=out)
         tracker = outputs.Progress(plan.paths, program, members, show=progress)
         trackers.append(tracker)
         monitor = _diagnostics_monitor(config, plan.paths, dataset, program, members)
@@ -379,3 +382,11 @@ def _run_structural(
     print(report.ranking_table(summary, limit=40), file=out)
     outputs.print_outcome(summary, out)
     return summary
+
+
+def _layer_table(program: train.Program, config: ml_collections.ConfigDict, key: jax.Array) -> str:
+    """The parameter table of a program's model (shapes only: nothing is computed)."""
+    model = train.model_for(program, train.base_hparams(config))
+    dummy = jax.ShapeDtypeStruct((1, *program.feature_shape), jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(key, x)["params"], dummy)
+    return models.format_layer_table(params)
