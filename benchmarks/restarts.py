@@ -697,8 +697,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     log(f"{data.num_train} training examples; {recipe}; {settings}")
 
-    rates = matmul_gflops(settings.matmul_repeats, with_torch=with_torch)
-    log("matmul: " + ", ".join(f"{name} {rate:.1f} GFLOP/s" for name, rate in rates.items()))
     timings = run_methods(
         base,
         data,
@@ -710,6 +708,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     reference = next(t for t in timings if t.key == "jaxnn_ensemble")
     scaling = run_scaling(base, data, settings, reference)
+    # Last: BLAS and OpenMP worker threads keep spinning for a while after a large matmul,
+    # which would slow whatever ran right after it.
+    rates = matmul_gflops(settings.matmul_repeats, with_torch=with_torch)
+    log("matmul: " + ", ".join(f"{name} {rate:.1f} GFLOP/s" for name, rate in rates.items()))
     print_report(timings, reference, recipe, rates, scaling, settings)
 
     wall_s = time.perf_counter() - started
