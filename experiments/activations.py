@@ -31,7 +31,6 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import data as data_lib
 from jaxnn import diagnostics, ensemble, structural, study_plots, train
 from jaxnn.config import default_config
 
@@ -73,9 +72,7 @@ def _label(variant: Mapping[str, Any]) -> str:
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config = get_config("smoke" if smoke else None)
-    config.dataset.data_dir = data_dir
-    data = data_lib.load(config.dataset)
+    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
     device = train.device_data(data)
     key = jax.random.PRNGKey(config.seed)
     deepest = max(len(c.model.hidden) for _, c in structural.variant_configs(config))

@@ -25,7 +25,6 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import data as data_lib
 from jaxnn import ensemble, study_plots
 from jaxnn.config import default_config
 
@@ -51,9 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config = get_config("smoke" if smoke else None)
-    config.dataset.data_dir = data_dir
-    data = data_lib.load(config.dataset)
+    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(config.seed))
     steps, val = study_plots.history_array(result.history, "val_loss")
     _, trn = study_plots.history_array(result.history, "train_loss")

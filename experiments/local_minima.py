@@ -28,7 +28,6 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import data as data_lib
 from jaxnn import ensemble, landscape, stats, study_plots, train
 from jaxnn.config import default_config
 
@@ -54,9 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config = get_config("smoke" if smoke else None)
-    config.dataset.data_dir = data_dir
-    data = data_lib.load(config.dataset)
+    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(config.seed))
     val, _ = ensemble.evaluate_members(result.state, result.program, data.x_val, data.y_val)
     diverged = np.asarray(jax.device_get(result.state.diverged))

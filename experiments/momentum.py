@@ -25,7 +25,6 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import data as data_lib
 from jaxnn import ensemble, study_plots
 from jaxnn.config import default_config
 from jaxnn.sweep import with_values
@@ -73,9 +72,7 @@ def _optimisers(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config = get_config("smoke" if smoke else None)
-    config.dataset.data_dir = data_dir
-    data = data_lib.load(config.dataset)
+    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
     key = jax.random.PRNGKey(config.seed)
     curves: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
     for name, opt_config in _optimisers(config).items():

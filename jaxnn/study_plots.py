@@ -1,5 +1,5 @@
 """What the course studies (experiments/activations.py, ...) share: their command line, their
-report.md and key-numbers JSON, and their figures (matplotlib, Agg backend).
+config and data, their report.md and key-numbers JSON, and their figures (matplotlib, Agg backend).
 
 A study is `python experiments/NAME.py --workdir=DIR [--smoke] [--data_dir=PATH]`; it writes
 DIR/report.md, DIR/numbers.json and DIR/plots/*.png.
@@ -16,8 +16,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import ml_collections
 import numpy as np
 
+from jaxnn import data as data_lib
 from jaxnn import report
 
 NUMBERS = "numbers.json"
@@ -206,3 +208,12 @@ def diagnostics_figures(
             )
         )
     return written
+
+
+def study_data(
+    get_config: Callable[[str | None], ml_collections.ConfigDict], *, smoke: bool, data_dir: str
+) -> tuple[ml_collections.ConfigDict, data_lib.Dataset]:
+    """A study's base config (its `smoke` variant when asked) with `data_dir`, and its data."""
+    config = get_config("smoke" if smoke else None)
+    config.dataset.data_dir = data_dir
+    return config, data_lib.load(config.dataset)
