@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= auto
 
-.PHONY: demo test lint bench faults
+.PHONY: demo test lint bench bench-gpu faults
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/restarts.py
+
+# The GPU mode (K = 1 ... 4096 on one chip); needs a GPU host: installs jax[cuda12].
+bench-gpu: $(VENV)/.installed
+	$(BIN)/pip install -e '.[cuda12]'
+	$(BIN)/python benchmarks/restarts.py --gpu
 
 faults: $(VENV)/.installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m faults

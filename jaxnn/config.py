@@ -14,6 +14,7 @@ from jaxnn import data, losses, models, optim
 from jaxnn.errors import ConfigError
 
 BATCH_ORDERS = ("independent", "shared")
+KEEP_WEIGHTS = ("best", "last")
 TRANSFER_MODES = ("finetune", "feature_extraction")
 TRANSFER_RESTORES = ("body", "all")
 
@@ -63,6 +64,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.training.epochs = 0
     config.training.eval_every = 500
     config.training.patience = 0
+    config.training.keep = "best"
     config.training.batch_order = "independent"
 
     config.restarts = ml_collections.ConfigDict()
@@ -139,6 +141,15 @@ def _validate_training(training: ml_collections.ConfigDict) -> None:
     )
     _require(
         training.patience >= 0, f"training.patience must be >= 0 (0 = off), got {training.patience}"
+    )
+    _require(
+        training.keep in KEEP_WEIGHTS,
+        f"training.keep must be one of {', '.join(KEEP_WEIGHTS)}, got {training.keep!r}",
+    )
+    _require(
+        training.keep == "best" or training.patience == 0,
+        "training.patience stops a member at its best validation loss: it needs "
+        f"training.keep=best, got keep={training.keep!r} with patience={training.patience}",
     )
     _require(
         training.batch_order in BATCH_ORDERS,

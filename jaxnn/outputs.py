@@ -127,7 +127,7 @@ def print_complete(plan: workdir_lib.WorkdirPlan, out: TextIO) -> None:
 def print_outcome(summary: Mapping[str, Any], out: TextIO) -> None:
     if summary["best_member"] is None:
         print(
-            "every member diverged (a non-finite loss or gradient): no member is selected and "
+            "every member diverged (a non-finite training loss): no member is selected and "
             "summary.json has best_member null; try a lower optimizer.learning_rate",
             file=out,
         )

@@ -44,6 +44,7 @@ class Program:
     total_steps: int
     eval_every: int
     patience: int
+    keep: str  # 'best': lowest-validation-loss weights; 'last': the latest evaluated ones
     active_dropouts: tuple[str, ...]  # dropout hparams in the program (non-zero or swept)
     target_std: tuple[float, ...] = ()
     param_labels: Callable[[Params], Any] | None = None
@@ -96,6 +97,7 @@ def make_program(config: ml_collections.ConfigDict, data: Dataset, **transfer: A
         total_steps=total_steps(config.training, data.num_train),
         eval_every=int(config.training.eval_every),
         patience=int(config.training.patience),
+        keep=str(config.training.keep),
         active_dropouts=tuple(
             name
             for name in ("dropout", "input_dropout")

@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
-    out = tmp_path / "restarts.json"
+def _run_benchmark(*args: str) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
@@ -21,14 +22,7 @@ def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
     result = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/restarts.py",
-            "--smoke",
-            "--skip-torch",
-            f"--data-dir={data_dir}",
-            f"--out={out}",
-        ],
+        [sys.executable, "benchmarks/restarts.py", "--smoke", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -36,6 +30,12 @@ def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
         env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
+    out = tmp_path / "restarts.json"
+    result = _run_benchmark("--skip-torch", f"--data-dir={data_dir}", f"--out={out}")
     report = json.loads(out.read_text())
 
     assert {"settings", "recipe", "machine", "methods", "throughput", "k_scaling", "wall_s"} <= set(
@@ -72,3 +72,22 @@ def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
     # The table reaches the user on stdout.
     assert "jaxnn ensemble (vmap, independent batches)" in result.stdout
     assert "GFLOP/s" in result.stdout
+
+
+def test_gpu_mode_smoke_runs_on_the_default_device_and_reports_each_k(tmp_path, data_dir):
+    out = tmp_path / "restarts_gpu.json"
+    result = _run_benchmark("--gpu", f"--data-dir={data_dir}", f"--out={out}")
+    device = json.loads(out.read_text())["device"]
+    assert device["platform"] == "cpu" and device["matmul_flops_per_s"] > 0
+    runs = device["runs"]
+    assert [run["members"] for run in runs] == [1, 4]
+    for run in runs:
+        assert run["train_s"] > 0 and run["member_steps_per_s"] > 0 and run["flops_per_s"] > 0
+        assert run["program_bytes"] > 0  # XLA's memory account of the chunk program
+        assert 0 <= run["test_accuracy"] <= 1
+    # Four members' state and activations need more memory than one member's.
+    assert runs[1]["program_bytes"] > runs[0]["program_bytes"]
+    assert device["per_member_cost_drop"] == pytest.approx(
+        runs[0]["per_member_s"] / runs[1]["per_member_s"]
+    )
+    assert "per-member cost falls" in result.stdout

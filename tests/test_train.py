@@ -88,6 +88,58 @@ def test_early_stopping_stops_and_keeps_best():
     assert int(state.best_step) <= int(state.step)
 
 
+@pytest.mark.parametrize("num_train", [1, 2, 3, 4096, 4097, 2**20 + 1])
+def test_epoch_order_is_a_permutation_for_every_size(num_train):
+    # 2**20 + 1 examples need more index bits than epoch_order packs: it falls back to
+    # jax.random.permutation.
+    order = np.asarray(train.epoch_order(jax.random.PRNGKey(5), jnp.asarray(2), num_train))
+    assert order.dtype == np.int32
+    np.testing.assert_array_equal(np.sort(order), np.arange(num_train))
+
+
+def test_epoch_order_is_shuffled():
+    orders = np.stack(
+        [
+            np.asarray(train.epoch_order(jax.random.PRNGKey(6), jnp.asarray(e), 3600))
+            for e in range(200)
+        ]
+    )
+    # Each example lands in the first half of the epoch about half the time, and consecutive
+    # positions go up or down in index as often as a uniform random order does.
+    first_half = (np.argsort(orders, axis=1) < 1800).mean(axis=0)
+    assert abs(first_half.mean() - 0.5) < 0.01 and first_half.std() < 0.06
+    assert np.mean(np.diff(orders, axis=1) > 0) == pytest.approx(0.5, abs=0.01)
+
+
+def test_keep_last_keeps_the_final_weights_and_keep_best_the_lowest_validation_loss():
+    data = blobs()
+    # A rate high enough that validation loss moves around: the best evaluation is not the last.
+    overrides = {"training.steps": 120, "training.eval_every": 10, "optimizer.learning_rate": 0.5}
+    best = train.fit(small_config(**overrides), data, jax.random.PRNGKey(1))
+    last = train.fit(
+        small_config(**overrides, **{"training.keep": "last"}), data, jax.random.PRNGKey(1)
+    )
+    # The same training either way; only which weights are kept differs.
+    for a, b in zip(
+        jax.tree_util.tree_leaves(best.state.params),
+        jax.tree_util.tree_leaves(last.state.params),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(last.state.best_params),
+        jax.tree_util.tree_leaves(last.state.params),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert int(last.state.best_step) == 120
+    val_losses = [float(entry["val_loss"][0]) for entry in best.history]
+    assert float(last.state.best_val_loss) == pytest.approx(val_losses[-1])
+    assert float(best.state.best_val_loss) == pytest.approx(min(val_losses))
+    assert int(best.state.best_step) == 10 * (1 + int(np.argmin(val_losses)))
+    assert np.argmin(val_losses) < len(val_losses) - 1  # so the two modes keep different weights
+
+
 def test_divergence_is_flagged_and_the_member_stops_updating():
     data = blobs()
     config = small_config(**{"optimizer.learning_rate": 1e6, "optimizer.name": "sgd"})

@@ -1,0 +1,55 @@
+"""A Dense layer whose weight gradient is laid out for XLA CPU's fast matmul path.
+
+The weight gradient of `y = x @ W + b` is `dW = x^T @ dy`, a matmul that contracts the batch
+axis, the first axis of both operands. XLA CPU sends a (batched) dot whose left operand
+contracts its last axis to its fast matmul library, but runs this one through a generic
+kernel at about half the speed (measured for the [members, 100, 100] matmuls of the
+benchmark MLP on one core: 469 us against 248 us with `x^T` materialised first). So the
+backward pass here materialises `x^T` behind an optimisation barrier (which keeps XLA from
+folding the transpose back into the dot) and multiplies `x^T @ dy` in the fast layout. The
+values are those of `flax.linen.Dense`: same parameter names, shapes and initialisation,
+and the same gradients up to float32 rounding.
+
+Forward-mode differentiation (jvp) of the layer is not defined (it has a custom VJP).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+@jax.custom_vjp
+def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """x [B, I] @ kernel [I, O] + bias [O]."""
+    return x @ kernel + bias
+
+
+def _dense_fwd(x: jax.Array, kernel: jax.Array, bias: jax.Array):
+    return dense(x, kernel, bias), (x, kernel)
+
+
+def _dense_bwd(residuals: tuple[jax.Array, jax.Array], dy: jax.Array):
+    x, kernel = residuals
+    x_t = jax.lax.optimization_barrier(jnp.swapaxes(x, -1, -2))  # [I, B], kept materialised
+    return dy @ kernel.T, x_t @ dy, dy.sum(axis=0)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+class Dense(nn.Module):
+    """`flax.linen.Dense` (params `kernel` [I, O] and `bias` [O]) computed by `dense`."""
+
+    features: int
+    kernel_init: Any = nn.initializers.lecun_normal()
+    bias_init: Any = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        return dense(x, kernel, bias)

@@ -1,0 +1,49 @@
+"""Dropout keep-masks from a keyed integer hash: one fused elementwise pass instead of threefry.
+
+`jax.random.bernoulli` draws one threefry2x32 block (20 rounds on two words) per unit; on CPU
+XLA runs those rounds as a loop over the whole array, and with dropout on two 512-wide layers
+that took about a fifth of a training step (measured on MNIST-1D, 2 CPU cores). Here threefry
+draws only two 32-bit seeds per mask, and each unit's bits come from hashing its index with
+them: `mix(mix(index ^ seed_a) + seed_b)`, where `mix` is Wellons' lowbias32, a bijection on
+uint32 with low avalanche bias. Hashing twice with two seeds keeps masks of different keys from
+being shifted copies of each other (one seed added to the index would only shift the sequence).
+
+Deterministic in the key, vmappable (a batched key gives every member its own mask), and the
+keep probability may be a traced scalar; it is resolved to 24 bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+_UNIFORM_BITS = 24  # top bits of the hash compared with keep_prob * 2**24
+
+
+def _mix32(x: jax.Array) -> jax.Array:
+    """Wellons' lowbias32 integer hash of uint32 values."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def keep_mask(key: jax.Array, keep_prob: float | jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """A bool mask of `shape` whose entries are True with probability `keep_prob`, independently.
+
+    Args:
+      key: PRNG key (each key gives a different mask).
+      keep_prob: probability in [0, 1] (a Python float or a traced scalar).
+      shape: the mask's shape; at most 2**32 entries.
+    """
+    size = math.prod(shape)
+    if size > 2**32:
+        raise ValueError(f"a dropout mask of {size} entries is larger than 2**32")
+    seed_a, seed_b = jax.random.bits(key, (2,), jnp.uint32)
+    index = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    bits = _mix32(_mix32(index ^ seed_a) + seed_b)
+    uniform = (bits >> (32 - _UNIFORM_BITS)).astype(jnp.float32)
+    return uniform < jnp.asarray(keep_prob, jnp.float32) * float(2**_UNIFORM_BITS)
