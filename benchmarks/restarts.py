@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -365,13 +366,13 @@ def device_main(args: argparse.Namespace, started: float) -> None:
     steps = args.steps or (PRESETS["smoke"].steps if args.smoke else DEVICE_STEPS)
     log(f"{jax.local_devices()[0].device_kind}: K = {members}, {steps} steps per member")
 
-    def config_for(*, steps: int, members: int) -> ml_collections.ConfigDict:
-        return make_config(base, steps=steps, members=members)
-
-    def accuracy(state: train.TrainState) -> float:
-        return stacked_accuracy(state, data)
-
-    runs = run_device_scaling(config_for, accuracy, data, members=members, steps=steps)
+    runs = run_device_scaling(
+        functools.partial(make_config, base),
+        functools.partial(stacked_accuracy, data=data),
+        data,
+        members=members,
+        steps=steps,
+    )
     report = device_report(recipe, runs, PRESETS["smoke" if args.smoke else "full"].matmul_repeats)
     results = {"recipe": dataclasses.asdict(recipe), "jax": jax.__version__, "device": report}
     write_results(results, args.out or "runs/bench/restarts_gpu.json", started)
