@@ -18,7 +18,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 from bench_machine import best_seconds
 from bench_records import Recipe, log
 
@@ -70,26 +69,6 @@ def nominal_peak(device_kind: str) -> float | None:
     return None
 
 
-def program_bytes(config: ml_collections.ConfigDict, data: data_lib.Dataset) -> int:
-    """XLA's memory account of the ensemble's chunk program for `config` (compiled apart)."""
-    key = jax.random.PRNGKey(config.seed)
-    trainer = ensemble.make_trainer(config, data, key)
-    placement = trainer.placement
-    state = placement.place_state(ensemble.init_members(trainer, config, key, None))
-    compiled = trainer.chunk_fn.lower(
-        state, placement.place_data(data), jnp.asarray(0, jnp.int32), trainer.order_key
-    ).compile()
-    memory = compiled.memory_analysis()
-    if memory is None:
-        return 0
-    return int(
-        memory.argument_size_in_bytes
-        + memory.output_size_in_bytes
-        + memory.temp_size_in_bytes
-        - memory.alias_size_in_bytes
-    )
-
-
 def allocator_peak() -> int | None:
     stats = jax.local_devices()[0].memory_stats()
     return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
@@ -107,8 +86,8 @@ def run_device_scaling(
     runs = []
     for k in sorted(members):
         config = make_config(steps=steps, members=k)
-        memory = program_bytes(config, data)
         result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(config.seed))
+        memory = result.program_bytes or 0
         run = DeviceRun(
             members=k,
             steps=steps,

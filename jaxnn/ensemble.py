@@ -73,6 +73,7 @@ class EnsembleResult:
     steps_done: int
     compile_s: float
     train_s: float
+    program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
 
 
 @dataclasses.dataclass
@@ -179,6 +180,7 @@ def fit_ensemble(
         steps_done=loop.steps_done,
         compile_s=loop.compile_s,
         train_s=loop.train_s,
+        program_bytes=loop.program_bytes,
     )
 
 

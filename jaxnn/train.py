@@ -350,6 +350,21 @@ class LoopResult:
     steps_done: int
     compile_s: float
     train_s: float
+    program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
+
+
+def program_bytes(compiled: Any) -> int | None:
+    """Bytes a compiled program needs by XLA's account: arguments, outputs and scratch, less
+    outputs that alias argument buffers. None where the backend gives no account."""
+    memory = compiled.memory_analysis()
+    if memory is None:
+        return None
+    return int(
+        memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        + memory.temp_size_in_bytes
+        - memory.alias_size_in_bytes
+    )
 
 
 def drive(
@@ -388,7 +403,12 @@ def drive(
         if np.all(jax.device_get(state.stopped | state.diverged)):
             break
     return LoopResult(
-        state=state, history=history, steps_done=step, compile_s=compile_s, train_s=train_s
+        state=state,
+        history=history,
+        steps_done=step,
+        compile_s=compile_s,
+        train_s=train_s,
+        program_bytes=program_bytes(compiled),
     )
 
 
