@@ -51,15 +51,13 @@ def sklearn_restarts(data: data_lib.Dataset, recipe: Recipe, settings: Settings)
             classifier.fit(data.x_train, data.y_train)
             member_s.append(time.perf_counter() - started)
         accuracies.append(classifier.score(data.x_test, data.y_test))
-    return Timing(
+    return Timing.one_after_another(
         key="sklearn_mlp",
         method="scikit-learn MLPClassifier",
-        members=len(member_s),
         steps=epochs * steps_per_epoch,
         target_steps=settings.steps,
-        train_s=sum(member_s),
-        test_accuracy=float(np.mean(accuracies)),
         member_s=member_s,
+        accuracies=accuracies,
         note=f"{epochs} epochs x {steps_per_epoch} steps, time rescaled to {settings.steps} steps; "
         "sklearn's own (Glorot) init",
     )
@@ -121,15 +119,13 @@ def torch_eager(data: data_lib.Dataset, recipe: Recipe, settings: Settings) -> T
         member_s.append(time.perf_counter() - started)
         with torch.no_grad():
             accuracies.append(float((model(x_test).argmax(-1) == y_test).float().mean()))
-    return Timing(
+    return Timing.one_after_another(
         key="torch_eager",
         method="PyTorch eager, one after another",
-        members=len(member_s),
         steps=settings.steps,
         target_steps=settings.steps,
-        train_s=sum(member_s),
-        test_accuracy=float(np.mean(accuracies)),
         member_s=member_s,
+        accuracies=accuracies,
         note=f"torch {torch.__version__}, {torch.get_num_threads()} threads",
     )
 

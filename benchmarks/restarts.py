@@ -110,15 +110,13 @@ def jaxnn_sequential(
         compile_s.append(result.compile_s)
         stacked = jax.tree_util.tree_map(lambda leaf: leaf[None], result.state)
         accuracies.append(stacked_accuracy(stacked, data))
-    return Timing(
+    return Timing.one_after_another(
         key="jaxnn_fit_sequential",
         method="jaxnn fit, one after another",
-        members=len(member_s),
         steps=settings.steps,
         target_steps=settings.steps,
-        train_s=sum(member_s),
-        test_accuracy=float(np.mean(accuracies)),
         member_s=member_s,
+        accuracies=accuracies,
         compile_s=float(np.mean(compile_s)),
         note="train.fit(config, data, member_key(root, i)); sum of train_s; every fit compiles anew",
     )
