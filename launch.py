@@ -19,7 +19,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxnn.cpu_devices import split_host_into_devices
+from jaxnn.parallel.cpu_devices import split_host_into_devices
 
 # Before anything imports JAX: one CPU device per core, so the members train on every core.
 split_host_into_devices(os.environ)
@@ -90,8 +90,8 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
-    from jaxnn import hosts
     from jaxnn.errors import JaxnnError
+    from jaxnn.parallel import hosts
     from jaxnn.run import run
 
     try:

@@ -22,7 +22,7 @@ from bench_machine import best_seconds
 from bench_records import Recipe, log
 
 from jaxnn import data as data_lib
-from jaxnn import ensemble
+from jaxnn.core import ensemble
 
 DEVICE_MEMBERS = (1, 32, 256, 1024, 4096)
 SMOKE_MEMBERS = (1, 4)

@@ -36,7 +36,7 @@ from typing import Any
 # A benchmark measures the tree it sits in, installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxnn.cpu_devices import split_host_into_devices
+from jaxnn.parallel.cpu_devices import split_host_into_devices
 
 # As the launcher does: one CPU device per core before JAX starts, so an ensemble's members
 # are sharded over every core (set XLA_FLAGS=--xla_force_host_platform_device_count=1 to see
@@ -58,9 +58,10 @@ from bench_device import (
 from bench_machine import MATMUL_SIZE, machine_info, matmul_gflops, thread_limit, torch_available
 from bench_records import PRESETS, Recipe, Settings, Timing, log
 
-from jaxnn import config as config_lib
 from jaxnn import data as data_lib
-from jaxnn import ensemble, train
+from jaxnn import validation
+from jaxnn.config import default_config
+from jaxnn.core import ensemble, train
 
 EVAL_EVERY = 3000  # used when it divides the steps; otherwise one evaluation at the end
 
@@ -83,7 +84,7 @@ def make_config(
     config.training.eval_every = eval_every(steps)
     config.training.batch_order = batch_order
     config.restarts.num = members
-    config_lib.validate(config)
+    validation.validate(config)
     return config
 
 
@@ -335,11 +336,11 @@ def load_recipe(
     args: argparse.Namespace,
 ) -> tuple[ml_collections.ConfigDict, data_lib.Dataset, Recipe]:
     """The default config (with --data-dir), its data, and the recipe every method trains."""
-    base = config_lib.default_config()
+    base = default_config()
     if args.data_dir is not None:
         base.dataset.data_dir = args.data_dir
     data = data_lib.load(base.dataset)  # validates config.dataset; make_config the rest
-    config_lib.check_against_task(base, data.task, data.num_train)
+    validation.check_against_task(base, data.task, data.num_train)
     recipe = Recipe(
         layer_sizes=(data.num_features, *base.model.hidden, data.num_outputs),
         batch_size=int(base.training.batch_size),

@@ -31,8 +31,10 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import diagnostics, ensemble, structural, study_plots, train
+from jaxnn.analysis import diagnostics
 from jaxnn.config import default_config
+from jaxnn.core import ensemble, train, variants
+from jaxnn.reporting import study
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu")
 INITS = ("he_normal", "glorot_normal", "normal")
@@ -72,13 +74,13 @@ def _label(variant: Mapping[str, Any]) -> str:
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
+    config, data = study.study_data(get_config, smoke=smoke, data_dir=data_dir)
     device = train.device_data(data)
     key = jax.random.PRNGKey(config.seed)
-    deepest = max(len(c.model.hidden) for _, c in structural.variant_configs(config))
+    deepest = max(len(c.model.hidden) for _, c in variants.variant_configs(config))
 
     at_init = {}
-    for variant, variant_config in structural.variant_configs(config):
+    for variant, variant_config in variants.variant_configs(config):
         trainer = ensemble.make_trainer(variant_config, data, key)
         state = ensemble.init_members(trainer, variant_config, key)
         at_init[_key(variant)] = diagnostics.compute(state, device, trainer.program)
@@ -93,7 +95,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         monitors[_key(variant)] = monitor
         return monitor
 
-    runs = structural.fit_structural(config, data, key, on_eval=on_eval)
+    runs = variants.fit_structural(config, data, key, on_eval=on_eval)
 
     rows, numbers = [], {"variants": []}
     for variant_run in runs:
@@ -133,7 +135,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
     plots = [_init_figure(workdir, runs, at_init, deepest)]
     plots.append(_training_figure(workdir, runs, monitors, deepest))
     plots.append(_dead_figure(workdir, runs, monitors))
-    study_plots.write_report(
+    study.write_report(
         workdir,
         "Activations, initialisation and depth",
         [
@@ -196,7 +198,7 @@ def _init_figure(workdir: Path, runs, at_init, deepest: int) -> str:
             "color": COLOURS[variant["model.activation"]],
             "ls": DASHES[variant["model.init"]],
         }
-    return study_plots.lines(
+    return study.lines(
         workdir / "plots" / "grad_norm_at_init.png",
         series,
         xlabel=f"layer (1 = first hidden, {deepest + 1} = output)",
@@ -222,7 +224,7 @@ def _training_figure(workdir: Path, runs, monitors, deepest: int) -> str:
         for layer in (0, deepest - 1):
             values = [d[f"grad_norm/hidden_{layer}/kernel"].mean() for _, d in history]
             series[f"{_label(variant)}: layer {layer + 1}"] = (steps, np.array(values))
-    return study_plots.lines(
+    return study.lines(
         workdir / "plots" / "grad_norm_training.png",
         series,
         xlabel="training step",
@@ -242,7 +244,7 @@ def _dead_figure(workdir: Path, runs, monitors) -> str:
         steps = np.array([step for step, _ in history])
         values = np.array([d["dead_fraction"].mean() for _, d in history])
         series[f"{_label(variant)}, depth {len(variant['model.hidden'])}"] = (steps, values)
-    return study_plots.lines(
+    return study.lines(
         workdir / "plots" / "dead_relu.png",
         series,
         xlabel="training step",
@@ -252,4 +254,4 @@ def _dead_figure(workdir: Path, runs, monitors) -> str:
 
 
 if __name__ == "__main__":
-    study_plots.main(__doc__, run)
+    study.main(__doc__, run)

@@ -29,9 +29,10 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import ensemble, study_plots
 from jaxnn.config import default_config
-from jaxnn.sweep import with_values
+from jaxnn.config.sweep import with_values
+from jaxnn.core import ensemble
+from jaxnn.reporting import study
 
 BATCH_SIZES = (1, 10, 100, 0)  # 0 = the full training split
 EPOCHS = 10
@@ -55,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
+    config, data = study.study_data(get_config, smoke=smoke, data_dir=data_dir)
     key = jax.random.PRNGKey(config.seed)
     num_train = data.num_train
     sizes = [num_train if b == 0 else b for b in (BATCH_SIZES if not smoke else (1, 0))]
@@ -82,7 +83,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
                 config, {"training.batch_size": size, "restarts.sweep": "", **fields(size)}
             )
             result = ensemble.fit_ensemble(run_config, data, key)
-            steps, val = study_plots.history_array(result.history, "val_loss")
+            steps, val = study.history_array(result.history, "val_loss")
             wall = result.train_s * np.arange(1, len(steps) + 1) / len(steps)
             val_mean = np.nanmean(val, axis=1)
             curves[regime][size] = {
@@ -107,7 +108,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             ("wall", "training wall time (s)"),
         ):
             plots.append(
-                study_plots.lines(
+                study.lines(
                     workdir / "plots" / f"{regime.replace(' ', '_')}_vs_{axis}.png",
                     {f"batch {s}": (c[axis], c["val"]) for s, c in by_size.items()},
                     xlabel=label,
@@ -117,7 +118,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
                     logy=True,
                 )
             )
-    study_plots.write_report(
+    study.write_report(
         workdir,
         "Batch size",
         [
@@ -135,4 +136,4 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
 
 
 if __name__ == "__main__":
-    study_plots.main(__doc__, run)
+    study.main(__doc__, run)

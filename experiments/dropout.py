@@ -25,8 +25,9 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import ensemble, study_plots
 from jaxnn.config import default_config
+from jaxnn.core import ensemble
+from jaxnn.reporting import study
 
 RATES = (0.0, 0.1, 0.3, 0.5, 0.7)
 
@@ -50,10 +51,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
+    config, data = study.study_data(get_config, smoke=smoke, data_dir=data_dir)
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(config.seed))
-    steps, val = study_plots.history_array(result.history, "val_loss")
-    _, trn = study_plots.history_array(result.history, "train_loss")
+    steps, val = study.history_array(result.history, "val_loss")
+    _, trn = study.history_array(result.history, "train_loss")
     best_val, _ = ensemble.evaluate_members(result.state, result.program, data.x_val, data.y_val)
     by_rate: dict[float, list[int]] = {}
     for member in result.members:
@@ -73,7 +74,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         numbers["rates"][str(rate)] = entry
         rows.append([rate, *entry.values()])
     plots = [
-        study_plots.lines(
+        study.lines(
             workdir / "plots" / "train_val_curves.png",
             series,
             xlabel="training step",
@@ -86,7 +87,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             },
         )
     ]
-    study_plots.write_report(
+    study.write_report(
         workdir,
         "Dropout",
         [
@@ -113,4 +114,4 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
 
 
 if __name__ == "__main__":
-    study_plots.main(__doc__, run)
+    study.main(__doc__, run)

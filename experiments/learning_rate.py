@@ -28,9 +28,10 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import ensemble, study_plots
 from jaxnn.config import default_config
-from jaxnn.sweep import with_values
+from jaxnn.config.sweep import with_values
+from jaxnn.core import ensemble
+from jaxnn.reporting import study
 
 RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 SCHEDULES = ("constant", "cosine", "step", "warmup_cosine")
@@ -54,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
+    config, data = study.study_data(get_config, smoke=smoke, data_dir=data_dir)
     key = jax.random.PRNGKey(config.seed)
     schedules = ("constant", "cosine") if smoke else SCHEDULES
     finals: dict[str, dict[float, float]] = {}
@@ -65,7 +66,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         )
         val, _ = ensemble.evaluate_members(result.state, result.program, data.x_val, data.y_val)
         diverged = np.asarray(jax.device_get(result.state.diverged))
-        steps, history = study_plots.history_array(result.history, "val_loss")
+        steps, history = study.history_array(result.history, "val_loss")
         by_rate: dict[float, list[int]] = {}
         for member in result.members:
             by_rate.setdefault(member.swept["optimizer.learning_rate"], []).append(member.index)
@@ -91,7 +92,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         "schedules_at_best_rate": schedule_at_best,
     }
     plots = [
-        study_plots.lines(
+        study.lines(
             workdir / "plots" / "final_val_loss_vs_lr.png",
             {s: (np.array(rates), np.array([finals[s][r] for r in rates])) for s in schedules},
             xlabel="learning rate",
@@ -100,7 +101,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             logx=True,
             logy=True,
         ),
-        study_plots.lines(
+        study.lines(
             workdir / "plots" / "val_loss_curves.png",
             curves,
             xlabel="training step",
@@ -109,7 +110,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             logy=True,
         ),
     ]
-    study_plots.write_report(
+    study.write_report(
         workdir,
         "Learning rate and schedules",
         [
@@ -133,4 +134,4 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
 
 
 if __name__ == "__main__":
-    study_plots.main(__doc__, run)
+    study.main(__doc__, run)

@@ -28,8 +28,10 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import ensemble, landscape, stats, study_plots, train
+from jaxnn.analysis import landscape, restart_stats
 from jaxnn.config import default_config
+from jaxnn.core import ensemble, train
+from jaxnn.reporting import study
 
 NUM_BEST = 4  # barriers between every pair of the best NUM_BEST solutions
 
@@ -53,13 +55,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
+    config, data = study.study_data(get_config, smoke=smoke, data_dir=data_dir)
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(config.seed))
     val, _ = ensemble.evaluate_members(result.state, result.program, data.x_val, data.y_val)
     diverged = np.asarray(jax.device_get(result.state.diverged))
     losses = np.where(diverged, np.nan, val["loss"])
     finite = losses[np.isfinite(losses)]
-    restart = stats.restart_stats(finite, tolerance=float(config.restarts.tolerance))
+    restart = restart_stats.restart_stats(finite, tolerance=float(config.restarts.tolerance))
     order = [int(i) for i in np.argsort(np.where(np.isfinite(losses), losses, np.inf))]
     best = order[: min(NUM_BEST, len(finite))]
 
@@ -104,13 +106,13 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
     }
     curve = numbers["expected_best_of_k"]
     plots = [
-        study_plots.histogram(
+        study.histogram(
             workdir / "plots" / "final_val_loss_hist.png",
             finite,
             xlabel="final (best) validation loss",
             title=f"{len(finite)} random starts of one network",
         ),
-        study_plots.lines(
+        study.lines(
             workdir / "plots" / "expected_best_of_k.png",
             {"E[best of k]": (np.arange(1, len(curve) + 1), np.array(curve))},
             xlabel="number of random starts k",
@@ -118,14 +120,14 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             title="Expected best of k random starts",
             logx=True,
         ),
-        study_plots.lines(
+        study.lines(
             workdir / "plots" / "interpolation.png",
             lines,
             xlabel="alpha (0 = first member, 1 = second)",
             ylabel="validation loss",
             title=f"Straight lines between the {len(best)} best solutions",
         ),
-        study_plots.contour(
+        study.contour(
             workdir / "plots" / "plane_best3.png",
             plane.x,
             plane.y,
@@ -135,7 +137,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         ),
     ]
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= len(curve)]
-    study_plots.write_report(
+    study.write_report(
         workdir,
         "Local minima and random restarts",
         [
@@ -174,4 +176,4 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
 
 
 if __name__ == "__main__":
-    study_plots.main(__doc__, run)
+    study.main(__doc__, run)

@@ -28,8 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 from jaxnn import data as data_lib
-from jaxnn import ensemble, structural, study_plots
 from jaxnn.config import default_config
+from jaxnn.core import ensemble, variants
+from jaxnn.reporting import study
 
 OUTLIER_FRACTION = 0.1
 OUTLIER_SHIFT = 8.0  # in standard deviations of the (standardised) targets
@@ -73,10 +74,10 @@ def with_outliers(data: data_lib.Dataset, seed: int = 0) -> tuple[data_lib.Datas
 
 def _per_loss(config, data, key, metric: str) -> dict[str, dict[str, Any]]:
     out = {}
-    for variant_run in structural.fit_structural(config, data, key):
+    for variant_run in variants.fit_structural(config, data, key):
         result = variant_run.result
         test, _ = ensemble.evaluate_members(result.state, result.program, data.x_test, data.y_test)
-        steps, curve = study_plots.history_array(result.history, f"val_{metric}")
+        steps, curve = study.history_array(result.history, f"val_{metric}")
         out[variant_run.variant["loss"]] = {
             "test": {k: float(np.mean(v)) for k, v in test.items()},
             "curve": (steps, np.nanmean(curve, axis=1)),
@@ -113,14 +114,14 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         },
     }
     plots = [
-        study_plots.lines(
+        study.lines(
             workdir / "plots" / "classification_val_accuracy.png",
             {k: v["curve"] for k, v in classification.items()},
             xlabel="training step",
             ylabel="validation accuracy",
             title="MNIST-1D: cross-entropy vs MSE on one-hot targets",
         ),
-        study_plots.lines(
+        study.lines(
             workdir / "plots" / "regression_outliers_val_r2.png",
             {k: v["outliers"]["curve"] for k, v in regression.items()},
             xlabel="training step",
@@ -128,7 +129,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             title=f"friedman1 with {num_outliers} outlier training targets",
         ),
     ]
-    study_plots.write_report(
+    study.write_report(
         workdir,
         "Losses",
         [
@@ -164,4 +165,4 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
 
 
 if __name__ == "__main__":
-    study_plots.main(__doc__, run)
+    study.main(__doc__, run)

@@ -25,9 +25,10 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from jaxnn import ensemble, study_plots
 from jaxnn.config import default_config
-from jaxnn.sweep import with_values
+from jaxnn.config.sweep import with_values
+from jaxnn.core import ensemble
+from jaxnn.reporting import study
 
 LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)
 MOMENTA = (0.5, 0.9, 0.99)
@@ -72,12 +73,12 @@ def _optimisers(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
-    config, data = study_plots.study_data(get_config, smoke=smoke, data_dir=data_dir)
+    config, data = study.study_data(get_config, smoke=smoke, data_dir=data_dir)
     key = jax.random.PRNGKey(config.seed)
     curves: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
     for name, opt_config in _optimisers(config).items():
         result = ensemble.fit_ensemble(opt_config, data, key)
-        steps, val = study_plots.history_array(result.history, "val_loss")
+        steps, val = study.history_array(result.history, "val_loss")
         groups: dict[tuple[str, float], list[int]] = {}
         for member in result.members:
             hparams = member.hparams(opt_config)
@@ -97,7 +98,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         reach = {}
         for label in labels[1:]:
             steps, val = curves[(label, rate)]
-            reach[label] = study_plots.first_step_reaching(steps, val, target)
+            reach[label] = study.first_step_reaching(steps, val, target)
             row.append(float(val[-1]))
         m09 = reach.get("momentum 0.9")
         row.append(None if m09 is None else m09 / total)
@@ -124,7 +125,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
     plots = []
     for rate in rates:
         plots.append(
-            study_plots.lines(
+            study.lines(
                 workdir / "plots" / f"val_loss_lr{rate:g}.png",
                 {label: curves[(label, rate)] for label in labels},
                 xlabel="training step",
@@ -134,7 +135,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             )
         )
     plots.append(
-        study_plots.lines(
+        study.lines(
             workdir / "plots" / "final_val_loss_vs_lr.png",
             {
                 label: (np.array(rates), np.array([curves[(label, r)][1][-1] for r in rates]))
@@ -148,7 +149,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         )
     )
     fraction = numbers["headline_fraction"]
-    study_plots.write_report(
+    study.write_report(
         workdir,
         "Momentum",
         [
@@ -176,4 +177,4 @@ def _pct(value: float | None) -> str:
 
 
 if __name__ == "__main__":
-    study_plots.main(__doc__, run)
+    study.main(__doc__, run)

@@ -30,8 +30,10 @@ import matplotlib.pyplot as plt
 if __package__ in (None, ""):  # Run as a script: make the repository's jaxnn importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxnn import report, run, workdir
+from jaxnn import run
 from jaxnn.errors import JaxnnError
+from jaxnn.io import atomic, workdir
+from jaxnn.reporting import tables
 
 HERE = Path(__file__).resolve().parent
 MODE_NAMES = {
@@ -81,7 +83,7 @@ def results_table(
         f"(classes 5-9 of MNIST-1D); pretrained on {counts['source_train']} examples of classes "
         f"0-4 (source test accuracy {100 * counts['source_test_accuracy']:.1f}%)."
     )
-    return note + "\n\n" + report.markdown_table(header, rows) + "\n"
+    return note + "\n\n" + tables.markdown_table(header, rows) + "\n"
 
 
 def plot_results(results: dict[int, dict[str, float]], modes: Sequence[str], path: Path) -> str:
@@ -145,8 +147,8 @@ def transfer_study(
         "source_test_accuracy": source["best"]["test_accuracy"],
     }
     table = results_table(results, counts, modes)
-    report.write_text_atomic(root / "results.md", "# Transfer study\n\n" + table)
-    report.write_json_atomic(root / "results.json", {"results": results, "counts": counts})
+    atomic.write_text_atomic(root / "results.md", "# Transfer study\n\n" + table)
+    atomic.write_json_atomic(root / "results.json", {"results": results, "counts": counts})
     plot_results(results, modes, root / "transfer.png")
     print(table, file=out)
     return results

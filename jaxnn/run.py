@@ -32,32 +32,24 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxnn import (
-    checkpoint,
-    diagnostics,
-    ensemble,
-    export,
-    models,
-    orbax_io,
-    outputs,
-    report,
-    sharding,
-    structural,
-    train,
-    transfer,
-)
-from jaxnn import config as config_lib
 from jaxnn import data as data_lib
-from jaxnn import lock as lock_lib
-from jaxnn import workdir as workdir_lib
+from jaxnn import validation
+from jaxnn.analysis import diagnostics
+from jaxnn.core import ensemble, train, variants
 from jaxnn.errors import ConfigError, JaxnnError, WorkdirError
-from jaxnn.summary import linear_baseline, member_rows, summarize
+from jaxnn.io import checkpoint, export, orbax_io, transfer
+from jaxnn.io import lock as lock_lib
+from jaxnn.io import workdir as workdir_lib
+from jaxnn.nn import models
+from jaxnn.parallel import sharding
+from jaxnn.reporting import console, metrics_log, results, tables
+from jaxnn.reporting.summary import linear_baseline, member_rows, summarize
 
 # Re-exported: these lived here first.
 SUMMARY, CONFIG, METRICS = workdir_lib.SUMMARY, workdir_lib.CONFIG, workdir_lib.METRICS
 RunPaths = workdir_lib.RunPaths
 check_workdir = workdir_lib.check_workdir
-Progress = outputs.Progress
+Progress = metrics_log.Progress
 __all__ = ["Progress", "linear_baseline", "member_rows", "run", "summarize"]
 
 
@@ -77,7 +69,7 @@ def run(
     `jaxnn.errors.JaxnnError` before anything is written; so does a workdir that another live
     launch holds. A disk that fails later raises `WorkdirError`, the checkpoints intact.
     """
-    config_lib.validate(config)
+    validation.validate(config)
     writer = sharding.is_writer()
     with contextlib.ExitStack() as stack:
         if not writer:
@@ -89,7 +81,7 @@ def run(
             print(lock.describe_stale(), file=out)
         plan = workdir_lib.plan_workdir(paths.root, config, overwrite=overwrite)
         if plan.action == "complete":
-            outputs.print_complete(plan, out)
+            console.print_complete(plan, out)
             return plan.summary
         return _run_planned(plan, lock, config, progress=progress and writer, out=out)
 
@@ -107,9 +99,9 @@ def _run_planned(
     if config.init_from.workdir and not _has_checkpoints(plan):
         source = transfer.check_source(config)
     dataset = data_lib.load(config.dataset)
-    config_lib.check_against_task(config, dataset.task, dataset.num_train)
+    validation.check_against_task(config, dataset.task, dataset.num_train)
     key = jax.random.PRNGKey(config.seed)
-    if structural.has_structural(config):
+    if variants.has_structural(config):
         return _run_structural(plan, lock, config, dataset, key, progress=progress, out=out)
     options = transfer.program_options(config.init_from)
     trainer = ensemble.make_trainer(config, dataset, key, **options)
@@ -130,7 +122,7 @@ def _run_planned(
     # Every check has passed: from here on the launch writes.
     _on_writer(lambda: _prepare(plan, lock, config, start_step, out))
     _sync("jaxnn_prepare")  # the workdir exists before any process opens its checkpoints
-    outputs.print_header(dataset, trainer, member_params, out)
+    console.print_header(dataset, trainer, member_params, out)
     if source is not None:
         print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
     checkpoints = checkpoint.RunCheckpoints(
@@ -140,7 +132,7 @@ def _run_planned(
     saver = checkpoint.Saver(
         checkpoints, every_steps=config.checkpoint.every_steps, start_step=start_step
     )
-    tracker = outputs.Progress(
+    tracker = metrics_log.Progress(
         plan.paths, trainer.program, trainer.members, show=progress, start_step=start_step
     )
     monitor = _diagnostics_monitor(config, plan.paths, dataset, trainer.program, trainer.members)
@@ -188,9 +180,9 @@ def _run_planned(
             plan.paths.metrics, [m.index for m in trainer.members]
         )
         with workdir_lib.writing("the run's results in", plan.paths.root):
-            outputs.write_outputs(plan.paths, summary, history, dataset, predictions)
-    print(report.ranking_table(summary, limit=40), file=out)
-    outputs.print_outcome(summary, out)
+            results.write_outputs(plan.paths, summary, history, dataset, predictions)
+    print(tables.ranking_table(summary, limit=40), file=out)
+    console.print_outcome(summary, out)
     return summary
 
 
@@ -342,13 +334,13 @@ def _run_structural(
     writer = sharding.is_writer()
     _on_writer(lambda: _prepare(plan, lock, config, 0, out))
     _sync("jaxnn_prepare")
-    trackers: list[outputs.Progress] = []
+    trackers: list[metrics_log.Progress] = []
 
     def callback(variant, variant_config, members):
         program = train.make_program(variant_config, dataset)
-        print(f"variant {structural.describe(variant)}: {len(members)} member(s)", file=out)
+        print(f"variant {variants.describe(variant)}: {len(members)} member(s)", file=out)
         print(_layer_table(program, variant_config, key), file=out)
-        tracker = outputs.Progress(plan.paths, program, members, show=progress)
+        tracker = metrics_log.Progress(plan.paths, program, members, show=progress)
         trackers.append(tracker)
         monitor = _diagnostics_monitor(config, plan.paths, dataset, program, members)
 
@@ -362,15 +354,15 @@ def _run_structural(
         return on_eval
 
     try:
-        runs = structural.fit_structural(config, dataset, key, on_eval=callback)
+        runs = variants.fit_structural(config, dataset, key, on_eval=callback)
     finally:
         for tracker in trackers:
             tracker.close()
-    summary, predictions = structural.summarize_runs(runs, config, dataset, summarize)
+    summary, predictions = variants.summarize_runs(runs, config, dataset, summarize)
     if summary["best_member"] is None:
         _export_best(plan.paths, summary, runs[0].result, runs[0].config)
     else:
-        best_run, local = structural.locate(runs, summary["best_member"])
+        best_run, local = variants.locate(runs, summary["best_member"])
         _export_best(
             plan.paths, {**summary, "best_member": local}, best_run.result, best_run.config
         )
@@ -378,9 +370,9 @@ def _run_structural(
         indices = [i for variant_run in runs for i in variant_run.global_indices]
         history = workdir_lib.history_from_metrics(plan.paths.metrics, indices)
         with workdir_lib.writing("the run's results in", plan.paths.root):
-            outputs.write_outputs(plan.paths, summary, history, dataset, predictions)
-    print(report.ranking_table(summary, limit=40), file=out)
-    outputs.print_outcome(summary, out)
+            results.write_outputs(plan.paths, summary, history, dataset, predictions)
+    print(tables.ranking_table(summary, limit=40), file=out)
+    console.print_outcome(summary, out)
     return summary
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxnn import checkpoint, ensemble, hosts, sharding
+from jaxnn.core import ensemble
 from jaxnn.errors import ConfigError
+from jaxnn.io import checkpoint
+from jaxnn.parallel import hosts, sharding
 from tests.helpers import blobs, small_config
 
 KEY = 0

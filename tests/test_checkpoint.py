@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn import checkpoint, ensemble, export, models, train
+from jaxnn.core import ensemble, train
 from jaxnn.errors import CheckpointError
+from jaxnn.io import checkpoint, export
+from jaxnn.nn import models
 from tests.helpers import blobs, small_config
 
 

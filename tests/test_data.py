@@ -15,7 +15,8 @@ import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from jaxnn import data, datasets
+from jaxnn import data
+from jaxnn.data import builders
 from jaxnn.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def read_raw(name: str, split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     """Reads a prepared split straight from its array_record files with tfds.data_source."""
-    datasets.prepare(name, data_dir)
+    builders.prepare(name, data_dir)
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     records = source.__getitems__(list(range(len(source))))
     keys = list(records[0])
@@ -64,7 +65,7 @@ def test_mnist1d_records_equal_make_dataset_exactly(data_dir):
 def test_mnist1d_generation_leaves_global_random_state_alone():
     np.random.seed(123)
     before = np.random.get_state()[1].copy()
-    datasets.make_mnist1d(num_samples=100, seed=5)
+    builders.make_mnist1d(num_samples=100, seed=5)
     np.testing.assert_array_equal(np.random.get_state()[1], before)
 
 
@@ -127,8 +128,8 @@ def test_local_data_sets_shapes_and_tasks(
         "num_classes": dataset.num_classes,
         "num_outputs": num_outputs,
     }
-    assert name in datasets.BUILDERS
-    assert str(num_test) in (datasets.BUILDERS[name].__doc__ or "")
+    assert name in builders.BUILDERS
+    assert str(num_test) in (builders.BUILDERS[name].__doc__ or "")
 
 
 def test_digits_split_is_sklearns_stratified_split(data_dir):
@@ -219,7 +220,7 @@ def test_second_load_reuses_prepared_files(dataset_config, tmp_path, monkeypatch
     def refuse(*args, **kwargs):
         raise AssertionError("regenerated a prepared data set")
 
-    monkeypatch.setattr(datasets.Digits, "_generate_examples", refuse)
+    monkeypatch.setattr(builders.Digits, "_generate_examples", refuse)
     second = data.load(config)
     np.testing.assert_array_equal(first.x_train, second.x_train)
     assert [p.stat().st_mtime_ns for p in files] == mtimes

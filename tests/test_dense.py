@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.dense import Dense, dense
+from jaxnn.nn.dense import Dense, dense
 
 
 def _inputs():

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from helpers import blobs, small_config
 
-from jaxnn import diagnostics, ensemble, losses, models, train
+from jaxnn.analysis import diagnostics
+from jaxnn.core import ensemble, train
+from jaxnn.io import atomic
+from jaxnn.nn import losses, models
 
 
 def _initial(config, data):
@@ -103,15 +106,14 @@ def test_monitor_writes_one_row_per_member_with_none_for_not_applicable(tmp_path
         tmp_path / "diagnostics.jsonl", train.device_data(data), trainer.program, [5, 6]
     )
     ensemble.fit_ensemble(config, data, key, on_eval=monitor)
-    from jaxnn import report
 
-    rows = report.read_jsonl(tmp_path / "diagnostics.jsonl")
+    rows = atomic.read_jsonl(tmp_path / "diagnostics.jsonl")
     assert len(rows) == 3 * 2  # 30 steps / eval_every 10, two members
     assert {r["member"] for r in rows} == {5, 6}
     assert all(r["dead_fraction"] is None for r in rows)
     assert all(0.0 <= r["saturated_fraction"] <= 1.0 for r in rows)
     assert all(r["grad_norm/head/kernel"] > 0 for r in rows)
-    from jaxnn import study_plots
+    from jaxnn.reporting import study
 
-    written = {Path(p).name for p in study_plots.diagnostics_figures(monitor.history, tmp_path)}
+    written = {Path(p).name for p in study.diagnostics_figures(monitor.history, tmp_path)}
     assert written == {"grad_norm.png", "update_ratio.png", "saturated_fraction.png"}

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import dropout_mask
+from jaxnn.nn import dropout_mask
 
 SHAPE = (200, 500)
 

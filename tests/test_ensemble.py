@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import ensemble, stats, train
+from jaxnn.analysis import restart_stats
+from jaxnn.core import ensemble, train
 from tests.helpers import blobs, small_config
 
 
@@ -122,8 +123,8 @@ def test_expected_best_of_k_matches_brute_force():
     values = np.array([0.9, 0.3, 0.5, 0.7, 0.4, 0.8])
     for k in range(1, len(values) + 1):
         brute = np.mean([min(c) for c in itertools.combinations(values, k)])
-        assert stats.expected_best_of_k(values, k) == pytest.approx(brute, rel=1e-12)
-    curve = stats.restart_stats(values, tolerance=0.5)["expected_best_of_k"]
+        assert restart_stats.expected_best_of_k(values, k) == pytest.approx(brute, rel=1e-12)
+    curve = restart_stats.restart_stats(values, tolerance=0.5)["expected_best_of_k"]
     assert curve[0] == pytest.approx(values.mean()) and curve[-1] == pytest.approx(values.min())
     assert all(a >= b for a, b in itertools.pairwise(curve))
 

@@ -29,8 +29,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import checkpoint, data, ensemble, export, run
+from jaxnn import data, run
+from jaxnn.core import ensemble
 from jaxnn.errors import DataError, JaxnnError, WorkdirError
+from jaxnn.io import checkpoint, export
 from tests.helpers import blobs, small_config
 from tests.test_resume import _config as resume_config
 from tests.test_resume import _shared_dir as shared_dir

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from helpers import blobs, small_config
 
-from jaxnn import ensemble, landscape, structural, train
+from jaxnn.analysis import landscape
+from jaxnn.core import ensemble, train, variants
 from jaxnn.errors import ConfigError
 
 
@@ -77,9 +78,9 @@ def test_landscape_across_structural_variants_is_a_config_error():
             "training.steps": 10,
         }
     )
-    runs = structural.fit_structural(config, data, jax.random.PRNGKey(0))
-    run, local = structural.landscape_members(runs, [1, 1])
+    runs = variants.fit_structural(config, data, jax.random.PRNGKey(0))
+    run, local = variants.landscape_members(runs, [1, 1])
     assert run.variant == {"model.activation": "tanh"} and local == [0, 0]
     with pytest.raises(ConfigError, match="one structural variant") as error:
-        structural.landscape_members(runs, [0, 1])
+        variants.landscape_members(runs, [0, 1])
     assert "\n" not in str(error.value)

@@ -9,9 +9,9 @@ import signal
 
 import pytest
 
-from jaxnn import lock as lock_lib
 from jaxnn import run
 from jaxnn.errors import JaxnnError, WorkdirError
+from jaxnn.io import lock as lock_lib
 from tests.test_faults import (
     Launch,
     assert_one_line_error,

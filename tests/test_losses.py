@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from jaxnn import losses
 from jaxnn.errors import ConfigError
+from jaxnn.nn import losses
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxnn import losses, models
 from jaxnn.errors import ConfigError
+from jaxnn.nn import losses, models
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnn import optim
 from jaxnn.errors import ConfigError
+from jaxnn.nn import optimizers
 
 # optax.scale_by_adam raises b1 to an int32 step count (`b1 ** count`), which strict dtype
 # promotion rejects; adam and adamw are tested under standard promotion.
@@ -87,15 +87,15 @@ def _hparams(cfg):
 
 
 def test_registries_hold_the_documented_names():
-    assert set(optim.OPTIMIZERS) == {"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"}
-    assert set(optim.SCHEDULES) == {
+    assert set(optimizers.OPTIMIZERS) == {"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"}
+    assert set(optimizers.SCHEDULES) == {
         "constant", "step", "exponential", "cosine", "warmup_cosine", "linear",
     }  # fmt: skip
 
 
 def test_sgd_follows_its_formula():
     cfg = _opt_config(name="sgd", learning_rate=0.1)
-    tx = optim.make_optimizer(cfg, _hparams(cfg), total_steps=10)
+    tx = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10)
     iterates, _ = _run(tx, jnp.asarray(P0), 4)
     p = P0.astype(np.float64)
     for got in iterates[1:]:
@@ -107,7 +107,7 @@ def test_sgd_follows_its_formula():
 def test_momentum_follows_its_formula(weight_decay):
     lr, mu = 0.1, 0.9
     cfg = _opt_config(name="momentum", learning_rate=lr, momentum=mu, weight_decay=weight_decay)
-    tx = optim.make_optimizer(cfg, _hparams(cfg), total_steps=10)
+    tx = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10)
     iterates, _ = _run(tx, jnp.asarray(P0), 5)
     p, v = P0.astype(np.float64), np.zeros(3)
     for got in iterates[1:]:
@@ -119,7 +119,7 @@ def test_momentum_follows_its_formula(weight_decay):
 def test_nesterov_follows_its_formula():
     lr, mu = 0.1, 0.8
     cfg = _opt_config(name="nesterov", learning_rate=lr, momentum=mu)
-    tx = optim.make_optimizer(cfg, _hparams(cfg), total_steps=10)
+    tx = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10)
     iterates, _ = _run(tx, jnp.asarray(P0), 5)
     p, v = P0.astype(np.float64), np.zeros(3)
     for got in iterates[1:]:
@@ -127,7 +127,7 @@ def test_nesterov_follows_its_formula():
         v = mu * v + g
         p = p - lr * (g + mu * v)
         np.testing.assert_allclose(got, p, rtol=1e-5)
-    heavy_ball = optim.make_optimizer(
+    heavy_ball = optimizers.make_optimizer(
         _opt_config(name="momentum"), {"learning_rate": lr, "momentum": mu}, total_steps=10
     )
     assert not np.allclose(iterates[-1], _run(heavy_ball, jnp.asarray(P0), 5)[0][-1])
@@ -143,12 +143,14 @@ REFERENCES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
 def test_optimizer_equals_the_optax_alias(name):
     weight_decay = 0.1 if name == "adamw" else 0.0
     cfg = _opt_config(name=name, learning_rate=0.05, weight_decay=weight_decay)
     with _promotion(name):
-        ours, _ = _run(optim.make_optimizer(cfg, _hparams(cfg), total_steps=10), jnp.asarray(P0), 4)
+        ours, _ = _run(
+            optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10), jnp.asarray(P0), 4
+        )
         reference, _ = _run(REFERENCES[name](0.05, weight_decay), jnp.asarray(P0), 4)
     np.testing.assert_allclose(ours[-1], reference[-1], rtol=1e-6)
     assert not np.allclose(ours[-1], P0)
@@ -160,7 +162,7 @@ def test_weight_decay_is_decoupled(name):
     # zero gradients each step is exactly p -= lr * wd * p.
     lr, wd = 0.1, 0.3
     cfg = _opt_config(name=name, learning_rate=lr, weight_decay=wd)
-    tx = optim.make_optimizer(cfg, _hparams(cfg), total_steps=10)
+    tx = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10)
     with _promotion(name):
         iterates, _ = _run(tx, jnp.asarray(P0), 3, grad_fn=jnp.zeros_like)
     np.testing.assert_allclose(iterates[-1], P0 * (1 - lr * wd) ** 3, rtol=1e-5)
@@ -168,7 +170,7 @@ def test_weight_decay_is_decoupled(name):
 
 def test_clipping_comes_first():
     cfg = _opt_config(name="sgd", learning_rate=0.1, clip_norm=0.5)
-    tx = optim.make_optimizer(cfg, _hparams(cfg), total_steps=10)
+    tx = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10)
     iterates, _ = _run(tx, jnp.asarray(P0), 1)
     g = _grad(P0)
     expected = P0 - 0.1 * g * 0.5 / np.linalg.norm(g)
@@ -176,7 +178,7 @@ def test_clipping_comes_first():
 
 
 def _unit(schedule: str, total_steps: int, **overrides):
-    unit = optim.unit_schedule(_opt_config(schedule=schedule, **overrides), total_steps)
+    unit = optimizers.unit_schedule(_opt_config(schedule=schedule, **overrides), total_steps)
     jitted = jax.jit(unit)
     return lambda step: float(jitted(jnp.asarray(step, jnp.int32)))
 
@@ -213,7 +215,7 @@ SCHEDULE_POINTS = [
 
 
 def test_every_schedule_is_checked():
-    assert {point[0] for point in SCHEDULE_POINTS} == set(optim.SCHEDULES)
+    assert {point[0] for point in SCHEDULE_POINTS} == set(optimizers.SCHEDULES)
 
 
 @pytest.mark.parametrize("schedule, overrides, total_steps, points", SCHEDULE_POINTS)
@@ -237,7 +239,7 @@ def test_step_boundaries_that_round_to_one_step_compound():
 
 def test_learning_rate_follows_the_schedule():
     cfg = _opt_config(name="sgd", learning_rate=0.2, schedule="linear", end_fraction=0.0)
-    tx = optim.make_optimizer(cfg, _hparams(cfg), total_steps=4)
+    tx = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=4)
     iterates, _ = _run(tx, jnp.asarray(P0), 4, grad_fn=jnp.ones_like)
     steps = np.diff(np.stack(iterates), axis=0)[:, 0]
     np.testing.assert_allclose(steps, [-0.2, -0.15, -0.1, -0.05], rtol=1e-5)
@@ -245,14 +247,14 @@ def test_learning_rate_follows_the_schedule():
 
 def test_schedule_errors():
     with pytest.raises(ConfigError, match=r"optimizer.warmup_steps"):
-        optim.unit_schedule(_opt_config(schedule="warmup_cosine", warmup_steps=100), 100)
+        optimizers.unit_schedule(_opt_config(schedule="warmup_cosine", warmup_steps=100), 100)
     with pytest.raises(ConfigError, match="training steps"):
-        optim.unit_schedule(_opt_config(), 0)
+        optimizers.unit_schedule(_opt_config(), 0)
     with pytest.raises(ConfigError, match=r"optimizer.schedule.*constant, cosine"):
-        optim.unit_schedule(_opt_config(schedule="cyclic"), 10)
+        optimizers.unit_schedule(_opt_config(schedule="cyclic"), 10)
 
 
-@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
 def test_traced_hparams_match_python_floats(name):
     # The shared config's own values are deliberately off: members must use their hparams.
     shared = _opt_config(
@@ -264,7 +266,7 @@ def test_traced_hparams_match_python_floats(name):
     params = {"w": jnp.asarray(P0), "b": jnp.asarray(-0.5 * P0)}
 
     def train(hparams):
-        tx = optim.make_optimizer(shared, hparams, total_steps=5)
+        tx = optimizers.make_optimizer(shared, hparams, total_steps=5)
         return _run(tx, params, 3)
 
     with _promotion(name):
@@ -283,7 +285,9 @@ def test_traced_hparams_match_python_floats(name):
                 momentum=mu,
                 weight_decay=wd,
             )
-            single, _ = _run(optim.make_optimizer(own, _hparams(own), total_steps=5), params, 3)
+            single, _ = _run(
+                optimizers.make_optimizer(own, _hparams(own), total_steps=5), params, 3
+            )
             for key in params:
                 np.testing.assert_allclose(members[-1][key][i], single[-1][key], rtol=1e-5)
             _, python_float_state = train(_hparams(own))
@@ -297,7 +301,7 @@ def test_state_structure_does_not_depend_on_hparam_values(name):
     cfg = _opt_config(name=name)
     params = {"w": jnp.asarray(P0)}
     states = [
-        optim.make_optimizer(cfg, h, total_steps=10).init(params)
+        optimizers.make_optimizer(cfg, h, total_steps=10).init(params)
         for h in ({"learning_rate": 0.1, "momentum": 0.0}, {"learning_rate": 0.3, "momentum": 0.9})
     ]
     assert jax.tree.structure(states[0]) == jax.tree.structure(states[1])
@@ -311,7 +315,7 @@ def test_one_compiled_program_serves_every_hparam_value():
 
     @jax.jit
     def step(hparams, params):
-        tx = optim.make_optimizer(cfg, hparams, total_steps=10)
+        tx = optimizers.make_optimizer(cfg, hparams, total_steps=10)
         updates, _ = tx.update(jax.tree.map(_grad, params), tx.init(params), params)
         return updates
 
@@ -329,16 +333,16 @@ def test_swept_weight_decay_applies_when_the_config_has_none():
     params = jnp.asarray(P0)
     for weight_decay, factor in [(0.0, 1.0), (0.5, 1 - 0.1 * 0.5)]:
         hparams = {"learning_rate": 0.1, "momentum": 0.9, "weight_decay": jnp.float32(weight_decay)}
-        tx = optim.make_optimizer(cfg, hparams, total_steps=5)
+        tx = optimizers.make_optimizer(cfg, hparams, total_steps=5)
         iterates, _ = _run(tx, params, 1, grad_fn=jnp.zeros_like)
         np.testing.assert_allclose(iterates[1], P0 * factor, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
 def test_state_structure_ignores_whether_decay_is_zero(name):
     params = {"w": jnp.asarray(P0)}
     without, with_decay = (
-        optim.make_optimizer(_opt_config(name=name, weight_decay=wd), {}, total_steps=5).init(
+        optimizers.make_optimizer(_opt_config(name=name, weight_decay=wd), {}, total_steps=5).init(
             params
         )
         for wd in (0.0, 0.1)
@@ -364,11 +368,11 @@ def _noisy_grads(params):
     )
 
 
-@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
 def test_frozen_labels_do_not_move_and_keep_no_state(name):
     params, labels = _labelled_params()
     cfg = _opt_config(name=name, weight_decay=0.1, clip_norm=1.0)
-    tx = optim.make_optimizer(
+    tx = optimizers.make_optimizer(
         cfg, _hparams(cfg), total_steps=10, param_labels=labels, frozen_labels=("body",)
     )
     with _promotion(name):
@@ -386,7 +390,7 @@ def test_frozen_labels_do_not_move_and_keep_no_state(name):
 def test_frozen_labels_accept_a_label_function():
     params, labels = _labelled_params()
     cfg = _opt_config(name="momentum")
-    tx = optim.make_optimizer(
+    tx = optimizers.make_optimizer(
         cfg,
         _hparams(cfg),
         total_steps=10,
@@ -401,7 +405,7 @@ def test_frozen_labels_accept_a_label_function():
 def test_clipping_ignores_frozen_parameters():
     params, labels = _labelled_params()
     cfg = _opt_config(name="sgd", learning_rate=1.0, clip_norm=1.0)
-    tx = optim.make_optimizer(
+    tx = optimizers.make_optimizer(
         cfg, _hparams(cfg), total_steps=10, param_labels=labels, frozen_labels=("body",)
     )
     updates, _ = tx.update(_noisy_grads(params), tx.init(params), params)
@@ -413,7 +417,7 @@ def test_clipping_ignores_frozen_parameters():
 def test_zero_lr_scale_gives_exactly_zero_update(name):
     params, labels = _labelled_params()
     cfg = _opt_config(name=name, weight_decay=0.1, clip_norm=1.0)
-    tx = optim.make_optimizer(
+    tx = optimizers.make_optimizer(
         cfg, _hparams(cfg), total_steps=10, param_labels=labels, label_lr_scales={"body": 0.0}
     )
     with _promotion(name):
@@ -425,8 +429,8 @@ def test_zero_lr_scale_gives_exactly_zero_update(name):
 def test_lr_scale_scales_the_labels_updates():
     params, labels = _labelled_params()
     cfg = _opt_config(name="momentum")
-    plain = optim.make_optimizer(cfg, _hparams(cfg), total_steps=10)
-    scaled = optim.make_optimizer(
+    plain = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10)
+    scaled = optimizers.make_optimizer(
         cfg, _hparams(cfg), total_steps=10, param_labels=labels, label_lr_scales={"body": 0.25}
     )
     grads = _noisy_grads(params)
@@ -441,12 +445,12 @@ def test_lr_scale_scales_the_labels_updates():
 def test_labels_are_required_for_freezing():
     cfg = _opt_config()
     with pytest.raises(ValueError, match="param_labels"):
-        optim.make_optimizer(cfg, _hparams(cfg), total_steps=10, frozen_labels=("body",))
+        optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10, frozen_labels=("body",))
 
 
 def test_valid_optimizer_config_passes():
-    optim.validate_optimizer_config(_opt_config())
-    optim.validate_optimizer_config(_opt_config(boundaries=(), momentum=0.0, end_fraction=1.0))
+    optimizers.validate_optimizer_config(_opt_config())
+    optimizers.validate_optimizer_config(_opt_config(boundaries=(), momentum=0.0, end_fraction=1.0))
 
 
 @pytest.mark.parametrize(
@@ -474,11 +478,11 @@ def test_valid_optimizer_config_passes():
 )
 def test_bad_optimizer_config_names_the_field(field, value):
     with pytest.raises(ConfigError, match=f"optimizer.{field}") as raised:
-        optim.validate_optimizer_config(_opt_config(**{field: value}))
+        optimizers.validate_optimizer_config(_opt_config(**{field: value}))
     assert "\n" not in str(raised.value)
 
 
 def test_unknown_optimizer_lists_choices():
     with pytest.raises(ConfigError) as raised:
-        optim.validate_optimizer_config(_opt_config(name="lbfgs"))
-    assert ", ".join(sorted(optim.OPTIMIZERS)) in str(raised.value)
+        optimizers.validate_optimizer_config(_opt_config(name="lbfgs"))
+    assert ", ".join(sorted(optimizers.OPTIMIZERS)) in str(raised.value)

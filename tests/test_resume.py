@@ -13,9 +13,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import checkpoint, data, run, train
+from jaxnn import data, run
 from jaxnn.config import default_config
+from jaxnn.core import train
 from jaxnn.errors import ConfigError
+from jaxnn.io import checkpoint
 
 
 class Interrupted(Exception):

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxnn import hosts, sharding
 from jaxnn.errors import ConfigError
+from jaxnn.parallel import hosts, sharding
 
 REPO = Path(__file__).resolve().parent.parent
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}

@@ -6,16 +6,17 @@ import jax
 import numpy as np
 from helpers import blobs, small_config
 
-from jaxnn import ensemble, run, structural, train
+from jaxnn import run
+from jaxnn.core import ensemble, train, variants
 
 
 def test_variant_configs_keep_only_the_numeric_sweep():
     config = small_config(
         **{"restarts.sweep": "model.activation=[relu, tanh]; optimizer.learning_rate=[0.01, 0.1]"}
     )
-    variants = structural.variant_configs(config)
-    assert [v for v, _ in variants] == [{"model.activation": "relu"}, {"model.activation": "tanh"}]
-    for variant, variant_config in variants:
+    configs = variants.variant_configs(config)
+    assert [v for v, _ in configs] == [{"model.activation": "relu"}, {"model.activation": "tanh"}]
+    for variant, variant_config in configs:
         assert variant_config.model.activation == variant["model.activation"]
         members = ensemble.members(variant_config)
         assert [m.swept for m in members] == [
@@ -23,8 +24,8 @@ def test_variant_configs_keep_only_the_numeric_sweep():
             {"optimizer.learning_rate": 0.1},
         ]
     assert config.model.activation == "relu" and "tanh" in config.restarts.sweep  # unchanged
-    assert structural.has_structural(config)
-    assert not structural.has_structural(small_config())
+    assert variants.has_structural(config)
+    assert not variants.has_structural(small_config())
 
 
 def test_two_activations_give_members_of_both_in_one_summary():
@@ -43,10 +44,10 @@ def test_two_activations_give_members_of_both_in_one_summary():
             (variant["model.activation"], [m.index for m in members])
         )
 
-    runs = structural.fit_structural(config, data, key, on_eval=on_eval)
+    runs = variants.fit_structural(config, data, key, on_eval=on_eval)
     assert [r.offset for r in runs] == [0, 4]
     assert {tuple(i) for _, i in seen} == {(0, 1, 2, 3), (4, 5, 6, 7)}
-    merged, predictions = structural.summarize_runs(runs, config, data, run.summarize)
+    merged, predictions = variants.summarize_runs(runs, config, data, run.summarize)
     rows = merged["members"]
     assert [r["index"] for r in rows] == list(range(8))
     assert [r["variant"]["model.activation"] for r in rows] == ["relu"] * 4 + ["tanh"] * 4

@@ -22,9 +22,9 @@ def _load(name: str):
 
 def _run(name: str, tmp_path: Path, data_dir: str) -> dict:
     workdir = tmp_path / name
-    from jaxnn import study_plots
+    from jaxnn.reporting import study
 
-    study_plots.main(
+    study.main(
         "study", _load(name).run, [f"--workdir={workdir}", "--smoke", f"--data_dir={data_dir}"]
     )
     assert (workdir / "report.md").read_text().count("|") > 4

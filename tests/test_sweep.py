@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jaxnn import ensemble
+from jaxnn.config.sweep import parse_sweep, with_values
+from jaxnn.core import ensemble
 from jaxnn.errors import ConfigError
-from jaxnn.sweep import parse_sweep, with_values
 from tests.helpers import small_config
 
 

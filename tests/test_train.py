@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import train
+from jaxnn.core import train
 from tests.helpers import blobs, small_config
 
 

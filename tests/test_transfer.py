@@ -15,8 +15,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import checkpoint, ensemble, models, run, transfer
+from jaxnn import run
+from jaxnn.core import ensemble
 from jaxnn.errors import CheckpointError
+from jaxnn.io import checkpoint, transfer
+from jaxnn.nn import models
 from tests.helpers import blobs, small_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 
-from jaxnn import report, run
-from jaxnn import workdir as workdir_lib
+from jaxnn import run
 from jaxnn.errors import ConfigError
+from jaxnn.io import atomic
+from jaxnn.io import workdir as workdir_lib
 from tests.test_faults import (
     Launch,
     cli_reference,  # noqa: F401 (fixture)
@@ -97,19 +98,19 @@ def test_metrics_past_the_checkpoint_and_a_torn_last_line_are_dropped_on_resume(
 
 def test_summary_and_metrics_are_replaced_whole_so_a_reader_never_sees_a_torn_file(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    report.append_jsonl(path, [{"step": 10, "loss": 1.0}])
+    atomic.append_jsonl(path, [{"step": 10, "loss": 1.0}])
     with open(path) as reader:  # a reader that opened the file before the next append
-        report.append_jsonl(path, [{"step": 20, "loss": 0.5}])
+        atomic.append_jsonl(path, [{"step": 20, "loss": 0.5}])
         assert reader.read() == '{"step": 10, "loss": 1.0}\n'
-    assert report.read_jsonl(path) == [{"step": 10, "loss": 1.0}, {"step": 20, "loss": 0.5}]
+    assert atomic.read_jsonl(path) == [{"step": 10, "loss": 1.0}, {"step": 20, "loss": 0.5}]
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
     # A disk that refuses the write leaves the previous version whole, and no temporary file.
     summary = tmp_path / "summary.json"
-    report.write_json_atomic(summary, {"best_member": 1})
+    atomic.write_json_atomic(summary, {"best_member": 1})
     with read_only(tmp_path), pytest.raises(OSError):
-        report.write_json_atomic(summary, {"best_member": 2})
+        atomic.write_json_atomic(summary, {"best_member": 2})
     with read_only(tmp_path), pytest.raises(OSError):
-        report.append_jsonl(path, [{"step": 30, "loss": 0.1}])
+        atomic.append_jsonl(path, [{"step": 30, "loss": 0.1}])
     assert json.loads(summary.read_text()) == {"best_member": 1}
-    assert len(report.read_jsonl(path)) == 2
+    assert len(atomic.read_jsonl(path)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl", "summary.json"]

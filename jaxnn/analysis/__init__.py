@@ -1,0 +1,1 @@
+"""Analyses of trained members: training diagnostics, loss landscapes, restart statistics."""

@@ -1,0 +1,222 @@
+"""Training diagnostics of every member: per-layer gradient and weight norms, dead and saturated
+units, and the update-to-weight ratio.
+
+All diagnostics are computed from a (stacked) `TrainState` between chunks, in one extra jitted
+dispatch per evaluation, so the training program itself is unchanged whether they are on or
+off (`diagnostics.enabled`). Definitions (per member):
+
+- `grad_norm/<layer>/<param>`: L2 norm of the gradient of the mean training loss over the
+  whole training split (no dropout) with respect to that parameter array.
+- `weight_norm/<layer>/<param>`: L2 norm of the parameter array.
+- `update_ratio/<layer>/<param>`: ||u|| / ||w||, where u is the update the member's optimiser
+  (with its current state, learning rate and momentum) makes from that full-split gradient.
+- `dead_fraction` and `dead_fraction/hidden_<i>`: fraction of hidden ReLU units whose
+  pre-activation is <= 0 on every validation example (so their output and gradient are zero
+  on the whole split). Only ReLU units can die: for any other activation the value is None
+  (not applicable), never 0.
+- `saturated_fraction` and `saturated_fraction/hidden_<i>`: for sigmoid and tanh, the fraction
+  of (validation example, unit) pairs whose |pre-activation| exceeds `SATURATION_THRESHOLDS`
+  (4 for sigmoid, 2 for tanh: there the derivative has fallen to 7% of its maximum); None for
+  other activations.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxnn.core.program import Params, Program, model_for
+from jaxnn.io import atomic
+from jaxnn.nn import losses, models
+
+# |pre-activation| beyond which a unit counts as saturated: where sigmoid'(x) / sigmoid'(0) and
+# tanh'(x) / tanh'(0) have both fallen to about 0.07.
+SATURATION_THRESHOLDS = {"sigmoid": 4.0, "tanh": 2.0}
+DEAD_ACTIVATIONS = ("relu",)
+DIAGNOSTICS_FILE = "diagnostics.jsonl"
+
+
+def layer_norms(tree: Params) -> dict[str, jax.Array]:
+    """L2 norm of every array of a parameter-like pytree: 'hidden_0/kernel' -> float32 []."""
+    flat = traverse_util.flatten_dict(tree, sep="/")
+    return {name: jnp.sqrt(jnp.sum(jnp.square(leaf))) for name, leaf in flat.items()}
+
+
+def full_loss(
+    state: Any, params: Params, x: jax.Array, y: jax.Array, program: Program
+) -> jax.Array:
+    """Mean loss of `params` on a whole split, without dropout (what the gradient norms use)."""
+    outputs = state.apply_fn(params, x, state.hparams)
+    return jnp.mean(
+        losses.per_example_loss(program.loss, outputs, y, huber_delta=program.huber_delta)
+    )
+
+
+def preactivations(
+    program: Program, params: Params, hparams: Mapping[str, jax.Array], x: jax.Array
+) -> list[jax.Array]:
+    """Pre-activations [N, width] of every hidden layer, in order (no dropout)."""
+    model = model_for(program, dict(hparams))
+    _, variables = model.apply({"params": params}, x, mutable=["intermediates"])
+    sown = variables["intermediates"]
+    return [sown[f"preactivation_{i}"][0] for i in range(len(program.model_config.hidden))]
+
+
+def unit_fractions(program: Program, pre: Sequence[jax.Array]) -> dict[str, jax.Array]:
+    """Dead and saturated unit fractions from hidden pre-activations [N, width] per layer.
+
+    Keys are only present where they apply: `dead_fraction*` for ReLU, `saturated_fraction*` for
+    sigmoid and tanh.
+    """
+    activation = program.model_config.activation
+    out: dict[str, jax.Array] = {}
+    if not pre:
+        return out
+    if activation in DEAD_ACTIVATIONS:
+        dead = [jnp.all(h <= 0, axis=0) for h in pre]  # bool [width] per layer
+        for i, layer in enumerate(dead):
+            out[f"dead_fraction/{models.BODY_PREFIX}{i}"] = jnp.mean(layer)
+        out["dead_fraction"] = jnp.mean(jnp.concatenate(dead))
+    threshold = SATURATION_THRESHOLDS.get(activation)
+    if threshold is not None:
+        saturated = [jnp.abs(h) > threshold for h in pre]
+        for i, layer in enumerate(saturated):
+            out[f"saturated_fraction/{models.BODY_PREFIX}{i}"] = jnp.mean(layer)
+        out["saturated_fraction"] = sum(jnp.sum(s) for s in saturated) / sum(
+            s.size for s in saturated
+        )
+    return out
+
+
+def member_diagnostics(
+    state: Any, train_split: Any, val_split: Any, program: Program
+) -> dict[str, jax.Array]:
+    """Every diagnostic of one member (pure and vmappable); see the module docstring.
+
+    Args:
+      state: one member's `jaxnn.train.TrainState`.
+      train_split, val_split: `SplitData(x, y)` of the training and validation splits.
+      program: the run's program.
+
+    Returns:
+      name -> float32 [] (only the diagnostics that apply to the activation).
+    """
+    grads = jax.grad(full_loss, argnums=1)(
+        state, state.params, train_split.x, train_split.y, program
+    )
+    updates, _ = state.make_tx(state.hparams).update(grads, state.opt_state, state.params)
+    grad_norms, weight_norms = layer_norms(grads), layer_norms(state.params)
+    update_norms = layer_norms(updates)
+    out = {f"grad_norm/{k}": v for k, v in grad_norms.items()}
+    out |= {f"weight_norm/{k}": v for k, v in weight_norms.items()}
+    out |= {
+        f"update_ratio/{k}": update_norms[k] / jnp.maximum(weight_norms[k], 1e-12)
+        for k in weight_norms
+    }
+    pre = preactivations(program, state.params, state.hparams, val_split.x)
+    return out | unit_fractions(program, pre)
+
+
+@functools.partial(jax.jit, static_argnames="program")
+def _stacked(state: Any, train_split: Any, val_split: Any, program: Program):
+    return jax.vmap(member_diagnostics, in_axes=(0, None, None, None))(
+        state, train_split, val_split, program
+    )
+
+
+def not_applicable(program: Program) -> list[str]:
+    """Names of the unit diagnostics that do not apply to the program's activation (None)."""
+    activation = program.model_config.activation
+    layers = [f"{models.BODY_PREFIX}{i}" for i in range(len(program.model_config.hidden))]
+    names = []
+    if activation not in DEAD_ACTIVATIONS:
+        names += ["dead_fraction", *(f"dead_fraction/{layer}" for layer in layers)]
+    if activation not in SATURATION_THRESHOLDS:
+        names += ["saturated_fraction", *(f"saturated_fraction/{layer}" for layer in layers)]
+    return names
+
+
+def compute(state: Any, data: Any, program: Program) -> dict[str, np.ndarray | None]:
+    """Diagnostics of every member of a stacked state.
+
+    Args:
+      state: a stacked `TrainState` (leading member axis on every leaf).
+      data: `jaxnn.train.TrainingData` (the train and validation splits on the device).
+      program: the run's program.
+
+    Returns:
+      name -> float64 [num_members], and name -> None for unit diagnostics that do not apply
+      to the activation (e.g. `dead_fraction` of a tanh net).
+    """
+    values = jax.device_get(_stacked(state, data.train, data.val, program))
+    out: dict[str, np.ndarray | None] = {
+        k: np.asarray(v, np.float64) for k, v in sorted(values.items())
+    }
+    return out | dict.fromkeys(not_applicable(program))
+
+
+def records(
+    step: int, diagnostics: Mapping[str, np.ndarray | None], member_indices: Sequence[int]
+) -> list[dict[str, Any]]:
+    """diagnostics.jsonl rows of one evaluation: {"step", "member", <name>: value or None}."""
+    rows = []
+    for row, member in enumerate(member_indices):
+        record: dict[str, Any] = {"step": int(step), "member": int(member)}
+        for name, values in diagnostics.items():
+            record[name] = None if values is None else float(values[row])
+        rows.append(record)
+    return rows
+
+
+class Monitor:
+    """An `on_eval` callback that appends every member's diagnostics to DIR/diagnostics.jsonl.
+
+    Args:
+      path: the diagnostics.jsonl file.
+      data: the `TrainingData` the run trains on.
+      program: the run's program.
+      member_indices: the (global) member index of each row of the stacked state.
+    """
+
+    def __init__(
+        self, path: Path, data: Any, program: Program, member_indices: Sequence[int]
+    ) -> None:
+        self._path = Path(path)
+        self._data = data
+        self._program = program
+        self._indices = list(member_indices)
+        self.history: list[tuple[int, dict[str, np.ndarray | None]]] = []
+
+    def __call__(self, evaluation: Any) -> None:
+        values = compute(evaluation.state, self._data, self._program)
+        self.history.append((evaluation.step, values))
+        atomic.append_jsonl(self._path, records(evaluation.step, values, self._indices))
+
+
+def layer_series(
+    diagnostics: Mapping[str, np.ndarray | None], kind: str, param: str = "kernel"
+) -> tuple[list[str], np.ndarray]:
+    """The layers and values [num_layers, num_members] of one kind (e.g. 'grad_norm'), in order.
+
+    Hidden layers come first by index, then the head.
+    """
+    prefix = f"{kind}/"
+    names = [
+        k.removeprefix(prefix).removesuffix(f"/{param}")
+        for k in diagnostics
+        if k.startswith(prefix) and k.endswith(f"/{param}")
+    ]
+
+    def order(name: str) -> tuple[int, int]:
+        head, _, index = name.rpartition("_")
+        return (0, int(index)) if head == "hidden" and index.isdigit() else (1, 0)
+
+    names.sort(key=order)
+    return names, np.stack([diagnostics[f"{prefix}{n}/{param}"] for n in names])

@@ -1,0 +1,90 @@
+"""The config schema: `default_config()`, the one config that carries every field jaxnn reads.
+
+Every experiment starts from `default_config()` and changes what it needs, so any field can be
+overridden from the command line of any experiment (`--config.FIELD=VALUE`). This module is a
+leaf: it imports nothing from jaxnn (the rules that check a config live in `jaxnn.validation`).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+BATCH_ORDERS = ("independent", "shared")
+KEEP_WEIGHTS = ("best", "last")
+TRANSFER_MODES = ("finetune", "feature_extraction")
+TRANSFER_RESTORES = ("body", "all")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Returns the default config: an MLP on MNIST-1D trained by SGD with momentum."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.dataset = ml_collections.ConfigDict()
+    config.dataset.name = "mnist1d"
+    config.dataset.data_dir = ""
+    config.dataset.validation_fraction = 0.1
+    config.dataset.standardize = True
+    config.dataset.classes = ()
+    config.dataset.train_per_class = 0
+    config.dataset.split_seed = 0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.hidden = (100, 100)
+    config.model.activation = "relu"
+    config.model.negative_slope = 0.01
+    config.model.init = "he_normal"
+    config.model.init_stddev = 0.01
+    config.model.init_scale = 1.0
+    config.model.dropout = 0.0
+    config.model.input_dropout = 0.0
+
+    config.loss = "cross_entropy"
+    config.huber_delta = 1.0
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "momentum"
+    config.optimizer.learning_rate = 0.05
+    config.optimizer.momentum = 0.9
+    config.optimizer.schedule = "constant"
+    config.optimizer.warmup_steps = 0
+    config.optimizer.decay_rate = 0.1
+    config.optimizer.boundaries = (0.5, 0.75)
+    config.optimizer.end_fraction = 0.0
+    config.optimizer.weight_decay = 0.0
+    config.optimizer.clip_norm = 0.0
+
+    config.training = ml_collections.ConfigDict()
+    config.training.batch_size = 100
+    config.training.steps = 0
+    config.training.epochs = 0
+    config.training.eval_every = 500
+    config.training.patience = 0
+    config.training.keep = "best"
+    config.training.batch_order = "independent"
+
+    config.restarts = ml_collections.ConfigDict()
+    config.restarts.num = 1
+    config.restarts.sweep = ""
+    config.restarts.select_by = "val_loss"
+    config.restarts.tolerance = 0.05
+
+    config.init_from = ml_collections.ConfigDict()
+    config.init_from.workdir = ""
+    config.init_from.member = "best"
+    config.init_from.mode = "finetune"
+    config.init_from.restore = "body"
+    config.init_from.body_lr_scale = 1.0
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every_steps = 0
+    config.checkpoint.keep = 2
+
+    config.diagnostics = ml_collections.ConfigDict()
+    config.diagnostics.enabled = False
+
+    # Scale-out (jaxnn.sharding): the member axis sharded over a mesh of devices.
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.num_devices = 0  # 0 = every device of every process
+    config.mesh.data = "replicated"  # or "batch": splits sharded along their example axis
+    return config

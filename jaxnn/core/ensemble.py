@@ -1,0 +1,243 @@
+"""Random-start ensembles: the single-member unit of work under `jax.vmap`.
+
+Members are the cross product of the numeric sweep variants with `restarts.num` random starts,
+variant-major: member `v * K + s` is random start `s` of variant `v`, and its key is
+`member_key(root, s)`, so every variant starts from the same K initialisations (paired
+comparisons). Member i equals `train.fit` run alone with member i's key and hyperparameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxnn.config.sweep import NUMERIC_FIELDS, parse_sweep
+from jaxnn.core import train
+from jaxnn.data import Dataset
+from jaxnn.nn import losses
+from jaxnn.parallel import sharding
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One member of a run: which random start, and which swept values it trains with."""
+
+    index: int
+    seed_index: int
+    swept: dict[str, float]  # config field -> value, for the swept fields only
+
+    def hparams(self, config: ml_collections.ConfigDict) -> dict[str, float]:
+        """All numeric hyperparameters of this member (config values with the swept ones)."""
+        named = {NUMERIC_FIELDS[field]: value for field, value in self.swept.items()}
+        return {**train.base_hparams(config), **named}
+
+
+def members(config: ml_collections.ConfigDict) -> list[Member]:
+    """The members of a run, variant-major (see the module docstring)."""
+    variants = parse_sweep(config.restarts.sweep, config).numeric_variants()
+    num_starts = int(config.restarts.num)
+    return [
+        Member(index=v * num_starts + s, seed_index=s, swept=variant)
+        for v, variant in enumerate(variants)
+        for s in range(num_starts)
+    ]
+
+
+def stacked_hparams(
+    config: ml_collections.ConfigDict, run_members: list[Member]
+) -> dict[str, jax.Array]:
+    """Hyperparameters of every member: name -> float32 [num_members]."""
+    rows = [member.hparams(config) for member in run_members]
+    return {name: jnp.asarray([row[name] for row in rows], jnp.float32) for name in rows[0]}
+
+
+def member_keys(root: jax.Array, run_members: list[Member]) -> jax.Array:
+    """Member keys uint32 [num_members, 2]."""
+    seeds = jnp.asarray([member.seed_index for member in run_members], jnp.int32)
+    return jax.vmap(train.member_key, in_axes=(None, 0))(root, seeds)
+
+
+@dataclasses.dataclass
+class EnsembleResult:
+    """A trained ensemble: the stacked state (every leaf has a leading member axis) and its history."""
+
+    state: train.TrainState
+    program: train.Program
+    members: list[Member]
+    history: list[dict[str, np.ndarray]]
+    steps_done: int
+    compile_s: float
+    train_s: float
+    program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
+
+
+@dataclasses.dataclass
+class Trainer:
+    """The compiled pieces of an ensemble run: what `fit_ensemble` and resumption share."""
+
+    program: train.Program
+    members: list[Member]
+    init_fn: Any
+    chunk_fn: Any
+    order_key: jax.Array | None
+    placement: sharding.Placement  # where members and data live; on one device, nowhere special
+
+
+def make_trainer(
+    config: ml_collections.ConfigDict,
+    data: Dataset,
+    key: jax.Array,
+    **transfer: Any,
+) -> Trainer:
+    """Builds the vmapped init and chunk functions of a run (nothing is compiled yet).
+
+    Raises:
+      ConfigError: a `config.mesh` that does not fit the data (see `jaxnn.sharding`).
+    """
+    program, apply_fn, make_tx = train.build(config, data, **transfer)
+    run_members = members(config)
+    placement = sharding.placement(config, len(run_members), data)
+    shared = config.training.batch_order == "shared"
+    order_key = train.shared_order_key(key) if shared else None
+    init_one = functools.partial(train.init_state, program, apply_fn=apply_fn, make_tx=make_tx)
+
+    def init_fn(hparams, keys, pretrained):
+        return jax.vmap(lambda h, k: init_one(h, k, pretrained=pretrained))(hparams, keys)
+
+    chunk = functools.partial(train.run_chunk, program=program)
+    chunk_fn = placement.jit_chunk(jax.vmap(chunk, in_axes=(0, None, None, None if shared else 0)))
+    return Trainer(
+        program=program,
+        members=run_members,
+        init_fn=jax.jit(init_fn),
+        chunk_fn=chunk_fn,
+        order_key=order_key,
+        placement=placement,
+    )
+
+
+def init_members(
+    trainer: Trainer,
+    config: ml_collections.ConfigDict,
+    key: jax.Array,
+    pretrained: Mapping[str, Any] | None = None,
+) -> train.TrainState:
+    """The stacked initial state of every member."""
+    hparams = stacked_hparams(config, trainer.members)
+    return trainer.init_fn(hparams, member_keys(key, trainer.members), pretrained)
+
+
+def fit_ensemble(
+    config: ml_collections.ConfigDict,
+    data: Dataset,
+    key: jax.Array,
+    *,
+    on_eval: train.EvalCallback | None = None,
+    state: train.TrainState | None = None,
+    start_step: int = 0,
+    pretrained: Mapping[str, Any] | None = None,
+    **transfer: Any,
+) -> EnsembleResult:
+    """Trains every member of the run together: one jitted dispatch per chunk for all members.
+
+    On several devices the members are sharded over `config.mesh` (padded to a multiple of the
+    device count; see `jaxnn.sharding`); the state, metrics and history given to `on_eval`
+    and returned hold the real members only.
+
+    Args:
+      config: the run config (validated).
+      data: the loaded data set.
+      key: the run's root key (`jax.random.PRNGKey(config.seed)`).
+      on_eval: called after every evaluation with metrics of shape [num_members].
+      state: a stacked state to continue from (resumption), with `start_step` its global step;
+        it may come from a run on any number of devices.
+      pretrained: layers to start every member from (transfer).
+      **transfer: param labels and learning-rate scales for transfer (see train.Program).
+    """
+    trainer = make_trainer(config, data, key, **transfer)
+    placement = trainer.placement
+    if state is None:
+        state = init_members(trainer, config, key, pretrained)
+    loop = train.drive(
+        trainer.chunk_fn,
+        placement.place_state(state),
+        placement.place_data(data),
+        trainer.order_key,
+        trainer.program,
+        start_step=start_step,
+        on_eval=placement.real_callback(on_eval),
+    )
+    return EnsembleResult(
+        state=placement.result_state(loop.state),
+        program=trainer.program,
+        members=trainer.members,
+        history=[placement.real_metrics(entry) for entry in loop.history],
+        steps_done=loop.steps_done,
+        compile_s=loop.compile_s,
+        train_s=loop.train_s,
+        program_bytes=loop.program_bytes,
+    )
+
+
+def member_state(state: train.TrainState, index: int) -> train.TrainState:
+    """Member `index` of a stacked state, as a single-member state."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], state)
+
+
+@functools.partial(jax.jit, static_argnames="program")
+def _final_eval(state: train.TrainState, x: jax.Array, y: jax.Array, program: train.Program):
+    def one(member: train.TrainState):
+        metrics = train.evaluate(member, member.best_params, train.SplitData(x, y), program)
+        outputs = member.apply_fn(member.best_params, x, member.hparams)
+        return metrics, losses.predictions(program.loss, program.task, outputs)
+
+    return jax.vmap(one)(state)
+
+
+def evaluate_members(
+    state: train.TrainState, program: train.Program, x: np.ndarray, y: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Metrics of every member's best weights on one split, and their predictions [M, N, O]."""
+    metrics, predictions = _final_eval(state, jnp.asarray(x), jnp.asarray(y), program)
+    metrics = {k: np.asarray(v, np.float64) for k, v in metrics.items()}
+    return metrics, np.asarray(predictions)
+
+
+def ensemble_metrics(
+    predictions: np.ndarray, targets: np.ndarray, program: train.Program, included: np.ndarray
+) -> dict[str, float]:
+    """Test metrics of the averaged prediction of the included members (diverged ones excluded)."""
+    if not included.any():
+        return {}
+    mean = jnp.asarray(predictions[included].mean(axis=0))
+    targets = jnp.asarray(targets)
+    if program.task == "classification":
+        return {"test_accuracy": float(losses.accuracy(mean, targets))}
+    std = jnp.asarray(program.target_std or (1.0,), jnp.float32)
+    return {
+        "test_r2": float(losses.r2(mean, targets)),
+        "test_rmse": float(losses.rmse(mean * std, targets * std)),
+    }
+
+
+def select_best(
+    member_metrics: Mapping[str, np.ndarray], diverged: np.ndarray, select_by: str
+) -> int | None:
+    """Index of the best non-diverged member by a validation metric (None if all diverged).
+
+    Loss is minimised, accuracy and R2 are maximised; ties go to the lowest index.
+    """
+    values = np.asarray(member_metrics[select_by], np.float64)
+    if select_by != "val_loss":
+        values = -values
+    values = np.where(diverged | ~np.isfinite(values), np.inf, values)
+    if not np.isfinite(values).any():
+        return None
+    return int(np.argmin(values))

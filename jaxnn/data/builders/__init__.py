@@ -1,0 +1,39 @@
+"""Local TFDS builders and the code that prepares and reads TFDS data sets without TensorFlow.
+
+`BUILDERS` maps each local name (as given to `jaxnn.data.load`) to its builder class, all
+generated on this machine (no download). Importing this package registers them with TFDS, so
+`tfds.builder(name)` and `tfds.data_source(name, ...)` find them.
+"""
+
+from __future__ import annotations
+
+from jaxnn.data.builders.base import ArrayBuilder
+from jaxnn.data.builders.mnist1d_builder import Mnist1d, make_mnist1d
+from jaxnn.data.builders.sklearn_builders import Diabetes, Digits, Friedman1
+from jaxnn.data.builders.source import (
+    BUILDERS,
+    DEFAULT_DATA_DIR,
+    RawSplits,
+    SourceSpec,
+    describe,
+    prepare,
+    read,
+    resolve_data_dir,
+)
+
+__all__ = [
+    "BUILDERS",
+    "DEFAULT_DATA_DIR",
+    "ArrayBuilder",
+    "Diabetes",
+    "Digits",
+    "Friedman1",
+    "Mnist1d",
+    "RawSplits",
+    "SourceSpec",
+    "describe",
+    "make_mnist1d",
+    "prepare",
+    "read",
+    "resolve_data_dir",
+]

@@ -1,0 +1,97 @@
+"""scikit-learn's bundled and generated data sets as TFDS builders (no download)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxnn.data.builders.base import ArrayBuilder
+
+TEST_SIZE = 0.2
+SPLIT_RANDOM_STATE = 0
+
+
+class Digits(ArrayBuilder):
+    """scikit-learn's 8x8 handwritten digits (`load_digits`): 1797 x 64 pixels (0..16), 10 classes.
+
+    Split once by `train_test_split(test_size=0.2, random_state=0, stratify=labels)`:
+    1437 train / 360 test, in the order that call returns.
+    """
+
+    name = "digits"
+    HOMEPAGE = "https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset"
+    TASK = "classification"
+    FEATURE_SHAPE = (64,)
+    NUM_CLASSES = 10
+    FEATURE_NAMES = tuple(f"pixel_{row}_{col}" for row in range(8) for col in range(8))
+
+    def _make_splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        features, labels = load_digits(return_X_y=True)
+        x_train, x_test, y_train, y_test = train_test_split(
+            features,
+            labels,
+            test_size=TEST_SIZE,
+            random_state=SPLIT_RANDOM_STATE,
+            stratify=labels,
+        )
+        return {"train": (x_train, y_train), "test": (x_test, y_test)}
+
+
+class Diabetes(ArrayBuilder):
+    """scikit-learn's diabetes regression set (`load_diabetes`): 442 x 10 features, 1 target.
+
+    Features are as sklearn ships them (each column centred and scaled to unit norm); the
+    target is disease progression after one year (25..346), shape (1,). Split once by
+    `train_test_split(test_size=0.2, random_state=0)`: 353 train / 89 test.
+    """
+
+    name = "diabetes"
+    HOMEPAGE = "https://scikit-learn.org/stable/datasets/toy_dataset.html#diabetes-dataset"
+    TASK = "regression"
+    FEATURE_SHAPE = (10,)
+    NUM_OUTPUTS = 1
+    FEATURE_NAMES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
+
+    def _make_splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        from sklearn.datasets import load_diabetes
+        from sklearn.model_selection import train_test_split
+
+        features, targets = load_diabetes(return_X_y=True)
+        x_train, x_test, y_train, y_test = train_test_split(
+            features, targets, test_size=TEST_SIZE, random_state=SPLIT_RANDOM_STATE
+        )
+        return {"train": (x_train, y_train), "test": (x_test, y_test)}
+
+
+class Friedman1(ArrayBuilder):
+    """Friedman #1 regression (`make_friedman1`): 2000 x 10 uniform features, 1 target.
+
+    y = 10 sin(pi x0 x1) + 20 (x2 - 0.5)^2 + 10 x3 + 5 x4 + N(0, 1) noise; x5..x9 are
+    irrelevant. Generated with n_samples=2000, n_features=10, noise=1.0, random_state=0;
+    the first 1600 rows are train, the last 400 test.
+    """
+
+    name = "friedman1"
+    HOMEPAGE = (
+        "https://scikit-learn.org/stable/modules/generated/sklearn.datasets.make_friedman1.html"
+    )
+    TASK = "regression"
+    FEATURE_SHAPE = (10,)
+    NUM_OUTPUTS = 1
+    FEATURE_NAMES = tuple(f"x{i}" for i in range(10))
+    NUM_SAMPLES = 2000
+    NUM_TEST = 400
+
+    def _make_splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        from sklearn.datasets import make_friedman1
+
+        features, targets = make_friedman1(
+            n_samples=self.NUM_SAMPLES, n_features=10, noise=1.0, random_state=0
+        )
+        num_train = self.NUM_SAMPLES - self.NUM_TEST
+        return {
+            "train": (features[:num_train], targets[:num_train]),
+            "test": (features[num_train:], targets[num_train:]),
+        }

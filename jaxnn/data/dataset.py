@@ -1,0 +1,418 @@
+"""Data sets as numpy arrays: TFDS loading, a validation split carved from train, standardisation.
+
+The order of operations is fixed, for `load` and `from_arrays` alike:
+class subset (relabelled 0..n-1) -> validation carved from train (never from test) ->
+per-class train limit -> features (and regression targets) standardised by train statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxnn.data import builders
+from jaxnn.errors import ConfigError, DataError
+
+TASKS = ("classification", "regression")
+MIN_STD = 1e-8  # features whose train std is below this are only centred, not scaled
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Train/validation/test arrays of one data set, ready for training.
+
+    Features are float32 [n, *feature_shape]; labels int32 [n] (classification) or targets
+    float32 [n, num_outputs] (regression).
+    """
+
+    name: str
+    task: str  # 'classification' | 'regression'
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int  # 0 for regression
+    num_outputs: int  # num_classes for classification; target dims for regression
+    class_names: tuple[str, ...] = ()
+    feature_names: tuple[str, ...] = ()
+    target_mean: np.ndarray | None = None  # [num_outputs]: targets were standardised with these
+    target_std: np.ndarray | None = None
+
+    @property
+    def num_train(self) -> int:
+        return len(self.x_train)
+
+    @property
+    def num_val(self) -> int:
+        return len(self.x_val)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.x_test)
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_features(self) -> int:
+        return math.prod(self.feature_shape)
+
+    def summary(self) -> dict[str, Any]:
+        """The `dataset` block of summary.json."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "num_train": self.num_train,
+            "num_val": self.num_val,
+            "num_test": self.num_test,
+            "num_classes": self.num_classes,
+            "num_outputs": self.num_outputs,
+        }
+
+
+def validation_split(
+    num_examples: int, validation_fraction: float, split_seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministically splits range(num_examples) into train and validation indices.
+
+    Validation is the first round(num_examples * validation_fraction) entries of
+    `np.random.default_rng(split_seed).permutation(num_examples)`; train is the rest. Both are
+    returned sorted, so each keeps the original order.
+
+    Returns:
+        (train_idx [num_examples - num_val], val_idx [num_val]), int64.
+
+    Raises:
+        ConfigError: validation_fraction outside (0, 1).
+        DataError: the split would leave train or validation empty.
+    """
+    _check_fraction(validation_fraction)
+    num_val = round(num_examples * validation_fraction)
+    if not 0 < num_val < num_examples:
+        raise DataError(
+            f"dataset.validation_fraction={validation_fraction} of {num_examples} train "
+            f"examples leaves {num_val} for validation and {num_examples - num_val} for "
+            "training; both need at least one (change validation_fraction)"
+        )
+    permutation = np.random.default_rng(split_seed).permutation(num_examples)
+    return np.sort(permutation[num_val:]), np.sort(permutation[:num_val])
+
+
+def validate_dataset_config(dataset_config: Any) -> None:
+    """Checks config.dataset without preparing or reading any data.
+
+    Raises:
+        ConfigError: a field has a bad value or does not apply to the data set's task.
+        DataError: unknown data set name (the message lists the local ones).
+    """
+    name = getattr(dataset_config, "name", "")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            f"dataset.name must be a data set name such as "
+            f"{', '.join(sorted(builders.BUILDERS))}, got {name!r}"
+        )
+    _check_fraction(getattr(dataset_config, "validation_fraction", 0.1))
+    split_seed = getattr(dataset_config, "split_seed", 0)
+    if not _is_int(split_seed):
+        raise ConfigError(f"dataset.split_seed must be an integer, got {split_seed!r}")
+    standardize = getattr(dataset_config, "standardize", True)
+    if not isinstance(standardize, bool):
+        raise ConfigError(f"dataset.standardize must be True or False, got {standardize!r}")
+    spec = builders.describe(name, getattr(dataset_config, "data_dir", ""))
+    _check_subset_options(
+        spec.task,
+        spec.num_classes,
+        tuple(getattr(dataset_config, "classes", ())),
+        getattr(dataset_config, "train_per_class", 0),
+    )
+
+
+def load(dataset_config: Any) -> Dataset:
+    """Loads config.dataset: prepares it in data_dir once (reused later), reads it, splits it.
+
+    Args:
+        dataset_config: `config.dataset` (name, data_dir, validation_fraction, standardize,
+            classes, train_per_class, split_seed).
+
+    Raises:
+        ConfigError, DataError: one-line messages, raised before any data is prepared where
+            the config alone shows the mistake.
+    """
+    validate_dataset_config(dataset_config)
+    raw = builders.read(dataset_config.name, getattr(dataset_config, "data_dir", ""))
+    spec = raw.spec
+    x_train, y_train = _checked_arrays("train", raw.x_train, raw.y_train, spec.task)
+    x_test, y_test = _checked_arrays("test", raw.x_test, raw.y_test, spec.task)
+    return _assemble(
+        name=dataset_config.name,
+        task=spec.task,
+        arrays=(x_train, y_train, x_test, y_test),
+        num_classes=spec.num_classes,
+        class_names=spec.class_names,
+        feature_names=spec.feature_names,
+        validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
+        standardize=getattr(dataset_config, "standardize", True),
+        split_seed=getattr(dataset_config, "split_seed", 0),
+        classes=tuple(getattr(dataset_config, "classes", ())),
+        train_per_class=getattr(dataset_config, "train_per_class", 0),
+    )
+
+
+def from_arrays(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    task: str,
+    validation_fraction: float = 0.1,
+    standardize: bool = True,
+    split_seed: int = 0,
+    name: str = "arrays",
+    class_names: Sequence[str] = (),
+    feature_names: Sequence[str] = (),
+    classes: Sequence[int] = (),
+    train_per_class: int = 0,
+) -> Dataset:
+    """Builds a Dataset from the user's own arrays, processed exactly as `load` does.
+
+    Args:
+        x_train, x_test: features [n, *feature_shape], any real dtype, all finite.
+        y_train, y_test: integer labels [n] (classification) or targets [n] / [n, outputs].
+        task: 'classification' or 'regression'.
+        class_names: optional names of the classes (num_classes = len(class_names) if given,
+            else max label + 1).
+        classes, train_per_class: as config.dataset.classes / train_per_class.
+
+    Raises:
+        ConfigError: bad task, fraction, class subset or per-class limit.
+        DataError: mismatched lengths or shapes, NaN/inf, wrong dtypes.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    _check_fraction(validation_fraction)
+    x_train, y_train = _checked_arrays("train", x_train, y_train, task)
+    x_test, y_test = _checked_arrays("test", x_test, y_test, task)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"x_train has feature shape {x_train.shape[1:]} but x_test has "
+            f"{x_test.shape[1:]}; they must match"
+        )
+    if task == "regression" and y_train.shape[1:] != y_test.shape[1:]:
+        raise DataError(
+            f"y_train has {y_train.shape[1]} target columns but y_test has {y_test.shape[1]}"
+        )
+    num_classes = 0
+    if task == "classification":
+        num_labels = int(max(y_train.max(), y_test.max())) + 1
+        num_classes = len(class_names) or num_labels
+        if num_labels > num_classes:
+            raise DataError(
+                f"labels go up to {num_labels - 1} but only {num_classes} class_names were "
+                "given; give one name per class"
+            )
+    if feature_names and len(feature_names) != math.prod(x_train.shape[1:]):
+        raise DataError(
+            f"{len(feature_names)} feature_names given for {math.prod(x_train.shape[1:])} features"
+        )
+    _check_subset_options(task, num_classes, tuple(classes), train_per_class)
+    return _assemble(
+        name=name,
+        task=task,
+        arrays=(x_train, y_train, x_test, y_test),
+        num_classes=num_classes,
+        class_names=tuple(class_names) or tuple(str(i) for i in range(num_classes)),
+        feature_names=tuple(feature_names),
+        validation_fraction=validation_fraction,
+        standardize=standardize,
+        split_seed=split_seed,
+        classes=tuple(classes),
+        train_per_class=train_per_class,
+    )
+
+
+def _assemble(
+    *,
+    name: str,
+    task: str,
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    num_classes: int,
+    class_names: tuple[str, ...],
+    feature_names: tuple[str, ...],
+    validation_fraction: float,
+    standardize: bool,
+    split_seed: int,
+    classes: tuple[int, ...],
+    train_per_class: int,
+) -> Dataset:
+    """Subset classes -> carve validation -> limit train per class -> standardise."""
+    x_train, y_train, x_test, y_test = arrays
+    if classes:
+        x_train, y_train = _subset_classes(x_train, y_train, classes)
+        x_test, y_test = _subset_classes(x_test, y_test, classes)
+        num_classes = len(classes)
+        class_names = tuple(class_names[c] for c in classes) if class_names else ()
+    train_idx, val_idx = validation_split(len(x_train), validation_fraction, split_seed)
+    x_val, y_val = x_train[val_idx], y_train[val_idx]
+    x_train, y_train = x_train[train_idx], y_train[train_idx]
+    if train_per_class:
+        keep = _first_per_class(y_train, num_classes, train_per_class)
+        x_train, y_train = x_train[keep], y_train[keep]
+    target_mean = target_std = None
+    if standardize:
+        mean, std = _train_stats(x_train)
+        x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
+        if task == "regression":
+            target_mean, target_std = _train_stats(y_train)
+            y_train, y_val, y_test = (
+                (y - target_mean) / target_std for y in (y_train, y_val, y_test)
+            )
+    label_dtype = np.int32 if task == "classification" else np.float32
+    return Dataset(
+        name=name,
+        task=task,
+        x_train=x_train.astype(np.float32),
+        y_train=y_train.astype(label_dtype),
+        x_val=x_val.astype(np.float32),
+        y_val=y_val.astype(label_dtype),
+        x_test=x_test.astype(np.float32),
+        y_test=y_test.astype(label_dtype),
+        num_classes=num_classes,
+        num_outputs=num_classes if task == "classification" else y_train.shape[1],
+        class_names=class_names if task == "classification" else (),
+        feature_names=feature_names,
+        target_mean=None if target_mean is None else target_mean.astype(np.float32),
+        target_std=None if target_std is None else target_std.astype(np.float32),
+    )
+
+
+def _train_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std over axis 0 (float64); std < MIN_STD becomes 1 (centre only).
+
+    A floor of MIN_STD itself would turn a feature that is constant in train but not in test
+    (digits' pixel 24) into values near 1e8.
+    """
+    values = values.astype(np.float64)
+    mean, std = values.mean(axis=0), values.std(axis=0)
+    return mean, np.where(std < MIN_STD, 1.0, std)
+
+
+def _subset_classes(
+    x: np.ndarray, y: np.ndarray, classes: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keeps examples of `classes` (original order) with labels relabelled to their positions."""
+    relabel = np.full(int(max(y.max(initial=0), *classes)) + 1, -1, dtype=np.int64)
+    relabel[list(classes)] = np.arange(len(classes))
+    new_labels = relabel[y]
+    keep = new_labels >= 0
+    return x[keep], new_labels[keep]
+
+
+def _first_per_class(labels: np.ndarray, num_classes: int, limit: int) -> np.ndarray:
+    """Sorted indices of the first `limit` examples of every class."""
+    counts = np.bincount(labels, minlength=num_classes)
+    short = [(c, int(counts[c])) for c in range(num_classes) if counts[c] < limit]
+    if short:
+        label, count = min(short, key=lambda item: item[1])
+        raise ConfigError(
+            f"dataset.train_per_class={limit} but class {label} has only {count} train "
+            f"examples after carving validation; use at most {int(counts.min())}"
+        )
+    return np.sort(
+        np.concatenate([np.flatnonzero(labels == c)[:limit] for c in range(num_classes)])
+    )
+
+
+def _checked_arrays(split: str, x: Any, y: Any, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validates one split's features and targets; returns them as arrays, targets 2-D for regression."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise DataError(f"x_{split} must hold real numbers, got dtype {x.dtype}")
+    if x.ndim < 2 or len(x) == 0:
+        raise DataError(
+            f"x_{split} must be [num_examples, *feature_shape] with at least one example, got "
+            f"shape {x.shape} (reshape a single feature to [n, 1])"
+        )
+    if len(x) != len(y):
+        raise DataError(
+            f"x_{split} has {len(x)} examples but y_{split} has {len(y)}; they must match"
+        )
+    if not np.isfinite(x).all():
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise DataError(f"x_{split} has {bad} NaN or infinite values; features must be finite")
+    if task == "classification":
+        if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
+            raise DataError(
+                f"y_{split} must be integer class labels of shape [n] for classification, got "
+                f"dtype {y.dtype} shape {y.shape} (e.g. use y.astype(int))"
+            )
+        if y.min() < 0:
+            raise DataError(f"y_{split} has negative labels (min {y.min()}); labels are 0..C-1")
+        return x, y.astype(np.int64)
+    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number) or y.ndim not in (1, 2):
+        raise DataError(
+            f"y_{split} must be real regression targets of shape [n] or [n, outputs], got "
+            f"dtype {y.dtype} shape {y.shape}"
+        )
+    if not np.isfinite(y).all():
+        raise DataError(f"y_{split} has NaN or infinite values; targets must be finite")
+    return x, y.reshape(len(y), -1)
+
+
+def _check_fraction(validation_fraction: Any) -> None:
+    if (
+        isinstance(validation_fraction, bool)
+        or not isinstance(validation_fraction, numbers.Real)
+        or not 0 < validation_fraction < 1
+    ):
+        raise ConfigError(
+            "dataset.validation_fraction must be a number in (0, 1) (validation is carved "
+            f"from train), got {validation_fraction!r}"
+        )
+
+
+def _check_subset_options(
+    task: str, num_classes: int, classes: tuple[Any, ...], train_per_class: Any
+) -> None:
+    """Checks dataset.classes and dataset.train_per_class against the data set's classes."""
+    if not _is_int(train_per_class) or train_per_class < 0:
+        raise ConfigError(
+            f"dataset.train_per_class must be a non-negative integer (0 = all), got "
+            f"{train_per_class!r}"
+        )
+    if task != "classification":
+        for field, value in (("classes", classes), ("train_per_class", train_per_class)):
+            if value:
+                raise ConfigError(
+                    f"dataset.{field}={value!r} applies only to classification; this data set "
+                    f"is {task} (leave it at its default)"
+                )
+        return
+    if not classes:
+        return
+    if not all(_is_int(c) for c in classes):
+        raise ConfigError(f"dataset.classes must be integer labels, got {classes!r}")
+    unknown = sorted(int(c) for c in set(classes) if not 0 <= c < num_classes)
+    if unknown:
+        raise ConfigError(
+            f"dataset.classes={tuple(classes)!r} names classes {unknown} that the data set "
+            f"lacks; its labels are 0..{num_classes - 1}"
+        )
+    if len(set(classes)) != len(classes):
+        raise ConfigError(f"dataset.classes={tuple(classes)!r} repeats a class")
+    if len(classes) < 2:
+        raise ConfigError(
+            f"dataset.classes={tuple(classes)!r} keeps fewer than 2 classes; name at least 2"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -1,0 +1,332 @@
+"""Orbax checkpoints of a run: the stacked training state, its keep policy, resumption.
+
+A workdir holds
+
+    DIR/checkpoints/<step>/state   every TrainState leaf with its leading member axis
+    DIR/checkpoints/<step>/meta    {"format_version", "jaxnn_version", "step", "num_members"}
+
+(one member's weights, and the selected member's single-model export `DIR/best`, are
+`jaxnn.export`).
+
+Saves are synchronous and go through Orbax's temporary directory + rename, so a process killed
+during a save leaves the previous checkpoint as the latest one; checkpoints the keep policy
+drops are first renamed into `checkpoints/.deleted` and only then deleted, so a process killed
+while deleting leaves no half-deleted checkpoint behind. Everything is read through Orbax
+(arrays) and JSON (metadata), never unpickled; a restore checks the format version and every
+stored shape against the run's state before it reads an array, so a checkpoint of another
+jaxnn format or of another run is rejected whole, not half-loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+from jaxnn.core import train
+from jaxnn.errors import CheckpointError, WorkdirError
+from jaxnn.io import orbax_io
+
+FORMAT_VERSION = orbax_io.FORMAT_VERSION
+CHECKPOINTS = "checkpoints"
+STATE_ITEM, META_ITEM = "state", "meta"
+# Where the keep policy moves the checkpoints it drops before deleting them.
+DELETED = ".deleted"
+# What Orbax adds to the name of a checkpoint it has not finished writing.
+UNFINISHED_MARKER = ".orbax-checkpoint-tmp"
+
+Params = Any
+Report = Callable[[str], None]
+
+# One member's weights (the DIR/best export, a member of a run) moved to jaxnn.export; these
+# names still resolve from here.
+_MOVED_TO_EXPORT = (
+    "BEST",
+    "BEST_TREES",
+    "export_member",
+    "best_dir",
+    "config_from_json",
+    "best_metadata",
+    "best_param_shapes",
+    "read_best",
+    "load_model",
+    "restore_member",
+    "member_param_shapes",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_EXPORT:
+        from jaxnn.io import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def state_fields() -> tuple[str, ...]:
+    """The TrainState fields a checkpoint holds: every pytree field (not apply_fn / make_tx)."""
+    return tuple(
+        field.name
+        for field in dataclasses.fields(train.TrainState)
+        if field.metadata.get("pytree_node", True)
+    )
+
+
+def state_tree(state: train.TrainState) -> dict[str, Any]:
+    """The leaves of a (stacked) state as a plain dict: what a checkpoint stores."""
+    return {name: getattr(state, name) for name in state_fields()}
+
+
+def _val_loss_metric(metrics: Mapping[str, float]) -> float:
+    return float(metrics["val_loss"])
+
+
+def unfinished_saves(directory: str | Path) -> list[Path]:
+    """Checkpoints Orbax began but never finished writing (their launch was stopped during a save)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if UNFINISHED_MARKER in p.name)
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+class RunCheckpoints:
+    """The checkpoints of one run (`DIR/checkpoints`): latest `keep` plus the best by validation.
+
+    "Best" is the checkpoint whose evaluation had the lowest validation loss of any member.
+    Every process of a multi-host run opens the same directory and takes part in each save.
+    """
+
+    def __init__(self, directory: str | Path, *, keep: int = 2, read_only: bool = False):
+        self.directory = Path(directory)
+        keep_policy = policies.AnyPreservationPolicy(
+            [
+                policies.LatestN(n=keep),
+                policies.BestN(get_metric_fn=_val_loss_metric, reverse=True, n=1),
+            ]
+        )
+        # A reader is a manager that never saves: Orbax's own read_only mode logs warnings.
+        self._read_only = read_only
+        options = ocp.CheckpointManagerOptions(
+            enable_async_checkpointing=False,
+            create=not read_only,
+            cleanup_tmp_directories=not read_only,
+            preservation_policy=keep_policy,
+            todelete_subdir=None if read_only else DELETED,
+        )
+        handlers = {
+            STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+            META_ITEM: ocp.JsonCheckpointHandler(),
+        }
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=options, item_handlers=handlers
+            )
+        except OSError as error:
+            raise WorkdirError(
+                f"cannot open the checkpoint directory {self.directory} ({orbax_io.one_line(error)})"
+            ) from error
+        if not read_only:
+            self._empty_trash()
+
+    def steps(self) -> list[int]:
+        """The finalised checkpoint steps, oldest first (half-written saves are not listed)."""
+        return sorted(self._manager.all_steps())
+
+    def step_dir(self, step: int) -> Path:
+        return self.directory / str(step)
+
+    def save(self, step: int, state: train.TrainState, *, val_loss: float) -> None:
+        """Saves the stacked state at global step `step` and waits until it is on disk.
+
+        Args:
+          step: the global step of the state.
+          state: the stacked state (every leaf [num_members, ...]).
+          val_loss: the lowest validation loss of any member at this evaluation (ranks "best").
+
+        Raises:
+          WorkdirError: the checkpoint could not be written (read-only or full file system);
+            the checkpoints saved before are left as they were.
+        """
+        if self._read_only:
+            raise ValueError(f"{self.directory} was opened read-only")
+        num_members = int(np.shape(state.step)[0]) if np.ndim(state.step) else 1
+        meta = {**orbax_io.version_fields(), "step": int(step), "num_members": num_members}
+        finite = val_loss if math.isfinite(val_loss) else 1e30
+        try:
+            with orbax_io.saving():
+                self._manager.save(
+                    int(step),
+                    args=ocp.args.Composite(
+                        **{
+                            STATE_ITEM: ocp.args.PyTreeSave(state_tree(state)),
+                            META_ITEM: ocp.args.JsonSave(meta),
+                        }
+                    ),
+                    metrics={"val_loss": finite},
+                )
+                self._manager.wait_until_finished()
+        except Exception as error:
+            if not orbax_io.is_storage_error(error):
+                raise
+            # The unfinished save is removed so that a full disk gets its space back.
+            if jax.process_index() == 0:
+                for path in unfinished_saves(self.directory):
+                    shutil.rmtree(path, ignore_errors=True)
+            raise WorkdirError(
+                f"cannot write checkpoint {self.step_dir(step)} ({orbax_io.one_line(error)}); "
+                f"the checkpoints saved before it in {self.directory} are intact: free space "
+                "or fix permissions, then launch again to continue"
+            ) from error
+        self._empty_trash()
+
+    def _empty_trash(self) -> None:
+        if jax.process_index() == 0:
+            shutil.rmtree(self.directory / DELETED, ignore_errors=True)
+
+    def meta(self, step: int) -> dict[str, Any]:
+        """The JSON metadata of a checkpoint (format version, step, number of members).
+
+        Raises:
+          CheckpointError: unreadable, not a jaxnn checkpoint, or of another format version.
+        """
+        what = f"checkpoint {self.step_dir(step)}"
+        with orbax_io.reading(what):
+            meta = self._manager.restore(
+                step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
+            )[META_ITEM]
+        orbax_io.check_version(meta, what)
+        return meta
+
+    def shapes(self, step: int, field: str) -> Any:
+        """The stored shapes and dtypes of one state field, without reading any array."""
+        with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
+            tree = self._manager.item_metadata(step)[STATE_ITEM]
+            return orbax_io.abstract_tree(
+                tree.tree[field] if hasattr(tree, "tree") else tree[field]
+            )
+
+    def _check_shapes(self, step: int, abstract: Mapping[str, Any]) -> None:
+        """Raises CheckpointError naming the first array `abstract` asks for that differs."""
+        with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
+            stored = self._manager.item_metadata(step)[STATE_ITEM]
+            stored = orbax_io.leaf_shapes(stored.tree if hasattr(stored, "tree") else stored)
+        for name, shape in orbax_io.leaf_shapes(dict(abstract)).items():
+            if stored.get(name) != shape:
+                raise CheckpointError(
+                    f"checkpoint {self.step_dir(step)} is not of this run: {name} has shape "
+                    f"{orbax_io.shape_text(stored.get(name))} there but {orbax_io.shape_text(shape)} here"
+                )
+
+    def restore_fields(self, step: int, abstract: Mapping[str, Any]) -> dict[str, Any]:
+        """Reads only the state fields (or sub-trees of them) that `abstract` names.
+
+        The metadata (format version) and every requested shape are checked first.
+        """
+        self.meta(step)
+        self._check_shapes(step, abstract)
+        with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    **{
+                        STATE_ITEM: orbax_io.partial_restore_args(
+                            orbax_io.abstract_tree(dict(abstract))
+                        )
+                    }
+                ),
+            )[STATE_ITEM]
+        return dict(restored)
+
+    def restore(self, step: int, abstract_state: train.TrainState) -> train.TrainState:
+        """The stacked state of checkpoint `step`, shaped like `abstract_state` (from eval_shape).
+
+        Raises:
+          CheckpointError: the checkpoint is unreadable, incomplete, of another format, or its
+            arrays do not have the shapes of this run's state.
+        """
+        tree = self.restore_fields(step, state_tree(abstract_state))
+        return abstract_state.replace(**tree)
+
+    def restore_latest(
+        self, abstract_state: train.TrainState, *, report: Report
+    ) -> tuple[int, train.TrainState, list[int]] | None:
+        """The newest readable checkpoint, falling back past unreadable ones (each reported).
+
+        Returns:
+          (step, state, the unreadable steps newer than it), or None when there is no checkpoint.
+
+        Raises:
+          CheckpointError: there are checkpoints but none is readable.
+        """
+        unreadable: list[int] = []
+        first_error: CheckpointError | None = None
+        for step in reversed(self.steps()):
+            try:
+                return step, self.restore(step, abstract_state), unreadable
+            except CheckpointError as error:
+                first_error = first_error or error
+                unreadable.append(step)
+                report(f"{error}; falling back to the previous checkpoint")
+        if first_error is not None:
+            raise CheckpointError(f"no readable checkpoint in {self.directory}: {first_error}")
+        return None
+
+    def discard(self, steps: Sequence[int]) -> None:
+        """Deletes unreadable checkpoints (newer than the one a resume continues from)."""
+        if jax.process_index() == 0:
+            for step in steps:
+                shutil.rmtree(self.step_dir(step), ignore_errors=True)
+        _sync("jaxnn_discard_checkpoints")
+        self._manager.reload()
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+class Saver:
+    """on_eval callback: saves the stacked state at evaluations, every `every_steps` steps.
+
+    A save is due at an evaluation when a multiple of `every_steps` was reached since the
+    previous evaluation (0 = at every evaluation), so the schedule does not depend on where a
+    run was resumed. `finish` saves the final state when the last evaluation was not saved.
+    """
+
+    def __init__(self, checkpoints: RunCheckpoints, *, every_steps: int, start_step: int):
+        self._checkpoints = checkpoints
+        self._every = int(every_steps)
+        self._previous = int(start_step)
+        self._saved_step = int(start_step)
+        self._val_loss = math.inf
+
+    def __call__(self, evaluation: train.Evaluation) -> None:
+        val_loss = np.asarray(evaluation.metrics["val_loss"], np.float64)
+        finite = val_loss[np.isfinite(val_loss)]
+        self._val_loss = float(finite.min()) if finite.size else math.inf
+        due = self._every == 0 or evaluation.step // self._every > self._previous // self._every
+        self._previous = evaluation.step
+        if due:
+            self._save(evaluation.step, evaluation.state)
+
+    def finish(self, state: train.TrainState, step: int) -> None:
+        """Saves the end of training unless that step is already saved."""
+        if step != self._saved_step:
+            self._save(step, state)
+
+    def _save(self, step: int, state: train.TrainState) -> None:
+        self._checkpoints.save(step, state, val_loss=self._val_loss)
+        self._saved_step = step

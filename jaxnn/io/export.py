@@ -1,0 +1,264 @@
+"""One member as a model: the selected member's single-model export (`DIR/best`), loading it,
+and one member's weights read from a run's checkpoints (transfer learning).
+
+    DIR/best/params          the selected member's best-validation weights
+    DIR/best/final_params    its weights at the end of training
+    DIR/best/hparams         its numeric hyperparameters
+    DIR/best/metadata        {"format_version", "jaxnn_version", "member", "step", "best_step",
+                              "best_val_loss", "config"}
+
+Everything is read through Orbax (arrays) and JSON (metadata): nothing is unpickled. The
+metadata is read and its format version checked before any array is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxnn.core import train
+from jaxnn.errors import CheckpointError
+from jaxnn.io import checkpoint, orbax_io
+
+BEST = "best"
+BEST_TREES = ("params", "final_params", "hparams")
+PARAM_KINDS = ("best_params", "params")
+
+Params = Any
+
+
+def member_slice(tree: Any, index: int) -> Any:
+    """Member `index` of every leaf of a stacked tree, as numpy arrays."""
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[index]), tree)
+
+
+@contextlib.contextmanager
+def _latest_of_member(
+    workdir: str | Path, index: int
+) -> Iterator[tuple[checkpoint.RunCheckpoints, int]]:
+    """A run's checkpoints (read-only) and its newest readable step, with `index` checked."""
+    directory = Path(workdir).expanduser() / checkpoint.CHECKPOINTS
+    if not directory.is_dir():
+        raise CheckpointError(f"{Path(workdir)} holds no checkpoints ({directory} is missing)")
+    checkpoints = checkpoint.RunCheckpoints(directory, read_only=True)
+    try:
+        errors = []
+        for step in reversed(checkpoints.steps()):
+            try:
+                num_members = checkpoints.meta(step)["num_members"]
+                break
+            except CheckpointError as error:
+                errors.append(error)
+        else:
+            detail = f": {errors[0]}" if errors else ""
+            raise CheckpointError(f"{Path(workdir)} holds no readable checkpoint{detail}")
+        if not 0 <= index < num_members:
+            raise CheckpointError(
+                f"member index {index} is out of range: {directory} holds {num_members} "
+                f"member(s), 0..{num_members - 1}"
+            )
+        yield checkpoints, step
+    finally:
+        checkpoints.close()
+
+
+def restore_member(
+    workdir: str | Path,
+    index: int,
+    *,
+    which: str = "best_params",
+    layers: Sequence[str] | None = None,
+) -> Params:
+    """One member's weights from a run's latest readable checkpoint, without the others' state.
+
+    Only the requested weights are read (no optimiser state, no other fields); the member's
+    slice is taken from them.
+
+    Args:
+      workdir: the run directory (holding `checkpoints/`).
+      index: the member index.
+      which: 'best_params' (the best-validation weights, the default) or 'params' (the last).
+      layers: read only these top-level layers (default: all).
+
+    Returns:
+      The member's params (numpy arrays, no member axis).
+
+    Raises:
+      CheckpointError: no checkpoint, an unreadable one, or an index out of range.
+    """
+    if which not in PARAM_KINDS:
+        raise ValueError(f"which must be one of {PARAM_KINDS}, got {which!r}")
+    with _latest_of_member(workdir, index) as (checkpoints, step):
+        shapes = checkpoints.shapes(step, which)
+        if layers is not None:
+            shapes = {name: shapes[name] for name in layers}
+        stacked = checkpoints.restore_fields(step, {which: shapes})[which]
+    return member_slice(stacked, index)
+
+
+def member_param_shapes(workdir: str | Path, index: int) -> Any:
+    """Shapes of member `index`'s weights in a run's latest readable checkpoint (no member axis).
+
+    Raises:
+      CheckpointError: no checkpoint, an unreadable one, or an index out of range.
+    """
+    with _latest_of_member(workdir, index) as (checkpoints, step):
+        shapes = checkpoints.shapes(step, "best_params")
+    return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), shapes)
+
+
+def _best_checkpointer() -> ocp.Checkpointer:
+    handlers = {name: ocp.PyTreeCheckpointHandler() for name in BEST_TREES}
+    return ocp.Checkpointer(
+        ocp.CompositeCheckpointHandler(**handlers, metadata=ocp.JsonCheckpointHandler())
+    )
+
+
+def export_member(
+    directory: str | Path,
+    state: train.TrainState,
+    index: int,
+    config: ml_collections.ConfigDict,
+    *,
+    step: int,
+) -> Path:
+    """Writes member `index` of a stacked state as a single-model checkpoint (DIR/best).
+
+    Orbax writes it into a temporary directory and renames it, so a process killed during the
+    export leaves either no `best/` or a complete one. Every process of a multi-host run calls
+    this (Orbax saves are collective).
+
+    Args:
+      directory: where to write (replaced if it exists).
+      state: the stacked final state.
+      index: the selected member.
+      config: the run's config (stored in the metadata, so the model can be rebuilt).
+      step: the global step the run ended at.
+    """
+    member = member_slice(
+        {"best_params": state.best_params, "params": state.params, "hparams": state.hparams}, index
+    )
+    metadata = {
+        **orbax_io.version_fields(),
+        "member": int(index),
+        "step": int(step),
+        "best_step": int(np.asarray(state.best_step)[index]),
+        "best_val_loss": float(np.asarray(state.best_val_loss)[index]),
+        "config": json.loads(config.to_json()),
+    }
+    directory = Path(directory)
+    checkpointer = _best_checkpointer()
+    try:
+        with orbax_io.saving():
+            checkpointer.save(
+                directory,
+                args=ocp.args.Composite(
+                    params=ocp.args.PyTreeSave(member["best_params"]),
+                    final_params=ocp.args.PyTreeSave(member["params"]),
+                    hparams=ocp.args.PyTreeSave(member["hparams"]),
+                    metadata=ocp.args.JsonSave(metadata),
+                ),
+                force=True,
+            )
+    finally:
+        checkpointer.close()
+    return directory
+
+
+def best_dir(path: str | Path) -> Path:
+    """The exported model directory of `path`: `path/best` for a workdir, else `path` itself."""
+    path = Path(path).expanduser()
+    return path / BEST if (path / BEST).is_dir() else path
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def config_from_json(obj: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """A config from its JSON form (lists back to tuples, as the default config has them)."""
+    return ml_collections.ConfigDict(_tuples(dict(obj)))
+
+
+def _tree_shapes(checkpointer: ocp.Checkpointer, directory: Path, item: str) -> Any:
+    tree = checkpointer.metadata(directory).item_metadata[item]
+    return orbax_io.abstract_tree(tree.tree if hasattr(tree, "tree") else tree)
+
+
+def best_metadata(path: str | Path) -> dict[str, Any]:
+    """The JSON metadata of an exported model (`path` is a workdir or its `best/`).
+
+    Raises:
+      CheckpointError: no exported model there, an unreadable one, or one of another format.
+    """
+    directory = best_dir(path)
+    if not (directory / "metadata").exists():
+        raise CheckpointError(
+            f"{Path(path)} holds no exported model (expected {directory}/metadata, written when "
+            "a jaxnn run finishes)"
+        )
+    what = f"exported model {directory}"
+    with orbax_io.reading(what):
+        metadata = _best_checkpointer().restore(
+            directory, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
+        )["metadata"]
+    orbax_io.check_version(metadata, what)
+    return metadata
+
+
+def best_param_shapes(path: str | Path) -> Any:
+    """Shapes of an exported model's params, without reading them."""
+    directory = best_dir(path)
+    best_metadata(directory)
+    with orbax_io.reading(f"exported model {directory}"):
+        return _tree_shapes(_best_checkpointer(), directory, "params")
+
+
+def read_best(path: str | Path, item: str = "params", layers: Sequence[str] | None = None) -> Any:
+    """One tree of an exported model (params, final_params or hparams) as numpy arrays.
+
+    Args:
+      path: a workdir or its `best/` directory.
+      item: which tree.
+      layers: read only these top-level entries (default: all).
+    """
+    directory = best_dir(path)
+    best_metadata(directory)
+    checkpointer = _best_checkpointer()
+    with orbax_io.reading(f"exported model {directory}"):
+        shapes = _tree_shapes(checkpointer, directory, item)
+        if layers is not None:
+            shapes = {name: shapes[name] for name in layers}
+        restored = checkpointer.restore(
+            directory, args=ocp.args.Composite(**{item: orbax_io.partial_restore_args(shapes)})
+        )[item]
+    return jax.tree_util.tree_map(np.asarray, dict(restored))
+
+
+def load_model(path: str | Path) -> tuple[Params, dict[str, np.ndarray], ml_collections.ConfigDict]:
+    """Loads an exported single model: a workdir (its `best/`) or the `best/` directory itself.
+
+    Returns:
+      (params, hparams, config): the selected member's best-validation weights, its numeric
+      hyperparameters (float32 scalars), and the run's config. `train.build(config, data)`
+      rebuilds the program to evaluate it.
+
+    Raises:
+      CheckpointError: no exported model, an unreadable one, or one of another format.
+    """
+    metadata = best_metadata(path)
+    params = read_best(path, "params")
+    hparams = read_best(path, "hparams")
+    return params, hparams, config_from_json(metadata["config"])

@@ -1,0 +1,183 @@
+"""Transfer learning: start a run's members from the weights of a finished pretraining run.
+
+`init_from.workdir` names the pretraining run and `init_from.member` its weights: `best` (the
+run's exported `DIR/best/`, the validation-selected member) or a member index (that member's
+best-validation weights in the run's latest checkpoint). The body (hidden layers and PReLU
+slopes) is always restored; the head is restored only with `init_from.restore = all`, else it
+is initialised afresh by each member's own key, so K random starts share one pretrained body
+and differ in their heads.
+
+Modes:
+  finetune            every layer trains; `init_from.body_lr_scale` scales the body's updates.
+  feature_extraction  the body is frozen: its updates are zero and it keeps no optimiser state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from jaxnn.errors import CheckpointError
+from jaxnn.io import export
+from jaxnn.nn import models
+
+BODY = "body"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """The pretraining run and member whose weights a transfer run starts from."""
+
+    workdir: Path
+    member: str | int  # 'best' or a member index
+    config: ml_collections.ConfigDict  # the pretraining run's config
+
+    def describe(self) -> str:
+        which = "its selected member (best/)" if self.member == "best" else f"member {self.member}"
+        return f"{self.workdir}, {which}"
+
+
+def program_options(init_from: ml_collections.ConfigDict) -> dict[str, Any]:
+    """train.Program fields of a transfer run: body/head labels, frozen body, body lr scale."""
+    if not init_from.workdir:
+        return {}
+    if init_from.mode == "feature_extraction":
+        return {"param_labels": models.body_head_labels, "frozen_labels": (BODY,)}
+    if init_from.body_lr_scale != 1.0:
+        return {
+            "param_labels": models.body_head_labels,
+            "label_lr_scales": ((BODY, float(init_from.body_lr_scale)),),
+        }
+    return {}
+
+
+def _prefix(init_from: ml_collections.ConfigDict) -> str:
+    return f"init_from.workdir={init_from.workdir!r}"
+
+
+def check_source(config: ml_collections.ConfigDict) -> Source:
+    """Checks `init_from` against the pretraining run without reading any weights.
+
+    Raises:
+      CheckpointError: the workdir is missing, not a jaxnn run, holds no checkpoint (or no
+        `best/` for member 'best'), the member index is out of range, a checkpoint is
+        unreadable, or the activation differs from the pretraining run's.
+    """
+    init_from = config.init_from
+    prefix = _prefix(init_from)
+    workdir = Path(init_from.workdir).expanduser()
+    if not workdir.is_dir():
+        raise CheckpointError(f"{prefix}: no such directory")
+    config_path = workdir / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{prefix} is not a jaxnn run (it has no config.json)")
+    try:
+        source_config = export.config_from_json(json.loads(config_path.read_text()))
+    except (OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{prefix}: config.json is unreadable ({error})") from error
+    member: str | int = "best" if init_from.member == "best" else int(init_from.member)
+    if member == "best":
+        if not (workdir / export.BEST).is_dir():
+            raise CheckpointError(
+                f"{prefix} holds no exported best member ({workdir / export.BEST} is missing: "
+                "is the run finished?); finish it or name a member with init_from.member"
+            )
+        export.best_metadata(workdir)
+    else:
+        try:
+            export.member_param_shapes(workdir, member)
+        except CheckpointError as error:
+            raise CheckpointError(f"{prefix}: {error}") from error
+    source_activation = source_config.get("model", {}).get("activation")
+    if source_activation != config.model.activation:
+        raise CheckpointError(
+            f"{prefix}: model.activation={config.model.activation!r} does not match the "
+            f"pretrained run's {source_activation!r} (its layers were trained with it)"
+        )
+    return Source(workdir=workdir, member=member, config=source_config)
+
+
+def _layer_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """'layer/name' -> shape for every array of a params tree (or of its abstract shapes)."""
+    return {name: shape for name, shape, _ in models.layer_table(tree)}
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def wanted_layers(params_shapes: Any, restore: str) -> list[str]:
+    """Top-level layers to restore: the body, and the head too when `restore` is 'all'."""
+    return [name for name in params_shapes if restore == "all" or name != models.HEAD]
+
+
+def check_shapes(target: Any, source: Any, layers: list[str], describe: str) -> None:
+    """Raises CheckpointError naming the first layer (in layer order) whose shape differs.
+
+    Args:
+      target: this run's single-member params (or their shapes).
+      source: the pretrained member's params (or their shapes).
+      layers: the top-level layers that will be restored.
+      describe: the checkpoint, for the message.
+    """
+    target_shapes = _layer_shapes({name: target[name] for name in layers})
+    source_shapes = _layer_shapes(
+        {name: tree for name, tree in source.items() if name != models.HEAD or name in layers}
+    )
+    in_order = [name for name, _, _ in models.layer_table({**source, **target})]
+    in_order += [name for name in source_shapes if name not in in_order]
+    for name in in_order:
+        mine, theirs = target_shapes.get(name), source_shapes.get(name)
+        if mine == theirs:
+            continue
+        if theirs is None:
+            detail = f"has shape {_shape_text(mine)} in this model but is not in the checkpoint"
+        elif mine is None:
+            detail = f"has shape {_shape_text(theirs)} in the checkpoint but is not in this model"
+        else:
+            detail = (
+                f"has shape {_shape_text(mine)} in this model but {_shape_text(theirs)} in the "
+                "checkpoint"
+            )
+        raise CheckpointError(
+            f"init_from: layer {name} {detail} ({describe}); model.hidden and "
+            "model.activation must match the pretrained run's"
+        )
+
+
+def _source_shapes(source: Source) -> Any:
+    if source.member == "best":
+        return export.best_param_shapes(source.workdir)
+    return export.member_param_shapes(source.workdir, int(source.member))
+
+
+def load_pretrained(
+    source: Source, config: ml_collections.ConfigDict, target_params: Any
+) -> dict[str, Any]:
+    """Reads the pretrained layers a run starts from, checking their shapes first.
+
+    Only the layers that will be used are read (the head is skipped unless
+    `init_from.restore = all`).
+
+    Args:
+      source: from `check_source`.
+      config: the transfer run's config.
+      target_params: this run's single-member params or their shapes (jax.eval_shape).
+
+    Returns:
+      layer name -> {'kernel', 'bias'} (or {'negative_slope'}) as numpy arrays: `pretrained=`
+      for ensemble.fit_ensemble.
+
+    Raises:
+      CheckpointError: a layer's shape differs (the message names the first one and both
+        shapes), or the checkpoint is unreadable.
+    """
+    layers = wanted_layers(target_params, config.init_from.restore)
+    check_shapes(target_params, _source_shapes(source), layers, source.describe())
+    if source.member == "best":
+        return export.read_best(source.workdir, "params", layers)
+    return export.restore_member(source.workdir, int(source.member), layers=layers)

@@ -1,0 +1,312 @@
+"""The workdir of a run: its files, what a new launch does with them, metrics.jsonl upkeep.
+
+A launch into a workdir that already holds files is one of: a new run (nothing there), a resume
+(an unfinished run of the same config), a continuation (a finished run asked for more steps),
+a finished run asked for no more steps ('complete': nothing to do, nothing changed), or an
+overwrite (--overwrite: the old run's files are deleted, but only by `prepare` once every
+check has passed). A workdir of another config is refused, naming the first differing field.
+
+Every file a run rewrites (config.json, metrics.jsonl, summary.json, report.md) is replaced by
+write-then-rename, so a reader, or a launch after a kill, sees the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from jaxnn.core import train
+from jaxnn.errors import ConfigError, WorkdirError
+from jaxnn.io import atomic, checkpoint, export
+
+SUMMARY = "summary.json"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+
+
+# Config fields a resumed or continued run may change: the length of training, and where it
+# runs (checkpoints hold the real members whatever the device count).
+RESUMABLE_FIELDS = ("training.steps", "training.epochs", "mesh.num_devices", "mesh.data")
+
+
+@dataclasses.dataclass
+class RunPaths:
+    """The files of a workdir (DESIGN.md, Workdir)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def summary(self) -> Path:
+        return self.root / SUMMARY
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / checkpoint.CHECKPOINTS
+
+    @property
+    def best(self) -> Path:
+        return self.root / export.BEST
+
+    def run_files(self) -> list[Path]:
+        """Everything a run writes (what --overwrite deletes; other files are left alone).
+
+        The summary goes first and the config last, so an overwrite killed half-way leaves an
+        unfinished run (or an empty workdir), never a finished-looking one.
+        """
+        return [
+            self.summary,
+            self.report,
+            self.best,
+            self.checkpoints,
+            self.metrics,
+            self.plots,
+            self.config,
+        ]
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files of writes that a killed launch never finished (safe to delete)."""
+        found = list(self.root.glob(f"{export.BEST}{checkpoint.UNFINISHED_MARKER}*"))
+        for path in (self.config, self.metrics, self.summary, self.report):
+            found += self.root.glob(f".{path.name}.*.tmp")
+        return sorted(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkdirPlan:
+    """What a launch does with its workdir.
+
+    action: 'new' (nothing there yet), 'resume' (an unfinished run of the same config),
+    'continue' (a finished run asked for more steps), 'complete' (a finished run asked for no
+    more steps: nothing to do; `summary` is its summary) or 'overwrite' (--overwrite on a
+    workdir that holds a run: deleted once validation and data loading have succeeded).
+    """
+
+    paths: RunPaths
+    action: str
+    summary: dict[str, Any] | None = None
+
+    @property
+    def restores(self) -> bool:
+        return self.action in ("resume", "continue")
+
+
+def check_workdir(workdir: str | Path, *, overwrite: bool = False) -> RunPaths:
+    """Checks that the workdir can be created and written, without writing anything.
+
+    Raises:
+      ConfigError: no workdir given, a path that is a file, or an unwritable parent.
+    """
+    del overwrite  # What an existing run allows is decided by plan_workdir.
+    if not str(workdir).strip():
+        raise ConfigError("--workdir is required: the directory that receives the run's files")
+    root = Path(workdir).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"workdir {root} exists and is not a directory")
+    existing = root if root.exists() else next(p for p in root.parents if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"workdir {root} cannot be created or written (no write permission on {existing})"
+        )
+    return RunPaths(root)
+
+
+_ABSENT = object()
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def first_config_difference(
+    old: Mapping[str, Any], new: Mapping[str, Any], *, ignore: tuple[str, ...] = ()
+) -> tuple[str, Any, Any] | None:
+    """(field, old value, new value) of the first field that differs, in the new config's order."""
+    old_flat, new_flat = _flatten(old), _flatten(new)
+    for field in [*new_flat, *(f for f in old_flat if f not in new_flat)]:
+        if field in ignore:
+            continue
+        before, after = old_flat.get(field, _ABSENT), new_flat.get(field, _ABSENT)
+        if before != after:
+            return field, before, after
+    return None
+
+
+def _value_text(value: Any) -> str:
+    return "absent" if value is _ABSENT else json.dumps(value)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"{path} ({what}) is unreadable: {error}; pass --overwrite to start over"
+        ) from error
+
+
+def plan_workdir(
+    workdir: str | Path, config: ml_collections.ConfigDict, *, overwrite: bool
+) -> WorkdirPlan:
+    """Decides what to do with the workdir's existing files, without writing anything.
+
+    Raises:
+      ConfigError: the workdir cannot be written; it holds a run of a different config (the
+        message names the first differing field), or files that are not a readable run.
+    """
+    paths = check_workdir(workdir, overwrite=overwrite)
+    holds_run = any(p.exists() for p in (paths.config, paths.summary, paths.checkpoints))
+    if overwrite:
+        return WorkdirPlan(paths, "overwrite" if holds_run else "new")
+    if not holds_run:
+        return WorkdirPlan(paths, "new")
+    if not paths.config.exists():
+        raise ConfigError(
+            f"workdir {paths.root} holds checkpoints or a summary but no {CONFIG}; pass "
+            "--overwrite to start over"
+        )
+    old = _read_json(paths.config, "the config of the run there")
+    difference = first_config_difference(old, json.loads(config.to_json()), ignore=RESUMABLE_FIELDS)
+    if difference is not None:
+        field, before, after = difference
+        raise ConfigError(
+            f"workdir {paths.root} holds a run of another config: {field} is "
+            f"{_value_text(before)} there but {_value_text(after)} now (only "
+            f"{', '.join(RESUMABLE_FIELDS)} may change to resume); choose another --workdir "
+            "or pass --overwrite"
+        )
+    if not paths.summary.exists():
+        return WorkdirPlan(paths, "resume")
+    summary = _read_json(paths.summary, "the summary of the finished run there")
+    try:
+        done = int(summary["steps"])
+        wanted = train.total_steps(config.training, int(summary["dataset"]["num_train"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(
+            f"{paths.summary} lacks the finished run's steps ({error!r}); pass --overwrite"
+        ) from error
+    if wanted <= done:
+        return WorkdirPlan(paths, "complete", summary=summary)
+    return WorkdirPlan(paths, "continue")
+
+
+def _clear(files: list[Path]) -> None:
+    for path in files:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def prepare(plan: WorkdirPlan, config: ml_collections.ConfigDict, start_step: int) -> None:
+    """Writes the first files of a run: only called once every check has passed.
+
+    Raises:
+      WorkdirError: the workdir cannot be created or written (e.g. a read-only or full file
+        system that the permission check could not see).
+    """
+    paths = plan.paths
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        _clear(paths.leftovers())
+        if plan.action == "overwrite":
+            _clear(paths.run_files())
+        elif plan.action == "new":
+            # Leftovers without a config.json belong to no known run: they must not mix in.
+            _clear([paths.metrics, paths.best])
+        else:
+            # The run is unfinished until its new summary is written.
+            _clear([paths.summary, paths.report])
+        paths.plots.mkdir(exist_ok=True)
+        truncate_metrics(paths.metrics, start_step)
+        text = config.to_json(indent=2) + "\n"
+        if not paths.config.is_file() or paths.config.read_text() != text:
+            atomic.write_text_atomic(paths.config, text)
+    except OSError as error:
+        raise WorkdirError(
+            f"workdir {paths.root} cannot be written: {_os_error_text(error)}"
+        ) from error
+
+
+def _os_error_text(error: OSError) -> str:
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or error}{where}"
+
+
+@contextlib.contextmanager
+def writing(what: str, path: Path) -> Iterator[None]:
+    """An OSError while writing `what` (read-only or full file system) becomes one line."""
+    try:
+        yield
+    except OSError as error:
+        raise WorkdirError(
+            f"cannot write {what} {path}: {_os_error_text(error)}; the run's checkpoints are "
+            "intact: free space or fix permissions, then launch again to finish"
+        ) from error
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keeps the metrics.jsonl rows of evaluations up to `step` (a resume repeats the later ones).
+
+    A torn last line (a file written by appending, killed mid-write) ends the kept rows. The
+    file is replaced only when rows are dropped.
+    """
+    if not path.exists():
+        return
+    text = path.read_text()
+    kept = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if row["step"] <= step:
+            kept.append(line + "\n")
+    if "".join(kept) != text:
+        atomic.write_text_atomic(path, "".join(kept))
+
+
+def history_from_metrics(path: Path, member_indices: list[int]) -> list[dict[str, np.ndarray]]:
+    """The evaluation history of a run (metric -> [num_members] per evaluation) from metrics.jsonl."""
+    position = {member: i for i, member in enumerate(member_indices)}
+    by_step: dict[int, dict[str, np.ndarray]] = {}
+    rows = atomic.read_jsonl(path) if path.exists() else []
+    for row in rows:
+        entry = by_step.setdefault(row["step"], {"step": np.array([row["step"]])})
+        for key, value in row.items():
+            if key in ("step", "member", "split"):
+                continue
+            name = key if key == "batch_loss" else f"{row['split']}_{key}"
+            values = entry.setdefault(name, np.full(len(member_indices), np.nan))
+            values[position[row["member"]]] = np.nan if value is None else float(value)
+    return [by_step[step] for step in sorted(by_step)]

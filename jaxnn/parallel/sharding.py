@@ -1,0 +1,277 @@
+"""Scale-out: the member axis of an ensemble sharded over a mesh of devices (of one or more hosts).
+
+The mesh has one axis, `members`, over the devices of the run (`config.mesh.num_devices`, 0 =
+every device of every process). Every leaf of the stacked `TrainState` has the member axis
+first and is placed with `NamedSharding(mesh, P('members'))`, so each of the D devices trains
+K/D members, and the chunk program stays one jitted program that XLA partitions across the
+devices. The train and validation splits are replicated on every device
+(`mesh.data=replicated`, the default) or sharded along their example axis
+(`mesh.data=batch`, for data sets too large to hold on each device; XLA then moves the rows
+each member's batch needs between devices).
+
+When K is not a multiple of D, the run is padded with D - K mod D padding members: copies of
+member 0 that are marked `stopped` from the start, so they never take an optimiser step and
+never keep the loop from ending early. They exist only inside `jaxnn.ensemble.fit_ensemble`:
+every state, metric and history that leaves it holds the K real members (so checkpoints do not
+depend on the device count). The price is the padding slots' compute: D - K mod D of the
+ceil(K/D) * D slots.
+
+Joining several hosts is `jaxnn.hosts`; here `is_writer` says which process writes files.
+
+With one device nothing is placed and the program is the single-device one, bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxnn.core import train
+from jaxnn.data import Dataset
+from jaxnn.errors import ConfigError
+
+MEMBERS = "members"
+DATA_MODES = ("replicated", "batch")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate_mesh_config(mesh: ml_collections.ConfigDict) -> None:
+    """Checks `config.mesh`; asks JAX for the device count only when a count is requested.
+
+    Raises:
+      ConfigError: a negative count, more devices than exist, a partial mesh in a multi-process
+        run, or an unknown data mode.
+    """
+    _require(
+        isinstance(mesh.num_devices, int) and mesh.num_devices >= 0,
+        f"mesh.num_devices must be an integer >= 0 (0 = every device), got {mesh.num_devices!r}",
+    )
+    _require(
+        mesh.data in DATA_MODES,
+        f"mesh.data must be one of {', '.join(DATA_MODES)}, got {mesh.data!r}",
+    )
+    if mesh.num_devices == 0:
+        return
+    available = jax.device_count()
+    _require(
+        mesh.num_devices <= available,
+        f"mesh.num_devices={mesh.num_devices} asks for more devices than exist: this run "
+        f"sees {available} ({jax.default_backend()}); use 0 for all of them",
+    )
+    _require(
+        jax.process_count() == 1 or mesh.num_devices == available,
+        f"mesh.num_devices={mesh.num_devices} would leave devices of a {jax.process_count()}-"
+        f"process run out of the mesh; use 0 (all {available} devices)",
+    )
+
+
+def mesh_devices(mesh_config: ml_collections.ConfigDict | None) -> list[jax.Device]:
+    """The devices the run's mesh spans, in JAX's order."""
+    devices = jax.devices()
+    requested = 0 if mesh_config is None else int(mesh_config.num_devices)
+    return devices[:requested] if requested else devices
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a run's members and data live, and the padding that makes K fit the mesh.
+
+    `mesh` is None on one device: every method is then the identity (or the single-device
+    default), so a one-device run is the program it always was.
+    """
+
+    mesh: Mesh | None
+    num_members: int
+    data: str = "replicated"
+
+    @property
+    def num_devices(self) -> int:
+        return 1 if self.mesh is None else int(self.mesh.devices.size)
+
+    @property
+    def num_slots(self) -> int:
+        """Members the program runs: K rounded up to a multiple of the device count."""
+        return -(-self.num_members // self.num_devices) * self.num_devices
+
+    @property
+    def num_padding(self) -> int:
+        return self.num_slots - self.num_members
+
+    @property
+    def member_sharding(self) -> NamedSharding:
+        """Leading (member) axis split over the mesh, other axes whole."""
+        return NamedSharding(self.mesh, P(MEMBERS))
+
+    @property
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P())
+
+    def state_shardings(self, state: train.TrainState) -> train.TrainState:
+        """A sharding per leaf: the member axis sharded; `stopped` and `diverged` replicated.
+
+        The two flags are replicated so the host can read them after every chunk (the early
+        exit of `train.drive`) even where the members span processes.
+        """
+        shardings = jax.tree_util.tree_map(lambda _: self.member_sharding, state)
+        return shardings.replace(stopped=self.replicated, diverged=self.replicated)
+
+    def jit_chunk(self, chunk: Callable[..., Any]) -> Any:
+        """jit of the vmapped chunk; on a mesh its outputs keep the placement of its inputs."""
+        if self.mesh is None:
+            return jax.jit(chunk)
+
+        def placed_chunk(state, data, start_step, order_key):
+            state, metrics = chunk(state, data, start_step, order_key)
+            state = jax.lax.with_sharding_constraint(state, self.state_shardings(state))
+            return state, jax.lax.with_sharding_constraint(metrics, self.replicated)
+
+        return jax.jit(placed_chunk)
+
+    def place_data(self, data: Dataset) -> train.TrainingData:
+        """The train and validation splits on the mesh (replicated or split by example)."""
+        if self.mesh is None:
+            return train.device_data(data)
+        sharding = self.member_sharding if self.data == "batch" else self.replicated
+
+        def put(array: np.ndarray) -> jax.Array:
+            host = np.asarray(array)
+            return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+        return train.TrainingData(
+            train=train.SplitData(put(data.x_train), put(data.y_train)),
+            val=train.SplitData(put(data.x_val), put(data.y_val)),
+        )
+
+    def place_state(self, state: train.TrainState) -> train.TrainState:
+        """The K-member state padded to `num_slots` members and sharded over the mesh."""
+        if self.mesh is None:
+            return state
+        if all(_addressable(leaf) for leaf in jax.tree_util.tree_leaves(state)):
+            # A state on one local device (fresh or restored): through the host to every device.
+            state = jax.device_get(state)
+        # Also moves a state restored across hosts onto this mesh (whatever its device order).
+        state = jax.device_put(state, self.replicated)
+        return jax.jit(self._pad, out_shardings=self.state_shardings(state))(state)
+
+    def _pad(self, state: train.TrainState) -> train.TrainState:
+        if self.num_padding == 0:
+            return state
+
+        def pad(leaf: jax.Array) -> jax.Array:
+            copies = jnp.repeat(leaf[:1], self.num_padding, axis=0)
+            return jnp.concatenate([leaf, copies], axis=0)
+
+        padded = jax.tree_util.tree_map(pad, state)
+        is_padding = jnp.arange(self.num_slots) >= self.num_members
+        return padded.replace(stopped=padded.stopped | is_padding)
+
+    @functools.cached_property
+    def _first_members(self) -> Any:
+        """jit: the first K members of every leaf, replicated (shardings must divide evenly)."""
+        cut = lambda s: jax.tree_util.tree_map(lambda leaf: leaf[: self.num_members], s)
+        return jax.jit(cut, out_shardings=self.replicated)
+
+    def real_members(self, state: train.TrainState) -> train.TrainState:
+        """The K real members of a placed state (the padding cut off, replicated; else as is)."""
+        return state if self.num_padding == 0 else self._first_members(state)
+
+    def result_state(self, state: train.TrainState) -> train.TrainState:
+        """The final K-member state, readable on every process (replicated across hosts)."""
+        if self.mesh is not None and jax.process_count() > 1:
+            return self._first_members(state)
+        return self.real_members(state)
+
+    def real_metrics(self, metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Host metrics of one evaluation, padding members cut off ('step' is kept)."""
+        if self.num_padding == 0:
+            return metrics
+        return {
+            name: values if name == "step" else values[: self.num_members]
+            for name, values in metrics.items()
+        }
+
+    def real_callback(self, on_eval: train.EvalCallback | None) -> train.EvalCallback | None:
+        """`on_eval` seeing only the real members."""
+        if on_eval is None or self.num_padding == 0:
+            return on_eval
+
+        def callback(evaluation: train.Evaluation) -> None:
+            on_eval(
+                train.Evaluation(
+                    step=evaluation.step,
+                    metrics=self.real_metrics(evaluation.metrics),
+                    state=self.real_members(evaluation.state),
+                )
+            )
+
+        return callback
+
+
+def _addressable(leaf: Any) -> bool:
+    return not isinstance(leaf, jax.Array) or leaf.is_fully_addressable
+
+
+def placement(
+    config: ml_collections.ConfigDict, num_members: int, data: Dataset | None = None
+) -> Placement:
+    """The placement of a run of `num_members` members under `config.mesh`.
+
+    A config without a `mesh` section (one written before it existed) runs on one device.
+
+    Raises:
+      ConfigError: `mesh.data=batch` with split sizes that the device count does not divide.
+    """
+    mesh_config = config.get("mesh")
+    devices = mesh_devices(mesh_config)
+    if jax.process_count() == 1 and not (mesh_config and mesh_config.num_devices):
+        # Every device by default, but never more than members: a device holding only a
+        # padding member would compute for nothing (a single model stays on one device).
+        devices = devices[: max(1, min(len(devices), num_members))]
+    if len(devices) == 1:
+        return Placement(mesh=None, num_members=num_members)
+    mode = mesh_config.data
+    if mode == "batch" and data is not None:
+        count = len(devices)
+        _require(
+            data.num_train % count == 0 and data.num_val % count == 0,
+            f"mesh.data=batch splits the data over {count} devices, but the train and "
+            f"validation splits hold {data.num_train} and {data.num_val} examples; both must "
+            f"be multiples of {count} (change dataset.validation_fraction or mesh.num_devices, "
+            "or use mesh.data=replicated)",
+        )
+    mesh = jax.make_mesh(
+        (len(devices),), (MEMBERS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
+    )
+    return Placement(mesh=mesh, num_members=num_members, data=mode)
+
+
+def describe(placed: Placement) -> str:
+    """One line for the run's header: devices, members per device, padding."""
+    if placed.mesh is None:
+        return f"1 device ({jax.default_backend()})"
+    per_device = placed.num_slots // placed.num_devices
+    text = (
+        f"{placed.num_devices} devices ({jax.default_backend()}, {jax.process_count()} "
+        f"process(es)), {per_device} member(s) each, data {placed.data}"
+    )
+    if placed.num_padding:
+        text += f", {placed.num_padding} padding member(s)"
+    return text
+
+
+def is_writer() -> bool:
+    """True on the one process that writes the workdir's files (process 0)."""
+    return jax.process_index() == 0

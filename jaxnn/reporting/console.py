@@ -1,0 +1,53 @@
+"""What a run prints: its header (data, members, layer table) and its outcome lines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from jaxnn import data as data_lib
+from jaxnn.core import ensemble
+from jaxnn.io import workdir as workdir_lib
+from jaxnn.nn import models
+
+
+def print_header(
+    dataset: data_lib.Dataset, trainer: ensemble.Trainer, member_params: Any, out: TextIO
+) -> None:
+    program = trainer.program
+    print(
+        f"{dataset.name}: {dataset.task}, {dataset.num_train} train / {dataset.num_val} val / "
+        f"{dataset.num_test} test; {len(trainer.members)} member(s), {program.total_steps} "
+        f"steps of batch {program.batch_size}",
+        file=out,
+    )
+    print(models.format_layer_table(member_params), file=out)
+
+
+def print_complete(plan: workdir_lib.WorkdirPlan, out: TextIO) -> None:
+    summary = plan.summary
+    print(
+        f"workdir {plan.paths.root} already holds this run, complete at {summary['steps']} "
+        "steps: nothing to do (ask for more training.steps to continue it, or pass "
+        "--overwrite to start over)",
+        file=out,
+    )
+    print_outcome(summary, out)
+
+
+def print_outcome(summary: Mapping[str, Any], out: TextIO) -> None:
+    if summary["best_member"] is None:
+        print(
+            "every member diverged (a non-finite training loss): no member is selected and "
+            "summary.json has best_member null; try a lower optimizer.learning_rate",
+            file=out,
+        )
+        return
+    best = ", ".join(f"{k}={v:.4f}" for k, v in summary["best"].items())
+    print(f"selected member {summary['best_member']} by {summary['selected_by']}: {best}", file=out)
+    if summary["ensemble"]:
+        print(
+            "ensemble average: "
+            + ", ".join(f"{k}={v:.4f}" for k, v in summary["ensemble"].items()),
+            file=out,
+        )

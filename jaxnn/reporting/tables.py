@@ -1,0 +1,141 @@
+"""The ranking of a run's members as text and Markdown tables, and report.md."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _hparams_text(hparams: Mapping[str, Any]) -> str:
+    return " ".join(f"{k.split('.')[-1]}={_format(v)}" for k, v in hparams.items()) or "-"
+
+
+def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the ranking table: members from best to worst by the selection metric."""
+    metric = "accuracy" if summary["dataset"]["task"] == "classification" else "r2"
+    select_by = summary["selected_by"]
+    sign = 1.0 if select_by == "val_loss" else -1.0
+
+    def key(member: Mapping[str, Any]) -> tuple[int, float]:
+        value = member.get(select_by)
+        bad = member["diverged"] or value is None
+        return (1 if bad else 0, math.inf if bad else sign * float(value))
+
+    header = [
+        "rank",
+        "member",
+        "seed",
+        "hyperparameters",
+        "val loss",
+        f"val {metric}",
+        f"test {metric}",
+        "diverged",
+    ]
+    rows = []
+    for rank, member in enumerate(sorted(summary["members"], key=key), start=1):
+        marker = " *" if member["index"] == summary["best_member"] else ""
+        rows.append(
+            [
+                f"{rank}{marker}",
+                str(member["index"]),
+                str(member["seed"]),
+                _hparams_text({**member.get("variant", {}), **member["hparams"]}),
+                _format(member["val_loss"]),
+                _format(member.get(f"val_{metric}")),
+                _format(member.get(f"test_{metric}")),
+                _format(member["diverged"]),
+            ]
+        )
+    return header, rows
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An aligned plain-text table."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ranking_table(summary: Mapping[str, Any], *, limit: int | None = None) -> str:
+    """The ranking table the launcher prints at the end of a run (best member marked *)."""
+    header, rows = ranking_rows(summary)
+    shown = rows if limit is None else rows[:limit]
+    table = text_table(header, shown)
+    if limit is not None and len(rows) > limit:
+        table += f"\n... {len(rows) - limit} more members in summary.json"
+    return table
+
+
+def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
+    """report.md: the tables of summary.json in words and numbers, linking the plots."""
+    data = summary["dataset"]
+    lines = [
+        f"# jaxnn run on {data['name']}",
+        "",
+        f"{data['task'].capitalize()}: {data['num_train']} train / {data['num_val']} validation / "
+        f"{data['num_test']} test examples. {len(summary['members'])} members, selected by "
+        f"{summary['selected_by']} (never by test).",
+        "",
+    ]
+    if summary["best_member"] is None:
+        lines += ["**Every member diverged**: there is no selected member.", ""]
+    else:
+        best = ", ".join(f"{k} {_format(v)}" for k, v in summary["best"].items())
+        ensemble = ", ".join(f"{k} {_format(v)}" for k, v in summary["ensemble"].items())
+        lines += [
+            f"Selected member {summary['best_member']}: {best}.",
+            f"Ensemble average of the non-diverged members: {ensemble}.",
+            "",
+        ]
+    baselines = summary.get("baselines") or {}
+    for name, metrics in baselines.items():
+        lines.append(
+            f"Baseline {name}: " + ", ".join(f"{k} {_format(v)}" for k, v in metrics.items()) + "."
+        )
+    stats = summary.get("restart_stats") or {}
+    if stats.get("num_finite"):
+        curve = stats["expected_best_of_k"]
+        lines += [
+            "",
+            "## Restarts",
+            "",
+            "Validation loss quantiles: "
+            + ", ".join(f"{k} {_format(v)}" for k, v in stats["val_loss_quantiles"].items())
+            + f". Fraction within {stats['tolerance']:.0%} of the best: "
+            f"{stats['fraction_within_tolerance']:.2f}. Expected best of 1 start: "
+            f"{_format(curve[0])}; of {len(curve)}: {_format(curve[-1])}.",
+        ]
+    header, rows = ranking_rows(summary)
+    lines += ["", "## Ranking", "", markdown_table(header, rows), ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
+    timing = summary.get("timing") or {}
+    if timing:
+        lines.append(
+            f"Compile {timing['compile_s']:.1f} s, train {timing['train_s']:.1f} s, "
+            f"{timing['member_steps_per_s']:.0f} member-steps/s."
+        )
+    return "\n".join(lines) + "\n"
