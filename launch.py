@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
         fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
     from jaxnn.errors import JaxnnError
     from jaxnn.parallel import hosts
-    from jaxnn.run import run
+    from jaxnn.runner import run
 
     try:
         join = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

@@ -1,6 +1,6 @@
 """The machine a benchmark runs on: its matmul rates, description and thread limits.
 
-Imported after `jaxnn.cpu_devices.split_host_into_devices` (it imports JAX).
+Imported after `jaxnn.parallel.cpu_devices.split_host_into_devices` (it imports JAX).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ class Settings:
 
     steps: int  # optimiser steps per member
     members: int  # K of the jaxnn ensemble and of the torch.func vmap
-    sequential_members: int  # members trained one after another by jaxnn.train.fit
+    sequential_members: int  # members trained one after another by jaxnn.core.loop.fit
     baseline_members: int  # members timed for scikit-learn and PyTorch eager
     scaling_steps: int  # steps per member of the K-scaling runs
     scaling_members: tuple[int, ...]  # the K of the K-scaling runs

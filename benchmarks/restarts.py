@@ -3,11 +3,11 @@
 K members of an MLP 40-100-100-10 (ReLU, He init) are trained on MNIST-1D (3600 training
 examples after the validation carve) with SGD and momentum (lr 0.05, momentum 0.9, batch 100) by
 
-  jaxnn fit, one after another    jaxnn.train.fit(config, data, member_key(root, i)), all K
+  jaxnn fit, one after another    jaxnn.core.loop.fit(config, data, member_key(root, i)), all K
   scikit-learn MLPClassifier      solver='sgd', same architecture, batch and steps (a few members)
   PyTorch eager                   one nn.Sequential + torch.optim.SGD per member (a few members)
   PyTorch torch.func vmap         stack_module_state + functional_call + vmap(grad), all K
-  jaxnn ensemble                  jaxnn.ensemble.fit_ensemble, all K in one compiled program,
+  jaxnn ensemble                  jaxnn.core.ensemble.fit_ensemble, all K in one compiled program,
                                   with independent and with shared batch orders
 
 all in this one process, each timed after compilation / warm-up and reported as seconds per
@@ -61,7 +61,7 @@ from bench_records import PRESETS, Recipe, Settings, Timing, log
 from jaxnn import data as data_lib
 from jaxnn import validation
 from jaxnn.config import default_config
-from jaxnn.core import ensemble, train
+from jaxnn.core import ensemble, loop, train
 
 EVAL_EVERY = 3000  # used when it divides the steps; otherwise one evaluation at the end
 
@@ -106,7 +106,7 @@ def jaxnn_sequential(
     root = jax.random.PRNGKey(config.seed)
     member_s, compile_s, accuracies = [], [], []
     for index in range(settings.sequential_members):
-        result = train.fit(config, data, train.member_key(root, index))
+        result = loop.fit(config, data, train.member_key(root, index))
         member_s.append(result.train_s)
         compile_s.append(result.compile_s)
         stacked = jax.tree_util.tree_map(lambda leaf: leaf[None], result.state)
@@ -119,7 +119,7 @@ def jaxnn_sequential(
         member_s=member_s,
         accuracies=accuracies,
         compile_s=float(np.mean(compile_s)),
-        note="train.fit(config, data, member_key(root, i)); sum of train_s; every fit compiles anew",
+        note="loop.fit(config, data, member_key(root, i)); sum of train_s; every fit compiles anew",
     )
 
 
@@ -340,7 +340,10 @@ def load_recipe(
     if args.data_dir is not None:
         base.dataset.data_dir = args.data_dir
     data = data_lib.load(base.dataset)  # validates config.dataset; make_config the rest
-    validation.check_against_task(base, data.task, data.num_train)
+    # Before any method trains: the base config fits this data set (the loss, the selection
+    # metric and the batch size; every jaxnn fit checks it again).
+    spec = validation.validate(make_config(base, steps=1))
+    validation.check_against_task(spec, data.task, data.num_train)
     recipe = Recipe(
         layer_sizes=(data.num_features, *base.model.hidden, data.num_outputs),
         batch_size=int(base.training.batch_size),

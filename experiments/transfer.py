@@ -1,16 +1,14 @@
 """Transfer learning on MNIST-1D: pretrain on digits 0-4, then learn digits 5-9 from a few examples.
 
-Commands (the whole study, source once then every size and mode, with its table and plot):
-    python experiments/transfer_study.py --workdir=runs/transfer
-
-or stage by stage:
+Commands, stage by stage:
     python launch.py --config=experiments/transfer.py:source --workdir=runs/transfer/source
     python launch.py --config=experiments/transfer.py:target,25,finetune \
         --config.init_from.workdir=runs/transfer/source --workdir=runs/transfer/target_25_finetune
 
 Arguments: `source`, or `target,N,MODE` with N examples per target class (5, 10, 25 or 50) and
 MODE one of scratch, feature_extraction, finetune; a trailing `,smoke` shrinks either to seconds
-(used by the tests).
+(used by the tests). The whole study, source once then every size and mode, with its table
+and plot: `python experiments/studies/transfer.py --workdir=runs/transfer`.
 
 Source: the `mnist1d/pretrain` builder config (a disjoint draw, 20000 train) restricted to
 classes (0, 1, 2, 3, 4): 8932 train / 992 validation examples. Target: standard `mnist1d`

@@ -1,22 +1,75 @@
-"""jaxnn: many random restarts of small networks, trained in one vmapped JAX program.
+"""jaxnn: many random starts of neural networks, trained in one vmapped JAX program.
 
-Submodules (`jaxnn.data`, `jaxnn.models`, `jaxnn.run`, ...) are imported on first attribute
-access, so `import jaxnn` stays cheap and pulls in neither JAX nor TFDS.
+The curated public API. Names are imported on first use, so `import jaxnn` stays cheap and
+pulls in neither JAX nor TFDS (the launcher arranges the CPU devices before JAX starts).
+
+    import jaxnn
+
+    config = jaxnn.default_config()
+    summary = jaxnn.run(config, "runs/first", model=MyModule(), metrics={"top2": top2})
+    result = jaxnn.fit_ensemble(config, data, jax.random.PRNGKey(0), sweep={...})
+
+Everything else lives in the layered packages (`jaxnn.core`, `jaxnn.nn`, `jaxnn.data`,
+`jaxnn.io`, ...; see docs/architecture.md) and may change between versions.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from types import ModuleType
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# public name -> the module that defines it
+_API = {
+    # training
+    "run": "jaxnn.runner",
+    "fit": "jaxnn.core.loop",
+    "fit_ensemble": "jaxnn.core.ensemble",
+    "fit_variants": "jaxnn.core.variants",
+    "load_model": "jaxnn.io.export",
+    "LoadedModel": "jaxnn.io.export",
+    # configuration
+    "default_config": "jaxnn.config.schema",
+    "Sweep": "jaxnn.config.sweep",
+    "validate": "jaxnn.validation",
+    # data
+    "Dataset": "jaxnn.data.dataset",
+    "from_arrays": "jaxnn.data.dataset",
+    "load_dataset": "jaxnn.data.dataset",
+    # bring your own
+    "ModelFamily": "jaxnn.nn.family",
+    "Metric": "jaxnn.nn.metrics",
+    "Components": "jaxnn.nn.components",
+    # registries (name -> entry; add to them to extend the config's choices)
+    "MODEL_FAMILIES": "jaxnn.nn.registry",
+    "ACTIVATIONS": "jaxnn.nn.activations",
+    "INITIALIZERS": "jaxnn.nn.activations",
+    "LOSSES": "jaxnn.nn.losses",
+    "OPTIMIZERS": "jaxnn.nn.optimizers",
+    "SCHEDULES": "jaxnn.nn.optimizers",
+    "DATASETS": "jaxnn.data.builders",
+    # errors
+    "JaxnnError": "jaxnn.errors",
+    "ConfigError": "jaxnn.errors",
+    "DataError": "jaxnn.errors",
+    "CheckpointError": "jaxnn.errors",
+    "WorkdirError": "jaxnn.errors",
+}
+# public names defined under another name in their module
+_RENAMED = {"load_dataset": "load", "DATASETS": "BUILDERS"}
+
+__all__ = ["__version__", *_API]
 
 
-def __getattr__(name: str) -> ModuleType:
-    """Imports the submodule `jaxnn.<name>` lazily on first attribute access."""
-    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        return importlib.import_module(f"{__name__}.{name}")
+def __getattr__(name: str) -> Any:
+    """Imports a public name's module on first use."""
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), _RENAMED.get(name, name))
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

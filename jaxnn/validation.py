@@ -1,17 +1,83 @@
-"""Validation in one place: every check of a config that can be made before data is loaded
-(`validate`), and those that need the loaded data set (`check_against_task`)."""
+"""Validation in one place: every check of a run that can be made before data is loaded
+(`validate`, which also parses the sweep into its value), and those that need the loaded data
+(`check_against_data`). `jaxnn.run`, `jaxnn.fit`, `jaxnn.fit_ensemble` and every structural
+variant go through both, so a mistake is one `JaxnnError` before anything is trained or written.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxnn import data
+from jaxnn.config import sweep as sweep_lib
+from jaxnn.config.fields import NumericField
 from jaxnn.config.schema import BATCH_ORDERS, KEEP_WEIGHTS, TRANSFER_MODES, TRANSFER_RESTORES
 from jaxnn.errors import ConfigError
-from jaxnn.nn import losses, models, optimizers
-from jaxnn.nn.metrics import metric_for_task
+from jaxnn.nn import family as family_lib
+from jaxnn.nn import losses, optimizers, registry
+from jaxnn.nn.components import Components
+from jaxnn.nn.metrics import RESERVED, builtin_metrics
+from jaxnn.parallel.sharding import DATA_MODES
+
+# Fields outside `model` that a sweep may vary with one compiled program per value.
+STRUCTURAL_FIELDS = ("model.name", "loss", "optimizer.name", "training.batch_size")
+BUILTIN_SELECT_BY = ("val_loss", "val_accuracy", "val_r2", "val_rmse")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """A validated run: its config, the sweep as a value, its model family and user components.
+
+    Attributes:
+      config: a copy of the caller's config whose `restarts.sweep` is the sweep's canonical
+        string (what config.json records); the caller's config is never changed.
+      sweep: the parsed sweep (numeric and structural fields).
+      family: the model family (registered by `model.name`, or the user's model).
+      components: the user's own parts (empty when the config says everything).
+      variants: one (variant values, RunSpec of that variant with the numeric sweep alone) per
+        structural variant; empty when the sweep names no structural field.
+    """
+
+    config: ml_collections.ConfigDict
+    sweep: sweep_lib.Sweep
+    family: family_lib.ModelFamily
+    components: Components
+    variants: tuple[tuple[dict[str, Any], RunSpec], ...] = ()
+
+    @property
+    def head(self) -> tuple[str, ...]:
+        """The top-level parameter names of the head (config.model.head, else the family's)."""
+        return tuple(self.config.model.head) or self.family.head
+
+    @property
+    def structural(self) -> bool:
+        return bool(self.variants)
+
+    def single_program(self, what: str) -> RunSpec:
+        """The spec of the one program this run is (a structural sweep of one value per field
+        is one program).
+
+        Raises:
+          ConfigError: the sweep gives several structural variants (one program each).
+        """
+        if len(self.variants) > 1:
+            raise ConfigError(
+                f"{what} trains one compiled program, but the sweep varies "
+                f"{', '.join(self.sweep.structural)} ({len(self.variants)} programs): use "
+                "jaxnn.fit_variants, or jaxnn.run for a workdir with all of them"
+            )
+        return self.variants[0][1] if self.variants else self
+
+    def numeric_fields(self) -> dict[str, NumericField]:
+        return numeric_fields(self.config, self.family, self.components)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -19,31 +85,134 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Checks every field that can be checked without data; raises ConfigError on the first mistake."""
-    # Imported here: sweep and sharding import this module (through train) for the schema.
-    from jaxnn.config import sweep
-    from jaxnn.parallel import sharding
+def model_family(
+    config: ml_collections.ConfigDict, components: Components
+) -> family_lib.ModelFamily:
+    """The user's model as a family, else the registered family of `model.name`."""
+    if components.model is not None:
+        try:
+            return family_lib.user_family(
+                components.model, head=tuple(config.model.head) or ("head",)
+            )
+        except TypeError as error:
+            raise ConfigError(str(error)) from error
+    return registry.family(config.model.name)
 
+
+def numeric_fields(
+    config: ml_collections.ConfigDict,
+    family: family_lib.ModelFamily,
+    components: Components,
+) -> dict[str, NumericField]:
+    """Every field a member may vary: the optimiser's (all of them for a user's optimiser,
+    which may read any) and the model family's."""
+    if components.optimizer is not None:
+        optimizer_fields = tuple(optimizers.NUMERIC_FIELDS.values())
+    else:
+        optimizer_fields = optimizers.member_fields(config.optimizer)
+    return {f.field: f for f in (*optimizer_fields, *family.numeric_fields)}
+
+
+def validate(
+    config: ml_collections.ConfigDict,
+    components: Components | None = None,
+    *,
+    sweep: sweep_lib.SweepSpec | None = None,
+) -> RunSpec:
+    """Checks every field that can be checked without data and parses the sweep once.
+
+    Args:
+      config: the run config (not changed).
+      components: the user's own model, loss, metrics, prediction and optimiser.
+      sweep: a sweep given from Python (a string, a mapping field -> values, or a Sweep) in
+        place of `config.restarts.sweep`.
+
+    Returns:
+      The validated run, with every structural variant validated too.
+
+    Raises:
+      ConfigError: the first mistake, in one line.
+    """
+    components = components or Components()
     _require(isinstance(config.seed, int), f"seed must be an integer, got {config.seed!r}")
     data.validate_dataset_config(config.dataset)
-    models.validate_model_config(config.model)
-    losses.validate_loss_config(config.loss, config.huber_delta)
+    family = model_family(config, components)
+    if family.validate is not None:
+        family.validate(config.model)
+    if components.loss is None:
+        losses.validate_loss_config(config.loss, config.huber_delta)
+    elif not callable(components.loss):
+        raise ConfigError(
+            f"loss must be a function (outputs, targets) -> [B], got {components.loss!r}"
+        )
     optimizers.validate_optimizer_config(config.optimizer)
     _validate_training(config.training)
-    _validate_restarts(config.restarts)
+    _validate_restarts(config.restarts, components)
     _validate_init_from(config.init_from)
     _require(
-        config.checkpoint.every_steps >= 0,
+        isinstance(config.checkpoint.every_steps, int) and config.checkpoint.every_steps >= 0,
         f"checkpoint.every_steps must be >= 0 (0 = at every evaluation), "
         f"got {config.checkpoint.every_steps}",
     )
     _require(
-        config.checkpoint.keep >= 1, f"checkpoint.keep must be >= 1, got {config.checkpoint.keep}"
+        isinstance(config.checkpoint.keep, int) and config.checkpoint.keep >= 1,
+        f"checkpoint.keep must be >= 1, got {config.checkpoint.keep}",
     )
-    sweep.parse_sweep(config.restarts.sweep, config)
     if "mesh" in config:
-        sharding.validate_mesh_config(config.mesh)
+        validate_mesh_config(config.mesh)
+    _validate_components(components)
+    given = config.restarts.sweep if sweep is None else sweep
+    if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
+        structural_model = [f for f in sweep_lib.split_spec(given) if f.startswith("model.")]
+        _require(
+            not structural_model,
+            f"restarts.sweep varies {structural_model[0] if structural_model else ''}, but the "
+            "model is the user's own (model=...): its structure is in its code, not the config; "
+            "train one run per model, or register it as a model family",
+        )
+    resolved = sweep_lib.resolve(
+        given,
+        config,
+        numeric_fields=numeric_fields(config, family, components),
+        structural_fields=(*STRUCTURAL_FIELDS, *family.structural_fields),
+    )
+    canonical = sweep_lib.with_values(config, {"restarts.sweep": resolved.to_spec()})
+    variants = (
+        tuple(
+            (
+                variant,
+                validate(
+                    sweep_lib.with_values(canonical, variant),
+                    components,
+                    sweep=resolved.numeric_only(),
+                ),
+            )
+            for variant in resolved.structural_variants()
+        )
+        if resolved.structural
+        else ()
+    )
+    return RunSpec(
+        config=canonical, sweep=resolved, family=family, components=components, variants=variants
+    )
+
+
+def _validate_components(components: Components) -> None:
+    for name, _ in components.metrics:
+        _require(
+            name.isidentifier() and name not in RESERVED,
+            f"metric name {name!r} clashes with a built-in name ({', '.join(RESERVED)}) or is not "
+            "an identifier; choose another name",
+        )
+    if components.predict is not None and not callable(components.predict):
+        raise ConfigError(
+            f"predict must be a function outputs -> predictions, got {components.predict!r}"
+        )
+    if components.optimizer is not None and not callable(components.optimizer):
+        raise ConfigError(
+            "optimizer must be a factory hparams -> optax.GradientTransformation, got "
+            f"{components.optimizer!r}"
+        )
 
 
 def _validate_training(training: ml_collections.ConfigDict) -> None:
@@ -78,11 +247,15 @@ def _validate_training(training: ml_collections.ConfigDict) -> None:
     )
 
 
-def _validate_restarts(restarts: ml_collections.ConfigDict) -> None:
-    _require(restarts.num >= 1, f"restarts.num must be >= 1, got {restarts.num}")
+def _validate_restarts(restarts: ml_collections.ConfigDict, components: Components) -> None:
     _require(
-        restarts.select_by in ("val_loss", "val_accuracy", "val_r2"),
-        f"restarts.select_by must be one of val_loss, val_accuracy, val_r2, got {restarts.select_by!r}",
+        isinstance(restarts.num, int) and restarts.num >= 1,
+        f"restarts.num must be >= 1, got {restarts.num}",
+    )
+    allowed = [*BUILTIN_SELECT_BY, *(f"val_{name}" for name in components.metric_names)]
+    _require(
+        restarts.select_by in allowed,
+        f"restarts.select_by must be one of {', '.join(allowed)}, got {restarts.select_by!r}",
     )
     _require(
         math.isfinite(restarts.tolerance) and restarts.tolerance >= 0,
@@ -110,17 +283,115 @@ def _validate_init_from(init_from: ml_collections.ConfigDict) -> None:
     )
 
 
-def check_against_task(config: ml_collections.ConfigDict, task: str, num_train: int) -> None:
-    """Checks the fields that depend on the loaded data set (task and size)."""
-    losses.check_loss_for_task(config.loss, task)
-    select_metric = config.restarts.select_by.removeprefix("val_")
+def check_against_task(spec: RunSpec, task: str, num_train: int) -> None:
+    """Checks the fields that depend on the loaded data set's task and size."""
+    config = spec.config
+    if spec.components.loss is None:
+        losses.check_loss_for_task(config.loss, task)
+    selectable = ["loss", *builtin_metrics(task), *spec.components.metric_names]
     _require(
-        select_metric == "loss" or select_metric == metric_for_task(task),
+        config.restarts.select_by.removeprefix("val_") in selectable,
         f"restarts.select_by={config.restarts.select_by!r} does not apply to a {task} data set; "
-        f"use val_loss or val_{metric_for_task(task)}",
+        f"use one of {', '.join(f'val_{name}' for name in selectable)}",
     )
     _require(
         config.training.batch_size <= num_train,
         f"training.batch_size={config.training.batch_size} is larger than the training split "
         f"({num_train} examples)",
+    )
+
+
+def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float]) -> None:
+    """Checks the model, loss and metrics on the data's shapes, without computing anything.
+
+    The model's outputs for a batch of two must be [2, num_outputs], the loss must give one
+    value per example, every metric one scalar, and the head names must name parameters.
+
+    Raises:
+      ConfigError: the first mismatch, naming both shapes.
+    """
+    for _, variant in spec.variants:
+        check_against_data(variant, dataset, hparams)
+    if spec.variants:
+        return
+    check_against_task(spec, dataset.task, dataset.num_train)
+    x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)
+    y = jax.ShapeDtypeStruct((2, *np.shape(dataset.y_train)[1:]), np.asarray(dataset.y_train).dtype)
+    model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in spec.family.numeric_fields}
+    module = spec.family.build(spec.config.model, model_hparams, dataset.num_outputs)
+    what = "the model" if spec.components.model is None else "the user's model"
+    try:
+        params = jax.eval_shape(
+            lambda x: family_lib.init_model(module, jax.random.PRNGKey(0), x)["params"], x
+        )
+        outputs = jax.eval_shape(lambda p, x: family_lib.apply_model(module, p, x), params, x)
+    except Exception as error:
+        raise ConfigError(
+            f"{what} cannot be applied to inputs of shape {x.shape}: {_one_line(error)}"
+        ) from error
+    expected = (2, dataset.num_outputs)
+    unit = "one output per class" if dataset.task == "classification" else "one per target"
+    _require(
+        getattr(outputs, "shape", None) == expected,
+        f"{what} gives outputs of shape {getattr(outputs, 'shape', type(outputs).__name__)} for "
+        f"a batch of 2; this {dataset.task} data set needs {expected} ({unit})",
+    )
+    unmatched = family_lib.unmatched_head_names(params, spec.head)
+    _require(
+        not unmatched,
+        f"head name {unmatched[0] if unmatched else ''!r} matches no parameter of the model; its "
+        f"top-level parameters are {', '.join(params)} (set config.model.head)",
+    )
+    loss = spec.components.loss
+    if loss is not None:
+        shape = _result_shape("the loss", loss, outputs, y)
+        _require(
+            shape == (2,),
+            f"the loss returns shape {shape} for a batch of 2; a loss returns one value per "
+            "example, shape (2,)",
+        )
+    for name, metric in spec.components.metrics:
+        shape = _result_shape(f"metric {name!r}", metric.fn, outputs, y)
+        _require(shape == (), f"metric {name!r} returns shape {shape}; a metric returns a scalar")
+
+
+def _result_shape(what: str, fn: Any, *args: Any) -> tuple[int, ...]:
+    try:
+        return tuple(jax.eval_shape(fn, *args).shape)
+    except Exception as error:
+        raise ConfigError(f"{what} fails on outputs and targets: {_one_line(error)}") from error
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:300] or type(error).__name__
+
+
+def validate_mesh_config(mesh: ml_collections.ConfigDict) -> None:
+    """Checks `config.mesh`; asks JAX for the device count only when a count is requested.
+
+    Raises:
+      ConfigError: a negative count, more devices than exist, a partial mesh in a multi-process
+        run, or an unknown data mode.
+    """
+    _require(
+        isinstance(mesh.num_devices, int) and mesh.num_devices >= 0,
+        f"mesh.num_devices must be an integer >= 0 (0 = every device), got {mesh.num_devices!r}",
+    )
+    _require(
+        mesh.data in DATA_MODES,
+        f"mesh.data must be one of {', '.join(DATA_MODES)}, got {mesh.data!r}",
+    )
+    if mesh.num_devices == 0:
+        return
+    available = jax.device_count()
+    _require(
+        mesh.num_devices <= available,
+        f"mesh.num_devices={mesh.num_devices} asks for more devices than exist: this run "
+        f"sees {available} ({jax.default_backend()}); use 0 for all of them",
+    )
+    _require(
+        jax.process_count() == 1 or mesh.num_devices == available,
+        f"mesh.num_devices={mesh.num_devices} would leave devices of a {jax.process_count()}-"
+        f"process run out of the mesh; use 0 (all {available} devices)",
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxnn import validation
 from jaxnn.core import ensemble
 from jaxnn.errors import ConfigError
 from jaxnn.io import checkpoint
@@ -67,11 +68,9 @@ def case_equal(out: Path) -> None:
     np.savez(out / "single.npz", **arrays(fit(8, num_devices=1)))
     np.savez(out / "padded.npz", **arrays(fit(6)))
 
-    config = small_config(**{"restarts.num": 6})
-    trainer = ensemble.make_trainer(config, blobs(), jax.random.PRNGKey(KEY))
-    placed = trainer.placement.place_state(
-        ensemble.init_members(trainer, config, jax.random.PRNGKey(KEY))
-    )
+    spec = validation.validate(small_config(**{"restarts.num": 6}))
+    trainer = ensemble.make_trainer(spec, blobs(), jax.random.PRNGKey(KEY))
+    placed = trainer.placement.place_state(ensemble.init_members(trainer, jax.random.PRNGKey(KEY)))
     facts["padded_spread"] = spread(jax.tree_util.tree_leaves(placed.params)[0])
     facts["padded_stopped"] = np.asarray(placed.stopped).tolist()
 
@@ -99,11 +98,11 @@ def case_equal(out: Path) -> None:
 
 def case_resume(out: Path) -> None:
     """Continues the 4-device run's step-20 checkpoint (written sharded) on this device count."""
-    config = small_config(**{"restarts.num": 8})
-    trainer = ensemble.make_trainer(config, blobs(), jax.random.PRNGKey(KEY))
+    spec = validation.validate(small_config(**{"restarts.num": 8}))
+    trainer = ensemble.make_trainer(spec, blobs(), jax.random.PRNGKey(KEY))
     abstract = jax.eval_shape(
         trainer.init_fn,
-        ensemble.stacked_hparams(config, trainer.members),
+        ensemble.stacked_hparams(spec, trainer.members),
         ensemble.member_keys(jax.random.PRNGKey(KEY), trainer.members),
         None,
     )

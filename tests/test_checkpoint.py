@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn.core import ensemble, train
+from jaxnn import validation
+from jaxnn.core import ensemble, loop, train
+from jaxnn.core.program import build
+from jaxnn.data import device
 from jaxnn.errors import CheckpointError
 from jaxnn.io import checkpoint, export
-from jaxnn.nn import models
+from jaxnn.nn import family
+from jaxnn.nn.metrics import accuracy
 from tests.helpers import blobs, small_config
 
 
@@ -23,16 +27,17 @@ def trained():
     data = blobs()
     config = small_config(**{"restarts.num": 3, "model.dropout": 0.1})
     key = jax.random.PRNGKey(0)
-    options = {"param_labels": models.body_head_labels, "frozen_labels": ("body",)}
+    options = {"param_labels": family.body_head_labels, "frozen_labels": ("body",)}
     result = ensemble.fit_ensemble(config, data, key, **options)
-    trainer = ensemble.make_trainer(config, data, key, **options)
+    spec = validation.validate(config)
+    trainer = ensemble.make_trainer(spec, data, key, **options)
     abstract = jax.eval_shape(
         trainer.init_fn,
-        ensemble.stacked_hparams(config, trainer.members),
+        ensemble.stacked_hparams(spec, trainer.members),
         ensemble.member_keys(key, trainer.members),
         None,
     )
-    return config, data, result.state, abstract
+    return config, data, result.state, abstract, result.program
 
 
 def _assert_trees_equal(a, b) -> None:
@@ -43,7 +48,7 @@ def _assert_trees_equal(a, b) -> None:
 
 
 def test_save_then_restore_gives_the_identical_state(trained, tmp_path):
-    _, _, state, abstract = trained
+    _, _, state, abstract, _ = trained
     checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints")
     checkpoints.save(30, state, val_loss=0.5)
     restored = checkpoints.restore(30, abstract)
@@ -59,7 +64,7 @@ def test_save_then_restore_gives_the_identical_state(trained, tmp_path):
 
 
 def test_keep_policy_keeps_the_latest_n_and_the_best(trained, tmp_path):
-    _, _, state, _ = trained
+    _, _, state, _, _ = trained
     checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints", keep=2)
     for step, val_loss in [(10, 0.9), (20, 0.2), (30, 0.5), (40, 0.6), (50, 0.7)]:
         checkpoints.save(step, state, val_loss=val_loss)
@@ -68,19 +73,19 @@ def test_keep_policy_keeps_the_latest_n_and_the_best(trained, tmp_path):
 
 
 def test_saver_saves_every_n_steps_at_evaluations_and_at_the_end(trained, tmp_path):
-    _, _, state, _ = trained
+    _, _, state, _, _ = trained
     checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints", keep=10)
     saver = checkpoint.Saver(checkpoints, every_steps=25, start_step=0)
     for step in (10, 20, 30, 40, 50, 60, 65):
         saver(
-            train.Evaluation(step=step, metrics={"val_loss": np.array([1.0, np.nan])}, state=state)
+            loop.Evaluation(step=step, metrics={"val_loss": np.array([1.0, np.nan])}, state=state)
         )
     saver.finish(state, 65)
     assert checkpoints.steps() == [30, 50, 65]
 
 
 def test_restore_member_reads_one_member_of_the_stacked_state(trained, tmp_path):
-    _, _, state, _ = trained
+    _, _, state, _, _ = trained
     checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints")
     checkpoints.save(30, state, val_loss=0.5)
     checkpoints.close()
@@ -97,7 +102,7 @@ def test_restore_member_reads_one_member_of_the_stacked_state(trained, tmp_path)
 
 
 def test_unreadable_checkpoints_are_named_and_skipped(trained, tmp_path):
-    _, _, state, abstract = trained
+    _, _, state, abstract, _ = trained
     checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints", keep=5)
     for step in (10, 20):
         checkpoints.save(step, state, val_loss=1.0)
@@ -117,30 +122,34 @@ def test_unreadable_checkpoints_are_named_and_skipped(trained, tmp_path):
 
 
 def test_exported_member_loads_as_a_single_model(trained, tmp_path):
-    config, data, state, _ = trained
-    export.export_member(tmp_path / "best", state, 2, config, step=30)
-    params, hparams, loaded_config = export.load_model(tmp_path)
+    config, data, state, _, run_program = trained
+    export.export_member(tmp_path / "best", state, 2, config, step=30, program=run_program)
+    loaded = export.load_model(tmp_path)
+    params, hparams, loaded_config = loaded.params, loaded.hparams, loaded.config
     member = ensemble.member_state(state, 2)
     _assert_trees_equal(params, member.best_params)
     assert set(hparams) == set(member.hparams)
     assert loaded_config.model.hidden == config.model.hidden
     assert export.best_metadata(tmp_path / "best")["member"] == 2
     # The single-model path reproduces the member's test metrics from the exported files.
-    program, apply_fn, make_tx = train.build(loaded_config, data)
+    program, apply_fn, make_tx = build(validation.validate(loaded_config), data)
     single = train.init_state(
         program, hparams, jax.random.PRNGKey(0), apply_fn=apply_fn, make_tx=make_tx
     )
-    split = train.SplitData(jax.numpy.asarray(data.x_test), jax.numpy.asarray(data.y_test))
+    split = device.SplitData(jax.numpy.asarray(data.x_test), jax.numpy.asarray(data.y_test))
     metrics = train.evaluate(single, params, split, program)
     expected, _ = ensemble.evaluate_members(state, program, data.x_test, data.y_test)
     assert float(metrics["accuracy"]) == pytest.approx(expected["accuracy"][2], abs=1e-6)
     assert float(metrics["loss"]) == pytest.approx(expected["loss"][2], rel=1e-5)
+    # So does the loaded model's own apply.
+    outputs = loaded.apply(data.x_test)
+    assert float(accuracy(outputs, data.y_test)) == pytest.approx(expected["accuracy"][2], abs=1e-6)
     with pytest.raises(CheckpointError, match="holds no exported model"):
         export.load_model(tmp_path / "elsewhere")
 
 
 def test_dropped_checkpoints_leave_nothing_half_deleted(trained, tmp_path):
-    _, _, state, _ = trained
+    _, _, state, _, _ = trained
     checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints", keep=1)
     for step, val_loss in [(10, 0.1), (20, 0.5), (30, 0.6)]:
         checkpoints.save(step, state, val_loss=val_loss)
@@ -155,7 +164,7 @@ def _rewrite_meta(directory, **fields) -> None:
 
 
 def test_a_checkpoint_of_another_jaxnn_format_is_rejected_naming_the_writer(trained, tmp_path):
-    config, _, state, abstract = trained
+    config, _, state, abstract, program = trained
     checkpoints = checkpoint.RunCheckpoints(tmp_path / "checkpoints")
     checkpoints.save(30, state, val_loss=0.5)
     _rewrite_meta(tmp_path / "checkpoints" / "30", format_version=7, jaxnn_version="9.0.0")
@@ -164,7 +173,7 @@ def test_a_checkpoint_of_another_jaxnn_format_is_rejected_naming_the_writer(trai
     with pytest.raises(CheckpointError, match="format version 7"):
         export.restore_member(tmp_path, 0)
     checkpoints.close()
-    export.export_member(tmp_path / "best", state, 0, config, step=30)
+    export.export_member(tmp_path / "best", state, 0, config, step=30, program=program)
     path = tmp_path / "best" / "metadata" / "metadata"
     path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 0}))
     with pytest.raises(CheckpointError, match="has format version 0"):
@@ -172,7 +181,7 @@ def test_a_checkpoint_of_another_jaxnn_format_is_rejected_naming_the_writer(trai
 
 
 def test_a_checkpoint_of_another_run_is_rejected_before_any_array_is_read(trained, tmp_path):
-    _, data, _, abstract = trained
+    _, data, _, abstract, _ = trained
     other = ensemble.fit_ensemble(
         small_config(**{"restarts.num": 2}), data, jax.random.PRNGKey(1)
     ).state

@@ -8,8 +8,10 @@ import jax
 import numpy as np
 import pytest
 
+from jaxnn import validation
 from jaxnn.analysis import restart_stats
-from jaxnn.core import ensemble, train
+from jaxnn.core import ensemble, loop, train
+from jaxnn.data import device
 from tests.helpers import blobs, small_config
 
 
@@ -27,11 +29,12 @@ def test_member_i_equals_fit_alone_with_its_key_and_hparams():
         }
     )
     root = jax.random.PRNGKey(7)
+    spec = validation.validate(config)
     result = ensemble.fit_ensemble(config, data, root)
     assert len(result.members) == 6
     for member in result.members:
-        alone = train.fit(
-            config, data, train.member_key(root, member.seed_index), hparams=member.hparams(config)
+        alone = loop.fit(
+            config, data, train.member_key(root, member.seed_index), hparams=member.hparams(spec)
         )
         stacked = ensemble.member_state(result.state, member.index)
         for a, b in zip(_leaves(stacked.params), _leaves(alone.state.params), strict=True):
@@ -44,17 +47,24 @@ def test_member_i_equals_fit_alone_with_its_key_and_hparams():
 def test_swept_learning_rates_share_one_program_and_end_differently():
     data = blobs()
     config = small_config(**{"restarts.sweep": "optimizer.learning_rate=[0.01, 0.1]"})
-    trainer = ensemble.make_trainer(config, data, jax.random.PRNGKey(0))
+    trainer = ensemble.make_trainer(validation.validate(config), data, jax.random.PRNGKey(0))
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
     a, b = (ensemble.member_state(result.state, i) for i in (0, 1))
     # Same initialisation (same random start), different learning rate -> different weights.
     assert a.hparams["learning_rate"] != b.hparams["learning_rate"]
     assert not np.allclose(_leaves(a.params)[0], _leaves(b.params)[0])
     # A different swept value reuses the compiled program.
-    other = small_config(**{"restarts.sweep": "optimizer.learning_rate=[0.3, 0.5]"})
-    state = ensemble.init_members(trainer, other, jax.random.PRNGKey(0))
-    state0 = ensemble.init_members(trainer, config, jax.random.PRNGKey(0))
-    data_on_device = train.device_data(data)
+    other = validation.validate(
+        small_config(**{"restarts.sweep": "optimizer.learning_rate=[0.3, 0.5]"})
+    )
+    state = trainer.init_fn(
+        ensemble.stacked_hparams(other, ensemble.members(other)),
+        ensemble.member_keys(jax.random.PRNGKey(0), trainer.members),
+        None,
+    )
+    state0 = ensemble.init_members(trainer, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(state.hparams["learning_rate"], [0.3, 0.5])
+    data_on_device = device.device_data(data)
     step = jax.numpy.asarray(0, jax.numpy.int32)
     trainer.chunk_fn(state0, data_on_device, step, trainer.order_key)
     trainer.chunk_fn(state, data_on_device, step, trainer.order_key)
@@ -81,17 +91,21 @@ def test_a_diverging_member_is_isolated_and_leaves_the_others_bit_identical():
         ):
             np.testing.assert_array_equal(a, b)
     metrics = {"val_loss": np.array([0.5, np.nan, 0.4])}
-    assert ensemble.select_best(metrics, diverged, "val_loss") == 2
+    # Selection's direction comes from the program: a loss is minimised, accuracy maximised.
+    assert not wild.program.greater_is_better("val_loss")
+    assert wild.program.greater_is_better("val_accuracy")
+    greater = wild.program.greater_is_better("val_loss")
+    assert ensemble.select_best(metrics, diverged, "val_loss", greater_is_better=greater) == 2
 
 
 def test_shared_batch_order_gives_members_the_same_batches():
     data = blobs()
     config = small_config(**{"restarts.num": 2, "training.batch_order": "shared"})
-    trainer = ensemble.make_trainer(config, data, jax.random.PRNGKey(0))
+    trainer = ensemble.make_trainer(validation.validate(config), data, jax.random.PRNGKey(0))
     assert trainer.order_key is not None
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
     root = jax.random.PRNGKey(0)
-    alone = train.fit(
+    alone = loop.fit(
         config, data, train.member_key(root, 1), order_key=train.shared_order_key(root)
     )
     for a, b in zip(
@@ -131,6 +145,17 @@ def test_expected_best_of_k_matches_brute_force():
 
 def test_select_best_by_accuracy_maximises():
     metrics = {"val_accuracy": np.array([0.5, 0.9, 0.7])}
-    assert ensemble.select_best(metrics, np.array([False, False, False]), "val_accuracy") == 1
-    assert ensemble.select_best(metrics, np.array([False, True, False]), "val_accuracy") == 2
-    assert ensemble.select_best(metrics, np.array([True, True, True]), "val_accuracy") is None
+
+    def best(diverged):
+        return ensemble.select_best(
+            metrics, np.array(diverged), "val_accuracy", greater_is_better=True
+        )
+
+    assert best([False, False, False]) == 1
+    assert best([False, True, False]) == 2
+    assert best([True, True, True]) is None
+    # The same values read as a loss: the smallest wins.
+    minimised = ensemble.select_best(
+        metrics, np.array([False, False, False]), "val_accuracy", greater_is_better=False
+    )
+    assert minimised == 0

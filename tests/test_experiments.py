@@ -1,9 +1,12 @@
-"""Each experiment's smoke argument launches end to end and writes the workdir contract."""
+"""Each experiment's smoke argument launches end to end and writes the workdir contract; every
+launch config and study says its command, and every file the docs cite exists."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+LAUNCH_CONFIGS = sorted((REPO / "experiments").glob("*.py"))
+STUDIES = sorted(
+    path
+    for path in (REPO / "experiments" / "studies").glob("*.py")
+    if 'if __name__ == "__main__":' in path.read_text()
+)
+# The files whose text (docs, docstrings) may cite repository paths, and the cited paths that
+# must not exist: the bad-input table's missing config (and any path with a NAME placeholder).
+DOCUMENTED = ["README.md", "Makefile", "launch.py", "docs/**/*.md", "experiments/**/*.py"]
+DOCUMENTED += ["jaxnn/**/*.py", "benchmarks/**/*.py", "tests/**/*.py"]
+MEANT_TO_BE_MISSING = {"experiments/nope.py"}
+CITED_PATH = re.compile(
+    r"(?<![\w/.-])((?:docs|experiments|jaxnn|benchmarks|tests)/[\w./-]*\w\.(?:py|md|png))"
+)
 
 SMOKES = [
     "experiments/mnist1d_mlp.py:smoke",
@@ -78,3 +95,31 @@ def test_smoke_launch_writes_the_workdir_contract(config, tmp_path, data_dir):
         assert len(variants) == 2 and (workdir / "diagnostics.jsonl").is_file()
     config_json = json.loads((workdir / "config.json").read_text())
     assert config_json["dataset"]["data_dir"] == data_dir
+
+
+def _docstring(path: Path) -> str:
+    return ast.get_docstring(ast.parse(path.read_text())) or ""
+
+
+@pytest.mark.parametrize("path", LAUNCH_CONFIGS, ids=lambda path: path.name)
+def test_each_launch_config_docstring_gives_its_launch_command(path):
+    assert "def get_config(" in path.read_text()
+    assert f"python launch.py --config=experiments/{path.name}" in _docstring(path)
+
+
+def test_every_study_has_a_launch_config_and_gives_its_command():
+    assert {path.name for path in STUDIES} >= {"activations.py", "transfer.py"}
+    for path in STUDIES:
+        assert (REPO / "experiments" / path.name).is_file(), f"{path.name} has no launch config"
+        assert f"python experiments/studies/{path.name} --workdir=" in _docstring(path), path
+
+
+def test_every_path_the_docs_and_docstrings_cite_exists():
+    missing = sorted(
+        f"{document.relative_to(REPO)}: {cited}"
+        for pattern in DOCUMENTED
+        for document in REPO.glob(pattern)
+        for cited in CITED_PATH.findall(document.read_text())
+        if "NAME" not in cited and cited not in MEANT_TO_BE_MISSING and not (REPO / cited).exists()
+    )
+    assert not missing, missing

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import data, run
+from jaxnn import data, runner
 from jaxnn.core import ensemble
 from jaxnn.errors import DataError, JaxnnError, WorkdirError
 from jaxnn.io import checkpoint, export
@@ -539,7 +539,7 @@ def test_a_workdir_that_cannot_be_written_is_one_error_before_any_training(tmp_p
     workdir = tmp_path / "run"
     workdir.mkdir()
     with read_only(workdir), pytest.raises(JaxnnError, match=f"workdir {workdir} cannot be"):
-        run.run(resume_config(data_dir), workdir, progress=False, out=io.StringIO())
+        runner.run(resume_config(data_dir), workdir, progress=False, out=io.StringIO())
     assert list(workdir.iterdir()) == []
 
 
@@ -557,7 +557,7 @@ def test_nan_features_are_refused_at_load():
 def test_a_member_that_diverges_mid_run_is_isolated(tmp_path, data_dir):
     config = resume_config(data_dir, **{"restarts.num": 1})
     config.restarts.sweep = "optimizer.learning_rate=[0.05, 1e7]"
-    summary = run.run(config, tmp_path / "run", progress=False, out=io.StringIO())
+    summary = runner.run(config, tmp_path / "run", progress=False, out=io.StringIO())
     calm, wild = summary["members"]
     assert not calm["diverged"] and wild["diverged"]
     assert calm["final_step"] == 60 and 0 < wild["final_step"] < 60
@@ -574,7 +574,7 @@ def test_a_run_where_every_member_diverges_ends_with_a_clear_message(tmp_path, d
     config.optimizer.learning_rate = 1e4
     workdir = tmp_path / "run"
     out = io.StringIO()
-    summary = run.run(config, workdir, progress=False, out=out)
+    summary = runner.run(config, workdir, progress=False, out=out)
     assert "every member diverged" in out.getvalue()
     on_disk = json.loads((workdir / "summary.json").read_text())
     assert on_disk["best_member"] is None and on_disk["num_diverged"] == 2

@@ -8,7 +8,8 @@ import pytest
 from helpers import blobs, small_config
 
 from jaxnn.analysis import landscape
-from jaxnn.core import ensemble, train, variants
+from jaxnn.core import ensemble, variants
+from jaxnn.data import device
 from jaxnn.errors import ConfigError
 
 
@@ -22,7 +23,7 @@ def trained():
 
 def test_interpolation_ends_reproduce_the_members_losses(trained):
     data, result = trained
-    val = train.device_data(data).val
+    val = device.device_data(data).val
     evaluate = landscape.evaluator(result, 0, val)
     a, b = landscape.member_params(result, 0), landscape.member_params(result, 1)
     line = landscape.interpolate(evaluate, a, b, np.linspace(0, 1, 5))
@@ -41,7 +42,7 @@ def test_barrier_height_against_the_chord():
 
 def test_plane_through_three_solutions_hits_them(trained):
     data, result = trained
-    evaluate = landscape.evaluator(result, 0, train.device_data(data).val)
+    evaluate = landscape.evaluator(result, 0, device.device_data(data).val)
     params = tuple(landscape.member_params(result, i) for i in range(3))
     plane = landscape.plane_through(evaluate, params, resolution=5, margin=0.0)
     members, _ = ensemble.evaluate_members(result.state, result.program, data.x_val, data.y_val)
@@ -54,7 +55,7 @@ def test_plane_through_three_solutions_hits_them(trained):
 
 def test_random_plane_is_centred_on_the_solution(trained):
     data, result = trained
-    evaluate = landscape.evaluator(result, 0, train.device_data(data).val)
+    evaluate = landscape.evaluator(result, 0, device.device_data(data).val)
     params = landscape.member_params(result, 0)
     plane = landscape.random_plane(evaluate, params, jax.random.PRNGKey(1), resolution=5)
     members, _ = ensemble.evaluate_members(result.state, result.program, data.x_val, data.y_val)
@@ -78,7 +79,7 @@ def test_landscape_across_structural_variants_is_a_config_error():
             "training.steps": 10,
         }
     )
-    runs = variants.fit_structural(config, data, jax.random.PRNGKey(0))
+    runs = variants.fit_variants(config, data, jax.random.PRNGKey(0))
     run, local = variants.landscape_members(runs, [1, 1])
     assert run.variant == {"model.activation": "tanh"} and local == [0, 0]
     with pytest.raises(ConfigError, match="one structural variant") as error:

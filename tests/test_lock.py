@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from jaxnn import run
+from jaxnn import runner
 from jaxnn.errors import JaxnnError, WorkdirError
 from jaxnn.io import lock as lock_lib
 from tests.test_faults import (
@@ -66,7 +66,7 @@ def test_a_lock_held_elsewhere_refuses_a_launch_before_it_reads_anything(tmp_pat
     with lock_lib.WorkdirLock(workdir) as held:
         held.hold()
         with pytest.raises(WorkdirError, match=rf"in use by another launch \(pid {os.getpid()} "):
-            run.run(resume_config(data_dir), workdir, progress=False, out=io.StringIO())
+            runner.run(resume_config(data_dir), workdir, progress=False, out=io.StringIO())
         assert sorted(p.name for p in workdir.iterdir()) == [lock_lib.LOCK]
     assert list(workdir.iterdir()) == []  # released: the lock file is gone
 
@@ -76,14 +76,14 @@ def test_a_launch_that_fails_its_checks_leaves_no_lock_behind(tmp_path, data_dir
     workdir.mkdir()
     too_big = resume_config(data_dir, **{"training.batch_size": 100_000})
     with pytest.raises(JaxnnError, match="batch_size"):  # found after the data is loaded
-        run.run(too_big, workdir, progress=False, out=io.StringIO())
+        runner.run(too_big, workdir, progress=False, out=io.StringIO())
     assert list(workdir.iterdir()) == []
     # A stale lock (its launch was killed) is taken over, said so, and cleared.
     stale = {"pid": 1, "host": "elsewhere", "started": "2020-01-01T00:00:00"}
     (workdir / lock_lib.LOCK).write_text(json.dumps(stale))
     out = io.StringIO()
     with pytest.raises(JaxnnError, match="batch_size"):
-        run.run(too_big, workdir, progress=False, out=out)
+        runner.run(too_big, workdir, progress=False, out=out)
     assert "took over the lock of a launch that is no longer running (pid 1 on host elsewhere" in (
         out.getvalue()
     )

@@ -1,4 +1,5 @@
-"""Tests of jaxnn.losses: each loss against numpy, task checks, predictions and metrics."""
+"""Tests of jaxnn.nn.losses and jaxnn.nn.metrics: each loss against numpy, task checks,
+predictions and metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sklearn import metrics
 
 from jaxnn.errors import ConfigError
 from jaxnn.nn import losses
+from jaxnn.nn import metrics as nn_metrics
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +128,7 @@ def test_accuracy_matches_sklearn():
     scores = RNG.normal(size=(50, 5)).astype(np.float32)
     labels = RNG.integers(0, 5, size=50).astype(np.int32)
     expected = metrics.accuracy_score(labels, scores.argmax(axis=1))
-    assert float(losses.accuracy(jnp.asarray(scores), jnp.asarray(labels))) == pytest.approx(
+    assert float(nn_metrics.accuracy(jnp.asarray(scores), jnp.asarray(labels))) == pytest.approx(
         expected
     )
     assert 0 < expected < 1  # the comparison is not trivially 0 or 1
@@ -137,9 +139,9 @@ def test_r2_and_rmse_match_sklearn(num_outputs):
     targets = RNG.normal(size=(40, num_outputs)).astype(np.float32)
     predictions = (targets + 0.5 * RNG.normal(size=(40, num_outputs))).astype(np.float32)
     predictions[:, -1] *= 1.7  # outputs differ, so the average over outputs matters
-    r2 = losses.r2(jnp.asarray(predictions), jnp.asarray(targets))
+    r2 = nn_metrics.r2(jnp.asarray(predictions), jnp.asarray(targets))
     assert float(r2) == pytest.approx(metrics.r2_score(targets, predictions), rel=1e-5)
-    rmse = losses.rmse(jnp.asarray(predictions), jnp.asarray(targets))
+    rmse = nn_metrics.rmse(jnp.asarray(predictions), jnp.asarray(targets))
     expected = metrics.root_mean_squared_error(targets, predictions)
     assert float(rmse) == pytest.approx(expected, rel=1e-5)
 
@@ -147,9 +149,9 @@ def test_r2_and_rmse_match_sklearn(num_outputs):
 def test_r2_and_rmse_accept_one_dimensional_arrays():
     targets = RNG.normal(size=30).astype(np.float32)
     predictions = (targets + 0.3 * RNG.normal(size=30)).astype(np.float32)
-    r2 = losses.r2(jnp.asarray(predictions), jnp.asarray(targets))
+    r2 = nn_metrics.r2(jnp.asarray(predictions), jnp.asarray(targets))
     assert float(r2) == pytest.approx(metrics.r2_score(targets, predictions), rel=1e-5)
-    rmse = losses.rmse(jnp.asarray(predictions), jnp.asarray(targets))
+    rmse = nn_metrics.rmse(jnp.asarray(predictions), jnp.asarray(targets))
     assert float(rmse) == pytest.approx(
         metrics.root_mean_squared_error(targets, predictions), rel=1e-5
     )
@@ -159,7 +161,7 @@ def test_r2_of_constant_targets_follows_sklearn():
     targets = np.ones((10, 2), np.float32)
     predictions = targets.copy()
     predictions[:, 1] += 0.5
-    got = losses.r2(jnp.asarray(predictions), jnp.asarray(targets))
+    got = nn_metrics.r2(jnp.asarray(predictions), jnp.asarray(targets))
     assert float(got) == pytest.approx(metrics.r2_score(targets, predictions))
     assert float(got) == pytest.approx(0.5)
 

@@ -1,4 +1,4 @@
-"""Tests of jaxnn.models: activations, initialisers, the MLP's forward pass, gradients, dropout,
+"""Tests of jaxnn.nn's MLP family and its parts: activations, initialisers, the MLP's forward pass, gradients, dropout,
 PReLU, parameter tables and config validation."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from jaxnn.errors import ConfigError
-from jaxnn.nn import losses, models
+from jaxnn.nn import activations, family, layer_table, layers, losses, mlp
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +26,12 @@ def _strict_dtype_promotion():
         yield
 
 
-def _init(model: models.MLP, x: jax.Array, seed: int = 0):
+def _init(model: mlp.MLP, x: jax.Array, seed: int = 0):
     # jit: eager initialisation dispatches (and compiles) one op at a time, which is slow.
     return jax.jit(model.init)(jax.random.key(seed), x)
 
 
-def _apply(model: models.MLP, variables, x: jax.Array, **kwargs):
+def _apply(model: mlp.MLP, variables, x: jax.Array, **kwargs):
     return jax.jit(functools.partial(model.apply, **kwargs))(variables, x)
 
 
@@ -53,19 +53,19 @@ def _np_activation(name: str, x: np.ndarray, slope: float) -> np.ndarray:
 
 
 def test_registries_hold_the_documented_names():
-    assert set(models.ACTIVATIONS) == {
+    assert set(activations.ACTIVATIONS) == {
         "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "gelu", "identity",
     }  # fmt: skip
-    assert set(models.INITIALIZERS) == {
+    assert set(activations.INITIALIZERS) == {
         "he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "normal",
         "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", sorted(models.ACTIVATIONS))
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
 def test_activation_matches_numpy(name):
     x = np.linspace(-4, 4, 81, dtype=np.float32)
-    got = models.ACTIVATIONS[name](jnp.asarray(x), 0.2)
+    got = activations.ACTIVATIONS[name](jnp.asarray(x), 0.2)
     np.testing.assert_allclose(got, _np_activation(name, x, 0.2), rtol=1e-5, atol=1e-6)
 
 
@@ -85,13 +85,13 @@ def _set_params(rng: np.random.Generator, features: int, hidden, outputs: int, s
     return params
 
 
-@pytest.mark.parametrize("name", sorted(models.ACTIVATIONS))
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
 def test_forward_pass_matches_numpy(name):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5, 2, 2)).astype(np.float32)  # flattened to 4 features
     slopes = [0.3, -0.2] if name == "prelu" else None
     params = _set_params(rng, 4, (3, 2), 2, slopes)
-    model = models.MLP(hidden=(3, 2), num_outputs=2, activation=name, negative_slope=0.1)
+    model = mlp.MLP(hidden=(3, 2), num_outputs=2, activation=name, negative_slope=0.1)
 
     got = model.apply({"params": params}, jnp.asarray(x))
 
@@ -109,7 +109,7 @@ def test_empty_hidden_is_a_linear_model():
     rng = np.random.default_rng(1)
     params = _set_params(rng, 3, (), 2)
     x = rng.normal(size=(4, 3)).astype(np.float32)
-    got = models.MLP(hidden=(), num_outputs=2).apply({"params": params}, jnp.asarray(x))
+    got = mlp.MLP(hidden=(), num_outputs=2).apply({"params": params}, jnp.asarray(x))
     np.testing.assert_allclose(
         got, x @ params["head"]["kernel"] + params["head"]["bias"], rtol=1e-5
     )
@@ -119,7 +119,7 @@ def test_preactivations_are_sown():
     rng = np.random.default_rng(2)
     params = _set_params(rng, 3, (4, 2), 2)
     x = rng.normal(size=(6, 3)).astype(np.float32)
-    model = models.MLP(hidden=(4, 2), num_outputs=2, activation="tanh")
+    model = mlp.MLP(hidden=(4, 2), num_outputs=2, activation="tanh")
     _, state = model.apply({"params": params}, jnp.asarray(x), mutable=["intermediates"])
     sown = state["intermediates"]
     assert set(sown) == {"preactivation_0", "preactivation_1"}
@@ -145,13 +145,13 @@ _INIT_STATS = {
 
 
 def test_every_initializer_has_expected_statistics():
-    assert set(_INIT_STATS) == set(models.INITIALIZERS)
+    assert set(_INIT_STATS) == set(activations.INITIALIZERS)
 
 
 @pytest.mark.parametrize("name", sorted(_INIT_STATS))
 def test_initializer_statistics(name):
     expected_std, bound = _INIT_STATS[name]
-    model = models.MLP(hidden=(FAN_OUT,), num_outputs=3, initializer=name, init_stddev=0.05)
+    model = mlp.MLP(hidden=(FAN_OUT,), num_outputs=3, initializer=name, init_stddev=0.05)
     params = _init(model, jnp.zeros((1, FAN_IN)))["params"]
     kernel = np.asarray(params["hidden_0"]["kernel"])
     assert kernel.shape == (FAN_IN, FAN_OUT)
@@ -167,8 +167,8 @@ def test_initializer_statistics(name):
 
 def test_init_scale_multiplies_every_kernel():
     x = jnp.zeros((1, 6))
-    base = _init(models.MLP(hidden=(4,), num_outputs=2), x, 3)["params"]
-    scaled = _init(models.MLP(hidden=(4,), num_outputs=2, init_scale=2.5), x, 3)
+    base = _init(mlp.MLP(hidden=(4,), num_outputs=2), x, 3)["params"]
+    scaled = _init(mlp.MLP(hidden=(4,), num_outputs=2, init_scale=2.5), x, 3)
     for layer in ("hidden_0", "head"):
         np.testing.assert_allclose(
             scaled["params"][layer]["kernel"], 2.5 * base[layer]["kernel"], rtol=1e-6
@@ -178,15 +178,15 @@ def test_init_scale_multiplies_every_kernel():
 def test_unknown_activation_or_initializer_lists_choices():
     x = jnp.zeros((1, 3))
     with pytest.raises(ConfigError, match=r"model.activation.*relu.*tanh"):
-        models.MLP(hidden=(2,), num_outputs=1, activation="swish").init(jax.random.key(0), x)
+        mlp.MLP(hidden=(2,), num_outputs=1, activation="swish").init(jax.random.key(0), x)
     with pytest.raises(ConfigError, match=r"model.init.*glorot_normal.*he_normal"):
-        models.MLP(hidden=(2,), num_outputs=1, initializer="zeros").init(jax.random.key(0), x)
+        mlp.MLP(hidden=(2,), num_outputs=1, initializer="zeros").init(jax.random.key(0), x)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "prelu", "elu"])
 def test_gradients_match_finite_differences(activation):
     with jax.enable_x64(True):
-        model = models.MLP(hidden=(4, 3), num_outputs=3, activation=activation, negative_slope=0.3)
+        model = mlp.MLP(hidden=(4, 3), num_outputs=3, activation=activation, negative_slope=0.3)
         rng = np.random.default_rng(4)
         x = jnp.asarray(rng.normal(size=(8, 5)))
         labels = jnp.asarray(rng.integers(0, 3, size=8))
@@ -214,7 +214,7 @@ def test_gradients_match_finite_differences(activation):
 
 
 def _dropout_setup(**kwargs):
-    model = models.MLP(hidden=(64, 64), num_outputs=4, **kwargs)
+    model = mlp.MLP(hidden=(64, 64), num_outputs=4, **kwargs)
     x = jax.random.normal(jax.random.key(5), (16, 8))
     params = _init(model, x, 6)
     return model, params, x
@@ -241,22 +241,22 @@ def test_input_dropout_zeroes_inputs_in_training_only():
     assert not np.allclose(training, evaluation)
     np.testing.assert_array_equal(_apply(model, params, x, train=True), evaluation)
     # The same as feeding the inputs with the dropped features zeroed (and the rest scaled) by hand.
-    input_key = jax.random.fold_in(key, models.INPUT_TAG)
-    dropped = models.inverted_dropout(x, 0.5, input_key)
-    plain = models.MLP(hidden=(64, 64), num_outputs=4)
+    input_key = jax.random.fold_in(key, mlp.INPUT_TAG)
+    dropped = layers.inverted_dropout(x, 0.5, input_key)
+    plain = mlp.MLP(hidden=(64, 64), num_outputs=4)
     np.testing.assert_allclose(training, _apply(plain, params, dropped), rtol=1e-5, atol=1e-6)
 
 
 def test_python_zero_dropout_is_left_out_of_the_program():
     model, params, x = _dropout_setup(dropout=0.0)
-    no_dropout = models.MLP(hidden=(64, 64), num_outputs=4)
+    no_dropout = mlp.MLP(hidden=(64, 64), num_outputs=4)
 
     key = jax.random.key(9)
     training = _apply(model, params, x, train=True, dropout_key=key)
     np.testing.assert_array_equal(training, _apply(no_dropout, params, x))
 
     def program(rate: float) -> str:
-        dropout_model = models.MLP(hidden=(64, 64), num_outputs=4, dropout=rate)
+        dropout_model = mlp.MLP(hidden=(64, 64), num_outputs=4, dropout=rate)
         apply = functools.partial(dropout_model.apply, train=True)
         return str(jax.make_jaxpr(apply)(params, x, dropout_key=key))
 
@@ -270,14 +270,14 @@ def test_traced_dropout_rate_under_vmap():
     rates = jnp.array([0.0, 0.3, 0.7])
 
     def member(rate):
-        model = models.MLP(hidden=(64, 64), num_outputs=4, dropout=rate)
+        model = mlp.MLP(hidden=(64, 64), num_outputs=4, dropout=rate)
         return model.apply(params, x, train=True, dropout_key=key)
 
     stacked = jax.jit(jax.vmap(member))(rates)
-    plain = _apply(models.MLP(hidden=(64, 64), num_outputs=4), params, x)
+    plain = _apply(mlp.MLP(hidden=(64, 64), num_outputs=4), params, x)
     np.testing.assert_allclose(stacked[0], plain, rtol=1e-5, atol=1e-6)
     for i, rate in enumerate([0.0, 0.3, 0.7]):
-        single = models.MLP(hidden=(64, 64), num_outputs=4, dropout=rate)
+        single = mlp.MLP(hidden=(64, 64), num_outputs=4, dropout=rate)
         expected = _apply(single, params, x, train=True, dropout_key=key)
         np.testing.assert_allclose(stacked[i], expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(stacked[1], stacked[2])
@@ -286,14 +286,14 @@ def test_traced_dropout_rate_under_vmap():
 @pytest.mark.parametrize("rate", [0.2, 0.6])
 def test_dropout_drops_the_rate_and_keeps_the_mean(rate):
     x = jnp.ones((200, 500))
-    dropped = np.asarray(models.inverted_dropout(x, rate, jax.random.key(11)))
+    dropped = np.asarray(layers.inverted_dropout(x, rate, jax.random.key(11)))
     assert (dropped == 0).mean() == pytest.approx(rate, abs=0.01)
     np.testing.assert_allclose(dropped[dropped != 0], 1 / (1 - rate), rtol=1e-6)
     assert dropped.mean() == pytest.approx(1.0, abs=0.02)
 
 
 def test_prelu_slope_is_a_learnable_parameter():
-    model = models.MLP(hidden=(6, 5), num_outputs=3, activation="prelu", negative_slope=0.25)
+    model = mlp.MLP(hidden=(6, 5), num_outputs=3, activation="prelu", negative_slope=0.25)
     x = jax.random.normal(jax.random.key(12), (32, 4))
     params = _init(model, x, 13)["params"]
     for i in range(2):
@@ -309,7 +309,7 @@ def test_prelu_slope_is_a_learnable_parameter():
     grads = jax.jit(jax.grad(loss))(params)
     for i in range(2):
         assert abs(float(grads[f"prelu_{i}"]["negative_slope"])) > 1e-6
-    leaky = models.MLP(hidden=(6, 5), num_outputs=3, activation="leaky_relu", negative_slope=0.25)
+    leaky = mlp.MLP(hidden=(6, 5), num_outputs=3, activation="leaky_relu", negative_slope=0.25)
     body = {k: v for k, v in params.items() if not k.startswith("prelu")}
     np.testing.assert_allclose(
         _apply(model, {"params": params}, x), _apply(leaky, {"params": body}, x), rtol=1e-6
@@ -320,16 +320,16 @@ def test_prelu_initial_slope_may_be_traced():
     x = jnp.zeros((1, 3))
 
     def init(slope):
-        model = models.MLP(hidden=(2,), num_outputs=1, activation="prelu", negative_slope=slope)
+        model = mlp.MLP(hidden=(2,), num_outputs=1, activation="prelu", negative_slope=slope)
         return model.init(jax.random.key(0), x)["params"]["prelu_0"]["negative_slope"]
 
     np.testing.assert_allclose(jax.jit(jax.vmap(init))(jnp.array([0.1, 0.5])), [0.1, 0.5])
 
 
 def test_layer_table_and_count():
-    model = models.MLP(hidden=(1,) * 11, num_outputs=2, activation="prelu")
+    model = mlp.MLP(hidden=(1,) * 11, num_outputs=2, activation="prelu")
     variables = _init(model, jnp.zeros((1, 3)))
-    table = models.layer_table(variables)
+    table = layer_table.layer_table(variables, order=mlp.layer_order)
     names = [name for name, _, _ in table]
     expected = []
     for i in range(11):
@@ -338,15 +338,21 @@ def test_layer_table_and_count():
     assert table[0] == ("hidden_0/kernel", (3, 1), 3)
     assert table[2] == ("prelu_0/negative_slope", (), 1)
     assert table[-2] == ("head/kernel", (1, 2), 2)
-    assert models.layer_table(variables["params"]) == table
+    assert layer_table.layer_table(variables["params"], order=mlp.layer_order) == table
+    # Without the family's order, names sort naturally: hidden_2 before hidden_10.
+    natural = [name for name, _, _ in layer_table.layer_table(variables)]
+    assert sorted(natural) == sorted(names)
+    assert natural[:2] == ["head/bias", "head/kernel"]
+    assert natural.index("hidden_2/kernel") < natural.index("hidden_10/bias")
+    assert natural.index("hidden_9/kernel") < natural.index("hidden_10/bias")
     total = 3 + 1 + 1 + 10 * (1 + 1 + 1) + 2 + 2
-    assert models.count_params(variables) == total
-    assert models.count_params(variables["params"]) == total
+    assert layer_table.count_params(variables) == total
+    assert layer_table.count_params(variables["params"]) == total
 
 
 def test_format_layer_table():
-    variables = _init(models.MLP(hidden=(100,), num_outputs=10), jnp.zeros((1, 40)))
-    text = models.format_layer_table(variables)
+    variables = _init(mlp.MLP(hidden=(100,), num_outputs=10), jnp.zeros((1, 40)))
+    text = layer_table.format_layer_table(variables, order=mlp.layer_order)
     lines = text.splitlines()
     assert lines[0].split() == ["parameter", "shape", "count"]
     assert lines[2].split() == ["hidden_0/kernel", "(40,", "100)", "4,000"]
@@ -356,19 +362,25 @@ def test_format_layer_table():
 
 
 def test_is_head_path():
-    assert models.is_head_path(("params", "head", "kernel"))
-    assert models.is_head_path(("head", "bias"))
-    assert models.is_head_path("head/kernel")
-    assert not models.is_head_path(("params", "hidden_0", "kernel"))
-    assert not models.is_head_path(("prelu_0", "negative_slope"))
-    assert not models.is_head_path(())
-    variables = _init(models.MLP(hidden=(2,), num_outputs=1), jnp.zeros((1, 3)))
+    assert family.is_head_path(("params", "head", "kernel"))
+    assert family.is_head_path(("head", "bias"))
+    assert family.is_head_path("head/kernel")
+    assert not family.is_head_path(("params", "hidden_0", "kernel"))
+    assert not family.is_head_path(("prelu_0", "negative_slope"))
+    assert not family.is_head_path(())
+    variables = _init(mlp.MLP(hidden=(2,), num_outputs=1), jnp.zeros((1, 3)))
     paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(variables)[0]]
-    assert [models.is_head_path(p) for p in paths] == [True, True, False, False]
-    labels = models.body_head_labels(variables)
+    assert [family.is_head_path(p) for p in paths] == [True, True, False, False]
+    labels = family.body_head_labels(variables)
     assert labels["params"]["head"] == {"kernel": "head", "bias": "head"}
     assert labels["params"]["hidden_0"] == {"kernel": "body", "bias": "body"}
-    assert models.BODY_PREFIX == "hidden_" and models.HEAD == "head"
+    assert mlp.BODY_PREFIX == "hidden_" and mlp.HEAD == "head"
+    # Another model's head is named by the caller.
+    assert family.is_head_path(("params", "hidden_0", "kernel"), head=("hidden_0",))
+    assert not family.is_head_path(("params", "head", "kernel"), head=("out",))
+    labels = family.body_head_labels(variables, head=("hidden_0",))
+    assert labels["params"]["head"] == {"kernel": "body", "bias": "body"}
+    assert labels["params"]["hidden_0"] == {"kernel": "head", "bias": "head"}
 
 
 def _model_config(**overrides) -> ml_collections.ConfigDict:
@@ -390,7 +402,7 @@ def _model_config(**overrides) -> ml_collections.ConfigDict:
 
 def test_make_mlp_reads_the_config():
     cfg = _model_config(hidden=(7, 3), activation="tanh", init="normal", init_stddev=0.2)
-    model = models.make_mlp(cfg, 4, dropout=0.25)
+    model = mlp.make_mlp(cfg, 4, dropout=0.25)
     assert model.hidden == (7, 3) and model.num_outputs == 4
     assert model.activation == "tanh" and model.initializer == "normal"
     assert model.init_stddev == 0.2 and model.dropout == 0.25 and model.init_scale == 1.0
@@ -400,11 +412,9 @@ def test_make_mlp_reads_the_config():
 
 
 def test_valid_model_configs_pass():
-    models.validate_model_config(_model_config())
-    models.validate_model_config(_model_config(hidden=()))
-    models.validate_model_config(
-        _model_config(activation="prelu", init="xavier_uniform", dropout=0.5)
-    )
+    mlp.validate_model_config(_model_config())
+    mlp.validate_model_config(_model_config(hidden=()))
+    mlp.validate_model_config(_model_config(activation="prelu", init="xavier_uniform", dropout=0.5))
 
 
 @pytest.mark.parametrize(
@@ -431,11 +441,11 @@ def test_bad_model_config_names_the_field(field, value):
     # ConfigDict checks types on assignment; a fresh dict accepts any value.
     cfg = ml_collections.ConfigDict({**cfg.to_dict(), field: value})
     with pytest.raises(ConfigError, match=f"model.{field}") as raised:
-        models.validate_model_config(cfg)
+        mlp.validate_model_config(cfg)
     assert "\n" not in str(raised.value)
 
 
 def test_unknown_activation_message_lists_choices():
     with pytest.raises(ConfigError) as raised:
-        models.validate_model_config(_model_config(activation="swish"))
-    assert ", ".join(sorted(models.ACTIVATIONS)) in str(raised.value)
+        mlp.validate_model_config(_model_config(activation="swish"))
+    assert ", ".join(sorted(activations.ACTIVATIONS)) in str(raised.value)

@@ -1,6 +1,6 @@
 """Two processes on the loopback address (2 CPU devices each) train as one run.
 
-They join through `jaxnn.hosts.initialize_distributed` and train K=6 members over their 4
+They join through `jaxnn.parallel.hosts.initialize_distributed` and train K=6 members over their 4
 devices (2 padding members) with cross-process CPU collectives (gloo); the result must equal
 the single-process run, and only process 0 writes.
 """

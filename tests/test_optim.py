@@ -1,9 +1,10 @@
-"""Tests of jaxnn.optim: update formulas, schedules, traced hyperparameters, freezing, per-label
-learning-rate scales and config validation."""
+"""Tests of jaxnn.nn.optimizers: update formulas, each optimiser's own settings, schedules,
+traced hyperparameters, freezing, per-label learning-rate scales and config validation."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import math
 
@@ -14,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxnn.config.schema import default_config
 from jaxnn.errors import ConfigError
 from jaxnn.nn import optimizers
 
@@ -48,6 +50,10 @@ def _opt_config(**overrides) -> ml_collections.ConfigDict:
         end_fraction=0.0,
         weight_decay=0.0,
         clip_norm=0.0,
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        rms_decay=0.9,
     )
     fields.update(overrides)
     return ml_collections.ConfigDict(fields)
@@ -79,10 +85,9 @@ def _run(tx: optax.GradientTransformation, params, steps: int, grad_fn=None):
 
 
 def _hparams(cfg):
+    """The member hyperparameters of `cfg`'s optimiser, as the config states them."""
     return {
-        "learning_rate": cfg.learning_rate,
-        "momentum": cfg.momentum,
-        "weight_decay": cfg.weight_decay,
+        field.hparam: cfg[field.field.rpartition(".")[2]] for field in optimizers.member_fields(cfg)
     }
 
 
@@ -296,22 +301,74 @@ def test_traced_hparams_match_python_floats(name):
     assert not np.allclose(members[-1]["w"][0], members[-1]["w"][2])
 
 
-@pytest.mark.parametrize("name", ["momentum", "nesterov"])
-def test_state_structure_does_not_depend_on_hparam_values(name):
+# Member values per setting, exact binary fractions so that a float32 member and a Python
+# float single run compute the same 1 - value (optax's moment updates use it).
+SETTING_VALUES = {
+    "momentum": (0.0, 0.5, 0.875),
+    "b1": (0.5, 0.75, 0.875),
+    "b2": (0.5, 0.75, 0.9375),
+    "eps": (2.0**-20, 2.0**-6, 0.5),
+    "rms_decay": (0.5, 0.75, 0.875),
+}
+OWN_SETTINGS = [
+    (name, setting)
+    for name, optimizer in sorted(optimizers.OPTIMIZERS.items())
+    for setting in optimizer.reads
+]
+
+
+def test_every_setting_has_member_values():
+    assert {setting for _, setting in OWN_SETTINGS} == set(SETTING_VALUES)
+
+
+@pytest.mark.parametrize("name, setting", OWN_SETTINGS)
+def test_traced_setting_matches_a_single_run(name, setting):
+    # One setting traced per member under vmap; each member trains as a single run given that
+    # value as a Python float.
+    shared = _opt_config(name=name, learning_rate=0.05, weight_decay=0.01)
+    values = SETTING_VALUES[setting]
+    params = {"w": jnp.asarray(P0), "b": jnp.asarray(-0.5 * P0)}
+
+    def train(hparams):
+        return _run(optimizers.make_optimizer(shared, hparams, total_steps=5), params, 3)[0][-1]
+
+    with _promotion(name):
+        members = jax.vmap(lambda v: train({setting: v}))(jnp.asarray(values, jnp.float32))
+        for i, value in enumerate(values):
+            single = train({**_hparams(shared), setting: value})
+            for key in params:
+                np.testing.assert_allclose(members[key][i], single[key], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(members["w"][0], members["w"][2])  # the setting reached optax
+
+
+@pytest.mark.parametrize(
+    "name, hparams",
+    [
+        ("momentum", ({"momentum": 0.0}, {"momentum": 0.9})),
+        ("nesterov", ({"momentum": 0.0}, {"momentum": 0.9})),
+        ("adam", ({"b1": 0.0, "b2": 0.5, "eps": 1.0}, {"b1": 0.9, "b2": 0.999, "eps": 1e-8})),
+        ("adamw", ({"b1": 0.0}, {"b1": jnp.float32(0.9)})),
+        ("rmsprop", ({"rms_decay": 0.0, "eps": 1.0}, {"rms_decay": 0.9, "eps": 1e-8})),
+    ],
+)
+def test_state_structure_does_not_depend_on_hparam_values(name, hparams):
     cfg = _opt_config(name=name)
     params = {"w": jnp.asarray(P0)}
     states = [
-        optimizers.make_optimizer(cfg, h, total_steps=10).init(params)
-        for h in ({"learning_rate": 0.1, "momentum": 0.0}, {"learning_rate": 0.3, "momentum": 0.9})
+        optimizers.make_optimizer(cfg, {"learning_rate": lr, **h}, total_steps=10).init(params)
+        for lr, h in zip((0.1, 0.3), hparams)
     ]
     assert jax.tree.structure(states[0]) == jax.tree.structure(states[1])
-    traces = jax.tree.leaves(states[0], is_leaf=lambda s: isinstance(s, optax.TraceState))
-    assert any(isinstance(s, optax.TraceState) for s in traces)  # kept even at momentum 0
+    if name in ("momentum", "nesterov"):
+        traces = jax.tree.leaves(states[0], is_leaf=lambda s: isinstance(s, optax.TraceState))
+        assert any(isinstance(s, optax.TraceState) for s in traces)  # kept even at momentum 0
 
 
-def test_one_compiled_program_serves_every_hparam_value():
-    cfg = _opt_config(name="momentum", schedule="cosine")
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_one_compiled_program_serves_every_hparam_value(name):
+    cfg = _opt_config(name=name, schedule="cosine")
     params = {"w": jnp.asarray(P0)}
+    fields = [field.hparam for field in optimizers.member_fields(cfg)]
 
     @jax.jit
     def step(hparams, params):
@@ -319,12 +376,9 @@ def test_one_compiled_program_serves_every_hparam_value():
         updates, _ = tx.update(jax.tree.map(_grad, params), tx.init(params), params)
         return updates
 
-    for lr, mu, wd in [(0.1, 0.0, 0.0), (0.2, 0.9, 0.1), (0.05, 0.5, 0.01)]:
-        hparams = {
-            k: jnp.float32(v)
-            for k, v in zip(["learning_rate", "momentum", "weight_decay"], (lr, mu, wd))
-        }
-        step(hparams, params)
+    with _promotion(name):
+        for value in (0.1, 0.5, 0.01):
+            step({hparam: jnp.float32(value) for hparam in fields}, params)
     assert step._cache_size() == 1
 
 
@@ -350,6 +404,126 @@ def test_state_structure_ignores_whether_decay_is_zero(name):
     assert jax.tree.structure(without) == jax.tree.structure(with_decay)
 
 
+def _adam_chain(lr, wd, **settings):
+    return optax.chain(
+        optax.scale_by_adam(**settings),
+        optax.add_decayed_weights(wd),
+        optax.scale_by_learning_rate(lr),
+    )
+
+
+def _rms_chain(lr, wd, **settings):
+    return optax.chain(
+        optax.scale_by_rms(**settings),
+        optax.add_decayed_weights(wd),
+        optax.scale_by_learning_rate(lr),
+    )
+
+
+# name, the config's own setting, the optax transformation it must equal (lr, wd) -> tx.
+OWN_SETTING_REFERENCES = [
+    ("momentum", {"momentum": 0.5}, lambda lr, wd: optax.sgd(lr, momentum=0.5)),
+    ("nesterov", {"momentum": 0.5}, lambda lr, wd: optax.sgd(lr, momentum=0.5, nesterov=True)),
+    ("adam", {"b1": 0.5}, lambda lr, wd: _adam_chain(lr, wd, b1=0.5)),
+    ("adam", {"b2": 0.9}, lambda lr, wd: _adam_chain(lr, wd, b2=0.9)),
+    ("adam", {"eps": 1e-2}, lambda lr, wd: _adam_chain(lr, wd, eps=1e-2)),
+    ("adamw", {"b1": 0.5}, lambda lr, wd: optax.adamw(lr, b1=0.5, weight_decay=wd)),
+    ("adamw", {"b2": 0.9}, lambda lr, wd: optax.adamw(lr, b2=0.9, weight_decay=wd)),
+    ("adamw", {"eps": 1e-2}, lambda lr, wd: optax.adamw(lr, eps=1e-2, weight_decay=wd)),
+    ("rmsprop", {"rms_decay": 0.5}, lambda lr, wd: _rms_chain(lr, wd, decay=0.5)),
+    ("rmsprop", {"eps": 1e-2}, lambda lr, wd: _rms_chain(lr, wd, eps=1e-2)),
+]
+
+
+def test_every_setting_has_a_reference():
+    assert {(n, next(iter(s))) for n, s, _ in OWN_SETTING_REFERENCES} == set(OWN_SETTINGS)
+
+
+@pytest.mark.parametrize("name, setting, reference", OWN_SETTING_REFERENCES)
+def test_own_setting_reaches_optax(name, setting, reference):
+    # optax.sgd has no weight decay: momentum and nesterov are compared without it.
+    wd = 0.0 if name in ("momentum", "nesterov") else 0.1
+    cfg = _opt_config(name=name, learning_rate=0.05, weight_decay=wd, **setting)
+    default = _opt_config(name=name, learning_rate=0.05, weight_decay=wd)
+
+    def final(tx):
+        return _run(tx, jnp.asarray(P0), 4)[0][-1]
+
+    with _promotion(name):
+        ours = final(optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10))
+        expected = final(reference(0.05, wd))
+        plain = final(optimizers.make_optimizer(default, _hparams(default), total_steps=10))
+    np.testing.assert_allclose(ours, expected, rtol=1e-6)
+    assert not np.allclose(ours, plain)  # the setting changed the run
+
+
+def test_setting_defaults_are_optax_defaults():
+    # So the optimisers train with default settings exactly as before they had any.
+    opt = default_config().optimizer
+
+    def optax_default(fn, arg):
+        return inspect.signature(fn).parameters[arg].default
+
+    assert opt.b1 == optax_default(optax.scale_by_adam, "b1")
+    assert opt.b2 == optax_default(optax.scale_by_adam, "b2")
+    assert opt.eps == optax_default(optax.scale_by_adam, "eps")
+    assert opt.eps == optax_default(optax.scale_by_rms, "eps")
+    assert opt.rms_decay == optax_default(optax.scale_by_rms, "decay")
+
+
+def test_a_config_without_the_settings_uses_the_schema_defaults():
+    # A config saved before the settings existed trains as it did then.
+    fields = dict(_opt_config(name="adam").items())
+    for setting in ("b1", "b2", "eps", "rms_decay"):
+        del fields[setting]
+    old = ml_collections.ConfigDict(fields)
+    optimizers.validate_optimizer_config(old)
+    with jax.numpy_dtype_promotion("standard"):
+        ours = _run(optimizers.make_optimizer(old, {}, total_steps=10), jnp.asarray(P0), 3)[0]
+        expected = _run(optax.adam(old.learning_rate), jnp.asarray(P0), 3)[0]
+    np.testing.assert_allclose(ours[-1], expected[-1], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, hparams",
+    [
+        ("sgd", ["learning_rate", "weight_decay"]),
+        ("momentum", ["learning_rate", "weight_decay", "momentum"]),
+        ("nesterov", ["learning_rate", "weight_decay", "momentum"]),
+        ("adam", ["learning_rate", "weight_decay", "b1", "b2", "eps"]),
+        ("adamw", ["learning_rate", "weight_decay", "b1", "b2", "eps"]),
+        ("rmsprop", ["learning_rate", "weight_decay", "rms_decay", "eps"]),
+    ],
+)
+def test_member_fields_are_the_optimizers_reads(name, hparams):
+    fields = optimizers.member_fields(_opt_config(name=name))
+    assert [field.hparam for field in fields] == hparams
+    assert [field.field for field in fields] == [f"optimizer.{h}" for h in hparams]
+    assert all(optimizers.NUMERIC_FIELDS[field.hparam] is field for field in fields)
+
+
+def test_numeric_fields_name_their_config_fields():
+    schema = default_config().optimizer
+    assert list(optimizers.NUMERIC_FIELDS) == [
+        "learning_rate", "weight_decay", "momentum", "b1", "b2", "eps", "rms_decay",
+    ]  # fmt: skip
+    for hparam, field in optimizers.NUMERIC_FIELDS.items():
+        assert field.hparam == hparam
+        assert field.field == f"optimizer.{hparam}"
+        assert field.problem(schema[hparam]) is None  # the defaults are valid
+    reads = {read for optimizer in optimizers.OPTIMIZERS.values() for read in optimizer.reads}
+    assert reads <= set(optimizers.NUMERIC_FIELDS)
+
+
+def test_extra_hparams_are_ignored():
+    # A member's hparams also hold the model's; the optimiser reads only its own.
+    cfg = _opt_config(name="sgd", learning_rate=0.1)
+    hparams = {**_hparams(cfg), "dropout": 0.5, "momentum": 0.9}
+    with_extra = _run(optimizers.make_optimizer(cfg, hparams, total_steps=5), jnp.asarray(P0), 3)[0]
+    own = _run(optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=5), jnp.asarray(P0), 3)[0]
+    np.testing.assert_array_equal(with_extra[-1], own[-1])
+
+
 def _labelled_params():
     params = {
         "hidden_0": {"kernel": jnp.ones((3, 5)), "bias": jnp.ones((5,))},
@@ -368,13 +542,16 @@ def _noisy_grads(params):
     )
 
 
+def _labelled(cfg, labels, **options):
+    tx = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10)
+    return optimizers.with_labels(tx, labels, **options)
+
+
 @pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
 def test_frozen_labels_do_not_move_and_keep_no_state(name):
     params, labels = _labelled_params()
     cfg = _opt_config(name=name, weight_decay=0.1, clip_norm=1.0)
-    tx = optimizers.make_optimizer(
-        cfg, _hparams(cfg), total_steps=10, param_labels=labels, frozen_labels=("body",)
-    )
+    tx = _labelled(cfg, labels, frozen_labels=("body",))
     with _promotion(name):
         iterates, state = _run(tx, params, 3, grad_fn=_noisy_grads)
     final = iterates[-1]
@@ -389,14 +566,7 @@ def test_frozen_labels_do_not_move_and_keep_no_state(name):
 
 def test_frozen_labels_accept_a_label_function():
     params, labels = _labelled_params()
-    cfg = _opt_config(name="momentum")
-    tx = optimizers.make_optimizer(
-        cfg,
-        _hparams(cfg),
-        total_steps=10,
-        param_labels=lambda tree: labels,
-        frozen_labels=("head",),
-    )
+    tx = _labelled(_opt_config(name="momentum"), lambda tree: labels, frozen_labels=("head",))
     final = _run(tx, params, 2, grad_fn=_noisy_grads)[0][-1]
     np.testing.assert_array_equal(final["head"]["kernel"], params["head"]["kernel"])
     assert not np.allclose(final["hidden_0"]["kernel"], params["hidden_0"]["kernel"])
@@ -405,9 +575,7 @@ def test_frozen_labels_accept_a_label_function():
 def test_clipping_ignores_frozen_parameters():
     params, labels = _labelled_params()
     cfg = _opt_config(name="sgd", learning_rate=1.0, clip_norm=1.0)
-    tx = optimizers.make_optimizer(
-        cfg, _hparams(cfg), total_steps=10, param_labels=labels, frozen_labels=("body",)
-    )
+    tx = _labelled(cfg, labels, frozen_labels=("body",))
     updates, _ = tx.update(_noisy_grads(params), tx.init(params), params)
     head_norm = optax.tree.norm(updates["head"])
     assert float(head_norm) == pytest.approx(1.0, rel=1e-5)
@@ -417,9 +585,7 @@ def test_clipping_ignores_frozen_parameters():
 def test_zero_lr_scale_gives_exactly_zero_update(name):
     params, labels = _labelled_params()
     cfg = _opt_config(name=name, weight_decay=0.1, clip_norm=1.0)
-    tx = optimizers.make_optimizer(
-        cfg, _hparams(cfg), total_steps=10, param_labels=labels, label_lr_scales={"body": 0.0}
-    )
+    tx = _labelled(cfg, labels, label_lr_scales={"body": 0.0})
     with _promotion(name):
         iterates, _ = _run(tx, params, 3, grad_fn=_noisy_grads)
     np.testing.assert_array_equal(iterates[-1]["hidden_0"]["kernel"], params["hidden_0"]["kernel"])
@@ -430,9 +596,7 @@ def test_lr_scale_scales_the_labels_updates():
     params, labels = _labelled_params()
     cfg = _opt_config(name="momentum")
     plain = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10)
-    scaled = optimizers.make_optimizer(
-        cfg, _hparams(cfg), total_steps=10, param_labels=labels, label_lr_scales={"body": 0.25}
-    )
+    scaled = _labelled(cfg, labels, label_lr_scales={"body": 0.25})
     grads = _noisy_grads(params)
     plain_updates, _ = plain.update(grads, plain.init(params), params)
     scaled_updates, _ = scaled.update(grads, scaled.init(params), params)
@@ -442,15 +606,45 @@ def test_lr_scale_scales_the_labels_updates():
     np.testing.assert_array_equal(scaled_updates["head"]["kernel"], plain_updates["head"]["kernel"])
 
 
+def test_with_labels_wraps_a_users_own_optax_transformation():
+    # Freeze one label and halve another's updates on a plain optax.adam: the unfrozen label
+    # trains as adam alone on those parameters, then times 0.5.
+    params, labels = _labelled_params()
+    tx = optimizers.with_labels(
+        optax.adam(0.01), labels, frozen_labels=("body",), label_lr_scales={"head": 0.5}
+    )
+    with jax.numpy_dtype_promotion("standard"):
+        iterates, state = _run(tx, params, 3, grad_fn=_noisy_grads)
+        head_alone = optax.chain(optax.adam(0.01), optax.scale(0.5))
+        expected = _run(head_alone, params["head"], 3, grad_fn=_noisy_grads)[0]
+    final = iterates[-1]
+    np.testing.assert_array_equal(final["hidden_0"]["kernel"], params["hidden_0"]["kernel"])
+    np.testing.assert_array_equal(final["hidden_0"]["bias"], params["hidden_0"]["bias"])
+    for key in ("kernel", "bias"):
+        np.testing.assert_allclose(final["head"][key], expected[-1][key], rtol=1e-6)
+    state_shapes = {jnp.shape(leaf) for leaf in jax.tree.leaves(state)}
+    assert (3, 5) not in state_shapes and (5, 2) in state_shapes
+
+
+def test_with_labels_returns_tx_unchanged_without_options():
+    tx = optax.sgd(0.1)
+    assert optimizers.with_labels(tx, None) is tx
+    assert optimizers.with_labels(tx, {"w": "body"}, frozen_labels=(), label_lr_scales={}) is tx
+
+
 def test_labels_are_required_for_freezing():
-    cfg = _opt_config()
+    tx = optimizers.make_optimizer(_opt_config(), {}, total_steps=10)
     with pytest.raises(ValueError, match="param_labels"):
-        optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=10, frozen_labels=("body",))
+        optimizers.with_labels(tx, None, frozen_labels=("body",))
+    with pytest.raises(ValueError, match="param_labels"):
+        optimizers.with_labels(tx, None, label_lr_scales={"body": 0.5})
 
 
 def test_valid_optimizer_config_passes():
     optimizers.validate_optimizer_config(_opt_config())
     optimizers.validate_optimizer_config(_opt_config(boundaries=(), momentum=0.0, end_fraction=1.0))
+    optimizers.validate_optimizer_config(_opt_config(name="adam", b1=0.0, b2=0.5, eps=1.0))
+    optimizers.validate_optimizer_config(default_config().optimizer)
 
 
 @pytest.mark.parametrize(
@@ -464,6 +658,15 @@ def test_valid_optimizer_config_passes():
         ("momentum", 1.0),
         ("momentum", -0.1),
         ("weight_decay", -0.01),
+        ("b1", 1.0),
+        ("b1", -0.1),
+        ("b1", "0.9"),
+        ("b2", 1.0),
+        ("b2", float("inf")),
+        ("eps", 0.0),
+        ("eps", -1e-8),
+        ("rms_decay", 1.0),
+        ("rms_decay", -0.5),
         ("clip_norm", -1.0),
         ("warmup_steps", -1),
         ("decay_rate", 0.0),
@@ -477,12 +680,27 @@ def test_valid_optimizer_config_passes():
     ],
 )
 def test_bad_optimizer_config_names_the_field(field, value):
-    with pytest.raises(ConfigError, match=f"optimizer.{field}") as raised:
+    with pytest.raises(ConfigError, match=rf"optimizer\.{field}\b") as raised:
         optimizers.validate_optimizer_config(_opt_config(**{field: value}))
     assert "\n" not in str(raised.value)
 
 
-def test_unknown_optimizer_lists_choices():
+def test_bad_b1_message():
+    # Checked whatever the optimiser, so a bad value never waits for an Adam run to surface.
     with pytest.raises(ConfigError) as raised:
-        optimizers.validate_optimizer_config(_opt_config(name="lbfgs"))
-    assert ", ".join(sorted(optimizers.OPTIMIZERS)) in str(raised.value)
+        optimizers.validate_optimizer_config(_opt_config(name="adam", b1=1.5))
+    assert str(raised.value) == "optimizer.b1 must be in [0, 1), got 1.5"
+
+
+def test_unknown_optimizer_lists_choices():
+    known = ", ".join(sorted(optimizers.OPTIMIZERS))
+    cfg = _opt_config(name="lbfgs")
+    for call in (
+        optimizers.validate_optimizer_config,
+        optimizers.member_fields,
+        lambda cfg: optimizers.make_optimizer(cfg, {}, total_steps=10),
+    ):
+        with pytest.raises(ConfigError, match=r"optimizer\.name") as raised:
+            call(cfg)
+        assert known in str(raised.value)
+        assert "\n" not in str(raised.value)

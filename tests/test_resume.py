@@ -13,11 +13,14 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import data, run
+from jaxnn import data, runner, validation
 from jaxnn.config import default_config
 from jaxnn.core import train
+from jaxnn.core.program import build
+from jaxnn.data import device
 from jaxnn.errors import ConfigError
-from jaxnn.io import checkpoint
+from jaxnn.io import checkpoint, export
+from jaxnn.reporting import metrics_log
 
 
 class Interrupted(Exception):
@@ -57,7 +60,7 @@ def _shared_dir(tmp_path_factory, name: str, build: Callable[[Path], None]) -> P
 
 
 def _interrupt_at(step: int) -> Callable:
-    original = run.Progress.__call__
+    original = metrics_log.Progress.__call__
 
     def progress_then_stop(self, evaluation):
         original(self, evaluation)  # metrics.jsonl rows of this evaluation are written ...
@@ -74,7 +77,7 @@ def reference(tmp_path_factory, data_dir) -> Path:
         _shared_dir(
             tmp_path_factory,
             "resume_reference",
-            lambda d: run.run(_config(data_dir), d / "run", progress=False, out=io.StringIO()),
+            lambda d: runner.run(_config(data_dir), d / "run", progress=False, out=io.StringIO()),
         )
         / "run"
     )
@@ -86,9 +89,9 @@ def interrupted(tmp_path_factory, data_dir) -> Path:
 
     def build(directory: Path) -> None:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(run.Progress, "__call__", _interrupt_at(50))
+            patch.setattr(metrics_log.Progress, "__call__", _interrupt_at(50))
             with pytest.raises(Interrupted):
-                run.run(_config(data_dir), directory / "run", progress=False, out=io.StringIO())
+                runner.run(_config(data_dir), directory / "run", progress=False, out=io.StringIO())
 
     return _shared_dir(tmp_path_factory, "resume_interrupted", build) / "run"
 
@@ -140,13 +143,16 @@ def test_interrupted_run_resumes_to_exactly_the_uninterrupted_result(
     # A save killed half-way leaves an Orbax temporary directory: it must be ignored.
     (workdir / "checkpoints" / "60.orbax-checkpoint-tmp-1234567").mkdir()
     out = io.StringIO()
-    run.run(_config(data_dir), workdir, progress=False, out=out)
+    runner.run(_config(data_dir), workdir, progress=False, out=out)
     assert "resuming from checkpoint" in out.getvalue() and "(step 40)" in out.getvalue()
     # No duplicated or missing evaluations: the same rows, in the same order, as never stopping.
     assert (workdir / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
     assert _summary_without_timing(workdir) == _summary_without_timing(reference)
     _assert_trees_equal(_final_state(workdir), _final_state(reference))
-    _assert_trees_equal(checkpoint.load_model(workdir)[:2], checkpoint.load_model(reference)[:2])
+    resumed, uninterrupted = export.load_model(workdir), export.load_model(reference)
+    _assert_trees_equal(
+        (resumed.params, resumed.hparams), (uninterrupted.params, uninterrupted.hparams)
+    )
     assert not list((workdir / "checkpoints").glob("*tmp*"))
 
 
@@ -156,7 +162,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(
     workdir = _copy(interrupted, tmp_path)
     (workdir / "checkpoints" / "40" / "state" / "manifest.ocdbt").unlink()
     out = io.StringIO()
-    run.run(_config(data_dir), workdir, progress=False, out=out)
+    runner.run(_config(data_dir), workdir, progress=False, out=out)
     said = out.getvalue()
     assert f"checkpoint {workdir / 'checkpoints' / '40'} is corrupt or incomplete" in said
     assert "falling back to the previous checkpoint" in said and "(step 20)" in said
@@ -169,10 +175,10 @@ def test_resume_into_a_workdir_of_another_config_is_refused_and_changes_nothing(
 ):
     before = _snapshot(reference)
     with pytest.raises(ConfigError, match=r"model\.hidden is \[16, 16\] there but \[16, 8\] now"):
-        run.run(_config(data_dir, **{"model.hidden": (16, 8)}), reference, progress=False)
+        runner.run(_config(data_dir, **{"model.hidden": (16, 8)}), reference, progress=False)
     # --overwrite deletes nothing when the run fails its data-dependent checks.
     with pytest.raises(ConfigError, match="batch_size"):
-        run.run(
+        runner.run(
             _config(data_dir, **{"training.batch_size": 100_000}),
             reference,
             overwrite=True,
@@ -185,7 +191,7 @@ def test_a_finished_run_relaunched_reports_it_is_complete_and_changes_nothing(re
     before = _snapshot(reference)
     for steps in (60, 40):  # the same config, or fewer steps: nothing to do
         out = io.StringIO()
-        summary = run.run(
+        summary = runner.run(
             _config(data_dir, **{"training.steps": steps}), reference, progress=False, out=out
         )
         said = out.getvalue()
@@ -198,7 +204,9 @@ def test_a_finished_run_relaunched_reports_it_is_complete_and_changes_nothing(re
 def test_a_finished_run_asked_for_more_steps_continues(reference, tmp_path, data_dir):
     workdir = _copy(reference, tmp_path)
     out = io.StringIO()
-    summary = run.run(_config(data_dir, **{"training.steps": 80}), workdir, progress=False, out=out)
+    summary = runner.run(
+        _config(data_dir, **{"training.steps": 80}), workdir, progress=False, out=out
+    )
     assert "(step 60)" in out.getvalue()
     assert {m["final_step"] for m in summary["members"]} == {80}
     keys = [(row["step"], row["member"], row["split"]) for row in _rows(workdir)]
@@ -208,15 +216,16 @@ def test_a_finished_run_asked_for_more_steps_continues(reference, tmp_path, data
 
 def test_the_exported_best_member_reproduces_its_test_metric(reference):
     summary = json.loads((reference / "summary.json").read_text())
-    params, hparams, config = checkpoint.load_model(reference / "best")
+    loaded = export.load_model(reference / "best")
+    params, hparams, config = loaded.params, loaded.hparams, loaded.config
     dataset = data.load(config.dataset)
-    program, apply_fn, make_tx = train.build(config, dataset)
+    program, apply_fn, make_tx = build(validation.validate(config), dataset)
     state = train.init_state(
         program, hparams, jax.random.PRNGKey(0), apply_fn=apply_fn, make_tx=make_tx
     )
-    split = train.SplitData(jax.numpy.asarray(dataset.x_test), jax.numpy.asarray(dataset.y_test))
+    split = device.SplitData(jax.numpy.asarray(dataset.x_test), jax.numpy.asarray(dataset.y_test))
     metrics = train.evaluate(state, params, split, program)
     assert float(metrics["accuracy"]) == pytest.approx(summary["best"]["test_accuracy"], abs=1e-6)
     assert float(metrics["loss"]) == pytest.approx(summary["best"]["test_loss"], rel=1e-5)
     best = summary["best_member"]
-    _assert_trees_equal(params, checkpoint.restore_member(reference, best))
+    _assert_trees_equal(params, export.restore_member(reference, best))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxnn import validation
 from jaxnn.errors import ConfigError
 from jaxnn.parallel import hosts, sharding
 
@@ -229,5 +230,5 @@ def test_bad_mesh_fields_are_refused(field, value, fragment):
 
     config = small_config(**{f"mesh.{field}": value})
     with pytest.raises(ConfigError) as error:
-        sharding.validate_mesh_config(config.mesh)
+        validation.validate_mesh_config(config.mesh)
     assert fragment in str(error.value)

@@ -4,33 +4,62 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+STUDIES = REPO / "experiments" / "studies"
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"study_{name}", REPO / "experiments" / f"{name}.py"
-    )
+    """experiments/studies/NAME.py as a module (it puts the repository on sys.path itself)."""
+    spec = importlib.util.spec_from_file_location(f"study_{name}", STUDIES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _run(name: str, tmp_path: Path, data_dir: str) -> dict:
-    workdir = tmp_path / name
-    from jaxnn.reporting import study
-
-    study.main(
-        "study", _load(name).run, [f"--workdir={workdir}", "--smoke", f"--data_dir={data_dir}"]
-    )
+def _outputs(workdir: Path) -> dict:
     assert (workdir / "report.md").read_text().count("|") > 4
     plots = sorted(p.name for p in (workdir / "plots").glob("*.png"))
     assert plots, "a study writes its figures"
     return json.loads((workdir / "numbers.json").read_text())
+
+
+def _run(name: str, tmp_path: Path, data_dir: str) -> dict:
+    """The study's smoke version in this process, through its command line."""
+    workdir = tmp_path / name
+    study = _load(name)
+    study.cli.main(
+        study.__doc__, study.run, [f"--workdir={workdir}", "--smoke", f"--data_dir={data_dir}"]
+    )
+    return _outputs(workdir)
+
+
+def _run_as_a_user(name: str, tmp_path: Path, data_dir: str) -> dict:
+    """`python experiments/studies/NAME.py --workdir=... --smoke` from another directory."""
+    workdir = tmp_path / name
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(STUDIES / f"{name}.py"),
+            f"--workdir={workdir}",
+            "--smoke",
+            f"--data_dir={data_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"wrote {workdir / 'report.md'}" in done.stdout
+    return _outputs(workdir)
 
 
 def test_activations_smoke(tmp_path, data_dir):
@@ -64,8 +93,8 @@ def test_learning_rate_smoke(tmp_path, data_dir):
     assert numbers["best_constant_rate"] == 0.1
 
 
-def test_dropout_smoke(tmp_path, data_dir):
-    numbers = _run("dropout", tmp_path, data_dir)
+def test_dropout_smoke_from_the_command_line_in_another_directory(tmp_path, data_dir):
+    numbers = _run_as_a_user("dropout", tmp_path, data_dir)
     assert set(numbers["rates"]) == {"0.0", "0.5"}
     assert numbers["num_train"] < 200
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from jaxnn.config.sweep import parse_sweep, with_values
+from jaxnn import validation
+from jaxnn.config.sweep import with_values
 from jaxnn.core import ensemble
 from jaxnn.errors import ConfigError
 from tests.helpers import small_config
 
 
 def test_numeric_and_structural_fields_are_split():
-    config = small_config()
-    sweep = parse_sweep(
-        "optimizer.learning_rate=[0.01, 0.1]; model.activation=[relu, tanh]; model.hidden=[(8,), (8, 8)]",
-        config,
+    spec = (
+        "optimizer.learning_rate=[0.01, 0.1]; model.activation=[relu, tanh]; "
+        "model.hidden=[(8,), (8, 8)]"
     )
+    sweep = validation.validate(small_config(), sweep=spec).sweep
     assert sweep.numeric == {"optimizer.learning_rate": (0.01, 0.1)}
     assert sweep.structural == {
         "model.activation": ("relu", "tanh"),
@@ -26,12 +29,13 @@ def test_numeric_and_structural_fields_are_split():
 
 def test_members_are_variant_major_and_share_random_starts():
     config = small_config(**{"restarts.num": 3, "restarts.sweep": "model.dropout=[0.0, 0.5]"})
-    run_members = ensemble.members(config)
+    spec = validation.validate(config)
+    run_members = ensemble.members(spec)
     assert [m.index for m in run_members] == list(range(6))
     assert [m.seed_index for m in run_members] == [0, 1, 2, 0, 1, 2]
     assert [m.swept["model.dropout"] for m in run_members] == [0.0] * 3 + [0.5] * 3
-    assert run_members[4].hparams(config)["dropout"] == 0.5
-    assert run_members[4].hparams(config)["learning_rate"] == config.optimizer.learning_rate
+    assert run_members[4].hparams(spec)["dropout"] == 0.5
+    assert run_members[4].hparams(spec)["learning_rate"] == config.optimizer.learning_rate
 
 
 @pytest.mark.parametrize(
@@ -39,16 +43,20 @@ def test_members_are_variant_major_and_share_random_starts():
     [
         ("model.depth=[1, 2]", "model.depth"),
         ("optimizer.learning_rate=[]", "empty"),
-        ("optimizer.learning_rate=[fast]", "numbers"),
-        ("optimizer.learning_rate=[True]", "numbers"),
+        ("optimizer.learning_rate=[fast]", "optimizer.learning_rate must be > 0, got 'fast'"),
+        ("optimizer.learning_rate=[True]", "optimizer.learning_rate must be > 0, got True"),
+        ("optimizer.learning_rate=[0.1, -0.1]", "optimizer.learning_rate must be > 0, got -0.1"),
+        ("model.dropout=[0.0, 1.0]", "model.dropout must be in [0, 1), got 1.0"),
         ("model.activation=[1, 2]", "str"),
         ("optimizer.learning_rate", "field=[v1, v2, ...]"),
         ("model.dropout=[0.1]; model.dropout=[0.2]", "twice"),
     ],
 )
 def test_bad_sweeps_are_config_errors(spec, fragment):
-    with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace(".", r"\.")):
-        parse_sweep(spec, small_config())
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        validation.validate(small_config(), sweep=spec)
+    with pytest.raises(ConfigError, match=re.escape(fragment)):  # the same from the config
+        validation.validate(small_config(**{"restarts.sweep": spec}))
 
 
 def test_with_values_copies_and_leaves_the_original_alone():

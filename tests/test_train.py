@@ -7,13 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn.core import train
+from jaxnn import validation
+from jaxnn.core import loop, train
+from jaxnn.core.program import make_program
+from jaxnn.data import device
 from tests.helpers import blobs, small_config
 
 
 def _program(config, data):
-    program, _, _ = train.build(config, data)
-    return program
+    return make_program(validation.validate(config), data)
 
 
 def test_epoch_order_is_a_permutation_and_batches_cover_each_example_once():
@@ -47,12 +49,12 @@ def test_epochs_mode_counts_steps_per_epoch_with_partial_batch():
 
 def test_fit_learns_and_tracks_best_weights():
     data = blobs()
-    result = train.fit(small_config(), data, jax.random.PRNGKey(0))
+    result = loop.fit(small_config(), data, jax.random.PRNGKey(0))
     val = [float(h["val_loss"][0]) for h in result.history]
     assert val[-1] < val[0]
     state = result.state
     assert float(state.best_val_loss) == pytest.approx(min(val), rel=1e-6)
-    best = train.evaluate(state, state.best_params, train.device_data(data).val, result.program)
+    best = train.evaluate(state, state.best_params, device.device_data(data).val, result.program)
     assert float(best["loss"]) == pytest.approx(min(val), rel=1e-5)
     assert int(state.step) == 30
 
@@ -67,7 +69,7 @@ def test_no_recompilation_after_the_first_chunk():
     jax.monitoring.register_event_duration_secs_listener(listener)
     counts = []
     config = small_config(**{"training.steps": 50, "training.eval_every": 10})
-    train.fit(
+    loop.fit(
         config, blobs(seed=1), jax.random.PRNGKey(1), on_eval=lambda e: counts.append(len(compiles))
     )
     assert len(counts) == 5
@@ -81,7 +83,7 @@ def test_early_stopping_stops_and_keeps_best():
     config = small_config(
         **{"training.steps": 400, "training.patience": 1, "optimizer.learning_rate": 2.0}
     )
-    result = train.fit(config, data, jax.random.PRNGKey(0))
+    result = loop.fit(config, data, jax.random.PRNGKey(0))
     state = result.state
     assert bool(state.stopped)
     assert len(result.history) < 40
@@ -115,8 +117,8 @@ def test_keep_last_keeps_the_final_weights_and_keep_best_the_lowest_validation_l
     data = blobs()
     # A rate high enough that validation loss moves around: the best evaluation is not the last.
     overrides = {"training.steps": 120, "training.eval_every": 10, "optimizer.learning_rate": 0.5}
-    best = train.fit(small_config(**overrides), data, jax.random.PRNGKey(1))
-    last = train.fit(
+    best = loop.fit(small_config(**overrides), data, jax.random.PRNGKey(1))
+    last = loop.fit(
         small_config(**overrides, **{"training.keep": "last"}), data, jax.random.PRNGKey(1)
     )
     # The same training either way; only which weights are kept differs.
@@ -143,7 +145,7 @@ def test_keep_last_keeps_the_final_weights_and_keep_best_the_lowest_validation_l
 def test_divergence_is_flagged_and_the_member_stops_updating():
     data = blobs()
     config = small_config(**{"optimizer.learning_rate": 1e6, "optimizer.name": "sgd"})
-    result = train.fit(config, data, jax.random.PRNGKey(0))
+    result = loop.fit(config, data, jax.random.PRNGKey(0))
     assert bool(result.state.diverged)
     leaves = jax.tree_util.tree_leaves(result.state.params)
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in leaves)

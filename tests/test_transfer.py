@@ -15,11 +15,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import run
+from jaxnn import runner, validation
 from jaxnn.core import ensemble
 from jaxnn.errors import CheckpointError
-from jaxnn.io import checkpoint, transfer
-from jaxnn.nn import models
+from jaxnn.io import export, transfer
+from jaxnn.nn import family, mlp
 from tests.helpers import blobs, small_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def _module(name: str, path: Path):
 
 
 experiment = _module("transfer_experiment", REPO / "experiments" / "transfer.py")
-study = _module("transfer_study", REPO / "experiments" / "transfer_study.py")
+study = _module("transfer_study", REPO / "experiments" / "studies" / "transfer.py")
 
 BODY = ("hidden_0", "hidden_1")
 
@@ -63,7 +63,7 @@ def pretrained_body():
 
 
 def _fit(pretrained, *, frozen=False, body_scale=None, **overrides):
-    options = {"param_labels": models.body_head_labels}
+    options = {"param_labels": family.body_head_labels}
     if frozen:
         options["frozen_labels"] = ("body",)
     if body_scale is not None:
@@ -78,9 +78,9 @@ def test_feature_extraction_leaves_the_body_bit_identical_and_keeps_no_state_for
     pretrained_body,
 ):
     result = _fit(pretrained_body, frozen=True, **{"optimizer.weight_decay": 1e-3})
-    config = small_config(**{"restarts.num": 3})
-    trainer = ensemble.make_trainer(config, blobs(seed=1), jax.random.PRNGKey(0))
-    initial = ensemble.init_members(trainer, config, jax.random.PRNGKey(0), pretrained_body)
+    spec = validation.validate(small_config(**{"restarts.num": 3}))
+    trainer = ensemble.make_trainer(spec, blobs(seed=1), jax.random.PRNGKey(0))
+    initial = ensemble.init_members(trainer, jax.random.PRNGKey(0), pretrained_body)
     for i in range(3):
         params = _member(result.state.params, i)
         assert _same({k: params[k] for k in BODY}, pretrained_body)
@@ -107,8 +107,10 @@ def test_k_heads_and_swept_learning_rates_start_from_one_pretrained_body(pretrai
     config = small_config(
         **{"restarts.num": 3, "restarts.sweep": "optimizer.learning_rate=[0.01, 0.1]"}
     )
-    trainer = ensemble.make_trainer(config, blobs(seed=1), jax.random.PRNGKey(0))
-    state = ensemble.init_members(trainer, config, jax.random.PRNGKey(0), pretrained_body)
+    trainer = ensemble.make_trainer(
+        validation.validate(config), blobs(seed=1), jax.random.PRNGKey(0)
+    )
+    state = ensemble.init_members(trainer, jax.random.PRNGKey(0), pretrained_body)
     heads = [_member(state.params, i)["head"]["kernel"] for i in range(6)]
     for i in range(6):
         assert _same({k: _member(state.params, i)[k] for k in BODY}, pretrained_body)
@@ -138,7 +140,7 @@ def source(tmp_path_factory, data_dir) -> Path:
             shutil.rmtree(directory, ignore_errors=True)
             config = experiment.get_config("source,smoke")
             config.dataset.data_dir = data_dir
-            run.run(config, directory, progress=False, out=io.StringIO())
+            runner.run(config, directory, progress=False, out=io.StringIO())
     return directory
 
 
@@ -176,7 +178,7 @@ def test_mismatched_layers_are_named_with_both_shapes(source, tmp_path, data_dir
     ]
     for fields, message in cases:
         with pytest.raises(CheckpointError, match=message) as error:
-            run.run(_target(data_dir, source, **fields), tmp_path / "target", progress=False)
+            runner.run(_target(data_dir, source, **fields), tmp_path / "target", progress=False)
         assert "\n" not in str(error.value)
     assert not (tmp_path / "target").exists()
 
@@ -202,7 +204,7 @@ def test_bad_init_from_sources_are_one_line_errors_that_write_nothing(source, tm
     ]
     for fields, message in cases:
         with pytest.raises(CheckpointError, match=message) as error:
-            run.run(_target(data_dir, source, **fields), tmp_path / "target", progress=False)
+            runner.run(_target(data_dir, source, **fields), tmp_path / "target", progress=False)
         assert "\n" not in str(error.value)
     assert not (tmp_path / "target").exists()
 
@@ -211,11 +213,18 @@ def test_member_index_and_restore_all_read_the_named_weights(source, data_dir):
     config = _target(data_dir, source, "target,5,finetune,smoke", **{"init_from.member": "1"})
     config.init_from.restore = "all"
     config.dataset.classes = (5, 6, 7, 8, 9)
-    found = transfer.check_source(config)
-    shapes = checkpoint.member_param_shapes(source, 1)
-    layers = transfer.load_pretrained(found, config, shapes)
+    spec = validation.validate(config)
+    found = transfer.check_source(config, spec.family)
+    shapes = export.member_param_shapes(source, 1)
+    layers = transfer.load_pretrained(
+        found, config, shapes, head=spec.head, order=spec.family.layer_order
+    )
     assert set(layers) == {"hidden_0", "hidden_1", "head"}
-    assert _same(layers, checkpoint.restore_member(source, 1))
+    assert _same(layers, export.restore_member(source, 1))
+    # restore=body leaves the head out and reads only the body.
+    config.init_from.restore = "body"
+    body = transfer.load_pretrained(found, config, shapes, head=(mlp.HEAD,))
+    assert set(body) == set(BODY)
 
 
 def test_launch_reports_a_bad_member_as_one_line_and_exit_2(source, tmp_path, data_dir):
@@ -248,12 +257,12 @@ def test_transfer_study_smoke_runs_end_to_end(source, tmp_path, data_dir):
     assert (tmp_path / "transfer.png").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["counts"]["num_val"] == 201
     # Feature extraction, through the whole pipeline: every member's body is the source's.
-    body = checkpoint.read_best(source, "params", list(BODY))
+    body = export.read_best(source, "params", list(BODY))
     target = tmp_path / "target_5_feature_extraction"
     for index in range(2):
-        final = checkpoint.restore_member(target, index, which="params", layers=list(BODY))
+        final = export.restore_member(target, index, which="params", layers=list(BODY))
         assert _same(final, body)
-    finetuned = checkpoint.restore_member(
+    finetuned = export.restore_member(
         tmp_path / "target_5_finetune", 0, which="params", layers=list(BODY)
     )
     assert not _same(finetuned, body)

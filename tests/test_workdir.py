@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from jaxnn import run
+from jaxnn import runner
 from jaxnn.errors import ConfigError
-from jaxnn.io import atomic
+from jaxnn.io import atomic, run_files
 from jaxnn.io import workdir as workdir_lib
 from tests.test_faults import (
     Launch,
@@ -47,7 +47,7 @@ def test_overwrite_starts_a_finished_run_over(reference, tmp_path, data_dir):  #
     shutil.copytree(reference, workdir)
     (workdir / "notes.txt").write_text("not the run's: stays\n")
     out = io.StringIO()
-    run.run(resume_config(data_dir), workdir, overwrite=True, progress=False, out=out)
+    runner.run(resume_config(data_dir), workdir, overwrite=True, progress=False, out=out)
     assert "resuming" not in out.getvalue() and "complete" not in out.getvalue()
     assert summary_without_timing(workdir) == summary_without_timing(reference)
     assert (workdir / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
@@ -56,7 +56,7 @@ def test_overwrite_starts_a_finished_run_over(reference, tmp_path, data_dir):  #
 
 def test_where_a_run_is_placed_may_change_on_resume_but_not_what_it_trains(tmp_path, data_dir):
     config = resume_config(data_dir)
-    tmp_path.joinpath(workdir_lib.CONFIG).write_text(config.to_json())
+    tmp_path.joinpath(run_files.CONFIG).write_text(config.to_json())
     moved = resume_config(data_dir, **{"mesh.num_devices": 1, "mesh.data": "batch"})
     assert workdir_lib.plan_workdir(tmp_path, moved, overwrite=False).action == "resume"
     other = resume_config(data_dir, **{"optimizer.momentum": 0.5})
@@ -79,7 +79,7 @@ def test_writes_a_killed_launch_never_finished_are_removed_on_the_next_launch(tm
     (tmp_path / "notes.txt").write_text("stays\n")
     assert paths.leftovers() == sorted(unfinished)
     plan = workdir_lib.plan_workdir(tmp_path, config, overwrite=False)
-    workdir_lib.prepare(plan, config, start_step=0)
+    workdir_lib.prepare(plan, config, resumed_steps={})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "notes.txt", "plots"]
 
 
@@ -88,12 +88,22 @@ def test_metrics_past_the_checkpoint_and_a_torn_last_line_are_dropped_on_resume(
     rows = [{"step": step, "member": 0, "split": "val", "loss": 1.0} for step in (10, 20, 30)]
     text = "".join(json.dumps(row) + "\n" for row in rows)
     path.write_text(text + '{"step": 40, "memb')
-    workdir_lib.truncate_metrics(path, 20)
+    workdir_lib.cut_back(path, {0: 20})
     assert path.read_text() == "".join(json.dumps(row) + "\n" for row in rows[:2])
     # Nothing to drop: the file is left as it is (not even rewritten).
     inode = path.stat().st_ino
-    workdir_lib.truncate_metrics(path, 20)
+    workdir_lib.cut_back(path, {0: 20})
     assert path.stat().st_ino == inode
+    # Each member is cut back to its own checkpoint's step; one without a checkpoint loses all.
+    rows = [
+        {"step": step, "member": member, "split": "val", "loss": 1.0}
+        for step in (10, 20, 30)
+        for member in (0, 1, 2)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    workdir_lib.cut_back(path, {0: 20, 1: 30})
+    kept = [(row["step"], row["member"]) for row in atomic.read_jsonl(path)]
+    assert kept == [(10, 0), (10, 1), (20, 0), (20, 1), (30, 1)]
 
 
 def test_summary_and_metrics_are_replaced_whole_so_a_reader_never_sees_a_torn_file(tmp_path):

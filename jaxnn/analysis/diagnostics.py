@@ -9,15 +9,17 @@ off (`diagnostics.enabled`). Definitions (per member):
   whole training split (no dropout) with respect to that parameter array.
 - `weight_norm/<layer>/<param>`: L2 norm of the parameter array.
 - `update_ratio/<layer>/<param>`: ||u|| / ||w||, where u is the update the member's optimiser
-  (with its current state, learning rate and momentum) makes from that full-split gradient.
-- `dead_fraction` and `dead_fraction/hidden_<i>`: fraction of hidden ReLU units whose
+  (with its current state and hyperparameters) makes from that full-split gradient.
+- `dead_fraction` and `dead_fraction/<layer>`: fraction of hidden ReLU units whose
   pre-activation is <= 0 on every validation example (so their output and gradient are zero
   on the whole split). Only ReLU units can die: for any other activation the value is None
   (not applicable), never 0.
-- `saturated_fraction` and `saturated_fraction/hidden_<i>`: for sigmoid and tanh, the fraction
+- `saturated_fraction` and `saturated_fraction/<layer>`: for sigmoid and tanh, the fraction
   of (validation example, unit) pairs whose |pre-activation| exceeds `SATURATION_THRESHOLDS`
   (4 for sigmoid, 2 for tanh: there the derivative has fallen to 7% of its maximum); None for
-  other activations.
+  other activations. The hidden layers are those whose pre-activations the model family
+  reports (`ModelFamily.preactivations`: `hidden_<i>` for the MLP); a family that reports
+  none (a user's own model) has the norms and ratios only.
 """
 
 from __future__ import annotations
@@ -32,15 +34,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxnn.core.program import Params, Program, model_for
+from jaxnn.core.program import Params, Program
 from jaxnn.io import atomic
-from jaxnn.nn import losses, models
 
 # |pre-activation| beyond which a unit counts as saturated: where sigmoid'(x) / sigmoid'(0) and
 # tanh'(x) / tanh'(0) have both fallen to about 0.07.
 SATURATION_THRESHOLDS = {"sigmoid": 4.0, "tanh": 2.0}
 DEAD_ACTIVATIONS = ("relu",)
-DIAGNOSTICS_FILE = "diagnostics.jsonl"
 
 
 def layer_norms(tree: Params) -> dict[str, jax.Array]:
@@ -54,43 +54,47 @@ def full_loss(
 ) -> jax.Array:
     """Mean loss of `params` on a whole split, without dropout (what the gradient norms use)."""
     outputs = state.apply_fn(params, x, state.hparams)
-    return jnp.mean(
-        losses.per_example_loss(program.loss, outputs, y, huber_delta=program.huber_delta)
-    )
+    return jnp.mean(program.loss(outputs, y))
+
+
+def activation(program: Program) -> str | None:
+    """The activation of the hidden units, where the model family names one."""
+    field = program.family.activation_field
+    return None if field is None else str(program.model_config[field])
 
 
 def preactivations(
     program: Program, params: Params, hparams: Mapping[str, jax.Array], x: jax.Array
-) -> list[jax.Array]:
-    """Pre-activations [N, width] of every hidden layer, in order (no dropout)."""
-    model = model_for(program, dict(hparams))
-    _, variables = model.apply({"params": params}, x, mutable=["intermediates"])
-    sown = variables["intermediates"]
-    return [sown[f"preactivation_{i}"][0] for i in range(len(program.model_config.hidden))]
+) -> dict[str, jax.Array]:
+    """Pre-activations [N, width] of every hidden layer by name, in order (no dropout); empty
+    for a model family that declares none."""
+    if program.family.preactivations is None:
+        return {}
+    return program.family.preactivations(program.model(dict(hparams)), params, x)
 
 
-def unit_fractions(program: Program, pre: Sequence[jax.Array]) -> dict[str, jax.Array]:
+def unit_fractions(program: Program, pre: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     """Dead and saturated unit fractions from hidden pre-activations [N, width] per layer.
 
     Keys are only present where they apply: `dead_fraction*` for ReLU, `saturated_fraction*` for
     sigmoid and tanh.
     """
-    activation = program.model_config.activation
+    name = activation(program)
     out: dict[str, jax.Array] = {}
     if not pre:
         return out
-    if activation in DEAD_ACTIVATIONS:
-        dead = [jnp.all(h <= 0, axis=0) for h in pre]  # bool [width] per layer
-        for i, layer in enumerate(dead):
-            out[f"dead_fraction/{models.BODY_PREFIX}{i}"] = jnp.mean(layer)
-        out["dead_fraction"] = jnp.mean(jnp.concatenate(dead))
-    threshold = SATURATION_THRESHOLDS.get(activation)
+    if name in DEAD_ACTIVATIONS:
+        dead = {layer: jnp.all(h <= 0, axis=0) for layer, h in pre.items()}  # bool [width]
+        for layer, units in dead.items():
+            out[f"dead_fraction/{layer}"] = jnp.mean(units)
+        out["dead_fraction"] = jnp.mean(jnp.concatenate(list(dead.values())))
+    threshold = SATURATION_THRESHOLDS.get(name)
     if threshold is not None:
-        saturated = [jnp.abs(h) > threshold for h in pre]
-        for i, layer in enumerate(saturated):
-            out[f"saturated_fraction/{models.BODY_PREFIX}{i}"] = jnp.mean(layer)
-        out["saturated_fraction"] = sum(jnp.sum(s) for s in saturated) / sum(
-            s.size for s in saturated
+        saturated = {layer: jnp.abs(h) > threshold for layer, h in pre.items()}
+        for layer, units in saturated.items():
+            out[f"saturated_fraction/{layer}"] = jnp.mean(units)
+        out["saturated_fraction"] = sum(jnp.sum(s) for s in saturated.values()) / sum(
+            s.size for s in saturated.values()
         )
     return out
 
@@ -101,7 +105,7 @@ def member_diagnostics(
     """Every diagnostic of one member (pure and vmappable); see the module docstring.
 
     Args:
-      state: one member's `jaxnn.train.TrainState`.
+      state: one member's `jaxnn.core.train.TrainState`.
       train_split, val_split: `SplitData(x, y)` of the training and validation splits.
       program: the run's program.
 
@@ -131,16 +135,24 @@ def _stacked(state: Any, train_split: Any, val_split: Any, program: Program):
     )
 
 
-def not_applicable(program: Program) -> list[str]:
+def not_applicable(program: Program, layers: Sequence[str]) -> list[str]:
     """Names of the unit diagnostics that do not apply to the program's activation (None)."""
-    activation = program.model_config.activation
-    layers = [f"{models.BODY_PREFIX}{i}" for i in range(len(program.model_config.hidden))]
+    name = activation(program)
     names = []
-    if activation not in DEAD_ACTIVATIONS:
+    if name not in DEAD_ACTIVATIONS:
         names += ["dead_fraction", *(f"dead_fraction/{layer}" for layer in layers)]
-    if activation not in SATURATION_THRESHOLDS:
+    if name not in SATURATION_THRESHOLDS:
         names += ["saturated_fraction", *(f"saturated_fraction/{layer}" for layer in layers)]
     return names
+
+
+def hidden_layers(state: Any, data: Any, program: Program) -> list[str]:
+    """The names of the hidden layers the family reports pre-activations of (shapes only)."""
+    first = jax.tree_util.tree_map(lambda leaf: leaf[0], state)
+    shapes = jax.eval_shape(
+        lambda s, x: preactivations(program, s.params, s.hparams, x), first, data.val.x
+    )
+    return list(shapes)
 
 
 def compute(state: Any, data: Any, program: Program) -> dict[str, np.ndarray | None]:
@@ -148,7 +160,7 @@ def compute(state: Any, data: Any, program: Program) -> dict[str, np.ndarray | N
 
     Args:
       state: a stacked `TrainState` (leading member axis on every leaf).
-      data: `jaxnn.train.TrainingData` (the train and validation splits on the device).
+      data: `jaxnn.device.TrainingData` (the train and validation splits on the device).
       program: the run's program.
 
     Returns:
@@ -159,7 +171,7 @@ def compute(state: Any, data: Any, program: Program) -> dict[str, np.ndarray | N
     out: dict[str, np.ndarray | None] = {
         k: np.asarray(v, np.float64) for k, v in sorted(values.items())
     }
-    return out | dict.fromkeys(not_applicable(program))
+    return out | dict.fromkeys(not_applicable(program, hidden_layers(state, data, program)))
 
 
 def records(

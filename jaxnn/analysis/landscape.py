@@ -12,7 +12,7 @@
 
 Every function evaluates with one member's apply function and hyperparameters (no dropout),
 so all the weights compared must come from one structural variant (one Program); see
-`jaxnn.structural.landscape_members`.
+`jaxnn.core.variants.landscape_members`.
 """
 
 from __future__ import annotations
@@ -26,23 +26,26 @@ import numpy as np
 
 from jaxnn.core import ensemble, train
 from jaxnn.core.program import Params, Program
+from jaxnn.data import device
 
 Evaluator = Callable[[Params], dict[str, jax.Array]]
 
 
-def evaluator(result: ensemble.EnsembleResult, member: int, split: train.SplitData) -> Evaluator:
+def evaluator(result: ensemble.EnsembleResult, member: int, split: device.SplitData) -> Evaluator:
     """A pure function params -> {'loss', 'accuracy' or 'r2'} on a whole split.
 
     Args:
       result: a trained ensemble.
       member: the member whose apply function and hyperparameters evaluate the weights.
-      split: the split to evaluate on (e.g. `train.device_data(data).val`).
+      split: the split to evaluate on (e.g. `device.device_data(data).val`).
     """
     state = ensemble.member_state(result.state, member)
     return state_evaluator(state, split, result.program)
 
 
-def state_evaluator(state: train.TrainState, split: train.SplitData, program: Program) -> Evaluator:
+def state_evaluator(
+    state: train.TrainState, split: device.SplitData, program: Program
+) -> Evaluator:
     """The evaluator of one single-member state (see `evaluator`)."""
 
     def evaluate(params: Params) -> dict[str, jax.Array]:

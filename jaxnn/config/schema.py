@@ -30,6 +30,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.dataset.split_seed = 0
 
     config.model = ml_collections.ConfigDict()
+    config.model.name = "mlp"  # the model family (jaxnn.nn.registry)
+    # Top-level parameter names of the head (transfer keeps or freezes the rest, the body);
+    # () = the family's own head (`head` for the MLP).
+    config.model.head = ()
     config.model.hidden = (100, 100)
     config.model.activation = "relu"
     config.model.negative_slope = 0.01
@@ -53,6 +57,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.optimizer.end_fraction = 0.0
     config.optimizer.weight_decay = 0.0
     config.optimizer.clip_norm = 0.0
+    # The optimisers' own settings (jaxnn.nn.optimizers reads each for the optimisers named).
+    config.optimizer.b1 = 0.9  # adam, adamw: first-moment decay
+    config.optimizer.b2 = 0.999  # adam, adamw: second-moment decay
+    config.optimizer.eps = 1e-8  # adam, adamw, rmsprop: added to the denominator
+    config.optimizer.rms_decay = 0.9  # rmsprop: decay of the squared-gradient average
 
     config.training = ml_collections.ConfigDict()
     config.training.batch_size = 100
@@ -83,7 +92,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.diagnostics = ml_collections.ConfigDict()
     config.diagnostics.enabled = False
 
-    # Scale-out (jaxnn.sharding): the member axis sharded over a mesh of devices.
+    # Scale-out (jaxnn.parallel.sharding): the member axis sharded over a mesh of devices.
     config.mesh = ml_collections.ConfigDict()
     config.mesh.num_devices = 0  # 0 = every device of every process
     config.mesh.data = "replicated"  # or "batch": splits sharded along their example axis

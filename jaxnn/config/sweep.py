@@ -1,7 +1,9 @@
-"""`restarts.sweep`: which config fields vary across the members of one run.
+"""`restarts.sweep`: which config fields vary across the members of one run, as a value.
 
 A sweep is written `field=[v1, v2, ...]; field=[...]`, for example
-`optimizer.learning_rate=[0.01, 0.1]; model.dropout=[0.0, 0.5]`. Numeric fields become
+`optimizer.learning_rate=[0.01, 0.1]; model.dropout=[0.0, 0.5]`, or given from Python as a
+mapping `{"optimizer.learning_rate": [0.01, 0.1], "model.activation": ["relu", "tanh"]}`.
+It is parsed once, at validation (`jaxnn.validation`), into a `Sweep`: numeric fields become
 per-member hyperparameters inside one compiled program; structural fields (those that change
 the program itself, such as the activation) give one program per value.
 """
@@ -16,34 +18,18 @@ from typing import Any
 
 import ml_collections
 
+from jaxnn.config.fields import NumericField
 from jaxnn.errors import ConfigError
 
-# Config field -> hyperparameter name carried by each member's state.
-NUMERIC_FIELDS = {
-    "optimizer.learning_rate": "learning_rate",
-    "optimizer.momentum": "momentum",
-    "optimizer.weight_decay": "weight_decay",
-    "model.dropout": "dropout",
-    "model.input_dropout": "input_dropout",
-    "model.init_scale": "init_scale",
-    "model.negative_slope": "negative_slope",
-}
-STRUCTURAL_FIELDS = (
-    "model.activation",
-    "model.init",
-    "model.hidden",
-    "loss",
-    "optimizer.name",
-    "training.batch_size",
-)
+SweepSpec = str | Mapping[str, Sequence[Any]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Sweep:
     """A parsed sweep: field -> values, split by whether a field changes the compiled program."""
 
-    numeric: dict[str, tuple[float, ...]]
-    structural: dict[str, tuple[Any, ...]]
+    numeric: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    structural: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
 
     def numeric_variants(self) -> list[dict[str, float]]:
         """The cross product of the numeric fields, in the order they were written."""
@@ -52,6 +38,18 @@ class Sweep:
     def structural_variants(self) -> list[dict[str, Any]]:
         """The cross product of the structural fields, in the order they were written."""
         return _cross(self.structural)
+
+    def numeric_only(self) -> Sweep:
+        """The sweep that each structural variant runs: its numeric fields alone."""
+        return Sweep(numeric=dict(self.numeric))
+
+    def to_spec(self) -> str:
+        """The `restarts.sweep` string of this sweep (what config.json records)."""
+        clauses = [
+            f"{field}=[{', '.join(repr(v) for v in values)}]"
+            for field, values in (*self.numeric.items(), *self.structural.items())
+        ]
+        return "; ".join(clauses)
 
 
 def _cross(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -90,69 +88,94 @@ def _split_spec(spec: str) -> dict[str, list[Any]]:
     return parsed
 
 
-def _field_value(config: ml_collections.ConfigDict, field: str) -> Any:
-    node: Any = config
-    for part in field.split("."):
-        node = node[part]
-    return node
+def split_spec(spec: SweepSpec) -> dict[str, list[Any]]:
+    """The fields and values of a sweep string or mapping, unchecked (syntax only)."""
+    if isinstance(spec, Sweep):
+        return {
+            **{k: list(v) for k, v in spec.numeric.items()},
+            **{k: list(v) for k, v in spec.structural.items()},
+        }
+    if isinstance(spec, str):
+        return _split_spec(spec)
+    if not isinstance(spec, Mapping):
+        raise ConfigError(
+            f"a sweep is a string 'field=[v1, v2]; ...' or a mapping field -> values, got {spec!r}"
+        )
+    parsed = {}
+    for field, values in spec.items():
+        if isinstance(values, str) or not isinstance(values, Sequence):
+            values = [values]
+        parsed[str(field)] = list(values)
+    return parsed
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def parse_sweep(
-    spec: str | Mapping[str, Sequence[Any]], config: ml_collections.ConfigDict
+def resolve(
+    spec: SweepSpec,
+    config: ml_collections.ConfigDict,
+    *,
+    numeric_fields: Mapping[str, NumericField],
+    structural_fields: Sequence[str],
 ) -> Sweep:
-    """Parses and checks a sweep against the config's schema.
+    """Checks a sweep against the config's schema and splits it into numeric and structural.
+
+    Every numeric value is checked by its field's own rule (as the flag would be); structural
+    values must have the type of the config field they replace.
 
     Args:
       spec: the `restarts.sweep` string, or a mapping field -> list of values.
       config: the full config (for the types of the swept fields).
-
-    Returns:
-      The sweep split into numeric and structural fields.
+      numeric_fields: dotted field -> NumericField, every field a member may vary.
+      structural_fields: the dotted fields that a sweep may vary with one program per value.
 
     Raises:
-      ConfigError: an unknown or unsweepable field, an empty list, or a value of the wrong type.
+      ConfigError: an unknown or unsweepable field, an empty list, or a value of the wrong type
+        or outside its field's range.
     """
-    raw = _split_spec(spec) if isinstance(spec, str) else {k: list(v) for k, v in spec.items()}
-    known = sorted([*NUMERIC_FIELDS, *STRUCTURAL_FIELDS])
+    raw = split_spec(spec)
+    known = sorted([*numeric_fields, *structural_fields])
     numeric: dict[str, tuple[float, ...]] = {}
     structural: dict[str, tuple[Any, ...]] = {}
     for field, values in raw.items():
-        if field not in NUMERIC_FIELDS and field not in STRUCTURAL_FIELDS:
+        if field not in numeric_fields and field not in structural_fields:
             raise ConfigError(
-                f"restarts.sweep cannot vary {field!r}; sweepable fields: {', '.join(known)}"
+                f"restarts.sweep cannot vary {field!r}; sweepable fields here: {', '.join(known)}"
             )
         if not values:
             raise ConfigError(f"restarts.sweep gives {field} an empty list of values")
-        if field in NUMERIC_FIELDS:
-            bad = [v for v in values if not _is_number(v)]
-            if bad:
-                raise ConfigError(
-                    f"restarts.sweep values of {field} must be numbers, got {bad[0]!r}"
-                )
+        if field in numeric_fields:
+            for value in values:
+                problem = numeric_fields[field].problem(value, where=f"restarts.sweep: {field}")
+                if problem:
+                    raise ConfigError(problem)
             numeric[field] = tuple(float(v) for v in values)
         else:
-            current = _field_value(config, field)
-            kind = tuple if isinstance(current, tuple) else type(current)
-            converted = []
-            for value in values:
-                if kind is tuple and isinstance(value, int) and not isinstance(value, bool):
-                    value = (value,)
-                if kind is tuple and isinstance(value, list):
-                    value = tuple(value)
-                if not isinstance(value, kind) or isinstance(value, bool) != isinstance(
-                    current, bool
-                ):
-                    raise ConfigError(
-                        f"restarts.sweep values of {field} must be of type {kind.__name__} "
-                        f"like {current!r}, got {value!r}"
-                    )
-                converted.append(value)
-            structural[field] = tuple(converted)
+            structural[field] = tuple(_structural_value(config, field, v) for v in values)
     return Sweep(numeric=numeric, structural=structural)
+
+
+def _structural_value(config: ml_collections.ConfigDict, field: str, value: Any) -> Any:
+    current = field_value(config, field)
+    kind = tuple if isinstance(current, tuple) else type(current)
+    if kind is tuple and isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if kind is tuple and isinstance(value, list):
+        value = tuple(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) != isinstance(current, bool):
+        raise ConfigError(
+            f"restarts.sweep values of {field} must be of type {kind.__name__} "
+            f"like {current!r}, got {value!r}"
+        )
+    return value
+
+
+def field_value(config: ml_collections.ConfigDict, field: str) -> Any:
+    """The value of a dotted field of a config."""
+    node: Any = config
+    for part in field.split("."):
+        node = node[part]
+    return node
 
 
 def with_values(

@@ -3,14 +3,14 @@
 Members are the cross product of the numeric sweep variants with `restarts.num` random starts,
 variant-major: member `v * K + s` is random start `s` of variant `v`, and its key is
 `member_key(root, s)`, so every variant starts from the same K initialisations (paired
-comparisons). Member i equals `train.fit` run alone with member i's key and hyperparameters.
+comparisons). Member i equals `jaxnn.core.loop.fit` run alone with member i's key and hyperparameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -18,10 +18,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxnn.config.sweep import NUMERIC_FIELDS, parse_sweep
-from jaxnn.core import train
+from jaxnn import validation
+from jaxnn.core import loop, train
+from jaxnn.core.program import Program, base_hparams, build
 from jaxnn.data import Dataset
-from jaxnn.nn import losses
+from jaxnn.data.device import SplitData
+from jaxnn.nn import metrics as metrics_lib
+from jaxnn.nn.components import Components
+from jaxnn.nn.metrics import Metric, MetricFn
 from jaxnn.parallel import sharding
 
 
@@ -33,16 +37,17 @@ class Member:
     seed_index: int
     swept: dict[str, float]  # config field -> value, for the swept fields only
 
-    def hparams(self, config: ml_collections.ConfigDict) -> dict[str, float]:
+    def hparams(self, spec: validation.RunSpec) -> dict[str, float]:
         """All numeric hyperparameters of this member (config values with the swept ones)."""
-        named = {NUMERIC_FIELDS[field]: value for field, value in self.swept.items()}
-        return {**train.base_hparams(config), **named}
+        fields = spec.numeric_fields()
+        named = {fields[field].hparam: value for field, value in self.swept.items()}
+        return {**base_hparams(spec), **named}
 
 
-def members(config: ml_collections.ConfigDict) -> list[Member]:
+def members(spec: validation.RunSpec) -> list[Member]:
     """The members of a run, variant-major (see the module docstring)."""
-    variants = parse_sweep(config.restarts.sweep, config).numeric_variants()
-    num_starts = int(config.restarts.num)
+    variants = spec.sweep.numeric_variants()
+    num_starts = int(spec.config.restarts.num)
     return [
         Member(index=v * num_starts + s, seed_index=s, swept=variant)
         for v, variant in enumerate(variants)
@@ -50,11 +55,9 @@ def members(config: ml_collections.ConfigDict) -> list[Member]:
     ]
 
 
-def stacked_hparams(
-    config: ml_collections.ConfigDict, run_members: list[Member]
-) -> dict[str, jax.Array]:
+def stacked_hparams(spec: validation.RunSpec, run_members: list[Member]) -> dict[str, jax.Array]:
     """Hyperparameters of every member: name -> float32 [num_members]."""
-    rows = [member.hparams(config) for member in run_members]
+    rows = [member.hparams(spec) for member in run_members]
     return {name: jnp.asarray([row[name] for row in rows], jnp.float32) for name in rows[0]}
 
 
@@ -69,7 +72,7 @@ class EnsembleResult:
     """A trained ensemble: the stacked state (every leaf has a leading member axis) and its history."""
 
     state: train.TrainState
-    program: train.Program
+    program: Program
     members: list[Member]
     history: list[dict[str, np.ndarray]]
     steps_done: int
@@ -82,7 +85,8 @@ class EnsembleResult:
 class Trainer:
     """The compiled pieces of an ensemble run: what `fit_ensemble` and resumption share."""
 
-    program: train.Program
+    spec: validation.RunSpec
+    program: Program
     members: list[Member]
     init_fn: Any
     chunk_fn: Any
@@ -91,7 +95,7 @@ class Trainer:
 
 
 def make_trainer(
-    config: ml_collections.ConfigDict,
+    spec: validation.RunSpec,
     data: Dataset,
     key: jax.Array,
     **transfer: Any,
@@ -99,10 +103,12 @@ def make_trainer(
     """Builds the vmapped init and chunk functions of a run (nothing is compiled yet).
 
     Raises:
-      ConfigError: a `config.mesh` that does not fit the data (see `jaxnn.sharding`).
+      ConfigError: a shape that does not fit the data, or a `config.mesh` that does not (see
+        `jaxnn.parallel.sharding`).
     """
-    program, apply_fn, make_tx = train.build(config, data, **transfer)
-    run_members = members(config)
+    config = spec.config
+    program, apply_fn, make_tx = build(spec, data, **transfer)
+    run_members = members(spec)
     placement = sharding.placement(config, len(run_members), data)
     shared = config.training.batch_order == "shared"
     order_key = train.shared_order_key(key) if shared else None
@@ -114,6 +120,7 @@ def make_trainer(
     chunk = functools.partial(train.run_chunk, program=program)
     chunk_fn = placement.jit_chunk(jax.vmap(chunk, in_axes=(0, None, None, None if shared else 0)))
     return Trainer(
+        spec=spec,
         program=program,
         members=run_members,
         init_fn=jax.jit(init_fn),
@@ -124,13 +131,10 @@ def make_trainer(
 
 
 def init_members(
-    trainer: Trainer,
-    config: ml_collections.ConfigDict,
-    key: jax.Array,
-    pretrained: Mapping[str, Any] | None = None,
+    trainer: Trainer, key: jax.Array, pretrained: Mapping[str, Any] | None = None
 ) -> train.TrainState:
     """The stacked initial state of every member."""
-    hparams = stacked_hparams(config, trainer.members)
+    hparams = stacked_hparams(trainer.spec, trainer.members)
     return trainer.init_fn(hparams, member_keys(key, trainer.members), pretrained)
 
 
@@ -139,7 +143,13 @@ def fit_ensemble(
     data: Dataset,
     key: jax.Array,
     *,
-    on_eval: train.EvalCallback | None = None,
+    on_eval: loop.EvalCallback | None = None,
+    sweep: Any = None,
+    model: Any = None,
+    loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    metrics: Mapping[str, Metric | MetricFn] | None = None,
+    predict: Callable[[jax.Array], jax.Array] | None = None,
+    optimizer: Callable[[Mapping[str, jax.Array]], Any] | None = None,
     state: train.TrainState | None = None,
     start_step: int = 0,
     pretrained: Mapping[str, Any] | None = None,
@@ -148,24 +158,73 @@ def fit_ensemble(
     """Trains every member of the run together: one jitted dispatch per chunk for all members.
 
     On several devices the members are sharded over `config.mesh` (padded to a multiple of the
-    device count; see `jaxnn.sharding`); the state, metrics and history given to `on_eval`
-    and returned hold the real members only.
+    device count; see `jaxnn.parallel.sharding`); the state, metrics and history given to
+    `on_eval` and returned hold the real members only.
 
     Args:
-      config: the run config (validated).
+      config: the run config.
       data: the loaded data set.
       key: the run's root key (`jax.random.PRNGKey(config.seed)`).
       on_eval: called after every evaluation with metrics of shape [num_members].
+      sweep: the sweep (a string, a mapping field -> values, or a Sweep) in place of
+        `config.restarts.sweep`; numeric fields only (see `jaxnn.core.variants.fit_variants`).
+      model, loss, metrics, predict, optimizer: the user's own parts
+        (`jaxnn.nn.components.Components`).
       state: a stacked state to continue from (resumption), with `start_step` its global step;
         it may come from a run on any number of devices.
       pretrained: layers to start every member from (transfer).
-      **transfer: param labels and learning-rate scales for transfer (see train.Program).
+      **transfer: param labels and learning-rate scales for transfer (see `Program`).
+
+    Raises:
+      ConfigError: any mistake in the config or the components, or a sweep with several
+        structural variants (several programs: use `fit_variants` or `jaxnn.run`).
     """
-    trainer = make_trainer(config, data, key, **transfer)
+    components = Components.of(
+        model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
+    )
+    spec = validation.validate(config, components, sweep=sweep).single_program("fit_ensemble")
+    trainer = make_trainer(spec, data, key, **transfer)
+    return train_members(
+        trainer,
+        data,
+        key,
+        on_eval=on_eval,
+        state=state,
+        start_step=start_step,
+        pretrained=pretrained,
+    )
+
+
+def train_members(
+    trainer: Trainer,
+    data: Dataset,
+    key: jax.Array,
+    *,
+    on_eval: loop.EvalCallback | None = None,
+    state: train.TrainState | None = None,
+    start_step: int = 0,
+    pretrained: Mapping[str, Any] | None = None,
+) -> EnsembleResult:
+    """Trains a built trainer's members from `state` (or from their initialisation).
+
+    A state whose training is over (every member stopped, or the run's steps done) is returned
+    placed as a trained one would be, without compiling anything, so that what follows (the
+    final evaluation) computes the same bits either way.
+    """
     placement = trainer.placement
     if state is None:
-        state = init_members(trainer, config, key, pretrained)
-    loop = train.drive(
+        state = init_members(trainer, key, pretrained)
+    elif is_finished(state, start_step, trainer.program):
+        return EnsembleResult(
+            state=placement.result_state(placement.place_state(state)),
+            program=trainer.program,
+            members=trainer.members,
+            history=[],
+            steps_done=start_step,
+            compile_s=0.0,
+            train_s=0.0,
+        )
+    result = loop.drive(
         trainer.chunk_fn,
         placement.place_state(state),
         placement.place_data(data),
@@ -175,15 +234,21 @@ def fit_ensemble(
         on_eval=placement.real_callback(on_eval),
     )
     return EnsembleResult(
-        state=placement.result_state(loop.state),
+        state=placement.result_state(result.state),
         program=trainer.program,
         members=trainer.members,
-        history=[placement.real_metrics(entry) for entry in loop.history],
-        steps_done=loop.steps_done,
-        compile_s=loop.compile_s,
-        train_s=loop.train_s,
-        program_bytes=loop.program_bytes,
+        history=[placement.real_metrics(entry) for entry in result.history],
+        steps_done=result.steps_done,
+        compile_s=result.compile_s,
+        train_s=result.train_s,
+        program_bytes=result.program_bytes,
     )
+
+
+def is_finished(state: train.TrainState, step: int, program: Program) -> bool:
+    """Whether a run at global step `step` has nothing left to train."""
+    done = np.asarray(jax.device_get(state.stopped | state.diverged))
+    return step >= program.total_steps or bool(done.all())
 
 
 def member_state(state: train.TrainState, index: int) -> train.TrainState:
@@ -192,50 +257,53 @@ def member_state(state: train.TrainState, index: int) -> train.TrainState:
 
 
 @functools.partial(jax.jit, static_argnames="program")
-def _final_eval(state: train.TrainState, x: jax.Array, y: jax.Array, program: train.Program):
+def _final_eval(state: train.TrainState, x: jax.Array, y: jax.Array, program: Program):
     def one(member: train.TrainState):
-        metrics = train.evaluate(member, member.best_params, train.SplitData(x, y), program)
+        metrics = train.evaluate(member, member.best_params, SplitData(x, y), program)
         outputs = member.apply_fn(member.best_params, x, member.hparams)
-        return metrics, losses.predictions(program.loss, program.task, outputs)
+        return metrics, program.predict(outputs)
 
     return jax.vmap(one)(state)
 
 
 def evaluate_members(
-    state: train.TrainState, program: train.Program, x: np.ndarray, y: np.ndarray
+    state: train.TrainState, program: Program, x: np.ndarray, y: np.ndarray
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Metrics of every member's best weights on one split, and their predictions [M, N, O]."""
+    """Loss and metrics of every member's best weights on one split, and their predictions
+    [M, N, O] (what `program.predict` makes of the outputs)."""
     metrics, predictions = _final_eval(state, jnp.asarray(x), jnp.asarray(y), program)
     metrics = {k: np.asarray(v, np.float64) for k, v in metrics.items()}
     return metrics, np.asarray(predictions)
 
 
 def ensemble_metrics(
-    predictions: np.ndarray, targets: np.ndarray, program: train.Program, included: np.ndarray
+    predictions: np.ndarray, targets: np.ndarray, program: Program, included: np.ndarray
 ) -> dict[str, float]:
-    """Test metrics of the averaged prediction of the included members (diverged ones excluded)."""
+    """Test metrics of the averaged prediction of the included members (diverged ones excluded):
+    accuracy of the averaged probabilities, or R2 and RMSE of the averaged regression."""
     if not included.any():
         return {}
     mean = jnp.asarray(predictions[included].mean(axis=0))
-    targets = jnp.asarray(targets)
-    if program.task == "classification":
-        return {"test_accuracy": float(losses.accuracy(mean, targets))}
-    std = jnp.asarray(program.target_std or (1.0,), jnp.float32)
+    builtin = metrics_lib.builtin_metrics(program.task, program.target_std)
     return {
-        "test_r2": float(losses.r2(mean, targets)),
-        "test_rmse": float(losses.rmse(mean * std, targets * std)),
+        f"test_{name}": float(metric.fn(mean, jnp.asarray(targets)))
+        for name, metric in builtin.items()
     }
 
 
 def select_best(
-    member_metrics: Mapping[str, np.ndarray], diverged: np.ndarray, select_by: str
+    member_metrics: Mapping[str, np.ndarray],
+    diverged: np.ndarray,
+    select_by: str,
+    *,
+    greater_is_better: bool,
 ) -> int | None:
     """Index of the best non-diverged member by a validation metric (None if all diverged).
 
-    Loss is minimised, accuracy and R2 are maximised; ties go to the lowest index.
+    Ties go to the lowest index.
     """
     values = np.asarray(member_metrics[select_by], np.float64)
-    if select_by != "val_loss":
+    if greater_is_better:
         values = -values
     values = np.where(diverged | ~np.isfinite(values), np.inf, values)
     if not np.isfinite(values).any():

@@ -1,24 +1,28 @@
-"""The static description of a run: model, loss, optimiser and loop lengths (`Program`).
+"""The static description of a run: model, loss, metrics, optimiser and loop lengths (`Program`).
 
 Two members that share a Program share one compiled program; what differs between them
-(keys, numeric hyperparameters) lives in their `jaxnn.train.TrainState`.
+(keys, numeric hyperparameters) lives in their `jaxnn.core.train.TrainState`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 import optax
 
-from jaxnn.config.sweep import NUMERIC_FIELDS, parse_sweep
+from jaxnn import validation
+from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
-from jaxnn.nn import models, optimizers
-from jaxnn.nn.metrics import metric_for_task
+from jaxnn.errors import ConfigError
+from jaxnn.nn import family as family_lib
+from jaxnn.nn import losses, optimizers
+from jaxnn.nn.metrics import Metric, builtin_metrics, metric_for_task
 
 Params = Any
 HParams = dict[str, jax.Array]
@@ -26,16 +30,30 @@ HParams = dict[str, jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """Everything static about a training run: model, loss, optimiser, loop lengths.
+    """Everything static about a training run.
 
-    Two members that share a Program share one compiled program; what differs between them
-    (keys, numeric hyperparameters) lives in their TrainState.
+    Attributes:
+      family: the model family (registered, or the user's model).
+      model_config: the `model` config the family builds from.
+      optimizer_config: the `optimizer` config.
+      loss: per-example loss (outputs [B, O], targets) -> [B].
+      predict: outputs [B, O] -> what the ensemble averages.
+      metrics: name -> Metric, the task's built-in ones then the user's, computed at every
+        evaluation of every member.
+      user_optimizer: the user's factory hparams -> optax transformation, or None.
+      removed: hyperparameters left out of the program (a `zero_removes` field that is zero
+        and not swept is passed to the model as a Python 0.0).
+      head: the top-level parameter names of the head.
+      param_labels, frozen_labels, label_lr_scales: transfer learning (body / head labels).
     """
 
+    family: family_lib.ModelFamily
     model_config: ml_collections.FrozenConfigDict
     optimizer_config: ml_collections.FrozenConfigDict
-    loss: str
-    huber_delta: float
+    loss: losses.PerExampleLoss
+    predict: losses.Predict
+    metrics: tuple[tuple[str, Metric], ...]
+    user_optimizer: Callable[[HParams], optax.GradientTransformation] | None
     task: str
     num_outputs: int
     feature_shape: tuple[int, ...]
@@ -45,7 +63,8 @@ class Program:
     eval_every: int
     patience: int
     keep: str  # 'best': lowest-validation-loss weights; 'last': the latest evaluated ones
-    active_dropouts: tuple[str, ...]  # dropout hparams in the program (non-zero or swept)
+    removed: tuple[str, ...] = ()
+    head: tuple[str, ...] = family_lib.DEFAULT_HEAD
     target_std: tuple[float, ...] = ()
     param_labels: Callable[[Params], Any] | None = None
     frozen_labels: tuple[str, ...] = ()
@@ -61,7 +80,28 @@ class Program:
 
     @property
     def metric(self) -> str:
+        """The headline metric of the task (accuracy or r2)."""
         return metric_for_task(self.task)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.metrics)
+
+    def greater_is_better(self, name: str) -> bool:
+        """Whether a larger value of `name` ('loss', a metric, or 'val_<that>') is better."""
+        name = name.removeprefix("val_").removeprefix("train_").removeprefix("test_")
+        return name != "loss" and dict(self.metrics)[name].greater_is_better
+
+    def model(self, hparams: Mapping[str, jax.Array]) -> nn.Module:
+        """The member's Module: the program's architecture with the member's values."""
+        model_hparams = {
+            f.hparam: 0.0 if f.hparam in self.removed else hparams[f.hparam]
+            for f in self.family.numeric_fields
+        }
+        return self.family.build(self.model_config, model_hparams, self.num_outputs)
+
+    def layer_order(self) -> Callable[[Any], Any] | None:
+        return self.family.layer_order
 
 
 def total_steps(training: ml_collections.ConfigDict, num_train: int) -> int:
@@ -72,23 +112,52 @@ def total_steps(training: ml_collections.ConfigDict, num_train: int) -> int:
     return int(training.epochs) * steps_per_epoch
 
 
-def make_program(config: ml_collections.ConfigDict, data: Dataset, **transfer: Any) -> Program:
-    """Builds the static description of a run of `config` on `data`.
+def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Program:
+    """Builds the static description of a run of `spec` on `data`.
+
+    The model, loss and metrics are checked on the data's shapes first
+    (`validation.check_against_data`).
 
     Args:
-      config: the full run config (validated).
+      spec: the validated run (one structural variant at most).
       data: the loaded data set.
       **transfer: param_labels / frozen_labels / label_lr_scales for transfer learning.
+
+    Raises:
+      ConfigError: the spec has several structural variants, or a shape does not fit the data.
     """
-    swept = parse_sweep(config.restarts.sweep, config).numeric
+    if spec.structural:
+        raise ConfigError(
+            "one program trains one structural variant; restarts.sweep varies "
+            f"{', '.join(spec.sweep.structural)}: train the variants with "
+            "jaxnn.core.variants.fit_variants or jaxnn.run"
+        )
+    validation.check_against_data(spec, data, base_hparams(spec))
+    config, components = spec.config, spec.components
     target_std = (
         () if data.target_std is None else tuple(float(s) for s in np.ravel(data.target_std))
     )
+    if components.loss is None:
+        loss = losses.loss_fn(config.loss, huber_delta=float(config.huber_delta))
+    else:
+        loss = components.loss
+    predict = components.predict or losses.default_predict(
+        None if components.loss else config.loss, data.task
+    )
+    swept = set(spec.sweep.numeric)
+    removed = tuple(
+        f.hparam
+        for f in spec.family.numeric_fields
+        if f.zero_removes and f.field not in swept and float(field_value(config, f.field)) == 0
+    )
     return Program(
+        family=spec.family,
         model_config=ml_collections.FrozenConfigDict(config.model),
         optimizer_config=ml_collections.FrozenConfigDict(config.optimizer),
-        loss=config.loss,
-        huber_delta=float(config.huber_delta),
+        loss=loss,
+        predict=predict,
+        metrics=(*builtin_metrics(data.task, target_std).items(), *components.metrics),
+        user_optimizer=components.optimizer,
         task=data.task,
         num_outputs=data.num_outputs,
         feature_shape=tuple(data.feature_shape),
@@ -98,41 +167,21 @@ def make_program(config: ml_collections.ConfigDict, data: Dataset, **transfer: A
         eval_every=int(config.training.eval_every),
         patience=int(config.training.patience),
         keep=str(config.training.keep),
-        active_dropouts=tuple(
-            name
-            for name in ("dropout", "input_dropout")
-            if config.model[name] > 0 or f"model.{name}" in swept
-        ),
+        removed=removed,
+        head=spec.head,
         target_std=target_std,
         **transfer,
     )
 
 
-def base_hparams(config: ml_collections.ConfigDict) -> dict[str, float]:
-    """The numeric hyperparameters of a member as the config states them (before any sweep)."""
-    hparams = {}
-    for field, name in NUMERIC_FIELDS.items():
-        section, leaf = field.split(".")
-        hparams[name] = float(config[section][leaf])
-    return hparams
-
-
-def model_for(program: Program, hparams: HParams) -> models.MLP:
-    """The member's MLP: the program's architecture with the member's (possibly traced) values."""
-    cfg = program.model_config
-    return models.MLP(
-        hidden=tuple(cfg.hidden),
-        num_outputs=program.num_outputs,
-        activation=cfg.activation,
-        initializer=cfg.init,
-        init_stddev=float(cfg.init_stddev),
-        init_scale=hparams["init_scale"],
-        negative_slope=hparams["negative_slope"],
-        dropout=hparams["dropout"] if "dropout" in program.active_dropouts else 0.0,
-        input_dropout=(
-            hparams["input_dropout"] if "input_dropout" in program.active_dropouts else 0.0
-        ),
-    )
+def base_hparams(spec: validation.RunSpec) -> dict[str, float]:
+    """The numeric hyperparameters members carry, as the config states them (before any sweep):
+    every numeric field of the run but the `constant_unless_swept` ones that are not swept."""
+    return {
+        f.hparam: float(field_value(spec.config, f.field))
+        for f in spec.numeric_fields().values()
+        if f.field in spec.sweep.numeric or not f.constant_unless_swept
+    }
 
 
 def make_apply_fn(program: Program) -> Callable[..., jax.Array]:
@@ -146,8 +195,9 @@ def make_apply_fn(program: Program) -> Callable[..., jax.Array]:
         train: bool = False,
         dropout_key: jax.Array | None = None,
     ) -> jax.Array:
-        model = model_for(program, hparams)
-        return model.apply({"params": params}, x, train=train, dropout_key=dropout_key)
+        return family_lib.apply_model(
+            program.model(hparams), params, x, train=train, dropout_key=dropout_key
+        )
 
     return apply_fn
 
@@ -157,21 +207,25 @@ def make_tx_factory(program: Program) -> Callable[[HParams], optax.GradientTrans
     scales = dict(program.label_lr_scales) or None
 
     def make_tx(hparams: HParams) -> optax.GradientTransformation:
-        return optimizers.make_optimizer(
-            program.optimizer_config,
-            hparams,
-            total_steps=program.total_steps,
-            param_labels=program.param_labels,
-            label_lr_scales=scales,
+        if program.user_optimizer is not None:
+            tx = program.user_optimizer(hparams)
+        else:
+            tx = optimizers.make_optimizer(
+                program.optimizer_config, hparams, total_steps=program.total_steps
+            )
+        return optimizers.with_labels(
+            tx,
+            program.param_labels,
             frozen_labels=program.frozen_labels,
+            label_lr_scales=scales,
         )
 
     return make_tx
 
 
 def build(
-    config: ml_collections.ConfigDict, data: Dataset, **transfer: Any
+    spec: validation.RunSpec, data: Dataset, **transfer: Any
 ) -> tuple[Program, Callable[..., jax.Array], Callable[[HParams], optax.GradientTransformation]]:
     """The program of a run with its apply function and optimiser factory."""
-    program = make_program(config, data, **transfer)
+    program = make_program(spec, data, **transfer)
     return program, make_apply_fn(program), make_tx_factory(program)

@@ -1,38 +1,24 @@
-"""The pure unit of work: one member's training state, its train step, and the chunked loop.
+"""The pure unit of work: one member's training state, its train step, and a chunk of steps.
 
-A member is "a key plus hyperparameters". `fit` runs one member; `jaxnn.ensemble` runs the
-very same functions under `jax.vmap`. Every chunk of `training.eval_every` steps is one jitted
-`lax.scan` followed by the evaluation, so the host is touched once per chunk.
+A member is "a key plus hyperparameters". `jaxnn.core.loop.fit` runs one member;
+`jaxnn.core.ensemble` runs the very same functions under `jax.vmap`. Every chunk of
+`training.eval_every` steps is one jitted `lax.scan` followed by the evaluation, so the host is
+touched once per chunk (`jaxnn.core.loop.drive`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
-import numpy as np
 import optax
 from flax import struct
 
-from jaxnn.core.program import (
-    HParams,
-    Params,
-    Program,
-    base_hparams,
-    build,
-    make_apply_fn,
-    make_program,
-    make_tx_factory,
-    model_for,
-    total_steps,
-)
-from jaxnn.data import Dataset
-from jaxnn.nn import losses
+from jaxnn.core.program import HParams, Params, Program
+from jaxnn.data.device import SplitData, TrainingData
+from jaxnn.nn.family import init_model
 
 # fold_in tags that derive a member's purpose keys from its member key.
 INIT_TAG, DROPOUT_TAG, ORDER_TAG = 0, 1, 2
@@ -40,30 +26,6 @@ INIT_TAG, DROPOUT_TAG, ORDER_TAG = 0, 1, 2
 SHARED_ORDER_TAG = 0x5EED
 # epoch_order packs example indices of up to this many bits under random bits (>= 12 random).
 MAX_PACKED_INDEX_BITS = 20
-
-__all__ = [
-    "Program",
-    "base_hparams",
-    "build",
-    "make_apply_fn",
-    "make_program",
-    "make_tx_factory",
-    "total_steps",
-]
-
-
-class SplitData(NamedTuple):
-    """The arrays of one split on the device: x [N, ...], y [N] or [N, num_outputs]."""
-
-    x: jax.Array
-    y: jax.Array
-
-
-class TrainingData(NamedTuple):
-    """What a chunk of training reads: the train and validation splits, placed on the device once."""
-
-    train: SplitData
-    val: SplitData
 
 
 @struct.dataclass
@@ -83,14 +45,6 @@ class TrainState:
     diverged: jax.Array  # bool []: a non-finite training loss ended this member's training
     apply_fn: Callable[..., jax.Array] = struct.field(pytree_node=False)
     make_tx: Callable[[HParams], optax.GradientTransformation] = struct.field(pytree_node=False)
-
-
-def device_data(data: Dataset) -> TrainingData:
-    """Places the train and validation splits on the device once."""
-    return TrainingData(
-        train=SplitData(jnp.asarray(data.x_train), jnp.asarray(data.y_train)),
-        val=SplitData(jnp.asarray(data.x_val), jnp.asarray(data.y_val)),
-    )
 
 
 def member_key(root: jax.Array, seed_index: int | jax.Array) -> jax.Array:
@@ -124,7 +78,7 @@ def init_state(
     hparams = {name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()}
     dummy = jnp.zeros((1, *program.feature_shape), jnp.float32)
     init_key = jax.random.fold_in(key, INIT_TAG)
-    params = model_for(program, hparams).init(init_key, dummy)["params"]
+    params = init_model(program.model(hparams), init_key, dummy)["params"]
     if pretrained:
         params = {**params, **pretrained}
     opt_state = make_tx(hparams).init(params)
@@ -188,7 +142,7 @@ def batch_loss(
 ) -> jax.Array:
     """Masked mean training loss of one batch."""
     outputs = state.apply_fn(params, x, state.hparams, train=True, dropout_key=dropout_key)
-    per_example = losses.per_example_loss(program.loss, outputs, y, huber_delta=program.huber_delta)
+    per_example = program.loss(outputs, y)
     weights = mask.astype(per_example.dtype)
     return jnp.sum(per_example * weights) / jnp.sum(weights)
 
@@ -240,18 +194,11 @@ def train_step(
 def evaluate(
     state: TrainState, params: Params, split: SplitData, program: Program
 ) -> dict[str, jax.Array]:
-    """Loss and metrics of `params` on a whole split (float32 scalars, RMSE in target units)."""
+    """Loss and every metric of `params` on a whole split (float32 scalars)."""
     outputs = state.apply_fn(params, split.x, state.hparams)
-    per_example = losses.per_example_loss(
-        program.loss, outputs, split.y, huber_delta=program.huber_delta
-    )
-    metrics = {"loss": jnp.mean(per_example)}
-    if program.task == "classification":
-        metrics["accuracy"] = losses.accuracy(outputs, split.y)
-    else:
-        metrics["r2"] = losses.r2(outputs, split.y)
-        std = jnp.asarray(program.target_std or (1.0,), jnp.float32)
-        metrics["rmse"] = losses.rmse(outputs * std, split.y * std)
+    metrics = {"loss": jnp.mean(program.loss(outputs, split.y))}
+    for name, metric in program.metrics:
+        metrics[name] = jnp.asarray(metric.fn(outputs, split.y), jnp.float32)
     return metrics
 
 
@@ -327,132 +274,3 @@ def run_chunk(
     metrics |= {f"val_{k}": v for k, v in val_metrics.items()}
     metrics["batch_loss"] = jnp.nanmean(batch_losses)
     return state, metrics
-
-
-@dataclasses.dataclass
-class Evaluation:
-    """One evaluation as the host sees it: metric -> float64 [num_members]."""
-
-    step: int
-    metrics: dict[str, np.ndarray]
-    state: TrainState
-
-
-EvalCallback = Callable[[Evaluation], None]
-
-
-@dataclasses.dataclass
-class LoopResult:
-    """The end of a training loop: final state, every evaluation, and timings."""
-
-    state: TrainState
-    history: list[dict[str, np.ndarray]]
-    steps_done: int
-    compile_s: float
-    train_s: float
-    program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
-
-
-def program_bytes(compiled: Any) -> int | None:
-    """Bytes a compiled program needs by XLA's account: arguments, outputs and scratch, less
-    outputs that alias argument buffers. None where the backend gives no account."""
-    memory = compiled.memory_analysis()
-    if memory is None:
-        return None
-    return int(
-        memory.argument_size_in_bytes
-        + memory.output_size_in_bytes
-        + memory.temp_size_in_bytes
-        - memory.alias_size_in_bytes
-    )
-
-
-def drive(
-    chunk_fn: Any,
-    state: TrainState,
-    data: TrainingData,
-    order_key: jax.Array | None,
-    program: Program,
-    *,
-    start_step: int = 0,
-    on_eval: EvalCallback | None = None,
-) -> LoopResult:
-    """Runs chunks from `start_step` until the run's steps are done or every member has stopped.
-
-    The chunk program is compiled once, ahead of time, before the first chunk (so a later
-    chunk cannot recompile); the only host work per chunk is to pull the small metrics and
-    call `on_eval`.
-    """
-    history: list[dict[str, np.ndarray]] = []
-    step = start_step
-    started = time.perf_counter()
-    compiled = chunk_fn.lower(state, data, jnp.asarray(step, jnp.int32), order_key).compile()
-    compile_s = time.perf_counter() - started
-    train_s = 0.0
-    while step < program.total_steps:
-        started = time.perf_counter()
-        state, metrics = compiled(state, data, jnp.asarray(step, jnp.int32), order_key)
-        metrics = {
-            k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()
-        }
-        train_s += time.perf_counter() - started
-        step = min(step + program.eval_every, program.total_steps)
-        history.append({"step": np.array([step]), **metrics})
-        if on_eval is not None:
-            on_eval(Evaluation(step=step, metrics=metrics, state=state))
-        if np.all(jax.device_get(state.stopped | state.diverged)):
-            break
-    return LoopResult(
-        state=state,
-        history=history,
-        steps_done=step,
-        compile_s=compile_s,
-        train_s=train_s,
-        program_bytes=program_bytes(compiled),
-    )
-
-
-@dataclasses.dataclass
-class FitResult:
-    """A trained single model: its state and its evaluation history."""
-
-    state: TrainState
-    program: Program
-    history: list[dict[str, np.ndarray]]
-    compile_s: float
-    train_s: float
-
-
-def fit(
-    config: ml_collections.ConfigDict,
-    data: Dataset,
-    key: jax.Array,
-    *,
-    hparams: Mapping[str, float] | None = None,
-    order_key: jax.Array | None = None,
-    on_eval: EvalCallback | None = None,
-) -> FitResult:
-    """Trains one model: the single-member path (member i of an ensemble equals this with its key).
-
-    Args:
-      config: the run config (validated).
-      data: the loaded data set.
-      key: the member key; `member_key(root, i)` reproduces member i of a run.
-      hparams: numeric hyperparameters that override the config's (a swept member's values).
-      order_key: the batch-order key (the shared one of a `batch_order=shared` run), or None.
-      on_eval: called after every evaluation.
-    """
-    program, apply_fn, make_tx = build(config, data)
-    member_hparams = {**base_hparams(config), **(hparams or {})}
-    state = jax.jit(lambda h, k: init_state(program, h, k, apply_fn=apply_fn, make_tx=make_tx))(
-        member_hparams, key
-    )
-    chunk_fn = jax.jit(lambda s, d, t, o: run_chunk(s, d, t, o, program=program))
-    loop = drive(chunk_fn, state, device_data(data), order_key, program, on_eval=on_eval)
-    return FitResult(
-        state=loop.state,
-        program=program,
-        history=loop.history,
-        compile_s=loop.compile_s,
-        train_s=loop.train_s,
-    )

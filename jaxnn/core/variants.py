@@ -1,63 +1,31 @@
-"""Structural sweeps: one compiled program per structural variant, one run of all of them.
+"""Structural variants: one compiled program per variant, one run of all of them.
 
-`restarts.sweep` may name fields that change the program (`sweep.STRUCTURAL_FIELDS`: the
-activation, init, hidden widths, loss, optimiser name, batch size). Each combination of their
-values is a *variant*; a variant is an ordinary ensemble run (`ensemble.fit_ensemble`) of the
-config with those values set and only the numeric part of the sweep left, so it vmaps its
-numeric variants and seeds in one program. Every variant starts from the same root key, so
-random start s of every variant has the same member key (paired comparisons).
+`restarts.sweep` may name fields that change the program (the model family's structural
+fields such as the activation or the hidden widths, and `model.name`, `loss`,
+`optimizer.name`, `training.batch_size`). Each combination of their values is a *variant*
+(`validation.RunSpec.variants`): an ordinary ensemble of the config with those values set and
+the numeric part of the sweep alone, so it vmaps its numeric variants and seeds in one
+program. Every variant starts from the same root key, so random start s of every variant has
+the same member key (paired comparisons).
 
 Global member indices are variant-major: member `offset_v + i` is member i of variant v, where
-`offset_v` is the number of members of the variants before v. `merge_summaries` joins the
-per-variant summaries into one whose `members` rows carry their `variant` dict.
+`offset_v` is the number of members of the variants before v.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 
-from jaxnn.analysis import restart_stats
-from jaxnn.config.sweep import parse_sweep, with_values
-from jaxnn.core import ensemble, train
+from jaxnn import validation
+from jaxnn.core import ensemble, loop
 from jaxnn.data import Dataset
 from jaxnn.errors import ConfigError
-
-
-def numeric_sweep_spec(numeric: Mapping[str, Sequence[float]]) -> str:
-    """The `restarts.sweep` string of the numeric fields only (values written exactly)."""
-    return "; ".join(
-        f"{field}=[{', '.join(repr(float(v)) for v in values)}]"
-        for field, values in numeric.items()
-    )
-
-
-def variant_configs(
-    config: ml_collections.ConfigDict,
-) -> list[tuple[dict[str, Any], ml_collections.ConfigDict]]:
-    """(variant, config of that variant) for every structural variant, in sweep order.
-
-    A config without structural fields gives one variant `{}` whose config is a copy of
-    `config`. The variant configs keep only the numeric part of the sweep, so no structural
-    field reaches the numeric machinery.
-    """
-    sweep = parse_sweep(config.restarts.sweep, config)
-    numeric_spec = numeric_sweep_spec(sweep.numeric)
-    out = []
-    for variant in sweep.structural_variants():
-        values = {**variant, "restarts.sweep": numeric_spec}
-        out.append((dict(variant), with_values(config, values)))
-    return out
-
-
-def has_structural(config: ml_collections.ConfigDict) -> bool:
-    """Whether the sweep names any structural field (then a run has several programs)."""
-    return bool(parse_sweep(config.restarts.sweep, config).structural)
+from jaxnn.nn.components import Components
 
 
 @dataclasses.dataclass
@@ -65,18 +33,31 @@ class VariantRun:
     """One structural variant's trained ensemble and the global index of its first member."""
 
     variant: dict[str, Any]
-    config: ml_collections.ConfigDict
+    spec: validation.RunSpec
     result: ensemble.EnsembleResult
     offset: int
+
+    @property
+    def config(self) -> ml_collections.ConfigDict:
+        return self.spec.config
 
     @property
     def global_indices(self) -> list[int]:
         return [self.offset + m.index for m in self.result.members]
 
 
+def variant_specs(spec: validation.RunSpec) -> list[tuple[dict[str, Any], validation.RunSpec]]:
+    """(variant values, its spec) for every structural variant; one `({}, spec)` for a plain run."""
+    return [(dict(v), s) for v, s in spec.variants] if spec.structural else [({}, spec)]
+
+
 def member_offsets(sizes: Sequence[int]) -> list[int]:
     """Global index of the first member of each variant (variant-major)."""
-    return [int(x) for x in np.concatenate([[0], np.cumsum(sizes)[:-1]])] if sizes else []
+    offsets, total = [], 0
+    for size in sizes:
+        offsets.append(total)
+        total += int(size)
+    return offsets
 
 
 def global_members(members: Sequence[ensemble.Member], offset: int) -> list[ensemble.Member]:
@@ -84,35 +65,39 @@ def global_members(members: Sequence[ensemble.Member], offset: int) -> list[ense
     return [dataclasses.replace(m, index=offset + m.index) for m in members]
 
 
-def fit_structural(
+def fit_variants(
     config: ml_collections.ConfigDict,
     data: Dataset,
     key: jax.Array,
     *,
-    on_eval: Any = None,
+    sweep: Any = None,
+    on_eval: Callable[..., loop.EvalCallback | None] | None = None,
+    **components: Any,
 ) -> list[VariantRun]:
     """Trains every structural variant, one compiled program each, variant after variant.
 
     Args:
-      config: the run config (validated).
+      config: the run config.
       data: the loaded data set.
       key: the root key (the same for every variant).
-      on_eval: optional factory `on_eval(variant, config, members_with_global_indices)` that
+      sweep: the sweep in place of `config.restarts.sweep` (string, mapping or Sweep).
+      on_eval: optional factory `on_eval(variant, spec, members_with_global_indices)` that
         returns the evaluation callback of that variant (or None).
+      **components: the user's own parts (model, loss, metrics, predict, optimizer).
 
     Returns:
-      One VariantRun per variant, in sweep order.
+      One VariantRun per variant, in sweep order (one for a sweep without structural fields).
     """
+    spec = validation.validate(config, Components.of(**components), sweep=sweep)
     runs: list[VariantRun] = []
     offset = 0
-    for variant, variant_config in variant_configs(config):
+    for variant, variant_spec in variant_specs(spec):
+        trainer = ensemble.make_trainer(variant_spec, data, key)
         callback = None
         if on_eval is not None:
-            callback = on_eval(
-                variant, variant_config, global_members(ensemble.members(variant_config), offset)
-            )
-        result = ensemble.fit_ensemble(variant_config, data, key, on_eval=callback)
-        runs.append(VariantRun(variant, variant_config, result, offset))
+            callback = on_eval(variant, variant_spec, global_members(trainer.members, offset))
+        result = ensemble.train_members(trainer, data, key, on_eval=callback)
+        runs.append(VariantRun(variant, variant_spec, result, offset))
         offset += len(result.members)
     return runs
 
@@ -149,97 +134,3 @@ def landscape_members(
 def describe(variant: Mapping[str, Any]) -> str:
     """A variant as `field=value, ...` (the base config when empty)."""
     return ", ".join(f"{k}={v}" for k, v in variant.items()) or "the base config"
-
-
-def merge_summaries(
-    parts: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], np.ndarray]],
-    config: ml_collections.ConfigDict,
-    dataset: Dataset,
-    program: train.Program,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """One summary of a structural run from the per-variant summaries.
-
-    Args:
-      parts: per variant, in order: (variant dict, its `run.summarize` summary, its test
-        predictions [M_v, N, O]).
-      config: the run config (for `restarts.select_by` and `restarts.tolerance`).
-      dataset: the data set.
-      program: any variant's program (for the task and target scale of the ensemble metrics).
-
-    Returns:
-      The merged summary (members renumbered variant-major, each with its `variant`; the best
-      member selected over all variants; ensemble and restart statistics over all members;
-      a `variants` list with each variant's own best member and restart statistics; timings
-      summed) and the test predictions of all members [M, N, O].
-    """
-    rows: list[dict[str, Any]] = []
-    variants = []
-    offset = 0
-    for variant, summary, _ in parts:
-        local_best = summary["best_member"]
-        for row in summary["members"]:
-            rows.append({**row, "index": offset + row["index"], "variant": dict(variant)})
-        variants.append(
-            {
-                "variant": dict(variant),
-                "members": [offset, offset + len(summary["members"])],
-                "best_member": None if local_best is None else offset + local_best,
-                "best": summary["best"],
-                "ensemble": summary["ensemble"],
-                "restart_stats": summary["restart_stats"],
-                "steps": summary.get("steps"),
-            }
-        )
-        offset += len(summary["members"])
-    predictions = np.concatenate([p for _, _, p in parts], axis=0)
-    diverged = np.array([row["diverged"] for row in rows])
-    select_by = config.restarts.select_by
-    best = ensemble.select_best(
-        {select_by: np.array([row[select_by] for row in rows], np.float64)}, diverged, select_by
-    )
-    test_keys = [k for k in rows[0] if k.startswith("test_")]
-    first = parts[0][1]
-    timing = {
-        "compile_s": sum(s["timing"]["compile_s"] for _, s, _ in parts),
-        "train_s": sum(s["timing"]["train_s"] for _, s, _ in parts),
-    }
-    member_steps = sum(row["final_step"] for row in rows)
-    timing["member_steps_per_s"] = member_steps / max(timing["train_s"], 1e-9)
-    merged: dict[str, Any] = {
-        **{k: v for k, v in first.items() if k not in ("members", "timing")},
-        "members": rows,
-        "best_member": best,
-        "selected_by": select_by,
-        "best": {} if best is None else {k: rows[best][k] for k in test_keys},
-        "ensemble": ensemble.ensemble_metrics(predictions, dataset.y_test, program, ~diverged),
-        "restart_stats": restart_stats.restart_stats(
-            np.array([r["val_loss"] for r in rows if not r["diverged"]]),
-            tolerance=float(config.restarts.tolerance),
-        ),
-        "num_diverged": int(diverged.sum()),
-        "variants": variants,
-        "timing": timing,
-    }
-    return merged, predictions
-
-
-def summarize_runs(
-    runs: Sequence[VariantRun],
-    config: ml_collections.ConfigDict,
-    dataset: Dataset,
-    summarize: Any,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """The merged summary of a structural run and all members' test predictions.
-
-    Args:
-      runs: from `fit_structural`.
-      config: the run config.
-      dataset: the data set.
-      summarize: `jaxnn.run.summarize` (result, config, dataset) -> (summary, predictions),
-        applied to each variant with its own config.
-    """
-    parts = []
-    for variant_run in runs:
-        summary, predictions = summarize(variant_run.result, variant_run.config, dataset)
-        parts.append((variant_run.variant, summary, predictions))
-    return merge_summaries(parts, config, dataset, runs[0].result.program)

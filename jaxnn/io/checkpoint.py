@@ -6,7 +6,7 @@ A workdir holds
     DIR/checkpoints/<step>/meta    {"format_version", "jaxnn_version", "step", "num_members"}
 
 (one member's weights, and the selected member's single-model export `DIR/best`, are
-`jaxnn.export`).
+`jaxnn.io.export`).
 
 Saves are synchronous and go through Orbax's temporary directory + rename, so a process killed
 during a save leaves the previous checkpoint as the latest one; checkpoints the keep policy
@@ -36,7 +36,6 @@ from jaxnn.errors import CheckpointError, WorkdirError
 from jaxnn.io import orbax_io
 
 FORMAT_VERSION = orbax_io.FORMAT_VERSION
-CHECKPOINTS = "checkpoints"
 STATE_ITEM, META_ITEM = "state", "meta"
 # Where the keep policy moves the checkpoints it drops before deleting them.
 DELETED = ".deleted"
@@ -45,30 +44,6 @@ UNFINISHED_MARKER = ".orbax-checkpoint-tmp"
 
 Params = Any
 Report = Callable[[str], None]
-
-# One member's weights (the DIR/best export, a member of a run) moved to jaxnn.export; these
-# names still resolve from here.
-_MOVED_TO_EXPORT = (
-    "BEST",
-    "BEST_TREES",
-    "export_member",
-    "best_dir",
-    "config_from_json",
-    "best_metadata",
-    "best_param_shapes",
-    "read_best",
-    "load_model",
-    "restore_member",
-    "member_param_shapes",
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_EXPORT:
-        from jaxnn.io import export
-
-        return getattr(export, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def state_fields() -> tuple[str, ...]:

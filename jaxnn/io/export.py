@@ -14,21 +14,26 @@ metadata is read and its format version checked before any array is.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxnn.core import train
+from jaxnn.core.program import Program
 from jaxnn.errors import CheckpointError
-from jaxnn.io import checkpoint, orbax_io
+from jaxnn.io import checkpoint, orbax_io, run_files
+from jaxnn.nn import registry
+from jaxnn.nn.family import DEFAULT_HEAD, apply_model, init_model, user_family
 
-BEST = "best"
+BEST = run_files.BEST
 BEST_TREES = ("params", "final_params", "hparams")
 PARAM_KINDS = ("best_params", "params")
 
@@ -40,34 +45,49 @@ def member_slice(tree: Any, index: int) -> Any:
     return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[index]), tree)
 
 
+def _latest_readable(checkpoints: checkpoint.RunCheckpoints, workdir: Path) -> tuple[int, int]:
+    """(newest readable step, its number of members) of one checkpoint directory."""
+    errors = []
+    for step in reversed(checkpoints.steps()):
+        try:
+            return step, checkpoints.meta(step)["num_members"]
+        except CheckpointError as error:
+            errors.append(error)
+    detail = f": {errors[0]}" if errors else ""
+    raise CheckpointError(f"{workdir} holds no readable checkpoint{detail}")
+
+
+def _variant_number(path: Path) -> int:
+    return int(path.name.removeprefix("variant_"))
+
+
 @contextlib.contextmanager
 def _latest_of_member(
     workdir: str | Path, index: int
-) -> Iterator[tuple[checkpoint.RunCheckpoints, int]]:
-    """A run's checkpoints (read-only) and its newest readable step, with `index` checked."""
-    directory = Path(workdir).expanduser() / checkpoint.CHECKPOINTS
+) -> Iterator[tuple[checkpoint.RunCheckpoints, int, int]]:
+    """The checkpoints (read-only) holding global member `index`, their newest readable step,
+    and the member's index there: a structural run's variants (`checkpoints/variant_<v>/`)
+    hold its members variant after variant."""
+    workdir = Path(workdir).expanduser().resolve()
+    directory = workdir / run_files.CHECKPOINTS_DIR
     if not directory.is_dir():
-        raise CheckpointError(f"{Path(workdir)} holds no checkpoints ({directory} is missing)")
-    checkpoints = checkpoint.RunCheckpoints(directory, read_only=True)
-    try:
-        errors = []
-        for step in reversed(checkpoints.steps()):
-            try:
-                num_members = checkpoints.meta(step)["num_members"]
-                break
-            except CheckpointError as error:
-                errors.append(error)
-        else:
-            detail = f": {errors[0]}" if errors else ""
-            raise CheckpointError(f"{Path(workdir)} holds no readable checkpoint{detail}")
-        if not 0 <= index < num_members:
-            raise CheckpointError(
-                f"member index {index} is out of range: {directory} holds {num_members} "
-                f"member(s), 0..{num_members - 1}"
-            )
-        yield checkpoints, step
-    finally:
-        checkpoints.close()
+        raise CheckpointError(f"{workdir} holds no checkpoints ({directory} is missing)")
+    variant_dirs = sorted(directory.glob("variant_*"), key=_variant_number)
+    offset = 0
+    for candidate in variant_dirs or [directory]:
+        checkpoints = checkpoint.RunCheckpoints(candidate, read_only=True)
+        try:
+            step, num_members = _latest_readable(checkpoints, workdir)
+            if 0 <= index - offset < num_members:
+                yield checkpoints, step, index - offset
+                return
+        finally:
+            checkpoints.close()
+        offset += num_members
+    raise CheckpointError(
+        f"member index {index} is out of range: {directory} holds {offset} member(s), "
+        f"0..{offset - 1}"
+    )
 
 
 def restore_member(
@@ -96,12 +116,12 @@ def restore_member(
     """
     if which not in PARAM_KINDS:
         raise ValueError(f"which must be one of {PARAM_KINDS}, got {which!r}")
-    with _latest_of_member(workdir, index) as (checkpoints, step):
+    with _latest_of_member(workdir, index) as (checkpoints, step, local):
         shapes = checkpoints.shapes(step, which)
         if layers is not None:
             shapes = {name: shapes[name] for name in layers}
         stacked = checkpoints.restore_fields(step, {which: shapes})[which]
-    return member_slice(stacked, index)
+    return member_slice(stacked, local)
 
 
 def member_param_shapes(workdir: str | Path, index: int) -> Any:
@@ -110,7 +130,7 @@ def member_param_shapes(workdir: str | Path, index: int) -> Any:
     Raises:
       CheckpointError: no checkpoint, an unreadable one, or an index out of range.
     """
-    with _latest_of_member(workdir, index) as (checkpoints, step):
+    with _latest_of_member(workdir, index) as (checkpoints, step, _):
         shapes = checkpoints.shapes(step, "best_params")
     return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), shapes)
 
@@ -129,6 +149,7 @@ def export_member(
     config: ml_collections.ConfigDict,
     *,
     step: int,
+    program: Program,
 ) -> Path:
     """Writes member `index` of a stacked state as a single-model checkpoint (DIR/best).
 
@@ -142,6 +163,7 @@ def export_member(
       index: the selected member.
       config: the run's config (stored in the metadata, so the model can be rebuilt).
       step: the global step the run ended at.
+      program: the run's program (the model family, output width and input shape).
     """
     member = member_slice(
         {"best_params": state.best_params, "params": state.params, "hparams": state.hparams}, index
@@ -153,6 +175,9 @@ def export_member(
         "best_step": int(np.asarray(state.best_step)[index]),
         "best_val_loss": float(np.asarray(state.best_val_loss)[index]),
         "config": json.loads(config.to_json()),
+        "model": program.family.name,
+        "num_outputs": int(program.num_outputs),
+        "feature_shape": list(program.feature_shape),
     }
     directory = Path(directory)
     checkpointer = _best_checkpointer()
@@ -175,7 +200,7 @@ def export_member(
 
 def best_dir(path: str | Path) -> Path:
     """The exported model directory of `path`: `path/best` for a workdir, else `path` itself."""
-    path = Path(path).expanduser()
+    path = Path(path).expanduser().resolve()
     return path / BEST if (path / BEST).is_dir() else path
 
 
@@ -247,18 +272,71 @@ def read_best(path: str | Path, item: str = "params", layers: Sequence[str] | No
     return jax.tree_util.tree_map(np.asarray, dict(restored))
 
 
-def load_model(path: str | Path) -> tuple[Params, dict[str, np.ndarray], ml_collections.ConfigDict]:
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """An exported model: its weights, hyperparameters, config and rebuilt Module.
+
+    Attributes:
+      params: the selected member's best-validation weights (numpy arrays).
+      hparams: its numeric hyperparameters (float32 scalars).
+      config: the run's config.
+      module: the `flax.linen.Module` the weights belong to.
+    """
+
+    params: Params
+    hparams: dict[str, np.ndarray]
+    config: ml_collections.ConfigDict
+    module: Any
+
+    def apply(self, x: Any) -> jax.Array:
+        """The model's outputs [N, num_outputs] for inputs x [N, ...] as it was trained on them
+        (standardised features; logits for classification)."""
+        return apply_model(self.module, self.params, jnp.asarray(x, jnp.float32))
+
+
+def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
     """Loads an exported single model: a workdir (its `best/`) or the `best/` directory itself.
 
-    Returns:
-      (params, hparams, config): the selected member's best-validation weights, its numeric
-      hyperparameters (float32 scalars), and the run's config. `train.build(config, data)`
-      rebuilds the program to evaluate it.
+    A run of a registered family is rebuilt from its config. A run of the user's own model
+    needs that model again (`model=`, as given to the run); the stored weights must have the
+    shapes of its parameters.
 
     Raises:
-      CheckpointError: no exported model, an unreadable one, or one of another format.
+      CheckpointError: no exported model, an unreadable one, one of another format, a user
+        model that is not given, or parameters whose shapes differ from the model's.
     """
     metadata = best_metadata(path)
-    params = read_best(path, "params")
+    config = config_from_json(metadata["config"])
+    trained = metadata.get("model", "mlp")
+    if model is None and trained == "user":
+        raise CheckpointError(
+            f"{Path(path)} holds a model of the user's own code: pass it again, "
+            "load_model(path, model=...), as it was given to the run"
+        )
+    if model is not None:
+        family = user_family(model, head=tuple(config.model.head) or DEFAULT_HEAD)
+    else:
+        family = registry.family(config.model.name)
     hparams = read_best(path, "hparams")
-    return params, hparams, config_from_json(metadata["config"])
+    model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in family.numeric_fields}
+    module = family.build(config.model, model_hparams, int(metadata["num_outputs"]))
+    dummy = jax.ShapeDtypeStruct((1, *metadata["feature_shape"]), jnp.float32)
+    expected = jax.eval_shape(
+        lambda x: init_model(module, jax.random.PRNGKey(0), x)["params"], dummy
+    )
+    stored = orbax_io.leaf_shapes(best_param_shapes(path))
+    for name, shape in orbax_io.leaf_shapes(expected).items():
+        if stored.get(name) != shape:
+            raise CheckpointError(
+                f"the model does not fit the weights in {best_dir(path)}: {name} has shape "
+                f"{orbax_io.shape_text(shape)} in the model but "
+                f"{orbax_io.shape_text(stored.get(name))} there"
+            )
+    extra = sorted(set(stored) - set(orbax_io.leaf_shapes(expected)))
+    if extra:
+        raise CheckpointError(
+            f"the model does not fit the weights in {best_dir(path)}: it has no parameter {extra[0]}"
+        )
+    return LoadedModel(
+        params=read_best(path, "params"), hparams=hparams, config=config, module=module
+    )

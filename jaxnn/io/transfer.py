@@ -2,10 +2,11 @@
 
 `init_from.workdir` names the pretraining run and `init_from.member` its weights: `best` (the
 run's exported `DIR/best/`, the validation-selected member) or a member index (that member's
-best-validation weights in the run's latest checkpoint). The body (hidden layers and PReLU
-slopes) is always restored; the head is restored only with `init_from.restore = all`, else it
-is initialised afresh by each member's own key, so K random starts share one pretrained body
-and differ in their heads.
+best-validation weights in the run's latest checkpoint). The body (every top-level parameter
+outside the model's head: the family's `head`, or `model.head`) is always restored; the head
+is restored only with `init_from.restore = all`, else it is initialised afresh by each
+member's own key, so K random starts share one pretrained body and differ in their heads. A
+user's own model transfers the same way (the run passes the model).
 
 Modes:
   finetune            every layer trains; `init_from.body_lr_scale` scales the body's updates.
@@ -15,15 +16,18 @@ Modes:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
 from jaxnn.errors import CheckpointError
-from jaxnn.io import export
-from jaxnn.nn import models
+from jaxnn.io import export, run_files
+from jaxnn.nn.family import ModelFamily, body_head_labels
+from jaxnn.nn.layer_table import LayerOrder, layer_table
 
 BODY = "body"
 
@@ -41,15 +45,21 @@ class Source:
         return f"{self.workdir}, {which}"
 
 
-def program_options(init_from: ml_collections.ConfigDict) -> dict[str, Any]:
-    """train.Program fields of a transfer run: body/head labels, frozen body, body lr scale."""
+def program_options(init_from: ml_collections.ConfigDict, head: Sequence[str]) -> dict[str, Any]:
+    """`Program` fields of a transfer run: body/head labels, frozen body, body lr scale.
+
+    Args:
+      init_from: the `init_from` config.
+      head: the top-level parameter names of the model's head (everything else is the body).
+    """
     if not init_from.workdir:
         return {}
+    labels = functools.partial(body_head_labels, head=tuple(head))
     if init_from.mode == "feature_extraction":
-        return {"param_labels": models.body_head_labels, "frozen_labels": (BODY,)}
+        return {"param_labels": labels, "frozen_labels": (BODY,)}
     if init_from.body_lr_scale != 1.0:
         return {
-            "param_labels": models.body_head_labels,
+            "param_labels": labels,
             "label_lr_scales": ((BODY, float(init_from.body_lr_scale)),),
         }
     return {}
@@ -59,7 +69,7 @@ def _prefix(init_from: ml_collections.ConfigDict) -> str:
     return f"init_from.workdir={init_from.workdir!r}"
 
 
-def check_source(config: ml_collections.ConfigDict) -> Source:
+def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Source:
     """Checks `init_from` against the pretraining run without reading any weights.
 
     Raises:
@@ -81,9 +91,9 @@ def check_source(config: ml_collections.ConfigDict) -> Source:
         raise CheckpointError(f"{prefix}: config.json is unreadable ({error})") from error
     member: str | int = "best" if init_from.member == "best" else int(init_from.member)
     if member == "best":
-        if not (workdir / export.BEST).is_dir():
+        if not (workdir / run_files.BEST).is_dir():
             raise CheckpointError(
-                f"{prefix} holds no exported best member ({workdir / export.BEST} is missing: "
+                f"{prefix} holds no exported best member ({workdir / run_files.BEST} is missing: "
                 "is the run finished?); finish it or name a member with init_from.member"
             )
         export.best_metadata(workdir)
@@ -92,30 +102,39 @@ def check_source(config: ml_collections.ConfigDict) -> Source:
             export.member_param_shapes(workdir, member)
         except CheckpointError as error:
             raise CheckpointError(f"{prefix}: {error}") from error
-    source_activation = source_config.get("model", {}).get("activation")
-    if source_activation != config.model.activation:
-        raise CheckpointError(
-            f"{prefix}: model.activation={config.model.activation!r} does not match the "
-            f"pretrained run's {source_activation!r} (its layers were trained with it)"
-        )
+    for field in family.transfer_fields:
+        theirs = source_config.get("model", {}).get(field)
+        if theirs != config.model[field]:
+            raise CheckpointError(
+                f"{prefix}: model.{field}={config.model[field]!r} does not match the "
+                f"pretrained run's {theirs!r} (its layers were trained with it)"
+            )
     return Source(workdir=workdir, member=member, config=source_config)
 
 
 def _layer_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     """'layer/name' -> shape for every array of a params tree (or of its abstract shapes)."""
-    return {name: shape for name, shape, _ in models.layer_table(tree)}
+    return {name: shape for name, shape, _ in layer_table(tree)}
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def wanted_layers(params_shapes: Any, restore: str) -> list[str]:
+def wanted_layers(params_shapes: Any, restore: str, head: Sequence[str]) -> list[str]:
     """Top-level layers to restore: the body, and the head too when `restore` is 'all'."""
-    return [name for name in params_shapes if restore == "all" or name != models.HEAD]
+    return [name for name in params_shapes if restore == "all" or name not in head]
 
 
-def check_shapes(target: Any, source: Any, layers: list[str], describe: str) -> None:
+def check_shapes(
+    target: Any,
+    source: Any,
+    layers: list[str],
+    describe: str,
+    *,
+    head: Sequence[str],
+    order: LayerOrder | None = None,
+) -> None:
     """Raises CheckpointError naming the first layer (in layer order) whose shape differs.
 
     Args:
@@ -126,9 +145,9 @@ def check_shapes(target: Any, source: Any, layers: list[str], describe: str) -> 
     """
     target_shapes = _layer_shapes({name: target[name] for name in layers})
     source_shapes = _layer_shapes(
-        {name: tree for name, tree in source.items() if name != models.HEAD or name in layers}
+        {name: tree for name, tree in source.items() if name not in head or name in layers}
     )
-    in_order = [name for name, _, _ in models.layer_table({**source, **target})]
+    in_order = [name for name, _, _ in layer_table({**source, **target}, order=order)]
     in_order += [name for name in source_shapes if name not in in_order]
     for name in in_order:
         mine, theirs = target_shapes.get(name), source_shapes.get(name)
@@ -144,8 +163,8 @@ def check_shapes(target: Any, source: Any, layers: list[str], describe: str) -> 
                 "checkpoint"
             )
         raise CheckpointError(
-            f"init_from: layer {name} {detail} ({describe}); model.hidden and "
-            "model.activation must match the pretrained run's"
+            f"init_from: layer {name} {detail} ({describe}); the model's body must match the "
+            "pretrained run's"
         )
 
 
@@ -156,7 +175,12 @@ def _source_shapes(source: Source) -> Any:
 
 
 def load_pretrained(
-    source: Source, config: ml_collections.ConfigDict, target_params: Any
+    source: Source,
+    config: ml_collections.ConfigDict,
+    target_params: Any,
+    *,
+    head: Sequence[str],
+    order: LayerOrder | None = None,
 ) -> dict[str, Any]:
     """Reads the pretrained layers a run starts from, checking their shapes first.
 
@@ -176,8 +200,10 @@ def load_pretrained(
       CheckpointError: a layer's shape differs (the message names the first one and both
         shapes), or the checkpoint is unreadable.
     """
-    layers = wanted_layers(target_params, config.init_from.restore)
-    check_shapes(target_params, _source_shapes(source), layers, source.describe())
+    layers = wanted_layers(target_params, config.init_from.restore, head)
+    check_shapes(
+        target_params, _source_shapes(source), layers, source.describe(), head=head, order=order
+    )
     if source.member == "best":
         return export.read_best(source.workdir, "params", layers)
     return export.restore_member(source.workdir, int(source.member), layers=layers)

@@ -24,14 +24,9 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from jaxnn.core import train
+from jaxnn.core.program import total_steps
 from jaxnn.errors import ConfigError, WorkdirError
-from jaxnn.io import atomic, checkpoint, export
-
-SUMMARY = "summary.json"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-
+from jaxnn.io import atomic, checkpoint, run_files
 
 # Config fields a resumed or continued run may change: the length of training, and where it
 # runs (checkpoints hold the real members whatever the device count).
@@ -40,59 +35,61 @@ RESUMABLE_FIELDS = ("training.steps", "training.epochs", "mesh.num_devices", "me
 
 @dataclasses.dataclass
 class RunPaths:
-    """The files of a workdir (DESIGN.md, Workdir)."""
+    """The files of a workdir (their rules: `jaxnn.io.run_files`)."""
 
     root: Path
 
+    def __truediv__(self, name: str) -> Path:
+        return self.root / name
+
     @property
     def config(self) -> Path:
-        return self.root / CONFIG
+        return self.root / run_files.CONFIG
 
     @property
     def metrics(self) -> Path:
-        return self.root / METRICS
+        return self.root / run_files.METRICS
+
+    @property
+    def diagnostics(self) -> Path:
+        return self.root / run_files.DIAGNOSTICS
 
     @property
     def summary(self) -> Path:
-        return self.root / SUMMARY
+        return self.root / run_files.SUMMARY
 
     @property
     def plots(self) -> Path:
-        return self.root / "plots"
+        return self.root / run_files.PLOTS
 
     @property
     def report(self) -> Path:
-        return self.root / "report.md"
+        return self.root / run_files.REPORT
 
     @property
     def checkpoints(self) -> Path:
-        return self.root / checkpoint.CHECKPOINTS
+        return self.root / run_files.CHECKPOINTS_DIR
 
     @property
     def best(self) -> Path:
-        return self.root / export.BEST
+        return self.root / run_files.BEST
+
+    def variant_checkpoints(self, variant: int, num_variants: int) -> Path:
+        """The checkpoint directory of one structural variant (`checkpoints/` for a plain run)."""
+        if num_variants == 1:
+            return self.checkpoints
+        return self.checkpoints / f"variant_{variant}"
 
     def run_files(self) -> list[Path]:
-        """Everything a run writes (what --overwrite deletes; other files are left alone).
-
-        The summary goes first and the config last, so an overwrite killed half-way leaves an
-        unfinished run (or an empty workdir), never a finished-looking one.
-        """
-        return [
-            self.summary,
-            self.report,
-            self.best,
-            self.checkpoints,
-            self.metrics,
-            self.plots,
-            self.config,
-        ]
+        """Everything a run writes, in the order --overwrite deletes it (`run_files.RUN_FILES`)."""
+        return [self.root / f.name for f in run_files.RUN_FILES]
 
     def leftovers(self) -> list[Path]:
         """Temporary files of writes that a killed launch never finished (safe to delete)."""
-        found = list(self.root.glob(f"{export.BEST}{checkpoint.UNFINISHED_MARKER}*"))
-        for path in (self.config, self.metrics, self.summary, self.report):
-            found += self.root.glob(f".{path.name}.*.tmp")
+        found = list(self.root.glob(f"{run_files.BEST}{checkpoint.UNFINISHED_MARKER}*"))
+        for entry in run_files.RUN_FILES:
+            if not entry.directory:
+                found += self.root.glob(f".{entry.name}.*.tmp")
         return sorted(found)
 
 
@@ -192,7 +189,7 @@ def plan_workdir(
         return WorkdirPlan(paths, "new")
     if not paths.config.exists():
         raise ConfigError(
-            f"workdir {paths.root} holds checkpoints or a summary but no {CONFIG}; pass "
+            f"workdir {paths.root} holds checkpoints or a summary but no {run_files.CONFIG}; pass "
             "--overwrite to start over"
         )
     old = _read_json(paths.config, "the config of the run there")
@@ -210,7 +207,7 @@ def plan_workdir(
     summary = _read_json(paths.summary, "the summary of the finished run there")
     try:
         done = int(summary["steps"])
-        wanted = train.total_steps(config.training, int(summary["dataset"]["num_train"]))
+        wanted = total_steps(config.training, int(summary["dataset"]["num_train"]))
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(
             f"{paths.summary} lacks the finished run's steps ({error!r}); pass --overwrite"
@@ -228,8 +225,21 @@ def _clear(files: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-def prepare(plan: WorkdirPlan, config: ml_collections.ConfigDict, start_step: int) -> None:
+def prepare(
+    plan: WorkdirPlan, config: ml_collections.ConfigDict, resumed_steps: Mapping[int, int]
+) -> None:
     """Writes the first files of a run: only called once every check has passed.
+
+    Applies the rules of `jaxnn.io.run_files`: --overwrite removes every run file; a new run
+    removes run files that belong to no known run (there is no config.json); a continued run
+    removes the files its end rewrites and cuts every appended file back to each member's
+    checkpoint step.
+
+    Args:
+      plan: from `plan_workdir`.
+      config: the run's config (written to config.json).
+      resumed_steps: global member index -> the step its restored checkpoint is at (members
+        absent here have no checkpoint: their rows are all dropped).
 
     Raises:
       WorkdirError: the workdir cannot be created or written (e.g. a read-only or full file
@@ -239,16 +249,13 @@ def prepare(plan: WorkdirPlan, config: ml_collections.ConfigDict, start_step: in
     try:
         paths.root.mkdir(parents=True, exist_ok=True)
         _clear(paths.leftovers())
-        if plan.action == "overwrite":
+        if plan.action in ("overwrite", "new"):
             _clear(paths.run_files())
-        elif plan.action == "new":
-            # Leftovers without a config.json belong to no known run: they must not mix in.
-            _clear([paths.metrics, paths.best])
         else:
-            # The run is unfinished until its new summary is written.
-            _clear([paths.summary, paths.report])
+            _clear([paths / f.name for f in run_files.RUN_FILES if f.unfinished_on_resume])
         paths.plots.mkdir(exist_ok=True)
-        truncate_metrics(paths.metrics, start_step)
+        for entry in run_files.appended():
+            cut_back(paths / entry.name, resumed_steps)
         text = config.to_json(indent=2) + "\n"
         if not paths.config.is_file() or paths.config.read_text() != text:
             atomic.write_text_atomic(paths.config, text)
@@ -275,8 +282,9 @@ def writing(what: str, path: Path) -> Iterator[None]:
         ) from error
 
 
-def truncate_metrics(path: Path, step: int) -> None:
-    """Keeps the metrics.jsonl rows of evaluations up to `step` (a resume repeats the later ones).
+def cut_back(path: Path, resumed_steps: Mapping[int, int]) -> None:
+    """Keeps the rows of an appended file (metrics.jsonl, diagnostics.jsonl) that a resume does
+    not repeat: each member's rows up to the step of its checkpoint.
 
     A torn last line (a file written by appending, killed mid-write) ends the kept rows. The
     file is replaced only when rows are dropped.
@@ -290,7 +298,7 @@ def truncate_metrics(path: Path, step: int) -> None:
             row = json.loads(line)
         except json.JSONDecodeError:
             break
-        if row["step"] <= step:
+        if row["step"] <= resumed_steps.get(row["member"], -1):
             kept.append(line + "\n")
     if "".join(kept) != text:
         atomic.write_text_atomic(path, "".join(kept))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -129,40 +128,19 @@ def predictions(name: str, task: str, outputs: jax.Array) -> jax.Array:
     return outputs
 
 
-def accuracy(scores: jax.Array, labels: jax.Array) -> jax.Array:
-    """Fraction of examples whose highest score [B, C] is at their label [B]."""
-    return jnp.mean(jnp.argmax(scores, axis=-1) == labels)
+PerExampleLoss = Callable[[jax.Array, jax.Array], jax.Array]
+Predict = Callable[[jax.Array], jax.Array]
 
 
-def _per_output(predictions: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
-    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
-    if predictions.ndim == 1:
-        predictions, targets = predictions[:, None], targets[:, None]
-    return predictions, targets.astype(predictions.dtype)
+def loss_fn(name: str, *, huber_delta: float = 1.0) -> PerExampleLoss:
+    """The registered loss `name` as a function (outputs [B, O], targets) -> per-example [B]."""
+    loss = _lookup_loss(name)
+    return lambda outputs, targets: loss(outputs, targets, huber_delta=huber_delta)
 
 
-def r2(predictions: Any, targets: Any) -> jax.Array:
-    """Coefficient of determination 1 - SS_res / SS_tot of each output, averaged over outputs.
-
-    predictions, targets [B, O] (or [B]). As scikit-learn's r2_score: an output with constant
-    targets scores 1 if predicted exactly, else 0.
-    """
-    predictions, targets = _per_output(predictions, targets)
-    ss_res = jnp.sum((targets - predictions) ** 2, axis=0)
-    ss_tot = jnp.sum((targets - targets.mean(axis=0)) ** 2, axis=0)
-    safe_tot = jnp.where(ss_tot > 0, ss_tot, jnp.ones_like(ss_tot))
-    score = jnp.where(
-        ss_tot > 0,
-        1 - ss_res / safe_tot,
-        jnp.where(ss_res > 0, jnp.zeros_like(ss_res), jnp.ones_like(ss_res)),
-    )
-    return score.mean()
-
-
-def rmse(predictions: Any, targets: Any) -> jax.Array:
-    """Root mean squared error of each output, averaged over outputs (as scikit-learn).
-
-    predictions, targets [B, O] (or [B]).
-    """
-    predictions, targets = _per_output(predictions, targets)
-    return jnp.sqrt(jnp.mean((targets - predictions) ** 2, axis=0)).mean()
+def default_predict(loss: str | None, task: str) -> Predict:
+    """What an ensemble averages for a loss: `predictions` of a registered loss; for a user's
+    own loss (None), softmax probabilities in classification and raw outputs in regression."""
+    if loss is None:
+        loss = "cross_entropy" if task == "classification" else "mse"
+    return lambda outputs: predictions(loss, task, outputs)

@@ -1,15 +1,21 @@
 """Optax optimisers and learning-rate schedules from the `optimizer` config.
 
-Every optimiser is a chain of optax pieces: an update direction (identity, trace, Adam or RMS
-scaling), decoupled weight decay, then scaling by -learning_rate(count). Hyperparameters
-(learning rate, momentum, weight decay) may be traced scalars, one per member of a vmapped
-ensemble; the optimiser state's structure depends only on the config and the labels.
+Each optimiser is an `Optimizer` entry of `OPTIMIZERS`, in the style of optax's aliases: its
+`build` chains an update direction (identity, trace, Adam or RMS scaling) with decoupled
+weight decay and scaling by -learning_rate(count), and reads its own settings (momentum, b1,
+b2, eps, rms_decay) from the member's hyperparameters. A new optimiser with new settings adds
+its entry and its `NUMERIC_FIELDS` (and the config fields in the schema), nothing else.
+
+Hyperparameters may be traced float32 scalars, one per member of a vmapped ensemble; the
+optimiser state's structure depends only on the config and the labels, never on their values.
+`with_labels` wraps any optax transformation (ours or a user's) to freeze labels or scale
+their updates.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,15 +23,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnn.config.fields import NumericField, is_number
+from jaxnn.config.schema import default_config
 from jaxnn.errors import ConfigError
 
 Scalar = float | jax.Array
-# name -> f(learning_rate schedule, momentum, weight_decay) -> optimiser.
-OptimizerFactory = Callable[[optax.Schedule, Scalar, Scalar], optax.GradientTransformation]
+# f(opt_cfg, hparams, learning_rate schedule) -> the optimiser (see `Optimizer`).
+OptimizerBuild = Callable[[Any, Mapping[str, Scalar], optax.Schedule], optax.GradientTransformation]
 # name -> f(opt_cfg, total_steps) -> unit schedule of a float32 count.
 ScheduleFactory = Callable[[Any, int], optax.Schedule]
 
 _UNSCALED = "__unscaled__"
+# The member hyperparameters every optimiser reads.
+_SHARED = ("learning_rate", "weight_decay")
 
 
 def _lookup(registry: Mapping[str, Any], name: str, field: str) -> Any:
@@ -34,10 +44,69 @@ def _lookup(registry: Mapping[str, Any], name: str, field: str) -> Any:
     return registry[name]
 
 
+def _in_unit_interval(value: float) -> bool:
+    return 0.0 <= value < 1.0
+
+
+_UNIT_INTERVAL = "must be in [0, 1)"
+
+NUMERIC_FIELDS: dict[str, NumericField] = {
+    field.hparam: field
+    for field in (
+        NumericField("optimizer.learning_rate", "learning_rate", lambda v: v > 0, "must be > 0"),
+        NumericField("optimizer.weight_decay", "weight_decay", lambda v: v >= 0, "must be >= 0"),
+        NumericField("optimizer.momentum", "momentum", _in_unit_interval, _UNIT_INTERVAL),
+        NumericField(
+            "optimizer.b1", "b1", _in_unit_interval, _UNIT_INTERVAL, constant_unless_swept=True
+        ),
+        NumericField(
+            "optimizer.b2", "b2", _in_unit_interval, _UNIT_INTERVAL, constant_unless_swept=True
+        ),
+        NumericField(
+            "optimizer.eps", "eps", lambda v: v > 0, "must be > 0", constant_unless_swept=True
+        ),
+        NumericField(
+            "optimizer.rms_decay",
+            "rms_decay",
+            _in_unit_interval,
+            _UNIT_INTERVAL,
+            constant_unless_swept=True,
+        ),
+    )
+}
+
+# Values for fields a config does not have (one saved before the field existed): the schema's
+# defaults, which are the values such a run trained with.
+_SCHEMA_DEFAULTS = default_config().optimizer
+
+
+def _config_value(opt_cfg: Any, field: NumericField) -> Any:
+    """The value `opt_cfg` gives `field` (the schema default when the config lacks it)."""
+    leaf = field.field.rpartition(".")[2]
+    return getattr(opt_cfg, leaf, _SCHEMA_DEFAULTS[leaf])
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """A registry entry: how to build the optimiser, and which member hyperparameters it reads.
+
+    Attributes:
+      build: build(opt_cfg, hparams, learning_rate) -> the update direction chained with
+        decoupled weight decay and scaling by -learning_rate(count). `hparams` holds
+        'learning_rate', 'weight_decay' and every name in `reads`, as floats or traced
+        float32 scalars; the state's structure must not depend on their values.
+      reads: the hparam names (keys of NUMERIC_FIELDS) it reads besides learning_rate and
+        weight_decay, in the order members carry them.
+    """
+
+    build: OptimizerBuild
+    reads: tuple[str, ...] = ()
+
+
 def _decoupled(
     direction: optax.GradientTransformation,
+    hparams: Mapping[str, Scalar],
     learning_rate: optax.Schedule,
-    weight_decay: Scalar,
 ) -> optax.GradientTransformation:
     """direction, then + weight_decay * params, then * -learning_rate (as optax.adamw does).
 
@@ -46,48 +115,77 @@ def _decoupled(
     """
     return optax.chain(
         direction,
-        optax.add_decayed_weights(weight_decay),
+        optax.add_decayed_weights(hparams["weight_decay"]),
         optax.scale_by_learning_rate(learning_rate),
     )
 
 
-def _sgd(learning_rate: optax.Schedule, momentum: Scalar, weight_decay: Scalar):
-    del momentum
-    return _decoupled(optax.identity(), learning_rate, weight_decay)
+def _sgd(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+    del opt_cfg
+    return _decoupled(optax.identity(), hparams, learning_rate)
 
 
-def _momentum(learning_rate: optax.Schedule, momentum: Scalar, weight_decay: Scalar):
+def _momentum(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+    del opt_cfg
     # The trace is kept even for momentum 0 so every member has the same state structure.
-    return _decoupled(optax.trace(decay=momentum), learning_rate, weight_decay)
+    return _decoupled(optax.trace(decay=hparams["momentum"]), hparams, learning_rate)
 
 
-def _nesterov(learning_rate: optax.Schedule, momentum: Scalar, weight_decay: Scalar):
-    return _decoupled(optax.trace(decay=momentum, nesterov=True), learning_rate, weight_decay)
+def _nesterov(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+    del opt_cfg
+    direction = optax.trace(decay=hparams["momentum"], nesterov=True)
+    return _decoupled(direction, hparams, learning_rate)
 
 
-def _adam(learning_rate: optax.Schedule, momentum: Scalar, weight_decay: Scalar):
-    del momentum
-    return _decoupled(optax.scale_by_adam(), learning_rate, weight_decay)
+def _adam(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+    del opt_cfg
+    direction = optax.scale_by_adam(b1=hparams["b1"], b2=hparams["b2"], eps=hparams["eps"])
+    return _decoupled(direction, hparams, learning_rate)
 
 
-def _adamw(learning_rate: optax.Schedule, momentum: Scalar, weight_decay: Scalar):
-    del momentum
-    return optax.adamw(learning_rate, weight_decay=weight_decay)
+def _adamw(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+    del opt_cfg
+    return optax.adamw(
+        learning_rate,
+        b1=hparams["b1"],
+        b2=hparams["b2"],
+        eps=hparams["eps"],
+        weight_decay=hparams["weight_decay"],
+    )
 
 
-def _rmsprop(learning_rate: optax.Schedule, momentum: Scalar, weight_decay: Scalar):
-    del momentum
-    return _decoupled(optax.scale_by_rms(), learning_rate, weight_decay)
+def _rmsprop(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+    del opt_cfg
+    # optax.scale_by_rms's own defaults are decay=0.9, eps=1e-8: the schema's rms_decay and
+    # eps defaults, so a default rmsprop trains exactly as optax.rmsprop.
+    direction = optax.scale_by_rms(decay=hparams["rms_decay"], eps=hparams["eps"])
+    return _decoupled(direction, hparams, learning_rate)
 
 
-OPTIMIZERS: dict[str, OptimizerFactory] = {
-    "sgd": _sgd,
-    "momentum": _momentum,
-    "nesterov": _nesterov,
-    "adam": _adam,
-    "adamw": _adamw,
-    "rmsprop": _rmsprop,
+OPTIMIZERS: dict[str, Optimizer] = {
+    "sgd": Optimizer(_sgd),
+    "momentum": Optimizer(_momentum, reads=("momentum",)),
+    "nesterov": Optimizer(_nesterov, reads=("momentum",)),
+    "adam": Optimizer(_adam, reads=("b1", "b2", "eps")),
+    "adamw": Optimizer(_adamw, reads=("b1", "b2", "eps")),
+    "rmsprop": Optimizer(_rmsprop, reads=("rms_decay", "eps")),
 }
+
+
+def member_fields(opt_cfg: Any) -> tuple[NumericField, ...]:
+    """The numeric fields a member of this optimiser carries.
+
+    Args:
+      opt_cfg: the `optimizer` config (only its name is read).
+
+    Returns:
+      learning_rate, weight_decay, then OPTIMIZERS[opt_cfg.name].reads in order.
+
+    Raises:
+      ConfigError: an unknown optimiser name (the message lists the known ones).
+    """
+    optimizer = _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
+    return tuple(NUMERIC_FIELDS[name] for name in (*_SHARED, *optimizer.reads))
 
 
 def _step(opt_cfg: Any, total_steps: int) -> optax.Schedule:
@@ -156,6 +254,46 @@ def unit_schedule(opt_cfg: Any, total_steps: int) -> optax.Schedule:
     return unit
 
 
+def make_optimizer(
+    opt_cfg: Any,
+    hparams: Mapping[str, Scalar],
+    *,
+    total_steps: int,
+) -> optax.GradientTransformation:
+    """The optimiser described by `opt_cfg`, with one member's hyperparameters.
+
+    Args:
+      opt_cfg: the `optimizer` config (name, schedule, clip_norm, ...).
+      hparams: the member's values of `member_fields(opt_cfg)` by hparam name, as floats or
+        traced scalars. A missing one is taken from opt_cfg as a Python float; other names
+        (a model's hyperparameters) are ignored. Pass b1, b2 or rms_decay only where members
+        differ in it: optax computes 1 - b2 from it, which from a float32 0.999 is not the
+        float32 of the Python 1 - 0.999, so a traced value trains slightly differently.
+      total_steps: the length of the run, for the schedule.
+
+    Returns:
+      clip_by_global_norm (when opt_cfg.clip_norm > 0), then the registry entry's optimiser
+      with learning_rate(count) = hparams['learning_rate'] * unit_schedule(count). Its state
+      structure depends only on opt_cfg, never on the hyperparameters' values.
+
+    Raises:
+      ConfigError: an unknown optimiser or schedule, or a schedule that does not fit
+        total_steps.
+    """
+    optimizer = _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
+    unit = unit_schedule(opt_cfg, total_steps)
+    member = {
+        field.hparam: hparams.get(field.hparam, _config_value(opt_cfg, field))
+        for field in member_fields(opt_cfg)
+    }
+    base_lr = member["learning_rate"]
+
+    tx = optimizer.build(opt_cfg, member, lambda count: base_lr * unit(count))
+    if opt_cfg.clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(opt_cfg.clip_norm), tx)
+    return tx
+
+
 def _relabel(param_labels: Any, rename: Callable[[str], str]) -> Callable[[Any], Any]:
     def labels(tree: Any) -> Any:
         given = param_labels(tree) if callable(param_labels) else param_labels
@@ -164,14 +302,32 @@ def _relabel(param_labels: Any, rename: Callable[[str], str]) -> Callable[[Any],
     return labels
 
 
-def _with_labels(
+def with_labels(
     tx: optax.GradientTransformation,
     param_labels: Any,
-    frozen_labels: Sequence[str],
-    label_lr_scales: Mapping[str, Scalar],
+    *,
+    frozen_labels: Sequence[str] = (),
+    label_lr_scales: Mapping[str, Scalar] | None = None,
 ) -> optax.GradientTransformation:
+    """`tx` with some labels frozen and others' updates scaled (for transfer learning).
+
+    Args:
+      tx: any optax transformation (`make_optimizer`'s or a user's own).
+      param_labels: a pytree of str labels like the params (or a callable params -> labels).
+      frozen_labels: labels whose parameters get zero updates and keep no optimiser state;
+        `tx` (its clipping included) sees only the other parameters.
+      label_lr_scales: label -> factor on that label's updates, applied last (so 0 gives
+        exactly zero updates).
+
+    Returns:
+      The wrapped transformation, or `tx` itself when neither option is given.
+
+    Raises:
+      ValueError: frozen_labels or label_lr_scales without param_labels.
+    """
     frozen = frozenset(frozen_labels)
-    if not frozen and not label_lr_scales:
+    scales = dict(label_lr_scales or {})
+    if not frozen and not scales:
         return tx
     if param_labels is None:
         raise ValueError("frozen_labels and label_lr_scales need param_labels")
@@ -182,65 +338,31 @@ def _with_labels(
             param_labels, lambda label: "frozen" if label in frozen else "trainable"
         )
         tx = optax.partition({"trainable": tx, "frozen": optax.set_to_zero()}, trainable)
-    if label_lr_scales:
-        transforms = {label: optax.scale(s) for label, s in label_lr_scales.items()}
+    if scales:
+        transforms = {label: optax.scale(s) for label, s in scales.items()}
         transforms[_UNSCALED] = optax.identity()
-        scaled = _relabel(
-            param_labels, lambda label: label if label in label_lr_scales else _UNSCALED
-        )
+        scaled = _relabel(param_labels, lambda label: label if label in scales else _UNSCALED)
         # Last, so a scale of 0 gives exactly zero update whatever came before.
         tx = optax.chain(tx, optax.partition(transforms, scaled))
     return tx
 
 
-def make_optimizer(
-    opt_cfg: Any,
-    hparams: Mapping[str, Scalar],
-    *,
-    total_steps: int,
-    param_labels: Any = None,
-    label_lr_scales: Mapping[str, Scalar] | None = None,
-    frozen_labels: Sequence[str] = (),
-) -> optax.GradientTransformation:
-    """The optimiser described by `opt_cfg`, with one member's hyperparameters.
-
-    Args:
-      opt_cfg: the `optimizer` config (name, schedule, clip_norm, ...).
-      hparams: 'learning_rate', 'momentum', 'weight_decay' as floats or traced scalars; a
-        missing one is taken from opt_cfg.
-      total_steps: the length of the run, for the schedule.
-      param_labels: a pytree of str labels like the params (or a callable params -> labels).
-      label_lr_scales: label -> factor on that label's updates (applied last).
-      frozen_labels: labels whose parameters get zero updates and keep no optimiser state.
-
-    Returns:
-      An optax GradientTransformation whose state structure depends only on opt_cfg and the
-      labels, never on the hyperparameters' values.
-    """
-    factory = _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
-    unit = unit_schedule(opt_cfg, total_steps)
-    base_lr = hparams.get("learning_rate", opt_cfg.learning_rate)
-    momentum = hparams.get("momentum", opt_cfg.momentum)
-    weight_decay = hparams.get("weight_decay", opt_cfg.weight_decay)
-
-    tx = factory(lambda count: base_lr * unit(count), momentum, weight_decay)
-    if opt_cfg.clip_norm > 0:
-        tx = optax.chain(optax.clip_by_global_norm(opt_cfg.clip_norm), tx)
-    return _with_labels(tx, param_labels, frozen_labels, label_lr_scales or {})
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def validate_optimizer_config(opt_cfg: Any) -> None:
-    """Checks the `optimizer` config fields; raises ConfigError naming the first bad one."""
+    """Checks the `optimizer` config fields.
+
+    Raises:
+      ConfigError: naming the first bad field: an unknown name or schedule (listing the known
+        ones), a NUMERIC_FIELDS value out of its range (whichever optimiser reads it), a
+        negative clip_norm or warmup_steps, decay_rate <= 0, end_fraction outside [0, 1], or
+        boundaries that are not increasing fractions in (0, 1).
+    """
     _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
     _lookup(SCHEDULES, opt_cfg.schedule, "optimizer.schedule")
+    for field in NUMERIC_FIELDS.values():
+        problem = field.problem(_config_value(opt_cfg, field))
+        if problem:
+            raise ConfigError(problem)
     checks = [
-        ("learning_rate", lambda v: v > 0, "must be > 0"),
-        ("momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),
-        ("weight_decay", lambda v: v >= 0, "must be >= 0"),
         ("clip_norm", lambda v: v >= 0, "must be >= 0 (0 = no clipping)"),
         ("warmup_steps", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
         ("decay_rate", lambda v: v > 0, "must be > 0"),
@@ -248,11 +370,11 @@ def validate_optimizer_config(opt_cfg: Any) -> None:
     ]
     for field, valid, requirement in checks:
         value = getattr(opt_cfg, field)
-        if not _is_number(value) or not valid(value):
+        if not is_number(value) or not valid(value):
             raise ConfigError(f"optimizer.{field} {requirement}, got {value!r}")
     boundaries = opt_cfg.boundaries
     ok = isinstance(boundaries, Sequence) and not isinstance(boundaries, str)
-    ok = ok and all(_is_number(b) and 0 < b < 1 for b in boundaries)
+    ok = ok and all(is_number(b) and 0 < b < 1 for b in boundaries)
     ok = ok and all(a < b for a, b in itertools.pairwise(boundaries))
     if not ok:
         raise ConfigError(

@@ -2,7 +2,7 @@
 
 XLA runs a jitted program of small matmuls on one CPU device with little intra-op parallelism,
 so a vmapped ensemble on the default single CPU device keeps one core busy. Splitting the host
-into one device per core lets the member axis be sharded over the cores (`jaxnn.sharding`), each
+into one device per core lets the member axis be sharded over the cores (`jaxnn.parallel.sharding`), each
 core training its share of the members. On a GPU or TPU host the accelerator stays JAX's
 default backend, and the extra host devices are unused.
 

@@ -11,7 +11,7 @@ each member's batch needs between devices).
 
 When K is not a multiple of D, the run is padded with D - K mod D padding members: copies of
 member 0 that are marked `stopped` from the start, so they never take an optimiser step and
-never keep the loop from ending early. They exist only inside `jaxnn.ensemble.fit_ensemble`:
+never keep the loop from ending early. They exist only inside `jaxnn.core.ensemble.fit_ensemble`:
 every state, metric and history that leaves it holds the K real members (so checkpoints do not
 depend on the device count). The price is the padding slots' compute: D - K mod D of the
 ceil(K/D) * D slots.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -35,9 +35,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn.core import train
-from jaxnn.data import Dataset
+from jaxnn.data import Dataset, device
 from jaxnn.errors import ConfigError
+
+if TYPE_CHECKING:
+    from jaxnn.core import loop, train
 
 MEMBERS = "members"
 DATA_MODES = ("replicated", "batch")
@@ -46,36 +48,6 @@ DATA_MODES = ("replicated", "batch")
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
-
-
-def validate_mesh_config(mesh: ml_collections.ConfigDict) -> None:
-    """Checks `config.mesh`; asks JAX for the device count only when a count is requested.
-
-    Raises:
-      ConfigError: a negative count, more devices than exist, a partial mesh in a multi-process
-        run, or an unknown data mode.
-    """
-    _require(
-        isinstance(mesh.num_devices, int) and mesh.num_devices >= 0,
-        f"mesh.num_devices must be an integer >= 0 (0 = every device), got {mesh.num_devices!r}",
-    )
-    _require(
-        mesh.data in DATA_MODES,
-        f"mesh.data must be one of {', '.join(DATA_MODES)}, got {mesh.data!r}",
-    )
-    if mesh.num_devices == 0:
-        return
-    available = jax.device_count()
-    _require(
-        mesh.num_devices <= available,
-        f"mesh.num_devices={mesh.num_devices} asks for more devices than exist: this run "
-        f"sees {available} ({jax.default_backend()}); use 0 for all of them",
-    )
-    _require(
-        jax.process_count() == 1 or mesh.num_devices == available,
-        f"mesh.num_devices={mesh.num_devices} would leave devices of a {jax.process_count()}-"
-        f"process run out of the mesh; use 0 (all {available} devices)",
-    )
 
 
 def mesh_devices(mesh_config: ml_collections.ConfigDict | None) -> list[jax.Device]:
@@ -140,19 +112,19 @@ class Placement:
 
         return jax.jit(placed_chunk)
 
-    def place_data(self, data: Dataset) -> train.TrainingData:
+    def place_data(self, data: Dataset) -> device.TrainingData:
         """The train and validation splits on the mesh (replicated or split by example)."""
         if self.mesh is None:
-            return train.device_data(data)
+            return device.device_data(data)
         sharding = self.member_sharding if self.data == "batch" else self.replicated
 
         def put(array: np.ndarray) -> jax.Array:
             host = np.asarray(array)
             return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
-        return train.TrainingData(
-            train=train.SplitData(put(data.x_train), put(data.y_train)),
-            val=train.SplitData(put(data.x_val), put(data.y_val)),
+        return device.TrainingData(
+            train=device.SplitData(put(data.x_train), put(data.y_train)),
+            val=device.SplitData(put(data.x_val), put(data.y_val)),
         )
 
     def place_state(self, state: train.TrainState) -> train.TrainState:
@@ -203,15 +175,15 @@ class Placement:
             for name, values in metrics.items()
         }
 
-    def real_callback(self, on_eval: train.EvalCallback | None) -> train.EvalCallback | None:
+    def real_callback(self, on_eval: loop.EvalCallback | None) -> loop.EvalCallback | None:
         """`on_eval` seeing only the real members."""
         if on_eval is None or self.num_padding == 0:
             return on_eval
 
-        def callback(evaluation: train.Evaluation) -> None:
+        def callback(evaluation: loop.Evaluation) -> None:
             on_eval(
-                train.Evaluation(
-                    step=evaluation.step,
+                dataclasses.replace(
+                    evaluation,
                     metrics=self.real_metrics(evaluation.metrics),
                     state=self.real_members(evaluation.state),
                 )

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 from jaxnn import data as data_lib
 from jaxnn.core import ensemble
 from jaxnn.io import workdir as workdir_lib
-from jaxnn.nn import models
+from jaxnn.nn.layer_table import format_layer_table
 
 
 def print_header(
@@ -21,7 +21,7 @@ def print_header(
         f"steps of batch {program.batch_size}",
         file=out,
     )
-    print(models.format_layer_table(member_params), file=out)
+    print(format_layer_table(member_params, order=program.layer_order()), file=out)
 
 
 def print_complete(plan: workdir_lib.WorkdirPlan, out: TextIO) -> None:

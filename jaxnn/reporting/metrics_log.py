@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxnn.core import ensemble, train
+from jaxnn.core.program import Program
 from jaxnn.io import atomic
 from jaxnn.io.workdir import RunPaths
 
@@ -43,7 +44,7 @@ class Progress:
     def __init__(
         self,
         paths: RunPaths,
-        program: train.Program,
+        program: Program,
         members: list[ensemble.Member],
         *,
         show: bool,

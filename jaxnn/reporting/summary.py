@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -11,6 +12,8 @@ import numpy as np
 from jaxnn import data as data_lib
 from jaxnn.analysis import restart_stats
 from jaxnn.core import ensemble
+from jaxnn.core.program import Program
+from jaxnn.core.variants import VariantRun
 
 
 def member_rows(
@@ -34,10 +37,9 @@ def member_rows(
     diverged = np.asarray(jax.device_get(state.diverged))
     steps = np.asarray(jax.device_get(state.step))
     best_steps = np.asarray(jax.device_get(state.best_step))
-    metric = program.metric
-    wanted = ["train_loss", "val_loss", "test_loss", f"val_{metric}", f"test_{metric}"]
-    if program.task == "regression":
-        wanted.append("test_rmse")
+    wanted = ["train_loss", "val_loss", "test_loss"]
+    for name in program.metric_names:
+        wanted += [f"val_{name}", f"test_{name}"]
     rows = []
     for member in result.members:
         i = member.index
@@ -78,7 +80,9 @@ def summarize(
     program = result.program
     select_by = config.restarts.select_by
     by_metric = {select_by: np.array([row[select_by] for row in rows])}
-    best = ensemble.select_best(by_metric, diverged, select_by)
+    best = ensemble.select_best(
+        by_metric, diverged, select_by, greater_is_better=program.greater_is_better(select_by)
+    )
     test_keys = [k for k in rows[0] if k.startswith("test_")]
     member_steps = int(sum(row["final_step"] for row in rows))
     summary: dict[str, Any] = {
@@ -86,6 +90,7 @@ def summarize(
         "members": rows,
         "best_member": best,
         "selected_by": select_by,
+        "selection_greater_is_better": program.greater_is_better(select_by),
         "best": {} if best is None else {k: rows[best][k] for k in test_keys},
         "ensemble": ensemble.ensemble_metrics(predictions, dataset.y_test, program, ~diverged),
         "restart_stats": restart_stats.restart_stats(
@@ -103,3 +108,99 @@ def summarize(
     if dataset.task == "regression":
         summary["baselines"] = {"linear_least_squares": linear_baseline(dataset)}
     return summary, predictions
+
+
+def merge_summaries(
+    parts: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], np.ndarray]],
+    config: ml_collections.ConfigDict,
+    dataset: data_lib.Dataset,
+    program: Program,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One summary of a structural run from the per-variant summaries.
+
+    Args:
+      parts: per variant, in order: (variant dict, its `run.summarize` summary, its test
+        predictions [M_v, N, O]).
+      config: the run config (for `restarts.select_by` and `restarts.tolerance`).
+      dataset: the data set.
+      program: any variant's program (for the task and target scale of the ensemble metrics).
+
+    Returns:
+      The merged summary (members renumbered variant-major, each with its `variant`; the best
+      member selected over all variants; ensemble and restart statistics over all members;
+      a `variants` list with each variant's own best member and restart statistics; timings
+      summed) and the test predictions of all members [M, N, O].
+    """
+    rows: list[dict[str, Any]] = []
+    variants = []
+    offset = 0
+    for variant, summary, _ in parts:
+        local_best = summary["best_member"]
+        for row in summary["members"]:
+            rows.append({**row, "index": offset + row["index"], "variant": dict(variant)})
+        variants.append(
+            {
+                "variant": dict(variant),
+                "members": [offset, offset + len(summary["members"])],
+                "best_member": None if local_best is None else offset + local_best,
+                "best": summary["best"],
+                "ensemble": summary["ensemble"],
+                "restart_stats": summary["restart_stats"],
+                "steps": summary.get("steps"),
+            }
+        )
+        offset += len(summary["members"])
+    predictions = np.concatenate([p for _, _, p in parts], axis=0)
+    diverged = np.array([row["diverged"] for row in rows])
+    select_by = config.restarts.select_by
+    best = ensemble.select_best(
+        {select_by: np.array([row[select_by] for row in rows], np.float64)},
+        diverged,
+        select_by,
+        greater_is_better=program.greater_is_better(select_by),
+    )
+    test_keys = [k for k in rows[0] if k.startswith("test_")]
+    first = parts[0][1]
+    timing = {
+        "compile_s": sum(s["timing"]["compile_s"] for _, s, _ in parts),
+        "train_s": sum(s["timing"]["train_s"] for _, s, _ in parts),
+    }
+    member_steps = sum(row["final_step"] for row in rows)
+    timing["member_steps_per_s"] = member_steps / max(timing["train_s"], 1e-9)
+    merged: dict[str, Any] = {
+        **{k: v for k, v in first.items() if k not in ("members", "timing")},
+        "members": rows,
+        "best_member": best,
+        "selected_by": select_by,
+        "selection_greater_is_better": program.greater_is_better(select_by),
+        "best": {} if best is None else {k: rows[best][k] for k in test_keys},
+        "ensemble": ensemble.ensemble_metrics(predictions, dataset.y_test, program, ~diverged),
+        "restart_stats": restart_stats.restart_stats(
+            np.array([r["val_loss"] for r in rows if not r["diverged"]]),
+            tolerance=float(config.restarts.tolerance),
+        ),
+        "num_diverged": int(diverged.sum()),
+        "variants": variants,
+        "timing": timing,
+    }
+    return merged, predictions
+
+
+def summarize_runs(
+    runs: Sequence[VariantRun],
+    config: ml_collections.ConfigDict,
+    dataset: data_lib.Dataset,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The summary of a run over all its variants' members (a plain run is one variant, `{}`),
+    and every member's test predictions.
+
+    Args:
+      runs: from `jaxnn.core.variants.fit_variants`.
+      config: the run config.
+      dataset: the data set.
+    """
+    parts = []
+    for variant_run in runs:
+        summary, predictions = summarize(variant_run.result, variant_run.config, dataset)
+        parts.append((variant_run.variant, summary, predictions))
+    return merge_summaries(parts, config, dataset, runs[0].result.program)

@@ -26,7 +26,8 @@ def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
     """Header and rows of the ranking table: members from best to worst by the selection metric."""
     metric = "accuracy" if summary["dataset"]["task"] == "classification" else "r2"
     select_by = summary["selected_by"]
-    sign = 1.0 if select_by == "val_loss" else -1.0
+    sign = -1.0 if summary["selection_greater_is_better"] else 1.0
+    extra = [] if select_by in ("val_loss", f"val_{metric}") else [select_by]
 
     def key(member: Mapping[str, Any]) -> tuple[int, float]:
         value = member.get(select_by)
@@ -41,6 +42,7 @@ def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
         "val loss",
         f"val {metric}",
         f"test {metric}",
+        *(name.replace("_", " ") for name in extra),
         "diverged",
     ]
     rows = []
@@ -55,6 +57,7 @@ def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
                 _format(member["val_loss"]),
                 _format(member.get(f"val_{metric}")),
                 _format(member.get(f"test_{metric}")),
+                *(_format(member.get(name)) for name in extra),
                 _format(member["diverged"]),
             ]
         )

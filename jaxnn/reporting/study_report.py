@@ -1,14 +1,12 @@
-"""What the course studies (experiments/activations.py, ...) share: their command line, their
-config and data, their report.md and key-numbers JSON, and their figures (matplotlib, Agg backend).
+"""What a study writes into its workdir: report.md, numbers.json and its figures (matplotlib,
+Agg backend) under plots/.
 
-A study is `python experiments/NAME.py --workdir=DIR [--smoke] [--data_dir=PATH]`; it writes
-DIR/report.md, DIR/numbers.json and DIR/plots/*.png.
+The studies themselves, and their command line, are under experiments/studies/.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,32 +14,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import ml_collections
 import numpy as np
 
-from jaxnn import data as data_lib
 from jaxnn.io import atomic
 from jaxnn.reporting.tables import markdown_table
 
 NUMBERS = "numbers.json"
-
-
-def main(
-    doc: str, run: Callable[..., Mapping[str, Any]], argv: Sequence[str] | None = None
-) -> Mapping[str, Any]:
-    """Parses `--workdir`, `--smoke`, `--data_dir` and calls `run(workdir, smoke=, data_dir=)`."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--workdir", required=True, help="where report.md and plots/ go")
-    parser.add_argument("--smoke", action="store_true", help="a seconds-long version (tests)")
-    parser.add_argument(
-        "--data_dir", default="", help="TFDS data_dir (default ~/tensorflow_datasets)"
-    )
-    args = parser.parse_args(argv)
-    workdir = Path(args.workdir)
-    (workdir / "plots").mkdir(parents=True, exist_ok=True)
-    numbers = run(workdir, smoke=args.smoke, data_dir=args.data_dir)
-    print(f"wrote {workdir / 'report.md'}")
-    return numbers
 
 
 def write_report(
@@ -78,6 +56,7 @@ def _cell(value: Any) -> str:
 
 
 def save(fig: Any, path: Path) -> str:
+    """Writes `fig` to `path` (tight layout, 80 dpi), closes it and returns the path."""
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -147,20 +126,6 @@ def histogram(path: Path, values: np.ndarray, *, xlabel: str, title: str) -> str
     return save(fig, path)
 
 
-def history_array(
-    history: Sequence[Mapping[str, np.ndarray]], name: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Steps [E] and metric `name` [E, num_members] from an evaluation history."""
-    steps = np.array([float(h["step"][0]) for h in history])
-    return steps, np.stack([h[name] for h in history])
-
-
-def first_step_reaching(steps: np.ndarray, values: np.ndarray, target: float) -> float | None:
-    """The first evaluated step at which `values` <= target (None if never)."""
-    hits = np.flatnonzero(np.asarray(values) <= target)
-    return float(steps[hits[0]]) if hits.size else None
-
-
 def diagnostics_figures(
     history: Sequence[tuple[int, Mapping[str, np.ndarray | None]]], plots_dir: Path
 ) -> list[str]:
@@ -209,12 +174,3 @@ def diagnostics_figures(
             )
         )
     return written
-
-
-def study_data(
-    get_config: Callable[[str | None], ml_collections.ConfigDict], *, smoke: bool, data_dir: str
-) -> tuple[ml_collections.ConfigDict, data_lib.Dataset]:
-    """A study's base config (its `smoke` variant when asked) with `data_dir`, and its data."""
-    config = get_config("smoke" if smoke else None)
-    config.dataset.data_dir = data_dir
-    return config, data_lib.load(config.dataset)

@@ -1,20 +1,26 @@
 """The whole transfer study: pretrain once, then every target size and mode; a table and a plot.
 
-    python experiments/transfer_study.py --workdir=runs/transfer [--smoke] [--data_dir=DIR]
+Command:
+    python experiments/studies/transfer.py --workdir=runs/transfer [--smoke] [--data_dir=DIR]
 
-Runs `experiments/transfer.py:source` into WORKDIR/source, then `target,N,MODE` for N in
-(5, 10, 25, 50) and MODE in (scratch, feature_extraction, finetune) into WORKDIR/target_N_MODE,
-each a normal jaxnn run (resumable, with its own summary.json). Finished runs of the same
-config are reused, so an interrupted study continues where it stopped. Writes
-WORKDIR/results.md (target test accuracy of the validation-selected member), results.json,
-transfer.png (accuracy against examples per class, one line per mode) and study.log (the runs'
-own output). `--smoke` shrinks everything to seconds.
+Finding it reproduces (docs/transfer.md has the table): with 25 examples per target class
+both transfer modes beat training from scratch by >= 10 points of target test accuracy, and
+the better one beats scratch by >= 15 points with 50 per class. Measured (2 CPU cores, 2.5 to
+4.5 minutes): scratch / feature extraction / fine-tuning 45.6 / 63.1 / 60.2% with 25 examples
+per class, 49.5 / 68.4 / 68.6% with 50.
+
+Its configs come from the launch config experiments/transfer.py: `source` into WORKDIR/source,
+then `target,N,MODE` for N in (5, 10, 25, 50) and MODE in (scratch, feature_extraction,
+finetune) into WORKDIR/target_N_MODE, each a normal jaxnn run (resumable, with its own
+summary.json). Finished runs of the same config are reused, so an interrupted study continues
+where it stopped. Writes WORKDIR/results.md (target test accuracy of the validation-selected
+member), results.json, transfer.png (accuracy against examples per class, one line per mode)
+and study.log (the runs' own output). `--smoke` shrinks everything to seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -27,27 +33,18 @@ import ml_collections
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-if __package__ in (None, ""):  # Run as a script: make the repository's jaxnn importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from jaxnn import run
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: run from anywhere
+from experiments import transfer
+from jaxnn import runner
 from jaxnn.errors import JaxnnError
 from jaxnn.io import atomic, workdir
 from jaxnn.reporting import tables
 
-HERE = Path(__file__).resolve().parent
 MODE_NAMES = {
     "scratch": "scratch",
     "feature_extraction": "feature extraction",
     "finetune": "fine-tuning",
 }
-
-
-def _experiment() -> Any:
-    spec = importlib.util.spec_from_file_location("transfer_experiment", HERE / "transfer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run_once(
@@ -60,7 +57,7 @@ def _run_once(
         if workdir.first_config_difference(old, json.loads(config.to_json())) is None:
             return json.loads(paths.summary.read_text())
     print(f"\n=== {directory}", file=log, flush=True)
-    return run.run(config, directory, overwrite=overwrite, progress=False, out=log)
+    return runner.run(config, directory, overwrite=overwrite, progress=False, out=log)
 
 
 def results_table(
@@ -115,21 +112,20 @@ def transfer_study(
     out: TextIO = sys.stdout,
 ) -> dict[int, dict[str, float]]:
     """Runs the study into `root` and returns {size: {mode: target test accuracy}}."""
-    experiment = _experiment()
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     suffix = ",smoke" if smoke else ""
-    sizes = tuple(sizes or (experiment.SIZES[:2] if smoke else experiment.SIZES))
-    modes = experiment.MODES
+    sizes = tuple(sizes or (transfer.SIZES[:2] if smoke else transfer.SIZES))
+    modes = transfer.MODES
     with open(root / "study.log", "a") as log:
-        source_config = experiment.get_config("source" + suffix)
+        source_config = transfer.get_config("source" + suffix)
         source_config.dataset.data_dir = data_dir
         source = _run_once(source_config, root / "source", overwrite=overwrite, log=log)
         print(f"source: test accuracy {source['best']['test_accuracy']:.4f}", file=out, flush=True)
         results: dict[int, dict[str, float]] = {}
         for size in sizes:
             for mode in modes:
-                config = experiment.get_config(f"target,{size},{mode}{suffix}")
+                config = transfer.get_config(f"target,{size},{mode}{suffix}")
                 config.dataset.data_dir = data_dir
                 if mode != "scratch":
                     config.init_from.workdir = str(root / "source")

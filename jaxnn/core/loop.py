@@ -1,0 +1,177 @@
+"""The chunked loop: compile the chunk program once, run it until the run's steps are done, and
+call back between chunks (the only place where a run touches the host). `fit` trains one member.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxnn import validation
+from jaxnn.core.program import Program, base_hparams, build
+from jaxnn.core.train import TrainState, init_state, run_chunk
+from jaxnn.data import Dataset
+from jaxnn.data.device import TrainingData, device_data
+from jaxnn.errors import ConfigError
+from jaxnn.nn.components import Components
+from jaxnn.nn.metrics import Metric, MetricFn
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """One evaluation as the host sees it: metric -> float64 [num_members]."""
+
+    step: int
+    metrics: dict[str, np.ndarray]
+    state: TrainState
+
+
+EvalCallback = Callable[[Evaluation], None]
+
+
+@dataclasses.dataclass
+class LoopResult:
+    """The end of a training loop: final state, every evaluation, and timings."""
+
+    state: TrainState
+    history: list[dict[str, np.ndarray]]
+    steps_done: int
+    compile_s: float
+    train_s: float
+    program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
+
+
+def program_bytes(compiled: Any) -> int | None:
+    """Bytes a compiled program needs by XLA's account: arguments, outputs and scratch, less
+    outputs that alias argument buffers. None where the backend gives no account."""
+    memory = compiled.memory_analysis()
+    if memory is None:
+        return None
+    return int(
+        memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        + memory.temp_size_in_bytes
+        - memory.alias_size_in_bytes
+    )
+
+
+def drive(
+    chunk_fn: Any,
+    state: TrainState,
+    data: TrainingData,
+    order_key: jax.Array | None,
+    program: Program,
+    *,
+    start_step: int = 0,
+    on_eval: EvalCallback | None = None,
+) -> LoopResult:
+    """Runs chunks from `start_step` until the run's steps are done or every member has stopped.
+
+    The chunk program is compiled once, ahead of time, before the first chunk (so a later
+    chunk cannot recompile); the only host work per chunk is to pull the small metrics and
+    call `on_eval`.
+    """
+    history: list[dict[str, np.ndarray]] = []
+    step = start_step
+    started = time.perf_counter()
+    compiled = chunk_fn.lower(state, data, jnp.asarray(step, jnp.int32), order_key).compile()
+    compile_s = time.perf_counter() - started
+    train_s = 0.0
+    while step < program.total_steps:
+        started = time.perf_counter()
+        state, metrics = compiled(state, data, jnp.asarray(step, jnp.int32), order_key)
+        metrics = {
+            k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()
+        }
+        train_s += time.perf_counter() - started
+        step = min(step + program.eval_every, program.total_steps)
+        history.append({"step": np.array([step]), **metrics})
+        if on_eval is not None:
+            on_eval(Evaluation(step=step, metrics=metrics, state=state))
+        if np.all(jax.device_get(state.stopped | state.diverged)):
+            break
+    return LoopResult(
+        state=state,
+        history=history,
+        steps_done=step,
+        compile_s=compile_s,
+        train_s=train_s,
+        program_bytes=program_bytes(compiled),
+    )
+
+
+@dataclasses.dataclass
+class FitResult:
+    """A trained single model: its state and its evaluation history."""
+
+    state: TrainState
+    program: Program
+    history: list[dict[str, np.ndarray]]
+    compile_s: float
+    train_s: float
+
+
+def fit(
+    config: ml_collections.ConfigDict,
+    data: Dataset,
+    key: jax.Array,
+    *,
+    hparams: Mapping[str, float] | None = None,
+    order_key: jax.Array | None = None,
+    on_eval: EvalCallback | None = None,
+    model: Any = None,
+    loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    metrics: Mapping[str, Metric | MetricFn] | None = None,
+    predict: Callable[[jax.Array], jax.Array] | None = None,
+    optimizer: Callable[[Mapping[str, jax.Array]], optax.GradientTransformation] | None = None,
+) -> FitResult:
+    """Trains one model: the single-member path (member i of an ensemble equals this with its key).
+
+    Args:
+      config: the run config.
+      data: the loaded data set.
+      key: the member key; `member_key(root, i)` reproduces member i of a run.
+      hparams: numeric hyperparameters that override the config's (a swept member's values),
+        by hyperparameter name ('learning_rate', 'dropout', ...).
+      order_key: the batch-order key (the shared one of a `batch_order=shared` run), or None.
+      on_eval: called after every evaluation.
+      model, loss, metrics, predict, optimizer: the user's own parts
+        (`jaxnn.nn.components.Components`).
+
+    Raises:
+      ConfigError: a bad config or component, an unknown hyperparameter name, or a sweep with
+        structural fields (one model is one program).
+    """
+    components = Components.of(
+        model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
+    )
+    spec = validation.validate(config, components).single_program("fit")
+    program, apply_fn, make_tx = build(spec, data)
+    member_hparams = base_hparams(spec)
+    unknown = sorted(set(hparams or {}) - set(member_hparams))
+    if unknown:
+        raise ConfigError(
+            f"hparams names {unknown[0]!r}, which this run does not have; its hyperparameters "
+            f"are {', '.join(member_hparams)}"
+        )
+    member_hparams |= dict(hparams or {})
+    state = jax.jit(lambda h, k: init_state(program, h, k, apply_fn=apply_fn, make_tx=make_tx))(
+        member_hparams, key
+    )
+    chunk_fn = jax.jit(lambda s, d, t, o: run_chunk(s, d, t, o, program=program))
+    loop = drive(chunk_fn, state, device_data(data), order_key, program, on_eval=on_eval)
+    return FitResult(
+        state=loop.state,
+        program=program,
+        history=loop.history,
+        compile_s=loop.compile_s,
+        train_s=loop.train_s,
+    )

@@ -1,0 +1,62 @@
+"""Every file a run writes, with its rule: the one owner of "what a run leaves in its workdir".
+
+Rules:
+  replaced     written whole by write-then-rename (or Orbax's temporary directory + rename);
+               a reader sees the old version or the new one.
+  appended     JSON lines, one row per (step, member); a resume cuts each member's rows back to
+               the step of the checkpoint it continues from, so its rows are never repeated.
+  checkpoints  Orbax checkpoints under their keep policy (`jaxnn.io.checkpoint`).
+
+`--overwrite` removes every run file (in the order listed: the summary first and the config
+last, so an overwrite killed half-way never leaves a finished-looking run); a launch that
+continues a run removes the `unfinished_on_resume` files, which its end writes anew. Files
+that are not run files are never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+REPLACED, APPENDED, CHECKPOINTS = "replaced", "appended", "checkpoints"
+
+SUMMARY = "summary.json"
+REPORT = "report.md"
+BEST = "best"
+CHECKPOINTS_DIR = "checkpoints"
+METRICS = "metrics.jsonl"
+DIAGNOSTICS = "diagnostics.jsonl"
+PLOTS = "plots"
+CONFIG = "config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFile:
+    """One file or directory of a workdir and its rule."""
+
+    name: str
+    rule: str
+    directory: bool = False
+    unfinished_on_resume: bool = False  # the run is unfinished until its end rewrites it
+    description: str = ""
+
+
+RUN_FILES: tuple[RunFile, ...] = (
+    RunFile(SUMMARY, REPLACED, unfinished_on_resume=True, description="the finished run's summary"),
+    RunFile(REPORT, REPLACED, unfinished_on_resume=True, description="summary.json in words"),
+    RunFile(BEST, REPLACED, directory=True, description="the selected member's export"),
+    RunFile(CHECKPOINTS_DIR, CHECKPOINTS, directory=True, description="the stacked states"),
+    RunFile(METRICS, APPENDED, description="every evaluation of every member"),
+    RunFile(DIAGNOSTICS, APPENDED, description="training diagnostics (diagnostics.enabled)"),
+    RunFile(PLOTS, REPLACED, directory=True, description="the run's figures"),
+    RunFile(CONFIG, REPLACED, description="the config the run was launched with"),
+)
+
+
+def run_file(name: str) -> RunFile:
+    """The entry of one run file."""
+    return next(f for f in RUN_FILES if f.name == name)
+
+
+def appended() -> tuple[RunFile, ...]:
+    """The JSON-lines files that a resume cuts back."""
+    return tuple(f for f in RUN_FILES if f.rule == APPENDED)

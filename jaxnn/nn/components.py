@@ -1,0 +1,66 @@
+"""Bring your own: the parts of a run a user may supply from Python instead of the config.
+
+`Components` bundles a user's own model, per-example loss, metrics, prediction function and
+optimiser factory. `jaxnn.fit`, `jaxnn.fit_ensemble` and `jaxnn.run` take them as keyword
+arguments; every phase of a run (random starts, numeric sweeps, selection, early stopping,
+divergence isolation, checkpoints and resume, the best-member export, transfer) treats them
+like the built-in ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import optax
+
+from jaxnn.nn.metrics import Metric, MetricFn, as_metric
+
+HParams = Mapping[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+    """A user's own parts of a run; None (or empty) keeps the config's.
+
+    Attributes:
+      model: a `flax.linen.Module`, a factory `hparams -> Module`, or a `jaxnn.nn.ModelFamily`.
+        Its outputs are [B, num_outputs] (the class logits, or the regression targets).
+      loss: per-example loss (outputs [B, O], targets [B] int labels or [B, O]) -> [B].
+      metrics: name -> `Metric` or function (outputs, targets) -> scalar (greater is better).
+      predict: outputs [B, O] -> what the ensemble averages (default: softmax probabilities for
+        classification with the config's or a user's loss, the outputs for regression).
+      optimizer: factory `hparams -> optax.GradientTransformation`; hparams hold the member's
+        numeric hyperparameters (learning_rate, weight_decay, ...) as traced scalars.
+    """
+
+    model: Any = None
+    loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    metrics: tuple[tuple[str, Metric], ...] = ()
+    predict: Callable[[jax.Array], jax.Array] | None = None
+    optimizer: Callable[[HParams], optax.GradientTransformation] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        model: Any = None,
+        loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+        metrics: Mapping[str, Metric | MetricFn] | None = None,
+        predict: Callable[[jax.Array], jax.Array] | None = None,
+        optimizer: Callable[[HParams], optax.GradientTransformation] | None = None,
+    ) -> Components:
+        """Components from the keyword arguments of fit / fit_ensemble / run."""
+        named = tuple((str(name), as_metric(fn)) for name, fn in (metrics or {}).items())
+        return cls(model=model, loss=loss, metrics=named, predict=predict, optimizer=optimizer)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.metrics)
+
+    @property
+    def any(self) -> bool:
+        """Whether the user brought anything (a run of the config alone otherwise)."""
+        return any((self.model is not None, self.loss, self.metrics, self.predict, self.optimizer))

@@ -1,0 +1,171 @@
+"""The model-family contract: what jaxnn needs to know to train, sweep, split and describe a model.
+
+A family is one `ModelFamily` value, registered by name in `jaxnn.nn.registry`. It builds the
+`flax.linen.Module` of a member from the `model` config and the member's numeric
+hyperparameters, and declares
+
+- which of its numeric fields a sweep may vary per member inside one compiled program
+  (`numeric_fields`) and which change the program (`structural_fields`);
+- which top-level parameters form the head (`head`): transfer learning restores or freezes
+  everything else, the body;
+- optionally its hidden pre-activations, which the diagnostics read (`preactivations`), and
+  the order of its layer table (`layer_order`).
+
+A user's own Module (or a factory `hparams -> Module`) becomes a family through
+`user_family`, so that every phase of a run treats it exactly like a registered one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from jaxnn.config.fields import NumericField
+
+Params = Any
+ModelConfig = Any  # the `model` section of a config
+HParams = Mapping[str, float | jax.Array]
+Builder = Callable[[ModelConfig, HParams, int], nn.Module]
+# preactivations(module, params, x) -> hidden layer name -> pre-activations [N, width], in order.
+Preactivations = Callable[[nn.Module, Params, jax.Array], dict[str, jax.Array]]
+DEFAULT_HEAD = ("head",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFamily:
+    """A model family.
+
+    Attributes:
+      name: the `model.name` that selects it.
+      build: build(model_config, hparams, num_outputs) -> the member's Module. `hparams` holds
+        the family's numeric hyperparameters by `NumericField.hparam` name: traced float32
+        scalars (one per member), or a Python 0.0 where a `zero_removes` field is zero and
+        not swept (the Module may then leave that piece out of the program).
+      numeric_fields: the fields a sweep may vary per member without recompiling.
+      structural_fields: the dotted `model.*` fields a sweep may vary with one program per value.
+      head: the top-level parameter names of the head; every other parameter is the body.
+      validate: raises ConfigError for a bad `model` config (numeric fields are checked by
+        their own rules; this checks the rest).
+      preactivations: optional hidden pre-activations for the dead / saturated unit diagnostics.
+      activation_field: the `model` field that names the hidden units' activation, if any.
+      layer_order: optional sort key of a parameter path (a list of names) for layer tables.
+      transfer_fields: `model` fields a transfer run must share with its pretrained run.
+    """
+
+    name: str
+    build: Builder
+    numeric_fields: tuple[NumericField, ...] = ()
+    structural_fields: tuple[str, ...] = ()
+    head: tuple[str, ...] = DEFAULT_HEAD
+    validate: Callable[[ModelConfig], None] | None = None
+    preactivations: Preactivations | None = None
+    activation_field: str | None = None
+    layer_order: Callable[[Sequence[str]], Any] | None = None
+    transfer_fields: tuple[str, ...] = ()
+
+
+def user_family(model: Any, *, head: Sequence[str] = DEFAULT_HEAD) -> ModelFamily:
+    """The family of a user's own model.
+
+    Args:
+      model: a `ModelFamily` (used as it is), a `flax.linen.Module` (every member builds it),
+        or a factory `hparams -> Module` (called with each member's numeric hyperparameters:
+        the optimiser's, e.g. hparams['learning_rate'], as traced scalars).
+      head: the top-level parameter names of its head (for transfer learning).
+    """
+    if isinstance(model, ModelFamily):
+        return model
+    if isinstance(model, nn.Module):
+        build: Builder = lambda model_config, hparams, num_outputs: model
+    elif callable(model):
+        build = lambda model_config, hparams, num_outputs: model(hparams)
+    else:
+        raise TypeError(
+            f"model must be a flax.linen.Module, a factory hparams -> Module or a ModelFamily, "
+            f"got {type(model).__name__}"
+        )
+    return ModelFamily(name="user", build=build, head=tuple(head))
+
+
+@functools.cache
+def _call_keywords(module_type: type) -> frozenset[str]:
+    return frozenset(inspect.signature(module_type.__call__).parameters)
+
+
+def _call_kwargs(module: nn.Module, *, train: bool, dropout_key: jax.Array | None) -> dict:
+    accepted = _call_keywords(type(module))
+    kwargs: dict[str, Any] = {}
+    if "train" in accepted:
+        kwargs["train"] = train
+    if "deterministic" in accepted:
+        kwargs["deterministic"] = not train
+    if "dropout_key" in accepted:
+        kwargs["dropout_key"] = dropout_key if train else None
+    return kwargs
+
+
+def init_model(module: nn.Module, key: jax.Array, x: jax.Array) -> Any:
+    """The Module's initial variables for inputs like `x` (in evaluation mode)."""
+    return module.init(key, x, **_call_kwargs(module, train=False, dropout_key=None))
+
+
+def apply_model(
+    module: nn.Module,
+    params: Params,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    dropout_key: jax.Array | None = None,
+    mutable: Any = False,
+) -> Any:
+    """Applies a Module the way its `__call__` asks for.
+
+    jaxnn's own modules take explicit keys (`dropout_key=`); Flax-style modules take `train=`
+    or `deterministic=` and draw dropout from the 'dropout' RNG stream, which gets the same
+    key. Only the keywords that `__call__` declares are passed.
+
+    Returns:
+      The outputs [B, num_outputs] (with the mutated collections when `mutable` is given).
+    """
+    kwargs = _call_kwargs(module, train=train, dropout_key=dropout_key)
+    rngs = {"dropout": dropout_key} if train and dropout_key is not None else None
+    return module.apply({"params": params}, x, rngs=rngs, mutable=mutable, **kwargs)
+
+
+def _key_name(key: Any) -> str:
+    for attribute in ("key", "name", "idx"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def path_names(path: Any) -> list[str]:
+    """A parameter path as names: ('params', 'head', 'kernel'), a jax key path or 'head/kernel'."""
+    names = path.split("/") if isinstance(path, str) else [_key_name(k) for k in path]
+    if names and names[0] == "params":
+        names = names[1:]
+    return names
+
+
+def is_head_path(path: Sequence[Any] | str, head: Sequence[str] = DEFAULT_HEAD) -> bool:
+    """Whether a parameter path belongs to the head (its top-level name is one of `head`)."""
+    names = path_names(path)
+    return bool(names) and names[0] in head
+
+
+def body_head_labels(params: Params, head: Sequence[str] = DEFAULT_HEAD) -> Any:
+    """A pytree like `params` whose leaves are 'head' or 'body' (labels for the optimiser)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "head" if is_head_path(path, head) else "body", params
+    )
+
+
+def unmatched_head_names(params: Params, head: Sequence[str]) -> list[str]:
+    """The names of `head` that are not a top-level parameter of `params`."""
+    return [name for name in head if name not in params]

@@ -1,0 +1,200 @@
+"""The multilayer perceptron family (`model.name=mlp`).
+
+Parameter names (its layer table and diagnostics rely on them): Dense layers `hidden_0`,
+`hidden_1`, ... and `head`; PReLU slopes `prelu_{i}/negative_slope` (shape []). Transfer
+learning treats every top-level module whose name is not `head` as the body.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from jaxnn.config.fields import NumericField, is_number
+from jaxnn.errors import ConfigError
+from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup, scaled
+from jaxnn.nn.dense import Dense
+from jaxnn.nn.family import ModelFamily, Params
+from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
+
+BODY_PREFIX = "hidden_"
+HEAD = "head"
+# fold_in tag of the input-dropout key (hidden layer i uses tag i).
+INPUT_TAG = 1_000_000
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron: hidden Dense layers with an activation, then a linear head.
+
+    `negative_slope`, `dropout` and `init_scale` may be traced scalars (swept per member of a
+    vmapped ensemble); a Python 0.0 dropout rate removes dropout from the program.
+    """
+
+    hidden: Sequence[int]
+    num_outputs: int
+    activation: str = "relu"
+    initializer: str = "he_normal"  # config `model.init`; `init` would shadow Module.init
+    init_stddev: float | jax.Array = 0.01
+    negative_slope: float | jax.Array = 0.01
+    dropout: float | jax.Array = 0.0
+    init_scale: float | jax.Array = 1.0
+    input_dropout: float | jax.Array = 0.0
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """Maps inputs [B, *feature_shape] to outputs [B, num_outputs].
+
+        Dropout is applied after each hidden activation (rate `dropout`) and to the inputs
+        (rate `input_dropout`) only when `train` is true and a `dropout_key` is given. Pre-activations are sown as
+        `intermediates/preactivation_{i}`.
+        """
+        activate = lookup(ACTIVATIONS, self.activation, "model.activation")
+        base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
+        kernel_init = scaled(base_init, self.init_scale)
+        use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
+
+        x = x.reshape((x.shape[0], -1))
+        if train and dropout_key is not None and not is_python_zero(self.input_dropout):
+            x = inverted_dropout(x, self.input_dropout, jax.random.fold_in(dropout_key, INPUT_TAG))
+        for i, width in enumerate(self.hidden):
+            h = Dense(
+                width,
+                kernel_init=kernel_init,
+                bias_init=nn.initializers.zeros,
+                name=f"{BODY_PREFIX}{i}",
+            )(x)
+            self.sow("intermediates", f"preactivation_{i}", h)
+            if self.activation == "prelu":
+                x = PReLU(self.negative_slope, name=f"prelu_{i}")(h)
+            else:
+                x = activate(h, self.negative_slope)
+            if use_dropout:
+                x = inverted_dropout(x, self.dropout, jax.random.fold_in(dropout_key, i))
+        return Dense(
+            self.num_outputs, kernel_init=kernel_init, bias_init=nn.initializers.zeros, name=HEAD
+        )(x)
+
+
+def make_mlp(model_cfg: Any, num_outputs: int, **overrides: Any) -> MLP:
+    """The MLP that the `model` config describes (config `init` becomes `initializer`).
+
+    Args:
+      model_cfg: the `model` config.
+      num_outputs: width of the head.
+      **overrides: MLP fields to set instead of the config's, e.g. a member's traced
+        `dropout`, `negative_slope` or `init_scale`.
+    """
+    fields = dict(
+        hidden=tuple(_get(model_cfg, "hidden", ())),
+        activation=_get(model_cfg, "activation", "relu"),
+        initializer=_get(model_cfg, "init", "he_normal"),
+        init_stddev=_get(model_cfg, "init_stddev", 0.01),
+        negative_slope=_get(model_cfg, "negative_slope", 0.01),
+        dropout=_get(model_cfg, "dropout", 0.0),
+        init_scale=_get(model_cfg, "init_scale", 1.0),
+        input_dropout=_get(model_cfg, "input_dropout", 0.0),
+    )
+    fields.update(overrides)
+    return MLP(num_outputs=num_outputs, **fields)
+
+
+def _get(cfg: Any, name: str, default: Any) -> Any:
+    return cfg.get(name, default) if hasattr(cfg, "get") else getattr(cfg, name, default)
+
+
+def build(model_cfg: Any, hparams: Any, num_outputs: int) -> MLP:
+    """The family's builder: the MLP of `model_cfg` with the member's numeric hyperparameters."""
+    return make_mlp(
+        model_cfg,
+        num_outputs,
+        init_scale=hparams["init_scale"],
+        negative_slope=hparams["negative_slope"],
+        dropout=hparams["dropout"],
+        input_dropout=hparams["input_dropout"],
+    )
+
+
+def preactivations(module: nn.Module, params: Params, x: jax.Array) -> dict[str, jax.Array]:
+    """Pre-activations [N, width] of every hidden layer, in order (no dropout)."""
+    _, variables = module.apply({"params": params}, x, mutable=["intermediates"])
+    sown = variables["intermediates"]
+    return {f"{BODY_PREFIX}{i}": sown[f"preactivation_{i}"][0] for i in range(len(module.hidden))}
+
+
+_PARAM_ORDER = {"kernel": 0, "bias": 1, "negative_slope": 2}
+
+
+def layer_order(names: Sequence[str]) -> tuple:
+    """hidden_0, prelu_0, hidden_1, ..., head; kernel before bias."""
+    module, rest = names[0], names[1:]
+    prefix, _, index = module.rpartition("_")
+    if prefix in ("hidden", "prelu") and index.isdigit():
+        position: tuple = (0, int(index), prefix != "hidden")
+    elif module == HEAD:
+        position = (1, 0, False)
+    else:
+        position = (2, 0, False)
+    return (position, module, [(_PARAM_ORDER.get(n, 3), n) for n in rest])
+
+
+def validate_model_config(model_cfg: Any) -> None:
+    """Checks the `model` config fields.
+
+    Raises:
+      ConfigError: an unknown activation or init, a hidden width < 1, dropout outside [0, 1),
+        init_stddev or init_scale <= 0, or a non-finite negative_slope.
+    """
+    lookup(ACTIVATIONS, _get(model_cfg, "activation", "relu"), "model.activation")
+    lookup(INITIALIZERS, _get(model_cfg, "init", "he_normal"), "model.init")
+    hidden = _get(model_cfg, "hidden", ())
+    widths = list(hidden) if isinstance(hidden, Sequence) and not isinstance(hidden, str) else None
+    if widths is None or not all(
+        isinstance(w, numbers.Integral) and not isinstance(w, bool) for w in widths
+    ):
+        raise ConfigError(f"model.hidden must be a tuple of integer widths, got {hidden!r}")
+    if any(w < 1 for w in widths):
+        raise ConfigError(
+            f"model.hidden widths must all be >= 1 (use () for a linear model), got {hidden!r}"
+        )
+    init_stddev = _get(model_cfg, "init_stddev", 0.01)
+    if not is_number(init_stddev) or not (math.isfinite(init_stddev) and init_stddev > 0):
+        raise ConfigError(f"model.init_stddev must be a finite number > 0, got {init_stddev!r}")
+    for field in NUMERIC_FIELDS:
+        # A field the config lacks (one saved before the field existed) takes the MLP's default,
+        # as make_mlp does.
+        name = field.field.rpartition(".")[2]
+        problem = field.problem(_get(model_cfg, name, getattr(MLP, name)))
+        if problem:
+            raise ConfigError(problem)
+
+
+NUMERIC_FIELDS = (
+    NumericField("model.dropout", "dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", True),
+    NumericField(
+        "model.input_dropout", "input_dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", True
+    ),
+    NumericField("model.init_scale", "init_scale", lambda v: v > 0, "must be a finite number > 0"),
+    NumericField(
+        "model.negative_slope", "negative_slope", lambda v: True, "must be a finite number"
+    ),
+)
+
+FAMILY = ModelFamily(
+    name="mlp",
+    build=build,
+    numeric_fields=NUMERIC_FIELDS,
+    structural_fields=("model.activation", "model.init", "model.hidden"),
+    head=(HEAD,),
+    validate=validate_model_config,
+    preactivations=preactivations,
+    activation_field="activation",
+    layer_order=layer_order,
+    transfer_fields=("activation",),
+)

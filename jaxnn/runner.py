@@ -1,0 +1,414 @@
+"""run(config, workdir): what `launch.py` does, importable.
+
+One path for every run, in phases:
+
+  plan     validate (the sweep parsed once, every structural variant checked), lock the
+           workdir, decide what to do with it (new, resume, continue a finished run, nothing
+           to do for a complete one, overwrite);
+  build    check the pretrained run, load the data, build each variant's trainer (a plain
+           run is one variant), check the model, loss and metrics on the data's shapes;
+  restore  each variant's latest readable checkpoint (resume), or the pretrained layers
+           (transfer);
+  train    only now write (`jaxnn.io.run_files` says what and how): each variant in order,
+           in chunks, with metrics.jsonl, diagnostics, the progress bar and checkpoints;
+  finish   select by validation over all members, export the best member, write the plots,
+           report.md and, last, summary.json.
+
+Launching again with the same workdir continues from the latest readable checkpoint of each
+variant and ends with the same weights, metrics.jsonl and summary (timing aside) as a run that
+was never interrupted, whenever the previous launch was killed. While a launch runs, its
+workdir is locked (`jaxnn.io.lock`); a full or read-only disk ends the launch with one line,
+its checkpoints intact.
+
+In a multi-host run every process runs this function; process 0 alone writes files and prints
+(`sharding.is_writer`), while checkpoint saves and the export of the best member are
+collective (every process takes part).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxnn import data as data_lib
+from jaxnn import validation
+from jaxnn.analysis import diagnostics
+from jaxnn.core import ensemble, train, variants
+from jaxnn.core.loop import Evaluation
+from jaxnn.core.program import Program
+from jaxnn.data.device import device_data
+from jaxnn.errors import ConfigError, JaxnnError, WorkdirError
+from jaxnn.io import checkpoint, export, orbax_io, transfer
+from jaxnn.io import lock as lock_lib
+from jaxnn.io import workdir as workdir_lib
+from jaxnn.io.workdir import RunPaths
+from jaxnn.nn.components import Components
+from jaxnn.nn.layer_table import format_layer_table
+from jaxnn.parallel import sharding
+from jaxnn.reporting import console, metrics_log, results, tables
+from jaxnn.reporting.summary import summarize_runs
+
+
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    out: TextIO = sys.stdout,
+    sweep: Any = None,
+    **components: Any,
+) -> dict[str, Any]:
+    """Runs the experiment `config` into `workdir` and returns its summary.
+
+    A workdir holding an unfinished run of the same config (or a finished one, when more
+    steps are asked for) is continued from its latest readable checkpoints; a finished run
+    asked for no more steps is reported and left as it is. Every user mistake raises a
+    `jaxnn.errors.JaxnnError` before anything is written; so does a workdir that another live
+    launch holds. A disk that fails later raises `WorkdirError`, the checkpoints intact.
+
+    Args:
+      config: the run config (not changed).
+      workdir: the run's directory.
+      overwrite: replace a run that the workdir holds.
+      progress: show a progress bar.
+      out: where the header, tables and outcome are printed.
+      sweep: a sweep given from Python (string, mapping field -> values, or Sweep) in place of
+        `config.restarts.sweep` (config.json records it as a string).
+      **components: the user's own parts: model, loss, metrics, predict, optimizer
+        (`jaxnn.nn.components.Components`). A relaunch passes them again.
+    """
+    spec = validation.validate(config, Components.of(**components), sweep=sweep)
+    writer = sharding.is_writer()
+    with contextlib.ExitStack() as stack:
+        if not writer:
+            out = stack.enter_context(open(os.devnull, "w"))
+        paths = workdir_lib.check_workdir(workdir)
+        lock = stack.enter_context(lock_lib.WorkdirLock(paths.root, enabled=writer))
+        _on_writer(lock.acquire_if_exists)
+        if lock.describe_stale():
+            print(lock.describe_stale(), file=out)
+        plan = workdir_lib.plan_workdir(paths.root, spec.config, overwrite=overwrite)
+        if plan.action == "complete":
+            console.print_complete(plan, out)
+            return plan.summary
+        return _run_planned(plan, lock, spec, progress=progress and writer, out=out)
+
+
+@dataclasses.dataclass
+class _Variant:
+    """One structural variant through the phases (a plain run is one variant `{}`)."""
+
+    values: dict[str, Any]
+    spec: validation.RunSpec
+    trainer: ensemble.Trainer
+    offset: int
+    checkpoints_dir: Path
+    member_params: Any = None
+    pretrained: Any = None
+    start_step: int = 0
+    state: train.TrainState | None = None
+    unreadable: list[int] = dataclasses.field(default_factory=list)
+    result: ensemble.EnsembleResult | None = None
+
+    @property
+    def global_members(self) -> list[ensemble.Member]:
+        return variants.global_members(self.trainer.members, self.offset)
+
+    def resumed_steps(self) -> dict[int, int]:
+        """Global member index -> the step its checkpoint is at (none without a checkpoint)."""
+        if self.state is None:
+            return {}
+        return {m.index: self.start_step for m in self.global_members}
+
+
+def _run_planned(
+    plan: workdir_lib.WorkdirPlan,
+    lock: lock_lib.WorkdirLock,
+    spec: validation.RunSpec,
+    *,
+    progress: bool,
+    out: TextIO,
+) -> dict[str, Any]:
+    config = spec.config
+    writer = sharding.is_writer()
+    # build
+    source = None
+    if config.init_from.workdir and not _has_checkpoints(plan):
+        source = transfer.check_source(config, spec.family)
+    dataset = data_lib.load(config.dataset)
+    key = jax.random.PRNGKey(config.seed)
+    run_variants = _build(plan, spec, dataset, key)
+    # restore
+    for variant in run_variants:
+        abstract = jax.eval_shape(
+            variant.trainer.init_fn,
+            ensemble.stacked_hparams(variant.spec, variant.trainer.members),
+            ensemble.member_keys(key, variant.trainer.members),
+            None,
+        )
+        variant.member_params = jax.tree_util.tree_map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), abstract.params
+        )
+        if source is not None:
+            variant.pretrained = transfer.load_pretrained(
+                source,
+                config,
+                variant.member_params,
+                head=variant.trainer.program.head,
+                order=variant.trainer.program.layer_order(),
+            )
+        variant.start_step, variant.state, variant.unreadable = _restore(
+            plan, variant.checkpoints_dir, abstract, variant.trainer.program, out
+        )
+
+    # train: every check has passed, from here on the launch writes.
+    resumed = {}
+    for variant in run_variants:
+        resumed |= variant.resumed_steps()
+    _on_writer(lambda: _prepare(plan, lock, config, resumed, out))
+    _sync("jaxnn_prepare")  # the workdir exists before any process opens its checkpoints
+    if source is not None:
+        print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
+    for variant in run_variants:
+        _train_variant(variant, plan, dataset, key, len(run_variants), progress=progress, out=out)
+
+    # finish: one summary over every variant's members (a plain run is one variant)
+    runs = [variants.VariantRun(v.values, v.spec, v.result, v.offset) for v in run_variants]
+    summary, predictions = summarize_runs(runs, config, dataset)
+    best_variant, best_local = run_variants[0], None
+    if summary["best_member"] is not None:
+        best_run, best_local = variants.locate(runs, summary["best_member"])
+        best_variant = run_variants[runs.index(best_run)]
+    _export_best(plan.paths, best_local, best_variant)
+    if writer:
+        indices = [m.index for v in run_variants for m in v.global_members]
+        history = workdir_lib.history_from_metrics(plan.paths.metrics, indices)
+        with workdir_lib.writing("the run's results in", plan.paths.root):
+            results.write_outputs(plan.paths, summary, history, dataset, predictions)
+    print(tables.ranking_table(summary, limit=40), file=out)
+    console.print_outcome(summary, out)
+    return summary
+
+
+def _build(
+    plan: workdir_lib.WorkdirPlan,
+    spec: validation.RunSpec,
+    dataset: data_lib.Dataset,
+    key: jax.Array,
+) -> list[_Variant]:
+    """Each variant's trainer (shapes checked against the data), in sweep order."""
+    specs = variants.variant_specs(spec)
+    built, offset = [], 0
+    for index, (values, variant_spec) in enumerate(specs):
+        options = transfer.program_options(variant_spec.config.init_from, variant_spec.head)
+        trainer = ensemble.make_trainer(variant_spec, dataset, key, **options)
+        directory = plan.paths.variant_checkpoints(index, len(specs))
+        built.append(_Variant(values, variant_spec, trainer, offset, directory))
+        offset += len(trainer.members)
+    return built
+
+
+def _train_variant(
+    variant: _Variant,
+    plan: workdir_lib.WorkdirPlan,
+    dataset: data_lib.Dataset,
+    key: jax.Array,
+    num_variants: int,
+    *,
+    progress: bool,
+    out: TextIO,
+) -> None:
+    """Trains one variant from where its checkpoint left it, with one evaluation callback."""
+    writer = sharding.is_writer()
+    trainer, program = variant.trainer, variant.trainer.program
+    if num_variants > 1:
+        print(
+            f"variant {variants.describe(variant.values)}: {len(trainer.members)} member(s)",
+            file=out,
+        )
+        print(format_layer_table(variant.member_params, order=program.layer_order()), file=out)
+    else:
+        console.print_header(dataset, trainer, variant.member_params, out)
+    checkpoints = checkpoint.RunCheckpoints(
+        variant.checkpoints_dir, keep=int(variant.spec.config.checkpoint.keep)
+    )
+    checkpoints.discard(variant.unreadable)
+    saver = checkpoint.Saver(
+        checkpoints,
+        every_steps=variant.spec.config.checkpoint.every_steps,
+        start_step=variant.start_step,
+    )
+    members = variant.global_members
+    tracker = metrics_log.Progress(
+        plan.paths, program, members, show=progress, start_step=variant.start_step
+    )
+    monitor = _diagnostics_monitor(variant.spec.config, plan.paths, dataset, program, members)
+
+    def on_eval(evaluation: Evaluation) -> None:
+        # metrics.jsonl first: a run killed between the two writes leaves rows past its
+        # checkpoint, which the resume drops, never a checkpoint without its rows.
+        if writer:
+            with workdir_lib.writing("metrics", plan.paths.metrics):
+                tracker(evaluation)
+                if monitor is not None:
+                    monitor(evaluation)
+        saver(evaluation)
+
+    try:
+        result = ensemble.train_members(
+            trainer,
+            dataset,
+            key,
+            on_eval=on_eval,
+            state=variant.state,
+            start_step=variant.start_step,
+            pretrained=variant.pretrained,
+        )
+        saver.finish(result.state, result.steps_done)
+    finally:
+        tracker.close()
+        checkpoints.close()
+    variant.result = result
+
+
+def _on_writer(action: Callable[[], None]) -> None:
+    """Runs `action` on the process that writes files; every process learns if it failed."""
+    failure = None
+    if sharding.is_writer():
+        try:
+            action()
+        except JaxnnError as error:
+            failure = error
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        succeeded = multihost_utils.broadcast_one_to_all(np.int32(failure is None))
+        if failure is None and not int(succeeded):
+            raise WorkdirError("process 0 could not use the workdir; its message says why")
+    if failure is not None:
+        raise failure
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _prepare(
+    plan: workdir_lib.WorkdirPlan,
+    lock: lock_lib.WorkdirLock,
+    config: ml_collections.ConfigDict,
+    resumed_steps: Mapping[int, int],
+    out: TextIO,
+) -> None:
+    """Locks (a new workdir) and writes the first files: the point from which a launch writes."""
+    lock.hold()
+    for leftover in plan.paths.leftovers():
+        print(f"removing {leftover.name}: a write that a stopped launch never finished", file=out)
+    workdir_lib.prepare(plan, config, resumed_steps)
+
+
+def _restore(
+    plan: workdir_lib.WorkdirPlan,
+    directory: Path,
+    abstract: train.TrainState,
+    program: Program,
+    out: TextIO,
+) -> tuple[int, train.TrainState | None, list[int]]:
+    """The step and state a variant starts from, and the unreadable checkpoints it skipped."""
+    if not plan.restores or not directory.is_dir():
+        return 0, None, []
+    for unfinished in checkpoint.unfinished_saves(directory):
+        print(
+            f"ignoring {unfinished}: a checkpoint save that a stopped launch never finished "
+            "(it is removed)",
+            file=out,
+        )
+    reader = checkpoint.RunCheckpoints(directory, read_only=True)
+    try:
+        found = reader.restore_latest(abstract, report=lambda line: print(line, file=out))
+    finally:
+        reader.close()
+    if found is None:
+        return 0, None, []
+    step, state, unreadable = found
+    if step > program.total_steps:
+        raise ConfigError(
+            f"training asks for {program.total_steps} steps but the checkpoint in "
+            f"{directory} is already at step {step}; ask for at least {step}"
+        )
+    print(f"resuming from checkpoint {reader.step_dir(step)} (step {step})", file=out)
+    return step, state, unreadable
+
+
+def _has_checkpoints(plan: workdir_lib.WorkdirPlan) -> bool:
+    """Whether the launch continues from a checkpoint (then a transfer source is not read)."""
+    if not plan.restores or not plan.paths.checkpoints.is_dir():
+        return False
+    directories = [plan.paths.checkpoints, *plan.paths.checkpoints.glob("variant_*")]
+    for directory in directories:
+        reader = checkpoint.RunCheckpoints(directory, read_only=True)
+        try:
+            if reader.steps():
+                return True
+        finally:
+            reader.close()
+    return False
+
+
+def _export_best(paths: RunPaths, index: int | None, variant: _Variant) -> None:
+    """DIR/best: the selected member (index local to its variant) as a single-model checkpoint
+    (none if every member diverged)."""
+    result = variant.result
+    try:
+        if index is None:
+            if sharding.is_writer():
+                shutil.rmtree(paths.best, ignore_errors=True)
+            return
+        export.export_member(
+            paths.best,
+            result.state,
+            index,
+            variant.spec.config,
+            step=result.steps_done,
+            program=result.program,
+        )
+    except Exception as error:
+        if not orbax_io.is_storage_error(error):
+            raise
+        raise WorkdirError(
+            f"cannot write the selected member to {paths.best} ({orbax_io.one_line(error)}); "
+            "the run's checkpoints are intact: free space or fix permissions, then launch "
+            "again to finish"
+        ) from error
+
+
+def _diagnostics_monitor(
+    config: ml_collections.ConfigDict,
+    paths: RunPaths,
+    dataset: data_lib.Dataset,
+    program: Program,
+    members: list[ensemble.Member],
+) -> diagnostics.Monitor | None:
+    """The DIR/diagnostics.jsonl writer when `diagnostics.enabled` (None otherwise)."""
+    if not config.diagnostics.enabled:
+        return None
+    return diagnostics.Monitor(
+        paths.diagnostics,
+        device_data(dataset),
+        program,
+        [m.index for m in members],
+    )
