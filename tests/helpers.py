@@ -1,6 +1,11 @@
-"""Small data sets and configs for fast tests."""
+"""Small data sets and configs for fast tests, and run directories shared by xdist workers."""
 
 from __future__ import annotations
+
+import fcntl
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import ml_collections
 import numpy as np
@@ -46,3 +51,18 @@ def small_config(**overrides) -> ml_collections.ConfigDict:
             node = node[part]
         node[leaf] = value
     return config
+
+
+def shared_dir(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A run directory built once per test session, shared by xdist workers (read-only for tests)."""
+    root = tmp_path_factory.getbasetemp()
+    if root.name.startswith("popen-gw"):
+        root = root.parent
+    directory = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (directory / "done").exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            build(directory)
+            (directory / "done").touch()
+    return directory

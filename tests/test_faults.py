@@ -28,6 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers import shared_dir
 
 from jaxnn import data, runner
 from jaxnn.core import ensemble
@@ -35,7 +36,6 @@ from jaxnn.errors import DataError, JaxnnError, WorkdirError
 from jaxnn.io import checkpoint, export
 from tests.helpers import blobs, small_config
 from tests.test_resume import _config as resume_config
-from tests.test_resume import _shared_dir as shared_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import shutil
@@ -12,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers import shared_dir
 
 from jaxnn import data, runner, validation
 from jaxnn.config import default_config
@@ -44,21 +44,6 @@ def _config(data_dir: str, **overrides):
     return config
 
 
-def _shared_dir(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
-    """A run directory built once per test session, shared by xdist workers (read-only for tests)."""
-    root = tmp_path_factory.getbasetemp()
-    if root.name.startswith("popen-gw"):
-        root = root.parent
-    directory = root / name
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (directory / "done").exists():
-            shutil.rmtree(directory, ignore_errors=True)
-            build(directory)
-            (directory / "done").touch()
-    return directory
-
-
 def _interrupt_at(step: int) -> Callable:
     original = metrics_log.Progress.__call__
 
@@ -74,7 +59,7 @@ def _interrupt_at(step: int) -> Callable:
 def reference(tmp_path_factory, data_dir) -> Path:
     """A run that was never interrupted."""
     return (
-        _shared_dir(
+        shared_dir(
             tmp_path_factory,
             "resume_reference",
             lambda d: runner.run(_config(data_dir), d / "run", progress=False, out=io.StringIO()),
@@ -93,7 +78,7 @@ def interrupted(tmp_path_factory, data_dir) -> Path:
             with pytest.raises(Interrupted):
                 runner.run(_config(data_dir), directory / "run", progress=False, out=io.StringIO())
 
-    return _shared_dir(tmp_path_factory, "resume_interrupted", build) / "run"
+    return shared_dir(tmp_path_factory, "resume_interrupted", build) / "run"
 
 
 def _final_state(workdir: Path) -> dict:

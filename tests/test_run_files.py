@@ -6,11 +6,9 @@ The checks iterate over the table, so a file added to it is covered here without
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers import shared_dir
 
 from jaxnn import runner
 from jaxnn.config import default_config
@@ -128,25 +127,14 @@ def _latest_checkpoint(directory: Path) -> tuple[int, dict[str, str]]:
         reader.close()
 
 
-def _shared(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
-    root = tmp_path_factory.getbasetemp()
-    if root.name.startswith("popen-gw"):
-        root = root.parent
-    directory = root / name
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (directory / "done").exists():
-            shutil.rmtree(directory, ignore_errors=True)
-            build(directory)
-            (directory / "done").touch()
-    return directory / "run"
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, data_dir) -> Path:
     """The structural run (2 activations x 2 rates x 2 starts) never interrupted."""
-    return _shared(
-        tmp_path_factory, "run_files_reference", lambda d: _launch(_config(data_dir), d / "run")
+    return (
+        shared_dir(
+            tmp_path_factory, "run_files_reference", lambda d: _launch(_config(data_dir), d / "run")
+        )
+        / "run"
     )
 
 

@@ -13,9 +13,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _save(fig: Any, path: Path) -> str:
+def save(fig: Any, path: Path, *, dpi: int = 110) -> str:
+    """Writes `fig` to `path` (tight layout), closes it and returns the path."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return str(path)
 
@@ -43,7 +44,7 @@ def validation_curves(
     finite = val[np.isfinite(val)]
     if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
         ax.set_yscale("log")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def final_loss_histogram(val_losses: np.ndarray, path: Path) -> str:
@@ -54,7 +55,7 @@ def final_loss_histogram(val_losses: np.ndarray, path: Path) -> str:
     ax.set_xlabel("best validation loss")
     ax.set_ylabel("members")
     ax.set_title(f"Spread of {finite.size} random starts")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def expected_best_of_k(curve: Sequence[float], path: Path) -> str:
@@ -67,7 +68,7 @@ def expected_best_of_k(curve: Sequence[float], path: Path) -> str:
     ax.set_title("How many random starts pay off")
     if len(curve) > 8:
         ax.set_xscale("log", base=2)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def predictions_vs_targets(predictions: np.ndarray, targets: np.ndarray, path: Path) -> str:
@@ -81,4 +82,4 @@ def predictions_vs_targets(predictions: np.ndarray, targets: np.ndarray, path: P
     ax.set_ylabel("prediction")
     ax.set_title("Test predictions of the selected member")
     ax.legend()
-    return _save(fig, path)
+    return save(fig, path)

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxnn.io import atomic
+from jaxnn.reporting import plots
 from jaxnn.reporting.tables import markdown_table
 
 NUMBERS = "numbers.json"
@@ -57,10 +58,7 @@ def _cell(value: Any) -> str:
 
 def save(fig: Any, path: Path) -> str:
     """Writes `fig` to `path` (tight layout, 80 dpi), closes it and returns the path."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return str(path)
+    return plots.save(fig, path, dpi=80)
 
 
 def lines(

@@ -70,6 +70,35 @@ def linear_baseline(dataset: data_lib.Dataset) -> dict[str, float]:
     }
 
 
+def selection(
+    rows: Sequence[Mapping[str, Any]],
+    diverged: np.ndarray,
+    predictions: np.ndarray,
+    dataset: data_lib.Dataset,
+    program: Program,
+    config: ml_collections.ConfigDict,
+) -> dict[str, Any]:
+    """summary.json's selection over member rows: the best member by `restarts.select_by`, its
+    test metrics, the ensemble average of the non-diverged members, restart statistics."""
+    select_by = config.restarts.select_by
+    greater = program.greater_is_better(select_by)
+    values = {select_by: np.array([row[select_by] for row in rows], np.float64)}
+    best = ensemble.select_best(values, diverged, select_by, greater_is_better=greater)
+    test_keys = [k for k in rows[0] if k.startswith("test_")]
+    finite_losses = [row["val_loss"] for row, bad in zip(rows, diverged, strict=True) if not bad]
+    return {
+        "best_member": best,
+        "selected_by": select_by,
+        "selection_greater_is_better": greater,
+        "best": {} if best is None else {k: rows[best][k] for k in test_keys},
+        "ensemble": ensemble.ensemble_metrics(predictions, dataset.y_test, program, ~diverged),
+        "restart_stats": restart_stats.restart_stats(
+            np.array(finite_losses), tolerance=float(config.restarts.tolerance)
+        ),
+        "num_diverged": int(diverged.sum()),
+    }
+
+
 def summarize(
     result: ensemble.EnsembleResult,
     config: ml_collections.ConfigDict,
@@ -78,26 +107,11 @@ def summarize(
     """summary.json of a finished ensemble, and the test predictions of every member."""
     rows, diverged, predictions = member_rows(result, config, dataset)
     program = result.program
-    select_by = config.restarts.select_by
-    by_metric = {select_by: np.array([row[select_by] for row in rows])}
-    best = ensemble.select_best(
-        by_metric, diverged, select_by, greater_is_better=program.greater_is_better(select_by)
-    )
-    test_keys = [k for k in rows[0] if k.startswith("test_")]
     member_steps = int(sum(row["final_step"] for row in rows))
     summary: dict[str, Any] = {
         "dataset": dataset.summary(),
         "members": rows,
-        "best_member": best,
-        "selected_by": select_by,
-        "selection_greater_is_better": program.greater_is_better(select_by),
-        "best": {} if best is None else {k: rows[best][k] for k in test_keys},
-        "ensemble": ensemble.ensemble_metrics(predictions, dataset.y_test, program, ~diverged),
-        "restart_stats": restart_stats.restart_stats(
-            np.array([row["val_loss"] for row, bad in zip(rows, diverged, strict=True) if not bad]),
-            tolerance=float(config.restarts.tolerance),
-        ),
-        "num_diverged": int(diverged.sum()),
+        **selection(rows, diverged, predictions, dataset, program, config),
         "steps": program.total_steps,
         "timing": {
             "compile_s": result.compile_s,
@@ -119,7 +133,7 @@ def merge_summaries(
     """One summary of a structural run from the per-variant summaries.
 
     Args:
-      parts: per variant, in order: (variant dict, its `run.summarize` summary, its test
+      parts: per variant, in order: (variant dict, its `summarize` summary, its test
         predictions [M_v, N, O]).
       config: the run config (for `restarts.select_by` and `restarts.tolerance`).
       dataset: the data set.
@@ -152,14 +166,6 @@ def merge_summaries(
         offset += len(summary["members"])
     predictions = np.concatenate([p for _, _, p in parts], axis=0)
     diverged = np.array([row["diverged"] for row in rows])
-    select_by = config.restarts.select_by
-    best = ensemble.select_best(
-        {select_by: np.array([row[select_by] for row in rows], np.float64)},
-        diverged,
-        select_by,
-        greater_is_better=program.greater_is_better(select_by),
-    )
-    test_keys = [k for k in rows[0] if k.startswith("test_")]
     first = parts[0][1]
     timing = {
         "compile_s": sum(s["timing"]["compile_s"] for _, s, _ in parts),
@@ -170,16 +176,7 @@ def merge_summaries(
     merged: dict[str, Any] = {
         **{k: v for k, v in first.items() if k not in ("members", "timing")},
         "members": rows,
-        "best_member": best,
-        "selected_by": select_by,
-        "selection_greater_is_better": program.greater_is_better(select_by),
-        "best": {} if best is None else {k: rows[best][k] for k in test_keys},
-        "ensemble": ensemble.ensemble_metrics(predictions, dataset.y_test, program, ~diverged),
-        "restart_stats": restart_stats.restart_stats(
-            np.array([r["val_loss"] for r in rows if not r["diverged"]]),
-            tolerance=float(config.restarts.tolerance),
-        ),
-        "num_diverged": int(diverged.sum()),
+        **selection(rows, diverged, predictions, dataset, program, config),
         "variants": variants,
         "timing": timing,
     }
