@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= auto
 
-.PHONY: demo test lint bench bench-gpu faults
+.PHONY: demo test lint bench bench-cache bench-gpu faults
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/restarts.py
+
+# First against second launch of the same programs through the persistent compilation cache.
+bench-cache: $(VENV)/.installed
+	$(BIN)/python benchmarks/compile_cache.py
 
 # The GPU mode (K = 1 ... 4096 on one chip); needs a GPU host: installs jax[cuda12].
 bench-gpu: $(VENV)/.installed

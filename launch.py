@@ -6,6 +6,10 @@ A multi-host run starts the same command on every host with --coordinator_addres
 0's HOST:PORT), --num_processes and --process_id (or --coordinator_address=auto where JAX
 detects them: Cloud TPU pods, Slurm, Open MPI); see docs/scale.md.
 
+Compiled programs are cached on disk (config.compilation_cache, on by default): in
+$XDG_CACHE_HOME/jaxnn/jax, else ~/.cache/jaxnn/jax; JAXNN_COMPILATION_CACHE=DIR moves the
+cache, JAXNN_COMPILATION_CACHE=off turns it off.
+
 Exit 0 on success (a run that was already complete, or whose every member diverged,
 included); exit 2 with one line `jaxnn: error: ...` for any user mistake or unusable workdir
 (locked by a running launch, read-only, full); see docs/reliability.md.
@@ -15,7 +19,10 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+from collections.abc import Mapping
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -50,6 +57,58 @@ _DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
     300,
     "Multi-host runs: seconds to wait for the coordinator and the other processes.",
 )
+
+
+CACHE_VARIABLE = "JAXNN_COMPILATION_CACHE"
+_CACHE_OFF = ("off", "0", "false", "no")
+_CACHE_ON = ("on", "1", "true", "yes")
+
+
+def apply_cache_environment(config: ml_collections.ConfigDict, environ: Mapping[str, str]) -> None:
+    """Writes the environment's say on the compilation cache into `config.compilation_cache`.
+
+    JAXNN_COMPILATION_CACHE=off (or 0, false, no) turns the cache off, =on keeps the config's
+    choice, =DIR moves the cache to DIR. Unset, a config that names no directory caches in
+    $XDG_CACHE_HOME/jaxnn/jax when XDG_CACHE_HOME is set and JAX's own JAX_COMPILATION_CACHE_DIR
+    is not (a directory set through JAX is kept: `jaxnn.core.compile_cache.enable`).
+    """
+    from jaxnn.core import compile_cache
+
+    value = environ.get(CACHE_VARIABLE, "").strip()
+    follows_xdg = bool(environ.get("XDG_CACHE_HOME")) and not environ.get(
+        "JAX_COMPILATION_CACHE_DIR"
+    )
+    cache = config.compilation_cache
+    if value.lower() in _CACHE_OFF:
+        cache.enabled = False
+    elif value and value.lower() not in _CACHE_ON:
+        cache.dir = value
+    elif follows_xdg and not cache.dir:
+        cache.dir = str(compile_cache.default_directory(environ))
+
+
+def show_cache_warnings_in_one_line() -> None:
+    """JAX warns of each cache entry it cannot read or write (a disk that filled, an entry a
+    killed launch left torn) in two lines, program after program: this says it once, in one."""
+    original = warnings.showwarning
+    shown = False
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        nonlocal shown
+        if "persistent compilation cache" not in str(message):
+            original(message, category, filename, lineno, file, line)
+        elif not shown:
+            import jax
+
+            shown = True
+            text = " ".join(str(message).split())
+            print(
+                f"jaxnn: warning: {text}; compiled afresh (if this repeats, delete "
+                f"{jax.config.jax_compilation_cache_dir} or set JAXNN_COMPILATION_CACHE=off)",
+                file=sys.stderr,
+            )
+
+    warnings.showwarning = show
 
 
 def fail(message: str) -> None:
@@ -88,6 +147,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
     # TFDS and JAX log routine INFO lines through absl; the progress bar says what matters.
     logging.set_verbosity(logging.WARNING)
+    show_cache_warnings_in_one_line()
     if len(argv) > 1:
         fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
     from jaxnn.errors import JaxnnError
@@ -104,6 +164,7 @@ def main(argv: list[str]) -> None:
         hosts.initialize_distributed(
             *join, timeout_s=_DISTRIBUTED_TIMEOUT.value, on_timeout=_exit_from_thread
         )
+        apply_cache_environment(_CONFIG.value, os.environ)
         run(
             _CONFIG.value,
             _WORKDIR.value or "",

@@ -29,6 +29,7 @@ _API = {
     "fit_variants": "jaxnn.core.variants",
     "load_model": "jaxnn.io.export",
     "LoadedModel": "jaxnn.io.export",
+    "enable_compilation_cache": "jaxnn.core.compile_cache",
     # configuration
     "default_config": "jaxnn.config.schema",
     "Sweep": "jaxnn.config.sweep",
@@ -57,7 +58,11 @@ _API = {
     "WorkdirError": "jaxnn.errors",
 }
 # public names defined under another name in their module
-_RENAMED = {"load_dataset": "load", "DATASETS": "BUILDERS"}
+_RENAMED = {
+    "load_dataset": "load",
+    "DATASETS": "BUILDERS",
+    "enable_compilation_cache": "enable",
+}
 
 __all__ = ["__version__", *_API]
 

@@ -43,7 +43,7 @@ import numpy as np
 from jaxnn import data as data_lib
 from jaxnn import validation
 from jaxnn.analysis import diagnostics
-from jaxnn.core import ensemble, train, variants
+from jaxnn.core import compile_cache, ensemble, train, variants
 from jaxnn.core.loop import Evaluation
 from jaxnn.core.program import Program
 from jaxnn.data.device import device_data
@@ -55,7 +55,7 @@ from jaxnn.io.workdir import RunPaths
 from jaxnn.nn.components import Components
 from jaxnn.nn.layer_table import format_layer_table
 from jaxnn.parallel import sharding
-from jaxnn.reporting import console, metrics_log, results, tables
+from jaxnn.reporting import console, metrics_log, results, tables, tensorboard
 from jaxnn.reporting.summary import summarize_runs
 
 
@@ -102,6 +102,9 @@ def run(
         if plan.action == "complete":
             console.print_complete(plan, out)
             return plan.summary
+        # Before anything compiles; a cache the caller set up is kept unless the config names one.
+        if spec.config.compilation_cache.enabled:
+            compile_cache.enable(spec.config.compilation_cache.dir)
         return _run_planned(plan, lock, spec, progress=progress and writer, out=out)
 
 
@@ -114,6 +117,7 @@ class _Variant:
     trainer: ensemble.Trainer
     offset: int
     checkpoints_dir: Path
+    events_dir: Path
     member_params: Any = None
     pretrained: Any = None
     start_step: int = 0
@@ -192,6 +196,8 @@ def _run_planned(
         best_variant = run_variants[runs.index(best_run)]
     _export_best(plan.paths, best_local, best_variant)
     if writer:
+        if config.tensorboard.enabled:
+            tensorboard.write_results(plan.paths.tensorboard, summary)
         indices = [m.index for v in run_variants for m in v.global_members]
         history = workdir_lib.history_from_metrics(plan.paths.metrics, indices)
         with workdir_lib.writing("the run's results in", plan.paths.root):
@@ -214,7 +220,8 @@ def _build(
         options = transfer.program_options(variant_spec.config.init_from, variant_spec.head)
         trainer = ensemble.make_trainer(variant_spec, dataset, key, **options)
         directory = plan.paths.variant_checkpoints(index, len(specs))
-        built.append(_Variant(values, variant_spec, trainer, offset, directory))
+        events = plan.paths.variant_events(index, len(specs))
+        built.append(_Variant(values, variant_spec, trainer, offset, directory, events))
         offset += len(trainer.members)
     return built
 
@@ -240,6 +247,14 @@ def _train_variant(
         print(format_layer_table(variant.member_params, order=program.layer_order()), file=out)
     else:
         console.print_header(dataset, trainer, variant.member_params, out)
+    # Opened first: a TensorBoard directory that cannot be written stops every process here.
+    events = None
+
+    def open_events() -> None:
+        nonlocal events
+        events = _event_log(variant)
+
+    _on_writer(open_events)
     checkpoints = checkpoint.RunCheckpoints(
         variant.checkpoints_dir, keep=int(variant.spec.config.checkpoint.keep)
     )
@@ -263,6 +278,8 @@ def _train_variant(
                 tracker(evaluation)
                 if monitor is not None:
                     monitor(evaluation)
+            if events is not None:
+                events(evaluation)
         saver(evaluation)
 
     try:
@@ -278,6 +295,8 @@ def _train_variant(
         saver.finish(result.state, result.steps_done)
     finally:
         tracker.close()
+        if events is not None:
+            events.close()
         checkpoints.close()
     variant.result = result
 
@@ -394,6 +413,19 @@ def _export_best(paths: RunPaths, index: int | None, variant: _Variant) -> None:
             "the run's checkpoints are intact: free space or fix permissions, then launch "
             "again to finish"
         ) from error
+
+
+def _event_log(variant: _Variant) -> tensorboard.EventLog | None:
+    """The variant's TensorBoard run when `tensorboard.enabled`, cut back to its checkpoint."""
+    if not variant.spec.config.tensorboard.enabled:
+        return None
+    return tensorboard.EventLog(
+        variant.events_dir,
+        variant.spec,
+        variant.trainer.program,
+        variant.global_members,
+        start_step=variant.start_step,
+    )
 
 
 def _diagnostics_monitor(

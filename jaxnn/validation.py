@@ -158,8 +158,13 @@ def validate(
         isinstance(config.checkpoint.keep, int) and config.checkpoint.keep >= 1,
         f"checkpoint.keep must be >= 1, got {config.checkpoint.keep}",
     )
+    _require(
+        isinstance(config.tensorboard.enabled, bool),
+        f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
+    )
     if "mesh" in config:
         validate_mesh_config(config.mesh)
+    _validate_compilation_cache(config.compilation_cache)
     _validate_components(components)
     given = config.restarts.sweep if sweep is None else sweep
     if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
@@ -260,6 +265,17 @@ def _validate_restarts(restarts: ml_collections.ConfigDict, components: Componen
     _require(
         math.isfinite(restarts.tolerance) and restarts.tolerance >= 0,
         f"restarts.tolerance must be a finite number >= 0, got {restarts.tolerance}",
+    )
+
+
+def _validate_compilation_cache(cache: ml_collections.ConfigDict) -> None:
+    _require(
+        isinstance(cache.enabled, bool),
+        f"compilation_cache.enabled must be True or False, got {cache.enabled!r}",
+    )
+    _require(
+        isinstance(cache.dir, str),
+        f"compilation_cache.dir must be a directory path ('' = the default), got {cache.dir!r}",
     )
 
 

@@ -11,6 +11,10 @@ import pytest
 
 # Tests run on CPU; set before any test module imports jax (none of the imports above do).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Launches in child processes compile without jaxnn's cache (never into the user's own); a test
+# of the cache, or a child given JAX_COMPILATION_CACHE_DIR, sets its own. A child script that
+# calls jaxnn.run is given JAX_COMPILATION_CACHE_DIR (jaxnn keeps a cache set through JAX).
+os.environ["JAXNN_COMPILATION_CACHE"] = "off"
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,6 +6,7 @@ import fcntl
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -66,3 +67,28 @@ def shared_dir(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Pa
             build(directory)
             (directory / "done").touch()
     return directory
+
+
+def tensorboard_events(directory: Path) -> dict[str, Any]:
+    """What TensorBoard's own reader finds under DIR/tensorboard, wall times aside: every scalar
+    record as (run, tag, step, value) in file order (a repeat shows as a second entry), and
+    the hparams of each HParams session by run."""
+    from google.protobuf import json_format
+    from tensorboard.backend.event_processing import event_file_loader
+    from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+    scalars, sessions = [], {}
+    for path in sorted(directory.rglob("*tfevents*")):
+        run = str(path.parent.relative_to(directory))
+        for event in event_file_loader.LegacyEventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    scalars.append((run, value.tag, event.step, value.simple_value))
+                elif value.tag == hparams_metadata.SESSION_START_INFO_TAG:
+                    start = hparams_metadata.parse_session_start_info_plugin_data(
+                        value.metadata.plugin_data.content
+                    )
+                    sessions[run] = {
+                        name: json_format.MessageToDict(v) for name, v in start.hparams.items()
+                    }
+    return {"scalars": scalars, "sessions": sessions}

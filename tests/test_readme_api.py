@@ -21,7 +21,12 @@ def test_the_python_api_snippet_runs_as_a_script(tmp_path, data_dir):
     )
     script = tmp_path / "api.py"
     script.write_text(code)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    # jaxnn.run keeps a cache set through JAX: the script's own, never the user's.
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+    }
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from helpers import shared_dir
+from helpers import shared_dir, tensorboard_events
 
 from jaxnn import runner
 from jaxnn.config import default_config
@@ -72,7 +72,8 @@ def _without_timing(text: str) -> str:
 
 
 def _fingerprint(workdir: Path) -> dict[str, object]:
-    """What each run file holds, timing aside: text, JSON or the names of a directory's files."""
+    """What each run file holds, timing aside: text, JSON, the names of a directory's files, or
+    the (run, tag, step, value) of every TensorBoard scalar with each HParams session's values."""
     seen: dict[str, object] = {}
     for entry in run_files.RUN_FILES:
         path = workdir / entry.name
@@ -89,6 +90,10 @@ def _fingerprint(workdir: Path) -> dict[str, object]:
                 str(d.relative_to(path)): _latest_checkpoint(d)
                 for d in sorted(path.glob("variant_*"))
             }
+        elif entry.name == run_files.TENSORBOARD:
+            # Sorted, not a set: a (tag, step) written twice makes the list longer.
+            events = tensorboard_events(path)
+            seen[entry.name] = {**events, "scalars": sorted(events["scalars"])}
         elif entry.directory:
             # Orbax names its array files by content hashes: compare the layout to depth 2.
             seen[entry.name] = sorted(

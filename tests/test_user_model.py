@@ -81,7 +81,12 @@ def _started_training(workdir: Path) -> bool:
 
 def test_a_user_model_run_killed_with_sigkill_resumes_bit_identical(reference, tmp_path, data_dir):
     workdir = tmp_path / "run"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    # jaxnn.run keeps a cache set through JAX: the killed child's own, never the user's.
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+    }
     child = subprocess.Popen(
         [sys.executable, str(REPO / "tests" / "user_cnn.py"), str(workdir), data_dir],
         env=env,

@@ -33,6 +33,7 @@ RUN_FILES = [
     "plots",
     "report.md",
     "summary.json",
+    "tensorboard",
 ]
 
 

@@ -92,8 +92,19 @@ def default_config() -> ml_collections.ConfigDict:
     config.diagnostics = ml_collections.ConfigDict()
     config.diagnostics.enabled = False
 
+    # DIR/tensorboard: event files of every evaluation (jaxnn.reporting.tensorboard).
+    config.tensorboard = ml_collections.ConfigDict()
+    config.tensorboard.enabled = True
+
     # Scale-out (jaxnn.parallel.sharding): the member axis sharded over a mesh of devices.
     config.mesh = ml_collections.ConfigDict()
     config.mesh.num_devices = 0  # 0 = every device of every process
     config.mesh.data = "replicated"  # or "batch": splits sharded along their example axis
+
+    # JAX's persistent compilation cache (jaxnn.core.compile_cache): a relaunch reads the
+    # compiled programs. dir "" = a directory JAX is already set to, else ~/.cache/jaxnn/jax
+    # (the launcher: $XDG_CACHE_HOME/jaxnn/jax; JAXNN_COMPILATION_CACHE=off or =DIR).
+    config.compilation_cache = ml_collections.ConfigDict()
+    config.compilation_cache.enabled = True
+    config.compilation_cache.dir = ""
     return config

@@ -6,6 +6,9 @@ Rules:
   appended     JSON lines, one row per (step, member); a resume cuts each member's rows back to
                the step of the checkpoint it continues from, so its rows are never repeated.
   checkpoints  Orbax checkpoints under their keep policy (`jaxnn.io.checkpoint`).
+  events       TensorBoard event files (`jaxnn.reporting.tensorboard`): a variant's run is cut
+               back to its checkpoint's step when training opens it, and the runs the end
+               writes are removed then and written anew.
 
 `--overwrite` removes every run file (in the order listed: the summary first and the config
 last, so an overwrite killed half-way never leaves a finished-looking run); a launch that
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
-REPLACED, APPENDED, CHECKPOINTS = "replaced", "appended", "checkpoints"
+REPLACED, APPENDED, CHECKPOINTS, EVENTS = "replaced", "appended", "checkpoints", "events"
 
 SUMMARY = "summary.json"
 REPORT = "report.md"
@@ -26,6 +29,7 @@ CHECKPOINTS_DIR = "checkpoints"
 METRICS = "metrics.jsonl"
 DIAGNOSTICS = "diagnostics.jsonl"
 PLOTS = "plots"
+TENSORBOARD = "tensorboard"
 CONFIG = "config.json"
 
 
@@ -48,6 +52,7 @@ RUN_FILES: tuple[RunFile, ...] = (
     RunFile(METRICS, APPENDED, description="every evaluation of every member"),
     RunFile(DIAGNOSTICS, APPENDED, description="training diagnostics (diagnostics.enabled)"),
     RunFile(PLOTS, REPLACED, directory=True, description="the run's figures"),
+    RunFile(TENSORBOARD, EVENTS, directory=True, description="TensorBoard event files"),
     RunFile(CONFIG, REPLACED, description="the config the run was launched with"),
 )
 

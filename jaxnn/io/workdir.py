@@ -28,9 +28,16 @@ from jaxnn.core.program import total_steps
 from jaxnn.errors import ConfigError, WorkdirError
 from jaxnn.io import atomic, checkpoint, run_files
 
-# Config fields a resumed or continued run may change: the length of training, and where it
-# runs (checkpoints hold the real members whatever the device count).
-RESUMABLE_FIELDS = ("training.steps", "training.epochs", "mesh.num_devices", "mesh.data")
+# Config fields a resumed or continued run may change: the length of training, where it runs
+# (checkpoints hold the real members whatever the device count) and its compilation cache.
+RESUMABLE_FIELDS = (
+    "training.steps",
+    "training.epochs",
+    "mesh.num_devices",
+    "mesh.data",
+    "compilation_cache.enabled",
+    "compilation_cache.dir",
+)
 
 
 @dataclasses.dataclass
@@ -79,6 +86,16 @@ class RunPaths:
         if num_variants == 1:
             return self.checkpoints
         return self.checkpoints / f"variant_{variant}"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / run_files.TENSORBOARD
+
+    def variant_events(self, variant: int, num_variants: int) -> Path:
+        """The TensorBoard run of one structural variant (`tensorboard/main` for a plain run)."""
+        if num_variants == 1:
+            return self.tensorboard / "main"
+        return self.tensorboard / f"variant_{variant}"
 
     def run_files(self) -> list[Path]:
         """Everything a run writes, in the order --overwrite deletes it (`run_files.RUN_FILES`)."""

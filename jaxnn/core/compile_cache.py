@@ -1,0 +1,92 @@
+"""JAX's persistent compilation cache, for programs of every size: a second launch of the same
+program reads its compiled chunk from disk instead of compiling it again.
+
+`jaxnn.run` turns it on (config.compilation_cache); `jaxnn.fit` and `jaxnn.fit_ensemble`
+leave JAX's process-wide settings alone, so library code calls `jaxnn.enable_compilation_cache()`
+once, before it compiles anything. The default directory is `~/.cache/jaxnn/jax`; the launcher
+follows XDG_CACHE_HOME and JAXNN_COMPILATION_CACHE (library code reads no environment).
+
+The cache is trusted: JAX runs what it finds there, so keep it in a directory only you can write.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+from jax.experimental.compilation_cache import compilation_cache
+
+DEFAULT_CACHE_HOME = "~/.cache"
+SUBDIRECTORY = ("jaxnn", "jax")
+
+
+def default_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_CACHE_HOME/jaxnn/jax` when `environ` names XDG_CACHE_HOME, else `~/.cache/jaxnn/jax`.
+
+    Args:
+      environ: the environment (the launcher passes os.environ); None: the default location.
+    """
+    cache_home = (environ or {}).get("XDG_CACHE_HOME") or DEFAULT_CACHE_HOME
+    return Path(cache_home, *SUBDIRECTORY).expanduser().absolute()
+
+
+def configured_directory() -> Path | None:
+    """The cache directory JAX is set to (by jax.config or JAX_COMPILATION_CACHE_DIR), if any."""
+    configured = jax.config.jax_compilation_cache_dir
+    return Path(configured) if configured else None
+
+
+def enable(directory: str | Path | None = None) -> Path | None:
+    """Points JAX's persistent compilation cache at a directory, caching programs of every size.
+
+    The rule for what is already set: no `directory` (None or "") keeps a directory that JAX is
+    already configured with (jax.config.update, JAX_COMPILATION_CACHE_DIR), its thresholds
+    untouched, and otherwise uses `default_directory()`; a `directory` named replaces whatever
+    was set.
+
+    A directory that cannot be created or written leaves JAX's settings as they were and prints
+    one warning line on stderr: the caller's programs compile as they would without the cache.
+
+    Args:
+      directory: the cache directory (created if missing), or None / "" (see above).
+
+    Returns:
+      The directory in use, or None when the one asked for is unusable.
+    """
+    configured = configured_directory()
+    if not directory and configured is not None:
+        return configured
+    path = Path(directory).expanduser().absolute() if directory else default_directory()
+    problem = _unwritable(path)
+    if problem:
+        print(
+            f"jaxnn: warning: compilation cache {path} is not usable ({problem}); compiling "
+            "without it (move it with compilation_cache.dir or JAXNN_COMPILATION_CACHE=DIR, "
+            "turn it off with JAXNN_COMPILATION_CACHE=off)",
+            file=sys.stderr,
+        )
+        return None
+    if configured != path:
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        # JAX opens its cache once, at the first compile; a new directory needs a fresh open.
+        compilation_cache.reset_cache()
+    # JAX's defaults skip programs that compile in under a second: a member's chunk often does.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why entries cannot be written to `path` (created if missing), or None if they can."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        culprit = error.filename and Path(error.filename) != path
+        return f"{reason}: {error.filename}" if culprit else reason
+    return None
