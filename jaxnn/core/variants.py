@@ -51,15 +51,6 @@ def variant_specs(spec: validation.RunSpec) -> list[tuple[dict[str, Any], valida
     return [(dict(v), s) for v, s in spec.variants] if spec.structural else [({}, spec)]
 
 
-def member_offsets(sizes: Sequence[int]) -> list[int]:
-    """Global index of the first member of each variant (variant-major)."""
-    offsets, total = [], 0
-    for size in sizes:
-        offsets.append(total)
-        total += int(size)
-    return offsets
-
-
 def global_members(members: Sequence[ensemble.Member], offset: int) -> list[ensemble.Member]:
     """The members with their global indices (for logging; state arrays keep local indices)."""
     return [dataclasses.replace(m, index=offset + m.index) for m in members]

@@ -57,11 +57,6 @@ RUN_FILES: tuple[RunFile, ...] = (
 )
 
 
-def run_file(name: str) -> RunFile:
-    """The entry of one run file."""
-    return next(f for f in RUN_FILES if f.name == name)
-
-
 def appended() -> tuple[RunFile, ...]:
     """The JSON-lines files that a resume cuts back."""
     return tuple(f for f in RUN_FILES if f.rule == APPENDED)

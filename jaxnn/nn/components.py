@@ -59,8 +59,3 @@ class Components:
     @property
     def metric_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.metrics)
-
-    @property
-    def any(self) -> bool:
-        """Whether the user brought anything (a run of the config alone otherwise)."""
-        return any((self.model is not None, self.loss, self.metrics, self.predict, self.optimizer))

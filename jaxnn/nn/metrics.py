@@ -9,7 +9,7 @@ at the end on the test split; `restarts.select_by=val_NAME` selects members by i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -55,11 +55,6 @@ def builtin_metrics(task: str, target_std: Sequence[float] = ()) -> dict[str, Me
         "r2": Metric(r2),
         "rmse": Metric(lambda outputs, targets: rmse(outputs * std, targets * std), False),
     }
-
-
-def greater_is_better(name: str, metrics: Mapping[str, Metric]) -> bool:
-    """Whether a larger value of `name` ('loss' or a metric) is better."""
-    return name != "loss" and metrics[name].greater_is_better
 
 
 def accuracy(scores: jax.Array, labels: jax.Array) -> jax.Array:
