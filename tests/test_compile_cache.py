@@ -17,6 +17,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from jaxnn import runner, validation
 from jaxnn.config import default_config
 from jaxnn.core import compile_cache
+from jaxnn.data import builders
 from jaxnn.errors import ConfigError
 from jaxnn.io import workdir as workdir_lib
 
@@ -39,6 +40,12 @@ def restore_jax_cache():
         jax.config.update(name, value)
     if changed:
         compilation_cache.reset_cache()
+
+
+@pytest.fixture(autouse=True)
+def prepared_data(data_dir: str) -> None:
+    """MNIST-1D prepared before any launch, so that no launch's stderr holds TFDS's lines."""
+    builders.prepare("mnist1d", data_dir)
 
 
 def _launch(
