@@ -248,13 +248,7 @@ def _train_variant(
     else:
         console.print_header(dataset, trainer, variant.member_params, out)
     # Opened first: a TensorBoard directory that cannot be written stops every process here.
-    events = None
-
-    def open_events() -> None:
-        nonlocal events
-        events = _event_log(variant)
-
-    _on_writer(open_events)
+    events = _on_writer(lambda: _event_log(variant))
     checkpoints = checkpoint.RunCheckpoints(
         variant.checkpoints_dir, keep=int(variant.spec.config.checkpoint.keep)
     )
@@ -301,12 +295,13 @@ def _train_variant(
     variant.result = result
 
 
-def _on_writer(action: Callable[[], None]) -> None:
-    """Runs `action` on the process that writes files; every process learns if it failed."""
-    failure = None
+def _on_writer(action: Callable[[], Any]) -> Any:
+    """Runs `action` on the process that writes files and returns what it returns (None on the
+    other processes); every process learns if it failed."""
+    failure, result = None, None
     if sharding.is_writer():
         try:
-            action()
+            result = action()
         except JaxnnError as error:
             failure = error
     if jax.process_count() > 1:
@@ -317,6 +312,7 @@ def _on_writer(action: Callable[[], None]) -> None:
             raise WorkdirError("process 0 could not use the workdir; its message says why")
     if failure is not None:
         raise failure
+    return result
 
 
 def _sync(name: str) -> None:

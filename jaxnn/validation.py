@@ -166,9 +166,9 @@ def validate(
         validate_mesh_config(config.mesh)
     _validate_compilation_cache(config.compilation_cache)
     _validate_components(components)
-    given = config.restarts.sweep if sweep is None else sweep
+    given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
     if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
-        structural_model = [f for f in sweep_lib.split_spec(given) if f.startswith("model.")]
+        structural_model = [f for f in given if f.startswith("model.")]
         _require(
             not structural_model,
             f"restarts.sweep varies {structural_model[0] if structural_model else ''}, but the "
@@ -326,10 +326,6 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     Raises:
       ConfigError: the first mismatch, naming both shapes.
     """
-    for _, variant in spec.variants:
-        check_against_data(variant, dataset, hparams)
-    if spec.variants:
-        return
     check_against_task(spec, dataset.task, dataset.num_train)
     x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((2, *np.shape(dataset.y_train)[1:]), np.asarray(dataset.y_train).dtype)

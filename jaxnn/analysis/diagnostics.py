@@ -155,13 +155,16 @@ def hidden_layers(state: Any, data: Any, program: Program) -> list[str]:
     return list(shapes)
 
 
-def compute(state: Any, data: Any, program: Program) -> dict[str, np.ndarray | None]:
+def compute(
+    state: Any, data: Any, program: Program, *, layers: Sequence[str] | None = None
+) -> dict[str, np.ndarray | None]:
     """Diagnostics of every member of a stacked state.
 
     Args:
       state: a stacked `TrainState` (leading member axis on every leaf).
-      data: `jaxnn.device.TrainingData` (the train and validation splits on the device).
+      data: `jaxnn.data.device.TrainingData` (the train and validation splits on the device).
       program: the run's program.
+      layers: `hidden_layers(state, data, program)`, when the caller has them already.
 
     Returns:
       name -> float64 [num_members], and name -> None for unit diagnostics that do not apply
@@ -171,7 +174,9 @@ def compute(state: Any, data: Any, program: Program) -> dict[str, np.ndarray | N
     out: dict[str, np.ndarray | None] = {
         k: np.asarray(v, np.float64) for k, v in sorted(values.items())
     }
-    return out | dict.fromkeys(not_applicable(program, hidden_layers(state, data, program)))
+    if layers is None:
+        layers = hidden_layers(state, data, program)
+    return out | dict.fromkeys(not_applicable(program, layers))
 
 
 def records(
@@ -204,10 +209,13 @@ class Monitor:
         self._data = data
         self._program = program
         self._indices = list(member_indices)
+        self._layers: list[str] | None = None  # traced once, at the first evaluation
         self.history: list[tuple[int, dict[str, np.ndarray | None]]] = []
 
     def __call__(self, evaluation: Any) -> None:
-        values = compute(evaluation.state, self._data, self._program)
+        if self._layers is None:
+            self._layers = hidden_layers(evaluation.state, self._data, self._program)
+        values = compute(evaluation.state, self._data, self._program, layers=self._layers)
         self.history.append((evaluation.step, values))
         atomic.append_jsonl(self._path, records(evaluation.step, values, self._indices))
 

@@ -19,7 +19,6 @@ import optax
 from jaxnn import validation
 from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
-from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, optimizers
 from jaxnn.nn.metrics import Metric, builtin_metrics, metric_for_task
@@ -126,12 +125,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
     Raises:
       ConfigError: the spec has several structural variants, or a shape does not fit the data.
     """
-    if spec.structural:
-        raise ConfigError(
-            "one program trains one structural variant; restarts.sweep varies "
-            f"{', '.join(spec.sweep.structural)}: train the variants with "
-            "jaxnn.core.variants.fit_variants or jaxnn.run"
-        )
+    spec = spec.single_program("a Program")
     validation.check_against_data(spec, data, base_hparams(spec))
     config, components = spec.config, spec.components
     target_std = (

@@ -26,12 +26,13 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxnn import validation
 from jaxnn.core import train
 from jaxnn.core.program import Program
 from jaxnn.errors import CheckpointError
 from jaxnn.io import checkpoint, orbax_io, run_files
-from jaxnn.nn import registry
-from jaxnn.nn.family import DEFAULT_HEAD, apply_model, init_model, user_family
+from jaxnn.nn.components import Components
+from jaxnn.nn.family import apply_model, init_model
 
 BEST = run_files.BEST
 BEST_TREES = ("params", "final_params", "hparams")
@@ -313,10 +314,7 @@ def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
             f"{Path(path)} holds a model of the user's own code: pass it again, "
             "load_model(path, model=...), as it was given to the run"
         )
-    if model is not None:
-        family = user_family(model, head=tuple(config.model.head) or DEFAULT_HEAD)
-    else:
-        family = registry.family(config.model.name)
+    family = validation.model_family(config, Components(model=model))
     hparams = read_best(path, "hparams")
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in family.numeric_fields}
     module = family.build(config.model, model_hparams, int(metadata["num_outputs"]))
@@ -325,14 +323,15 @@ def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
         lambda x: init_model(module, jax.random.PRNGKey(0), x)["params"], dummy
     )
     stored = orbax_io.leaf_shapes(best_param_shapes(path))
-    for name, shape in orbax_io.leaf_shapes(expected).items():
+    expected = orbax_io.leaf_shapes(expected)
+    for name, shape in expected.items():
         if stored.get(name) != shape:
             raise CheckpointError(
                 f"the model does not fit the weights in {best_dir(path)}: {name} has shape "
                 f"{orbax_io.shape_text(shape)} in the model but "
                 f"{orbax_io.shape_text(stored.get(name))} there"
             )
-    extra = sorted(set(stored) - set(orbax_io.leaf_shapes(expected)))
+    extra = sorted(set(stored) - set(expected))
     if extra:
         raise CheckpointError(
             f"the model does not fit the weights in {best_dir(path)}: it has no parameter {extra[0]}"

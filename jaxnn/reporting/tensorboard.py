@@ -4,13 +4,13 @@
 
   main/ (a plain run), or variant_<v>/ (each structural variant)
       at every evaluation: every member's `train_*`, `val_*`, `batch_loss` and learning rate,
-      tagged `NAME/member_007`; over the members that have not diverged, `val_loss/best`,
+      tagged `NAME/member_0007`; over the members that have not diverged, `val_loss/best`,
       `val_loss/mean` and the same of the task's metric; `members/diverged`. A custom-scalars
       layout draws all members of one metric in one chart.
   summary/
       at the end: the selected member's test metrics (`test_accuracy/selected`, ...) and the
       ensemble average's (`test_accuracy/ensemble`, ...).
-  hparams/member_007/
+  hparams/member_0007/
       at the end: one HParams session per member (its random start and swept values; its final
       `final/train_loss`, `final/val_*`, `final/test_*`, `final/diverged`). TensorBoard derives
       the experiment (each hparam's domain, the metric list) from the sessions.
@@ -60,7 +60,7 @@ _PARTIAL = ".events.partial"  # an event file being rewritten (no EVENTS_MARK: n
 
 
 def member_tag(name: str, index: int) -> str:
-    """The tag of one member's series: `val_loss/member_007`."""
+    """The tag of one member's series: `val_loss/member_0007`."""
     return f"{name}/member_{index:04d}"
 
 
