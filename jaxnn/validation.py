@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import data
+from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
 from jaxnn.config.fields import NumericField
 from jaxnn.config.schema import BATCH_ORDERS, KEEP_WEIGHTS, TRANSFER_MODES, TRANSFER_RESTORES
@@ -37,13 +38,16 @@ class RunSpec:
     """A validated run: its config, the sweep as a value, its model family and user components.
 
     Attributes:
-      config: a copy of the caller's config whose `restarts.sweep` is the sweep's canonical
-        string (what config.json records); the caller's config is never changed.
+      config: a copy of the caller's config whose `restarts.sweep` and `restarts.search` are
+        their canonical strings (what config.json records); the caller's config is never
+        changed.
       sweep: the parsed sweep (numeric and structural fields).
       family: the model family (registered by `model.name`, or the user's model).
       components: the user's own parts (empty when the config says everything).
       variants: one (variant values, RunSpec of that variant with the numeric sweep alone) per
         structural variant; empty when the sweep names no structural field.
+      search: the drawn points of `restarts.search` (each structural variant draws the same
+        ones), or None; a search and a numeric sweep are never both given.
     """
 
     config: ml_collections.ConfigDict
@@ -51,6 +55,7 @@ class RunSpec:
     family: family_lib.ModelFamily
     components: Components
     variants: tuple[tuple[dict[str, Any], RunSpec], ...] = ()
+    search: search_lib.Search | None = None
 
     @property
     def head(self) -> tuple[str, ...]:
@@ -78,6 +83,12 @@ class RunSpec:
 
     def numeric_fields(self) -> dict[str, NumericField]:
         return numeric_fields(self.config, self.family, self.components)
+
+    @property
+    def varied_fields(self) -> frozenset[str]:
+        """The numeric fields whose value members set one by one (swept or searched)."""
+        searched = self.search.ranges if self.search is not None else {}
+        return frozenset([*self.sweep.numeric, *searched])
 
 
 def _require(condition: bool, message: str) -> None:
@@ -175,13 +186,31 @@ def validate(
             "model is the user's own (model=...): its structure is in its code, not the config; "
             "train one run per model, or register it as a model family",
         )
+    member_fields = numeric_fields(config, family, components)
     resolved = sweep_lib.resolve(
         given,
         config,
-        numeric_fields=numeric_fields(config, family, components),
+        numeric_fields=member_fields,
         structural_fields=(*STRUCTURAL_FIELDS, *family.structural_fields),
     )
-    canonical = sweep_lib.with_values(config, {"restarts.sweep": resolved.to_spec()})
+    search = search_lib.resolve(
+        config.restarts.get("search", ""),
+        method=config.restarts.get("search_method", "random"),
+        num=config.restarts.num,
+        seed=config.seed,
+        numeric_fields=member_fields,
+    )
+    _require(
+        search is None or not resolved.numeric,
+        f"restarts.search draws the numeric fields, but restarts.sweep also varies "
+        f"{', '.join(resolved.numeric)} on a grid: move it into restarts.search as a range (a "
+        "search may be combined only with a sweep of structural fields)",
+    )
+    canonical = sweep_lib.with_values(
+        config,
+        {"restarts.sweep": resolved.to_spec()}
+        | ({} if search is None else {"restarts.search": search.to_spec()}),
+    )
     variants = (
         tuple(
             (
@@ -198,7 +227,12 @@ def validate(
         else ()
     )
     return RunSpec(
-        config=canonical, sweep=resolved, family=family, components=components, variants=variants
+        config=canonical,
+        sweep=resolved,
+        family=family,
+        components=components,
+        variants=variants,
+        search=search,
     )
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxnn.core.program import Params, Program
+from jaxnn.core.train import optimizer_update
 from jaxnn.io import atomic
 
 # |pre-activation| beyond which a unit counts as saturated: where sigmoid'(x) / sigmoid'(0) and
@@ -112,10 +113,10 @@ def member_diagnostics(
     Returns:
       name -> float32 [] (only the diagnostics that apply to the activation).
     """
-    grads = jax.grad(full_loss, argnums=1)(
+    loss, grads = jax.value_and_grad(full_loss, argnums=1)(
         state, state.params, train_split.x, train_split.y, program
     )
-    updates, _ = state.make_tx(state.hparams).update(grads, state.opt_state, state.params)
+    updates, _ = optimizer_update(state, grads, loss)
     grad_norms, weight_norms = layer_norms(grads), layer_norms(state.params)
     update_norms = layer_norms(updates)
     out = {f"grad_norm/{k}": v for k, v in grad_norms.items()}

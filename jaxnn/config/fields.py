@@ -31,6 +31,7 @@ class NumericField:
       constant_unless_swept: members carry it only when it is swept; otherwise the program
         reads the config's Python float (Adam's b2: optax computes 1 - b2, which rounds
         differently from a float32 than from a Python float).
+      integer: only whole numbers mean something (`restarts.search` draws integers for it).
     """
 
     field: str
@@ -39,6 +40,7 @@ class NumericField:
     requirement: str
     zero_removes: bool = False
     constant_unless_swept: bool = False
+    integer: bool = False
 
     def problem(self, value: Any, *, where: str = "") -> str | None:
         """The one-line complaint about `value`, or None when it is allowed."""

@@ -62,6 +62,15 @@ def default_config() -> ml_collections.ConfigDict:
     config.optimizer.b2 = 0.999  # adam, adamw: second-moment decay
     config.optimizer.eps = 1e-8  # adam, adamw, rmsprop: added to the denominator
     config.optimizer.rms_decay = 0.9  # rmsprop: decay of the squared-gradient average
+    # schedule=reduce_on_plateau (optax.contrib): every plateau_accumulation steps (0 = every
+    # training.eval_every steps) the mean training-batch loss is checked; after
+    # plateau_patience checks without a relative improvement of plateau_rtol the member's
+    # learning rate is multiplied by plateau_factor, then plateau_cooldown checks are skipped.
+    config.optimizer.plateau_factor = 0.1
+    config.optimizer.plateau_patience = 5
+    config.optimizer.plateau_cooldown = 0
+    config.optimizer.plateau_rtol = 1e-4
+    config.optimizer.plateau_accumulation = 0
 
     config.training = ml_collections.ConfigDict()
     config.training.batch_size = 100
@@ -75,6 +84,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.restarts = ml_collections.ConfigDict()
     config.restarts.num = 1
     config.restarts.sweep = ""
+    # Numeric fields drawn from ranges, restarts.num points (jaxnn.config.search), e.g.
+    # 'optimizer.learning_rate=loguniform(1e-3, 0.3); model.dropout=uniform(0, 0.5)'.
+    config.restarts.search = ""
+    config.restarts.search_method = "random"  # or "halton" (scrambled), "halton_unscrambled"
     config.restarts.select_by = "val_loss"
     config.restarts.tolerance = 0.05
 

@@ -64,18 +64,35 @@ def _parse_value(token: str) -> Any:
         return token.strip().strip("'\"")
 
 
-def _split_spec(spec: str) -> dict[str, list[Any]]:
-    """Splits `a=[1, 2]; b=[x, y]` into {'a': [1, 2], 'b': ['x', 'y']}."""
-    parsed: dict[str, list[Any]] = {}
+def clauses(spec: str, *, flag: str, form: str) -> dict[str, str]:
+    """Splits `a=RHS; b=RHS` into {'a': 'RHS', 'b': 'RHS'} (the text right of each `=`).
+
+    The syntax `restarts.sweep` and `restarts.search` share.
+
+    Args:
+      spec: the flag's string.
+      flag: the flag's name, for messages ('restarts.sweep').
+      form: what a clause looks like, for messages ('field=[v1, v2, ...]').
+
+    Raises:
+      ConfigError: a clause without `field=`, or a field named twice.
+    """
+    parsed: dict[str, str] = {}
     for clause in filter(None, (part.strip() for part in spec.split(";"))):
         field, sep, rhs = clause.partition("=")
         field, rhs = field.strip(), rhs.strip()
         if not sep or not field:
-            raise ConfigError(
-                f"restarts.sweep clause {clause!r} is not of the form field=[v1, v2, ...]"
-            )
+            raise ConfigError(f"{flag} clause {clause!r} is not of the form {form}")
         if field in parsed:
-            raise ConfigError(f"restarts.sweep names {field} twice")
+            raise ConfigError(f"{flag} names {field} twice")
+        parsed[field] = rhs
+    return parsed
+
+
+def _split_spec(spec: str) -> dict[str, list[Any]]:
+    """Splits `a=[1, 2]; b=[x, y]` into {'a': [1, 2], 'b': ['x', 'y']}."""
+    parsed: dict[str, list[Any]] = {}
+    for field, rhs in clauses(spec, flag="restarts.sweep", form="field=[v1, v2, ...]").items():
         try:
             values = ast.literal_eval(rhs)
         except (ValueError, SyntaxError):

@@ -3,7 +3,8 @@
 Members are the cross product of the numeric sweep variants with `restarts.num` random starts,
 variant-major: member `v * K + s` is random start `s` of variant `v`, and its key is
 `member_key(root, s)`, so every variant starts from the same K initialisations (paired
-comparisons). Member i equals `jaxnn.core.loop.fit` run alone with member i's key and hyperparameters.
+comparisons). A search (`restarts.search`) has `restarts.num` members instead: member i trains
+the search's point i from random start i. Member i equals `jaxnn.core.loop.fit` run alone with member i's key and hyperparameters.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class Member:
 
 def members(spec: validation.RunSpec) -> list[Member]:
     """The members of a run, variant-major (see the module docstring)."""
+    if spec.search is not None:
+        return [
+            Member(index=i, seed_index=i, swept=dict(point))
+            for i, point in enumerate(spec.search.points)
+        ]
     variants = spec.sweep.numeric_variants()
     num_starts = int(spec.config.restarts.num)
     return [

@@ -138,11 +138,12 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
     predict = components.predict or losses.default_predict(
         None if components.loss else config.loss, data.task
     )
-    swept = set(spec.sweep.numeric)
     removed = tuple(
         f.hparam
         for f in spec.family.numeric_fields
-        if f.zero_removes and f.field not in swept and float(field_value(config, f.field)) == 0
+        if f.zero_removes
+        and f.field not in spec.varied_fields
+        and float(field_value(config, f.field)) == 0
     )
     return Program(
         family=spec.family,
@@ -169,12 +170,13 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
 
 
 def base_hparams(spec: validation.RunSpec) -> dict[str, float]:
-    """The numeric hyperparameters members carry, as the config states them (before any sweep):
-    every numeric field of the run but the `constant_unless_swept` ones that are not swept."""
+    """The numeric hyperparameters members carry, as the config states them (before any sweep
+    or search): every numeric field of the run but the `constant_unless_swept` ones that are
+    neither swept nor searched."""
     return {
         f.hparam: float(field_value(spec.config, f.field))
         for f in spec.numeric_fields().values()
-        if f.field in spec.sweep.numeric or not f.constant_unless_swept
+        if f.field in spec.varied_fields or not f.constant_unless_swept
     }
 
 
@@ -205,7 +207,10 @@ def make_tx_factory(program: Program) -> Callable[[HParams], optax.GradientTrans
             tx = program.user_optimizer(hparams)
         else:
             tx = optimizers.make_optimizer(
-                program.optimizer_config, hparams, total_steps=program.total_steps
+                program.optimizer_config,
+                hparams,
+                total_steps=program.total_steps,
+                eval_every=program.eval_every,
             )
         return optimizers.with_labels(
             tx,

@@ -147,6 +147,18 @@ def batch_loss(
     return jnp.sum(per_example * weights) / jnp.sum(weights)
 
 
+def optimizer_update(
+    state: TrainState, grads: Params, loss: jax.Array
+) -> tuple[Params, optax.OptState]:
+    """The member's optimiser step: (updates, new optimiser state) for `grads`.
+
+    `loss` (float32 []) goes to the update as `value=`, which a loss-driven schedule
+    (`optimizer.schedule=reduce_on_plateau`) reads and every other transformation ignores.
+    """
+    tx = optax.with_extra_args_support(state.make_tx(state.hparams))
+    return tx.update(grads, state.opt_state, state.params, value=loss)
+
+
 def _select(condition: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(lambda a, b: jnp.where(condition, a, b), new, old)
 
@@ -173,8 +185,7 @@ def train_step(
     loss, grads = jax.value_and_grad(batch_loss, argnums=1)(
         state, state.params, x, y, mask, dropout_key, program
     )
-    tx = state.make_tx(state.hparams)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    updates, opt_state = optimizer_update(state, grads, loss)
     params = optax.apply_updates(state.params, updates)
     # The loss alone decides (a gradient norm cost 6% of a small model's step): a non-finite
     # gradient behind a finite loss makes the next step's loss non-finite, and the member

@@ -10,6 +10,11 @@ Hyperparameters may be traced float32 scalars, one per member of a vmapped ensem
 optimiser state's structure depends only on the config and the labels, never on their values.
 `with_labels` wraps any optax transformation (ours or a user's) to freeze labels or scale
 their updates.
+
+A schedule of `LOSS_SCHEDULES` (reduce_on_plateau) follows the training loss rather than the
+step count: it is chained last and reads the batch loss that `jaxnn.core.train.train_step`
+passes to every update as `value=`; its state (the member's current scale) is part of the
+optimiser state, so it is per member, checkpointed and resumed with the rest.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ Scalar = float | jax.Array
 OptimizerBuild = Callable[[Any, Mapping[str, Scalar], optax.Schedule], optax.GradientTransformation]
 # name -> f(opt_cfg, total_steps) -> unit schedule of a float32 count.
 ScheduleFactory = Callable[[Any, int], optax.Schedule]
+# name -> f(opt_cfg, eval_every) -> a transformation whose update takes the loss as `value=`.
+LossScheduleFactory = Callable[[Any, int], optax.GradientTransformationExtraArgs]
 
 _UNSCALED = "__unscaled__"
 # The member hyperparameters every optimiser reads.
@@ -80,10 +87,15 @@ NUMERIC_FIELDS: dict[str, NumericField] = {
 _SCHEMA_DEFAULTS = default_config().optimizer
 
 
-def _config_value(opt_cfg: Any, field: NumericField) -> Any:
-    """The value `opt_cfg` gives `field` (the schema default when the config lacks it)."""
-    leaf = field.field.rpartition(".")[2]
+def _config_value(opt_cfg: Any, field: NumericField | str) -> Any:
+    """The value `opt_cfg` gives `field` (a NumericField or an `optimizer` leaf name; the
+    schema default when the config lacks it)."""
+    leaf = field if isinstance(field, str) else field.field.rpartition(".")[2]
     return getattr(opt_cfg, leaf, _SCHEMA_DEFAULTS[leaf])
+
+
+def _integer_at_least(minimum: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and v >= minimum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,8 +228,13 @@ def _warmup_cosine(opt_cfg: Any, total_steps: int) -> optax.Schedule:
     )
 
 
+def _constant(opt_cfg: Any, total_steps: int) -> optax.Schedule:
+    del opt_cfg, total_steps
+    return optax.constant_schedule(1.0)
+
+
 SCHEDULES: dict[str, ScheduleFactory] = {
-    "constant": lambda opt_cfg, total_steps: optax.constant_schedule(1.0),
+    "constant": _constant,
     "step": _step,
     "exponential": _exponential,
     "cosine": lambda opt_cfg, total_steps: optax.cosine_decay_schedule(
@@ -227,13 +244,55 @@ SCHEDULES: dict[str, ScheduleFactory] = {
     "linear": lambda opt_cfg, total_steps: optax.linear_schedule(
         1.0, opt_cfg.end_fraction, total_steps
     ),
+    # The rate follows the loss (LOSS_SCHEDULES): the step count leaves it at its base.
+    "reduce_on_plateau": _constant,
 }
+
+
+def _reduce_on_plateau(opt_cfg: Any, eval_every: int) -> optax.GradientTransformationExtraArgs:
+    """optax.contrib.reduce_on_plateau on the mean batch loss of every `plateau_accumulation`
+    steps (0: of every evaluation's `eval_every` steps); patience and cooldown count those
+    checks."""
+    return optax.contrib.reduce_on_plateau(
+        factor=float(opt_cfg.plateau_factor),
+        patience=int(opt_cfg.plateau_patience),
+        rtol=float(opt_cfg.plateau_rtol),
+        cooldown=int(opt_cfg.plateau_cooldown),
+        accumulation_size=int(opt_cfg.plateau_accumulation or eval_every),
+    )
+
+
+LOSS_SCHEDULES: dict[str, LossScheduleFactory] = {"reduce_on_plateau": _reduce_on_plateau}
+# optimizer fields read by one schedule only: setting one for another schedule is refused.
+SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "reduce_on_plateau": (
+        "plateau_factor",
+        "plateau_patience",
+        "plateau_cooldown",
+        "plateau_rtol",
+        "plateau_accumulation",
+    ),
+}
+
+
+def loss_scale(opt_state: Any) -> jax.Array | None:
+    """The factor a loss-driven schedule has brought the learning rate to (float32 [] per
+    member, stacked [M] for an ensemble's state), or None when the state holds none."""
+    found = [
+        leaf.scale
+        for leaf in jax.tree_util.tree_leaves(
+            opt_state, is_leaf=lambda x: isinstance(x, optax.contrib.ReduceLROnPlateauState)
+        )
+        if isinstance(leaf, optax.contrib.ReduceLROnPlateauState)
+    ]
+    return found[0] if found else None
 
 
 def unit_schedule(opt_cfg: Any, total_steps: int) -> optax.Schedule:
     """The multiplier of the base learning rate at each step count: 1.0 at the peak.
 
-    constant: 1. step: times decay_rate from step round(b * total_steps) for each boundary b.
+    constant and reduce_on_plateau (whose rate follows the loss, see LOSS_SCHEDULES): 1.
+    step: times decay_rate from step round(b * total_steps) for each boundary b.
     exponential: decay_rate ** (count / total_steps), held at decay_rate after. cosine and
     linear: from 1 to end_fraction at total_steps. warmup_cosine: 0 -> 1 linearly over
     warmup_steps, then cosine to end_fraction at total_steps.
@@ -259,6 +318,7 @@ def make_optimizer(
     hparams: Mapping[str, Scalar],
     *,
     total_steps: int,
+    eval_every: int = 1,
 ) -> optax.GradientTransformation:
     """The optimiser described by `opt_cfg`, with one member's hyperparameters.
 
@@ -270,11 +330,13 @@ def make_optimizer(
         differ in it: optax computes 1 - b2 from it, which from a float32 0.999 is not the
         float32 of the Python 1 - 0.999, so a traced value trains slightly differently.
       total_steps: the length of the run, for the schedule.
+      eval_every: steps per evaluation (reduce_on_plateau's checks with plateau_accumulation 0).
 
     Returns:
       clip_by_global_norm (when opt_cfg.clip_norm > 0), then the registry entry's optimiser
-      with learning_rate(count) = hparams['learning_rate'] * unit_schedule(count). Its state
-      structure depends only on opt_cfg, never on the hyperparameters' values.
+      with learning_rate(count) = hparams['learning_rate'] * unit_schedule(count), then a loss
+      schedule's scaling (whose update needs `value=` the loss). Its state structure depends
+      only on opt_cfg, never on the hyperparameters' values.
 
     Raises:
       ConfigError: an unknown optimiser or schedule, or a schedule that does not fit
@@ -291,6 +353,8 @@ def make_optimizer(
     tx = optimizer.build(opt_cfg, member, lambda count: base_lr * unit(count))
     if opt_cfg.clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(opt_cfg.clip_norm), tx)
+    if opt_cfg.schedule in LOSS_SCHEDULES:
+        tx = optax.chain(tx, LOSS_SCHEDULES[opt_cfg.schedule](opt_cfg, eval_every))
     return tx
 
 
@@ -367,9 +431,18 @@ def validate_optimizer_config(opt_cfg: Any) -> None:
         ("warmup_steps", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
         ("decay_rate", lambda v: v > 0, "must be > 0"),
         ("end_fraction", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        ("plateau_factor", lambda v: 0 < v < 1, "must be in (0, 1)"),
+        ("plateau_patience", _integer_at_least(1), "must be an integer >= 1 (checks)"),
+        ("plateau_cooldown", _integer_at_least(0), "must be an integer >= 0 (checks)"),
+        ("plateau_rtol", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+        (
+            "plateau_accumulation",
+            _integer_at_least(0),
+            "must be an integer >= 0 (steps; 0 = training.eval_every)",
+        ),
     ]
     for field, valid, requirement in checks:
-        value = getattr(opt_cfg, field)
+        value = _config_value(opt_cfg, field)
         if not is_number(value) or not valid(value):
             raise ConfigError(f"optimizer.{field} {requirement}, got {value!r}")
     boundaries = opt_cfg.boundaries
@@ -381,3 +454,10 @@ def validate_optimizer_config(opt_cfg: Any) -> None:
             f"optimizer.boundaries must be increasing fractions of the run in (0, 1), "
             f"e.g. (0.5, 0.75), got {boundaries!r}"
         )
+    for schedule, fields in SCHEDULE_FIELDS.items():
+        changed = [f for f in fields if _config_value(opt_cfg, f) != _SCHEMA_DEFAULTS[f]]
+        if schedule != opt_cfg.schedule and changed:
+            raise ConfigError(
+                f"optimizer.{changed[0]} is read only by optimizer.schedule={schedule}, but the "
+                f"schedule is {opt_cfg.schedule!r}: set the schedule or leave the field out"
+            )

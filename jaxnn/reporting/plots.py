@@ -71,6 +71,36 @@ def expected_best_of_k(curve: Sequence[float], path: Path) -> str:
     return save(fig, path)
 
 
+def search_values(summary: Mapping[str, Any], path: Path) -> str:
+    """A search: each member's best validation loss against each searched field's drawn value
+    (one panel per field, log axis for a log-uniform range), the selected member in red."""
+    ranges = summary["search"]["ranges"]
+    kept = [m for m in summary["members"] if not m["diverged"] and np.isfinite(m["val_loss"])]
+    fig, axes = plt.subplots(1, len(ranges), figsize=(4.0 * len(ranges), 3.8), squeeze=False)
+    for ax, (field, spec) in zip(axes[0], ranges.items(), strict=True):
+        values = np.array([m["hparams"][field] for m in kept])
+        losses = np.array([m["val_loss"] for m in kept])
+        ax.scatter(values, losses, s=14, color="tab:blue", alpha=0.7, label="member")
+        best = [m for m in kept if m["index"] == summary["best_member"]]
+        if best:
+            ax.scatter(
+                [best[0]["hparams"][field]],
+                [best[0]["val_loss"]],
+                s=40,
+                color="tab:red",
+                label=f"selected (member {best[0]['index']})",
+            )
+        if spec["distribution"] == "loguniform":
+            ax.set_xscale("log")
+        if spec["high"] > spec["low"]:
+            ax.set_xlim(spec["low"], spec["high"])
+        ax.set_xlabel(f"{field} ({spec['distribution']})")
+        ax.set_ylabel("best validation loss")
+    axes[0][0].legend()
+    fig.suptitle(f"{summary['search']['method']} search of {len(summary['members'])} members")
+    return save(fig, path)
+
+
 def predictions_vs_targets(predictions: np.ndarray, targets: np.ndarray, path: Path) -> str:
     """Regression: the selected member's test predictions against the targets."""
     fig, ax = plt.subplots(figsize=(4.8, 4.8))

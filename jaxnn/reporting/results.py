@@ -36,6 +36,8 @@ def write_outputs(
                 stats_block["expected_best_of_k"], paths.plots / "best_of_k.png"
             )
         )
+    if summary.get("search") and stats_block.get("num_finite", 0) > 0:
+        written.append(plots.search_values(summary, paths.plots / "search.png"))
     if dataset.task == "regression" and summary["best_member"] is not None:
         std = 1.0 if dataset.target_std is None else np.asarray(dataset.target_std)
         mean = 0.0 if dataset.target_mean is None else np.asarray(dataset.target_mean)

@@ -189,7 +189,8 @@ def summarize_runs(
     dataset: data_lib.Dataset,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The summary of a run over all its variants' members (a plain run is one variant, `{}`),
-    and every member's test predictions.
+    and every member's test predictions. A search's method and ranges are its `search` block
+    (each member's drawn values are its `hparams`).
 
     Args:
       runs: from `jaxnn.core.variants.fit_variants`.
@@ -200,4 +201,8 @@ def summarize_runs(
     for variant_run in runs:
         summary, predictions = summarize(variant_run.result, variant_run.config, dataset)
         parts.append((variant_run.variant, summary, predictions))
-    return merge_summaries(parts, config, dataset, runs[0].result.program)
+    summary, predictions = merge_summaries(parts, config, dataset, runs[0].result.program)
+    search = runs[0].spec.search
+    if search is not None:
+        summary["search"] = search.describe()
+    return summary, predictions

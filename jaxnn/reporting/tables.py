@@ -18,8 +18,13 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def _hparam_format(value: Any) -> str:
+    # Four significant digits: a drawn learning rate of 0.00207 must not read 0.0021.
+    return f"{value:.4g}" if isinstance(value, float) else _format(value)
+
+
 def _hparams_text(hparams: Mapping[str, Any]) -> str:
-    return " ".join(f"{k.split('.')[-1]}={_format(v)}" for k, v in hparams.items()) or "-"
+    return " ".join(f"{k.split('.')[-1]}={_hparam_format(v)}" for k, v in hparams.items()) or "-"
 
 
 def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:

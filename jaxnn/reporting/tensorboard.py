@@ -113,7 +113,12 @@ class EventLog:
         if self._base_rates is not None:
             # the rate of the evaluation's last step (optax counts steps from 0)
             unit = np.float32(self._unit(max(evaluation.step - 1, 0)))
-            values += _member_values("learning_rate", self._indices, self._base_rates * unit)
+            rates = self._base_rates * unit
+            # a loss-driven schedule (reduce_on_plateau) keeps each member's factor in its state
+            scale = optimizers.loss_scale(evaluation.state.opt_state)
+            if scale is not None:
+                rates = rates * np.asarray(jax.device_get(scale), np.float32)
+            values += _member_values("learning_rate", self._indices, rates)
         diverged = np.asarray(jax.device_get(evaluation.state.diverged), bool)
         for name, greater in self._greater.items():
             kept = evaluation.metrics[name][~diverged]
