@@ -37,6 +37,7 @@ SMOKES = [
     "experiments/random_restarts.py:smoke",
     "experiments/transfer.py:source,smoke",
     "experiments/activations.py:smoke",  # a structural sweep: two programs, one summary
+    "experiments/random_search.py:smoke",  # a Halton search with reduce_on_plateau
 ]
 
 
@@ -93,6 +94,10 @@ def test_smoke_launch_writes_the_workdir_contract(config, tmp_path, data_dir):
     variants = {json.dumps(m.get("variant", {}), sort_keys=True) for m in summary["members"]}
     if "activations" in config:
         assert len(variants) == 2 and (workdir / "diagnostics.jsonl").is_file()
+    if "random_search" in config:  # every member's drawn values, and the figure of them
+        assert set(summary["search"]["ranges"]) == set(summary["members"][0]["hparams"])
+        assert len({m["hparams"]["optimizer.learning_rate"] for m in summary["members"]}) == 4
+        assert (workdir / "plots" / "search.png").is_file()
     config_json = json.loads((workdir / "config.json").read_text())
     assert config_json["dataset"]["data_dir"] == data_dir
 

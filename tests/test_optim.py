@@ -95,6 +95,7 @@ def test_registries_hold_the_documented_names():
     assert set(optimizers.OPTIMIZERS) == {"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"}
     assert set(optimizers.SCHEDULES) == {
         "constant", "step", "exponential", "cosine", "warmup_cosine", "linear",
+        "reduce_on_plateau",
     }  # fmt: skip
 
 
@@ -216,7 +217,38 @@ SCHEDULE_POINTS = [
         100,
         [(0, 1.0), (25, 0.8), (50, 0.6), (100, 0.2), (120, 0.2)],
     ),
+    # The step count leaves it at the base rate: the loss moves it (below).
+    ("reduce_on_plateau", {}, 100, [(0, 1.0), (50, 1.0), (100, 1.0)]),
 ]
+
+
+def test_reduce_on_plateau_cuts_the_rate_after_patience_checks_of_accumulated_steps():
+    # One check per 3 steps (plateau_accumulation 0 = eval_every); patience 2 checks.
+    cfg = _opt_config(
+        name="sgd",
+        learning_rate=0.1,
+        schedule="reduce_on_plateau",
+        plateau_factor=0.5,
+        plateau_patience=2,
+        plateau_cooldown=0,
+        plateau_rtol=1e-4,
+        plateau_accumulation=0,
+    )
+    tx = optimizers.make_optimizer(cfg, _hparams(cfg), total_steps=100, eval_every=3)
+    params = jnp.zeros(2, jnp.float32)
+    grads = jnp.ones(2, jnp.float32)
+    rates = []
+    # optax.contrib.reduce_on_plateau multiplies its int32 count by a float32 mean, which
+    # strict promotion rejects (as for Adam, STRICT_INCOMPATIBLE).
+    with jax.numpy_dtype_promotion("standard"):
+        state = tx.init(params)
+        update = jax.jit(lambda s, v: tx.update(grads, s, params, value=v))
+        # Improving for 2 checks, then a flat loss: the cut comes at the 2nd flat check (step 12).
+        for value in [3.0, 3.0, 3.0, 2.0, 2.0, 2.0, *[2.0] * 9]:
+            updates, state = update(state, jnp.float32(value))
+            rates.append(-float(updates[0]))
+    np.testing.assert_allclose(rates, [0.1] * 11 + [0.05] * 4, rtol=1e-6)
+    assert float(optimizers.loss_scale(state)) == 0.5
 
 
 def test_every_schedule_is_checked():

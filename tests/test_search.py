@@ -3,6 +3,7 @@ their single runs in one compiled program, and the mistakes it refuses."""
 
 from __future__ import annotations
 
+import io
 import math
 import re
 
@@ -10,15 +11,17 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import validation
+from jaxnn import runner, validation
 from jaxnn.config import search as search_lib
 from jaxnn.config.fields import NumericField
 from jaxnn.config.sweep import with_values
 from jaxnn.core import ensemble, loop, train
 from jaxnn.data import device
 from jaxnn.errors import ConfigError
+from jaxnn.io import checkpoint
 from jaxnn.nn import optimizers
-from tests.helpers import blobs, small_config
+from jaxnn.reporting import metrics_log
+from tests.helpers import blobs, small_config, tensorboard_events
 
 SEARCH = "optimizer.learning_rate=loguniform(1e-3, 0.1); model.dropout=uniform(0, 0.8)"
 
@@ -244,3 +247,95 @@ def test_a_drawn_value_out_of_range_names_the_member_and_its_range():
     assert drawn >= 1.0 and math.isclose(
         float(str(caught.value).split("got ")[1].split(" ")[0]), drawn
     )
+
+
+class Interrupted(Exception):
+    """Stands for the process being killed."""
+
+
+def _run_config(data_dir: str):
+    return small_config(
+        **{
+            "dataset.data_dir": data_dir,
+            "dataset.train_per_class": 40,
+            "model.hidden": (16,),
+            "training.batch_size": 50,
+            "training.steps": 40,
+            "training.eval_every": 10,
+            "checkpoint.every_steps": 20,
+            "restarts.num": 3,
+            "restarts.search": SEARCH,
+            "restarts.search_method": "halton",
+            "optimizer.schedule": "reduce_on_plateau",
+            "optimizer.plateau_patience": 1,
+            "optimizer.plateau_rtol": 0.05,
+        }
+    )
+
+
+def _final_state(workdir):
+    checkpoints = checkpoint.RunCheckpoints(workdir / "checkpoints", read_only=True)
+    step = checkpoints.steps()[-1]
+    fields = {name: checkpoints.shapes(step, name) for name in checkpoint.state_fields()}
+    tree = checkpoints.restore_fields(step, fields)
+    checkpoints.close()
+    return tree
+
+
+def test_a_search_with_reduce_on_plateau_resumes_bit_identically_and_reports_each_member(
+    tmp_path, data_dir, monkeypatch
+):
+    config = _run_config(data_dir)
+    reference = tmp_path / "reference"
+    summary = runner.run(config, reference, progress=False, out=io.StringIO())
+    # Each member's drawn values reach summary.json, the ranking, the figure and TensorBoard.
+    points = [m.swept for m in ensemble.members(validation.validate(config))]
+    assert [m["hparams"] for m in summary["members"]] == points
+    assert summary["search"]["method"] == "halton"
+    assert summary["search"]["ranges"]["optimizer.learning_rate"] == {
+        "distribution": "loguniform",
+        "low": 1e-3,
+        "high": 0.1,
+    }
+    report = (reference / "report.md").read_text()
+    assert f"learning_rate={points[0]['optimizer.learning_rate']:.4g}" in report
+    assert (reference / "plots" / "search.png").is_file()
+    events = tensorboard_events(reference / "tensorboard")
+    assert events["sessions"]["hparams/member_0002"]["model.dropout"] == pytest.approx(
+        points[2]["model.dropout"]
+    )
+    # TensorBoard's rates follow the plateau cuts: some member ends below its drawn rate, so a
+    # resume has a cut factor to restore.
+    rates = {}
+    for run, tag, step, value in events["scalars"]:
+        if run == "main" and tag.startswith("learning_rate/member_"):
+            rates.setdefault(int(tag.rpartition("_")[2]), []).append((step, value))
+    assert sorted(rates) == [0, 1, 2]
+    ends = {i: sorted(series)[-1][1] for i, series in rates.items()}
+    drawn = [np.float32(p["optimizer.learning_rate"]) for p in points]
+    assert all(ends[i] <= drawn[i] * (1 + 1e-6) for i in ends)
+    assert any(ends[i] < 0.99 * drawn[i] for i in ends)
+
+    original = metrics_log.Progress.__call__
+
+    def stop_after_30(self, evaluation):
+        original(self, evaluation)
+        if evaluation.step == 30:  # its metrics are written, its checkpoint (at 20) is not
+            raise Interrupted
+
+    interrupted = tmp_path / "interrupted"
+    monkeypatch.setattr(metrics_log.Progress, "__call__", stop_after_30)
+    with pytest.raises(Interrupted):
+        runner.run(config, interrupted, progress=False, out=io.StringIO())
+    monkeypatch.undo()
+    resumed = runner.run(config, interrupted, progress=False, out=io.StringIO())
+    assert (interrupted / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
+    assert {k: v for k, v in resumed.items() if k != "timing"} == {
+        k: v for k, v in summary.items() if k != "timing"
+    }
+    for a, b in zip(
+        jax.tree_util.tree_leaves(_final_state(interrupted)),
+        jax.tree_util.tree_leaves(_final_state(reference)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
