@@ -339,3 +339,9 @@ def test_a_search_with_reduce_on_plateau_resumes_bit_identically_and_reports_eac
         strict=True,
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("method", ["random", "halton", "halton_unscrambled"])
+def test_more_members_extend_the_same_points(method):
+    few = _points(**{"restarts.search_method": method, "restarts.num": 3})
+    assert _points(**{"restarts.search_method": method, "restarts.num": 6})[:3] == few
