@@ -90,10 +90,13 @@ def search_values(summary: Mapping[str, Any], path: Path) -> str:
                 color="tab:red",
                 label=f"selected (member {best[0]['index']})",
             )
+        # The whole range, a little wider so that draws at its ends are not cut in half.
         if spec["distribution"] == "loguniform":
             ax.set_xscale("log")
-        if spec["high"] > spec["low"]:
-            ax.set_xlim(spec["low"], spec["high"])
+            ax.set_xlim(spec["low"] / 1.1, spec["high"] * 1.1)
+        elif spec["high"] > spec["low"]:
+            margin = 0.03 * (spec["high"] - spec["low"])
+            ax.set_xlim(spec["low"] - margin, spec["high"] + margin)
         ax.set_xlabel(f"{field} ({spec['distribution']})")
         ax.set_ylabel("best validation loss")
     axes[0][0].legend()
