@@ -130,7 +130,8 @@ def validate(
     *,
     sweep: sweep_lib.SweepSpec | None = None,
 ) -> RunSpec:
-    """Checks every field that can be checked without data and parses the sweep once.
+    """Checks every field that can be checked without data, parses the sweep once and draws
+    the search's points (`restarts.search`, each value checked by its field's rule).
 
     Args:
       config: the run config (not changed).
