@@ -279,7 +279,7 @@ def host_available_bytes() -> int | None:
 
 def gib(count: int) -> str:
     """A byte count as people read it (GiB, MiB or KiB)."""
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
         if count >= size:
             return f"{count / size:.1f} {unit}"
     return f"{count / 2**10:.1f} KiB"
