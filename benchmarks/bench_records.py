@@ -19,12 +19,13 @@ class Settings:
     scaling_steps: int  # steps per member of the K-scaling runs
     scaling_members: tuple[int, ...]  # the K of the K-scaling runs
     matmul_repeats: int
+    scaling_budget_s: float = 300.0  # the longest a baseline's next K may take (predicted)
 
 
 PRESETS = {
-    "full": Settings(6000, 32, 32, 4, 1000, (1, 8, 32, 128), 10),
-    "quick": Settings(500, 32, 4, 2, 200, (1, 8, 32, 128), 5),
-    "smoke": Settings(20, 4, 2, 2, 20, (1, 4), 3),
+    "full": Settings(6000, 32, 32, 4, 1000, (1, 8, 32, 128, 512, 1024, 4096), 10, 300.0),
+    "quick": Settings(500, 32, 4, 2, 200, (1, 8, 32, 128, 512, 1024), 5, 60.0),
+    "smoke": Settings(20, 4, 2, 2, 20, (1, 4), 3, 10.0),
 }
 
 
@@ -69,6 +70,8 @@ class Timing:
     member_s: list[float] = dataclasses.field(default_factory=list)  # per member, when sequential
     compile_s: float = 0.0
     note: str = ""
+    member_group: int | None = None  # jaxnn: members each device ran at once (0: all)
+    memory: dict[str, Any] | None = None  # jaxnn: the memory account (jaxnn.core.memory)
 
     @classmethod
     def one_after_another(

@@ -57,6 +57,14 @@ from bench_device import (
 )
 from bench_machine import MATMUL_SIZE, machine_info, matmul_gflops, thread_limit, torch_available
 from bench_records import PRESETS, Recipe, Settings, Timing, log
+from bench_scaling import (
+    baseline_settings,
+    cost_ratios,
+    curve_json,
+    plot_curve,
+    print_curve,
+    reachable,
+)
 
 from jaxnn import data as data_lib
 from jaxnn import validation
@@ -148,6 +156,8 @@ def jaxnn_ensemble(
         compile_s=result.compile_s,
         note=f"fit_ensemble, restarts.num={members}, training.batch_order={batch_order}, "
         f"eval_every={config.training.eval_every}; the second of two runs",
+        member_group=result.member_group,
+        memory={**result.memory.to_json(), "xla_program_bytes": result.program_bytes},
     )
 
 
@@ -212,6 +222,33 @@ def run_scaling(
     ]
 
 
+def run_baseline_scaling(
+    data: data_lib.Dataset,
+    recipe: Recipe,
+    settings: Settings,
+    *,
+    with_sklearn: bool,
+    with_torch: bool,
+    threads: int,
+) -> dict[str, list[Timing]]:
+    """torch.func's vmap and scikit-learn's restarts at the K's they reach within the budget."""
+    curves: dict[str, list[Timing]] = {}
+    runs: list[tuple[str, Any]] = []
+    if with_torch:
+        runs.append(("torch.func vmap", torch_vmap))
+    if with_sklearn:
+        runs.append(("scikit-learn restarts", sklearn_restarts))
+    for name, method in runs:
+        log(f"scaling curve: {name}, budget {settings.scaling_budget_s:.0f} s per K")
+
+        def point(members: int, method: Any = method) -> Timing:
+            with thread_limit(threads, with_torch=with_torch):
+                return method(data, recipe, baseline_settings(settings, members))
+
+        curves[name] = reachable(point, settings.scaling_members, settings.scaling_budget_s)
+    return curves
+
+
 def reported(timing: Timing) -> Timing:
     log(
         f"{timing.method}: {timing.per_member_s:.4f} s/member for {timing.target_steps} steps "
@@ -269,15 +306,29 @@ def print_report(
         f"(for reference, {others} GFLOP/s)"
     )
     print(f"\njaxnn ensemble per-member time against K ({settings.scaling_steps} steps per member)")
-    columns = f"{'K':>5} {'train s':>10} {f's/member ({settings.scaling_steps} steps)':>22} {'member-steps/s':>15} {'GFLOP/s':>9}"
+    columns = (
+        f"{'K':>5} {'train s':>10} {f's/member ({settings.scaling_steps} steps)':>22} "
+        f"{'member-steps/s':>15} {'GFLOP/s':>9} {'group':>6} {'KiB/member':>11} "
+        f"{'estimate MiB':>13} {'XLA MiB':>8}"
+    )
     print(columns)
     print("-" * len(columns))
     for timing in scaling:
         gflops = recipe.flops_per_member_step * timing.member_steps_per_s / 1e9
+        memory = timing.memory or {}
+        member = memory.get("per_member", {})
+        xla = memory.get("xla_program_bytes")
         print(
             f"{timing.members:>5d} {timing.train_s:>10.3f} {timing.per_member_s:>22.4f} "
-            f"{timing.member_steps_per_s:>15.0f} {gflops:>9.2f}"
+            f"{timing.member_steps_per_s:>15.0f} {gflops:>9.2f} {timing.member_group or 0:>6d} "
+            f"{(member.get('state', 0) + member.get('step_activations', 0)) / 2**10:>11.1f} "
+            f"{memory.get('host_bytes', 0) / 2**20:>13.1f} "
+            f"{'-' if xla is None else f'{xla / 2**20:.1f}':>8}"
         )
+    print(
+        "KiB/member: one member's state (parameters, optimiser, best weights) and one step's "
+        "activations; estimate: jaxnn.core.memory's account of the run; XLA: the compiled chunk"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -414,11 +465,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     reference = next(t for t in timings if t.key == "jaxnn_ensemble")
     scaling = run_scaling(base, data, settings, reference)
+    curves = {"jaxnn": scaling}
+    curves |= run_baseline_scaling(
+        data,
+        recipe,
+        settings,
+        with_sklearn=not args.skip_sklearn,
+        with_torch=with_torch,
+        threads=args.threads,
+    )
     # Last: BLAS and OpenMP worker threads keep spinning for a while after a large matmul,
     # which would slow whatever ran right after it.
     rates = matmul_gflops(settings.matmul_repeats, with_torch=with_torch)
     log("matmul: " + ", ".join(f"{name} {rate:.1f} GFLOP/s" for name, rate in rates.items()))
     print_report(timings, reference, recipe, rates, scaling, settings)
+    print_curve(curves, settings.scaling_steps)
+    out = Path(args.out or "runs/bench/restarts.json")
+    plot_path = out.with_suffix(".png")
+    plot_curve(
+        curves,
+        plot_path,
+        f"MLP {'-'.join(map(str, recipe.layer_sizes))} on MNIST-1D, {settings.scaling_steps} "
+        f"steps; {machine['cpu_count']} cores, load {machine['load_average_at_start'][0]:.1f}",
+    )
 
     machine["load_average_at_end"] = list(os.getloadavg())
     results = {
@@ -434,8 +503,11 @@ def main(argv: list[str] | None = None) -> None:
             }
             for timing in scaling
         ],
+        "scaling_curve": curve_json(curves),
+        "scaling_ratios": cost_ratios(scaling),
+        "scaling_plot": str(plot_path),
     }
-    write_results(results, args.out or "runs/bench/restarts.json", started)
+    write_results(results, str(out), started)
 
 
 if __name__ == "__main__":

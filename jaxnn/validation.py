@@ -31,6 +31,8 @@ from jaxnn.parallel.sharding import DATA_MODES
 # Fields outside `model` that a sweep may vary with one compiled program per value.
 STRUCTURAL_FIELDS = ("model.name", "loss", "optimizer.name", "training.batch_size")
 BUILTIN_SELECT_BY = ("val_loss", "val_accuracy", "val_r2", "val_rmse")
+# The largest mesh.member_group (members a device runs at once): an int32 member index.
+MAX_MEMBER_GROUP = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,6 +430,12 @@ def validate_mesh_config(mesh: ml_collections.ConfigDict) -> None:
     _require(
         mesh.data in DATA_MODES,
         f"mesh.data must be one of {', '.join(DATA_MODES)}, got {mesh.data!r}",
+    )
+    group = mesh.get("member_group", 0)
+    _require(
+        isinstance(group, int) and not isinstance(group, bool) and 0 <= group <= MAX_MEMBER_GROUP,
+        f"mesh.member_group must be an integer in [0, {MAX_MEMBER_GROUP}] (0 = automatic), "
+        f"got {group!r}",
     )
     if mesh.num_devices == 0:
         return

@@ -67,6 +67,10 @@ def case_equal(out: Path) -> None:
     facts: dict[str, object] = {"device_count": jax.device_count()}
     np.savez(out / "single.npz", **arrays(fit(8, num_devices=1)))
     np.savez(out / "padded.npz", **arrays(fit(6)))
+    # Groups of one member inside each device's shard of two (jaxnn.core.groups).
+    grouped = fit(8, member_group=1)
+    facts["grouped_member_group"] = grouped.member_group
+    np.savez(out / "grouped.npz", **arrays(grouped))
 
     spec = validation.validate(small_config(**{"restarts.num": 6}))
     trainer = ensemble.make_trainer(spec, blobs(), jax.random.PRNGKey(KEY))

@@ -69,6 +69,19 @@ def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
     assert [row["members"] for row in report["k_scaling"]] == [1, 4]
     assert all(row["per_member_s"] > 0 and row["gflops"] > 0 for row in report["k_scaling"])
 
+    # The scaling curve: jaxnn at every K, scikit-learn at those within the budget, the memory
+    # account per member, the ratios against K=32 only when K=32 was run, and the log-log plot.
+    curve = report["scaling_curve"]
+    assert [p["members"] for p in curve["jaxnn"]] == [1, 4]
+    assert 1 <= len(curve["scikit-learn restarts"]) <= 2
+    for point in curve["jaxnn"]:
+        memory = point["memory"]
+        assert memory["per_member"]["state"] > 0 and memory["per_member"]["step_activations"] > 0
+        assert memory["host_bytes"] >= memory["members"] * memory["per_member"]["state"]
+        assert point["per_member_s_per_1000_steps"] > 0
+    assert report["scaling_ratios"] == {}
+    assert Path(report["scaling_plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     # The table reaches the user on stdout.
     assert "jaxnn ensemble (vmap, independent batches)" in result.stdout
     assert "GFLOP/s" in result.stdout

@@ -214,3 +214,16 @@ def test_the_exported_best_member_reproduces_its_test_metric(reference):
     assert float(metrics["loss"]) == pytest.approx(summary["best"]["test_loss"], rel=1e-5)
     best = summary["best_member"]
     _assert_trees_equal(params, export.restore_member(reference, best))
+
+
+def test_a_resume_with_another_member_group_is_refused_and_changes_nothing(reference, data_dir):
+    # Groups of another size change the float order of the evaluations (jaxnn.core.groups), so
+    # a continued run would not be bit-identical to an uninterrupted one: it is refused.
+    before = _snapshot(reference)
+    with pytest.raises(ConfigError, match=r"mesh\.member_group is 0 there but 2 now"):
+        runner.run(
+            _config(data_dir, **{"mesh.member_group": 2, "training.steps": 80}),
+            reference,
+            progress=False,
+        )
+    assert _snapshot(reference) == before

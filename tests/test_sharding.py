@@ -75,7 +75,8 @@ def test_sharded_runs_equal_the_single_device_run(four_devices):
     single = np.load(four_devices / "single.npz")
     padded = np.load(four_devices / "padded.npz")
     batch = np.load(four_devices / "batch.npz")
-    assert set(single.files) == set(padded.files) == set(batch.files)
+    grouped = np.load(four_devices / "grouped.npz")
+    assert set(single.files) == set(padded.files) == set(batch.files) == set(grouped.files)
     assert any(name.startswith("param") for name in single.files)
     for name in single.files:
         # Member i of K=6 is member i of K=8: the same key and hyperparameters.
@@ -83,6 +84,8 @@ def test_sharded_runs_equal_the_single_device_run(four_devices):
             padded[name], first_members(single, name, 6), **TOLERANCE, err_msg=name
         )
         np.testing.assert_allclose(batch[name], single[name], **TOLERANCE, err_msg=name)
+        # Groups live inside each device's shard: every member is still itself.
+        np.testing.assert_allclose(grouped[name], single[name], **TOLERANCE, err_msg=name)
     # The runs trained: the members moved apart from each other and learned something.
     assert np.ptp(single["history_val_loss"][-1]) > 0
     assert np.all(single["history_val_loss"][-1] < single["history_val_loss"][0])
@@ -91,6 +94,7 @@ def test_sharded_runs_equal_the_single_device_run(four_devices):
 def test_padding_members_are_stopped_and_absent_from_every_result(four_devices):
     facts = json.loads((four_devices / "facts.json").read_text())
     assert facts["device_count"] == 4
+    assert facts["grouped_member_group"] == 1
     assert facts["padded_stopped"] == [False] * 6 + [True] * 2
     padded = np.load(four_devices / "padded.npz")
     assert padded["param0"].shape[0] == 6

@@ -113,6 +113,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.mesh = ml_collections.ConfigDict()
     config.mesh.num_devices = 0  # 0 = every device of every process
     config.mesh.data = "replicated"  # or "batch": splits sharded along their example axis
+    # Members each device runs at once (jaxnn.core.groups): 0 = chosen per backend and model.
+    config.mesh.member_group = 0
 
     # JAX's persistent compilation cache (jaxnn.core.compile_cache): a relaunch reads the
     # compiled programs. dir "" = a directory JAX is already set to, else ~/.cache/jaxnn/jax

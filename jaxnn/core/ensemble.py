@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import validation
-from jaxnn.core import loop, train
+from jaxnn.core import groups, loop, memory, train
 from jaxnn.core.program import Program, base_hparams, build
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
@@ -43,6 +43,11 @@ class Member:
         fields = spec.numeric_fields()
         named = {fields[field].hparam: value for field, value in self.swept.items()}
         return {**base_hparams(spec), **named}
+
+
+def num_members(spec: validation.RunSpec) -> int:
+    """How many members a run has (numeric variants x random starts), without listing them."""
+    return len(spec.sweep.numeric_variants()) * int(spec.config.restarts.num)
 
 
 def members(spec: validation.RunSpec) -> list[Member]:
@@ -85,6 +90,8 @@ class EnsembleResult:
     compile_s: float
     train_s: float
     program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
+    member_group: int = 0  # members per group on each device (0: all at once)
+    memory: memory.RunBytes | None = None  # the estimate the run was checked against
 
 
 @dataclasses.dataclass
@@ -98,6 +105,8 @@ class Trainer:
     chunk_fn: Any
     order_key: jax.Array | None
     placement: sharding.Placement  # where members and data live; on one device, nowhere special
+    member_group: int = 0  # members per group on each device (0: all at once; jaxnn.core.groups)
+    memory: memory.RunBytes | None = None  # the run's memory estimate (jaxnn.core.memory)
 
 
 def make_trainer(
@@ -108,14 +117,41 @@ def make_trainer(
 ) -> Trainer:
     """Builds the vmapped init and chunk functions of a run (nothing is compiled yet).
 
+    Before it lists the members, the run's memory is estimated from shapes and checked against
+    the machine's (`jaxnn.core.memory`), and the members' group size is chosen
+    (`mesh.member_group`, 0 = `jaxnn.core.groups.auto_group_size`).
+
     Raises:
-      ConfigError: a shape that does not fit the data, or a `config.mesh` that does not (see
-        `jaxnn.parallel.sharding`).
+      ConfigError: a shape that does not fit the data, a `config.mesh` that does not (see
+        `jaxnn.parallel.sharding`), or a run that needs more memory than the machine has.
     """
     config = spec.config
     program, apply_fn, make_tx = build(spec, data, **transfer)
+    placement = sharding.placement(config, num_members(spec), data)
+    member = memory.member_bytes(
+        program,
+        base_hparams(spec),
+        apply_fn=apply_fn,
+        make_tx=make_tx,
+        label_shape=tuple(np.shape(data.y_train)[1:]),
+        label_dtype=np.asarray(data.y_train).dtype,
+        num_val=data.num_val,
+    )
+    group = member_group(config, member, placement)
+    per_device = placement.num_slots // placement.num_devices
+    need = memory.RunBytes(
+        num_members=placement.num_slots,
+        live_members=placement.num_devices * min(group or per_device, per_device),
+        member=member,
+        data=sum(
+            np.asarray(a).size * 4 for a in (data.x_train, data.y_train, data.x_val, data.y_val)
+        ),
+        num_devices=placement.num_devices,
+        accelerator=jax.default_backend() != "cpu",
+        predictions=len(data.x_test) * data.num_outputs * 4,
+    )
+    memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.get("mesh")))
     run_members = members(spec)
-    placement = sharding.placement(config, len(run_members), data)
     shared = config.training.batch_order == "shared"
     order_key = train.shared_order_key(key) if shared else None
     init_one = functools.partial(train.init_state, program, apply_fn=apply_fn, make_tx=make_tx)
@@ -124,16 +160,37 @@ def make_trainer(
         return jax.vmap(lambda h, k: init_one(h, k, pretrained=pretrained))(hparams, keys)
 
     chunk = functools.partial(train.run_chunk, program=program)
-    chunk_fn = placement.jit_chunk(jax.vmap(chunk, in_axes=(0, None, None, None if shared else 0)))
+    grouped_chunk = groups.grouped_vmap(
+        chunk,
+        (0, None, None, None if shared else 0),
+        num_members=placement.num_slots,
+        group_size=group,
+        num_shards=placement.num_devices,
+    )
     return Trainer(
         spec=spec,
         program=program,
         members=run_members,
         init_fn=jax.jit(init_fn),
-        chunk_fn=chunk_fn,
+        chunk_fn=placement.jit_chunk(grouped_chunk),
         order_key=order_key,
         placement=placement,
+        member_group=group,
+        memory=need,
     )
+
+
+def member_group(
+    config: ml_collections.ConfigDict, member: memory.MemberBytes, placement: sharding.Placement
+) -> int:
+    """Members per group on each device: `mesh.member_group`, or the backend's automatic size
+    (0, or a size at least a device's share of the members: all at once)."""
+    mesh_config = config.get("mesh")
+    chosen = int(mesh_config.get("member_group", 0)) if mesh_config is not None else 0
+    if chosen == 0:
+        chosen = groups.auto_group_size(jax.default_backend(), member.step_working_set)
+    per_device = placement.num_slots // placement.num_devices
+    return 0 if chosen >= per_device else chosen
 
 
 def init_members(
@@ -229,6 +286,8 @@ def train_members(
             steps_done=start_step,
             compile_s=0.0,
             train_s=0.0,
+            member_group=trainer.member_group,
+            memory=trainer.memory,
         )
     result = loop.drive(
         trainer.chunk_fn,
@@ -248,6 +307,8 @@ def train_members(
         compile_s=result.compile_s,
         train_s=result.train_s,
         program_bytes=result.program_bytes,
+        member_group=trainer.member_group,
+        memory=trainer.memory,
     )
 
 
@@ -262,22 +323,33 @@ def member_state(state: train.TrainState, index: int) -> train.TrainState:
     return jax.tree_util.tree_map(lambda leaf: leaf[index], state)
 
 
-@functools.partial(jax.jit, static_argnames="program")
-def _final_eval(state: train.TrainState, x: jax.Array, y: jax.Array, program: Program):
+@functools.partial(jax.jit, static_argnames=("program", "group_size"))
+def _final_eval(
+    state: train.TrainState, x: jax.Array, y: jax.Array, program: Program, group_size: int
+):
     def one(member: train.TrainState):
         metrics = train.evaluate(member, member.best_params, SplitData(x, y), program)
         outputs = member.apply_fn(member.best_params, x, member.hparams)
         return metrics, program.predict(outputs)
 
-    return jax.vmap(one)(state)
+    num = int(state.step.shape[0])
+    return groups.grouped_vmap(one, (0,), num_members=num, group_size=group_size)(state)
 
 
 def evaluate_members(
-    state: train.TrainState, program: Program, x: np.ndarray, y: np.ndarray
+    state: train.TrainState,
+    program: Program,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    group_size: int = 0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Loss and metrics of every member's best weights on one split, and their predictions
-    [M, N, O] (what `program.predict` makes of the outputs)."""
-    metrics, predictions = _final_eval(state, jnp.asarray(x), jnp.asarray(y), program)
+    [M, N, O] (what `program.predict` makes of the outputs); `group_size` members at a time
+    (0: all at once; see `jaxnn.core.groups`)."""
+    metrics, predictions = _final_eval(
+        state, jnp.asarray(x), jnp.asarray(y), program, int(group_size)
+    )
     metrics = {k: np.asarray(v, np.float64) for k, v in metrics.items()}
     return metrics, np.asarray(predictions)
 

@@ -20,6 +20,9 @@ from jaxnn.errors import ConfigError, DataError
 
 TASKS = ("classification", "regression")
 MIN_STD = 1e-8  # features whose train std is below this are only centred, not scaled
+# Classes a data set may have: a model has one output per class, and a head of 2**24 outputs
+# on a hidden layer of 100 is already 6.7 GB per member (jaxnn.core.memory checks the rest).
+MAX_CLASSES = 2**24
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -213,6 +216,12 @@ def from_arrays(
     num_classes = 0
     if task == "classification":
         num_labels = int(max(y_train.max(), y_test.max())) + 1
+        if num_labels > MAX_CLASSES:
+            raise DataError(
+                f"labels go up to {num_labels - 1}: a classification data set has at most "
+                f"{MAX_CLASSES} classes, labelled 0 to {MAX_CLASSES - 1} (its model has one "
+                "output per class); renumber the labels 0, 1, ... C-1"
+            )
         num_classes = len(class_names) or num_labels
         if num_labels > num_classes:
             raise DataError(

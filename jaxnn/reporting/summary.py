@@ -30,7 +30,9 @@ def member_rows(
         ("val", dataset.x_val, dataset.y_val),
         ("test", dataset.x_test, dataset.y_test),
     ):
-        metrics, split_predictions = ensemble.evaluate_members(state, program, x, y)
+        metrics, split_predictions = ensemble.evaluate_members(
+            state, program, x, y, group_size=result.member_group
+        )
         split_metrics |= {f"{split}_{k}": v for k, v in metrics.items()}
         if split == "test":
             predictions = split_predictions
@@ -117,8 +119,16 @@ def summarize(
             "compile_s": result.compile_s,
             "train_s": result.train_s,
             "member_steps_per_s": member_steps / max(result.train_s, 1e-9),
+            # Members each device ran at once (jaxnn.core.groups; 0: all of them).
+            "member_group": result.member_group,
         },
     }
+    if result.memory is not None:
+        # The estimate the run was checked against (jaxnn.core.memory) and XLA's account.
+        summary["timing"]["memory"] = {
+            **result.memory.to_json(),
+            "xla_program_bytes": result.program_bytes,
+        }
     if dataset.task == "regression":
         summary["baselines"] = {"linear_least_squares": linear_baseline(dataset)}
     return summary, predictions
@@ -170,7 +180,10 @@ def merge_summaries(
     timing = {
         "compile_s": sum(s["timing"]["compile_s"] for _, s, _ in parts),
         "train_s": sum(s["timing"]["train_s"] for _, s, _ in parts),
+        "member_group": max(s["timing"].get("member_group", 0) for _, s, _ in parts),
     }
+    if "memory" in first["timing"]:
+        timing["memory"] = first["timing"]["memory"]
     member_steps = sum(row["final_step"] for row in rows)
     timing["member_steps_per_s"] = member_steps / max(timing["train_s"], 1e-9)
     merged: dict[str, Any] = {

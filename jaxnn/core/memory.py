@@ -1,0 +1,313 @@
+"""What a run needs in memory, estimated from shapes before anything is allocated or written.
+
+The account, per member: its training state (parameters, optimiser state, best weights, the
+small per-member scalars), the intermediates of one training step and of one evaluation (every
+value the traced step creates: an upper bound on what is live at once), and the copy of the
+state a checkpoint save takes on the host. For the run: the stacked state twice (the chunk's
+input and its output), a working copy while members are regrouped, the activations of the
+members that run at once (one group, `jaxnn.core.groups`), and the training and validation
+splits on every device. Everything comes from `jax.eval_shape` and `jax.make_jaxpr` of one
+member, so the estimate costs a trace, whatever the member count or the model size.
+
+`check_fits` refuses a run whose estimate exceeds `USABLE_FRACTION` of what the machine has
+(device memory where the backend reports a limit, and the host's available RAM, MemAvailable
+of /proc/meminfo or psutil's) with one line giving both figures.
+XLA's own account of the compiled chunk program (`jaxnn.core.loop.program_bytes`) is reported
+once the program is compiled; the benchmark prints both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.core import train
+from jaxnn.core.program import HParams, Program
+from jaxnn.data.device import SplitData
+from jaxnn.errors import ConfigError
+
+# Copies of the stacked state a chunk holds: its input, its output, and one working copy while
+# the members are cut into groups and merged back.
+STATE_COPIES = 3
+MEMINFO = "/proc/meminfo"
+# The share of the available memory a run may plan to use: the rest is for what the account
+# leaves out (Python's records of every member, the writers' buffers, the compiler) and for
+# the machine's other processes.
+USABLE_FRACTION = 0.8
+# Operations whose outputs XLA materialises (elementwise chains fuse into these).
+MATERIALISED = frozenset(
+    {
+        "dot_general",
+        "conv_general_dilated",
+        "gather",
+        "scatter",
+        "scatter-add",
+        "scatter_add",
+        "sort",
+        "reduce_sum",
+        "reduce_max",
+        "reduce_min",
+        "reduce_prod",
+        "argmax",
+        "argmin",
+        "cumsum",
+        "cummax",
+        "cumlogsumexp",
+        "concatenate",
+        "transpose",
+        "dynamic_slice",
+        "dynamic_update_slice",
+        "random_bits",
+        "threefry2x32",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberBytes:
+    """One member's memory, in bytes."""
+
+    params: int
+    opt_state: int
+    best_params: int
+    other_state: int  # step, hparams, key, best loss, counters and flags
+    step_activations: int  # intermediates of one training step (gradients included)
+    eval_activations: int  # intermediates of evaluating the training and validation splits
+
+    @property
+    def state(self) -> int:
+        return self.params + self.opt_state + self.best_params + self.other_state
+
+    @property
+    def step_working_set(self) -> int:
+        """What one member's training step touches: its state and the step's intermediates."""
+        return self.state + self.step_activations
+
+    @property
+    def activations(self) -> int:
+        return max(self.step_activations, self.eval_activations)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunBytes:
+    """A run's memory: the members' share, the data on every device, the checkpoint copy."""
+
+    num_members: int
+    live_members: int  # members whose activations exist at once (a group, or all)
+    member: MemberBytes
+    data: int  # the training and validation splits on one device
+    num_devices: int
+    accelerator: bool  # the device memory is not the host's
+    predictions: int = 0  # one member's test predictions (float32 [N_test, O]), for the summary
+
+    @property
+    def device(self) -> int:
+        """Bytes on the devices, all of them together."""
+        return (
+            STATE_COPIES * self.num_members * self.member.state
+            + self.live_members * self.member.activations
+            + self.num_devices * self.data
+            + self.num_members * self.predictions
+        )
+
+    @property
+    def checkpoint(self) -> int:
+        """The host copy of the stacked state that a checkpoint save takes."""
+        return self.num_members * self.member.state
+
+    @property
+    def host(self) -> int:
+        """Bytes of host RAM (the devices' share too on a CPU backend): the checkpoint copy and
+        the members' test predictions that the summary averages."""
+        host = self.checkpoint + self.num_members * self.predictions
+        return host + (0 if self.accelerator else self.device)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "per_member": {**dataclasses.asdict(self.member), "state": self.member.state},
+            "members": self.num_members,
+            "live_members": self.live_members,
+            "data_per_device": self.data,
+            "predictions_per_member": self.predictions,
+            "device_bytes": self.device,
+            "checkpoint_bytes": self.checkpoint,
+            "host_bytes": self.host,
+        }
+
+
+def tree_bytes(tree: Any) -> int:
+    """Bytes of every array (or ShapeDtypeStruct) leaf of a pytree."""
+    return int(
+        sum(
+            int(np.prod(leaf.shape, dtype=np.int64)) * _itemsize(leaf.dtype)
+            for leaf in jax.tree_util.tree_leaves(tree)
+        )
+    )
+
+
+def _itemsize(dtype: Any) -> int:
+    """Bytes of one element; a typed PRNG key (an extended dtype) counts as two uint32."""
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.extended):
+        return 8
+    return np.dtype(dtype).itemsize
+
+
+def _jaxprs(value: Any) -> list[Any]:
+    if isinstance(value, jax.extend.core.ClosedJaxpr):
+        return [value.jaxpr]
+    if isinstance(value, jax.extend.core.Jaxpr):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [j for item in value for j in _jaxprs(item)]
+    return []
+
+
+def intermediate_bytes(jaxpr: Any) -> int:
+    """Bytes of the values a jaxpr materialises, its nested jaxprs' included: the outputs of
+    the operations XLA writes to memory (`MATERIALISED`); elementwise operations fuse into
+    their consumers and are not counted. An estimate of what one call holds, not a bound."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name not in MATERIALISED:
+            for param in eqn.params.values():
+                for inner in _jaxprs(param):
+                    total += intermediate_bytes(inner)
+            continue
+        for var in eqn.outvars:
+            aval = var.aval
+            if hasattr(aval, "shape") and hasattr(aval, "dtype"):
+                total += int(np.prod(aval.shape, dtype=np.int64)) * _itemsize(aval.dtype)
+        for param in eqn.params.values():
+            for inner in _jaxprs(param):
+                total += intermediate_bytes(inner)
+    return total
+
+
+def _traced_bytes(fn: Callable[..., Any], *args: Any) -> int:
+    return intermediate_bytes(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def member_bytes(
+    program: Program,
+    hparams: HParams,
+    *,
+    apply_fn: Callable[..., jax.Array],
+    make_tx: Callable[[HParams], Any],
+    label_shape: tuple[int, ...],
+    label_dtype: Any,
+    num_val: int,
+) -> MemberBytes:
+    """One member's account, from shapes alone (`jax.eval_shape`, `jax.make_jaxpr`).
+
+    Args:
+      program: the run's program.
+      hparams: one member's numeric hyperparameters (values do not matter, names do).
+      apply_fn, make_tx: the program's apply function and optimiser factory.
+      label_shape: the shape of one label (() for classes, (O,) for regression targets).
+      label_dtype: the labels' dtype.
+      num_val: examples of the validation split.
+    """
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    state = jax.eval_shape(
+        lambda h, k: train.init_state(program, h, k, apply_fn=apply_fn, make_tx=make_tx),
+        hparams,
+        key,
+    )
+    batch = (
+        jax.ShapeDtypeStruct((program.batch_size, *program.feature_shape), jnp.float32),
+        jax.ShapeDtypeStruct((program.batch_size, *label_shape), label_dtype),
+        jax.ShapeDtypeStruct((program.batch_size,), jnp.bool_),
+    )
+    step = jax.ShapeDtypeStruct((), jnp.int32)
+    step_bytes = _traced_bytes(
+        lambda s, b, t: train.train_step(s, b, t, program), state, batch, step
+    )
+
+    def split(count: int) -> SplitData:
+        return SplitData(
+            jax.ShapeDtypeStruct((count, *program.feature_shape), jnp.float32),
+            jax.ShapeDtypeStruct((count, *label_shape), label_dtype),
+        )
+
+    eval_bytes = max(
+        _traced_bytes(lambda s, d: train.evaluate(s, s.params, d, program), state, split(count))
+        for count in (program.num_train, num_val)
+    )
+    params, opt_state, best = (
+        tree_bytes(part) for part in (state.params, state.opt_state, state.best_params)
+    )
+    return MemberBytes(
+        params=params,
+        opt_state=opt_state,
+        best_params=best,
+        other_state=tree_bytes(state) - params - opt_state - best,
+        step_activations=step_bytes,
+        eval_activations=eval_bytes,
+    )
+
+
+def available_bytes(backend: str, devices: list[jax.Device]) -> tuple[int | None, str]:
+    """(bytes, where) of the memory a run may use: the devices' limit on an accelerator that
+    reports one, else the host's available RAM (None if neither is known)."""
+    if backend != "cpu":
+        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in devices]
+        if limits and all(limits):
+            return int(sum(limits)), f"{len(devices)} {backend} device(s)"
+    return host_available_bytes(), "host RAM"
+
+
+def host_available_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (psutil's account where /proc is missing), or None."""
+    try:
+        with open(MEMINFO) as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def gib(count: int) -> str:
+    """A byte count as people read it (GiB, MiB or KiB)."""
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count / 2**10:.1f} KiB"
+
+
+def check_fits(need: RunBytes, backend: str, devices: list[jax.Device]) -> None:
+    """Refuses a run that needs more memory than the machine has.
+
+    Raises:
+      ConfigError: one line with what the run needs and what is available.
+    """
+    if need.accelerator:
+        have, where = available_bytes(backend, devices)
+        if have is not None and need.device > USABLE_FRACTION * have:
+            _refuse(need, need.device, have, where)
+    have = host_available_bytes()
+    if have is not None and need.host > USABLE_FRACTION * have:
+        _refuse(need, need.host, have, "host RAM")
+
+
+def _refuse(need: RunBytes, needed: int, have: int, where: str) -> None:
+    member = need.member
+    raise ConfigError(
+        f"the run needs about {gib(needed)} of memory but {where} has {gib(have)} available "
+        f"(a run may use {USABLE_FRACTION:.0%}): {need.num_members} member(s) x "
+        f"{gib(member.state)} of state (parameters, optimiser, best weights) and "
+        f"{gib(need.predictions)} of test predictions, {gib(member.activations)} of "
+        f"activations for each of the {need.live_members} member(s) running at once, "
+        f"{gib(need.data)} of data per device; lower restarts.num, the sweep's size or the "
+        "model's size"
+    )
