@@ -139,16 +139,12 @@ def make_trainer(
     )
     group = member_group(config, member, placement)
     per_device = placement.num_slots // placement.num_devices
-    need = memory.RunBytes(
+    need = memory.run_bytes(
+        member,
+        data,
         num_members=placement.num_slots,
         live_members=placement.num_devices * min(group or per_device, per_device),
-        member=member,
-        data=sum(
-            np.asarray(a).size * 4 for a in (data.x_train, data.y_train, data.x_val, data.y_val)
-        ),
         num_devices=placement.num_devices,
-        accelerator=jax.default_backend() != "cpu",
-        predictions=len(data.x_test) * data.num_outputs * 4,
     )
     memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.get("mesh")))
     run_members = members(spec)

@@ -25,11 +25,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-# Working set of one group of members on CPU (state, gradients and one step's activations):
-# measured on a 2-core AMD EPYC (2 MiB L2 per core, 32 MiB L3 shared) with the benchmark MLP,
-# where groups of 8 to 64 members were equally fast and 512 as slow as no grouping (see
-# docs/groups.md).
-CPU_GROUP_BYTES = 8 * 2**20
+# Working set of one group of members on a CPU device (one core): about one core's L2 cache.
+# Measured on a 2-core AMD EPYC (2 MiB L2 per core, 32 MiB L3 shared, the machine loaded by
+# other jobs) with the benchmark MLP (586 KB per member): K=1024 took 1745 ms per member per
+# 1000 steps in one group per device, 1222 in groups of 48, 1156 in groups of 14 and 696 in
+# groups of 4 (docs/groups.md).
+CPU_GROUP_BYTES = 5 * 2**19
 # The group size of a backend: bytes of one member's working set -> members per group (0: all).
 GROUP_RULES: dict[str, Callable[[int], int]] = {
     "cpu": lambda member_bytes: max(1, CPU_GROUP_BYTES // max(1, member_bytes)),

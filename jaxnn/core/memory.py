@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxnn.core import train
 from jaxnn.core.program import HParams, Program
+from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
 from jaxnn.errors import ConfigError
 
@@ -248,6 +249,28 @@ def member_bytes(
         other_state=tree_bytes(state) - params - opt_state - best,
         step_activations=step_bytes,
         eval_activations=eval_bytes,
+    )
+
+
+def run_bytes(
+    member: MemberBytes,
+    data: Dataset,
+    *,
+    num_members: int,
+    live_members: int,
+    num_devices: int,
+) -> RunBytes:
+    """The account of a run of `num_members` members (`live_members` running at once) on
+    `num_devices` devices of JAX's default backend."""
+    splits = (data.x_train, data.y_train, data.x_val, data.y_val)
+    return RunBytes(
+        num_members=num_members,
+        live_members=live_members,
+        member=member,
+        data=sum(np.asarray(split).size * 4 for split in splits),  # float32 / int32 on device
+        num_devices=num_devices,
+        accelerator=jax.default_backend() != "cpu",
+        predictions=len(data.x_test) * data.num_outputs * 4,
     )
 
 
