@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from jaxnn.nn import mlp
+from jaxnn.nn import cnn1d, mlp
 from jaxnn.nn.activations import lookup
 from jaxnn.nn.family import ModelFamily
 
 MODEL_FAMILIES: dict[str, ModelFamily] = {
     "mlp": mlp.FAMILY,
+    "cnn1d": cnn1d.FAMILY,
 }
 
 
