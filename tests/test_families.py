@@ -15,13 +15,17 @@ from jaxnn import validation
 from jaxnn.core import ensemble, loop, train
 from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
-from jaxnn.nn import layer_table, losses, registry
+from jaxnn.nn import layer_table, losses, recurrent, registry
 from jaxnn.nn.family import apply_model, init_model
 from tests.helpers import blobs, small_config
 
 # A small model of each family (dotted config overrides), and a sequence data set for them.
 SMALL = {
     "cnn1d": {"model.channels": (4, 3), "model.kernel_sizes": (3,), "model.hidden": ()},
+    **{
+        cell: {"model.state_size": 5, "model.chunk": 2, "model.hidden": (100, 100)}
+        for cell in ("gru", "lstm", "rnn")
+    },
 }
 FAMILIES = sorted(SMALL)
 
@@ -103,10 +107,89 @@ def test_cnn1d_is_numpys_convolution_then_relu_then_a_dense_head():
     np.testing.assert_allclose(apply_model(module, params, jnp.asarray(x)), expected, rtol=1e-5)
 
 
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def _numpy_recurrent(cell: str, params, x: np.ndarray, chunk: int, readout: str) -> np.ndarray:
+    """The recurrent families' equations (jaxnn.nn.recurrent's docstring), step by step."""
+    wx, bx = params["input"]["kernel"], params["input"]["bias"]
+    wh = params["recurrent"]["kernel"]
+    size = wh.shape[0]
+    steps = x.reshape(x.shape[0], -1, chunk)  # one channel: [B, T, chunk]
+    h = np.zeros((x.shape[0], size))
+    c = np.zeros_like(h)
+    states = []
+    for t in range(steps.shape[1]):
+        xp = steps[:, t] @ wx + bx
+        if cell == "rnn":
+            h = np.tanh(xp + h @ wh)
+        elif cell == "gru":
+            hp = h @ wh + params["recurrent"]["bias"]
+            r = _sigmoid(xp[:, :size] + hp[:, :size])
+            z = _sigmoid(xp[:, size : 2 * size] + hp[:, size : 2 * size])
+            n = np.tanh(xp[:, 2 * size :] + r * hp[:, 2 * size :])
+            h = (1 - z) * n + z * h
+        else:
+            i, f, g, o = np.split(xp + h @ wh, 4, axis=-1)
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+            h = _sigmoid(o) * np.tanh(c)
+        states.append(h)
+    features = states[-1] if readout == "last" else np.mean(states, axis=0)
+    return features @ params["head"]["kernel"] + params["head"]["bias"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_recurrent_nets_follow_their_equations(cell, readout):
+    _, module = _module(cell, **{"model.readout": readout, "model.chunk": 3})
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 12)).astype(np.float32)
+    params = jax.tree.map(
+        lambda p: (rng.normal(size=p.shape) * 0.7).astype(np.float32),
+        init_model(module, jax.random.key(0), jnp.asarray(x))["params"],
+    )
+    assert params["input"]["kernel"].shape == (3, {"gru": 15, "lstm": 20, "rnn": 5}[cell])
+    expected = _numpy_recurrent(cell, params, x.astype(np.float64), 3, readout)
+    got = apply_model(module, params, jnp.asarray(x))
+    np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_one_step_is_the_cells_equations(cell):
+    rng = np.random.default_rng(6)
+    size, gates = 3, {"gru": 3, "lstm": 4, "rnn": 1}[cell]
+    h, c = rng.normal(size=(2, size)), rng.normal(size=(2, size))
+    x_proj = rng.normal(size=(2, gates * size))
+    kernel, bias = rng.normal(size=(size, gates * size)), rng.normal(size=gates * size)
+    as32 = lambda a: jnp.asarray(a, jnp.float32)
+    hp = h @ kernel
+    if cell == "rnn":
+        (new, _) = recurrent.rnn_step(as32(h), as32(x_proj), as32(kernel), None)
+        expected = np.tanh(x_proj + hp)
+    elif cell == "gru":
+        (new, _) = recurrent.gru_step(as32(h), as32(x_proj), as32(kernel), as32(bias))
+        hp = hp + bias
+        r = _sigmoid(x_proj[:, :size] + hp[:, :size])
+        z = _sigmoid(x_proj[:, size : 2 * size] + hp[:, size : 2 * size])
+        n = np.tanh(x_proj[:, 2 * size :] + r * hp[:, 2 * size :])
+        expected = (1 - z) * n + z * h
+    else:
+        ((new, new_c), _) = recurrent.lstm_step(
+            (as32(h), as32(c)), as32(x_proj), as32(kernel), None
+        )
+        i, f, g, o = np.split(x_proj + hp, 4, axis=-1)
+        expected_c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        np.testing.assert_allclose(new_c, expected_c, rtol=1e-5, atol=1e-6)
+        expected = _sigmoid(o) * np.tanh(expected_c)
+    np.testing.assert_allclose(new, expected, rtol=1e-5, atol=1e-6)
+
+
 # --- Gradients --------------------------------------------------------------------------------
 
 GRADIENT_CASES = {
     "cnn1d": {"model.activation": "tanh", "model.layer_norm": True, "model.hidden": (3,)},
+    "gru": {"model.readout": "mean"},
 }
 
 
@@ -217,6 +300,12 @@ def test_every_family_is_registered_and_declares_its_fields(name):
         ({"model.name": "cnn1d", "model.strides": (0,)}, "model.strides values must all be >= 1"),
         ({"model.name": "cnn1d", "model.channels": ()}, "model.channels must name at least one"),
         ({"model.name": "cnn1d", "model.pool_size": 0}, "model.pool_size must be an integer >= 1"),
+        ({"model.name": "gru", "model.readout": "first"}, "model.readout must be one of last, mean"),
+        ({"model.name": "rnn", "model.chunk": 0}, "model.chunk must be an integer >= 1"),
+        ({"model.name": "lstm", "model.state_size": 0}, "model.state_size must be an integer >= 1"),
+        ({"model.name": "gru"}, "model.hidden is read by the mlp, cnn1d families"),
+        ({"model.name": "lstm", "model.hidden": (100, 100), "model.activation": "tanh"}, "model.activation is read by"),
+        ({"model.state_size": 8}, "model.state_size is read by the gru, lstm, rnn families"),
     ],
 )  # fmt: skip
 def test_bad_model_configs_are_refused_before_data(overrides, message):
@@ -234,6 +323,8 @@ def test_another_familys_field_at_its_default_is_accepted():
         ("cnn1d", {"model.kernel_sizes": (13,)}, "conv layer 0 has a kernel of 13 positions"),
         ("cnn1d", {"model.padding": "valid", "model.kernel_sizes": (7,)}, "conv layer 1 has a kernel of 7 positions but its input has 6"),
         ("cnn1d", {"model.strides": (13,)}, "model.strides: conv layer 0 has stride 13"),
+        ("gru", {"model.chunk": 5}, "model.chunk=5 does not divide the examples' 12 positions"),
+        ("lstm", {"model.chunk": 24}, "model.chunk=24 does not divide"),
         ("cnn1d", {"model.kernel_sizes": (1,), "model.pool": "avg", "model.pool_size": 5}, "model.pool_size=5: pooling after conv layer 1"),
     ],
 )  # fmt: skip

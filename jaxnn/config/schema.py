@@ -52,6 +52,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.pool_size = 2
     config.model.layer_norm = False
     config.model.conv_impl = "auto"  # "im2col", "lax"; auto = im2col on CPU, lax elsewhere
+    # gru, lstm, rnn (jaxnn.nn.recurrent): positions are time steps, `chunk` of them per step.
+    config.model.state_size = 64
+    config.model.chunk = 1
+    config.model.readout = "last"  # or "mean": the head reads the last state or their mean
 
     config.loss = "cross_entropy"
     config.huber_delta = 1.0
