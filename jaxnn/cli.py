@@ -24,10 +24,12 @@ included); exit 2 with one line `jaxnn: error: ...` for any user mistake or unus
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 from absl import app, flags, logging
@@ -115,6 +117,40 @@ def show_cache_warnings_in_one_line() -> None:
     warnings.showwarning = show
 
 
+# Libraries whose warnings a normal run keeps off the terminal: what they warn of is routine
+# here (TFDS about the folders it writes, Orbax about its own scheduling), and jaxnn reports
+# what matters in its own lines. `--verbosity=0` (absl's flag) lets their absl logs through.
+QUIET_LIBRARIES = ("absl", "orbax", "tensorflow_datasets", "etils")
+
+
+def keep_library_warnings_quiet() -> None:
+    """Holds back the absl logs, Python warnings and unraisable-exception reports ("Exception
+    ignored in: <coroutine ...>", from Orbax's asynchronous saves at exit) of QUIET_LIBRARIES."""
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.ERROR)
+    for library in QUIET_LIBRARIES:
+        warnings.filterwarnings("ignore", module=rf"{re.escape(library)}(\.|$)")
+    sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
+
+
+def _unraisable_hook(default: Callable[[Any], None]) -> Callable[[Any], None]:
+    """`sys.unraisablehook` that drops the reports about QUIET_LIBRARIES' objects (a coroutine
+    or its frame's module decides) and hands every other one to `default`."""
+
+    def hook(unraisable: Any) -> None:
+        if not _from_quiet_library(unraisable.object):
+            default(unraisable)
+
+    return hook
+
+
+def _from_quiet_library(thing: Any) -> bool:
+    code = getattr(thing, "cr_code", None) or getattr(thing, "gi_code", None)
+    module = getattr(code, "co_filename", "") if code else getattr(thing, "__module__", "")
+    module = str(module).replace("/", ".")
+    return any(f".{library}." in f".{module}" for library in QUIET_LIBRARIES)
+
+
 def fail(message: str) -> None:
     """Prints one line `jaxnn: error: ...` and exits with code 2."""
     first_line = " ".join(str(message).split())
@@ -191,8 +227,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def _launch(argv: list[str]) -> None:
     """What a parsed command line does: one `jaxnn.run` (or one line and exit 2)."""
-    # TFDS and JAX log routine INFO lines through absl; the progress bar says what matters.
-    logging.set_verbosity(logging.WARNING)
+    keep_library_warnings_quiet()
     show_cache_warnings_in_one_line()
     if len(argv) > 1:
         fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
