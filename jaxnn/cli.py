@@ -23,6 +23,7 @@ included); exit 2 with one line `jaxnn: error: ...` for any user mistake or unus
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 import re
 import sys
@@ -125,12 +126,27 @@ QUIET_LIBRARIES = ("absl", "orbax", "tensorflow_datasets", "etils")
 
 def keep_library_warnings_quiet() -> None:
     """Holds back the absl logs, Python warnings and unraisable-exception reports ("Exception
-    ignored in: <coroutine ...>", from Orbax's asynchronous saves at exit) of QUIET_LIBRARIES."""
+    ignored in: <coroutine ...>", from Orbax's asynchronous saves at exit) of QUIET_LIBRARIES.
+
+    Other loggers keep their levels: JAX's own warnings (JAX_LOG_COMPILES, a cache that cannot
+    be read) still reach the terminal.
+    """
+    logging.set_verbosity(logging.WARNING)
     if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.ERROR)
+        std_logging.getLogger("absl").addFilter(_not_from_quiet_libraries)
     for library in QUIET_LIBRARIES:
         warnings.filterwarnings("ignore", module=rf"{re.escape(library)}(\.|$)")
     sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
+
+
+def _in_quiet_library(location: str) -> bool:
+    """Whether a file path or a module name is inside one of QUIET_LIBRARIES."""
+    dotted = "." + str(location).replace("/", ".").replace("\\", ".")
+    return any(f".{library}." in dotted for library in QUIET_LIBRARIES)
+
+
+def _not_from_quiet_libraries(record: std_logging.LogRecord) -> bool:
+    return not _in_quiet_library(record.pathname)
 
 
 def _unraisable_hook(default: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -138,17 +154,13 @@ def _unraisable_hook(default: Callable[[Any], None]) -> Callable[[Any], None]:
     or its frame's module decides) and hands every other one to `default`."""
 
     def hook(unraisable: Any) -> None:
-        if not _from_quiet_library(unraisable.object):
+        thing = unraisable.object
+        code = getattr(thing, "cr_code", None) or getattr(thing, "gi_code", None)
+        location = code.co_filename if code else getattr(thing, "__module__", "")
+        if not _in_quiet_library(location or ""):
             default(unraisable)
 
     return hook
-
-
-def _from_quiet_library(thing: Any) -> bool:
-    code = getattr(thing, "cr_code", None) or getattr(thing, "gi_code", None)
-    module = getattr(code, "co_filename", "") if code else getattr(thing, "__module__", "")
-    module = str(module).replace("/", ".")
-    return any(f".{library}." in f".{module}" for library in QUIET_LIBRARIES)
 
 
 def fail(message: str) -> None:

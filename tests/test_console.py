@@ -5,6 +5,7 @@ terminal, a progress bar of member-steps with their rate and the ETA; no library
 from __future__ import annotations
 
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -116,3 +117,18 @@ def test_unraisable_reports_of_orbax_coroutines_are_dropped_and_others_kept():
         ours.close()
         theirs.close()
     assert seen == [theirs]
+
+
+def test_absl_logs_of_tfds_and_orbax_are_held_back_and_others_kept():
+    def record(pathname: str) -> logging.LogRecord:
+        return logging.LogRecord("absl", logging.WARNING, pathname, 1, "message", (), None)
+
+    site = "/venv/lib/python3.11/site-packages"
+    assert not cli._not_from_quiet_libraries(
+        record(f"{site}/tensorflow_datasets/core/file_utils.py")
+    )
+    assert not cli._not_from_quiet_libraries(
+        record(f"{site}/orbax/checkpoint/checkpoint_manager.py")
+    )
+    assert cli._not_from_quiet_libraries(record(f"{site}/jax/_src/compiler.py"))
+    assert cli._not_from_quiet_libraries(record("/home/user/research/train.py"))
