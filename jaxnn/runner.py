@@ -58,6 +58,8 @@ from jaxnn.parallel import sharding
 from jaxnn.reporting import console, metrics_log, results, tables, tensorboard
 from jaxnn.reporting.summary import summarize_runs
 
+RANKED_AT_THE_END = 10  # members in the ranking a launch prints (every one is in report.md)
+
 
 def run(
     config: ml_collections.ConfigDict,
@@ -202,8 +204,9 @@ def _run_planned(
         history = workdir_lib.history_from_metrics(plan.paths.metrics, indices)
         with workdir_lib.writing("the run's results in", plan.paths.root):
             results.write_outputs(plan.paths, summary, history, dataset, predictions)
-    print(tables.ranking_table(summary, limit=40), file=out)
+    print(tables.ranking_table(summary, limit=RANKED_AT_THE_END), file=out)
     console.print_outcome(summary, out)
+    console.print_files(plan.paths, tensorboard=bool(config.tensorboard.enabled), out=out)
     return summary
 
 

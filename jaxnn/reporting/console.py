@@ -24,6 +24,18 @@ def print_header(
     print(format_layer_table(member_params, order=program.layer_order()), file=out)
 
 
+def print_files(paths: workdir_lib.RunPaths, *, tensorboard: bool, out: TextIO) -> None:
+    """The end of a run's block: where its files are and the command that shows it."""
+    names = [
+        str(path.relative_to(paths.root)) + ("/" if path.is_dir() else "")
+        for path in (paths.report, paths.summary, paths.metrics, paths.plots, paths.best)
+        if path.exists()
+    ]
+    print(f"files: {paths.root} ({', '.join(names)})", file=out)
+    if tensorboard and paths.tensorboard.is_dir():
+        print(f"tensorboard --logdir {paths.tensorboard}", file=out)
+
+
 def print_complete(plan: workdir_lib.WorkdirPlan, out: TextIO) -> None:
     summary = plan.summary
     print(

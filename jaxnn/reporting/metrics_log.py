@@ -3,8 +3,10 @@ progress bar)."""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from tqdm import tqdm
@@ -38,8 +40,21 @@ def metrics_records(
     return records
 
 
+# The bar on a terminal: member-steps done and to do, elapsed < ETA, member-steps per second.
+BAR_FORMAT = (
+    "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} member-steps "
+    "[{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+)
+PLAIN_LINES = 10  # where the output is not a terminal: a plain line every tenth of the run
+
+
 class Progress:
-    """Writes metrics.jsonl and drives the progress bar after every evaluation."""
+    """Writes metrics.jsonl and reports progress after every evaluation.
+
+    On a terminal, a progress bar of member-steps (steps times members) with the ETA and the
+    member-steps per second; elsewhere (a log file, a pipe) a plain line each tenth of the run,
+    with no terminal control characters.
+    """
 
     def __init__(
         self,
@@ -49,18 +64,28 @@ class Progress:
         *,
         show: bool,
         start_step: int = 0,
+        stream: TextIO | None = None,
     ):
         self._paths = paths
         self._indices = [m.index for m in members]
         self._metric = program.metric
+        self._stream = sys.stderr if stream is None else stream
+        self._total_steps = program.total_steps
+        self._start_step = self._done = start_step
+        self._started = time.perf_counter()
+        self._plain = show and not _is_terminal(self._stream)
+        self._next_line = start_step
+        num = len(members)
         self._bar = tqdm(
-            total=program.total_steps,
-            initial=start_step,
-            unit="step",
-            disable=not show,
+            total=program.total_steps * num,
+            initial=start_step * num,
+            unit="member-step",
+            unit_scale=True,
+            bar_format=BAR_FORMAT,
+            file=self._stream,
+            disable=not show or self._plain,
             dynamic_ncols=True,
         )
-        self._done = start_step
 
     def __call__(self, evaluation: train.Evaluation) -> None:
         atomic.append_jsonl(
@@ -73,13 +98,36 @@ class Progress:
             if np.isfinite(val_loss).any()
             else 0
         )
-        self._bar.update(evaluation.step - self._done)
+        figures = {
+            "step": f"{evaluation.step}/{self._total_steps}",
+            "loss": f"{np.nanmean(evaluation.metrics['batch_loss']):.4f}",
+            "val_loss": f"{val_loss[best]:.4f}",
+            f"val_{self._metric}": f"{evaluation.metrics[f'val_{self._metric}'][best]:.4f}",
+        }
+        self._bar.update((evaluation.step - self._done) * len(self._indices))
         self._done = evaluation.step
-        self._bar.set_postfix(
-            loss=f"{np.nanmean(evaluation.metrics['batch_loss']):.4f}",
-            val_loss=f"{val_loss[best]:.4f}",
-            **{f"val_{self._metric}": f"{evaluation.metrics[f'val_{self._metric}'][best]:.4f}"},
+        self._bar.set_postfix(figures)
+        if self._plain and (evaluation.step >= self._next_line or self._done >= self._total_steps):
+            print(self._plain_line(figures), file=self._stream, flush=True)
+            self._next_line = evaluation.step + max(1, self._total_steps // PLAIN_LINES)
+
+    def _plain_line(self, figures: Mapping[str, str]) -> str:
+        """`jaxnn: step 200/400 (50%), 1.2k member-steps/s, ETA 0:00:12, loss ...`."""
+        elapsed = time.perf_counter() - self._started
+        member_steps = (self._done - self._start_step) * len(self._indices)
+        rate = member_steps / elapsed if elapsed > 0 else 0.0
+        remaining = (self._total_steps - self._done) * len(self._indices)
+        eta = tqdm.format_interval(remaining / rate) if rate > 0 else "?"
+        others = ", ".join(f"{k} {v}" for k, v in figures.items() if k != "step")
+        return (
+            f"jaxnn: step {figures['step']} ({100 * self._done // max(1, self._total_steps)}%), "
+            f"{tqdm.format_sizeof(rate)} member-steps/s, ETA {eta}, {others}"
         )
 
     def close(self) -> None:
         self._bar.close()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

@@ -93,7 +93,7 @@ def ranking_table(summary: Mapping[str, Any], *, limit: int | None = None) -> st
     shown = rows if limit is None else rows[:limit]
     table = text_table(header, shown)
     if limit is not None and len(rows) > limit:
-        table += f"\n... {len(rows) - limit} more members in summary.json"
+        table += f"\n... {len(rows) - limit} more members in report.md and summary.json"
     return table
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import io
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,17 +94,48 @@ def describe(name: str, data_dir: str = "") -> SourceSpec:
     return _describe_tfds(name, _tfds_builder(name, data_dir))
 
 
-def prepare(name: str, data_dir: str = "") -> None:
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def quiet_tfds() -> Iterator[None]:
+    """Holds back what TFDS prints while it finds or prepares a data set: its progress bars
+    (`Generating ...`, `Shuffling <path>...`), its `Downloading and preparing ...` lines on
+    stdout and its absl warnings about the folder it is writing. `prepare` says it in one line.
+    """
+    from absl import logging as absl_logging
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    bars, verbosity = getattr(tqdm_utils, "_active", True), absl_logging.get_verbosity()
+    tfds.display_progress_bar(False)
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        tfds.display_progress_bar(bars)
+        absl_logging.set_verbosity(verbosity)
+
+
+def prepare(name: str, data_dir: str = "", *, report: Callable[[str], None] = _to_stderr) -> None:
     """Writes `name` as array_record files into data_dir unless they are already there.
 
     Parallel processes (pytest-xdist workers, launches) preparing the same data set serialise
     on a lock file in data_dir; whoever comes second finds the data prepared and reuses it.
+    TFDS's own output is held back (`quiet_tfds`): a preparation is one line, given to `report`
+    (default: printed on stderr).
 
     Raises:
         DataError: data_dir is not writable, or a TFDS data set is neither prepared nor
             downloadable.
     """
     describe(name, data_dir)  # Unknown names fail before anything is written.
+    with quiet_tfds():
+        _prepare(name, data_dir, report)
+
+
+def _prepare(name: str, data_dir: str, report: Callable[[str], None]) -> None:
     if _tfds_builder(name, data_dir).is_prepared():
         return
     root = resolve_data_dir(data_dir)
@@ -111,6 +144,7 @@ def prepare(name: str, data_dir: str = "") -> None:
         if builder.is_prepared():
             return
         base, _ = split_name(name)
+        report(f"jaxnn: preparing {name} in {root} (once: later runs read it from there)")
         if base in BUILDERS:
             builder.download_and_prepare(file_format=FILE_FORMAT)
             return
@@ -138,7 +172,8 @@ def read(name: str, data_dir: str = "") -> RawSplits:
     """
     spec = describe(name, data_dir)
     prepare(name, data_dir)
-    builder = _tfds_builder(name, data_dir)
+    with quiet_tfds():
+        builder = _tfds_builder(name, data_dir)
     file_format = builder.info.file_format
     if file_format is not None and getattr(file_format, "value", file_format) != FILE_FORMAT:
         raise DataError(

@@ -1,0 +1,134 @@
+"""What a launch prints: on fresh data, only jaxnn's own lines (one line for the data
+preparation, plain progress lines where stderr is no terminal, the closing block); on a
+terminal, a progress bar of member-steps with their rate and the ETA; no library warnings."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+from jaxnn import cli
+from jaxnn.core.loop import Evaluation
+from jaxnn.io.workdir import RunPaths
+from jaxnn.reporting import metrics_log
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_a_launch_on_fresh_data_prints_only_jaxnns_lines(tmp_path):
+    workdir, data_dir = tmp_path / "run", tmp_path / "fresh_data"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            "--config=experiments/digits_mlp.py:smoke",
+            f"--workdir={workdir}",
+            f"--config.dataset.data_dir={data_dir}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for stream in (done.stdout, done.stderr):
+        assert "\x1b" not in stream and "\r" not in stream, stream  # no terminal control codes
+    errors = done.stderr.splitlines()
+    assert all(line.startswith("jaxnn: ") for line in errors), errors
+    assert [line for line in errors if "preparing" in line] == [errors[0]]
+    assert "digits" in errors[0] and str(data_dir) in errors[0]
+    progress = errors[1:]
+    assert progress and all("member-steps/s" in line and "ETA" in line for line in progress)
+    assert progress[-1].startswith("jaxnn: step 41/41 (100%)")
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("digits: classification"), lines[:3]  # nothing before the header
+    assert lines[-4].startswith("selected member 0 by val_loss: ")
+    assert lines[-3].startswith("ensemble average: ")
+    assert lines[-2].startswith(f"files: {workdir} (report.md, summary.json")
+    assert lines[-1] == f"tensorboard --logdir {workdir / 'tensorboard'}"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _evaluation(step: int, num_members: int) -> Evaluation:
+    metrics = {
+        name: np.full(num_members, 0.5)
+        for name in ("batch_loss", "train_loss", "val_loss", "val_accuracy")
+    }
+    return Evaluation(step=step, metrics=metrics, state=None)
+
+
+def test_the_progress_bar_counts_member_steps_with_their_rate_and_eta(tmp_path):
+    members = [types.SimpleNamespace(index=i) for i in range(4)]
+    program = types.SimpleNamespace(total_steps=100, metric="accuracy")
+    terminal = _Terminal()
+    progress = metrics_log.Progress(
+        RunPaths(tmp_path), program, members, show=True, start_step=20, stream=terminal
+    )
+    progress(_evaluation(60, 4))
+    progress.close()
+    bar = terminal.getvalue().split("\r")[-1]
+    assert "240/400 member-steps" in bar  # (20 + 40 steps) x 4 members of 100 x 4
+    assert "member-step/s" in bar and "<" in bar  # the rate, elapsed<ETA
+    assert "step=60/100" in bar and "val_accuracy=0.5000" in bar
+
+
+def test_progress_lines_off_a_terminal_are_plain_and_a_tenth_apart(tmp_path):
+    members = [types.SimpleNamespace(index=i) for i in range(2)]
+    program = types.SimpleNamespace(total_steps=100, metric="accuracy")
+    log = io.StringIO()
+    progress = metrics_log.Progress(RunPaths(tmp_path), program, members, show=True, stream=log)
+    for step in range(5, 101, 5):
+        progress(_evaluation(step, 2))
+    progress.close()
+    lines = log.getvalue().splitlines()
+    assert [line.split()[2] for line in lines] == [f"{s}/100" for s in range(5, 101, 10)] + [
+        "100/100"
+    ]
+    assert "\r" not in log.getvalue() and "\x1b" not in log.getvalue()
+
+
+def _coroutine_of(filename: str):
+    namespace: dict = {}
+    exec(compile("async def save():\n    pass\n", filename, "exec"), namespace)
+    return namespace["save"]()
+
+
+def test_unraisable_reports_of_orbax_coroutines_are_dropped_and_others_kept():
+    seen = []
+    hook = cli._unraisable_hook(lambda unraisable: seen.append(unraisable.object))
+    ours = _coroutine_of("/venv/site-packages/orbax/checkpoint/async_utils.py")
+    theirs = _coroutine_of("/home/user/research/save.py")
+    try:
+        hook(types.SimpleNamespace(object=ours))
+        hook(types.SimpleNamespace(object=theirs))
+    finally:
+        ours.close()
+        theirs.close()
+    assert seen == [theirs]
+
+
+def test_absl_logs_of_tfds_and_orbax_are_held_back_and_others_kept():
+    def record(pathname: str) -> logging.LogRecord:
+        return logging.LogRecord("absl", logging.WARNING, pathname, 1, "message", (), None)
+
+    site = "/venv/lib/python3.11/site-packages"
+    assert not cli._not_from_quiet_libraries(
+        record(f"{site}/tensorflow_datasets/core/file_utils.py")
+    )
+    assert not cli._not_from_quiet_libraries(
+        record(f"{site}/orbax/checkpoint/checkpoint_manager.py")
+    )
+    assert cli._not_from_quiet_libraries(record(f"{site}/jax/_src/compiler.py"))
+    assert cli._not_from_quiet_libraries(record("/home/user/research/train.py"))
