@@ -27,6 +27,7 @@ from jaxnn.nn import metrics as metrics_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, MetricFn
 from jaxnn.parallel import sharding
+from jaxnn.predict.predictor import Predictor, Predicts, member_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +69,13 @@ def member_keys(root: jax.Array, run_members: list[Member]) -> jax.Array:
 
 
 @dataclasses.dataclass
-class EnsembleResult:
-    """A trained ensemble: the stacked state (every leaf has a leading member axis) and its history."""
+class EnsembleResult(Predicts):
+    """A trained ensemble: the stacked state (every leaf has a leading member axis) and its history.
+
+    `predictor()` (and `predict`, `predict_proba`, `score`, `evaluate`) predicts on raw inputs
+    with the member that `restarts.select_by` selects on the validation split, any member, or
+    the ensemble (`jaxnn.predict.predictor.Predictor`).
+    """
 
     state: train.TrainState
     program: Program
@@ -79,6 +85,41 @@ class EnsembleResult:
     compile_s: float
     train_s: float
     program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
+    data: Dataset | None = None  # what it was trained on (its validation split selects)
+    config: ml_collections.ConfigDict | None = None
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """bool [num_members]: whose training loss became non-finite."""
+        return np.asarray(jax.device_get(self.state.diverged), bool)
+
+    def validation_scores(self) -> np.ndarray:
+        """float64 [num_members]: each member's `restarts.select_by` on the validation split."""
+        metrics, _ = evaluate_members(self.state, self.program, self.data.x_val, self.data.y_val)
+        return metrics[self.config.restarts.select_by.removeprefix("val_")]
+
+    def best_member(self) -> int | None:
+        """The member `restarts.select_by` selects on the validation split (None: all diverged)."""
+        select_by = self.config.restarts.select_by
+        return select_best(
+            {select_by: self.validation_scores()},
+            self.diverged,
+            select_by,
+            greater_is_better=self.program.greater_is_better(select_by),
+        )
+
+    def member_group(self):
+        """The members' best weights as one `jaxnn.predict.predictor.MemberGroup`."""
+        return member_group(self.program, self.state.best_params, self.state.hparams)
+
+    def _make_predictor(self) -> Predictor:
+        return Predictor(
+            [self.member_group()],
+            preprocessing=self.program.preprocessing,
+            diverged=self.diverged,
+            best_member=self.best_member(),
+            config=self.config,
+        )
 
 
 @dataclasses.dataclass
@@ -223,6 +264,8 @@ def train_members(
             steps_done=start_step,
             compile_s=0.0,
             train_s=0.0,
+            data=data,
+            config=trainer.spec.config,
         )
     result = loop.drive(
         trainer.chunk_fn,
@@ -242,6 +285,8 @@ def train_members(
         compile_s=result.compile_s,
         train_s=result.train_s,
         program_bytes=result.program_bytes,
+        data=data,
+        config=trainer.spec.config,
     )
 
 

@@ -19,6 +19,7 @@ import optax
 from jaxnn import validation
 from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
+from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, optimizers
 from jaxnn.nn.metrics import Metric, builtin_metrics, metric_for_task
@@ -68,6 +69,8 @@ class Program:
     param_labels: Callable[[Params], Any] | None = None
     frozen_labels: tuple[str, ...] = ()
     label_lr_scales: tuple[tuple[str, float], ...] = ()
+    # what training did to the raw data (a predictor applies it to raw inputs)
+    preprocessing: Preprocessing | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -164,6 +167,8 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
         removed=removed,
         head=spec.head,
         target_std=target_std,
+        preprocessing=data.preprocessing
+        or Preprocessing.identity(data.task, tuple(data.feature_shape), data.num_outputs),
         **transfer,
     )
 
