@@ -1,9 +1,11 @@
 """Data sets: the `Dataset` value, loading a named data set, and arrays of the user's own.
 
-Named data sets come from TFDS builders that generate their data locally (`jaxnn.data.builders`).
+Named data sets come from TFDS builders that generate their data locally (`jaxnn.data.builders`);
+a user's file is `npz:PATH` or `csv:PATH` (`jaxnn.data.files`).
 """
 
 from jaxnn.data.dataset import (
+    ARRAYS_SCHEME,
     MIN_STD,
     Dataset,
     from_arrays,
@@ -13,6 +15,7 @@ from jaxnn.data.dataset import (
 )
 
 __all__ = [
+    "ARRAYS_SCHEME",
     "MIN_STD",
     "Dataset",
     "from_arrays",

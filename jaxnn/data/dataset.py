@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from jaxnn.data import builders
+from jaxnn.data import builders, files
 from jaxnn.data.preprocessing import Preprocessing, encode
 from jaxnn.errors import ConfigError, DataError
 
 TASKS = ("classification", "regression")
 MIN_STD = 1e-8  # features whose train std is below this are only centred, not scaled
+# dataset.name of a run given the user's arrays from Python (`jaxnn.run(..., data=...)`)
+ARRAYS_SCHEME = "arrays:"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -126,8 +128,10 @@ def validate_dataset_config(dataset_config: Any) -> None:
     if not isinstance(name, str) or not name:
         raise ConfigError(
             f"dataset.name must be a data set name such as "
-            f"{', '.join(sorted(builders.BUILDERS))}, got {name!r}"
+            f"{', '.join(sorted(builders.BUILDERS))}, npz:PATH or csv:PATH, got {name!r}"
         )
+    if files.scheme_of(name):
+        files.validate_file_config(dataset_config)
     _check_fraction(getattr(dataset_config, "validation_fraction", 0.1))
     split_seed = getattr(dataset_config, "split_seed", 0)
     if not _is_int(split_seed):
@@ -135,6 +139,8 @@ def validate_dataset_config(dataset_config: Any) -> None:
     standardize = getattr(dataset_config, "standardize", True)
     if not isinstance(standardize, bool):
         raise ConfigError(f"dataset.standardize must be True or False, got {standardize!r}")
+    if files.scheme_of(name) or name.startswith(ARRAYS_SCHEME):
+        return  # the task and classes are known once the file is read (or the arrays given)
     spec = builders.describe(name, getattr(dataset_config, "data_dir", ""))
     _check_subset_options(
         spec.task,
@@ -156,6 +162,13 @@ def load(dataset_config: Any) -> Dataset:
             the config alone shows the mistake.
     """
     validate_dataset_config(dataset_config)
+    if dataset_config.name.startswith(ARRAYS_SCHEME):
+        raise DataError(
+            f"dataset.name={dataset_config.name!r} names arrays given from Python: pass them "
+            "again, jaxnn.run(config, workdir, data=jaxnn.from_arrays(...))"
+        )
+    if files.scheme_of(dataset_config.name):
+        return _load_file(dataset_config)
     raw = builders.read(dataset_config.name, getattr(dataset_config, "data_dir", ""))
     spec = raw.spec
     x_train, y_train = _checked_arrays("train", raw.x_train, raw.y_train, spec.task)
@@ -171,6 +184,25 @@ def load(dataset_config: Any) -> Dataset:
         validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
         standardize=getattr(dataset_config, "standardize", True),
         split_seed=getattr(dataset_config, "split_seed", 0),
+        classes=tuple(getattr(dataset_config, "classes", ())),
+        train_per_class=getattr(dataset_config, "train_per_class", 0),
+    )
+
+
+def _load_file(dataset_config: Any) -> Dataset:
+    """`dataset.name=npz:PATH` / `csv:PATH` (`jaxnn.data.files`), through `from_arrays`."""
+    arrays = files.read(dataset_config)
+    return from_arrays(
+        arrays.x_train,
+        arrays.y_train,
+        arrays.x_test,
+        arrays.y_test,
+        task=arrays.task,
+        validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
+        standardize=getattr(dataset_config, "standardize", True),
+        split_seed=getattr(dataset_config, "split_seed", 0),
+        name=dataset_config.name,
+        feature_names=arrays.feature_names,
         classes=tuple(getattr(dataset_config, "classes", ())),
         train_per_class=getattr(dataset_config, "train_per_class", 0),
     )
@@ -343,6 +375,7 @@ def _assemble(
         preprocessing=Preprocessing(
             task=task,
             feature_shape=tuple(x_train.shape[1:]),
+            num_outputs=num_classes if task == "classification" else y_train.shape[1],
             feature_mean=mean,
             feature_std=std,
             target_mean=target_mean,

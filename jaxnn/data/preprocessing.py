@@ -27,6 +27,7 @@ class Preprocessing:
     Attributes:
       task: 'classification' or 'regression'.
       feature_shape: the shape of one example.
+      num_outputs: the model's outputs (classes, or target columns).
       feature_mean, feature_std: float64 [*feature_shape], or None (features not standardised).
       target_mean, target_std: float64 [num_outputs] (regression, standardised), or None.
       classes: the decoded labels, sorted as scikit-learn sorts them (or in the order of a
@@ -35,6 +36,7 @@ class Preprocessing:
 
     task: str
     feature_shape: tuple[int, ...]
+    num_outputs: int
     feature_mean: np.ndarray | None = None
     feature_std: np.ndarray | None = None
     target_mean: np.ndarray | None = None
@@ -45,17 +47,19 @@ class Preprocessing:
     def identity(cls, task: str, feature_shape: tuple[int, ...], num_outputs: int) -> Preprocessing:
         """No standardisation, classes 0..num_outputs-1 (a Dataset built without statistics)."""
         classes = np.arange(num_outputs) if task == "classification" else None
-        return cls(task=task, feature_shape=tuple(feature_shape), classes=classes)
+        return cls(
+            task=task, feature_shape=tuple(feature_shape), num_outputs=num_outputs, classes=classes
+        )
 
     @property
     def num_features(self) -> int:
         return math.prod(self.feature_shape)
 
-    def features(self, x: Any) -> np.ndarray:
-        """Raw inputs [N, *feature_shape] as the model sees them (float32, standardised).
+    def check_features(self, x: Any) -> np.ndarray:
+        """x as an array, checked to be [N, *feature_shape] of real numbers.
 
         Raises:
-          DataError: not [N, *feature_shape] of real numbers, or NaN / infinite values.
+          DataError: another shape or dtype.
         """
         x = np.asarray(x)
         if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
@@ -66,6 +70,15 @@ class Preprocessing:
                 f"x has shape {tuple(x.shape)} but the model takes {width} (the feature shape "
                 "it was trained on)"
             )
+        return x
+
+    def features(self, x: Any) -> np.ndarray:
+        """Raw inputs [N, *feature_shape] as the model sees them (float32, standardised).
+
+        Raises:
+          DataError: not [N, *feature_shape] of real numbers, or NaN / infinite values.
+        """
+        x = self.check_features(x)
         if not np.isfinite(x).all():
             bad = int(np.count_nonzero(~np.isfinite(x)))
             raise DataError(f"x has {bad} NaN or infinite values; inputs must be finite")
@@ -127,18 +140,13 @@ class Preprocessing:
             return predictions
         return predictions * self.target_std + self.target_mean
 
-    @property
-    def num_outputs(self) -> int:
-        if self.classes is not None:
-            return len(self.classes)
-        return 1 if self.target_mean is None else len(self.target_mean)
-
     def to_json(self) -> dict[str, Any]:
         """A JSON-able record that `from_json` reads back exactly."""
         return {
             "format": FORMAT,
             "task": self.task,
             "feature_shape": list(self.feature_shape),
+            "num_outputs": int(self.num_outputs),
             **{name: _floats(getattr(self, name)) for name in _FLOAT_FIELDS},
             "classes": None if self.classes is None else self.classes.tolist(),
             "classes_dtype": None if self.classes is None else self.classes.dtype.str,
@@ -155,7 +163,13 @@ class Preprocessing:
         classes = record.get("classes")
         if classes is not None:
             classes = np.asarray(classes, dtype=np.dtype(record["classes_dtype"]))
-        return cls(task=record["task"], feature_shape=feature_shape, classes=classes, **arrays)
+        return cls(
+            task=record["task"],
+            feature_shape=feature_shape,
+            num_outputs=int(record["num_outputs"]),
+            classes=classes,
+            **arrays,
+        )
 
 
 _FLOAT_FIELDS = ("feature_mean", "feature_std", "target_mean", "target_std")

@@ -248,8 +248,7 @@ class Predictor:
         raise ConfigError(f"member must be {MEMBER_CHOICES}, got {member!r}")
 
     def _batches(self, x: Any) -> tuple[Iterator[np.ndarray], int]:
-        x = np.asarray(x)
-        self.preprocessing.features(x[:0])  # the shape and dtype, before any work
+        x = self.preprocessing.check_features(x)  # the shape and dtype, before any work
         num = len(x)
         if num == 0:
             raise DataError("x has no rows; give at least one example")
