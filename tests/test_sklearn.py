@@ -365,3 +365,16 @@ def test_bad_inputs_to_predict(iris):
         clf.predict(np.where(np.eye(150, 4) > 0, np.nan, x))
     with pytest.raises(ValueError, match="Unknown label type"):
         MLPClassifier(**SMALL).fit(x, np.linspace(0, 1, 150))
+
+
+def test_a_given_validation_set_selects_the_member(iris):
+    x, y = iris
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.3, random_state=0)
+    clf = MLPClassifier(n_restarts=3, random_state=0, **SMALL)
+    clf.fit(x_train, y_train, X_val=x_val, y_val=y_val)
+    assert clf.results_["validation_score"][clf.best_member_] == pytest.approx(
+        clf.score(x_val, y_val)
+    )
+    assert len(clf.validation_scores_) == clf.n_iter_
+    with pytest.raises(ValueError, match="y_val has labels"):
+        clf.fit(x_train, y_train, X_val=x_val, y_val=np.full(len(x_val), "rose"))

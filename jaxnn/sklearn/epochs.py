@@ -7,8 +7,9 @@ own: a member stops when its training loss (or, with early stopping, its validat
 not improved by `tol` for more than `n_iter_no_change` epochs; `learning_rate='adaptive'`
 divides that member's learning rate by 5 instead until it is at most 1e-6; early stopping keeps
 the weights of the member's best validation score. The members' programs are compiled once per
-`RunKey` (the checked options and the data's shapes) and kept, so refitting the same shapes
-(cross-validation folds, a grid search, a refit) compiles nothing.
+`RunKey` (the checked options and the data's shapes, with the members' numeric values left
+out) and kept, so refitting the same shapes (cross-validation folds, a grid search over alpha
+or the learning rate, a refit) compiles nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import numpy as np
 
 from jaxnn import validation
 from jaxnn.core import ensemble, train
-from jaxnn.core.program import make_apply_fn
 from jaxnn.data import Dataset
 from jaxnn.nn.components import Components
 from jaxnn.sklearn.options import MLPOptions, Shapes, to_config
@@ -34,10 +34,6 @@ from jaxnn.sklearn.solver import half_squared_error, make_solver
 # scikit-learn's adaptive schedule stops once the learning rate is at most this.
 MIN_ADAPTIVE_LR = 1e-6
 ADAPTIVE_DIVISOR = 5.0
-# Prediction runs in dispatches of at most this many examples, padded to a power of two (at
-# least MIN_PREDICT_ROWS) so that inputs of many sizes share a few compiled programs.
-MAX_PREDICT_ROWS = 8192
-MIN_PREDICT_ROWS = 32
 # Programs kept per process (one per options and data shapes).
 CACHED_RUNS = 32
 
@@ -87,7 +83,7 @@ def stub_dataset(shapes: Shapes) -> Dataset:
 
 
 class CompiledRun:
-    """The trainer of one RunKey, its chunk compiled on first use, and its predict function."""
+    """The trainer of one RunKey, with its epoch chunk compiled on first use."""
 
     def __init__(self, key: RunKey) -> None:
         options, shapes = key.options, key.shapes
@@ -100,14 +96,6 @@ class CompiledRun:
         spec = validation.validate(config, components).single_program("jaxnn.sklearn")
         self.trainer = ensemble.make_trainer(spec, stub_dataset(shapes), jax.random.PRNGKey(0))
         self._compiled: Any = None
-        program = self.trainer.program
-        apply_fn = make_apply_fn(program)
-
-        def predict(params: Any, hparams: Any, x: jax.Array) -> jax.Array:
-            one = lambda p, h: program.predict(apply_fn(p, x, h))
-            return jax.vmap(one)(params, hparams)
-
-        self._predict = jax.jit(predict)
 
     def chunk(self, state: train.TrainState, data: Any) -> Callable[..., Any]:
         """The epoch chunk, compiled ahead of time on its first call."""
@@ -116,20 +104,6 @@ class CompiledRun:
                 state, data, jnp.asarray(0, jnp.int32), self.trainer.order_key
             ).compile()
         return self._compiled
-
-    def predict(self, params: Any, hparams: Any, x: np.ndarray) -> np.ndarray:
-        """What every member predicts for x: float32 [M, N, O] (probabilities or values).
-
-        Runs in dispatches of at most MAX_PREDICT_ROWS rows, each padded to a power of two.
-        """
-        outputs = []
-        for start in range(0, len(x), MAX_PREDICT_ROWS):
-            rows = x[start : start + MAX_PREDICT_ROWS]
-            size = max(MIN_PREDICT_ROWS, 1 << (len(rows) - 1).bit_length())
-            padded = np.zeros((size, *rows.shape[1:]), np.float32)
-            padded[: len(rows)] = rows
-            outputs.append(np.asarray(self._predict(params, hparams, padded))[:, : len(rows)])
-        return np.concatenate(outputs, axis=1)
 
 
 @functools.lru_cache(maxsize=CACHED_RUNS)

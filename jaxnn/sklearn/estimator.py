@@ -17,6 +17,7 @@ jaxnn honours them; docs/sklearn.md lists each difference) and four of jaxnn's:
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -27,13 +28,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from jaxnn.core.ensemble import members as run_members
 from jaxnn.core.ensemble import select_best
 from jaxnn.data import Dataset
+from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.errors import ConfigError
 from jaxnn.nn import mlp
+from jaxnn.predict.predictor import Predictor, member_group
 from jaxnn.sklearn import epochs
 from jaxnn.sklearn.options import (
     ParameterError,
@@ -48,6 +51,7 @@ MAX_SEED = np.iinfo(np.int32).max
 # Random starts by default, so that changing a script's import line is enough to get them;
 # n_restarts=1 trains on every sample, as scikit-learn does.
 DEFAULT_RESTARTS = 8
+MIN_PREDICT_ROWS = 32
 
 
 class _BaseMLP(BaseEstimator):
@@ -55,7 +59,7 @@ class _BaseMLP(BaseEstimator):
 
     _task = ""  # 'classification' | 'regression'
 
-    def _fit(self, x: Any, y: Any) -> _BaseMLP:
+    def _fit(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None) -> _BaseMLP:
         try:
             options = options_from(self.get_params())
         except ConfigError as error:
@@ -64,8 +68,17 @@ class _BaseMLP(BaseEstimator):
         x, targets = self._validated(x, y, reset=not warm)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(MAX_SEED))
-        has_validation = self.early_stopping or options.n_restarts > 1 or bool(options.sweep)
-        x_train, y_train, x_val, y_val = self._split(x, targets, has_validation, rng)
+        if (x_val is None) != (y_val is None):
+            raise ParameterError("X_val and y_val go together: give both or neither")
+        if x_val is not None:
+            # scikit-learn's convention (HistGradientBoosting's fit): a given validation set
+            # replaces the split of validation_fraction.
+            has_validation = True
+            x_train, y_train = x, targets
+            x_val, y_val = self._validated_val(x_val, y_val)
+        else:
+            has_validation = self.early_stopping or options.n_restarts > 1 or bool(options.sweep)
+            x_train, y_train, x_val, y_val = self._split(x, targets, has_validation, rng)
         shapes = Shapes(
             task=self._task,
             feature_shape=tuple(x.shape[1:]),
@@ -117,17 +130,33 @@ class _BaseMLP(BaseEstimator):
     def _num_outputs(self, targets: np.ndarray) -> int:
         raise NotImplementedError
 
+    def _validated_val(self, x_val: Any, y_val: Any) -> tuple[np.ndarray, np.ndarray]:
+        """X_val, y_val checked against the training data and encoded as the targets are."""
+        x_val, y_val = check_X_y(
+            x_val, y_val, dtype=(np.float64, np.float32), multi_output=self._task == "regression"
+        )
+        if x_val.shape[1:] != (self.n_features_in_,):
+            raise ValueError(
+                f"X_val has {x_val.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return np.asarray(x_val, np.float32), self._encoded_targets(y_val)
+
     def _split(
         self, x: np.ndarray, targets: np.ndarray, has_validation: bool, rng: np.random.RandomState
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Train and validation arrays: scikit-learn's early-stopping split (stratified for a
-        classifier where every class has two examples), or all of x with a one-example stand-in
-        for validation when nothing is selected or stopped on it."""
+        classifier where every class has two samples and both parts can hold every class), or
+        all of x with a one-example stand-in for validation when nothing is selected or stopped
+        on it."""
         if not has_validation:
             return x, targets, x[:1], targets[:1]
+        num_val = math.ceil(self.validation_fraction * len(x))  # train_test_split's count
         stratify = None
-        if self._task == "classification" and np.bincount(targets).min() >= 2:
-            stratify = targets
+        if self._task == "classification":
+            counts = np.bincount(targets)
+            if counts.min() >= 2 and min(num_val, len(x) - num_val) >= len(counts):
+                stratify = targets
         try:
             x_train, x_val, y_train, y_val = train_test_split(
                 x,
@@ -184,6 +213,7 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = key.shapes.num_outputs
         self.out_activation_ = "softmax" if self._task == "classification" else "identity"
         self.results_ = self._results_table(run, trained, best)
+        self._predictor = self._make_predictor()
         if isinstance(key.options.model, str) and key.options.model == mlp.FAMILY.name:
             member = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[best]), self._params)
             layers = [f"{mlp.BODY_PREFIX}{i}" for i in range(len(key.options.hidden))]
@@ -219,22 +249,46 @@ class _BaseMLP(BaseEstimator):
         }
         return table
 
-    def _member_predictions(self, x: Any) -> np.ndarray:
-        """What the members used for prediction give on x: [N, O] (the best member's, or the
-        mean of the non-diverged members')."""
+    def _make_predictor(self) -> Predictor:
+        """The fitted members as a `jaxnn.predict.Predictor` (inputs as given, labels decoded)."""
+        trainer = epochs.compiled_run(self._run_key).trainer
+        shapes = self._run_key.shapes
+        preprocessing = Preprocessing(
+            task=self._task,
+            feature_shape=shapes.feature_shape,
+            num_outputs=shapes.num_outputs,
+            classes=getattr(self, "classes_", None),
+        )
+        return Predictor(
+            [member_group(trainer.program, self._params, self._hparams)],
+            preprocessing=preprocessing,
+            diverged=self._diverged,
+            best_member=self.best_member_,
+            config=trainer.spec.config,
+        )
+
+    def _predicted(self, x: Any, *, probabilities: bool) -> np.ndarray:
+        """The predictor's `predict_proba` or `predict` of x, from the members `predict_with`
+        names (the best member, or the average of the non-diverged members)."""
         check_is_fitted(self, "_params")
         x = validate_data(self, x, reset=False, dtype=(np.float64, np.float32))
-        run = epochs.compiled_run(self._run_key)
-        if self.predict_with == "best":
-            params = jax.tree_util.tree_map(
-                lambda a: a[self.best_member_ : self.best_member_ + 1], self._params
-            )
-            hparams = {
-                k: v[self.best_member_ : self.best_member_ + 1] for k, v in self._hparams.items()
-            }
-            return run.predict(params, hparams, np.asarray(x, np.float32))[0]
-        outputs = run.predict(self._params, self._hparams, np.asarray(x, np.float32))
-        return outputs[~self._diverged].mean(axis=0)
+        member = int(self.best_member_) if self.predict_with == "best" else "ensemble"
+        # Rows padded to a power of two: inputs of many sizes share a few compiled programs.
+        rows = max(MIN_PREDICT_ROWS, 1 << (len(x) - 1).bit_length())
+        padded = np.zeros((rows, *x.shape[1:]), np.float32)
+        padded[: len(x)] = x
+        answer = self._predictor.predict_proba if probabilities else self._predictor.predict
+        return answer(padded, member=member)[: len(x)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # a copy: the base class may give __dict__
+        state.pop("_predictor", None)  # compiled functions; rebuilt from the weights
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "_params" in state:
+            self._predictor = self._make_predictor()
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -317,9 +371,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.predict_with = predict_with
         self.model = model
 
-    def fit(self, X: Any, y: Any) -> MLPClassifier:
-        """Trains every member on X [n_samples, n_features] and labels y [n_samples]."""
-        return self._fit(X, y)
+    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None) -> MLPClassifier:
+        """Trains every member on X [n_samples, n_features] and labels y [n_samples].
+
+        X_val, y_val: a validation set to select members and stop early on, in place of the
+        split of `validation_fraction` (as HistGradientBoostingClassifier.fit takes them).
+        """
+        return self._fit(X, y, X_val, y_val)
+
+    def _encoded_targets(self, y: np.ndarray) -> np.ndarray:
+        unknown = np.setdiff1d(y, self.classes_)
+        if len(unknown):
+            raise ValueError(
+                f"y_val has labels {list(unknown[:5])} that y lacks; y's classes are "
+                f"{list(self.classes_)}"
+            )
+        return np.searchsorted(self.classes_, y).astype(np.int32)
 
     def _validated(self, x: Any, y: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray]:
         x, y = validate_data(self, x, y, reset=reset, dtype=(np.float64, np.float32))
@@ -344,7 +411,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities [n_samples, n_classes], columns in the order of `classes_`."""
-        return self._member_predictions(X).astype(np.float64)
+        return self._predicted(X, probabilities=True)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """Logarithms of `predict_proba` [n_samples, n_classes]."""
@@ -352,8 +419,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels [n_samples], drawn from `classes_`."""
-        probabilities = self._member_predictions(X)
-        return self.classes_[np.argmax(probabilities, axis=1)]
+        return self._predicted(X, probabilities=False)
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -425,10 +491,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.predict_with = predict_with
         self.model = model
 
-    def fit(self, X: Any, y: Any) -> MLPRegressor:
+    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None) -> MLPRegressor:
         """Trains every member on X [n_samples, n_features] and targets y [n_samples] or
-        [n_samples, n_targets]."""
-        return self._fit(X, y)
+        [n_samples, n_targets].
+
+        X_val, y_val: a validation set to select members and stop early on, in place of the
+        split of `validation_fraction` (as HistGradientBoostingRegressor.fit takes them).
+        """
+        return self._fit(X, y, X_val, y_val)
+
+    def _encoded_targets(self, y: np.ndarray) -> np.ndarray:
+        return np.asarray(y, np.float32).reshape(len(y), -1)
 
     def _validated(self, x: Any, y: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray]:
         x, y = validate_data(
@@ -440,7 +513,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y_numeric=True,
             dtype=(np.float64, np.float32),
         )
-        return np.asarray(x, np.float32), np.asarray(y, np.float32).reshape(len(y), -1)
+        return np.asarray(x, np.float32), self._encoded_targets(y)
 
     def _num_outputs(self, targets: np.ndarray) -> int:
         return targets.shape[1]
@@ -453,5 +526,4 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions [n_samples] (one target) or [n_samples, n_targets]."""
-        values = self._member_predictions(X).astype(np.float64)
-        return values.ravel() if values.shape[1] == 1 else values
+        return self._predicted(X, probabilities=False)
