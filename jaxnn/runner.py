@@ -111,6 +111,11 @@ def run(
         plan = workdir_lib.plan_workdir(paths.root, spec.config, overwrite=overwrite)
         if given is not None:
             workdir_lib.check_data(plan, fingerprint_lib.fingerprint(given))
+        elif plan.action == "complete" and data_lib.is_file_name(spec.config.dataset.name):
+            # A file is cheap to read again: a finished run is not reported on edited data.
+            workdir_lib.check_data(
+                plan, fingerprint_lib.fingerprint(data_lib.load(spec.config.dataset))
+            )
         if plan.action == "complete":
             console.print_complete(plan, out)
             return RunResult(plan.summary, paths.root, components)

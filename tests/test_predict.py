@@ -459,3 +459,34 @@ def test_dataframes_without_pandas_say_how_to_install_it(arrays_run, monkeypatch
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(JaxnnError, match=r"pip install 'jaxnn\[pandas\]'"):
         jaxnn.members_frame(arrays_run[2])
+
+
+def test_a_csv_edited_under_the_same_name_is_refused_by_the_launcher(tmp_path):
+    csv_path = tmp_path / "blobs.csv"
+    csv_path.write_text((REPO / "tests" / "files" / "blobs.csv").read_text())
+    workdir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "launch.py",
+        "--config=experiments/mnist1d_mlp.py:smoke",
+        f"--workdir={workdir}",
+        f"--config.dataset.name=csv:{csv_path}",
+        "--config.dataset.target=kind",
+        "--config.training.steps=20",
+        "--config.training.eval_every=10",
+        "--config.training.batch_size=16",
+        "--config.tensorboard.enabled=False",
+        "--noprogress",
+    ]
+    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    predictor = jaxnn.load_predictor(workdir / "best")
+    assert predictor.classes_.tolist() == ["ant", "bee", "cat"]
+    lines = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join(lines[:-10]) + "\n")
+    before = _snapshot(workdir)
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    errors = [line for line in again.stderr.splitlines() if line.strip()]
+    assert again.returncode == 2 and len(errors) == 1, again.stderr[-2000:]
+    assert "holds a run of other data: x_train is" in errors[0]
+    assert _snapshot(workdir) == before

@@ -89,6 +89,11 @@ class Dataset:
         }
 
 
+def is_file_name(name: str) -> bool:
+    """Whether dataset.name names a user's file (`npz:PATH`, `csv:PATH`)."""
+    return files.scheme_of(name) is not None
+
+
 def validation_split(
     num_examples: int, validation_fraction: float, split_seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
