@@ -223,21 +223,22 @@ def train_members(
     best_params = state.params
     history: list[dict[str, np.ndarray]] = []
     padding = np.zeros(placement.num_padding, bool)
+    penalised = bool(np.any(alpha > 0))
+    done = _host(state.stopped | state.diverged)[:num_members]
     started = time.perf_counter()
     for epoch in range(program.total_steps // spe):
-        active = ~_host(state.stopped | state.diverged)[:num_members]
+        active = ~done
         state, metrics = chunk(state, placed_data, jnp.asarray(epoch * spe, jnp.int32), None)
+        squares = _squared_weights(state.params) if penalised else None
+        # One transfer per epoch: the metrics, the divergence flags and the weights' norms.
+        metrics, diverged, squares = jax.device_get((metrics, state.diverged, squares))
         metrics = placement.real_metrics(
-            {
-                k: np.atleast_1d(np.asarray(v, np.float64))
-                for k, v in jax.device_get(metrics).items()
-            }
+            {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in metrics.items()}
         )
         history.append({"step": np.array([(epoch + 1) * spe]), **metrics})
-        penalty = (
-            0.5 * alpha * spe * _host(_squared_weights(state.params))[:num_members] / num_train
-        )
-        loss = metrics["batch_loss"] + penalty
+        loss = metrics["batch_loss"]
+        if penalised:
+            loss = loss + 0.5 * alpha * spe * np.asarray(squares)[:num_members] / num_train
         trained = active & np.isfinite(loss)
         n_iter += trained
         improved = np.zeros(num_members, bool)
@@ -257,20 +258,26 @@ def train_members(
                 best_score[i] = max(best_score[i], score)
         if rules.verbose and trained.any():
             print(f"Iteration {epoch + 1}, loss = {np.min(loss[trained]):.8f}", end="")
-            print(f" (best of {int(trained.sum())} members)" if num_members > 1 else "")
+            print(f" (lowest of {int(trained.sum())} members)" if num_members > 1 else "")
         stop = active & ~np.isfinite(loss)
+        rate_changed = False
         for i in np.flatnonzero(trained & (no_improvement > rules.n_iter_no_change)):
             if rules.adaptive and learning_rate[i] > MIN_ADAPTIVE_LR:
                 learning_rate[i] /= ADAPTIVE_DIVISOR
                 no_improvement[i] = 0
+                rate_changed = True
             else:
                 stop[i] = True
         if rules.early_stopping and improved.any():
             best_params = _keep_where(
                 np.concatenate([improved, padding]), state.params, best_params
             )
-        state = _between_epochs(state, np.concatenate([stop, padding]), learning_rate, placement)
-        if _host(state.stopped | state.diverged).all():
+        if stop.any() or rate_changed:
+            state = _between_epochs(
+                state, np.concatenate([stop, padding]), learning_rate, placement
+            )
+        done = done | stop | np.asarray(diverged)[:num_members]
+        if done.all():
             break
     train_s = time.perf_counter() - started
 
