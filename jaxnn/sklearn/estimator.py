@@ -60,10 +60,7 @@ class _BaseMLP(BaseEstimator):
     _task = ""  # 'classification' | 'regression'
 
     def _fit(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None) -> _BaseMLP:
-        try:
-            options = options_from(self.get_params())
-        except ConfigError as error:
-            raise ParameterError(str(error)) from error
+        options = options_from(self.get_params())
         warm = self.warm_start and hasattr(self, "_params")
         x, targets = self._validated(x, y, reset=not warm)
         rng = check_random_state(self.random_state)
@@ -90,7 +87,7 @@ class _BaseMLP(BaseEstimator):
         key = epochs.RunKey(options=program_options(options), shapes=shapes)
         try:
             run = epochs.compiled_run(key)
-        except ConfigError as error:
+        except ConfigError as error:  # the sweep, or the model on these shapes
             raise ParameterError(str(error)) from error
         data = Dataset(
             name="sklearn",
