@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -490,3 +492,21 @@ def test_a_csv_edited_under_the_same_name_is_refused_by_the_launcher(tmp_path):
     assert again.returncode == 2 and len(errors) == 1, again.stderr[-2000:]
     assert "holds a run of other data: x_train is" in errors[0]
     assert _snapshot(workdir) == before
+
+
+def test_the_python_blocks_of_docs_python_md_run(tmp_path):
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "python.md").read_text(), re.S)
+    assert len(blocks) >= 3
+    script = "\n\n".join(
+        f"def block_{i}():\n{textwrap.indent(b, '    ')}" for i, b in enumerate(blocks)
+    )
+    script += "\n" + "\n".join(f"block_{i}()" for i in range(len(blocks)))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
