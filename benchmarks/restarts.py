@@ -156,7 +156,7 @@ def jaxnn_ensemble(
         compile_s=result.compile_s,
         note=f"fit_ensemble, restarts.num={members}, training.batch_order={batch_order}, "
         f"eval_every={config.training.eval_every}; the second of two runs",
-        member_group=result.member_group,
+        member_group=result.group_size,
         memory={**result.memory.to_json(), "xla_program_bytes": result.program_bytes},
     )
 

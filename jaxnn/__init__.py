@@ -29,6 +29,12 @@ _API = {
     "fit_variants": "jaxnn.core.variants",
     "load_model": "jaxnn.io.export",
     "LoadedModel": "jaxnn.io.export",
+    # predictions on raw inputs
+    "load_predictor": "jaxnn.predict.load",
+    "Predictor": "jaxnn.predict.predictor",
+    # results as pandas DataFrames (pip install jaxnn[pandas])
+    "members_frame": "jaxnn.reporting.frames",
+    "history_frame": "jaxnn.reporting.frames",
     "enable_compilation_cache": "jaxnn.core.compile_cache",
     # configuration
     "default_config": "jaxnn.config.schema",

@@ -46,6 +46,7 @@ from jaxnn.analysis import diagnostics
 from jaxnn.core import compile_cache, ensemble, train, variants
 from jaxnn.core.loop import Evaluation
 from jaxnn.core.program import Program
+from jaxnn.data import fingerprint as fingerprint_lib
 from jaxnn.data.device import device_data
 from jaxnn.errors import ConfigError, JaxnnError, WorkdirError
 from jaxnn.io import checkpoint, export, orbax_io, transfer
@@ -55,7 +56,8 @@ from jaxnn.io.workdir import RunPaths
 from jaxnn.nn.components import Components
 from jaxnn.nn.layer_table import format_layer_table
 from jaxnn.parallel import sharding
-from jaxnn.reporting import console, metrics_log, results, tables, tensorboard
+from jaxnn.predict.predictor import Predictor, Predicts
+from jaxnn.reporting import console, frames, metrics_log, results, tables, tensorboard
 from jaxnn.reporting.summary import summarize_runs
 
 RANKED_AT_THE_END = 10  # members in the ranking a launch prints (every one is in report.md)
@@ -69,9 +71,11 @@ def run(
     progress: bool = True,
     out: TextIO = sys.stdout,
     sweep: Any = None,
+    data: data_lib.Dataset | None = None,
     **components: Any,
-) -> dict[str, Any]:
-    """Runs the experiment `config` into `workdir` and returns its summary.
+) -> RunResult:
+    """Runs the experiment `config` into `workdir` and returns its summary (a `RunResult`: the
+    summary dict, which also predicts: `predictor()`, `predict`, `score`, ...).
 
     A workdir holding an unfinished run of the same config (or a finished one, when more
     steps are asked for) is continued from its latest readable checkpoints; a finished run
@@ -87,9 +91,15 @@ def run(
       out: where the header, tables and outcome are printed.
       sweep: a sweep given from Python (string, mapping field -> values, or Sweep) in place of
         `config.restarts.sweep` (config.json records it as a string).
+      data: the user's own data set (`jaxnn.from_arrays`) in place of `config.dataset`:
+        config.json records `dataset.name=arrays:<its name>` and DIR/data.json its
+        fingerprint; a relaunch must pass the same arrays (other arrays are refused).
       **components: the user's own parts: model, loss, metrics, predict, optimizer
         (`jaxnn.nn.components.Components`). A relaunch passes them again.
     """
+    given = _given_data(data)
+    if given is not None:
+        config = _config_of_arrays(config, given)
     spec = validation.validate(config, Components.of(**components), sweep=sweep)
     writer = sharding.is_writer()
     with contextlib.ExitStack() as stack:
@@ -101,13 +111,63 @@ def run(
         if lock.describe_stale():
             print(lock.describe_stale(), file=out)
         plan = workdir_lib.plan_workdir(paths.root, spec.config, overwrite=overwrite)
+        if given is not None:
+            workdir_lib.check_data(plan, fingerprint_lib.fingerprint(given))
+        elif plan.action == "complete" and data_lib.is_file_name(spec.config.dataset.name):
+            # A file is cheap to read again: a finished run is not reported on edited data.
+            workdir_lib.check_data(
+                plan, fingerprint_lib.fingerprint(data_lib.load(spec.config.dataset))
+            )
         if plan.action == "complete":
             console.print_complete(plan, out)
-            return plan.summary
+            return RunResult(plan.summary, paths.root, components)
         # Before anything compiles; a cache the caller set up is kept unless the config names one.
         if spec.config.compilation_cache.enabled:
             compile_cache.enable(spec.config.compilation_cache.dir)
-        return _run_planned(plan, lock, spec, progress=progress and writer, out=out)
+        summary = _run_planned(plan, lock, spec, given=given, progress=progress and writer, out=out)
+        return RunResult(summary, paths.root, components)
+
+
+class RunResult(dict, Predicts):
+    """The summary of a run (a dict, as summary.json) that also predicts: `predictor()` is
+    `jaxnn.predict.load.load_predictor` of its workdir (every member; "best" the selected)."""
+
+    def __init__(self, summary: Mapping[str, Any], workdir: Path, components: Mapping[str, Any]):
+        super().__init__(summary)
+        self.workdir = Path(workdir)
+        self._components = {
+            k: v for k, v in components.items() if k in ("model", "loss", "metrics", "predict")
+        }
+
+    def _make_predictor(self) -> Predictor:
+        from jaxnn.predict.load import load_predictor
+
+        return load_predictor(self.workdir, **self._components)
+
+    def members_frame(self) -> Any:
+        """One row per member as a pandas DataFrame (`jaxnn.reporting.frames.members_frame`)."""
+        return frames.members_frame(self)
+
+    def history_frame(self) -> Any:
+        """Every evaluation as a pandas DataFrame (`jaxnn.reporting.frames.history_frame`)."""
+        return frames.history_frame(self.workdir)
+
+
+def _given_data(data: Any) -> data_lib.Dataset | None:
+    if data is None or isinstance(data, data_lib.Dataset):
+        return data
+    raise ConfigError(
+        f"data must be a jaxnn Dataset (jaxnn.from_arrays(...)), got {type(data).__name__}"
+    )
+
+
+def _config_of_arrays(
+    config: ml_collections.ConfigDict, dataset: data_lib.Dataset
+) -> ml_collections.ConfigDict:
+    """A copy of the config that names the user's arrays (`dataset.name=arrays:<name>`)."""
+    copied = ml_collections.ConfigDict(config.to_dict())
+    copied.dataset.name = f"{data_lib.ARRAYS_SCHEME}{dataset.name}"
+    return copied
 
 
 @dataclasses.dataclass
@@ -143,6 +203,7 @@ def _run_planned(
     lock: lock_lib.WorkdirLock,
     spec: validation.RunSpec,
     *,
+    given: data_lib.Dataset | None,
     progress: bool,
     out: TextIO,
 ) -> dict[str, Any]:
@@ -152,7 +213,9 @@ def _run_planned(
     source = None
     if config.init_from.workdir and not _has_checkpoints(plan):
         source = transfer.check_source(config, spec.family)
-    dataset = data_lib.load(config.dataset)
+    dataset = given if given is not None else data_lib.load(config.dataset)
+    data_record = fingerprint_lib.fingerprint(dataset)
+    workdir_lib.check_data(plan, data_record)
     key = jax.random.PRNGKey(config.seed)
     run_variants = _build(plan, spec, dataset, key)
     # restore
@@ -182,12 +245,14 @@ def _run_planned(
     resumed = {}
     for variant in run_variants:
         resumed |= variant.resumed_steps()
-    _on_writer(lambda: _prepare(plan, lock, config, resumed, out))
+    _on_writer(lambda: _prepare(plan, lock, config, resumed, data_record, out))
     _sync("jaxnn_prepare")  # the workdir exists before any process opens its checkpoints
     if source is not None:
         print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
     for variant in run_variants:
-        _train_variant(variant, plan, dataset, key, len(run_variants), progress=progress, out=out)
+        _train_variant(
+            variant, plan, dataset, data_record, key, len(run_variants), progress=progress, out=out
+        )
 
     # finish: one summary over every variant's members (a plain run is one variant)
     runs = [variants.VariantRun(v.values, v.spec, v.result, v.offset) for v in run_variants]
@@ -196,7 +261,7 @@ def _run_planned(
     if summary["best_member"] is not None:
         best_run, best_local = variants.locate(runs, summary["best_member"])
         best_variant = run_variants[runs.index(best_run)]
-    _export_best(plan.paths, best_local, best_variant)
+    _export_best(plan.paths, best_local, best_variant, data_record)
     if writer:
         if config.tensorboard.enabled:
             tensorboard.write_results(plan.paths.tensorboard, summary)
@@ -233,6 +298,7 @@ def _train_variant(
     variant: _Variant,
     plan: workdir_lib.WorkdirPlan,
     dataset: data_lib.Dataset,
+    data_record: Mapping[str, Any],
     key: jax.Array,
     num_variants: int,
     *,
@@ -253,7 +319,13 @@ def _train_variant(
     # Opened first: a TensorBoard directory that cannot be written stops every process here.
     events = _on_writer(lambda: _event_log(variant))
     checkpoints = checkpoint.RunCheckpoints(
-        variant.checkpoints_dir, keep=int(variant.spec.config.checkpoint.keep)
+        variant.checkpoints_dir,
+        keep=int(variant.spec.config.checkpoint.keep),
+        metadata={
+            "model": program.family.name,
+            "preprocessing": program.preprocessing.to_json(),
+            "data": dict(data_record),
+        },
     )
     checkpoints.discard(variant.unreadable)
     saver = checkpoint.Saver(
@@ -330,13 +402,14 @@ def _prepare(
     lock: lock_lib.WorkdirLock,
     config: ml_collections.ConfigDict,
     resumed_steps: Mapping[int, int],
+    data_record: Mapping[str, Any],
     out: TextIO,
 ) -> None:
     """Locks (a new workdir) and writes the first files: the point from which a launch writes."""
     lock.hold()
     for leftover in plan.paths.leftovers():
         print(f"removing {leftover.name}: a write that a stopped launch never finished", file=out)
-    workdir_lib.prepare(plan, config, resumed_steps)
+    workdir_lib.prepare(plan, config, resumed_steps, data_record)
 
 
 def _restore(
@@ -387,7 +460,9 @@ def _has_checkpoints(plan: workdir_lib.WorkdirPlan) -> bool:
     return False
 
 
-def _export_best(paths: RunPaths, index: int | None, variant: _Variant) -> None:
+def _export_best(
+    paths: RunPaths, index: int | None, variant: _Variant, data_record: Mapping[str, Any]
+) -> None:
     """DIR/best: the selected member (index local to its variant) as a single-model checkpoint
     (none if every member diverged)."""
     result = variant.result
@@ -403,6 +478,7 @@ def _export_best(paths: RunPaths, index: int | None, variant: _Variant) -> None:
             variant.spec.config,
             step=result.steps_done,
             program=result.program,
+            data=data_record,
         )
     except Exception as error:
         if not orbax_io.is_storage_error(error):

@@ -69,7 +69,7 @@ def case_equal(out: Path) -> None:
     np.savez(out / "padded.npz", **arrays(fit(6)))
     # Groups of one member inside each device's shard of two (jaxnn.core.groups).
     grouped = fit(8, member_group=1)
-    facts["grouped_member_group"] = grouped.member_group
+    facts["grouped_member_group"] = grouped.group_size
     np.savez(out / "grouped.npz", **arrays(grouped))
 
     spec = validation.validate(small_config(**{"restarts.num": 6}))

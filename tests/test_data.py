@@ -454,12 +454,17 @@ def _nan_at_first(x):
             "x_train must hold real numbers",
         ),
         (
-            _with(1, lambda y: y.astype(np.float32)),
+            _with(1, lambda y: y.astype(np.float32) + 0.5),
             "classification",
             DataError,
-            "y_train must be integer class labels",
+            "y_train holds fractional or non-finite values, which are not class labels",
         ),
-        (_with(3, lambda y: y - 5), "classification", DataError, "y_test has negative labels"),
+        (
+            _with(3, lambda y: y[:, None]),
+            "classification",
+            DataError,
+            r"y_test must be class labels of shape \[n\]",
+        ),
         (_with(2, lambda x: x[:, :2]), "classification", DataError, "feature shape"),
         (
             _with(0, lambda x: x[:, 0]),

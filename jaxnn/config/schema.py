@@ -21,8 +21,14 @@ def default_config() -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.dataset = ml_collections.ConfigDict()
+    # a local data set (mnist1d, digits, diabetes, friedman1), a TFDS one, npz:PATH or csv:PATH
     config.dataset.name = "mnist1d"
     config.dataset.data_dir = ""
+    # npz / csv files (jaxnn.data.files): the target array or column ("" = y / the last
+    # column), the test split carved from a file that has none, the task ("" = inferred)
+    config.dataset.target = ""
+    config.dataset.test_fraction = 0.2
+    config.dataset.task = ""
     config.dataset.validation_fraction = 0.1
     config.dataset.standardize = True
     config.dataset.classes = ()

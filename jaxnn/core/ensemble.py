@@ -28,6 +28,7 @@ from jaxnn.nn import metrics as metrics_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, MetricFn
 from jaxnn.parallel import sharding
+from jaxnn.predict.predictor import Predictor, Predicts, member_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +80,13 @@ def member_keys(root: jax.Array, run_members: list[Member]) -> jax.Array:
 
 
 @dataclasses.dataclass
-class EnsembleResult:
-    """A trained ensemble: the stacked state (every leaf has a leading member axis) and its history."""
+class EnsembleResult(Predicts):
+    """A trained ensemble: the stacked state (every leaf has a leading member axis) and its history.
+
+    `predictor()` (and `predict`, `predict_proba`, `score`, `evaluate`) predicts on raw inputs
+    with the member that `restarts.select_by` selects on the validation split, any member, or
+    the ensemble (`jaxnn.predict.predictor.Predictor`).
+    """
 
     state: train.TrainState
     program: Program
@@ -90,8 +96,43 @@ class EnsembleResult:
     compile_s: float
     train_s: float
     program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
-    member_group: int = 0  # members per group on each device (0: all at once)
+    group_size: int = 0  # members per group on each device (0: all at once; mesh.member_group)
     memory: memory.RunBytes | None = None  # the estimate the run was checked against
+    data: Dataset | None = None  # what it was trained on (its validation split selects)
+    config: ml_collections.ConfigDict | None = None
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """bool [num_members]: whose training loss became non-finite."""
+        return np.asarray(jax.device_get(self.state.diverged), bool)
+
+    def validation_scores(self) -> np.ndarray:
+        """float64 [num_members]: each member's `restarts.select_by` on the validation split."""
+        metrics, _ = evaluate_members(self.state, self.program, self.data.x_val, self.data.y_val)
+        return metrics[self.config.restarts.select_by.removeprefix("val_")]
+
+    def best_member(self) -> int | None:
+        """The member `restarts.select_by` selects on the validation split (None: all diverged)."""
+        select_by = self.config.restarts.select_by
+        return select_best(
+            {select_by: self.validation_scores()},
+            self.diverged,
+            select_by,
+            greater_is_better=self.program.greater_is_better(select_by),
+        )
+
+    def member_group(self):
+        """The members' best weights as one `jaxnn.predict.predictor.MemberGroup`."""
+        return member_group(self.program, self.state.best_params, self.state.hparams)
+
+    def _make_predictor(self) -> Predictor:
+        return Predictor(
+            [self.member_group()],
+            preprocessing=self.program.preprocessing,
+            diverged=self.diverged,
+            best_member=self.best_member(),
+            config=self.config,
+        )
 
 
 @dataclasses.dataclass
@@ -105,7 +146,7 @@ class Trainer:
     chunk_fn: Any
     order_key: jax.Array | None
     placement: sharding.Placement  # where members and data live; on one device, nowhere special
-    member_group: int = 0  # members per group on each device (0: all at once; jaxnn.core.groups)
+    group_size: int = 0  # members per group on each device (0: all at once; jaxnn.core.groups)
     memory: memory.RunBytes | None = None  # the run's memory estimate (jaxnn.core.memory)
 
 
@@ -137,7 +178,7 @@ def make_trainer(
         label_dtype=np.asarray(data.y_train).dtype,
         num_val=data.num_val,
     )
-    group = member_group(config, member, placement)
+    group = choose_group_size(config, member, placement)
     per_device = placement.num_slots // placement.num_devices
     need = memory.run_bytes(
         member,
@@ -171,12 +212,12 @@ def make_trainer(
         chunk_fn=placement.jit_chunk(grouped_chunk),
         order_key=order_key,
         placement=placement,
-        member_group=group,
+        group_size=group,
         memory=need,
     )
 
 
-def member_group(
+def choose_group_size(
     config: ml_collections.ConfigDict, member: memory.MemberBytes, placement: sharding.Placement
 ) -> int:
     """Members per group on each device: `mesh.member_group`, or the backend's automatic size
@@ -282,8 +323,10 @@ def train_members(
             steps_done=start_step,
             compile_s=0.0,
             train_s=0.0,
-            member_group=trainer.member_group,
+            group_size=trainer.group_size,
             memory=trainer.memory,
+            data=data,
+            config=trainer.spec.config,
         )
     result = loop.drive(
         trainer.chunk_fn,
@@ -303,8 +346,10 @@ def train_members(
         compile_s=result.compile_s,
         train_s=result.train_s,
         program_bytes=result.program_bytes,
-        member_group=trainer.member_group,
+        group_size=trainer.group_size,
         memory=trainer.memory,
+        data=data,
+        config=trainer.spec.config,
     )
 
 

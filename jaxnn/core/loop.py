@@ -23,6 +23,7 @@ from jaxnn.data.device import TrainingData, device_data
 from jaxnn.errors import ConfigError
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, MetricFn
+from jaxnn.predict.predictor import Predictor, Predicts, member_group
 
 
 @dataclasses.dataclass
@@ -109,14 +110,29 @@ def drive(
 
 
 @dataclasses.dataclass
-class FitResult:
-    """A trained single model: its state and its evaluation history."""
+class FitResult(Predicts):
+    """A trained single model: its state and its evaluation history.
+
+    `predictor()` (and `predict`, `predict_proba`, `score`, `evaluate`) predicts on raw inputs
+    with its best-validation weights (`jaxnn.predict.predictor.Predictor`, one member).
+    """
 
     state: TrainState
     program: Program
     history: list[dict[str, np.ndarray]]
     compile_s: float
     train_s: float
+    config: ml_collections.ConfigDict | None = None
+
+    def _make_predictor(self) -> Predictor:
+        stacked = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], self.state)
+        return Predictor(
+            [member_group(self.program, stacked.best_params, stacked.hparams)],
+            preprocessing=self.program.preprocessing,
+            diverged=np.asarray(stacked.diverged, bool),
+            best_member=0,
+            config=self.config,
+        )
 
 
 def fit(
@@ -174,4 +190,5 @@ def fit(
         history=loop.history,
         compile_s=loop.compile_s,
         train_s=loop.train_s,
+        config=spec.config,
     )

@@ -19,8 +19,10 @@ import optax
 from jaxnn import validation
 from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
+from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, optimizers
+from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, builtin_metrics, metric_for_task
 
 Params = Any
@@ -68,6 +70,8 @@ class Program:
     param_labels: Callable[[Params], Any] | None = None
     frozen_labels: tuple[str, ...] = ()
     label_lr_scales: tuple[tuple[str, float], ...] = ()
+    # what training did to the raw data (a predictor applies it to raw inputs)
+    preprocessing: Preprocessing | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -93,11 +97,7 @@ class Program:
 
     def model(self, hparams: Mapping[str, jax.Array]) -> nn.Module:
         """The member's Module: the program's architecture with the member's values."""
-        model_hparams = {
-            f.hparam: 0.0 if f.hparam in self.removed else hparams[f.hparam]
-            for f in self.family.numeric_fields
-        }
-        return self.family.build(self.model_config, model_hparams, self.num_outputs)
+        return member_model(self.family, self.model_config, self.removed, self.num_outputs, hparams)
 
     def layer_order(self) -> Callable[[Any], Any] | None:
         return self.family.layer_order
@@ -127,32 +127,20 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
     """
     spec = spec.single_program("a Program")
     validation.check_against_data(spec, data, base_hparams(spec))
-    config, components = spec.config, spec.components
+    config = spec.config
     target_std = (
         () if data.target_std is None else tuple(float(s) for s in np.ravel(data.target_std))
     )
-    if components.loss is None:
-        loss = losses.loss_fn(config.loss, huber_delta=float(config.huber_delta))
-    else:
-        loss = components.loss
-    predict = components.predict or losses.default_predict(
-        None if components.loss else config.loss, data.task
-    )
-    removed = tuple(
-        f.hparam
-        for f in spec.family.numeric_fields
-        if f.zero_removes
-        and f.field not in spec.varied_fields
-        and float(field_value(config, f.field)) == 0
-    )
+    loss, predict, metrics = task_functions(config, spec.components, data.task, target_std)
+    removed = removed_hparams(spec)
     return Program(
         family=spec.family,
         model_config=ml_collections.FrozenConfigDict(config.model),
         optimizer_config=ml_collections.FrozenConfigDict(config.optimizer),
         loss=loss,
         predict=predict,
-        metrics=(*builtin_metrics(data.task, target_std).items(), *components.metrics),
-        user_optimizer=components.optimizer,
+        metrics=metrics,
+        user_optimizer=spec.components.optimizer,
         task=data.task,
         num_outputs=data.num_outputs,
         feature_shape=tuple(data.feature_shape),
@@ -165,8 +153,54 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
         removed=removed,
         head=spec.head,
         target_std=target_std,
+        preprocessing=data.preprocessing
+        or Preprocessing.identity(data.task, tuple(data.feature_shape), data.num_outputs),
         **transfer,
     )
+
+
+def task_functions(
+    config: ml_collections.ConfigDict,
+    components: Components,
+    task: str,
+    target_std: tuple[float, ...],
+) -> tuple[losses.PerExampleLoss, losses.Predict, tuple[tuple[str, Metric], ...]]:
+    """The run's per-example loss, prediction function and metrics (built-in, then the user's)."""
+    if components.loss is None:
+        loss = losses.loss_fn(config.loss, huber_delta=float(config.huber_delta))
+    else:
+        loss = components.loss
+    predict = components.predict or losses.default_predict(
+        None if components.loss else config.loss, task
+    )
+    metrics = (*builtin_metrics(task, target_std).items(), *components.metrics)
+    return loss, predict, metrics
+
+
+def removed_hparams(spec: validation.RunSpec) -> tuple[str, ...]:
+    """Hyperparameters left out of the program: `zero_removes` fields that are zero and neither
+    swept nor searched."""
+    return tuple(
+        f.hparam
+        for f in spec.family.numeric_fields
+        if f.zero_removes
+        and f.field not in spec.varied_fields
+        and float(field_value(spec.config, f.field)) == 0
+    )
+
+
+def member_model(
+    family: family_lib.ModelFamily,
+    model_config: Any,
+    removed: tuple[str, ...],
+    num_outputs: int,
+    hparams: Mapping[str, Any],
+) -> nn.Module:
+    """A member's Module: the architecture with the member's numeric values."""
+    model_hparams = {
+        f.hparam: 0.0 if f.hparam in removed else hparams[f.hparam] for f in family.numeric_fields
+    }
+    return family.build(model_config, model_hparams, num_outputs)
 
 
 def base_hparams(spec: validation.RunSpec) -> dict[str, float]:

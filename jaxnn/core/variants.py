@@ -20,12 +20,14 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxnn import validation
 from jaxnn.core import ensemble, loop
 from jaxnn.data import Dataset
 from jaxnn.errors import ConfigError
 from jaxnn.nn.components import Components
+from jaxnn.predict.predictor import Predictor, Predicts
 
 
 @dataclasses.dataclass
@@ -46,6 +48,30 @@ class VariantRun:
         return [self.offset + m.index for m in self.result.members]
 
 
+class VariantRuns(list, Predicts):
+    """What `fit_variants` returns: the VariantRuns in sweep order (a list), which predict as
+    one run: `predictor()` selects by `restarts.select_by` over every variant's members."""
+
+    def _make_predictor(self) -> Predictor:
+        first = self[0].result
+        diverged = np.concatenate([run.result.diverged for run in self])
+        scores = np.concatenate([run.result.validation_scores() for run in self])
+        select_by = first.config.restarts.select_by
+        best = ensemble.select_best(
+            {select_by: scores},
+            diverged,
+            select_by,
+            greater_is_better=first.program.greater_is_better(select_by),
+        )
+        return Predictor(
+            [run.result.member_group() for run in self],
+            preprocessing=first.program.preprocessing,
+            diverged=diverged,
+            best_member=best,
+            config=getattr(self, "config", first.config),
+        )
+
+
 def variant_specs(spec: validation.RunSpec) -> list[tuple[dict[str, Any], validation.RunSpec]]:
     """(variant values, its spec) for every structural variant; one `({}, spec)` for a plain run."""
     return [(dict(v), s) for v, s in spec.variants] if spec.structural else [({}, spec)]
@@ -64,7 +90,7 @@ def fit_variants(
     sweep: Any = None,
     on_eval: Callable[..., loop.EvalCallback | None] | None = None,
     **components: Any,
-) -> list[VariantRun]:
+) -> VariantRuns:
     """Trains every structural variant, one compiled program each, variant after variant.
 
     Args:
@@ -77,10 +103,12 @@ def fit_variants(
       **components: the user's own parts (model, loss, metrics, predict, optimizer).
 
     Returns:
-      One VariantRun per variant, in sweep order (one for a sweep without structural fields).
+      One VariantRun per variant, in sweep order (one for a sweep without structural fields),
+      as `VariantRuns` (a list that also predicts: `predictor()`, `predict`, ...).
     """
     spec = validation.validate(config, Components.of(**components), sweep=sweep)
-    runs: list[VariantRun] = []
+    runs = VariantRuns()
+    runs.config = spec.config  # the base config, without any variant's values
     offset = 0
     for variant, variant_spec in variant_specs(spec):
         trainer = ensemble.make_trainer(variant_spec, data, key)

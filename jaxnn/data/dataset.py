@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from jaxnn.data import builders
+from jaxnn.data import builders, files
+from jaxnn.data.preprocessing import Preprocessing, encode
 from jaxnn.errors import ConfigError, DataError
 
 TASKS = ("classification", "regression")
 MIN_STD = 1e-8  # features whose train std is below this are only centred, not scaled
-# Classes a data set may have: a model has one output per class, and a head of 2**24 outputs
-# on a hidden layer of 100 is already 6.7 GB per member (jaxnn.core.memory checks the rest).
-MAX_CLASSES = 2**24
+# dataset.name of a run given the user's arrays from Python (`jaxnn.run(..., data=...)`)
+ARRAYS_SCHEME = "arrays:"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -47,6 +47,14 @@ class Dataset:
     feature_names: tuple[str, ...] = ()
     target_mean: np.ndarray | None = None  # [num_outputs]: targets were standardised with these
     target_std: np.ndarray | None = None
+    # What was done to the raw arrays (feature and target statistics, the label encoding).
+    preprocessing: Preprocessing | None = None
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        """The decoded labels of the classes [num_classes] (label i is class index i), or None
+        for regression."""
+        return None if self.preprocessing is None else self.preprocessing.classes
 
     @property
     def num_train(self) -> int:
@@ -79,6 +87,11 @@ class Dataset:
             "num_classes": self.num_classes,
             "num_outputs": self.num_outputs,
         }
+
+
+def is_file_name(name: str) -> bool:
+    """Whether dataset.name names a user's file (`npz:PATH`, `csv:PATH`)."""
+    return files.scheme_of(name) is not None
 
 
 def validation_split(
@@ -120,8 +133,10 @@ def validate_dataset_config(dataset_config: Any) -> None:
     if not isinstance(name, str) or not name:
         raise ConfigError(
             f"dataset.name must be a data set name such as "
-            f"{', '.join(sorted(builders.BUILDERS))}, got {name!r}"
+            f"{', '.join(sorted(builders.BUILDERS))}, npz:PATH or csv:PATH, got {name!r}"
         )
+    if files.scheme_of(name):
+        files.validate_file_config(dataset_config)
     _check_fraction(getattr(dataset_config, "validation_fraction", 0.1))
     split_seed = getattr(dataset_config, "split_seed", 0)
     if not _is_int(split_seed):
@@ -129,6 +144,8 @@ def validate_dataset_config(dataset_config: Any) -> None:
     standardize = getattr(dataset_config, "standardize", True)
     if not isinstance(standardize, bool):
         raise ConfigError(f"dataset.standardize must be True or False, got {standardize!r}")
+    if files.scheme_of(name) or name.startswith(ARRAYS_SCHEME):
+        return  # the task and classes are known once the file is read (or the arrays given)
     spec = builders.describe(name, getattr(dataset_config, "data_dir", ""))
     _check_subset_options(
         spec.task,
@@ -150,6 +167,13 @@ def load(dataset_config: Any) -> Dataset:
             the config alone shows the mistake.
     """
     validate_dataset_config(dataset_config)
+    if dataset_config.name.startswith(ARRAYS_SCHEME):
+        raise DataError(
+            f"dataset.name={dataset_config.name!r} names arrays given from Python: pass them "
+            "again, jaxnn.run(config, workdir, data=jaxnn.from_arrays(...))"
+        )
+    if files.scheme_of(dataset_config.name):
+        return _load_file(dataset_config)
     raw = builders.read(dataset_config.name, getattr(dataset_config, "data_dir", ""))
     spec = raw.spec
     x_train, y_train = _checked_arrays("train", raw.x_train, raw.y_train, spec.task)
@@ -159,11 +183,31 @@ def load(dataset_config: Any) -> Dataset:
         task=spec.task,
         arrays=(x_train, y_train, x_test, y_test),
         num_classes=spec.num_classes,
+        label_values=np.arange(spec.num_classes),
         class_names=spec.class_names,
         feature_names=spec.feature_names,
         validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
         standardize=getattr(dataset_config, "standardize", True),
         split_seed=getattr(dataset_config, "split_seed", 0),
+        classes=tuple(getattr(dataset_config, "classes", ())),
+        train_per_class=getattr(dataset_config, "train_per_class", 0),
+    )
+
+
+def _load_file(dataset_config: Any) -> Dataset:
+    """`dataset.name=npz:PATH` / `csv:PATH` (`jaxnn.data.files`), through `from_arrays`."""
+    arrays = files.read(dataset_config)
+    return from_arrays(
+        arrays.x_train,
+        arrays.y_train,
+        arrays.x_test,
+        arrays.y_test,
+        task=arrays.task,
+        validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
+        standardize=getattr(dataset_config, "standardize", True),
+        split_seed=getattr(dataset_config, "split_seed", 0),
+        name=dataset_config.name,
+        feature_names=arrays.feature_names,
         classes=tuple(getattr(dataset_config, "classes", ())),
         train_per_class=getattr(dataset_config, "train_per_class", 0),
     )
@@ -182,18 +226,24 @@ def from_arrays(
     name: str = "arrays",
     class_names: Sequence[str] = (),
     feature_names: Sequence[str] = (),
-    classes: Sequence[int] = (),
+    classes: Sequence[Any] = (),
     train_per_class: int = 0,
 ) -> Dataset:
     """Builds a Dataset from the user's own arrays, processed exactly as `load` does.
 
+    Class labels may be of any sortable kind (integers, strings, ...): they are encoded as
+    scikit-learn's LabelEncoder does, the sorted distinct labels of train and test becoming
+    classes 0..C-1 (`Dataset.classes` holds them; a predictor decodes to them), so labels
+    1..3 or {0, 1, 9} are 3 classes.
+
     Args:
         x_train, x_test: features [n, *feature_shape], any real dtype, all finite.
-        y_train, y_test: integer labels [n] (classification) or targets [n] / [n, outputs].
+        y_train, y_test: class labels [n] (classification) or targets [n] / [n, outputs].
         task: 'classification' or 'regression'.
-        class_names: optional names of the classes (num_classes = len(class_names) if given,
-            else max label + 1).
-        classes, train_per_class: as config.dataset.classes / train_per_class.
+        class_names: optional names of the classes, one per class; for integer labels they
+            name labels 0..len(class_names)-1 (so a class absent from the arrays still counts).
+        classes: keep only these labels (as config.dataset.classes), classes in this order.
+        train_per_class: as config.dataset.train_per_class.
 
     Raises:
         ConfigError: bad task, fraction, class subset or per-class limit.
@@ -213,32 +263,25 @@ def from_arrays(
         raise DataError(
             f"y_train has {y_train.shape[1]} target columns but y_test has {y_test.shape[1]}"
         )
-    num_classes = 0
+    num_classes, label_values = 0, None
     if task == "classification":
-        num_labels = int(max(y_train.max(), y_test.max())) + 1
-        if num_labels > MAX_CLASSES:
-            raise DataError(
-                f"labels go up to {num_labels - 1}: a classification data set has at most "
-                f"{MAX_CLASSES} classes, labelled 0 to {MAX_CLASSES - 1} (its model has one "
-                "output per class); renumber the labels 0, 1, ... C-1"
-            )
-        num_classes = len(class_names) or num_labels
-        if num_labels > num_classes:
-            raise DataError(
-                f"labels go up to {num_labels - 1} but only {num_classes} class_names were "
-                "given; give one name per class"
-            )
+        label_values, encoded = _encoded_labels(y_train, y_test, tuple(class_names))
+        y_train, y_test = encoded[: len(y_train)], encoded[len(y_train) :]
+        num_classes = len(label_values)
+        classes = _subset_positions(classes, label_values)
     if feature_names and len(feature_names) != math.prod(x_train.shape[1:]):
         raise DataError(
             f"{len(feature_names)} feature_names given for {math.prod(x_train.shape[1:])} features"
         )
     _check_subset_options(task, num_classes, tuple(classes), train_per_class)
+    default_names = () if label_values is None else tuple(str(v) for v in label_values.tolist())
     return _assemble(
         name=name,
         task=task,
         arrays=(x_train, y_train, x_test, y_test),
         num_classes=num_classes,
-        class_names=tuple(class_names) or tuple(str(i) for i in range(num_classes)),
+        label_values=label_values,
+        class_names=tuple(class_names) or default_names,
         feature_names=tuple(feature_names),
         validation_fraction=validation_fraction,
         standardize=standardize,
@@ -248,12 +291,45 @@ def from_arrays(
     )
 
 
+def _encoded_labels(
+    y_train: np.ndarray, y_test: np.ndarray, class_names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the decoded classes [C], the labels of train then test as class indices)."""
+    labels = np.concatenate([y_train, y_test])
+    values, encoded = encode(labels)
+    if not class_names:
+        return values, encoded
+    named = np.arange(len(class_names))
+    if np.issubdtype(labels.dtype, np.integer) and np.isin(values, named).all():
+        return named, labels.astype(np.int64)
+    if len(class_names) != len(values):
+        raise DataError(
+            f"{len(class_names)} class_names were given for {len(values)} classes "
+            f"({', '.join(repr(v) for v in values.tolist()[:10])}); give one name per class"
+        )
+    return values, encoded
+
+
+def _subset_positions(classes: Sequence[Any], label_values: np.ndarray) -> tuple[int, ...]:
+    """The class indices of a subset given as labels (`from_arrays(classes=...)`)."""
+    known = {value: i for i, value in enumerate(label_values.tolist())}
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        shown = ", ".join(repr(v) for v in label_values.tolist()[:10])
+        raise ConfigError(
+            f"classes={tuple(classes)!r} names {unknown[0]!r}, which is not a label of the "
+            f"arrays; their labels are {shown}"
+        )
+    return tuple(known[c] for c in classes)
+
+
 def _assemble(
     *,
     name: str,
     task: str,
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     num_classes: int,
+    label_values: np.ndarray | None,
     class_names: tuple[str, ...],
     feature_names: tuple[str, ...],
     validation_fraction: float,
@@ -269,13 +345,14 @@ def _assemble(
         x_test, y_test = _subset_classes(x_test, y_test, classes)
         num_classes = len(classes)
         class_names = tuple(class_names[c] for c in classes) if class_names else ()
+        label_values = label_values[list(classes)]
     train_idx, val_idx = validation_split(len(x_train), validation_fraction, split_seed)
     x_val, y_val = x_train[val_idx], y_train[val_idx]
     x_train, y_train = x_train[train_idx], y_train[train_idx]
     if train_per_class:
         keep = _first_per_class(y_train, num_classes, train_per_class)
         x_train, y_train = x_train[keep], y_train[keep]
-    target_mean = target_std = None
+    target_mean = target_std = mean = std = None
     if standardize:
         mean, std = _train_stats(x_train)
         x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
@@ -300,6 +377,16 @@ def _assemble(
         feature_names=feature_names,
         target_mean=None if target_mean is None else target_mean.astype(np.float32),
         target_std=None if target_std is None else target_std.astype(np.float32),
+        preprocessing=Preprocessing(
+            task=task,
+            feature_shape=tuple(x_train.shape[1:]),
+            num_outputs=num_classes if task == "classification" else y_train.shape[1],
+            feature_mean=mean,
+            feature_std=std,
+            target_mean=target_mean,
+            target_std=target_std,
+            classes=label_values if task == "classification" else None,
+        ),
     )
 
 
@@ -358,14 +445,7 @@ def _checked_arrays(split: str, x: Any, y: Any, task: str) -> tuple[np.ndarray, 
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise DataError(f"x_{split} has {bad} NaN or infinite values; features must be finite")
     if task == "classification":
-        if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
-            raise DataError(
-                f"y_{split} must be integer class labels of shape [n] for classification, got "
-                f"dtype {y.dtype} shape {y.shape} (e.g. use y.astype(int))"
-            )
-        if y.min() < 0:
-            raise DataError(f"y_{split} has negative labels (min {y.min()}); labels are 0..C-1")
-        return x, y.astype(np.int64)
+        return x, _checked_labels(split, y)
     if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number) or y.ndim not in (1, 2):
         raise DataError(
             f"y_{split} must be real regression targets of shape [n] or [n, outputs], got "
@@ -374,6 +454,34 @@ def _checked_arrays(split: str, x: Any, y: Any, task: str) -> tuple[np.ndarray, 
     if not np.isfinite(y).all():
         raise DataError(f"y_{split} has NaN or infinite values; targets must be finite")
     return x, y.reshape(len(y), -1)
+
+
+def _checked_labels(split: str, y: np.ndarray) -> np.ndarray:
+    """Class labels [n] of any sortable kind: integers, strings, booleans, or whole floats."""
+    if y.ndim != 1:
+        raise DataError(
+            f"y_{split} must be class labels of shape [n] for classification, got shape {y.shape}"
+        )
+    if y.dtype == object:
+        kinds = {type(v) for v in y.tolist()}
+        if not (all(issubclass(k, str) for k in kinds) or all(issubclass(k, int) for k in kinds)):
+            raise DataError(
+                f"y_{split} mixes label types ({', '.join(sorted(k.__name__ for k in kinds))}); "
+                "give labels of one kind (all strings or all integers)"
+            )
+        return y.astype(str) if all(issubclass(k, str) for k in kinds) else y.astype(np.int64)
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all() or (y != np.round(y)).any():
+            raise DataError(
+                f"y_{split} holds fractional or non-finite values, which are not class labels "
+                "(use task='regression' for continuous targets, or y.astype(int))"
+            )
+        return y.astype(np.int64)
+    if not (np.issubdtype(y.dtype, np.integer) or y.dtype.kind in "USb"):
+        raise DataError(
+            f"y_{split} must be class labels (integers or strings) of shape [n], got dtype {y.dtype}"
+        )
+    return y
 
 
 def _check_fraction(validation_fraction: Any) -> None:

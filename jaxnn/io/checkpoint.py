@@ -3,7 +3,9 @@
 A workdir holds
 
     DIR/checkpoints/<step>/state   every TrainState leaf with its leading member axis
-    DIR/checkpoints/<step>/meta    {"format_version", "jaxnn_version", "step", "num_members"}
+    DIR/checkpoints/<step>/meta    {"format_version", "jaxnn_version", "step", "num_members",
+                                    "preprocessing" (what training did to the raw data, read
+                                    by `jaxnn.predict.load`), "data" (its fingerprint)}
 
 (one member's weights, and the selected member's single-model export `DIR/best`, are
 `jaxnn.io.export`).
@@ -86,8 +88,17 @@ class RunCheckpoints:
     Every process of a multi-host run opens the same directory and takes part in each save.
     """
 
-    def __init__(self, directory: str | Path, *, keep: int = 2, read_only: bool = False):
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        keep: int = 2,
+        read_only: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ):
+        """Args: metadata: JSON fields every save adds to its `meta` (the preprocessing)."""
         self.directory = Path(directory)
+        self._metadata = dict(metadata or {})
         keep_policy = policies.AnyPreservationPolicy(
             [
                 policies.LatestN(n=keep),
@@ -140,7 +151,12 @@ class RunCheckpoints:
         if self._read_only:
             raise ValueError(f"{self.directory} was opened read-only")
         num_members = int(np.shape(state.step)[0]) if np.ndim(state.step) else 1
-        meta = {**orbax_io.version_fields(), "step": int(step), "num_members": num_members}
+        meta = {
+            **self._metadata,
+            **orbax_io.version_fields(),
+            "step": int(step),
+            "num_members": num_members,
+        }
         finite = val_loss if math.isfinite(val_loss) else 1e30
         try:
             with orbax_io.saving():

@@ -5,7 +5,9 @@ and one member's weights read from a run's checkpoints (transfer learning).
     DIR/best/final_params    its weights at the end of training
     DIR/best/hparams         its numeric hyperparameters
     DIR/best/metadata        {"format_version", "jaxnn_version", "member", "step", "best_step",
-                              "best_val_loss", "config"}
+                              "best_val_loss", "config", "model", "num_outputs",
+                              "feature_shape", "preprocessing" (what training did to the raw
+                              data), "data" (the data's fingerprint: name, shapes, hash)}
 
 Everything is read through Orbax (arrays) and JSON (metadata): nothing is unpickled. The
 metadata is read and its format version checked before any array is.
@@ -151,6 +153,7 @@ def export_member(
     *,
     step: int,
     program: Program,
+    data: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes member `index` of a stacked state as a single-model checkpoint (DIR/best).
 
@@ -164,7 +167,9 @@ def export_member(
       index: the selected member.
       config: the run's config (stored in the metadata, so the model can be rebuilt).
       step: the global step the run ended at.
-      program: the run's program (the model family, output width and input shape).
+      program: the run's program (the model family, output width, input shape and the
+        preprocessing of the raw data).
+      data: the fingerprint of the data it was trained on (`jaxnn.data.fingerprint`).
     """
     member = member_slice(
         {"best_params": state.best_params, "params": state.params, "hparams": state.hparams}, index
@@ -179,6 +184,8 @@ def export_member(
         "model": program.family.name,
         "num_outputs": int(program.num_outputs),
         "feature_shape": list(program.feature_shape),
+        "preprocessing": program.preprocessing.to_json(),
+        "data": dict(data or {}),
     }
     directory = Path(directory)
     checkpointer = _best_checkpointer()
@@ -295,6 +302,28 @@ class LoadedModel:
         return apply_model(self.module, self.params, jnp.asarray(x, jnp.float32))
 
 
+def check_fits(module: Any, feature_shape: Sequence[int], stored: Any, where: Path) -> None:
+    """Raises CheckpointError unless the stored weights (shapes) are the Module's parameters."""
+    dummy = jax.ShapeDtypeStruct((1, *feature_shape), jnp.float32)
+    expected = jax.eval_shape(
+        lambda x: init_model(module, jax.random.PRNGKey(0), x)["params"], dummy
+    )
+    stored = orbax_io.leaf_shapes(stored)
+    expected = orbax_io.leaf_shapes(expected)
+    for name, shape in expected.items():
+        if stored.get(name) != shape:
+            raise CheckpointError(
+                f"the model does not fit the weights in {where}: {name} has shape "
+                f"{orbax_io.shape_text(shape)} in the model but "
+                f"{orbax_io.shape_text(stored.get(name))} there"
+            )
+    extra = sorted(set(stored) - set(expected))
+    if extra:
+        raise CheckpointError(
+            f"the model does not fit the weights in {where}: it has no parameter {extra[0]}"
+        )
+
+
 def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
     """Loads an exported single model: a workdir (its `best/`) or the `best/` directory itself.
 
@@ -318,24 +347,7 @@ def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
     hparams = read_best(path, "hparams")
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in family.numeric_fields}
     module = family.build(config.model, model_hparams, int(metadata["num_outputs"]))
-    dummy = jax.ShapeDtypeStruct((1, *metadata["feature_shape"]), jnp.float32)
-    expected = jax.eval_shape(
-        lambda x: init_model(module, jax.random.PRNGKey(0), x)["params"], dummy
-    )
-    stored = orbax_io.leaf_shapes(best_param_shapes(path))
-    expected = orbax_io.leaf_shapes(expected)
-    for name, shape in expected.items():
-        if stored.get(name) != shape:
-            raise CheckpointError(
-                f"the model does not fit the weights in {best_dir(path)}: {name} has shape "
-                f"{orbax_io.shape_text(shape)} in the model but "
-                f"{orbax_io.shape_text(stored.get(name))} there"
-            )
-    extra = sorted(set(stored) - set(expected))
-    if extra:
-        raise CheckpointError(
-            f"the model does not fit the weights in {best_dir(path)}: it has no parameter {extra[0]}"
-        )
+    check_fits(module, metadata["feature_shape"], best_param_shapes(path), best_dir(path))
     return LoadedModel(
         params=read_best(path, "params"), hparams=hparams, config=config, module=module
     )

@@ -30,6 +30,7 @@ METRICS = "metrics.jsonl"
 DIAGNOSTICS = "diagnostics.jsonl"
 PLOTS = "plots"
 TENSORBOARD = "tensorboard"
+DATA = "data.json"
 CONFIG = "config.json"
 
 
@@ -53,6 +54,7 @@ RUN_FILES: tuple[RunFile, ...] = (
     RunFile(DIAGNOSTICS, APPENDED, description="training diagnostics (diagnostics.enabled)"),
     RunFile(PLOTS, REPLACED, directory=True, description="the run's figures"),
     RunFile(TENSORBOARD, EVENTS, directory=True, description="TensorBoard event files"),
+    RunFile(DATA, REPLACED, description="the fingerprint of the data (shapes, dtypes, a hash)"),
     RunFile(CONFIG, REPLACED, description="the config the run was launched with"),
 )
 

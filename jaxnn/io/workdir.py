@@ -25,7 +25,8 @@ import ml_collections
 import numpy as np
 
 from jaxnn.core.program import total_steps
-from jaxnn.errors import ConfigError, WorkdirError
+from jaxnn.data import fingerprint as fingerprint_lib
+from jaxnn.errors import ConfigError, DataError, WorkdirError
 from jaxnn.io import atomic, checkpoint, run_files
 
 # Config fields a resumed or continued run may change: the length of training, where it runs
@@ -52,6 +53,10 @@ class RunPaths:
     @property
     def config(self) -> Path:
         return self.root / run_files.CONFIG
+
+    @property
+    def data(self) -> Path:
+        return self.root / run_files.DATA
 
     @property
     def metrics(self) -> Path:
@@ -234,6 +239,23 @@ def plan_workdir(
     return WorkdirPlan(paths, "continue")
 
 
+def check_data(plan: WorkdirPlan, current: Mapping[str, Any]) -> None:
+    """Refuses to continue a run on other data than its own (DIR/data.json, its fingerprint).
+
+    Raises:
+      DataError: the workdir's run was trained on data with another fingerprint.
+    """
+    if plan.action in ("new", "overwrite") or not plan.paths.data.is_file():
+        return
+    recorded = _read_json(plan.paths.data, "the fingerprint of the run's data")
+    difference = fingerprint_lib.difference(recorded, current)
+    if difference is not None:
+        raise DataError(
+            f"workdir {plan.paths.root} holds a run of other data: {difference}; pass the "
+            "arrays it was trained on, choose another --workdir, or pass --overwrite"
+        )
+
+
 def _clear(files: list[Path]) -> None:
     for path in files:
         if path.is_dir():
@@ -243,7 +265,10 @@ def _clear(files: list[Path]) -> None:
 
 
 def prepare(
-    plan: WorkdirPlan, config: ml_collections.ConfigDict, resumed_steps: Mapping[int, int]
+    plan: WorkdirPlan,
+    config: ml_collections.ConfigDict,
+    resumed_steps: Mapping[int, int],
+    data_record: Mapping[str, Any] | None = None,
 ) -> None:
     """Writes the first files of a run: only called once every check has passed.
 
@@ -257,6 +282,7 @@ def prepare(
       config: the run's config (written to config.json).
       resumed_steps: global member index -> the step its restored checkpoint is at (members
         absent here have no checkpoint: their rows are all dropped).
+      data_record: the data's fingerprint (`jaxnn.data.fingerprint`), written to data.json.
 
     Raises:
       WorkdirError: the workdir cannot be created or written (e.g. a read-only or full file
@@ -273,6 +299,8 @@ def prepare(
         paths.plots.mkdir(exist_ok=True)
         for entry in run_files.appended():
             cut_back(paths / entry.name, resumed_steps)
+        if data_record is not None:
+            atomic.write_json_atomic(paths.data, dict(data_record))
         text = config.to_json(indent=2) + "\n"
         if not paths.config.is_file() or paths.config.read_text() != text:
             atomic.write_text_atomic(paths.config, text)

@@ -31,7 +31,7 @@ def member_rows(
         ("test", dataset.x_test, dataset.y_test),
     ):
         metrics, split_predictions = ensemble.evaluate_members(
-            state, program, x, y, group_size=result.member_group
+            state, program, x, y, group_size=result.group_size
         )
         split_metrics |= {f"{split}_{k}": v for k, v in metrics.items()}
         if split == "test":
@@ -120,7 +120,7 @@ def summarize(
             "train_s": result.train_s,
             "member_steps_per_s": member_steps / max(result.train_s, 1e-9),
             # Members each device ran at once (jaxnn.core.groups; 0: all of them).
-            "member_group": result.member_group,
+            "member_group": result.group_size,
         },
     }
     if result.memory is not None:

@@ -1,0 +1,170 @@
+"""`load_predictor(path)`: a Predictor from a workdir's checkpoints or from its export, in a
+new process, predicting on raw inputs exactly as the run's own predictor does.
+
+    load_predictor("runs/wine")        every member (the latest readable checkpoint of each
+                                       structural variant); "best" is the member summary.json
+                                       selected
+    load_predictor("runs/wine/best")   the export: the selected member alone
+
+The preprocessing (feature statistics, target scaling, label encoding) comes from the
+checkpoints' and the export's metadata; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxnn import validation
+from jaxnn.core import variants
+from jaxnn.core.program import member_model, removed_hparams, task_functions
+from jaxnn.data.preprocessing import Preprocessing
+from jaxnn.errors import CheckpointError
+from jaxnn.io import checkpoint, export, run_files
+from jaxnn.nn.components import Components
+from jaxnn.nn.metrics import Metric, MetricFn
+from jaxnn.predict.predictor import MemberGroup, Predictor
+
+
+def load_predictor(
+    path: str | Path,
+    *,
+    model: Any = None,
+    loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    metrics: Mapping[str, Metric | MetricFn] | None = None,
+    predict: Callable[[jax.Array], jax.Array] | None = None,
+) -> Predictor:
+    """The predictor of a finished (or checkpointed) run: a workdir, or its `best/` export.
+
+    Args:
+      path: a workdir (all members from its checkpoints) or `workdir/best` (the selected
+        member only).
+      model, loss, metrics, predict: the user's own parts, as given to the run (a run of a
+        user's model needs its model again; its metrics are computed by `evaluate` if given).
+
+    Raises:
+      CheckpointError: nothing of a jaxnn run there, an unreadable or foreign checkpoint, a
+        run written without its preprocessing, or a model whose parameters do not fit.
+    """
+    components = Components.of(model=model, loss=loss, metrics=metrics, predict=predict)
+    root = Path(path).expanduser().resolve()
+    if (root / run_files.CHECKPOINTS_DIR).is_dir() and (root / run_files.CONFIG).is_file():
+        return _from_workdir(root, components)
+    if (root / "metadata").exists():
+        return _from_export(root, components)
+    raise CheckpointError(
+        f"{root} holds no jaxnn run (a workdir with {run_files.CHECKPOINTS_DIR}/ and "
+        f"{run_files.CONFIG}) nor an exported model ({run_files.BEST}/metadata)"
+    )
+
+
+def _preprocessing(metadata: Mapping[str, Any], where: Path) -> Preprocessing:
+    record = metadata.get("preprocessing")
+    if not record:
+        raise CheckpointError(
+            f"{where} was written without its preprocessing (by an older jaxnn): it cannot "
+            "predict on raw inputs; train it again, or use load_model on standardised inputs"
+        )
+    return Preprocessing.from_json(record)
+
+
+def _check_model_given(trained: str, components: Components, where: Path) -> None:
+    if trained == "user" and components.model is None:
+        raise CheckpointError(
+            f"{where} holds a model of the user's own code: pass it again, "
+            "load_predictor(path, model=...), as it was given to the run"
+        )
+
+
+def _group(
+    spec: validation.RunSpec,
+    preprocessing: Preprocessing,
+    params: Any,
+    hparams: Mapping[str, np.ndarray],
+    model: Callable[[Mapping[str, Any]], Any],
+) -> MemberGroup:
+    std = () if preprocessing.target_std is None else tuple(preprocessing.target_std.tolist())
+    loss, predict, metrics = task_functions(spec.config, spec.components, preprocessing.task, std)
+    return MemberGroup(
+        model=model, params=params, hparams=hparams, loss=loss, predict=predict, metrics=metrics
+    )
+
+
+def _from_export(directory: Path, components: Components) -> Predictor:
+    metadata = export.best_metadata(directory)
+    preprocessing = _preprocessing(metadata, directory)
+    _check_model_given(metadata.get("model", "mlp"), components, directory)
+    loaded = export.load_model(directory, model=components.model)
+    spec = validation.validate(loaded.config, components)
+    stacked = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], loaded.params)
+    hparams = {k: np.asarray(v, np.float32)[None] for k, v in loaded.hparams.items()}
+    group = _group(spec, preprocessing, stacked, hparams, lambda _: loaded.module)
+    return Predictor(
+        [group], preprocessing=preprocessing, diverged=[False], best_member=0, config=loaded.config
+    )
+
+
+def _from_workdir(root: Path, components: Components) -> Predictor:
+    config = export.config_from_json(json.loads((root / run_files.CONFIG).read_text()))
+    spec = validation.validate(config, components)
+    specs = variants.variant_specs(spec)
+    groups, diverged, best_losses, preprocessing = [], [], [], None
+    for index, (_, variant_spec) in enumerate(specs):
+        directory = root / run_files.CHECKPOINTS_DIR
+        if len(specs) > 1:
+            directory = directory / f"variant_{index}"
+        reader = checkpoint.RunCheckpoints(directory, read_only=True)
+        try:
+            if not reader.steps():
+                raise CheckpointError(f"{directory} holds no checkpoint")
+            step = reader.steps()[-1]
+            metadata = reader.meta(step)
+            preprocessing = _preprocessing(metadata, reader.step_dir(step))
+            _check_model_given(metadata.get("model", "mlp"), components, directory)
+            fields = ("best_params", "hparams", "diverged", "best_val_loss")
+            tree = reader.restore_fields(step, {f: reader.shapes(step, f) for f in fields})
+        finally:
+            reader.close()
+        tree = jax.tree_util.tree_map(np.asarray, tree)
+        family, removed = variant_spec.family, removed_hparams(variant_spec)
+        model_config, num_outputs = variant_spec.config.model, preprocessing.num_outputs
+
+        model = functools.partial(member_model, family, model_config, removed, num_outputs)
+        first = {k: float(v[0]) for k, v in tree["hparams"].items()}
+        one_member = jax.tree_util.tree_map(lambda leaf: leaf[0], tree["best_params"])
+        export.check_fits(
+            model(first), preprocessing.feature_shape, one_member, reader.step_dir(step)
+        )
+        groups.append(
+            _group(variant_spec, preprocessing, tree["best_params"], tree["hparams"], model)
+        )
+        diverged.append(np.asarray(tree["diverged"], bool))
+        best_losses.append(np.asarray(tree["best_val_loss"], np.float64))
+    diverged_all = np.concatenate(diverged)
+    return Predictor(
+        groups,
+        preprocessing=preprocessing,
+        diverged=diverged_all,
+        best_member=_selected(root, config, diverged_all, np.concatenate(best_losses)),
+        config=config,
+    )
+
+
+def _selected(
+    root: Path, config: Any, diverged: np.ndarray, best_val_loss: np.ndarray
+) -> int | None:
+    """The member summary.json selected; for a run without one yet, the lowest validation loss
+    when it selects by val_loss (else none: name a member)."""
+    summary = root / run_files.SUMMARY
+    if summary.is_file():
+        return json.loads(summary.read_text()).get("best_member")
+    if config.restarts.select_by != "val_loss":
+        return None
+    losses = np.where(diverged | ~np.isfinite(best_val_loss), np.inf, best_val_loss)
+    return None if not np.isfinite(losses).any() else int(np.argmin(losses))

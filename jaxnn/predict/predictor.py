@@ -1,0 +1,339 @@
+"""Predictions on new raw data from trained members: `Predictor`.
+
+A predictor holds the members' best-validation weights (stacked, as the ensemble trained
+them), the preprocessing that training applied (`jaxnn.data.preprocessing.Preprocessing`)
+and which member was selected. It takes RAW inputs [N, *feature_shape], applies the feature
+standardisation itself, and answers in the user's units: decoded labels for classification,
+targets in target units for regression. `member` chooses who answers: "best" (the selected
+member), "ensemble" (the average of the non-diverged members' predictions: probabilities for
+classification, predictions for regression) or a member index.
+
+Inputs are fed in batches of `batch_size` rows (the last one padded), so a large x neither
+exhausts device memory nor compiles more than two programs per member choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import numbers
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxnn.data.preprocessing import Preprocessing
+from jaxnn.errors import ConfigError, DataError
+from jaxnn.nn.family import apply_model
+from jaxnn.nn.losses import PerExampleLoss, Predict
+from jaxnn.nn.metrics import Metric, r2
+
+BATCH_ROWS = 8192
+MEMBER_CHOICES = '"best", "ensemble" or a member index'
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MemberGroup:
+    """Members that share one architecture: a plain run is one group, a run with structural
+    variants one group per variant (in member order).
+
+    Attributes:
+      model: hparams -> the member's `flax.linen.Module`.
+      params: the members' weights, every leaf [num_members, ...].
+      hparams: name -> float32 [num_members].
+      loss: per-example loss (outputs [B, O], targets) -> [B].
+      predict: outputs [B, O] -> what the ensemble averages.
+      metrics: (name, Metric) pairs: the task's built-in ones, then the user's.
+    """
+
+    model: Callable[[Mapping[str, Any]], nn.Module]
+    params: Any
+    hparams: Mapping[str, np.ndarray]
+    loss: PerExampleLoss
+    predict: Predict
+    metrics: tuple[tuple[str, Metric], ...]
+
+    @property
+    def num_members(self) -> int:
+        return len(jax.tree_util.tree_leaves(self.params)[0])
+
+    @functools.cached_property
+    def _apply(self) -> Callable[[Any, Any, jax.Array], tuple[jax.Array, jax.Array]]:
+        def outputs(params: Any, hparams: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+            def one(p: Any, h: Any) -> tuple[jax.Array, jax.Array]:
+                out = apply_model(self.model(h), p, x)
+                return out, self.predict(out)
+
+            return jax.vmap(one)(params, hparams)
+
+        return jax.jit(outputs)
+
+    def outputs(self, local: Sequence[int], batches: Iterator[np.ndarray], num: int):
+        """(outputs, predictions) of members `local` on the batches: each [m, num, O]."""
+        index = np.asarray(local)
+        params = jax.tree_util.tree_map(
+            lambda leaf: jnp.asarray(np.asarray(leaf)[index]), self.params
+        )
+        hparams = {k: jnp.asarray(np.asarray(v)[index]) for k, v in self.hparams.items()}
+        parts = [jax.device_get(self._apply(params, hparams, jnp.asarray(b))) for b in batches]
+        outputs = np.concatenate([p[0] for p in parts], axis=1)[:, :num]
+        predictions = np.concatenate([p[1] for p in parts], axis=1)[:, :num]
+        return outputs, predictions
+
+
+class Predictor:
+    """Trained members that predict on raw inputs (see the module docstring).
+
+    Attributes:
+      classes_: the decoded labels (np.ndarray; None for regression).
+      num_members, best_member (None when every member diverged), diverged (bool
+      [num_members]), n_features_in_, params (the stacked member params; a list per
+      structural variant when there are several), module (the selected member's Module),
+      config (the run's config), preprocessing.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[MemberGroup],
+        *,
+        preprocessing: Preprocessing,
+        diverged: Sequence[bool],
+        best_member: int | None,
+        config: ml_collections.ConfigDict,
+        batch_size: int = BATCH_ROWS,
+    ):
+        self.groups = tuple(groups)
+        self.preprocessing = preprocessing
+        self.diverged = np.asarray(diverged, bool)
+        self.best_member = None if best_member is None else int(best_member)
+        self.config = config
+        self.batch_size = int(batch_size)
+        self._owner = [
+            (g, i) for g, group in enumerate(self.groups) for i in range(group.num_members)
+        ]
+        if len(self._owner) != len(self.diverged):
+            raise ValueError(f"{len(self.diverged)} diverged flags for {len(self._owner)} members")
+
+    # --- attributes -------------------------------------------------------------------------
+
+    @property
+    def task(self) -> str:
+        return self.preprocessing.task
+
+    @property
+    def classes_(self) -> np.ndarray | None:
+        return self.preprocessing.classes
+
+    @property
+    def num_members(self) -> int:
+        return len(self._owner)
+
+    @property
+    def n_features_in_(self) -> int:
+        return self.preprocessing.num_features
+
+    @property
+    def params(self) -> Any:
+        if len(self.groups) == 1:
+            return self.groups[0].params
+        return [group.params for group in self.groups]
+
+    @property
+    def module(self) -> nn.Module:
+        """The selected member's Module (member 0's when no member is selected)."""
+        group, local = self._owner[self.best_member or 0]
+        hparams = {k: float(np.asarray(v)[local]) for k, v in self.groups[group].hparams.items()}
+        return self.groups[group].model(hparams)
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor({self.task}, {self.num_members} member(s), best_member="
+            f"{self.best_member}, {self.n_features_in_} features)"
+        )
+
+    # --- predictions ------------------------------------------------------------------------
+
+    def predict_proba(self, x: Any, *, member: Any = "best") -> np.ndarray:
+        """Class probabilities [N, num_classes] of raw inputs x [N, *feature_shape] (what the
+        members' `predict` gives: softmax for cross_entropy, sigmoid for binary_cross_entropy).
+
+        Raises:
+          ConfigError: a regression model, or a `member` that is not one of the choices.
+          DataError: x of the wrong shape, or NaN / infinite values.
+        """
+        if self.task != "classification":
+            raise ConfigError(
+                "predict_proba needs a classification model; this one is a regression model "
+                "(use predict)"
+            )
+        return self._predictions(x, member)[1]
+
+    def predict(self, x: Any, *, member: Any = "best") -> np.ndarray:
+        """Decoded labels [N] (classification) or predictions in target units [N] (one target)
+        or [N, num_outputs] of raw inputs x [N, *feature_shape].
+
+        Raises:
+          ConfigError: a `member` that is not one of the choices.
+          DataError: x of the wrong shape, or NaN / infinite values.
+        """
+        _, predictions = self._predictions(x, member)
+        if self.task == "classification":
+            return self.preprocessing.decode_labels(np.argmax(predictions, axis=-1))
+        values = self.preprocessing.in_target_units(predictions)
+        return values[:, 0] if values.shape[1] == 1 else values
+
+    def score(self, x: Any, y: Any, *, member: Any = "best") -> float:
+        """Accuracy (classification) or R^2 in target units (regression), as scikit-learn's.
+
+        Raises:
+          DataError: a label the model does not know, or x / y of the wrong shape.
+        """
+        targets = self._targets(x, y)
+        _, predictions = self._predictions(x, member)
+        if self.task == "classification":
+            return float(np.mean(np.argmax(predictions, axis=-1) == targets))
+        units = self.preprocessing.in_target_units(predictions)
+        truth = np.asarray(y, np.float64).reshape(len(targets), -1)
+        return float(r2(jnp.asarray(units), jnp.asarray(truth)))
+
+    def evaluate(self, x: Any, y: Any, *, member: Any = "best") -> dict[str, float]:
+        """Every metric of the run on (x, y): loss, accuracy (or r2 and rmse), the user's.
+
+        A member's loss and metrics are those of training, computed on its outputs. For the
+        ensemble they are computed on the averaged prediction, read as outputs: the log of the
+        mean probabilities (classification) or the mean prediction (regression).
+        """
+        targets = self._targets(x, y)
+        outputs, predictions = self._predictions(x, member, averaged=False)
+        group = self.groups[self._owner[self._members(member)[0]][0]]
+        if outputs.shape[0] == 1:
+            outputs = outputs[0]
+        elif self.task == "classification":
+            outputs = np.log(np.maximum(predictions.mean(axis=0), np.finfo(np.float32).tiny))
+        else:
+            outputs = predictions.mean(axis=0)
+        outputs, targets = jnp.asarray(outputs), jnp.asarray(targets)
+        result = {"loss": float(jnp.mean(group.loss(outputs, targets)))}
+        for name, metric in group.metrics:
+            result[name] = float(metric.fn(outputs, targets))
+        return result
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _members(self, member: Any) -> list[int]:
+        """The global indices that answer for `member`."""
+        if isinstance(member, str) and member == "best":
+            if self.best_member is None:
+                raise ConfigError(
+                    "no member is selected (every member diverged); there is nothing to "
+                    "predict with"
+                )
+            return [self.best_member]
+        if isinstance(member, str) and member == "ensemble":
+            included = [int(i) for i in np.flatnonzero(~self.diverged)]
+            if not included:
+                raise ConfigError("every member diverged: the ensemble has no member")
+            return included
+        if isinstance(member, numbers.Integral) and not isinstance(member, bool):
+            if not 0 <= member < self.num_members:
+                raise ConfigError(
+                    f"member={member} is out of range: this model has {self.num_members} "
+                    f"member(s), 0..{self.num_members - 1}"
+                )
+            return [int(member)]
+        raise ConfigError(f"member must be {MEMBER_CHOICES}, got {member!r}")
+
+    def _batches(self, x: Any) -> tuple[Iterator[np.ndarray], int]:
+        x = self.preprocessing.check_features(x)  # the shape and dtype, before any work
+        num = len(x)
+        if num == 0:
+            raise DataError("x has no rows; give at least one example")
+        rows = min(self.batch_size, num)
+
+        def batches() -> Iterator[np.ndarray]:
+            for start in range(0, num, rows):
+                batch = self.preprocessing.features(x[start : start + rows])
+                if len(batch) < rows:
+                    pad = np.zeros((rows - len(batch), *batch.shape[1:]), batch.dtype)
+                    batch = np.concatenate([batch, pad])
+                yield batch
+
+        return batches(), num
+
+    def _predictions(
+        self, x: Any, member: Any, *, averaged: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(outputs [m, N, O], predictions [N, O] averaged, or [m, N, O] when not averaged)."""
+        members = self._members(member)
+        x = np.asarray(x)
+        outputs, predictions = [], []
+        by_group: dict[int, list[int]] = {}
+        for index in members:
+            group, local = self._owner[index]
+            by_group.setdefault(group, []).append(local)
+        for group, local in by_group.items():
+            batches, num = self._batches(x)
+            out, pred = self.groups[group].outputs(local, batches, num)
+            outputs.append(out)
+            predictions.append(pred)
+        outputs_all = np.concatenate(outputs).astype(np.float64)
+        predictions_all = np.concatenate(predictions).astype(np.float64)
+        if not averaged:
+            return outputs_all, predictions_all
+        return outputs_all, predictions_all.mean(axis=0)
+
+    def _targets(self, x: Any, y: Any) -> np.ndarray:
+        """y in training's terms (class indices, or standardised targets)."""
+        y = np.asarray(y)
+        if len(y) != len(np.asarray(x)):
+            raise DataError(f"x has {len(np.asarray(x))} rows but y has {len(y)}; they must match")
+        if self.task == "classification":
+            return self.preprocessing.encode_labels(y)
+        return self.preprocessing.targets(y)
+
+
+def member_group(program: Any, params: Any, hparams: Mapping[str, Any]) -> MemberGroup:
+    """The members of one `jaxnn.core.program.Program` with their stacked weights."""
+    return MemberGroup(
+        model=program.model,
+        params=jax.tree_util.tree_map(np.asarray, jax.device_get(params)),
+        hparams={k: np.asarray(v, np.float32) for k, v in jax.device_get(dict(hparams)).items()},
+        loss=program.loss,
+        predict=program.predict,
+        metrics=tuple(program.metrics),
+    )
+
+
+class Predicts:
+    """`predict`, `predict_proba`, `score` and `evaluate` of a training result, delegated to
+    its `predictor()` (built once and kept, so its compiled programs are reused)."""
+
+    def _make_predictor(self) -> Predictor:
+        raise NotImplementedError
+
+    def predictor(self) -> Predictor:
+        """The result's members as a `Predictor` (built on first use, then kept)."""
+        cached = self.__dict__.get("_predictor")
+        if cached is None:
+            cached = self.__dict__["_predictor"] = self._make_predictor()
+        return cached
+
+    def predict(self, x: Any, *, member: Any = "best") -> np.ndarray:
+        """`Predictor.predict` of this result."""
+        return self.predictor().predict(x, member=member)
+
+    def predict_proba(self, x: Any, *, member: Any = "best") -> np.ndarray:
+        """`Predictor.predict_proba` of this result."""
+        return self.predictor().predict_proba(x, member=member)
+
+    def score(self, x: Any, y: Any, *, member: Any = "best") -> float:
+        """`Predictor.score` of this result."""
+        return self.predictor().score(x, y, member=member)
+
+    def evaluate(self, x: Any, y: Any, *, member: Any = "best") -> dict[str, float]:
+        """`Predictor.evaluate` of this result."""
+        return self.predictor().evaluate(x, y, member=member)

@@ -1,0 +1,390 @@
+"""jaxnn.sklearn's estimators as a scikit-learn user meets them: a script whose import line is
+changed, Pipeline / GridSearchCV / cross_val_score, random starts and their selection, the
+solver's arithmetic against scikit-learn's, its stopping rules, pickling, and bad parameters.
+
+Every fit is small (iris or a few blobs, a hidden layer of 8 to 16 units), and fits of the
+same shapes share one compiled program.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import warnings
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+
+from jaxnn.errors import JaxnnError
+from jaxnn.sklearn import MLPClassifier, MLPRegressor, epochs
+from jaxnn.sklearn.estimator import MAX_SEED
+from jaxnn.sklearn.options import MLPOptions, ParameterError, Shapes
+from jaxnn.sklearn.solver import make_solver
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+SMALL = dict(hidden_layer_sizes=(16,), max_iter=60, learning_rate_init=0.01)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    x, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(x), np.asarray(["setosa", "versicolor", "virginica"])[y]
+
+
+SCRIPT = """\
+from sklearn.neural_network import MLPClassifier
+from sklearn.datasets import load_iris
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+X, y = load_iris(return_X_y=True)
+X = StandardScaler().fit_transform(X)
+X_train, X_test, y_train, y_test = train_test_split(X, y, stratify=y, random_state=1)
+clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=100,
+                    random_state=1)
+clf.fit(X_train, y_train)
+test_accuracy = clf.score(X_test, y_test)
+"""
+
+
+def test_changing_the_import_line_gives_random_starts():
+    script = SCRIPT.replace(
+        "from sklearn.neural_network import MLPClassifier",
+        "from jaxnn.sklearn import MLPClassifier",
+    )
+    assert script != SCRIPT
+    namespace: dict = {}
+    exec(compile(script, "sklearn_script.py", "exec"), namespace)
+    clf = namespace["clf"]
+    assert type(clf).__module__.startswith("jaxnn.sklearn")
+    assert clf.n_members_ == 8
+    assert len(clf.results_["member"]) == 8 and clf.results_["selected"].sum() == 1
+    assert clf.results_["selected"][clf.best_member_]
+    assert namespace["test_accuracy"] > 0.8
+
+
+def test_pipeline_grid_search_and_cross_val_score(iris):
+    x, y = iris
+    pipeline = make_pipeline(StandardScaler(), MLPClassifier(n_restarts=2, random_state=0, **SMALL))
+    search = GridSearchCV(pipeline, {"mlpclassifier__alpha": [1e-4, 1e-1]}, cv=3).fit(x, y)
+    assert search.best_params_["mlpclassifier__alpha"] in (1e-4, 1e-1)
+    assert set(search.predict(x)) <= set(y)
+    scores = cross_val_score(MLPClassifier(n_restarts=2, random_state=0, **SMALL), x, y, cv=3)
+    assert scores.shape == (3,) and np.all(scores > 0.6)
+
+
+def test_refits_of_the_same_shapes_share_one_program(iris):
+    x, y = iris
+    MLPClassifier(alpha=1e-4, random_state=0, **SMALL).fit(x, y)
+    misses = epochs.compiled_run.cache_info().misses
+    first = MLPClassifier(alpha=1e-4, random_state=3, **SMALL).fit(x, y)
+    second = MLPClassifier(alpha=1.0, random_state=3, **{**SMALL, "learning_rate_init": 0.003})
+    second.fit(x, y)
+    assert epochs.compiled_run.cache_info().misses == misses
+    # The values the program stands in for are the fit's own: the two fits train differently.
+    assert first.loss_curve_[-1] != pytest.approx(second.loss_curve_[-1])
+
+
+def test_labels_are_encoded_and_decoded_in_sorted_order(iris):
+    x, y = iris
+    clf = MLPClassifier(random_state=0, **SMALL).fit(x, y)
+    assert list(clf.classes_) == ["setosa", "versicolor", "virginica"]
+    assert clf.predict(x).dtype == y.dtype
+    proba = clf.predict_proba(x)
+    assert proba.shape == (150, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(axis=1)], clf.predict(x))
+    assert clf.score(x, y) > 0.8
+
+
+def test_member_zero_of_random_starts_is_the_single_fit(iris):
+    # The same random_state gives the same validation split, and member 0 the same key.
+    x, y = iris
+    options = dict(early_stopping=True, random_state=5, **SMALL)
+    single = MLPClassifier(n_restarts=1, **options).fit(x, y)
+    several = MLPClassifier(n_restarts=3, **options).fit(x, y)
+    assert several.n_members_ == 3
+    assert several.results_["n_iter"][0] == single.n_iter_
+    np.testing.assert_allclose(several.results_["final_loss"][0], single.loss_, rtol=1e-5)
+    np.testing.assert_allclose(
+        several.results_["best_validation_score"][0], single.best_validation_score_, rtol=1e-6
+    )
+
+
+def test_selection_keeps_the_best_validation_score_and_the_ensemble_averages(iris):
+    x, y = iris
+    clf = MLPClassifier(n_restarts=4, random_state=2, **SMALL).fit(x, y)
+    scores = np.where(clf.results_["diverged"], -np.inf, clf.results_["validation_score"])
+    assert clf.best_member_ == int(np.argmax(scores))
+    per_member = []
+    best = clf.best_member_
+    for member in range(clf.n_members_):
+        clf.best_member_ = member
+        per_member.append(clf.predict_proba(x))
+    clf.best_member_ = best
+    clf.set_params(predict_with="ensemble")
+    np.testing.assert_allclose(clf.predict_proba(x), np.mean(per_member, axis=0), rtol=1e-5)
+    assert clf.predict_proba(x) != pytest.approx(per_member[best])
+
+
+def _sklearn_stop_epoch(values, *, tol, n_iter_no_change, greater_is_better):
+    """The epoch (1-based) at which scikit-learn's _update_no_improvement_count stops."""
+    best, count = (-np.inf if greater_is_better else np.inf), 0
+    for epoch, value in enumerate(values, start=1):
+        worse = value < best + tol if greater_is_better else value > best - tol
+        count = count + 1 if worse else 0
+        best = max(best, value) if greater_is_better else min(best, value)
+        if count > n_iter_no_change:
+            return epoch
+    return len(values)
+
+
+def test_early_stopping_follows_sklearn_and_keeps_the_best_weights(iris):
+    x, y = iris
+    clf = MLPClassifier(
+        n_restarts=1, early_stopping=True, n_iter_no_change=3, tol=1e-3, random_state=4, **SMALL
+    ).fit(x, y)
+    scores = clf.validation_scores_
+    assert clf.n_iter_ == len(scores) == len(clf.loss_curve_)
+    assert clf.n_iter_ == _sklearn_stop_epoch(
+        scores, tol=1e-3, n_iter_no_change=3, greater_is_better=True
+    )
+    assert clf.best_validation_score_ == pytest.approx(max(scores))
+    assert clf.best_loss_ is None
+    # The kept weights are those of the best validation score: rebuild scikit-learn's split.
+    rng = check_random_state(4)
+    rng.randint(MAX_SEED)
+    encoded = np.unique(y, return_inverse=True)[1]
+    _, x_val, _, y_val = train_test_split(
+        x, encoded, random_state=rng, test_size=0.1, stratify=encoded
+    )
+    assert clf.score(x_val, clf.classes_[y_val]) == pytest.approx(clf.best_validation_score_)
+
+
+def test_training_loss_convergence_follows_sklearn(iris):
+    x, y = iris
+    clf = MLPClassifier(n_restarts=1, n_iter_no_change=2, tol=0.05, random_state=0, **SMALL).fit(
+        x, y
+    )
+    assert clf.n_iter_ < SMALL["max_iter"]
+    assert clf.n_iter_ == _sklearn_stop_epoch(
+        clf.loss_curve_, tol=0.05, n_iter_no_change=2, greater_is_better=False
+    )
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    assert clf.best_loss_ == pytest.approx(min(clf.loss_curve_))
+    assert clf.t_ == clf.n_iter_ * len(x)
+
+
+def test_max_iter_without_convergence_warns_as_sklearn(iris):
+    x, y = iris
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        MLPClassifier(n_restarts=1, tol=0.0, n_iter_no_change=1000, random_state=0, **SMALL).fit(
+            x, y
+        )
+
+
+def _one_update(options: MLPOptions, shapes: Shapes, hparams, params, grads, steps=1):
+    tx = make_solver(options, shapes)(hparams)
+    state = tx.init(params)
+    updates = None
+    for _ in range(steps):
+        updates, state = tx.update(grads, state, params)
+    return updates
+
+
+def _options(**changes) -> MLPOptions:
+    fields = dict(
+        hidden=(4,),
+        activation="relu",
+        solver="sgd",
+        alpha=0.0,
+        learning_rate="constant",
+        learning_rate_init=0.1,
+        power_t=0.5,
+        momentum=0.0,
+        nesterov=False,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        max_iter=10,
+        n_restarts=1,
+        sweep="",
+        model="mlp",
+    )
+    return MLPOptions(**{**fields, **changes})
+
+
+def test_alpha_is_sklearns_l2_on_weight_matrices_only():
+    # scikit-learn: coef_grad = (X^T delta + alpha * W) / n_batch; intercept_grad has no alpha.
+    shapes = Shapes("classification", (3,), num_train=50, num_val=5, num_outputs=2, batch_size=10)
+    params = {"hidden_0": {"kernel": jnp.full((3, 4), 2.0), "bias": jnp.full((4,), 2.0)}}
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    hparams = {"learning_rate": 0.1, "weight_decay": 0.5, "momentum": 0.0}
+    updates = _one_update(_options(), shapes, hparams, params, grads)
+    np.testing.assert_allclose(updates["hidden_0"]["kernel"], -0.1 * (1.0 + 0.5 * 2.0 / 10))
+    np.testing.assert_allclose(updates["hidden_0"]["bias"], -0.1 * 1.0)
+
+
+def test_invscaling_is_sklearns_schedule():
+    # learning_rate_init / (t + 1) ** power_t, t = samples seen at the end of the last epoch.
+    shapes = Shapes("classification", (3,), num_train=50, num_val=5, num_outputs=2, batch_size=10)
+    params = {"head": {"kernel": jnp.zeros((3, 2)), "bias": jnp.zeros((2,))}}
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    hparams = {"learning_rate": 0.1, "weight_decay": 0.0, "momentum": 0.0}
+    options = _options(learning_rate="invscaling", power_t=0.5)
+    # steps_per_epoch = 5: step 7 (the 7th update, count 6) is in the second epoch, t = 50.
+    updates = _one_update(options, shapes, hparams, params, grads, steps=7)
+    np.testing.assert_allclose(updates["head"]["bias"], -0.1 / (50 + 1) ** 0.5, rtol=1e-6)
+    updates = _one_update(options, shapes, hparams, params, grads, steps=5)
+    np.testing.assert_allclose(updates["head"]["bias"], -0.1, rtol=1e-6)
+
+
+def test_adaptive_divides_the_learning_rate_before_stopping(iris):
+    x, y = iris
+    clf = MLPClassifier(
+        n_restarts=1,
+        solver="sgd",
+        learning_rate="adaptive",
+        n_iter_no_change=1,
+        tol=10.0,  # never an improvement: every second epoch divides the rate by 5
+        random_state=0,
+        **{**SMALL, "max_iter": 30},
+    ).fit(x, y)
+    # Epoch 1 sets the best loss; from then on every second epoch triggers: it divides the
+    # rate by 5 while the rate is above 1e-6, and stops the member the first time it is not.
+    rate, epoch = np.float32(0.01), 1
+    while True:
+        epoch += 2
+        if rate <= 1e-6:
+            break
+        rate /= np.float32(5.0)
+    assert clf.n_iter_ == epoch
+
+
+def test_sweep_and_restarts_share_one_program(iris):
+    x, y = iris
+    clf = MLPClassifier(
+        n_restarts=2, sweep="optimizer.learning_rate=[0.001, 0.03]", random_state=0, **SMALL
+    ).fit(x, y)
+    assert clf.n_members_ == 4
+    np.testing.assert_allclose(clf.results_["optimizer.learning_rate"], [0.001, 0.001, 0.03, 0.03])
+    np.testing.assert_array_equal(clf.results_["seed_index"], [0, 1, 0, 1])
+    # Same start, other learning rate: another end.
+    assert clf.results_["final_loss"][0] != pytest.approx(clf.results_["final_loss"][2])
+
+
+class TinyNet(nn.Module):
+    num_outputs: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.num_outputs, name="head")(jnp.tanh(nn.Dense(8)(x)))
+
+
+def test_a_flax_module_as_the_model(iris):
+    x, y = iris
+    clf = MLPClassifier(model=TinyNet(), random_state=0, **SMALL).fit(x, y)
+    assert clf.score(x, y) > 0.8
+    assert not hasattr(clf, "coefs_")
+
+
+def test_coefs_and_intercepts_have_sklearns_layout(iris):
+    x, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(16, 5), random_state=0, max_iter=5).fit(x, y)
+    assert [c.shape for c in clf.coefs_] == [(4, 16), (16, 5), (5, 3)]
+    assert [b.shape for b in clf.intercepts_] == [(16,), (5,), (3,)]
+    assert clf.n_layers_ == 4 and clf.out_activation_ == "softmax"
+
+
+def test_regressor_outputs_in_target_units_one_or_several_targets():
+    x, y = make_regression(200, 5, n_targets=2, noise=1.0, random_state=0)
+    y = y / 50.0
+    reg = MLPRegressor(random_state=0, **SMALL).fit(x, y)
+    assert reg.predict(x).shape == (200, 2)
+    assert reg.score(x, y) > 0.8
+    single = MLPRegressor(random_state=0, **SMALL).fit(x, y[:, 0])
+    assert single.predict(x).shape == (200,)
+    assert single.out_activation_ == "identity"
+
+
+def test_pickled_estimator_predicts_the_same(iris):
+    x, y = iris
+    clf = MLPClassifier(n_restarts=2, random_state=0, **SMALL).fit(x, y)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(x), clf.predict_proba(x))
+
+
+def test_warm_start_continues_from_the_last_weights(iris):
+    x, y = iris
+    clf = MLPClassifier(n_restarts=1, warm_start=True, random_state=0, **SMALL).fit(x, y)
+    first = clf.loss_curve_
+    clf.fit(x, y)
+    assert clf.loss_curve_[0] < first[0]
+    assert clf.loss_curve_[0] == pytest.approx(first[-1], rel=0.2)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (dict(solver="lbfgs"), "solver='lbfgs' is not supported"),
+        (dict(shuffle=False), "shuffle must be True"),
+        (dict(activation="swish"), "activation must be one of"),
+        (dict(momentum=1.0, solver="sgd"), "momentum must be in"),
+        (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes must be"),
+        (dict(predict_with="median"), "predict_with must be one of"),
+        (dict(sweep="optimizer.learning_rate=[-1.0]"), "learning_rate"),
+        (dict(sweep="model.hidden=[(4,), (8,)]"), "one compiled program"),
+        (dict(n_restarts=0), "n_restarts must be an integer >= 1"),
+    ],
+)
+def test_bad_parameters_are_one_line_value_errors(iris, params, message):
+    x, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is trained: no ConvergenceWarning either
+        with pytest.raises(ParameterError, match=message) as raised:
+            MLPClassifier(**{**SMALL, **params}).fit(x, y)
+    assert isinstance(raised.value, ValueError) and isinstance(raised.value, JaxnnError)
+    assert "\n" not in str(raised.value)
+
+
+def test_bad_inputs_to_predict(iris):
+    x, y = iris
+    clf = MLPClassifier(random_state=0, **SMALL).fit(x, y)
+    with pytest.raises(ValueError, match="X has 3 features, but MLPClassifier is expecting 4"):
+        clf.predict(x[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(np.where(np.eye(150, 4) > 0, np.nan, x))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        MLPClassifier(**SMALL).fit(x, np.linspace(0, 1, 150))
+
+
+def test_a_given_validation_set_selects_the_member(iris):
+    x, y = iris
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.3, random_state=0)
+    clf = MLPClassifier(n_restarts=3, random_state=0, **SMALL)
+    clf.fit(x_train, y_train, X_val=x_val, y_val=y_val)
+    assert clf.results_["validation_score"][clf.best_member_] == pytest.approx(
+        clf.score(x_val, y_val)
+    )
+    assert len(clf.validation_scores_) == clf.n_iter_
+    with pytest.raises(ValueError, match="y_val has labels"):
+        clf.fit(x_train, y_train, X_val=x_val, y_val=np.full(len(x_val), "rose"))
+
+
+def test_the_snippets_of_docs_sklearn_run():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "sklearn.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(snippets) >= 3
+    for number, snippet in enumerate(snippets):
+        exec(compile(snippet, f"docs/sklearn.md[{number}]", "exec"), {"__name__": "__main__"})
