@@ -169,25 +169,28 @@ def make_trainer(
     config = spec.config
     program, apply_fn, make_tx = build(spec, data, **transfer)
     placement = sharding.placement(config, num_members(spec), data)
-    member = memory.member_bytes(
-        program,
-        base_hparams(spec),
-        apply_fn=apply_fn,
-        make_tx=make_tx,
-        label_shape=tuple(np.shape(data.y_train)[1:]),
-        label_dtype=np.asarray(data.y_train).dtype,
-        num_val=data.num_val,
-    )
-    group = choose_group_size(config, member, placement)
-    per_device = placement.num_slots // placement.num_devices
-    need = memory.run_bytes(
-        member,
-        data,
-        num_members=placement.num_slots,
-        live_members=placement.num_devices * min(group or per_device, per_device),
-        num_devices=placement.num_devices,
-    )
-    memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.get("mesh")))
+    # The state alone first: a model too large to hold is refused before its step is traced.
+    for activations in (False, True):
+        member = memory.member_bytes(
+            program,
+            base_hparams(spec),
+            apply_fn=apply_fn,
+            make_tx=make_tx,
+            label_shape=tuple(np.shape(data.y_train)[1:]),
+            label_dtype=np.asarray(data.y_train).dtype,
+            num_val=data.num_val,
+            activations=activations,
+        )
+        group = choose_group_size(config, member, placement)
+        per_device = placement.num_slots // placement.num_devices
+        need = memory.run_bytes(
+            member,
+            data,
+            num_members=placement.num_slots,
+            live_members=placement.num_devices * min(group or per_device, per_device),
+            num_devices=placement.num_devices,
+        )
+        memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.get("mesh")))
     run_members = members(spec)
     shared = config.training.batch_order == "shared"
     order_key = train.shared_order_key(key) if shared else None

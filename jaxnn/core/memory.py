@@ -202,6 +202,7 @@ def member_bytes(
     label_shape: tuple[int, ...],
     label_dtype: Any,
     num_val: int,
+    activations: bool = True,
 ) -> MemberBytes:
     """One member's account, from shapes alone (`jax.eval_shape`, `jax.make_jaxpr`).
 
@@ -212,6 +213,8 @@ def member_bytes(
       label_shape: the shape of one label (() for classes, (O,) for regression targets).
       label_dtype: the labels' dtype.
       num_val: examples of the validation split.
+      activations: trace a training step and an evaluation for their activations (False:
+        the state alone, zero activations).
     """
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     state = jax.eval_shape(
@@ -219,6 +222,19 @@ def member_bytes(
         hparams,
         key,
     )
+    params, opt_state, best = (
+        tree_bytes(part) for part in (state.params, state.opt_state, state.best_params)
+    )
+    member = MemberBytes(
+        params=params,
+        opt_state=opt_state,
+        best_params=best,
+        other_state=tree_bytes(state) - params - opt_state - best,
+        step_activations=0,
+        eval_activations=0,
+    )
+    if not activations:
+        return member
     batch = (
         jax.ShapeDtypeStruct((program.batch_size, *program.feature_shape), jnp.float32),
         jax.ShapeDtypeStruct((program.batch_size, *label_shape), label_dtype),
@@ -239,17 +255,7 @@ def member_bytes(
         _traced_bytes(lambda s, d: train.evaluate(s, s.params, d, program), state, split(count))
         for count in (program.num_train, num_val)
     )
-    params, opt_state, best = (
-        tree_bytes(part) for part in (state.params, state.opt_state, state.best_params)
-    )
-    return MemberBytes(
-        params=params,
-        opt_state=opt_state,
-        best_params=best,
-        other_state=tree_bytes(state) - params - opt_state - best,
-        step_activations=step_bytes,
-        eval_activations=eval_bytes,
-    )
+    return dataclasses.replace(member, step_activations=step_bytes, eval_activations=eval_bytes)
 
 
 def run_bytes(
@@ -325,12 +331,16 @@ def check_fits(need: RunBytes, backend: str, devices: list[jax.Device]) -> None:
 
 def _refuse(need: RunBytes, needed: int, have: int, where: str) -> None:
     member = need.member
+    activations = (
+        f", {gib(member.activations)} of activations for each of the {need.live_members} "
+        "member(s) running at once"
+        if member.activations
+        else ""
+    )
     raise ConfigError(
         f"the run needs about {gib(needed)} of memory but {where} has {gib(have)} available "
         f"(a run may use {USABLE_FRACTION:.0%}): {need.num_members} member(s) x "
         f"{gib(member.state)} of state (parameters, optimiser, best weights) and "
-        f"{gib(need.predictions)} of test predictions, {gib(member.activations)} of "
-        f"activations for each of the {need.live_members} member(s) running at once, "
-        f"{gib(need.data)} of data per device; lower restarts.num, the sweep's size or the "
-        "model's size"
+        f"{gib(need.predictions)} of test predictions{activations}, {gib(need.data)} of data "
+        "per device; lower restarts.num, the sweep's size or the model's size"
     )
