@@ -20,6 +20,7 @@ from jaxnn import data
 from jaxnn.config import sweep as sweep_lib
 from jaxnn.config.fields import NumericField
 from jaxnn.config.schema import BATCH_ORDERS, KEEP_WEIGHTS, TRANSFER_MODES, TRANSFER_RESTORES
+from jaxnn.data import augment
 from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, optimizers, registry
@@ -28,7 +29,13 @@ from jaxnn.nn.metrics import RESERVED, builtin_metrics
 from jaxnn.parallel.sharding import DATA_MODES
 
 # Fields outside `model` that a sweep may vary with one compiled program per value.
-STRUCTURAL_FIELDS = ("model.name", "loss", "optimizer.name", "training.batch_size")
+STRUCTURAL_FIELDS = (
+    "model.name",
+    "loss",
+    "optimizer.name",
+    "training.batch_size",
+    "augment.shift_mode",
+)
 BUILTIN_SELECT_BY = ("val_loss", "val_accuracy", "val_r2", "val_rmse")
 
 
@@ -105,12 +112,13 @@ def numeric_fields(
     components: Components,
 ) -> dict[str, NumericField]:
     """Every field a member may vary: the optimiser's (all of them for a user's optimiser,
-    which may read any) and the model family's."""
+    which may read any), the model family's and the augmentation's."""
     if components.optimizer is not None:
         optimizer_fields = tuple(optimizers.NUMERIC_FIELDS.values())
     else:
         optimizer_fields = optimizers.member_fields(config.optimizer)
-    return {f.field: f for f in (*optimizer_fields, *family.numeric_fields)}
+    fields = (*optimizer_fields, *family.numeric_fields, *augment.NUMERIC_FIELDS)
+    return {f.field: f for f in fields}
 
 
 def validate(
@@ -147,6 +155,7 @@ def validate(
         )
     optimizers.validate_optimizer_config(config.optimizer)
     _validate_training(config.training)
+    augment.validate_augment_config(config.get("augment"))
     _validate_restarts(config.restarts, components)
     _validate_init_from(config.init_from)
     _require(
@@ -327,6 +336,9 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
       ConfigError: the first mismatch, naming both shapes.
     """
     check_against_task(spec, dataset.task, dataset.num_train)
+    augment.check_feature_shape(
+        spec.config.get("augment"), spec.sweep.numeric, tuple(dataset.feature_shape)
+    )
     x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((2, *np.shape(dataset.y_train)[1:]), np.asarray(dataset.y_train).dtype)
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in spec.family.numeric_fields}

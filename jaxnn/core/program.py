@@ -19,6 +19,7 @@ import optax
 from jaxnn import validation
 from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
+from jaxnn.data import augment as augment_lib
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, optimizers
 from jaxnn.nn.metrics import Metric, builtin_metrics, metric_for_task
@@ -43,6 +44,7 @@ class Program:
       removed: hyperparameters left out of the program (a `zero_removes` field that is zero
         and not swept is passed to the model as a Python 0.0).
       head: the top-level parameter names of the head.
+      augmentation: the transforms of every training batch (none by default).
       param_labels, frozen_labels, label_lr_scales: transfer learning (body / head labels).
     """
 
@@ -68,6 +70,7 @@ class Program:
     param_labels: Callable[[Params], Any] | None = None
     frozen_labels: tuple[str, ...] = ()
     label_lr_scales: tuple[tuple[str, float], ...] = ()
+    augmentation: augment_lib.Augmentation = augment_lib.NO_AUGMENTATION
 
     @property
     def steps_per_epoch(self) -> int:
@@ -164,6 +167,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
         removed=removed,
         head=spec.head,
         target_std=target_std,
+        augmentation=augment_lib.from_config(config.get("augment"), spec.sweep.numeric),
         **transfer,
     )
 
