@@ -18,12 +18,18 @@ import numpy as np
 
 from jaxnn import data
 from jaxnn.config import sweep as sweep_lib
-from jaxnn.config.fields import NumericField
-from jaxnn.config.schema import BATCH_ORDERS, KEEP_WEIGHTS, TRANSFER_MODES, TRANSFER_RESTORES
+from jaxnn.config.fields import NumericField, foreign_field
+from jaxnn.config.schema import (
+    BATCH_ORDERS,
+    KEEP_WEIGHTS,
+    TRANSFER_MODES,
+    TRANSFER_RESTORES,
+    default_config,
+)
 from jaxnn.data import augment
 from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
-from jaxnn.nn import losses, optimizers, registry
+from jaxnn.nn import losses, model_fields, optimizers, registry
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
 from jaxnn.parallel.sharding import DATA_MODES
@@ -145,6 +151,7 @@ def validate(
     _require(isinstance(config.seed, int), f"seed must be an integer, got {config.seed!r}")
     data.validate_dataset_config(config.dataset)
     family = model_family(config, components)
+    _refuse_other_families_fields(config.model, family)
     if family.validate is not None:
         family.validate(config.model)
     if components.loss is None:
@@ -209,6 +216,30 @@ def validate(
     return RunSpec(
         config=canonical, sweep=resolved, family=family, components=components, variants=variants
     )
+
+
+def _refuse_other_families_fields(
+    model_cfg: ml_collections.ConfigDict, family: family_lib.ModelFamily
+) -> None:
+    """A `model` field that only other families read must keep its default (a family that
+    does not declare its fields, a user's, is not checked)."""
+    if family.config_fields is None:
+        return
+    reads = {
+        name: other.config_fields
+        for name, other in registry.MODEL_FAMILIES.items()
+        if other.config_fields is not None
+    }
+    reads[family.name] = (*family.config_fields, *model_fields.UNIVERSAL)
+    found = foreign_field(model_cfg, default_config().model, reads, family.name)
+    if found:
+        field, readers = found
+        kind = "family" if len(readers) == 1 else "families"
+        raise ConfigError(
+            f"model.{field} is read by the {', '.join(readers)} {kind}, not by "
+            f"model.name={family.name}: leave it at its default "
+            f"{model_fields.schema_default(field)!r} or set model.name={readers[0]}"
+        )
 
 
 def _validate_components(components: Components) -> None:
@@ -339,6 +370,8 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     augment.check_feature_shape(
         spec.config.get("augment"), spec.sweep.numeric, tuple(dataset.feature_shape)
     )
+    if spec.family.check_inputs is not None:
+        spec.family.check_inputs(spec.config.model, tuple(dataset.feature_shape))
     x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((2, *np.shape(dataset.y_train)[1:]), np.asarray(dataset.y_train).dtype)
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in spec.family.numeric_fields}

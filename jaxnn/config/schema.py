@@ -44,6 +44,20 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.init_scale = 1.0
     config.model.dropout = 0.0
     config.model.input_dropout = 0.0
+    # cnn1d (jaxnn.nn.cnn1d): one entry per conv layer; a kernel_sizes or strides tuple of one
+    # value applies to every layer (--config.model.kernel_sizes=5 gives (5,)).
+    config.model.channels = (32, 32, 32)
+    config.model.kernel_sizes = (5,)
+    config.model.strides = (1,)
+    config.model.padding = "same"  # or "valid"
+    config.model.pool = "none"  # or "max", "avg": after each conv layer, window = stride
+    config.model.pool_size = 2
+    config.model.layer_norm = False
+    config.model.conv_impl = "auto"  # "im2col", "lax"; auto = im2col on CPU, lax elsewhere
+    # gru, lstm, rnn (jaxnn.nn.recurrent): positions are time steps, `chunk` of them per step.
+    config.model.state_size = 64
+    config.model.chunk = 1
+    config.model.readout = "last"  # or "mean": the head reads the last state or their mean
 
     config.loss = "cross_entropy"
     config.huber_delta = 1.0

@@ -56,6 +56,13 @@ class ModelFamily:
       activation_field: the `model` field that names the hidden units' activation, if any.
       layer_order: optional sort key of a parameter path (a list of names) for layer tables.
       transfer_fields: `model` fields a transfer run must share with its pretrained run.
+      config_fields: the `model` fields it reads (besides name and head), or None when it does
+        not say (a user's family). Validation refuses a field that another family reads and
+        this one does not, set to anything but its default.
+      check_inputs: optional check_inputs(model_config, feature_shape) that raises ConfigError
+        when the model cannot read examples of that shape (a kernel longer than the sequence,
+        a recurrent chunk that does not divide it); run on the data's shapes before anything
+        is written.
     """
 
     name: str
@@ -68,6 +75,8 @@ class ModelFamily:
     activation_field: str | None = None
     layer_order: Callable[[Sequence[str]], Any] | None = None
     transfer_fields: tuple[str, ...] = ()
+    config_fields: tuple[str, ...] | None = None
+    check_inputs: Callable[[ModelConfig, tuple[int, ...]], None] | None = None
 
 
 def user_family(model: Any, *, head: Sequence[str] = DEFAULT_HEAD) -> ModelFamily:

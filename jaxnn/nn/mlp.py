@@ -15,12 +15,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxnn.config.fields import NumericField, is_number
+from jaxnn.config.fields import is_number
 from jaxnn.errors import ConfigError
 from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup, scaled
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
+from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, INPUT_DROPOUT, NEGATIVE_SLOPE
 
 BODY_PREFIX = "hidden_"
 HEAD = "head"
@@ -175,16 +176,12 @@ def validate_model_config(model_cfg: Any) -> None:
             raise ConfigError(problem)
 
 
-NUMERIC_FIELDS = (
-    NumericField("model.dropout", "dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", True),
-    NumericField(
-        "model.input_dropout", "input_dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", True
-    ),
-    NumericField("model.init_scale", "init_scale", lambda v: v > 0, "must be a finite number > 0"),
-    NumericField(
-        "model.negative_slope", "negative_slope", lambda v: True, "must be a finite number"
-    ),
-)
+NUMERIC_FIELDS = (DROPOUT, INPUT_DROPOUT, INIT_SCALE, NEGATIVE_SLOPE)
+
+CONFIG_FIELDS = (
+    "hidden", "activation", "negative_slope", "init", "init_stddev", "init_scale", "dropout",
+    "input_dropout",
+)  # fmt: skip
 
 FAMILY = ModelFamily(
     name="mlp",
@@ -197,4 +194,5 @@ FAMILY = ModelFamily(
     activation_field="activation",
     layer_order=layer_order,
     transfer_fields=("activation",),
+    config_fields=CONFIG_FIELDS,
 )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from jaxnn.nn import mlp
+from jaxnn.nn import cnn1d, mlp, recurrent
 from jaxnn.nn.activations import lookup
 from jaxnn.nn.family import ModelFamily
 
 MODEL_FAMILIES: dict[str, ModelFamily] = {
     "mlp": mlp.FAMILY,
+    "cnn1d": cnn1d.FAMILY,
+    "gru": recurrent.GRU_FAMILY,
+    "lstm": recurrent.LSTM_FAMILY,
+    "rnn": recurrent.RNN_FAMILY,
 }
 
 

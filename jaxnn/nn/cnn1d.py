@@ -1,0 +1,259 @@
+"""The 1-D convolutional family (`model.name=cnn1d`).
+
+Examples [L] or [L, C] are sequences of L positions with C channels (a flat [L] has one). Each
+conv layer i is `conv_{i}` (kernel [K, C_in, C_out], bias [C_out]; `jaxnn.nn.conv`), then an
+optional `norm_{i}` (LayerNorm over channels), the activation (`prelu_{i}` for prelu), optional
+pooling and dropout. The positions are then flattened into the dense layers `hidden_{j}`
+(model.hidden, often ()) and the linear `head`. Transfer: every parameter but `head` is the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from jaxnn.errors import ConfigError
+from jaxnn.nn import conv, model_fields
+from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup, scaled
+from jaxnn.nn.dense import Dense
+from jaxnn.nn.family import ModelFamily, Params
+from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
+from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE, value
+from jaxnn.nn.sequence import as_sequence, sequence_shape
+
+HEAD = "head"
+NUMERIC_FIELDS = (DROPOUT, INIT_SCALE, NEGATIVE_SLOPE)
+
+
+class CNN1D(nn.Module):
+    """Conv layers over positions, then dense layers and a linear head.
+
+    `kernel_sizes` and `strides` hold one value per conv layer. `dropout`, `init_scale` and
+    `negative_slope` may be traced scalars (one per member); a Python 0.0 dropout leaves
+    dropout out of the program.
+    """
+
+    channels: Sequence[int]
+    kernel_sizes: Sequence[int]
+    strides: Sequence[int]
+    num_outputs: int
+    padding: str = "same"
+    pool: str = "none"
+    pool_size: int = 2
+    layer_norm: bool = False
+    conv_impl: str = "auto"
+    hidden: Sequence[int] = ()
+    activation: str = "relu"
+    initializer: str = "he_normal"  # config `model.init`
+    init_stddev: float = 0.01
+    negative_slope: float | jax.Array = 0.01
+    dropout: float | jax.Array = 0.0
+    init_scale: float | jax.Array = 1.0
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """Maps inputs [B, L] or [B, L, C] to outputs [B, num_outputs].
+
+        Pre-activations are sown as `intermediates/preactivation_{n}` (conv layers first,
+        [B, L_i, C_i], then dense layers [B, width]).
+        """
+        activate = lookup(ACTIVATIONS, self.activation, "model.activation")
+        base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
+        kernel_init = scaled(base_init, self.init_scale)
+        use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
+
+        def nonlinearity(h: jax.Array, index: int, name: str) -> jax.Array:
+            self.sow("intermediates", f"preactivation_{index}", h)
+            if self.activation == "prelu":
+                h = PReLU(self.negative_slope, name=f"prelu_{name}")(h)
+            else:
+                h = activate(h, self.negative_slope)
+            return h
+
+        def drop(h: jax.Array, index: int) -> jax.Array:
+            if not use_dropout:
+                return h
+            return inverted_dropout(h, self.dropout, jax.random.fold_in(dropout_key, index))
+
+        x = as_sequence(x)
+        for i, (features, size, stride) in enumerate(
+            zip(self.channels, self.kernel_sizes, self.strides, strict=True)
+        ):
+            h = conv.Conv1D(
+                features,
+                size,
+                stride,
+                self.padding,
+                self.conv_impl,
+                kernel_init=kernel_init,
+                name=f"conv_{i}",
+            )(x)
+            if self.layer_norm:
+                h = nn.LayerNorm(name=f"norm_{i}")(h)
+            x = drop(conv.pool1d(nonlinearity(h, i, str(i)), self.pool, self.pool_size), i)
+        x = x.reshape((x.shape[0], -1))
+        for j, width in enumerate(self.hidden):
+            index = len(self.channels) + j
+            h = Dense(width, kernel_init=kernel_init, name=f"hidden_{j}")(x)
+            x = drop(nonlinearity(h, index, f"hidden_{j}"), index)
+        return Dense(self.num_outputs, kernel_init=kernel_init, name=HEAD)(x)
+
+
+def _per_layer(model_cfg: Any, name: str) -> tuple[int, ...]:
+    """model.`name` with one value per conv layer (a single value applies to every layer)."""
+    given = model_fields.int_tuple(model_cfg, name, minimum=1, allow_empty=False)
+    layers = len(value(model_cfg, "channels"))
+    if len(given) == 1:
+        return given * layers
+    if len(given) != layers:
+        raise ConfigError(
+            f"model.{name} gives {len(given)} values for {layers} conv layers "
+            f"(model.channels={tuple(value(model_cfg, 'channels'))}); give one value per layer, "
+            "or one for all"
+        )
+    return given
+
+
+def build(model_cfg: Any, hparams: Any, num_outputs: int) -> CNN1D:
+    """The family's builder: the CNN of `model_cfg` with the member's numeric hyperparameters."""
+    return CNN1D(
+        channels=tuple(value(model_cfg, "channels")),
+        kernel_sizes=_per_layer(model_cfg, "kernel_sizes"),
+        strides=_per_layer(model_cfg, "strides"),
+        num_outputs=num_outputs,
+        padding=value(model_cfg, "padding"),
+        pool=value(model_cfg, "pool"),
+        pool_size=int(value(model_cfg, "pool_size")),
+        layer_norm=bool(value(model_cfg, "layer_norm")),
+        conv_impl=value(model_cfg, "conv_impl"),
+        hidden=tuple(value(model_cfg, "hidden")),
+        activation=value(model_cfg, "activation"),
+        initializer=value(model_cfg, "init"),
+        init_stddev=value(model_cfg, "init_stddev"),
+        negative_slope=hparams["negative_slope"],
+        dropout=hparams["dropout"],
+        init_scale=hparams["init_scale"],
+    )
+
+
+def preactivations(module: nn.Module, params: Params, x: jax.Array) -> dict[str, jax.Array]:
+    """Pre-activations [N, units] of every layer, in order: conv layers as [N * L_i, C_i]
+    (a channel is a unit at every position), dense layers as [N, width]."""
+    _, variables = module.apply({"params": params}, x, mutable=["intermediates"])
+    sown = variables["intermediates"]
+    names = [*(f"conv_{i}" for i in range(len(module.channels))),
+             *(f"hidden_{j}" for j in range(len(module.hidden)))]  # fmt: skip
+    result = {}
+    for index, name in enumerate(names):
+        h = sown[f"preactivation_{index}"][0]
+        result[name] = h.reshape((-1, h.shape[-1]))
+    return result
+
+
+def layer_order(names: Sequence[str]) -> tuple:
+    """conv_0, norm_0, prelu_0, conv_1, ..., hidden_0, ..., head; kernel before bias."""
+    module, rest = names[0], names[1:]
+    kinds = {"conv": 0, "norm": 1, "prelu": 2}
+    prefix, _, index = module.rpartition("_")
+    if prefix in kinds and index.isdigit():
+        position: tuple = (0, int(index), kinds[prefix])
+    elif module.startswith("prelu_hidden_"):
+        position = (1, int(module.rpartition("_")[2]), 1)
+    elif prefix == "hidden" and index.isdigit():
+        position = (1, int(index), 0)
+    elif module == HEAD:
+        position = (2, 0, 0)
+    else:
+        position = (3, 0, 0)
+    order = {"kernel": 0, "bias": 1, "scale": 2, "negative_slope": 3}
+    return (position, module, [(order.get(n, 4), n) for n in rest])
+
+
+def validate_model_config(model_cfg: Any) -> None:
+    """Checks the fields cnn1d reads.
+
+    Raises:
+      ConfigError: no or non-positive channels; kernel_sizes or strides that are not one value
+        or one per layer, or below 1; an unknown padding, pool, conv_impl, activation or init;
+        pool_size < 1; a non-boolean layer_norm; bad hidden widths or numeric fields.
+    """
+    model_fields.int_tuple(model_cfg, "channels", minimum=1, allow_empty=False)
+    _per_layer(model_cfg, "kernel_sizes")
+    _per_layer(model_cfg, "strides")
+    model_fields.choice(model_cfg, "padding", conv.PADDINGS)
+    model_fields.choice(model_cfg, "pool", tuple(conv.POOLS))
+    model_fields.positive_int(model_cfg, "pool_size")
+    model_fields.choice(model_cfg, "conv_impl", conv.CONV_IMPL_CHOICES)
+    if not isinstance(value(model_cfg, "layer_norm"), bool):
+        raise ConfigError(
+            f"model.layer_norm must be True or False, got {value(model_cfg, 'layer_norm')!r}"
+        )
+    model_fields.int_tuple(model_cfg, "hidden", minimum=1, allow_empty=True)
+    model_fields.check_activation(model_cfg)
+    model_fields.check_init(model_cfg)
+    model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
+
+
+def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
+    """Every conv layer and pooling gets positions to read from examples of `feature_shape`.
+
+    Raises:
+      ConfigError: naming the layer: a kernel longer than its input, a stride longer than
+        its input, or pooling that leaves no positions.
+    """
+    length, _ = sequence_shape("cnn1d", feature_shape)
+    padding, pool = value(model_cfg, "padding"), value(model_cfg, "pool")
+    pool_size = int(value(model_cfg, "pool_size"))
+    sizes, strides = _per_layer(model_cfg, "kernel_sizes"), _per_layer(model_cfg, "strides")
+    for i, (size, stride) in enumerate(zip(sizes, strides, strict=True)):
+        where = (
+            f"{length} positions (the examples' length)"
+            if i == 0
+            else f"{length} positions (the examples' {feature_shape[0]} after layers 0-{i - 1})"
+        )
+        if size > length:
+            raise ConfigError(
+                f"model.kernel_sizes: conv layer {i} has a kernel of {size} positions but its "
+                f"input has {where}; use smaller kernels, strides or pools, or fewer layers"
+            )
+        if stride > length:
+            raise ConfigError(
+                f"model.strides: conv layer {i} has stride {stride} but its input has {where}; "
+                "a stride longer than its input leaves no positions to step to"
+            )
+        length = conv.output_length(length, size, stride, padding)
+        if conv.pooled_length(length, pool, pool_size) < 1:
+            raise ConfigError(
+                f"model.pool_size={pool_size}: pooling after conv layer {i} gets {length} "
+                "positions and leaves none; use a smaller pool_size or strides, or fewer layers"
+            )
+        length = conv.pooled_length(length, pool, pool_size)
+
+
+CONFIG_FIELDS = (
+    "channels", "kernel_sizes", "strides", "padding", "pool", "pool_size", "layer_norm",
+    "conv_impl", "hidden", "activation", "negative_slope", "init", "init_stddev", "init_scale",
+    "dropout",
+)  # fmt: skip
+_STRUCTURAL = ("channels", "kernel_sizes", "strides", "padding", "pool", "pool_size",
+               "layer_norm", "conv_impl", "hidden", "activation", "init")  # fmt: skip
+
+FAMILY = ModelFamily(
+    name="cnn1d",
+    build=build,
+    numeric_fields=NUMERIC_FIELDS,
+    structural_fields=tuple(f"model.{name}" for name in _STRUCTURAL),
+    head=(HEAD,),
+    validate=validate_model_config,
+    preactivations=preactivations,
+    activation_field="activation",
+    layer_order=layer_order,
+    transfer_fields=("activation", "padding", "pool", "pool_size", "layer_norm"),
+    check_inputs=check_inputs,
+    config_fields=CONFIG_FIELDS,
+)

@@ -1,0 +1,275 @@
+"""The recurrent families (`model.name=gru`, `lstm`, `rnn`): positions are time steps.
+
+An example [L] or [L, C] is read as L / chunk time steps of chunk * C inputs each. Parameters:
+`input` (kernel [chunk * C, G * S], bias [G * S]: every step's input projection, one matmul for
+the whole sequence), `recurrent` (kernel [S, G * S]; the GRU also has a bias [G * S]) and the
+linear `head` on the last state or the mean of the states (`model.readout`), after dropout.
+S is `model.state_size`; G is 3 for the GRU (gates r, z, n), 4 for the LSTM (i, f, g, o), 1 for
+the plain tanh RNN. With x_t the step's input and h the previous state:
+
+    rnn:  h' = tanh(W_x x_t + b + W_h h)
+    gru:  r = sigmoid(W_xr x_t + b_r + W_hr h + c_r),  z = sigmoid(W_xz x_t + b_z + W_hz h + c_z)
+          n = tanh(W_xn x_t + b_n + r * (W_hn h + c_n)),  h' = (1 - z) * n + z * h
+    lstm: i, f, o = sigmoid(...), g = tanh(W_xg x_t + b_g + W_hg h)
+          c' = f * c + i * g,  h' = o * tanh(c')
+
+(PyTorch's conventions.) Input kernels and the head start from `model.init`, recurrent kernels
+from an orthogonal matrix per gate; all kernels are scaled by `model.init_scale`. The LSTM's
+forget-gate bias starts at 1. Transfer: `input` and `recurrent` are the body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxnn.errors import ConfigError
+from jaxnn.nn import model_fields
+from jaxnn.nn.activations import INITIALIZERS, lookup, scaled
+from jaxnn.nn.dense import Dense
+from jaxnn.nn.family import ModelFamily, Params
+from jaxnn.nn.layers import inverted_dropout, is_python_zero
+from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, value
+from jaxnn.nn.sequence import as_sequence, sequence_shape
+
+HEAD = "head"
+READOUTS = ("last", "mean")
+NUMERIC_FIELDS = (DROPOUT, INIT_SCALE)
+Carry = Any
+# step(carry, projected input [B, G * S], recurrent kernel, recurrent bias or None)
+#   -> (carry, (state [B, S], candidate pre-activation [B, S]))
+Step = Callable[[Carry, jax.Array, jax.Array, jax.Array | None], tuple[Carry, Any]]
+
+
+def rnn_step(h: jax.Array, x_proj: jax.Array, kernel: jax.Array, bias: jax.Array | None):
+    """One step of the tanh RNN: h [B, S], x_proj = W_x x_t + b [B, S]."""
+    del bias
+    pre = x_proj + h @ kernel
+    h = jnp.tanh(pre)
+    return h, (h, pre)
+
+
+def gru_step(h: jax.Array, x_proj: jax.Array, kernel: jax.Array, bias: jax.Array | None):
+    """One GRU step: h [B, S], x_proj [B, 3S] (r, z, n), kernel [S, 3S], bias [3S]."""
+    x_r, x_z, x_n = jnp.split(x_proj, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(h @ kernel + bias, 3, axis=-1)
+    r = jax.nn.sigmoid(x_r + h_r)
+    z = jax.nn.sigmoid(x_z + h_z)
+    pre = x_n + r * h_n
+    n = jnp.tanh(pre)
+    h = (1 - z) * n + z * h
+    return h, (h, pre)
+
+
+def lstm_step(carry: tuple[jax.Array, jax.Array], x_proj: jax.Array, kernel: jax.Array, bias):
+    """One LSTM step: carry (h, c) [B, S] each, x_proj [B, 4S] (i, f, g, o), kernel [S, 4S]."""
+    del bias
+    h, c = carry
+    i, f, g, o = jnp.split(x_proj + h @ kernel, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (h, c), (h, g)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """A recurrent cell: its step, gate count, and whether its state is (h, c)."""
+
+    step: Step
+    gates: int
+    recurrent_bias: bool = False
+    cell_state: bool = False
+
+
+CELLS: dict[str, Cell] = {
+    "rnn": Cell(rnn_step, gates=1),
+    "gru": Cell(gru_step, gates=3, recurrent_bias=True),
+    "lstm": Cell(lstm_step, gates=4, cell_state=True),
+}
+
+
+def _orthogonal_blocks(gates: int, scale: float | jax.Array) -> Callable[..., jax.Array]:
+    """Kernel [S, gates * S] of one orthogonal [S, S] block per gate, times `scale`."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        size = shape[0]
+        blocks = [
+            nn.initializers.orthogonal()(k, (size, size), dtype)
+            for k in jax.random.split(key, gates)
+        ]
+        return jnp.concatenate(blocks, axis=-1) * jnp.asarray(scale, dtype)
+
+    return init
+
+
+class _RecurrentWeights(nn.Module):
+    """The recurrent parameters: `kernel` [S, G * S] (and `bias` [G * S] where the cell has one)."""
+
+    state_size: int
+    gates: int
+    use_bias: bool
+    init_scale: float | jax.Array
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, jax.Array | None]:
+        shape = (self.state_size, self.gates * self.state_size)
+        kernel = self.param("kernel", _orthogonal_blocks(self.gates, self.init_scale), shape)
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros, (shape[1],), jnp.float32)
+        return kernel, bias
+
+
+def _lstm_bias(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+    del key
+    size = shape[0] // 4
+    return jnp.zeros(shape, dtype).at[size : 2 * size].set(1.0)
+
+
+class Recurrent(nn.Module):
+    """A recurrent net over the positions of x [B, L] or [B, L, C], then a linear head.
+
+    `dropout` (on the state the head reads) and `init_scale` may be traced scalars.
+    """
+
+    cell: str
+    state_size: int
+    num_outputs: int
+    chunk: int = 1
+    readout: str = "last"
+    initializer: str = "he_normal"  # config `model.init`
+    init_stddev: float = 0.01
+    dropout: float | jax.Array = 0.0
+    init_scale: float | jax.Array = 1.0
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """Maps inputs [B, L] or [B, L, C] to outputs [B, num_outputs].
+
+        The candidate pre-activations (the argument of the state's tanh) of every step are
+        sown as `intermediates/preactivation_0`, [T, B, S].
+        """
+        cell = CELLS[self.cell]
+        base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
+        kernel_init = scaled(base_init, self.init_scale)
+        x = as_sequence(x)
+        batch, length, channels = x.shape
+        steps = length // self.chunk
+        inputs = x.reshape((batch * steps, self.chunk * channels))
+        width = cell.gates * self.state_size
+        projected = Dense(
+            width,
+            kernel_init=kernel_init,
+            bias_init=_lstm_bias if self.cell == "lstm" else nn.initializers.zeros,
+            name="input",
+        )(inputs)
+        projected = jnp.swapaxes(projected.reshape((batch, steps, width)), 0, 1)  # [T, B, G*S]
+        kernel, bias = _RecurrentWeights(
+            self.state_size, cell.gates, cell.recurrent_bias, self.init_scale, name="recurrent"
+        )()
+        h0 = jnp.zeros((batch, self.state_size), projected.dtype)
+        carry = (h0, h0) if cell.cell_state else h0
+        _, (states, pre) = jax.lax.scan(
+            lambda carry, x_proj: cell.step(carry, x_proj, kernel, bias), carry, projected
+        )
+        self.sow("intermediates", "preactivation_0", pre)
+        features = states[-1] if self.readout == "last" else jnp.mean(states, axis=0)
+        if train and dropout_key is not None and not is_python_zero(self.dropout):
+            features = inverted_dropout(features, self.dropout, dropout_key)
+        return Dense(self.num_outputs, kernel_init=kernel_init, name=HEAD)(features)
+
+
+def _builder(cell: str) -> Callable[[Any, Any, int], Recurrent]:
+    def build(model_cfg: Any, hparams: Any, num_outputs: int) -> Recurrent:
+        """The family's builder: the net of `model_cfg` with the member's hyperparameters."""
+        return Recurrent(
+            cell=cell,
+            state_size=int(value(model_cfg, "state_size")),
+            num_outputs=num_outputs,
+            chunk=int(value(model_cfg, "chunk")),
+            readout=value(model_cfg, "readout"),
+            initializer=value(model_cfg, "init"),
+            init_stddev=value(model_cfg, "init_stddev"),
+            dropout=hparams["dropout"],
+            init_scale=hparams["init_scale"],
+        )
+
+    return build
+
+
+def preactivations(module: nn.Module, params: Params, x: jax.Array) -> dict[str, jax.Array]:
+    """The candidate pre-activations of every step, [N * T, S], as one layer `recurrent`."""
+    _, variables = module.apply({"params": params}, x, mutable=["intermediates"])
+    pre = variables["intermediates"]["preactivation_0"][0]
+    return {"recurrent": pre.reshape((-1, pre.shape[-1]))}
+
+
+_LAYERS = {"input": 0, "recurrent": 1, HEAD: 2}
+
+
+def layer_order(names: Sequence[str]) -> tuple:
+    """input, recurrent, head; kernel before bias."""
+    return (_LAYERS.get(names[0], 3), names[0], [(n != "kernel", n) for n in names[1:]])
+
+
+def validate_model_config(model_cfg: Any) -> None:
+    """Checks the fields the recurrent families read.
+
+    Raises:
+      ConfigError: state_size or chunk not an integer >= 1, an unknown readout or init, or a
+        numeric field out of its range.
+    """
+    model_fields.positive_int(model_cfg, "state_size")
+    model_fields.positive_int(model_cfg, "chunk")
+    model_fields.choice(model_cfg, "readout", READOUTS)
+    model_fields.check_init(model_cfg)
+    model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
+
+
+def _input_checker(cell: str) -> Callable[[Any, tuple[int, ...]], None]:
+    def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
+        """model.chunk divides the examples' positions.
+
+        Raises:
+          ConfigError: examples not [L] or [L, C], or a chunk that does not divide L.
+        """
+        length, _ = sequence_shape(cell, feature_shape)
+        chunk = int(value(model_cfg, "chunk"))
+        if length % chunk:
+            divisors = [d for d in range(1, length + 1) if length % d == 0]
+            raise ConfigError(
+                f"model.chunk={chunk} does not divide the examples' {length} positions into "
+                f"time steps; use one of {', '.join(map(str, divisors))}"
+            )
+
+    return check_inputs
+
+
+CONFIG_FIELDS = ("state_size", "chunk", "readout", "init", "init_stddev", "init_scale", "dropout")
+
+
+def _family(cell: str) -> ModelFamily:
+    return ModelFamily(
+        name=cell,
+        build=_builder(cell),
+        numeric_fields=NUMERIC_FIELDS,
+        structural_fields=("model.state_size", "model.chunk", "model.readout", "model.init"),
+        head=(HEAD,),
+        validate=validate_model_config,
+        preactivations=preactivations,
+        layer_order=layer_order,
+        config_fields=CONFIG_FIELDS,
+        check_inputs=_input_checker(cell),
+    )
+
+
+GRU_FAMILY = _family("gru")
+LSTM_FAMILY = _family("lstm")
+RNN_FAMILY = _family("rnn")
