@@ -37,6 +37,8 @@ SMOKES = [
     "experiments/random_restarts.py:smoke",
     "experiments/transfer.py:source,smoke",
     "experiments/activations.py:smoke",  # a structural sweep: two programs, one summary
+    "experiments/mnist1d_cnn.py:smoke",  # cnn1d with random shifts
+    "experiments/mnist1d_gru.py:smoke",
 ]
 
 
