@@ -27,9 +27,9 @@ def _example_family():
 
 def test_the_documented_family_trains_through_the_registry(monkeypatch):
     family = _example_family()
-    assert "resmlp" not in registry.MODEL_FAMILIES
-    monkeypatch.setitem(registry.MODEL_FAMILIES, "resmlp", family)
-    config = small_config(**{"model.name": "resmlp", "restarts.num": 2})
+    assert "toy_resmlp" not in registry.MODEL_FAMILIES
+    monkeypatch.setitem(registry.MODEL_FAMILIES, "toy_resmlp", family)
+    config = small_config(**{"model.name": "toy_resmlp", "restarts.num": 2})
     result = ensemble.fit_ensemble(
         config,
         blobs(),

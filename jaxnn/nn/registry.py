@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxnn.nn import cnn1d, mlp, recurrent
+from jaxnn.nn import cnn1d, mlp, recurrent, resmlp
 from jaxnn.nn.activations import lookup
 from jaxnn.nn.family import ModelFamily
 
@@ -12,6 +12,7 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
     "gru": recurrent.GRU_FAMILY,
     "lstm": recurrent.LSTM_FAMILY,
     "rnn": recurrent.RNN_FAMILY,
+    "resmlp": resmlp.FAMILY,
 }
 
 

@@ -1,0 +1,159 @@
+"""The residual MLP family (`model.name=resmlp`): pre-norm residual blocks.
+
+Flattened inputs go through `embed` (Dense to `model.width`), then `model.depth` blocks
+`block_{i}`, each x + dense_1(dropout(act(dense_0(norm(x))))) with `norm` a LayerNorm and both
+Dense layers `model.width` wide (`prelu` holds a PReLU slope), then a final LayerNorm `norm` and
+the linear `head`. Transfer: every parameter but `head` is the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from jaxnn.nn import model_fields
+from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, Initializer, lookup, scaled
+from jaxnn.nn.dense import Dense
+from jaxnn.nn.family import ModelFamily, Params
+from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
+from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE, value
+
+HEAD = "head"
+NUMERIC_FIELDS = (DROPOUT, INIT_SCALE, NEGATIVE_SLOPE)
+
+
+class ResidualBlock(nn.Module):
+    """x [B, W] -> x + dense_1(dropout(act(dense_0(norm(x))))); dense_0's output is sown."""
+
+    width: int
+    activation: str
+    kernel_init: Initializer
+    negative_slope: float | jax.Array
+    dropout: float | jax.Array
+
+    @nn.compact
+    def __call__(self, x: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
+        h = Dense(self.width, kernel_init=self.kernel_init, name="dense_0")(
+            nn.LayerNorm(name="norm")(x)
+        )
+        self.sow("intermediates", "preactivation", h)
+        if self.activation == "prelu":
+            h = PReLU(self.negative_slope, name="prelu")(h)
+        else:
+            h = lookup(ACTIVATIONS, self.activation, "model.activation")(h, self.negative_slope)
+        if dropout_key is not None:
+            h = inverted_dropout(h, self.dropout, dropout_key)
+        return x + Dense(self.width, kernel_init=self.kernel_init, name="dense_1")(h)
+
+
+class ResMLP(nn.Module):
+    """A residual MLP: embed, `depth` pre-norm residual blocks, a final norm and a linear head.
+
+    `dropout`, `init_scale` and `negative_slope` may be traced scalars (one per member).
+    """
+
+    width: int
+    depth: int
+    num_outputs: int
+    activation: str = "relu"
+    initializer: str = "he_normal"  # config `model.init`
+    init_stddev: float = 0.01
+    negative_slope: float | jax.Array = 0.01
+    dropout: float | jax.Array = 0.0
+    init_scale: float | jax.Array = 1.0
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """Maps inputs [B, *feature_shape] to outputs [B, num_outputs]."""
+        base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
+        kernel_init = scaled(base_init, self.init_scale)
+        use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
+        x = Dense(self.width, kernel_init=kernel_init, name="embed")(x.reshape((x.shape[0], -1)))
+        for i in range(self.depth):
+            key = jax.random.fold_in(dropout_key, i) if use_dropout else None
+            x = ResidualBlock(
+                self.width,
+                self.activation,
+                kernel_init,
+                self.negative_slope,
+                self.dropout,
+                name=f"block_{i}",
+            )(x, key)
+        x = nn.LayerNorm(name="norm")(x)
+        return Dense(self.num_outputs, kernel_init=kernel_init, name=HEAD)(x)
+
+
+def build(model_cfg: Any, hparams: Any, num_outputs: int) -> ResMLP:
+    """The family's builder: the net of `model_cfg` with the member's numeric hyperparameters."""
+    return ResMLP(
+        width=int(value(model_cfg, "width")),
+        depth=int(value(model_cfg, "depth")),
+        num_outputs=num_outputs,
+        activation=value(model_cfg, "activation"),
+        initializer=value(model_cfg, "init"),
+        init_stddev=value(model_cfg, "init_stddev"),
+        negative_slope=hparams["negative_slope"],
+        dropout=hparams["dropout"],
+        init_scale=hparams["init_scale"],
+    )
+
+
+def preactivations(module: nn.Module, params: Params, x: jax.Array) -> dict[str, jax.Array]:
+    """Pre-activations [N, width] of each block's first Dense layer, in order."""
+    _, variables = module.apply({"params": params}, x, mutable=["intermediates"])
+    sown = variables["intermediates"]
+    return {f"block_{i}": sown[f"block_{i}"]["preactivation"][0] for i in range(module.depth)}
+
+
+def layer_order(names: Sequence[str]) -> tuple:
+    """embed, block_0 (norm, dense_0, prelu, dense_1), ..., norm, head; kernel before bias."""
+    module, rest = names[0], names[1:]
+    prefix, _, index = module.rpartition("_")
+    if module == "embed":
+        position: tuple = (0, 0)
+    elif prefix == "block" and index.isdigit():
+        position = (1, int(index))
+    else:
+        position = ({"norm": 2, HEAD: 3}.get(module, 4), 0)
+    inner = {"norm": 0, "dense_0": 1, "prelu": 2, "dense_1": 3}
+    order = {"kernel": 0, "bias": 1, "scale": 2, "negative_slope": 3}
+    return (position, module, [(inner.get(n, order.get(n, 5)), n) for n in rest])
+
+
+def validate_model_config(model_cfg: Any) -> None:
+    """Checks the fields resmlp reads.
+
+    Raises:
+      ConfigError: width or depth not an integer >= 1, an unknown activation or init, or a
+        numeric field out of its range.
+    """
+    model_fields.positive_int(model_cfg, "width")
+    model_fields.positive_int(model_cfg, "depth")
+    model_fields.check_activation(model_cfg)
+    model_fields.check_init(model_cfg)
+    model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
+
+
+CONFIG_FIELDS = (
+    "width", "depth", "activation", "negative_slope", "init", "init_stddev", "init_scale",
+    "dropout",
+)  # fmt: skip
+
+FAMILY = ModelFamily(
+    name="resmlp",
+    build=build,
+    numeric_fields=NUMERIC_FIELDS,
+    structural_fields=("model.width", "model.depth", "model.activation", "model.init"),
+    head=(HEAD,),
+    validate=validate_model_config,
+    preactivations=preactivations,
+    activation_field="activation",
+    layer_order=layer_order,
+    transfer_fields=("activation",),
+    config_fields=CONFIG_FIELDS,
+)
