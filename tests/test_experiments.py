@@ -39,6 +39,7 @@ SMOKES = [
     "experiments/activations.py:smoke",  # a structural sweep: two programs, one summary
     "experiments/mnist1d_cnn.py:smoke",  # cnn1d with random shifts
     "experiments/mnist1d_gru.py:smoke",
+    "experiments/mnist1d_resmlp.py:smoke",
 ]
 
 
