@@ -3,9 +3,18 @@
 Command:
     python launch.py --config=experiments/mnist1d_cnn.py --workdir=runs/mnist1d_cnn
 
+The net: four conv layers of 64 channels (kernel 5, "same" padding, ReLU, max pooling by 2,
+dropout 0.1), then the linear head on the 2 x 64 features left; training shifts each example
+circularly by up to 3 positions and scales it by a factor in [0.9, 1.1]; AdamW (learning rate
+2e-3, weight decay 0.05) with a cosine schedule, 6000 steps of batch 100, four random starts,
+the weights of each member's best validation loss kept.
+
 Result it should give (the standard 4000/1000 split, 3600 train / 400 validation): a
 validation-selected member of at least 0.98 test accuracy and an ensemble average of at least
-0.985 (FIGURES). The MNIST-1D paper's CNN reaches 0.94, its GRU 0.91, humans 0.96: the
+0.985. Measured (one run of this config, 2 CPU cores shared with other jobs, load about 20):
+members 0.984-0.990, the selected member 0.984, the ensemble average 0.988; 1770 s of training
+and 96 s of compilation on that loaded machine (the issue's probe of a similar net took 99 s
+unloaded). The MNIST-1D paper's CNN reaches 0.94, its GRU 0.91, humans 0.96: the
 convolutions share weights across positions and the random circular shifts of up to 3
 positions teach the translation invariance the data set is built around.
 The `smoke` argument shrinks the run to seconds (used by the tests).

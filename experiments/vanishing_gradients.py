@@ -19,7 +19,8 @@ import ml_collections
 from experiments import mnist1d_gru
 
 CELLS = ("rnn", "gru", "lstm")
-STEPS = 3000
+STEPS = 1500
+STATE_SIZE = 64
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -38,5 +39,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.augment.shift = 0
     config.restarts.num = 1
     if not smoke:
+        config.model.state_size = STATE_SIZE
         config.training.steps = STEPS
     return config
