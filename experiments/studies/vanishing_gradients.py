@@ -3,11 +3,21 @@
 Command:
     python experiments/studies/vanishing_gradients.py --workdir=runs/vanishing_gradients
 
-Finding it reproduces: the norm of the gradient of the loss with respect to the input at each
-time step (MNIST-1D read one position per step, 40 steps, the head on the last state) falls
-by orders of magnitude from the last step back to the first for the plain RNN (at least 100x,
-at initialisation and after training), while the gated cells keep it within 10x after training
-(FIGURES).
+What it measures: the norm of the gradient of the loss with respect to the input at each time
+step (MNIST-1D read one position per step, 40 steps, the head on the last state), at
+initialisation and after training. Measured at full size (state 64, 1500 steps, 2 shared CPU
+cores under load, about 5 minutes for the three cells), last step / first step:
+
+    rnn   initialisation 3.6e5   trained 0.12  (val accuracy 0.38)
+    gru   initialisation 1.5e4   trained 0.098 (val accuracy 0.93)
+    lstm  initialisation 248     trained 0.080 (val accuracy 0.89)
+
+At initialisation the plain RNN's gradient at the first step is more than 100x smaller than at
+the last (3.6e5x), and vanishes far faster than the gated cells' (the LSTM, with its forget
+bias of 1, least); the gated cells are not within 10x at initialisation, though (the GRU's
+update gate starts near 1/2 and halves the gradient at every step). After training none of the
+three vanishes: each sends the first steps about 8-12x more gradient than the last, while only
+the gated cells learn the task (the RNN stays at 0.38).
 
 Its base config is experiments/vanishing_gradients.py (`rnn`, `gru`, `lstm`: one position per
 step, no augmentation, so every step's input is the data's own); each cell trains one model.
