@@ -6,8 +6,10 @@ Commands, stage by stage:
         --config.init_from.workdir=runs/transfer/source --workdir=runs/transfer/target_25_finetune
 
 Arguments: `source`, or `target,N,MODE` with N examples per target class (5, 10, 25 or 50) and
-MODE one of scratch, feature_extraction, finetune; a trailing `,smoke` shrinks either to seconds
-(used by the tests). The whole study, source once then every size and mode, with its table
+MODE one of scratch, feature_extraction, finetune; a `,cnn` after either gives the network a
+convolutional body (the `cnn1d` family: conv layers, then the head) in place of the MLP's (its
+source must be a `source,cnn` run); a trailing `,smoke` shrinks any of them to seconds (used by
+the tests). The whole study, source once then every size and mode, with its table
 and plot: `python experiments/studies/transfer.py --workdir=runs/transfer`.
 
 Source: the `mnist1d/pretrain` builder config (a disjoint draw, 20000 train) restricted to
@@ -35,10 +37,11 @@ SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 SIZES = (5, 10, 25, 50)
 MODES = ("scratch", "feature_extraction", "finetune")
+BODIES = ("mlp", "cnn")
 DEFAULT_SOURCE_WORKDIR = "runs/transfer/source"
 
 
-def _shared(smoke: bool) -> ml_collections.ConfigDict:
+def _shared(smoke: bool, body: str = "mlp") -> ml_collections.ConfigDict:
     """What source and target share: the data scaling and the network's body."""
     config = default_config()
     config.dataset.standardize = False
@@ -47,11 +50,19 @@ def _shared(smoke: bool) -> ml_collections.ConfigDict:
     config.model.init = "he_normal"
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 1e-3
+    if body == "cnn":
+        config.model.name = "cnn1d"
+        config.model.channels = (8, 8) if smoke else (64, 64, 64)
+        config.model.kernel_sizes = (5,)
+        config.model.strides = (1,)
+        config.model.pool = "max"
+        config.model.pool_size = 2
+        config.model.hidden = ()
     return config
 
 
-def _source(smoke: bool) -> ml_collections.ConfigDict:
-    config = _shared(smoke)
+def _source(smoke: bool, body: str = "mlp") -> ml_collections.ConfigDict:
+    config = _shared(smoke, body)
     config.dataset.name = "mnist1d/pretrain"
     config.dataset.classes = SOURCE_CLASSES
     # Dropout makes the hidden features more general; it is what makes them transfer.
@@ -64,8 +75,8 @@ def _source(smoke: bool) -> ml_collections.ConfigDict:
     return config
 
 
-def _target(size: int, mode: str, smoke: bool) -> ml_collections.ConfigDict:
-    config = _shared(smoke)
+def _target(size: int, mode: str, smoke: bool, body: str = "mlp") -> ml_collections.ConfigDict:
+    config = _shared(smoke, body)
     config.dataset.name = "mnist1d"
     config.dataset.classes = TARGET_CLASSES
     config.dataset.train_per_class = size
@@ -84,16 +95,19 @@ def _target(size: int, mode: str, smoke: bool) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """`source[,smoke]` or `target,N,MODE[,smoke]` (see the module docstring)."""
+    """`source[,cnn][,smoke]` or `target,N,MODE[,cnn][,smoke]` (see the module docstring)."""
     parts = [part.strip() for part in (arg or "source").split(",") if part.strip()]
     smoke = parts[-1:] == ["smoke"]
     if smoke:
         parts = parts[:-1]
+    body = "cnn" if parts[-1:] == ["cnn"] else "mlp"
+    if body == "cnn":
+        parts = parts[:-1]
     if parts == ["source"]:
-        return _source(smoke)
+        return _source(smoke, body)
     if len(parts) == 3 and parts[0] == "target" and parts[1].isdigit() and parts[2] in MODES:
-        return _target(int(parts[1]), parts[2], smoke)
+        return _target(int(parts[1]), parts[2], smoke, body)
     raise ValueError(
         f"experiments/transfer.py: unknown argument {arg!r}; use source or target,N,MODE with "
-        f"MODE one of {', '.join(MODES)} (either may end with ,smoke)"
+        f"MODE one of {', '.join(MODES)} (either may go on with ,cnn and end with ,smoke)"
     )

@@ -27,6 +27,7 @@ from jaxnn.config.schema import (
     TRANSFER_RESTORES,
     default_config,
 )
+from jaxnn.data import augment
 from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, model_fields, optimizers, registry
@@ -35,7 +36,13 @@ from jaxnn.nn.metrics import RESERVED, builtin_metrics
 from jaxnn.parallel.sharding import DATA_MODES
 
 # Fields outside `model` that a sweep may vary with one compiled program per value.
-STRUCTURAL_FIELDS = ("model.name", "loss", "optimizer.name", "training.batch_size")
+STRUCTURAL_FIELDS = (
+    "model.name",
+    "loss",
+    "optimizer.name",
+    "training.batch_size",
+    "augment.shift_mode",
+)
 BUILTIN_SELECT_BY = ("val_loss", "val_accuracy", "val_r2", "val_rmse")
 # The largest mesh.member_group (members a device runs at once): an int32 member index.
 MAX_MEMBER_GROUP = 2**31 - 1
@@ -124,12 +131,13 @@ def numeric_fields(
     components: Components,
 ) -> dict[str, NumericField]:
     """Every field a member may vary: the optimiser's (all of them for a user's optimiser,
-    which may read any) and the model family's."""
+    which may read any), the model family's and the augmentation's."""
     if components.optimizer is not None:
         optimizer_fields = tuple(optimizers.NUMERIC_FIELDS.values())
     else:
         optimizer_fields = optimizers.member_fields(config.optimizer)
-    return {f.field: f for f in (*optimizer_fields, *family.numeric_fields)}
+    fields = (*optimizer_fields, *family.numeric_fields, *augment.NUMERIC_FIELDS)
+    return {f.field: f for f in fields}
 
 
 def validate(
@@ -168,6 +176,7 @@ def validate(
         )
     optimizers.validate_optimizer_config(config.optimizer)
     _validate_training(config.training)
+    augment.validate_augment_config(config.get("augment"))
     _validate_restarts(config.restarts, components)
     _validate_init_from(config.init_from)
     _require(
@@ -395,6 +404,9 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
       ConfigError: the first mismatch, naming both shapes.
     """
     check_against_task(spec, dataset.task, dataset.num_train)
+    augment.check_feature_shape(
+        spec.config.get("augment"), spec.sweep.numeric, tuple(dataset.feature_shape)
+    )
     if spec.family.check_inputs is not None:
         spec.family.check_inputs(spec.config.model, tuple(dataset.feature_shape))
     x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)

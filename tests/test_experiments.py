@@ -28,6 +28,9 @@ SMOKES = [
     "experiments/transfer.py:source,smoke",
     "experiments/activations.py:smoke",  # a structural sweep: two programs, one summary
     "experiments/random_search.py:smoke",  # a Halton search with reduce_on_plateau
+    "experiments/mnist1d_cnn.py:smoke",  # cnn1d with random shifts
+    "experiments/mnist1d_gru.py:smoke",
+    "experiments/mnist1d_resmlp.py:smoke",
 ]
 
 

@@ -2,6 +2,7 @@
 
 Command:
     python experiments/studies/transfer.py --workdir=runs/transfer [--smoke] [--data_dir=DIR]
+        [--body=cnn]
 
 Finding it reproduces (docs/transfer.md has the table): with 25 examples per target class
 both transfer modes beat training from scratch by >= 10 points of target test accuracy, and
@@ -110,11 +111,14 @@ def transfer_study(
     sizes: Sequence[int] | None = None,
     overwrite: bool = False,
     out: TextIO = sys.stdout,
+    body: str = "mlp",
 ) -> dict[int, dict[str, float]]:
-    """Runs the study into `root` and returns {size: {mode: target test accuracy}}."""
+    """Runs the study into `root` and returns {size: {mode: target test accuracy}}.
+
+    `body` is `mlp` or `cnn` (experiments/transfer.py's `,cnn` configs)."""
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    suffix = ",smoke" if smoke else ""
+    suffix = (",cnn" if body == "cnn" else "") + (",smoke" if smoke else "")
     sizes = tuple(sizes or (transfer.SIZES[:2] if smoke else transfer.SIZES))
     modes = transfer.MODES
     with open(root / "study.log", "a") as log:
@@ -156,10 +160,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a seconds-long version")
     parser.add_argument("--data_dir", default="", help="TFDS data directory ('' = default)")
     parser.add_argument("--overwrite", action="store_true", help="redo finished runs")
+    parser.add_argument("--body", choices=transfer.BODIES, default="mlp", help="the network's body")
     args = parser.parse_args(argv)
     try:
         transfer_study(
-            args.workdir, smoke=args.smoke, data_dir=args.data_dir, overwrite=args.overwrite
+            args.workdir,
+            smoke=args.smoke,
+            data_dir=args.data_dir,
+            overwrite=args.overwrite,
+            body=args.body,
         )
     except JaxnnError as error:
         print(f"jaxnn: error: {' '.join(str(error).split())}", file=sys.stderr)

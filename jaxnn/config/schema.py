@@ -34,6 +34,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.dataset.classes = ()
     config.dataset.train_per_class = 0
     config.dataset.split_seed = 0
+    # One fixed random permutation of the positions (axis 1) of every split; 0 = off.
+    config.dataset.permute_seed = 0
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "mlp"  # the model family (jaxnn.nn.registry)
@@ -103,6 +105,13 @@ def default_config() -> ml_collections.ConfigDict:
     config.training.patience = 0
     config.training.keep = "best"
     config.training.batch_order = "independent"
+
+    # Augmentation of training batches inside the jitted step (jaxnn.data.augment); 0 = off.
+    config.augment = ml_collections.ConfigDict()
+    config.augment.shift = 0  # random shifts of up to this many positions (along axis 1)
+    config.augment.shift_mode = "circular"  # or "zero": positions shifted in are zeros
+    config.augment.noise = 0.0  # standard deviation of added Gaussian noise
+    config.augment.scale = 0.0  # each example scaled by a factor in [1 - scale, 1 + scale]
 
     config.restarts = ml_collections.ConfigDict()
     config.restarts.num = 1

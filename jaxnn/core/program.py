@@ -19,6 +19,7 @@ import optax
 from jaxnn import validation
 from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
+from jaxnn.data import augment as augment_lib
 from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, optimizers
@@ -45,6 +46,7 @@ class Program:
       removed: hyperparameters left out of the program (a `zero_removes` field that is zero
         and not swept is passed to the model as a Python 0.0).
       head: the top-level parameter names of the head.
+      augmentation: the transforms of every training batch (none by default).
       param_labels, frozen_labels, label_lr_scales: transfer learning (body / head labels).
     """
 
@@ -72,6 +74,7 @@ class Program:
     label_lr_scales: tuple[tuple[str, float], ...] = ()
     # what training did to the raw data (a predictor applies it to raw inputs)
     preprocessing: Preprocessing | None = None
+    augmentation: augment_lib.Augmentation = augment_lib.NO_AUGMENTATION
 
     @property
     def steps_per_epoch(self) -> int:
@@ -155,6 +158,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
         target_std=target_std,
         preprocessing=data.preprocessing
         or Preprocessing.identity(data.task, tuple(data.feature_shape), data.num_outputs),
+        augmentation=augment_lib.from_config(config.get("augment"), spec.varied_fields),
         **transfer,
     )
 

@@ -17,11 +17,12 @@ import optax
 from flax import struct
 
 from jaxnn.core.program import HParams, Params, Program
+from jaxnn.data.augment import augment_batch
 from jaxnn.data.device import SplitData, TrainingData
 from jaxnn.nn.family import init_model
 
 # fold_in tags that derive a member's purpose keys from its member key.
-INIT_TAG, DROPOUT_TAG, ORDER_TAG = 0, 1, 2
+INIT_TAG, DROPOUT_TAG, ORDER_TAG, AUGMENT_TAG = 0, 1, 2, 3
 # fold_in tag of the batch-order key that every member shares when training.batch_order=shared.
 SHARED_ORDER_TAG = 0x5EED
 # epoch_order packs example indices of up to this many bits under random bits (>= 12 random).
@@ -36,7 +37,8 @@ class TrainState:
     params: Params
     opt_state: optax.OptState
     hparams: HParams  # float32 [] each: this member's numeric hyperparameters
-    member_key: jax.Array  # uint32 [2]: the root of the member's init, dropout and order keys
+    member_key: jax.Array  # uint32 [2]: the root of the member's init, dropout, order and
+    # augmentation keys
     best_params: Params  # weights at the best validation loss so far
     best_val_loss: jax.Array  # float32 []
     best_step: jax.Array  # int32 []
@@ -173,7 +175,8 @@ def train_step(
 
     Args:
       state: the member's state.
-      batch: (x [B, ...], y [B] or [B, O], mask bool [B]).
+      batch: (x [B, ...], y [B] or [B, O], mask bool [B]); x is augmented here, with the
+        member's step key, when the program augments (`jaxnn.data.augment`).
       global_step: the run's step counter (the same for every member).
       program: the static description of the run.
 
@@ -182,6 +185,11 @@ def train_step(
     """
     x, y, mask = batch
     dropout_key = jax.random.fold_in(jax.random.fold_in(state.member_key, DROPOUT_TAG), global_step)
+    if program.augmentation.active:
+        augment_key = jax.random.fold_in(
+            jax.random.fold_in(state.member_key, AUGMENT_TAG), global_step
+        )
+        x = augment_batch(program.augmentation, state.hparams, x, augment_key)
     loss, grads = jax.value_and_grad(batch_loss, argnums=1)(
         state, state.params, x, y, mask, dropout_key, program
     )

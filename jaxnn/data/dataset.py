@@ -1,8 +1,9 @@
 """Data sets as numpy arrays: TFDS loading, a validation split carved from train, standardisation.
 
 The order of operations is fixed, for `load` and `from_arrays` alike:
-class subset (relabelled 0..n-1) -> validation carved from train (never from test) ->
-per-class train limit -> features (and regression targets) standardised by train statistics.
+positions permuted (`permute_seed`, off by default) -> class subset (relabelled 0..n-1) ->
+validation carved from train (never from test) -> per-class train limit -> features (and
+regression targets) standardised by train statistics.
 """
 
 from __future__ import annotations
@@ -122,6 +123,19 @@ def validation_split(
     return np.sort(permutation[num_val:]), np.sort(permutation[:num_val])
 
 
+def position_permutation(length: int, permute_seed: int) -> np.ndarray | None:
+    """The fixed permutation int64 [length] of the positions that `permute_seed` names, or
+    None for 0 (off): `np.random.default_rng(permute_seed).permutation(length)`."""
+    if permute_seed == 0:
+        return None
+    return np.random.default_rng(permute_seed).permutation(length)
+
+
+def permute_positions(x: np.ndarray, permutation: np.ndarray | None) -> np.ndarray:
+    """x [n, L, ...] with its positions (axis 1) reordered: out[:, t] = x[:, permutation[t]]."""
+    return x if permutation is None else x[:, permutation]
+
+
 def validate_dataset_config(dataset_config: Any) -> None:
     """Checks config.dataset without preparing or reading any data.
 
@@ -141,6 +155,12 @@ def validate_dataset_config(dataset_config: Any) -> None:
     split_seed = getattr(dataset_config, "split_seed", 0)
     if not _is_int(split_seed):
         raise ConfigError(f"dataset.split_seed must be an integer, got {split_seed!r}")
+    permute_seed = getattr(dataset_config, "permute_seed", 0)
+    if not _is_int(permute_seed) or permute_seed < 0:
+        raise ConfigError(
+            f"dataset.permute_seed must be an integer >= 0 (0 = no permutation), got "
+            f"{permute_seed!r}"
+        )
     standardize = getattr(dataset_config, "standardize", True)
     if not isinstance(standardize, bool):
         raise ConfigError(f"dataset.standardize must be True or False, got {standardize!r}")
@@ -160,7 +180,7 @@ def load(dataset_config: Any) -> Dataset:
 
     Args:
         dataset_config: `config.dataset` (name, data_dir, validation_fraction, standardize,
-            classes, train_per_class, split_seed).
+            classes, train_per_class, split_seed, permute_seed).
 
     Raises:
         ConfigError, DataError: one-line messages, raised before any data is prepared where
@@ -191,6 +211,7 @@ def load(dataset_config: Any) -> Dataset:
         split_seed=getattr(dataset_config, "split_seed", 0),
         classes=tuple(getattr(dataset_config, "classes", ())),
         train_per_class=getattr(dataset_config, "train_per_class", 0),
+        permute_seed=getattr(dataset_config, "permute_seed", 0),
     )
 
 
@@ -228,6 +249,7 @@ def from_arrays(
     feature_names: Sequence[str] = (),
     classes: Sequence[Any] = (),
     train_per_class: int = 0,
+    permute_seed: int = 0,
 ) -> Dataset:
     """Builds a Dataset from the user's own arrays, processed exactly as `load` does.
 
@@ -243,7 +265,7 @@ def from_arrays(
         class_names: optional names of the classes, one per class; for integer labels they
             name labels 0..len(class_names)-1 (so a class absent from the arrays still counts).
         classes: keep only these labels (as config.dataset.classes), classes in this order.
-        train_per_class: as config.dataset.train_per_class.
+        train_per_class, permute_seed: as config.dataset.train_per_class / permute_seed.
 
     Raises:
         ConfigError: bad task, fraction, class subset or per-class limit.
@@ -274,6 +296,8 @@ def from_arrays(
             f"{len(feature_names)} feature_names given for {math.prod(x_train.shape[1:])} features"
         )
     _check_subset_options(task, num_classes, tuple(classes), train_per_class)
+    if not _is_int(permute_seed) or permute_seed < 0:
+        raise ConfigError(f"permute_seed must be an integer >= 0 (0 = off), got {permute_seed!r}")
     default_names = () if label_values is None else tuple(str(v) for v in label_values.tolist())
     return _assemble(
         name=name,
@@ -288,6 +312,7 @@ def from_arrays(
         split_seed=split_seed,
         classes=tuple(classes),
         train_per_class=train_per_class,
+        permute_seed=permute_seed,
     )
 
 
@@ -337,9 +362,16 @@ def _assemble(
     split_seed: int,
     classes: tuple[int, ...],
     train_per_class: int,
+    permute_seed: int = 0,
 ) -> Dataset:
-    """Subset classes -> carve validation -> limit train per class -> standardise."""
+    """Permute positions -> subset classes -> carve validation -> limit train per class ->
+    standardise."""
     x_train, y_train, x_test, y_test = arrays
+    permutation = position_permutation(x_train.shape[1], permute_seed)
+    x_train, x_test = (
+        permute_positions(x_train, permutation),
+        permute_positions(x_test, permutation),
+    )
     if classes:
         x_train, y_train = _subset_classes(x_train, y_train, classes)
         x_test, y_test = _subset_classes(x_test, y_test, classes)

@@ -1,0 +1,148 @@
+"""Vanishing gradients through time: the plain tanh RNN against the gated GRU and LSTM.
+
+Command:
+    python experiments/studies/vanishing_gradients.py --workdir=runs/vanishing_gradients
+
+What it measures: the norm of the gradient of the loss with respect to the input at each time
+step (MNIST-1D read one position per step, 40 steps, the head on the last state), at
+initialisation and after training. Measured at full size (state 64, 1500 steps, 2 shared CPU
+cores under load, about 5 minutes for the three cells), last step / first step:
+
+    rnn   initialisation 3.6e5   trained 0.12  (val accuracy 0.38)
+    gru   initialisation 1.5e4   trained 0.098 (val accuracy 0.93)
+    lstm  initialisation 248     trained 0.080 (val accuracy 0.89)
+
+At initialisation the plain RNN's gradient at the first step is more than 100x smaller than at
+the last (3.6e5x), and vanishes far faster than the gated cells' (the LSTM, with its forget
+bias of 1, least); the gated cells are not within 10x at initialisation, though (the GRU's
+update gate starts near 1/2 and halves the gradient at every step). After training none of the
+three vanishes: each sends the first steps about 8-12x more gradient than the last, while only
+the gated cells learn the task (the RNN stays at 0.38).
+
+Its base config is experiments/vanishing_gradients.py (`rnn`, `gru`, `lstm`: one position per
+step, no augmentation, so every step's input is the data's own); each cell trains one model.
+`--smoke` runs a tiny version in seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: run from anywhere
+from experiments import vanishing_gradients as cell_config
+from experiments.studies import cli
+from jaxnn import data as data_lib
+from jaxnn import validation
+from jaxnn.core import loop, train
+from jaxnn.core.program import base_hparams, build
+from jaxnn.reporting import study_report
+
+NUM_EXAMPLES = 500  # validation examples the gradients are averaged over
+
+
+def input_gradient_norms(
+    state: train.TrainState, params: Any, loss: Any, x: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """Norm, over examples and channels, of d(mean loss)/d(input) at each position: [L]."""
+
+    def mean_loss(inputs: jax.Array) -> jax.Array:
+        return jnp.mean(loss(state.apply_fn(params, inputs, state.hparams), jnp.asarray(y)))
+
+    grads = jax.grad(mean_loss)(jnp.asarray(x))  # [N, L] or [N, L, C]
+    per_position = jnp.swapaxes(grads, 0, 1).reshape(grads.shape[1], -1)
+    return np.asarray(jnp.linalg.norm(per_position, axis=1), np.float64)
+
+
+def _config(cell: str, smoke: bool, data_dir: str):
+    config = cell_config.get_config(cell + (",smoke" if smoke else ""))
+    config.dataset.data_dir = data_dir
+    return config
+
+
+def _profile(norms: np.ndarray) -> dict[str, Any]:
+    return {
+        "first": float(norms[0]),
+        "last": float(norms[-1]),
+        "last_over_first": float(norms[-1] / norms[0]),
+        "norms": [float(v) for v in norms],
+    }
+
+
+def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
+    numbers: dict[str, Any] = {"cells": {}}
+    series, styles, rows = {}, {}, []
+    data = None
+    for i, cell in enumerate(cell_config.CELLS):
+        config = _config(cell, smoke, data_dir)
+        if data is None:
+            data = data_lib.load(config.dataset)
+        x, y = data.x_val[:NUM_EXAMPLES], data.y_val[:NUM_EXAMPLES]
+        key = train.member_key(jax.random.PRNGKey(config.seed), 0)
+        spec = validation.validate(config)
+        program, apply_fn, make_tx = build(spec, data)
+        initial = train.init_state(
+            program, base_hparams(spec), key, apply_fn=apply_fn, make_tx=make_tx
+        )
+        trained = loop.fit(config, data, key)
+        stages = {
+            "init": input_gradient_norms(initial, initial.params, program.loss, x, y),
+            "trained": input_gradient_norms(
+                trained.state, trained.state.best_params, program.loss, x, y
+            ),
+        }
+        val_accuracy = float(np.ravel(trained.history[-1]["val_accuracy"])[0])
+        numbers["cells"][cell] = {
+            **{stage: _profile(norms) for stage, norms in stages.items()},
+            "final_val_accuracy": val_accuracy,
+        }
+        positions = np.arange(1, len(stages["init"]) + 1)
+        for stage, norms in stages.items():
+            label = f"{cell} ({'initialisation' if stage == 'init' else 'trained'})"
+            series[label] = (positions, norms)
+            styles[label] = {"color": f"C{i}", "ls": "--" if stage == "init" else "-"}
+            rows.append(
+                [cell, stage, float(norms[0]), float(norms[-1]), float(norms[-1] / norms[0])]
+            )
+        rows[-1].append(val_accuracy)
+        rows[-2].append(None)
+    plots = [
+        study_report.lines(
+            workdir / "plots" / "input_gradient_by_step.png",
+            series,
+            xlabel="time step (input position)",
+            ylabel="norm of d loss / d input",
+            title="Gradient reaching each time step",
+            logy=True,
+            styles=styles,
+        )
+    ]
+    study_report.write_report(
+        workdir,
+        "Vanishing gradients through time",
+        [
+            f"MNIST-1D read as {len(stages['init'])} time steps of one position, the head on the "
+            f"last state; state size {config.model.state_size}, {config.training.steps} steps of "
+            f"{config.optimizer.name}. Norm of the gradient of the mean validation loss "
+            f"({len(x)} examples) with respect to each step's input.",
+        ],
+        [
+            (
+                "First and last step",
+                ["cell", "weights", "first step", "last step", "last / first", "val accuracy"],
+                rows,
+            )
+        ],
+        plots,
+        numbers,
+    )
+    return numbers
+
+
+if __name__ == "__main__":
+    cli.main(__doc__, run)
