@@ -41,7 +41,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import data as data_lib
-from jaxnn import validation
+from jaxnn import interrupt, validation
 from jaxnn.analysis import diagnostics
 from jaxnn.core import compile_cache, ensemble, train, variants
 from jaxnn.core.loop import Evaluation
@@ -76,6 +76,8 @@ def run(
     asked for no more steps is reported and left as it is. Every user mistake raises a
     `jaxnn.errors.JaxnnError` before anything is written; so does a workdir that another live
     launch holds. A disk that fails later raises `WorkdirError`, the checkpoints intact.
+    SIGTERM or SIGINT during the run stops it at the next chunk boundary with a checkpoint
+    and raises `jaxnn.errors.Interrupted` (the lock released); launching again resumes it.
 
     Args:
       config: the run config (not changed).
@@ -91,6 +93,7 @@ def run(
     spec = validation.validate(config, Components.of(**components), sweep=sweep)
     writer = sharding.is_writer()
     with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(interrupt.stop_at_chunk_boundaries())
         if not writer:
             out = stack.enter_context(open(os.devnull, "w"))
         paths = workdir_lib.check_workdir(workdir)
@@ -105,7 +108,7 @@ def run(
         # Before anything compiles; a cache the caller set up is kept unless the config names one.
         if spec.config.compilation_cache.enabled:
             compile_cache.enable(spec.config.compilation_cache.dir)
-        return _run_planned(plan, lock, spec, progress=progress and writer, out=out)
+        return _run_planned(plan, lock, spec, stop, progress=progress and writer, out=out)
 
 
 @dataclasses.dataclass
@@ -140,6 +143,7 @@ def _run_planned(
     plan: workdir_lib.WorkdirPlan,
     lock: lock_lib.WorkdirLock,
     spec: validation.RunSpec,
+    stop: interrupt.StopRequest,
     *,
     progress: bool,
     out: TextIO,
@@ -177,6 +181,8 @@ def _run_planned(
         )
 
     # train: every check has passed, from here on the launch writes.
+    if stop():
+        raise stop.interrupted(run_variants[0].start_step)  # nothing written
     resumed = {}
     for variant in run_variants:
         resumed |= variant.resumed_steps()
@@ -185,7 +191,9 @@ def _run_planned(
     if source is not None:
         print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
     for variant in run_variants:
-        _train_variant(variant, plan, dataset, key, len(run_variants), progress=progress, out=out)
+        _train_variant(
+            variant, plan, dataset, key, len(run_variants), stop, progress=progress, out=out
+        )
 
     # finish: one summary over every variant's members (a plain run is one variant)
     runs = [variants.VariantRun(v.values, v.spec, v.result, v.offset) for v in run_variants]
@@ -232,11 +240,19 @@ def _train_variant(
     dataset: data_lib.Dataset,
     key: jax.Array,
     num_variants: int,
+    stop: interrupt.StopRequest,
     *,
     progress: bool,
     out: TextIO,
 ) -> None:
-    """Trains one variant from where its checkpoint left it, with one evaluation callback."""
+    """Trains one variant from where its checkpoint left it, with one evaluation callback.
+
+    Raises:
+      Interrupted: a stop signal arrived; the variant's state at the chunk boundary where it
+        stopped is saved first.
+    """
+    if stop():
+        raise stop.interrupted(variant.start_step)  # the variants before it are saved
     writer = sharding.is_writer()
     trainer, program = variant.trainer, variant.trainer.program
     if num_variants > 1:
@@ -285,8 +301,11 @@ def _train_variant(
             state=variant.state,
             start_step=variant.start_step,
             pretrained=variant.pretrained,
+            should_stop=stop,
         )
         saver.finish(result.state, result.steps_done)
+        if stop() and not ensemble.is_finished(result.state, result.steps_done, program):
+            raise stop.interrupted(result.steps_done)
     finally:
         tracker.close()
         if events is not None:

@@ -204,8 +204,11 @@ def train_members(
     state: train.TrainState | None = None,
     start_step: int = 0,
     pretrained: Mapping[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EnsembleResult:
     """Trains a built trainer's members from `state` (or from their initialisation).
+
+    `should_stop` is asked between chunks (`jaxnn.core.loop.drive`).
 
     A state whose training is over (every member stopped, or the run's steps done) is returned
     placed as a trained one would be, without compiling anything, so that what follows (the
@@ -232,6 +235,7 @@ def train_members(
         trainer.program,
         start_step=start_step,
         on_eval=placement.real_callback(on_eval),
+        should_stop=should_stop,
     )
     return EnsembleResult(
         state=placement.result_state(result.state),
