@@ -177,7 +177,12 @@ def _run_planned(
                 order=variant.trainer.program.layer_order(),
             )
         variant.start_step, variant.state, variant.unreadable = _restore(
-            plan, variant.checkpoints_dir, abstract, variant.trainer.program, out
+            plan,
+            variant.checkpoints_dir,
+            abstract,
+            variant.trainer.program,
+            [m.index for m in variant.global_members],
+            out,
         )
 
     # train: every check has passed, from here on the launch writes.
@@ -360,9 +365,11 @@ def _restore(
     directory: Path,
     abstract: train.TrainState,
     program: Program,
+    members: list[int],
     out: TextIO,
 ) -> tuple[int, train.TrainState | None, list[int]]:
-    """The step and state a variant starts from, and the unreadable checkpoints it skipped."""
+    """The step and state a variant starts from, and the checkpoints it skipped: unreadable
+    ones, and those whose metrics.jsonl rows are missing (their rows are computed again)."""
     if not plan.restores or not directory.is_dir():
         return 0, None, []
     for unfinished in checkpoint.unfinished_saves(directory):
@@ -372,13 +379,23 @@ def _restore(
             file=out,
         )
     reader = checkpoint.RunCheckpoints(directory, read_only=True)
+
+    def usable(step: int) -> str | None:
+        if plan.has_rows(members, step):
+            return None
+        return f"{plan.paths.metrics} lacks its rows (a torn last line); they are computed again"
+
     try:
-        found = reader.restore_latest(abstract, report=lambda line: print(line, file=out))
+        found = reader.restore_latest(
+            abstract, report=lambda line: print(line, file=out), usable=usable
+        )
     finally:
         reader.close()
     if found is None:
         return 0, None, []
     step, state, unreadable = found
+    if state is None:
+        return 0, None, unreadable
     if step > program.total_steps:
         raise ConfigError(
             f"training asks for {program.total_steps} steps but the checkpoint in "
