@@ -28,6 +28,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.dataset.classes = ()
     config.dataset.train_per_class = 0
     config.dataset.split_seed = 0
+    # Delete the prepared files in data_dir and prepare them again (damaged or stale data).
+    config.dataset.rebuild = False
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "mlp"  # the model family (jaxnn.nn.registry)

@@ -123,9 +123,10 @@ def validate_dataset_config(dataset_config: Any) -> None:
     split_seed = getattr(dataset_config, "split_seed", 0)
     if not _is_int(split_seed):
         raise ConfigError(f"dataset.split_seed must be an integer, got {split_seed!r}")
-    standardize = getattr(dataset_config, "standardize", True)
-    if not isinstance(standardize, bool):
-        raise ConfigError(f"dataset.standardize must be True or False, got {standardize!r}")
+    for flag in ("standardize", "rebuild"):
+        value = getattr(dataset_config, flag, flag == "standardize")
+        if not isinstance(value, bool):
+            raise ConfigError(f"dataset.{flag} must be True or False, got {value!r}")
     spec = builders.describe(name, getattr(dataset_config, "data_dir", ""))
     _check_subset_options(
         spec.task,
@@ -140,14 +141,19 @@ def load(dataset_config: Any) -> Dataset:
 
     Args:
         dataset_config: `config.dataset` (name, data_dir, validation_fraction, standardize,
-            classes, train_per_class, split_seed).
+            classes, train_per_class, split_seed, rebuild: delete the prepared files in
+            data_dir and prepare them again first).
 
     Raises:
         ConfigError, DataError: one-line messages, raised before any data is prepared where
             the config alone shows the mistake.
     """
     validate_dataset_config(dataset_config)
-    raw = builders.read(dataset_config.name, getattr(dataset_config, "data_dir", ""))
+    raw = builders.read(
+        dataset_config.name,
+        getattr(dataset_config, "data_dir", ""),
+        rebuild_first=getattr(dataset_config, "rebuild", False),
+    )
     spec = raw.spec
     x_train, y_train = _checked_arrays("train", raw.x_train, raw.y_train, spec.task)
     x_test, y_test = _checked_arrays("test", raw.x_test, raw.y_test, spec.task)

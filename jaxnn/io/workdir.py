@@ -29,8 +29,10 @@ from jaxnn.errors import ConfigError, WorkdirError
 from jaxnn.io import atomic, checkpoint, run_files, run_readers
 
 # Config fields a resumed or continued run may change: the length of training, where it runs
-# (checkpoints hold the real members whatever the device count) and its compilation cache.
+# (checkpoints hold the real members whatever the device count), its compilation cache, and
+# whether the data set is prepared afresh (the same builder writes the same records).
 RESUMABLE_FIELDS = (
+    "dataset.rebuild",
     "training.steps",
     "training.epochs",
     "mesh.num_devices",
