@@ -182,7 +182,9 @@ def fit_ensemble(
     components = Components.of(
         model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
     )
-    spec = validation.validate(config, components, sweep=sweep).single_program("fit_ensemble")
+    spec = validation.validate_call(config, data, key, components, sweep=sweep).single_program(
+        "fit_ensemble"
+    )
     trainer = make_trainer(spec, data, key, **transfer)
     return train_members(
         trainer,

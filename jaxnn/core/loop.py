@@ -157,7 +157,7 @@ def fit(
     components = Components.of(
         model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
     )
-    spec = validation.validate(config, components).single_program("fit")
+    spec = validation.validate_call(config, data, key, components).single_program("fit")
     program, apply_fn, make_tx = build(spec, data)
     member_hparams = base_hparams(spec)
     unknown = sorted(set(hparams or {}) - set(member_hparams))

@@ -79,7 +79,7 @@ def fit_variants(
     Returns:
       One VariantRun per variant, in sweep order (one for a sweep without structural fields).
     """
-    spec = validation.validate(config, Components.of(**components), sweep=sweep)
+    spec = validation.validate_call(config, data, key, Components.of(**components), sweep=sweep)
     runs: list[VariantRun] = []
     offset = 0
     for variant, variant_spec in variant_specs(spec):

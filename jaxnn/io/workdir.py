@@ -144,7 +144,11 @@ def check_workdir(workdir: str | Path, *, overwrite: bool = False) -> RunPaths:
       ConfigError: no workdir given, a path that is a file, or an unwritable parent.
     """
     del overwrite  # What an existing run allows is decided by plan_workdir.
-    if not str(workdir).strip():
+    if workdir is not None and not isinstance(workdir, str | os.PathLike):
+        raise ConfigError(
+            f"workdir must be a path (a str or pathlib.Path), got {type(workdir).__name__}"
+        )
+    if workdir is None or not str(workdir).strip():
         raise ConfigError("--workdir is required: the directory that receives the run's files")
     root = Path(workdir).expanduser().resolve()
     if root.exists() and not root.is_dir():

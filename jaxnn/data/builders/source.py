@@ -104,6 +104,13 @@ def describe(name: str, data_dir: str = "") -> SourceSpec:
     base, config = split_name(name)
     if base in BUILDERS:
         builder_cls = BUILDERS[base]
+        for part in (name.partition("/")[0], name.partition("/")[2]):
+            version = part.partition(":")[2]
+            if part and ":" in part and version != str(builder_cls.VERSION):
+                raise DataError(
+                    f"dataset.name={name!r}: {base} is built at version {builder_cls.VERSION} "
+                    f"only, not {version!r} (leave the version out)"
+                )
         config_names = [c.name for c in builder_cls.BUILDER_CONFIGS]
         if config and config not in config_names:
             raise DataError(
