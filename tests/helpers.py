@@ -92,3 +92,32 @@ def tensorboard_events(directory: Path) -> dict[str, Any]:
                         name: json_format.MessageToDict(v) for name, v in start.hparams.items()
                     }
     return {"scalars": scalars, "sessions": sessions}
+
+
+def user_home(tmp_path: Path) -> Path:
+    """A home directory for a child process run as a new user would: its `~/tensorflow_datasets`
+    is the tests' prepared data (`.data/tfds`), so commands and snippets that name no data_dir
+    read it instead of preparing their own."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    link = home / "tensorflow_datasets"
+    if not link.exists():
+        link.symlink_to(Path(__file__).resolve().parent.parent / ".data" / "tfds")
+    return home
+
+
+def markdown_blocks(text: str) -> list[tuple[str, str, int]]:
+    """Every fenced code block of a Markdown text as (info string, code, line of the fence)."""
+    blocks, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("```"):
+            fence = line[: len(line) - len(line.lstrip("`"))]
+            start, body = i + 1, []
+            i += 1
+            while i < len(lines) and lines[i].rstrip() != fence:
+                body.append(lines[i])
+                i += 1
+            blocks.append((line[len(fence) :].strip(), "\n".join(body) + "\n", start))
+        i += 1
+    return blocks

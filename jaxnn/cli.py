@@ -1,0 +1,234 @@
+"""The `jaxnn` command (and `python launch.py`): the only module that defines absl flags.
+
+    jaxnn --config=mnist1d_mlp[:ARG] --workdir=DIR [--config.FIELD=VALUE ...]
+    jaxnn --config=path/to/config.py[:ARG] --workdir=DIR
+    python launch.py --config=experiments/mnist1d_mlp.py[:ARG] --workdir=DIR
+
+`--config` names a config file, or an experiment shipped with jaxnn by its name
+(`mnist1d_mlp`, `random_restarts`, ...; `experiments/NAME.py` finds the shipped file too
+when the current directory has no such file): see docs/cli.md.
+
+A multi-host run starts the same command on every host with --coordinator_address (process
+0's HOST:PORT), --num_processes and --process_id (or --coordinator_address=auto where JAX
+detects them: Cloud TPU pods, Slurm, Open MPI); see docs/scale.md.
+
+Compiled programs are cached on disk (config.compilation_cache, on by default): in
+$XDG_CACHE_HOME/jaxnn/jax, else ~/.cache/jaxnn/jax; JAXNN_COMPILATION_CACHE=DIR moves the
+cache, JAXNN_COMPILATION_CACHE=off turns it off.
+
+Exit 0 on success (a run that was already complete, or whose every member diverged,
+included); exit 2 with one line `jaxnn: error: ...` for any user mistake or unusable workdir
+(locked by a running launch, read-only, full); see docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxnn.parallel.cpu_devices import split_host_into_devices
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Experiment config file, e.g. experiments/mnist1d_mlp.py:smoke.",
+    lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory that receives the run's files.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a finished run in --workdir.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    "",
+    "Multi-host runs: HOST:PORT of process 0, which runs the coordinator; 'auto' lets JAX "
+    "detect the cluster (Cloud TPU, Slurm, Open MPI). Empty: a single-process run.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", 1, "Multi-host runs: how many processes (one per host) take part."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", 0, "Multi-host runs: this process's id, 0..num_processes-1 (0 writes files)."
+)
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout_s",
+    300,
+    "Multi-host runs: seconds to wait for the coordinator and the other processes.",
+)
+
+
+CACHE_VARIABLE = "JAXNN_COMPILATION_CACHE"
+_CACHE_OFF = ("off", "0", "false", "no")
+_CACHE_ON = ("on", "1", "true", "yes")
+
+
+def apply_cache_environment(config: ml_collections.ConfigDict, environ: Mapping[str, str]) -> None:
+    """Writes the environment's say on the compilation cache into `config.compilation_cache`.
+
+    JAXNN_COMPILATION_CACHE=off (or 0, false, no) turns the cache off, =on keeps the config's
+    choice, =DIR moves the cache to DIR. Unset, a config that names no directory caches in
+    $XDG_CACHE_HOME/jaxnn/jax when XDG_CACHE_HOME is set and JAX's own JAX_COMPILATION_CACHE_DIR
+    is not (a directory set through JAX is kept: `jaxnn.core.compile_cache.enable`).
+    """
+    from jaxnn.core import compile_cache
+
+    value = environ.get(CACHE_VARIABLE, "").strip()
+    follows_xdg = bool(environ.get("XDG_CACHE_HOME")) and not environ.get(
+        "JAX_COMPILATION_CACHE_DIR"
+    )
+    cache = config.compilation_cache
+    if value.lower() in _CACHE_OFF:
+        cache.enabled = False
+    elif value and value.lower() not in _CACHE_ON:
+        cache.dir = value
+    elif follows_xdg and not cache.dir:
+        cache.dir = str(compile_cache.default_directory(environ))
+
+
+def show_cache_warnings_in_one_line() -> None:
+    """JAX warns of each cache entry it cannot read or write (a disk that filled, an entry a
+    killed launch left torn) in two lines, program after program: this says it once, in one."""
+    original = warnings.showwarning
+    shown = False
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        nonlocal shown
+        if "persistent compilation cache" not in str(message):
+            original(message, category, filename, lineno, file, line)
+        elif not shown:
+            import jax
+
+            shown = True
+            text = " ".join(str(message).split())
+            print(
+                f"jaxnn: warning: {text}; compiled afresh (if this repeats, delete "
+                f"{jax.config.jax_compilation_cache_dir} or set JAXNN_COMPILATION_CACHE=off)",
+                file=sys.stderr,
+            )
+
+    warnings.showwarning = show
+
+
+def fail(message: str) -> None:
+    """Prints one line `jaxnn: error: ...` and exits with code 2."""
+    first_line = " ".join(str(message).split())
+    print(f"jaxnn: error: {first_line}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _exit_from_thread(message: str) -> None:
+    """`fail` for a watchdog thread: the main thread is blocked inside JAX's runtime."""
+    print(f"jaxnn: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    os._exit(2)
+
+
+def _flag_error_text(error: flags.Error) -> str:
+    text = str(error).removeprefix("flag ").split("\n")[0]
+    if "Non-boolean argument to boolean flag" in text:
+        given = text.split(":", 1)[0]
+        name = given.split("=", 1)[0]
+        return f"{given}: a boolean flag is set with {name} or {name.replace('--', '--no', 1)}"
+    return text
+
+
+def shipped_experiments() -> Path:
+    """The directory of the launch configs shipped with jaxnn: `experiments/` beside the `jaxnn`
+    package (the repository's own in a checkout or an editable install, the wheel's copy in an
+    installed one)."""
+    return Path(__file__).resolve().parent.parent / "experiments"
+
+
+def resolve_config(value: str) -> str:
+    """`--config`'s value with a shipped experiment's name (`NAME[:ARG]`, or
+    `experiments/NAME.py[:ARG]` where the current directory has no such file) made its path.
+
+    A file that exists as written is kept; anything else is left for the config loader to
+    refuse, except a bare name that is no shipped experiment, which is refused here.
+    """
+    path, colon, arg = value.partition(":")
+    if not path or Path(path).expanduser().exists():
+        return value
+    shipped = shipped_experiments()
+    name = path.removeprefix("experiments/").removesuffix(".py")
+    if "/" not in name and (shipped / f"{name}.py").is_file():
+        return f"{shipped / name}.py{colon}{arg}"
+    if "/" not in path and not path.endswith(".py"):
+        known = ", ".join(sorted(p.stem for p in shipped.glob("*.py") if p.stem != "__init__"))
+        fail(
+            f"--config={value}: no config file {path!r} and no shipped experiment of that name (shipped: {known})"
+        )
+    return value
+
+
+def _with_resolved_config(argv: list[str]) -> list[str]:
+    """argv with the value of `--config=VALUE` (or `--config VALUE`) passed through
+    `resolve_config`; every other argument as given."""
+    resolved = list(argv)
+    for i, argument in enumerate(resolved):
+        if argument.startswith("--config="):
+            resolved[i] = "--config=" + resolve_config(argument.removeprefix("--config="))
+        elif argument == "--config" and i + 1 < len(resolved):
+            resolved[i + 1] = resolve_config(resolved[i + 1])
+    return resolved
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """Parses flags, turning every flag or config-override mistake into a one-line error."""
+    try:
+        return flags.FLAGS(_with_resolved_config(argv))
+    except flags.Error as error:
+        fail(_flag_error_text(error))
+    except (AttributeError, KeyError, TypeError, ValueError, SyntaxError, OSError) as error:
+        fail(f"bad --config or --config.FIELD override: {error}")
+    return []
+
+
+def _launch(argv: list[str]) -> None:
+    """What a parsed command line does: one `jaxnn.run` (or one line and exit 2)."""
+    # TFDS and JAX log routine INFO lines through absl; the progress bar says what matters.
+    logging.set_verbosity(logging.WARNING)
+    show_cache_warnings_in_one_line()
+    if len(argv) > 1:
+        fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
+    from jaxnn.errors import JaxnnError
+    from jaxnn.parallel import hosts
+    from jaxnn.runner import run
+
+    try:
+        join = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        # Every flag is checked before the (possibly long) wait for the coordinator.
+        hosts.check_distributed_args(*join, _DISTRIBUTED_TIMEOUT.value)
+        if _CONFIG.value is None:
+            fail(
+                "--config is required, e.g. --config=experiments/mnist1d_mlp.py or --config=mnist1d_mlp"
+            )
+        # Joining a multi-host run must come before anything touches JAX.
+        hosts.initialize_distributed(
+            *join, timeout_s=_DISTRIBUTED_TIMEOUT.value, on_timeout=_exit_from_thread
+        )
+        apply_cache_environment(_CONFIG.value, os.environ)
+        run(
+            _CONFIG.value,
+            _WORKDIR.value or "",
+            overwrite=_OVERWRITE.value,
+            progress=_PROGRESS.value,
+        )
+    except JaxnnError as error:
+        fail(str(error))
+
+
+def main() -> None:
+    """The `jaxnn` command and `python launch.py`: parses sys.argv, runs, exits."""
+    # Before anything imports JAX: one CPU device per core, so the members train on every core.
+    split_host_into_devices(os.environ)
+    app.run(_launch, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    main()
