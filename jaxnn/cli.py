@@ -196,7 +196,7 @@ def _launch(argv: list[str]) -> None:
     show_cache_warnings_in_one_line()
     if len(argv) > 1:
         fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
-    from jaxnn.errors import JaxnnError
+    from jaxnn.errors import Interrupted, JaxnnError
     from jaxnn.parallel import hosts
     from jaxnn.runner import run
 
@@ -221,13 +221,22 @@ def _launch(argv: list[str]) -> None:
         )
     except JaxnnError as error:
         fail(str(error))
+    except Interrupted as interrupted:  # SIGTERM/SIGINT: stopped at a chunk boundary, saved
+        print(f"jaxnn: {interrupted}", file=sys.stderr)
+        sys.exit(interrupted.exit_code)
 
 
 def main() -> None:
     """The `jaxnn` command and `python launch.py`: parses sys.argv, runs, exits."""
     # Before anything imports JAX: one CPU device per core, so the members train on every core.
     split_host_into_devices(os.environ)
-    app.run(_launch, flags_parser=parse_flags)
+    try:
+        app.run(_launch, flags_parser=parse_flags)
+    except KeyboardInterrupt:  # Ctrl-C while starting up, before `jaxnn.run` watches signals
+        print(
+            "jaxnn: interrupted by SIGINT while starting up; nothing was written", file=sys.stderr
+        )
+        sys.exit(130)
 
 
 if __name__ == "__main__":

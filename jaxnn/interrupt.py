@@ -41,8 +41,7 @@ class StopRequest:
         return Interrupted(step, name, 128 + self.signal_number)
 
 
-def _abort(signal_number: int, frame: object) -> None:
-    del frame
+def _abort(signal_number: int) -> None:
     name = signal.Signals(signal_number).name
     print(
         f"jaxnn: aborted by a second {name}; launch again to resume from the last checkpoint",
@@ -54,25 +53,44 @@ def _abort(signal_number: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def stop_at_chunk_boundaries() -> Iterator[StopRequest]:
-    """Installs SIGTERM/SIGINT handlers that set the returned request, for the `with` block.
+    """Sees SIGTERM/SIGINT for the `with` block: the first sets the returned request, a second
+    aborts the process at once.
 
-    Outside the main thread (where Python cannot install handlers) the request is never set
-    and signals keep their usual effect.
+    The signals are watched by a thread that reads Python's signal wake-up pipe
+    (`signal.set_wakeup_fd`): the interpreter writes to it as the signal arrives, even while
+    the main thread is inside a long compile or a device computation, where a Python signal
+    handler would wait (and two signals would merge into one). Outside the main thread (where
+    Python cannot install handlers) the request is never set and signals keep their effect.
     """
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
 
-    def first(signal_number: int, frame: object) -> None:
-        del frame
-        request.set(signal_number)
-        for number in STOP_SIGNALS:
-            signal.signal(number, _abort)
+    def watch() -> None:
+        while data := os.read(read_fd, 1):
+            number = data[0]
+            if number not in watched:
+                continue
+            if request():
+                _abort(number)
+            request.set(number)
 
-    previous = {number: signal.signal(number, first) for number in STOP_SIGNALS}
+    # The work is the watcher's; a handler must be installed for the wake-up byte to be sent.
+    # A signal the launch was started ignoring (`nohup`, a background job) stays ignored.
+    watched = [n for n in STOP_SIGNALS if signal.getsignal(n) is not signal.SIG_IGN]
+    previous = {number: signal.signal(number, lambda *_: None) for number in watched}
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=watch, name="jaxnn-stop-signals", daemon=True)
+    watcher.start()
     try:
         yield request
     finally:
+        signal.set_wakeup_fd(previous_fd)
         for number, handler in previous.items():
             signal.signal(number, handler)
+        os.close(write_fd)  # the watcher reads the end of the pipe and returns
+        watcher.join()
+        os.close(read_fd)
