@@ -150,15 +150,57 @@ def check_workdir(workdir: str | Path, *, overwrite: bool = False) -> RunPaths:
         )
     if workdir is None or not str(workdir).strip():
         raise ConfigError("--workdir is required: the directory that receives the run's files")
-    root = Path(workdir).expanduser().resolve()
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"workdir {root} exists and is not a directory")
-    existing = root if root.exists() else next(p for p in root.parents if p.exists())
+    root = checked_path(workdir, "workdir")
+    try:
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"workdir {root} exists and is not a directory")
+        existing = root if root.exists() else next(p for p in root.parents if p.exists())
+    except OSError as error:
+        raise ConfigError(f"workdir {root} cannot be used ({_os_error_text(error)})") from error
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(
             f"workdir {root} cannot be created or written (no write permission on {existing})"
         )
     return RunPaths(root)
+
+
+# Linux's limits (os.pathconf gives them where a directory exists; these are their usual values).
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+def checked_path(path: str | os.PathLike, what: str) -> Path:
+    """`path` with `~` expanded, made absolute, within the file system's length limits.
+
+    Raises:
+      ConfigError: a `~user` with no such user, a component longer than NAME_MAX bytes, or a
+        path longer than PATH_MAX bytes (named with the lengths).
+    """
+    text = os.fspath(path)
+    try:
+        expanded = Path(text).expanduser()
+    except RuntimeError as error:
+        user = text.split("/", 1)[0]
+        raise ConfigError(
+            f"{what} {text}: cannot expand {user} (no such user or no home directory); write the "
+            "path out in full"
+        ) from error
+    resolved = Path(os.path.abspath(expanded))
+    for part in resolved.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise ConfigError(
+                f"{what} {text[:80]}...: the component {part[:40]}... is {len(os.fsencode(part))} "
+                f"bytes long, more than the {NAME_MAX} a file name may have"
+            )
+    if len(os.fsencode(str(resolved))) > PATH_MAX:
+        raise ConfigError(
+            f"{what} {str(resolved)[:80]}...: the path is {len(os.fsencode(str(resolved)))} bytes "
+            f"long, more than the {PATH_MAX} a path may have"
+        )
+    try:
+        return resolved.resolve()
+    except (OSError, RuntimeError) as error:
+        raise ConfigError(f"{what} {text}: cannot be resolved ({error})") from error
 
 
 _ABSENT = object()
