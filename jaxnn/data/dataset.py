@@ -410,7 +410,8 @@ def _train_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (digits' pixel 24) into values near 1e8.
     """
     values = values.astype(np.float64)
-    mean, std = values.mean(axis=0), values.std(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused after, in words
+        mean, std = values.mean(axis=0), values.std(axis=0)
     return mean, np.where(std < MIN_STD, 1.0, std)
 
 

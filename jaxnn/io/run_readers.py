@@ -150,8 +150,8 @@ def _row_problem(row: Any, split: bool) -> str | None:
 def read_appended(path: Path, *, split: bool | None = None) -> AppendedRows:
     """metrics.jsonl or diagnostics.jsonl: every row checked, a torn last line dropped.
 
-    A last line that is not valid JSON, or that a kill cut before its newline, is torn. A row
-    elsewhere that is not a row (or a last line that is whole but malformed) is damage.
+    A last line without its newline is torn (jaxnn ends every row with one: a kill, or a copy
+    cut short, left it). Any whole line that is not a row jaxnn writes is damage.
 
     Args:
       path: the file (absent: no rows).
@@ -168,16 +168,12 @@ def read_appended(path: Path, *, split: bool | None = None) -> AppendedRows:
         lines.pop()
     rows, torn = [], False
     for number, line in enumerate(lines, start=1):
-        last = number == len(lines)
-        if last and not ends_whole:
+        if number == len(lines) and not ends_whole:
             torn = True
             break
         try:
             row = parse_json(line)
         except ValueError as error:
-            if last:
-                torn = True
-                break
             raise damaged(path, f"line {number} is not valid JSON ({error})") from error
         problem = _row_problem(row, split)
         if problem is not None:
