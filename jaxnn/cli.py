@@ -23,6 +23,7 @@ included); exit 2 with one line `jaxnn: error: ...` for any user mistake or unus
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
 import sys
 import warnings
@@ -187,13 +188,24 @@ def parse_flags(argv: list[str]) -> list[str]:
     A `--config.FIELD` override makes the parser load the config file here; whatever that
     file raises (it is the user's code: a NameError, an import that fails) is one line.
     """
+    # ml_collections warns through absl (a get_config that returned None) before flags are
+    # parsed: the one line below says it.
+    quiet = _NotFromConfigFlags()
+    logging.get_absl_logger().addFilter(quiet)
     try:
         return flags.FLAGS(_with_resolved_config(argv))
     except flags.Error as error:
         fail(_flag_error_text(error))
     except Exception as error:
         fail(config_error_text(error, argv))
+    finally:
+        logging.get_absl_logger().removeFilter(quiet)
     return []
+
+
+class _NotFromConfigFlags(pylogging.Filter):
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        return not record.pathname.endswith("config_flags.py")
 
 
 def _config_argument(argv: list[str]) -> str:
