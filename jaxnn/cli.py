@@ -177,7 +177,10 @@ def _exit_from_thread(message: str) -> None:
 
 
 def _flag_error_text(error: flags.Error) -> str:
-    text = str(error).removeprefix("flag ").split("\n")[0]
+    lines = [line.strip() for line in str(error).removeprefix("flag ").splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    if text.endswith("Error whilst parsing config file:") and len(lines) > 1:
+        text = f"{text} {lines[-1]}"  # the file's own error is the last line
     if "Non-boolean argument to boolean flag" in text:
         given = text.split(":", 1)[0]
         name = given.split("=", 1)[0]
@@ -227,14 +230,77 @@ def _with_resolved_config(argv: list[str]) -> list[str]:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """Parses flags, turning every flag or config-override mistake into a one-line error."""
+    """Parses flags, turning every flag or config-override mistake into a one-line error.
+
+    A `--config.FIELD` override makes the parser load the config file here; whatever that
+    file raises (it is the user's code: a NameError, an import that fails) is one line.
+    """
+    # ml_collections warns through absl (a get_config that returned None) before flags are
+    # parsed: the one line below says it.
+    quiet = _NotFromConfigFlags()
+    logging.get_absl_logger().addFilter(quiet)
     try:
         return flags.FLAGS(_with_resolved_config(argv))
     except flags.Error as error:
         fail(_flag_error_text(error))
-    except (AttributeError, KeyError, TypeError, ValueError, SyntaxError, OSError) as error:
-        fail(f"bad --config or --config.FIELD override: {error}")
+    except Exception as error:
+        fail(config_error_text(error, argv))
+    finally:
+        logging.get_absl_logger().removeFilter(quiet)
     return []
+
+
+class _NotFromConfigFlags(std_logging.Filter):
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return not record.pathname.endswith("config_flags.py")
+
+
+def _config_argument(argv: list[str]) -> str:
+    for i, argument in enumerate(argv):
+        if argument.startswith("--config="):
+            return argument.removeprefix("--config=")
+        if argument == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return ""
+
+
+def config_error_text(error: BaseException, argv: list[str] | None = None) -> str:
+    """The one line for a config file that cannot be loaded, or an override it refuses: the
+    first cause that is the user's (the exception the file raised), not ml_collections'."""
+    cause: BaseException = error
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__
+    given = _config_argument(argv if argv is not None else sys.argv[1:])
+    path = given.partition(":")[0]
+    if isinstance(cause, FileNotFoundError) or (path and not Path(path).expanduser().is_file()):
+        return f"--config={given}: no such config file {path!r}"
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    if isinstance(cause, SyntaxError | NameError | ImportError | AttributeError | RuntimeError):
+        text = f"{type(cause).__name__}: {text}"
+    return f"--config={given}: the config file or an override of it fails: {text[:300]}"
+
+
+def load_config() -> ml_collections.ConfigDict:
+    """The `--config` file's config (loaded here when no override loaded it while parsing):
+    whatever the file raises, or a `get_config` that returns no ConfigDict, is one line."""
+    try:
+        config = _CONFIG.value
+    except Exception as error:
+        fail(config_error_text(error))
+    error = getattr(config, "__dict__", {}).get("_error")
+    if isinstance(error, BaseException):  # ml_collections' stand-in for a file that failed
+        fail(config_error_text(error))
+    if config is None:
+        fail(
+            "--config is required, e.g. --config=experiments/mnist1d_mlp.py or --config=mnist1d_mlp"
+        )
+    if not isinstance(config, ml_collections.ConfigDict):
+        fail(
+            f"--config={_config_argument(sys.argv[1:])}: get_config returned a "
+            f"{type(config).__name__}; it must return an ml_collections.ConfigDict (start from "
+            "jaxnn.config.default_config())"
+        )
+    return config
 
 
 def _launch(argv: list[str]) -> None:
@@ -243,7 +309,7 @@ def _launch(argv: list[str]) -> None:
     show_cache_warnings_in_one_line()
     if len(argv) > 1:
         fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
-    from jaxnn.errors import JaxnnError
+    from jaxnn.errors import Interrupted, JaxnnError
     from jaxnn.parallel import hosts
     from jaxnn.runner import run
 
@@ -251,30 +317,36 @@ def _launch(argv: list[str]) -> None:
         join = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
         # Every flag is checked before the (possibly long) wait for the coordinator.
         hosts.check_distributed_args(*join, _DISTRIBUTED_TIMEOUT.value)
-        if _CONFIG.value is None:
-            fail(
-                "--config is required, e.g. --config=experiments/mnist1d_mlp.py or --config=mnist1d_mlp"
-            )
+        config = load_config()
         # Joining a multi-host run must come before anything touches JAX.
         hosts.initialize_distributed(
             *join, timeout_s=_DISTRIBUTED_TIMEOUT.value, on_timeout=_exit_from_thread
         )
-        apply_cache_environment(_CONFIG.value, os.environ)
+        apply_cache_environment(config, os.environ)
         run(
-            _CONFIG.value,
+            config,
             _WORKDIR.value or "",
             overwrite=_OVERWRITE.value,
             progress=_PROGRESS.value,
         )
     except JaxnnError as error:
         fail(str(error))
+    except Interrupted as interrupted:  # SIGTERM/SIGINT: stopped at a chunk boundary, saved
+        print(f"jaxnn: {interrupted}", file=sys.stderr)
+        sys.exit(interrupted.exit_code)
 
 
 def main() -> None:
     """The `jaxnn` command and `python launch.py`: parses sys.argv, runs, exits."""
     # Before anything imports JAX: one CPU device per core, so the members train on every core.
     split_host_into_devices(os.environ)
-    app.run(_launch, flags_parser=parse_flags)
+    try:
+        app.run(_launch, flags_parser=parse_flags)
+    except KeyboardInterrupt:  # Ctrl-C while starting up, before `jaxnn.run` watches signals
+        print(
+            "jaxnn: interrupted by SIGINT while starting up; nothing was written", file=sys.stderr
+        )
+        sys.exit(130)
 
 
 if __name__ == "__main__":

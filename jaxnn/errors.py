@@ -21,3 +21,17 @@ class CheckpointError(JaxnnError):
 
 class WorkdirError(JaxnnError):
     """A workdir that cannot be written (read-only, full) or is in use by another launch."""
+
+
+class Interrupted(Exception):
+    """A run stopped by SIGTERM or SIGINT at a chunk boundary, its checkpoint saved.
+
+    Not a user mistake: the launcher prints the message as it is and exits 128 + the signal's
+    number (143 for SIGTERM, 130 for SIGINT).
+    """
+
+    def __init__(self, step: int, signal_name: str, exit_code: int):
+        self.step = step
+        self.signal_name = signal_name
+        self.exit_code = exit_code
+        super().__init__(f"interrupted at step {step} by {signal_name}; launch again to resume")

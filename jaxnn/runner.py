@@ -41,7 +41,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import data as data_lib
-from jaxnn import validation
+from jaxnn import interrupt, validation
 from jaxnn.analysis import diagnostics
 from jaxnn.core import compile_cache, ensemble, train, variants
 from jaxnn.core.loop import Evaluation
@@ -82,6 +82,8 @@ def run(
     asked for no more steps is reported and left as it is. Every user mistake raises a
     `jaxnn.errors.JaxnnError` before anything is written; so does a workdir that another live
     launch holds. A disk that fails later raises `WorkdirError`, the checkpoints intact.
+    SIGTERM or SIGINT during the run stops it at the next chunk boundary with a checkpoint
+    and raises `jaxnn.errors.Interrupted` (the lock released); launching again resumes it.
 
     Args:
       config: the run config (not changed).
@@ -103,6 +105,7 @@ def run(
     spec = validation.validate(config, Components.of(**components), sweep=sweep)
     writer = sharding.is_writer()
     with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(interrupt.stop_at_chunk_boundaries())
         if not writer:
             out = stack.enter_context(open(os.devnull, "w"))
         paths = workdir_lib.check_workdir(workdir)
@@ -124,7 +127,9 @@ def run(
         # Before anything compiles; a cache the caller set up is kept unless the config names one.
         if spec.config.compilation_cache.enabled:
             compile_cache.enable(spec.config.compilation_cache.dir)
-        summary = _run_planned(plan, lock, spec, given=given, progress=progress and writer, out=out)
+        summary = _run_planned(
+            plan, lock, spec, stop, given=given, progress=progress and writer, out=out
+        )
         return RunResult(summary, paths.root, components)
 
 
@@ -202,6 +207,7 @@ def _run_planned(
     plan: workdir_lib.WorkdirPlan,
     lock: lock_lib.WorkdirLock,
     spec: validation.RunSpec,
+    stop: interrupt.StopRequest,
     *,
     given: data_lib.Dataset | None,
     progress: bool,
@@ -238,10 +244,17 @@ def _run_planned(
                 order=variant.trainer.program.layer_order(),
             )
         variant.start_step, variant.state, variant.unreadable = _restore(
-            plan, variant.checkpoints_dir, abstract, variant.trainer.program, out
+            plan,
+            variant.checkpoints_dir,
+            abstract,
+            variant.trainer.program,
+            [m.index for m in variant.global_members],
+            out,
         )
 
     # train: every check has passed, from here on the launch writes.
+    if stop():
+        raise stop.interrupted(run_variants[0].start_step)  # nothing written
     resumed = {}
     for variant in run_variants:
         resumed |= variant.resumed_steps()
@@ -251,7 +264,15 @@ def _run_planned(
         print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
     for variant in run_variants:
         _train_variant(
-            variant, plan, dataset, data_record, key, len(run_variants), progress=progress, out=out
+            variant,
+            plan,
+            dataset,
+            data_record,
+            key,
+            len(run_variants),
+            stop,
+            progress=progress,
+            out=out,
         )
 
     # finish: one summary over every variant's members (a plain run is one variant)
@@ -301,11 +322,19 @@ def _train_variant(
     data_record: Mapping[str, Any],
     key: jax.Array,
     num_variants: int,
+    stop: interrupt.StopRequest,
     *,
     progress: bool,
     out: TextIO,
 ) -> None:
-    """Trains one variant from where its checkpoint left it, with one evaluation callback."""
+    """Trains one variant from where its checkpoint left it, with one evaluation callback.
+
+    Raises:
+      Interrupted: a stop signal arrived; the variant's state at the chunk boundary where it
+        stopped is saved first.
+    """
+    if stop():
+        raise stop.interrupted(variant.start_step)  # the variants before it are saved
     writer = sharding.is_writer()
     trainer, program = variant.trainer, variant.trainer.program
     if num_variants > 1:
@@ -360,8 +389,11 @@ def _train_variant(
             state=variant.state,
             start_step=variant.start_step,
             pretrained=variant.pretrained,
+            should_stop=stop,
         )
         saver.finish(result.state, result.steps_done)
+        if stop() and not ensemble.is_finished(result.state, result.steps_done, program):
+            raise stop.interrupted(result.steps_done)
     finally:
         tracker.close()
         if events is not None:
@@ -417,9 +449,11 @@ def _restore(
     directory: Path,
     abstract: train.TrainState,
     program: Program,
+    members: list[int],
     out: TextIO,
 ) -> tuple[int, train.TrainState | None, list[int]]:
-    """The step and state a variant starts from, and the unreadable checkpoints it skipped."""
+    """The step and state a variant starts from, and the checkpoints it skipped: unreadable
+    ones, and those whose metrics.jsonl rows are missing (their rows are computed again)."""
     if not plan.restores or not directory.is_dir():
         return 0, None, []
     for unfinished in checkpoint.unfinished_saves(directory):
@@ -429,13 +463,23 @@ def _restore(
             file=out,
         )
     reader = checkpoint.RunCheckpoints(directory, read_only=True)
+
+    def usable(step: int) -> str | None:
+        if plan.has_rows(members, step):
+            return None
+        return f"{plan.paths.metrics} lacks its rows (a torn last line); they are computed again"
+
     try:
-        found = reader.restore_latest(abstract, report=lambda line: print(line, file=out))
+        found = reader.restore_latest(
+            abstract, report=lambda line: print(line, file=out), usable=usable
+        )
     finally:
         reader.close()
     if found is None:
         return 0, None, []
     step, state, unreadable = found
+    if state is None:
+        return 0, None, unreadable
     if step > program.total_steps:
         raise ConfigError(
             f"training asks for {program.total_steps} steps but the checkpoint in "

@@ -19,7 +19,7 @@ import numpy as np
 from jaxnn import data
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
-from jaxnn.config.fields import NumericField, foreign_field
+from jaxnn.config.fields import MAX_STEPS, NumericField, foreign_field, integer_problem
 from jaxnn.config.schema import (
     BATCH_ORDERS,
     KEEP_WEIGHTS,
@@ -28,7 +28,7 @@ from jaxnn.config.schema import (
     default_config,
 )
 from jaxnn.data import augment
-from jaxnn.errors import ConfigError
+from jaxnn.errors import ConfigError, DataError
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, model_fields, optimizers, registry
 from jaxnn.nn.components import Components
@@ -162,7 +162,9 @@ def validate(
       ConfigError: the first mistake, in one line.
     """
     components = components or Components()
-    _require(isinstance(config.seed, int), f"seed must be an integer, got {config.seed!r}")
+    check_config_type(config)
+    problem = integer_problem(config)
+    _require(problem is None, problem or "")
     data.validate_dataset_config(config.dataset)
     family = model_family(config, components)
     _refuse_other_families_fields(config.model, family)
@@ -279,6 +281,94 @@ def _refuse_other_families_fields(
         )
 
 
+def validate_call(
+    config: Any,
+    dataset: Any,
+    key: Any,
+    components: Components | None = None,
+    *,
+    sweep: sweep_lib.SweepSpec | None = None,
+) -> RunSpec:
+    """`validate` for the Python entry points that train on given data (`fit`, `fit_ensemble`,
+    `fit_variants`): the data set and the key are checked too.
+
+    Raises:
+      ConfigError, DataError: the first mistake, in one line.
+    """
+    check_dataset(dataset)
+    check_key(key)
+    return validate(config, components, sweep=sweep)
+
+
+def check_config_type(config: Any) -> None:
+    """The config is an `ml_collections.ConfigDict` with every field of `default_config()`.
+
+    Raises:
+      ConfigError: another type (a dict, None), or a field of the schema missing.
+    """
+    _require(
+        isinstance(config, ml_collections.ConfigDict),
+        "config must be an ml_collections.ConfigDict such as jaxnn.default_config() (changed "
+        f"as needed), got {type(config).__name__}",
+    )
+    for field in _schema_fields():
+        node = config
+        for part in field.split("."):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                raise ConfigError(
+                    f"config has no field {field}: start from jaxnn.default_config() and change "
+                    "the fields you need"
+                )
+            node = node[part]
+
+
+def _schema_fields(node: ml_collections.ConfigDict | None = None, prefix: str = "") -> list[str]:
+    node = default_config() if node is None else node
+    fields = []
+    for key, value in node.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            fields += _schema_fields(value, f"{prefix}{key}.")
+        else:
+            fields.append(f"{prefix}{key}")
+    return fields
+
+
+def check_key(key: Any, what: str = "key") -> None:
+    """`key` is a JAX random key: `jax.random.PRNGKey(seed)` (uint32 [2]) or `jax.random.key`.
+
+    Raises:
+      ConfigError: anything else (a plain integer, a float array, a batch of keys).
+    """
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        _require(key.shape == (), f"{what} must be one random key, got keys of shape {key.shape}")
+        return
+    shape, dtype = np.shape(key), getattr(key, "dtype", None)
+    _require(
+        isinstance(key, jax.Array | np.ndarray) and shape == (2,) and dtype == np.uint32,
+        f"{what} must be a JAX random key such as jax.random.PRNGKey(0), got {_describe(key)}",
+    )
+
+
+def check_dataset(dataset: Any) -> None:
+    """`dataset` is a `jaxnn.Dataset` (from `jaxnn.load_dataset` or `jaxnn.from_arrays`).
+
+    Raises:
+      DataError: anything else (arrays, a tuple, a path).
+    """
+    if not isinstance(dataset, data.Dataset):
+        raise DataError(
+            "data must be a jaxnn.Dataset (from jaxnn.from_arrays(x_train, y_train, x_test, "
+            f"y_test, task=...) or jaxnn.load_dataset(config.dataset)), got {_describe(dataset)}"
+        )
+
+
+def _describe(value: Any) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
 def _validate_components(components: Components) -> None:
     for name, _ in components.metrics:
         _require(
@@ -367,8 +457,10 @@ def _validate_init_from(init_from: ml_collections.ConfigDict) -> None:
     )
     member = init_from.member
     _require(
-        member == "best" or (member.isdigit()),
-        f"init_from.member must be 'best' or a member index such as '3', got {member!r}",
+        isinstance(member, str)
+        and (member == "best" or (member.isascii() and member.isdigit() and int(member) < 2**31)),
+        f"init_from.member must be 'best' or a member index in [0, {2**31 - 1}] such as '3', "
+        f"got {member!r}",
     )
     _require(
         math.isfinite(init_from.body_lr_scale) and init_from.body_lr_scale >= 0,
@@ -392,6 +484,14 @@ def check_against_task(spec: RunSpec, task: str, num_train: int) -> None:
         f"training.batch_size={config.training.batch_size} is larger than the training split "
         f"({num_train} examples)",
     )
+    if config.training.epochs > 0:
+        steps = config.training.epochs * -(-num_train // config.training.batch_size)
+        _require(
+            steps <= MAX_STEPS,
+            f"training.epochs={config.training.epochs} makes {steps} steps of batch "
+            f"{config.training.batch_size} over {num_train} examples, more than the "
+            f"{MAX_STEPS} a run may have; ask for fewer epochs",
+        )
 
 
 def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float]) -> None:

@@ -1,4 +1,9 @@
-"""Each row of the bad-input table (docs/reliability.md) exits 2 with one line, changing nothing."""
+"""Each row of the bad-input tables (docs/reliability.md) exits 2 with one line, changing nothing.
+
+"Bad input" rows are arguments to the launcher; "Damaged workdirs and data" rows first damage a
+copy of a finished smoke run (or of the prepared MNIST-1D files) by the steps of their first
+column, then launch into it.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +11,44 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import shared_dir
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE_DOC = REPO / "docs" / "reliability.md"
 DEFAULT_CONFIG = "--config=experiments/mnist1d_mlp.py:smoke"
 
 
+def _section(heading: str) -> str:
+    """The doc's text under `## heading`, its ### sub-headings included."""
+    text = TABLE_DOC.read_text()
+    section = re.split(rf"^## {heading}$", text, maxsplit=1, flags=re.MULTILINE)[1]
+    return re.split(r"^## ", section, maxsplit=1, flags=re.MULTILINE)[0]
+
+
 def _table_rows() -> list[tuple[str, str]]:
     """(arguments, fragment of the message) of each row under the doc's "Bad input" heading."""
-    text = TABLE_DOC.read_text()
-    section = re.split(r"^#+ Bad input$", text, maxsplit=1, flags=re.MULTILINE)[1]
-    section = section.split("\n#", 1)[0]
-    return re.findall(r"^\| `(.+?)` \| `(.+?)` \|$", section, flags=re.MULTILINE)
+    return re.findall(r"^\| `(.+?)` \| `(.+?)` \|$", _section("Bad input"), flags=re.MULTILINE)
+
+
+def _damage_rows() -> list[tuple[str, str, str]]:
+    """(damage, arguments, fragment) of each row under "Damaged workdirs and data"."""
+    section = _section("Damaged workdirs and data")
+    return re.findall(r"^\| `(.+?)` \| `(.*?)` \| `(.+?)` \|$", section, flags=re.MULTILINE)
 
 
 ROWS = _table_rows()
+DAMAGE_ROWS = _damage_rows()
 
 
-def test_the_bad_input_table_has_at_least_30_rows():
-    assert len(ROWS) >= 30
+def test_the_tables_have_at_least_150_rows():
+    assert len(ROWS) >= 30 and len(DAMAGE_ROWS) >= 20
+    assert len(ROWS) + len(DAMAGE_ROWS) >= 150
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -81,4 +100,121 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     assert lines[0].startswith("jaxnn: error: ")
     assert fragment in lines[0], lines[0]
     assert "Traceback" not in result.stderr
+    assert _snapshot(tmp_path) == before
+
+
+# --- Damaged workdirs and data ------------------------------------------------------------------
+
+SMOKE = ["--config=experiments/mnist1d_mlp.py:smoke", "--noprogress"]
+PREPARED = Path("mnist1d") / "default" / "1.0.0"  # the prepared files a `data/` path names
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir) -> Path:
+    """A finished smoke run, launched once per session (rows damage copies of it)."""
+
+    def build(directory: Path) -> None:
+        directory.mkdir(parents=True)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "launch.py",
+                *SMOKE,
+                f"--workdir={directory / 'run'}",
+                f"--config.dataset.data_dir={data_dir}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return shared_dir(tmp_path_factory, "bad_input_finished_run", build) / "run"
+
+
+def _target(step: str, workdir: Path, data: Path) -> Path:
+    name = step.split(" ", 2)[1]
+    if name.startswith("data/"):
+        return data / PREPARED / name.removeprefix("data/")
+    return workdir / name
+
+
+def damage(steps: str, workdir: Path, data: Path) -> None:
+    """Applies the damage steps of a row (separated by ` ; `) to the copies.
+
+    `unfinished`: the run was killed before its end (summary.json and report.md removed);
+    `empty`: no run at all; `write F TEXT`, `append F TEXT` (`\\n` a newline); `cut F N`: the
+    last N bytes removed; `zero F`: zero-filled; `delete F`; `file D`: the directory D replaced
+    by a plain file; `dir F`: the file F replaced by an empty directory. F under `data/` is one
+    of the prepared MNIST-1D files.
+    """
+    for step in steps.split(" ; "):
+        op, _, rest = step.partition(" ")
+        if op == "unfinished":
+            (workdir / "summary.json").unlink()
+            (workdir / "report.md").unlink()
+            continue
+        if op == "empty":
+            for path in workdir.iterdir():
+                if path.name != "notes.txt":
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+            continue
+        path = _target(step, workdir, data)
+        text = rest.partition(" ")[2].replace("\\n", "\n")
+        if op == "write":
+            path.write_text(text)
+        elif op == "append":
+            with open(path, "a") as handle:
+                handle.write(text)
+        elif op == "cut":
+            os.truncate(path, path.stat().st_size - int(text))
+        elif op == "zero":
+            path.write_bytes(bytes(path.stat().st_size))
+        elif op == "delete":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        elif op == "file":
+            shutil.rmtree(path)
+            path.write_text("not a directory\n")
+        elif op == "dir":
+            path.unlink()
+            path.mkdir()
+        else:
+            raise ValueError(f"unknown damage step {step!r}")
+
+
+@pytest.mark.parametrize(
+    ("steps", "arguments", "fragment"), DAMAGE_ROWS, ids=[f"{r[0]} {r[1]}" for r in DAMAGE_ROWS]
+)
+def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
+    steps, arguments, fragment, finished_run, tmp_path, data_dir
+):
+    workdir, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(finished_run, workdir)
+    (workdir / "notes.txt").write_text("a researcher's file that must survive\n")
+    if "data/" in steps:
+        shutil.copytree(Path(data_dir) / "mnist1d", data / "mnist1d")
+    damage(steps, workdir, data)
+    before = _snapshot(tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            *SMOKE,
+            f"--workdir={workdir}",
+            f"--config.dataset.data_dir={data if 'data/' in steps else data_dir}",
+            *shlex.split(arguments),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("jaxnn: error: ")
+    assert fragment in lines[0], lines[0]
     assert _snapshot(tmp_path) == before

@@ -380,7 +380,7 @@ def test_validation_fraction_too_small_for_the_data():
         ({"classes": (3, 3)}, ConfigError, "repeats a class"),
         ({"classes": (3,)}, ConfigError, "at least 2"),
         ({"classes": ("three", "four")}, ConfigError, "integer labels"),
-        ({"train_per_class": -1}, ConfigError, "non-negative integer"),
+        ({"train_per_class": -1}, ConfigError, "train_per_class must be an integer in [0,"),
         ({"split_seed": 0.5}, ConfigError, "split_seed must be an integer"),
         ({"standardize": "yes"}, ConfigError, "standardize must be True or False"),
     ],

@@ -581,3 +581,86 @@ def test_a_run_where_every_member_diverges_ends_with_a_clear_message(tmp_path, d
     assert summary["best"] == {} and summary["ensemble"] == {}
     assert "Every member diverged" in (workdir / "report.md").read_text()
     assert not (workdir / "best").exists()
+
+
+# --- Signals: SIGTERM and SIGINT stop at a chunk boundary with a checkpoint --------------------
+
+INTERRUPTED = r"^jaxnn: interrupted at step (\d+) by {name}; launch again to resume$"
+
+
+def interrupt_and_resume(
+    reference: Path, tmp_path: Path, data_dir: str, number: int, moment, arg: str | None = None
+) -> int:
+    """Sends `number` at `moment`; checks the one line, the exit code, the released lock and
+    the checkpoint at the step it names; relaunches to the end. Returns that step."""
+    import re
+
+    config_path = write_config(tmp_path)
+    workdir = tmp_path / "run"
+    args = command(config_path, workdir, data_dir, arg)
+    child = Launch.start(args, tmp_path / "interrupted")
+    assert child.kill_when(lambda: moment(workdir), signal_number=number)
+    assert child.wait() == 128 + number, child.stderr()[-3000:]
+    lines = [line for line in child.stderr().splitlines() if line.strip()]
+    name = signal.Signals(number).name
+    assert len(lines) == 1, child.stderr()[-3000:]
+    match = re.match(INTERRUPTED.format(name=name), lines[0])
+    assert match, lines[0]
+    step = int(match.group(1))
+    assert not (workdir / ".lock").exists()
+    left = leftovers(workdir)
+    assert left.steps[-1] == step and not left.unreadable and not left.unfinished
+    assert not (workdir / "summary.json").exists()
+    said = relaunch_to_the_end(args, workdir, tmp_path / "relaunch", reference)
+    assert f"(step {step})" in said
+    return step
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_run_at_a_chunk_boundary_and_the_relaunch_is_bit_identical(
+    number, cli_reference, tmp_path, data_dir
+):
+    step = interrupt_and_resume(cli_reference, tmp_path, data_dir, number, evaluated(20))
+    assert 20 <= step < 60
+
+
+def test_a_second_sigint_aborts_at_once(cli_reference, tmp_path, data_dir):
+    config_path = write_config(tmp_path)
+    workdir = tmp_path / "run"
+    args = command(config_path, workdir, data_dir)
+    child = Launch.start(args, tmp_path / "aborted")
+    # While it compiles (after config.json, before the first chunk's rows): no chunk boundary
+    # comes between the two signals, so only the second can end it.
+    assert child.kill_when(lambda: exists("config.json")(workdir), signal_number=signal.SIGINT)
+    time.sleep(0.05)
+    child.process.send_signal(signal.SIGINT)
+    assert child.wait() == 130, child.stderr()[-3000:]
+    lines = [line for line in child.stderr().splitlines() if line.strip()]
+    assert lines == [
+        "jaxnn: aborted by a second SIGINT; launch again to resume from the last checkpoint"
+    ]
+    relaunch_to_the_end(args, workdir, tmp_path / "relaunch", cli_reference)
+
+
+SIGNAL_TRIALS = [
+    (name, number, moment)
+    for number in (signal.SIGTERM, signal.SIGINT)
+    for name, moment in (
+        ("once config.json is written", exists("config.json")),
+        ("after the metrics of step 30", evaluated(30)),
+        ("while saving checkpoint 60", saving(60)),
+        ("after the metrics of step 110", evaluated(110)),
+        ("just after checkpoint 180", saved(180)),
+    )
+]
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(
+    "trial",
+    range(len(SIGNAL_TRIALS)),
+    ids=[f"{signal.Signals(t[1]).name} {t[0]}" for t in SIGNAL_TRIALS],
+)
+def test_signals_at_many_moments(trial, long_reference, tmp_path, data_dir):
+    _, number, moment = SIGNAL_TRIALS[trial]
+    interrupt_and_resume(long_reference, tmp_path, data_dir, number, moment, "long")

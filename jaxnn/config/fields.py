@@ -81,3 +81,88 @@ def foreign_field(
         if readers and _canonical(section[field]) != _canonical(defaults[field]):
             return field, readers
     return None
+
+
+# The largest count of steps (and of steps between evaluations, or evaluations of patience):
+# the chunk program carries the global step as an int32.
+MAX_STEPS = 10**9
+MAX_SEED = 2**32 - 1  # jax.random.PRNGKey keeps 32 bits of a seed: larger ones would collide
+
+
+@dataclasses.dataclass(frozen=True)
+class IntegerField:
+    """An integer config field and its documented range (inclusive).
+
+    Attributes:
+      field: the dotted config field, e.g. 'training.steps'.
+      low, high: the smallest and largest value allowed.
+      meaning: what a value means, in a few words (the error message says it).
+      each: the field holds a tuple of such integers (model.hidden, dataset.classes).
+    """
+
+    field: str
+    low: int
+    high: int
+    meaning: str
+    each: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """The one-line complaint about `value`, or None when it is in range."""
+        values = tuple(value) if self.each and isinstance(value, tuple | list) else (value,)
+        if self.each and not isinstance(value, tuple | list):
+            return f"{self.field} must be a tuple of integers ({self.meaning}), got {value!r}"
+        for item in values:
+            if not _is_plain_int(item) or not self.low <= item <= self.high:
+                what = "every entry of " if self.each else ""
+                return (
+                    f"{what}{self.field} must be an integer in [{self.low}, {self.high}] "
+                    f"({self.meaning}), got {item!r}"
+                )
+        return None
+
+
+def _is_plain_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Every integer field of the schema (`jaxnn.config.schema`), checked before anything else.
+INTEGER_FIELDS: tuple[IntegerField, ...] = (
+    IntegerField("seed", 0, MAX_SEED, "the root random seed"),
+    IntegerField("dataset.split_seed", 0, MAX_SEED, "seeds the validation split"),
+    IntegerField(
+        "dataset.permute_seed", 0, MAX_SEED, "seeds the permutation of positions, 0 = off"
+    ),
+    IntegerField("dataset.train_per_class", 0, 10**9, "train examples kept per class, 0 = all"),
+    IntegerField("dataset.classes", 0, 10**6, "the class labels kept", each=True),
+    IntegerField("model.hidden", 1, 2**31 - 1, "the width of each hidden layer", each=True),
+    IntegerField("optimizer.warmup_steps", 0, MAX_STEPS, "steps of learning-rate warmup"),
+    IntegerField("training.batch_size", 1, 2**31 - 1, "examples per step"),
+    IntegerField("training.steps", 0, MAX_STEPS, "steps of training, 0 = use epochs"),
+    IntegerField("training.epochs", 0, MAX_STEPS, "passes over the training split, 0 = use steps"),
+    IntegerField("training.eval_every", 1, MAX_STEPS, "steps between evaluations"),
+    IntegerField("training.patience", 0, MAX_STEPS, "evaluations without improvement, 0 = off"),
+    IntegerField("restarts.num", 1, 2**31 - 1, "members per variant"),
+    IntegerField(
+        "checkpoint.every_steps", 0, MAX_STEPS, "steps between saves, 0 = every evaluation"
+    ),
+    IntegerField("checkpoint.keep", 1, 10**6, "latest checkpoints kept"),
+    IntegerField("mesh.num_devices", 0, 2**20, "devices of the mesh, 0 = all"),
+)
+
+
+def integer_problem(config: Any) -> str | None:
+    """The complaint about the first integer field of `config` out of its range, or None.
+
+    Fields a config does not have (a family without `model.hidden`) are skipped.
+    """
+    for entry in INTEGER_FIELDS:
+        node = config
+        for part in entry.field.split("."):
+            if part not in node:
+                break
+            node = node[part]
+        else:
+            problem = entry.problem(node)
+            if problem is not None:
+                return problem
+    return None

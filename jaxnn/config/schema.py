@@ -36,6 +36,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.dataset.split_seed = 0
     # One fixed random permutation of the positions (axis 1) of every split; 0 = off.
     config.dataset.permute_seed = 0
+    # Delete the prepared files in data_dir and prepare them again (damaged or stale data).
+    config.dataset.rebuild = False
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "mlp"  # the model family (jaxnn.nn.registry)

@@ -96,6 +96,11 @@ def _split_spec(spec: str) -> dict[str, list[Any]]:
         try:
             values = ast.literal_eval(rhs)
         except (ValueError, SyntaxError):
+            if rhs.startswith("[") != rhs.endswith("]"):
+                raise ConfigError(
+                    f"restarts.sweep clause {field + '=' + rhs!r} is not of the form field=[v1, v2, ...] "
+                    "(an unclosed bracket)"
+                ) from None
             # Bare words such as [relu, tanh] are strings.
             inner = rhs.removeprefix("[").removesuffix("]")
             values = [_parse_value(token) for token in inner.split(",") if token.strip()]

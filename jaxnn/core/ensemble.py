@@ -285,7 +285,9 @@ def fit_ensemble(
     components = Components.of(
         model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
     )
-    spec = validation.validate(config, components, sweep=sweep).single_program("fit_ensemble")
+    spec = validation.validate_call(config, data, key, components, sweep=sweep).single_program(
+        "fit_ensemble"
+    )
     trainer = make_trainer(spec, data, key, **transfer)
     return train_members(
         trainer,
@@ -307,8 +309,11 @@ def train_members(
     state: train.TrainState | None = None,
     start_step: int = 0,
     pretrained: Mapping[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EnsembleResult:
     """Trains a built trainer's members from `state` (or from their initialisation).
+
+    `should_stop` is asked between chunks (`jaxnn.core.loop.drive`).
 
     A state whose training is over (every member stopped, or the run's steps done) is returned
     placed as a trained one would be, without compiling anything, so that what follows (the
@@ -339,6 +344,7 @@ def train_members(
         trainer.program,
         start_step=start_step,
         on_eval=placement.real_callback(on_eval),
+        should_stop=should_stop,
     )
     return EnsembleResult(
         state=placement.result_state(result.state),

@@ -73,12 +73,14 @@ def drive(
     *,
     start_step: int = 0,
     on_eval: EvalCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> LoopResult:
     """Runs chunks from `start_step` until the run's steps are done or every member has stopped.
 
     The chunk program is compiled once, ahead of time, before the first chunk (so a later
     chunk cannot recompile); the only host work per chunk is to pull the small metrics and
-    call `on_eval`.
+    call `on_eval`. `should_stop` is asked after each chunk's `on_eval`: when it says so the
+    loop ends there (a signal's request, `jaxnn.interrupt`), `steps_done` short of the total.
     """
     history: list[dict[str, np.ndarray]] = []
     step = start_step
@@ -98,6 +100,8 @@ def drive(
         if on_eval is not None:
             on_eval(Evaluation(step=step, metrics=metrics, state=state))
         if np.all(jax.device_get(state.stopped | state.diverged)):
+            break
+        if should_stop is not None and should_stop():
             break
     return LoopResult(
         state=state,
@@ -169,7 +173,7 @@ def fit(
     components = Components.of(
         model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
     )
-    spec = validation.validate(config, components).single_program("fit")
+    spec = validation.validate_call(config, data, key, components).single_program("fit")
     program, apply_fn, make_tx = build(spec, data)
     member_hparams = base_hparams(spec)
     unknown = sorted(set(hparams or {}) - set(member_hparams))

@@ -106,7 +106,7 @@ def fit_variants(
       One VariantRun per variant, in sweep order (one for a sweep without structural fields),
       as `VariantRuns` (a list that also predicts: `predictor()`, `predict`, ...).
     """
-    spec = validation.validate(config, Components.of(**components), sweep=sweep)
+    spec = validation.validate_call(config, data, key, Components.of(**components), sweep=sweep)
     runs = VariantRuns()
     runs.config = spec.config  # the base config, without any variant's values
     offset = 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnn.config.fields import INTEGER_FIELDS
 from jaxnn.data import builders, files
 from jaxnn.data.preprocessing import Preprocessing, encode
 from jaxnn.errors import ConfigError, DataError
@@ -24,6 +25,9 @@ TASKS = ("classification", "regression")
 MIN_STD = 1e-8  # features whose train std is below this are only centred, not scaled
 # dataset.name of a run given the user's arrays from Python (`jaxnn.run(..., data=...)`)
 ARRAYS_SCHEME = "arrays:"
+# The largest magnitude of a feature or target as training sees it: float32 training squares
+# them (losses, norms, variances), and float32 ends at 3.4e38.
+MAX_MAGNITUDE = 1e18
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -152,18 +156,17 @@ def validate_dataset_config(dataset_config: Any) -> None:
     if files.scheme_of(name):
         files.validate_file_config(dataset_config)
     _check_fraction(getattr(dataset_config, "validation_fraction", 0.1))
-    split_seed = getattr(dataset_config, "split_seed", 0)
-    if not _is_int(split_seed):
-        raise ConfigError(f"dataset.split_seed must be an integer, got {split_seed!r}")
-    permute_seed = getattr(dataset_config, "permute_seed", 0)
-    if not _is_int(permute_seed) or permute_seed < 0:
-        raise ConfigError(
-            f"dataset.permute_seed must be an integer >= 0 (0 = no permutation), got "
-            f"{permute_seed!r}"
-        )
-    standardize = getattr(dataset_config, "standardize", True)
-    if not isinstance(standardize, bool):
-        raise ConfigError(f"dataset.standardize must be True or False, got {standardize!r}")
+    _check_integer_options(
+        {
+            "dataset.split_seed": getattr(dataset_config, "split_seed", 0),
+            "dataset.train_per_class": getattr(dataset_config, "train_per_class", 0),
+            "dataset.permute_seed": getattr(dataset_config, "permute_seed", 0),
+        }
+    )
+    for flag in ("standardize", "rebuild"):
+        value = getattr(dataset_config, flag, flag == "standardize")
+        if not isinstance(value, bool):
+            raise ConfigError(f"dataset.{flag} must be True or False, got {value!r}")
     if files.scheme_of(name) or name.startswith(ARRAYS_SCHEME):
         return  # the task and classes are known once the file is read (or the arrays given)
     spec = builders.describe(name, getattr(dataset_config, "data_dir", ""))
@@ -180,7 +183,8 @@ def load(dataset_config: Any) -> Dataset:
 
     Args:
         dataset_config: `config.dataset` (name, data_dir, validation_fraction, standardize,
-            classes, train_per_class, split_seed, permute_seed).
+            classes, train_per_class, split_seed, permute_seed, rebuild: delete the
+            prepared files in data_dir and prepare them again first).
 
     Raises:
         ConfigError, DataError: one-line messages, raised before any data is prepared where
@@ -194,7 +198,11 @@ def load(dataset_config: Any) -> Dataset:
         )
     if files.scheme_of(dataset_config.name):
         return _load_file(dataset_config)
-    raw = builders.read(dataset_config.name, getattr(dataset_config, "data_dir", ""))
+    raw = builders.read(
+        dataset_config.name,
+        getattr(dataset_config, "data_dir", ""),
+        rebuild_first=getattr(dataset_config, "rebuild", False),
+    )
     spec = raw.spec
     x_train, y_train = _checked_arrays("train", raw.x_train, raw.y_train, spec.task)
     x_test, y_test = _checked_arrays("test", raw.x_test, raw.y_test, spec.task)
@@ -271,11 +279,14 @@ def from_arrays(
         ConfigError: bad task, fraction, class subset or per-class limit.
         DataError: mismatched lengths or shapes, NaN/inf, wrong dtypes.
     """
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    _check_fraction(validation_fraction)
-    x_train, y_train = _checked_arrays("train", x_train, y_train, task)
-    x_test, y_test = _checked_arrays("test", x_test, y_test, task)
+    x_train, y_train, x_test, y_test = _checked_inputs(
+        (x_train, y_train, x_test, y_test),
+        task=task,
+        validation_fraction=validation_fraction,
+        standardize=standardize,
+        split_seed=split_seed,
+        train_per_class=train_per_class,
+    )
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(
             f"x_train has feature shape {x_train.shape[1:]} but x_test has "
@@ -348,6 +359,91 @@ def _subset_positions(classes: Sequence[Any], label_values: np.ndarray) -> tuple
     return tuple(known[c] for c in classes)
 
 
+def _checked_inputs(
+    arrays: tuple[Any, Any, Any, Any],
+    *,
+    task: Any,
+    validation_fraction: Any,
+    standardize: Any,
+    split_seed: Any,
+    train_per_class: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`from_arrays`'s own checks of its arguments: the options by the rules of their config
+    fields (`jaxnn.config.fields`), the arrays whole (not ragged, at least one feature and
+    target, at least two classes in train).
+
+    Returns:
+      (x_train, y_train, x_test, y_test) as numpy arrays, targets 2-D for regression.
+
+    Raises:
+      ConfigError: a bad task or option. DataError: bad arrays.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    _check_fraction(validation_fraction)
+    if not isinstance(standardize, bool):
+        raise ConfigError(f"standardize must be True or False, got {standardize!r}")
+    _check_integer_options(
+        {"dataset.split_seed": split_seed, "dataset.train_per_class": train_per_class},
+        prefix="",
+    )
+    names = ("x_train", "y_train", "x_test", "y_test")
+    converted = []
+    for name, array in zip(names, arrays, strict=True):
+        try:
+            converted.append(np.asarray(array))
+        except (ValueError, TypeError) as error:
+            raise DataError(
+                f"{name} cannot be made an array ({' '.join(str(error).split())[:120]}); every "
+                "row must have the same shape (ragged rows are not supported)"
+            ) from error
+        if converted[-1].dtype == object:
+            raise DataError(f"{name} holds Python objects (ragged rows?), not numbers")
+    x_train, y_train = _checked_arrays("train", converted[0], converted[1], task)
+    x_test, y_test = _checked_arrays("test", converted[2], converted[3], task)
+    for name, array in (("x_train", x_train), ("x_test", x_test)):
+        if math.prod(array.shape[1:]) == 0:
+            raise DataError(
+                f"{name} has feature shape {array.shape[1:]}: no features to learn from"
+            )
+    if task == "regression":
+        for name, array in (("y_train", y_train), ("y_test", y_test)):
+            if array.shape[1] == 0:
+                raise DataError(f"{name} has shape {array.shape}: no targets to learn")
+    elif len(np.unique(y_train)) < 2:
+        raise DataError(
+            f"y_train holds a single class ({y_train[0]!r}); classification needs at least "
+            "two classes in the training split"
+        )
+    return x_train, y_train, x_test, y_test
+
+
+def _check_integer_options(values: dict[str, Any], prefix: str = "dataset.") -> None:
+    """Checks dataset integers by their rows of `jaxnn.config.fields.INTEGER_FIELDS` (named
+    with `prefix`: from_arrays' arguments have none)."""
+    for entry in INTEGER_FIELDS:
+        if entry.field in values:
+            problem = entry.problem(values[entry.field])
+            if problem is not None:
+                raise ConfigError(prefix + problem.removeprefix("dataset."))
+
+
+def _check_magnitudes(name: str, arrays: dict[str, np.ndarray], standardize: bool) -> None:
+    """Features and targets as training sees them stay within `MAX_MAGNITUDE`."""
+    for split, array in arrays.items():
+        largest = float(np.max(np.abs(array), initial=0.0))
+        if not largest <= MAX_MAGNITUDE:  # also catches an overflow to inf
+            cure = (
+                "rescale them (their spread overflows)"
+                if standardize
+                else "pass standardize=True (config.dataset.standardize) or rescale them"
+            )
+            raise DataError(
+                f"{name}: {split} reaches {largest:.3g} in magnitude, beyond the {MAX_MAGNITUDE:.0e} "
+                f"that float32 training can square; {cure}"
+            )
+
+
 def _assemble(
     *,
     name: str,
@@ -394,6 +490,14 @@ def _assemble(
                 (y - target_mean) / target_std for y in (y_train, y_val, y_test)
             )
     label_dtype = np.int32 if task == "classification" else np.float32
+    with np.errstate(over="ignore", invalid="ignore"):
+        processed = {"x_train": x_train, "x_val": x_val, "x_test": x_test}
+        if task == "regression":
+            processed |= {"y_train": y_train, "y_val": y_val, "y_test": y_test}
+        processed = {k: v.astype(np.float32) for k, v in processed.items()}
+        if target_mean is not None:
+            processed |= {"target_mean": target_mean, "target_std": target_std}
+        _check_magnitudes(name, processed, standardize)
     return Dataset(
         name=name,
         task=task,
@@ -429,7 +533,8 @@ def _train_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (digits' pixel 24) into values near 1e8.
     """
     values = values.astype(np.float64)
-    mean, std = values.mean(axis=0), values.std(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused after, in words
+        mean, std = values.mean(axis=0), values.std(axis=0)
     return mean, np.where(std < MIN_STD, 1.0, std)
 
 

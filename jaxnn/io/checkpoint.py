@@ -254,27 +254,46 @@ class RunCheckpoints:
         return abstract_state.replace(**tree)
 
     def restore_latest(
-        self, abstract_state: train.TrainState, *, report: Report
+        self,
+        abstract_state: train.TrainState,
+        *,
+        report: Report,
+        usable: Callable[[int], str | None] | None = None,
     ) -> tuple[int, train.TrainState, list[int]] | None:
         """The newest readable checkpoint, falling back past unreadable ones (each reported).
 
+        Args:
+          abstract_state: the state's shapes (from eval_shape).
+          report: says each checkpoint passed over, and why.
+          usable: step -> why a readable checkpoint must not be resumed from (None: it may);
+            such a checkpoint is passed over, and returned among the unusable steps.
+
         Returns:
-          (step, state, the unreadable steps newer than it), or None when there is no checkpoint.
+          (step, state, the unusable steps newer than it), or None when there is no checkpoint
+          (or none usable: every step is passed over, and a resume starts from step 0).
 
         Raises:
           CheckpointError: there are checkpoints but none is readable.
         """
         unreadable: list[int] = []
         first_error: CheckpointError | None = None
+        passed_over: list[int] = []
         for step in reversed(self.steps()):
+            why = usable(step) if usable is not None else None
+            if why is not None:
+                passed_over.append(step)
+                report(f"not resuming from checkpoint {self.step_dir(step)}: {why}")
+                continue
             try:
-                return step, self.restore(step, abstract_state), unreadable
+                return step, self.restore(step, abstract_state), passed_over + unreadable
             except CheckpointError as error:
                 first_error = first_error or error
                 unreadable.append(step)
                 report(f"{error}; falling back to the previous checkpoint")
         if first_error is not None:
             raise CheckpointError(f"no readable checkpoint in {self.directory}: {first_error}")
+        if passed_over:
+            return 0, None, passed_over
         return None
 
     def discard(self, steps: Sequence[int]) -> None:

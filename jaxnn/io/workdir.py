@@ -27,11 +27,13 @@ import numpy as np
 from jaxnn.core.program import total_steps
 from jaxnn.data import fingerprint as fingerprint_lib
 from jaxnn.errors import ConfigError, DataError, WorkdirError
-from jaxnn.io import atomic, checkpoint, run_files
+from jaxnn.io import atomic, checkpoint, run_files, run_readers
 
 # Config fields a resumed or continued run may change: the length of training, where it runs
-# (checkpoints hold the real members whatever the device count) and its compilation cache.
+# (checkpoints hold the real members whatever the device count), its compilation cache, and
+# whether the data set is prepared afresh (the same builder writes the same records).
 RESUMABLE_FIELDS = (
+    "dataset.rebuild",
     "training.steps",
     "training.epochs",
     "mesh.num_devices",
@@ -128,10 +130,16 @@ class WorkdirPlan:
     paths: RunPaths
     action: str
     summary: dict[str, Any] | None = None
+    evaluated: Mapping[int, set[int]] = dataclasses.field(default_factory=dict)
 
     @property
     def restores(self) -> bool:
         return self.action in ("resume", "continue")
+
+    def has_rows(self, members: list[int], step: int) -> bool:
+        """Whether metrics.jsonl holds every split's row of each member at `step`: a checkpoint
+        without them (a torn last line) is not resumed from, so that its rows are computed again."""
+        return all(step in self.evaluated.get(member, ()) for member in members)
 
 
 def check_workdir(workdir: str | Path, *, overwrite: bool = False) -> RunPaths:
@@ -141,17 +149,63 @@ def check_workdir(workdir: str | Path, *, overwrite: bool = False) -> RunPaths:
       ConfigError: no workdir given, a path that is a file, or an unwritable parent.
     """
     del overwrite  # What an existing run allows is decided by plan_workdir.
-    if not str(workdir).strip():
+    if workdir is not None and not isinstance(workdir, str | os.PathLike):
+        raise ConfigError(
+            f"workdir must be a path (a str or pathlib.Path), got {type(workdir).__name__}"
+        )
+    if workdir is None or not str(workdir).strip():
         raise ConfigError("--workdir is required: the directory that receives the run's files")
-    root = Path(workdir).expanduser().resolve()
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"workdir {root} exists and is not a directory")
-    existing = root if root.exists() else next(p for p in root.parents if p.exists())
+    root = checked_path(workdir, "workdir")
+    try:
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"workdir {root} exists and is not a directory")
+        existing = root if root.exists() else next(p for p in root.parents if p.exists())
+    except OSError as error:
+        raise ConfigError(f"workdir {root} cannot be used ({_os_error_text(error)})") from error
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(
             f"workdir {root} cannot be created or written (no write permission on {existing})"
         )
     return RunPaths(root)
+
+
+# Linux's limits (os.pathconf gives them where a directory exists; these are their usual values).
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+def checked_path(path: str | os.PathLike, what: str) -> Path:
+    """`path` with `~` expanded, made absolute, within the file system's length limits.
+
+    Raises:
+      ConfigError: a `~user` with no such user, a component longer than NAME_MAX bytes, or a
+        path longer than PATH_MAX bytes (named with the lengths).
+    """
+    text = os.fspath(path)
+    try:
+        expanded = Path(text).expanduser()
+    except RuntimeError as error:
+        user = text.split("/", 1)[0]
+        raise ConfigError(
+            f"{what} {text}: cannot expand {user} (no such user or no home directory); write the "
+            "path out in full"
+        ) from error
+    resolved = Path(os.path.abspath(expanded))
+    for part in resolved.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise ConfigError(
+                f"{what} {text[:80]}...: the component {part[:40]}... is {len(os.fsencode(part))} "
+                f"bytes long, more than the {NAME_MAX} a file name may have"
+            )
+    if len(os.fsencode(str(resolved))) > PATH_MAX:
+        raise ConfigError(
+            f"{what} {str(resolved)[:80]}...: the path is {len(os.fsencode(str(resolved)))} bytes "
+            f"long, more than the {PATH_MAX} a path may have"
+        )
+    try:
+        return resolved.resolve()
+    except (OSError, RuntimeError) as error:
+        raise ConfigError(f"{what} {text}: cannot be resolved ({error})") from error
 
 
 _ABSENT = object()
@@ -185,36 +239,34 @@ def _value_text(value: Any) -> str:
     return "absent" if value is _ABSENT else json.dumps(value)
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ConfigError(
-            f"{path} ({what}) is unreadable: {error}; pass --overwrite to start over"
-        ) from error
-
-
 def plan_workdir(
     workdir: str | Path, config: ml_collections.ConfigDict, *, overwrite: bool
 ) -> WorkdirPlan:
     """Decides what to do with the workdir's existing files, without writing anything.
 
+    Every run file it reads is checked whole (`jaxnn.io.run_readers`), so a damaged one is
+    refused here, before a later phase would delete or rewrite anything.
+
     Raises:
       ConfigError: the workdir cannot be written; it holds a run of a different config (the
-        message names the first differing field), or files that are not a readable run.
+        message names the first differing field).
+      WorkdirError: a run file there is damaged (the message names it and the way out).
     """
     paths = check_workdir(workdir, overwrite=overwrite)
-    holds_run = any(p.exists() for p in (paths.config, paths.summary, paths.checkpoints))
+    holds_run = any(
+        p.exists() or p.is_symlink() for p in (paths.config, paths.summary, paths.checkpoints)
+    )
     if overwrite:
         return WorkdirPlan(paths, "overwrite" if holds_run else "new")
     if not holds_run:
         return WorkdirPlan(paths, "new")
+    run_readers.check_kinds(paths.root)
     if not paths.config.exists():
         raise ConfigError(
             f"workdir {paths.root} holds checkpoints or a summary but no {run_files.CONFIG}; pass "
             "--overwrite to start over"
         )
-    old = _read_json(paths.config, "the config of the run there")
+    old = run_readers.read_config(paths.config)
     difference = first_config_difference(old, json.loads(config.to_json()), ignore=RESUMABLE_FIELDS)
     if difference is not None:
         field, before, after = difference
@@ -224,19 +276,15 @@ def plan_workdir(
             f"{', '.join(RESUMABLE_FIELDS)} may change to resume); choose another --workdir "
             "or pass --overwrite"
         )
-    if not paths.summary.exists():
-        return WorkdirPlan(paths, "resume")
-    summary = _read_json(paths.summary, "the summary of the finished run there")
-    try:
-        done = int(summary["steps"])
-        wanted = total_steps(config.training, int(summary["dataset"]["num_train"]))
-    except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(
-            f"{paths.summary} lacks the finished run's steps ({error!r}); pass --overwrite"
-        ) from error
-    if wanted <= done:
-        return WorkdirPlan(paths, "complete", summary=summary)
-    return WorkdirPlan(paths, "continue")
+    summary = run_readers.read_summary(paths.summary) if paths.summary.exists() else None
+    if summary is not None:
+        wanted = total_steps(config.training, summary["dataset"]["num_train"])
+        if wanted <= summary["steps"]:
+            return WorkdirPlan(paths, "complete", summary=summary)
+    evaluated = run_readers.read_appended(paths.metrics).evaluated()
+    for entry in run_files.appended():
+        run_readers.read_appended(paths / entry.name)  # refused here, not half-way through prepare
+    return WorkdirPlan(paths, "resume" if summary is None else "continue", evaluated=evaluated)
 
 
 def check_data(plan: WorkdirPlan, current: Mapping[str, Any]) -> None:
@@ -247,7 +295,7 @@ def check_data(plan: WorkdirPlan, current: Mapping[str, Any]) -> None:
     """
     if plan.action in ("new", "overwrite") or not plan.paths.data.is_file():
         return
-    recorded = _read_json(plan.paths.data, "the fingerprint of the run's data")
+    recorded = run_readers.read_data_record(plan.paths.data)
     difference = fingerprint_lib.difference(recorded, current)
     if difference is not None:
         raise DataError(
@@ -331,30 +379,27 @@ def cut_back(path: Path, resumed_steps: Mapping[int, int]) -> None:
     """Keeps the rows of an appended file (metrics.jsonl, diagnostics.jsonl) that a resume does
     not repeat: each member's rows up to the step of its checkpoint.
 
-    A torn last line (a file written by appending, killed mid-write) ends the kept rows. The
-    file is replaced only when rows are dropped.
+    A torn last line (a file written by appending, killed mid-write) is dropped. The file is
+    replaced only when rows are dropped.
+
+    Raises:
+      WorkdirError: a row that is not one jaxnn writes (`run_readers.read_appended`).
     """
     if not path.exists():
         return
-    text = path.read_text()
-    kept = []
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if row["step"] <= resumed_steps.get(row["member"], -1):
-            kept.append(line + "\n")
-    if "".join(kept) != text:
-        atomic.write_text_atomic(path, "".join(kept))
+    appended = run_readers.read_appended(path)
+    kept = [row for row in appended.rows if row["step"] <= resumed_steps.get(row["member"], -1)]
+    if appended.torn or len(kept) < len(appended.rows):
+        atomic.write_text_atomic(
+            path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in kept)
+        )
 
 
 def history_from_metrics(path: Path, member_indices: list[int]) -> list[dict[str, np.ndarray]]:
     """The evaluation history of a run (metric -> [num_members] per evaluation) from metrics.jsonl."""
     position = {member: i for i, member in enumerate(member_indices)}
     by_step: dict[int, dict[str, np.ndarray]] = {}
-    rows = atomic.read_jsonl(path) if path.exists() else []
-    for row in rows:
+    for row in run_readers.read_appended(path).rows:
         entry = by_step.setdefault(row["step"], {"step": np.array([row["step"]])})
         for key, value in row.items():
             if key in ("step", "member", "split"):

@@ -17,7 +17,9 @@ from jaxnn.data.builders.source import (
     SourceSpec,
     describe,
     prepare,
+    prepared_dir,
     read,
+    rebuild,
     resolve_data_dir,
 )
 
@@ -34,6 +36,8 @@ __all__ = [
     "describe",
     "make_mnist1d",
     "prepare",
+    "prepared_dir",
     "read",
+    "rebuild",
     "resolve_data_dir",
 ]

@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import io
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,6 +56,17 @@ class RawSplits:
     y_test: np.ndarray
 
 
+def _quiet_tfds(function: Callable) -> Callable:
+    """Runs `function` inside `quiet_tfds` (TFDS's bars, stdout lines and warnings held back)."""
+
+    @functools.wraps(function)
+    def quiet(*args, **kwargs):
+        with quiet_tfds():
+            return function(*args, **kwargs)
+
+    return quiet
+
+
 def resolve_data_dir(data_dir: str) -> Path:
     """Returns `data_dir` expanded and absolute; '' means `~/tensorflow_datasets`."""
     return Path(os.path.expanduser(data_dir or DEFAULT_DATA_DIR)).absolute()
@@ -65,6 +78,7 @@ def split_name(name: str) -> tuple[str, str]:
     return base.partition(":")[0], config.partition(":")[0]
 
 
+@_quiet_tfds
 def describe(name: str, data_dir: str = "") -> SourceSpec:
     """Returns what the data set `name` is, without preparing or writing anything.
 
@@ -74,6 +88,13 @@ def describe(name: str, data_dir: str = "") -> SourceSpec:
     base, config = split_name(name)
     if base in BUILDERS:
         builder_cls = BUILDERS[base]
+        for part in (name.partition("/")[0], name.partition("/")[2]):
+            version = part.partition(":")[2]
+            if part and ":" in part and version != str(builder_cls.VERSION):
+                raise DataError(
+                    f"dataset.name={name!r}: {base} is built at version {builder_cls.VERSION} "
+                    f"only, not {version!r} (leave the version out)"
+                )
         config_names = [c.name for c in builder_cls.BUILDER_CONFIGS]
         if config and config not in config_names:
             raise DataError(
@@ -163,14 +184,74 @@ def _prepare(name: str, data_dir: str, report: Callable[[str], None]) -> None:
             ) from error
 
 
-def read(name: str, data_dir: str = "") -> RawSplits:
-    """Prepares `name` if needed and reads its train and test splits into numpy arrays.
+def prepared_dir(name: str, data_dir: str = "") -> Path:
+    """Where `name`'s prepared files are (or would be): DATA_DIR/NAME[/CONFIG]/VERSION for a
+    local data set, TFDS's own folder for a catalog one (DATA_DIR/NAME when it cannot say)."""
+    root = resolve_data_dir(data_dir)
+    base, config = split_name(name)
+    if base in BUILDERS:
+        builder_cls = BUILDERS[base]
+        configs = [c.name for c in builder_cls.BUILDER_CONFIGS]
+        folder = root / base / (config or configs[0]) if configs else root / base
+        return folder / str(builder_cls.VERSION)
+    try:
+        return Path(_tfds_builder(name, data_dir).data_dir)
+    except Exception:  # A catalog builder that cannot even be built: its whole folder.
+        return root / base
+
+
+def rebuild(name: str, data_dir: str = "") -> None:
+    """Deletes `name`'s prepared files in data_dir (under the preparation lock) and prepares
+    it again: the way back from a damaged or half-written preparation.
 
     Raises:
-        DataError: as `prepare`, or the data set lacks supervised keys, a train/test split,
-            or array_record files.
+        DataError: as `prepare`, or the prepared files cannot be deleted.
+    """
+    describe(name, data_dir)
+    folder = prepared_dir(name, data_dir)
+    with _locked(resolve_data_dir(data_dir), name):
+        try:
+            if folder.is_dir():
+                shutil.rmtree(folder)
+            elif folder.exists():
+                folder.unlink()
+        except OSError as error:
+            raise DataError(
+                f"cannot delete {folder} to rebuild dataset {name!r} ({error.strerror}); "
+                "fix its permissions"
+            ) from error
+    prepare(name, data_dir)
+
+
+@_quiet_tfds
+def read(name: str, data_dir: str = "", *, rebuild_first: bool = False) -> RawSplits:
+    """Prepares `name` if needed (or again, `rebuild_first`) and reads its train and test splits.
+
+    Whatever TFDS or array_record raise on prepared files that are damaged (truncated or
+    zero-filled record files, a deleted split file, a garbage dataset_info.json, records of
+    the wrong shape) becomes one DataError naming the prepared directory and how to rebuild it.
+
+    Raises:
+        DataError: as `prepare`, the data set lacks supervised keys, a train/test split, or
+            array_record files, or its prepared files are damaged.
     """
     spec = describe(name, data_dir)
+    if rebuild_first:
+        rebuild(name, data_dir)
+    try:
+        return _read_prepared(name, data_dir, spec)
+    except DataError:
+        raise
+    except Exception as error:
+        folder = prepared_dir(name, data_dir)
+        cause = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+        raise DataError(
+            f"dataset {name!r} prepared in {folder} cannot be read ({cause}); launch again with "
+            f"--config.dataset.rebuild=True to prepare it afresh (or delete {folder})"
+        ) from error
+
+
+def _read_prepared(name: str, data_dir: str, spec: SourceSpec) -> RawSplits:
     prepare(name, data_dir)
     with quiet_tfds():
         builder = _tfds_builder(name, data_dir)
@@ -188,9 +269,14 @@ def read(name: str, data_dir: str = "") -> RawSplits:
             f"(it has: {', '.join(sorted(builder.info.splits))}); jaxnn needs train and test"
         )
     feature_key, target_key = builder.info.supervised_keys
-    x_train, y_train = _read_split(name, "train", data_dir, feature_key, target_key)
-    x_test, y_test = _read_split(name, "test", data_dir, feature_key, target_key)
-    return RawSplits(spec, x_train, y_train, x_test, y_test)
+    splits = {}
+    for split in ("train", "test"):
+        features, targets = _read_split(name, split, data_dir, feature_key, target_key)
+        expected = builder.info.splits[split].num_examples
+        if len(features) != expected:
+            raise ValueError(f"the {split} split has {len(features)} records, {expected} expected")
+        splits[split] = features, targets
+    return RawSplits(spec, *splits["train"], *splits["test"])
 
 
 def _read_split(
@@ -215,7 +301,7 @@ def _tfds_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
         return tfds.builder(name, data_dir=data_dir_str)
     except Exception as error:  # TFDS raises several types for an unknown name.
         if split_name(name)[0] in BUILDERS:
-            raise
+            raise  # A local builder exists: its prepared files are damaged (`read` says so).
         raise DataError(
             f"unknown dataset.name={name!r}: not a local data set "
             f"({', '.join(sorted(BUILDERS))}) nor a TFDS builder"
