@@ -210,7 +210,10 @@ def test_reduce_on_plateau_lowers_the_rate_of_the_member_whose_loss_stalls():
             "members carry, not 'model.activation'",
         ),
         ({"restarts.search": "optimizer.b1=uniform(0, 0.9)"}, "members carry, not 'optimizer.b1'"),
-        ({"restarts.search": SEARCH, "restarts.num": 0}, "restarts.num must be >= 1"),
+        (
+            {"restarts.search": SEARCH, "restarts.num": 0},
+            "restarts.num must be an integer in [1, 2147483647]",
+        ),
         (
             {"restarts.search": "model.dropout=uniform(0.5, 1.5)", "restarts.num": 8},
             "restarts.search: model.dropout must be in [0, 1), got 1.",
