@@ -287,6 +287,6 @@ def test_a_negative_permute_seed_is_refused(dataset_config):
     config = dataset_config("mnist1d")
     config.permute_seed = -1
     with pytest.raises(
-        ConfigError, match=re.escape("dataset.permute_seed must be an integer >= 0")
+        ConfigError, match=re.escape("dataset.permute_seed must be an integer in [0, 4294967295]")
     ):
         data.load(config)

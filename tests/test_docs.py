@@ -116,6 +116,15 @@ def _study(session: Session, argv: list[str], where: str, expect: int) -> None:
     )
 
 
+def _benchmark(session: Session, argv: list[str], where: str, expect: int) -> None:
+    """`python benchmarks/NAME.py ...`: minutes to hours, so not run here; the script must exist
+    and tests/test_benchmark_smoke.py must run it at its smoke size."""
+    del session, expect
+    assert (REPO / argv[1]).is_file(), f"{where}: no {argv[1]}"
+    smoke = (REPO / "tests" / "test_benchmark_smoke.py").read_text()
+    assert Path(argv[1]).name in smoke, f"{where}: no benchmark smoke test runs {argv[1]}"
+
+
 def _make(session: Session, argv: list[str], where: str, expect: int) -> None:
     """`make TARGET`: the Makefile has the target (the suite is `make test` itself)."""
     del session, expect
@@ -144,6 +153,7 @@ COMMANDS: list[tuple[Callable[[list[str]], bool], Handler]] = [
     (lambda a: any(x.startswith("--coordinator_address") for x in a), _multi_host),
     (lambda a: a[:2] == ["python", "launch.py"] or a[0] == "jaxnn", _launch),
     (lambda a: a[0] == "python" and a[1].startswith("experiments/studies/"), _study),
+    (lambda a: a[0] == "python" and a[1].startswith("benchmarks/"), _benchmark),
     (lambda a: a[0] == "make", _make),
     (lambda a: a[0] == "pip" or a[:3] == ["python", "-m", "pip"], _pip_install),
     (lambda a: a[0] == "tensorboard", _tensorboard),
@@ -193,7 +203,7 @@ def test_every_code_block_runs(document, tmp_path):
 # must not exist: the bad-input table's missing config (and any path with a NAME placeholder).
 DOCUMENTED = ["README.md", "Makefile", "launch.py", "docs/**/*.md", "experiments/**/*.py"]
 DOCUMENTED += ["jaxnn/**/*.py", "benchmarks/**/*.py", "tests/**/*.py"]
-MEANT_TO_BE_MISSING = {"experiments/nope.py"}
+MEANT_TO_BE_MISSING = {"experiments/nope.py", "experiments/does_not_exist.py"}
 CITED_PATH = re.compile(
     r"(?<![\w/.-])((?:docs|experiments|jaxnn|benchmarks|tests)/[\w./-]*\w\.(?:py|md|png))"
 )

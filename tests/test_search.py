@@ -229,7 +229,7 @@ def test_reduce_on_plateau_lowers_the_rate_of_the_member_whose_loss_stalls():
         ),
         (
             {"optimizer.schedule": "reduce_on_plateau", "optimizer.plateau_patience": 0},
-            "plateau_patience must be an integer >= 1",
+            "optimizer.plateau_patience must be an integer in [1, 1000000000]",
         ),
     ],
 )

@@ -47,7 +47,7 @@ def test_a_mapping_and_a_string_give_the_same_sweep_and_the_same_recorded_spec()
         ("model.dropout=[0.0, 1.5]", r"model.dropout must be in \[0, 1\), got 1.5"),
         ("optimizer.momentum=[0.9, 1.0]", "optimizer.momentum"),
         ("model.activation=[relu, swish]", "model.activation: unknown 'swish'"),
-        ("model.hidden=[(32,), (32, 0)]", "model.hidden widths must all be >= 1"),
+        ("model.hidden=[(32,), (32, 0)]", "every entry of model.hidden must be an integer in "),
         ("optimizer.b1=[0.5]", "cannot vary 'optimizer.b1'"),  # momentum reads no b1
         ("optimizer.name=[adam, nope]", "optimizer.name: unknown 'nope'"),
     ],

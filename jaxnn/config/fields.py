@@ -147,6 +147,16 @@ INTEGER_FIELDS: tuple[IntegerField, ...] = (
     ),
     IntegerField("checkpoint.keep", 1, 10**6, "latest checkpoints kept"),
     IntegerField("mesh.num_devices", 0, 2**20, "devices of the mesh, 0 = all"),
+    IntegerField("mesh.member_group", 0, 2**31 - 1, "members per group, 0 = automatic"),
+    IntegerField("model.width", 1, 2**31 - 1, "the width of the residual blocks"),
+    IntegerField("model.depth", 1, 10**4, "residual blocks"),
+    IntegerField("model.state_size", 1, 2**31 - 1, "the recurrent state's width"),
+    IntegerField("model.chunk", 1, 10**6, "positions read per time step"),
+    IntegerField("model.pool_size", 1, 10**6, "positions per pooling window"),
+    IntegerField("augment.shift", 0, 10**6, "the largest random shift in positions, 0 = off"),
+    IntegerField("optimizer.plateau_patience", 1, MAX_STEPS, "checks without improvement"),
+    IntegerField("optimizer.plateau_cooldown", 0, MAX_STEPS, "checks skipped after a cut"),
+    IntegerField("optimizer.plateau_accumulation", 0, MAX_STEPS, "steps per check, 0 = eval_every"),
 )
 
 

@@ -238,6 +238,7 @@ def read(name: str, data_dir: str = "", *, rebuild_first: bool = False) -> RawSp
     spec = describe(name, data_dir)
     if rebuild_first:
         rebuild(name, data_dir)
+    prepare(name, data_dir)  # a failure to prepare is its own error, not damaged files
     try:
         return _read_prepared(name, data_dir, spec)
     except DataError:
@@ -252,7 +253,6 @@ def read(name: str, data_dir: str = "", *, rebuild_first: bool = False) -> RawSp
 
 
 def _read_prepared(name: str, data_dir: str, spec: SourceSpec) -> RawSplits:
-    prepare(name, data_dir)
     with quiet_tfds():
         builder = _tfds_builder(name, data_dir)
     file_format = builder.info.file_format
