@@ -101,8 +101,10 @@ def user_home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     link = home / "tensorflow_datasets"
-    if not link.exists():
-        link.symlink_to(Path(__file__).resolve().parent.parent / ".data" / "tfds")
+    prepared = Path(__file__).resolve().parent.parent / ".data" / "tfds"
+    prepared.mkdir(parents=True, exist_ok=True)  # a fresh clone has none yet: no dangling link
+    if not link.is_symlink():
+        link.symlink_to(prepared)
     return home
 
 

@@ -174,6 +174,7 @@ def test_a_torn_metrics_row_is_computed_again_and_the_run_ends_bit_identical(tmp
 
 
 def test_a_damaged_prepared_data_set_is_named_and_rebuilt(tmp_path, data_dir, dataset_config):
+    data_lib.load(dataset_config("digits"))  # prepared in the shared data_dir first
     copy = tmp_path / "data"
     shutil.copytree(Path(data_dir) / "digits", copy / "digits")
     config = dataset_config("digits", data_dir=str(copy))
