@@ -21,7 +21,7 @@ from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup, scaled
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
-from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, INPUT_DROPOUT, NEGATIVE_SLOPE
+from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, INPUT_DROPOUT, NEGATIVE_SLOPE, value
 
 BODY_PREFIX = "hidden_"
 HEAD = "head"
@@ -93,21 +93,17 @@ def make_mlp(model_cfg: Any, num_outputs: int, **overrides: Any) -> MLP:
         `dropout`, `negative_slope` or `init_scale`.
     """
     fields = dict(
-        hidden=tuple(_get(model_cfg, "hidden", ())),
-        activation=_get(model_cfg, "activation", "relu"),
-        initializer=_get(model_cfg, "init", "he_normal"),
-        init_stddev=_get(model_cfg, "init_stddev", 0.01),
-        negative_slope=_get(model_cfg, "negative_slope", 0.01),
-        dropout=_get(model_cfg, "dropout", 0.0),
-        init_scale=_get(model_cfg, "init_scale", 1.0),
-        input_dropout=_get(model_cfg, "input_dropout", 0.0),
+        hidden=tuple(value(model_cfg, "hidden")),
+        activation=value(model_cfg, "activation"),
+        initializer=value(model_cfg, "init"),
+        init_stddev=value(model_cfg, "init_stddev"),
+        negative_slope=value(model_cfg, "negative_slope"),
+        dropout=value(model_cfg, "dropout"),
+        init_scale=value(model_cfg, "init_scale"),
+        input_dropout=value(model_cfg, "input_dropout"),
     )
     fields.update(overrides)
     return MLP(num_outputs=num_outputs, **fields)
-
-
-def _get(cfg: Any, name: str, default: Any) -> Any:
-    return cfg.get(name, default) if hasattr(cfg, "get") else getattr(cfg, name, default)
 
 
 def build(model_cfg: Any, hparams: Any, num_outputs: int) -> MLP:
@@ -152,9 +148,9 @@ def validate_model_config(model_cfg: Any) -> None:
       ConfigError: an unknown activation or init, a hidden width < 1, dropout outside [0, 1),
         init_stddev or init_scale <= 0, or a non-finite negative_slope.
     """
-    lookup(ACTIVATIONS, _get(model_cfg, "activation", "relu"), "model.activation")
-    lookup(INITIALIZERS, _get(model_cfg, "init", "he_normal"), "model.init")
-    hidden = _get(model_cfg, "hidden", ())
+    lookup(ACTIVATIONS, value(model_cfg, "activation"), "model.activation")
+    lookup(INITIALIZERS, value(model_cfg, "init"), "model.init")
+    hidden = value(model_cfg, "hidden")
     widths = list(hidden) if isinstance(hidden, Sequence) and not isinstance(hidden, str) else None
     if widths is None or not all(
         isinstance(w, numbers.Integral) and not isinstance(w, bool) for w in widths
@@ -164,14 +160,13 @@ def validate_model_config(model_cfg: Any) -> None:
         raise ConfigError(
             f"model.hidden widths must all be >= 1 (use () for a linear model), got {hidden!r}"
         )
-    init_stddev = _get(model_cfg, "init_stddev", 0.01)
+    init_stddev = value(model_cfg, "init_stddev")
     if not is_number(init_stddev) or not (math.isfinite(init_stddev) and init_stddev > 0):
         raise ConfigError(f"model.init_stddev must be a finite number > 0, got {init_stddev!r}")
     for field in NUMERIC_FIELDS:
-        # A field the config lacks (one saved before the field existed) takes the MLP's default,
-        # as make_mlp does.
+        # A field the config lacks (one saved before it existed) takes the schema default.
         name = field.field.rpartition(".")[2]
-        problem = field.problem(_get(model_cfg, name, getattr(MLP, name)))
+        problem = field.problem(value(model_cfg, name))
         if problem:
             raise ConfigError(problem)
 
