@@ -211,12 +211,12 @@ def run_scaling(
     base: ml_collections.ConfigDict,
     data: data_lib.Dataset,
     settings: Settings,
-    reference: Timing,
+    reference: Timing | None,
 ) -> list[Timing]:
     """The jaxnn ensemble for each K of the scaling sweep (reusing the reference run if it is one)."""
     return [
         reference
-        if (members, settings.scaling_steps) == (reference.members, reference.steps)
+        if reference and (members, settings.scaling_steps) == (reference.members, reference.steps)
         else reported(jaxnn_ensemble(base, data, members=members, steps=settings.scaling_steps))
         for members in settings.scaling_members
     ]
@@ -305,6 +305,11 @@ def print_report(
         f"{MATMUL_SIZE}x{MATMUL_SIZE} matmul rate of {rates['jax']:.1f} GFLOP/s "
         f"(for reference, {others} GFLOP/s)"
     )
+    print_scaling(scaling, recipe, settings)
+
+
+def print_scaling(scaling: list[Timing], recipe: Recipe, settings: Settings) -> None:
+    """The jaxnn ensemble's per-member cost, rate and memory for each K of the sweep."""
     print(f"\njaxnn ensemble per-member time against K ({settings.scaling_steps} steps per member)")
     columns = (
         f"{'K':>5} {'train s':>10} {f's/member ({settings.scaling_steps} steps)':>22} "
@@ -363,6 +368,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out",
         help="where the JSON goes (default runs/bench/restarts.json, "
         "runs/bench/restarts_gpu.json with --gpu)",
+    )
+    parser.add_argument(
+        "--scaling-only",
+        action="store_true",
+        help="only the scaling curve (jaxnn, and the baselines not skipped), no main table",
     )
     args = parser.parse_args(argv)
     for name in ("steps", "members", "threads"):
@@ -454,16 +464,19 @@ def main(argv: list[str] | None = None) -> None:
     base, data, recipe = load_recipe(args)
     log(f"{data.num_train} training examples; {recipe}; {settings}")
 
-    timings = run_methods(
-        base,
-        data,
-        recipe,
-        settings,
-        with_sklearn=not args.skip_sklearn,
-        with_torch=with_torch,
-        threads=args.threads,
-    )
-    reference = next(t for t in timings if t.key == "jaxnn_ensemble")
+    if args.scaling_only:
+        timings, reference = [], None
+    else:
+        timings = run_methods(
+            base,
+            data,
+            recipe,
+            settings,
+            with_sklearn=not args.skip_sklearn,
+            with_torch=with_torch,
+            threads=args.threads,
+        )
+        reference = next(t for t in timings if t.key == "jaxnn_ensemble")
     scaling = run_scaling(base, data, settings, reference)
     curves = {"jaxnn": scaling}
     curves |= run_baseline_scaling(
@@ -478,7 +491,10 @@ def main(argv: list[str] | None = None) -> None:
     # which would slow whatever ran right after it.
     rates = matmul_gflops(settings.matmul_repeats, with_torch=with_torch)
     log("matmul: " + ", ".join(f"{name} {rate:.1f} GFLOP/s" for name, rate in rates.items()))
-    print_report(timings, reference, recipe, rates, scaling, settings)
+    if reference is None:
+        print_scaling(scaling, recipe, settings)
+    else:
+        print_report(timings, reference, recipe, rates, scaling, settings)
     print_curve(curves, settings.scaling_steps)
     out = Path(args.out or "runs/bench/restarts.json")
     plot_path = out.with_suffix(".png")
@@ -495,7 +511,8 @@ def main(argv: list[str] | None = None) -> None:
         "recipe": dataclasses.asdict(recipe),
         "machine": machine,
         "methods": [timing.to_json(reference) for timing in timings],
-        "throughput": throughput(recipe, reference, rates),
+        "throughput": throughput(recipe, reference, rates) if reference else None,
+        "matmul_gflops": rates,
         "k_scaling": [
             {
                 **timing.to_json(),

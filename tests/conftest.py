@@ -21,8 +21,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def data_dir() -> str:
-    """`<repo>/.data/tfds`: prepared once, reused by every run and xdist worker (load() locks)."""
-    return str(REPO / ".data" / "tfds")
+    """`<repo>/.data/tfds` with every local data set prepared in it before the first test that
+    asks for it (under the preparation lock, once for all xdist workers): a launch in a test then
+    prints what it would print on a user's second run, not the one-time `preparing` line."""
+    from jaxnn.data.builders.source import BUILDERS, prepare
+
+    root = str(REPO / ".data" / "tfds")
+    for name in BUILDERS:
+        prepare(name, root)
+    return root
 
 
 @pytest.fixture

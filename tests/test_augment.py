@@ -244,7 +244,7 @@ def test_an_interrupted_augmented_run_resumes_bit_for_bit(tmp_path, data_dir, mo
     [
         ({"augment.noise": -0.1}, "augment.noise must be a standard deviation >= 0"),
         ({"augment.scale": 1.0}, "augment.scale must be in [0, 1)"),
-        ({"augment.shift": -1}, "augment.shift must be a whole number"),
+        ({"augment.shift": -1}, "augment.shift must be an integer in [0, 1000000]"),
         ({"augment.shift_mode": "wrap"}, "augment.shift_mode: unknown 'wrap'"),
         ({"restarts.sweep": "augment.shift=[1, 1.5]"}, "augment.shift must be a whole number"),
         ({"restarts.sweep": "augment.scale=[0.1, 2]"}, "augment.scale must be in [0, 1)"),

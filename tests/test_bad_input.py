@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from forked_launch import forked_launch
 from helpers import shared_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,15 +86,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     workdir.mkdir()
     (workdir / "notes.txt").write_text("a researcher's file that must survive\n")
     before = _snapshot(tmp_path)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run(
-        command_line(arguments, workdir, data_dir),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    result = forked_launch(command_line(arguments, workdir, data_dir)[2:])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1, result.stderr[-2000:]
@@ -197,20 +190,13 @@ def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
         shutil.copytree(Path(data_dir) / "mnist1d", data / "mnist1d")
     damage(steps, workdir, data)
     before = _snapshot(tmp_path)
-    result = subprocess.run(
+    result = forked_launch(
         [
-            sys.executable,
-            "launch.py",
             *SMOKE,
             f"--workdir={workdir}",
             f"--config.dataset.data_dir={data if 'data/' in steps else data_dir}",
             *shlex.split(arguments),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        ]
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr[-2000:]
@@ -218,3 +204,27 @@ def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
     assert lines[0].startswith("jaxnn: error: ")
     assert fragment in lines[0], lines[0]
     assert _snapshot(tmp_path) == before
+
+
+def test_a_forked_launch_is_the_launch_a_user_starts(tmp_path, data_dir):
+    """The tables run through tests/forked_launch.py; one row of each kind, launched as a real
+    `python launch.py` process, prints exactly what the forked launch prints."""
+    rows = [ROWS[0][0], "--config.training.steps=0 --config.training.epochs=900000000"]
+    for arguments in rows:
+        command = command_line(arguments, tmp_path / "run", data_dir)
+        real = subprocess.run(
+            command,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        )
+        forked = forked_launch(command[2:])
+        assert (forked.returncode, forked.stdout, forked.stderr) == (
+            real.returncode,
+            real.stdout,
+            real.stderr,
+        )
+        assert real.returncode == 2
+    assert not (tmp_path / "run").exists()

@@ -104,3 +104,17 @@ def test_gpu_mode_smoke_runs_on_the_default_device_and_reports_each_k(tmp_path, 
         runs[0]["per_member_s"] / runs[1]["per_member_s"]
     )
     assert "per-member cost falls" in result.stdout
+
+
+def test_scaling_only_runs_the_curve_without_the_main_table(tmp_path, data_dir):
+    out = tmp_path / "scaling.json"
+    result = _run_benchmark(
+        "--scaling-only", "--skip-torch", "--skip-sklearn", f"--data-dir={data_dir}", f"--out={out}"
+    )
+    report = json.loads(out.read_text())
+    assert report["methods"] == [] and report["throughput"] is None
+    assert list(report["scaling_curve"]) == ["jaxnn"]
+    assert [row["members"] for row in report["k_scaling"]] == [1, 4]
+    assert all(row["per_member_s"] > 0 for row in report["k_scaling"])
+    assert "per-member time against K" in result.stdout
+    assert "jaxnn ensemble (vmap, independent batches)" not in result.stdout

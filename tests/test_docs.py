@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from forked_launch import forked_python
 from helpers import markdown_blocks, user_home
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,12 +47,12 @@ class Session:
     env: dict[str, str]
 
     @classmethod
-    def fresh(cls, tmp_path: Path) -> Session:
+    def fresh(cls, tmp_path: Path, home: Path) -> Session:
         cwd = tmp_path / "work"
         cwd.mkdir()
         env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
         env |= {
-            "HOME": str(user_home(tmp_path)),
+            "HOME": str(home),
             "JAX_PLATFORMS": "cpu",
             "MPLBACKEND": "Agg",
             # jaxnn.run keeps a cache set through JAX: the tests' own, never the user's.
@@ -63,9 +64,13 @@ class Session:
         return cls(cwd, env)
 
     def run(self, argv: list[str], where: str, expect: int = 0) -> None:
-        done = subprocess.run(
-            argv, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300
-        )
+        """Runs argv ([sys.executable, ...] through tests/forked_launch.py) in the session."""
+        if argv[0] == sys.executable:
+            done = forked_python(argv[1:], cwd=self.cwd, env=self.env, timeout=300)
+        else:
+            done = subprocess.run(
+                argv, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300
+            )
         assert done.returncode == expect, (
             f"{where}: {shlex.join(argv)} exited {done.returncode}, not {expect}\n"
             + done.stderr[-3000:]
@@ -171,9 +176,16 @@ def shell_commands(code: str) -> list[tuple[list[str], int]]:
     return commands
 
 
+@pytest.fixture(scope="session")
+def docs_home(tmp_path_factory) -> Path:
+    """One user home for every document's session: their environments are then the same, so
+    one forked-launch server (per worker) imports once for all of them."""
+    return user_home(tmp_path_factory.mktemp("docs"))
+
+
 @pytest.mark.parametrize("document", DOCUMENTS)
-def test_every_code_block_runs(document, tmp_path):
-    session = Session.fresh(tmp_path)
+def test_every_code_block_runs(document, tmp_path, docs_home):
+    session = Session.fresh(tmp_path, docs_home)
     for info, code, line in markdown_blocks((REPO / document).read_text()):
         where = f"{document}:{line}"
         language = info.split()[0] if info else ""

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from forked_launch import forked_launch
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_CONFIGS = sorted((REPO / "experiments").glob("*.py"))
@@ -35,22 +34,16 @@ SMOKES = [
 
 
 def launch(config: str, workdir: Path, data_dir: str, *extra: str) -> subprocess.CompletedProcess:
-    """Runs launch.py in a subprocess, as a user would."""
-    return subprocess.run(
+    """Runs `python launch.py` as a user would (forked: tests/forked_launch.py)."""
+    return forked_launch(
         [
-            sys.executable,
-            "launch.py",
             f"--config={config}",
             f"--workdir={workdir}",
             f"--config.dataset.data_dir={data_dir}",
             "--noprogress",
             *extra,
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=300,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
 
 

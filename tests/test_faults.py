@@ -443,15 +443,16 @@ def small_filesystem(path: Path, size: str) -> Iterator[None]:
 
 
 def fill(directory: Path) -> Path:
-    """Writes a file until the file system is full; returns it."""
+    """Writes a file until the file system is full; returns it (it may be empty, or absent when
+    the file system was already too full to create it)."""
     filler = directory / "filler"
-    with open(filler, "wb") as handle:
-        try:
+    try:
+        with open(filler, "wb") as handle:
             while True:
                 handle.write(b"\0" * 65536)
                 handle.flush()
-        except OSError as error:
-            assert error.errno == errno.ENOSPC
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
     return filler
 
 
@@ -507,7 +508,7 @@ def test_a_full_disk_during_the_final_writes_ends_with_one_line_and_keeps_checkp
         left = leftovers(workdir)
         assert left.steps[-1] == 60 and not left.unreadable
         assert not (workdir / "summary.json").exists()
-        filler.unlink()
+        filler.unlink(missing_ok=True)
         relaunch_to_the_end(args, workdir, tmp_path / "relaunch", cli_reference)
 
 

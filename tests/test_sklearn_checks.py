@@ -1,8 +1,8 @@
 """scikit-learn's estimator checks on jaxnn.sklearn's estimators (`parametrize_with_checks`).
 
 The estimators run with scikit-learn's own setting for its MLPs in its common tests
-(`max_iter=100`, else the defaults); the second classifier runs every check through random
-starts and selection on a validation split (`n_restarts=2`).
+(`max_iter=100`, else the defaults). Random starts with selection on a validation split
+(`n_restarts`) are tested in tests/test_sklearn.py.
 """
 
 from __future__ import annotations

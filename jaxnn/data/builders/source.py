@@ -244,12 +244,17 @@ def read(name: str, data_dir: str = "", *, rebuild_first: bool = False) -> RawSp
     except DataError:
         raise
     except Exception as error:
-        folder = prepared_dir(name, data_dir)
-        cause = " ".join(f"{type(error).__name__}: {error}".split())[:200]
-        raise DataError(
-            f"dataset {name!r} prepared in {folder} cannot be read ({cause}); launch again with "
-            f"--config.dataset.rebuild=True to prepare it afresh (or delete {folder})"
-        ) from error
+        raise _damaged(name, data_dir, error) from error
+
+
+def _damaged(name: str, data_dir: str, error: Exception) -> DataError:
+    """The one error for prepared files that TFDS or array_record cannot read."""
+    folder = prepared_dir(name, data_dir)
+    cause = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+    return DataError(
+        f"dataset {name!r} prepared in {folder} cannot be read ({cause}); launch again with "
+        f"--config.dataset.rebuild=True to prepare it afresh (or delete {folder})"
+    )
 
 
 def _read_prepared(name: str, data_dir: str, spec: SourceSpec) -> RawSplits:
@@ -301,7 +306,8 @@ def _tfds_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
         return tfds.builder(name, data_dir=data_dir_str)
     except Exception as error:  # TFDS raises several types for an unknown name.
         if split_name(name)[0] in BUILDERS:
-            raise  # A local builder exists: its prepared files are damaged (`read` says so).
+            # A local builder exists, so only its prepared files (dataset_info.json) can fail.
+            raise _damaged(name, data_dir, error) from error
         raise DataError(
             f"unknown dataset.name={name!r}: not a local data set "
             f"({', '.join(sorted(BUILDERS))}) nor a TFDS builder"
