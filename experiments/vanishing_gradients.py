@@ -3,8 +3,9 @@
 Command:
     python launch.py --config=experiments/vanishing_gradients.py:rnn --workdir=runs/vg/rnn
 
-Argument: the cell, `rnn` (plain tanh), `gru` or `lstm` (default gru), optionally followed by
-`,smoke` (seconds, for the tests). The config is experiments/mnist1d_gru.py's with that cell,
+Argument: the cell, `rnn` (plain tanh), `gru` or `lstm` (default gru), for a gated cell
+optionally `,chrono` (model.gate_init=chrono: its keep gates start biased to keep the state),
+optionally followed by `,smoke` (seconds, for the tests). The config is experiments/mnist1d_gru.py's with that cell,
 one position per time step (40 steps), the head on the last state and no augmentation, so each
 step's input is the data's own. Result it should give: the GRU and LSTM reach about the
 accuracy of experiments/mnist1d_gru.py without its shifts, the plain RNN far less; the study
@@ -19,6 +20,14 @@ import ml_collections
 from experiments import mnist1d_gru
 
 CELLS = ("rnn", "gru", "lstm")
+# The study's cells: (name in its report, get_config argument).
+STUDY_CELLS = (
+    ("rnn", "rnn"),
+    ("gru", "gru"),
+    ("lstm", "lstm"),
+    ("gru chrono", "gru,chrono"),
+    ("lstm chrono", "lstm,chrono"),
+)
 STEPS = 1500
 STATE_SIZE = 64
 
@@ -27,13 +36,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     parts = [part.strip() for part in (arg or "gru").split(",") if part.strip()]
     smoke = parts[-1:] == ["smoke"]
     cell = (parts[:-1] if smoke else parts) or ["gru"]
-    if len(cell) != 1 or cell[0] not in CELLS:
+    chrono = cell[1:] == ["chrono"]
+    if len(cell) != 1 + chrono or cell[0] not in CELLS or (chrono and cell[0] == "rnn"):
         raise ValueError(
             f"experiments/vanishing_gradients.py: unknown argument {arg!r}; use one of "
-            f"{', '.join(CELLS)}, optionally followed by ,smoke"
+            f"{', '.join(CELLS)} (gru and lstm optionally followed by ,chrono), optionally "
+            "followed by ,smoke"
         )
     config = mnist1d_gru.get_config("smoke" if smoke else None)
     config.model.name = cell[0]
+    if chrono:
+        config.model.gate_init = "chrono"
     config.model.chunk = 1
     config.model.readout = "last"
     config.augment.shift = 0

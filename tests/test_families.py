@@ -334,6 +334,8 @@ def test_resmlp_blocks_are_pre_norm_residual_and_in_layer_order():
         ({"model.state_size": 8}, "model.state_size is read by the gru, lstm, rnn families"),
         ({"model.depth": 3}, "model.depth is read by the resmlp family, not by model.name=mlp"),
         ({"model.name": "resmlp", "model.hidden": (100, 100), "model.width": 0}, "model.width must be an integer in "),
+        ({"model.name": "rnn", "model.hidden": (100, 100), "model.gate_init": "chrono"}, "model.gate_init is read by the gru, lstm families, not by model.name=rnn"),
+        ({"model.name": "gru", "model.hidden": (100, 100), "model.gate_init": "warp"}, "model.gate_init must be one of standard, chrono"),
     ],
 )  # fmt: skip
 def test_bad_model_configs_are_refused_before_data(overrides, message):
@@ -359,3 +361,52 @@ def test_another_familys_field_at_its_default_is_accepted():
 def test_shapes_that_do_not_fit_the_data_are_refused_from_python(name, overrides, message):
     with pytest.raises(ConfigError, match=message):
         jaxnn.fit_ensemble(_config(name, **overrides), _sequences(), jax.random.PRNGKey(0))
+
+
+# --- Gate initialisation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_chrono_init_biases_the_keep_gate_by_log_uniform_1_to_t_minus_1(cell):
+    # 12 positions, chunk 2: T = 6 time steps, so the keep gate's bias is in [0, log 5].
+    _, module = _module(cell, **{"model.gate_init": "chrono", "model.state_size": 64})
+    params = init_model(module, jax.random.PRNGKey(0), _sequences().x_train[:2])["params"]
+    size, bias = 64, np.asarray(params["input"]["bias"])
+    blocks = bias.reshape((-1, size))  # gru: r, z, n; lstm: i, f, g, o
+    keep = blocks[1]
+    assert keep.min() >= 0 and keep.max() <= np.log(5) + 1e-6 and keep.std() > 0.2
+    others = [i for i in range(len(blocks)) if i != 1]
+    if cell == "lstm":
+        np.testing.assert_array_equal(blocks[0], -keep)
+        others = [2, 3]
+    for i in others:
+        np.testing.assert_array_equal(blocks[i], 0)
+    if cell == "gru":
+        np.testing.assert_array_equal(np.asarray(params["recurrent"]["bias"]), 0)
+    _, standard_module = _module(cell, **{"model.state_size": 64})
+    standard = init_model(standard_module, jax.random.PRNGKey(0), _sequences().x_train[:2])
+    standard = standard["params"]
+    assert jax.tree.map(np.shape, standard) == jax.tree.map(np.shape, params)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_chrono_init_sends_more_gradient_to_the_first_steps(cell):
+    """At initialisation, over 40 steps of one position: the loss's gradient with respect to
+    the first step's input, relative to the last step's, is at least 10x larger with chrono."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(64, 40)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 3, size=64))
+
+    def last_over_first(gate_init: str) -> float:
+        overrides = {"model.chunk": 1, "model.state_size": 32, "model.gate_init": gate_init}
+        _, module = _module(cell, **overrides)
+        params = init_model(module, jax.random.PRNGKey(1), x[:2])["params"]
+
+        def loss(inputs):
+            outputs = apply_model(module, params, inputs)
+            return jnp.mean(losses.per_example_loss("cross_entropy", outputs, y))
+
+        norms = np.linalg.norm(np.asarray(jax.grad(loss)(x)), axis=0)
+        return float(norms[-1] / norms[0])
+
+    assert last_over_first("chrono") * 10 < last_over_first("standard")

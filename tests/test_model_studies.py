@@ -30,7 +30,7 @@ def test_input_gradient_norms_measure_each_position_alone():
 
 def test_vanishing_gradients_smoke(tmp_path, data_dir):
     numbers = _run("vanishing_gradients", tmp_path, data_dir)
-    assert set(numbers["cells"]) == {"rnn", "gru", "lstm"}
+    assert set(numbers["cells"]) == {"rnn", "gru", "lstm", "gru chrono", "lstm chrono"}
     for cell in numbers["cells"].values():
         for stage in ("init", "trained"):
             norms = np.asarray(cell[stage]["norms"])

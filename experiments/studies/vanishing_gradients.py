@@ -59,8 +59,8 @@ def input_gradient_norms(
     return np.asarray(jnp.linalg.norm(per_position, axis=1), np.float64)
 
 
-def _config(cell: str, smoke: bool, data_dir: str):
-    config = cell_config.get_config(cell + (",smoke" if smoke else ""))
+def _config(argument: str, smoke: bool, data_dir: str):
+    config = cell_config.get_config(argument + (",smoke" if smoke else ""))
     config.dataset.data_dir = data_dir
     return config
 
@@ -78,8 +78,8 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
     numbers: dict[str, Any] = {"cells": {}}
     series, styles, rows = {}, {}, []
     data = None
-    for i, cell in enumerate(cell_config.CELLS):
-        config = _config(cell, smoke, data_dir)
+    for i, (cell, argument) in enumerate(cell_config.STUDY_CELLS):
+        config = _config(argument, smoke, data_dir)
         if data is None:
             data = data_lib.load(config.dataset)
         x, y = data.x_val[:NUM_EXAMPLES], data.y_val[:NUM_EXAMPLES]

@@ -69,6 +69,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.state_size = 64
     config.model.chunk = 1
     config.model.readout = "last"  # or "mean": the head reads the last state or their mean
+    # gru, lstm: "standard" (gate biases 0, the LSTM's forget bias 1) or "chrono" (Tallec and
+    # Ollivier 2018: the gates that keep the state start biased to keep it for 1 to T-1 steps).
+    config.model.gate_init = "standard"
 
     config.loss = "cross_entropy"
     config.huber_delta = 1.0

@@ -14,8 +14,14 @@ the plain tanh RNN. With x_t the step's input and h the previous state:
           c' = f * c + i * g,  h' = o * tanh(c')
 
 (PyTorch's conventions.) Input kernels and the head start from `model.init`, recurrent kernels
-from an orthogonal matrix per gate; all kernels are scaled by `model.init_scale`. The LSTM's
-forget-gate bias starts at 1. Transfer: `input` and `recurrent` are the body.
+from an orthogonal matrix per gate; all kernels are scaled by `model.init_scale`. The gate
+biases follow `model.gate_init`: `standard`, zeros except the LSTM's forget-gate bias of 1; or
+`chrono` (Tallec and Ollivier, "Can recurrent neural networks warp time?", ICLR 2018): with T
+time steps, the gate that keeps the state (the LSTM's f, the GRU's z) starts at
+b = log(u), u ~ Uniform(1, T - 1) per unit, so each unit keeps its state for about u steps
+at the start, and the LSTM's input gate at -b. Gradients then reach the first steps at
+initialisation instead of vanishing through gates that halve them at every step
+(experiments/studies/vanishing_gradients.py). Transfer: `input` and `recurrent` are the body.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from jaxnn.nn.sequence import as_sequence, sequence_shape
 
 HEAD = "head"
 READOUTS = ("last", "mean")
+GATE_INITS = ("standard", "chrono")
 NUMERIC_FIELDS = (DROPOUT, INIT_SCALE)
 Carry = Any
 # step(carry, projected input [B, G * S], recurrent kernel, recurrent bias or None)
@@ -131,6 +138,26 @@ def _lstm_bias(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -
     return jnp.zeros(shape, dtype).at[size : 2 * size].set(1.0)
 
 
+def chrono_bias(cell: str, steps: int) -> Callable[..., jax.Array]:
+    """The input bias [G * S] of `chrono` init for T = `steps` time steps: the keep gate (LSTM
+    f, block 1 of i, f, g, o; GRU z, block 1 of r, z, n) at log(u), u ~ U(1, max(T - 1, 2)),
+    the LSTM's input gate (block 0) at minus that, every other gate at 0."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        size = shape[0] // CELLS[cell].gates
+        keep = jnp.log(jax.random.uniform(key, (size,), dtype, 1.0, max(steps - 1, 2)))
+        bias = jnp.zeros(shape, dtype).at[size : 2 * size].set(keep)
+        return bias.at[:size].set(-keep) if cell == "lstm" else bias
+
+    return init
+
+
+def _input_bias(cell: str, gate_init: str, steps: int) -> Callable[..., jax.Array]:
+    if cell != "rnn" and gate_init == "chrono":
+        return chrono_bias(cell, steps)
+    return _lstm_bias if cell == "lstm" else nn.initializers.zeros
+
+
 class Recurrent(nn.Module):
     """A recurrent net over the positions of x [B, L] or [B, L, C], then a linear head.
 
@@ -142,6 +169,7 @@ class Recurrent(nn.Module):
     num_outputs: int
     chunk: int = 1
     readout: str = "last"
+    gate_init: str = "standard"  # config `model.gate_init` (gru, lstm)
     initializer: str = "he_normal"  # config `model.init`
     init_stddev: float = 0.01
     dropout: float | jax.Array = 0.0
@@ -167,7 +195,7 @@ class Recurrent(nn.Module):
         projected = Dense(
             width,
             kernel_init=kernel_init,
-            bias_init=_lstm_bias if self.cell == "lstm" else nn.initializers.zeros,
+            bias_init=_input_bias(self.cell, self.gate_init, steps),
             name="input",
         )(inputs)
         projected = jnp.swapaxes(projected.reshape((batch, steps, width)), 0, 1)  # [T, B, G*S]
@@ -195,6 +223,7 @@ def _builder(cell: str) -> Callable[[Any, Any, int], Recurrent]:
             num_outputs=num_outputs,
             chunk=int(value(model_cfg, "chunk")),
             readout=value(model_cfg, "readout"),
+            gate_init=value(model_cfg, "gate_init") if cell != "rnn" else "standard",
             initializer=value(model_cfg, "init"),
             init_stddev=value(model_cfg, "init_stddev"),
             dropout=hparams["dropout"],
@@ -219,18 +248,23 @@ def layer_order(names: Sequence[str]) -> tuple:
     return (_LAYERS.get(names[0], 3), names[0], [(n != "kernel", n) for n in names[1:]])
 
 
-def validate_model_config(model_cfg: Any) -> None:
-    """Checks the fields the recurrent families read.
+def _validator(cell: str) -> Callable[[Any], None]:
+    def validate_model_config(model_cfg: Any) -> None:
+        """Checks the fields the recurrent family reads.
 
-    Raises:
-      ConfigError: state_size or chunk not an integer >= 1, an unknown readout or init, or a
-        numeric field out of its range.
-    """
-    model_fields.positive_int(model_cfg, "state_size")
-    model_fields.positive_int(model_cfg, "chunk")
-    model_fields.choice(model_cfg, "readout", READOUTS)
-    model_fields.check_init(model_cfg)
-    model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
+        Raises:
+          ConfigError: state_size or chunk not an integer >= 1, an unknown readout, gate_init
+            (gated cells) or init, or a numeric field out of its range.
+        """
+        model_fields.positive_int(model_cfg, "state_size")
+        model_fields.positive_int(model_cfg, "chunk")
+        model_fields.choice(model_cfg, "readout", READOUTS)
+        if cell != "rnn":
+            model_fields.choice(model_cfg, "gate_init", GATE_INITS)
+        model_fields.check_init(model_cfg)
+        model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
+
+    return validate_model_config
 
 
 def _input_checker(cell: str) -> Callable[[Any, tuple[int, ...]], None]:
@@ -253,6 +287,7 @@ def _input_checker(cell: str) -> Callable[[Any, tuple[int, ...]], None]:
 
 
 CONFIG_FIELDS = ("state_size", "chunk", "readout", "init", "init_stddev", "init_scale", "dropout")
+GATED_FIELDS = ("gate_init",)  # the fields only the gated cells read
 
 
 def _family(cell: str) -> ModelFamily:
@@ -260,12 +295,18 @@ def _family(cell: str) -> ModelFamily:
         name=cell,
         build=_builder(cell),
         numeric_fields=NUMERIC_FIELDS,
-        structural_fields=("model.state_size", "model.chunk", "model.readout", "model.init"),
+        structural_fields=(
+            "model.state_size",
+            "model.chunk",
+            "model.readout",
+            "model.init",
+            *(() if cell == "rnn" else ("model.gate_init",)),
+        ),
         head=(HEAD,),
-        validate=validate_model_config,
+        validate=_validator(cell),
         preactivations=preactivations,
         layer_order=layer_order,
-        config_fields=CONFIG_FIELDS,
+        config_fields=CONFIG_FIELDS + (() if cell == "rnn" else GATED_FIELDS),
         check_inputs=_input_checker(cell),
     )
 
