@@ -464,29 +464,16 @@ def main(argv: list[str] | None = None) -> None:
     base, data, recipe = load_recipe(args)
     log(f"{data.num_train} training examples; {recipe}; {settings}")
 
+    baselines = {"with_sklearn": not args.skip_sklearn, "with_torch": with_torch}
+    baselines["threads"] = args.threads
     if args.scaling_only:
         timings, reference = [], None
     else:
-        timings = run_methods(
-            base,
-            data,
-            recipe,
-            settings,
-            with_sklearn=not args.skip_sklearn,
-            with_torch=with_torch,
-            threads=args.threads,
-        )
+        timings = run_methods(base, data, recipe, settings, **baselines)
         reference = next(t for t in timings if t.key == "jaxnn_ensemble")
     scaling = run_scaling(base, data, settings, reference)
     curves = {"jaxnn": scaling}
-    curves |= run_baseline_scaling(
-        data,
-        recipe,
-        settings,
-        with_sklearn=not args.skip_sklearn,
-        with_torch=with_torch,
-        threads=args.threads,
-    )
+    curves |= run_baseline_scaling(data, recipe, settings, **baselines)
     # Last: BLAS and OpenMP worker threads keep spinning for a while after a large matmul,
     # which would slow whatever ran right after it.
     rates = matmul_gflops(settings.matmul_repeats, with_torch=with_torch)
