@@ -101,6 +101,10 @@ def command(config_path: Path, workdir: Path, data_dir: str, arg: str | None = N
     ]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclasses.dataclass
 class Launch:
     """A launch in a child process, its output in files (a killed child leaves no pipe to drain)."""
@@ -115,7 +119,14 @@ class Launch:
             open(log.with_suffix(".err"), "w") as err,
         ):
             process = subprocess.Popen(
-                args, cwd=REPO, env=env or child_env(), stdout=stdout, stderr=err
+                args,
+                cwd=REPO,
+                env=env or child_env(),
+                stdout=stdout,
+                stderr=err,
+                # As from a terminal: a suite started in the background (`make test &`) hands
+                # its children SIGINT ignored, and Python then leaves it ignored.
+                preexec_fn=_default_sigint,
             )
         return cls(process, log)
 
