@@ -464,8 +464,11 @@ def main(argv: list[str] | None = None) -> None:
     base, data, recipe = load_recipe(args)
     log(f"{data.num_train} training examples; {recipe}; {settings}")
 
-    baselines = {"with_sklearn": not args.skip_sklearn, "with_torch": with_torch}
-    baselines["threads"] = args.threads
+    baselines = {
+        "with_sklearn": not args.skip_sklearn,
+        "with_torch": with_torch,
+        "threads": args.threads,
+    }
     if args.scaling_only:
         timings, reference = [], None
     else:

@@ -61,21 +61,15 @@ def _snapshot(root: Path) -> dict[str, str]:
     }
 
 
-def command_line(arguments: str, workdir: Path, data_dir: str) -> list[str]:
-    """The full launch command of a table row."""
+def launch_arguments(arguments: str, workdir: Path, data_dir: str) -> list[str]:
+    """The arguments of `python launch.py` for a table row."""
     args = shlex.split(arguments)
     if not any(a.startswith("--config=") for a in args):
         args.insert(0, DEFAULT_CONFIG)
     if not any(a.startswith("--workdir=") for a in args):
         args.append(f"--workdir={workdir}")
     args = [a for a in args if a != "--workdir=(none)"]
-    return [
-        sys.executable,
-        "launch.py",
-        *args,
-        f"--config.dataset.data_dir={data_dir}",
-        "--noprogress",
-    ]
+    return [*args, f"--config.dataset.data_dir={data_dir}", "--noprogress"]
 
 
 @pytest.mark.parametrize(("arguments", "fragment"), ROWS, ids=[r[0] for r in ROWS])
@@ -86,7 +80,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     workdir.mkdir()
     (workdir / "notes.txt").write_text("a researcher's file that must survive\n")
     before = _snapshot(tmp_path)
-    result = forked_launch(command_line(arguments, workdir, data_dir)[2:])
+    result = forked_launch(launch_arguments(arguments, workdir, data_dir))
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1, result.stderr[-2000:]
@@ -211,16 +205,16 @@ def test_a_forked_launch_is_the_launch_a_user_starts(tmp_path, data_dir):
     `python launch.py` process, prints exactly what the forked launch prints."""
     rows = [ROWS[0][0], "--config.training.steps=0 --config.training.epochs=900000000"]
     for arguments in rows:
-        command = command_line(arguments, tmp_path / "run", data_dir)
+        launch = launch_arguments(arguments, tmp_path / "run", data_dir)
         real = subprocess.run(
-            command,
+            [sys.executable, "launch.py", *launch],
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=120,
             env={**os.environ, "JAX_PLATFORMS": "cpu"},
         )
-        forked = forked_launch(command[2:])
+        forked = forked_launch(launch)
         assert (forked.returncode, forked.stdout, forked.stderr) == (
             real.returncode,
             real.stdout,

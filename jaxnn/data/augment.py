@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxnn.config.fields import NumericField, is_number
+from jaxnn.config.fields import NumericField
 from jaxnn.errors import ConfigError
 
 
@@ -64,7 +64,6 @@ NUMERIC_FIELDS = (
         constant_unless_swept=True,
     ),
 )
-_FIELD = {f.hparam: f for f in NUMERIC_FIELDS}
 # fold_in tags of each transform's key within the step's augmentation key.
 SHIFT_TAG, SCALE_TAG, NOISE_TAG = 0, 1, 2
 
@@ -217,11 +216,7 @@ def validate_augment_config(augment_cfg: Any) -> None:
         raise ConfigError(
             f"augment.shift_mode: unknown {mode!r}; choose one of {', '.join(sorted(SHIFT_MODES))}"
         )
-    shift_value = _config_value(augment_cfg, "shift")
-    if not (is_number(shift_value) and isinstance(shift_value, int)):
-        raise ConfigError(
-            f"augment.shift {_FIELD['augment_shift'].requirement}, got {shift_value!r}"
-        )
+    # augment.shift's type and range: jaxnn.config.fields.INTEGER_FIELDS, checked before this.
     for field in NUMERIC_FIELDS:
         problem = field.problem(_config_value(augment_cfg, field.field.rpartition(".")[2]))
         if problem:

@@ -223,7 +223,7 @@ def _builder(cell: str) -> Callable[[Any, Any, int], Recurrent]:
             num_outputs=num_outputs,
             chunk=int(value(model_cfg, "chunk")),
             readout=value(model_cfg, "readout"),
-            gate_init=value(model_cfg, "gate_init") if cell != "rnn" else "standard",
+            gate_init=value(model_cfg, "gate_init"),
             initializer=value(model_cfg, "init"),
             init_stddev=value(model_cfg, "init_stddev"),
             dropout=hparams["dropout"],
