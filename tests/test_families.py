@@ -410,3 +410,14 @@ def test_chrono_init_sends_more_gradient_to_the_first_steps(cell):
         return float(norms[-1] / norms[0])
 
     assert last_over_first("chrono") * 10 < last_over_first("standard")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_member_initialisation_runs_no_lapack_custom_call(name):
+    # LAPACK's QR waits on the CPU thread pool it runs on; two at once hung a 2-core launch.
+    config = _config(name, **{"restarts.num": 3})
+    trainer = ensemble.make_trainer(validation.validate(config), _sequences(), jax.random.key(0))
+    hparams = ensemble.stacked_hparams(trainer.spec, trainer.members)
+    keys = ensemble.member_keys(jax.random.PRNGKey(0), trainer.members)
+    text = trainer.init_fn.lower(hparams, keys, None).compile().as_text()
+    assert 'custom_call_target="lapack' not in text

@@ -14,7 +14,8 @@ the plain tanh RNN. With x_t the step's input and h the previous state:
           c' = f * c + i * g,  h' = o * tanh(c')
 
 (PyTorch's conventions.) Input kernels and the head start from `model.init`, recurrent kernels
-from an orthogonal matrix per gate; all kernels are scaled by `model.init_scale`. The gate
+from an orthogonal matrix per gate (`jaxnn.nn.orthogonal`: Householder QR, not LAPACK's,
+which can hang a CPU program); all kernels are scaled by `model.init_scale`. The gate
 biases follow `model.gate_init`: `standard`, zeros except the LSTM's forget-gate bias of 1; or
 `chrono` (Tallec and Ollivier, "Can recurrent neural networks warp time?", ICLR 2018): with T
 time steps, the gate that keeps the state (the LSTM's f, the GRU's z) starts at
@@ -41,6 +42,7 @@ from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import inverted_dropout, is_python_zero
 from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, value
+from jaxnn.nn.orthogonal import orthogonal
 from jaxnn.nn.sequence import as_sequence, sequence_shape
 
 HEAD = "head"
@@ -105,10 +107,7 @@ def _orthogonal_blocks(gates: int, scale: float | jax.Array) -> Callable[..., ja
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         size = shape[0]
-        blocks = [
-            nn.initializers.orthogonal()(k, (size, size), dtype)
-            for k in jax.random.split(key, gates)
-        ]
+        blocks = [orthogonal(k, size, dtype=dtype) for k in jax.random.split(key, gates)]
         return jnp.concatenate(blocks, axis=-1) * jnp.asarray(scale, dtype)
 
     return init
