@@ -13,7 +13,7 @@ number of steps. Measured in this one process, each after its compilation / warm
      largest member count: seconds per member against jaxnn's default (im2col on CPU).
 
     python benchmarks/conv.py [--smoke] [--steps N] [--members 4,32] [--impls im2col,lax]
-        [--skip-torch] [--data-dir DIR] [--out runs/bench/conv.json]
+        [--skip-torch] [--matmul-rates] [--data-dir DIR] [--out runs/bench/conv.json]
 """
 
 from __future__ import annotations
@@ -106,6 +106,36 @@ def time_jaxnn(data: data_lib.Dataset, *, steps: int, **settings) -> dict:
     }
 
 
+def matmul_rates(channels: int, length: int, repeats: int = 30) -> list[dict]:
+    """GFLOP/s of the matmuls a 32-channel conv layer's step is made of, 16 members batched on
+    one device: the forward (patches @ kernel), the kernel's gradient (patches^T @ dy), the
+    input's gradient as jaxnn computes it (patches of dy @ the flipped kernel: the forward's
+    shape) and as the plain backward of patches @ kernel would (dy @ kernel^T, contracting only
+    the output channels)."""
+    rows_, width = BATCH * length, KERNEL * channels
+    shapes = {
+        "forward: patches @ kernel": (rows_, width, channels),
+        "kernel gradient: patches^T @ dy": (width, rows_, channels),
+        "plain input gradient: dy @ kernel^T": (rows_, channels, width),
+    }
+    rates = []
+    for name, (m, k, n) in shapes.items():
+        a = jax.random.normal(jax.random.PRNGKey(0), (16, m, k))
+        b = jax.random.normal(jax.random.PRNGKey(1), (16, k, n))
+        product = jax.jit(lambda a, b: a @ b)
+        product(a, b).block_until_ready()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            out = product(a, b)
+        out.block_until_ready()
+        seconds = (time.perf_counter() - started) / repeats
+        rates.append(
+            {"matmul": name, "shape": [16, m, k, n], "gflops": 32 * m * k * n / seconds / 1e9}
+        )
+        print(f"  {name:<38} 16 x [{m}, {k}] @ [{k}, {n}]  {rates[-1]['gflops']:6.1f} GFLOP/s")
+    return rates
+
+
 def torch_cnn(layers: int, channels: int, length: int, num_classes: int):
     from torch import nn
 
@@ -171,13 +201,21 @@ def time_torch(data: data_lib.Dataset, *, layers: int, channels: int, members: i
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=50, help="steps per timed chunk")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=250,
+        help="steps per timed chunk (250: the eval_every of the experiments)",
+    )
     parser.add_argument("--members", default="4,32")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--smoke", action="store_true", help="2 layers, 8 channels, 3 steps")
     parser.add_argument("--impls", default="im2col,lax", help="conv implementations to time")
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument(
+        "--matmul-rates", action="store_true", help="also time the step's matmul shapes alone"
+    )
     parser.add_argument("--data-dir", default=str(Path(".data") / "tfds"))
     parser.add_argument(
         "--train-per-class",
@@ -223,6 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"  lax.conv / im2col, {count} members: {ratio:.1f}x")
 
     report: dict = {"shape": shape, "rows": rows}
+    if args.matmul_rates:
+        report["matmul_rates"] = matmul_rates(channels, data.x_train.shape[1])
     if not args.skip_torch and torch_available() and "im2col" in impls:
         count = max(members)
         peer = time_torch(data, members=count, **shape)

@@ -29,6 +29,7 @@ def test_input_gradient_norms_measure_each_position_alone():
 
 
 def test_vanishing_gradients_smoke(tmp_path, data_dir):
+    study = _load("vanishing_gradients")
     numbers = _run("vanishing_gradients", tmp_path, data_dir)
     assert set(numbers["cells"]) == {"rnn", "gru", "lstm", "gru chrono", "lstm chrono"}
     for cell in numbers["cells"].values():
@@ -36,6 +37,10 @@ def test_vanishing_gradients_smoke(tmp_path, data_dir):
             norms = np.asarray(cell[stage]["norms"])
             assert norms.shape == (40,) and np.isfinite(norms).all() and (norms > 0).all()
             assert cell[stage]["last_over_first"] == pytest.approx(norms[-1] / norms[0])
+        ratios = cell["init_last_over_first"]
+        assert len(ratios) == study.NUM_INITS and len(set(ratios)) == study.NUM_INITS
+        assert ratios[0] == pytest.approx(cell["init"]["last_over_first"])
+        assert cell["init_last_over_first_median"] == pytest.approx(np.median(ratios))
 
 
 def test_inductive_bias_smoke(tmp_path, data_dir):
