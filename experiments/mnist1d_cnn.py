@@ -12,9 +12,10 @@ the weights of each member's best validation loss kept.
 Result it should give (the standard 4000/1000 split, 3600 train / 400 validation): a
 validation-selected member of at least 0.98 test accuracy and an ensemble average of at least
 0.985. Measured on the idle 2-core CPU (2 December 2026, one run of this config): members
-0.982-0.989, the selected member 0.988, the ensemble average 0.990, in 86 s from the command
-to its summary (63 s of training, 6 s of compilation with the compilation cache warm); an
-earlier run on the machine loaded by other jobs (load about 20) gave 0.984 / 0.988 in 1770 s.
+0.979-0.985, the selected member 0.985, the ensemble average 0.986, in 80 s from the command
+to its summary. The same config before the convolution's backward pass was rewritten (the
+same gradients, rounded differently) gave 0.988 / 0.990 in 86 s, and on the machine loaded by
+other jobs (load about 20) 0.984 / 0.988 in 1770 s: runs differ by a few tenths of a point.
 The MNIST-1D paper's CNN reaches 0.94, its GRU 0.91, humans 0.96: the
 convolutions share weights across positions and the random circular shifts of up to 3
 positions teach the translation invariance the data set is built around.
