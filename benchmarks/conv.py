@@ -107,16 +107,16 @@ def time_jaxnn(data: data_lib.Dataset, *, steps: int, **settings) -> dict:
 
 
 def matmul_rates(channels: int, length: int, repeats: int = 30) -> list[dict]:
-    """GFLOP/s of the matmuls a 32-channel conv layer's step is made of, 16 members batched on
-    one device: the forward (patches @ kernel), the kernel's gradient (patches^T @ dy), the
-    input's gradient as jaxnn computes it (patches of dy @ the flipped kernel: the forward's
-    shape) and as the plain backward of patches @ kernel would (dy @ kernel^T, contracting only
-    the output channels)."""
-    rows_, width = BATCH * length, KERNEL * channels
+    """GFLOP/s of the matmuls a conv layer's training step is made of (16 members batched on
+    one device): the forward, patches @ kernel (also the shape of the input's gradient as
+    jaxnn computes it, patches of dy @ the flipped kernel); the kernel's gradient,
+    patches^T @ dy; and the input's gradient as the plain backward of patches @ kernel would
+    compute it, dy @ kernel^T, which contracts only the output channels."""
+    positions, width = BATCH * length, KERNEL * channels
     shapes = {
-        "forward: patches @ kernel": (rows_, width, channels),
-        "kernel gradient: patches^T @ dy": (width, rows_, channels),
-        "plain input gradient: dy @ kernel^T": (rows_, channels, width),
+        "forward: patches @ kernel": (positions, width, channels),
+        "kernel gradient: patches^T @ dy": (width, positions, channels),
+        "plain input gradient: dy @ kernel^T": (positions, channels, width),
     }
     rates = []
     for name, (m, k, n) in shapes.items():

@@ -82,8 +82,8 @@ def _im2col_fwd(x, kernel, bias, stride, padding):
 def _im2col_bwd(stride, padding, residuals, dy):
     """The gradients as matmuls that contract K * C (never the C_out alone), which XLA CPU runs
     several times faster: on this project's CPU a [4000, 32] @ [32, 160] matmul (dy times the
-    kernel matrix transposed, the plain backward of patches @ kernel) ran at 42 GFLOP/s against
-    199 for [4000, 160] @ [160, 32].
+    kernel matrix transposed, the plain backward of patches @ kernel) ran at 48 GFLOP/s against
+    233 for [4000, 160] @ [160, 32] (`python benchmarks/conv.py --matmul-rates`).
 
     dx is the convolution of dy, dilated by the stride and padded by K - 1, with the kernel
     flipped along its positions and transposed: patches of dy [B * L_pad, K * C_out] times a
