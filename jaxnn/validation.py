@@ -227,6 +227,7 @@ def validate(
         f"{', '.join(resolved.numeric)} on a grid: move it into restarts.search as a range (a "
         "search may be combined only with a sweep of structural fields)",
     )
+    _validate_member_model_values(config, family, resolved, search)
     canonical = sweep_lib.with_values(
         config,
         {"restarts.sweep": resolved.to_spec()}
@@ -255,6 +256,30 @@ def validate(
         variants=variants,
         search=search,
     )
+
+
+def _validate_member_model_values(
+    config: ml_collections.ConfigDict,
+    family: family_lib.ModelFamily,
+    resolved: sweep_lib.Sweep,
+    search: search_lib.Search | None,
+) -> None:
+    """The family's own rules hold for the members' values of a swept or searched model field
+    too, not only for the config's (a rule across fields, such as the LSTM's forget_bias only
+    under gate_init=standard): the family checks the config with each swept value, and with
+    the least and the greatest value a search drew."""
+    if family.validate is None:
+        return
+    varied = {f: set(v) for f, v in resolved.numeric.items() if f.startswith("model.")}
+    for point in search.points if search is not None else ():
+        for field, value in point.items():
+            if field.startswith("model."):
+                varied.setdefault(field, set()).add(value)
+    for field, values in varied.items():
+        ordered = sorted(values)
+        checked = ordered if search is None else sorted({ordered[0], ordered[-1]})
+        for value in checked:
+            family.validate(sweep_lib.with_values(config, {field: value}).model)
 
 
 def _refuse_other_families_fields(

@@ -336,6 +336,8 @@ def test_resmlp_blocks_are_pre_norm_residual_and_in_layer_order():
         ({"model.name": "resmlp", "model.hidden": (100, 100), "model.width": 0}, "model.width must be an integer in "),
         ({"model.name": "rnn", "model.hidden": (100, 100), "model.gate_init": "chrono"}, "model.gate_init is read by the gru, lstm families, not by model.name=rnn"),
         ({"model.name": "gru", "model.hidden": (100, 100), "model.gate_init": "warp"}, "model.gate_init must be one of standard, chrono"),
+        ({"model.name": "gru", "model.hidden": (100, 100), "model.forget_bias": 2.0}, "model.forget_bias is read by the lstm family, not by model.name=gru"),
+        ({"model.name": "lstm", "model.hidden": (100, 100), "model.forget_bias": float("inf")}, "model.forget_bias must be a finite number"),
     ],
 )  # fmt: skip
 def test_bad_model_configs_are_refused_before_data(overrides, message):
@@ -389,27 +391,66 @@ def test_chrono_init_biases_the_keep_gate_by_log_uniform_1_to_t_minus_1(cell):
     assert jax.tree.map(np.shape, standard) == jax.tree.map(np.shape, params)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_chrono_init_sends_more_gradient_to_the_first_steps(cell):
-    """At initialisation, over 40 steps of one position: the loss's gradient with respect to
-    the first step's input, relative to the last step's, is at least 10x larger with chrono."""
+def _last_over_first_at_init(cell: str, **overrides) -> float:
+    """At initialisation, over 40 steps of one position: the norm of the loss's gradient with
+    respect to the last step's input over the first step's."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(64, 40)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 3, size=64))
+    _, module = _module(cell, **{"model.chunk": 1, "model.state_size": 32, **overrides})
+    params = init_model(module, jax.random.PRNGKey(1), x[:2])["params"]
 
-    def last_over_first(gate_init: str) -> float:
-        overrides = {"model.chunk": 1, "model.state_size": 32, "model.gate_init": gate_init}
-        _, module = _module(cell, **overrides)
-        params = init_model(module, jax.random.PRNGKey(1), x[:2])["params"]
+    def loss(inputs):
+        outputs = apply_model(module, params, inputs)
+        return jnp.mean(losses.per_example_loss("cross_entropy", outputs, y))
 
-        def loss(inputs):
-            outputs = apply_model(module, params, inputs)
-            return jnp.mean(losses.per_example_loss("cross_entropy", outputs, y))
+    norms = np.linalg.norm(np.asarray(jax.grad(loss)(x)), axis=0)
+    return float(norms[-1] / norms[0])
 
-        norms = np.linalg.norm(np.asarray(jax.grad(loss)(x)), axis=0)
-        return float(norms[-1] / norms[0])
 
-    assert last_over_first("chrono") * 10 < last_over_first("standard")
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_chrono_init_sends_more_gradient_to_the_first_steps(cell):
+    chrono = _last_over_first_at_init(cell, **{"model.gate_init": "chrono"})
+    assert chrono * 10 < _last_over_first_at_init(cell)
+
+
+def test_lstm_forget_bias_starts_the_forget_gate_and_keeps_more_gradient():
+    _, module = _module("lstm", **{"model.forget_bias": 2.5})
+    params = init_model(module, jax.random.PRNGKey(0), _sequences().x_train[:2])["params"]
+    blocks = np.asarray(params["input"]["bias"]).reshape((4, 5))  # i, f, g, o
+    np.testing.assert_array_equal(blocks[1], 2.5)
+    np.testing.assert_array_equal(blocks[[0, 2, 3]], 0)
+    ratios = [_last_over_first_at_init("lstm", **{"model.forget_bias": b}) for b in (1.0, 3.0)]
+    assert ratios[1] * 10 < ratios[0]
+
+
+def test_a_swept_forget_bias_starts_each_member_at_its_own_value():
+    config = _config("lstm", **{"restarts.num": 2})
+    spec = validation.validate(config, sweep="model.forget_bias=0,3")
+    trainer = ensemble.make_trainer(spec, _sequences(), jax.random.key(0))
+    state = ensemble.init_members(trainer, jax.random.PRNGKey(0))
+    forget = np.asarray(state.params["input"]["bias"]).reshape((4, 4, 5))[:, 1]
+    expected = [m.hparams(spec)["forget_bias"] for m in trainer.members]
+    assert sorted(set(expected)) == [0.0, 3.0]
+    np.testing.assert_array_equal(forget, np.repeat(np.asarray(expected)[:, None], 5, axis=1))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sweep"),
+    [
+        ({"model.gate_init": "chrono", "model.forget_bias": 3.0}, None),
+        ({"model.gate_init": "chrono"}, "model.forget_bias=1,3"),
+        ({}, "model.gate_init=standard,chrono;model.forget_bias=1,3"),
+        (
+            {"model.gate_init": "chrono", "restarts.search": "model.forget_bias=uniform(0, 4)"},
+            None,
+        ),
+    ],
+)
+def test_a_forget_bias_is_refused_where_chrono_draws_the_gate_biases(overrides, sweep):
+    config = _config("lstm", **{"restarts.num": 4, **overrides})
+    with pytest.raises(ConfigError, match="gate_init=chrono draws the LSTM's gate biases"):
+        validation.validate(config, sweep=sweep)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -31,7 +31,13 @@ def test_input_gradient_norms_measure_each_position_alone():
 def test_vanishing_gradients_smoke(tmp_path, data_dir):
     study = _load("vanishing_gradients")
     numbers = _run("vanishing_gradients", tmp_path, data_dir)
-    assert set(numbers["cells"]) == {"rnn", "gru", "lstm", "gru chrono", "lstm chrono"}
+    assert set(numbers["cells"]) == {
+        "rnn", "gru", "lstm", "gru chrono", "lstm chrono", "lstm forget_bias=3"
+    }  # fmt: skip
+    forget = numbers["lstm_forget_bias_init_last_over_first"]
+    assert list(forget) == [f"{b:g}" for b in study.FORGET_BIASES]
+    assert all(len(r) == study.NUM_INITS and np.isfinite(r).all() for r in forget.values())
+    assert forget["1"] == pytest.approx(numbers["cells"]["lstm"]["init_last_over_first"])
     for cell in numbers["cells"].values():
         for stage in ("init", "trained"):
             norms = np.asarray(cell[stage]["norms"])

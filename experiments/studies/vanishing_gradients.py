@@ -55,6 +55,7 @@ from jaxnn.reporting import study_report
 
 NUM_EXAMPLES = 500  # validation examples the gradients are averaged over
 NUM_INITS = 5  # random initialisations whose last / first ratio the table summarises
+FORGET_BIASES = (0.0, 1.0, 2.0, 3.0, 4.0)  # the LSTM's model.forget_bias, at initialisation
 
 
 def input_gradient_norms(
@@ -85,6 +86,47 @@ def _profile(norms: np.ndarray) -> dict[str, Any]:
     }
 
 
+def initial_norms(
+    config: Any, data: data_lib.Dataset, x: np.ndarray, y: np.ndarray, **hparams: float
+) -> list:
+    """The gradient norms at each position of NUM_INITS initialisations (member keys 0, 1, ...
+    of the config's seed; the first is the one `loop.fit` trains), with the config's numeric
+    hyperparameters or those given."""
+    root = jax.random.PRNGKey(config.seed)
+    spec = validation.validate(config)
+    program, apply_fn, make_tx = build(spec, data)
+    norms = []
+    for index in range(NUM_INITS):
+        initial = train.init_state(
+            program,
+            {**base_hparams(spec), **hparams},
+            train.member_key(root, index),
+            apply_fn=apply_fn,
+            make_tx=make_tx,
+        )
+        norms.append(input_gradient_norms(initial, initial.params, program.loss, x, y))
+    return norms
+
+
+def _ratios(norms: list) -> list[float]:
+    return [float(n[-1] / n[0]) for n in norms]
+
+
+def _range(ratios: list[float]) -> str:
+    return f"{np.median(ratios):.3g} ({min(ratios):.3g}-{max(ratios):.3g})"
+
+
+def forget_bias_sweep(
+    smoke: bool, data_dir: str, data: data_lib.Dataset, x: np.ndarray, y: np.ndarray
+) -> dict[str, list[float]]:
+    """The LSTM's last / first ratio at initialisation for each model.forget_bias."""
+    config = _config("lstm", smoke, data_dir)
+    return {
+        f"{bias:g}": _ratios(initial_norms(config, data, x, y, forget_bias=bias))
+        for bias in FORGET_BIASES
+    }
+
+
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
     numbers: dict[str, Any] = {"cells": {}}
     series, styles, rows = {}, {}, []
@@ -94,21 +136,10 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         if data is None:
             data = data_lib.load(config.dataset)
         x, y = data.x_val[:NUM_EXAMPLES], data.y_val[:NUM_EXAMPLES]
-        root = jax.random.PRNGKey(config.seed)
-        spec = validation.validate(config)
-        program, apply_fn, make_tx = build(spec, data)
-        inits = []
-        for index in range(NUM_INITS):  # initialisation 0 is the one trained
-            initial = train.init_state(
-                program,
-                base_hparams(spec),
-                train.member_key(root, index),
-                apply_fn=apply_fn,
-                make_tx=make_tx,
-            )
-            inits.append(input_gradient_norms(initial, initial.params, program.loss, x, y))
-        init_ratios = [float(norms[-1] / norms[0]) for norms in inits]
-        trained = loop.fit(config, data, train.member_key(root, 0))
+        program = build(validation.validate(config), data)[0]
+        inits = initial_norms(config, data, x, y)
+        init_ratios = _ratios(inits)
+        trained = loop.fit(config, data, train.member_key(jax.random.PRNGKey(config.seed), 0))
         stages = {
             "init": inits[0],
             "trained": input_gradient_norms(
@@ -130,9 +161,10 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             rows.append(
                 [cell, stage, float(norms[0]), float(norms[-1]), float(norms[-1] / norms[0])]
             )
-        low, high = min(init_ratios), max(init_ratios)
-        rows[-2] += [f"{np.median(init_ratios):.3g} ({low:.3g}-{high:.3g})", None]
+        rows[-2] += [_range(init_ratios), None]
         rows[-1] += [None, val_accuracy]
+    forget = forget_bias_sweep(smoke, data_dir, data, x, y)
+    numbers["lstm_forget_bias_init_last_over_first"] = forget
     plots = [
         study_report.lines(
             workdir / "plots" / "input_gradient_by_step.png",
@@ -142,7 +174,20 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             title="Gradient reaching each time step",
             logy=True,
             styles=styles,
-        )
+        ),
+        study_report.lines(
+            workdir / "plots" / "lstm_forget_bias.png",
+            {
+                f"LSTM, median of {NUM_INITS} initialisations": (
+                    np.asarray(FORGET_BIASES),
+                    np.asarray([np.median(r) for r in forget.values()]),
+                )
+            },
+            xlabel="model.forget_bias (the forget gate's bias at the start)",
+            ylabel="last step / first step gradient norm",
+            title="How much the forget gate keeps at initialisation",
+            logy=True,
+        ),
     ]
     study_report.write_report(
         workdir,
@@ -167,7 +212,12 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
                     "val accuracy",
                 ],
                 rows,
-            )
+            ),
+            (
+                "LSTM forget-gate bias at initialisation (gate_init=standard)",
+                ["model.forget_bias", f"last / first, median of {NUM_INITS} inits (range)"],
+                [[bias, _range(ratios)] for bias, ratios in forget.items()],
+            ),
         ],
         plots,
         numbers,

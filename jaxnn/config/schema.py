@@ -72,6 +72,9 @@ def default_config() -> ml_collections.ConfigDict:
     # gru, lstm: "standard" (gate biases 0, the LSTM's forget bias 1) or "chrono" (Tallec and
     # Ollivier 2018: the gates that keep the state start biased to keep it for 1 to T-1 steps).
     config.model.gate_init = "standard"
+    # lstm, gate_init=standard: the forget gate's starting bias (per member; 1 as in Jozefowicz
+    # et al. 2015, TensorFlow's forget_bias; larger keeps the cell state longer at the start).
+    config.model.forget_bias = 1.0
 
     config.loss = "cross_entropy"
     config.huber_delta = 1.0

@@ -30,6 +30,9 @@ INPUT_DROPOUT = NumericField(
 INIT_SCALE = NumericField(
     "model.init_scale", "init_scale", lambda v: v > 0, "must be a finite number > 0"
 )
+FORGET_BIAS = NumericField(
+    "model.forget_bias", "forget_bias", lambda v: True, "must be a finite number"
+)
 NEGATIVE_SLOPE = NumericField(
     "model.negative_slope", "negative_slope", lambda v: True, "must be a finite number"
 )

@@ -16,7 +16,8 @@ the plain tanh RNN. With x_t the step's input and h the previous state:
 (PyTorch's conventions.) Input kernels and the head start from `model.init`, recurrent kernels
 from an orthogonal matrix per gate (`jaxnn.nn.orthogonal`: Householder QR, not LAPACK's,
 which can hang a CPU program); all kernels are scaled by `model.init_scale`. The gate
-biases follow `model.gate_init`: `standard`, zeros except the LSTM's forget-gate bias of 1; or
+biases follow `model.gate_init`: `standard`, zeros except the LSTM's forget-gate bias,
+`model.forget_bias` (1 by default; a member's own value in a sweep); or
 `chrono` (Tallec and Ollivier, "Can recurrent neural networks warp time?", ICLR 2018): with T
 time steps, the gate that keeps the state (the LSTM's f, the GRU's z) starts at
 b = log(u), u ~ Uniform(1, T - 1) per unit, so each unit keeps its state for about u steps
@@ -41,7 +42,7 @@ from jaxnn.nn.activations import INITIALIZERS, lookup, scaled
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import inverted_dropout, is_python_zero
-from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, value
+from jaxnn.nn.model_fields import DROPOUT, FORGET_BIAS, INIT_SCALE, value
 from jaxnn.nn.orthogonal import orthogonal
 from jaxnn.nn.sequence import as_sequence, sequence_shape
 
@@ -131,10 +132,15 @@ class _RecurrentWeights(nn.Module):
         return kernel, bias
 
 
-def _lstm_bias(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-    del key
-    size = shape[0] // 4
-    return jnp.zeros(shape, dtype).at[size : 2 * size].set(1.0)
+def _lstm_bias(forget_bias: float | jax.Array) -> Callable[..., jax.Array]:
+    """The LSTM's standard input bias [4S] (i, f, g, o): `forget_bias` for f, 0 elsewhere."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        del key
+        size = shape[0] // 4
+        return jnp.zeros(shape, dtype).at[size : 2 * size].set(jnp.asarray(forget_bias, dtype))
+
+    return init
 
 
 def chrono_bias(cell: str, steps: int) -> Callable[..., jax.Array]:
@@ -151,16 +157,19 @@ def chrono_bias(cell: str, steps: int) -> Callable[..., jax.Array]:
     return init
 
 
-def _input_bias(cell: str, gate_init: str, steps: int) -> Callable[..., jax.Array]:
+def _input_bias(
+    cell: str, gate_init: str, steps: int, forget_bias: float | jax.Array
+) -> Callable[..., jax.Array]:
     if cell != "rnn" and gate_init == "chrono":
         return chrono_bias(cell, steps)
-    return _lstm_bias if cell == "lstm" else nn.initializers.zeros
+    return _lstm_bias(forget_bias) if cell == "lstm" else nn.initializers.zeros
 
 
 class Recurrent(nn.Module):
     """A recurrent net over the positions of x [B, L] or [B, L, C], then a linear head.
 
-    `dropout` (on the state the head reads) and `init_scale` may be traced scalars.
+    `dropout` (on the state the head reads), `init_scale` and `forget_bias` may be traced
+    scalars.
     """
 
     cell: str
@@ -173,6 +182,7 @@ class Recurrent(nn.Module):
     init_stddev: float = 0.01
     dropout: float | jax.Array = 0.0
     init_scale: float | jax.Array = 1.0
+    forget_bias: float | jax.Array = 1.0  # config `model.forget_bias` (lstm, gate_init=standard)
 
     @nn.compact
     def __call__(
@@ -194,7 +204,7 @@ class Recurrent(nn.Module):
         projected = Dense(
             width,
             kernel_init=kernel_init,
-            bias_init=_input_bias(self.cell, self.gate_init, steps),
+            bias_init=_input_bias(self.cell, self.gate_init, steps, self.forget_bias),
             name="input",
         )(inputs)
         projected = jnp.swapaxes(projected.reshape((batch, steps, width)), 0, 1)  # [T, B, G*S]
@@ -227,6 +237,7 @@ def _builder(cell: str) -> Callable[[Any, Any, int], Recurrent]:
             init_stddev=value(model_cfg, "init_stddev"),
             dropout=hparams["dropout"],
             init_scale=hparams["init_scale"],
+            forget_bias=hparams.get("forget_bias", 1.0),  # the LSTM's own numeric field
         )
 
     return build
@@ -253,7 +264,8 @@ def _validator(cell: str) -> Callable[[Any], None]:
 
         Raises:
           ConfigError: state_size or chunk not an integer >= 1, an unknown readout, gate_init
-            (gated cells) or init, or a numeric field out of its range.
+            (gated cells) or init, a numeric field out of its range, or an LSTM forget_bias
+            other than its default under gate_init=chrono (which draws that bias itself).
         """
         model_fields.positive_int(model_cfg, "state_size")
         model_fields.positive_int(model_cfg, "chunk")
@@ -261,7 +273,16 @@ def _validator(cell: str) -> Callable[[Any], None]:
         if cell != "rnn":
             model_fields.choice(model_cfg, "gate_init", GATE_INITS)
         model_fields.check_init(model_cfg)
-        model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
+        model_fields.check_numeric(model_cfg, _numeric_fields(cell))
+        if cell == "lstm" and value(model_cfg, "gate_init") == "chrono":
+            forget_bias = value(model_cfg, "forget_bias")
+            default = model_fields.schema_default("forget_bias")
+            if forget_bias != default:
+                raise ConfigError(
+                    f"model.forget_bias={forget_bias!r} is the forget-gate bias of "
+                    f"gate_init=standard, but gate_init=chrono draws the LSTM's gate biases "
+                    f"itself: leave forget_bias at {default!r} or set gate_init=standard"
+                )
 
     return validate_model_config
 
@@ -287,13 +308,23 @@ def _input_checker(cell: str) -> Callable[[Any, tuple[int, ...]], None]:
 
 CONFIG_FIELDS = ("state_size", "chunk", "readout", "init", "init_stddev", "init_scale", "dropout")
 GATED_FIELDS = ("gate_init",)  # the fields only the gated cells read
+LSTM_FIELDS = ("forget_bias",)  # the fields only the LSTM reads
+
+
+def _numeric_fields(cell: str) -> tuple:
+    return NUMERIC_FIELDS + ((FORGET_BIAS,) if cell == "lstm" else ())
+
+
+def _config_fields(cell: str) -> tuple[str, ...]:
+    gated = () if cell == "rnn" else GATED_FIELDS
+    return CONFIG_FIELDS + gated + (LSTM_FIELDS if cell == "lstm" else ())
 
 
 def _family(cell: str) -> ModelFamily:
     return ModelFamily(
         name=cell,
         build=_builder(cell),
-        numeric_fields=NUMERIC_FIELDS,
+        numeric_fields=_numeric_fields(cell),
         structural_fields=(
             "model.state_size",
             "model.chunk",
@@ -305,7 +336,7 @@ def _family(cell: str) -> ModelFamily:
         validate=_validator(cell),
         preactivations=preactivations,
         layer_order=layer_order,
-        config_fields=CONFIG_FIELDS + (() if cell == "rnn" else GATED_FIELDS),
+        config_fields=_config_fields(cell),
         check_inputs=_input_checker(cell),
     )
 
