@@ -6,12 +6,12 @@ Command:
 Argument: the cell, `rnn` (plain tanh), `gru` or `lstm` (default gru), for a gated cell
 optionally `,chrono` (model.gate_init=chrono: its keep gates start biased to keep the state),
 for the LSTM optionally `,forget_bias=B` (model.forget_bias=B: its forget gate's starting bias),
-optionally followed by `,smoke` (seconds, for the tests). The config is experiments/mnist1d_gru.py's with that cell,
-one position per time step (40 steps), the head on the last state and no augmentation, so each
-step's input is the data's own. Result it should give: the GRU and LSTM reach about the
-accuracy of experiments/mnist1d_gru.py without its shifts, the plain RNN far less; the study
-experiments/studies/vanishing_gradients.py trains all three and measures the gradient that
-reaches each time step.
+optionally followed by `,smoke` (seconds, for the tests). The config is
+experiments/mnist1d_gru.py's with that cell, one position per time step (40 steps), the head on
+the last state and no augmentation, so each step's input is the data's own. Result it should
+give: the GRU and LSTM reach about the accuracy of experiments/mnist1d_gru.py without its
+shifts, the plain RNN far less; the study experiments/studies/vanishing_gradients.py trains all
+three and measures the gradient that reaches each time step.
 """
 
 from __future__ import annotations

@@ -6,19 +6,18 @@ Command:
 What it measures: a CNN body pretrained on MNIST-1D digits 0-4 (the `mnist1d/pretrain`
 variant) taken to digits 5-9 with 5, 10, 25 and 50 examples per class, from scratch, by feature
 extraction (the body frozen, a new head) and by fine-tuning (the body at a tenth of the head's
-learning rate), in one table beside the MLP's. Measured at full size on the idle 2-core CPU
-(235 s for both bodies; sources 95.0% (MLP) and 99.8% (CNN) on digits 0-4), target test
-accuracy of the validation-selected member of 8 starts:
+learning rate), in one table beside the MLP's. Measured at full size on the 2-core CPU (235 s
+for both bodies on the idle machine; sources 95.0% (MLP) and 99.9% (CNN) on digits 0-4),
+target test accuracy of the validation-selected member of 8 starts:
 
     per class   MLP scratch / features / fine-tune   CNN scratch / features / fine-tune
-     5          0.347 / 0.481 / 0.408                0.483 / 0.641 / 0.661
-    10          0.367 / 0.554 / 0.548                0.560 / 0.667 / 0.718
-    25          0.440 / 0.657 / 0.639                0.613 / 0.771 / 0.852
-    50          0.493 / 0.747 / 0.742                0.822 / 0.834 / 0.895
+     5          0.347 / 0.481 / 0.408                0.483 / 0.609 / 0.621
+    10          0.367 / 0.554 / 0.548                0.560 / 0.742 / 0.763
+    25          0.440 / 0.657 / 0.639                0.613 / 0.805 / 0.868
+    50          0.493 / 0.747 / 0.742                0.822 / 0.842 / 0.933
 
 The convolutional body transfers better at every size: fine-tuning it beats its own scratch
-runs by 16-24 points up to 25 examples per class (by 7 at 50, where scratch catches up) and
-the MLP's best transfer by 15-20 points.
+runs by 11-26 points and the MLP's best transfer by 14-21 points.
 
 It runs the transfer study of experiments/studies/transfer.py twice, with the MLP body
 (WORKDIR/mlp) and with the convolutional one (WORKDIR/cnn, experiments/transfer.py's `,cnn`
