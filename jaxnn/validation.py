@@ -270,15 +270,15 @@ def _validate_member_model_values(
     the least and the greatest value a search drew."""
     if family.validate is None:
         return
-    varied = {f: set(v) for f, v in resolved.numeric.items() if f.startswith("model.")}
+    checked = {f: sorted(set(v)) for f, v in resolved.numeric.items() if f.startswith("model.")}
+    drawn: dict[str, list[float]] = {}
     for point in search.points if search is not None else ():
         for field, value in point.items():
             if field.startswith("model."):
-                varied.setdefault(field, set()).add(value)
-    for field, values in varied.items():
-        ordered = sorted(values)
-        checked = ordered if search is None else sorted({ordered[0], ordered[-1]})
-        for value in checked:
+                drawn.setdefault(field, []).append(value)
+    checked.update({field: [min(v), max(v)] for field, v in drawn.items()})
+    for field, values in checked.items():
+        for value in values:
             family.validate(sweep_lib.with_values(config, {field: value}).model)
 
 

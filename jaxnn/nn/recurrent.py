@@ -237,7 +237,7 @@ def _builder(cell: str) -> Callable[[Any, Any, int], Recurrent]:
             init_stddev=value(model_cfg, "init_stddev"),
             dropout=hparams["dropout"],
             init_scale=hparams["init_scale"],
-            forget_bias=hparams.get("forget_bias", 1.0),  # the LSTM's own numeric field
+            **({"forget_bias": hparams["forget_bias"]} if cell == "lstm" else {}),
         )
 
     return build
