@@ -8,11 +8,11 @@ The default is the `resmlp` family: an embedding to width 133, two pre-norm resi
 two Dense layers each, a final LayerNorm and the head: 78,879 parameters. The `mlp` argument
 gives the plain MLP of experiments/mnist1d_mlp.py (hidden (256, 256): 78,858 parameters). Both
 train exactly alike (SGD with momentum, cosine schedule, dropout 0.5, early stopping on
-validation loss, four random starts). Measured (one run each, 2 shared CPU cores, about 80 s
-of training each): resmlp members 0.674-0.702, selected 0.674, ensemble 0.722; the plain MLP
-members 0.731-0.748, selected 0.743, ensemble 0.768. At two blocks, with this recipe (dropout
-0.5 inside each residual branch, SGD with momentum), the residual net does not beat the
-plain one: residual connections pay off in depth, which two blocks do not have.
+validation loss, four random starts). Measured on the idle 2-core CPU (2 December 2026, one run
+each, 25 s and 20 s from the command): resmlp members 0.680-0.691, selected 0.691, ensemble
+0.714; the plain MLP members 0.731-0.748, selected 0.743, ensemble 0.768. At two blocks, with
+this recipe (dropout 0.5 inside each residual branch, SGD with momentum), the residual net does
+not beat the plain one: residual connections pay off in depth, which two blocks do not have.
 The `smoke` argument (after either, e.g. `mlp,smoke`) shrinks the run to seconds (tests).
 """
 
