@@ -93,14 +93,14 @@ def _profile(norms: np.ndarray) -> dict[str, Any]:
 
 
 def initial_norms(
-    config: Any, data: data_lib.Dataset, x: np.ndarray, y: np.ndarray, **hparams: float
+    spec: validation.RunSpec, built: tuple, x: np.ndarray, y: np.ndarray, **hparams: float
 ) -> list:
     """The gradient norms at each position of NUM_INITS initialisations (member keys 0, 1, ...
-    of the config's seed; the first is the one `loop.fit` trains), with the config's numeric
-    hyperparameters or those given."""
-    root = jax.random.PRNGKey(config.seed)
-    spec = validation.validate(config)
-    program, apply_fn, make_tx = build(spec, data)
+    of the config's seed; the first is the one `loop.fit` trains) of the program `built` from
+    `spec` (`build`'s program, apply_fn, make_tx), with the config's numeric hyperparameters
+    or those given."""
+    root = jax.random.PRNGKey(spec.config.seed)
+    program, apply_fn, make_tx = built
     norms = []
     for index in range(NUM_INITS):
         initial = train.init_state(
@@ -126,9 +126,10 @@ def forget_bias_sweep(
     smoke: bool, data_dir: str, data: data_lib.Dataset, x: np.ndarray, y: np.ndarray
 ) -> dict[str, list[float]]:
     """The LSTM's last / first ratio at initialisation for each model.forget_bias."""
-    config = _config("lstm", smoke, data_dir)
+    spec = validation.validate(_config("lstm", smoke, data_dir))
+    built = build(spec, data)
     return {
-        f"{bias:g}": _ratios(initial_norms(config, data, x, y, forget_bias=bias))
+        f"{bias:g}": _ratios(initial_norms(spec, built, x, y, forget_bias=bias))
         for bias in FORGET_BIASES
     }
 
@@ -142,8 +143,10 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         if data is None:
             data = data_lib.load(config.dataset)
         x, y = data.x_val[:NUM_EXAMPLES], data.y_val[:NUM_EXAMPLES]
-        program = build(validation.validate(config), data)[0]
-        inits = initial_norms(config, data, x, y)
+        spec = validation.validate(config)
+        built = build(spec, data)
+        program = built[0]
+        inits = initial_norms(spec, built, x, y)
         init_ratios = _ratios(inits)
         trained = loop.fit(config, data, train.member_key(jax.random.PRNGKey(config.seed), 0))
         stages = {

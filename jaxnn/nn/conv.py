@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.nn.activations import lookup
+from jaxnn.nn.dense import weight_gradient
 
 PADDINGS = ("same", "valid")
 # conv(x [B, L, C_in], kernel [K, C_in, C_out], bias [C_out], stride, padding) -> [B, L_out, C_out]
@@ -87,15 +88,14 @@ def _im2col_bwd(stride, padding, residuals, dy):
 
     dx is the convolution of dy, dilated by the stride and padded by K - 1, with the kernel
     flipped along its positions and transposed: patches of dy [B * L_pad, K * C_out] times a
-    [K * C_out, C_in] matrix, then the padding cut off. dW is patches^T @ dy, with patches^T
-    materialised first (as `jaxnn.nn.dense` does, for the fast layout).
+    [K * C_out, C_in] matrix, then the padding cut off. dW is patches^T @ dy
+    (`jaxnn.nn.dense.weight_gradient`, in the fast layout).
     """
     flat, kernel, length = residuals
     kernel_size, channels, features = kernel.shape
     batch, out = dy.shape[0], dy.shape[1]
     flat_dy = dy.reshape((batch * out, features))
-    flat_t = jax.lax.optimization_barrier(flat.T)  # [K * C_in, B * L_out], kept materialised
-    d_kernel = (flat_t @ flat_dy).reshape(kernel.shape)
+    d_kernel = weight_gradient(flat, flat_dy).reshape(kernel.shape)
     d_bias = flat_dy.sum(axis=0)
     left, right = _padding(length, kernel_size, stride, padding)
     padded_length = length + left + right
