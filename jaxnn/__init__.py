@@ -1,7 +1,10 @@
 """jaxnn: many random starts of neural networks, trained in one vmapped JAX program.
 
 The curated public API. Names are imported on first use, so `import jaxnn` stays cheap and
-pulls in neither JAX nor TFDS (the launcher arranges the CPU devices before JAX starts).
+pulls in neither JAX nor TFDS. Importing jaxnn before JAX has started its backends splits the
+host into one CPU device per core, as the launcher does, so that a run from Python trains on
+every core; `JAXNN_SPLIT_CPU=0` in the environment turns that off
+(`jaxnn.parallel.cpu_devices`).
 
     import jaxnn
 
@@ -16,9 +19,14 @@ Everything else lives in the layered packages (`jaxnn.core`, `jaxnn.nn`, `jaxnn.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
+from jaxnn.parallel.cpu_devices import split_on_import
+
 __version__ = "0.1.0"
+
+split_on_import(os.environ)
 
 # public name -> the module that defines it
 _API = {

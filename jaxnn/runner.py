@@ -55,7 +55,7 @@ from jaxnn.io import workdir as workdir_lib
 from jaxnn.io.workdir import RunPaths
 from jaxnn.nn.components import Components
 from jaxnn.nn.layer_table import format_layer_table
-from jaxnn.parallel import sharding
+from jaxnn.parallel import cpu_devices, sharding
 from jaxnn.predict.predictor import Predictor, Predicts
 from jaxnn.reporting import console, frames, metrics_log, results, tables, tensorboard
 from jaxnn.reporting.summary import summarize_runs
@@ -104,6 +104,8 @@ def run(
         config = _config_of_arrays(config, given)
     spec = validation.validate(config, Components.of(**components), sweep=sweep)
     writer = sharding.is_writer()
+    if writer:
+        cpu_devices.hint_all_cores(os.environ)
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(interrupt.stop_at_chunk_boundaries())
         if not writer:

@@ -15,6 +15,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # of the cache, or a child given JAX_COMPILATION_CACHE_DIR, sets its own. A child script that
 # calls jaxnn.run is given JAX_COMPILATION_CACHE_DIR (jaxnn keeps a cache set through JAX).
 os.environ["JAXNN_COMPILATION_CACHE"] = "off"
+# `import jaxnn` would split a worker into one CPU device per core; the suite's workers already
+# share the cores (tests/test_cpu_split.py checks the split in fresh processes).
+os.environ["JAXNN_SPLIT_CPU"] = "0"
 
 REPO = Path(__file__).resolve().parent.parent
 

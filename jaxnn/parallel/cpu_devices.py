@@ -1,10 +1,15 @@
-"""One XLA CPU device per core, arranged before JAX starts (the launcher and benchmarks call it).
+"""One XLA CPU device per core, arranged before JAX starts its backends.
 
 XLA runs a jitted program of small matmuls on one CPU device with little intra-op parallelism,
 so a vmapped ensemble on the default single CPU device keeps one core busy. Splitting the host
 into one device per core lets the member axis be sharded over the cores (`jaxnn.parallel.sharding`), each
 core training its share of the members. On a GPU or TPU host the accelerator stays JAX's
 default backend, and the extra host devices are unused.
+
+`import jaxnn` splits the host (`split_on_import`) unless `JAXNN_SPLIT_CPU=0`; the launcher and
+the benchmarks call `split_host_into_devices` themselves. Either works while JAX's backends
+have not started (JAX may be imported): XLA reads XLA_FLAGS when its CPU client is created.
+When they have started, `hint_all_cores` says once, in one line, how to get every core.
 
 This module imports nothing from JAX: it must run before JAX reads XLA_FLAGS.
 """
@@ -14,8 +19,19 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import MutableMapping
+from typing import TextIO
 
 FLAG = "--xla_force_host_platform_device_count"
+# The documented switch: JAXNN_SPLIT_CPU=0 keeps `import jaxnn` from splitting the host.
+SWITCH = "JAXNN_SPLIT_CPU"
+_OFF = ("0", "false", "off", "no")
+_hinted = False
+
+
+def jax_backends_started() -> bool:
+    """Whether JAX has created its backends (after which XLA_FLAGS is no longer read)."""
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    return bridge is not None and bool(bridge.backends_are_initialized())
 
 
 def split_host_into_devices(
@@ -28,11 +44,57 @@ def split_host_into_devices(
       num_devices: devices to split the host into; default: the cores this process may use.
 
     Returns:
-      The device count set, or None when XLA_FLAGS already named one or JAX already started.
+      The device count set, or None when XLA_FLAGS already named one or JAX's backends have
+      already started.
     """
     flags = environ.get("XLA_FLAGS", "")
-    if FLAG in flags or "jax" in sys.modules:
+    if FLAG in flags or jax_backends_started():
         return None
     count = num_devices or len(os.sched_getaffinity(0))
     environ["XLA_FLAGS"] = f"{flags} {FLAG}={count}".strip()
     return count
+
+
+def split_disabled(environ: MutableMapping[str, str]) -> bool:
+    """Whether the user turned the split of `import jaxnn` off (`JAXNN_SPLIT_CPU=0`)."""
+    return environ.get(SWITCH, "1").strip().lower() in _OFF
+
+
+def split_on_import(environ: MutableMapping[str, str]) -> int | None:
+    """What `import jaxnn` does: the launcher's split, unless `JAXNN_SPLIT_CPU=0`."""
+    if split_disabled(environ):
+        return None
+    return split_host_into_devices(environ)
+
+
+def unused_cores_message(environ: MutableMapping[str, str]) -> str | None:
+    """One line on how to train on every core, when this process's JAX has one CPU device on a
+    host with several cores that the user did not choose (None otherwise). Call after JAX
+    started."""
+    import jax
+
+    cores = len(os.sched_getaffinity(0))
+    if (
+        jax.default_backend() != "cpu"
+        or cores < 2
+        or jax.device_count() > 1
+        or split_disabled(environ)
+        or FLAG in environ.get("XLA_FLAGS", "")
+    ):
+        return None
+    return (
+        f"jaxnn: JAX started before jaxnn was imported, so this run uses one CPU device of "
+        f"the {cores} cores; import jaxnn before using JAX (or set XLA_FLAGS={FLAG}={cores} "
+        f"before JAX starts) to train on every core, or JAXNN_SPLIT_CPU=0 to keep one device"
+    )
+
+
+def hint_all_cores(environ: MutableMapping[str, str], out: TextIO = sys.stderr) -> None:
+    """Prints `unused_cores_message` once per process (the first run that could use it)."""
+    global _hinted
+    if _hinted:
+        return
+    message = unused_cores_message(environ)
+    if message is not None:
+        _hinted = True
+        print(message, file=out, flush=True)
