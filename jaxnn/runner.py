@@ -43,7 +43,7 @@ import numpy as np
 from jaxnn import data as data_lib
 from jaxnn import interrupt, validation
 from jaxnn.analysis import diagnostics
-from jaxnn.core import compile_cache, ensemble, train, variants
+from jaxnn.core import compile_cache, ensemble, explosion, train, variants
 from jaxnn.core.loop import Evaluation
 from jaxnn.core.program import Program
 from jaxnn.data import fingerprint as fingerprint_lib
@@ -189,6 +189,7 @@ class _Variant:
     events_dir: Path
     member_params: Any = None
     pretrained: Any = None
+    start_losses: Any = None  # float [M]: training losses at initialisation (exploded rule)
     start_step: int = 0
     state: train.TrainState | None = None
     unreadable: list[int] = dataclasses.field(default_factory=list)
@@ -245,6 +246,11 @@ def _run_planned(
                 head=variant.trainer.program.head,
                 order=variant.trainer.program.layer_order(),
             )
+        if config.restarts.explode_factor > 0:
+            # Before the restored state is held: the two are never on the device together.
+            variant.start_losses = explosion.start_losses(
+                variant.trainer, dataset, key, variant.pretrained
+            )
         variant.start_step, variant.state, variant.unreadable = _restore(
             plan,
             variant.checkpoints_dir,
@@ -279,7 +285,10 @@ def _run_planned(
 
     # finish: one summary over every variant's members (a plain run is one variant)
     runs = [variants.VariantRun(v.values, v.spec, v.result, v.offset) for v in run_variants]
-    summary, predictions = summarize_runs(runs, config, dataset)
+    start_losses = [v.start_losses for v in run_variants]
+    summary, predictions = summarize_runs(
+        runs, config, dataset, None if start_losses[0] is None else start_losses
+    )
     best_variant, best_local = run_variants[0], None
     if summary["best_member"] is not None:
         best_run, best_local = variants.locate(runs, summary["best_member"])

@@ -458,6 +458,11 @@ def _validate_restarts(restarts: ml_collections.ConfigDict, components: Componen
         math.isfinite(restarts.tolerance) and restarts.tolerance >= 0,
         f"restarts.tolerance must be a finite number >= 0, got {restarts.tolerance}",
     )
+    _require(
+        math.isfinite(restarts.explode_factor) and restarts.explode_factor >= 0,
+        f"restarts.explode_factor must be a finite number >= 0 (0: no member is marked "
+        f"exploded), got {restarts.explode_factor}",
+    )
 
 
 def _validate_compilation_cache(cache: ml_collections.ConfigDict) -> None:

@@ -61,12 +61,12 @@ class _Terminal(io.StringIO):
         return True
 
 
-def _evaluation(step: int, num_members: int) -> Evaluation:
+def _evaluation(step: int, num_members: int, elapsed_s: float = 2.0) -> Evaluation:
     metrics = {
         name: np.full(num_members, 0.5)
         for name in ("batch_loss", "train_loss", "val_loss", "val_accuracy")
     }
-    return Evaluation(step=step, metrics=metrics, state=None)
+    return Evaluation(step=step, metrics=metrics, state=None, elapsed_s=elapsed_s)
 
 
 def test_the_progress_bar_counts_member_steps_with_their_rate_and_eta(tmp_path):
@@ -80,8 +80,28 @@ def test_the_progress_bar_counts_member_steps_with_their_rate_and_eta(tmp_path):
     progress.close()
     bar = terminal.getvalue().split("\r")[-1]
     assert "240/400 member-steps" in bar  # (20 + 40 steps) x 4 members of 100 x 4
-    assert "member-step/s" in bar and "<" in bar  # the rate, elapsed<ETA
-    assert "step=60/100" in bar and "val_accuracy=0.5000" in bar
+    assert "<" in bar  # elapsed<ETA
+    # the rate of this launch's member-steps over the loop's wall time: 40 x 4 in 2 s
+    assert "member-steps/s=80.0" in bar
+    assert "step=60/100" in bar and "its val_accuracy=0.5000" in bar
+
+
+def test_the_progress_names_each_figure_and_the_member_it_comes_from(tmp_path):
+    members = [types.SimpleNamespace(index=i) for i in (10, 11, 12)]
+    program = types.SimpleNamespace(total_steps=100, metric="accuracy")
+    log = io.StringIO()
+    progress = metrics_log.Progress(RunPaths(tmp_path), program, members, show=True, stream=log)
+    evaluation = _evaluation(100, 3, elapsed_s=4.0)
+    # One member exploded: a mean would read 3e9; the median member's batch loss is 0.7.
+    evaluation.metrics["batch_loss"] = np.array([0.7, 1e10, 0.2])
+    evaluation.metrics["val_loss"] = np.array([0.9, np.inf, 0.3])
+    evaluation.metrics["val_accuracy"] = np.array([0.6, 0.1, 0.8])
+    progress(evaluation)
+    progress.close()
+    line = log.getvalue().strip()
+    assert "median batch_loss 0.7000" in line, line
+    assert "best val_loss (member 12) 0.3000, its val_accuracy 0.8000" in line, line
+    assert "member-steps/s 75.0" in line, line  # 100 steps x 3 members in 4 s
 
 
 def test_progress_lines_off_a_terminal_are_plain_and_a_tenth_apart(tmp_path):

@@ -130,6 +130,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.restarts.search_method = "random"  # or "halton" (scrambled), "halton_unscrambled"
     config.restarts.select_by = "val_loss"
     config.restarts.tolerance = 0.05
+    # A member whose training loss ends above this multiple of its loss at initialisation is
+    # marked exploded and left out of selection like a diverged one (0: never).
+    config.restarts.explode_factor = 100.0
 
     config.init_from = ml_collections.ConfigDict()
     config.init_from.workdir = ""

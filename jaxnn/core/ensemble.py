@@ -94,8 +94,10 @@ class EnsembleResult(Predicts):
     history: list[dict[str, np.ndarray]]
     steps_done: int
     compile_s: float
-    train_s: float
+    train_s: float  # in the chunk programs (jaxnn.core.loop.LoopResult)
     program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
+    wall_s: float = 0.0  # the training loop after compiling, host work between chunks included
+    start_step: int = 0  # where this launch's training started (a resumed run's checkpoint)
     group_size: int = 0  # members per group on each device (0: all at once; mesh.member_group)
     memory: memory.RunBytes | None = None  # the estimate the run was checked against
     data: Dataset | None = None  # what it was trained on (its validation split selects)
@@ -331,6 +333,7 @@ def train_members(
             steps_done=start_step,
             compile_s=0.0,
             train_s=0.0,
+            start_step=start_step,
             group_size=trainer.group_size,
             memory=trainer.memory,
             data=data,
@@ -355,6 +358,8 @@ def train_members(
         compile_s=result.compile_s,
         train_s=result.train_s,
         program_bytes=result.program_bytes,
+        wall_s=result.wall_s,
+        start_step=result.start_step,
         group_size=trainer.group_size,
         memory=trainer.memory,
         data=data,

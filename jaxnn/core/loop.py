@@ -33,6 +33,9 @@ class Evaluation:
     step: int
     metrics: dict[str, np.ndarray]
     state: TrainState
+    # seconds since the loop's first chunk was dispatched (compile excluded, host work between
+    # chunks included): what the progress line's member-steps per second divide by
+    elapsed_s: float = 0.0
 
 
 EvalCallback = Callable[[Evaluation], None]
@@ -46,8 +49,10 @@ class LoopResult:
     history: list[dict[str, np.ndarray]]
     steps_done: int
     compile_s: float
-    train_s: float
+    train_s: float  # in the chunk programs (and the read of their metrics)
     program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
+    wall_s: float = 0.0  # the whole loop after compiling, host work between chunks included
+    start_step: int = 0
 
 
 def program_bytes(compiled: Any) -> int | None:
@@ -88,6 +93,7 @@ def drive(
     compiled = chunk_fn.lower(state, data, jnp.asarray(step, jnp.int32), order_key).compile()
     compile_s = time.perf_counter() - started
     train_s = 0.0
+    loop_started = time.perf_counter()
     while step < program.total_steps:
         started = time.perf_counter()
         state, metrics = compiled(state, data, jnp.asarray(step, jnp.int32), order_key)
@@ -98,7 +104,8 @@ def drive(
         step = min(step + program.eval_every, program.total_steps)
         history.append({"step": np.array([step]), **metrics})
         if on_eval is not None:
-            on_eval(Evaluation(step=step, metrics=metrics, state=state))
+            elapsed_s = time.perf_counter() - loop_started
+            on_eval(Evaluation(step=step, metrics=metrics, state=state, elapsed_s=elapsed_s))
         if np.all(jax.device_get(state.stopped | state.diverged)):
             break
         if should_stop is not None and should_stop():
@@ -110,6 +117,8 @@ def drive(
         compile_s=compile_s,
         train_s=train_s,
         program_bytes=program_bytes(compiled),
+        wall_s=time.perf_counter() - loop_started,
+        start_step=start_step,
     )
 
 

@@ -50,8 +50,9 @@ def print_complete(plan: workdir_lib.WorkdirPlan, out: TextIO) -> None:
 def print_outcome(summary: Mapping[str, Any], out: TextIO) -> None:
     if summary["best_member"] is None:
         print(
-            "every member diverged (a non-finite training loss): no member is selected and "
-            "summary.json has best_member null; try a lower optimizer.learning_rate",
+            "every member diverged (a non-finite training loss) or exploded (a loss above "
+            "restarts.explode_factor times its start): no member is selected and summary.json "
+            "has best_member null; try a lower optimizer.learning_rate",
             file=out,
         )
         return

@@ -4,7 +4,6 @@ progress bar)."""
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
@@ -40,10 +39,10 @@ def metrics_records(
     return records
 
 
-# The bar on a terminal: member-steps done and to do, elapsed < ETA, member-steps per second.
+# The bar on a terminal: member-steps done and to do, elapsed < ETA, then the figures of
+# `Progress.figures` (the rate among them: the one summary.json's timing gives).
 BAR_FORMAT = (
-    "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} member-steps "
-    "[{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+    "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} member-steps [{elapsed}<{remaining}{postfix}]"
 )
 PLAIN_LINES = 10  # where the output is not a terminal: a plain line every tenth of the run
 
@@ -72,7 +71,6 @@ class Progress:
         self._stream = sys.stderr if stream is None else stream
         self._total_steps = program.total_steps
         self._start_step = self._done = start_step
-        self._started = time.perf_counter()
         self._plain = show and not _is_terminal(self._stream)
         self._next_line = start_step
         num = len(members)
@@ -92,36 +90,45 @@ class Progress:
             self._paths.metrics,
             metrics_records(evaluation.step, evaluation.metrics, self._indices),
         )
-        val_loss = evaluation.metrics["val_loss"]
-        best = (
-            int(np.nanargmin(np.where(np.isfinite(val_loss), val_loss, np.nan)))
-            if np.isfinite(val_loss).any()
-            else 0
-        )
-        figures = {
-            "step": f"{evaluation.step}/{self._total_steps}",
-            "loss": f"{np.nanmean(evaluation.metrics['batch_loss']):.4f}",
-            "val_loss": f"{val_loss[best]:.4f}",
-            f"val_{self._metric}": f"{evaluation.metrics[f'val_{self._metric}'][best]:.4f}",
-        }
+        figures = self.figures(evaluation)
         self._bar.update((evaluation.step - self._done) * len(self._indices))
         self._done = evaluation.step
         self._bar.set_postfix(figures)
         if self._plain and (evaluation.step >= self._next_line or self._done >= self._total_steps):
-            print(self._plain_line(figures), file=self._stream, flush=True)
+            print(self._plain_line(figures, evaluation.elapsed_s), file=self._stream, flush=True)
             self._next_line = evaluation.step + max(1, self._total_steps // PLAIN_LINES)
 
-    def _plain_line(self, figures: Mapping[str, str]) -> str:
-        """`jaxnn: step 200/400 (50%), 1.2k member-steps/s, ETA 0:00:12, loss ...`."""
-        elapsed = time.perf_counter() - self._started
+    def figures(self, evaluation: train.Evaluation) -> dict[str, str]:
+        """What the progress shows after an evaluation, each figure named for what it is: the
+        median member's mean training-batch loss over the chunk, and the validation loss and
+        metric of the member with the lowest validation loss now (with its index), and the
+        member-steps per second of wall time since training started (compile excluded: the
+        `member_steps_per_s` of summary.json's timing)."""
+        metrics = evaluation.metrics
+        val_loss = np.where(np.isfinite(metrics["val_loss"]), metrics["val_loss"], np.nan)
+        best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else 0
+        batch_losses = metrics["batch_loss"][np.isfinite(metrics["batch_loss"])]
+        median = f"{np.median(batch_losses):.4f}" if batch_losses.size else "-"
+        member_steps = (evaluation.step - self._start_step) * len(self._indices)
+        rate = member_steps / evaluation.elapsed_s if evaluation.elapsed_s > 0 else 0.0
+        return {
+            "step": f"{evaluation.step}/{self._total_steps}",
+            "member-steps/s": tqdm.format_sizeof(rate),
+            "median batch_loss": median,
+            f"best val_loss (member {self._indices[best]})": f"{metrics['val_loss'][best]:.4f}",
+            f"its val_{self._metric}": f"{metrics[f'val_{self._metric}'][best]:.4f}",
+        }
+
+    def _plain_line(self, figures: Mapping[str, str], elapsed_s: float) -> str:
+        """`jaxnn: step 200/400 (50%), ETA 0:00:12, member-steps/s 1.2k, median batch_loss ...`."""
         member_steps = (self._done - self._start_step) * len(self._indices)
-        rate = member_steps / elapsed if elapsed > 0 else 0.0
+        rate = member_steps / elapsed_s if elapsed_s > 0 else 0.0
         remaining = (self._total_steps - self._done) * len(self._indices)
         eta = tqdm.format_interval(remaining / rate) if rate > 0 else "?"
         others = ", ".join(f"{k} {v}" for k, v in figures.items() if k != "step")
         return (
             f"jaxnn: step {figures['step']} ({100 * self._done // max(1, self._total_steps)}%), "
-            f"{tqdm.format_sizeof(rate)} member-steps/s, ETA {eta}, {others}"
+            f"ETA {eta}, {others}"
         )
 
     def close(self) -> None:

@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from jaxnn.reporting.summary import excluded
+
 
 def save(fig: Any, path: Path, *, dpi: int = 110) -> str:
     """Writes `fig` to `path` (tight layout), closes it and returns the path."""
@@ -41,9 +43,7 @@ def validation_curves(
     ax.set_xlabel("training step")
     ax.set_ylabel("validation loss")
     ax.set_title(f"Validation loss of {val.shape[1]} members")
-    finite = val[np.isfinite(val)]
-    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
-        ax.set_yscale("log")
+    log_scale_if_wide(ax, val)
     return save(fig, path)
 
 
@@ -68,14 +68,26 @@ def expected_best_of_k(curve: Sequence[float], path: Path) -> str:
     ax.set_title("How many random starts pay off")
     if len(curve) > 8:
         ax.set_xscale("log", base=2)
+    log_scale_if_wide(ax, np.asarray(curve))
     return save(fig, path)
+
+
+def log_scale_if_wide(ax: Any, values: np.ndarray, axis: str = "y") -> None:
+    """A log axis when the positive finite values span more than a factor of 20."""
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
 
 
 def search_values(summary: Mapping[str, Any], path: Path) -> str:
     """A search: each member's best validation loss against each searched field's drawn value
-    (one panel per field, log axis for a log-uniform range), the selected member in red."""
+    (one panel per field, log axis for a log-uniform range, and for losses spanning decades),
+    the selected member in red. Diverged and exploded members (`jaxnn.core.explosion`) are
+    crosses on the panel's top edge at their drawn value: marked, without setting the scale."""
     ranges = summary["search"]["ranges"]
-    kept = [m for m in summary["members"] if not m["diverged"] and np.isfinite(m["val_loss"])]
+    kept = [m for m in summary["members"] if not excluded(m) and np.isfinite(m["val_loss"])]
+    left_out = [m for m in summary["members"] if excluded(m) or not np.isfinite(m["val_loss"])]
     fig, axes = plt.subplots(1, len(ranges), figsize=(4.0 * len(ranges), 3.8), squeeze=False)
     for ax, (field, spec) in zip(axes[0], ranges.items(), strict=True):
         values = np.array([m["hparams"][field] for m in kept])
@@ -90,6 +102,19 @@ def search_values(summary: Mapping[str, Any], path: Path) -> str:
                 color="tab:red",
                 label=f"selected (member {best[0]['index']})",
             )
+        log_scale_if_wide(ax, losses)
+        if left_out:
+            top = ax.get_ylim()[1]
+            ax.scatter(
+                [m["hparams"][field] for m in left_out],
+                [top] * len(left_out),
+                marker="x",
+                s=30,
+                color="tab:gray",
+                clip_on=False,
+                label=f"diverged or exploded ({len(left_out)}, off the scale)",
+            )
+            ax.set_ylim(top=top)
         # The whole range, a little wider so that draws at its ends are not cut in half.
         if spec["distribution"] == "loguniform":
             ax.set_xscale("log")
@@ -99,7 +124,7 @@ def search_values(summary: Mapping[str, Any], path: Path) -> str:
             ax.set_xlim(spec["low"] - margin, spec["high"] + margin)
         ax.set_xlabel(f"{field} ({spec['distribution']})")
         ax.set_ylabel("best validation loss")
-    axes[0][0].legend()
+    axes[0][0].legend(fontsize="small")
     fig.suptitle(f"{summary['search']['method']} search of {len(summary['members'])} members")
     return save(fig, path)
 

@@ -12,6 +12,7 @@ from jaxnn import data as data_lib
 from jaxnn.io import atomic
 from jaxnn.io.workdir import RunPaths
 from jaxnn.reporting import plots, tables
+from jaxnn.reporting.summary import excluded
 
 
 def write_outputs(
@@ -29,7 +30,7 @@ def write_outputs(
         )
     stats_block = summary["restart_stats"]
     if stats_block.get("num_finite", 0) > 1:
-        losses = np.array([m["val_loss"] for m in summary["members"] if not m["diverged"]])
+        losses = np.array([m["val_loss"] for m in summary["members"] if not excluded(m)])
         written.append(plots.final_loss_histogram(losses, paths.plots / "val_loss_hist.png"))
         written.append(
             plots.expected_best_of_k(

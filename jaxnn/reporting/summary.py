@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxnn import data as data_lib
 from jaxnn.analysis import restart_stats
-from jaxnn.core import ensemble
+from jaxnn.core import ensemble, explosion
 from jaxnn.core.program import Program
 from jaxnn.core.variants import VariantRun
 
@@ -20,8 +20,14 @@ def member_rows(
     result: ensemble.EnsembleResult,
     config: ml_collections.ConfigDict,
     dataset: data_lib.Dataset,
+    start_losses: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
-    """summary.json's member records, the diverged flags and the test predictions [M, N, O]."""
+    """summary.json's member records, the excluded flags (diverged or exploded) and the test
+    predictions [M, N, O].
+
+    `start_losses` (float [M], `jaxnn.core.explosion.start_losses`) are the members' training
+    losses at initialisation; with them each row says whether the member exploded.
+    """
     state, program = result.state, result.program
     split_metrics = {}
     predictions = None
@@ -37,6 +43,11 @@ def member_rows(
         if split == "test":
             predictions = split_predictions
     diverged = np.asarray(jax.device_get(state.diverged))
+    exploded = np.zeros_like(diverged)
+    if start_losses is not None:
+        last = explosion.last_losses(state, program, dataset, group_size=result.group_size)
+        exploded = explosion.exploded(start_losses, last, float(config.restarts.explode_factor))
+        exploded &= ~diverged
     steps = np.asarray(jax.device_get(state.step))
     best_steps = np.asarray(jax.device_get(state.best_step))
     wanted = ["train_loss", "val_loss", "test_loss"]
@@ -50,12 +61,15 @@ def member_rows(
             "seed": member.seed_index,
             "hparams": dict(member.swept),
             "diverged": bool(diverged[i]),
+            "exploded": bool(exploded[i]),
             "final_step": int(steps[i]),
             "best_step": int(best_steps[i]),
         }
         row |= {name: float(split_metrics[name][i]) for name in wanted}
+        if start_losses is not None:
+            row["start_train_loss"] = float(start_losses[i])
         rows.append(row)
-    return rows, diverged, predictions
+    return rows, diverged | exploded, predictions
 
 
 def linear_baseline(dataset: data_lib.Dataset) -> dict[str, float]:
@@ -72,32 +86,65 @@ def linear_baseline(dataset: data_lib.Dataset) -> dict[str, float]:
     }
 
 
+def excluded(row: Mapping[str, Any]) -> bool:
+    """Whether a member row is left out of selection, the ensemble and the restart statistics
+    (diverged, or exploded: `jaxnn.core.explosion`)."""
+    return bool(row["diverged"] or row.get("exploded", False))
+
+
 def selection(
     rows: Sequence[Mapping[str, Any]],
-    diverged: np.ndarray,
+    excluded_members: np.ndarray,
     predictions: np.ndarray,
     dataset: data_lib.Dataset,
     program: Program,
     config: ml_collections.ConfigDict,
 ) -> dict[str, Any]:
     """summary.json's selection over member rows: the best member by `restarts.select_by`, its
-    test metrics, the ensemble average of the non-diverged members, restart statistics."""
+    test metrics, the ensemble average and restart statistics, all over the members that
+    neither diverged nor exploded (`excluded_members`, bool [M])."""
     select_by = config.restarts.select_by
     greater = program.greater_is_better(select_by)
     values = {select_by: np.array([row[select_by] for row in rows], np.float64)}
-    best = ensemble.select_best(values, diverged, select_by, greater_is_better=greater)
+    best = ensemble.select_best(values, excluded_members, select_by, greater_is_better=greater)
     test_keys = [k for k in rows[0] if k.startswith("test_")]
-    finite_losses = [row["val_loss"] for row, bad in zip(rows, diverged, strict=True) if not bad]
+    kept_losses = [
+        row["val_loss"] for row, bad in zip(rows, excluded_members, strict=True) if not bad
+    ]
     return {
         "best_member": best,
         "selected_by": select_by,
         "selection_greater_is_better": greater,
         "best": {} if best is None else {k: rows[best][k] for k in test_keys},
-        "ensemble": ensemble.ensemble_metrics(predictions, dataset.y_test, program, ~diverged),
-        "restart_stats": restart_stats.restart_stats(
-            np.array(finite_losses), tolerance=float(config.restarts.tolerance)
+        "ensemble": ensemble.ensemble_metrics(
+            predictions, dataset.y_test, program, ~excluded_members
         ),
-        "num_diverged": int(diverged.sum()),
+        "restart_stats": restart_stats.restart_stats(
+            np.array(kept_losses), tolerance=float(config.restarts.tolerance)
+        ),
+        "num_diverged": sum(bool(row["diverged"]) for row in rows),
+        "num_exploded": sum(bool(row.get("exploded", False)) for row in rows),
+    }
+
+
+def timing(
+    compile_s: float, train_s: float, wall_s: float, member_steps: int
+) -> dict[str, float | int]:
+    """summary.json's `timing`: what each throughput counts.
+
+    `member_steps` are the steps this launch's program ran times its members (a member that
+    stopped early still rides along in the vmapped program); `member_steps_per_s` divides them
+    by `wall_s`, the training loop's wall time after compiling with the host work between
+    chunks (metrics, checkpoints) included, the same figure the progress line prints;
+    `device_member_steps_per_s` by `train_s`, the time in the chunk programs alone.
+    """
+    return {
+        "compile_s": compile_s,
+        "train_s": train_s,
+        "wall_s": wall_s,
+        "member_steps": int(member_steps),
+        "member_steps_per_s": member_steps / max(wall_s, 1e-9),
+        "device_member_steps_per_s": member_steps / max(train_s, 1e-9),
     }
 
 
@@ -105,20 +152,20 @@ def summarize(
     result: ensemble.EnsembleResult,
     config: ml_collections.ConfigDict,
     dataset: data_lib.Dataset,
+    start_losses: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """summary.json of a finished ensemble, and the test predictions of every member."""
-    rows, diverged, predictions = member_rows(result, config, dataset)
+    """summary.json of a finished ensemble, and the test predictions of every member
+    (`start_losses`: see `member_rows`)."""
+    rows, left_out, predictions = member_rows(result, config, dataset, start_losses)
     program = result.program
-    member_steps = int(sum(row["final_step"] for row in rows))
+    member_steps = (result.steps_done - result.start_step) * len(rows)
     summary: dict[str, Any] = {
         "dataset": dataset.summary(),
         "members": rows,
-        **selection(rows, diverged, predictions, dataset, program, config),
+        **selection(rows, left_out, predictions, dataset, program, config),
         "steps": program.total_steps,
         "timing": {
-            "compile_s": result.compile_s,
-            "train_s": result.train_s,
-            "member_steps_per_s": member_steps / max(result.train_s, 1e-9),
+            **timing(result.compile_s, result.train_s, result.wall_s, member_steps),
             # Members each device ran at once (jaxnn.core.groups; 0: all of them).
             "member_group": result.group_size,
         },
@@ -175,23 +222,23 @@ def merge_summaries(
         )
         offset += len(summary["members"])
     predictions = np.concatenate([p for _, _, p in parts], axis=0)
-    diverged = np.array([row["diverged"] for row in rows])
+    left_out = np.array([excluded(row) for row in rows])
     first = parts[0][1]
-    timing = {
-        "compile_s": sum(s["timing"]["compile_s"] for _, s, _ in parts),
-        "train_s": sum(s["timing"]["train_s"] for _, s, _ in parts),
+    merged_timing: dict[str, Any] = {
+        **timing(
+            *(sum(s["timing"][k] for _, s, _ in parts) for k in ("compile_s", "train_s", "wall_s")),
+            sum(s["timing"]["member_steps"] for _, s, _ in parts),
+        ),
         "member_group": max(s["timing"].get("member_group", 0) for _, s, _ in parts),
     }
     if "memory" in first["timing"]:
-        timing["memory"] = first["timing"]["memory"]
-    member_steps = sum(row["final_step"] for row in rows)
-    timing["member_steps_per_s"] = member_steps / max(timing["train_s"], 1e-9)
+        merged_timing["memory"] = first["timing"]["memory"]
     merged: dict[str, Any] = {
         **{k: v for k, v in first.items() if k not in ("members", "timing")},
         "members": rows,
-        **selection(rows, diverged, predictions, dataset, program, config),
+        **selection(rows, left_out, predictions, dataset, program, config),
         "variants": variants,
-        "timing": timing,
+        "timing": merged_timing,
     }
     return merged, predictions
 
@@ -200,6 +247,7 @@ def summarize_runs(
     runs: Sequence[VariantRun],
     config: ml_collections.ConfigDict,
     dataset: data_lib.Dataset,
+    start_losses: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The summary of a run over all its variants' members (a plain run is one variant, `{}`),
     and every member's test predictions. A search's method and ranges are its `search` block
@@ -209,10 +257,17 @@ def summarize_runs(
       runs: from `jaxnn.core.variants.fit_variants`.
       config: the run config.
       dataset: the data set.
+      start_losses: per run, its members' training losses at initialisation (the exploded
+        rule, `jaxnn.core.explosion`); None leaves the rule out.
     """
     parts = []
-    for variant_run in runs:
-        summary, predictions = summarize(variant_run.result, variant_run.config, dataset)
+    for index, variant_run in enumerate(runs):
+        summary, predictions = summarize(
+            variant_run.result,
+            variant_run.config,
+            dataset,
+            None if start_losses is None else start_losses[index],
+        )
         parts.append((variant_run.variant, summary, predictions))
     summary, predictions = merge_summaries(parts, config, dataset, runs[0].result.program)
     search = runs[0].spec.search

@@ -36,8 +36,11 @@ def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
 
     def key(member: Mapping[str, Any]) -> tuple[int, float]:
         value = member.get(select_by)
-        bad = member["diverged"] or value is None
+        bad = member["diverged"] or member.get("exploded", False) or value is None
         return (1 if bad else 0, math.inf if bad else sign * float(value))
+
+    # A member marked exploded (jaxnn.core.explosion) gets its own column when there is one.
+    exploded = ["exploded"] if any(m.get("exploded") for m in summary["members"]) else []
 
     header = [
         "rank",
@@ -49,6 +52,7 @@ def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
         f"test {metric}",
         *(name.replace("_", " ") for name in extra),
         "diverged",
+        *exploded,
     ]
     rows = []
     for rank, member in enumerate(sorted(summary["members"], key=key), start=1):
@@ -64,6 +68,7 @@ def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
                 _format(member.get(f"test_{metric}")),
                 *(_format(member.get(name)) for name in extra),
                 _format(member["diverged"]),
+                *(_format(member.get(name, False)) for name in exploded),
             ]
         )
     return header, rows
@@ -97,6 +102,17 @@ def ranking_table(summary: Mapping[str, Any], *, limit: int | None = None) -> st
     return table
 
 
+def throughput_text(timing: Mapping[str, Any]) -> str:
+    """The run's timing in words, each figure saying what it counts (summary.json's `timing`)."""
+    return (
+        f"Compile {timing['compile_s']:.1f} s. Training {timing['wall_s']:.1f} s wall time "
+        f"(metrics and checkpoints between chunks included; {timing['train_s']:.1f} s in the "
+        f"compiled chunks): {timing['member_steps']} member-steps (steps run x members), "
+        f"{timing['member_steps_per_s']:.0f} member-steps/s of wall time, "
+        f"{timing['device_member_steps_per_s']:.0f} in the chunks alone."
+    )
+
+
 def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
     """report.md: the tables of summary.json in words and numbers, linking the plots."""
     data = summary["dataset"]
@@ -109,13 +125,13 @@ def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
         "",
     ]
     if summary["best_member"] is None:
-        lines += ["**Every member diverged**: there is no selected member.", ""]
+        lines += ["**Every member diverged or exploded**: there is no selected member.", ""]
     else:
         best = ", ".join(f"{k} {_format(v)}" for k, v in summary["best"].items())
         ensemble = ", ".join(f"{k} {_format(v)}" for k, v in summary["ensemble"].items())
         lines += [
             f"Selected member {summary['best_member']}: {best}.",
-            f"Ensemble average of the non-diverged members: {ensemble}.",
+            f"Ensemble average of the members that neither diverged nor exploded: {ensemble}.",
             "",
         ]
     baselines = summary.get("baselines") or {}
@@ -142,8 +158,5 @@ def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     timing = summary.get("timing") or {}
     if timing:
-        lines.append(
-            f"Compile {timing['compile_s']:.1f} s, train {timing['train_s']:.1f} s, "
-            f"{timing['member_steps_per_s']:.0f} member-steps/s."
-        )
+        lines.append(throughput_text(timing))
     return "\n".join(lines) + "\n"

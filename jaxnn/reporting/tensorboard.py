@@ -161,6 +161,7 @@ def write_results(directory: Path, summary: Mapping[str, Any]) -> None:
                 if k.startswith(("train_", "val_", "test_"))
             }
             final["final/diverged"] = float(member["diverged"])
+            final["final/exploded"] = float(member.get("exploded", False))
             # tensorboardX's experiment summary is left out: TensorBoard then builds the
             # experiment from every session's values, each hparam with its whole domain.
             _, start, end = tbx_summary.hparams(hparams, final)

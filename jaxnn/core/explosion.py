@@ -1,0 +1,58 @@
+"""Exploded members: a finite training loss that grew far beyond where the member started.
+
+A member whose loss became NaN or infinite is *diverged* (`TrainState.diverged`). A member whose
+learning rate is too large can instead blow up to a huge but finite loss (10^4 where it began
+at 2.3) and stay there: it is not diverged, yet ranking it, averaging it into the ensemble or
+letting it set a plot's scale would mislead. `restarts.explode_factor` names the multiple: a
+member is *exploded* when its training-split loss at its last weights is more than that many
+times its training-split loss at its initial weights. Exploded members are reported and left
+out of selection, the ensemble and the restart statistics like diverged ones
+(`jaxnn.reporting.summary`); 0 turns the rule off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from jaxnn.core import ensemble, train
+from jaxnn.core.program import Program
+from jaxnn.data import Dataset
+
+
+def start_losses(
+    trainer: ensemble.Trainer,
+    dataset: Dataset,
+    key: Any,
+    pretrained: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """float64 [num_members]: each member's training-split loss at its initial weights.
+
+    The initial state is made again from the member keys (initialisation is deterministic), so
+    a resumed run gets the same values as the run that started it.
+    """
+    initial = ensemble.init_members(trainer, key, pretrained)
+    metrics, _ = ensemble.evaluate_members(
+        initial, trainer.program, dataset.x_train, dataset.y_train, group_size=trainer.group_size
+    )
+    return metrics["loss"]
+
+
+def last_losses(
+    state: train.TrainState, program: Program, dataset: Dataset, *, group_size: int = 0
+) -> np.ndarray:
+    """float64 [num_members]: each member's training-split loss at its last weights."""
+    last = state.replace(best_params=state.params)
+    metrics, _ = ensemble.evaluate_members(
+        last, program, dataset.x_train, dataset.y_train, group_size=group_size
+    )
+    return metrics["loss"]
+
+
+def exploded(start: np.ndarray, last: np.ndarray, factor: float) -> np.ndarray:
+    """bool [num_members]: a finite last loss above `factor` times the start (factor 0: none)."""
+    if factor <= 0:
+        return np.zeros(np.shape(last), bool)
+    return np.isfinite(last) & (last > factor * np.asarray(start))
