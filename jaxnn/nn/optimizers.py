@@ -23,8 +23,7 @@ import contextlib
 import dataclasses
 import itertools
 import traceback
-from collections.abc import Iterator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
