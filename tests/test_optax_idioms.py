@@ -71,6 +71,7 @@ def test_an_optax_idiom_trains_each_member_with_its_own_values(name):
         ),
         (lambda hp: "sgd", "returned str"),
     ],
+    ids=["optax_schedule", "own_schedule", "not_a_transformation"],
 )
 def test_a_factory_that_cannot_take_traced_values_is_one_line(factory, fragment):
     with pytest.raises(ConfigError) as error:
