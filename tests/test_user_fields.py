@@ -102,6 +102,7 @@ def test_the_config_value_overrides_the_declared_default():
         (lambda: jaxnn.UserModel(lambda hp: Net(0.0), fields={"head": 1.0}), "identifier"),
         (lambda: jaxnn.UserModel(lambda hp: Net(0.0), fields={}), "default"),
     ],
+    ids=["module_not_factory", "string_default", "structural_name", "reserved_name", "no_fields"],
 )
 def test_a_bad_declaration_is_one_line(build, fragment):
     with pytest.raises(ConfigError, match=fragment) as error:
