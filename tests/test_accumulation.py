@@ -4,10 +4,13 @@ built-in optimisers and a user's factory; bad values are one line."""
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import optax
 import pytest
+from forked_launch import forked_launch
 from helpers import blobs, small_config
 
 from jaxnn.core import loop
@@ -90,3 +93,23 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_the_launcher_accumulates_and_refuses_zero(tmp_path, data_dir):
+    base = ["--config=experiments/mnist1d_mlp.py:smoke", f"--config.dataset.data_dir={data_dir}"]
+    refused = forked_launch(
+        [*base, f"--workdir={tmp_path / 'zero'}", "--config.optimizer.accumulate_steps=0"]
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "jaxnn: error: optimizer.accumulate_steps must be an integer in [1, 1000000] (batches "
+        "per optimiser update), got 0"
+    ]
+    assert not (tmp_path / "zero").exists()
+    workdir = tmp_path / "four"
+    done = forked_launch(
+        [*base, f"--workdir={workdir}", "--config.optimizer.accumulate_steps=4", "--noprogress"]
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((workdir / "config.json").read_text())["optimizer"]["accumulate_steps"] == 4
+    assert json.loads((workdir / "summary.json").read_text())["members"][0]["final_step"] == 40
