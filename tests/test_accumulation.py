@@ -5,6 +5,7 @@ built-in optimisers and a user's factory; bad values are one line."""
 from __future__ import annotations
 
 import json
+import math
 
 import jax
 import numpy as np
@@ -12,9 +13,12 @@ import optax
 import pytest
 from forked_launch import forked_launch
 from helpers import blobs, small_config
+from tensorboard.backend.event_processing import event_accumulator
 
+import jaxnn
 from jaxnn.core import loop
 from jaxnn.errors import ConfigError
+from jaxnn.reporting import tensorboard
 
 # 433 examples leave 390 for training: batches of 100 end an epoch with a batch of 90, batches
 # of 25 with 25, 25, 25 and 15, the same examples in the same order.
@@ -113,3 +117,27 @@ def test_the_launcher_accumulates_and_refuses_zero(tmp_path, data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((workdir / "config.json").read_text())["optimizer"]["accumulate_steps"] == 4
     assert json.loads((workdir / "summary.json").read_text())["members"][0]["final_step"] == 40
+
+
+def test_tensorboard_logs_the_rate_of_the_last_update(tmp_path):
+    """A cosine schedule spans the run's updates, not its batches: 40 batches, 10 updates."""
+    config = small_config(
+        **{
+            "optimizer.accumulate_steps": 4,
+            "optimizer.schedule": "cosine",
+            "training.steps": 40,
+            "training.eval_every": 10,
+            "dataset.name": "arrays",
+        }
+    )
+    jaxnn.run(config, tmp_path / "run", data=blobs(), progress=False)
+    accumulator = event_accumulator.EventAccumulator(
+        str(tmp_path / "run" / "tensorboard" / "main"),
+        size_guidance={event_accumulator.SCALARS: 0},
+    )
+    accumulator.Reload()
+    rates = accumulator.Scalars(tensorboard.member_tag("learning_rate", 0))
+    assert [event.step for event in rates] == [10, 20, 30, 40]
+    for event in rates:  # the rate of the last update made by the evaluation's step
+        cosine = 0.5 * (1 + math.cos(math.pi * (event.step // 4 - 1) / 10))
+        assert event.value == pytest.approx(0.05 * cosine, rel=1e-5, abs=1e-8)
