@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import jax
 import numpy as np
@@ -141,3 +142,29 @@ def test_tensorboard_logs_the_rate_of_the_last_update(tmp_path):
     for event in rates:  # the rate of the last update made by the evaluation's step
         cosine = 0.5 * (1 + math.cos(math.pi * (event.step // 4 - 1) / 10))
         assert event.value == pytest.approx(0.05 * cosine, rel=1e-5, abs=1e-8)
+
+
+def test_a_run_resumed_in_the_middle_of_an_update_ends_as_it_would_have(tmp_path):
+    """The accumulated gradients and MultiSteps' counters are in the checkpoint: a run of 20
+    batches resumed from its checkpoint at batch 10 (2 batches into an update of 4) ends with
+    the same members."""
+    config = small_config(
+        **{
+            "optimizer.accumulate_steps": 4,
+            "training.steps": 20,
+            "training.eval_every": 10,
+            "restarts.num": 2,
+            "dataset.name": "arrays",
+            "checkpoint.keep": 5,
+        }
+    )
+    data, workdir = blobs(), tmp_path / "run"
+    straight = jaxnn.run(config, workdir, data=data, progress=False)
+    steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [10, 20]
+    shutil.rmtree(workdir / "checkpoints" / "20")
+    (workdir / "summary.json").unlink()
+    resumed = jaxnn.run(config, workdir, data=data, progress=False)
+    assert [m["val_loss"] for m in resumed["members"]] == [
+        m["val_loss"] for m in straight["members"]
+    ]
