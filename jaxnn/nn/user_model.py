@@ -28,7 +28,8 @@ _RESERVED = ("name", "head")
 _SCHEMA = default_config().model
 
 
-@dataclasses.dataclass(frozen=True)
+# eq=False: hashed by identity, as the factory it holds is (its fields are a dict).
+@dataclasses.dataclass(frozen=True, eq=False)
 class UserModel:
     """A factory `hparams -> flax.linen.Module` and the per-member numbers it reads.
 
