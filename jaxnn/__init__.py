@@ -54,6 +54,8 @@ _API = {
     "load_dataset": "jaxnn.data.dataset",
     # bring your own
     "ModelFamily": "jaxnn.nn.family",
+    "UserModel": "jaxnn.nn.user_model",
+    "Dropout": "jaxnn.nn.dropout",
     "Metric": "jaxnn.nn.metrics",
     "Components": "jaxnn.nn.components",
     # registries (name -> entry; add to them to extend the config's choices)

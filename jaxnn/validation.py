@@ -33,6 +33,7 @@ from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, model_fields, optimizers, registry
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
+from jaxnn.nn.user_model import UserModel
 from jaxnn.parallel.sharding import DATA_MODES
 
 # Fields outside `model` that a sweep may vary with one compiled program per value.
@@ -115,6 +116,8 @@ def model_family(
     config: ml_collections.ConfigDict, components: Components
 ) -> family_lib.ModelFamily:
     """The user's model as a family, else the registered family of `model.name`."""
+    if isinstance(components.model, UserModel):
+        return components.model.family(head=tuple(config.model.head) or ("head",))
     if components.model is not None:
         try:
             return family_lib.user_family(
@@ -137,6 +140,13 @@ def numeric_fields(
     else:
         optimizer_fields = optimizers.member_fields(config.optimizer)
     fields = (*optimizer_fields, *family.numeric_fields, *augment.NUMERIC_FIELDS)
+    taken = {f.hparam: f.field for f in (*optimizer_fields, *augment.NUMERIC_FIELDS)}
+    for field in family.numeric_fields:
+        _require(
+            taken.get(field.hparam, field.field) == field.field,
+            f"{field.field} is carried by members as {field.hparam!r}, which is "
+            f"{taken.get(field.hparam)}'s name: give the model's field another name",
+        )
     return {f.field: f for f in fields}
 
 
@@ -166,6 +176,9 @@ def validate(
     problem = integer_problem(config)
     _require(problem is None, problem or "")
     data.validate_dataset_config(config.dataset)
+    if isinstance(components.model, UserModel):
+        values = components.model.values(config.model)
+        config = sweep_lib.with_values(config, {f"model.{k}": v for k, v in values.items()})
     family = model_family(config, components)
     _refuse_other_families_fields(config.model, family)
     if family.validate is not None:
@@ -200,12 +213,8 @@ def validate(
     _validate_components(components)
     given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
     if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
-        structural_model = [f for f in given if f.startswith("model.")]
-        _require(
-            not structural_model,
-            f"restarts.sweep varies {structural_model[0] if structural_model else ''}, but the "
-            "model is the user's own (model=...): its structure is in its code, not the config; "
-            "train one run per model, or register it as a model family",
+        _refuse_undeclared_model_fields(
+            [*given, *search_lib.split_search(config.restarts.get("search", ""))], family
         )
     member_fields = numeric_fields(config, family, components)
     resolved = sweep_lib.resolve(
@@ -256,6 +265,21 @@ def validate(
         variants=variants,
         search=search,
     )
+
+
+def _refuse_undeclared_model_fields(varied: list[str], family: family_lib.ModelFamily) -> None:
+    """A sweep or search of a user's model may vary only the numeric fields it declares
+    (`jaxnn.UserModel`): the rest of its structure is in its code, not the config."""
+    declared = [f.field for f in family.numeric_fields]
+    undeclared = [f for f in varied if f.startswith("model.") and f not in declared]
+    if undeclared:
+        have = f"it declares {', '.join(declared)}" if declared else "it declares none"
+        raise ConfigError(
+            f"{undeclared[0]} is varied, but the model is the user's own (model=...) and {have}: "
+            f"declare it as a per-member number, jaxnn.UserModel(factory, "
+            f"fields={{{undeclared[0].removeprefix('model.')!r}: default}}), or train one run "
+            "per value"
+        )
 
 
 def _validate_member_model_values(

@@ -157,6 +157,7 @@ INTEGER_FIELDS: tuple[IntegerField, ...] = (
     IntegerField("optimizer.plateau_patience", 1, MAX_STEPS, "checks without improvement"),
     IntegerField("optimizer.plateau_cooldown", 0, MAX_STEPS, "checks skipped after a cut"),
     IntegerField("optimizer.plateau_accumulation", 0, MAX_STEPS, "steps per check, 0 = eval_every"),
+    IntegerField("optimizer.accumulate_steps", 1, 10**6, "batches per optimiser update"),
 )
 
 

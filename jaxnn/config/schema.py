@@ -104,6 +104,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.optimizer.plateau_cooldown = 0
     config.optimizer.plateau_rtol = 1e-4
     config.optimizer.plateau_accumulation = 0
+    # Gradient accumulation (optax.MultiSteps): every accumulate_steps training steps (batches)
+    # make one optimiser update from their averaged gradient; training.steps counts batches.
+    config.optimizer.accumulate_steps = 1
 
     config.training = ml_collections.ConfigDict()
     config.training.batch_size = 100

@@ -12,6 +12,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -21,6 +22,7 @@ from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
 from jaxnn.data import augment as augment_lib
 from jaxnn.data.preprocessing import Preprocessing
+from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import losses, optimizers
 from jaxnn.nn.components import Components
@@ -47,6 +49,8 @@ class Program:
         and not swept is passed to the model as a Python 0.0).
       head: the top-level parameter names of the head.
       augmentation: the transforms of every training batch (none by default).
+      accumulate_steps: training steps (batches) per optimiser update (optax.MultiSteps);
+        total_steps counts the batches.
       param_labels, frozen_labels, label_lr_scales: transfer learning (body / head labels).
     """
 
@@ -75,6 +79,7 @@ class Program:
     # what training did to the raw data (a predictor applies it to raw inputs)
     preprocessing: Preprocessing | None = None
     augmentation: augment_lib.Augmentation = augment_lib.NO_AUGMENTATION
+    accumulate_steps: int = 1
 
     @property
     def steps_per_epoch(self) -> int:
@@ -101,6 +106,18 @@ class Program:
     def model(self, hparams: Mapping[str, jax.Array]) -> nn.Module:
         """The member's Module: the program's architecture with the member's values."""
         return member_model(self.family, self.model_config, self.removed, self.num_outputs, hparams)
+
+    def gradient_weight(self, global_step: jax.Array) -> jax.Array:
+        """The weight of step `global_step`'s gradient among the `accumulate_steps` batches of its
+        update (float32 []): its share of their examples times their number, so that the mean
+        that optax.MultiSteps takes weighs every example alike (1 when the batches are full;
+        a short last batch of an epoch counts by its examples)."""
+        k = self.accumulate_steps
+        first = global_step - global_step % k
+        within = (first + jnp.arange(k, dtype=jnp.int32)) % self.steps_per_epoch
+        examples = jnp.clip(self.num_train - within * self.batch_size, 0, self.batch_size)
+        own = examples[global_step % k]
+        return (k * own / jnp.sum(examples)).astype(jnp.float32)
 
     def layer_order(self) -> Callable[[Any], Any] | None:
         return self.family.layer_order
@@ -136,6 +153,14 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
     )
     loss, predict, metrics = task_functions(config, spec.components, data.task, target_std)
     removed = removed_hparams(spec)
+    steps = total_steps(config.training, data.num_train)
+    accumulate_steps = int(config.optimizer.get("accumulate_steps", 1))
+    if steps % accumulate_steps:
+        raise ConfigError(
+            f"the run trains {steps} steps (batches), not a multiple of "
+            f"optimizer.accumulate_steps={accumulate_steps}: set training.steps to a multiple "
+            "so that the last update has all its batches"
+        )
     return Program(
         family=spec.family,
         model_config=ml_collections.FrozenConfigDict(config.model),
@@ -149,7 +174,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
         feature_shape=tuple(data.feature_shape),
         num_train=data.num_train,
         batch_size=int(config.training.batch_size),
-        total_steps=total_steps(config.training, data.num_train),
+        total_steps=steps,
         eval_every=int(config.training.eval_every),
         patience=int(config.training.patience),
         keep=str(config.training.keep),
@@ -159,6 +184,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
         preprocessing=data.preprocessing
         or Preprocessing.identity(data.task, tuple(data.feature_shape), data.num_outputs),
         augmentation=augment_lib.from_config(config.get("augment"), spec.varied_fields),
+        accumulate_steps=accumulate_steps,
         **transfer,
     )
 
@@ -237,25 +263,31 @@ def make_apply_fn(program: Program) -> Callable[..., jax.Array]:
 
 
 def make_tx_factory(program: Program) -> Callable[[HParams], optax.GradientTransformation]:
-    """make_tx(hparams) -> the member's optimiser; its state structure ignores hparam values."""
+    """make_tx(hparams) -> the member's optimiser; its state structure ignores hparam values.
+
+    With gradient accumulation the optimiser (the user's too) updates once every
+    `accumulate_steps` steps, so its schedule spans total_steps / accumulate_steps updates.
+    """
     scales = dict(program.label_lr_scales) or None
+    updates = program.total_steps // program.accumulate_steps
 
     def make_tx(hparams: HParams) -> optax.GradientTransformation:
         if program.user_optimizer is not None:
-            tx = program.user_optimizer(hparams)
+            tx = optimizers.user_optimizer(program.user_optimizer, hparams)
         else:
             tx = optimizers.make_optimizer(
                 program.optimizer_config,
                 hparams,
-                total_steps=program.total_steps,
-                eval_every=program.eval_every,
+                total_steps=updates,
+                eval_every=max(1, program.eval_every // program.accumulate_steps),
             )
-        return optimizers.with_labels(
+        tx = optimizers.with_labels(
             tx,
             program.param_labels,
             frozen_labels=program.frozen_labels,
             label_lr_scales=scales,
         )
+        return optimizers.accumulate(tx, program.accumulate_steps)
 
     return make_tx
 

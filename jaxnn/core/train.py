@@ -193,6 +193,9 @@ def train_step(
     loss, grads = jax.value_and_grad(batch_loss, argnums=1)(
         state, state.params, x, y, mask, dropout_key, program
     )
+    if program.accumulate_steps > 1:
+        weight = program.gradient_weight(global_step)
+        grads = jax.tree_util.tree_map(lambda g: g * weight.astype(g.dtype), grads)
     updates, opt_state = optimizer_update(state, grads, loss)
     params = optax.apply_updates(state.params, updates)
     # The loss alone decides (a gradient norm cost 6% of a small model's step): a non-finite

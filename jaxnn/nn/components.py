@@ -26,14 +26,18 @@ class Components:
     """A user's own parts of a run; None (or empty) keeps the config's.
 
     Attributes:
-      model: a `flax.linen.Module`, a factory `hparams -> Module`, or a `jaxnn.nn.ModelFamily`.
-        Its outputs are [B, num_outputs] (the class logits, or the regression targets).
+      model: a `flax.linen.Module`, a factory `hparams -> Module`, a `jaxnn.UserModel` (a
+        factory with the per-member numbers it declares, `model.<name>` fields) or a
+        `jaxnn.nn.ModelFamily`. Its outputs are [B, num_outputs] (the class logits, or the
+        regression targets).
       loss: per-example loss (outputs [B, O], targets [B] int labels or [B, O]) -> [B].
       metrics: name -> `Metric` or function (outputs, targets) -> scalar (greater is better).
       predict: outputs [B, O] -> what the ensemble averages (default: softmax probabilities for
         classification with the config's or a user's loss, the outputs for regression).
       optimizer: factory `hparams -> optax.GradientTransformation`; hparams hold the member's
-        numeric hyperparameters (learning_rate, weight_decay, ...) as traced scalars.
+        numeric hyperparameters (learning_rate, weight_decay, ...) as traced scalars (Python
+        code that asks one for a Python value is refused in one line,
+        `jaxnn.nn.optimizers.user_optimizer`); `optimizer.accumulate_steps` wraps it too.
     """
 
     model: Any = None

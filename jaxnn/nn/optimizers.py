@@ -19,9 +19,11 @@ optimiser state, so it is per member, checkpointed and resumed with the rest.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -356,6 +358,91 @@ def make_optimizer(
     if opt_cfg.schedule in LOSS_SCHEDULES:
         tx = optax.chain(tx, LOSS_SCHEDULES[opt_cfg.schedule](opt_cfg, eval_every))
     return tx
+
+
+def accumulate(tx: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
+    """`tx` applied once every `steps` calls to the mean of their gradients (optax.MultiSteps).
+
+    The calls in between return zero updates; `tx`'s own state (its step count, the schedule's)
+    advances once per update. `steps` 1 returns `tx` itself.
+    """
+    if steps == 1:
+        return tx
+    return optax.MultiSteps(tx, every_k_schedule=steps).gradient_transformation()
+
+
+# What JAX raises when Python code asks a traced value for a Python bool, int or array.
+_TRACED_VALUE_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.TracerArrayConversionError,
+)
+_SCHEDULE_FIX = (
+    "build the schedule from Python numbers and scale it by the member's value, e.g. "
+    "optax.adamw(lambda count: hp['learning_rate'] * "
+    "optax.warmup_cosine_decay_schedule(0.0, 1.0, 30, 300)(count)), or pass the value through "
+    "optax.inject_hyperparams"
+)
+
+
+def _culprit(error: BaseException) -> str:
+    """Where a traced value was asked for a Python value: the innermost frame outside JAX."""
+    frames = [
+        frame
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+        if not frame.f_globals.get("__name__", "").startswith(("jax.", "jaxlib.", "jaxnn."))
+    ]
+    if not frames:
+        return "the optimizer factory"
+    frame = frames[-1]
+    module = frame.f_globals.get("__name__", "")
+    if module.startswith("optax"):
+        return f"optax's {frame.f_code.co_name}"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
+
+
+@contextlib.contextmanager
+def _explain_traced_values() -> Iterator[None]:
+    try:
+        yield
+    except _TRACED_VALUE_ERRORS as error:
+        raise ConfigError(
+            f"optimizer=...: {_culprit(error)} decides in Python on a member's hyperparameter, "
+            f"which arrives traced (one value per member of the compiled program): "
+            f"{_SCHEDULE_FIX}"
+        ) from None
+
+
+def user_optimizer(
+    factory: Callable[[Mapping[str, Scalar]], optax.GradientTransformation],
+    hparams: Mapping[str, Scalar],
+) -> optax.GradientTransformationExtraArgs:
+    """The user's factory's transformation for one member (hparams traced, one per member).
+
+    A Python decision on a traced value, in the factory or later in the transformation's init
+    or update (a schedule called with the step count), is one `ConfigError` line that names
+    where it happened and the fix, not JAX's traceback.
+    """
+    with _explain_traced_values():
+        built = factory(hparams)
+    if not isinstance(built, optax.GradientTransformation):
+        raise ConfigError(
+            "optimizer=... must be a factory hparams -> optax.GradientTransformation, but it "
+            f"returned {type(built).__name__}"
+        )
+    tx = optax.with_extra_args_support(built)
+
+    def init(params: Any) -> optax.OptState:
+        with _explain_traced_values():
+            return tx.init(params)
+
+    def update(
+        updates: Any, state: optax.OptState, params: Any = None, **extra_args: Any
+    ) -> tuple[Any, optax.OptState]:
+        with _explain_traced_values():
+            return tx.update(updates, state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def _relabel(param_labels: Any, rename: Callable[[str], str]) -> Callable[[Any], Any]:

@@ -94,7 +94,11 @@ class EventLog:
             self._base_rates = np.array(
                 [m.hparams(spec)["learning_rate"] for m in members], np.float32
             )
-            self._unit = optimizers.unit_schedule(program.optimizer_config, program.total_steps)
+            # The schedule counts optimiser updates: one per accumulate_steps batches.
+            self._accumulate = program.accumulate_steps
+            self._unit = optimizers.unit_schedule(
+                program.optimizer_config, program.total_steps // self._accumulate
+            )
         names = ["batch_loss"] + (["learning_rate"] if self._base_rates is not None else [])
         names += [
             f"{split}_{n}" for split in ("train", "val") for n in ("loss", *program.metric_names)
@@ -112,7 +116,7 @@ class EventLog:
                 values += _member_values(name, self._indices, per_member)
         if self._base_rates is not None:
             # the rate of the evaluation's last step (optax counts steps from 0)
-            unit = np.float32(self._unit(max(evaluation.step - 1, 0)))
+            unit = np.float32(self._unit(max(evaluation.step // self._accumulate - 1, 0)))
             rates = self._base_rates * unit
             # a loss-driven schedule (reduce_on_plateau) keeps each member's factor in its state
             scale = optimizers.loss_scale(evaluation.state.opt_state)
