@@ -30,7 +30,7 @@ from jaxnn.config.schema import (
 from jaxnn.data import augment
 from jaxnn.errors import ConfigError, DataError
 from jaxnn.nn import family as family_lib
-from jaxnn.nn import losses, model_fields, optimizers, registry
+from jaxnn.nn import losses, model_fields, optimizers, precision, registry
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
 from jaxnn.nn.user_model import UserModel
@@ -115,17 +115,20 @@ def _require(condition: bool, message: str) -> None:
 def model_family(
     config: ml_collections.ConfigDict, components: Components
 ) -> family_lib.ModelFamily:
-    """The user's model as a family, else the registered family of `model.name`."""
+    """The user's model as a family, else the registered family of `model.name`; either way
+    its Modules compute in `model.dtype` (`jaxnn.nn.precision`)."""
     if isinstance(components.model, UserModel):
-        return components.model.family(head=tuple(config.model.head) or ("head",))
-    if components.model is not None:
+        family = components.model.family(head=tuple(config.model.head) or ("head",))
+    elif components.model is not None:
         try:
-            return family_lib.user_family(
+            family = family_lib.user_family(
                 components.model, head=tuple(config.model.head) or ("head",)
             )
         except TypeError as error:
             raise ConfigError(str(error)) from error
-    return registry.family(config.model.name)
+    else:
+        family = registry.family(config.model.name)
+    return precision.in_model_dtype(family)
 
 
 def numeric_fields(

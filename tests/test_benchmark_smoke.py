@@ -13,7 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _run_benchmark(*args: str) -> subprocess.CompletedProcess:
+def _run_benchmark(
+    *args: str, script: str = "benchmarks/restarts.py"
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
@@ -22,7 +24,7 @@ def _run_benchmark(*args: str) -> subprocess.CompletedProcess:
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
     result = subprocess.run(
-        [sys.executable, "benchmarks/restarts.py", "--smoke", *args],
+        [sys.executable, script, "--smoke", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -118,3 +120,22 @@ def test_scaling_only_runs_the_curve_without_the_main_table(tmp_path, data_dir):
     assert all(row["per_member_s"] > 0 for row in report["k_scaling"])
     assert "per-member time against K" in result.stdout
     assert "jaxnn ensemble (vmap, independent batches)" not in result.stdout
+
+
+def test_precision_benchmark_smoke_times_both_dtypes(tmp_path, data_dir):
+    out = tmp_path / "precision.json"
+    script = "benchmarks/precision.py"
+    result = _run_benchmark("--models=mlp", f"--data-dir={data_dir}", f"--out={out}", script=script)
+    report = json.loads(out.read_text())
+    assert [(row["model"], row["dtype"]) for row in report["rows"]] == [
+        ("mlp", "float32"),
+        ("mlp", "bfloat16"),
+    ]
+    for row in report["rows"]:
+        assert row["ms_per_step"] > 0 and 0 <= row["test_accuracy"] <= 1
+    bfloat16 = report["rows"][1]
+    assert bfloat16["time_over_float32"] == pytest.approx(
+        bfloat16["ms_per_step"] / report["rows"][0]["ms_per_step"]
+    )
+    assert isinstance(report["machine"]["xla_dot_in_float32"], bool)
+    assert "bfloat16 takes" in result.stdout

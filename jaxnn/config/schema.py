@@ -44,6 +44,9 @@ def default_config() -> ml_collections.ConfigDict:
     # Top-level parameter names of the head (transfer keeps or freezes the rest, the body);
     # () = the family's own head (`head` for the MLP).
     config.model.head = ()
+    # The dtype the model computes in (jaxnn.nn.precision): "float32" or "bfloat16" (mixed
+    # precision: parameters, gradients and optimiser state stay float32, the loss too).
+    config.model.dtype = "float32"
     config.model.hidden = (100, 100)
     config.model.activation = "relu"
     config.model.negative_slope = 0.01

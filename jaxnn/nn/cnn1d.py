@@ -14,6 +14,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxnn.errors import ConfigError
 from jaxnn.nn import conv, model_fields
@@ -52,6 +53,7 @@ class CNN1D(nn.Module):
     negative_slope: float | jax.Array = 0.01
     dropout: float | jax.Array = 0.0
     init_scale: float | jax.Array = 1.0
+    dtype: Any = jnp.float32  # the computation's (config `model.dtype`); parameters are float32
 
     @nn.compact
     def __call__(
@@ -91,17 +93,18 @@ class CNN1D(nn.Module):
                 self.padding,
                 self.conv_impl,
                 kernel_init=kernel_init,
+                dtype=self.dtype,
                 name=f"conv_{i}",
             )(x)
             if self.layer_norm:
-                h = nn.LayerNorm(name=f"norm_{i}")(h)
+                h = nn.LayerNorm(dtype=self.dtype, name=f"norm_{i}")(h)
             x = drop(conv.pool1d(nonlinearity(h, i, str(i)), self.pool, self.pool_size), i)
         x = x.reshape((x.shape[0], -1))
         for j, width in enumerate(self.hidden):
             index = len(self.channels) + j
-            h = Dense(width, kernel_init=kernel_init, name=f"hidden_{j}")(x)
+            h = Dense(width, kernel_init=kernel_init, dtype=self.dtype, name=f"hidden_{j}")(x)
             x = drop(nonlinearity(h, index, f"hidden_{j}"), index)
-        return Dense(self.num_outputs, kernel_init=kernel_init, name=HEAD)(x)
+        return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
 
 
 def _per_layer(model_cfg: Any, name: str) -> tuple[int, ...]:

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from jaxnn.nn.activations import lookup
 from jaxnn.nn.dense import weight_gradient
+from jaxnn.nn.precision import cast
 
 PADDINGS = ("same", "valid")
 # conv(x [B, L, C_in], kernel [K, C_in, C_out], bias [C_out], stride, padding) -> [B, L_out, C_out]
@@ -153,7 +154,8 @@ def resolve_impl(name: str, backend: str | None = None) -> str:
 class Conv1D(nn.Module):
     """A 1-D convolution over the positions of x [B, L, C_in] -> [B, L_out, features].
 
-    Parameters `kernel` [K, C_in, features] and `bias` [features], as `flax.linen.Conv`.
+    Parameters `kernel` [K, C_in, features] and `bias` [features], as `flax.linen.Conv`,
+    float32; `dtype` is the dtype of the computation (inputs, kernel and bias are cast to it).
     """
 
     features: int
@@ -163,6 +165,7 @@ class Conv1D(nn.Module):
     impl: str = "auto"
     kernel_init: Any = nn.initializers.lecun_normal()
     bias_init: Any = nn.initializers.zeros
+    dtype: Any = jnp.float32  # of the computation; the parameters are float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -171,6 +174,7 @@ class Conv1D(nn.Module):
         )
         bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
         conv = CONV_IMPLS[resolve_impl(self.impl)]
+        x, kernel, bias = (cast(a, self.dtype) for a in (x, kernel, bias))
         return conv(x, kernel, bias, self.stride, self.padding)
 
 

@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnn.nn.precision import cast
+
 
 @jax.custom_vjp
 def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
@@ -48,14 +50,20 @@ dense.defvjp(_dense_fwd, _dense_bwd)
 
 
 class Dense(nn.Module):
-    """`flax.linen.Dense` (params `kernel` [I, O] and `bias` [O]) computed by `dense`."""
+    """`flax.linen.Dense` (params `kernel` [I, O] and `bias` [O]) computed by `dense`.
+
+    The parameters are float32; `dtype` is the dtype of the computation (as flax's `dtype`):
+    the inputs, kernel and bias are cast to it, so the gradient reaches the float32
+    parameters through the cast.
+    """
 
     features: int
     kernel_init: Any = nn.initializers.lecun_normal()
     bias_init: Any = nn.initializers.zeros
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        return dense(x, kernel, bias)
+        return dense(*(cast(a, self.dtype) for a in (x, kernel, bias)))

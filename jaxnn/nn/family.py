@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 
 from jaxnn.config.fields import NumericField
+from jaxnn.nn import precision
 
 Params = Any
 ModelConfig = Any  # the `model` section of a config
@@ -90,8 +91,13 @@ def user_family(model: Any, *, head: Sequence[str] = DEFAULT_HEAD) -> ModelFamil
     """
     if isinstance(model, ModelFamily):
         return model
+    validate = None
     if isinstance(model, nn.Module):
         build: Builder = lambda model_config, hparams, num_outputs: model
+        # A Module given as it is can be checked before data: does it take model.dtype?
+        validate = lambda model_config: precision.with_dtype(
+            model, precision.compute_dtype(model_config)
+        )
     elif callable(model):
         build = lambda model_config, hparams, num_outputs: model(hparams)
     else:
@@ -99,7 +105,7 @@ def user_family(model: Any, *, head: Sequence[str] = DEFAULT_HEAD) -> ModelFamil
             f"model must be a flax.linen.Module, a factory hparams -> Module or a ModelFamily, "
             f"got {type(model).__name__}"
         )
-    return ModelFamily(name="user", build=build, head=tuple(head))
+    return ModelFamily(name="user", build=build, head=tuple(head), validate=validate)
 
 
 @functools.cache
@@ -140,11 +146,17 @@ def apply_model(
     key. Only the keywords that `__call__` declares are passed.
 
     Returns:
-      The outputs [B, num_outputs] (with the mutated collections when `mutable` is given).
+      The outputs [B, num_outputs], float32 whatever dtype the Module computes in (with the
+      mutated collections when `mutable` is given).
     """
     kwargs = _call_kwargs(module, train=train, dropout_key=dropout_key)
     rngs = {"dropout": dropout_key} if train and dropout_key is not None else None
-    return module.apply({"params": params}, x, rngs=rngs, mutable=mutable, **kwargs)
+    result = module.apply({"params": params}, x, rngs=rngs, mutable=mutable, **kwargs)
+    # A model that computes in bfloat16 (model.dtype) hands float32 outputs to the loss.
+    if mutable is False:
+        return precision.outputs_in_float32(result)
+    outputs, variables = result
+    return precision.outputs_in_float32(outputs), variables
 
 
 def _key_name(key: Any) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxnn.config.fields import is_number
 from jaxnn.errors import ConfigError
@@ -45,6 +46,7 @@ class MLP(nn.Module):
     dropout: float | jax.Array = 0.0
     init_scale: float | jax.Array = 1.0
     input_dropout: float | jax.Array = 0.0
+    dtype: Any = jnp.float32  # the computation's (config `model.dtype`); parameters are float32
 
     @nn.compact
     def __call__(
@@ -69,6 +71,7 @@ class MLP(nn.Module):
                 width,
                 kernel_init=kernel_init,
                 bias_init=nn.initializers.zeros,
+                dtype=self.dtype,
                 name=f"{BODY_PREFIX}{i}",
             )(x)
             self.sow("intermediates", f"preactivation_{i}", h)
@@ -79,7 +82,11 @@ class MLP(nn.Module):
             if use_dropout:
                 x = inverted_dropout(x, self.dropout, jax.random.fold_in(dropout_key, i))
         return Dense(
-            self.num_outputs, kernel_init=kernel_init, bias_init=nn.initializers.zeros, name=HEAD
+            self.num_outputs,
+            kernel_init=kernel_init,
+            bias_init=nn.initializers.zeros,
+            dtype=self.dtype,
+            name=HEAD,
         )(x)
 
 

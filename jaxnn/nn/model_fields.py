@@ -37,8 +37,9 @@ NEGATIVE_SLOPE = NumericField(
     "model.negative_slope", "negative_slope", lambda v: True, "must be a finite number"
 )
 
-# Read by every family (model.name selects it; model.head names its head for transfer).
-UNIVERSAL = ("name", "head")
+# Read by every family (model.name selects it; model.head names its head for transfer;
+# model.dtype is the dtype its Modules compute in, jaxnn.nn.precision).
+UNIVERSAL = ("name", "head", "dtype")
 
 _SCHEMA = default_config().model
 

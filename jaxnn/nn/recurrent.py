@@ -44,6 +44,7 @@ from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import inverted_dropout, is_python_zero
 from jaxnn.nn.model_fields import DROPOUT, FORGET_BIAS, INIT_SCALE, value
 from jaxnn.nn.orthogonal import orthogonal
+from jaxnn.nn.precision import cast
 from jaxnn.nn.sequence import as_sequence, sequence_shape
 
 HEAD = "head"
@@ -183,6 +184,7 @@ class Recurrent(nn.Module):
     dropout: float | jax.Array = 0.0
     init_scale: float | jax.Array = 1.0
     forget_bias: float | jax.Array = 1.0  # config `model.forget_bias` (lstm, gate_init=standard)
+    dtype: Any = jnp.float32  # the computation's (config `model.dtype`): the cells' too
 
     @nn.compact
     def __call__(
@@ -205,12 +207,15 @@ class Recurrent(nn.Module):
             width,
             kernel_init=kernel_init,
             bias_init=_input_bias(self.cell, self.gate_init, steps, self.forget_bias),
+            dtype=self.dtype,
             name="input",
         )(inputs)
         projected = jnp.swapaxes(projected.reshape((batch, steps, width)), 0, 1)  # [T, B, G*S]
         kernel, bias = _RecurrentWeights(
             self.state_size, cell.gates, cell.recurrent_bias, self.init_scale, name="recurrent"
         )()
+        kernel = cast(kernel, self.dtype)
+        bias = None if bias is None else cast(bias, self.dtype)
         h0 = jnp.zeros((batch, self.state_size), projected.dtype)
         carry = (h0, h0) if cell.cell_state else h0
         _, (states, pre) = jax.lax.scan(
@@ -220,7 +225,9 @@ class Recurrent(nn.Module):
         features = states[-1] if self.readout == "last" else jnp.mean(states, axis=0)
         if train and dropout_key is not None and not is_python_zero(self.dropout):
             features = inverted_dropout(features, self.dropout, dropout_key)
-        return Dense(self.num_outputs, kernel_init=kernel_init, name=HEAD)(features)
+        return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(
+            features
+        )
 
 
 def _builder(cell: str) -> Callable[[Any, Any, int], Recurrent]:

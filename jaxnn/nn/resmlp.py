@@ -13,6 +13,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxnn.nn import model_fields
 from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, Initializer, lookup, scaled
@@ -33,11 +34,12 @@ class ResidualBlock(nn.Module):
     kernel_init: Initializer
     negative_slope: float | jax.Array
     dropout: float | jax.Array
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
-        h = Dense(self.width, kernel_init=self.kernel_init, name="dense_0")(
-            nn.LayerNorm(name="norm")(x)
+        h = Dense(self.width, kernel_init=self.kernel_init, dtype=self.dtype, name="dense_0")(
+            nn.LayerNorm(dtype=self.dtype, name="norm")(x)
         )
         self.sow("intermediates", "preactivation", h)
         if self.activation == "prelu":
@@ -46,7 +48,9 @@ class ResidualBlock(nn.Module):
             h = lookup(ACTIVATIONS, self.activation, "model.activation")(h, self.negative_slope)
         if dropout_key is not None:
             h = inverted_dropout(h, self.dropout, dropout_key)
-        return x + Dense(self.width, kernel_init=self.kernel_init, name="dense_1")(h)
+        return x + Dense(
+            self.width, kernel_init=self.kernel_init, dtype=self.dtype, name="dense_1"
+        )(h)
 
 
 class ResMLP(nn.Module):
@@ -64,6 +68,7 @@ class ResMLP(nn.Module):
     negative_slope: float | jax.Array = 0.01
     dropout: float | jax.Array = 0.0
     init_scale: float | jax.Array = 1.0
+    dtype: Any = jnp.float32  # the computation's (config `model.dtype`); parameters are float32
 
     @nn.compact
     def __call__(
@@ -73,7 +78,9 @@ class ResMLP(nn.Module):
         base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
         kernel_init = scaled(base_init, self.init_scale)
         use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
-        x = Dense(self.width, kernel_init=kernel_init, name="embed")(x.reshape((x.shape[0], -1)))
+        x = Dense(self.width, kernel_init=kernel_init, dtype=self.dtype, name="embed")(
+            x.reshape((x.shape[0], -1))
+        )
         for i in range(self.depth):
             key = jax.random.fold_in(dropout_key, i) if use_dropout else None
             x = ResidualBlock(
@@ -82,10 +89,11 @@ class ResMLP(nn.Module):
                 kernel_init,
                 self.negative_slope,
                 self.dropout,
+                self.dtype,
                 name=f"block_{i}",
             )(x, key)
-        x = nn.LayerNorm(name="norm")(x)
-        return Dense(self.num_outputs, kernel_init=kernel_init, name=HEAD)(x)
+        x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+        return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
 
 
 def build(model_cfg: Any, hparams: Any, num_outputs: int) -> ResMLP:

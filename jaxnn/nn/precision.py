@@ -1,0 +1,116 @@
+"""Mixed precision: the dtype a model computes in (`model.dtype`), its parameters kept float32.
+
+With `model.dtype=bfloat16` every member's Module computes in bfloat16 (matmuls, convolutions,
+recurrent cells, activations), while its parameters, their gradients and the optimiser state
+stay float32: each layer casts its float32 parameters to the computation dtype where it uses
+them, so the gradient flows back through that cast as float32. The outputs are cast back to
+float32 (`outputs_in_float32`, by `jaxnn.nn.family.apply_model`) before any loss, metric or
+prediction reads them.
+
+The dtype reaches a Module the way Flax's layers take it: through a `dtype` attribute
+(`flax.linen.Dense(..., dtype=...)`; jaxnn's own families declare one too). A family's `build`
+is wrapped (`in_model_dtype`) so that every Module it builds is cloned with the config's dtype;
+a Module without a `dtype` attribute is refused for any dtype but float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxnn.errors import ConfigError
+
+DEFAULT = "float32"
+# model.dtype -> the dtype the model computes in.
+COMPUTE_DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(model_cfg: Any) -> Any:
+    """The dtype `model.dtype` names (float32 for a config saved before the field existed).
+
+    Raises:
+      ConfigError: a name that is not one of COMPUTE_DTYPES.
+    """
+    get = (
+        model_cfg.get if hasattr(model_cfg, "get") else lambda name, d: getattr(model_cfg, name, d)
+    )
+    name = get("dtype", DEFAULT)
+    if not isinstance(name, str) or name not in COMPUTE_DTYPES:
+        raise ConfigError(
+            f"model.dtype must be one of {', '.join(COMPUTE_DTYPES)} (the dtype the model "
+            f"computes in; parameters stay float32), got {name!r}"
+        )
+    return COMPUTE_DTYPES[name]
+
+
+def has_dtype_attribute(module: nn.Module) -> bool:
+    """Whether the Module's class declares a `dtype` field (Flax's computation-dtype convention)."""
+    return any(field.name == "dtype" for field in dataclasses.fields(module))
+
+
+def with_dtype(module: nn.Module, dtype: Any) -> nn.Module:
+    """`module` computing in `dtype`: unchanged for float32, else `module.clone(dtype=dtype)`.
+
+    Raises:
+      ConfigError: a dtype other than float32 for a Module without a `dtype` attribute.
+    """
+    if jnp.dtype(dtype) == jnp.float32:
+        return module
+    if not has_dtype_attribute(module):
+        raise ConfigError(
+            f"model.dtype={jnp.dtype(dtype).name}: the model {type(module).__name__} has no "
+            "`dtype` attribute to compute in; declare `dtype: Any = jnp.float32` and pass it "
+            "to its layers (flax.linen layers take dtype=), or leave model.dtype=float32"
+        )
+    return module.clone(dtype=dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class InModelDtype:
+    """A family's builder whose Modules compute in the config's `model.dtype` (equal, and so
+    hashing alike, for the same builder: programs built twice from one family share their
+    compiled code)."""
+
+    build: Callable[[Any, Any, int], nn.Module]
+
+    def __call__(self, model_cfg: Any, hparams: Any, num_outputs: int) -> nn.Module:
+        return with_dtype(self.build(model_cfg, hparams, num_outputs), compute_dtype(model_cfg))
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckingModelDtype:
+    """A family's `validate` that checks `model.dtype` first, then the family's own rules."""
+
+    validate: Callable[[Any], None] | None
+
+    def __call__(self, model_cfg: Any) -> None:
+        compute_dtype(model_cfg)
+        if self.validate is not None:
+            self.validate(model_cfg)
+
+
+def in_model_dtype(family: Any) -> Any:
+    """The `ModelFamily` whose `build` gives Modules that compute in `model.dtype`, and whose
+    `validate` checks that dtype first (a family that already is so, unchanged)."""
+    if isinstance(family.build, InModelDtype):
+        return family
+    return dataclasses.replace(
+        family, build=InModelDtype(family.build), validate=CheckingModelDtype(family.validate)
+    )
+
+
+def cast(x: jax.Array, dtype: Any) -> jax.Array:
+    """A floating array in `dtype` (unchanged when it already is, or is not floating)."""
+    if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != dtype:
+        return x.astype(dtype)
+    return x
+
+
+def outputs_in_float32(outputs: Any) -> Any:
+    """Every floating leaf of a Module's outputs as float32 (what losses and metrics read)."""
+    return jax.tree_util.tree_map(lambda leaf: cast(jnp.asarray(leaf), jnp.float32), outputs)
