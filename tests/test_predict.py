@@ -422,7 +422,7 @@ def test_bad_npz_files_are_one_line(tmp_path, content, fields, message):
     [
         ("a,b,y\n1,2,0\n3,4\n", {}, "is ragged: line 3 has 2 fields but the header has 3"),
         ("a,b,y\n1,2,0\n3,4,1\n", {"target": "label"}, "has no target column 'label'"),
-        ("a,b,y\n1,red,0\n3,4,1\n", {}, "feature column 'b' is not numeric"),
+        ("a,b,y\n1,red,0\n3,4,1\n", {}, "line 2, feature column 'b' holds 'red', not a finite number"),
         ("a,b,y\n", {}, "needs a header row and at least one row"),
     ],
 )
