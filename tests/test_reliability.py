@@ -204,3 +204,14 @@ def test_a_workdir_with_a_damaged_file_is_refused_before_anything_is_deleted(tmp
     with pytest.raises(JaxnnError, match=r"metrics\.jsonl is damaged"):
         runner.run(config, run_dir, progress=False, out=io.StringIO())
     assert {p.name for p in run_dir.iterdir()} == before
+
+
+def test_a_feature_whose_square_overflows_is_kept_not_standardised_to_zeros():
+    """Finite float64 features near 1e300: their spread overflows a plain std (inf, which made
+    the feature all zeros); it is computed on the rescaled column, so the feature is kept."""
+    x = X.copy()
+    x[:, 1] *= 1e300
+    data = jaxnn.from_arrays(x[:50], LABELS[:50], x[50:], LABELS[50:], task="classification")
+    np.testing.assert_allclose(data.x_train.std(axis=0), 1.0, rtol=1e-5)
+    plain = jaxnn.from_arrays(X[:50], LABELS[:50], X[50:], LABELS[50:], task="classification")
+    np.testing.assert_allclose(data.x_train[:, 1], plain.x_train[:, 1], rtol=1e-5, atol=1e-6)
