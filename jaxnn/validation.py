@@ -99,11 +99,38 @@ class RunSpec:
     def numeric_fields(self) -> dict[str, NumericField]:
         return numeric_fields(self.config, self.family, self.components)
 
+    def check_one_member(self, what: str, hparams: Mapping[str, Any] | None) -> None:
+        """A single-member entry point (`fit`) trains one point: a sweep or search whose varied
+        fields `hparams` does not all set would be ignored silently, so it is refused.
+
+        Raises:
+          ConfigError: naming the varied fields that are not set and the entry points that
+            train them.
+        """
+        fields = self.numeric_fields()
+        unset = [f for f in sorted(self.varied_fields) if fields[f].hparam not in (hparams or {})]
+        if unset:
+            source = "restarts.search draws" if self.search is not None else "restarts.sweep varies"
+            raise ConfigError(
+                f"{what} trains one model, but {source} {', '.join(unset)}: use "
+                "jaxnn.fit_ensemble or jaxnn.run to train every member, or give one member's "
+                f"values as hparams= (e.g. hparams={{{fields[unset[0]].hparam!r}: ...}})"
+            )
+
     @property
     def varied_fields(self) -> frozenset[str]:
         """The numeric fields whose value members set one by one (swept or searched)."""
         searched = self.search.ranges if self.search is not None else {}
         return frozenset([*self.sweep.numeric, *searched])
+
+    def member_values(self) -> dict[str, list[float]]:
+        """Every value members give a numeric field, swept or searched (field -> values): what
+        a rule that depends on the data checks, as it checks the config's own value."""
+        values = {field: list(swept) for field, swept in self.sweep.numeric.items()}
+        for point in self.search.points if self.search is not None else ():
+            for field, value in point.items():
+                values.setdefault(field, []).append(value)
+        return values
 
 
 def _require(condition: bool, message: str) -> None:
@@ -530,7 +557,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     """
     check_against_task(spec, dataset.task, dataset.num_train)
     augment.check_feature_shape(
-        spec.config.get("augment"), spec.sweep.numeric, tuple(dataset.feature_shape)
+        spec.config.get("augment"), spec.member_values(), tuple(dataset.feature_shape)
     )
     if spec.family.check_inputs is not None:
         spec.family.check_inputs(spec.config.model, tuple(dataset.feature_shape))
