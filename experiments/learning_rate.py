@@ -18,11 +18,13 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/learning_rate.py", ("smoke",))
     smoke = arg == "smoke"
     config = default_config()
     config.dataset.name = "mnist1d"

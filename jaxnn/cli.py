@@ -203,7 +203,27 @@ def resolve_config(value: str) -> str:
     refuse, except a bare name that is no shipped experiment, which is refused here.
     """
     path, colon, arg = value.partition(":")
-    if not path or Path(path).expanduser().exists():
+    if not path:
+        return value
+    try:
+        found = Path(path).expanduser()
+    except RuntimeError:  # ~user of no such user, or no home directory
+        fail(
+            f"--config={value}: cannot expand {path.split('/', 1)[0]} (no such user or no home "
+            "directory); write the path out in full"
+        )
+        return value
+    if found.is_dir():
+        fail(
+            f"--config={value}: {path!r} is a directory, not a config file; name a Python file "
+            "that defines get_config, e.g. experiments/mnist1d_mlp.py"
+        )
+    if found.exists() and not found.is_file():
+        fail(
+            f"--config={value}: {path!r} is not a regular file (a device, pipe or socket); name "
+            "a Python file that defines get_config, e.g. experiments/mnist1d_mlp.py"
+        )
+    if found.exists():
         return value
     shipped = shipped_experiments()
     name = path.removeprefix("experiments/").removesuffix(".py")
@@ -271,7 +291,7 @@ def config_error_text(error: BaseException, argv: list[str] | None = None) -> st
     while cause.__cause__ is not None or cause.__context__ is not None:
         cause = cause.__cause__ or cause.__context__
     given = _config_argument(argv if argv is not None else sys.argv[1:])
-    path = given.partition(":")[0]
+    path = resolve_config(given).partition(":")[0]  # a shipped experiment's name: its file
     if isinstance(cause, FileNotFoundError) or (path and not Path(path).expanduser().is_file()):
         return f"--config={given}: no such config file {path!r}"
     text = " ".join(str(cause).split()) or type(cause).__name__
