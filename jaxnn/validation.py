@@ -575,6 +575,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
         raise ConfigError(
             f"{what} cannot be applied to inputs of shape {x.shape}: {_one_line(error)}"
         ) from error
+    _check_parameter_count(spec, params)
     expected = (2, dataset.num_outputs)
     unit = "one output per class" if dataset.task == "classification" else "one per target"
     _require(
@@ -599,6 +600,43 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     for name, metric in spec.components.metrics:
         shape = _result_shape(f"metric {name!r}", metric.fn, outputs, y)
         _require(shape == (), f"metric {name!r} returns shape {shape}; a metric returns a scalar")
+
+
+# The most parameter values one member may have (4 TiB of float32): far beyond any machine's
+# memory, and far below the int64 extents XLA aborts on when it traces a step of such a model.
+# What fits the machine is `jaxnn.core.memory`'s estimate; this refuses, before any tracing, the
+# sizes that estimate could not even trace.
+MAX_PARAMETERS = 2**40
+
+
+def _check_parameter_count(spec: RunSpec, params: Any) -> None:
+    """The model's parameter count (from shapes) is at most MAX_PARAMETERS.
+
+    Raises:
+      ConfigError: naming the largest parameter and the model's size fields.
+    """
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    counts = [(math.prod(int(d) for d in leaf.shape), path, leaf.shape) for path, leaf in leaves]
+    total = sum(count for count, _, _ in counts)
+    if total <= MAX_PARAMETERS:
+        return
+    _, path, shape = max(counts, key=lambda entry: entry[0])
+    model = spec.config.model
+    sizes = [
+        f"model.{name}={model[name]!r}"
+        for name in (spec.family.config_fields or ())
+        if name in model and _is_size(model[name])
+    ]
+    raise ConfigError(
+        f"the model has {total:.3g} parameters ({jax.tree_util.keystr(path)} alone has shape "
+        f"{tuple(int(d) for d in shape)}), beyond the {MAX_PARAMETERS:.3g} any machine could hold "
+        f"(4 TiB of float32); make it smaller ({', '.join(sizes) or 'its size fields'})"
+    )
+
+
+def _is_size(value: Any) -> bool:
+    values = value if isinstance(value, tuple | list) else (value,)
+    return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
 def _result_shape(what: str, fn: Any, *args: Any) -> tuple[int, ...]:

@@ -218,3 +218,17 @@ def test_a_feature_whose_square_overflows_is_kept_not_standardised_to_zeros():
     np.testing.assert_allclose(data.x_train.std(axis=0), 1.0, rtol=1e-5)
     plain = jaxnn.from_arrays(X[:50], LABELS[:50], X[50:], LABELS[50:], task="classification")
     np.testing.assert_allclose(data.x_train[:, 1], plain.x_train[:, 1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_search_too_large_to_draw_is_refused_before_a_point_is_drawn(monkeypatch):
+    """The points' memory is checked against the machine's in constant time, before drawing."""
+    from jaxnn.config import search
+
+    monkeypatch.setattr(search, "machine_bytes", lambda: 2**20)
+    drawn = []
+    monkeypatch.setattr(search, "unit_points", lambda *args: drawn.append(args))
+    config = small_config(**{"restarts.search": "model.dropout=uniform(0, 0.5)"})
+    config.restarts.num = 10**6
+    with pytest.raises(ConfigError, match=r"restarts.num=1000000 points of restarts.search"):
+        jaxnn.validation.validate(config)
+    assert drawn == []

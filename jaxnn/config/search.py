@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -249,6 +250,40 @@ def _values(field: NumericField, spec: Range, u: np.ndarray) -> np.ndarray:
     return np.minimum(drawn, spec.high)
 
 
+# Host bytes per drawn point while drawing and holding it: the point's dict and its floats,
+# and the float64 / int64 working arrays of the draw (the peak tracemalloc measures).
+POINT_BYTES = 216
+FIELD_BYTES = 32
+# The share of the machine's memory the points may take (the run's members need the rest).
+POINTS_SHARE = 0.5
+
+
+def machine_bytes() -> int | None:
+    """The machine's physical memory (os.sysconf), or None where it is not known."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_size(num: int, dims: int) -> None:
+    """Refuses, before anything is drawn, a search whose points alone would not fit in half of
+    the machine's memory (in constant time: the run's full estimate, `jaxnn.core.memory`,
+    comes once the points are drawn and the data loaded).
+
+    Raises:
+      ConfigError: naming restarts.num, the memory the points need and the machine's.
+    """
+    have = machine_bytes()
+    need = num * (POINT_BYTES + FIELD_BYTES * dims)
+    if have is not None and need > POINTS_SHARE * have:
+        raise ConfigError(
+            f"restarts.num={num} points of restarts.search ({dims} field(s)) need about "
+            f"{need / 2**30:.1f} GiB of host memory to draw, more than half of this machine's "
+            f"{have / 2**30:.1f} GiB; ask for fewer restarts.num"
+        )
+
+
 def resolve(
     spec: SearchSpec,
     *,
@@ -284,6 +319,7 @@ def resolve(
                 f"{field!r}; those here: {', '.join(sorted(numeric_fields))} (vary other fields "
                 "with restarts.sweep)"
             )
+    check_size(num, len(ranges))
     units = unit_points(method, num, len(ranges), seed)
     columns = {
         field: _values(numeric_fields[field], r, units[:, j])
