@@ -90,6 +90,44 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     assert _snapshot(tmp_path) == before
 
 
+# Rows too long to print in the table (docs/reliability.md names them under "Parsers"): the
+# same launch and the same checks, the arguments generated.
+DEEP = "-" * 100_000 + "1"
+GENERATED_ROWS = [
+    (
+        f"--config.restarts.search=model.dropout=uniform({DEEP},0.5)",
+        "is nested too deeply to parse",
+    ),
+    (f"--config.restarts.search=model.dropout=uniform(0,{DEEP})", "is nested too deeply to parse"),
+    (f"--config.restarts.sweep=model.dropout=[{DEEP}]", "is nested too deeply to parse"),
+    (f"--config.restarts.sweep=model.dropout=[0.1,{DEEP}]", "is nested too deeply to parse"),
+    (
+        f"--config.restarts.search=model.dropout=uniform(0,{'(' * 300}1{')' * 300})",
+        "is not of the form field=DISTRIBUTION(low, high)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("argument", "fragment"),
+    GENERATED_ROWS,
+    ids=[f"{r[0][:50]}-{len(r[0])}" for r in GENERATED_ROWS],
+)
+def test_generated_bad_input_exits_2_with_one_line_and_changes_nothing(
+    argument, fragment, tmp_path, data_dir
+):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    before = _snapshot(tmp_path)
+    arguments = [DEFAULT_CONFIG, f"--workdir={workdir}", argument]
+    result = forked_launch([*arguments, f"--config.dataset.data_dir={data_dir}", "--noprogress"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and len(lines[0]) < 1000, result.stderr[-2000:]
+    assert lines[0].startswith("jaxnn: error: ") and fragment in lines[0], lines[0]
+    assert _snapshot(tmp_path) == before
+
+
 # --- Damaged workdirs and data ------------------------------------------------------------------
 
 SMOKE = ["--config=experiments/mnist1d_mlp.py:smoke", "--noprogress"]

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from jaxnn.config.fields import NumericField, is_number
-from jaxnn.config.sweep import clauses
+from jaxnn.config.sweep import NESTING_ERRORS, PARSE_ERRORS, clauses, too_nested
 from jaxnn.errors import ConfigError
 
 SearchSpec = str | Mapping[str, Any]
@@ -188,11 +188,14 @@ class Search:
 def _range(field: str, value: Any) -> Range:
     """One field's Range from 'loguniform(1e-3, 0.3)' or ('loguniform', 1e-3, 0.3)."""
     written = value if isinstance(value, str) else repr(value)
+    written = written if len(written) <= 80 else f"{written[:60]}... ({len(written)} characters)"
     where = f"restarts.search: {field}={written}"
     if isinstance(value, str):
         try:
             call = ast.parse(value.strip(), mode="eval").body
-        except SyntaxError:
+        except NESTING_ERRORS:
+            raise too_nested(f"restarts.search: {field}", value) from None
+        except PARSE_ERRORS:
             call = None
         if (
             not isinstance(call, ast.Call)
@@ -204,7 +207,9 @@ def _range(field: str, value: Any) -> Range:
         name = call.func.id
         try:
             bounds = [ast.literal_eval(arg) for arg in call.args]
-        except ValueError:
+        except NESTING_ERRORS:
+            raise too_nested(f"restarts.search: {field}", value) from None
+        except PARSE_ERRORS:
             bounds = [ast.unparse(arg) for arg in call.args]
     elif isinstance(value, Sequence) and len(value) == 3:
         name, *bounds = value

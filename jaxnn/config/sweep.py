@@ -57,10 +57,27 @@ def _cross(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(fields, combo, strict=True)) for combo in itertools.product(*values.values())]
 
 
+# What Python's parser raises on text it cannot take: a syntax it refuses, a value it cannot
+# build, and text nested too deeply (MemoryError from ast.parse, RecursionError from the
+# compiler or literal_eval: a 100 KB run of unary minus signs).
+NESTING_ERRORS = (MemoryError, RecursionError)
+PARSE_ERRORS = (ValueError, SyntaxError, TypeError, OverflowError, *NESTING_ERRORS)
+
+
+def too_nested(flag: str, text: str) -> ConfigError:
+    """The one line for a value Python's parser gives up on (nested too deeply)."""
+    return ConfigError(
+        f"{flag}: {text[:60]!r}... ({len(text)} characters) is nested too deeply to parse; "
+        "write plain numbers"
+    )
+
+
 def _parse_value(token: str) -> Any:
     try:
         return ast.literal_eval(token)
-    except (ValueError, SyntaxError):
+    except NESTING_ERRORS:
+        raise too_nested("restarts.sweep", token) from None
+    except PARSE_ERRORS:
         return token.strip().strip("'\"")
 
 
@@ -95,7 +112,9 @@ def _split_spec(spec: str) -> dict[str, list[Any]]:
     for field, rhs in clauses(spec, flag="restarts.sweep", form="field=[v1, v2, ...]").items():
         try:
             values = ast.literal_eval(rhs)
-        except (ValueError, SyntaxError):
+        except NESTING_ERRORS:
+            raise too_nested("restarts.sweep", rhs) from None
+        except PARSE_ERRORS:
             if rhs.startswith("[") != rhs.endswith("]"):
                 raise ConfigError(
                     f"restarts.sweep clause {field + '=' + rhs!r} is not of the form field=[v1, v2, ...] "
