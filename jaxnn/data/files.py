@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnn.config.paths import expand_user
 from jaxnn.errors import ConfigError, DataError
 
 TEST_STREAM = 0x7E57  # the test permutation's stream, apart from the validation split's
@@ -62,7 +63,8 @@ def scheme_of(name: str) -> str | None:
 
 
 def path_of(name: str) -> Path:
-    return Path(name.partition(":")[2]).expanduser()
+    """The file of `SCHEME:PATH`, `~` expanded (ConfigError for a `~user` that is none)."""
+    return expand_user(name.partition(":")[2], f"dataset.name={name[:200]}:")
 
 
 def validate_file_config(dataset_config: Any) -> None:

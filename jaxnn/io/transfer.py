@@ -24,6 +24,7 @@ from typing import Any
 
 import ml_collections
 
+from jaxnn.config.paths import expand_user
 from jaxnn.errors import CheckpointError
 from jaxnn.io import export, run_files
 from jaxnn.nn.family import ModelFamily, body_head_labels
@@ -79,7 +80,7 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
     """
     init_from = config.init_from
     prefix = _prefix(init_from)
-    workdir = Path(init_from.workdir).expanduser()
+    workdir = expand_user(init_from.workdir, "init_from.workdir")
     if not workdir.is_dir():
         raise CheckpointError(f"{prefix}: no such directory")
     config_path = workdir / "config.json"

@@ -24,6 +24,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from jaxnn.config.paths import expand_user
 from jaxnn.core.program import total_steps
 from jaxnn.data import fingerprint as fingerprint_lib
 from jaxnn.errors import ConfigError, DataError, WorkdirError
@@ -182,14 +183,7 @@ def checked_path(path: str | os.PathLike, what: str) -> Path:
         path longer than PATH_MAX bytes (named with the lengths).
     """
     text = os.fspath(path)
-    try:
-        expanded = Path(text).expanduser()
-    except RuntimeError as error:
-        user = text.split("/", 1)[0]
-        raise ConfigError(
-            f"{what} {text}: cannot expand {user} (no such user or no home directory); write the "
-            "path out in full"
-        ) from error
+    expanded = expand_user(text, what)
     resolved = Path(os.path.abspath(expanded))
     for part in resolved.parts:
         if len(os.fsencode(part)) > NAME_MAX:

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from jaxnn import validation
+from jaxnn.config.paths import expand_user
 from jaxnn.core import variants
 from jaxnn.core.program import member_model, removed_hparams, task_functions
 from jaxnn.data.preprocessing import Preprocessing
@@ -53,7 +54,7 @@ def load_predictor(
         run written without its preprocessing, or a model whose parameters do not fit.
     """
     components = Components.of(model=model, loss=loss, metrics=metrics, predict=predict)
-    root = Path(path).expanduser().resolve()
+    root = expand_user(path, "load_predictor's path").resolve()
     if (root / run_files.CHECKPOINTS_DIR).is_dir() and (root / run_files.CONFIG).is_file():
         return _from_workdir(root, components)
     if (root / "metadata").exists():
