@@ -49,7 +49,7 @@ from jaxnn.core.program import Program
 from jaxnn.data import fingerprint as fingerprint_lib
 from jaxnn.data.device import device_data
 from jaxnn.errors import ConfigError, JaxnnError, WorkdirError
-from jaxnn.io import checkpoint, export, orbax_io, transfer
+from jaxnn.io import checkpoint, export, orbax_io, run_files, transfer
 from jaxnn.io import lock as lock_lib
 from jaxnn.io import workdir as workdir_lib
 from jaxnn.io.workdir import RunPaths
@@ -493,7 +493,7 @@ def _has_checkpoints(plan: workdir_lib.WorkdirPlan) -> bool:
     """Whether the launch continues from a checkpoint (then a transfer source is not read)."""
     if not plan.restores or not plan.paths.checkpoints.is_dir():
         return False
-    directories = [plan.paths.checkpoints, *plan.paths.checkpoints.glob("variant_*")]
+    directories = [plan.paths.checkpoints, *run_files.variant_directories(plan.paths.checkpoints)]
     for directory in directories:
         reader = checkpoint.RunCheckpoints(directory, read_only=True)
         try:

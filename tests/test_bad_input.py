@@ -172,8 +172,8 @@ def damage(steps: str, workdir: Path, data: Path) -> None:
     `unfinished`: the run was killed before its end (summary.json and report.md removed);
     `empty`: no run at all; `write F TEXT`, `append F TEXT` (`\\n` a newline); `cut F N`: the
     last N bytes removed; `zero F`: zero-filled; `delete F`; `file D`: the directory D replaced
-    by a plain file; `dir F`: the file F replaced by an empty directory. F under `data/` is one
-    of the prepared MNIST-1D files.
+    by a plain file; `dir F`: the file F replaced by an empty directory; `mkdir D`: a new
+    directory. F under `data/` is one of the prepared MNIST-1D files.
     """
     for step in steps.split(" ; "):
         op, _, rest = step.partition(" ")
@@ -205,6 +205,8 @@ def damage(steps: str, workdir: Path, data: Path) -> None:
         elif op == "dir":
             path.unlink()
             path.mkdir()
+        elif op == "mkdir":
+            path.mkdir()
         else:
             raise ValueError(f"unknown damage step {step!r}")
 
@@ -221,13 +223,20 @@ def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
     if "data/" in steps:
         shutil.copytree(Path(data_dir) / "mnist1d", data / "mnist1d")
     damage(steps, workdir, data)
+    # A row whose arguments name SOURCE launches a new run that reads the damaged one
+    # (`init_from.workdir=SOURCE`), into a workdir of its own.
+    target = workdir
+    if "SOURCE" in arguments:
+        target = tmp_path / "target"
+        target.mkdir()
+        (target / "notes.txt").write_text("a researcher's file that must survive\n")
     before = _snapshot(tmp_path)
     result = forked_launch(
         [
             *SMOKE,
-            f"--workdir={workdir}",
+            f"--workdir={target}",
             f"--config.dataset.data_dir={data if 'data/' in steps else data_dir}",
-            *shlex.split(arguments),
+            *shlex.split(arguments.replace("SOURCE", str(workdir))),
         ]
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -84,3 +84,18 @@ def _empty_directory(path: Path) -> bool:
         return path.is_dir() and not any(path.iterdir())
     except OSError:
         return False
+
+
+VARIANT_PREFIX = "variant_"
+
+
+def variant_directories(directory: Path) -> list[Path]:
+    """A structural run's per-variant directories under `directory` (`checkpoints/` or
+    `tensorboard/`), `variant_<v>` for integers v, in the order of v; any other entry there
+    (`variant_old`, a user's) is not a run's and is passed over."""
+    found = []
+    for path in directory.glob(f"{VARIANT_PREFIX}*"):
+        number = path.name.removeprefix(VARIANT_PREFIX)
+        if number.isascii() and number.isdigit() and path.is_dir():
+            found.append((int(number), path))
+    return [path for _, path in sorted(found)]
