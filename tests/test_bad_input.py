@@ -269,3 +269,32 @@ def test_a_forked_launch_is_the_launch_a_user_starts(tmp_path, data_dir):
         )
         assert real.returncode == 2
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("steps", "fragment"),
+    [
+        ("write config.json garbage", "config.json is damaged: not valid JSON"),
+        ('write config.json {"model": 3}', "its field 'model' holds a int, not a config section"),
+        ("write summary.json garbage", "summary.json is damaged: not valid JSON"),
+        ('write summary.json {"steps": 40}', "summary.json is damaged: it lacks the field"),
+        ("dir summary.json", "summary.json is damaged: it should be a file"),
+    ],
+)
+def test_load_predictor_reads_a_run_through_the_validating_readers(
+    steps, fragment, finished_run, tmp_path
+):
+    """`jaxnn.load_predictor` reads config.json and summary.json as a launch does: a damaged
+    file is one line naming it (never a JSONDecodeError), and nothing is changed."""
+    import jaxnn
+    from jaxnn.errors import JaxnnError
+
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir)
+    damage(steps, workdir, tmp_path / "data")
+    before = _snapshot(tmp_path)
+    with pytest.raises(JaxnnError) as raised:
+        jaxnn.load_predictor(workdir)
+    assert fragment in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+    assert "name another run" in str(raised.value)
+    assert _snapshot(tmp_path) == before
