@@ -137,6 +137,32 @@ def keep_library_warnings_quiet() -> None:
     for library in QUIET_LIBRARIES:
         warnings.filterwarnings("ignore", module=rf"{re.escape(library)}(\.|$)")
     sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
+    std_logging.getLogger("asyncio").addFilter(_not_about_quiet_futures)
+    std_logging.getLogger("matplotlib").addFilter(_not_about_matplotlib_config_dir)
+
+
+# What matplotlib logs when HOME is not writable: it then uses a temporary directory, which is
+# all a run's plots need (nothing of the run depends on matplotlib's cache).
+MATPLOTLIB_CONFIG_DIR_LINES = ("mkdir -p failed for path", "created a temporary cache directory")
+
+
+def _not_about_matplotlib_config_dir(record: std_logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(line in message for line in MATPLOTLIB_CONFIG_DIR_LINES)
+
+
+def _not_about_quiet_futures(record: std_logging.LogRecord) -> bool:
+    """asyncio's reports of futures whose exception nobody retrieved ("_GatheringFuture
+    exception was never retrieved", logged when the loop's objects are collected at exit) are
+    dropped when the exception was raised inside QUIET_LIBRARIES (Orbax's parallel reads of
+    a checkpoint that jaxnn has already reported unreadable in its own line)."""
+    exc_info = record.exc_info
+    traceback = exc_info[2] if exc_info else None
+    while traceback is not None:
+        if _in_quiet_library(traceback.tb_frame.f_code.co_filename):
+            return False
+        traceback = traceback.tb_next
+    return True
 
 
 def _in_quiet_library(location: str) -> bool:

@@ -232,3 +232,27 @@ def test_a_search_too_large_to_draw_is_refused_before_a_point_is_drawn(monkeypat
     with pytest.raises(ConfigError, match=r"restarts.num=1000000 points of restarts.search"):
         jaxnn.validation.validate(config)
     assert drawn == []
+
+
+def test_a_run_with_home_unwritable_prints_only_jaxnns_own_line(tmp_path, data_dir):
+    """matplotlib's two absl-format warnings about its config directory (it falls back on a
+    temporary one, which is all a run's plots need) are held back; jaxnn's own line stays."""
+    (tmp_path / "a_file").write_text("HOME lies under a plain file: nothing can be made there\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            "--config=experiments/mnist1d_mlp.py:smoke",
+            f"--workdir={tmp_path / 'run'}",
+            f"--config.dataset.data_dir={data_dir}",
+            "--noprogress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "HOME": str(tmp_path / "a_file" / "home")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert all(line.startswith("jaxnn: warning: ") for line in lines), result.stderr[-3000:]
