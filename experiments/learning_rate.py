@@ -31,7 +31,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.hidden = (16,) if smoke else (100, 100)
     config.optimizer.name = "sgd"
     config.optimizer.learning_rate = 0.1
-    config.optimizer.warmup_steps = 4 if smoke else 300
     config.training.batch_size = 100
     config.training.steps = 40 if smoke else 3000
     config.training.eval_every = 10 if smoke else 100

@@ -169,7 +169,17 @@ def _given_data(data: Any) -> data_lib.Dataset | None:
 def _config_of_arrays(
     config: ml_collections.ConfigDict, dataset: data_lib.Dataset
 ) -> ml_collections.ConfigDict:
-    """A copy of the config that names the user's arrays (`dataset.name=arrays:<name>`)."""
+    """A copy of the config that names the user's arrays (`dataset.name=arrays:<name>`).
+
+    Raises:
+      ConfigError: the config names a data file as well (the arrays would silently win).
+    """
+    named = getattr(getattr(config, "dataset", None), "name", "")
+    if isinstance(named, str) and data_lib.is_file_name(named):
+        raise ConfigError(
+            f"jaxnn.run was given data=... and config.dataset.name={named!r} names a data file "
+            "too: train on one of them (drop data=, or leave dataset.name at its default)"
+        )
     copied = ml_collections.ConfigDict(config.to_dict())
     copied.dataset.name = f"{data_lib.ARRAYS_SCHEME}{dataset.name}"
     return copied

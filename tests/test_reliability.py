@@ -66,6 +66,7 @@ API_CASES = [
     ("fit_ensemble a searched shift as long as the input", lambda: jaxnn.fit_ensemble(small_config(**{"restarts.search": "augment.shift=uniform(6, 6)", "restarts.num": 2}), blobs(), KEY), ConfigError, "augment.shift=6 is not smaller than the input length 6"),
     ("fit a config with a search", lambda: jaxnn.fit(small_config(**{"restarts.search": "optimizer.learning_rate=loguniform(0.01, 0.1)", "restarts.num": 4}), blobs(), KEY), ConfigError, "jaxnn.fit trains one model, but restarts.search draws optimizer.learning_rate"),
     ("fit a config with a numeric sweep", lambda: jaxnn.fit(small_config(**{"restarts.sweep": "optimizer.learning_rate=[0.01, 0.1]"}), blobs(), KEY), ConfigError, "restarts.sweep varies optimizer.learning_rate: use jaxnn.fit_ensemble"),
+    ("run arrays and a csv name", lambda: jaxnn.run(small_config(**{"dataset.name": "csv:tests/files/blobs.csv"}), "unused", data=blobs()), ConfigError, "names a data file too: train on one of them"),
     ("run a dict config", lambda: jaxnn.run(small_config().to_dict(), "unused"), ConfigError, "config must be an ml_collections.ConfigDict"),
     ("run workdir None", lambda: jaxnn.run(small_config(), None), ConfigError, "--workdir is required"),
     ("run workdir 3", lambda: jaxnn.run(small_config(), 3), ConfigError, "workdir must be a path"),
