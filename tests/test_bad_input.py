@@ -250,7 +250,14 @@ def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
 def test_a_forked_launch_is_the_launch_a_user_starts(tmp_path, data_dir):
     """The tables run through tests/forked_launch.py; one row of each kind, launched as a real
     `python launch.py` process, prints exactly what the forked launch prints."""
-    rows = [ROWS[0][0], "--config.training.steps=0 --config.training.epochs=900000000"]
+    rows = [
+        ROWS[0][0],
+        "--config.training.steps=0 --config.training.epochs=900000000",
+        # issue 29's families: a file whose column fails to parse, an unknown experiment word
+        "--config.dataset.name=csv:tests/files/target_na.csv",
+        "--config=experiments/mnist1d_mlp.py:nonsense",
+    ]
+    assert all(any(row == arguments for arguments, _ in ROWS) for row in rows[2:])
     for arguments in rows:
         launch = launch_arguments(arguments, tmp_path / "run", data_dir)
         real = subprocess.run(
