@@ -102,6 +102,10 @@ GENERATED_ROWS = [
     (f"--config.restarts.sweep=model.dropout=[{DEEP}]", "is nested too deeply to parse"),
     (f"--config.restarts.sweep=model.dropout=[0.1,{DEEP}]", "is nested too deeply to parse"),
     (
+        f"--config.restarts.sweep=model.dropout=[{'[' * 50_000}{']' * 50_000}]",
+        "which is neither a number nor a name",
+    ),
+    (
         f"--config.restarts.search=model.dropout=uniform(0,{'(' * 300}1{')' * 300})",
         "is not of the form field=DISTRIBUTION(low, high)",
     ),

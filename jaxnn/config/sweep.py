@@ -62,6 +62,8 @@ def _cross(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 # compiler or literal_eval: a 100 KB run of unary minus signs).
 NESTING_ERRORS = (MemoryError, RecursionError)
 PARSE_ERRORS = (ValueError, SyntaxError, TypeError, OverflowError, *NESTING_ERRORS)
+# The longest bare word a sweep takes as a name (activations, initialisers, losses are short).
+MAX_WORD = 200
 
 
 def too_nested(flag: str, text: str) -> ConfigError:
@@ -123,6 +125,12 @@ def _split_spec(spec: str) -> dict[str, list[Any]]:
             # Bare words such as [relu, tanh] are strings.
             inner = rhs.removeprefix("[").removesuffix("]")
             values = [_parse_value(token) for token in inner.split(",") if token.strip()]
+            for value in values:
+                if isinstance(value, str) and len(value) > MAX_WORD:
+                    raise ConfigError(
+                        f"restarts.sweep: {field} has the value {value[:60]!r}... ({len(value)} "
+                        "characters), which is neither a number nor a name; write plain values"
+                    ) from None
         if not isinstance(values, list | tuple):
             values = [values]
         parsed[field] = list(values)
