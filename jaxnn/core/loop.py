@@ -175,8 +175,8 @@ def fit(
         model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
     )
     spec = validation.validate_call(config, data, key, components).single_program("fit")
+    program, apply_fn, make_tx = build(spec, data)  # every member's value checked, data rules too
     spec.check_one_member("jaxnn.fit", hparams)
-    program, apply_fn, make_tx = build(spec, data)
     member_hparams = base_hparams(spec)
     unknown = sorted(set(hparams or {}) - set(member_hparams))
     if unknown:
