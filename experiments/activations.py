@@ -18,6 +18,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu")
 INITS = ("he_normal", "glorot_normal", "normal")
@@ -26,6 +27,7 @@ WIDTH = 64
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/activations.py", ("smoke",))
     smoke = arg == "smoke"
     config = default_config()
     config.dataset.name = "mnist1d"

@@ -18,11 +18,13 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 EPOCHS = 10
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/batch_size.py", ("smoke",))
     smoke = arg == "smoke"
     config = default_config()
     config.dataset.name = "mnist1d"

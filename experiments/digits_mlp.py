@@ -12,9 +12,11 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/digits_mlp.py", ("smoke",))
     config = default_config()
     config.dataset.name = "digits"
     config.model.hidden = (128, 128)

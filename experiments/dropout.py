@@ -18,11 +18,13 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 RATES = (0.0, 0.1, 0.3, 0.5, 0.7)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/dropout.py", ("smoke",))
     smoke = arg == "smoke"
     config = default_config()
     config.dataset.name = "mnist1d"

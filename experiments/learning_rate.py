@@ -18,18 +18,19 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/learning_rate.py", ("smoke",))
     smoke = arg == "smoke"
     config = default_config()
     config.dataset.name = "mnist1d"
     config.model.hidden = (16,) if smoke else (100, 100)
     config.optimizer.name = "sgd"
     config.optimizer.learning_rate = 0.1
-    config.optimizer.warmup_steps = 4 if smoke else 300
     config.training.batch_size = 100
     config.training.steps = 40 if smoke else 3000
     config.training.eval_every = 10 if smoke else 100

@@ -17,9 +17,11 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/losses.py", ("smoke",))
     smoke = arg == "smoke"
     config = default_config()
     config.dataset.name = "mnist1d"

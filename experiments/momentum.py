@@ -20,12 +20,14 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)
 MOMENTA = (0.5, 0.9, 0.99)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/momentum.py", ("smoke",))
     smoke = arg == "smoke"
     config = default_config()
     config.dataset.name = "mnist1d"

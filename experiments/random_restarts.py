@@ -17,9 +17,11 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/random_restarts.py", ("demo", "smoke"))
     config = default_config()
     config.dataset.name = "mnist1d"
     config.dataset.validation_fraction = 0.025  # 100 of the 4000: 3900 examples left to train on

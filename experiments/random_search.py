@@ -21,9 +21,11 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/random_search.py", ("smoke",))
     config = default_config()
     config.dataset.name = "mnist1d"
     config.model.hidden = (256, 256)

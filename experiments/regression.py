@@ -15,9 +15,11 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnn.config import default_config
+from jaxnn.config.arguments import experiment_words
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    experiment_words(arg, "experiments/regression.py", ("diabetes", "friedman1", "smoke"))
     parts = [p for p in (arg or "diabetes").split(",") if p]
     name = next((p for p in parts if p != "smoke"), "diabetes")
     config = default_config()

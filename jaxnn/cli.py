@@ -137,6 +137,32 @@ def keep_library_warnings_quiet() -> None:
     for library in QUIET_LIBRARIES:
         warnings.filterwarnings("ignore", module=rf"{re.escape(library)}(\.|$)")
     sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
+    std_logging.getLogger("asyncio").addFilter(_not_about_quiet_futures)
+    std_logging.getLogger("matplotlib").addFilter(_not_about_matplotlib_config_dir)
+
+
+# What matplotlib logs when HOME is not writable: it then uses a temporary directory, which is
+# all a run's plots need (nothing of the run depends on matplotlib's cache).
+MATPLOTLIB_CONFIG_DIR_LINES = ("mkdir -p failed for path", "created a temporary cache directory")
+
+
+def _not_about_matplotlib_config_dir(record: std_logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(line in message for line in MATPLOTLIB_CONFIG_DIR_LINES)
+
+
+def _not_about_quiet_futures(record: std_logging.LogRecord) -> bool:
+    """asyncio's reports of futures whose exception nobody retrieved ("_GatheringFuture
+    exception was never retrieved", logged when the loop's objects are collected at exit) are
+    dropped when the exception was raised inside QUIET_LIBRARIES (Orbax's parallel reads of
+    a checkpoint that jaxnn has already reported unreadable in its own line)."""
+    exc_info = record.exc_info
+    traceback = exc_info[2] if exc_info else None
+    while traceback is not None:
+        if _in_quiet_library(traceback.tb_frame.f_code.co_filename):
+            return False
+        traceback = traceback.tb_next
+    return True
 
 
 def _in_quiet_library(location: str) -> bool:
@@ -203,7 +229,27 @@ def resolve_config(value: str) -> str:
     refuse, except a bare name that is no shipped experiment, which is refused here.
     """
     path, colon, arg = value.partition(":")
-    if not path or Path(path).expanduser().exists():
+    if not path:
+        return value
+    try:
+        found = Path(path).expanduser()
+    except RuntimeError:  # ~user of no such user, or no home directory
+        fail(
+            f"--config={value}: cannot expand {path.split('/', 1)[0]} (no such user or no home "
+            "directory); write the path out in full"
+        )
+        return value
+    if found.is_dir():
+        fail(
+            f"--config={value}: {path!r} is a directory, not a config file; name a Python file "
+            "that defines get_config, e.g. experiments/mnist1d_mlp.py"
+        )
+    if found.exists() and not found.is_file():
+        fail(
+            f"--config={value}: {path!r} is not a regular file (a device, pipe or socket); name "
+            "a Python file that defines get_config, e.g. experiments/mnist1d_mlp.py"
+        )
+    if found.exists():
         return value
     shipped = shipped_experiments()
     name = path.removeprefix("experiments/").removesuffix(".py")
@@ -271,7 +317,7 @@ def config_error_text(error: BaseException, argv: list[str] | None = None) -> st
     while cause.__cause__ is not None or cause.__context__ is not None:
         cause = cause.__cause__ or cause.__context__
     given = _config_argument(argv if argv is not None else sys.argv[1:])
-    path = given.partition(":")[0]
+    path = resolve_config(given).partition(":")[0]  # a shipped experiment's name: its file
     if isinstance(cause, FileNotFoundError) or (path and not Path(path).expanduser().is_file()):
         return f"--config={given}: no such config file {path!r}"
     text = " ".join(str(cause).split()) or type(cause).__name__

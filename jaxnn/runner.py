@@ -49,7 +49,7 @@ from jaxnn.core.program import Program
 from jaxnn.data import fingerprint as fingerprint_lib
 from jaxnn.data.device import device_data
 from jaxnn.errors import ConfigError, JaxnnError, WorkdirError
-from jaxnn.io import checkpoint, export, orbax_io, transfer
+from jaxnn.io import checkpoint, export, orbax_io, run_files, transfer
 from jaxnn.io import lock as lock_lib
 from jaxnn.io import workdir as workdir_lib
 from jaxnn.io.workdir import RunPaths
@@ -171,7 +171,17 @@ def _given_data(data: Any) -> data_lib.Dataset | None:
 def _config_of_arrays(
     config: ml_collections.ConfigDict, dataset: data_lib.Dataset
 ) -> ml_collections.ConfigDict:
-    """A copy of the config that names the user's arrays (`dataset.name=arrays:<name>`)."""
+    """A copy of the config that names the user's arrays (`dataset.name=arrays:<name>`).
+
+    Raises:
+      ConfigError: the config names a data file as well (the arrays would silently win).
+    """
+    named = getattr(getattr(config, "dataset", None), "name", "")
+    if isinstance(named, str) and data_lib.is_file_name(named):
+        raise ConfigError(
+            f"jaxnn.run was given data=... and config.dataset.name={named!r} names a data file "
+            "too: train on one of them (drop data=, or leave dataset.name at its default)"
+        )
     copied = ml_collections.ConfigDict(config.to_dict())
     copied.dataset.name = f"{data_lib.ARRAYS_SCHEME}{dataset.name}"
     return copied
@@ -504,7 +514,7 @@ def _has_checkpoints(plan: workdir_lib.WorkdirPlan) -> bool:
     """Whether the launch continues from a checkpoint (then a transfer source is not read)."""
     if not plan.restores or not plan.paths.checkpoints.is_dir():
         return False
-    directories = [plan.paths.checkpoints, *plan.paths.checkpoints.glob("variant_*")]
+    directories = [plan.paths.checkpoints, *run_files.variant_directories(plan.paths.checkpoints)]
     for directory in directories:
         reader = checkpoint.RunCheckpoints(directory, read_only=True)
         try:

@@ -100,11 +100,38 @@ class RunSpec:
     def numeric_fields(self) -> dict[str, NumericField]:
         return numeric_fields(self.config, self.family, self.components)
 
+    def check_one_member(self, what: str, hparams: Mapping[str, Any] | None) -> None:
+        """A single-member entry point (`fit`) trains one point: a sweep or search whose varied
+        fields `hparams` does not all set would be ignored silently, so it is refused.
+
+        Raises:
+          ConfigError: naming the varied fields that are not set and the entry points that
+            train them.
+        """
+        fields = self.numeric_fields()
+        unset = [f for f in sorted(self.varied_fields) if fields[f].hparam not in (hparams or {})]
+        if unset:
+            source = "restarts.search draws" if self.search is not None else "restarts.sweep varies"
+            raise ConfigError(
+                f"{what} trains one model, but {source} {', '.join(unset)}: use "
+                "jaxnn.fit_ensemble or jaxnn.run to train every member, or give one member's "
+                f"values as hparams= (e.g. hparams={{{fields[unset[0]].hparam!r}: ...}})"
+            )
+
     @property
     def varied_fields(self) -> frozenset[str]:
         """The numeric fields whose value members set one by one (swept or searched)."""
         searched = self.search.ranges if self.search is not None else {}
         return frozenset([*self.sweep.numeric, *searched])
+
+    def member_values(self) -> dict[str, list[float]]:
+        """Every value members give a numeric field, swept or searched (field -> values): what
+        a rule that depends on the data checks, as it checks the config's own value."""
+        values = {field: list(swept) for field, swept in self.sweep.numeric.items()}
+        for point in self.search.points if self.search is not None else ():
+            for field, value in point.items():
+                values.setdefault(field, []).append(value)
+        return values
 
 
 def _require(condition: bool, message: str) -> None:
@@ -562,7 +589,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     """
     check_against_task(spec, dataset.task, dataset.num_train)
     augment.check_feature_shape(
-        spec.config.get("augment"), spec.sweep.numeric, tuple(dataset.feature_shape)
+        spec.config.get("augment"), spec.member_values(), tuple(dataset.feature_shape)
     )
     if spec.family.check_inputs is not None:
         spec.family.check_inputs(spec.config.model, tuple(dataset.feature_shape))
@@ -580,6 +607,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
         raise ConfigError(
             f"{what} cannot be applied to inputs of shape {x.shape}: {_one_line(error)}"
         ) from error
+    _check_parameter_count(spec, params)
     expected = (2, dataset.num_outputs)
     unit = "one output per class" if dataset.task == "classification" else "one per target"
     _require(
@@ -604,6 +632,43 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     for name, metric in spec.components.metrics:
         shape = _result_shape(f"metric {name!r}", metric.fn, outputs, y)
         _require(shape == (), f"metric {name!r} returns shape {shape}; a metric returns a scalar")
+
+
+# The most parameter values one member may have (4 TiB of float32): far beyond any machine's
+# memory, and far below the int64 extents XLA aborts on when it traces a step of such a model.
+# What fits the machine is `jaxnn.core.memory`'s estimate; this refuses, before any tracing, the
+# sizes that estimate could not even trace.
+MAX_PARAMETERS = 2**40
+
+
+def _check_parameter_count(spec: RunSpec, params: Any) -> None:
+    """The model's parameter count (from shapes) is at most MAX_PARAMETERS.
+
+    Raises:
+      ConfigError: naming the largest parameter and the model's size fields.
+    """
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    counts = [(math.prod(int(d) for d in leaf.shape), path, leaf.shape) for path, leaf in leaves]
+    total = sum(count for count, _, _ in counts)
+    if total <= MAX_PARAMETERS:
+        return
+    _, path, shape = max(counts, key=lambda entry: entry[0])
+    model = spec.config.model
+    sizes = [
+        f"model.{name}={model[name]!r}"
+        for name in (spec.family.config_fields or ())
+        if name in model and _is_size(model[name])
+    ]
+    raise ConfigError(
+        f"the model has {total:.3g} parameters ({jax.tree_util.keystr(path)} alone has shape "
+        f"{tuple(int(d) for d in shape)}), beyond the {MAX_PARAMETERS:.3g} any machine could hold "
+        f"(4 TiB of float32); make it smaller ({', '.join(sizes) or 'its size fields'})"
+    )
+
+
+def _is_size(value: Any) -> bool:
+    values = value if isinstance(value, tuple | list) else (value,)
+    return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
 def _result_shape(what: str, fn: Any, *args: Any) -> tuple[int, ...]:

@@ -90,6 +90,48 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     assert _snapshot(tmp_path) == before
 
 
+# Rows too long to print in the table (docs/reliability.md names them under "Parsers"): the
+# same launch and the same checks, the arguments generated.
+DEEP = "-" * 100_000 + "1"
+GENERATED_ROWS = [
+    (
+        f"--config.restarts.search=model.dropout=uniform({DEEP},0.5)",
+        "is nested too deeply to parse",
+    ),
+    (f"--config.restarts.search=model.dropout=uniform(0,{DEEP})", "is nested too deeply to parse"),
+    (f"--config.restarts.sweep=model.dropout=[{DEEP}]", "is nested too deeply to parse"),
+    (f"--config.restarts.sweep=model.dropout=[0.1,{DEEP}]", "is nested too deeply to parse"),
+    (
+        f"--config.restarts.sweep=model.dropout=[{'[' * 50_000}{']' * 50_000}]",
+        "which is neither a number nor a name",
+    ),
+    (
+        f"--config.restarts.search=model.dropout=uniform(0,{'(' * 300}1{')' * 300})",
+        "is not of the form field=DISTRIBUTION(low, high)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("argument", "fragment"),
+    GENERATED_ROWS,
+    ids=[f"{r[0][:50]}-{len(r[0])}" for r in GENERATED_ROWS],
+)
+def test_generated_bad_input_exits_2_with_one_line_and_changes_nothing(
+    argument, fragment, tmp_path, data_dir
+):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    before = _snapshot(tmp_path)
+    arguments = [DEFAULT_CONFIG, f"--workdir={workdir}", argument]
+    result = forked_launch([*arguments, f"--config.dataset.data_dir={data_dir}", "--noprogress"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and len(lines[0]) < 1000, result.stderr[-2000:]
+    assert lines[0].startswith("jaxnn: error: ") and fragment in lines[0], lines[0]
+    assert _snapshot(tmp_path) == before
+
+
 # --- Damaged workdirs and data ------------------------------------------------------------------
 
 SMOKE = ["--config=experiments/mnist1d_mlp.py:smoke", "--noprogress"]
@@ -134,8 +176,8 @@ def damage(steps: str, workdir: Path, data: Path) -> None:
     `unfinished`: the run was killed before its end (summary.json and report.md removed);
     `empty`: no run at all; `write F TEXT`, `append F TEXT` (`\\n` a newline); `cut F N`: the
     last N bytes removed; `zero F`: zero-filled; `delete F`; `file D`: the directory D replaced
-    by a plain file; `dir F`: the file F replaced by an empty directory. F under `data/` is one
-    of the prepared MNIST-1D files.
+    by a plain file; `dir F`: the file F replaced by an empty directory; `mkdir D`: a new
+    directory. F under `data/` is one of the prepared MNIST-1D files.
     """
     for step in steps.split(" ; "):
         op, _, rest = step.partition(" ")
@@ -167,6 +209,8 @@ def damage(steps: str, workdir: Path, data: Path) -> None:
         elif op == "dir":
             path.unlink()
             path.mkdir()
+        elif op == "mkdir":
+            path.mkdir()
         else:
             raise ValueError(f"unknown damage step {step!r}")
 
@@ -183,13 +227,20 @@ def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
     if "data/" in steps:
         shutil.copytree(Path(data_dir) / "mnist1d", data / "mnist1d")
     damage(steps, workdir, data)
+    # A row whose arguments name SOURCE launches a new run that reads the damaged one
+    # (`init_from.workdir=SOURCE`), into a workdir of its own.
+    target = workdir
+    if "SOURCE" in arguments:
+        target = tmp_path / "target"
+        target.mkdir()
+        (target / "notes.txt").write_text("a researcher's file that must survive\n")
     before = _snapshot(tmp_path)
     result = forked_launch(
         [
             *SMOKE,
-            f"--workdir={workdir}",
+            f"--workdir={target}",
             f"--config.dataset.data_dir={data if 'data/' in steps else data_dir}",
-            *shlex.split(arguments),
+            *shlex.split(arguments.replace("SOURCE", str(workdir))),
         ]
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -203,7 +254,14 @@ def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
 def test_a_forked_launch_is_the_launch_a_user_starts(tmp_path, data_dir):
     """The tables run through tests/forked_launch.py; one row of each kind, launched as a real
     `python launch.py` process, prints exactly what the forked launch prints."""
-    rows = [ROWS[0][0], "--config.training.steps=0 --config.training.epochs=900000000"]
+    rows = [
+        ROWS[0][0],
+        "--config.training.steps=0 --config.training.epochs=900000000",
+        # issue 29's families: a file whose column fails to parse, an unknown experiment word
+        "--config.dataset.name=csv:tests/files/target_na.csv",
+        "--config=experiments/mnist1d_mlp.py:nonsense",
+    ]
+    assert all(any(row == arguments for arguments, _ in ROWS) for row in rows[2:])
     for arguments in rows:
         launch = launch_arguments(arguments, tmp_path / "run", data_dir)
         real = subprocess.run(
@@ -222,3 +280,32 @@ def test_a_forked_launch_is_the_launch_a_user_starts(tmp_path, data_dir):
         )
         assert real.returncode == 2
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("steps", "fragment"),
+    [
+        ("write config.json garbage", "config.json is damaged: not valid JSON"),
+        ('write config.json {"model": 3}', "its field 'model' holds a int, not a config section"),
+        ("write summary.json garbage", "summary.json is damaged: not valid JSON"),
+        ('write summary.json {"steps": 40}', "summary.json is damaged: it lacks the field"),
+        ("dir summary.json", "summary.json is damaged: it should be a file"),
+    ],
+)
+def test_load_predictor_reads_a_run_through_the_validating_readers(
+    steps, fragment, finished_run, tmp_path
+):
+    """`jaxnn.load_predictor` reads config.json and summary.json as a launch does: a damaged
+    file is one line naming it (never a JSONDecodeError), and nothing is changed."""
+    import jaxnn
+    from jaxnn.errors import JaxnnError
+
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir)
+    damage(steps, workdir, tmp_path / "data")
+    before = _snapshot(tmp_path)
+    with pytest.raises(JaxnnError) as raised:
+        jaxnn.load_predictor(workdir)
+    assert fragment in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+    assert "name another run" in str(raised.value)
+    assert _snapshot(tmp_path) == before

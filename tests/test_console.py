@@ -152,3 +152,23 @@ def test_absl_logs_of_tfds_and_orbax_are_held_back_and_others_kept():
     )
     assert cli._not_from_quiet_libraries(record(f"{site}/jax/_src/compiler.py"))
     assert cli._not_from_quiet_libraries(record("/home/user/research/train.py"))
+
+
+def test_asyncio_reports_of_orbax_futures_nobody_retrieved_are_dropped_and_others_kept():
+    """A launch whose every checkpoint is unreadable said so in its line; Orbax's gathered
+    reads then left futures whose exceptions asyncio reported at exit (hundreds of lines)."""
+
+    def record_raised_in(filename: str) -> logging.LogRecord:
+        code = compile("raise ValueError('a torn chunk')", filename, "exec")
+        try:
+            exec(code, {})
+        except ValueError:
+            exc_info = sys.exc_info()
+        return logging.LogRecord(
+            "asyncio", logging.ERROR, "/usr/lib/python3.11/asyncio/base_events.py", 1,
+            "_GatheringFuture exception was never retrieved", (), exc_info,
+        )  # fmt: skip
+
+    site = "/venv/lib/python3.11/site-packages"
+    assert not cli._not_about_quiet_futures(record_raised_in(f"{site}/orbax/checkpoint/a.py"))
+    assert cli._not_about_quiet_futures(record_raised_in("/home/user/research/train.py"))

@@ -236,12 +236,23 @@ def test_fit_and_fit_variants_predict_too(classification):
         (lambda p, x, y: p.predict(x, member=3), ConfigError, "member=3 is out of range"),
         (lambda p, x, y: p.predict(x, member=-1), ConfigError, "member=-1 is out of range"),
         (lambda p, x, y: p.predict(x, member="worst"), ConfigError, "member must be"),
+        (lambda p, x, y: p.predict_proba(x * 1e300), DataError, "in magnitude as the model sees"),
+        (lambda p, x, y: p.predict(x + 1e300), DataError, "on the scale of the training data"),
+        (lambda p, x, y: p.score(x, 3), DataError, "one label or target per row of x"),
+        (lambda p, x, y: p.score(3, y), DataError, r"x has shape \(\) but the model takes"),
     ],
 )
 def test_bad_input_to_a_predictor_is_one_line(classification, call, error, message):
     _, result, x_test, y_test = classification
     with pytest.raises(error, match=message) as info:
         call(result.predictor(), x_test, y_test)
+    assert "\n" not in str(info.value)
+
+
+def test_a_regressor_scored_on_strings_is_one_line(regression):
+    _, result, x_test, y_test = regression
+    with pytest.raises(DataError, match="y must hold real numbers") as info:
+        result.predictor().score(x_test, y_test.astype(str))
     assert "\n" not in str(info.value)
 
 
@@ -422,7 +433,11 @@ def test_bad_npz_files_are_one_line(tmp_path, content, fields, message):
     [
         ("a,b,y\n1,2,0\n3,4\n", {}, "is ragged: line 3 has 2 fields but the header has 3"),
         ("a,b,y\n1,2,0\n3,4,1\n", {"target": "label"}, "has no target column 'label'"),
-        ("a,b,y\n1,red,0\n3,4,1\n", {}, "feature column 'b' is not numeric"),
+        (
+            "a,b,y\n1,red,0\n3,4,1\n",
+            {},
+            "line 2, feature column 'b' holds 'red', not a finite number",
+        ),
         ("a,b,y\n", {}, "needs a header row and at least one row"),
     ],
 )

@@ -63,6 +63,10 @@ API_CASES = [
     ("from_arrays features 1e300 unstandardized", lambda: jaxnn.from_arrays(X * 1e300, LABELS, X[:9], LABELS[:9], task="classification", standardize=False), DataError, "pass standardize=True"),
     ("from_arrays features 1e30 unstandardized", lambda: jaxnn.from_arrays(X * 1e30, LABELS, X[:9], LABELS[:9], task="classification", standardize=False), DataError, "in magnitude"),
     ("from_arrays targets near 1e200", lambda: jaxnn.from_arrays(X, 1e200 + X[:, 0] * 1e199, X[:9], 1e200 + X[:9, 0], task="regression"), DataError, "in magnitude"),
+    ("fit_ensemble a searched shift as long as the input", lambda: jaxnn.fit_ensemble(small_config(**{"restarts.search": "augment.shift=uniform(6, 6)", "restarts.num": 2}), blobs(), KEY), ConfigError, "augment.shift=6 is not smaller than the input length 6"),
+    ("fit a config with a search", lambda: jaxnn.fit(small_config(**{"restarts.search": "optimizer.learning_rate=loguniform(0.01, 0.1)", "restarts.num": 4}), blobs(), KEY), ConfigError, "jaxnn.fit trains one model, but restarts.search draws optimizer.learning_rate"),
+    ("fit a config with a numeric sweep", lambda: jaxnn.fit(small_config(**{"restarts.sweep": "optimizer.learning_rate=[0.01, 0.1]"}), blobs(), KEY), ConfigError, "restarts.sweep varies optimizer.learning_rate: use jaxnn.fit_ensemble"),
+    ("run arrays and a csv name", lambda: jaxnn.run(small_config(**{"dataset.name": "csv:tests/files/blobs.csv"}), "unused", data=blobs()), ConfigError, "names a data file too: train on one of them"),
     ("run a dict config", lambda: jaxnn.run(small_config().to_dict(), "unused"), ConfigError, "config must be an ml_collections.ConfigDict"),
     ("run workdir None", lambda: jaxnn.run(small_config(), None), ConfigError, "--workdir is required"),
     ("run workdir 3", lambda: jaxnn.run(small_config(), 3), ConfigError, "workdir must be a path"),
@@ -204,3 +208,52 @@ def test_a_workdir_with_a_damaged_file_is_refused_before_anything_is_deleted(tmp
     with pytest.raises(JaxnnError, match=r"metrics\.jsonl is damaged"):
         runner.run(config, run_dir, progress=False, out=io.StringIO())
     assert {p.name for p in run_dir.iterdir()} == before
+
+
+def test_a_feature_whose_square_overflows_is_kept_not_standardised_to_zeros():
+    """Finite float64 features near 1e300: their spread overflows a plain std (inf, which made
+    the feature all zeros); it is computed on the rescaled column, so the feature is kept."""
+    x = X.copy()
+    x[:, 1] *= 1e300
+    data = jaxnn.from_arrays(x[:50], LABELS[:50], x[50:], LABELS[50:], task="classification")
+    np.testing.assert_allclose(data.x_train.std(axis=0), 1.0, rtol=1e-5)
+    plain = jaxnn.from_arrays(X[:50], LABELS[:50], X[50:], LABELS[50:], task="classification")
+    np.testing.assert_allclose(data.x_train[:, 1], plain.x_train[:, 1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_search_too_large_to_draw_is_refused_before_a_point_is_drawn(monkeypatch):
+    """The points' memory is checked against the machine's in constant time, before drawing."""
+    from jaxnn.config import search
+
+    monkeypatch.setattr(search, "machine_bytes", lambda: 2**20)
+    drawn = []
+    monkeypatch.setattr(search, "unit_points", lambda *args: drawn.append(args))
+    config = small_config(**{"restarts.search": "model.dropout=uniform(0, 0.5)"})
+    config.restarts.num = 10**6
+    with pytest.raises(ConfigError, match=r"restarts.num=1000000 points of restarts.search"):
+        jaxnn.validation.validate(config)
+    assert drawn == []
+
+
+def test_a_run_with_home_unwritable_prints_only_jaxnns_own_line(tmp_path, data_dir):
+    """matplotlib's two absl-format warnings about its config directory (it falls back on a
+    temporary one, which is all a run's plots need) are held back; jaxnn's own line stays."""
+    (tmp_path / "a_file").write_text("HOME lies under a plain file: nothing can be made there\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            "--config=experiments/mnist1d_mlp.py:smoke",
+            f"--workdir={tmp_path / 'run'}",
+            f"--config.dataset.data_dir={data_dir}",
+            "--noprogress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "HOME": str(tmp_path / "a_file" / "home")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert all(line.startswith("jaxnn: warning: ") for line in lines), result.stderr[-3000:]

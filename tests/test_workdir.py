@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from jaxnn import runner
-from jaxnn.errors import ConfigError
+from jaxnn.errors import ConfigError, WorkdirError
 from jaxnn.io import atomic, run_files
 from jaxnn.io import workdir as workdir_lib
 from tests.test_faults import (
@@ -81,6 +81,24 @@ def test_writes_a_killed_launch_never_finished_are_removed_on_the_next_launch(tm
     plan = workdir_lib.plan_workdir(tmp_path, config, overwrite=False)
     workdir_lib.prepare(plan, config, resumed_steps={})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "notes.txt", "plots"]
+
+
+def test_a_workdir_without_a_run_keeps_the_users_files_that_bear_run_file_names(tmp_path, data_dir):
+    """No config.json: a run file's name there is the user's (a run writes config.json first);
+    the launch is refused whatever it enables, and an empty directory (nothing to lose) is
+    taken over."""
+    config = resume_config(data_dir, **{"tensorboard.enabled": False})
+    (tmp_path / "plots").mkdir()
+    plan = workdir_lib.plan_workdir(tmp_path, config, overwrite=False)
+    workdir_lib.prepare(plan, config, resumed_steps={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "plots"]
+    for name, overwrite in [("tensorboard", False), ("report.md", True), ("best", False)]:
+        workdir = tmp_path / f"{name}-{overwrite}"
+        workdir.mkdir()
+        (workdir / name).write_text("the user's own\n")
+        with pytest.raises(WorkdirError, match=f"holds {name}, a name a run writes"):
+            workdir_lib.plan_workdir(workdir, config, overwrite=overwrite)
+        assert (workdir / name).read_text() == "the user's own\n"
 
 
 def test_metrics_past_the_checkpoint_and_a_torn_last_line_are_dropped_on_resume(tmp_path):

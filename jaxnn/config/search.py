@@ -29,13 +29,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from jaxnn.config.fields import NumericField, is_number
-from jaxnn.config.sweep import clauses
+from jaxnn.config.sweep import NESTING_ERRORS, PARSE_ERRORS, clauses, too_nested
 from jaxnn.errors import ConfigError
 
 SearchSpec = str | Mapping[str, Any]
@@ -187,11 +188,14 @@ class Search:
 def _range(field: str, value: Any) -> Range:
     """One field's Range from 'loguniform(1e-3, 0.3)' or ('loguniform', 1e-3, 0.3)."""
     written = value if isinstance(value, str) else repr(value)
+    written = written if len(written) <= 80 else f"{written[:60]}... ({len(written)} characters)"
     where = f"restarts.search: {field}={written}"
     if isinstance(value, str):
         try:
             call = ast.parse(value.strip(), mode="eval").body
-        except SyntaxError:
+        except NESTING_ERRORS:
+            raise too_nested(f"restarts.search: {field}", value) from None
+        except PARSE_ERRORS:
             call = None
         if (
             not isinstance(call, ast.Call)
@@ -203,7 +207,9 @@ def _range(field: str, value: Any) -> Range:
         name = call.func.id
         try:
             bounds = [ast.literal_eval(arg) for arg in call.args]
-        except ValueError:
+        except NESTING_ERRORS:
+            raise too_nested(f"restarts.search: {field}", value) from None
+        except PARSE_ERRORS:
             bounds = [ast.unparse(arg) for arg in call.args]
     elif isinstance(value, Sequence) and len(value) == 3:
         name, *bounds = value
@@ -249,6 +255,40 @@ def _values(field: NumericField, spec: Range, u: np.ndarray) -> np.ndarray:
     return np.minimum(drawn, spec.high)
 
 
+# Host bytes per drawn point while drawing and holding it: the point's dict and its floats,
+# and the float64 / int64 working arrays of the draw (the peak tracemalloc measures).
+POINT_BYTES = 216
+FIELD_BYTES = 32
+# The share of the machine's memory the points may take (the run's members need the rest).
+POINTS_SHARE = 0.5
+
+
+def machine_bytes() -> int | None:
+    """The machine's physical memory (os.sysconf), or None where it is not known."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_size(num: int, dims: int) -> None:
+    """Refuses, before anything is drawn, a search whose points alone would not fit in half of
+    the machine's memory (in constant time: the run's full estimate, `jaxnn.core.memory`,
+    comes once the points are drawn and the data loaded).
+
+    Raises:
+      ConfigError: naming restarts.num, the memory the points need and the machine's.
+    """
+    have = machine_bytes()
+    need = num * (POINT_BYTES + FIELD_BYTES * dims)
+    if have is not None and need > POINTS_SHARE * have:
+        raise ConfigError(
+            f"restarts.num={num} points of restarts.search ({dims} field(s)) need about "
+            f"{need / 2**30:.1f} GiB of host memory to draw, more than half of this machine's "
+            f"{have / 2**30:.1f} GiB; ask for fewer restarts.num"
+        )
+
+
 def resolve(
     spec: SearchSpec,
     *,
@@ -284,6 +324,7 @@ def resolve(
                 f"{field!r}; those here: {', '.join(sorted(numeric_fields))} (vary other fields "
                 "with restarts.sweep)"
             )
+    check_size(num, len(ranges))
     units = unit_points(method, num, len(ranges), seed)
     columns = {
         field: _values(numeric_fields[field], r, units[:, j])

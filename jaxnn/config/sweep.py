@@ -57,10 +57,29 @@ def _cross(values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(fields, combo, strict=True)) for combo in itertools.product(*values.values())]
 
 
+# What Python's parser raises on text it cannot take: a syntax it refuses, a value it cannot
+# build, and text nested too deeply (MemoryError from ast.parse, RecursionError from the
+# compiler or literal_eval: a 100 KB run of unary minus signs).
+NESTING_ERRORS = (MemoryError, RecursionError)
+PARSE_ERRORS = (ValueError, SyntaxError, TypeError, OverflowError, *NESTING_ERRORS)
+# The longest bare word a sweep takes as a name (activations, initialisers, losses are short).
+MAX_WORD = 200
+
+
+def too_nested(flag: str, text: str) -> ConfigError:
+    """The one line for a value Python's parser gives up on (nested too deeply)."""
+    return ConfigError(
+        f"{flag}: {text[:60]!r}... ({len(text)} characters) is nested too deeply to parse; "
+        "write plain numbers"
+    )
+
+
 def _parse_value(token: str) -> Any:
     try:
         return ast.literal_eval(token)
-    except (ValueError, SyntaxError):
+    except NESTING_ERRORS:
+        raise too_nested("restarts.sweep", token) from None
+    except PARSE_ERRORS:
         return token.strip().strip("'\"")
 
 
@@ -95,7 +114,9 @@ def _split_spec(spec: str) -> dict[str, list[Any]]:
     for field, rhs in clauses(spec, flag="restarts.sweep", form="field=[v1, v2, ...]").items():
         try:
             values = ast.literal_eval(rhs)
-        except (ValueError, SyntaxError):
+        except NESTING_ERRORS:
+            raise too_nested("restarts.sweep", rhs) from None
+        except PARSE_ERRORS:
             if rhs.startswith("[") != rhs.endswith("]"):
                 raise ConfigError(
                     f"restarts.sweep clause {field + '=' + rhs!r} is not of the form field=[v1, v2, ...] "
@@ -104,6 +125,12 @@ def _split_spec(spec: str) -> dict[str, list[Any]]:
             # Bare words such as [relu, tanh] are strings.
             inner = rhs.removeprefix("[").removesuffix("]")
             values = [_parse_value(token) for token in inner.split(",") if token.strip()]
+            for value in values:
+                if isinstance(value, str) and len(value) > MAX_WORD:
+                    raise ConfigError(
+                        f"restarts.sweep: {field} has the value {value[:60]!r}... ({len(value)} "
+                        "characters), which is neither a number nor a name; write plain values"
+                    ) from None
         if not isinstance(values, list | tuple):
             values = [values]
         parsed[field] = list(values)

@@ -19,6 +19,8 @@ from pathlib import Path
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
+from jaxnn.config.paths import expand_user
+
 DEFAULT_CACHE_HOME = "~/.cache"
 SUBDIRECTORY = ("jaxnn", "jax")
 
@@ -59,7 +61,11 @@ def enable(directory: str | Path | None = None) -> Path | None:
     configured = configured_directory()
     if not directory and configured is not None:
         return configured
-    path = Path(directory).expanduser().absolute() if directory else default_directory()
+    path = (
+        expand_user(directory, "compilation_cache.dir").absolute()
+        if directory
+        else default_directory()
+    )
     problem = _unwritable(path)
     if problem:
         print(

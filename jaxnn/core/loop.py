@@ -176,14 +176,16 @@ def fit(
         (`jaxnn.nn.components.Components`).
 
     Raises:
-      ConfigError: a bad config or component, an unknown hyperparameter name, or a sweep with
-        structural fields (one model is one program).
+      ConfigError: a bad config or component, an unknown hyperparameter name, a sweep with
+        structural fields (one model is one program), or a numeric sweep or search whose
+        fields `hparams` does not set (one model is one point).
     """
     components = Components.of(
         model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
     )
     spec = validation.validate_call(config, data, key, components).single_program("fit")
-    program, apply_fn, make_tx = build(spec, data)
+    program, apply_fn, make_tx = build(spec, data)  # every member's value checked, data rules too
+    spec.check_one_member("jaxnn.fit", hparams)
     member_hparams = base_hparams(spec)
     unknown = sorted(set(hparams or {}) - set(member_hparams))
     if unknown:

@@ -44,6 +44,7 @@ NUMERIC_FIELDS = (
         "augment_shift",
         _is_count,
         "must be a whole number of positions >= 0 (0 = off)",
+        integer=True,
         zero_removes=True,
         constant_unless_swept=True,
     ),
@@ -226,11 +227,11 @@ def validate_augment_config(augment_cfg: Any) -> None:
 def check_feature_shape(
     augment_cfg: Any, swept: Mapping[str, Iterable[float]], feature_shape: tuple[int, ...]
 ) -> None:
-    """Checks the largest shift (config or sweep) against the positions of the inputs.
+    """Checks the largest shift (config, sweep or search) against the positions of the inputs.
 
     Args:
       augment_cfg: `config.augment` (None: off).
-      swept: the numeric sweep, dotted field -> values.
+      swept: every member's value of each swept or searched field, dotted field -> values.
       feature_shape: the data's feature shape (positions along its first axis).
 
     Raises:

@@ -18,16 +18,13 @@ import numpy as np
 
 from jaxnn.config.fields import INTEGER_FIELDS
 from jaxnn.data import builders, files
-from jaxnn.data.preprocessing import Preprocessing, encode
+from jaxnn.data.preprocessing import MAX_MAGNITUDE, Preprocessing, encode
 from jaxnn.errors import ConfigError, DataError
 
 TASKS = ("classification", "regression")
 MIN_STD = 1e-8  # features whose train std is below this are only centred, not scaled
 # dataset.name of a run given the user's arrays from Python (`jaxnn.run(..., data=...)`)
 ARRAYS_SCHEME = "arrays:"
-# The largest magnitude of a feature or target as training sees it: float32 training squares
-# them (losses, norms, variances), and float32 ends at 3.4e38.
-MAX_MAGNITUDE = 1e18
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -531,10 +528,21 @@ def _train_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     A floor of MIN_STD itself would turn a feature that is constant in train but not in test
     (digits' pixel 24) into values near 1e8.
+
+    A column whose statistics overflow float64 (finite values near 1e300: their squares do)
+    is computed again divided by its largest magnitude and scaled back, so it gets its true,
+    finite spread and is kept, not standardised to zeros (other columns keep their bits).
     """
     values = values.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused after, in words
         mean, std = values.mean(axis=0), values.std(axis=0)
+        overflowed = ~(np.isfinite(mean) & np.isfinite(std))
+        if overflowed.any():
+            scale = np.max(np.abs(values), axis=0, initial=0.0)
+            scale = np.where(overflowed & (scale > 0) & np.isfinite(scale), scale, 1.0)
+            scaled = values / scale
+            mean = np.where(overflowed, scaled.mean(axis=0) * scale, mean)
+            std = np.where(overflowed, scaled.std(axis=0) * scale, std)
     return mean, np.where(std < MIN_STD, 1.0, std)
 
 

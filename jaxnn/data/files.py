@@ -6,6 +6,16 @@
          last one); every other column is a feature and must be numeric. A test split is
          carved.
 
+CSV columns are parsed by type. A feature column is numbers: a cell that is not a finite
+number (empty, `NA`, `nan`, a word) is refused in one line naming its line and column. The
+target column is read by `dataset.task`: regression needs finite numbers (the same rule);
+classification reads labels (integers when every cell is one, else the cells as strings).
+With the task inferred (`dataset.task=''`): a column of integers is classification, one of
+numbers regression, one of which no cell is a number classification by its strings; a
+column that is partly numbers (a numeric column with an `NA` cell) is refused, naming the
+first cell that is not a number, never read as labels. An npz target must be numbers for
+regression.
+
 The carved test split is the first round(n * dataset.test_fraction) rows of a permutation
 drawn from `dataset.split_seed` (a stream of its own, not the validation split's). The task is
 `dataset.task`, or inferred from the targets: floating-point targets are regression, integer,
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import numbers
 import zipfile
 from collections.abc import Callable
@@ -26,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnn.config.paths import expand_user
 from jaxnn.errors import ConfigError, DataError
 
 TEST_STREAM = 0x7E57  # the test permutation's stream, apart from the validation split's
@@ -51,7 +63,8 @@ def scheme_of(name: str) -> str | None:
 
 
 def path_of(name: str) -> Path:
-    return Path(name.partition(":")[2]).expanduser()
+    """The file of `SCHEME:PATH`, `~` expanded (ConfigError for a `~user` that is none)."""
+    return expand_user(name.partition(":")[2], f"dataset.name={name[:200]}:")
 
 
 def validate_file_config(dataset_config: Any) -> None:
@@ -92,7 +105,8 @@ def read(dataset_config: Any) -> FileArrays:
     if not path.is_file():
         raise DataError(f"dataset.name={name!r}: no file {path}")
     target = getattr(dataset_config, "target", "")
-    x_train, y_train, x_test, y_test, feature_names = READERS[scheme_of(name)](path, target)
+    task = getattr(dataset_config, "task", "")
+    x_train, y_train, x_test, y_test, feature_names = READERS[scheme_of(name)](path, target, task)
     if x_test is None:
         train_idx, test_idx = _carve_test(
             len(x_train),
@@ -106,7 +120,15 @@ def read(dataset_config: Any) -> FileArrays:
             x_train[test_idx],
             y_train[test_idx],
         )
-    task = getattr(dataset_config, "task", "") or _inferred_task(y_train)
+    task = task or _inferred_task(y_train)
+    if task == "regression":
+        for split, targets in (("train", y_train), ("test", y_test)):
+            if targets.dtype == np.bool_ or not np.issubdtype(targets.dtype, np.number):
+                raise DataError(
+                    f"{path}: dataset.task=regression, but the {split} targets are of dtype "
+                    f"{targets.dtype}, not numbers; pass numeric targets or set "
+                    "dataset.task=classification"
+                )
     return FileArrays(task, x_train, y_train, x_test, y_test, feature_names)
 
 
@@ -128,7 +150,8 @@ def _carve_test(num: int, fraction: float, seed: int, name: str) -> tuple[np.nda
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[str, ...]]
 
 
-def _read_npz(path: Path, target: str) -> Arrays:
+def _read_npz(path: Path, target: str, task: str) -> Arrays:
+    del task  # the dtype says it: checked by `read`
     target = target or "y"
     if not zipfile.is_zipfile(path):
         raise DataError(
@@ -167,7 +190,7 @@ def _read_npz(path: Path, target: str) -> Arrays:
     )
 
 
-def _read_csv(path: Path, target: str) -> Arrays:
+def _read_csv(path: Path, target: str, task: str) -> Arrays:
     try:
         with open(path, newline="") as handle:
             rows = [row for row in csv.reader(handle) if row]
@@ -190,32 +213,73 @@ def _read_csv(path: Path, target: str) -> Arrays:
         )
     index = header.index(column)
     columns = list(zip(*rows[1:], strict=True))
-    features = []
-    for j, values in enumerate(columns):
-        if j == index:
-            continue
-        try:
-            features.append(np.asarray(values, np.float64))
-        except ValueError as error:
-            raise DataError(
-                f"{path}: feature column {header[j]!r} is not numeric ({_one_line(error)}); "
-                "encode it as numbers or drop it"
-            ) from error
+    features = [
+        _numeric_column(path, header[j], values, "feature")
+        for j, values in enumerate(columns)
+        if j != index
+    ]
     if not features:
         raise DataError(f"{path} has no feature column besides the target {column!r}")
     x = np.stack(features, axis=1)
     names = tuple(name for j, name in enumerate(header) if j != index)
-    return x, _csv_targets(columns[index]), None, None, names
+    return x, _csv_targets(path, column, columns[index], task), None, None, names
 
 
-def _csv_targets(values: tuple[str, ...]) -> np.ndarray:
-    """A CSV column as integers, else floats, else strings."""
-    stripped = [v.strip() for v in values]
-    for kind in (np.int64, np.float64):
+def _first_non_number(values: tuple[str, ...]) -> int | None:
+    """The position of the first cell that is not a finite number, or None."""
+    for position, value in enumerate(values):
         try:
-            return np.asarray(stripped, kind)
+            if math.isfinite(float(value)):
+                continue
         except ValueError:
-            continue
+            pass
+        return position
+    return None
+
+
+def _numeric_column(path: Path, name: str, values: tuple[str, ...], what: str) -> np.ndarray:
+    """A CSV column of finite numbers, float64.
+
+    Raises:
+      DataError: naming the line and column of the first cell that is not a finite number.
+    """
+    stripped = tuple(v.strip() for v in values)
+    try:
+        column = np.asarray(stripped, np.float64)
+    except ValueError:
+        column = None
+    if column is None or not np.isfinite(column).all():
+        position = _first_non_number(stripped)
+        if position is not None:
+            raise DataError(
+                f"{path}: line {position + 2}, {what} column {name!r} holds "
+                f"{values[position]!r}, not a finite number; fix or drop that row (a "
+                f"{what} column must be numbers)"
+            )
+    return np.asarray(stripped, np.float64) if column is None else column
+
+
+def _csv_targets(path: Path, name: str, values: tuple[str, ...], task: str) -> np.ndarray:
+    """The target column by the task (module docstring): integers or strings as labels, finite
+    numbers for regression; an inferred task never from a column that is partly numbers."""
+    stripped = tuple(v.strip() for v in values)
+    if task == "regression":
+        return _numeric_column(path, name, values, "regression target")
+    try:
+        return np.asarray(stripped, np.int64)
+    except (ValueError, OverflowError):
+        pass
+    if task == "classification":
+        return np.asarray(stripped, str)
+    position = _first_non_number(stripped)
+    if position is None:
+        return np.asarray(stripped, np.float64)
+    if any(_first_non_number((v,)) is None for v in stripped):
+        raise DataError(
+            f"{path}: line {position + 2}, target column {name!r} holds "
+            f"{values[position]!r}, not a number, among numbers: fix or drop that row, or set "
+            "dataset.task=classification to read the column as labels"
+        )
     return np.asarray(stripped, str)
 
 
@@ -223,4 +287,4 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())[:200] or type(error).__name__
 
 
-READERS: dict[str, Callable[[Path, str], Arrays]] = {"npz": _read_npz, "csv": _read_csv}
+READERS: dict[str, Callable[[Path, str, str], Arrays]] = {"npz": _read_npz, "csv": _read_csv}

@@ -18,6 +18,9 @@ import numpy as np
 from jaxnn.errors import DataError
 
 FORMAT = 1
+# The largest magnitude of a feature or target as training sees it: float32 training squares
+# them (losses, norms, variances), and float32 ends at 3.4e38.
+MAX_MAGNITUDE = 1e18
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -83,7 +86,15 @@ class Preprocessing:
             bad = int(np.count_nonzero(~np.isfinite(x)))
             raise DataError(f"x has {bad} NaN or infinite values; inputs must be finite")
         if self.feature_mean is not None:
-            x = (x - self.feature_mean) / self.feature_std
+            with np.errstate(over="ignore", invalid="ignore"):
+                x = (x - self.feature_mean) / self.feature_std
+        largest = float(np.max(np.abs(x), initial=0.0))
+        if not largest <= MAX_MAGNITUDE:
+            raise DataError(
+                f"x reaches {largest:.3g} in magnitude as the model sees it (standardised by "
+                f"the training data's statistics), beyond the {MAX_MAGNITUDE:.0e} that float32 "
+                "can take; inputs must be on the scale of the training data"
+            )
         return x.astype(np.float32)
 
     def encode_labels(self, y: Any) -> np.ndarray:
@@ -120,7 +131,12 @@ class Preprocessing:
         Raises:
           DataError: the wrong number of target columns or non-finite targets.
         """
-        y = np.asarray(y, np.float64)
+        y = np.asarray(y)
+        if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y):
+            raise DataError(
+                f"y must hold real numbers (a regression model's targets), got dtype {y.dtype}"
+            )
+        y = y.astype(np.float64)
         num_outputs = self.num_outputs
         y = y.reshape(len(y), -1) if y.ndim in (1, 2) else y
         if y.ndim != 2 or y.shape[1] != num_outputs:

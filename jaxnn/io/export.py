@@ -60,10 +60,6 @@ def _latest_readable(checkpoints: checkpoint.RunCheckpoints, workdir: Path) -> t
     raise CheckpointError(f"{workdir} holds no readable checkpoint{detail}")
 
 
-def _variant_number(path: Path) -> int:
-    return int(path.name.removeprefix("variant_"))
-
-
 @contextlib.contextmanager
 def _latest_of_member(
     workdir: str | Path, index: int
@@ -75,7 +71,7 @@ def _latest_of_member(
     directory = workdir / run_files.CHECKPOINTS_DIR
     if not directory.is_dir():
         raise CheckpointError(f"{workdir} holds no checkpoints ({directory} is missing)")
-    variant_dirs = sorted(directory.glob("variant_*"), key=_variant_number)
+    variant_dirs = run_files.variant_directories(directory)
     offset = 0
     for candidate in variant_dirs or [directory]:
         checkpoints = checkpoint.RunCheckpoints(candidate, read_only=True)

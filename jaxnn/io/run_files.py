@@ -13,12 +13,16 @@ Rules:
 `--overwrite` removes every run file (in the order listed: the summary first and the config
 last, so an overwrite killed half-way never leaves a finished-looking run); a launch that
 continues a run removes the `unfinished_on_resume` files, which its end writes anew. Files
-that are not run files are never touched.
+that are not run files are never touched. A run's first write is config.json, so a run file
+in a workdir without one was not written by a run: `foreign` names it, and the launch is
+refused before anything is written (an empty directory, which holds nothing to lose, is
+taken over).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 REPLACED, APPENDED, CHECKPOINTS, EVENTS = "replaced", "appended", "checkpoints", "events"
 
@@ -62,3 +66,36 @@ RUN_FILES: tuple[RunFile, ...] = (
 def appended() -> tuple[RunFile, ...]:
     """The JSON-lines files that a resume cuts back."""
     return tuple(f for f in RUN_FILES if f.rule == APPENDED)
+
+
+def foreign(root: Path) -> list[Path]:
+    """Entries of a workdir without a run (no config.json) that bear a run file's name and hold
+    something: not a run's (its first write is config.json), so a launch may not replace them."""
+    found = []
+    for entry in RUN_FILES:
+        path = root / entry.name
+        if path.is_symlink() or (path.exists() and not _empty_directory(path)):
+            found.append(path)
+    return found
+
+
+def _empty_directory(path: Path) -> bool:
+    try:
+        return path.is_dir() and not any(path.iterdir())
+    except OSError:
+        return False
+
+
+VARIANT_PREFIX = "variant_"
+
+
+def variant_directories(directory: Path) -> list[Path]:
+    """A structural run's per-variant directories under `directory` (`checkpoints/` or
+    `tensorboard/`), `variant_<v>` for integers v, in the order of v; any other entry there
+    (`variant_old`, a user's) is not a run's and is passed over."""
+    found = []
+    for path in directory.glob(f"{VARIANT_PREFIX}*"):
+        number = path.name.removeprefix(VARIANT_PREFIX)
+        if number.isascii() and number.isdigit() and path.is_dir():
+            found.append((int(number), path))
+    return [path for _, path in sorted(found)]

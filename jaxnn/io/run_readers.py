@@ -18,15 +18,23 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import ml_collections
+
+from jaxnn.config.schema import default_config
 from jaxnn.errors import WorkdirError
 from jaxnn.io import run_files
 
 WAY_OUT = "pass --overwrite to start over (it deletes the run's files), or choose another --workdir"
 
 
-def damaged(path: Path, what: str) -> WorkdirError:
+# The way out when the damaged file is in a run jaxnn only reads (a transfer's source run, a
+# workdir given to load_predictor): it is never overwritten from here.
+SOURCE_WAY_OUT = "name another run, or launch that run again with --overwrite"
+
+
+def damaged(path: Path, what: str, way_out: str = WAY_OUT) -> WorkdirError:
     """The one-line error for a run file that is not what jaxnn writes."""
-    return WorkdirError(f"{path} is damaged: {what}; {WAY_OUT}")
+    return WorkdirError(f"{path} is damaged: {what}; {way_out}")
 
 
 def _no_constants(name: str) -> Any:
@@ -38,19 +46,22 @@ def parse_json(text: str) -> Any:
     return json.loads(text, parse_constant=_no_constants)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, way_out: str = WAY_OUT) -> str:
+    if path.is_dir():
+        raise damaged(path, "it should be a file but is a directory", way_out)
     try:
         return path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise damaged(path, f"it cannot be read ({reason})") from error
+        raise damaged(path, f"it cannot be read ({reason})", way_out) from error
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, way_out: str = WAY_OUT) -> Any:
     try:
-        return parse_json(_read_text(path))
-    except ValueError as error:
-        raise damaged(path, f"not valid JSON ({' '.join(str(error).split())})") from error
+        return parse_json(_read_text(path, way_out))
+    except (ValueError, RecursionError, MemoryError) as error:
+        text = " ".join(str(error).split())[:200] or type(error).__name__
+        raise damaged(path, f"not valid JSON ({text})", way_out) from error
 
 
 def _is_int(value: Any, low: int = 0) -> bool:
@@ -82,11 +93,23 @@ SUMMARY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """config.json: the config of the run there, as a JSON object."""
-    config = _read_json(path)
+def read_config(path: Path, way_out: str = WAY_OUT) -> dict[str, Any]:
+    """config.json: the config of the run there, as a JSON object whose sections (the fields
+    that are sections in `default_config()`: `model`, `optimizer`, ...) are objects."""
+    config = _read_json(path, way_out)
     if not isinstance(config, dict) or not config:
-        raise damaged(path, f"it holds {_kind(config)}, not the run's config (a JSON object)")
+        raise damaged(
+            path, f"it holds {_kind(config)}, not the run's config (a JSON object)", way_out
+        )
+    schema = default_config()
+    for name, value in config.items():
+        section = isinstance(schema.get(name), ml_collections.ConfigDict)
+        if section and not isinstance(value, dict):
+            raise damaged(
+                path,
+                f"its field {name!r} holds {_kind(value)}, not a config section (an object)",
+                way_out,
+            )
     return config
 
 
@@ -98,16 +121,18 @@ def read_data_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def read_summary(path: Path) -> dict[str, Any]:
+def read_summary(path: Path, way_out: str = WAY_OUT) -> dict[str, Any]:
     """summary.json: a finished run's summary, with every field of `SUMMARY_FIELDS` valid."""
-    summary = _read_json(path)
+    summary = _read_json(path, way_out)
     if not isinstance(summary, dict):
-        raise damaged(path, f"it holds {_kind(summary)}, not a run's summary (a JSON object)")
+        raise damaged(
+            path, f"it holds {_kind(summary)}, not a run's summary (a JSON object)", way_out
+        )
     for field, (what, check) in SUMMARY_FIELDS.items():
         if field not in summary:
-            raise damaged(path, f"it lacks the field {field!r}")
+            raise damaged(path, f"it lacks the field {field!r}", way_out)
         if not check(summary[field]):
-            raise damaged(path, f"its field {field!r} must be {what}")
+            raise damaged(path, f"its field {field!r} must be {what}", way_out)
     return summary
 
 

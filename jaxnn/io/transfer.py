@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
-from jaxnn.errors import CheckpointError
-from jaxnn.io import export, run_files
+from jaxnn.config.paths import expand_user
+from jaxnn.errors import CheckpointError, WorkdirError
+from jaxnn.io import export, run_files, run_readers
 from jaxnn.nn.family import ModelFamily, body_head_labels
 from jaxnn.nn.layer_table import LayerOrder, layer_table
 
@@ -79,16 +79,24 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
     """
     init_from = config.init_from
     prefix = _prefix(init_from)
-    workdir = Path(init_from.workdir).expanduser()
+    workdir = expand_user(init_from.workdir, "init_from.workdir")
     if not workdir.is_dir():
         raise CheckpointError(f"{prefix}: no such directory")
     config_path = workdir / "config.json"
-    if not config_path.is_file():
+    if not config_path.exists():
         raise CheckpointError(f"{prefix} is not a jaxnn run (it has no config.json)")
     try:
-        source_config = export.config_from_json(json.loads(config_path.read_text()))
-    except (OSError, ValueError, TypeError) as error:
-        raise CheckpointError(f"{prefix}: config.json is unreadable ({error})") from error
+        record = run_readers.read_config(config_path, run_readers.SOURCE_WAY_OUT)
+    except WorkdirError as error:
+        raise CheckpointError(f"{prefix}: {error}") from error
+    source_config = export.config_from_json(record)
+    theirs = source_config.get("model", {}).get("name", "mlp")
+    if theirs != config.model.name:
+        raise CheckpointError(
+            f"{prefix}: the pretrained run is of model.name={theirs} but this run is of "
+            f"model.name={config.model.name}: layers transfer between runs of one model family; "
+            f"pretrain a {config.model.name} run or set model.name={theirs}"
+        )
     member: str | int = "best" if init_from.member == "best" else int(init_from.member)
     if member == "best":
         if not (workdir / run_files.BEST).is_dir():

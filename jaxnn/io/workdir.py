@@ -24,6 +24,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from jaxnn.config.paths import expand_user
 from jaxnn.core.program import total_steps
 from jaxnn.data import fingerprint as fingerprint_lib
 from jaxnn.errors import ConfigError, DataError, WorkdirError
@@ -182,14 +183,7 @@ def checked_path(path: str | os.PathLike, what: str) -> Path:
         path longer than PATH_MAX bytes (named with the lengths).
     """
     text = os.fspath(path)
-    try:
-        expanded = Path(text).expanduser()
-    except RuntimeError as error:
-        user = text.split("/", 1)[0]
-        raise ConfigError(
-            f"{what} {text}: cannot expand {user} (no such user or no home directory); write the "
-            "path out in full"
-        ) from error
+    expanded = expand_user(text, what)
     resolved = Path(os.path.abspath(expanded))
     for part in resolved.parts:
         if len(os.fsencode(part)) > NAME_MAX:
@@ -256,10 +250,11 @@ def plan_workdir(
     holds_run = any(
         p.exists() or p.is_symlink() for p in (paths.config, paths.summary, paths.checkpoints)
     )
-    if overwrite:
-        return WorkdirPlan(paths, "overwrite" if holds_run else "new")
     if not holds_run:
+        _refuse_foreign_files(paths)
         return WorkdirPlan(paths, "new")
+    if overwrite:
+        return WorkdirPlan(paths, "overwrite")
     run_readers.check_kinds(paths.root)
     if not paths.config.exists():
         raise ConfigError(
@@ -285,6 +280,23 @@ def plan_workdir(
     for entry in run_files.appended():
         run_readers.read_appended(paths / entry.name)  # refused here, not half-way through prepare
     return WorkdirPlan(paths, "resume" if summary is None else "continue", evaluated=evaluated)
+
+
+def _refuse_foreign_files(paths: RunPaths) -> None:
+    """A workdir without a run may hold the user's own files under a run file's name: a launch
+    never deletes or writes into them (`run_files.foreign`), whatever the config enables.
+
+    Raises:
+      WorkdirError: naming the first such file.
+    """
+    found = run_files.foreign(paths.root)
+    if found:
+        names = ", ".join(p.name for p in found)
+        raise WorkdirError(
+            f"workdir {paths.root} holds no run (no {run_files.CONFIG}) but holds {names}, a "
+            f"name a run writes: jaxnn deletes only what a run wrote; move {found[0].name} "
+            "elsewhere or choose another --workdir"
+        )
 
 
 def check_data(plan: WorkdirPlan, current: Mapping[str, Any]) -> None:
@@ -340,18 +352,21 @@ def prepare(
     try:
         paths.root.mkdir(parents=True, exist_ok=True)
         _clear(paths.leftovers())
-        if plan.action in ("overwrite", "new"):
+        if plan.action == "overwrite":
             _clear(paths.run_files())
+        elif plan.action == "new":
+            _clear([p for p in paths.run_files() if p.is_dir()])  # empty ones (plan_workdir)
         else:
             _clear([paths / f.name for f in run_files.RUN_FILES if f.unfinished_on_resume])
+        # config.json first: every other run file is then in a workdir that holds a run.
+        text = config.to_json(indent=2) + "\n"
+        if not paths.config.is_file() or paths.config.read_text() != text:
+            atomic.write_text_atomic(paths.config, text)
         paths.plots.mkdir(exist_ok=True)
         for entry in run_files.appended():
             cut_back(paths / entry.name, resumed_steps)
         if data_record is not None:
             atomic.write_json_atomic(paths.data, dict(data_record))
-        text = config.to_json(indent=2) + "\n"
-        if not paths.config.is_file() or paths.config.read_text() != text:
-            atomic.write_text_atomic(paths.config, text)
     except OSError as error:
         raise WorkdirError(
             f"workdir {paths.root} cannot be written: {_os_error_text(error)}"

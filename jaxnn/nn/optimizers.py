@@ -267,6 +267,7 @@ def _reduce_on_plateau(opt_cfg: Any, eval_every: int) -> optax.GradientTransform
 LOSS_SCHEDULES: dict[str, LossScheduleFactory] = {"reduce_on_plateau": _reduce_on_plateau}
 # optimizer fields read by one schedule only: setting one for another schedule is refused.
 SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "warmup_cosine": ("warmup_steps",),
     "reduce_on_plateau": (
         "plateau_factor",
         "plateau_patience",

@@ -13,7 +13,6 @@ checkpoints' and the export's metadata; nothing is unpickled.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,12 @@ import jax
 import numpy as np
 
 from jaxnn import validation
+from jaxnn.config.paths import expand_user
 from jaxnn.core import variants
 from jaxnn.core.program import member_model, removed_hparams, task_functions
 from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.errors import CheckpointError
-from jaxnn.io import checkpoint, export, run_files
+from jaxnn.io import checkpoint, export, run_files, run_readers
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, MetricFn
 from jaxnn.predict.predictor import MemberGroup, Predictor
@@ -53,7 +53,7 @@ def load_predictor(
         run written without its preprocessing, or a model whose parameters do not fit.
     """
     components = Components.of(model=model, loss=loss, metrics=metrics, predict=predict)
-    root = Path(path).expanduser().resolve()
+    root = expand_user(path, "load_predictor's path").resolve()
     if (root / run_files.CHECKPOINTS_DIR).is_dir() and (root / run_files.CONFIG).is_file():
         return _from_workdir(root, components)
     if (root / "metadata").exists():
@@ -71,7 +71,13 @@ def _preprocessing(metadata: Mapping[str, Any], where: Path) -> Preprocessing:
             f"{where} was written without its preprocessing (by an older jaxnn): it cannot "
             "predict on raw inputs; train it again, or use load_model on standardised inputs"
         )
-    return Preprocessing.from_json(record)
+    try:
+        return Preprocessing.from_json(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(
+            f"{where}: its preprocessing record is damaged ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:120]}); train the run again"
+        ) from error
 
 
 def _check_model_given(trained: str, components: Components, where: Path) -> None:
@@ -111,7 +117,8 @@ def _from_export(directory: Path, components: Components) -> Predictor:
 
 
 def _from_workdir(root: Path, components: Components) -> Predictor:
-    config = export.config_from_json(json.loads((root / run_files.CONFIG).read_text()))
+    record = run_readers.read_config(root / run_files.CONFIG, run_readers.SOURCE_WAY_OUT)
+    config = export.config_from_json(record)
     spec = validation.validate(config, components)
     specs = variants.variant_specs(spec)
     groups, diverged, best_losses, preprocessing = [], [], [], None
@@ -162,8 +169,15 @@ def _selected(
     """The member summary.json selected; for a run without one yet, the lowest validation loss
     when it selects by val_loss (else none: name a member)."""
     summary = root / run_files.SUMMARY
-    if summary.is_file():
-        return json.loads(summary.read_text()).get("best_member")
+    if summary.exists():
+        selected = run_readers.read_summary(summary, run_readers.SOURCE_WAY_OUT)["best_member"]
+        if selected is not None and selected >= len(diverged):
+            raise run_readers.damaged(
+                summary,
+                f"its best_member {selected} is not one of the run's {len(diverged)} members",
+                run_readers.SOURCE_WAY_OUT,
+            )
+        return selected
     if config.restarts.select_by != "val_loss":
         return None
     losses = np.where(diverged | ~np.isfinite(best_val_loss), np.inf, best_val_loss)

@@ -282,15 +282,28 @@ class Predictor:
             predictions.append(pred)
         outputs_all = np.concatenate(outputs).astype(np.float64)
         predictions_all = np.concatenate(predictions).astype(np.float64)
+        finite = np.isfinite(predictions_all).reshape(-1, *predictions_all.shape[-2:])
+        bad_rows = np.flatnonzero(~finite.all(axis=(0, 2)))
+        if len(bad_rows):
+            raise DataError(
+                f"the predictions for {len(bad_rows)} row(s) of x are NaN or infinite (row "
+                f"{bad_rows[0]} first): the model overflows on them; give inputs on the scale "
+                "of the training data"
+            )
         if not averaged:
             return outputs_all, predictions_all
         return outputs_all, predictions_all.mean(axis=0)
 
     def _targets(self, x: Any, y: Any) -> np.ndarray:
         """y in training's terms (class indices, or standardised targets)."""
+        x = self.preprocessing.check_features(x)
         y = np.asarray(y)
-        if len(y) != len(np.asarray(x)):
-            raise DataError(f"x has {len(np.asarray(x))} rows but y has {len(y)}; they must match")
+        if y.ndim == 0:
+            raise DataError(
+                f"y must hold one label or target per row of x, got the single value {y.item()!r}"
+            )
+        if len(y) != len(x):
+            raise DataError(f"x has {len(x)} rows but y has {len(y)}; they must match")
         if self.task == "classification":
             return self.preprocessing.encode_labels(y)
         return self.preprocessing.targets(y)

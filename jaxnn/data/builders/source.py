@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxnn.config.paths import expand_user
 from jaxnn.data.builders.base import ArrayBuilder
 from jaxnn.data.builders.mnist1d_builder import Mnist1d
 from jaxnn.data.builders.sklearn_builders import Diabetes, Digits, Friedman1
@@ -69,7 +70,7 @@ def _quiet_tfds(function: Callable) -> Callable:
 
 def resolve_data_dir(data_dir: str) -> Path:
     """Returns `data_dir` expanded and absolute; '' means `~/tensorflow_datasets`."""
-    return Path(os.path.expanduser(data_dir or DEFAULT_DATA_DIR)).absolute()
+    return expand_user(data_dir or DEFAULT_DATA_DIR, "dataset.data_dir").absolute()
 
 
 def split_name(name: str) -> tuple[str, str]:

@@ -1,0 +1,37 @@
+"""A path a user wrote (a workdir, a data file, a source run, a data directory) with `~`
+expanded: one owner of the expansion and of its one-line failure.
+
+`Path.expanduser` raises `RuntimeError: Could not determine home directory.` for `~nosuchuser`
+(and for `~` without a home); `os.path.expanduser` silently leaves `~nosuchuser` as a relative
+directory name, so a launch would write under `./~nosuchuser`. Both become one line here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jaxnn.errors import ConfigError
+
+
+def expand_user(path: str | os.PathLike, what: str) -> Path:
+    """`path` with a leading `~` or `~user` expanded.
+
+    Args:
+      path: the path as written.
+      what: the field or argument that gave it, for the message ('init_from.workdir').
+
+    Raises:
+      ConfigError: a `~user` with no such user, or `~` with no home directory.
+    """
+    text = os.fspath(path)
+    if not text.startswith("~"):
+        return Path(text)
+    expanded = os.path.expanduser(text)
+    if expanded.startswith("~"):
+        user = text.split("/", 1)[0]
+        raise ConfigError(
+            f"{what} {text[:200]}: cannot expand {user} (no such user or no home directory); "
+            "write the path out in full"
+        )
+    return Path(expanded)
