@@ -192,3 +192,22 @@ def test_select_best_by_accuracy_maximises():
         metrics, np.array([False, False, False]), "val_accuracy", greater_is_better=False
     )
     assert minimised == 0
+
+
+def test_the_best_member_is_selected_by_validation_never_by_test():
+    from jaxnn.errors import ConfigError
+    from jaxnn.reporting import summary as summary_lib
+
+    data = blobs(seed=1)
+    config = small_config(**{"restarts.num": 6, "training.steps": 20})
+    result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
+    summary, _ = summary_lib.summarize(result, config, data)
+    val = np.array([m["val_loss"] for m in summary["members"]])
+    test = np.array([m["test_loss"] for m in summary["members"]])
+    # In this run the best member on the test split is another one than on validation.
+    assert np.argmin(test) != np.argmin(val)
+    assert summary["selected_by"] == "val_loss"
+    assert summary["best_member"] == int(np.argmin(val))
+    assert summary["best"]["test_loss"] == test[np.argmin(val)]
+    with pytest.raises(ConfigError, match=r"restarts\.select_by"):
+        validation.validate(small_config(**{"restarts.select_by": "test_loss"}))
