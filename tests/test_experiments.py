@@ -67,8 +67,12 @@ def test_smoke_launch_writes_the_workdir_contract(config, tmp_path, data_dir):
     ):
         assert key in summary, key
     task = summary["dataset"]["task"]
-    metric = "test_accuracy" if task == "classification" else "test_r2"
-    assert metric in summary["best"]
+    # Better than a guess: above chance (balanced classes), or than predicting the mean target.
+    if task == "classification":
+        chance = 1 / summary["dataset"]["num_classes"]
+        assert summary["ensemble"]["test_accuracy"] > chance + 0.05, summary["ensemble"]
+    else:
+        assert summary["best"]["test_r2"] > 0.1, summary["best"]
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert {r["split"] for r in records} == {"train", "val"}
     assert {r["member"] for r in records} == {m["index"] for m in summary["members"]}

@@ -49,6 +49,7 @@ def test_vanishing_gradients_smoke(tmp_path, data_dir):
         assert cell["init_last_over_first_median"] == pytest.approx(np.median(ratios))
 
 
+@pytest.mark.slow  # six trainings (three families on two data sets): minutes on a loaded machine
 def test_inductive_bias_smoke(tmp_path, data_dir):
     numbers = _run("inductive_bias", tmp_path, data_dir)
     assert set(numbers["models"]) == {"MLP", "CNN", "GRU"}
@@ -56,9 +57,12 @@ def test_inductive_bias_smoke(tmp_path, data_dir):
         for dataset in ("standard", "permuted"):
             assert 0.0 <= entry[dataset]["selected"] <= 1.0
             assert 0.0 <= entry[dataset]["ensemble"] <= 1.0
-        assert entry["drop"] == pytest.approx(
-            entry["standard"]["selected"] - entry["permuted"]["selected"]
-        )
+    # MNIST-1D's 10 classes: chance is 0.1. The MLP learns above it in the smoke budget, and it
+    # has no notion of neighbouring positions, so a fixed permutation of them costs it nothing
+    # but noise (greydanus/mnist1d: 68% either way); the CNN and GRU need more than a smoke run.
+    mlp = numbers["models"]["MLP"]
+    assert mlp["standard"]["selected"] > 0.18 and mlp["permuted"]["selected"] > 0.18
+    assert abs(mlp["drop"]) < 0.1
 
 
 def test_transfer_cnn_smoke(tmp_path, data_dir):
