@@ -28,25 +28,31 @@ def test_input_gradient_norms_measure_each_position_alone():
     np.testing.assert_allclose(norms, [0, 0, 0, 0, weight / np.sqrt(16)], rtol=1e-6)
 
 
+@pytest.mark.slow  # six cells' gradients at five initialisations, and six trainings
 def test_vanishing_gradients_smoke(tmp_path, data_dir):
     study = _load("vanishing_gradients")
     numbers = _run("vanishing_gradients", tmp_path, data_dir)
-    assert set(numbers["cells"]) == {
+    cells = numbers["cells"]
+    assert set(cells) == {
         "rnn", "gru", "lstm", "gru chrono", "lstm chrono", "lstm forget_bias=3"
     }  # fmt: skip
     forget = numbers["lstm_forget_bias_init_last_over_first"]
     assert list(forget) == [f"{b:g}" for b in study.FORGET_BIASES]
     assert all(len(r) == study.NUM_INITS and np.isfinite(r).all() for r in forget.values())
-    assert forget["1"] == pytest.approx(numbers["cells"]["lstm"]["init_last_over_first"])
-    for cell in numbers["cells"].values():
+    for cell in cells.values():
         for stage in ("init", "trained"):
             norms = np.asarray(cell[stage]["norms"])
             assert norms.shape == (40,) and np.isfinite(norms).all() and (norms > 0).all()
-            assert cell[stage]["last_over_first"] == pytest.approx(norms[-1] / norms[0])
-        ratios = cell["init_last_over_first"]
-        assert len(ratios) == study.NUM_INITS and len(set(ratios)) == study.NUM_INITS
-        assert ratios[0] == pytest.approx(cell["init"]["last_over_first"])
-        assert cell["init_last_over_first_median"] == pytest.approx(np.median(ratios))
+        # Five initialisations, five different measurements.
+        assert len(set(cell["init_last_over_first"])) == study.NUM_INITS
+    medians = {name: cell["init_last_over_first_median"] for name, cell in cells.items()}
+    # At initialisation the gradient reaching the first of 40 steps through the plain tanh RNN
+    # (each step multiplies it by a tanh derivative below 1) is a small part of the last's;
+    # gates that keep the state carry it further.
+    assert medians["rnn"] > 10
+    assert medians["lstm forget_bias=3"] < medians["rnn"]
+    # A larger forget-gate bias keeps more of the LSTM's cell state, and of its gradient.
+    assert np.median(forget["0"]) > np.median(forget["4"])
 
 
 @pytest.mark.slow  # six trainings (three families on two data sets): minutes on a loaded machine
