@@ -49,10 +49,12 @@ def test_vanishing_gradients_smoke(tmp_path, data_dir):
     # At initialisation the gradient reaching the first of 40 steps through the plain tanh RNN
     # (each step multiplies it by a tanh derivative below 1) is a small part of the last's;
     # gates that keep the state carry it further.
-    assert medians["rnn"] > 10
-    assert medians["lstm forget_bias=3"] < medians["rnn"]
-    # A larger forget-gate bias keeps more of the LSTM's cell state, and of its gradient.
-    assert np.median(forget["0"]) > np.median(forget["4"])
+    assert medians["rnn"] > 1000  # measured 8e5
+    assert medians["lstm forget_bias=3"] < medians["rnn"] / 100
+    # A larger forget-gate bias keeps more of the LSTM's cell state, and of its gradient: the
+    # ratio falls at every step of the bias (measured 7e5, 580, 6.3, 1.4, 1.05 for 0 to 4).
+    by_bias = [np.median(forget[f"{b:g}"]) for b in study.FORGET_BIASES]
+    assert (np.diff(by_bias) < 0).all()
 
 
 @pytest.mark.slow  # six trainings (three families on two data sets): minutes on a loaded machine
