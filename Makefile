@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= auto
+# Extra pytest arguments, e.g. PYTEST_ARGS=--durations=25 (what .ci/run passes).
+PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench bench-cache bench-gpu faults
+.PHONY: demo test test-slow lint bench bench-cache bench-gpu faults
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +20,14 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python launch.py --config=experiments/random_restarts.py:demo --workdir=runs/demo --overwrite
 
+# The fast tier: every test not marked slow (pyproject.toml's addopts).
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q $(PYTEST_ARGS)
+
+# The slow tier: real-process fault trials, the wheel, multi-process runs, cold-cache launches,
+# the full estimator checks (the tests marked slow).
+test-slow: $(VENV)/.installed
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
@@ -37,5 +45,6 @@ bench-gpu: $(VENV)/.installed
 	$(BIN)/pip install -e '.[cuda12]'
 	$(BIN)/python benchmarks/restarts.py --gpu
 
+# The long fault-injection trials alone (part of test-slow).
 faults: $(VENV)/.installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m faults
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m faults $(PYTEST_ARGS)

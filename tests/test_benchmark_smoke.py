@@ -61,8 +61,18 @@ def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
         assert method["train_s"] > 0, method
         assert method["per_member_s"] > 0, method
         assert method["speedup_of_jaxnn_ensemble"] > 0, method
-        assert 0 <= method["test_accuracy"] <= 1, method
+        # MNIST-1D's 10 classes: chance is 0.1; 20 steps of the recipe reach about 0.26-0.31.
+        assert method["test_accuracy"] > 0.18, method
     assert methods["jaxnn_ensemble"]["speedup_of_jaxnn_ensemble"] == 1
+    # The same recipe (layers, SGD with momentum, batch, rate, steps) in jaxnn and in
+    # scikit-learn learns about as well: the timings compare like with like.
+    assert (
+        abs(
+            methods["jaxnn_fit_sequential"]["test_accuracy"]
+            - methods["sklearn_mlp"]["test_accuracy"]
+        )
+        < 0.12
+    )
 
     throughput = report["throughput"]
     assert throughput["flops_per_member_step"] == 3 * 2 * 100 * (40 * 100 + 100 * 100 + 100 * 10)
@@ -89,6 +99,7 @@ def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
     assert "GFLOP/s" in result.stdout
 
 
+@pytest.mark.slow  # another benchmark process
 def test_gpu_mode_smoke_runs_on_the_default_device_and_reports_each_k(tmp_path, data_dir):
     out = tmp_path / "restarts_gpu.json"
     result = _run_benchmark("--gpu", f"--data-dir={data_dir}", f"--out={out}")
@@ -99,7 +110,7 @@ def test_gpu_mode_smoke_runs_on_the_default_device_and_reports_each_k(tmp_path, 
     for run in runs:
         assert run["train_s"] > 0 and run["member_steps_per_s"] > 0 and run["flops_per_s"] > 0
         assert run["program_bytes"] > 0  # XLA's memory account of the chunk program
-        assert 0 <= run["test_accuracy"] <= 1
+        assert run["test_accuracy"] > 0.15  # above chance (0.1): the timed runs learn
     # Four members' state and activations need more memory than one member's.
     assert runs[1]["program_bytes"] > runs[0]["program_bytes"]
     assert device["per_member_cost_drop"] == pytest.approx(
@@ -108,6 +119,7 @@ def test_gpu_mode_smoke_runs_on_the_default_device_and_reports_each_k(tmp_path, 
     assert "per-member cost falls" in result.stdout
 
 
+@pytest.mark.slow  # another benchmark process
 def test_scaling_only_runs_the_curve_without_the_main_table(tmp_path, data_dir):
     out = tmp_path / "scaling.json"
     result = _run_benchmark(

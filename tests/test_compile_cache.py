@@ -80,6 +80,7 @@ def _entries(directory: Path) -> set[str]:
     return {p.name for p in directory.iterdir()} if directory.is_dir() else set()
 
 
+@pytest.mark.slow  # launches with a cold compilation cache
 def test_a_launch_caches_by_default_and_a_relaunch_reads_the_chunk_program(tmp_path, data_dir):
     """The default location, the variable that moves it, reads, and a torn entry's warning."""
     cache = tmp_path / "xdg" / "jaxnn" / "jax"
@@ -118,6 +119,7 @@ def test_a_launch_caches_by_default_and_a_relaunch_reads_the_chunk_program(tmp_p
     assert not (tmp_path / "elsewhere" / "jaxnn").exists()
 
 
+@pytest.mark.slow  # launches with a cold compilation cache
 def test_off_writes_no_cache_anywhere(tmp_path, data_dir):
     result = _launch(
         tmp_path / "run",

@@ -118,19 +118,52 @@ def test_shared_batch_order_gives_members_the_same_batches():
 
 def test_per_member_early_stopping_freezes_only_that_member():
     data = blobs()
+    # Learning rates 0.5 and 2.0 overfit the blobs quickly: their validation loss stops
+    # improving and patience 3 ends them at steps 50 and 60; 0.02 keeps improving to the end.
     config = small_config(
         **{
             "training.steps": 200,
-            "training.patience": 2,
-            "restarts.sweep": "optimizer.learning_rate=[0.0001, 0.05]",
+            "training.patience": 3,
+            "restarts.sweep": "optimizer.learning_rate=[0.5, 2.0, 0.02]",
+        }
+    )
+    root = jax.random.PRNGKey(0)
+    spec = validation.validate(config)
+    result = ensemble.fit_ensemble(config, data, root)
+    steps = np.asarray(result.state.step)
+    np.testing.assert_array_equal(np.asarray(result.state.stopped), [True, True, False])
+    np.testing.assert_array_equal(np.asarray(result.state.diverged), [False, False, False])
+    np.testing.assert_array_equal(steps, [50, 60, 200])
+    assert result.history[-1]["step"][0] == 200
+    # A stopped member is frozen where it stopped: it equals the same member trained alone,
+    # which stops there too, though the ensemble ran on to step 200.
+    member = result.members[0]
+    alone = loop.fit(
+        config, data, train.member_key(root, member.seed_index), hparams=member.hparams(spec)
+    )
+    assert int(alone.state.step) == 50 and bool(alone.state.stopped)
+    for a, b in zip(
+        _leaves(ensemble.member_state(result.state, 0).params),
+        _leaves(alone.state.params),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_the_loop_ends_when_every_member_has_stopped():
+    data = blobs()
+    config = small_config(
+        **{
+            "training.steps": 3000,
+            "training.patience": 3,
+            "restarts.sweep": "optimizer.learning_rate=[0.5, 2.0]",
         }
     )
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
-    steps = np.asarray(result.state.step)
-    stopped = np.asarray(result.state.stopped)
-    # Whichever members stopped early took fewer steps than the run's total, the others did not stop.
-    assert (steps[stopped] < 200).all()
-    assert (steps[~stopped] == steps.max()).all()
+    np.testing.assert_array_equal(np.asarray(result.state.stopped), [True, True])
+    np.testing.assert_array_equal(np.asarray(result.state.step), [50, 60])
+    # The last member stopped at step 60: no chunk ran after it (3000 steps were allowed).
+    assert [int(h["step"][0]) for h in result.history] == [10, 20, 30, 40, 50, 60]
 
 
 def test_expected_best_of_k_matches_brute_force():
@@ -159,3 +192,22 @@ def test_select_best_by_accuracy_maximises():
         metrics, np.array([False, False, False]), "val_accuracy", greater_is_better=False
     )
     assert minimised == 0
+
+
+def test_the_best_member_is_selected_by_validation_never_by_test():
+    from jaxnn.errors import ConfigError
+    from jaxnn.reporting import summary as summary_lib
+
+    data = blobs(seed=1)
+    config = small_config(**{"restarts.num": 6, "training.steps": 20})
+    result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
+    summary, _ = summary_lib.summarize(result, config, data)
+    val = np.array([m["val_loss"] for m in summary["members"]])
+    test = np.array([m["test_loss"] for m in summary["members"]])
+    # In this run the best member on the test split is another one than on validation.
+    assert np.argmin(test) != np.argmin(val)
+    assert summary["selected_by"] == "val_loss"
+    assert summary["best_member"] == int(np.argmin(val))
+    assert summary["best"]["test_loss"] == test[np.argmin(val)]
+    with pytest.raises(ConfigError, match=r"restarts\.select_by"):
+        validation.validate(small_config(**{"restarts.select_by": "test_loss"}))

@@ -32,6 +32,12 @@ SMOKES = [
     "experiments/mnist1d_resmlp.py:smoke",
 ]
 
+AT_CHANCE_AT_SMOKE_SIZE = {
+    "experiments/activations.py:smoke",
+    "experiments/mnist1d_cnn.py:smoke",
+    "experiments/mnist1d_gru.py:smoke",
+}
+
 
 def launch(config: str, workdir: Path, data_dir: str, *extra: str) -> subprocess.CompletedProcess:
     """Runs `python launch.py` as a user would (forked: tests/forked_launch.py)."""
@@ -67,8 +73,13 @@ def test_smoke_launch_writes_the_workdir_contract(config, tmp_path, data_dir):
     ):
         assert key in summary, key
     task = summary["dataset"]["task"]
-    metric = "test_accuracy" if task == "classification" else "test_r2"
-    assert metric in summary["best"]
+    # Better than a guess: above chance (balanced classes), or than predicting the mean target;
+    # some smoke budgets are too short to leave chance (measured 0.10-0.14 of 10 classes).
+    if task == "classification" and config not in AT_CHANCE_AT_SMOKE_SIZE:
+        chance = 1 / summary["dataset"]["num_classes"]
+        assert summary["ensemble"]["test_accuracy"] > chance + 0.05, summary["ensemble"]
+    elif task == "regression":
+        assert summary["best"]["test_r2"] > 0.1, summary["best"]
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert {r["split"] for r in records} == {"train", "val"}
     assert {r["member"] for r in records} == {m["index"] for m in summary["members"]}

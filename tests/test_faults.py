@@ -3,9 +3,9 @@
 A killed launch is relaunched with the same workdir until it finishes; its final weights, best
 member, metrics.jsonl and summary.json (timing aside) must equal those of a run that was never
 interrupted, bit for bit, and every checkpoint the kill left behind must be loadable or named
-by the relaunch. `make test` kills a few moments of a short run; `make faults` (`-m faults`)
-kills a longer run at 27 seeded moments from start-up to the final writes, during checkpoint
-saves included, some of them twice.
+by the relaunch. `make test` kills a few moments of a short run; the slow tier (`make test-slow`,
+or `make faults` for these alone) kills a longer run at 27 seeded moments from start-up to the
+final writes, during checkpoint saves included, some of them twice.
 """
 
 from __future__ import annotations
@@ -382,6 +382,7 @@ def long_reference(tmp_path_factory, data_dir) -> Path:
     return launched_reference(tmp_path_factory, data_dir, "long")
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 @pytest.mark.parametrize("trial", range(len(LONG_TRIALS)), ids=[t[0] for t in LONG_TRIALS])
 def test_kill_and_resume_at_many_moments(trial, long_reference, tmp_path, data_dir):
@@ -667,6 +668,7 @@ SIGNAL_TRIALS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 @pytest.mark.parametrize(
     "trial",

@@ -18,10 +18,13 @@ import pytest
 from tests.sharding_cases import arrays, fit
 from tests.test_sharding import REPO, TOLERANCE, child_env, free_port
 
-pytestmark = pytest.mark.skipif(
-    "jax_cpu_collectives_implementation" not in jax.config.values,
-    reason="this JAX has no cross-process CPU collectives",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        "jax_cpu_collectives_implementation" not in jax.config.values,
+        reason="this JAX has no cross-process CPU collectives",
+    ),
+]
 
 
 def test_two_processes_give_the_single_process_result(tmp_path):

@@ -79,15 +79,31 @@ def test_no_recompilation_after_the_first_chunk():
 
 def test_early_stopping_stops_and_keeps_best():
     data = blobs()
-    # A tiny learning rate on a long run: patience 1 stops at the first non-improving evaluation.
+    # A large learning rate on a long run: patience 1 stops at the first non-improving evaluation.
     config = small_config(
         **{"training.steps": 400, "training.patience": 1, "optimizer.learning_rate": 2.0}
     )
     result = loop.fit(config, data, jax.random.PRNGKey(0))
     state = result.state
-    assert bool(state.stopped)
-    assert len(result.history) < 40
-    assert int(state.best_step) <= int(state.step)
+    val_losses = np.array([h["val_loss"][0] for h in result.history])
+    steps = [int(h["step"][0]) for h in result.history]
+    assert bool(state.stopped) and not bool(state.diverged)
+    # Patience 1: every evaluation but the last improved on all before it, the last did not.
+    assert len(val_losses) >= 2 and steps[-1] < 400
+    assert (np.diff(val_losses[:-1]) < 0).all()
+    assert val_losses[-1] >= val_losses[:-1].min()
+    best = int(np.argmin(val_losses))
+    assert best == len(val_losses) - 2
+    # The kept weights are the best evaluation's, not the last: best_step, best_val_loss, and
+    # the kept weights re-evaluated on the validation split give that evaluation's loss.
+    assert int(state.best_step) == steps[best] < int(state.step) == steps[-1]
+    assert float(state.best_val_loss) == pytest.approx(val_losses[best], rel=1e-6)
+    val = device.device_data(data).val
+    kept = train.evaluate(state, state.best_params, val, result.program)["loss"]
+    last = train.evaluate(state, state.params, val, result.program)["loss"]
+    assert float(kept) == pytest.approx(val_losses[best], rel=1e-5)
+    assert float(last) == pytest.approx(val_losses[-1], rel=1e-5)
+    assert float(kept) < float(last)
 
 
 @pytest.mark.parametrize("num_train", [1, 2, 3, 4096, 4097, 2**20 + 1])

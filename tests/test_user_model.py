@@ -180,7 +180,7 @@ def test_member_i_of_a_user_model_ensemble_equals_fit_with_its_key():
     )
 
 
-def test_a_user_loss_optimizer_and_prediction_plug_in():
+def test_a_user_loss_metric_optimizer_and_prediction_plug_in():
     data = blobs()
     config = small_config()
     seen = {}
@@ -192,22 +192,57 @@ def test_a_user_loss_optimizer_and_prediction_plug_in():
         seen["learning_rate"] = hparams["learning_rate"]
         return optax.sgd(hparams["learning_rate"])
 
+    def mean_logit(outputs, labels):
+        del labels
+        return jnp.mean(outputs)
+
+    def predict(outputs):
+        return jax.nn.softmax(outputs / 4.0)  # a temperature: not the built-in softmax
+
+    key = jax.random.PRNGKey(0)
     result = ensemble.fit_ensemble(
         config,
         data,
-        jax.random.PRNGKey(0),
+        key,
         model=TinyNet(),
         loss=loss,
         optimizer=optimizer,
-        predict=lambda outputs: jax.nn.softmax(outputs),
+        metrics={"mean_logit": mean_logit},
+        predict=predict,
     )
     assert "learning_rate" in seen
-    assert np.isfinite(result.history[-1]["val_loss"]).all()
-    assert result.history[-1]["val_loss"][0] < result.history[0]["val_loss"][0]
+    state = ensemble.member_state(result.state, 0)
+    outputs = TinyNet().apply({"params": state.params}, jnp.asarray(data.x_val))
+    last = result.history[-1]
+    # The reported validation loss is the user's (twice the cross-entropy), and so is its metric.
+    cross_entropy = optax.losses.softmax_cross_entropy_with_integer_labels(outputs, data.y_val)
+    np.testing.assert_allclose(last["val_loss"][0], 2.0 * np.mean(cross_entropy), rtol=1e-5)
+    np.testing.assert_allclose(last["val_mean_logit"][0], np.mean(outputs), rtol=1e-5, atol=1e-6)
+    # The user's loss is the one differentiated: with SGD, twice the cross-entropy at a learning
+    # rate equals the built-in cross-entropy at twice that rate, step for step.
+    doubled = small_config(**{"optimizer.learning_rate": 2 * config.optimizer.learning_rate})
+    builtin = ensemble.fit_ensemble(
+        doubled,
+        data,
+        key,
+        model=TinyNet(),
+        optimizer=lambda hparams: optax.sgd(hparams["learning_rate"]),
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        result.state.params,
+        builtin.state.params,
+    )
+    assert not np.allclose(builtin.history[-1]["val_loss"], last["val_loss"], rtol=0.1)
+    # Predictions are the user's function of the best weights' outputs.
     _, predictions = ensemble.evaluate_members(
         result.state, result.program, data.x_test, data.y_test
     )
-    np.testing.assert_allclose(predictions.sum(-1), 1.0, rtol=1e-5)
+    best_outputs = TinyNet().apply({"params": state.best_params}, jnp.asarray(data.x_test))
+    np.testing.assert_allclose(
+        predictions[0], jax.nn.softmax(best_outputs / 4.0), rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(predictions[0], jax.nn.softmax(best_outputs), atol=1e-3)
 
 
 class WrongWidth(nn.Module):

@@ -1,7 +1,7 @@
 """Two launcher processes (2 CPU devices each) share one workdir: process 0 alone writes files
 and prints; both are killed mid-run and relaunched, and end exactly like an uninterrupted pair.
 
-Behind the `faults` marker (`make faults`): each pair of launches takes tens of seconds.
+Behind the `slow` and `faults` markers (`make test-slow`, `make faults`): each pair of launches takes tens of seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 from tests.test_faults import Launch, assert_same_run, saved, write_config
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.faults,
     pytest.mark.skipif(
         "jax_cpu_collectives_implementation" not in jax.config.values,
