@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import validation
-from jaxnn.core import groups, loop, memory, train
+from jaxnn.core import groups, loop, memory, schedules, train
 from jaxnn.core.program import Program, base_hparams, build
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
@@ -100,6 +100,8 @@ class EnsembleResult(Predicts):
     memory: memory.RunBytes | None = None  # the estimate the run was checked against
     data: Dataset | None = None  # what it was trained on (its validation split selects)
     config: ml_collections.ConfigDict | None = None
+    # restarts.schedule's record of this launch (jaxnn.core.schedules.ScheduleResult.describe)
+    schedule: dict[str, Any] | None = None
 
     @property
     def diverged(self) -> np.ndarray:
@@ -335,6 +337,30 @@ def train_members(
             memory=trainer.memory,
             data=data,
             config=trainer.spec.config,
+        )
+    if schedules.run_schedule(trainer.spec, len(trainer.members)).active:
+        scheduled = schedules.drive(
+            trainer,
+            state,
+            data,
+            key,
+            start_step=start_step,
+            on_eval=on_eval,
+            should_stop=should_stop,
+        )
+        return EnsembleResult(
+            state=scheduled.state,
+            program=trainer.program,
+            members=trainer.members,
+            history=scheduled.history,
+            steps_done=scheduled.steps_done,
+            compile_s=scheduled.compile_s,
+            train_s=scheduled.train_s,
+            group_size=trainer.group_size,
+            memory=trainer.memory,
+            data=data,
+            config=trainer.spec.config,
+            schedule=scheduled.describe(),
         )
     result = loop.drive(
         trainer.chunk_fn,

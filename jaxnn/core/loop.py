@@ -33,6 +33,8 @@ class Evaluation:
     step: int
     metrics: dict[str, np.ndarray]
     state: TrainState
+    # What a member schedule decided after this chunk (jaxnn.core.schedules): one row each.
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 EvalCallback = Callable[[Evaluation], None]
