@@ -194,6 +194,7 @@ def make_trainer(
         )
         memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.get("mesh")))
     run_members = members(spec)
+    schedules.check_plan(spec, program, len(run_members))
     shared = config.training.batch_order == "shared"
     order_key = train.shared_order_key(key) if shared else None
     init_one = functools.partial(train.init_state, program, apply_fn=apply_fn, make_tx=make_tx)

@@ -149,13 +149,15 @@ def plan_rungs(schedule: Schedule, num_members: int, total_steps: int, eval_ever
 
 
 def _share(total: int, weights: list[int]) -> list[int]:
-    """`total` split into len(weights) parts of at least 1, in proportion (largest remainder)."""
-    rest = total - len(weights)
-    exact = [rest * w / sum(weights) for w in weights]
-    counts = [1 + math.floor(x) for x in exact]
+    """`total` split into len(weights) parts of at least 1, in proportion (largest remainder;
+    `total == sum(weights)` gives the weights themselves)."""
+    exact = [total * w / sum(weights) for w in weights]
+    counts = [max(1, math.floor(x)) for x in exact]
     order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - math.floor(exact[i])), i))
-    for i in order[: total - sum(counts)]:
+    for i in order[: max(0, total - sum(counts))]:
         counts[i] += 1
+    while sum(counts) > total:  # the parts raised to 1 are taken from the largest
+        counts[counts.index(max(counts))] -= 1
     return counts
 
 
@@ -333,6 +335,30 @@ class ScheduleResult:
         return {"sizes_compiled": list(self.sizes), "rungs": self.rungs, "events": self.events}
 
 
+def check_plan(spec: validation.RunSpec, program: Program, num_members: int) -> None:
+    """Refuses, before anything is written, a schedule that the run's steps cannot carry out.
+
+    Raises:
+      ConfigError: see `plan_rungs`; a PBT interval that is not a whole number of evaluations.
+    """
+    schedule = run_schedule(spec, num_members)
+    if schedule.halving:
+        plan_rungs(schedule, num_members, program.total_steps, program.eval_every)
+    if schedule.kind == schedule_lib.PBT:
+        pbt_interval(schedule, program)
+
+
+def pbt_interval(schedule: Schedule, program: Program) -> int:
+    """Steps between PBT exploits (`restarts.pbt_interval`, 0: every evaluation)."""
+    interval = schedule.pbt_interval or program.eval_every
+    if interval % program.eval_every:
+        raise ConfigError(
+            f"restarts.pbt_interval={interval} must be a multiple of training.eval_every="
+            f"{program.eval_every} (members are ranked at evaluations)"
+        )
+    return interval
+
+
 def drive(
     trainer: Any,
     state: train.TrainState,
@@ -358,12 +384,7 @@ def drive(
         if schedule.halving
         else None
     )
-    interval = schedule.pbt_interval or program.eval_every
-    if schedule.kind == schedule_lib.PBT and interval % program.eval_every:
-        raise ConfigError(
-            f"restarts.pbt_interval={interval} must be a multiple of training.eval_every="
-            f"{program.eval_every} (members are ranked at evaluations)"
-        )
+    interval = pbt_interval(schedule, program)
     exploit = (
         make_exploit(schedule, hparam_ranges(trainer.spec), num)
         if schedule.kind == schedule_lib.PBT
