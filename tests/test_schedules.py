@@ -335,7 +335,7 @@ def test_a_killed_scheduled_run_resumes_to_the_same_files(
     ("overrides", "fragment"),
     [
         ({"restarts.schedule": "asha"}, "restarts.schedule: unknown 'asha'"),
-        ({"restarts.schedule": "pbt"}, "ranges of restarts.search"),
+        ({"restarts.schedule": "pbt", "restarts.search": ""}, "ranges of restarts.search"),
         ({"restarts.eta": 5}, "restarts.eta is read only by"),
         ({"restarts.schedule": "successive_halving", "restarts.num": 1}, "prunes members"),
         ({"restarts.schedule": "successive_halving", "restarts.eta": 1}, "restarts.eta"),
