@@ -299,7 +299,6 @@ def _run(config, workdir: Path, data, *, kill_at: int | None = None, monkeypatch
 def _without_launch(summary: dict) -> dict:
     summary = dict(summary)
     summary.pop("timing")
-    summary["schedule"] = {k: v for k, v in summary["schedule"].items() if k != "this_launch"}
     return summary
 
 

@@ -35,6 +35,9 @@ class Evaluation:
     state: TrainState
     # What a member schedule decided after this chunk (jaxnn.core.schedules): one row each.
     events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # bool [num_members]: the members this chunk trained and evaluated (None: every one); the
+    # metrics of the others are NaN (members that left a schedule's batch).
+    trained: np.ndarray | None = None
 
 
 EvalCallback = Callable[[Evaluation], None]

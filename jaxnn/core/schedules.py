@@ -414,6 +414,7 @@ def drive(
                 sizes.append(int(live.size))
                 compile_s += time.perf_counter() - started
             current = sized[live.size]
+            index_host = live
             index = jnp.asarray(live, jnp.int32)
             batch = current.placement.place_state(gather(state, index))
             rung_started, rung_members, rung_from = time.perf_counter(), live.size, step
@@ -461,7 +462,13 @@ def drive(
         events.extend(chunk_events)
         history.append({"step": np.array([step]), **full})
         if on_eval is not None:
-            on_eval(Evaluation(step=step, metrics=full, state=state, events=chunk_events))
+            trained = np.zeros(num, bool)
+            trained[index_host] = True
+            on_eval(
+                Evaluation(
+                    step=step, metrics=full, state=state, events=chunk_events, trained=trained
+                )
+            )
         if np.all(jax.device_get(state.stopped | state.diverged)):
             break
         if should_stop is not None and should_stop():

@@ -75,8 +75,9 @@ def annotate(
             "perturb": schedule.pbt_perturb,
             "resample": schedule.pbt_resample,
         }
-    block["this_launch"] = launches
     summary["schedule"] = block
+    # What this launch trained and compiled (a resumed run: since the resume), with timing.
+    summary.setdefault("timing", {})["schedule"] = launches
 
 
 def write_plot(

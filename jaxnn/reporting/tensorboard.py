@@ -107,9 +107,13 @@ class EventLog:
 
     def __call__(self, evaluation: Evaluation) -> None:
         values = []
+        # Members outside a schedule's batch (jaxnn.core.schedules) have no values to show.
+        trained = evaluation.trained
+        indices = [i for j, i in enumerate(self._indices) if trained is None or trained[j]]
         for name, per_member in evaluation.metrics.items():
             if name.startswith(("train_", "val_")) or name == "batch_loss":
-                values += _member_values(name, self._indices, per_member)
+                shown = per_member if trained is None else per_member[trained]
+                values += _member_values(name, indices, shown)
         if self._base_rates is not None:
             # the rate of the evaluation's last step (optax counts steps from 0)
             unit = np.float32(self._unit(max(evaluation.step - 1, 0)))
