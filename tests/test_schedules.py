@@ -93,6 +93,15 @@ def test_hyperband_brackets_share_members_in_its_proportions():
     assert plan.starts == (0, 1, 2)
 
 
+def test_the_later_rungs_sizes_are_predicted_for_compiling_ahead():
+    plan = schedules.plan_rungs(Schedule("hyperband", first_rung_steps=10), 14, 90, 10)
+    live = np.ones(14, bool)
+    # brackets 7, 4, 3: after rung 0 3 + 4 + 3, after rung 1 1 + 2 + 3
+    assert schedules.predicted_sizes(plan, live, 3, 0) == [10, 6]
+    live[3:7] = False  # resumed after rung 0: bracket 0 kept 3 of its 7
+    assert schedules.predicted_sizes(plan, live, 3, 10) == [6]
+
+
 def test_survivors_are_the_best_ceil_n_over_eta_per_bracket_ties_to_the_lower_index():
     plan = schedules.RungPlan((10, 30), np.array([0, 0, 0, 0, 1, 1, 1]), (0, 1))
     live = np.ones(7, bool)

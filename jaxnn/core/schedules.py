@@ -35,6 +35,7 @@ DIR/schedule.jsonl and summary.json gets each member's `schedule` block (`member
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -402,77 +403,93 @@ def drive(
     live: np.ndarray | None = None
     batch = None
     rung_started, rung_members, rung_from = time.perf_counter(), 0, step
-    while step < program.total_steps:
-        if live is None:
-            done = np.asarray(jax.device_get(state.stopped | state.diverged), bool)
-            live = np.flatnonzero(~done)
-            if live.size == 0:
-                break
-            if live.size not in sized:
-                started = time.perf_counter()
-                sized[live.size] = _compile(trainer, data, live.size, state, step)
-                sizes.append(int(live.size))
-                compile_s += time.perf_counter() - started
-            current = sized[live.size]
-            index_host = live
-            index = jnp.asarray(live, jnp.int32)
-            batch = current.placement.place_state(gather(state, index))
-            rung_started, rung_members, rung_from = time.perf_counter(), live.size, step
-        started = time.perf_counter()
-        batch, metrics = current.compiled(
-            batch, current.data, jnp.asarray(step, jnp.int32), trainer.order_key
-        )
-        metrics = {
-            k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()
-        }
-        train_s += time.perf_counter() - started
-        step = min(step + program.eval_every, program.total_steps)
-        metrics = current.placement.real_metrics(metrics)
-        state = scatter(state, index, _local(current.placement.real_members(batch)))
-        full = {k: np.full(num, np.nan) for k in metrics}
-        for k, values in metrics.items():
-            full[k][live] = values
-        chunk_events: list[dict[str, Any]] = []
-        rung = plan.prunes_at(step) if plan is not None else None
-        if plan is not None and (rung is not None or step >= program.total_steps):
-            jax.block_until_ready(state)
-            rungs.append(
-                {
-                    "rung": plan.rung_of_step(step),
-                    "members": int(rung_members),
-                    "seconds": time.perf_counter() - rung_started,
-                    "member_steps": int(rung_members * (step - rung_from)),
-                }
+    # Halving: the later rungs' programs compile on a thread while the first rung trains.
+    pool: concurrent.futures.ThreadPoolExecutor | None = None
+    early: dict[int, concurrent.futures.Future] = {}
+    try:
+        while step < program.total_steps:
+            if live is None:
+                done = np.asarray(jax.device_get(state.stopped | state.diverged), bool)
+                live = np.flatnonzero(~done)
+                if live.size == 0:
+                    break
+                if live.size not in sized:
+                    started = time.perf_counter()
+                    ahead = early.pop(int(live.size), None)
+                    if ahead is not None:
+                        sized[live.size] = ahead.result()
+                    else:
+                        sized[live.size] = _compile(trainer, data, live.size, state, step)
+                    sizes.append(int(live.size))
+                    compile_s += time.perf_counter() - started
+                    if plan is not None and not early and pool is None:
+                        pool, early = _compile_ahead(trainer, data, plan, schedule, state, step)
+                current = sized[live.size]
+                index_host = live
+                index = jnp.asarray(live, jnp.int32)
+                batch = current.placement.place_state(gather(state, index))
+                rung_started, rung_members, rung_from = time.perf_counter(), live.size, step
+            started = time.perf_counter()
+            batch, metrics = current.compiled(
+                batch, current.data, jnp.asarray(step, jnp.int32), trainer.order_key
             )
-        if rung is not None:
-            state, chunk_events = _prune(
-                state, plan, rung, step, data, program, select_by, schedule
-            )
-            live = None
-        elif exploit is not None and step % interval == 0 and step < program.total_steps:
-            values = ranking_values(
-                full[select_by], np.asarray(state.diverged), greater_is_better=greater
-            )
-            pbt_key = jax.random.fold_in(jax.random.fold_in(key, PBT_TAG), step)
-            state, source, destination = exploit(state, jnp.asarray(values, jnp.float32), pbt_key)
-            chunk_events = _pbt_events(
-                state, step, source, destination, hparam_ranges(trainer.spec)
-            )
-            live = None
-        events.extend(chunk_events)
-        history.append({"step": np.array([step]), **full})
-        if on_eval is not None:
-            trained = np.zeros(num, bool)
-            trained[index_host] = True
-            on_eval(
-                Evaluation(
-                    step=step, metrics=full, state=state, events=chunk_events, trained=trained
+            metrics = {
+                k: np.atleast_1d(np.asarray(v, np.float64))
+                for k, v in jax.device_get(metrics).items()
+            }
+            train_s += time.perf_counter() - started
+            step = min(step + program.eval_every, program.total_steps)
+            metrics = current.placement.real_metrics(metrics)
+            state = scatter(state, index, _local(current.placement.real_members(batch)))
+            full = {k: np.full(num, np.nan) for k in metrics}
+            for k, values in metrics.items():
+                full[k][live] = values
+            chunk_events: list[dict[str, Any]] = []
+            rung = plan.prunes_at(step) if plan is not None else None
+            if plan is not None and (rung is not None or step >= program.total_steps):
+                jax.block_until_ready(state)
+                rungs.append(
+                    {
+                        "rung": plan.rung_of_step(step),
+                        "members": int(rung_members),
+                        "seconds": time.perf_counter() - rung_started,
+                        "member_steps": int(rung_members * (step - rung_from)),
+                    }
                 )
-            )
-        if np.all(jax.device_get(state.stopped | state.diverged)):
-            break
-        if should_stop is not None and should_stop():
-            break
+            if rung is not None:
+                state, chunk_events = _prune(
+                    state, plan, rung, step, data, program, select_by, schedule
+                )
+                live = None
+            elif exploit is not None and step % interval == 0 and step < program.total_steps:
+                values = ranking_values(
+                    full[select_by], np.asarray(state.diverged), greater_is_better=greater
+                )
+                pbt_key = jax.random.fold_in(jax.random.fold_in(key, PBT_TAG), step)
+                state, source, destination = exploit(
+                    state, jnp.asarray(values, jnp.float32), pbt_key
+                )
+                chunk_events = _pbt_events(
+                    state, step, source, destination, hparam_ranges(trainer.spec)
+                )
+                live = None
+            events.extend(chunk_events)
+            history.append({"step": np.array([step]), **full})
+            if on_eval is not None:
+                trained = np.zeros(num, bool)
+                trained[index_host] = True
+                on_eval(
+                    Evaluation(
+                        step=step, metrics=full, state=state, events=chunk_events, trained=trained
+                    )
+                )
+            if np.all(jax.device_get(state.stopped | state.diverged)):
+                break
+            if should_stop is not None and should_stop():
+                break
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     return ScheduleResult(
         state=state,
         history=history,
@@ -483,6 +500,42 @@ def drive(
         rungs=rungs,
         events=events,
     )
+
+
+def predicted_sizes(plan: RungPlan, live: np.ndarray, eta: int, step: int) -> list[int]:
+    """The batch sizes of the rungs after step `step` when no member stops by itself or
+    diverges."""
+    counts = [int(np.sum(live & (plan.bracket == b))) for b in range(len(plan.starts))]
+    sizes = []
+    for rung in range(len(plan.ends) - 1):
+        if plan.ends[rung] <= step:
+            continue
+        counts = [
+            math.ceil(c / eta) if rung >= start else c
+            for c, start in zip(counts, plan.starts, strict=True)
+        ]
+        if sum(counts) and sum(counts) not in sizes:
+            sizes.append(sum(counts))
+    return sizes
+
+
+def _compile_ahead(
+    trainer: Any,
+    data: Dataset,
+    plan: RungPlan,
+    schedule: Schedule,
+    state: train.TrainState,
+    step: int,
+) -> tuple[concurrent.futures.ThreadPoolExecutor | None, dict[int, concurrent.futures.Future]]:
+    """Starts compiling the predicted later batch sizes on one thread (XLA compiles without
+    the GIL); a size that does not come is never waited for."""
+    live = ~np.asarray(jax.device_get(state.stopped | state.diverged), bool)
+    current = int(live.sum())
+    wanted = [n for n in predicted_sizes(plan, live, schedule.eta, step) if n != current]
+    if not wanted:
+        return None, {}
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxnn-compile")
+    return pool, {n: pool.submit(_compile, trainer, data, n, state, step) for n in wanted}
 
 
 def _local(state: train.TrainState) -> train.TrainState:
