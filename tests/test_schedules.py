@@ -91,6 +91,11 @@ def test_hyperband_brackets_share_members_in_its_proportions():
     plan = schedules.plan_rungs(Schedule("hyperband", first_rung_steps=10), 17, 90, 10)
     assert np.bincount(plan.bracket).tolist() == [9, 5, 3]
     assert plan.starts == (0, 1, 2)
+    # Other counts by the largest remainder, every bracket at least one member.
+    share = schedules.plan_rungs(Schedule("hyperband", first_rung_steps=10), 14, 90, 10)
+    assert np.bincount(share.bracket).tolist() == [7, 4, 3]
+    four = schedules.plan_rungs(Schedule("hyperband", first_rung_steps=10), 4, 270, 10)
+    assert np.bincount(four.bracket).tolist() == [1, 1, 1, 1]
 
 
 def test_the_later_rungs_sizes_are_predicted_for_compiling_ahead():
