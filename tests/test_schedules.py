@@ -317,14 +317,21 @@ def _without_launch(summary: dict) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("make", "kill_at"), [(_halving, 50), (_pbt, 30)], ids=["halving-mid-rung", "pbt-mid-interval"]
+    ("make", "kill_at"), [(_halving, 40), (_pbt, 40)], ids=["halving-mid-rung", "pbt-mid-interval"]
 )
 def test_a_killed_scheduled_run_resumes_to_the_same_files(
     make, kill_at, data, tmp_path, monkeypatch
 ):
-    config = make(**{"checkpoint.every_steps": 20, "tensorboard.enabled": False})
+    # Checkpoints at 20 and 40; killed before the save of 40, after the decisions of step 30
+    # (a rung's end; a PBT exploit) were written: the resume from 20 cuts them back.
+    overrides = {"checkpoint.every_steps": 20, "tensorboard.enabled": False}
+    if make is _pbt:
+        overrides["restarts.pbt_interval"] = 10
+    config = make(**overrides)
     reference = _run(config, tmp_path / "reference", data)
     _run(config, tmp_path / "run", data, kill_at=kill_at, monkeypatch=monkeypatch)
+    written = (tmp_path / "run" / "schedule.jsonl").read_text().splitlines()
+    assert max(json.loads(line)["step"] for line in written) == 30  # past the checkpoint at 20
     resumed = _run(config, tmp_path / "run", data)
     assert _without_launch(resumed) == _without_launch(reference)
     for name in ("metrics.jsonl", "schedule.jsonl"):
@@ -338,7 +345,7 @@ def test_a_killed_scheduled_run_resumes_to_the_same_files(
         assert [b["rung"] for b in blocks if not b["pruned"]] == [2]
     else:
         lineages = [m["schedule"]["lineage"] for m in summary["members"]]
-        assert sum(len(line) for line in lineages) == 4  # 2 members at steps 20 and 40
+        assert sum(len(line) for line in lineages) == 10  # 2 members at steps 10, ..., 50
 
 
 # --- refusals ------------------------------------------------------------------------------------
