@@ -9,7 +9,9 @@ MNIST-1D, an MLP 40-100-100-10 (ReLU, He init, SGD with momentum 0.9, cosine sch
      against successive halving with eta=3 to the same maximum (the same points, the same
      program, members leaving the batch at the rungs): the selected member's test accuracy
      (selected by validation loss), the member-steps trained, the wall time (compilation
-     included: halving compiles one program per batch size);
+     included: halving compiles one program per batch size). Twice, as `jaxnn.run` would: with
+     JAX's persistent compilation cache empty ("cold", a fresh directory), then with the
+     programs of the first pass in it ("warm", any later launch of the same shapes);
   2. the halving run's rungs: members, seconds and member-steps/s of each;
   3. PBT with 16 members against a 16-member random search of the same space at the same
      member-steps: the selected member's test accuracy, and a plot of PBT's learning rates.
@@ -17,6 +19,7 @@ MNIST-1D, an MLP 40-100-100-10 (ReLU, He init, SGD with momentum 0.9, cosine sch
 Timings share the machine with whatever else runs on it: compare the ratios of one run.
 
     python benchmarks/search.py [--quick] [--data-dir DIR] [--out runs/bench/search.json]
+        [--cold-only] [--skip-pbt]
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +48,7 @@ import numpy as np
 
 import jaxnn
 from jaxnn import data as data_lib
-from jaxnn.core import ensemble
+from jaxnn.core import compile_cache, ensemble
 
 SEARCH = (
     "optimizer.learning_rate=loguniform(1e-3, 0.5); model.dropout=uniform(0, 0.5); "
@@ -108,6 +113,49 @@ def train(config: Any, data: data_lib.Dataset) -> dict[str, Any]:
     }
 
 
+def compare(full: Any, halving: Any, data: data_lib.Dataset, name: str) -> dict[str, Any]:
+    """The full search against successive halving: accuracy, member-steps, wall, rungs."""
+    runs = {"full": train(full, data), "halving": train(halving, data)}
+    for label, run in runs.items():
+        print(
+            f"[{name}] {label:8s} members {full.restarts.num}  test accuracy "
+            f"{run['test_accuracy']:.4f}  member-steps {run['member_steps']}  wall "
+            f"{run['wall_s']:.1f} s (compile {run['compile_s']:.1f} s, train {run['train_s']:.1f} s)",
+            flush=True,
+        )
+    ratio = {
+        "accuracy_difference": runs["halving"]["test_accuracy"] - runs["full"]["test_accuracy"],
+        "member_steps": runs["halving"]["member_steps"] / runs["full"]["member_steps"],
+        "wall": runs["halving"]["wall_s"] / runs["full"]["wall_s"],
+        "train": runs["halving"]["train_s"] / runs["full"]["train_s"],
+    }
+    print(
+        f"[{name}] halving / full: accuracy {ratio['accuracy_difference']:+.4f}, member-steps "
+        f"{ratio['member_steps']:.1%}, wall {ratio['wall']:.1%}, train {ratio['train']:.1%}"
+    )
+    rungs = runs["halving"]["result"].schedule["rungs"]
+    print(f"[{name}] rung  members  seconds  member-steps/s")
+    for rung in rungs:
+        rung["member_steps_per_s"] = rung["member_steps"] / max(rung["seconds"], 1e-9)
+        print(
+            f"[{name}] {rung['rung']:4d}  {rung['members']:7d}  {rung['seconds']:7.1f}  "
+            f"{rung['member_steps_per_s']:14.0f}"
+        )
+    figures = {
+        label: {k: v for k, v in run.items() if k != "result"} for label, run in runs.items()
+    }
+    figures["ratio"] = ratio
+    figures["rungs"] = rungs
+    figures["sizes_compiled"] = runs["halving"]["result"].schedule["sizes_compiled"]
+    return figures
+
+
+def write(out: Path, figures: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def plot_learning_rates(result: ensemble.EnsembleResult, path: Path, steps: int) -> str:
     import matplotlib
 
@@ -149,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
     parser.add_argument("--data-dir", default=None, help="TFDS data directory")
     parser.add_argument("--out", default="runs/bench/search.json")
+    parser.add_argument("--cold-only", action="store_true", help="no warm-cache pass")
+    parser.add_argument("--skip-pbt", action="store_true", help="only the halving figures")
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     out = Path(args.out)
@@ -164,38 +214,15 @@ def main(argv: list[str] | None = None) -> None:
     halving.restarts.schedule = "successive_halving"
     halving.restarts.eta = 3
     halving.restarts.first_rung_steps = size.first_rung
-    runs = {"full": train(full, data), "halving": train(halving, data)}
-    for name, run in runs.items():
-        print(
-            f"{name:8s} members {size.members}  test accuracy {run['test_accuracy']:.4f}  "
-            f"member-steps {run['member_steps']}  wall {run['wall_s']:.1f} s "
-            f"(compile {run['compile_s']:.1f} s, train {run['train_s']:.1f} s)",
-            flush=True,
-        )
-    ratio = {
-        "accuracy_difference": runs["halving"]["test_accuracy"] - runs["full"]["test_accuracy"],
-        "member_steps": runs["halving"]["member_steps"] / runs["full"]["member_steps"],
-        "wall": runs["halving"]["wall_s"] / runs["full"]["wall_s"],
-        "train": runs["halving"]["train_s"] / runs["full"]["train_s"],
-    }
-    print(
-        f"halving / full: accuracy {ratio['accuracy_difference']:+.4f}, member-steps "
-        f"{ratio['member_steps']:.1%}, wall {ratio['wall']:.1%}, train {ratio['train']:.1%}"
-    )
-    rungs = runs["halving"]["result"].schedule["rungs"]
-    print("rung  members  seconds  member-steps/s")
-    for rung in rungs:
-        rung["member_steps_per_s"] = rung["member_steps"] / max(rung["seconds"], 1e-9)
-        print(
-            f"{rung['rung']:4d}  {rung['members']:7d}  {rung['seconds']:7.1f}  "
-            f"{rung['member_steps_per_s']:14.0f}"
-        )
-    figures["halving"] = {
-        name: {k: v for k, v in run.items() if k != "result"} for name, run in runs.items()
-    }
-    figures["halving"]["ratio"] = ratio
-    figures["halving"]["rungs"] = rungs
-    figures["halving"]["sizes_compiled"] = runs["halving"]["result"].schedule["sizes_compiled"]
+    cache = Path(tempfile.mkdtemp(prefix="jaxnn_search_bench_cache_"))
+    compile_cache.enable(cache)
+    figures["halving"] = {}
+    for name in ["cold"] + ([] if args.cold_only else ["warm"]):
+        figures["halving"][name] = compare(full, halving, data, name)
+    shutil.rmtree(cache, ignore_errors=True)
+    if args.skip_pbt:
+        write(out, figures)
+        return
 
     # 3. PBT against a random search of the same space at the same member-steps
     random_search = config.copy_and_resolve_references()
@@ -219,9 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     figures["pbt"]["copies"] = len(population["pbt"]["result"].schedule["events"])
     figures["pbt"]["plot"] = plot
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {out} and {plot}")
+    write(out, figures)
 
 
 if __name__ == "__main__":
