@@ -134,12 +134,13 @@ def compare(full: Any, halving: Any, data: data_lib.Dataset, name: str) -> dict[
         f"{ratio['member_steps']:.1%}, wall {ratio['wall']:.1%}, train {ratio['train']:.1%}"
     )
     rungs = runs["halving"]["result"].schedule["rungs"]
-    print(f"[{name}] rung  members  seconds  member-steps/s")
+    print(f"[{name}] rung  members  seconds  ms/step  member-steps/s")
     for rung in rungs:
         rung["member_steps_per_s"] = rung["member_steps"] / max(rung["seconds"], 1e-9)
+        rung["ms_per_step"] = 1e3 * rung["seconds"] * rung["members"] / rung["member_steps"]
         print(
             f"[{name}] {rung['rung']:4d}  {rung['members']:7d}  {rung['seconds']:7.1f}  "
-            f"{rung['member_steps_per_s']:14.0f}"
+            f"{rung['ms_per_step']:7.1f}  {rung['member_steps_per_s']:14.0f}"
         )
     figures = {
         label: {k: v for k, v in run.items() if k != "result"} for label, run in runs.items()
