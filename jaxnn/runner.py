@@ -49,7 +49,7 @@ from jaxnn.core.program import Program
 from jaxnn.data import fingerprint as fingerprint_lib
 from jaxnn.data.device import device_data
 from jaxnn.errors import ConfigError, JaxnnError, WorkdirError
-from jaxnn.io import checkpoint, export, orbax_io, run_files, transfer
+from jaxnn.io import atomic, checkpoint, export, orbax_io, run_files, run_readers, transfer
 from jaxnn.io import lock as lock_lib
 from jaxnn.io import workdir as workdir_lib
 from jaxnn.io.workdir import RunPaths
@@ -57,7 +57,15 @@ from jaxnn.nn.components import Components
 from jaxnn.nn.layer_table import format_layer_table
 from jaxnn.parallel import cpu_devices, sharding
 from jaxnn.predict.predictor import Predictor, Predicts
-from jaxnn.reporting import console, frames, metrics_log, results, tables, tensorboard
+from jaxnn.reporting import (
+    console,
+    frames,
+    metrics_log,
+    results,
+    schedule_report,
+    tables,
+    tensorboard,
+)
 from jaxnn.reporting.summary import summarize_runs
 
 RANKED_AT_THE_END = 10  # members in the ranking a launch prints (every one is in report.md)
@@ -299,6 +307,8 @@ def _run_planned(
     summary, predictions = summarize_runs(
         runs, config, dataset, None if start_losses[0] is None else start_losses
     )
+    schedule_rows = run_readers.read_appended(plan.paths / run_files.SCHEDULE, split=False).rows
+    schedule_report.annotate(summary, runs, schedule_rows)
     best_variant, best_local = run_variants[0], None
     if summary["best_member"] is not None:
         best_run, best_local = variants.locate(runs, summary["best_member"])
@@ -310,6 +320,7 @@ def _run_planned(
         indices = [m.index for v in run_variants for m in v.global_members]
         history = workdir_lib.history_from_metrics(plan.paths.metrics, indices)
         with workdir_lib.writing("the run's results in", plan.paths.root):
+            schedule_report.write_plot(summary, history, plan.paths.plots)
             results.write_outputs(plan.paths, summary, history, dataset, predictions)
     print(tables.ranking_table(summary, limit=RANKED_AT_THE_END), file=out)
     console.print_outcome(summary, out)
@@ -399,6 +410,12 @@ def _train_variant(
                     monitor(evaluation)
             if events is not None:
                 events(evaluation)
+            if evaluation.events:
+                with workdir_lib.writing("schedule decisions", plan.paths / run_files.SCHEDULE):
+                    atomic.append_jsonl(
+                        plan.paths / run_files.SCHEDULE,
+                        [_global_row(row, variant.offset) for row in evaluation.events],
+                    )
         saver(evaluation)
 
     try:
@@ -421,6 +438,14 @@ def _train_variant(
             events.close()
         checkpoints.close()
     variant.result = result
+
+
+def _global_row(row: Mapping[str, Any], offset: int) -> dict[str, Any]:
+    """A schedule decision with the variant's member indices made global."""
+    row = dict(row, member=row["member"] + offset)
+    if "parent" in row:
+        row["parent"] += offset
+    return row
 
 
 def _on_writer(action: Callable[[], Any]) -> Any:

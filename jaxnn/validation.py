@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import data
+from jaxnn.config import schedule as schedule_lib
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
 from jaxnn.config.fields import MAX_STEPS, NumericField, foreign_field, integer_problem
@@ -267,6 +268,11 @@ def validate(
         "search may be combined only with a sweep of structural fields)",
     )
     _validate_member_model_values(config, family, resolved, search)
+    schedule_lib.resolve(
+        config.restarts,
+        searched=search is not None,
+        num_members=len(resolved.numeric_variants()) * config.restarts.num,
+    )
     canonical = sweep_lib.with_values(
         config,
         {"restarts.sweep": resolved.to_spec()}

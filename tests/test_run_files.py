@@ -43,6 +43,8 @@ def get_config(arg=None):
     config.training.eval_every = 10
     config.restarts.num = 2
     config.restarts.sweep = "model.activation=[relu, tanh]; optimizer.learning_rate=[0.05, 0.1]"
+    config.restarts.schedule = "successive_halving"  # schedule.jsonl: 4 -> 2 at step 20
+    config.restarts.first_rung_steps = 20
     config.checkpoint.every_steps = 20
     config.diagnostics.enabled = True
     return config

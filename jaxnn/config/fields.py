@@ -142,6 +142,9 @@ INTEGER_FIELDS: tuple[IntegerField, ...] = (
     IntegerField("training.eval_every", 1, MAX_STEPS, "steps between evaluations"),
     IntegerField("training.patience", 0, MAX_STEPS, "evaluations without improvement, 0 = off"),
     IntegerField("restarts.num", 1, 2**31 - 1, "members per variant"),
+    IntegerField("restarts.eta", 2, 10**6, "the halving factor of each rung"),
+    IntegerField("restarts.first_rung_steps", 0, MAX_STEPS, "steps of the first rung, 0 = auto"),
+    IntegerField("restarts.pbt_interval", 0, MAX_STEPS, "steps between PBT exploits, 0 = auto"),
     IntegerField(
         "checkpoint.every_steps", 0, MAX_STEPS, "steps between saves, 0 = every evaluation"
     ),

@@ -139,6 +139,15 @@ def default_config() -> ml_collections.ConfigDict:
     # A member whose training loss ends above this multiple of its loss at initialisation is
     # marked exploded and left out of selection like a diverged one (0: never).
     config.restarts.explode_factor = 100.0
+    # Member schedules (jaxnn.core.schedules, docs/search.md): "none", "successive_halving",
+    # "hyperband" (members leave the batch at rungs) or "pbt" (population-based training).
+    config.restarts.schedule = "none"
+    config.restarts.eta = 3  # halving: each rung keeps the best ceil(n / eta) members
+    config.restarts.first_rung_steps = 0  # the first rung's steps, 0 = down to 1 member
+    config.restarts.pbt_interval = 0  # pbt: steps between exploits, 0 = training.eval_every
+    config.restarts.pbt_fraction = 0.25  # pbt: the bottom fraction copies from the top one
+    config.restarts.pbt_perturb = 0.2  # pbt: a copied value times 1 - p or 1 + p
+    config.restarts.pbt_resample = 0.25  # pbt: the chance a value is drawn anew instead
 
     config.init_from = ml_collections.ConfigDict()
     config.init_from.workdir = ""

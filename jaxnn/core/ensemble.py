@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import validation
-from jaxnn.core import groups, loop, memory, train
+from jaxnn.core import groups, loop, memory, schedules, train
 from jaxnn.core.program import Program, base_hparams, build
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
@@ -98,10 +98,15 @@ class EnsembleResult(Predicts):
     program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
     wall_s: float = 0.0  # the training loop after compiling, host work between chunks included
     start_step: int = 0  # where this launch's training started (a resumed run's checkpoint)
+    # steps run times members in the batch (a schedule's shrinking batch); None: every member
+    # ran every step from start_step to steps_done
+    member_steps: int | None = None
     group_size: int = 0  # members per group on each device (0: all at once; mesh.member_group)
     memory: memory.RunBytes | None = None  # the estimate the run was checked against
     data: Dataset | None = None  # what it was trained on (its validation split selects)
     config: ml_collections.ConfigDict | None = None
+    # restarts.schedule's record of this launch (jaxnn.core.schedules.ScheduleResult.describe)
+    schedule: dict[str, Any] | None = None
 
     @property
     def diverged(self) -> np.ndarray:
@@ -194,6 +199,7 @@ def make_trainer(
         )
         memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.get("mesh")))
     run_members = members(spec)
+    schedules.check_plan(spec, program, len(run_members))
     shared = config.training.batch_order == "shared"
     order_key = train.shared_order_key(key) if shared else None
     init_one = functools.partial(train.init_state, program, apply_fn=apply_fn, make_tx=make_tx)
@@ -338,6 +344,33 @@ def train_members(
             memory=trainer.memory,
             data=data,
             config=trainer.spec.config,
+        )
+    if schedules.run_schedule(trainer.spec, len(trainer.members)).active:
+        scheduled = schedules.drive(
+            trainer,
+            state,
+            data,
+            key,
+            start_step=start_step,
+            on_eval=on_eval,
+            should_stop=should_stop,
+        )
+        return EnsembleResult(
+            state=scheduled.state,
+            program=trainer.program,
+            members=trainer.members,
+            history=scheduled.history,
+            steps_done=scheduled.steps_done,
+            compile_s=scheduled.compile_s,
+            train_s=scheduled.train_s,
+            wall_s=scheduled.wall_s,
+            start_step=start_step,
+            member_steps=scheduled.member_steps,
+            group_size=trainer.group_size,
+            memory=trainer.memory,
+            data=data,
+            config=trainer.spec.config,
+            schedule=scheduled.describe(),
         )
     result = loop.drive(
         trainer.chunk_fn,

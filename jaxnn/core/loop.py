@@ -36,6 +36,14 @@ class Evaluation:
     # seconds since the loop's first chunk was dispatched (compile excluded, host work between
     # chunks included): what the progress line's member-steps per second divide by
     elapsed_s: float = 0.0
+    # this launch's member-steps so far when a schedule's batch changes size (None: the steps
+    # since the launch's start times every member)
+    member_steps: int | None = None
+    # What a member schedule decided after this chunk (jaxnn.core.schedules): one row each.
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # bool [num_members]: the members this chunk trained and evaluated (None: every one); the
+    # metrics of the others are NaN (members that left a schedule's batch).
+    trained: np.ndarray | None = None
 
 
 EvalCallback = Callable[[Evaluation], None]

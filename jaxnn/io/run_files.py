@@ -32,6 +32,7 @@ BEST = "best"
 CHECKPOINTS_DIR = "checkpoints"
 METRICS = "metrics.jsonl"
 DIAGNOSTICS = "diagnostics.jsonl"
+SCHEDULE = "schedule.jsonl"
 PLOTS = "plots"
 TENSORBOARD = "tensorboard"
 DATA = "data.json"
@@ -56,6 +57,7 @@ RUN_FILES: tuple[RunFile, ...] = (
     RunFile(CHECKPOINTS_DIR, CHECKPOINTS, directory=True, description="the stacked states"),
     RunFile(METRICS, APPENDED, description="every evaluation of every member"),
     RunFile(DIAGNOSTICS, APPENDED, description="training diagnostics (diagnostics.enabled)"),
+    RunFile(SCHEDULE, APPENDED, description="a member schedule's decisions (restarts.schedule)"),
     RunFile(PLOTS, REPLACED, directory=True, description="the run's figures"),
     RunFile(TENSORBOARD, EVENTS, directory=True, description="TensorBoard event files"),
     RunFile(DATA, REPLACED, description="the fingerprint of the data (shapes, dtypes, a hash)"),

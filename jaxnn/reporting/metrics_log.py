@@ -109,7 +109,9 @@ class Progress:
         best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else 0
         batch_losses = metrics["batch_loss"][np.isfinite(metrics["batch_loss"])]
         median = f"{np.median(batch_losses):.4f}" if batch_losses.size else "-"
-        member_steps = (evaluation.step - self._start_step) * len(self._indices)
+        member_steps = evaluation.member_steps
+        if member_steps is None:
+            member_steps = (evaluation.step - self._start_step) * len(self._indices)
         rate = member_steps / evaluation.elapsed_s if evaluation.elapsed_s > 0 else 0.0
         return {
             "step": f"{evaluation.step}/{self._total_steps}",
@@ -121,10 +123,10 @@ class Progress:
 
     def _plain_line(self, figures: Mapping[str, str], elapsed_s: float) -> str:
         """`jaxnn: step 200/400 (50%), ETA 0:00:12, member-steps/s 1.2k, median batch_loss ...`."""
-        member_steps = (self._done - self._start_step) * len(self._indices)
-        rate = member_steps / elapsed_s if elapsed_s > 0 else 0.0
-        remaining = (self._total_steps - self._done) * len(self._indices)
-        eta = tqdm.format_interval(remaining / rate) if rate > 0 else "?"
+        done = self._done - self._start_step
+        per_step = elapsed_s / done if done > 0 else 0.0
+        remaining = (self._total_steps - self._done) * per_step
+        eta = tqdm.format_interval(remaining) if per_step > 0 else "?"
         others = ", ".join(f"{k} {v}" for k, v in figures.items() if k != "step")
         return (
             f"jaxnn: step {figures['step']} ({100 * self._done // max(1, self._total_steps)}%), "

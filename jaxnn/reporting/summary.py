@@ -158,7 +158,9 @@ def summarize(
     (`start_losses`: see `member_rows`)."""
     rows, left_out, predictions = member_rows(result, config, dataset, start_losses)
     program = result.program
-    member_steps = (result.steps_done - result.start_step) * len(rows)
+    member_steps = result.member_steps
+    if member_steps is None:
+        member_steps = (result.steps_done - result.start_step) * len(rows)
     summary: dict[str, Any] = {
         "dataset": dataset.summary(),
         "members": rows,

@@ -90,6 +90,7 @@ class EventLog:
         aggregated = ("val_loss", f"val_{program.metric}")
         self._greater = {name: program.greater_is_better(name) for name in aggregated}
         self._base_rates = None
+        self._pbt = spec.config.restarts.get("schedule", "none") == "pbt"
         if program.user_optimizer is None:  # a user's optimiser keeps its rate to itself
             self._base_rates = np.array(
                 [m.hparams(spec)["learning_rate"] for m in members], np.float32
@@ -111,13 +112,20 @@ class EventLog:
 
     def __call__(self, evaluation: Evaluation) -> None:
         values = []
+        # Members outside a schedule's batch (jaxnn.core.schedules) have no values to show.
+        trained = evaluation.trained
+        indices = [i for j, i in enumerate(self._indices) if trained is None or trained[j]]
         for name, per_member in evaluation.metrics.items():
             if name.startswith(("train_", "val_")) or name == "batch_loss":
-                values += _member_values(name, self._indices, per_member)
+                shown = per_member if trained is None else per_member[trained]
+                values += _member_values(name, indices, shown)
         if self._base_rates is not None:
             # the rate of the evaluation's last step (optax counts steps from 0)
             unit = np.float32(self._unit(max(evaluation.step // self._accumulate - 1, 0)))
-            rates = self._base_rates * unit
+            base = self._base_rates
+            if self._pbt:  # PBT (jaxnn.core.schedules) changes members' rates: the state's
+                base = np.asarray(jax.device_get(evaluation.state.hparams["learning_rate"]))
+            rates = base.astype(np.float32) * unit
             # a loss-driven schedule (reduce_on_plateau) keeps each member's factor in its state
             scale = optimizers.loss_scale(evaluation.state.opt_state)
             if scale is not None:

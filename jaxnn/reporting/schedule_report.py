@@ -1,0 +1,137 @@
+"""What a member schedule (`restarts.schedule`, `jaxnn.core.schedules`) adds to a run's files:
+each member's `schedule` block and a top-level `schedule` block in summary.json, and a plot
+(halving: every member's validation curve ending at the rung that pruned it; PBT: each
+member's learning rate, or first searched hyperparameter, against steps)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxnn.core import schedules
+from jaxnn.core.variants import VariantRun
+from jaxnn.reporting import plots
+
+
+def annotate(
+    summary: dict[str, Any], runs: Sequence[VariantRun], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Adds the schedule's blocks to `summary` (in place); nothing for a run without one.
+
+    Args:
+      summary: from `jaxnn.reporting.summary.summarize_runs`.
+      runs: the run's variants.
+      rows: every decision of the run (DIR/schedule.jsonl rows, global member indices).
+    """
+    first = runs[0]
+    schedule = schedules.run_schedule(first.spec, len(first.result.members))
+    if not schedule.active:
+        return
+    by_index = {member["index"]: member for member in summary["members"]}
+    launches = []
+    for run in runs:
+        members = run.result.members
+        local = [
+            {**row, "member": row["member"] - run.offset}
+            | ({"parent": row["parent"] - run.offset} if "parent" in row else {})
+            for row in rows
+            if run.offset <= row["member"] < run.offset + len(members)
+        ]
+        blocks = schedules.member_blocks(
+            run.spec,
+            run.result.program,
+            run.result.state,
+            [m.hparams(run.spec) for m in members],
+            local,
+        )
+        for member, block in zip(members, blocks or [], strict=False):
+            by_index[member.index + run.offset]["schedule"] = block
+        if run.result.schedule is not None:
+            launches.append(
+                {
+                    "rungs": run.result.schedule["rungs"],
+                    "sizes_compiled": run.result.schedule["sizes_compiled"],
+                }
+            )
+    block: dict[str, Any] = {"kind": schedule.kind}
+    if schedule.halving:
+        plan = schedules.plan_rungs(
+            schedule,
+            len(first.result.members),
+            first.result.program.total_steps,
+            first.result.program.eval_every,
+        )
+        block |= {"eta": schedule.eta, "rung_ends": list(plan.ends)}
+        block["member_steps"] = int(
+            sum(m["schedule"]["stopped_at"] for m in summary["members"] if "schedule" in m)
+        )
+    else:
+        block |= {
+            "interval": schedule.pbt_interval or first.result.program.eval_every,
+            "fraction": schedule.pbt_fraction,
+            "perturb": schedule.pbt_perturb,
+            "resample": schedule.pbt_resample,
+        }
+    summary["schedule"] = block
+    # What this launch trained and compiled (a resumed run: since the resume), with timing.
+    summary.setdefault("timing", {})["schedule"] = launches
+
+
+def write_plot(
+    summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]], directory: Path
+) -> str | None:
+    """plots/schedule.png for a run with a schedule (None without one)."""
+    block = summary.get("schedule")
+    if not block:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "schedule.png"
+    fig, ax = plots.plt.subplots(figsize=(6.4, 4.2))
+    if block["kind"] == "pbt":
+        name = _plotted_hparam(summary)
+        end = max((int(h["step"][0]) for h in history), default=0)
+        for member in summary["members"]:
+            entries = member.get("schedule", {}).get("hparams", [])
+            if not entries:
+                continue
+            steps = [e["step"] for e in entries] + [end]
+            values = [e[name] for e in entries] + [entries[-1][name]]
+            selected = member["index"] == summary.get("best_member")
+            ax.step(
+                steps,
+                values,
+                where="post",
+                lw=2 if selected else 1,
+                color="tab:red" if selected else "tab:blue",
+                alpha=1.0 if selected else 0.5,
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.set_title(f"PBT: each member's {name} (selected in red)")
+    else:
+        steps = np.array([float(h["step"][0]) for h in history])
+        key = "val_loss"
+        for j in range(len(summary["members"])):
+            values = np.array([h[key][j] for h in history], np.float64)
+            ax.plot(steps, values, lw=1, alpha=0.6)
+        for end in block["rung_ends"][:-1]:
+            ax.axvline(end, color="grey", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("validation loss")
+        ax.set_title(f"{block['kind']}: members leave at the rungs (dashed)")
+    return plots.save(fig, path)
+
+
+def _plotted_hparam(summary: Mapping[str, Any]) -> str:
+    for member in summary["members"]:
+        entries = member.get("schedule", {}).get("hparams", [])
+        if entries:
+            names = [k for k in entries[0] if k != "step"]
+            return "learning_rate" if "learning_rate" in names else names[0]
+    return "learning_rate"
