@@ -1,19 +1,32 @@
 """scikit-learn's estimator checks on jaxnn.sklearn's estimators (`parametrize_with_checks`).
 
 The estimators run with scikit-learn's own setting for its MLPs in its common tests
-(`max_iter=100`, else the defaults). Random starts with selection on a validation split
-(`n_restarts`) are tested in tests/test_sklearn.py.
+(`max_iter=100`, else the defaults). `FlaxClassifier` runs with a small Flax body; the
+regressor of a Flax body is in the slow tier. Random starts and their selection are tested in
+tests/test_sklearn.py.
 """
 
 from __future__ import annotations
 
+import flax.linen as nn
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from jaxnn.sklearn import MLPClassifier, MLPRegressor
+from jaxnn.sklearn import FlaxClassifier, FlaxRegressor, MLPClassifier, MLPRegressor
+
+
+class Body(nn.Module):
+    """A hidden layer of 16 tanh units: the body the Flax estimators add their output to."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.tanh(nn.Dense(16)(x))
+
 
 ESTIMATORS = [
     MLPClassifier(max_iter=100),
     MLPRegressor(max_iter=100),
+    FlaxClassifier(module=Body(), max_iter=100),
 ]
 
 
@@ -25,4 +38,12 @@ def expected_failures(estimator) -> dict[str, str]:
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow
+@parametrize_with_checks(
+    [FlaxRegressor(module=Body(), max_iter=100)], expected_failed_checks=expected_failures
+)
+def test_sklearn_estimator_checks_of_a_flax_regressor(estimator, check):
     check(estimator)

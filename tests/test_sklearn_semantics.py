@@ -15,9 +15,8 @@ import scipy.sparse as sp
 from sklearn.datasets import load_iris, make_regression
 from sklearn.preprocessing import StandardScaler
 
-from jaxnn.sklearn import FlaxClassifier, FlaxRegressor, MLPClassifier, MLPRegressor
+from jaxnn.sklearn import FlaxClassifier, FlaxRegressor, MLPClassifier, MLPRegressor, estimator
 from jaxnn.sklearn import engine as programs
-from jaxnn.sklearn import estimator
 from jaxnn.sklearn.options import ParameterError
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -136,9 +135,7 @@ def test_lbfgs_members_are_the_single_lbfgs_runs():
             15000,
             np.float32(1e-4),
         )[0]
-        for a, b in zip(
-            _member_params(several), jax.tree_util.tree_leaves(alone), strict=True
-        ):
+        for a, b in zip(_member_params(several), jax.tree_util.tree_leaves(alone), strict=True):
             np.testing.assert_allclose(a[k], np.asarray(b)[0], rtol=1e-3, atol=1e-4)
     assert several.n_members_ == 3
 
@@ -161,7 +158,7 @@ def test_sparse_input_is_densified_and_refused_above_the_bound(iris, monkeypatch
     sparse = MLPClassifier(**options).fit(sp.csr_matrix(x), y)
     np.testing.assert_array_equal(dense.predict_proba(x), sparse.predict_proba(sp.csr_matrix(x)))
     monkeypatch.setattr(estimator, "MAX_DENSE_BYTES", 1000)
-    with pytest.raises(ParameterError, match="GiB dense, over jaxnn.sklearn's bound") as raised:
+    with pytest.raises(ParameterError, match=r"GiB dense, over jaxnn\.sklearn.s bound") as raised:
         MLPClassifier(**options).fit(sp.csr_matrix(x), y)
     assert "\n" not in str(raised.value)
 
@@ -192,9 +189,9 @@ def test_a_flax_module_trains_as_the_body_of_an_estimator(iris):
     )
     clf.fit(x, y)
     assert clf.score(x, y) > 0.9 and clf.out_activation_ == "softmax"
-    assert set(clf._members.params) == {"body", "head"} or "head" in clf._members.params
+    assert "head" in clf._members.params
     reg = FlaxRegressor(module=Body(), solver="lbfgs", max_iter=50, n_restarts=2, random_state=0)
     xr, yr = make_regression(60, 3, noise=1.0, random_state=0)
     assert reg.fit(xr, yr / 100.0).score(xr, yr / 100.0) > 0.9
-    with pytest.raises(ParameterError, match="module must be a flax.linen.Module"):
+    with pytest.raises(ParameterError, match=r"module must be a flax\.linen\.Module"):
         FlaxClassifier(module="mlp").fit(x, y)

@@ -215,7 +215,9 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
         state = solver.init(params)
 
         def gradient_max(grad: Params) -> jax.Array:
-            return jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grad)]))
+            return jnp.max(
+                jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grad)])
+            )
 
         value0, grad0 = jax.value_and_grad(fun)(params)
         carry = (params, state, jnp.int32(0), jnp.int32(1), value0, gradient_max(grad0) <= tol)

@@ -14,6 +14,8 @@ Training runs in float32, or in float64 when JAX's x64 mode is on and the input 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import types
 import warnings
 from typing import Any
@@ -29,6 +31,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from jaxnn.core import compile_cache
 from jaxnn.sklearn import engine as programs
 from jaxnn.sklearn import training
 from jaxnn.sklearn.network import SklearnMLP
@@ -81,6 +84,13 @@ def dense(x: Any, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+@functools.cache
+def _persistent_cache() -> None:
+    """JAX's persistent compilation cache, turned on at the first fit of the process: a
+    directory JAX is already set to is kept, otherwise jaxnn's default (~/.cache/jaxnn/jax)."""
+    compile_cache.enable()
+
+
 class BaseNetwork(BaseEstimator):
     """The training and prediction of every jaxnn.sklearn estimator (see the module docstring).
 
@@ -124,6 +134,7 @@ class BaseNetwork(BaseEstimator):
         y_val: Any = None,
     ) -> BaseNetwork:
         options = self._options()
+        _persistent_cache()
         if incremental and options.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         continuing = hasattr(self, "_members") and (incremental or options.warm_start)
@@ -153,11 +164,14 @@ class BaseNetwork(BaseEstimator):
         if not continuing:
             self._members = self._new_members(engine, options, seed, data[0], incremental)
             self._engine_, self._seed = engine, seed
-        elif engine != self._engine_:
+        elif dataclasses.replace(engine, batch_size=0) != dataclasses.replace(
+            self._engine_, batch_size=0
+        ):
             raise ParameterError(
-                "warm_start and partial_fit continue the last fit, which had other parameters "
-                "or data shapes; set warm_start=False (or call fit) to start again"
+                "warm_start and partial_fit continue the last fit, whose network or solver was "
+                "another; set warm_start=False (or call fit) to start again"
             )
+        self._engine_ = engine
         members = self._members
         if options.solver == "lbfgs":
             training.train_lbfgs(engine, members, data, options)
@@ -353,6 +367,34 @@ class BaseNetwork(BaseEstimator):
             "selected": np.arange(members.size) == best,
         }
         return table
+
+    def _loss_grad_lbfgs(
+        self, packed: np.ndarray, X: Any, y: Any, sample_weight: Any = None, *unused: Any
+    ) -> tuple[float, np.ndarray]:
+        """scikit-learn's private objective of the packed weights (every `coefs_` raveled, then
+        every `intercepts_`) and its gradient, in float64, for code that calls it."""
+        del unused
+        shapes = [np.shape(c) for c in self.coefs_] + [np.shape(b) for b in self.intercepts_]
+        with jax.enable_x64(True):
+            pieces, start = [], 0
+            for shape in shapes:
+                size = int(np.prod(shape))
+                pieces.append(jnp.asarray(packed[start : start + size], jnp.float64).reshape(shape))
+                start += size
+            layers = len(self.coefs_)
+            params = {
+                f"layer_{i}": {"kernel": pieces[i], "bias": pieces[layers + i]}
+                for i in range(layers)
+            }
+            x = jnp.asarray(dense(X, np.dtype(np.float64)))
+            targets = jnp.asarray(np.asarray(y, np.float64).reshape(len(x), -1))
+            weights = jnp.ones(len(x)) if sample_weight is None else jnp.asarray(sample_weight)
+            value, grads = jax.value_and_grad(
+                lambda p: programs.objective(self._engine_, p, x, targets, weights, self.alpha)
+            )(params)
+            names = [f"layer_{i}" for i in range(layers)]
+            flat = [grads[n]["kernel"].ravel() for n in names] + [grads[n]["bias"] for n in names]
+            return float(value), np.asarray(jnp.concatenate(flat))
 
     # -- prediction -------------------------------------------------------------------------
 

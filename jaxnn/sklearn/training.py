@@ -34,6 +34,7 @@ class Members:
       params: stacked parameters [K, ...] (device).
       opt_state: the stochastic solvers' optimiser state [K, ...] or None.
       order_keys: uint32 [K, 2]: each member's key of its epochs' orders.
+      initial_learning_rate: float [K]: each member's learning_rate_init.
       epochs: int [K]: epochs each member trained in all (the index of its next order).
       learning_rate: float [K]: sgd's current rate of each member.
       alpha, momentum: float [K].
@@ -49,6 +50,7 @@ class Members:
     params: Any
     opt_state: Any
     order_keys: jax.Array
+    initial_learning_rate: np.ndarray
     epochs: np.ndarray
     learning_rate: np.ndarray
     alpha: np.ndarray
@@ -70,6 +72,7 @@ class Members:
             params=params,
             opt_state=None,
             order_keys=order_keys,
+            initial_learning_rate=values["learning_rate"].astype(np.float64),
             epochs=np.zeros(num, np.int64),
             learning_rate=values["learning_rate"].astype(np.float64),
             alpha=values["alpha"].astype(np.float64),
@@ -107,9 +110,11 @@ def train_stochastic(
     num = members.size
     num_train = int(data[0].shape[0])
     if members.opt_state is None or not incremental:
+        # A fit starts a fresh optimiser, as scikit-learn's (also under warm_start).
         members.opt_state = programs.optimizer_init_fn(engine)(
             members.params, _f32(members.momentum)
         )
+        members.learning_rate = members.initial_learning_rate.copy()
     members.n_iter = np.zeros(num, np.int64)
     sgd = options.solver == "sgd"
     done = np.zeros(num, bool)
