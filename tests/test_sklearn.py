@@ -221,7 +221,7 @@ def test_sweep_and_restarts_share_one_program(iris):
         n_restarts=2, sweep="optimizer.learning_rate=[0.001, 0.03]", random_state=0, **SMALL
     ).fit(x, y)
     assert clf.n_members_ == 4
-    np.testing.assert_allclose(clf.results_["optimizer.learning_rate"], [0.001, 0.001, 0.03, 0.03])
+    np.testing.assert_allclose(clf.results_["learning_rate"], [0.001, 0.001, 0.03, 0.03])
     np.testing.assert_array_equal(clf.results_["seed_index"], [0, 1, 0, 1])
     # Same start, other learning rate: another end.
     assert clf.results_["final_loss"][0] != pytest.approx(clf.results_["final_loss"][2])
