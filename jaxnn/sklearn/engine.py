@@ -258,6 +258,12 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
 
 
 @functools.lru_cache(maxsize=64)
+def objective_and_grad_fn(engine: Engine) -> Callable[..., Any]:
+    """One member's (objective, gradient) of (params, x, y, w, alpha), compiled."""
+    return jax.jit(jax.value_and_grad(functools.partial(objective, engine)))
+
+
+@functools.lru_cache(maxsize=64)
 def score_fn(engine: Engine) -> Callable[..., Any]:
     """Stacked parameters [K, ...], x [V, F], y [V, O], w [V] -> every member's score [K]."""
     return jax.jit(jax.vmap(functools.partial(score, engine), in_axes=(0, None, None, None)))

@@ -318,7 +318,7 @@ class BaseNetwork(BaseEstimator):
         )
         self.out_activation_ = self._engine_.output
         self.results_ = self._results_table(best)
-        member = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[best]), members.best_params)
+        member = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[best], members.best_params)
         layers = sorted(
             (name for name in member if name.startswith("layer_")), key=lambda n: int(n[6:])
         )
@@ -389,9 +389,9 @@ class BaseNetwork(BaseEstimator):
             x = jnp.asarray(dense(X, np.dtype(np.float64)))
             targets = jnp.asarray(np.asarray(y, np.float64).reshape(len(x), -1))
             weights = jnp.ones(len(x)) if sample_weight is None else jnp.asarray(sample_weight)
-            value, grads = jax.value_and_grad(
-                lambda p: programs.objective(self._engine_, p, x, targets, weights, self.alpha)
-            )(params)
+            value, grads = programs.objective_and_grad_fn(self._engine_)(
+                params, x, targets, weights, jnp.float64(self.alpha)
+            )
             names = [f"layer_{i}" for i in range(layers)]
             flat = [grads[n]["kernel"].ravel() for n in names] + [grads[n]["bias"] for n in names]
             return float(value), np.asarray(jnp.concatenate(flat))
