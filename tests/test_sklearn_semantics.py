@@ -112,17 +112,8 @@ def test_lbfgs_members_are_the_single_lbfgs_runs():
         np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
     # Every member of the vmapped run is the run of that member alone.
     engine = several._engine_
-    starts = jax.tree_util.tree_map(
-        lambda leaf: leaf,
-        programs.init_fn(engine)(
-            jax.vmap(jax.random.fold_in, in_axes=(0, None))(
-                jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
-                    jax.random.PRNGKey(several._seed), np.arange(3)
-                ),
-                estimator.INIT_TAG,
-            ),
-            np.asarray(x[:1], np.float32),
-        ),
+    starts, _ = programs.init_fn(engine)(
+        np.uint32(several._seed), np.arange(3, dtype=np.int32), np.asarray(x[:1], np.float32)
     )
     data = (np.asarray(x, np.float32), np.asarray(y, np.float32)[:, None], np.ones(60, np.float32))
     run = programs.lbfgs_fn(engine)

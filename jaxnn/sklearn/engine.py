@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxnn.nn.family import apply_model, init_model
@@ -30,7 +31,12 @@ Params = Any
 # scipy's L-BFGS-B default ftol (factr 1e7 times float64's epsilon), scikit-learn's setting.
 LBFGS_FTOL = 1e7 * 2.220446049250313e-16
 LBFGS_MEMORY = 10
+INIT_TAG, ORDER_TAG = 0, 2
 LBFGS_LINESEARCH_STEPS = 20
+# XLA's CPU compiler with LLVM's cheap passes: these small programs compile about twice as
+# fast and run about a fifth slower, and a first fit is mostly compilation
+# (benchmarks/sklearn_mlp.py).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +64,10 @@ class Engine:
     shuffle: bool
     batch_size: int
     task: str
+
+
+def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return jax.jit(fn, compiler_options=FAST_COMPILE)
 
 
 def _is_kernel(path: Any) -> bool:
@@ -119,18 +129,23 @@ def direction(engine: Engine, momentum: jax.Array) -> optax.GradientTransformati
 
 @functools.lru_cache(maxsize=64)
 def init_fn(engine: Engine) -> Callable[..., Any]:
-    """keys [K, 2], a sample row [1, F] -> stacked initial parameters [K, ...]."""
+    """seed (uint32 []), starts int [K], a sample row [1, F] -> (stacked initial parameters
+    [K, ...], order keys [K, 2]): member k's key is fold_in(PRNGKey(seed), starts[k]), its
+    initialisation and order keys fold_in(key, INIT_TAG) and fold_in(key, ORDER_TAG)."""
 
-    def one(key: jax.Array, sample: jax.Array) -> Params:
-        return init_model(engine.module, key, sample)["params"]
+    def members(seed: jax.Array, starts: jax.Array, sample: jax.Array) -> tuple[Params, jax.Array]:
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.PRNGKey(seed), starts)
+        tagged = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+        init = lambda key: init_model(engine.module, key, sample)["params"]
+        return jax.vmap(init)(tagged(keys, INIT_TAG)), tagged(keys, ORDER_TAG)
 
-    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+    return _jit(members)
 
 
 @functools.lru_cache(maxsize=64)
 def optimizer_init_fn(engine: Engine) -> Callable[..., Any]:
     """Stacked parameters [K, ...], momentum [K] -> the members' fresh optimiser states."""
-    return jax.jit(jax.vmap(lambda params, momentum: direction(engine, momentum).init(params)))
+    return _jit(jax.vmap(lambda params, momentum: direction(engine, momentum).init(params)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -187,7 +202,7 @@ def epoch_fn(engine: Engine) -> Callable[..., Any]:
         )
 
     members = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None))
-    return jax.jit(members)
+    return _jit(members)
 
 
 @functools.lru_cache(maxsize=64)
@@ -254,19 +269,19 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
         return params, value, iteration, converged
 
     members = jax.vmap(one, in_axes=(0, 0, None, None, None, None, None, None))
-    return jax.jit(members)
+    return _jit(members)
 
 
 @functools.lru_cache(maxsize=64)
 def objective_and_grad_fn(engine: Engine) -> Callable[..., Any]:
     """One member's (objective, gradient) of (params, x, y, w, alpha), compiled."""
-    return jax.jit(jax.value_and_grad(functools.partial(objective, engine)))
+    return _jit(jax.value_and_grad(functools.partial(objective, engine)))
 
 
 @functools.lru_cache(maxsize=64)
 def score_fn(engine: Engine) -> Callable[..., Any]:
     """Stacked parameters [K, ...], x [V, F], y [V, O], w [V] -> every member's score [K]."""
-    return jax.jit(jax.vmap(functools.partial(score, engine), in_axes=(0, None, None, None)))
+    return _jit(jax.vmap(functools.partial(score, engine), in_axes=(0, None, None, None)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -277,7 +292,7 @@ def predict_fn(engine: Engine) -> Callable[..., Any]:
     def one(params: Params, x: jax.Array) -> jax.Array:
         return OUTPUTS[engine.output].link(raw_outputs(engine, params, x))
 
-    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+    return _jit(jax.vmap(one, in_axes=(0, None)))
 
 
 @jax.jit
@@ -290,9 +305,10 @@ def keep_where(mask: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(pick, new, old)
 
 
-@jax.jit
-def all_finite(params: Params) -> jax.Array:
-    """bool [K]: every parameter of the member is finite."""
-    leaves = jax.tree_util.tree_leaves(params)
-    flags = [jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in leaves]
-    return functools.reduce(jnp.logical_and, flags)
+def all_finite(params: Params) -> np.ndarray:
+    """bool [K]: every parameter of the member is finite (computed on the host)."""
+    flags = [
+        np.isfinite(np.asarray(leaf).reshape(np.shape(leaf)[0], -1)).all(axis=1)
+        for leaf in jax.tree_util.tree_leaves(params)
+    ]
+    return functools.reduce(np.logical_and, flags)

@@ -52,7 +52,6 @@ MIN_PREDICT_ROWS = 32
 # A sparse X is densified in blocks of rows, and refused when its dense form is larger.
 MAX_DENSE_BYTES = 2 << 30
 DENSIFY_ROWS = 4096
-INIT_TAG, ORDER_TAG = 0, 2
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -159,10 +158,10 @@ class BaseNetwork(BaseEstimator):
             train, val = self._split(x, targets, weights, options, rng)
         else:
             train, val = (x, targets, weights), (x[:1], targets[:1], np.ones(1, dtype))
-        data = tuple(jnp.asarray(a) for a in (*train, *val))
+        data = tuple(jax.device_put(a) for a in (*train, *val))
         engine = self._engine(options, targets.shape[1], len(train[0]))
         if not continuing:
-            self._members = self._new_members(engine, options, seed, data[0], incremental)
+            self._members = self._new_members(engine, options, seed, train[0], incremental)
             self._engine_, self._seed = engine, seed
         elif dataclasses.replace(engine, batch_size=0) != dataclasses.replace(
             self._engine_, batch_size=0
@@ -215,14 +214,13 @@ class BaseNetwork(BaseEstimator):
         incremental: bool,
     ) -> training.Members:
         """The K members at their start: member k's key is fold_in(PRNGKey(seed), start k)."""
-        starts = jnp.asarray(seed_indices(options))
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.PRNGKey(seed), starts)
-        tagged = jax.vmap(jax.random.fold_in, in_axes=(0, None))
-        params = programs.init_fn(engine)(tagged(keys, INIT_TAG), x[:1])
+        params, order_keys = programs.init_fn(engine)(
+            np.uint32(seed), seed_indices(options).astype(np.int32), x[:1]
+        )
         given = self._coefs_given(params) if incremental else None
         if given is not None:
             params = given
-        return training.Members.fresh(params, tagged(keys, ORDER_TAG), member_values(options))
+        return training.Members.fresh(params, order_keys, member_values(options))
 
     def _coefs_given(self, params: Any) -> Any:
         """Stacked parameters from `coefs_` / `intercepts_` set by hand before the first
@@ -240,8 +238,8 @@ class BaseNetwork(BaseEstimator):
             kernel = np.asarray(kernel, np.float32).reshape(layer["kernel"].shape[1:])
             bias = np.asarray(bias, np.float32).reshape(layer["bias"].shape[1:])
             given[f"layer_{i}"] = {
-                "kernel": jnp.broadcast_to(kernel, layer["kernel"].shape),
-                "bias": jnp.broadcast_to(bias, layer["bias"].shape),
+                "kernel": np.broadcast_to(kernel, layer["kernel"].shape),
+                "bias": np.broadcast_to(bias, layer["bias"].shape),
             }
         return given
 
@@ -277,7 +275,7 @@ class BaseNetwork(BaseEstimator):
     ) -> None:
         """Selects the member and sets the fitted attributes from it."""
         members = self._members
-        eligible = np.asarray(programs.all_finite(members.best_params))
+        eligible = programs.all_finite(members.best_params)
         if not eligible.any():
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain "
@@ -411,13 +409,13 @@ class BaseNetwork(BaseEstimator):
             chosen = np.asarray([self.best_member_])
         else:
             chosen = np.flatnonzero(self._eligible)
-        params = jax.tree_util.tree_map(lambda leaf: leaf[chosen], params)
+        params = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[chosen], params)
         # Rows padded to a power of two: inputs of many sizes share a few compiled programs.
         rows = max(MIN_PREDICT_ROWS, 1 << (len(x) - 1).bit_length())
         padded = np.zeros((rows, *x.shape[1:]), x.dtype)
         padded[: len(x)] = x
-        outputs = programs.predict_fn(self._engine_)(params, jnp.asarray(padded))
-        return np.asarray(jnp.mean(outputs, axis=0))[: len(x)].astype(self._dtype)
+        outputs = np.asarray(programs.predict_fn(self._engine_)(params, padded))
+        return outputs.mean(axis=0)[: len(x)].astype(self._dtype)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -16,7 +16,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.sklearn import engine as programs
@@ -93,7 +92,8 @@ class Members:
 
 
 def _f32(values: np.ndarray) -> jax.Array:
-    return jnp.asarray(values, jnp.float32)
+    # Cast on the host: a cast of a device array would compile a program of its own.
+    return jax.device_put(np.asarray(values, np.float32))
 
 
 def train_stochastic(
@@ -124,11 +124,11 @@ def train_stochastic(
             members.params,
             members.opt_state,
             members.order_keys,
-            jnp.asarray(members.epochs, jnp.int32),
+            jax.device_put(members.epochs.astype(np.int32)),
             _f32(members.learning_rate),
             _f32(members.alpha),
             _f32(members.momentum),
-            jnp.asarray(active),
+            jax.device_put(active),
             data,
         )
         members.params, members.opt_state = params, opt_state
@@ -168,7 +168,7 @@ def train_stochastic(
                 stop[i] = True
         if options.early_stopping and improved.any():
             members.best_params = programs.keep_where(
-                jnp.asarray(improved), members.params, members.best_params
+                jax.device_put(improved), members.params, members.best_params
             )
         done |= stop
         if done.all():
@@ -188,9 +188,9 @@ def train_lbfgs(
         x,
         y,
         w,
-        jnp.int32(options.max_iter),
-        jnp.int32(options.max_fun),
-        jnp.float32(options.tol),
+        np.int32(options.max_iter),
+        np.int32(options.max_fun),
+        np.float32(options.tol),
     )
     loss, n_iter, converged = (np.asarray(v) for v in jax.device_get((loss, n_iter, converged)))
     members.params = members.best_params = params
