@@ -21,7 +21,7 @@ Timed, all in one run:
   cold, cached     the same in another fresh process reading that cache (a user's second run)
   warm refit       a second fit of the same shapes (another random_state) in one process
 
-    python benchmarks/sklearn_mlp.py [--hidden 100] [--out FILE] [--smoke]
+    python benchmarks/sklearn_mlp.py [--hidden 100] [--datasets wine ...] [--out FILE] [--smoke]
 
 Goals (issue 28): the cold fit at most 1.0x scikit-learn's 8 fits, the warm refit at least
 3x faster, jaxnn's test accuracy at least scikit-learn's best of 8 seeds on every data set.
@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[100])
     parser.add_argument("--out", default="")
     parser.add_argument("--smoke", action="store_true", help="wine only, 20 epochs")
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     parser.add_argument("--cold", default="", help=argparse.SUPPRESS)
     parser.add_argument("--cache", default="", help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
@@ -173,7 +174,7 @@ def main() -> None:
     if args.cold:
         cold_child(args.cold, hidden, args.cache, json.loads(args.options))
         return
-    names = ["wine"] if args.smoke else list(DATASETS)
+    names = ["wine"] if args.smoke else args.datasets
     options = {"max_iter": 20} if args.smoke else {}
     warnings.simplefilter("ignore", ConvergenceWarning)
     records = {}
