@@ -156,8 +156,12 @@ def train_stochastic(
             if options.early_stopping:
                 print(f"Validation score: {scores[shown]:f}")
         if sgd and options.learning_rate == "invscaling":
-            rates = options.learning_rate_init / (members.samples_seen + 1.0) ** options.power_t
-            members.learning_rate = np.where(active, rates, members.learning_rate)
+            for i in np.flatnonzero(active):
+                # Python's pow on the int, as scikit-learn's iteration_ends: the same float.
+                seen = int(members.samples_seen[i])
+                members.learning_rate[i] = options.learning_rate_init / pow(
+                    seen + 1, options.power_t
+                )
         stop = active & ~np.isfinite(loss)
         for i in np.flatnonzero(active & (members.no_improvement > options.n_iter_no_change)):
             adaptive = sgd and options.learning_rate == "adaptive"
