@@ -159,9 +159,8 @@ def train_stochastic(
             for i in np.flatnonzero(active):
                 # Python's pow on the int, as scikit-learn's iteration_ends: the same float.
                 seen = int(members.samples_seen[i])
-                members.learning_rate[i] = options.learning_rate_init / pow(
-                    seen + 1, options.power_t
-                )
+                start = float(members.initial_learning_rate[i])
+                members.learning_rate[i] = start / pow(seen + 1, options.power_t)
         stop = active & ~np.isfinite(loss)
         for i in np.flatnonzero(active & (members.no_improvement > options.n_iter_no_change)):
             adaptive = sgd and options.learning_rate == "adaptive"
