@@ -209,8 +209,9 @@ def epoch_fn(engine: Engine) -> Callable[..., Any]:
 def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
     """The members' full-batch L-BFGS run (optax.lbfgs with its zoom line search), scipy's
     L-BFGS-B stopping rules: at most max_iter iterations and about max_fun evaluations of the
-    objective, stopped when the largest gradient entry is at most tol or the objective's
-    relative decrease at most LBFGS_FTOL.
+    objective, converged when the largest gradient entry is at most tol or the objective's
+    relative decrease is positive and at most LBFGS_FTOL; a step without any decrease ends the
+    run unconverged.
 
     Arguments: params [K, ...], alpha [K], x [N, F], y [N, O], w [N], max_iter, max_fun, tol.
     Returns: (params, loss [K], n_iter int32 [K], converged bool [K]).
@@ -238,12 +239,13 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
         carry = (params, state, jnp.int32(0), jnp.int32(1), value0, gradient_max(grad0) <= tol)
 
         def running(carry):
-            _, _, iteration, evaluations, value, converged = carry
+            _, _, iteration, evaluations, value, converged, stalled = carry
             finite = jnp.isfinite(value)
-            return ~converged & finite & (iteration < max_iter) & (evaluations < max_fun)
+            within = (iteration < max_iter) & (evaluations < max_fun)
+            return ~converged & ~stalled & finite & within
 
         def body(carry):
-            params, state, iteration, evaluations, value, _ = carry
+            params, state, iteration, evaluations, value, _, _ = carry
             value, grad = value_and_grad(params, state=state)
             updates, state = solver.update(
                 grad, state, params, value=value, grad=grad, value_fn=fun
@@ -255,7 +257,12 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
             decrease = (value - new_value) / jnp.maximum(
                 jnp.maximum(jnp.abs(value), jnp.abs(new_value)), 1.0
             )
-            converged = (gradient_max(new_grad) <= tol) | (decrease <= LBFGS_FTOL)
+            converged = (gradient_max(new_grad) <= tol) | (
+                (decrease > 0) & (decrease <= LBFGS_FTOL)
+            )
+            # No decrease at all: the line search failed (scipy's ABNORMAL_TERMINATION_IN_LNSRCH),
+            # the run ends unconverged.
+            stalled = decrease <= 0
             return (
                 params,
                 state,
@@ -263,9 +270,11 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
                 evaluations + jnp.maximum(steps, 1).astype(jnp.int32),
                 new_value,
                 converged,
+                stalled,
             )
 
-        params, _, iteration, _, value, converged = jax.lax.while_loop(running, body, carry)
+        carry = (*carry, jnp.zeros((), bool))
+        params, _, iteration, _, value, converged, _ = jax.lax.while_loop(running, body, carry)
         return params, value, iteration, converged
 
     members = jax.vmap(one, in_axes=(0, 0, None, None, None, None, None, None))
