@@ -257,12 +257,14 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
             decrease = (value - new_value) / jnp.maximum(
                 jnp.maximum(jnp.abs(value), jnp.abs(new_value)), 1.0
             )
-            converged = (gradient_max(new_grad) <= tol) | (
-                (decrease > 0) & (decrease <= LBFGS_FTOL)
-            )
-            # No decrease at all: the line search failed (scipy's ABNORMAL_TERMINATION_IN_LNSRCH),
-            # the run ends unconverged.
-            stalled = decrease <= 0
+            # scipy's relative-decrease test is float64's: in float32 a decrease that small is
+            # a few units of the last place, a stall.
+            small = (decrease > 0) & (decrease <= LBFGS_FTOL)
+            precise = jnp.asarray(new_value.dtype == jnp.float64)
+            converged = (gradient_max(new_grad) <= tol) | (small & precise)
+            # No decrease (the line search failed: scipy's ABNORMAL_TERMINATION_IN_LNSRCH) or a
+            # float32 stall: the run ends unconverged.
+            stalled = (decrease <= 0) | (small & ~precise)
             return (
                 params,
                 state,
