@@ -55,7 +55,9 @@ class _FlaxOptions:
         )
 
     def _module(self, options: MLPOptions, num_outputs: int) -> nn.Module:
-        return WithHead(body=options.model, num_outputs=num_outputs)
+        # A clone: Flax adopts a submodule (sets its parent and name), which would change the
+        # estimator's parameter.
+        return WithHead(body=options.model.clone(), num_outputs=num_outputs)
 
 
 class FlaxClassifier(_FlaxOptions, Classifier):
