@@ -1,32 +1,42 @@
-"""From a scikit-learn MLP's constructor parameters to one jaxnn run: the checks and the config.
+"""From a scikit-learn MLP's constructor parameters to one checked value.
 
 `options_from` checks the parameters once, at `fit` (scikit-learn estimators never check in
-`__init__` or `set_params`), into an `MLPOptions` value; `to_config` turns that value and the
-shapes of the data into the jaxnn config of the run. Both are pure: the same parameters and
-shapes give the same config, so a second fit of the same shapes reuses the compiled program.
+`__init__` or `set_params`), into an `MLPOptions` value: every later step reads that value.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import ml_collections
+import numpy as np
 
-from jaxnn.config.schema import default_config
+from jaxnn.config.sweep import split_spec
 from jaxnn.errors import ConfigError
 from jaxnn.nn.activations import ACTIVATIONS as JAXNN_ACTIVATIONS
 
 # scikit-learn's activation names -> jaxnn's (jaxnn's own names are accepted as they are).
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-SOLVERS = ("sgd", "adam")
+SOLVERS = ("sgd", "adam", "lbfgs")
+STOCHASTIC_SOLVERS = ("sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 PREDICT_WITH = ("best", "ensemble")
-REGRESSION_LOSSES = ("squared_error",)
+SELECT_BY = ("auto", "validation", "loss")
+REGRESSION_LOSSES = {"squared_error": "identity", "poisson": "exp"}
 # sklearn's batch_size='auto': min(AUTO_BATCH, n_samples).
 AUTO_BATCH = 200
+# A sweep's field -> the member value it varies (jaxnn's config names and scikit-learn's).
+SWEPT_VALUES = {
+    "optimizer.learning_rate": "learning_rate",
+    "learning_rate_init": "learning_rate",
+    "optimizer.weight_decay": "alpha",
+    "alpha": "alpha",
+    "optimizer.momentum": "momentum",
+    "momentum": "momentum",
+}
 
 
 class ParameterError(ConfigError, ValueError):
@@ -36,43 +46,41 @@ class ParameterError(ConfigError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class MLPOptions:
-    """The checked parameters that decide the compiled program (hashable: a cache key).
+    """The checked parameters of one fit (hashable).
 
-    `model` is a model family name or the user's own (hashable) Flax module.
+    `model` is 'mlp' (scikit-learn's network) or the user's own (hashable) Flax module;
+    `n_iter_no_change` may be `math.inf`; `sweep` is field -> values of the member values
+    (`SWEPT_VALUES`).
     """
 
     hidden: tuple[int, ...]
     activation: str  # jaxnn's activation name
     solver: str
     alpha: float
+    batch_size: Any  # 'auto' or an int
     learning_rate: str
     learning_rate_init: float
     power_t: float
+    max_iter: int
+    shuffle: bool
+    tol: float
+    verbose: bool
+    warm_start: bool
     momentum: float
     nesterov: bool
+    early_stopping: bool
+    validation_fraction: float
     beta_1: float
     beta_2: float
     epsilon: float
-    max_iter: int
+    n_iter_no_change: float
+    max_fun: int
     n_restarts: int
-    sweep: str
+    sweep: tuple[tuple[str, tuple[float, ...]], ...]
+    predict_with: str
+    select_by: str
     model: Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Shapes:
-    """What a run's program depends on in the data: task, sizes, and the resolved batch size."""
-
-    task: str  # 'classification' | 'regression'
-    feature_shape: tuple[int, ...]
-    num_train: int
-    num_val: int
-    num_outputs: int
-    batch_size: int
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return -(-self.num_train // self.batch_size)
+    loss: str  # 'log_loss' (classifier), 'squared_error' or 'poisson'
 
 
 def _fail(message: str) -> None:
@@ -124,40 +132,40 @@ def _activation(value: Any) -> str:
     raise AssertionError  # unreachable: _fail raised
 
 
-def _sweep(value: Any) -> str:
+def _sweep(value: Any) -> tuple[tuple[str, tuple[float, ...]], ...]:
     if value is None or value == "":
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        clauses = [
-            f"{field}=[{', '.join(repr(v) for v in values)}]" for field, values in value.items()
-        ]
-        return "; ".join(clauses)
-    _fail(
-        "sweep must be a jaxnn sweep string such as 'optimizer.learning_rate=[1e-3, 1e-2]' or a "
-        f"mapping field -> values, got {value!r}"
-    )
+        return ()
+    try:
+        fields = split_spec(value)
+    except ConfigError as error:
+        _fail(str(error))
+    swept = []
+    for field, values in fields.items():
+        if field not in SWEPT_VALUES:
+            _fail(f"sweep may vary {', '.join(SWEPT_VALUES)}, got {field!r}")
+        if not values or not all(_is_real(v) and float(v) >= 0 for v in values):
+            _fail(f"sweep values of {field} must be numbers >= 0, got {values!r}")
+        swept.append((SWEPT_VALUES[field], tuple(float(v) for v in values)))
+    names = [name for name, _ in swept]
+    if len(set(names)) < len(names):
+        _fail(f"sweep names the same value twice: {list(fields)}")
+    return tuple(swept)
+
+
+def _n_iter_no_change(value: Any) -> float:
+    if (_is_int(value) and value >= 1) or (_is_real(value) and value == math.inf):
+        return float(value)
+    _fail(f"n_iter_no_change must be an integer >= 1 or np.inf, got {value!r}")
     raise AssertionError  # unreachable: _fail raised
 
 
 def options_from(params: Mapping[str, Any]) -> MLPOptions:
-    """Checks an estimator's `get_params()` and returns the values that decide its program.
-
-    Also checks the parameters that act on the host (`max_iter`, `tol`, `shuffle`,
-    `early_stopping`, `validation_fraction`, `n_iter_no_change`, `batch_size`,
-    `predict_with`, `warm_start`, `verbose`), which `MLPOptions` leaves out.
+    """Checks an estimator's `get_params()` into the value every step of a fit reads.
 
     Raises:
-      ParameterError: the first parameter with a value jaxnn cannot honour, e.g.
-        solver='lbfgs'.
+      ParameterError: the first parameter with a value jaxnn cannot honour.
     """
     solver = params["solver"]
-    if solver == "lbfgs":
-        _fail(
-            "solver='lbfgs' is not supported by jaxnn.sklearn (it trains random starts with "
-            "minibatch optimisers in one vmapped program); use solver='adam' or 'sgd'"
-        )
     if solver not in SOLVERS:
         _fail(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if params["learning_rate"] not in LEARNING_RATES:
@@ -165,18 +173,11 @@ def options_from(params: Mapping[str, Any]) -> MLPOptions:
             f"learning_rate must be one of {', '.join(LEARNING_RATES)}, got "
             f"{params['learning_rate']!r}"
         )
-    if params.get("loss", "squared_error") not in REGRESSION_LOSSES:
-        _fail(
-            f"loss must be 'squared_error' (jaxnn.sklearn does not train loss="
-            f"{params['loss']!r}), got {params['loss']!r}"
-        )
-    if params["shuffle"] is not True:
-        _fail(
-            f"shuffle must be True: jaxnn draws a new order of the training examples every "
-            f"epoch, got shuffle={params['shuffle']!r}"
-        )
-    for name in ("early_stopping", "nesterovs_momentum", "warm_start"):
-        if not isinstance(params[name], bool):
+    loss = params.get("loss", "log_loss")
+    if "loss" in params and loss not in REGRESSION_LOSSES:
+        _fail(f"loss must be one of {', '.join(REGRESSION_LOSSES)}, got {loss!r}")
+    for name in ("early_stopping", "nesterovs_momentum", "warm_start", "shuffle"):
+        if not isinstance(params[name], bool | np.bool_):
             _fail(f"{name} must be True or False, got {params[name]!r}")
     batch_size = params["batch_size"]
     if batch_size != "auto" and not (_is_int(batch_size) and batch_size >= 1):
@@ -185,49 +186,69 @@ def options_from(params: Mapping[str, Any]) -> MLPOptions:
         _fail(
             f"predict_with must be one of {', '.join(PREDICT_WITH)}, got {params['predict_with']!r}"
         )
-    _check_int(params, "n_iter_no_change", 1)
-    _check_real(params, "tol", lambda v: v >= 0, "a number >= 0")
-    _check_real(params, "validation_fraction", lambda v: 0 < v < 1, "a number in (0, 1)")
+    if params["select_by"] not in SELECT_BY:
+        _fail(f"select_by must be one of {', '.join(SELECT_BY)}, got {params['select_by']!r}")
+    verbose = params["verbose"]
+    if not (_is_int(verbose) or isinstance(verbose, bool | np.bool_)):
+        _fail(f"verbose must be True, False or an integer, got {verbose!r}")
     model = params["model"]
-    if isinstance(model, str) and not model:
-        _fail("model must be a model family name such as 'mlp' or a flax.linen.Module, got ''")
+    if isinstance(model, str) and model != "mlp":
+        _fail(f"model must be 'mlp' or a flax.linen.Module, got {model!r}")
     return MLPOptions(
         hidden=_hidden(params["hidden_layer_sizes"]),
         activation=_activation(params["activation"]),
         solver=solver,
         alpha=_check_real(params, "alpha", lambda v: v >= 0, "a number >= 0"),
+        batch_size=batch_size,
         learning_rate=params["learning_rate"],
         learning_rate_init=_check_real(params, "learning_rate_init", lambda v: v > 0, "> 0"),
         power_t=_check_real(params, "power_t", lambda v: v >= 0, "a number >= 0"),
-        momentum=_check_real(
-            params, "momentum", lambda v: 0 <= v < 1, "in [0, 1) (jaxnn's momentum range)"
+        max_iter=_check_int(params, "max_iter", 1),
+        shuffle=bool(params["shuffle"]),
+        tol=_check_real(params, "tol", lambda v: v >= 0, "a number >= 0"),
+        verbose=bool(verbose),
+        warm_start=bool(params["warm_start"]),
+        momentum=_check_real(params, "momentum", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        nesterov=bool(params["nesterovs_momentum"]),
+        early_stopping=bool(params["early_stopping"]),
+        validation_fraction=_check_real(
+            params, "validation_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"
         ),
-        nesterov=params["nesterovs_momentum"],
         beta_1=_check_real(params, "beta_1", lambda v: 0 <= v < 1, "in [0, 1)"),
         beta_2=_check_real(params, "beta_2", lambda v: 0 <= v < 1, "in [0, 1)"),
         epsilon=_check_real(params, "epsilon", lambda v: v > 0, "> 0"),
-        max_iter=_check_int(params, "max_iter", 1),
+        n_iter_no_change=_n_iter_no_change(params["n_iter_no_change"]),
+        max_fun=_check_int(params, "max_fun", 1),
         n_restarts=_check_int(params, "n_restarts", 1),
         sweep=_sweep(params["sweep"]),
+        predict_with=params["predict_with"],
+        select_by=params["select_by"],
         model=model,
+        loss=loss,
     )
 
 
-def program_options(options: MLPOptions) -> MLPOptions:
-    """`options` with the values that members carry as traced hyperparameters (learning rate,
-    alpha, momentum) set to fixed stand-ins: what the compiled program depends on, so that fits
-    differing only in those values (a grid search over alpha) share one program.
-    `member_values` gives the real values, which the fit sets in the members' state."""
-    return dataclasses.replace(options, learning_rate_init=1.0, alpha=0.0, momentum=0.0)
-
-
-def member_values(options: MLPOptions) -> dict[str, float]:
-    """hparam name -> value of the member hyperparameters `program_options` stands in for."""
-    return {
+def member_values(options: MLPOptions) -> dict[str, np.ndarray]:
+    """name -> float64 [K] of every member's learning_rate, alpha and momentum: the sweep's
+    values crossed (variant-major: member v * n_restarts + s is start s of variant v)."""
+    base = {
         "learning_rate": options.learning_rate_init,
-        "weight_decay": options.alpha,
+        "alpha": options.alpha,
         "momentum": options.momentum,
     }
+    variants = [dict(base)]
+    for name, values in options.sweep:
+        variants = [{**variant, name: value} for variant in variants for value in values]
+    return {
+        name: np.repeat([variant[name] for variant in variants], options.n_restarts)
+        for name in base
+    }
+
+
+def seed_indices(options: MLPOptions) -> np.ndarray:
+    """int [K]: the random start of every member (variant-major)."""
+    variants = math.prod(len(values) for _, values in options.sweep)
+    return np.tile(np.arange(options.n_restarts), variants)
 
 
 def resolve_batch_size(batch_size: Any, num_train: int) -> int:
@@ -235,37 +256,3 @@ def resolve_batch_size(batch_size: Any, num_train: int) -> int:
     if batch_size == "auto":
         return min(AUTO_BATCH, num_train)
     return int(min(max(batch_size, 1), num_train))
-
-
-def optimizer_name(options: MLPOptions) -> str:
-    """The jaxnn optimiser whose member hyperparameters (and sweepable fields) the run has."""
-    if options.solver == "adam":
-        return "adam"
-    return "nesterov" if options.nesterov else "momentum"
-
-
-def to_config(options: MLPOptions, shapes: Shapes) -> ml_collections.ConfigDict:
-    """The jaxnn config of the run: `max_iter` epochs of one chunk each, the last weights kept
-    (the host applies scikit-learn's stopping rules and keeps the best-validation weights)."""
-    config = default_config()
-    config.model.name = options.model if isinstance(options.model, str) else "mlp"
-    config.model.hidden = options.hidden
-    config.model.activation = options.activation
-    config.model.init = "glorot_uniform"
-    config.loss = "cross_entropy" if shapes.task == "classification" else "mse"
-    config.optimizer.name = optimizer_name(options)
-    config.optimizer.learning_rate = options.learning_rate_init
-    config.optimizer.weight_decay = options.alpha
-    config.optimizer.momentum = options.momentum
-    config.optimizer.b1 = options.beta_1
-    config.optimizer.b2 = options.beta_2
-    config.optimizer.eps = options.epsilon
-    config.training.batch_size = shapes.batch_size
-    config.training.epochs = options.max_iter  # one epoch per chunk; the host may stop earlier
-    config.training.eval_every = shapes.steps_per_epoch
-    config.training.keep = "last"
-    config.restarts.num = options.n_restarts
-    config.restarts.sweep = options.sweep
-    config.restarts.select_by = "val_accuracy" if shapes.task == "classification" else "val_r2"
-    config.tensorboard.enabled = False
-    return config

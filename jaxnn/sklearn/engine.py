@@ -1,0 +1,325 @@
+"""The estimators' compiled programs: every member's epoch, L-BFGS run, score and prediction,
+vmapped over the members.
+
+A member is a key plus its numeric values (learning rate, alpha, momentum): the programs take
+the stacked parameters and those values as arguments, and are compiled once per `Engine` (the
+module, the output, the solver and its static options) and input shapes, so a refit of the
+same shapes, a cross-validation fold or a grid search over alpha compiles nothing.
+
+The training objective is scikit-learn's: on a batch with sample weights w (zero for the rows
+that pad the last batch of an epoch), `(sum(w * loss) + alpha / 2 * ||W||^2) / sum(w)`, with
+`||W||^2` the squared entries of every weight matrix (`kernel`) and not of the intercepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnn.nn.family import apply_model, init_model
+from jaxnn.sklearn.network import OUTPUTS
+
+Params = Any
+# scipy's L-BFGS-B default ftol (factr 1e7 times float64's epsilon), scikit-learn's setting.
+LBFGS_FTOL = 1e7 * 2.220446049250313e-16
+LBFGS_MEMORY = 10
+INIT_TAG, ORDER_TAG = 0, 2
+LBFGS_LINESEARCH_STEPS = 20
+# XLA's CPU compiler with LLVM's cheap passes: these small programs compile about twice as
+# fast and run about a fifth slower, and a first fit is mostly compilation
+# (benchmarks/sklearn_mlp.py).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """What the compiled programs depend on besides the shapes of their inputs.
+
+    Attributes:
+      module: the network (raw outputs [B, O] from inputs [B, n_features]).
+      output: a key of `network.OUTPUTS` (softmax, logistic, identity, exp).
+      solver: 'sgd', 'adam' or 'lbfgs'.
+      nesterov: sgd's Nesterov momentum.
+      beta_1, beta_2, epsilon: Adam's.
+      shuffle: a new order of the training samples every epoch (else their order).
+      batch_size: rows per step (the last batch of an epoch is padded with zero weights).
+      task: 'classification' or 'regression' (what the score is: accuracy or R2).
+    """
+
+    module: nn.Module
+    output: str
+    solver: str
+    nesterov: bool
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    shuffle: bool
+    batch_size: int
+    task: str
+
+
+def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return jax.jit(fn, compiler_options=FAST_COMPILE)
+
+
+def _is_kernel(path: Any) -> bool:
+    return getattr(path[-1], "key", None) == "kernel"
+
+
+def squared_weights(params: Params) -> jax.Array:
+    """Sum of the squared entries of every weight matrix (`kernel` leaf) of one member."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    kernels = [leaf for path, leaf in leaves if _is_kernel(path)]
+    return sum((jnp.sum(k**2) for k in kernels), jnp.zeros((), jnp.float32))
+
+
+def raw_outputs(engine: Engine, params: Params, x: jax.Array) -> jax.Array:
+    """One member's raw outputs [B, O] of x [B, n_features]."""
+    return apply_model(engine.module, params, x)
+
+
+def objective(
+    engine: Engine, params: Params, x: jax.Array, y: jax.Array, w: jax.Array, alpha: jax.Array
+) -> jax.Array:
+    """scikit-learn's loss of one member on weighted rows (module docstring)."""
+    per_example = OUTPUTS[engine.output].loss(raw_outputs(engine, params, x), y)
+    total = jnp.sum(w)
+    penalty = 0.5 * alpha * squared_weights(params)
+    return (jnp.sum(w * per_example) + penalty.astype(per_example.dtype)) / total
+
+
+def score(engine: Engine, params: Params, x: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
+    """scikit-learn's `score` of one member: accuracy (subset accuracy for several logistic
+    outputs) or R2 averaged over the outputs, weighted by w; NaN for non-finite outputs."""
+    raw = raw_outputs(engine, params, x)
+    finite = jnp.all(jnp.isfinite(raw))
+    if engine.task == "classification":
+        if engine.output == "softmax":
+            right = jnp.argmax(raw, axis=-1) == jnp.argmax(y, axis=-1)
+        else:
+            right = jnp.all((raw > 0) == (y > 0.5), axis=-1)
+        value = jnp.sum(w * right) / jnp.sum(w)
+    else:
+        predicted = OUTPUTS[engine.output].link(raw)
+        weights = w[:, None]
+        mean = jnp.sum(weights * y, axis=0) / jnp.sum(w)
+        residual = jnp.sum(weights * (y - predicted) ** 2, axis=0)
+        spread = jnp.sum(weights * (y - mean) ** 2, axis=0)
+        # r2_score's force_finite: a constant target scores 1 when predicted exactly, else 0.
+        r2 = jnp.where(spread > 0, 1 - residual / jnp.where(spread > 0, spread, 1), 0.0)
+        r2 = jnp.where((spread == 0) & (residual == 0), 1.0, r2)
+        value = jnp.mean(r2)
+    return jnp.where(finite, value, jnp.nan)
+
+
+def direction(engine: Engine, momentum: jax.Array) -> optax.GradientTransformation:
+    """The update direction before the learning rate: sgd's momentum or Adam's moments."""
+    if engine.solver == "sgd":
+        return optax.trace(decay=momentum, nesterov=engine.nesterov)
+    return optax.scale_by_adam(b1=engine.beta_1, b2=engine.beta_2, eps=engine.epsilon)
+
+
+@functools.lru_cache(maxsize=64)
+def init_fn(engine: Engine) -> Callable[..., Any]:
+    """seed (uint32 []), starts int [K], a sample row [1, F] -> (stacked initial parameters
+    [K, ...], order keys [K, 2]): member k's key is fold_in(PRNGKey(seed), starts[k]), its
+    initialisation and order keys fold_in(key, INIT_TAG) and fold_in(key, ORDER_TAG)."""
+
+    def members(seed: jax.Array, starts: jax.Array, sample: jax.Array) -> tuple[Params, jax.Array]:
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.PRNGKey(seed), starts)
+        tagged = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+        init = lambda key: init_model(engine.module, key, sample)["params"]
+        return jax.vmap(init)(tagged(keys, INIT_TAG)), tagged(keys, ORDER_TAG)
+
+    return _jit(members)
+
+
+@functools.lru_cache(maxsize=64)
+def optimizer_init_fn(engine: Engine) -> Callable[..., Any]:
+    """Stacked parameters [K, ...], momentum [K] -> the members' fresh optimiser states."""
+    return _jit(jax.vmap(lambda params, momentum: direction(engine, momentum).init(params)))
+
+
+@functools.lru_cache(maxsize=64)
+def epoch_fn(engine: Engine) -> Callable[..., Any]:
+    """The members' epoch: one pass over the training rows in batches, then the score.
+
+    Arguments (K members, N training rows, V validation rows):
+      params [K, ...], opt_state [K, ...], order_keys [K, 2], epochs int32 [K] (the epoch
+      index of each member's order), learning_rate [K], alpha [K], momentum [K], active bool
+      [K] (an inactive member keeps its state), x [N, F], y [N, O], w [N], x_val [V, F],
+      y_val [V, O], w_val [V].
+
+    Returns:
+      (params, opt_state, loss [K] (the epoch's mean batch loss weighted by batch size, as
+      scikit-learn's loss_curve_), validation score [K]).
+    """
+    batch = engine.batch_size
+
+    def one(params, opt_state, order_key, epoch, learning_rate, alpha, momentum, active, data):
+        x, y, w, x_val, y_val, w_val = data
+        num_train = x.shape[0]
+        steps = -(-num_train // batch)
+        if engine.shuffle:
+            order = jax.random.permutation(jax.random.fold_in(order_key, epoch), num_train)
+        else:
+            order = jnp.arange(num_train)
+        positions = jnp.arange(steps * batch)
+        order = jnp.concatenate([order, jnp.zeros(steps * batch - num_train, order.dtype)])
+        in_epoch = positions < num_train
+        tx = direction(engine, momentum)
+
+        def step(carry, s):
+            params, opt_state = carry
+            rows = jax.lax.dynamic_slice(order, (s * batch,), (batch,))
+            mask = jax.lax.dynamic_slice(in_epoch, (s * batch,), (batch,))
+            weights = jnp.where(mask, w[rows], 0.0)
+            loss, grads = jax.value_and_grad(objective, argnums=1)(
+                engine, params, x[rows], y[rows], weights, alpha
+            )
+            updates, opt_state = tx.update(grads, opt_state, params)
+            updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
+            return (optax.apply_updates(params, updates), opt_state), loss * jnp.sum(mask)
+
+        (new_params, new_opt), losses = jax.lax.scan(step, (params, opt_state), jnp.arange(steps))
+        keep = lambda new, old: jax.tree_util.tree_map(
+            lambda a, b: jnp.where(active, a, b), new, old
+        )
+        new_params, new_opt = keep(new_params, params), keep(new_opt, opt_state)
+        return (
+            new_params,
+            new_opt,
+            jnp.sum(losses) / num_train,
+            score(engine, new_params, x_val, y_val, w_val),
+        )
+
+    members = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None))
+    return _jit(members)
+
+
+@functools.lru_cache(maxsize=64)
+def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
+    """The members' full-batch L-BFGS run (optax.lbfgs with its zoom line search), scipy's
+    L-BFGS-B stopping rules: at most max_iter iterations and about max_fun evaluations of the
+    objective, converged when the largest gradient entry is at most tol or the objective's
+    relative decrease is positive and at most LBFGS_FTOL; a step without any decrease ends the
+    run unconverged.
+
+    Arguments: params [K, ...], alpha [K], x [N, F], y [N, O], w [N], max_iter, max_fun, tol.
+    Returns: (params, loss [K], n_iter int32 [K], converged bool [K]).
+    """
+    solver = optax.lbfgs(
+        memory_size=LBFGS_MEMORY,
+        linesearch=optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=LBFGS_LINESEARCH_STEPS, verbose=False
+        ),
+    )
+
+    def one(params, alpha, x, y, w, max_iter, max_fun, tol):
+        def fun(p: Params) -> jax.Array:
+            return objective(engine, p, x, y, w, alpha)
+
+        value_and_grad = optax.value_and_grad_from_state(fun)
+        state = solver.init(params)
+
+        def gradient_max(grad: Params) -> jax.Array:
+            return jnp.max(
+                jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grad)])
+            )
+
+        value0, grad0 = jax.value_and_grad(fun)(params)
+        carry = (params, state, jnp.int32(0), jnp.int32(1), value0, gradient_max(grad0) <= tol)
+
+        def running(carry):
+            _, _, iteration, evaluations, value, converged, stalled = carry
+            finite = jnp.isfinite(value)
+            within = (iteration < max_iter) & (evaluations < max_fun)
+            return ~converged & ~stalled & finite & within
+
+        def body(carry):
+            params, state, iteration, evaluations, value, _, _ = carry
+            value, grad = value_and_grad(params, state=state)
+            updates, state = solver.update(
+                grad, state, params, value=value, grad=grad, value_fn=fun
+            )
+            params = optax.apply_updates(params, updates)
+            new_value = optax.tree_utils.tree_get(state, "value")
+            new_grad = optax.tree_utils.tree_get(state, "grad")
+            steps = optax.tree_utils.tree_get(state, "num_linesearch_steps")
+            decrease = (value - new_value) / jnp.maximum(
+                jnp.maximum(jnp.abs(value), jnp.abs(new_value)), 1.0
+            )
+            # scipy's relative-decrease test is float64's: in float32 a decrease that small is
+            # a few units of the last place, a stall.
+            small = (decrease > 0) & (decrease <= LBFGS_FTOL)
+            precise = jnp.asarray(new_value.dtype == jnp.float64)
+            converged = (gradient_max(new_grad) <= tol) | (small & precise)
+            # No decrease (the line search failed: scipy's ABNORMAL_TERMINATION_IN_LNSRCH) or a
+            # float32 stall: the run ends unconverged.
+            stalled = (decrease <= 0) | (small & ~precise)
+            return (
+                params,
+                state,
+                iteration + 1,
+                evaluations + jnp.maximum(steps, 1).astype(jnp.int32),
+                new_value,
+                converged,
+                stalled,
+            )
+
+        carry = (*carry, jnp.zeros((), bool))
+        params, _, iteration, _, value, converged, _ = jax.lax.while_loop(running, body, carry)
+        return params, value, iteration, converged
+
+    members = jax.vmap(one, in_axes=(0, 0, None, None, None, None, None, None))
+    return _jit(members)
+
+
+@functools.lru_cache(maxsize=64)
+def objective_and_grad_fn(engine: Engine) -> Callable[..., Any]:
+    """One member's (objective, gradient) of (params, x, y, w, alpha), compiled."""
+    return _jit(jax.value_and_grad(functools.partial(objective, engine)))
+
+
+@functools.lru_cache(maxsize=64)
+def score_fn(engine: Engine) -> Callable[..., Any]:
+    """Stacked parameters [K, ...], x [V, F], y [V, O], w [V] -> every member's score [K]."""
+    return _jit(jax.vmap(functools.partial(score, engine), in_axes=(0, None, None, None)))
+
+
+@functools.lru_cache(maxsize=64)
+def predict_fn(engine: Engine) -> Callable[..., Any]:
+    """Stacked parameters [K, ...], x [B, F] -> the members' predictions [K, B, O] (the output
+    activation applied: probabilities or values)."""
+
+    def one(params: Params, x: jax.Array) -> jax.Array:
+        return OUTPUTS[engine.output].link(raw_outputs(engine, params, x))
+
+    return _jit(jax.vmap(one, in_axes=(0, None)))
+
+
+@jax.jit
+def keep_where(mask: jax.Array, new: Any, old: Any) -> Any:
+    """Per member (mask bool [K]): the leaves of `new` where mask, else those of `old`."""
+
+    def pick(a: jax.Array, b: jax.Array) -> jax.Array:
+        return jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+def all_finite(params: Params) -> np.ndarray:
+    """bool [K]: every parameter of the member is finite (computed on the host)."""
+    flags = [
+        np.isfinite(np.asarray(leaf).reshape(np.shape(leaf)[0], -1)).all(axis=1)
+        for leaf in jax.tree_util.tree_leaves(params)
+    ]
+    return functools.reduce(np.logical_and, flags)
