@@ -104,6 +104,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.optimizer.plateau_cooldown = 0
     config.optimizer.plateau_rtol = 1e-4
     config.optimizer.plateau_accumulation = 0
+    # Averaged weights (jaxnn.nn.ema): decay of the exponential moving average of each member's
+    # weights that evaluation, selection and export use; 0 = off; per member in a sweep.
+    config.optimizer.ema_decay = 0.0
 
     config.training = ml_collections.ConfigDict()
     config.training.batch_size = 100

@@ -118,7 +118,8 @@ class Trained:
 
     Attributes:
       state: the K members (every leaf [K, ...]); `best_params` holds the weights each member
-        ends with (its best-validation ones under early stopping).
+        ends with (its best-validation ones under early stopping), `best_model_state` their
+        model state.
       history: per epoch, metric -> float64 [K] (jaxnn's evaluation rows, `step` included).
       loss_curves: per member, its loss of every epoch it trained (with the L2 term).
       validation_scores: per member, its validation score of every epoch (None: no split).
@@ -220,7 +221,7 @@ def train_members(
     best_score = np.full(num_members, -np.inf)
     no_improvement = np.zeros(num_members, np.int64)
     n_iter = np.zeros(num_members, np.int64)
-    best_params = state.params
+    best_params, best_model_state = state.params, state.model_state
     history: list[dict[str, np.ndarray]] = []
     padding = np.zeros(placement.num_padding, bool)
     penalised = bool(np.any(alpha > 0))
@@ -269,8 +270,10 @@ def train_members(
             else:
                 stop[i] = True
         if rules.early_stopping and improved.any():
-            best_params = _keep_where(
-                np.concatenate([improved, padding]), state.params, best_params
+            best_params, best_model_state = _keep_where(
+                np.concatenate([improved, padding]),
+                (state.params, state.model_state),
+                (best_params, best_model_state),
             )
         if stop.any() or rate_changed:
             state = _between_epochs(
@@ -282,7 +285,8 @@ def train_members(
     train_s = time.perf_counter() - started
 
     kept = best_params if rules.early_stopping else state.params
-    state = placement.result_state(state.replace(best_params=kept))
+    kept_state = best_model_state if rules.early_stopping else state.model_state
+    state = placement.result_state(state.replace(best_params=kept, best_model_state=kept_state))
     final_scores = np.asarray([s[-1] if s else np.nan for s in scores])
     return Trained(
         state=state,

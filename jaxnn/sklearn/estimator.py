@@ -192,6 +192,7 @@ class _BaseMLP(BaseEstimator):
             )
         self._run_key = key
         self._params = jax.device_get(trained.state.best_params)
+        self._model_state = jax.device_get(trained.state.best_model_state)
         self._hparams = jax.device_get(trained.state.hparams)
         self._diverged = diverged
         self.best_member_ = best
@@ -257,7 +258,14 @@ class _BaseMLP(BaseEstimator):
             classes=getattr(self, "classes_", None),
         )
         return Predictor(
-            [member_group(trainer.program, self._params, self._hparams)],
+            [
+                member_group(
+                    trainer.program,
+                    self._params,
+                    self._hparams,
+                    model_state=getattr(self, "_model_state", None),
+                )
+            ],
             preprocessing=preprocessing,
             diverged=self._diverged,
             best_member=self.best_member_,
