@@ -99,7 +99,9 @@ def make_config(
 def stacked_accuracy(state: train.TrainState, data: data_lib.Dataset) -> float:
     """Test accuracy of the final weights of a stacked state, averaged over its members."""
     x_test = jnp.asarray(data.x_test)
-    outputs = jax.vmap(lambda p, h: state.apply_fn(p, x_test, h))(state.params, state.hparams)
+    outputs, _ = jax.vmap(lambda p, s, h: state.apply_fn(p, s, x_test, h))(
+        state.params, state.model_state, state.hparams
+    )
     return float(jnp.mean(jnp.argmax(outputs, -1) == jnp.asarray(data.y_test)))
 
 

@@ -253,8 +253,9 @@ def _run_planned(
             ensemble.member_keys(key, variant.trainer.members),
             None,
         )
-        variant.member_params = jax.tree_util.tree_map(
-            lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), abstract.params
+        variant.member_params, member_state = jax.tree_util.tree_map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype),
+            (abstract.params, abstract.model_state),
         )
         if source is not None:
             variant.pretrained = transfer.load_pretrained(
@@ -263,6 +264,7 @@ def _run_planned(
                 variant.member_params,
                 head=variant.trainer.program.head,
                 order=variant.trainer.program.layer_order(),
+                target_state=member_state,
             )
         if config.restarts.explode_factor > 0:
             # Before the restored state is held: the two are never on the device together.

@@ -30,8 +30,8 @@ from jaxnn.config.schema import (
 )
 from jaxnn.data import augment
 from jaxnn.errors import ConfigError, DataError
+from jaxnn.nn import ema, losses, model_fields, optimizers, precision, registry
 from jaxnn.nn import family as family_lib
-from jaxnn.nn import losses, model_fields, optimizers, precision, registry
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
 from jaxnn.nn.user_model import UserModel
@@ -165,13 +165,20 @@ def numeric_fields(
     components: Components,
 ) -> dict[str, NumericField]:
     """Every field a member may vary: the optimiser's (all of them for a user's optimiser,
-    which may read any), the model family's and the augmentation's."""
+    which may read any), the weights' average's, the model family's and the augmentation's."""
     if components.optimizer is not None:
         optimizer_fields = tuple(optimizers.NUMERIC_FIELDS.values())
     else:
         optimizer_fields = optimizers.member_fields(config.optimizer)
-    fields = (*optimizer_fields, *family.numeric_fields, *augment.NUMERIC_FIELDS)
-    taken = {f.hparam: f.field for f in (*optimizer_fields, *augment.NUMERIC_FIELDS)}
+    fields = (
+        *optimizer_fields,
+        *ema.NUMERIC_FIELDS,
+        *family.numeric_fields,
+        *augment.NUMERIC_FIELDS,
+    )
+    taken = {
+        f.hparam: f.field for f in (*optimizer_fields, *ema.NUMERIC_FIELDS, *augment.NUMERIC_FIELDS)
+    }
     for field in family.numeric_fields:
         _require(
             taken.get(field.hparam, field.field) == field.field,
@@ -221,6 +228,8 @@ def validate(
             f"loss must be a function (outputs, targets) -> [B], got {components.loss!r}"
         )
     optimizers.validate_optimizer_config(config.optimizer)
+    problem = ema.EMA_DECAY.problem(config.optimizer.ema_decay)
+    _require(problem is None, problem or "")
     _validate_training(config.training)
     augment.validate_augment_config(config.get("augment"))
     _validate_restarts(config.restarts, components)
@@ -605,10 +614,25 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     module = spec.family.build(spec.config.model, model_hparams, dataset.num_outputs)
     what = "the model" if spec.components.model is None else "the user's model"
     try:
-        params = jax.eval_shape(
-            lambda x: family_lib.init_model(module, jax.random.PRNGKey(0), x)["params"], x
+        variables = jax.eval_shape(
+            lambda x: family_lib.init_model(module, jax.random.PRNGKey(0), x), x
         )
-        outputs = jax.eval_shape(lambda p, x: family_lib.apply_model(module, p, x), params, x)
+        params, model_state = family_lib.split_variables(variables)
+        outputs = jax.eval_shape(
+            lambda p, s, x: family_lib.apply_model(module, p, x, model_state=s),
+            params,
+            model_state,
+            x,
+        )
+        # A training step's pass: its state collections mutable, dropout drawn.
+        jax.eval_shape(
+            lambda p, s, x: family_lib.train_apply(
+                module, p, s, x, dropout_key=jax.random.PRNGKey(0)
+            ),
+            params,
+            model_state,
+            x,
+        )
     except Exception as error:
         raise ConfigError(
             f"{what} cannot be applied to inputs of shape {x.shape}: {_one_line(error)}"

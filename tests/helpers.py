@@ -15,14 +15,14 @@ from jaxnn import data as data_lib
 from jaxnn.config import default_config
 
 
-def blobs(
+def blob_arrays(
     num_train: int = 120,
     num_test: int = 60,
     num_features: int = 6,
     num_classes: int = 3,
     seed: int = 0,
-):
-    """A small classification problem: Gaussian blobs, learnable in a few dozen steps."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The raw arrays of `blobs` (x_train, y_train, x_test, y_test): what a predictor takes."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(num_classes, num_features)) * 3
 
@@ -34,7 +34,19 @@ def blobs(
 
     x_train, y_train = draw(num_train)
     x_test, y_test = draw(num_test)
-    return data_lib.from_arrays(x_train, y_train, x_test, y_test, task="classification")
+    return x_train, y_train, x_test, y_test
+
+
+def blobs(
+    num_train: int = 120,
+    num_test: int = 60,
+    num_features: int = 6,
+    num_classes: int = 3,
+    seed: int = 0,
+):
+    """A small classification problem: Gaussian blobs, learnable in a few dozen steps."""
+    arrays = blob_arrays(num_train, num_test, num_features, num_classes, seed)
+    return data_lib.from_arrays(*arrays, task="classification")
 
 
 def small_config(**overrides) -> ml_collections.ConfigDict:

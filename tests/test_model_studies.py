@@ -16,11 +16,12 @@ def test_input_gradient_norms_measure_each_position_alone():
     study = _load("vanishing_gradients")
     weight = 3.0
 
-    def apply_fn(params, x, hparams):
+    def apply_fn(params, model_state, x, hparams):
         del params, hparams
-        return jnp.stack([weight * x[:, -1], 0.0 * x[:, 0]], axis=1)  # reads the last position
+        outputs = jnp.stack([weight * x[:, -1], 0.0 * x[:, 0]], axis=1)  # the last position
+        return outputs, model_state
 
-    state = types.SimpleNamespace(apply_fn=apply_fn, hparams={})
+    state = types.SimpleNamespace(apply_fn=apply_fn, hparams={}, model_state={})
     x = np.ones((16, 5), np.float32)
     norms = study.input_gradient_norms(
         state, None, lambda outputs, y: outputs[:, 0], x, np.zeros(16, np.int32)

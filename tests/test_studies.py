@@ -20,6 +20,7 @@ def _load(name: str):
     """experiments/studies/NAME.py as a module (it puts the repository on sys.path itself)."""
     spec = importlib.util.spec_from_file_location(f"study_{name}", STUDIES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass (a flax Module) in it looks its module up
     spec.loader.exec_module(module)
     return module
 
@@ -137,3 +138,20 @@ def test_batch_size_smoke(tmp_path, data_dir):
     assert runs["equal epochs, batch 1"]["steps"] == full * numbers["epochs"]
     assert runs[f"equal epochs, batch {full}"]["steps"] == numbers["epochs"]
     assert runs[f"equal steps, batch {full}"]["steps"] == numbers["steps"]
+
+
+@pytest.mark.slow
+def test_batchnorm_digits_smoke(tmp_path, data_dir):
+    # Its launches, its reload and its kill run in child processes of their own.
+    numbers = _run("batchnorm_digits", tmp_path, data_dir)
+    reload = numbers["reload"]
+    assert len(reload["members"]) == 8
+    for member in reload["members"]:
+        assert member["reloaded_correct"] == member["run_correct"]
+    assert reload["reloaded_export_test_accuracy"] == reload["reloaded_best_test_accuracy"]
+    for statistics in reload["batch_stats_in_best"].values():
+        assert statistics["var"]["max_abs_change"] > 1e-3
+    assert numbers["kill"]["resumed_from"]
+    resume = numbers["resume"]
+    assert resume["metrics_jsonl_identical"] and resume["val_loss_identical"]
+    assert resume["final_checkpoint_identical"] and all(resume["best_identical"].values())

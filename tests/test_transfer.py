@@ -70,7 +70,7 @@ def _fit(pretrained, *, frozen=False, body_scale=None, **overrides):
         options["label_lr_scales"] = (("body", body_scale),)
     config = small_config(**{"restarts.num": 3, **overrides})
     return ensemble.fit_ensemble(
-        config, blobs(seed=1), jax.random.PRNGKey(0), pretrained=pretrained, **options
+        config, blobs(seed=1), jax.random.PRNGKey(0), pretrained={"params": pretrained}, **options
     )
 
 
@@ -80,7 +80,7 @@ def test_feature_extraction_leaves_the_body_bit_identical_and_keeps_no_state_for
     result = _fit(pretrained_body, frozen=True, **{"optimizer.weight_decay": 1e-3})
     spec = validation.validate(small_config(**{"restarts.num": 3}))
     trainer = ensemble.make_trainer(spec, blobs(seed=1), jax.random.PRNGKey(0))
-    initial = ensemble.init_members(trainer, jax.random.PRNGKey(0), pretrained_body)
+    initial = ensemble.init_members(trainer, jax.random.PRNGKey(0), {"params": pretrained_body})
     for i in range(3):
         params = _member(result.state.params, i)
         assert _same({k: params[k] for k in BODY}, pretrained_body)
@@ -110,7 +110,7 @@ def test_k_heads_and_swept_learning_rates_start_from_one_pretrained_body(pretrai
     trainer = ensemble.make_trainer(
         validation.validate(config), blobs(seed=1), jax.random.PRNGKey(0)
     )
-    state = ensemble.init_members(trainer, jax.random.PRNGKey(0), pretrained_body)
+    state = ensemble.init_members(trainer, jax.random.PRNGKey(0), {"params": pretrained_body})
     heads = [_member(state.params, i)["head"]["kernel"] for i in range(6)]
     for i in range(6):
         assert _same({k: _member(state.params, i)[k] for k in BODY}, pretrained_body)
@@ -216,14 +216,16 @@ def test_member_index_and_restore_all_read_the_named_weights(source, data_dir):
     spec = validation.validate(config)
     found = transfer.check_source(config, spec.family)
     shapes = export.member_param_shapes(source, 1)
-    layers = transfer.load_pretrained(
+    variables = transfer.load_pretrained(
         found, config, shapes, head=spec.head, order=spec.family.layer_order
     )
+    assert set(variables) == {"params"}  # an MLP has no model state
+    layers = variables["params"]
     assert set(layers) == {"hidden_0", "hidden_1", "head"}
     assert _same(layers, export.restore_member(source, 1))
     # restore=body leaves the head out and reads only the body.
     config.init_from.restore = "body"
-    body = transfer.load_pretrained(found, config, shapes, head=(mlp.HEAD,))
+    body = transfer.load_pretrained(found, config, shapes, head=(mlp.HEAD,))["params"]
     assert set(body) == set(BODY)
 
 

@@ -70,7 +70,8 @@ def input_gradient_norms(
     """Norm, over examples and channels, of d(mean loss)/d(input) at each position: [L]."""
 
     def mean_loss(inputs: jax.Array) -> jax.Array:
-        return jnp.mean(loss(state.apply_fn(params, inputs, state.hparams), jnp.asarray(y)))
+        outputs, _ = state.apply_fn(params, state.model_state, inputs, state.hparams)
+        return jnp.mean(loss(outputs, jnp.asarray(y)))
 
     grads = jax.grad(mean_loss)(jnp.asarray(x))  # [N, L] or [N, L, C]
     per_position = jnp.swapaxes(grads, 0, 1).reshape(grads.shape[1], -1)

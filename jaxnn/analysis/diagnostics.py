@@ -53,8 +53,9 @@ def layer_norms(tree: Params) -> dict[str, jax.Array]:
 def full_loss(
     state: Any, params: Params, x: jax.Array, y: jax.Array, program: Program
 ) -> jax.Array:
-    """Mean loss of `params` on a whole split, without dropout (what the gradient norms use)."""
-    outputs = state.apply_fn(params, x, state.hparams)
+    """Mean loss of `params` on a whole split, without dropout and with the model state read
+    (not updated): what the gradient norms use."""
+    outputs, _ = state.apply_fn(params, state.model_state, x, state.hparams)
     return jnp.mean(program.loss(outputs, y))
 
 

@@ -110,6 +110,9 @@ def default_config() -> ml_collections.ConfigDict:
     # Gradient accumulation (optax.MultiSteps): every accumulate_steps training steps (batches)
     # make one optimiser update from their averaged gradient; training.steps counts batches.
     config.optimizer.accumulate_steps = 1
+    # Averaged weights (jaxnn.nn.ema): decay of the exponential moving average of each member's
+    # weights that evaluation, selection and export use; 0 = off; per member in a sweep.
+    config.optimizer.ema_decay = 0.0
 
     config.training = ml_collections.ConfigDict()
     config.training.batch_size = 100

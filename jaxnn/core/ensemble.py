@@ -130,7 +130,12 @@ class EnsembleResult(Predicts):
 
     def member_group(self):
         """The members' best weights as one `jaxnn.predict.predictor.MemberGroup`."""
-        return member_group(self.program, self.state.best_params, self.state.hparams)
+        return member_group(
+            self.program,
+            self.state.best_params,
+            self.state.hparams,
+            model_state=self.state.best_model_state,
+        )
 
     def _make_predictor(self) -> Predictor:
         return Predictor(
@@ -283,7 +288,8 @@ def fit_ensemble(
         (`jaxnn.nn.components.Components`).
       state: a stacked state to continue from (resumption), with `start_step` its global step;
         it may come from a run on any number of devices.
-      pretrained: layers to start every member from (transfer).
+      pretrained: the layers every member starts from (transfer), as Flax variables:
+        {'params': {layer: ...}} and their model state, e.g. {'batch_stats': {layer: ...}}.
       **transfer: param labels and learning-rate scales for transfer (see `Program`).
 
     Raises:
@@ -416,8 +422,11 @@ def _final_eval(
     state: train.TrainState, x: jax.Array, y: jax.Array, program: Program, group_size: int
 ):
     def one(member: train.TrainState):
-        metrics = train.evaluate(member, member.best_params, SplitData(x, y), program)
-        outputs = member.apply_fn(member.best_params, x, member.hparams)
+        split = SplitData(x, y)
+        metrics = train.evaluate(
+            member, member.best_params, split, program, model_state=member.best_model_state
+        )
+        outputs, _ = member.apply_fn(member.best_params, member.best_model_state, x, member.hparams)
         return metrics, program.predict(outputs)
 
     num = int(state.step.shape[0])

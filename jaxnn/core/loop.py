@@ -148,7 +148,14 @@ class FitResult(Predicts):
     def _make_predictor(self) -> Predictor:
         stacked = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], self.state)
         return Predictor(
-            [member_group(self.program, stacked.best_params, stacked.hparams)],
+            [
+                member_group(
+                    self.program,
+                    stacked.best_params,
+                    stacked.hparams,
+                    model_state=stacked.best_model_state,
+                )
+            ],
             preprocessing=self.program.preprocessing,
             diverged=np.asarray(stacked.diverged, bool),
             best_member=0,

@@ -1,7 +1,8 @@
 """What a run needs in memory, estimated from shapes before anything is allocated or written.
 
-The account, per member: its training state (parameters, optimiser state, best weights, the
-small per-member scalars), the intermediates of one training step and of one evaluation (every
+The account, per member: its training state (parameters, optimiser state, best weights, model
+state such as BatchNorm's statistics with its best copy, averaged weights, the small
+per-member scalars), the intermediates of one training step and of one evaluation (every
 value the traced step creates: an upper bound on what is live at once), and the copy of the
 state a checkpoint save takes on the host. For the run: the stacked state twice (the chunk's
 input and its output), a working copy while members are regrouped, the activations of the
@@ -79,10 +80,12 @@ class MemberBytes:
     other_state: int  # step, hparams, key, best loss, counters and flags
     step_activations: int  # intermediates of one training step (gradients included)
     eval_activations: int  # intermediates of evaluating the training and validation splits
+    # model state and its best copy (BatchNorm's statistics), and the averaged weights
+    model_state: int = 0
 
     @property
     def state(self) -> int:
-        return self.params + self.opt_state + self.best_params + self.other_state
+        return self.params + self.opt_state + self.best_params + self.model_state + self.other_state
 
     @property
     def step_working_set(self) -> int:
@@ -225,13 +228,15 @@ def member_bytes(
     params, opt_state, best = (
         tree_bytes(part) for part in (state.params, state.opt_state, state.best_params)
     )
+    model_state = tree_bytes((state.model_state, state.best_model_state, state.ema))
     member = MemberBytes(
         params=params,
         opt_state=opt_state,
         best_params=best,
-        other_state=tree_bytes(state) - params - opt_state - best,
+        other_state=tree_bytes(state) - params - opt_state - best - model_state,
         step_activations=0,
         eval_activations=0,
+        model_state=model_state,
     )
     if not activations:
         return member

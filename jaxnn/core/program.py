@@ -23,13 +23,14 @@ from jaxnn.data import Dataset
 from jaxnn.data import augment as augment_lib
 from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.errors import ConfigError
+from jaxnn.nn import ema, losses, optimizers
 from jaxnn.nn import family as family_lib
-from jaxnn.nn import losses, optimizers
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, builtin_metrics, metric_for_task
 
 Params = Any
 HParams = dict[str, jax.Array]
+ModelState = family_lib.ModelState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +52,10 @@ class Program:
       augmentation: the transforms of every training batch (none by default).
       accumulate_steps: training steps (batches) per optimiser update (optax.MultiSteps);
         total_steps counts the batches.
-      param_labels, frozen_labels, label_lr_scales: transfer learning (body / head labels).
+      ema_decay: the config's `optimizer.ema_decay` when members keep averaged weights (a
+        decay > 0, or a swept or searched one: members then carry their own), else None.
+      param_labels, frozen_labels, label_lr_scales: transfer learning (body / head labels);
+        the frozen labels' model state (BatchNorm statistics) is frozen too.
     """
 
     family: family_lib.ModelFamily
@@ -80,6 +84,7 @@ class Program:
     preprocessing: Preprocessing | None = None
     augmentation: augment_lib.Augmentation = augment_lib.NO_AUGMENTATION
     accumulate_steps: int = 1
+    ema_decay: float | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -185,6 +190,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
         or Preprocessing.identity(data.task, tuple(data.feature_shape), data.num_outputs),
         augmentation=augment_lib.from_config(config.get("augment"), spec.varied_fields),
         accumulate_steps=accumulate_steps,
+        ema_decay=ema.run_decay(config.optimizer, spec.varied_fields),
         **transfer,
     )
 
@@ -244,20 +250,29 @@ def base_hparams(spec: validation.RunSpec) -> dict[str, float]:
     }
 
 
-def make_apply_fn(program: Program) -> Callable[..., jax.Array]:
-    """apply_fn(params, x, hparams, *, train, dropout_key) -> outputs [B, num_outputs]."""
+def make_apply_fn(program: Program) -> Callable[..., tuple[jax.Array, ModelState]]:
+    """apply_fn(params, model_state, x, hparams, *, train, dropout_key) -> (outputs
+    [B, num_outputs], model state).
+
+    In train mode the Module's state collections are mutable and the state returned is the one
+    the Module wrote (BatchNorm's running averages after this batch); otherwise the state is
+    read only and returned as it was given (evaluation never changes it).
+    """
 
     def apply_fn(
         params: Params,
+        model_state: ModelState,
         x: jax.Array,
         hparams: HParams,
         *,
         train: bool = False,
         dropout_key: jax.Array | None = None,
-    ) -> jax.Array:
-        return family_lib.apply_model(
-            program.model(hparams), params, x, train=train, dropout_key=dropout_key
-        )
+    ) -> tuple[jax.Array, ModelState]:
+        module = program.model(hparams)
+        if train:
+            return family_lib.train_apply(module, params, model_state, x, dropout_key=dropout_key)
+        outputs = family_lib.apply_model(module, params, x, model_state=model_state)
+        return outputs, model_state
 
     return apply_fn
 

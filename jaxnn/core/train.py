@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxnn.core.program import HParams, Params, Program
+from jaxnn.core.program import HParams, ModelState, Params, Program
 from jaxnn.data.augment import augment_batch
 from jaxnn.data.device import SplitData, TrainingData
-from jaxnn.nn.family import init_model
+from jaxnn.nn import ema
+from jaxnn.nn.family import init_model, split_variables
 
 # fold_in tags that derive a member's purpose keys from its member key.
 INIT_TAG, DROPOUT_TAG, ORDER_TAG, AUGMENT_TAG = 0, 1, 2, 3
@@ -39,7 +40,13 @@ class TrainState:
     hparams: HParams  # float32 [] each: this member's numeric hyperparameters
     member_key: jax.Array  # uint32 [2]: the root of the member's init, dropout, order and
     # augmentation keys
-    best_params: Params  # weights at the best validation loss so far
+    best_params: Params  # weights at the best validation loss so far (the averaged ones with
+    # optimizer.ema_decay)
+    # The Module's non-params collections (BatchNorm's batch_stats; {} for most models):
+    # written by training steps only (`jaxnn.nn.family.split_variables`).
+    model_state: ModelState
+    best_model_state: ModelState  # the model state that goes with best_params
+    ema: ema.EmaState  # the average of the weights (optimizer.ema_decay; {} when off)
     best_val_loss: jax.Array  # float32 []
     best_step: jax.Array  # int32 []
     evals_since_best: jax.Array  # int32 []: early-stopping counter
@@ -75,14 +82,19 @@ def init_state(
       hparams: the member's numeric hyperparameters (float32 scalars).
       key: the member key (`member_key(root, seed_index)`).
       apply_fn, make_tx: from `make_apply_fn` / `make_tx_factory` of the same program.
-      pretrained: layers (name -> {'kernel', 'bias', ...}) that replace the fresh ones.
+      pretrained: Flax variables of the layers that replace the fresh ones: {'params':
+        {layer: {'kernel', 'bias', ...}}, and per state collection {layer: ...}, e.g.
+        'batch_stats': {'BatchNorm_0': {'mean', 'var'}}}.
     """
     hparams = {name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()}
     dummy = jnp.zeros((1, *program.feature_shape), jnp.float32)
     init_key = jax.random.fold_in(key, INIT_TAG)
-    params = init_model(program.model(hparams), init_key, dummy)["params"]
+    params, model_state = split_variables(init_model(program.model(hparams), init_key, dummy))
     if pretrained:
-        params = {**params, **pretrained}
+        params = {**params, **pretrained.get("params", {})}
+        model_state = {
+            name: {**tree, **pretrained.get(name, {})} for name, tree in model_state.items()
+        }
     opt_state = make_tx(hparams).init(params)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -91,6 +103,9 @@ def init_state(
         hparams=hparams,
         member_key=key,
         best_params=params,
+        model_state=model_state,
+        best_model_state=model_state,
+        ema=ema.init(params, program.ema_decay),
         best_val_loss=jnp.array(jnp.inf, jnp.float32),
         best_step=jnp.zeros((), jnp.int32),
         evals_since_best=jnp.zeros((), jnp.int32),
@@ -125,12 +140,15 @@ def batch_indices(
     """Indices int32 [B] of global step `step`'s batch within its epoch's order, and their mask.
 
     The last batch of an epoch holds the remaining N mod B examples; its other rows are masked
-    out of the loss rather than dropped or filled with repeats.
+    out of the loss rather than dropped. They are the epoch's first examples again (its order
+    read on from the start), so a batch is always B examples of the training split, distinct
+    when B <= N: what a BatchNorm layer's batch statistics, which do not see the mask, are
+    computed over.
     """
     within = step % program.steps_per_epoch
     positions = within * program.batch_size + jnp.arange(program.batch_size)
     mask = positions < program.num_train
-    return order[jnp.minimum(positions, program.num_train - 1)], mask
+    return order[positions % program.num_train], mask
 
 
 def batch_loss(
@@ -141,12 +159,45 @@ def batch_loss(
     mask: jax.Array,
     dropout_key: jax.Array,
     program: Program,
-) -> jax.Array:
-    """Masked mean training loss of one batch."""
-    outputs = state.apply_fn(params, x, state.hparams, train=True, dropout_key=dropout_key)
+) -> tuple[jax.Array, ModelState]:
+    """Masked mean training loss of one batch, and the model state the train-mode pass left."""
+    outputs, model_state = state.apply_fn(
+        params, state.model_state, x, state.hparams, train=True, dropout_key=dropout_key
+    )
     per_example = program.loss(outputs, y)
     weights = mask.astype(per_example.dtype)
-    return jnp.sum(per_example * weights) / jnp.sum(weights)
+    return jnp.sum(per_example * weights) / jnp.sum(weights), model_state
+
+
+def ema_decay(state: TrainState, program: Program) -> float | jax.Array:
+    """The member's `optimizer.ema_decay`: its own when swept, else the config's."""
+    return state.hparams.get(ema.EMA_DECAY.hparam, program.ema_decay or 0.0)
+
+
+def evaluated_params(state: TrainState, program: Program) -> Params:
+    """The weights evaluation reads: the averaged ones with `optimizer.ema_decay`, else the
+    member's own."""
+    return ema.averaged(state.ema, state.params, ema_decay(state, program))
+
+
+def frozen_state(program: Program, new: ModelState, old: ModelState) -> ModelState:
+    """`new`, with the layers the transfer freezes (feature extraction's body) kept at `old`.
+
+    A state collection is labelled as the weights are (`program.param_labels` of its tree: the
+    top-level layer names decide body or head, and BatchNorm's statistics sit under the same
+    layer names as its scale and bias).
+    """
+    if not program.frozen_labels or not new or not callable(program.param_labels):
+        return new
+    frozen = frozenset(program.frozen_labels)
+
+    def keep(tree_new: Any, tree_old: Any) -> Any:
+        labels = program.param_labels(tree_new)
+        return jax.tree_util.tree_map(
+            lambda label, a, b: b if label in frozen else a, labels, tree_new, tree_old
+        )
+
+    return {name: keep(new[name], old[name]) for name in new}
 
 
 def optimizer_update(
@@ -190,14 +241,16 @@ def train_step(
             jax.random.fold_in(state.member_key, AUGMENT_TAG), global_step
         )
         x = augment_batch(program.augmentation, state.hparams, x, augment_key)
-    loss, grads = jax.value_and_grad(batch_loss, argnums=1)(
+    (loss, model_state), grads = jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(
         state, state.params, x, y, mask, dropout_key, program
     )
     if program.accumulate_steps > 1:
         weight = program.gradient_weight(global_step)
         grads = jax.tree_util.tree_map(lambda g: g * weight.astype(g.dtype), grads)
+    model_state = frozen_state(program, model_state, state.model_state)
     updates, opt_state = optimizer_update(state, grads, loss)
     params = optax.apply_updates(state.params, updates)
+    average = ema.update(state.ema, params, ema_decay(state, program))
     # The loss alone decides (a gradient norm cost 6% of a small model's step): a non-finite
     # gradient behind a finite loss makes the next step's loss non-finite, and the member
     # stops there. best_params, which selection and export use, only ever hold finite weights.
@@ -208,16 +261,28 @@ def train_step(
         step=state.step + commit.astype(jnp.int32),
         params=_select(commit, params, state.params),
         opt_state=_select(commit, opt_state, state.opt_state),
+        model_state=_select(commit, model_state, state.model_state),
+        ema=_select(commit, average, state.ema),
         diverged=state.diverged | (active & ~finite),
     )
     return new_state, jnp.where(active, loss, jnp.nan)
 
 
 def evaluate(
-    state: TrainState, params: Params, split: SplitData, program: Program
+    state: TrainState,
+    params: Params,
+    split: SplitData,
+    program: Program,
+    *,
+    model_state: ModelState | None = None,
 ) -> dict[str, jax.Array]:
-    """Loss and every metric of `params` on a whole split (float32 scalars)."""
-    outputs = state.apply_fn(params, split.x, state.hparams)
+    """Loss and every metric of `params` on a whole split (float32 scalars).
+
+    The Module runs in evaluation mode with `model_state` (default: the member's current one),
+    which it reads and never writes.
+    """
+    model_state = state.model_state if model_state is None else model_state
+    outputs, _ = state.apply_fn(params, model_state, split.x, state.hparams)
     metrics = {"loss": jnp.mean(program.loss(outputs, split.y))}
     for name, metric in program.metrics:
         metrics[name] = jnp.asarray(metric.fn(outputs, split.y), jnp.float32)
@@ -228,7 +293,8 @@ def track_best(state: TrainState, val_loss: jax.Array, program: Program) -> Trai
     """Keeps the best-validation weights and advances the early-stopping counter.
 
     With `training.keep=last` the kept weights are those of the latest evaluation (with a finite
-    validation loss): the weights an annealed schedule ends with.
+    validation loss): the weights an annealed schedule ends with. The kept weights are those
+    evaluation read (`evaluated_params`), with the model state that went with them.
     """
     improved = (val_loss < state.best_val_loss) & ~state.diverged
     if program.keep == "last":
@@ -238,7 +304,8 @@ def track_best(state: TrainState, val_loss: jax.Array, program: Program) -> Trai
     if program.patience > 0:
         stopped = stopped | (evals_since_best >= program.patience)
     return state.replace(
-        best_params=_select(improved, state.params, state.best_params),
+        best_params=_select(improved, evaluated_params(state, program), state.best_params),
+        best_model_state=_select(improved, state.model_state, state.best_model_state),
         best_val_loss=jnp.where(improved, val_loss, state.best_val_loss),
         best_step=jnp.where(improved, state.step, state.best_step),
         evals_since_best=evals_since_best.astype(jnp.int32),
@@ -289,8 +356,9 @@ def run_chunk(
     steps = start_step + jnp.arange(program.eval_every, dtype=jnp.int32)
     (state, _), batch_losses = jax.lax.scan(body, (state, first_order), steps)
 
-    train_metrics = evaluate(state, state.params, data.train, program)
-    val_metrics = evaluate(state, state.params, data.val, program)
+    params = evaluated_params(state, program)
+    train_metrics = evaluate(state, params, data.train, program)
+    val_metrics = evaluate(state, params, data.val, program)
     state = track_best(state, val_metrics["loss"], program)
     metrics = {f"train_{k}": v for k, v in train_metrics.items()}
     metrics |= {f"val_{k}": v for k, v in val_metrics.items()}

@@ -8,7 +8,10 @@ A workdir holds
                                     by `jaxnn.predict.load`), "data" (its fingerprint)}
 
 (one member's weights, and the selected member's single-model export `DIR/best`, are
-`jaxnn.io.export`).
+`jaxnn.io.export`). The state includes the members' model state (`model_state`,
+`best_model_state`: BatchNorm's statistics) and averaged weights (`ema`); a checkpoint written
+before jaxnn kept them restores them as {} (`OPTIONAL_FIELDS`), which is what a model without
+state and a run without averaging have.
 
 Saves are synchronous and go through Orbax's temporary directory + rename, so a process killed
 during a save leaves the previous checkpoint as the latest one; checkpoints the keep policy
@@ -46,6 +49,8 @@ UNFINISHED_MARKER = ".orbax-checkpoint-tmp"
 
 Params = Any
 Report = Callable[[str], None]
+# TrainState fields that checkpoints written by earlier jaxnn versions lack: read as {}.
+OPTIONAL_FIELDS = ("model_state", "best_model_state", "ema")
 
 
 def state_fields() -> tuple[str, ...]:
@@ -204,12 +209,14 @@ class RunCheckpoints:
         return meta
 
     def shapes(self, step: int, field: str) -> Any:
-        """The stored shapes and dtypes of one state field, without reading any array."""
+        """The stored shapes and dtypes of one state field, without reading any array ({} for
+        an `OPTIONAL_FIELDS` field that the checkpoint does not have)."""
         with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
             tree = self._manager.item_metadata(step)[STATE_ITEM]
-            return orbax_io.abstract_tree(
-                tree.tree[field] if hasattr(tree, "tree") else tree[field]
-            )
+            tree = tree.tree if hasattr(tree, "tree") else tree
+            if field in OPTIONAL_FIELDS and field not in tree:
+                return {}
+            return orbax_io.abstract_tree(tree[field])
 
     def _check_shapes(self, step: int, abstract: Mapping[str, Any]) -> None:
         """Raises CheckpointError naming the first array `abstract` asks for that differs."""

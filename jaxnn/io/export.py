@@ -1,16 +1,21 @@
 """One member as a model: the selected member's single-model export (`DIR/best`), loading it,
 and one member's weights read from a run's checkpoints (transfer learning).
 
-    DIR/best/params          the selected member's best-validation weights
-    DIR/best/final_params    its weights at the end of training
+    DIR/best/params          the selected member's best-validation weights (the averaged
+                             weights of a run with optimizer.ema_decay)
+    DIR/best/final_params    its weights at the end of training (averaged, likewise)
     DIR/best/hparams         its numeric hyperparameters
+    DIR/best/model_state     the model state that goes with params (BatchNorm's statistics:
+                             collection -> layer -> arrays); only for a model that has one
+    DIR/best/final_model_state   the model state at the end of training (likewise)
     DIR/best/metadata        {"format_version", "jaxnn_version", "member", "step", "best_step",
                               "best_val_loss", "config", "model", "num_outputs",
                               "feature_shape", "preprocessing" (what training did to the raw
                               data), "data" (the data's fingerprint: name, shapes, hash)}
 
 Everything is read through Orbax (arrays) and JSON (metadata): nothing is unpickled. The
-metadata is read and its format version checked before any array is.
+metadata is read and its format version checked before any array is. An export without
+model_state (a model without one, or one written before jaxnn kept model state) reads as {}.
 """
 
 from __future__ import annotations
@@ -34,11 +39,15 @@ from jaxnn.core.program import Program
 from jaxnn.errors import CheckpointError
 from jaxnn.io import checkpoint, orbax_io, run_files
 from jaxnn.nn.components import Components
-from jaxnn.nn.family import apply_model, init_model
+from jaxnn.nn.family import apply_model, init_model, split_variables
 
 BEST = run_files.BEST
-BEST_TREES = ("params", "final_params", "hparams")
+BEST_TREES = ("params", "final_params", "hparams", "model_state", "final_model_state")
+# Written only for a model that has model state; absent, they read as {}.
+STATE_TREES = ("model_state", "final_model_state")
 PARAM_KINDS = ("best_params", "params")
+# The model state a checkpoint keeps with each kind of weights.
+STATE_OF = {"best_params": "best_model_state", "params": "model_state"}
 
 Params = Any
 
@@ -89,13 +98,19 @@ def _latest_of_member(
     )
 
 
+def _only_layers(tree: Mapping[str, Any], layers: Sequence[str] | None) -> dict[str, Any]:
+    """The top-level entries of `tree` among `layers` (all of them when `layers` is None)."""
+    return {name: value for name, value in tree.items() if layers is None or name in layers}
+
+
 def restore_member(
     workdir: str | Path,
     index: int,
     *,
     which: str = "best_params",
     layers: Sequence[str] | None = None,
-) -> Params:
+    with_state: bool = False,
+) -> Any:
     """One member's weights from a run's latest readable checkpoint, without the others' state.
 
     Only the requested weights are read (no optimiser state, no other fields); the member's
@@ -106,21 +121,31 @@ def restore_member(
       index: the member index.
       which: 'best_params' (the best-validation weights, the default) or 'params' (the last).
       layers: read only these top-level layers (default: all).
+      with_state: also read the model state that goes with those weights (the same layers).
 
     Returns:
-      The member's params (numpy arrays, no member axis).
+      The member's params (numpy arrays, no member axis); with `with_state`, its Flax
+      variables {'params': ..., and each model state collection} ({} state for a checkpoint
+      written before jaxnn kept one).
 
     Raises:
       CheckpointError: no checkpoint, an unreadable one, or an index out of range.
     """
     if which not in PARAM_KINDS:
         raise ValueError(f"which must be one of {PARAM_KINDS}, got {which!r}")
+    state_field = STATE_OF[which]
     with _latest_of_member(workdir, index) as (checkpoints, step, local):
-        shapes = checkpoints.shapes(step, which)
-        if layers is not None:
-            shapes = {name: shapes[name] for name in layers}
-        stacked = checkpoints.restore_fields(step, {which: shapes})[which]
-    return member_slice(stacked, local)
+        wanted = {which: _only_layers(checkpoints.shapes(step, which), layers)}
+        if with_state:
+            stored = checkpoints.shapes(step, state_field) or {}
+            wanted[state_field] = {
+                name: _only_layers(tree, layers) for name, tree in stored.items()
+            }
+        restored = checkpoints.restore_fields(step, wanted)
+    params = member_slice(restored[which], local)
+    if not with_state:
+        return params
+    return {"params": params, **member_slice(dict(restored[state_field]), local)}
 
 
 def member_param_shapes(workdir: str | Path, index: int) -> Any:
@@ -167,9 +192,17 @@ def export_member(
         preprocessing of the raw data).
       data: the fingerprint of the data it was trained on (`jaxnn.data.fingerprint`).
     """
+    final = train.evaluated_params(jax.tree_util.tree_map(lambda leaf: leaf[index], state), program)
     member = member_slice(
-        {"best_params": state.best_params, "params": state.params, "hparams": state.hparams}, index
+        {
+            "best_params": state.best_params,
+            "hparams": state.hparams,
+            "model_state": state.best_model_state,
+            "final_model_state": state.model_state,
+        },
+        index,
     )
+    member["params"] = jax.tree_util.tree_map(np.asarray, final)
     metadata = {
         **orbax_io.version_fields(),
         "member": int(index),
@@ -184,15 +217,20 @@ def export_member(
         "data": dict(data or {}),
     }
     directory = Path(directory)
+    trees = {
+        "params": member["best_params"],
+        "final_params": member["params"],
+        "hparams": member["hparams"],
+    }
+    if member["model_state"]:
+        trees |= {name: dict(member[name]) for name in STATE_TREES}
     checkpointer = _best_checkpointer()
     try:
         with orbax_io.saving():
             checkpointer.save(
                 directory,
                 args=ocp.args.Composite(
-                    params=ocp.args.PyTreeSave(member["best_params"]),
-                    final_params=ocp.args.PyTreeSave(member["params"]),
-                    hparams=ocp.args.PyTreeSave(member["hparams"]),
+                    **{name: ocp.args.PyTreeSave(tree) for name, tree in trees.items()},
                     metadata=ocp.args.JsonSave(metadata),
                 ),
                 force=True,
@@ -247,28 +285,37 @@ def best_metadata(path: str | Path) -> dict[str, Any]:
     return metadata
 
 
-def best_param_shapes(path: str | Path) -> Any:
-    """Shapes of an exported model's params, without reading them."""
+def best_param_shapes(path: str | Path, item: str = "params") -> Any:
+    """Shapes of an exported model's params (or another of its trees), without reading them;
+    {} for a model state tree the export does not have."""
     directory = best_dir(path)
     best_metadata(directory)
+    if item in STATE_TREES and not (directory / item).is_dir():
+        return {}
     with orbax_io.reading(f"exported model {directory}"):
-        return _tree_shapes(_best_checkpointer(), directory, "params")
+        return _tree_shapes(_best_checkpointer(), directory, item)
 
 
 def read_best(path: str | Path, item: str = "params", layers: Sequence[str] | None = None) -> Any:
-    """One tree of an exported model (params, final_params or hparams) as numpy arrays.
+    """One tree of an exported model (params, final_params, hparams, model_state or
+    final_model_state) as numpy arrays.
 
     Args:
       path: a workdir or its `best/` directory.
       item: which tree.
-      layers: read only these top-level entries (default: all).
+      layers: read only these top-level entries (default: all); of a model state tree, these
+        layers of every collection.
     """
     directory = best_dir(path)
     best_metadata(directory)
+    if item in STATE_TREES and not (directory / item).is_dir():
+        return {}  # a model without state, or an export written before jaxnn kept it
     checkpointer = _best_checkpointer()
     with orbax_io.reading(f"exported model {directory}"):
         shapes = _tree_shapes(checkpointer, directory, item)
-        if layers is not None:
+        if item in STATE_TREES:
+            shapes = {name: _only_layers(tree, layers) for name, tree in shapes.items()}
+        elif layers is not None:
             shapes = {name: shapes[name] for name in layers}
         restored = checkpointer.restore(
             directory, args=ocp.args.Composite(**{item: orbax_io.partial_restore_args(shapes)})
@@ -285,39 +332,61 @@ class LoadedModel:
       hparams: its numeric hyperparameters (float32 scalars).
       config: the run's config.
       module: the `flax.linen.Module` the weights belong to.
+      model_state: the model state that goes with the weights (BatchNorm's statistics:
+        collection -> layer -> arrays; {} for a model without one).
     """
 
     params: Params
     hparams: dict[str, np.ndarray]
     config: ml_collections.ConfigDict
     module: Any
+    model_state: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The Flax variables, {'params': ..., **model_state}: `module.apply(variables, x)`."""
+        return {"params": self.params, **self.model_state}
 
     def apply(self, x: Any) -> jax.Array:
         """The model's outputs [N, num_outputs] for inputs x [N, ...] as it was trained on them
-        (standardised features; logits for classification)."""
-        return apply_model(self.module, self.params, jnp.asarray(x, jnp.float32))
-
-
-def check_fits(module: Any, feature_shape: Sequence[int], stored: Any, where: Path) -> None:
-    """Raises CheckpointError unless the stored weights (shapes) are the Module's parameters."""
-    dummy = jax.ShapeDtypeStruct((1, *feature_shape), jnp.float32)
-    expected = jax.eval_shape(
-        lambda x: init_model(module, jax.random.PRNGKey(0), x)["params"], dummy
-    )
-    stored = orbax_io.leaf_shapes(stored)
-    expected = orbax_io.leaf_shapes(expected)
-    for name, shape in expected.items():
-        if stored.get(name) != shape:
-            raise CheckpointError(
-                f"the model does not fit the weights in {where}: {name} has shape "
-                f"{orbax_io.shape_text(shape)} in the model but "
-                f"{orbax_io.shape_text(stored.get(name))} there"
-            )
-    extra = sorted(set(stored) - set(expected))
-    if extra:
-        raise CheckpointError(
-            f"the model does not fit the weights in {where}: it has no parameter {extra[0]}"
+        (standardised features; logits for classification), in evaluation mode."""
+        return apply_model(
+            self.module, self.params, jnp.asarray(x, jnp.float32), model_state=self.model_state
         )
+
+
+def check_fits(
+    module: Any,
+    feature_shape: Sequence[int],
+    stored: Any,
+    where: Path,
+    stored_state: Any = None,
+) -> None:
+    """Raises CheckpointError unless the stored weights (shapes) are the Module's parameters
+    and, when given, the stored model state is the Module's state (same collections, layers
+    and shapes)."""
+    dummy = jax.ShapeDtypeStruct((1, *feature_shape), jnp.float32)
+    params, state = split_variables(
+        jax.eval_shape(lambda x: init_model(module, jax.random.PRNGKey(0), x), dummy)
+    )
+    parts = [(stored, params, "parameter")]
+    if stored_state is not None:
+        parts.append((stored_state, state, "model state entry"))
+    for stored_tree, expected_tree, what in parts:
+        stored_shapes = orbax_io.leaf_shapes(stored_tree)
+        expected = orbax_io.leaf_shapes(expected_tree)
+        for name, shape in expected.items():
+            if stored_shapes.get(name) != shape:
+                raise CheckpointError(
+                    f"the model does not fit the weights in {where}: {what} {name} has shape "
+                    f"{orbax_io.shape_text(shape)} in the model but "
+                    f"{orbax_io.shape_text(stored_shapes.get(name))} there"
+                )
+        extra = sorted(set(stored_shapes) - set(expected))
+        if extra:
+            raise CheckpointError(
+                f"the model does not fit the weights in {where}: it has no {what} {extra[0]}"
+            )
 
 
 def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
@@ -343,7 +412,17 @@ def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
     hparams = read_best(path, "hparams")
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in family.numeric_fields}
     module = family.build(config.model, model_hparams, int(metadata["num_outputs"]))
-    check_fits(module, metadata["feature_shape"], best_param_shapes(path), best_dir(path))
+    check_fits(
+        module,
+        metadata["feature_shape"],
+        best_param_shapes(path),
+        best_dir(path),
+        best_param_shapes(path, "model_state"),
+    )
     return LoadedModel(
-        params=read_best(path, "params"), hparams=hparams, config=config, module=module
+        params=read_best(path, "params"),
+        hparams=hparams,
+        config=config,
+        module=module,
+        model_state=read_best(path, "model_state"),
     )

@@ -8,9 +8,17 @@ is restored only with `init_from.restore = all`, else it is initialised afresh b
 member's own key, so K random starts share one pretrained body and differ in their heads. A
 user's own model transfers the same way (the run passes the model).
 
+The restored layers bring their model state with them (BatchNorm's running statistics of
+those layers, from the same member and weights).
+
 Modes:
-  finetune            every layer trains; `init_from.body_lr_scale` scales the body's updates.
-  feature_extraction  the body is frozen: its updates are zero and it keeps no optimiser state.
+  finetune            every layer trains; `init_from.body_lr_scale` scales the body's updates;
+                      the body's statistics go on being updated by the training steps.
+  feature_extraction  the body is frozen: its updates are zero, it keeps no optimiser state,
+                      and its model state stays the pretrained one. Its BatchNorm layers still
+                      normalise a training batch by that batch's statistics (the Module's
+                      train flag is one for all its layers); evaluation and prediction use the
+                      frozen running statistics.
 """
 
 from __future__ import annotations
@@ -176,6 +184,30 @@ def check_shapes(
         )
 
 
+def _check_state(target: Any, source: Any, describe: str) -> None:
+    """Raises CheckpointError naming the first restored model state array whose shape differs
+    from this model's (or that this model does not have)."""
+    mine = {
+        f"{collection}/{name}": shape
+        for collection, tree in target.items()
+        for name, shape in _layer_shapes(tree).items()
+    }
+    for collection, tree in source.items():
+        for name, shape in _layer_shapes(tree).items():
+            here = mine.get(f"{collection}/{name}")
+            if here != shape:
+                detail = (
+                    "is not in this model"
+                    if here is None
+                    else (f"has shape {_shape_text(here)} in this model")
+                )
+                raise CheckpointError(
+                    f"init_from: model state {collection}/{name} {detail} but has shape "
+                    f"{_shape_text(shape)} in the checkpoint ({describe}); the model's body must "
+                    "match the pretrained run's"
+                )
+
+
 def _source_shapes(source: Source) -> Any:
     if source.member == "best":
         return export.best_param_shapes(source.workdir)
@@ -189,8 +221,10 @@ def load_pretrained(
     *,
     head: Sequence[str],
     order: LayerOrder | None = None,
+    target_state: Any = None,
 ) -> dict[str, Any]:
-    """Reads the pretrained layers a run starts from, checking their shapes first.
+    """Reads the pretrained layers a run starts from, with their model state, checking their
+    shapes first.
 
     Only the layers that will be used are read (the head is skipped unless
     `init_from.restore = all`).
@@ -199,10 +233,13 @@ def load_pretrained(
       source: from `check_source`.
       config: the transfer run's config.
       target_params: this run's single-member params or their shapes (jax.eval_shape).
+      target_state: this run's single-member model state or its shapes ({} or None: none).
 
     Returns:
-      layer name -> {'kernel', 'bias'} (or {'negative_slope'}) as numpy arrays: `pretrained=`
-      for ensemble.fit_ensemble.
+      Flax variables of those layers as numpy arrays, `pretrained=` for
+      ensemble.fit_ensemble: {'params': {layer: {'kernel', 'bias'} ...}} and, for a model
+      with model state, each collection's entries of the same layers ({'batch_stats':
+      {layer: {'mean', 'var'}}}).
 
     Raises:
       CheckpointError: a layer's shape differs (the message names the first one and both
@@ -213,5 +250,14 @@ def load_pretrained(
         target_params, _source_shapes(source), layers, source.describe(), head=head, order=order
     )
     if source.member == "best":
-        return export.read_best(source.workdir, "params", layers)
-    return export.restore_member(source.workdir, int(source.member), layers=layers)
+        variables = {
+            "params": export.read_best(source.workdir, "params", layers),
+            **export.read_best(source.workdir, "model_state", layers),
+        }
+    else:
+        variables = export.restore_member(
+            source.workdir, int(source.member), layers=layers, with_state=True
+        )
+    state = {name: tree for name, tree in variables.items() if name != "params" and tree}
+    _check_state(target_state or {}, state, source.describe())
+    return {"params": variables["params"], **state}

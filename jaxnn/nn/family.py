@@ -13,6 +13,14 @@ hyperparameters, and declares
 
 A user's own Module (or a factory `hparams -> Module`) becomes a family through
 `user_family`, so that every phase of a run treats it exactly like a registered one.
+
+Model state: the variables a Module creates at `init` in collections other than `params`
+(`batch_stats` of `flax.linen.BatchNorm`, or any collection of the Module's own) are a member's
+model state (`split_variables`). A training step applies the Module in train mode with those
+collections mutable and keeps what it wrote; evaluation and prediction read them and never
+write them. Collections that only report (`intermediates`, filled by `sow`) or that exist for
+gradients of intermediates (`perturbations`) are not state. Nothing is declared: a Module
+written as Flax's docs write it (`nn.BatchNorm(use_running_average=not train)`) works.
 """
 
 from __future__ import annotations
@@ -30,12 +38,17 @@ from jaxnn.config.fields import NumericField
 from jaxnn.nn import precision
 
 Params = Any
+# collection -> that collection's variables, e.g. {'batch_stats': {'BatchNorm_0': {'mean', 'var'}}}
+ModelState = dict[str, Any]
 ModelConfig = Any  # the `model` section of a config
 HParams = Mapping[str, float | jax.Array]
 Builder = Callable[[ModelConfig, HParams, int], nn.Module]
 # preactivations(module, params, x) -> hidden layer name -> pre-activations [N, width], in order.
 Preactivations = Callable[[nn.Module, Params, jax.Array], dict[str, jax.Array]]
 DEFAULT_HEAD = ("head",)
+# Collections of a Module's variables that are not a member's model state: its parameters,
+# values sown for inspection, and perturbation slots (zeros that exist for gradients).
+NOT_STATE = frozenset({"params", "intermediates", "perturbations"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +133,8 @@ def _call_kwargs(module: nn.Module, *, train: bool, dropout_key: jax.Array | Non
         kwargs["train"] = train
     if "deterministic" in accepted:
         kwargs["deterministic"] = not train
+    if "use_running_average" in accepted:
+        kwargs["use_running_average"] = not train
     if "dropout_key" in accepted:
         kwargs["dropout_key"] = dropout_key if train else None
     return kwargs
@@ -130,33 +145,61 @@ def init_model(module: nn.Module, key: jax.Array, x: jax.Array) -> Any:
     return module.init(key, x, **_call_kwargs(module, train=False, dropout_key=None))
 
 
+def split_variables(variables: Mapping[str, Any]) -> tuple[Params, ModelState]:
+    """(params, model state) of a Module's variables: the state is every collection but those
+    of `NOT_STATE` (empty for a Module without one)."""
+    params = variables.get("params", {})
+    state = {name: tree for name, tree in variables.items() if name not in NOT_STATE}
+    return params, state
+
+
 def apply_model(
     module: nn.Module,
     params: Params,
     x: jax.Array,
     *,
+    model_state: ModelState | None = None,
     train: bool = False,
     dropout_key: jax.Array | None = None,
-    mutable: Any = False,
-) -> Any:
-    """Applies a Module the way its `__call__` asks for.
+) -> jax.Array:
+    """Applies a Module the way its `__call__` asks for, reading (never writing) its state.
 
-    jaxnn's own modules take explicit keys (`dropout_key=`); Flax-style modules take `train=`
-    or `deterministic=` and draw dropout from the 'dropout' RNG stream, which gets the same
-    key. Only the keywords that `__call__` declares are passed.
+    jaxnn's own modules take explicit keys (`dropout_key=`); Flax-style modules take `train=`,
+    `deterministic=` or `use_running_average=` and draw dropout from the 'dropout' RNG stream,
+    which gets the same key. Only the keywords that `__call__` declares are passed.
 
     Returns:
-      The outputs [B, num_outputs], float32 whatever dtype the Module computes in (with the
-      mutated collections when `mutable` is given).
+      The outputs [B, num_outputs], float32 whatever dtype the Module computes in.
     """
     kwargs = _call_kwargs(module, train=train, dropout_key=dropout_key)
     rngs = {"dropout": dropout_key} if train and dropout_key is not None else None
-    result = module.apply({"params": params}, x, rngs=rngs, mutable=mutable, **kwargs)
+    outputs = module.apply({"params": params, **(model_state or {})}, x, rngs=rngs, **kwargs)
     # A model that computes in bfloat16 (model.dtype) hands float32 outputs to the loss.
-    if mutable is False:
-        return precision.outputs_in_float32(result)
-    outputs, variables = result
-    return precision.outputs_in_float32(outputs), variables
+    return precision.outputs_in_float32(outputs)
+
+
+def train_apply(
+    module: nn.Module,
+    params: Params,
+    model_state: ModelState,
+    x: jax.Array,
+    *,
+    dropout_key: jax.Array | None = None,
+) -> tuple[jax.Array, ModelState]:
+    """Applies a Module in train mode with its state collections mutable.
+
+    Returns:
+      (outputs [B, num_outputs] in float32, the model state the Module leaves: every
+      collection of `model_state`, as the Module wrote it, with the same structure).
+    """
+    if not model_state:
+        return apply_model(module, params, x, train=True, dropout_key=dropout_key), model_state
+    kwargs = _call_kwargs(module, train=True, dropout_key=dropout_key)
+    rngs = {"dropout": dropout_key} if dropout_key is not None else None
+    outputs, mutated = module.apply(
+        {"params": params, **model_state}, x, rngs=rngs, mutable=list(model_state), **kwargs
+    )
+    return precision.outputs_in_float32(outputs), {name: mutated[name] for name in model_state}
 
 
 def _key_name(key: Any) -> str:

@@ -94,11 +94,18 @@ def _group(
     params: Any,
     hparams: Mapping[str, np.ndarray],
     model: Callable[[Mapping[str, Any]], Any],
+    model_state: Any,
 ) -> MemberGroup:
     std = () if preprocessing.target_std is None else tuple(preprocessing.target_std.tolist())
     loss, predict, metrics = task_functions(spec.config, spec.components, preprocessing.task, std)
     return MemberGroup(
-        model=model, params=params, hparams=hparams, loss=loss, predict=predict, metrics=metrics
+        model=model,
+        params=params,
+        hparams=hparams,
+        loss=loss,
+        predict=predict,
+        metrics=metrics,
+        model_state=model_state,
     )
 
 
@@ -108,9 +115,11 @@ def _from_export(directory: Path, components: Components) -> Predictor:
     _check_model_given(metadata.get("model", "mlp"), components, directory)
     loaded = export.load_model(directory, model=components.model)
     spec = validation.validate(loaded.config, components)
-    stacked = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], loaded.params)
+    stacked, state = jax.tree_util.tree_map(
+        lambda leaf: np.asarray(leaf)[None], (loaded.params, loaded.model_state)
+    )
     hparams = {k: np.asarray(v, np.float32)[None] for k, v in loaded.hparams.items()}
-    group = _group(spec, preprocessing, stacked, hparams, lambda _: loaded.module)
+    group = _group(spec, preprocessing, stacked, hparams, lambda _: loaded.module, state)
     return Predictor(
         [group], preprocessing=preprocessing, diverged=[False], best_member=0, config=loaded.config
     )
@@ -134,7 +143,7 @@ def _from_workdir(root: Path, components: Components) -> Predictor:
             metadata = reader.meta(step)
             preprocessing = _preprocessing(metadata, reader.step_dir(step))
             _check_model_given(metadata.get("model", "mlp"), components, directory)
-            fields = ("best_params", "hparams", "diverged", "best_val_loss")
+            fields = ("best_params", "best_model_state", "hparams", "diverged", "best_val_loss")
             tree = reader.restore_fields(step, {f: reader.shapes(step, f) for f in fields})
         finally:
             reader.close()
@@ -144,12 +153,25 @@ def _from_workdir(root: Path, components: Components) -> Predictor:
 
         model = functools.partial(member_model, family, model_config, removed, num_outputs)
         first = {k: float(v[0]) for k, v in tree["hparams"].items()}
-        one_member = jax.tree_util.tree_map(lambda leaf: leaf[0], tree["best_params"])
+        one_member, one_state = jax.tree_util.tree_map(
+            lambda leaf: leaf[0], (tree["best_params"], dict(tree["best_model_state"]))
+        )
         export.check_fits(
-            model(first), preprocessing.feature_shape, one_member, reader.step_dir(step)
+            model(first),
+            preprocessing.feature_shape,
+            one_member,
+            reader.step_dir(step),
+            one_state,
         )
         groups.append(
-            _group(variant_spec, preprocessing, tree["best_params"], tree["hparams"], model)
+            _group(
+                variant_spec,
+                preprocessing,
+                tree["best_params"],
+                tree["hparams"],
+                model,
+                tree["best_model_state"],
+            )
         )
         diverged.append(np.asarray(tree["diverged"], bool))
         best_losses.append(np.asarray(tree["best_val_loss"], np.float64))

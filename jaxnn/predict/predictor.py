@@ -1,7 +1,7 @@
 """Predictions on new raw data from trained members: `Predictor`.
 
 A predictor holds the members' best-validation weights (stacked, as the ensemble trained
-them), the preprocessing that training applied (`jaxnn.data.preprocessing.Preprocessing`)
+them) with their model state (BatchNorm's statistics, read and never changed), the preprocessing that training applied (`jaxnn.data.preprocessing.Preprocessing`)
 and which member was selected. It takes RAW inputs [N, *feature_shape], applies the feature
 standardisation itself, and answers in the user's units: decoded labels for classification,
 targets in target units for regression. `member` chooses who answers: "best" (the selected
@@ -48,6 +48,8 @@ class MemberGroup:
       loss: per-example loss (outputs [B, O], targets) -> [B].
       predict: outputs [B, O] -> what the ensemble averages.
       metrics: (name, Metric) pairs: the task's built-in ones, then the user's.
+      model_state: the members' model state (non-params collections such as batch_stats),
+        every leaf [num_members, ...]; {} for a model without one.
     """
 
     model: Callable[[Mapping[str, Any]], nn.Module]
@@ -56,6 +58,7 @@ class MemberGroup:
     loss: PerExampleLoss
     predict: Predict
     metrics: tuple[tuple[str, Metric], ...]
+    model_state: Any = dataclasses.field(default_factory=dict)
 
     @property
     def num_members(self) -> int:
@@ -63,23 +66,28 @@ class MemberGroup:
 
     @functools.cached_property
     def _apply(self) -> Callable[[Any, Any, jax.Array], tuple[jax.Array, jax.Array]]:
-        def outputs(params: Any, hparams: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-            def one(p: Any, h: Any) -> tuple[jax.Array, jax.Array]:
-                out = apply_model(self.model(h), p, x)
+        def outputs(
+            params: Any, model_state: Any, hparams: Any, x: jax.Array
+        ) -> tuple[jax.Array, jax.Array]:
+            def one(p: Any, s: Any, h: Any) -> tuple[jax.Array, jax.Array]:
+                out = apply_model(self.model(h), p, x, model_state=s)
                 return out, self.predict(out)
 
-            return jax.vmap(one)(params, hparams)
+            return jax.vmap(one)(params, model_state, hparams)
 
         return jax.jit(outputs)
 
     def outputs(self, local: Sequence[int], batches: Iterator[np.ndarray], num: int):
         """(outputs, predictions) of members `local` on the batches: each [m, num, O]."""
         index = np.asarray(local)
-        params = jax.tree_util.tree_map(
-            lambda leaf: jnp.asarray(np.asarray(leaf)[index]), self.params
+        params, model_state = jax.tree_util.tree_map(
+            lambda leaf: jnp.asarray(np.asarray(leaf)[index]), (self.params, self.model_state)
         )
         hparams = {k: jnp.asarray(np.asarray(v)[index]) for k, v in self.hparams.items()}
-        parts = [jax.device_get(self._apply(params, hparams, jnp.asarray(b))) for b in batches]
+        parts = [
+            jax.device_get(self._apply(params, model_state, hparams, jnp.asarray(b)))
+            for b in batches
+        ]
         outputs = np.concatenate([p[0] for p in parts], axis=1)[:, :num]
         predictions = np.concatenate([p[1] for p in parts], axis=1)[:, :num]
         return outputs, predictions
@@ -92,7 +100,8 @@ class Predictor:
       classes_: the decoded labels (np.ndarray; None for regression).
       num_members, best_member (None when every member diverged), diverged (bool
       [num_members]), n_features_in_, params (the stacked member params; a list per
-      structural variant when there are several), module (the selected member's Module),
+      structural variant when there are several), model_state (the same for their model
+      state), module (the selected member's Module),
       config (the run's config), preprocessing.
     """
 
@@ -141,6 +150,14 @@ class Predictor:
         if len(self.groups) == 1:
             return self.groups[0].params
         return [group.params for group in self.groups]
+
+    @property
+    def model_state(self) -> Any:
+        """The members' stacked model state (BatchNorm statistics; {} for a model without one),
+        a list per structural variant when there are several."""
+        if len(self.groups) == 1:
+            return self.groups[0].model_state
+        return [group.model_state for group in self.groups]
 
     @property
     def module(self) -> nn.Module:
@@ -309,8 +326,11 @@ class Predictor:
         return self.preprocessing.targets(y)
 
 
-def member_group(program: Any, params: Any, hparams: Mapping[str, Any]) -> MemberGroup:
-    """The members of one `jaxnn.core.program.Program` with their stacked weights."""
+def member_group(
+    program: Any, params: Any, hparams: Mapping[str, Any], *, model_state: Any = None
+) -> MemberGroup:
+    """The members of one `jaxnn.core.program.Program` with their stacked weights (and
+    stacked model state, when the model has one)."""
     return MemberGroup(
         model=program.model,
         params=jax.tree_util.tree_map(np.asarray, jax.device_get(params)),
@@ -318,6 +338,7 @@ def member_group(program: Any, params: Any, hparams: Mapping[str, Any]) -> Membe
         loss=program.loss,
         predict=program.predict,
         metrics=tuple(program.metrics),
+        model_state=jax.tree_util.tree_map(np.asarray, jax.device_get(dict(model_state or {}))),
     )
 
 

@@ -1,0 +1,77 @@
+"""Averaged weights: an exponential moving average of a member's weights (`optimizer.ema_decay`).
+
+With a decay d in (0, 1) the member keeps, next to its weights, the average that `optax.ema`
+(debias=True) computes from the weights after each optimiser step:
+
+    m_0 = 0,   m_t = d * m_{t-1} + (1 - d) * w_t,   averaged_t = m_t / (1 - d ** t)
+
+where w_t are the weights after step t (a step the member did not take, stopped or diverged,
+leaves the average as it is). The debiased average is a weighted mean of w_1 .. w_t with
+weights proportional to d ** (t - i), so it never leans towards the zero it starts from nor
+towards the initial weights. With d = 0 it is the weights themselves. Evaluation, the choice of
+the best weights and the export use the averaged weights; the optimiser keeps training the raw
+ones. The model state (BatchNorm's running statistics) is not averaged: the averaged weights
+are evaluated with the member's current state, already a running average.
+
+The decay is a per-member numeric field: a sweep or a search may give members different values
+in one compiled program (d = 0 is then a member without averaging). When it is 0 and neither
+swept nor searched, the members keep no average at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxnn.config.fields import NumericField
+
+Params = Any
+# A member's average: optax.EmaState(count, ema), or {} when the run keeps none.
+EmaState = optax.EmaState | dict
+
+EMA_DECAY = NumericField(
+    "optimizer.ema_decay",
+    "ema_decay",
+    lambda v: 0.0 <= v < 1.0,
+    "must be in [0, 1) (0 = no averaged weights)",
+    # Not carried unless swept: a run without averaging keeps its members' hparams (and old
+    # checkpoints) as they were, and a constant decay stays a Python float.
+    constant_unless_swept=True,
+)
+NUMERIC_FIELDS: tuple[NumericField, ...] = (EMA_DECAY,)
+
+
+def run_decay(opt_cfg: Any, varied_fields: frozenset[str]) -> float | None:
+    """The config's decay when the run's members keep averaged weights (a decay > 0, or one
+    that a sweep or search varies), else None."""
+    decay = float(opt_cfg.get("ema_decay", 0.0))
+    return decay if decay > 0 or EMA_DECAY.field in varied_fields else None
+
+
+def init(params: Params, decay: float | None) -> EmaState:
+    """A member's empty average (count 0), or {} when the run keeps none (`decay` None)."""
+    if decay is None:
+        return {}
+    return optax.ema(0.0).init(params)
+
+
+def update(state: EmaState, params: Params, decay: float | jax.Array) -> EmaState:
+    """The average after a step that left the weights at `params` (optax.ema's update)."""
+    if not state:
+        return state
+    # debias=False: the state is the same either way, and `averaged` debiases on demand.
+    _, new_state = optax.ema(decay, debias=False).update(params, state)
+    return new_state
+
+
+def averaged(state: EmaState, params: Params, decay: float | jax.Array) -> Params:
+    """The debiased averaged weights, or `params` when the run keeps no average or the member
+    has not taken a step yet."""
+    if not state:
+        return params
+    debiased = optax.tree.bias_correction(state.ema, decay, state.count.astype(jnp.float32))
+    started = state.count > 0
+    return jax.tree_util.tree_map(lambda a, p: jnp.where(started, a, p), debiased, params)
