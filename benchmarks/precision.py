@@ -82,7 +82,9 @@ def model_config(
 def test_accuracy(result: ensemble.EnsembleResult, data: data_lib.Dataset) -> float:
     """Test accuracy of the members' final weights (computed in the run's dtype), averaged."""
     state, x_test = result.state, jnp.asarray(data.x_test)
-    outputs = jax.vmap(lambda p, h: state.apply_fn(p, x_test, h))(state.params, state.hparams)
+    outputs, _ = jax.vmap(lambda p, s, h: state.apply_fn(p, s, x_test, h))(
+        state.params, state.model_state, state.hparams
+    )
     return float(jnp.mean(jnp.argmax(outputs, -1) == jnp.asarray(data.y_test)))
 
 

@@ -78,7 +78,9 @@ def _assert_mixed_precision(result: ensemble.EnsembleResult, data: Any) -> None:
     state = result.state
     assert _floating_dtypes((state.params, state.opt_state, state.best_params)) == {"float32"}
     member = ensemble.member_state(state, 0)
-    outputs = member.apply_fn(member.params, jnp.asarray(data.x_test), member.hparams)
+    outputs, _ = member.apply_fn(
+        member.params, member.model_state, jnp.asarray(data.x_test), member.hparams
+    )
     assert outputs.dtype == jnp.float32  # what the loss and the metrics read
 
 

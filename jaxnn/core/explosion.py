@@ -44,7 +44,7 @@ def last_losses(
     state: train.TrainState, program: Program, dataset: Dataset, *, group_size: int = 0
 ) -> np.ndarray:
     """float64 [num_members]: each member's training-split loss at its last weights."""
-    last = state.replace(best_params=state.params)
+    last = state.replace(best_params=state.params, best_model_state=state.model_state)
     metrics, _ = ensemble.evaluate_members(
         last, program, dataset.x_train, dataset.y_train, group_size=group_size
     )
