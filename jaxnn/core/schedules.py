@@ -226,7 +226,11 @@ def best_weight_metrics(
     """Loss and metrics of every member's best weights on one split ([n] each)."""
     from jaxnn.data.device import SplitData
 
-    return jax.vmap(lambda m: train.evaluate(m, m.best_params, SplitData(x, y), program))(state)
+    return jax.vmap(
+        lambda m: train.evaluate(
+            m, m.best_params, SplitData(x, y), program, model_state=m.best_model_state
+        )
+    )(state)
 
 
 def copy_members(
