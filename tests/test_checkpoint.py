@@ -141,9 +141,13 @@ def test_exported_member_loads_as_a_single_model(trained, tmp_path):
     expected, _ = ensemble.evaluate_members(state, program, data.x_test, data.y_test)
     assert float(metrics["accuracy"]) == pytest.approx(expected["accuracy"][2], abs=1e-6)
     assert float(metrics["loss"]) == pytest.approx(expected["loss"][2], rel=1e-5)
-    # So does the loaded model's own apply.
-    outputs = loaded.apply(data.x_test)
+    # So does the loaded model's own apply, on standardised inputs and on raw ones alike.
+    outputs = loaded.apply_standardized(data.x_test)
     assert float(accuracy(outputs, data.y_test)) == pytest.approx(expected["accuracy"][2], abs=1e-6)
+    prep = loaded.preprocessing
+    raw = np.asarray(data.x_test, np.float64) * prep.feature_std + prep.feature_mean
+    np.testing.assert_allclose(loaded.apply(raw), outputs, atol=1e-4)
+    assert not np.allclose(loaded.apply(raw), loaded.apply_standardized(raw), atol=1e-2)
     with pytest.raises(CheckpointError, match="holds no exported model"):
         export.load_model(tmp_path / "elsewhere")
 

@@ -116,7 +116,9 @@ def test_the_exported_best_member_reloads_with_the_same_test_predictions(referen
     config = user_cnn.config(data_dir)
     dataset = data_lib.load(config.dataset)
     summary = json.loads((reference / "summary.json").read_text())
-    accuracy = float(np.mean(np.argmax(loaded.apply(dataset.x_test), -1) == dataset.y_test))
+    accuracy = float(
+        np.mean(np.argmax(loaded.apply_standardized(dataset.x_test), -1) == dataset.y_test)
+    )
     best = summary["members"][summary["best_member"]]
     np.testing.assert_allclose(accuracy, best["test_accuracy"], atol=1e-6)
 

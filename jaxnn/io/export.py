@@ -36,6 +36,7 @@ import orbax.checkpoint as ocp
 from jaxnn import validation
 from jaxnn.core import train
 from jaxnn.core.program import Program
+from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.errors import CheckpointError
 from jaxnn.io import checkpoint, orbax_io, run_files
 from jaxnn.nn.components import Components
@@ -334,6 +335,7 @@ class LoadedModel:
       module: the `flax.linen.Module` the weights belong to.
       model_state: the model state that goes with the weights (BatchNorm's statistics:
         collection -> layer -> arrays; {} for a model without one).
+      preprocessing: what training did to the raw data (`apply` does it to its inputs).
     """
 
     params: Params
@@ -341,6 +343,7 @@ class LoadedModel:
     config: ml_collections.ConfigDict
     module: Any
     model_state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    preprocessing: Preprocessing | None = None
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -348,8 +351,21 @@ class LoadedModel:
         return {"params": self.params, **self.model_state}
 
     def apply(self, x: Any) -> jax.Array:
-        """The model's outputs [N, num_outputs] for inputs x [N, ...] as it was trained on them
-        (standardised features; logits for classification), in evaluation mode."""
+        """The model's outputs [N, num_outputs] (logits for classification) for raw inputs
+        x [N, ...], the inputs `load_predictor`'s predictor takes: standardised here as
+        training standardised its data, checked as the predictor checks them.
+
+        Raises:
+          DataError: inputs of another shape, or not finite.
+        """
+        if self.preprocessing is None:
+            return self.apply_standardized(x)
+        return self.apply_standardized(self.preprocessing.features(x))
+
+    def apply_standardized(self, x: Any) -> jax.Array:
+        """The model's outputs [N, num_outputs] for inputs x [N, ...] already as the model
+        trained on them (standardised features, as a loaded `Dataset` holds them), in
+        evaluation mode."""
         return apply_model(
             self.module, self.params, jnp.asarray(x, jnp.float32), model_state=self.model_state
         )
@@ -425,4 +441,7 @@ def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
         config=config,
         module=module,
         model_state=read_best(path, "model_state"),
+        preprocessing=Preprocessing.from_json(metadata["preprocessing"])
+        if metadata.get("preprocessing")
+        else None,
     )
