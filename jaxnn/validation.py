@@ -624,6 +624,13 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
             model_state,
             x,
         )
+    except Exception as error:
+        raise ConfigError(
+            f"{what} cannot be applied to inputs of shape {x.shape}: {_one_line(error)}"
+        ) from error
+    # Before a training pass is traced: its masks and activations grow with the model.
+    _check_parameter_count(spec, params)
+    try:
         # A training step's pass: its state collections mutable, dropout drawn.
         jax.eval_shape(
             lambda p, s, x: family_lib.train_apply(
@@ -637,7 +644,6 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
         raise ConfigError(
             f"{what} cannot be applied to inputs of shape {x.shape}: {_one_line(error)}"
         ) from error
-    _check_parameter_count(spec, params)
     expected = (2, dataset.num_outputs)
     unit = "one output per class" if dataset.task == "classification" else "one per target"
     _require(

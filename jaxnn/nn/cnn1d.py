@@ -23,6 +23,7 @@ from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
 from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE, value
+from jaxnn.nn.precision import layer_dtype
 from jaxnn.nn.sequence import as_sequence, sequence_shape
 
 HEAD = "head"
@@ -97,7 +98,7 @@ class CNN1D(nn.Module):
                 name=f"conv_{i}",
             )(x)
             if self.layer_norm:
-                h = nn.LayerNorm(dtype=self.dtype, name=f"norm_{i}")(h)
+                h = nn.LayerNorm(dtype=layer_dtype(self.dtype), name=f"norm_{i}")(h)
             x = drop(conv.pool1d(nonlinearity(h, i, str(i)), self.pool, self.pool_size), i)
         x = x.reshape((x.shape[0], -1))
         for j, width in enumerate(self.hidden):

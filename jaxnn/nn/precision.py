@@ -105,12 +105,29 @@ def in_model_dtype(family: Any) -> Any:
 
 
 def cast(x: jax.Array, dtype: Any) -> jax.Array:
-    """A floating array in `dtype` (unchanged when it already is, or is not floating)."""
-    if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != dtype:
+    """A floating array narrowed to `dtype` when that is narrower than float32 (bfloat16:
+    mixed precision); unchanged otherwise, so that the float32 default leaves float64
+    computations (x64 mode, the finite-difference checks) in float64."""
+    narrow = jnp.finfo(dtype).bits < 32
+    if narrow and jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != dtype:
         return x.astype(dtype)
     return x
 
 
+def layer_dtype(dtype: Any) -> Any:
+    """The `dtype=` to give a flax layer (LayerNorm) computing in `dtype`: bfloat16 as it is,
+    None for float32, so that flax computes in its inputs' dtype (float64 in x64 mode)."""
+    return dtype if jnp.finfo(dtype).bits < 32 else None
+
+
 def outputs_in_float32(outputs: Any) -> Any:
-    """Every floating leaf of a Module's outputs as float32 (what losses and metrics read)."""
-    return jax.tree_util.tree_map(lambda leaf: cast(jnp.asarray(leaf), jnp.float32), outputs)
+    """Every floating leaf of a Module's outputs narrower than float32 (bfloat16) as float32,
+    what losses and metrics read; float32 and float64 outputs (x64 mode) are left as they are."""
+
+    def widen(leaf: Any) -> Any:
+        leaf = jnp.asarray(leaf)
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and jnp.finfo(leaf.dtype).bits < 32:
+            return leaf.astype(jnp.float32)
+        return leaf
+
+    return jax.tree_util.tree_map(widen, outputs)

@@ -21,6 +21,7 @@ from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
 from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE, value
+from jaxnn.nn.precision import layer_dtype
 
 HEAD = "head"
 NUMERIC_FIELDS = (DROPOUT, INIT_SCALE, NEGATIVE_SLOPE)
@@ -39,7 +40,7 @@ class ResidualBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
         h = Dense(self.width, kernel_init=self.kernel_init, dtype=self.dtype, name="dense_0")(
-            nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+            nn.LayerNorm(dtype=layer_dtype(self.dtype), name="norm")(x)
         )
         self.sow("intermediates", "preactivation", h)
         if self.activation == "prelu":
@@ -92,7 +93,7 @@ class ResMLP(nn.Module):
                 self.dtype,
                 name=f"block_{i}",
             )(x, key)
-        x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+        x = nn.LayerNorm(dtype=layer_dtype(self.dtype), name="norm")(x)
         return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
 
 
