@@ -252,11 +252,6 @@ def test_a_resumed_batchnorm_run_equals_an_uninterrupted_one(reference, tmp_path
     assert summary == expected
 
 
-@pytest.mark.xfail(
-    reason="known regression of the merge, first to fix: the reloaded predictor's test accuracy "
-    "differs from the run's for a BatchNorm model (passed on the model-state branch alone)",
-    strict=False,
-)
 def test_best_holds_the_statistics_and_load_predictor_reproduces_the_test_accuracy(reference):
     summary = json.loads((reference / "summary.json").read_text())
     _, _, x_test, y_test = blob_arrays()
@@ -292,7 +287,9 @@ def test_best_holds_the_statistics_and_load_predictor_reproduces_the_test_accura
     )
     loaded = jaxnn.load_model(reference, model=BatchNormNet())
     _assert_trees_equal(loaded.model_state, export.read_best(reference, "model_state"))
-    logits = loaded.apply(exported.preprocessing.features(x_test))
+    logits = loaded.apply(x_test)  # raw inputs, as the predictor takes them
+    standardized = loaded.apply_standardized(exported.preprocessing.features(x_test))
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(standardized), rtol=1e-6)
     assert np.sum(np.argmax(np.asarray(logits), axis=-1) == y_test) == accuracy
 
 
