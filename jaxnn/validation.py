@@ -625,9 +625,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
             x,
         )
     except Exception as error:
-        raise ConfigError(
-            f"{what} cannot be applied to inputs of shape {x.shape}: {_one_line(error)}"
-        ) from error
+        raise _not_applicable(what, x.shape, error) from error
     # Before a training pass is traced: its masks and activations grow with the model.
     _check_parameter_count(spec, params)
     try:
@@ -641,9 +639,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
             x,
         )
     except Exception as error:
-        raise ConfigError(
-            f"{what} cannot be applied to inputs of shape {x.shape}: {_one_line(error)}"
-        ) from error
+        raise _not_applicable(what, x.shape, error) from error
     expected = (2, dataset.num_outputs)
     unit = "one output per class" if dataset.task == "classification" else "one per target"
     _require(
@@ -668,6 +664,11 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     for name, metric in spec.components.metrics:
         shape = _result_shape(f"metric {name!r}", metric.fn, outputs, y)
         _require(shape == (), f"metric {name!r} returns shape {shape}; a metric returns a scalar")
+
+
+def _not_applicable(what: str, shape: tuple[int, ...], error: Exception) -> ConfigError:
+    """The one line for a model that fails on inputs of `shape` (tracing its init or a pass)."""
+    return ConfigError(f"{what} cannot be applied to inputs of shape {shape}: {_one_line(error)}")
 
 
 # The most parameter values one member may have (4 TiB of float32): far beyond any machine's
