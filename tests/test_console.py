@@ -4,6 +4,7 @@ terminal, a progress bar of member-steps with their rate and the ETA; no library
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
@@ -131,8 +132,8 @@ def test_unraisable_reports_of_orbax_coroutines_are_dropped_and_others_kept():
     ours = _coroutine_of("/venv/site-packages/orbax/checkpoint/async_utils.py")
     theirs = _coroutine_of("/home/user/research/save.py")
     try:
-        hook(types.SimpleNamespace(object=ours))
-        hook(types.SimpleNamespace(object=theirs))
+        hook(types.SimpleNamespace(object=ours, exc_value=None))
+        hook(types.SimpleNamespace(object=theirs, exc_value=None))
     finally:
         ours.close()
         theirs.close()
@@ -172,3 +173,28 @@ def test_asyncio_reports_of_orbax_futures_nobody_retrieved_are_dropped_and_other
     site = "/venv/lib/python3.11/site-packages"
     assert not cli._not_about_quiet_futures(record_raised_in(f"{site}/orbax/checkpoint/a.py"))
     assert cli._not_about_quiet_futures(record_raised_in("/home/user/research/train.py"))
+
+
+def test_a_read_completing_after_its_loop_closed_is_not_reported_and_other_reports_are():
+    # What TensorStore's threads report (with no object and no message) when one of Orbax's
+    # parallel reads of a torn checkpoint completes after the failed read closed its loop.
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(print)
+    except RuntimeError as error:
+        closed = error
+    seen = []
+    hook = cli._unraisable_hook(seen.append)
+
+    def report(error: BaseException) -> types.SimpleNamespace:
+        return types.SimpleNamespace(
+            exc_type=type(error), exc_value=error, exc_traceback=error.__traceback__,
+            err_msg=None, object=None,
+        )  # fmt: skip
+
+    hook(report(closed))
+    assert seen == []
+    other = report(RuntimeError("a user's callback failed"))
+    hook(other)
+    assert seen == [other]
