@@ -331,26 +331,12 @@ def train_members(
 
     A state whose training is over (every member stopped, or the run's steps done) is returned
     placed as a trained one would be, without compiling anything, so that what follows (the
-    final evaluation) computes the same bits either way.
+    final evaluation) computes the same bits either way: a scheduled run's driver returns it
+    as it came (its trained state lives on one device), the plain loop's placement otherwise.
     """
     placement = trainer.placement
     if state is None:
         state = init_members(trainer, key, pretrained)
-    elif is_finished(state, start_step, trainer.program):
-        return EnsembleResult(
-            state=placement.result_state(placement.place_state(state)),
-            program=trainer.program,
-            members=trainer.members,
-            history=[],
-            steps_done=start_step,
-            compile_s=0.0,
-            train_s=0.0,
-            start_step=start_step,
-            group_size=trainer.group_size,
-            memory=trainer.memory,
-            data=data,
-            config=trainer.spec.config,
-        )
     if schedules.run_schedule(trainer.spec, len(trainer.members)).active:
         scheduled = schedules.drive(
             trainer,
@@ -377,6 +363,21 @@ def train_members(
             data=data,
             config=trainer.spec.config,
             schedule=scheduled.describe(),
+        )
+    if is_finished(state, start_step, trainer.program):
+        return EnsembleResult(
+            state=placement.result_state(placement.place_state(state)),
+            program=trainer.program,
+            members=trainer.members,
+            history=[],
+            steps_done=start_step,
+            compile_s=0.0,
+            train_s=0.0,
+            start_step=start_step,
+            group_size=trainer.group_size,
+            memory=trainer.memory,
+            data=data,
+            config=trainer.spec.config,
         )
     result = loop.drive(
         trainer.chunk_fn,
