@@ -22,6 +22,7 @@ import numpy as np
 from jaxnn import validation
 from jaxnn.core import groups, loop, memory, schedules, train
 from jaxnn.core.program import Program, base_hparams, build
+from jaxnn.core.schedules import halving
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
 from jaxnn.nn import metrics as metrics_lib
@@ -144,7 +145,15 @@ class EnsembleResult(Predicts):
             diverged=self.diverged,
             best_member=self.best_member(),
             config=self.config,
+            left_out_of_ensemble=self.pruned(),
         )
+
+    def pruned(self) -> np.ndarray | None:
+        """bool [M]: the members a halving rung stopped in this result's launch (None: a run
+        without a schedule)."""
+        if self.schedule is None:
+            return None
+        return halving.pruned_at_rungs(len(self.members), self.schedule["events"])
 
 
 @dataclasses.dataclass
