@@ -347,6 +347,10 @@ def test_a_killed_scheduled_run_resumes_to_the_same_files(
     else:
         lineages = [m["schedule"]["lineage"] for m in summary["members"]]
         assert sum(len(line) for line in lineages) == 10  # 2 members at steps 10, ..., 50
+        assert (
+            "Schedule: pbt every 10 steps, the bottom 25% of 8 members copy a top member and "
+            "scale its values by 1 -/+ 0.2 (redrawn with probability 0.25): 10 copies."
+        ) in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_the_report_states_the_schedule_and_the_ensemble_leaves_pruned_members_out(data, tmp_path):
