@@ -662,6 +662,27 @@ def test_a_second_sigint_aborts_at_once(cli_reference, tmp_path, data_dir):
     relaunch_to_the_end(args, workdir, tmp_path / "relaunch", cli_reference)
 
 
+def test_a_second_sigint_while_the_launch_exits_aborts_at_once(cli_reference, tmp_path, data_dir):
+    import re
+
+    config_path = write_config(tmp_path)
+    workdir = tmp_path / "run"
+    args = command(config_path, workdir, data_dir)
+    child = Launch.start(args, tmp_path / "exiting")
+    assert child.kill_when(lambda: exists("config.json")(workdir), signal_number=signal.SIGINT)
+    # Its line is printed: the first is honoured, and the process takes seconds to exit.
+    assert child.kill_when(
+        lambda: "interrupted at step" in child.stderr(), signal_number=signal.SIGINT
+    )
+    assert child.wait() == 130, child.stderr()[-3000:]
+    lines = [line for line in child.stderr().splitlines() if line.strip()]
+    assert len(lines) == 2 and re.match(INTERRUPTED.format(name="SIGINT"), lines[0]), lines
+    assert lines[1] == (
+        "jaxnn: aborted by a second SIGINT; launch again to resume from the last checkpoint"
+    )
+    relaunch_to_the_end(args, workdir, tmp_path / "relaunch", cli_reference)
+
+
 SIGNAL_TRIALS = [
     (name, number, moment)
     for number in (signal.SIGTERM, signal.SIGINT)

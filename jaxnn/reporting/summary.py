@@ -29,7 +29,8 @@ def member_rows(
 
     `start_losses` (float [M], `jaxnn.core.explosion.start_losses`) are the members' training
     losses at initialisation; with them each row says whether the member exploded. `pruned`
-    (bool [M], `jaxnn.core.schedules.halving.pruned_at_rungs`; a run with a member schedule) gives each row `pruned`.
+    (bool [M], `jaxnn.core.schedules.halving.pruned_at_rungs`; a run with a member schedule)
+    gives each row `pruned`.
     """
     state, program = result.state, result.program
     split_metrics = {}
