@@ -158,6 +158,8 @@ class _Programs:
         self.early: dict[int, concurrent.futures.Future] = {}
 
     def of_size(self, size: int, state: train.TrainState, step: int) -> _Sized:
+        """The program of a batch of `size` members: kept, taken from the thread, or compiled
+        now (and under halving, the first time, the later sizes started on the thread)."""
         if size not in self.sized:
             started = time.perf_counter()
             ahead = self.early.pop(size, None)
