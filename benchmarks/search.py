@@ -14,12 +14,17 @@ MNIST-1D, an MLP 40-100-100-10 (ReLU, He init, SGD with momentum 0.9, cosine sch
      programs of the first pass in it ("warm", any later launch of the same shapes);
   2. the halving run's rungs: members, seconds and member-steps/s of each;
   3. PBT with 16 members against a 16-member random search of the same space at the same
-     member-steps: the selected member's test accuracy, and a plot of PBT's learning rates.
+     member-steps: the selected member's test accuracy, and a plot of PBT's learning rates;
+  4. with --optuna (needs the `bench` extra: optuna and torch): the halving search run trial
+     by trial by Optuna's SuccessiveHalvingPruner over the same MLP in PyTorch
+     (`optuna_search.py`): the wall time until Optuna's best trial reaches the test accuracy
+     jaxnn's halving selected, against jaxnn's wall time with an empty compilation cache
+     (compiling included). --optuna-only runs this comparison alone.
 
 Timings share the machine with whatever else runs on it: compare the ratios of one run.
 
     python benchmarks/search.py [--quick] [--data-dir DIR] [--out runs/bench/search.json]
-        [--cold-only] [--skip-pbt]
+        [--cold-only] [--skip-pbt] [--optuna | --optuna-only]
 """
 
 from __future__ import annotations
@@ -151,6 +156,44 @@ def compare(full: Any, halving: Any, data: data_lib.Dataset, name: str) -> dict[
     return figures
 
 
+def optuna_comparison(halving: Any, data: data_lib.Dataset, size: Size) -> dict[str, Any]:
+    """jaxnn's halving search from an empty compilation cache against the same search run by
+    Optuna trial by trial (`optuna_search.run`): wall times to the same test accuracy."""
+    import optuna_search
+
+    cache = Path(tempfile.mkdtemp(prefix="jaxnn_search_bench_cache_"))
+    compile_cache.enable(cache)
+    mine = train(halving, data)
+    shutil.rmtree(cache, ignore_errors=True)
+    theirs = optuna_search.run(data, size, mine["test_accuracy"])
+    print(
+        f"[optuna] jaxnn halving: test accuracy {mine['test_accuracy']:.4f}, "
+        f"{mine['member_steps']} member-steps, wall {mine['wall_s']:.1f} s (compile "
+        f"{mine['compile_s']:.1f} s)\n[optuna] Optuna {theirs['optuna']} + torch "
+        f"{theirs['torch']} ({theirs['torch_threads']} threads): {theirs['trials']} trials, "
+        f"{theirs['pruned']} pruned, {theirs['member_steps']} steps, wall "
+        f"{theirs['wall_s']:.1f} s, best trial's test accuracy {theirs['test_accuracy']}",
+        flush=True,
+    )
+    to_target = theirs["seconds_to_target"]
+    if to_target is None:
+        print(
+            f"[optuna] Optuna never reached {mine['test_accuracy']:.4f}: jaxnn at least "
+            f"{theirs['wall_s'] / mine['wall_s']:.1f}x faster (Optuna's whole study)"
+        )
+    else:
+        print(
+            f"[optuna] Optuna reached {mine['test_accuracy']:.4f} after {to_target:.1f} s: "
+            f"jaxnn {to_target / mine['wall_s']:.1f}x faster"
+        )
+    return {
+        "jaxnn": {k: v for k, v in mine.items() if k != "result"},
+        "optuna": theirs,
+        "speedup_to_target": None if to_target is None else to_target / mine["wall_s"],
+        "speedup_lower_bound": theirs["wall_s"] / mine["wall_s"],
+    }
+
+
 def write(out: Path, figures: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
@@ -200,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/bench/search.json")
     parser.add_argument("--cold-only", action="store_true", help="no warm-cache pass")
     parser.add_argument("--skip-pbt", action="store_true", help="only the halving figures")
+    parser.add_argument("--optuna", action="store_true", help="also Optuna + PyTorch (4.)")
+    parser.add_argument("--optuna-only", action="store_true", help="only Optuna + PyTorch (4.)")
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     out = Path(args.out)
@@ -215,12 +260,18 @@ def main(argv: list[str] | None = None) -> None:
     halving.restarts.schedule = "successive_halving"
     halving.restarts.eta = 3
     halving.restarts.first_rung_steps = size.first_rung
+    if args.optuna_only:
+        figures["optuna"] = optuna_comparison(halving, data, size)
+        write(out, figures)
+        return
     cache = Path(tempfile.mkdtemp(prefix="jaxnn_search_bench_cache_"))
     compile_cache.enable(cache)
     figures["halving"] = {}
     for name in ["cold"] + ([] if args.cold_only else ["warm"]):
         figures["halving"][name] = compare(full, halving, data, name)
     shutil.rmtree(cache, ignore_errors=True)
+    if args.optuna:
+        figures["optuna"] = optuna_comparison(halving, data, size)
     if args.skip_pbt:
         write(out, figures)
         return

@@ -369,6 +369,7 @@ def _launch(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments {' '.join(argv[1:])}; options are written --name=value")
     from jaxnn.errors import Interrupted, JaxnnError
+    from jaxnn.interrupt import abort_on_signals
     from jaxnn.parallel import hosts
     from jaxnn.runner import run
 
@@ -391,6 +392,7 @@ def _launch(argv: list[str]) -> None:
     except JaxnnError as error:
         fail(str(error))
     except Interrupted as interrupted:  # SIGTERM/SIGINT: stopped at a chunk boundary, saved
+        abort_on_signals()  # a second signal while the process exits still ends it at once
         print(f"jaxnn: {interrupted}", file=sys.stderr)
         sys.exit(interrupted.exit_code)
 

@@ -4,7 +4,8 @@
 loop only reads the request between chunks (`jaxnn.core.loop.drive`'s `should_stop`), so a
 signal never lands inside a checkpoint save or a metrics write. A second signal while the
 first is being honoured aborts at once (exit 128 + its number): the lock goes with the
-process and a save cut short is ignored by the next launch.
+process and a save cut short is ignored by the next launch. The launcher honours the first
+until the process has exited (`abort_on_signals`): JAX's teardown at exit takes seconds.
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ def _abort(signal_number: int) -> None:
         flush=True,
     )
     os._exit(128 + signal_number)
+
+
+def abort_on_signals() -> None:
+    """From now on SIGTERM/SIGINT abort the process at once (exit 128 + its number), as a
+    second signal does during a run: for a launch that stopped on a first signal and is
+    exiting (Python's own SIGINT handler would raise KeyboardInterrupt inside JAX's exit
+    hooks, a traceback or a death by the signal). A signal it was started ignoring stays
+    ignored; outside the main thread (where Python cannot install handlers) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for number in STOP_SIGNALS:
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, lambda received, _frame: _abort(received))
 
 
 @contextlib.contextmanager

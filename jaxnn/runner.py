@@ -306,10 +306,10 @@ def _run_planned(
     # finish: one summary over every variant's members (a plain run is one variant)
     runs = [variants.VariantRun(v.values, v.spec, v.result, v.offset) for v in run_variants]
     start_losses = [v.start_losses for v in run_variants]
-    summary, predictions = summarize_runs(
-        runs, config, dataset, None if start_losses[0] is None else start_losses
-    )
     schedule_rows = run_readers.read_appended(plan.paths / run_files.SCHEDULE, split=False).rows
+    summary, predictions = summarize_runs(
+        runs, config, dataset, None if start_losses[0] is None else start_losses, schedule_rows
+    )
     schedule_report.annotate(summary, runs, schedule_rows)
     best_variant, best_local = run_variants[0], None
     if summary["best_member"] is not None:

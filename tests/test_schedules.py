@@ -17,6 +17,7 @@ from helpers import blobs, small_config
 from jaxnn import runner
 from jaxnn.config.schedule import Schedule
 from jaxnn.core import ensemble, schedules
+from jaxnn.core.schedules import driver
 from jaxnn.errors import ConfigError
 from jaxnn.reporting import metrics_log
 
@@ -161,9 +162,9 @@ def test_compaction_never_compiles_a_size_twice(halved, data, monkeypatch):
     assert halved.schedule["sizes_compiled"] == [9, 3, 1]
     # PBT gathers the whole batch again after every exploit: always the one program.
     compiled = []
-    original = schedules._compile
+    original = driver._compile
     monkeypatch.setattr(
-        schedules,
+        driver,
         "_compile",
         lambda trainer, d, size, *a: compiled.append(size) or original(trainer, d, size, *a),
     )
@@ -346,6 +347,40 @@ def test_a_killed_scheduled_run_resumes_to_the_same_files(
     else:
         lineages = [m["schedule"]["lineage"] for m in summary["members"]]
         assert sum(len(line) for line in lineages) == 10  # 2 members at steps 10, ..., 50
+        assert (
+            "Schedule: pbt every 10 steps, the bottom 25% of 8 members copy a top member and "
+            "scale its values by 1 -/+ 0.2 (redrawn with probability 0.25): 10 copies."
+        ) in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_the_report_states_the_schedule_and_the_ensemble_leaves_pruned_members_out(data, tmp_path):
+    config = _halving(**{"restarts.schedule": "hyperband", "restarts.num": 14})
+    result = _run(config, tmp_path / "run", data)
+    blocks = [m["schedule"] for m in result["members"]]
+    pruned = [b["pruned"] for b in blocks]
+    assert [m["pruned"] for m in result["members"]] == pruned and sum(pruned) == 8
+    kept = [m["index"] for m in result["members"] if not (m["pruned"] or m["diverged"])]
+    assert result["ensemble_members"] == kept and result["num_pruned"] == 8
+    report = (tmp_path / "run" / "report.md").read_text()
+    member_steps = sum(b["stopped_at"] for b in blocks)
+    assert (
+        f"Schedule: hyperband with eta 3, rungs ending at steps 10, 30, 90, members per rung "
+        f"14 -> 10 -> 6: {member_steps} member-steps, {member_steps / (14 * 90):.0%} of the "
+        f"{14 * 90} of every member trained to step 90."
+    ) in report
+    assert "nor were pruned at a rung (8 pruned member(s) left out)" in report
+    # The workdir's predictor averages the members summary.json's ensemble averaged.
+    predictor = result.predictor()
+    assert np.flatnonzero(predictor.in_ensemble).tolist() == kept
+    by_hand = np.mean([result.predict_proba(data.x_test, member=i) for i in kept], axis=0)
+    np.testing.assert_allclose(
+        result.predict_proba(data.x_test, member="ensemble"), by_hand, rtol=1e-6
+    )
+
+
+def test_a_halving_result_predicts_as_an_ensemble_of_its_unpruned_members(halved):
+    finalists = [i for i in range(9) if int(np.asarray(halved.state.step)[i]) == 90]
+    assert np.flatnonzero(halved.predictor().in_ensemble).tolist() == finalists
 
 
 # --- refusals ------------------------------------------------------------------------------------

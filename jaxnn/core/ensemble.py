@@ -22,6 +22,7 @@ import numpy as np
 from jaxnn import validation
 from jaxnn.core import groups, loop, memory, schedules, train
 from jaxnn.core.program import Program, base_hparams, build
+from jaxnn.core.schedules import halving
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
 from jaxnn.nn import metrics as metrics_lib
@@ -144,7 +145,15 @@ class EnsembleResult(Predicts):
             diverged=self.diverged,
             best_member=self.best_member(),
             config=self.config,
+            left_out_of_ensemble=self.pruned(),
         )
+
+    def pruned(self) -> np.ndarray | None:
+        """bool [M]: the members a halving rung stopped in this result's launch (None: a run
+        without a schedule)."""
+        if self.schedule is None:
+            return None
+        return halving.pruned_at_rungs(len(self.members), self.schedule["events"])
 
 
 @dataclasses.dataclass
@@ -331,26 +340,12 @@ def train_members(
 
     A state whose training is over (every member stopped, or the run's steps done) is returned
     placed as a trained one would be, without compiling anything, so that what follows (the
-    final evaluation) computes the same bits either way.
+    final evaluation) computes the same bits either way: a scheduled run's driver returns it
+    as it came (its trained state lives on one device), the plain loop's placement otherwise.
     """
     placement = trainer.placement
     if state is None:
         state = init_members(trainer, key, pretrained)
-    elif is_finished(state, start_step, trainer.program):
-        return EnsembleResult(
-            state=placement.result_state(placement.place_state(state)),
-            program=trainer.program,
-            members=trainer.members,
-            history=[],
-            steps_done=start_step,
-            compile_s=0.0,
-            train_s=0.0,
-            start_step=start_step,
-            group_size=trainer.group_size,
-            memory=trainer.memory,
-            data=data,
-            config=trainer.spec.config,
-        )
     if schedules.run_schedule(trainer.spec, len(trainer.members)).active:
         scheduled = schedules.drive(
             trainer,
@@ -377,6 +372,21 @@ def train_members(
             data=data,
             config=trainer.spec.config,
             schedule=scheduled.describe(),
+        )
+    if is_finished(state, start_step, trainer.program):
+        return EnsembleResult(
+            state=placement.result_state(placement.place_state(state)),
+            program=trainer.program,
+            members=trainer.members,
+            history=[],
+            steps_done=start_step,
+            compile_s=0.0,
+            train_s=0.0,
+            start_step=start_step,
+            group_size=trainer.group_size,
+            memory=trainer.memory,
+            data=data,
+            config=trainer.spec.config,
         )
     result = loop.drive(
         trainer.chunk_fn,

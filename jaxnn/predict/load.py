@@ -176,30 +176,59 @@ def _from_workdir(root: Path, components: Components) -> Predictor:
         diverged.append(np.asarray(tree["diverged"], bool))
         best_losses.append(np.asarray(tree["best_val_loss"], np.float64))
     diverged_all = np.concatenate(diverged)
+    summary = _summary(root, len(diverged_all))
     return Predictor(
         groups,
         preprocessing=preprocessing,
         diverged=diverged_all,
-        best_member=_selected(root, config, diverged_all, np.concatenate(best_losses)),
+        best_member=_selected(summary, config, diverged_all, np.concatenate(best_losses)),
         config=config,
+        left_out_of_ensemble=_left_out_of_ensemble(summary, len(diverged_all)),
     )
 
 
+def _summary(root: Path, num_members: int) -> Mapping[str, Any] | None:
+    """summary.json of a finished run (None before it ends), its member indices checked."""
+    path = root / run_files.SUMMARY
+    if not path.exists():
+        return None
+    summary = run_readers.read_summary(path, run_readers.SOURCE_WAY_OUT)
+    selected, averaged = summary["best_member"], summary.get("ensemble_members", [])
+    if selected is not None and selected >= num_members:
+        raise run_readers.damaged(
+            path,
+            f"its best_member {selected} is not one of the run's {num_members} members",
+            run_readers.SOURCE_WAY_OUT,
+        )
+    if not isinstance(averaged, list) or not all(
+        type(i) is int and 0 <= i < num_members for i in averaged
+    ):
+        raise run_readers.damaged(
+            path,
+            f"its ensemble_members must list member indices 0..{num_members - 1}",
+            run_readers.SOURCE_WAY_OUT,
+        )
+    return summary
+
+
+def _left_out_of_ensemble(summary: Mapping[str, Any] | None, num_members: int) -> np.ndarray | None:
+    """bool [num_members]: the members summary.json's ensemble did not average (None: no
+    summary yet, or one written before it listed them: the non-diverged members)."""
+    if summary is None or "ensemble_members" not in summary:
+        return None
+    return ~np.isin(np.arange(num_members), summary["ensemble_members"])
+
+
 def _selected(
-    root: Path, config: Any, diverged: np.ndarray, best_val_loss: np.ndarray
+    summary: Mapping[str, Any] | None,
+    config: Any,
+    diverged: np.ndarray,
+    best_val_loss: np.ndarray,
 ) -> int | None:
     """The member summary.json selected; for a run without one yet, the lowest validation loss
     when it selects by val_loss (else none: name a member)."""
-    summary = root / run_files.SUMMARY
-    if summary.exists():
-        selected = run_readers.read_summary(summary, run_readers.SOURCE_WAY_OUT)["best_member"]
-        if selected is not None and selected >= len(diverged):
-            raise run_readers.damaged(
-                summary,
-                f"its best_member {selected} is not one of the run's {len(diverged)} members",
-                run_readers.SOURCE_WAY_OUT,
-            )
-        return selected
+    if summary is not None:
+        return summary["best_member"]
     if config.restarts.select_by != "val_loss":
         return None
     losses = np.where(diverged | ~np.isfinite(best_val_loss), np.inf, best_val_loss)

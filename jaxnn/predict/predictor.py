@@ -5,7 +5,8 @@ them) with their model state (BatchNorm's statistics, read and never changed), t
 and which member was selected. It takes RAW inputs [N, *feature_shape], applies the feature
 standardisation itself, and answers in the user's units: decoded labels for classification,
 targets in target units for regression. `member` chooses who answers: "best" (the selected
-member), "ensemble" (the average of the non-diverged members' predictions: probabilities for
+member), "ensemble" (the average of the predictions of the members summary.json's ensemble
+averages: neither diverged, exploded nor pruned at a halving rung; probabilities for
 classification, predictions for regression) or a member index.
 
 Inputs are fed in batches of `batch_size` rows (the last one padded), so a large x neither
@@ -99,7 +100,8 @@ class Predictor:
     Attributes:
       classes_: the decoded labels (np.ndarray; None for regression).
       num_members, best_member (None when every member diverged), diverged (bool
-      [num_members]), n_features_in_, params (the stacked member params; a list per
+      [num_members]), in_ensemble (bool [num_members]: the members "ensemble" averages),
+      n_features_in_, params (the stacked member params; a list per
       structural variant when there are several), model_state (the same for their model
       state), module (the selected member's Module),
       config (the run's config), preprocessing.
@@ -114,10 +116,16 @@ class Predictor:
         best_member: int | None,
         config: ml_collections.ConfigDict,
         batch_size: int = BATCH_ROWS,
+        left_out_of_ensemble: Sequence[bool] | None = None,
     ):
+        """`left_out_of_ensemble` (bool [num_members]): members the ensemble leaves out besides
+        the diverged ones (exploded, pruned at a rung: `jaxnn.reporting.summary.in_ensemble`)."""
         self.groups = tuple(groups)
         self.preprocessing = preprocessing
         self.diverged = np.asarray(diverged, bool)
+        self.in_ensemble = ~self.diverged
+        if left_out_of_ensemble is not None:
+            self.in_ensemble &= ~np.asarray(left_out_of_ensemble, bool)
         self.best_member = None if best_member is None else int(best_member)
         self.config = config
         self.batch_size = int(batch_size)
@@ -251,9 +259,11 @@ class Predictor:
                 )
             return [self.best_member]
         if isinstance(member, str) and member == "ensemble":
-            included = [int(i) for i in np.flatnonzero(~self.diverged)]
+            included = [int(i) for i in np.flatnonzero(self.in_ensemble)]
             if not included:
-                raise ConfigError("every member diverged: the ensemble has no member")
+                raise ConfigError(
+                    "every member diverged, exploded or was pruned: the ensemble has no member"
+                )
             return included
         if isinstance(member, numbers.Integral) and not isinstance(member, bool):
             if not 0 <= member < self.num_members:

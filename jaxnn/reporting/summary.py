@@ -13,6 +13,7 @@ from jaxnn import data as data_lib
 from jaxnn.analysis import restart_stats
 from jaxnn.core import ensemble, explosion
 from jaxnn.core.program import Program
+from jaxnn.core.schedules import halving
 from jaxnn.core.variants import VariantRun
 
 
@@ -21,12 +22,15 @@ def member_rows(
     config: ml_collections.ConfigDict,
     dataset: data_lib.Dataset,
     start_losses: np.ndarray | None = None,
+    pruned: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
     """summary.json's member records, the excluded flags (diverged or exploded) and the test
     predictions [M, N, O].
 
     `start_losses` (float [M], `jaxnn.core.explosion.start_losses`) are the members' training
-    losses at initialisation; with them each row says whether the member exploded.
+    losses at initialisation; with them each row says whether the member exploded. `pruned`
+    (bool [M], `jaxnn.core.schedules.halving.pruned_at_rungs`; a run with a member schedule)
+    gives each row `pruned`.
     """
     state, program = result.state, result.program
     split_metrics = {}
@@ -68,6 +72,8 @@ def member_rows(
         row |= {name: float(split_metrics[name][i]) for name in wanted}
         if start_losses is not None:
             row["start_train_loss"] = float(start_losses[i])
+        if pruned is not None:
+            row["pruned"] = bool(pruned[i])
         rows.append(row)
     return rows, diverged | exploded, predictions
 
@@ -86,6 +92,13 @@ def linear_baseline(dataset: data_lib.Dataset) -> dict[str, float]:
     }
 
 
+def in_ensemble(row: Mapping[str, Any]) -> bool:
+    """Whether a member row is averaged into the ensemble: neither excluded nor pruned at a
+    rung (a pruned member keeps its results and its place in the ranking, but it trained a
+    fraction of the budget and lost to the members that went on)."""
+    return not excluded(row) and not row.get("pruned", False)
+
+
 def excluded(row: Mapping[str, Any]) -> bool:
     """Whether a member row is left out of selection, the ensemble and the restart statistics
     (diverged, or exploded: `jaxnn.core.explosion`)."""
@@ -101,8 +114,10 @@ def selection(
     config: ml_collections.ConfigDict,
 ) -> dict[str, Any]:
     """summary.json's selection over member rows: the best member by `restarts.select_by`, its
-    test metrics, the ensemble average and restart statistics, all over the members that
-    neither diverged nor exploded (`excluded_members`, bool [M])."""
+    test metrics and restart statistics over the members that neither diverged nor exploded
+    (`excluded_members`, bool [M]); the ensemble average over those of them that no rung
+    pruned (`in_ensemble`), whose indices `ensemble_members` lists (the predictor's
+    "ensemble" of a workdir averages the same)."""
     select_by = config.restarts.select_by
     greater = program.greater_is_better(select_by)
     values = {select_by: np.array([row[select_by] for row in rows], np.float64)}
@@ -111,19 +126,20 @@ def selection(
     kept_losses = [
         row["val_loss"] for row, bad in zip(rows, excluded_members, strict=True) if not bad
     ]
+    averaged = np.array([in_ensemble(row) for row in rows])
     return {
         "best_member": best,
         "selected_by": select_by,
         "selection_greater_is_better": greater,
         "best": {} if best is None else {k: rows[best][k] for k in test_keys},
-        "ensemble": ensemble.ensemble_metrics(
-            predictions, dataset.y_test, program, ~excluded_members
-        ),
+        "ensemble": ensemble.ensemble_metrics(predictions, dataset.y_test, program, averaged),
+        "ensemble_members": [int(i) for i in np.flatnonzero(averaged)],
         "restart_stats": restart_stats.restart_stats(
             np.array(kept_losses), tolerance=float(config.restarts.tolerance)
         ),
         "num_diverged": sum(bool(row["diverged"]) for row in rows),
         "num_exploded": sum(bool(row.get("exploded", False)) for row in rows),
+        **({"num_pruned": sum(row["pruned"] for row in rows)} if "pruned" in rows[0] else {}),
     }
 
 
@@ -153,10 +169,14 @@ def summarize(
     config: ml_collections.ConfigDict,
     dataset: data_lib.Dataset,
     start_losses: np.ndarray | None = None,
+    pruned: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """summary.json of a finished ensemble, and the test predictions of every member
-    (`start_losses`: see `member_rows`)."""
-    rows, left_out, predictions = member_rows(result, config, dataset, start_losses)
+    (`start_losses`, `pruned`: see `member_rows`; a scheduled run's `pruned` defaults to its
+    launch's decisions, all of them for a run trained in one launch)."""
+    if pruned is None and result.schedule is not None:
+        pruned = halving.pruned_at_rungs(len(result.members), result.schedule["events"])
+    rows, left_out, predictions = member_rows(result, config, dataset, start_losses, pruned)
     program = result.program
     member_steps = result.member_steps
     if member_steps is None:
@@ -245,11 +265,20 @@ def merge_summaries(
     return merged, predictions
 
 
+def _pruned(run: VariantRun, decisions: Sequence[Mapping[str, Any]] | None) -> np.ndarray | None:
+    """A scheduled variant's members pruned at rungs per the run's `decisions` (None: none
+    given, or a run without a schedule)."""
+    if decisions is None or run.result.schedule is None:
+        return None
+    return halving.pruned_at_rungs(len(run.result.members), decisions, run.offset)
+
+
 def summarize_runs(
     runs: Sequence[VariantRun],
     config: ml_collections.ConfigDict,
     dataset: data_lib.Dataset,
     start_losses: Sequence[np.ndarray] | None = None,
+    decisions: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The summary of a run over all its variants' members (a plain run is one variant, `{}`),
     and every member's test predictions. A search's method and ranges are its `search` block
@@ -261,6 +290,8 @@ def summarize_runs(
       dataset: the data set.
       start_losses: per run, its members' training losses at initialisation (the exploded
         rule, `jaxnn.core.explosion`); None leaves the rule out.
+      decisions: every decision of a member schedule (DIR/schedule.jsonl, global member
+        indices; a resumed run's earlier launches too); None: each result's own.
     """
     parts = []
     for index, variant_run in enumerate(runs):
@@ -269,6 +300,7 @@ def summarize_runs(
             variant_run.config,
             dataset,
             None if start_losses is None else start_losses[index],
+            _pruned(variant_run, decisions),
         )
         parts.append((variant_run.variant, summary, predictions))
     summary, predictions = merge_summaries(parts, config, dataset, runs[0].result.program)

@@ -113,6 +113,43 @@ def throughput_text(timing: Mapping[str, Any]) -> str:
     )
 
 
+def ensemble_members_text(summary: Mapping[str, Any]) -> str:
+    """Which members the ensemble averages (`jaxnn.reporting.summary.in_ensemble`), in words."""
+    if "num_pruned" not in summary:
+        return "the members that neither diverged nor exploded"
+    return (
+        "the members that neither diverged, exploded nor were pruned at a rung "
+        f"({summary['num_pruned']} pruned member(s) left out)"
+    )
+
+
+def schedule_text(summary: Mapping[str, Any]) -> str | None:
+    """A member schedule (summary.json's `schedule` blocks) in one line: its kind, its rungs
+    and the members that trained in each, its member-steps; PBT: its interval and copies.
+    None for a run without one."""
+    block = summary.get("schedule")
+    if not block:
+        return None
+    members = [m["schedule"] for m in summary["members"] if "schedule" in m]
+    if block["kind"] == "pbt":
+        copies = sum(len(m["lineage"]) for m in members)
+        return (
+            f"Schedule: pbt every {block['interval']} steps, the bottom {block['fraction']:.0%} "
+            f"of {len(members)} members copy a top member and scale its values by "
+            f"1 -/+ {block['perturb']:g} (redrawn with probability {block['resample']:g}): "
+            f"{copies} copies."
+        )
+    ends = block["rung_ends"]
+    trained = [sum(m["rung"] >= rung for m in members) for rung in range(len(ends))]
+    unpruned = len(members) * ends[-1]
+    return (
+        f"Schedule: {block['kind']} with eta {block['eta']}, rungs ending at steps "
+        f"{', '.join(map(str, ends))}, members per rung {' -> '.join(map(str, trained))}: "
+        f"{block['member_steps']} member-steps, {block['member_steps'] / unpruned:.0%} of the "
+        f"{unpruned} of every member trained to step {ends[-1]}."
+    )
+
+
 def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
     """report.md: the tables of summary.json in words and numbers, linking the plots."""
     data = summary["dataset"]
@@ -124,6 +161,9 @@ def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
         f"{summary['selected_by']} (never by test).",
         "",
     ]
+    schedule = schedule_text(summary)
+    if schedule:
+        lines += [schedule, ""]
     if summary["best_member"] is None:
         lines += ["**Every member diverged or exploded**: there is no selected member.", ""]
     else:
@@ -131,7 +171,7 @@ def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
         ensemble = ", ".join(f"{k} {_format(v)}" for k, v in summary["ensemble"].items())
         lines += [
             f"Selected member {summary['best_member']}: {best}.",
-            f"Ensemble average of the members that neither diverged nor exploded: {ensemble}.",
+            f"Ensemble average of {ensemble_members_text(summary)}: {ensemble}.",
             "",
         ]
     baselines = summary.get("baselines") or {}
