@@ -1,5 +1,10 @@
 """The chunked loop: compile the chunk program once, run it until the run's steps are done, and
 call back between chunks (the only place where a run touches the host). `fit` trains one member.
+
+Between two chunks `drive` reports the chunk (`on_eval`) and then calls its hook (`between`),
+which may change the state (a learning rate, which members still train, their weights) and may
+end the loop: the rules a run applies per chunk live in a hook, never in a loop of their own
+(jaxnn.sklearn's epoch rules are one).
 """
 
 from __future__ import annotations
@@ -7,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +24,7 @@ from jaxnn import validation
 from jaxnn.core.program import Program, base_hparams, build
 from jaxnn.core.train import TrainState, init_state, run_chunk
 from jaxnn.data import Dataset
-from jaxnn.data.device import TrainingData, device_data
+from jaxnn.data.device import device_data
 from jaxnn.errors import ConfigError
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, MetricFn
@@ -47,6 +52,25 @@ class Evaluation:
 
 
 EvalCallback = Callable[[Evaluation], None]
+# The hook between chunks: (state, the history so far, its last row this chunk's) -> (the state
+# the next chunk starts from, whether the loop ends here). A history row is {"step": int [1],
+# metric: float64 [num_members], ...}.
+Between = Callable[[Any, list[dict[str, np.ndarray]]], tuple[Any, bool]]
+
+
+class StepPlan(Protocol):
+    """How far a loop runs: `total_steps`, in chunks of `eval_every` steps (a Program is one)."""
+
+    total_steps: int
+    eval_every: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """A StepPlan of its own (a loop that is not a Program's, e.g. epochs as steps)."""
+
+    total_steps: int
+    eval_every: int = 1
 
 
 @dataclasses.dataclass
@@ -79,21 +103,33 @@ def program_bytes(compiled: Any) -> int | None:
 
 def drive(
     chunk_fn: Any,
-    state: TrainState,
-    data: TrainingData,
+    state: Any,
+    data: Any,
     order_key: jax.Array | None,
-    program: Program,
+    program: StepPlan,
     *,
     start_step: int = 0,
     on_eval: EvalCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    between: Between | None = None,
 ) -> LoopResult:
-    """Runs chunks from `start_step` until the run's steps are done or every member has stopped.
+    """Runs chunks from `start_step` until the run's steps are done or the loop is told to stop.
 
-    The chunk program is compiled once, ahead of time, before the first chunk (so a later
-    chunk cannot recompile); the only host work per chunk is to pull the small metrics and
-    call `on_eval`. `should_stop` is asked after each chunk's `on_eval`: when it says so the
-    loop ends there (a signal's request, `jaxnn.interrupt`), `steps_done` short of the total.
+    The chunk program `chunk_fn(state, data, step, order_key) -> (state, metrics)` is compiled
+    once, ahead of time, before the first chunk (so a later chunk cannot recompile); the only
+    host work per chunk is to pull the small metrics, append them to the history and call, in
+    this order:
+
+    - `on_eval(Evaluation)`: reports the chunk (files, progress, checkpoints);
+    - `between(state, history) -> (state, stop)`: the hook between chunks, with the state the
+      chunk left and the history so far (`history[-1]` is this chunk's row: its `step` and
+      metrics); it returns the state the next chunk starts from (changed or not: it must keep
+      every leaf's shape and dtype, the compiled program's signature) and whether the loop ends
+      here;
+    - `should_stop()`: a signal's request (`jaxnn.interrupt`).
+
+    A `TrainState` loop also ends when every member has stopped or diverged. Whatever ends it,
+    `steps_done` says how far it got (short of `program.total_steps` when it ended early).
     """
     history: list[dict[str, np.ndarray]] = []
     step = start_step
@@ -114,9 +150,10 @@ def drive(
         if on_eval is not None:
             elapsed_s = time.perf_counter() - loop_started
             on_eval(Evaluation(step=step, metrics=metrics, state=state, elapsed_s=elapsed_s))
-        if np.all(jax.device_get(state.stopped | state.diverged)):
-            break
-        if should_stop is not None and should_stop():
+        stop = False
+        if between is not None:
+            state, stop = between(state, history)
+        if stop or _members_done(state) or (should_stop is not None and should_stop()):
             break
     return LoopResult(
         state=state,
@@ -128,6 +165,13 @@ def drive(
         wall_s=time.perf_counter() - loop_started,
         start_step=start_step,
     )
+
+
+def _members_done(state: Any) -> bool:
+    """Whether every member of a TrainState has stopped or diverged (False for other states)."""
+    if not isinstance(state, TrainState):
+        return False
+    return bool(np.all(jax.device_get(state.stopped | state.diverged)))
 
 
 @dataclasses.dataclass
@@ -171,6 +215,7 @@ def fit(
     hparams: Mapping[str, float] | None = None,
     order_key: jax.Array | None = None,
     on_eval: EvalCallback | None = None,
+    between: Between | None = None,
     model: Any = None,
     loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     metrics: Mapping[str, Metric | MetricFn] | None = None,
@@ -187,6 +232,7 @@ def fit(
         by hyperparameter name ('learning_rate', 'dropout', ...).
       order_key: the batch-order key (the shared one of a `batch_order=shared` run), or None.
       on_eval: called after every evaluation.
+      between: the hook between chunks (`drive`): (TrainState, history) -> (TrainState, stop).
       model, loss, metrics, predict, optimizer: the user's own parts
         (`jaxnn.nn.components.Components`).
 
@@ -213,7 +259,15 @@ def fit(
         member_hparams, key
     )
     chunk_fn = jax.jit(lambda s, d, t, o: run_chunk(s, d, t, o, program=program))
-    loop = drive(chunk_fn, state, device_data(data), order_key, program, on_eval=on_eval)
+    loop = drive(
+        chunk_fn,
+        state,
+        device_data(data),
+        order_key,
+        program,
+        on_eval=on_eval,
+        between=between,
+    )
     return FitResult(
         state=loop.state,
         program=program,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -148,19 +149,42 @@ def optimizer_init_fn(engine: Engine) -> Callable[..., Any]:
     return _jit(jax.vmap(lambda params, momentum: direction(engine, momentum).init(params)))
 
 
+@flax.struct.dataclass
+class EpochState:
+    """What the members' epoch program carries from one epoch to the next (K members).
+
+    Attributes:
+      params, opt_state: stacked parameters and optimiser states [K, ...].
+      order_keys: [K, 2]: each member's key of its epochs' orders.
+      epochs: int32 [K]: the epoch index of each member's next order.
+      learning_rate, alpha, momentum: [K], the members' values (the learning rate is the one
+        scikit-learn's rules set for the next epoch).
+      active: bool [K]: the members that still train (an inactive one keeps its state).
+    """
+
+    params: Params
+    opt_state: Any
+    order_keys: jax.Array
+    epochs: jax.Array
+    learning_rate: jax.Array
+    alpha: jax.Array
+    momentum: jax.Array
+    active: jax.Array
+
+
 @functools.lru_cache(maxsize=64)
 def epoch_fn(engine: Engine) -> Callable[..., Any]:
-    """The members' epoch: one pass over the training rows in batches, then the score.
+    """The members' epoch as a chunk of `jaxnn.core.loop.drive`: one pass over the training rows
+    in batches, then the score.
 
-    Arguments (K members, N training rows, V validation rows):
-      params [K, ...], opt_state [K, ...], order_keys [K, 2], epochs int32 [K] (the epoch
-      index of each member's order), learning_rate [K], alpha [K], momentum [K], active bool
-      [K] (an inactive member keeps its state), x [N, F], y [N, O], w [N], x_val [V, F],
-      y_val [V, O], w_val [V].
+    Arguments: an EpochState, data (x [N, F], y [N, O], w [N], x_val [V, F], y_val [V, O],
+    w_val [V]), the loop's step and order key (unused: each member's epochs and order keys are
+    in the state).
 
     Returns:
-      (params, opt_state, loss [K] (the epoch's mean batch loss weighted by batch size, as
-      scikit-learn's loss_curve_), validation score [K]).
+      (the EpochState after the epoch (the active members' epochs counted), metrics: loss [K]
+      (the epoch's mean batch loss weighted by batch size, as scikit-learn's loss_curve_) and
+      score [K] (the validation score)).
     """
     batch = engine.batch_size
 
@@ -202,7 +226,27 @@ def epoch_fn(engine: Engine) -> Callable[..., Any]:
         )
 
     members = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None))
-    return _jit(members)
+
+    def chunk(
+        state: EpochState, data: tuple[jax.Array, ...], step: jax.Array, order_key: Any
+    ) -> tuple[EpochState, dict[str, jax.Array]]:
+        del step, order_key
+        params, opt_state, loss, value = members(
+            state.params,
+            state.opt_state,
+            state.order_keys,
+            state.epochs,
+            state.learning_rate,
+            state.alpha,
+            state.momentum,
+            state.active,
+            data,
+        )
+        epochs = state.epochs + state.active.astype(state.epochs.dtype)
+        state = state.replace(params=params, opt_state=opt_state, epochs=epochs)
+        return state, {"loss": loss, "score": value}
+
+    return _jit(chunk)
 
 
 @functools.lru_cache(maxsize=64)
