@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -134,13 +133,13 @@ def drive(
     history: list[dict[str, np.ndarray]] = []
     step = start_step
     started = time.perf_counter()
-    compiled = chunk_fn.lower(state, data, jnp.asarray(step, jnp.int32), order_key).compile()
+    compiled = chunk_fn.lower(state, data, _step(step), order_key).compile()
     compile_s = time.perf_counter() - started
     train_s = 0.0
     loop_started = time.perf_counter()
     while step < program.total_steps:
         started = time.perf_counter()
-        state, metrics = compiled(state, data, jnp.asarray(step, jnp.int32), order_key)
+        state, metrics = compiled(state, data, _step(step), order_key)
         metrics = {
             k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()
         }
@@ -165,6 +164,11 @@ def drive(
         wall_s=time.perf_counter() - loop_started,
         start_step=start_step,
     )
+
+
+def _step(step: int) -> jax.Array:
+    # Put on the device from the host: jnp.asarray(step, jnp.int32) compiles a program of its own.
+    return jax.device_put(np.asarray(step, np.int32))
 
 
 def _members_done(state: Any) -> bool:

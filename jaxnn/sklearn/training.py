@@ -111,8 +111,8 @@ def train_stochastic(
     the epoch program driven by `jaxnn.core.loop.drive`, scikit-learn's rules its hook."""
     if members.opt_state is None or not incremental:
         # A fit starts a fresh optimiser, as scikit-learn's (also under warm_start).
-        members.opt_state = programs.optimizer_init_fn(engine)(
-            members.params, _f32(members.momentum)
+        members.opt_state = programs.optimizer_init(
+            engine, members.params, members.momentum.astype(np.float32)
         )
         members.learning_rate = members.initial_learning_rate.copy()
     members.n_iter = np.zeros(members.size, np.int64)
