@@ -143,13 +143,14 @@ def init_fn(engine: Engine) -> Callable[..., Any]:
     return _jit(members)
 
 
-def optimizer_init(engine: Engine, params: Params, momentum: np.ndarray) -> Any:
-    """Stacked parameters [K, ...], momentum [K] -> the members' fresh optimiser states.
+def optimizer_init(engine: Engine, params: Params) -> Any:
+    """Stacked parameters [K, ...] -> the members' fresh optimiser states.
 
     sgd's momentum trace and Adam's moments and count all start at zero: the state is made
     from its shapes on the host (tracing only, nothing compiled).
     """
-    momentum = jax.ShapeDtypeStruct(np.shape(momentum), np.float32)
+    num = jax.tree_util.tree_leaves(params)[0].shape[0]
+    momentum = jax.ShapeDtypeStruct((num,), np.float32)
     shapes = jax.eval_shape(jax.vmap(lambda p, m: direction(engine, m).init(p)), params, momentum)
     return jax.tree_util.tree_map(
         lambda leaf: jax.device_put(np.zeros(leaf.shape, leaf.dtype)), shapes

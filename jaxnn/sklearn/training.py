@@ -111,9 +111,7 @@ def train_stochastic(
     the epoch program driven by `jaxnn.core.loop.drive`, scikit-learn's rules its hook."""
     if members.opt_state is None or not incremental:
         # A fit starts a fresh optimiser, as scikit-learn's (also under warm_start).
-        members.opt_state = programs.optimizer_init(
-            engine, members.params, members.momentum.astype(np.float32)
-        )
+        members.opt_state = programs.optimizer_init(engine, members.params)
         members.learning_rate = members.initial_learning_rate.copy()
     members.n_iter = np.zeros(members.size, np.int64)
     state = programs.EpochState(
@@ -152,6 +150,9 @@ class EpochRules:
 
     def __post_init__(self) -> None:
         self.done = np.zeros(self.members.size, bool)
+        # What the state on the device holds (train_stochastic's start: every member active).
+        self._done_on_device = self.done.copy()
+        self._rates = self.members.learning_rate.astype(np.float32)
 
     def __call__(
         self, state: programs.EpochState, history: list[dict[str, np.ndarray]]
@@ -187,10 +188,18 @@ class EpochRules:
                 jax.device_put(improved), state.params, members.best_params
             )
         self.done |= stop
-        state = state.replace(
-            learning_rate=_f32(members.learning_rate), active=jax.device_put(~self.done)
-        )
-        return state, bool(self.done.all())
+        return self._next_state(state), bool(self.done.all())
+
+    def _next_state(self, state: programs.EpochState) -> programs.EpochState:
+        """The state with the members' learning rates and active flags, each put on the device
+        only when an epoch changed it."""
+        rates = self.members.learning_rate.astype(np.float32)
+        if not np.array_equal(rates, self._rates):
+            state, self._rates = state.replace(learning_rate=jax.device_put(rates)), rates
+        if not np.array_equal(self.done, self._done_on_device):
+            state = state.replace(active=jax.device_put(~self.done))
+            self._done_on_device = self.done.copy()
+        return state
 
     def _record(self, active: np.ndarray, loss: np.ndarray, scores: np.ndarray) -> None:
         """The epoch's loss (and validation score) appended to each active member's curves."""
