@@ -120,29 +120,24 @@ def drive(
     this order:
 
     - `on_eval(Evaluation)`: reports the chunk (files, progress, checkpoints);
-    - `between(state, history) -> (state, stop)`: the hook between chunks, with the state the
-      chunk left and the history so far (`history[-1]` is this chunk's row: its `step` and
-      metrics); it returns the state the next chunk starts from (changed or not: it must keep
-      every leaf's shape and dtype, the compiled program's signature) and whether the loop ends
-      here;
+    - `between(state, history) -> (state, stop)`: the hook, with the state the chunk left and
+      the history so far (`history[-1]`: this chunk's `step` and metrics); it returns the state
+      the next chunk starts from (any values, each leaf's shape and dtype kept: the program is
+      compiled) and whether the loop ends here;
     - `should_stop()`: a signal's request (`jaxnn.interrupt`).
 
-    A `TrainState` loop also ends when every member has stopped or diverged. Whatever ends it,
-    `steps_done` says how far it got (short of `program.total_steps` when it ended early).
+    A `TrainState` loop also ends when every member has stopped or diverged; `steps_done` says
+    how far it got (short of `program.total_steps` when it ended early).
     """
     history: list[dict[str, np.ndarray]] = []
     step = start_step
-    started = time.perf_counter()
-    compiled = chunk_fn.lower(state, data, _step(step), order_key).compile()
-    compile_s = time.perf_counter() - started
+    compiled, compile_s = _compile(chunk_fn, state, data, step, order_key)
     train_s = 0.0
     loop_started = time.perf_counter()
     while step < program.total_steps:
         started = time.perf_counter()
         state, metrics = compiled(state, data, _step(step), order_key)
-        metrics = {
-            k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()
-        }
+        metrics = _host_metrics(metrics)
         train_s += time.perf_counter() - started
         step = min(step + program.eval_every, program.total_steps)
         history.append({"step": np.array([step]), **metrics})
@@ -164,6 +159,18 @@ def drive(
         wall_s=time.perf_counter() - loop_started,
         start_step=start_step,
     )
+
+
+def _compile(chunk_fn: Any, state: Any, data: Any, step: int, order_key: Any) -> tuple[Any, float]:
+    """The chunk program compiled ahead of time for these arguments, and the seconds it took."""
+    started = time.perf_counter()
+    compiled = chunk_fn.lower(state, data, _step(step), order_key).compile()
+    return compiled, time.perf_counter() - started
+
+
+def _host_metrics(metrics: Mapping[str, jax.Array]) -> dict[str, np.ndarray]:
+    """A chunk's metrics read to the host: float64 [num_members] each."""
+    return {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()}
 
 
 def _step(step: int) -> jax.Array:
@@ -251,27 +258,13 @@ def fit(
     spec = validation.validate_call(config, data, key, components).single_program("fit")
     program, apply_fn, make_tx = build(spec, data)  # every member's value checked, data rules too
     spec.check_one_member("jaxnn.fit", hparams)
-    member_hparams = base_hparams(spec)
-    unknown = sorted(set(hparams or {}) - set(member_hparams))
-    if unknown:
-        raise ConfigError(
-            f"hparams names {unknown[0]!r}, which this run does not have; its hyperparameters "
-            f"are {', '.join(member_hparams)}"
-        )
-    member_hparams |= dict(hparams or {})
+    member_hparams = _member_hparams(spec, hparams)
     state = jax.jit(lambda h, k: init_state(program, h, k, apply_fn=apply_fn, make_tx=make_tx))(
         member_hparams, key
     )
     chunk_fn = jax.jit(lambda s, d, t, o: run_chunk(s, d, t, o, program=program))
-    loop = drive(
-        chunk_fn,
-        state,
-        device_data(data),
-        order_key,
-        program,
-        on_eval=on_eval,
-        between=between,
-    )
+    on_device = device_data(data)
+    loop = drive(chunk_fn, state, on_device, order_key, program, on_eval=on_eval, between=between)
     return FitResult(
         state=loop.state,
         program=program,
@@ -280,3 +273,19 @@ def fit(
         train_s=loop.train_s,
         config=spec.config,
     )
+
+
+def _member_hparams(spec: validation.RunSpec, hparams: Mapping[str, float] | None) -> dict:
+    """The config's hyperparameters of the one member, with `hparams`' values in their place.
+
+    Raises:
+      ConfigError: `hparams` names a hyperparameter the run does not have.
+    """
+    member_hparams = base_hparams(spec)
+    unknown = sorted(set(hparams or {}) - set(member_hparams))
+    if unknown:
+        raise ConfigError(
+            f"hparams names {unknown[0]!r}, which this run does not have; its hyperparameters "
+            f"are {', '.join(member_hparams)}"
+        )
+    return member_hparams | dict(hparams or {})

@@ -180,6 +180,55 @@ class EpochState:
     active: jax.Array
 
 
+def member_epoch(
+    engine: Engine,
+    params: Params,
+    opt_state: Any,
+    order_key: jax.Array,
+    epoch: jax.Array,
+    learning_rate: jax.Array,
+    alpha: jax.Array,
+    momentum: jax.Array,
+    active: jax.Array,
+    data: tuple[jax.Array, ...],
+) -> tuple[Params, Any, jax.Array, jax.Array]:
+    """One member's epoch (an inactive member keeps its state): (params, opt_state, loss, score)."""
+    x, y, w, x_val, y_val, w_val = data
+    batch = engine.batch_size
+    num_train = x.shape[0]
+    steps = -(-num_train // batch)
+    if engine.shuffle:
+        order = jax.random.permutation(jax.random.fold_in(order_key, epoch), num_train)
+    else:
+        order = jnp.arange(num_train)
+    positions = jnp.arange(steps * batch)
+    order = jnp.concatenate([order, jnp.zeros(steps * batch - num_train, order.dtype)])
+    in_epoch = positions < num_train
+    tx = direction(engine, momentum)
+
+    def step(carry, s):
+        params, opt_state = carry
+        rows = jax.lax.dynamic_slice(order, (s * batch,), (batch,))
+        mask = jax.lax.dynamic_slice(in_epoch, (s * batch,), (batch,))
+        weights = jnp.where(mask, w[rows], 0.0)
+        loss, grads = jax.value_and_grad(objective, argnums=1)(
+            engine, params, x[rows], y[rows], weights, alpha
+        )
+        updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
+        return (optax.apply_updates(params, updates), opt_state), loss * jnp.sum(mask)
+
+    (new_params, new_opt), losses = jax.lax.scan(step, (params, opt_state), jnp.arange(steps))
+    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, old)
+    new_params, new_opt = keep(new_params, params), keep(new_opt, opt_state)
+    return (
+        new_params,
+        new_opt,
+        jnp.sum(losses) / num_train,
+        score(engine, new_params, x_val, y_val, w_val),
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def epoch_fn(engine: Engine) -> Callable[..., Any]:
     """The members' epoch as a chunk of `jaxnn.core.loop.drive`: one pass over the training rows
@@ -194,46 +243,7 @@ def epoch_fn(engine: Engine) -> Callable[..., Any]:
       (the epoch's mean batch loss weighted by batch size, as scikit-learn's loss_curve_) and
       score [K] (the validation score)).
     """
-    batch = engine.batch_size
-
-    def one(params, opt_state, order_key, epoch, learning_rate, alpha, momentum, active, data):
-        x, y, w, x_val, y_val, w_val = data
-        num_train = x.shape[0]
-        steps = -(-num_train // batch)
-        if engine.shuffle:
-            order = jax.random.permutation(jax.random.fold_in(order_key, epoch), num_train)
-        else:
-            order = jnp.arange(num_train)
-        positions = jnp.arange(steps * batch)
-        order = jnp.concatenate([order, jnp.zeros(steps * batch - num_train, order.dtype)])
-        in_epoch = positions < num_train
-        tx = direction(engine, momentum)
-
-        def step(carry, s):
-            params, opt_state = carry
-            rows = jax.lax.dynamic_slice(order, (s * batch,), (batch,))
-            mask = jax.lax.dynamic_slice(in_epoch, (s * batch,), (batch,))
-            weights = jnp.where(mask, w[rows], 0.0)
-            loss, grads = jax.value_and_grad(objective, argnums=1)(
-                engine, params, x[rows], y[rows], weights, alpha
-            )
-            updates, opt_state = tx.update(grads, opt_state, params)
-            updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
-            return (optax.apply_updates(params, updates), opt_state), loss * jnp.sum(mask)
-
-        (new_params, new_opt), losses = jax.lax.scan(step, (params, opt_state), jnp.arange(steps))
-        keep = lambda new, old: jax.tree_util.tree_map(
-            lambda a, b: jnp.where(active, a, b), new, old
-        )
-        new_params, new_opt = keep(new_params, params), keep(new_opt, opt_state)
-        return (
-            new_params,
-            new_opt,
-            jnp.sum(losses) / num_train,
-            score(engine, new_params, x_val, y_val, w_val),
-        )
-
-    members = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None))
+    members = jax.vmap(functools.partial(member_epoch, engine), in_axes=(0,) * 8 + (None,))
 
     def chunk(
         state: EpochState, data: tuple[jax.Array, ...], step: jax.Array, order_key: Any
