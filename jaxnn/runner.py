@@ -196,13 +196,10 @@ def _config_of_arrays(
 
 
 @dataclasses.dataclass
-class _Variant:
-    """One structural variant through the phases (a plain run is one variant `{}`)."""
+class _Variant(variants.Variant):
+    """One structural variant through the phases (a plain run is one variant `{}`): the built
+    variant (`variants.build_variants`) with its files, its restored state and its run."""
 
-    values: dict[str, Any]
-    spec: validation.RunSpec
-    trainer: ensemble.Trainer
-    offset: int
     checkpoints_dir: Path
     events_dir: Path
     member_params: Any = None
@@ -211,11 +208,7 @@ class _Variant:
     start_step: int = 0
     state: train.TrainState | None = None
     unreadable: list[int] = dataclasses.field(default_factory=list)
-    result: ensemble.EnsembleResult | None = None
-
-    @property
-    def global_members(self) -> list[ensemble.Member]:
-        return variants.global_members(self.trainer.members, self.offset)
+    run: variants.VariantRun | None = None
 
     def resumed_steps(self) -> dict[int, int]:
         """Global member index -> the step its checkpoint is at (none without a checkpoint)."""
@@ -304,7 +297,7 @@ def _run_planned(
         )
 
     # finish: one summary over every variant's members (a plain run is one variant)
-    runs = [variants.VariantRun(v.values, v.spec, v.result, v.offset) for v in run_variants]
+    runs = [v.run for v in run_variants]
     start_losses = [v.start_losses for v in run_variants]
     schedule_rows = run_readers.read_appended(plan.paths / run_files.SCHEDULE, split=False).rows
     summary, predictions = summarize_runs(
@@ -336,17 +329,25 @@ def _build(
     dataset: data_lib.Dataset,
     key: jax.Array,
 ) -> list[_Variant]:
-    """Each variant's trainer (shapes checked against the data), in sweep order."""
-    specs = variants.variant_specs(spec)
-    built, offset = [], 0
-    for index, (values, variant_spec) in enumerate(specs):
-        options = transfer.program_options(variant_spec.config.init_from, variant_spec.head)
-        trainer = ensemble.make_trainer(variant_spec, dataset, key, **options)
-        directory = plan.paths.variant_checkpoints(index, len(specs))
-        events = plan.paths.variant_events(index, len(specs))
-        built.append(_Variant(values, variant_spec, trainer, offset, directory, events))
-        offset += len(trainer.members)
-    return built
+    """Each variant's trainer (shapes checked against the data), in sweep order, with its
+    checkpoint and TensorBoard directories."""
+    built = variants.build_variants(
+        spec,
+        dataset,
+        key,
+        program_options=lambda s: transfer.program_options(s.config.init_from, s.head),
+    )
+    return [
+        _Variant(
+            variant.values,
+            variant.spec,
+            variant.trainer,
+            variant.offset,
+            checkpoints_dir=plan.paths.variant_checkpoints(index, len(built)),
+            events_dir=plan.paths.variant_events(index, len(built)),
+        )
+        for index, variant in enumerate(built)
+    ]
 
 
 def _train_variant(
@@ -421,8 +422,7 @@ def _train_variant(
         saver(evaluation)
 
     try:
-        result = ensemble.train_members(
-            trainer,
+        run = variant.train(
             dataset,
             key,
             on_eval=on_eval,
@@ -431,6 +431,7 @@ def _train_variant(
             pretrained=variant.pretrained,
             should_stop=stop,
         )
+        result = run.result
         saver.finish(result.state, result.steps_done)
         if stop() and not ensemble.is_finished(result.state, result.steps_done, program):
             raise stop.interrupted(result.steps_done)
@@ -439,7 +440,7 @@ def _train_variant(
         if events is not None:
             events.close()
         checkpoints.close()
-    variant.result = result
+    variant.run = run
 
 
 def _global_row(row: Mapping[str, Any], offset: int) -> dict[str, Any]:
@@ -557,7 +558,7 @@ def _export_best(
 ) -> None:
     """DIR/best: the selected member (index local to its variant) as a single-model checkpoint
     (none if every member diverged)."""
-    result = variant.result
+    result = variant.run.result
     try:
         if index is None:
             if sharding.is_writer():

@@ -1,5 +1,10 @@
 """The chunked loop: compile the chunk program once, run it until the run's steps are done, and
 call back between chunks (the only place where a run touches the host). `fit` trains one member.
+
+Between two chunks `drive` reports the chunk (`on_eval`) and then calls its hook (`between`),
+which may change the state (a learning rate, which members still train, their weights) and may
+end the loop: the rules a run applies per chunk live in a hook, never in a loop of their own
+(jaxnn.sklearn's epoch rules are one).
 """
 
 from __future__ import annotations
@@ -7,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -19,7 +23,7 @@ from jaxnn import validation
 from jaxnn.core.program import Program, base_hparams, build
 from jaxnn.core.train import TrainState, init_state, run_chunk
 from jaxnn.data import Dataset
-from jaxnn.data.device import TrainingData, device_data
+from jaxnn.data.device import device_data
 from jaxnn.errors import ConfigError
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, MetricFn
@@ -47,6 +51,25 @@ class Evaluation:
 
 
 EvalCallback = Callable[[Evaluation], None]
+# The hook between chunks: (state, the history so far, its last row this chunk's) -> (the state
+# the next chunk starts from, whether the loop ends here). A history row is {"step": int [1],
+# metric: float64 [num_members], ...}.
+Between = Callable[[Any, list[dict[str, np.ndarray]]], tuple[Any, bool]]
+
+
+class StepPlan(Protocol):
+    """How far a loop runs: `total_steps`, in chunks of `eval_every` steps (a Program is one)."""
+
+    total_steps: int
+    eval_every: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """A StepPlan of its own (a loop that is not a Program's, e.g. epochs as steps)."""
+
+    total_steps: int
+    eval_every: int = 1
 
 
 @dataclasses.dataclass
@@ -79,44 +102,52 @@ def program_bytes(compiled: Any) -> int | None:
 
 def drive(
     chunk_fn: Any,
-    state: TrainState,
-    data: TrainingData,
+    state: Any,
+    data: Any,
     order_key: jax.Array | None,
-    program: Program,
+    program: StepPlan,
     *,
     start_step: int = 0,
     on_eval: EvalCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    between: Between | None = None,
 ) -> LoopResult:
-    """Runs chunks from `start_step` until the run's steps are done or every member has stopped.
+    """Runs chunks from `start_step` until the run's steps are done or the loop is told to stop.
 
-    The chunk program is compiled once, ahead of time, before the first chunk (so a later
-    chunk cannot recompile); the only host work per chunk is to pull the small metrics and
-    call `on_eval`. `should_stop` is asked after each chunk's `on_eval`: when it says so the
-    loop ends there (a signal's request, `jaxnn.interrupt`), `steps_done` short of the total.
+    The chunk program `chunk_fn(state, data, step, order_key) -> (state, metrics)` is compiled
+    once, ahead of time, before the first chunk (so a later chunk cannot recompile); the only
+    host work per chunk is to pull the small metrics, append them to the history and call, in
+    this order:
+
+    - `on_eval(Evaluation)`: reports the chunk (files, progress, checkpoints);
+    - `between(state, history) -> (state, stop)`: the hook, with the state the chunk left and
+      the history so far (`history[-1]`: this chunk's `step` and metrics); it returns the state
+      the next chunk starts from (any values, each leaf's shape and dtype kept: the program is
+      compiled) and whether the loop ends here;
+    - `should_stop()`: a signal's request (`jaxnn.interrupt`).
+
+    A `TrainState` loop also ends when every member has stopped or diverged; `steps_done` says
+    how far it got (short of `program.total_steps` when it ended early).
     """
     history: list[dict[str, np.ndarray]] = []
     step = start_step
-    started = time.perf_counter()
-    compiled = chunk_fn.lower(state, data, jnp.asarray(step, jnp.int32), order_key).compile()
-    compile_s = time.perf_counter() - started
+    compiled, compile_s = _compile(chunk_fn, state, data, step, order_key)
     train_s = 0.0
     loop_started = time.perf_counter()
     while step < program.total_steps:
         started = time.perf_counter()
-        state, metrics = compiled(state, data, jnp.asarray(step, jnp.int32), order_key)
-        metrics = {
-            k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()
-        }
+        state, metrics = compiled(state, data, _step(step), order_key)
+        metrics = _host_metrics(metrics)
         train_s += time.perf_counter() - started
         step = min(step + program.eval_every, program.total_steps)
         history.append({"step": np.array([step]), **metrics})
         if on_eval is not None:
             elapsed_s = time.perf_counter() - loop_started
             on_eval(Evaluation(step=step, metrics=metrics, state=state, elapsed_s=elapsed_s))
-        if np.all(jax.device_get(state.stopped | state.diverged)):
-            break
-        if should_stop is not None and should_stop():
+        stop = False
+        if between is not None:
+            state, stop = between(state, history)
+        if stop or _members_done(state) or (should_stop is not None and should_stop()):
             break
     return LoopResult(
         state=state,
@@ -128,6 +159,30 @@ def drive(
         wall_s=time.perf_counter() - loop_started,
         start_step=start_step,
     )
+
+
+def _compile(chunk_fn: Any, state: Any, data: Any, step: int, order_key: Any) -> tuple[Any, float]:
+    """The chunk program compiled ahead of time for these arguments, and the seconds it took."""
+    started = time.perf_counter()
+    compiled = chunk_fn.lower(state, data, _step(step), order_key).compile()
+    return compiled, time.perf_counter() - started
+
+
+def _host_metrics(metrics: Mapping[str, jax.Array]) -> dict[str, np.ndarray]:
+    """A chunk's metrics read to the host: float64 [num_members] each."""
+    return {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()}
+
+
+def _step(step: int) -> jax.Array:
+    # Put on the device from the host: jnp.asarray(step, jnp.int32) compiles a program of its own.
+    return jax.device_put(np.asarray(step, np.int32))
+
+
+def _members_done(state: Any) -> bool:
+    """Whether every member of a TrainState has stopped or diverged (False for other states)."""
+    if not isinstance(state, TrainState):
+        return False
+    return bool(np.all(jax.device_get(state.stopped | state.diverged)))
 
 
 @dataclasses.dataclass
@@ -171,6 +226,7 @@ def fit(
     hparams: Mapping[str, float] | None = None,
     order_key: jax.Array | None = None,
     on_eval: EvalCallback | None = None,
+    between: Between | None = None,
     model: Any = None,
     loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     metrics: Mapping[str, Metric | MetricFn] | None = None,
@@ -187,6 +243,7 @@ def fit(
         by hyperparameter name ('learning_rate', 'dropout', ...).
       order_key: the batch-order key (the shared one of a `batch_order=shared` run), or None.
       on_eval: called after every evaluation.
+      between: the hook between chunks (`drive`): (TrainState, history) -> (TrainState, stop).
       model, loss, metrics, predict, optimizer: the user's own parts
         (`jaxnn.nn.components.Components`).
 
@@ -201,19 +258,13 @@ def fit(
     spec = validation.validate_call(config, data, key, components).single_program("fit")
     program, apply_fn, make_tx = build(spec, data)  # every member's value checked, data rules too
     spec.check_one_member("jaxnn.fit", hparams)
-    member_hparams = base_hparams(spec)
-    unknown = sorted(set(hparams or {}) - set(member_hparams))
-    if unknown:
-        raise ConfigError(
-            f"hparams names {unknown[0]!r}, which this run does not have; its hyperparameters "
-            f"are {', '.join(member_hparams)}"
-        )
-    member_hparams |= dict(hparams or {})
+    member_hparams = _member_hparams(spec, hparams)
     state = jax.jit(lambda h, k: init_state(program, h, k, apply_fn=apply_fn, make_tx=make_tx))(
         member_hparams, key
     )
     chunk_fn = jax.jit(lambda s, d, t, o: run_chunk(s, d, t, o, program=program))
-    loop = drive(chunk_fn, state, device_data(data), order_key, program, on_eval=on_eval)
+    on_device = device_data(data)
+    loop = drive(chunk_fn, state, on_device, order_key, program, on_eval=on_eval, between=between)
     return FitResult(
         state=loop.state,
         program=program,
@@ -222,3 +273,19 @@ def fit(
         train_s=loop.train_s,
         config=spec.config,
     )
+
+
+def _member_hparams(spec: validation.RunSpec, hparams: Mapping[str, float] | None) -> dict:
+    """The config's hyperparameters of the one member, with `hparams`' values in their place.
+
+    Raises:
+      ConfigError: `hparams` names a hyperparameter the run does not have.
+    """
+    member_hparams = base_hparams(spec)
+    unknown = sorted(set(hparams or {}) - set(member_hparams))
+    if unknown:
+        raise ConfigError(
+            f"hparams names {unknown[0]!r}, which this run does not have; its hyperparameters "
+            f"are {', '.join(member_hparams)}"
+        )
+    return member_hparams | dict(hparams or {})

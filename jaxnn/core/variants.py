@@ -82,6 +82,45 @@ def global_members(members: Sequence[ensemble.Member], offset: int) -> list[ense
     return [dataclasses.replace(m, index=offset + m.index) for m in members]
 
 
+@dataclasses.dataclass
+class Variant:
+    """One structural variant, built: its values, its spec, its trainer (shapes checked against
+    the data) and the global index of its first member. `train` makes it a VariantRun."""
+
+    values: dict[str, Any]
+    spec: validation.RunSpec
+    trainer: ensemble.Trainer
+    offset: int
+
+    @property
+    def global_members(self) -> list[ensemble.Member]:
+        return global_members(self.trainer.members, self.offset)
+
+    def train(self, data: Dataset, key: jax.Array, **options: Any) -> VariantRun:
+        """Trains the variant's members (`ensemble.train_members`'s keyword options)."""
+        result = ensemble.train_members(self.trainer, data, key, **options)
+        return VariantRun(self.values, self.spec, result, self.offset)
+
+
+def build_variants(
+    spec: validation.RunSpec,
+    data: Dataset,
+    key: jax.Array,
+    *,
+    program_options: Callable[[validation.RunSpec], Mapping[str, Any]] | None = None,
+) -> list[Variant]:
+    """Every structural variant's trainer, in sweep order (one for a plain run), each built and
+    checked against the data before any trains; `program_options(variant_spec)` gives a
+    variant's keyword options of `ensemble.make_trainer` (a transfer's head and layers)."""
+    built, offset = [], 0
+    for values, variant_spec in variant_specs(spec):
+        options = {} if program_options is None else program_options(variant_spec)
+        trainer = ensemble.make_trainer(variant_spec, data, key, **options)
+        built.append(Variant(values, variant_spec, trainer, offset))
+        offset += len(trainer.members)
+    return built
+
+
 def fit_variants(
     config: ml_collections.ConfigDict,
     data: Dataset,
@@ -109,15 +148,11 @@ def fit_variants(
     spec = validation.validate_call(config, data, key, Components.of(**components), sweep=sweep)
     runs = VariantRuns()
     runs.config = spec.config  # the base config, without any variant's values
-    offset = 0
-    for variant, variant_spec in variant_specs(spec):
-        trainer = ensemble.make_trainer(variant_spec, data, key)
+    for variant in build_variants(spec, data, key):
         callback = None
         if on_eval is not None:
-            callback = on_eval(variant, variant_spec, global_members(trainer.members, offset))
-        result = ensemble.train_members(trainer, data, key, on_eval=callback)
-        runs.append(VariantRun(variant, variant_spec, result, offset))
-        offset += len(result.members)
+            callback = on_eval(variant.values, variant.spec, variant.global_members)
+        runs.append(variant.train(data, key, on_eval=callback))
     return runs
 
 

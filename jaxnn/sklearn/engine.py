@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -142,67 +143,128 @@ def init_fn(engine: Engine) -> Callable[..., Any]:
     return _jit(members)
 
 
-@functools.lru_cache(maxsize=64)
-def optimizer_init_fn(engine: Engine) -> Callable[..., Any]:
-    """Stacked parameters [K, ...], momentum [K] -> the members' fresh optimiser states."""
-    return _jit(jax.vmap(lambda params, momentum: direction(engine, momentum).init(params)))
+def optimizer_init(engine: Engine, params: Params) -> Any:
+    """Stacked parameters [K, ...] -> the members' fresh optimiser states.
+
+    sgd's momentum trace and Adam's moments and count all start at zero: the state is made
+    from its shapes on the host (tracing only, nothing compiled).
+    """
+    num = jax.tree_util.tree_leaves(params)[0].shape[0]
+    momentum = jax.ShapeDtypeStruct((num,), np.float32)
+    shapes = jax.eval_shape(jax.vmap(lambda p, m: direction(engine, m).init(p)), params, momentum)
+    return jax.tree_util.tree_map(
+        lambda leaf: jax.device_put(np.zeros(leaf.shape, leaf.dtype)), shapes
+    )
+
+
+@flax.struct.dataclass
+class EpochState:
+    """What the members' epoch program carries from one epoch to the next (K members).
+
+    Attributes:
+      params, opt_state: stacked parameters and optimiser states [K, ...].
+      order_keys: [K, 2]: each member's key of its epochs' orders.
+      epochs: int32 [K]: the epoch index of each member's next order.
+      learning_rate, alpha, momentum: [K], the members' values (the learning rate is the one
+        scikit-learn's rules set for the next epoch).
+      active: bool [K]: the members that still train (an inactive one keeps its state).
+    """
+
+    params: Params
+    opt_state: Any
+    order_keys: jax.Array
+    epochs: jax.Array
+    learning_rate: jax.Array
+    alpha: jax.Array
+    momentum: jax.Array
+    active: jax.Array
+
+
+def member_epoch(
+    engine: Engine,
+    params: Params,
+    opt_state: Any,
+    order_key: jax.Array,
+    epoch: jax.Array,
+    learning_rate: jax.Array,
+    alpha: jax.Array,
+    momentum: jax.Array,
+    active: jax.Array,
+    data: tuple[jax.Array, ...],
+) -> tuple[Params, Any, jax.Array, jax.Array]:
+    """One member's epoch (an inactive member keeps its state): (params, opt_state, loss, score)."""
+    x, y, w, x_val, y_val, w_val = data
+    batch = engine.batch_size
+    num_train = x.shape[0]
+    steps = -(-num_train // batch)
+    if engine.shuffle:
+        order = jax.random.permutation(jax.random.fold_in(order_key, epoch), num_train)
+    else:
+        order = jnp.arange(num_train)
+    positions = jnp.arange(steps * batch)
+    order = jnp.concatenate([order, jnp.zeros(steps * batch - num_train, order.dtype)])
+    in_epoch = positions < num_train
+    tx = direction(engine, momentum)
+
+    def step(carry, s):
+        params, opt_state = carry
+        rows = jax.lax.dynamic_slice(order, (s * batch,), (batch,))
+        mask = jax.lax.dynamic_slice(in_epoch, (s * batch,), (batch,))
+        weights = jnp.where(mask, w[rows], 0.0)
+        loss, grads = jax.value_and_grad(objective, argnums=1)(
+            engine, params, x[rows], y[rows], weights, alpha
+        )
+        updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
+        return (optax.apply_updates(params, updates), opt_state), loss * jnp.sum(mask)
+
+    (new_params, new_opt), losses = jax.lax.scan(step, (params, opt_state), jnp.arange(steps))
+    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, old)
+    new_params, new_opt = keep(new_params, params), keep(new_opt, opt_state)
+    return (
+        new_params,
+        new_opt,
+        jnp.sum(losses) / num_train,
+        score(engine, new_params, x_val, y_val, w_val),
+    )
 
 
 @functools.lru_cache(maxsize=64)
 def epoch_fn(engine: Engine) -> Callable[..., Any]:
-    """The members' epoch: one pass over the training rows in batches, then the score.
+    """The members' epoch as a chunk of `jaxnn.core.loop.drive`: one pass over the training rows
+    in batches, then the score.
 
-    Arguments (K members, N training rows, V validation rows):
-      params [K, ...], opt_state [K, ...], order_keys [K, 2], epochs int32 [K] (the epoch
-      index of each member's order), learning_rate [K], alpha [K], momentum [K], active bool
-      [K] (an inactive member keeps its state), x [N, F], y [N, O], w [N], x_val [V, F],
-      y_val [V, O], w_val [V].
+    Arguments: an EpochState, data (x [N, F], y [N, O], w [N], x_val [V, F], y_val [V, O],
+    w_val [V]), the loop's step and order key (unused: each member's epochs and order keys are
+    in the state).
 
     Returns:
-      (params, opt_state, loss [K] (the epoch's mean batch loss weighted by batch size, as
-      scikit-learn's loss_curve_), validation score [K]).
+      (the EpochState after the epoch (the active members' epochs counted), metrics: loss [K]
+      (the epoch's mean batch loss weighted by batch size, as scikit-learn's loss_curve_) and
+      score [K] (the validation score)).
     """
-    batch = engine.batch_size
+    members = jax.vmap(functools.partial(member_epoch, engine), in_axes=(0,) * 8 + (None,))
 
-    def one(params, opt_state, order_key, epoch, learning_rate, alpha, momentum, active, data):
-        x, y, w, x_val, y_val, w_val = data
-        num_train = x.shape[0]
-        steps = -(-num_train // batch)
-        if engine.shuffle:
-            order = jax.random.permutation(jax.random.fold_in(order_key, epoch), num_train)
-        else:
-            order = jnp.arange(num_train)
-        positions = jnp.arange(steps * batch)
-        order = jnp.concatenate([order, jnp.zeros(steps * batch - num_train, order.dtype)])
-        in_epoch = positions < num_train
-        tx = direction(engine, momentum)
-
-        def step(carry, s):
-            params, opt_state = carry
-            rows = jax.lax.dynamic_slice(order, (s * batch,), (batch,))
-            mask = jax.lax.dynamic_slice(in_epoch, (s * batch,), (batch,))
-            weights = jnp.where(mask, w[rows], 0.0)
-            loss, grads = jax.value_and_grad(objective, argnums=1)(
-                engine, params, x[rows], y[rows], weights, alpha
-            )
-            updates, opt_state = tx.update(grads, opt_state, params)
-            updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
-            return (optax.apply_updates(params, updates), opt_state), loss * jnp.sum(mask)
-
-        (new_params, new_opt), losses = jax.lax.scan(step, (params, opt_state), jnp.arange(steps))
-        keep = lambda new, old: jax.tree_util.tree_map(
-            lambda a, b: jnp.where(active, a, b), new, old
+    def chunk(
+        state: EpochState, data: tuple[jax.Array, ...], step: jax.Array, order_key: Any
+    ) -> tuple[EpochState, dict[str, jax.Array]]:
+        del step, order_key
+        params, opt_state, loss, value = members(
+            state.params,
+            state.opt_state,
+            state.order_keys,
+            state.epochs,
+            state.learning_rate,
+            state.alpha,
+            state.momentum,
+            state.active,
+            data,
         )
-        new_params, new_opt = keep(new_params, params), keep(new_opt, opt_state)
-        return (
-            new_params,
-            new_opt,
-            jnp.sum(losses) / num_train,
-            score(engine, new_params, x_val, y_val, w_val),
-        )
+        epochs = state.epochs + state.active.astype(state.epochs.dtype)
+        state = state.replace(params=params, opt_state=opt_state, epochs=epochs)
+        return state, {"loss": loss, "score": value}
 
-    members = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None))
-    return _jit(members)
+    return _jit(chunk)
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,8 +1,9 @@
 """The members' training on the host side: scikit-learn's rules applied to every member.
 
-Between two epochs the host reads each member's loss and validation score (what the epoch
-program computed) and applies `BaseMultilayerPerceptron._fit_stochastic`'s rules to each member
-on its own: a member stops when its training loss (or, with early stopping, its validation
+The stochastic solvers' epochs are chunks of `jaxnn.core.loop.drive`, one epoch each; between
+two epochs its hook (`EpochRules`) reads every member's loss and validation score (what the
+epoch program computed) and applies `BaseMultilayerPerceptron._fit_stochastic`'s rules to each
+member on its own, as array operations over the members: a member stops when its training loss (or, with early stopping, its validation
 score) has not improved by `tol` for more than `n_iter_no_change` epochs; sgd's `adaptive`
 rate divides that member's learning rate by 5 instead until it is at most 1e-6, `invscaling`
 sets it to `learning_rate_init / (t + 1) ** power_t`; early stopping keeps the weights of the
@@ -18,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxnn.core import loop
 from jaxnn.sklearn import engine as programs
 from jaxnn.sklearn.options import MLPOptions
 
@@ -105,79 +107,139 @@ def train_stochastic(
     incremental: bool,
     has_validation: bool,
 ) -> None:
-    """Trains the members (in place) for at most `max_iter` epochs, or one (`incremental`)."""
-    epoch = programs.epoch_fn(engine)
-    num = members.size
-    num_train = int(data[0].shape[0])
+    """Trains the members (in place) for at most `max_iter` epochs, or one (`incremental`):
+    the epoch program driven by `jaxnn.core.loop.drive`, scikit-learn's rules its hook."""
     if members.opt_state is None or not incremental:
         # A fit starts a fresh optimiser, as scikit-learn's (also under warm_start).
-        members.opt_state = programs.optimizer_init_fn(engine)(
-            members.params, _f32(members.momentum)
-        )
+        members.opt_state = programs.optimizer_init(engine, members.params)
         members.learning_rate = members.initial_learning_rate.copy()
-    members.n_iter = np.zeros(num, np.int64)
-    sgd = options.solver == "sgd"
-    done = np.zeros(num, bool)
-    for _ in range(1 if incremental else options.max_iter):
-        active = ~done
-        params, opt_state, loss, scores = epoch(
-            members.params,
-            members.opt_state,
-            members.order_keys,
-            jax.device_put(members.epochs.astype(np.int32)),
-            _f32(members.learning_rate),
-            _f32(members.alpha),
-            _f32(members.momentum),
-            jax.device_put(active),
-            data,
-        )
-        members.params, members.opt_state = params, opt_state
-        loss, scores = (np.asarray(v, np.float64) for v in jax.device_get((loss, scores)))
+    members.n_iter = np.zeros(members.size, np.int64)
+    state = programs.EpochState(
+        params=members.params,
+        opt_state=members.opt_state,
+        order_keys=members.order_keys,
+        epochs=jax.device_put(members.epochs.astype(np.int32)),
+        learning_rate=_f32(members.learning_rate),
+        alpha=_f32(members.alpha),
+        momentum=_f32(members.momentum),
+        active=jax.device_put(np.ones(members.size, bool)),
+    )
+    rules = EpochRules(members, options, has_validation, num_train=int(data[0].shape[0]))
+    epochs = loop.Steps(total_steps=1 if incremental else options.max_iter)
+    result = loop.drive(programs.epoch_fn(engine), state, data, None, epochs, between=rules)
+    members.params, members.opt_state = result.state.params, result.state.opt_state
+    if not options.early_stopping:
+        members.best_params = members.params
+
+
+@dataclasses.dataclass
+class EpochRules:
+    """scikit-learn's rules between two epochs, for every member at once: the hook of the
+    members' loop (`jaxnn.core.loop.drive`'s `between`; the module docstring says the rules).
+
+    Called with the epoch state and the history (its last row the epoch's loss [K] and
+    validation score [K]), it records the epoch in `members`, and returns the state with each
+    member's next learning rate and whether it still trains, and True when none does.
+    """
+
+    members: Members
+    options: MLPOptions
+    has_validation: bool
+    num_train: int
+    done: np.ndarray = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.done = np.zeros(self.members.size, bool)
+        # What the state on the device holds (train_stochastic's start: every member active).
+        self._done_on_device = self.done.copy()
+        self._rates = self.members.learning_rate.astype(np.float32)
+
+    def __call__(
+        self, state: programs.EpochState, history: list[dict[str, np.ndarray]]
+    ) -> tuple[programs.EpochState, bool]:
+        members, options = self.members, self.options
+        loss, scores = history[-1]["loss"], history[-1]["score"]
+        active = ~self.done
         members.n_iter += active
         members.epochs += active
-        members.samples_seen += active * num_train
-        improved = np.zeros(num, bool)
-        for i in np.flatnonzero(active):
-            members.loss_curves[i].append(float(loss[i]))
-            if has_validation:
-                members.validation_scores[i].append(float(scores[i]))
-            if options.early_stopping:
-                # Each rule compares with the best before this epoch, as scikit-learn does.
-                worse = scores[i] < members.best_score[i] + options.tol
-                improved[i] = scores[i] > members.best_score[i]
-                members.best_score[i] = max(members.best_score[i], scores[i])
-            else:
-                worse = loss[i] > members.best_loss[i] - options.tol
-                members.best_loss[i] = min(members.best_loss[i], loss[i])
-            members.no_improvement[i] = members.no_improvement[i] + 1 if worse else 0
+        members.samples_seen += active * self.num_train
+        self._record(active, loss, scores)
+        improved = self._count_no_improvement(active, loss, scores)
         if options.verbose:
             shown = int(np.flatnonzero(active)[np.argmin(loss[active])])
             print(f"Iteration {members.n_iter[shown]}, loss = {loss[shown]:.8f}")
             if options.early_stopping:
                 print(f"Validation score: {scores[shown]:f}")
+        sgd = options.solver == "sgd"
         if sgd and options.learning_rate == "invscaling":
-            for i in np.flatnonzero(active):
-                # Python's pow on the int, as scikit-learn's iteration_ends: the same float.
-                seen = int(members.samples_seen[i])
-                start = float(members.initial_learning_rate[i])
-                members.learning_rate[i] = start / pow(seen + 1, options.power_t)
+            members.learning_rate = np.where(active, self._invscaling(), members.learning_rate)
         stop = active & ~np.isfinite(loss)
-        for i in np.flatnonzero(active & (members.no_improvement > options.n_iter_no_change)):
-            adaptive = sgd and options.learning_rate == "adaptive"
-            if adaptive and members.learning_rate[i] > MIN_ADAPTIVE_LR:
-                members.learning_rate[i] /= ADAPTIVE_DIVISOR
-                members.no_improvement[i] = 0
-            else:
-                stop[i] = True
+        patience = active & (members.no_improvement > options.n_iter_no_change)
+        if sgd and options.learning_rate == "adaptive":
+            reduce = patience & (members.learning_rate > MIN_ADAPTIVE_LR)
+            members.learning_rate = np.where(
+                reduce, members.learning_rate / ADAPTIVE_DIVISOR, members.learning_rate
+            )
+            members.no_improvement = np.where(reduce, 0, members.no_improvement)
+            patience &= ~reduce
+        stop |= patience
         if options.early_stopping and improved.any():
             members.best_params = programs.keep_where(
-                jax.device_put(improved), members.params, members.best_params
+                jax.device_put(improved), state.params, members.best_params
             )
-        done |= stop
-        if done.all():
-            break
-    if not options.early_stopping:
-        members.best_params = members.params
+        self.done |= stop
+        return self._next_state(state), bool(self.done.all())
+
+    def _next_state(self, state: programs.EpochState) -> programs.EpochState:
+        """The state with the members' learning rates and active flags, each put on the device
+        only when an epoch changed it."""
+        rates = self.members.learning_rate.astype(np.float32)
+        if not np.array_equal(rates, self._rates):
+            state, self._rates = state.replace(learning_rate=jax.device_put(rates)), rates
+        if not np.array_equal(self.done, self._done_on_device):
+            state = state.replace(active=jax.device_put(~self.done))
+            self._done_on_device = self.done.copy()
+        return state
+
+    def _record(self, active: np.ndarray, loss: np.ndarray, scores: np.ndarray) -> None:
+        """The epoch's loss (and validation score) appended to each active member's curves."""
+        for i in np.flatnonzero(active):
+            self.members.loss_curves[i].append(float(loss[i]))
+            if self.has_validation:
+                self.members.validation_scores[i].append(float(scores[i]))
+
+    def _count_no_improvement(
+        self, active: np.ndarray, loss: np.ndarray, scores: np.ndarray
+    ) -> np.ndarray:
+        """scikit-learn's `_no_improvement_count` and best loss (or best validation score) of
+        the active members; returns bool [K]: the members whose validation score improved."""
+        members, tol = self.members, self.options.tol
+        # Each rule compares with the best before this epoch, as scikit-learn does; a NaN is
+        # never worse nor an improvement, and never the best (Python's max and min).
+        if self.options.early_stopping:
+            worse = scores < members.best_score + tol
+            improved = active & (scores > members.best_score)
+            members.best_score = np.where(
+                active, np.fmax(members.best_score, scores), members.best_score
+            )
+        else:
+            worse = loss > members.best_loss - tol
+            improved = np.zeros(members.size, bool)
+            members.best_loss = np.where(
+                active, np.fmin(members.best_loss, loss), members.best_loss
+            )
+        members.no_improvement = np.where(
+            active, np.where(worse, members.no_improvement + 1, 0), members.no_improvement
+        )
+        return improved
+
+    def _invscaling(self) -> np.ndarray:
+        """sgd's `invscaling` rate of every member after its samples seen so far."""
+        # Python's pow on the int, as scikit-learn's iteration_ends: the same float.
+        power_t = self.options.power_t
+        seen = self.members.samples_seen
+        start = self.members.initial_learning_rate
+        return np.asarray([float(r) / pow(int(t) + 1, power_t) for r, t in zip(start, seen)])
 
 
 def train_lbfgs(
