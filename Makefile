@@ -32,6 +32,7 @@ test-slow: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy jaxnn
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/restarts.py

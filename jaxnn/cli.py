@@ -30,7 +30,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TextIO
 
 import ml_collections
 from absl import app, flags, logging
@@ -100,7 +100,14 @@ def show_cache_warnings_in_one_line() -> None:
     original = warnings.showwarning
     shown = False
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
         nonlocal shown
         if "persistent compilation cache" not in str(message):
             original(message, category, filename, lineno, file, line)
@@ -109,9 +116,11 @@ def show_cache_warnings_in_one_line() -> None:
 
             shown = True
             text = " ".join(str(message).split())
+            # jax.config sets its options as attributes at runtime; its class declares none.
+            directory = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
             print(
                 f"jaxnn: warning: {text}; compiled afresh (if this repeats, delete "
-                f"{jax.config.jax_compilation_cache_dir} or set JAXNN_COMPILATION_CACHE=off)",
+                f"{directory} or set JAXNN_COMPILATION_CACHE=off)",
                 file=sys.stderr,
             )
 
@@ -202,7 +211,7 @@ def _late_completion(unraisable: Any) -> bool:
     )
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Prints one line `jaxnn: error: ...` and exits with code 2."""
     first_line = " ".join(str(message).split())
     print(f"jaxnn: error: {first_line}", file=sys.stderr)
@@ -326,9 +335,9 @@ def _config_argument(argv: list[str]) -> str:
 def config_error_text(error: BaseException, argv: list[str] | None = None) -> str:
     """The one line for a config file that cannot be loaded, or an override it refuses: the
     first cause that is the user's (the exception the file raised), not ml_collections'."""
-    cause: BaseException = error
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__
+    cause = error
+    while (parent := cause.__cause__ or cause.__context__) is not None:
+        cause = parent
     given = _config_argument(argv if argv is not None else sys.argv[1:])
     path = resolve_config(given).partition(":")[0]  # a shipped experiment's name: its file
     if isinstance(cause, FileNotFoundError) or (path and not Path(path).expanduser().is_file()):
@@ -346,9 +355,9 @@ def load_config() -> ml_collections.ConfigDict:
         config = _CONFIG.value
     except Exception as error:
         fail(config_error_text(error))
-    error = getattr(config, "__dict__", {}).get("_error")
-    if isinstance(error, BaseException):  # ml_collections' stand-in for a file that failed
-        fail(config_error_text(error))
+    stand_in = getattr(config, "__dict__", {}).get("_error")
+    if isinstance(stand_in, BaseException):  # ml_collections' stand-in for a file that failed
+        fail(config_error_text(stand_in))
     if config is None:
         fail(
             "--config is required, e.g. --config=experiments/mnist1d_mlp.py or --config=mnist1d_mlp"

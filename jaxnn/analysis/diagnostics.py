@@ -90,13 +90,13 @@ def unit_fractions(program: Program, pre: Mapping[str, jax.Array]) -> dict[str, 
         for layer, units in dead.items():
             out[f"dead_fraction/{layer}"] = jnp.mean(units)
         out["dead_fraction"] = jnp.mean(jnp.concatenate(list(dead.values())))
-    threshold = SATURATION_THRESHOLDS.get(name)
+    threshold = None if name is None else SATURATION_THRESHOLDS.get(name)
     if threshold is not None:
         saturated = {layer: jnp.abs(h) > threshold for layer, h in pre.items()}
         for layer, units in saturated.items():
             out[f"saturated_fraction/{layer}"] = jnp.mean(units)
-        out["saturated_fraction"] = sum(jnp.sum(s) for s in saturated.values()) / sum(
-            s.size for s in saturated.values()
+        out["saturated_fraction"] = jnp.mean(
+            jnp.concatenate([s.reshape(-1) for s in saturated.values()])
         )
     return out
 
@@ -131,7 +131,9 @@ def member_diagnostics(
 
 
 @functools.partial(jax.jit, static_argnames="program")
-def _stacked(state: Any, train_split: Any, val_split: Any, program: Program):
+def _stacked(
+    state: Any, train_split: Any, val_split: Any, program: Program
+) -> dict[str, jax.Array]:
     return jax.vmap(member_diagnostics, in_axes=(0, None, None, None))(
         state, train_split, val_split, program
     )
@@ -241,4 +243,8 @@ def layer_series(
         return (0, int(index)) if head == "hidden" and index.isdigit() else (1, 0)
 
     names.sort(key=order)
-    return names, np.stack([diagnostics[f"{prefix}{n}/{param}"] for n in names])
+    values = [diagnostics[f"{prefix}{n}/{param}"] for n in names]
+    rows = [v for v in values if v is not None]
+    if len(rows) < len(values):
+        raise ValueError(f"{kind} does not apply to every layer of these diagnostics")
+    return names, np.stack(rows)

@@ -18,6 +18,8 @@ so all the weights compared must come from one structural variant (one Program);
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from collections.abc import Callable
 
 import jax
@@ -62,7 +64,7 @@ def member_params(result: ensemble.EnsembleResult, member: int, *, best: bool = 
 
 
 def _combine(base: Params, directions: list[Params], coefficients: jax.Array) -> Params:
-    def leaf(b, *ds):
+    def leaf(b: jax.Array, *ds: jax.Array) -> jax.Array:
         return b + sum(c * d for c, d in zip(coefficients, ds, strict=True))
 
     return jax.tree_util.tree_map(leaf, base, *directions)
@@ -73,7 +75,8 @@ def _sub(a: Params, b: Params) -> Params:
 
 
 def _dot(a: Params, b: Params) -> jax.Array:
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+    products = [jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)]
+    return functools.reduce(operator.add, products)
 
 
 def _evaluate_points(
@@ -82,7 +85,7 @@ def _evaluate_points(
     """Metrics at base + sum_j points[p, j] * directions[j] for every point p: metric -> [P]."""
 
     @jax.jit
-    def at_all(points):
+    def at_all(points: jax.Array) -> dict[str, jax.Array]:
         return jax.lax.map(lambda c: evaluate(_combine(base, directions, c)), points)
 
     return {k: np.asarray(v, np.float64) for k, v in at_all(points).items()}
@@ -135,7 +138,9 @@ class Plane:
     points: dict[str, tuple[float, float]]  # label -> (x, y) of the solutions in the plane
 
 
-def _grid(base, directions, evaluate, xs, ys) -> dict[str, np.ndarray]:
+def _grid(
+    base: Params, directions: list[Params], evaluate: Evaluator, xs: np.ndarray, ys: np.ndarray
+) -> dict[str, np.ndarray]:
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)
     values = _evaluate_points(evaluate, base, directions, jnp.asarray(grid))
     return {k: v.reshape(len(ys), len(xs)) for k, v in values.items()}
@@ -159,9 +164,9 @@ def plane_through(
     a, b, c = params
     u = _sub(b, a)
     w = _sub(c, a)
-    c_x = _dot(w, u) / _dot(u, u)
-    v = jax.tree_util.tree_map(lambda wl, ul: wl - c_x * ul, w, u)
-    c_x = float(c_x)
+    projection = _dot(w, u) / _dot(u, u)
+    v = jax.tree_util.tree_map(lambda wl, ul: wl - projection * ul, w, u)
+    c_x = float(projection)
     xs = np.linspace(min(0.0, c_x) - margin, max(1.0, c_x) + margin, resolution)
     ys = np.linspace(-margin, 1.0 + margin, resolution)
     metrics = _grid(a, [u, v], evaluate, xs, ys)

@@ -465,7 +465,7 @@ def _assemble(
         permute_positions(x_train, permutation),
         permute_positions(x_test, permutation),
     )
-    if classes:
+    if classes and label_values is not None:  # a class subset (classification only)
         x_train, y_train = _subset_classes(x_train, y_train, classes)
         x_test, y_test = _subset_classes(x_test, y_test, classes)
         num_classes = len(classes)
@@ -633,7 +633,7 @@ def _check_fraction(validation_fraction: Any) -> None:
     if (
         isinstance(validation_fraction, bool)
         or not isinstance(validation_fraction, numbers.Real)
-        or not 0 < validation_fraction < 1
+        or not 0 < float(validation_fraction) < 1
     ):
         raise ConfigError(
             "dataset.validation_fraction must be a number in (0, 1) (validation is carved "

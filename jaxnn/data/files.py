@@ -80,7 +80,11 @@ def validate_file_config(dataset_config: Any) -> None:
     if not isinstance(target, str):
         raise ConfigError(f"dataset.target must be a column or array name, got {target!r}")
     fraction = getattr(dataset_config, "test_fraction", 0.2)
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, numbers.Real)
+        or not 0 < float(fraction) < 1
+    ):
         raise ConfigError(
             f"dataset.test_fraction must be a number in (0, 1) (the test split carved from a "
             f"file that has none), got {fraction!r}"
@@ -106,8 +110,11 @@ def read(dataset_config: Any) -> FileArrays:
         raise DataError(f"dataset.name={name!r}: no file {path}")
     target = getattr(dataset_config, "target", "")
     task = getattr(dataset_config, "task", "")
-    x_train, y_train, x_test, y_test, feature_names = READERS[scheme_of(name)](path, target, task)
-    if x_test is None:
+    scheme = scheme_of(name)
+    if scheme is None:
+        raise ConfigError(f"dataset.name={name!r} is not a data file; write npz:PATH or csv:PATH")
+    x_train, y_train, x_test, y_test, feature_names = READERS[scheme](path, target, task)
+    if x_test is None or y_test is None:  # the file has no test split: carve one
         train_idx, test_idx = _carve_test(
             len(x_train),
             float(getattr(dataset_config, "test_fraction", 0.2)),

@@ -106,8 +106,9 @@ class Preprocessing:
         y = np.asarray(y)
         if y.ndim != 1:
             raise DataError(f"y must be labels of shape [N], got shape {tuple(y.shape)}")
-        sorter = np.argsort(self.classes, kind="stable")
-        ordered = self.classes[sorter]
+        classes = self._classes()
+        sorter = np.argsort(classes, kind="stable")
+        ordered = classes[sorter]
         try:
             position = np.clip(np.searchsorted(ordered, y), 0, len(ordered) - 1)
             found = np.asarray(ordered[position] == y, bool)
@@ -117,13 +118,19 @@ class Preprocessing:
             unknown = y[~found][0]
             raise DataError(
                 f"y has label {_label_text(unknown)}, which is not a class the model knows; "
-                f"its classes are {_classes_text(self.classes)}"
+                f"its classes are {_classes_text(classes)}"
             )
         return sorter[position].astype(np.int32)
 
     def decode_labels(self, indices: np.ndarray) -> np.ndarray:
         """Class indices [N] -> decoded labels [N]."""
-        return self.classes[np.asarray(indices)]
+        return self._classes()[np.asarray(indices)]
+
+    def _classes(self) -> np.ndarray:
+        """The decoded labels; labels have no meaning for a regression model."""
+        if self.classes is None:
+            raise DataError(f"labels apply to classification, but this model does {self.task}")
+        return self.classes
 
     def targets(self, y: Any) -> np.ndarray:
         """Regression targets in target units [N] or [N, O] -> as trained on, float32 [N, O].

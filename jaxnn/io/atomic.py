@@ -38,7 +38,7 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _replace_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def _replace_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Writes a new version of `path` with `write` into a temporary file, then renames it."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -36,7 +36,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from jaxnn.core import train
+from jaxnn.core import loop, train
 from jaxnn.errors import CheckpointError, WorkdirError
 from jaxnn.io import orbax_io
 
@@ -258,7 +258,7 @@ class RunCheckpoints:
             arrays do not have the shapes of this run's state.
         """
         tree = self.restore_fields(step, state_tree(abstract_state))
-        return abstract_state.replace(**tree)
+        return dataclasses.replace(abstract_state, **tree)
 
     def restore_latest(
         self,
@@ -266,7 +266,7 @@ class RunCheckpoints:
         *,
         report: Report,
         usable: Callable[[int], str | None] | None = None,
-    ) -> tuple[int, train.TrainState, list[int]] | None:
+    ) -> tuple[int, train.TrainState | None, list[int]] | None:
         """The newest readable checkpoint, falling back past unreadable ones (each reported).
 
         Args:
@@ -276,8 +276,9 @@ class RunCheckpoints:
             such a checkpoint is passed over, and returned among the unusable steps.
 
         Returns:
-          (step, state, the unusable steps newer than it), or None when there is no checkpoint
-          (or none usable: every step is passed over, and a resume starts from step 0).
+          (step, state, the unusable steps newer than it); (0, None, the unusable steps) when
+          every step is passed over (a resume starts from step 0); None when there is no
+          checkpoint.
 
         Raises:
           CheckpointError: there are checkpoints but none is readable.
@@ -330,7 +331,7 @@ class Saver:
         self._saved_step = int(start_step)
         self._val_loss = math.inf
 
-    def __call__(self, evaluation: train.Evaluation) -> None:
+    def __call__(self, evaluation: loop.Evaluation) -> None:
         val_loss = np.asarray(evaluation.metrics["val_loss"], np.float64)
         finite = val_loss[np.isfinite(val_loss)]
         self._val_loss = float(finite.min()) if finite.size else math.inf

@@ -193,6 +193,9 @@ def export_member(
         preprocessing of the raw data).
       data: the fingerprint of the data it was trained on (`jaxnn.data.fingerprint`).
     """
+    preprocessing = program.preprocessing
+    if preprocessing is None:  # a built program always carries one
+        raise ValueError("the program has no preprocessing to export with the model")
     final = train.evaluated_params(jax.tree_util.tree_map(lambda leaf: leaf[index], state), program)
     member = member_slice(
         {
@@ -214,7 +217,7 @@ def export_member(
         "model": program.family.name,
         "num_outputs": int(program.num_outputs),
         "feature_shape": list(program.feature_shape),
-        "preprocessing": program.preprocessing.to_json(),
+        "preprocessing": preprocessing.to_json(),
         "data": dict(data or {}),
     }
     directory = Path(directory)

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -119,18 +119,21 @@ def _drop_closed_loop_callbacks() -> None:
     their callbacks raise into sys.unraisablehook, which would print tracebacks after the
     one-line message. Nothing is lost: that restore or save has already failed and is reported.
     """
-    previous = sys.unraisablehook
-    if getattr(previous, "drops_closed_loop_callbacks", False):
-        return
+    if not isinstance(sys.unraisablehook, _ClosedLoopFilter):
+        sys.unraisablehook = _ClosedLoopFilter(sys.unraisablehook)
 
-    def hook(unraisable: Any) -> None:
+
+class _ClosedLoopFilter:
+    """An unraisable hook that drops 'Event loop is closed' and passes the rest to `previous`."""
+
+    def __init__(self, previous: Callable[[sys.UnraisableHookArgs], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: sys.UnraisableHookArgs) -> None:
         error = unraisable.exc_value
         if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
             return
-        previous(unraisable)
-
-    hook.drops_closed_loop_callbacks = True
-    sys.unraisablehook = hook
+        self.previous(unraisable)
 
 
 def _sharding() -> jax.sharding.Sharding:

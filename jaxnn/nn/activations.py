@@ -58,7 +58,9 @@ def lookup(registry: Mapping[str, Any], name: str, field: str) -> Any:
 def scaled(init: Initializer, scale: float | jax.Array) -> Initializer:
     """`init` multiplied by `scale` (which may be a member's traced scalar)."""
 
-    def scaled_init(key: jax.Array, shape: Any, dtype: Any = jnp.float32, **kwargs: Any):
+    def scaled_init(
+        key: jax.Array, shape: Any, dtype: Any = jnp.float32, **kwargs: Any
+    ) -> jax.Array:
         return init(key, shape, dtype, **kwargs) * jnp.asarray(scale, dtype)
 
     return scaled_init

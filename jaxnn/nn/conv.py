@@ -72,7 +72,9 @@ def conv1d_im2col(
     return _im2col_fwd(x, kernel, bias, stride, padding)[0]
 
 
-def _im2col_fwd(x, kernel, bias, stride, padding):
+def _im2col_fwd(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, padding: str
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array, int]]:
     kernel_size, _, features = kernel.shape
     windows = patches(x, kernel_size, stride, padding)
     batch, out, width = windows.shape
@@ -81,7 +83,9 @@ def _im2col_fwd(x, kernel, bias, stride, padding):
     return y, (flat, kernel, x.shape[1])
 
 
-def _im2col_bwd(stride, padding, residuals, dy):
+def _im2col_bwd(
+    stride: int, padding: str, residuals: tuple[jax.Array, jax.Array, int], dy: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The gradients as matmuls that contract K * C (never the C_out alone), which XLA CPU runs
     several times faster: on this project's CPU a [4000, 32] @ [32, 160] matmul (dy times the
     kernel matrix transposed, the plain backward of patches @ kernel) ran at 48 GFLOP/s against

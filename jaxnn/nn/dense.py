@@ -30,7 +30,9 @@ def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     return x @ kernel + bias
 
 
-def _dense_fwd(x: jax.Array, kernel: jax.Array, bias: jax.Array):
+def _dense_fwd(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     return dense(x, kernel, bias), (x, kernel)
 
 
@@ -41,7 +43,9 @@ def weight_gradient(x: jax.Array, dy: jax.Array) -> jax.Array:
     return x_t @ dy
 
 
-def _dense_bwd(residuals: tuple[jax.Array, jax.Array], dy: jax.Array):
+def _dense_bwd(
+    residuals: tuple[jax.Array, jax.Array], dy: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     x, kernel = residuals
     return dy @ kernel.T, weight_gradient(x, dy), dy.sum(axis=0)
 

@@ -25,7 +25,9 @@ class Dropout(nn.Dropout):
       rng_collection: the RNG stream the mask is drawn from ('dropout').
     """
 
-    rate: float | jax.Array
+    # Wider than flax's `rate: float` on purpose (a member's traced rate): this class's own
+    # __call__ reads it, and handles both.
+    rate: float | jax.Array  # type: ignore[assignment]
 
     @nn.compact
     def __call__(

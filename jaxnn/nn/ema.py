@@ -20,7 +20,7 @@ swept nor searched, the members keep no average at all.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ from jaxnn.config.fields import NumericField
 
 Params = Any
 # A member's average: optax.EmaState(count, ema), or {} when the run keeps none.
-EmaState = optax.EmaState | dict
+EmaState: TypeAlias = optax.EmaState | dict[str, Any]
 
 EMA_DECAY = NumericField(
     "optimizer.ema_decay",
@@ -70,7 +70,7 @@ def update(state: EmaState, params: Params, decay: float | jax.Array) -> EmaStat
 def averaged(state: EmaState, params: Params, decay: float | jax.Array) -> Params:
     """The debiased averaged weights, or `params` when the run keeps no average or the member
     has not taken a step yet."""
-    if not state:
+    if isinstance(state, dict):  # {}: the run keeps no average
         return params
     debiased = optax.tree.bias_correction(state.ema, decay, state.count.astype(jnp.float32))
     started = state.count > 0

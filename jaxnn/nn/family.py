@@ -104,13 +104,14 @@ def user_family(model: Any, *, head: Sequence[str] = DEFAULT_HEAD) -> ModelFamil
     """
     if isinstance(model, ModelFamily):
         return model
-    validate = None
+    validate: Callable[[ModelConfig], None] | None = None
     if isinstance(model, nn.Module):
         build: Builder = lambda model_config, hparams, num_outputs: model
-        # A Module given as it is can be checked before data: does it take model.dtype?
-        validate = lambda model_config: precision.with_dtype(
-            model, precision.compute_dtype(model_config)
-        )
+
+        def validate(model_config: ModelConfig) -> None:
+            """A Module given as it is can be checked before data: does it take model.dtype?"""
+            precision.with_dtype(model, precision.compute_dtype(model_config))
+
     elif callable(model):
         build = lambda model_config, hparams, num_outputs: model(hparams)
     else:
@@ -122,12 +123,12 @@ def user_family(model: Any, *, head: Sequence[str] = DEFAULT_HEAD) -> ModelFamil
 
 
 @functools.cache
-def _call_keywords(module_type: type) -> frozenset[str]:
-    return frozenset(inspect.signature(module_type.__call__).parameters)
+def _call_keywords(call: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(inspect.signature(call).parameters)
 
 
 def _call_kwargs(module: nn.Module, *, train: bool, dropout_key: jax.Array | None) -> dict:
-    accepted = _call_keywords(type(module))
+    accepted = _call_keywords(type(module).__call__)
     kwargs: dict[str, Any] = {}
     if "train" in accepted:
         kwargs["train"] = train

@@ -15,7 +15,7 @@ and equal to `jax.random.orthogonal`'s matrix for the same key to float32 roundi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -42,7 +42,7 @@ def householder_q(a: jax.Array) -> jax.Array:
     return q[:, :n] * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(a.dtype)
 
 
-def orthogonal(key: jax.Array, n: int, m: int | None = None, dtype: Any = jnp.float32):
+def orthogonal(key: jax.Array, n: int, m: int | None = None, dtype: Any = jnp.float32) -> jax.Array:
     """`jax.random.orthogonal(key, n, m=m)` without LAPACK: [n, m] with orthonormal columns
     (n >= m) or rows (n < m), m defaulting to n."""
     m = n if m is None else m
@@ -50,7 +50,7 @@ def orthogonal(key: jax.Array, n: int, m: int | None = None, dtype: Any = jnp.fl
     return q.T if n < m else q
 
 
-def orthogonal_init(scale: float = 1.0):
+def orthogonal_init(scale: float = 1.0) -> Callable[..., jax.Array]:
     """`flax.linen.initializers.orthogonal(scale)` (column axis -1) without LAPACK, for a
     model of your own whose initialisation must not hang on CPU."""
 

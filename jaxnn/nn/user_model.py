@@ -14,15 +14,14 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
-import jax
 import ml_collections
 
 from jaxnn.config.fields import NumericField, is_number
 from jaxnn.config.schema import default_config
 from jaxnn.errors import ConfigError
-from jaxnn.nn.family import DEFAULT_HEAD, ModelFamily
+from jaxnn.nn.family import DEFAULT_HEAD, HParams, ModelFamily
 
-ModelFactory = Callable[[Mapping[str, jax.Array]], nn.Module]
+ModelFactory = Callable[[HParams], nn.Module]
 # model fields that say which model it is, never a member's number
 _RESERVED = ("name", "head")
 _SCHEMA = default_config().model

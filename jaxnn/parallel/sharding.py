@@ -85,11 +85,17 @@ class Placement:
     @property
     def member_sharding(self) -> NamedSharding:
         """Leading (member) axis split over the mesh, other axes whole."""
-        return NamedSharding(self.mesh, P(MEMBERS))
+        return NamedSharding(self._on_mesh(), P(MEMBERS))
 
     @property
     def replicated(self) -> NamedSharding:
-        return NamedSharding(self.mesh, P())
+        return NamedSharding(self._on_mesh(), P())
+
+    def _on_mesh(self) -> Mesh:
+        """The mesh; a one-device placement has none, so it places nothing by sharding."""
+        if self.mesh is None:
+            raise ValueError("a one-device placement has no mesh to shard over")
+        return self.mesh
 
     def state_shardings(self, state: train.TrainState) -> train.TrainState:
         """A sharding per leaf: the member axis sharded; `stopped` and `diverged` replicated.
@@ -105,7 +111,12 @@ class Placement:
         if self.mesh is None:
             return jax.jit(chunk)
 
-        def placed_chunk(state, data, start_step, order_key):
+        def placed_chunk(
+            state: train.TrainState,
+            data: device.TrainingData,
+            start_step: jax.Array,
+            order_key: jax.Array | None,
+        ) -> tuple[train.TrainState, dict[str, jax.Array]]:
             state, metrics = chunk(state, data, start_step, order_key)
             state = jax.lax.with_sharding_constraint(state, self.state_shardings(state))
             return state, jax.lax.with_sharding_constraint(metrics, self.replicated)

@@ -130,7 +130,8 @@ def _from_workdir(root: Path, components: Components) -> Predictor:
     config = export.config_from_json(record)
     spec = validation.validate(config, components)
     specs = variants.variant_specs(spec)
-    groups, diverged, best_losses, preprocessing = [], [], [], None
+    groups, diverged, best_losses = [], [], []
+    preprocessing: Preprocessing | None = None
     for index, (_, variant_spec) in enumerate(specs):
         directory = root / run_files.CHECKPOINTS_DIR
         if len(specs) > 1:
@@ -175,6 +176,8 @@ def _from_workdir(root: Path, components: Components) -> Predictor:
         )
         diverged.append(np.asarray(tree["diverged"], bool))
         best_losses.append(np.asarray(tree["best_val_loss"], np.float64))
+    if preprocessing is None:  # variant_specs gives at least one variant
+        raise CheckpointError(f"{root} holds no variant's checkpoints")
     diverged_all = np.concatenate(diverged)
     summary = _summary(root, len(diverged_all))
     return Predictor(

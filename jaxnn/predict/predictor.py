@@ -66,7 +66,7 @@ class MemberGroup:
         return len(jax.tree_util.tree_leaves(self.params)[0])
 
     @functools.cached_property
-    def _apply(self) -> Callable[[Any, Any, jax.Array], tuple[jax.Array, jax.Array]]:
+    def _apply(self) -> Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, jax.Array]]:
         def outputs(
             params: Any, model_state: Any, hparams: Any, x: jax.Array
         ) -> tuple[jax.Array, jax.Array]:
@@ -78,7 +78,9 @@ class MemberGroup:
 
         return jax.jit(outputs)
 
-    def outputs(self, local: Sequence[int], batches: Iterator[np.ndarray], num: int):
+    def outputs(
+        self, local: Sequence[int], batches: Iterator[np.ndarray], num: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(outputs, predictions) of members `local` on the batches: each [m, num, O]."""
         index = np.asarray(local)
         params, model_state = jax.tree_util.tree_map(
@@ -112,12 +114,12 @@ class Predictor:
         groups: Sequence[MemberGroup],
         *,
         preprocessing: Preprocessing,
-        diverged: Sequence[bool],
+        diverged: Sequence[bool] | np.ndarray,
         best_member: int | None,
         config: ml_collections.ConfigDict,
         batch_size: int = BATCH_ROWS,
         left_out_of_ensemble: Sequence[bool] | None = None,
-    ):
+    ) -> None:
         """`left_out_of_ensemble` (bool [num_members]): members the ensemble leaves out besides
         the diverged ones (exploded, pruned at a rung: `jaxnn.reporting.summary.in_ensemble`)."""
         self.groups = tuple(groups)
@@ -241,10 +243,10 @@ class Predictor:
             outputs = np.log(np.maximum(predictions.mean(axis=0), np.finfo(np.float32).tiny))
         else:
             outputs = predictions.mean(axis=0)
-        outputs, targets = jnp.asarray(outputs), jnp.asarray(targets)
-        result = {"loss": float(jnp.mean(group.loss(outputs, targets)))}
+        read, wanted = jnp.asarray(outputs), jnp.asarray(targets)
+        result = {"loss": float(jnp.mean(group.loss(read, wanted)))}
         for name, metric in group.metrics:
-            result[name] = float(metric.fn(outputs, targets))
+            result[name] = float(metric.fn(read, wanted))
         return result
 
     # --- internals --------------------------------------------------------------------------
@@ -266,7 +268,7 @@ class Predictor:
                 )
             return included
         if isinstance(member, numbers.Integral) and not isinstance(member, bool):
-            if not 0 <= member < self.num_members:
+            if not 0 <= int(member) < self.num_members:
                 raise ConfigError(
                     f"member={member} is out of range: this model has {self.num_members} "
                     f"member(s), 0..{self.num_members - 1}"
@@ -302,9 +304,9 @@ class Predictor:
         for index in members:
             group, local = self._owner[index]
             by_group.setdefault(group, []).append(local)
-        for group, local in by_group.items():
+        for group, group_members in by_group.items():
             batches, num = self._batches(x)
-            out, pred = self.groups[group].outputs(local, batches, num)
+            out, pred = self.groups[group].outputs(group_members, batches, num)
             outputs.append(out)
             predictions.append(pred)
         outputs_all = np.concatenate(outputs).astype(np.float64)

@@ -38,6 +38,8 @@ def print_files(paths: workdir_lib.RunPaths, *, tensorboard: bool, out: TextIO) 
 
 def print_complete(plan: workdir_lib.WorkdirPlan, out: TextIO) -> None:
     summary = plan.summary
+    if summary is None:  # only a 'complete' plan carries the run's summary
+        raise ValueError(f"a workdir plan to {plan.action} has no summary to print")
     print(
         f"workdir {plan.paths.root} already holds this run, complete at {summary['steps']} "
         "steps: nothing to do (ask for more training.steps to continue it, or pass "

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import numpy as np
 from tqdm import tqdm
 
-from jaxnn.core import ensemble, train
+from jaxnn.core import ensemble, loop
 from jaxnn.core.program import Program
 from jaxnn.io import atomic
 from jaxnn.io.workdir import RunPaths
@@ -85,7 +85,7 @@ class Progress:
             dynamic_ncols=True,
         )
 
-    def __call__(self, evaluation: train.Evaluation) -> None:
+    def __call__(self, evaluation: loop.Evaluation) -> None:
         atomic.append_jsonl(
             self._paths.metrics,
             metrics_records(evaluation.step, evaluation.metrics, self._indices),
@@ -98,7 +98,7 @@ class Progress:
             print(self._plain_line(figures, evaluation.elapsed_s), file=self._stream, flush=True)
             self._next_line = evaluation.step + max(1, self._total_steps // PLAIN_LINES)
 
-    def figures(self, evaluation: train.Evaluation) -> dict[str, str]:
+    def figures(self, evaluation: loop.Evaluation) -> dict[str, str]:
         """What the progress shows after an evaluation, each figure named for what it is: the
         median member's mean training-batch loss over the chunk, and the validation loss and
         metric of the member with the lowest validation loss now (with its index), and the

@@ -6,6 +6,7 @@ The studies themselves, and their command line, are under experiments/studies/.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,10 @@ def _cell(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float | np.floating):
-        if not np.isfinite(value):
-            return "diverged" if np.isnan(value) else str(value)
-        return f"{value:.3g}" if abs(value) < 1e-2 or abs(value) >= 1e3 else f"{value:.4f}"
+        number = float(value)
+        if not math.isfinite(number):
+            return "diverged" if math.isnan(number) else str(number)
+        return f"{number:.3g}" if abs(number) < 1e-2 or abs(number) >= 1e3 else f"{number:.4f}"
     return str(value)
 
 
@@ -158,9 +160,10 @@ def diagnostics_figures(
             )
         )
     for kind in ("dead_fraction", "saturated_fraction"):
-        if history[0][1].get(kind) is None:
+        fractions = [f for _, d in history if (f := d.get(kind)) is not None]
+        if len(fractions) < len(history):  # not applicable to this activation
             continue
-        values = np.array([d[kind].mean() for _, d in history])
+        values = np.array([f.mean() for f in fractions])
         written.append(
             lines(
                 Path(plots_dir) / f"{kind}.png",

@@ -36,8 +36,9 @@ def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
 
     def key(member: Mapping[str, Any]) -> tuple[int, float]:
         value = member.get(select_by)
-        bad = member["diverged"] or member.get("exploded", False) or value is None
-        return (1 if bad else 0, math.inf if bad else sign * float(value))
+        if value is None or member["diverged"] or member.get("exploded", False):
+            return (1, math.inf)
+        return (0, sign * float(value))
 
     # A member marked exploded (jaxnn.core.explosion) gets its own column when there is one.
     exploded = ["exploded"] if any(m.get("exploded") for m in summary["members"]) else []

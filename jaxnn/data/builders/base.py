@@ -16,7 +16,9 @@ LABEL_KEY = "label"
 TARGET_KEY = "target"
 
 
-class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+# TFDS ships no types, so mypy checks the keyword against object.__init_subclass__; TFDS's
+# RegisteredDataset.__init_subclass__ takes it.
+class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
     """Writes the arrays of `_make_splits()` as TFDS records, one example per row, in order.
 
     Subclasses set `name`, `TASK`, `FEATURE_SHAPE`, `NUM_CLASSES` (classification) or

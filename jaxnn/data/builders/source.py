@@ -15,6 +15,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -57,11 +58,15 @@ class RawSplits:
     y_test: np.ndarray
 
 
-def _quiet_tfds(function: Callable) -> Callable:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _quiet_tfds(function: Callable[_P, _R]) -> Callable[_P, _R]:
     """Runs `function` inside `quiet_tfds` (TFDS's bars, stdout lines and warnings held back)."""
 
     @functools.wraps(function)
-    def quiet(*args, **kwargs):
+    def quiet(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         with quiet_tfds():
             return function(*args, **kwargs)
 
