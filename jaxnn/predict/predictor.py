@@ -118,7 +118,7 @@ class Predictor:
         best_member: int | None,
         config: ml_collections.ConfigDict,
         batch_size: int = BATCH_ROWS,
-        left_out_of_ensemble: Sequence[bool] | None = None,
+        left_out_of_ensemble: Sequence[bool] | np.ndarray | None = None,
     ) -> None:
         """`left_out_of_ensemble` (bool [num_members]): members the ensemble leaves out besides
         the diverged ones (exploded, pruned at a rung: `jaxnn.reporting.summary.in_ensemble`)."""
