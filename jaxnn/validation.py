@@ -231,7 +231,7 @@ def validate(
     problem = ema.EMA_DECAY.problem(config.optimizer.ema_decay)
     _require(problem is None, problem or "")
     _validate_training(config.training)
-    augment.validate_augment_config(config.get("augment"))
+    augment.validate_augment_config(config.augment)
     _validate_restarts(config.restarts, components)
     _validate_init_from(config.init_from)
     _require(
@@ -247,14 +247,13 @@ def validate(
         isinstance(config.tensorboard.enabled, bool),
         f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
     )
-    if "mesh" in config:
-        validate_mesh_config(config.mesh)
+    validate_mesh_config(config.mesh)
     _validate_compilation_cache(config.compilation_cache)
     _validate_components(components)
     given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
     if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
         _refuse_undeclared_model_fields(
-            [*given, *search_lib.split_search(config.restarts.get("search", ""))], family
+            [*given, *search_lib.split_search(config.restarts.search)], family
         )
     member_fields = numeric_fields(config, family, components)
     resolved = sweep_lib.resolve(
@@ -264,8 +263,8 @@ def validate(
         structural_fields=(*STRUCTURAL_FIELDS, *family.structural_fields),
     )
     search = search_lib.resolve(
-        config.restarts.get("search", ""),
-        method=config.restarts.get("search_method", "random"),
+        config.restarts.search,
+        method=config.restarts.search_method,
         num=config.restarts.num,
         seed=config.seed,
         numeric_fields=member_fields,
@@ -604,7 +603,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     """
     check_against_task(spec, dataset.task, dataset.num_train)
     augment.check_feature_shape(
-        spec.config.get("augment"), spec.member_values(), tuple(dataset.feature_shape)
+        spec.config.augment, spec.member_values(), tuple(dataset.feature_shape)
     )
     if spec.family.check_inputs is not None:
         spec.family.check_inputs(spec.config.model, tuple(dataset.feature_shape))
@@ -735,7 +734,7 @@ def validate_mesh_config(mesh: ml_collections.ConfigDict) -> None:
         mesh.data in DATA_MODES,
         f"mesh.data must be one of {', '.join(DATA_MODES)}, got {mesh.data!r}",
     )
-    group = mesh.get("member_group", 0)
+    group = mesh.member_group
     _require(
         isinstance(group, int) and not isinstance(group, bool) and 0 <= group <= MAX_MEMBER_GROUP,
         f"mesh.member_group must be an integer in [0, {MAX_MEMBER_GROUP}] (0 = automatic), "

@@ -202,7 +202,7 @@ def make_trainer(
             live_members=placement.num_devices * min(group or per_device, per_device),
             num_devices=placement.num_devices,
         )
-        memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.get("mesh")))
+        memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.mesh))
     run_members = members(spec)
     schedules.check_plan(spec, program, len(run_members))
     shared = config.training.batch_order == "shared"
@@ -238,8 +238,7 @@ def choose_group_size(
 ) -> int:
     """Members per group on each device: `mesh.member_group`, or the backend's automatic size
     (0, or a size at least a device's share of the members: all at once)."""
-    mesh_config = config.get("mesh")
-    chosen = int(mesh_config.get("member_group", 0)) if mesh_config is not None else 0
+    chosen = int(config.mesh.member_group)
     if chosen == 0:
         chosen = groups.auto_group_size(jax.default_backend(), member.step_working_set)
     per_device = placement.num_slots // placement.num_devices

@@ -159,7 +159,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
     loss, predict, metrics = task_functions(config, spec.components, data.task, target_std)
     removed = removed_hparams(spec)
     steps = total_steps(config.training, data.num_train)
-    accumulate_steps = int(config.optimizer.get("accumulate_steps", 1))
+    accumulate_steps = int(config.optimizer.accumulate_steps)
     if steps % accumulate_steps:
         raise ConfigError(
             f"the run trains {steps} steps (batches), not a multiple of "
@@ -188,7 +188,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
         target_std=target_std,
         preprocessing=data.preprocessing
         or Preprocessing.identity(data.task, tuple(data.feature_shape), data.num_outputs),
-        augmentation=augment_lib.from_config(config.get("augment"), spec.varied_fields),
+        augmentation=augment_lib.from_config(config.augment, spec.varied_fields),
         accumulate_steps=accumulate_steps,
         ema_decay=ema.run_decay(config.optimizer, spec.varied_fields),
         **transfer,

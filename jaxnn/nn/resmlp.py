@@ -20,7 +20,7 @@ from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, Initializer, lookup,
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
-from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE, value
+from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE
 from jaxnn.nn.precision import layer_dtype
 
 HEAD = "head"
@@ -100,12 +100,12 @@ class ResMLP(nn.Module):
 def build(model_cfg: Any, hparams: Any, num_outputs: int) -> ResMLP:
     """The family's builder: the net of `model_cfg` with the member's numeric hyperparameters."""
     return ResMLP(
-        width=int(value(model_cfg, "width")),
-        depth=int(value(model_cfg, "depth")),
+        width=int(model_cfg.width),
+        depth=int(model_cfg.depth),
         num_outputs=num_outputs,
-        activation=value(model_cfg, "activation"),
-        initializer=value(model_cfg, "init"),
-        init_stddev=value(model_cfg, "init_stddev"),
+        activation=model_cfg.activation,
+        initializer=model_cfg.init,
+        init_stddev=model_cfg.init_stddev,
         negative_slope=hparams["negative_slope"],
         dropout=hparams["dropout"],
         init_scale=hparams["init_scale"],

@@ -50,10 +50,10 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def mesh_devices(mesh_config: ml_collections.ConfigDict | None) -> list[jax.Device]:
+def mesh_devices(mesh_config: ml_collections.ConfigDict) -> list[jax.Device]:
     """The devices the run's mesh spans, in JAX's order."""
     devices = jax.devices()
-    requested = 0 if mesh_config is None else int(mesh_config.num_devices)
+    requested = int(mesh_config.num_devices)
     return devices[:requested] if requested else devices
 
 
@@ -201,14 +201,12 @@ def placement(
 ) -> Placement:
     """The placement of a run of `num_members` members under `config.mesh`.
 
-    A config without a `mesh` section (one written before it existed) runs on one device.
-
     Raises:
       ConfigError: `mesh.data=batch` with split sizes that the device count does not divide.
     """
-    mesh_config = config.get("mesh")
+    mesh_config = config.mesh
     devices = mesh_devices(mesh_config)
-    if jax.process_count() == 1 and not (mesh_config and mesh_config.num_devices):
+    if jax.process_count() == 1 and not mesh_config.num_devices:
         # Every device by default, but never more than members: a device holding only a
         # padding member would compute for nothing (a single model stays on one device).
         devices = devices[: max(1, min(len(devices), num_members))]

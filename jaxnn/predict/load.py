@@ -126,8 +126,7 @@ def _from_export(directory: Path, components: Components) -> Predictor:
 
 
 def _from_workdir(root: Path, components: Components) -> Predictor:
-    record = run_readers.read_config(root / run_files.CONFIG, run_readers.SOURCE_WAY_OUT)
-    config = export.config_from_json(record)
+    config = run_readers.read_config(root / run_files.CONFIG, run_readers.SOURCE_WAY_OUT)
     spec = validation.validate(config, components)
     specs = variants.variant_specs(spec)
     groups, diverged, best_losses, preprocessing = [], [], [], None

@@ -90,7 +90,7 @@ class EventLog:
         aggregated = ("val_loss", f"val_{program.metric}")
         self._greater = {name: program.greater_is_better(name) for name in aggregated}
         self._base_rates = None
-        self._pbt = spec.config.restarts.get("schedule", "none") == "pbt"
+        self._pbt = spec.config.restarts.schedule == "pbt"
         if program.user_optimizer is None:  # a user's optimiser keeps its rate to itself
             self._base_rates = np.array(
                 [m.hparams(spec)["learning_rate"] for m in members], np.float32
