@@ -23,6 +23,7 @@ from jaxnn.config import sweep as sweep_lib
 from jaxnn.config.fields import MAX_STEPS, NumericField, foreign_field, integer_problem
 from jaxnn.config.schema import (
     BATCH_ORDERS,
+    DATA_MODES,
     KEEP_WEIGHTS,
     TRANSFER_MODES,
     TRANSFER_RESTORES,
@@ -35,7 +36,6 @@ from jaxnn.nn import family as family_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
 from jaxnn.nn.user_model import UserModel
-from jaxnn.parallel.sharding import DATA_MODES
 
 # Fields outside `model` that a sweep may vary with one compiled program per value.
 STRUCTURAL_FIELDS = (

@@ -16,6 +16,8 @@ BATCH_ORDERS = ("independent", "shared")
 KEEP_WEIGHTS = ("best", "last")
 TRANSFER_MODES = ("finetune", "feature_extraction")
 TRANSFER_RESTORES = ("body", "all")
+# mesh.data: splits replicated on every device, or sharded along their example axis.
+DATA_MODES = ("replicated", "batch")
 
 
 def default_config() -> ml_collections.ConfigDict:

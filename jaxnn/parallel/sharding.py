@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +38,13 @@ from jax.sharding import PartitionSpec as P
 from jaxnn.data import Dataset, device
 from jaxnn.errors import ConfigError
 
-if TYPE_CHECKING:
-    from jaxnn.core import loop, train
+# A members' state (core.State: a pytree whose leaves lead with the member axis, with
+# `stopped` and `diverged` flags) and an evaluation callback (core.EvalCallback): named
+# here by what this module needs of them, since parallel sits below core.
+State = TypeVar("State")
+EvalCallback = Callable[[Any], None]
 
 MEMBERS = "members"
-DATA_MODES = ("replicated", "batch")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -91,7 +93,7 @@ class Placement:
     def replicated(self) -> NamedSharding:
         return NamedSharding(self.mesh, P())
 
-    def state_shardings(self, state: train.TrainState) -> train.TrainState:
+    def state_shardings(self, state: State) -> State:
         """A sharding per leaf: the member axis sharded; `stopped` and `diverged` replicated.
 
         The two flags are replicated so the host can read them after every chunk (the early
@@ -127,7 +129,7 @@ class Placement:
             val=device.SplitData(put(data.x_val), put(data.y_val)),
         )
 
-    def place_state(self, state: train.TrainState) -> train.TrainState:
+    def place_state(self, state: State) -> State:
         """The K-member state padded to `num_slots` members and sharded over the mesh."""
         if self.mesh is None:
             return state
@@ -138,7 +140,7 @@ class Placement:
         state = jax.device_put(state, self.replicated)
         return jax.jit(self._pad, out_shardings=self.state_shardings(state))(state)
 
-    def _pad(self, state: train.TrainState) -> train.TrainState:
+    def _pad(self, state: State) -> State:
         if self.num_padding == 0:
             return state
 
@@ -156,11 +158,11 @@ class Placement:
         cut = lambda s: jax.tree_util.tree_map(lambda leaf: leaf[: self.num_members], s)
         return jax.jit(cut, out_shardings=self.replicated)
 
-    def real_members(self, state: train.TrainState) -> train.TrainState:
+    def real_members(self, state: State) -> State:
         """The K real members of a placed state (the padding cut off, replicated; else as is)."""
         return state if self.num_padding == 0 else self._first_members(state)
 
-    def result_state(self, state: train.TrainState) -> train.TrainState:
+    def result_state(self, state: State) -> State:
         """The final K-member state, readable on every process (replicated across hosts)."""
         if self.mesh is not None and jax.process_count() > 1:
             return self._first_members(state)
@@ -175,12 +177,12 @@ class Placement:
             for name, values in metrics.items()
         }
 
-    def real_callback(self, on_eval: loop.EvalCallback | None) -> loop.EvalCallback | None:
+    def real_callback(self, on_eval: EvalCallback | None) -> EvalCallback | None:
         """`on_eval` seeing only the real members."""
         if on_eval is None or self.num_padding == 0:
             return on_eval
 
-        def callback(evaluation: loop.Evaluation) -> None:
+        def callback(evaluation: Any) -> None:
             on_eval(
                 dataclasses.replace(
                     evaluation,
