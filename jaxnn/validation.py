@@ -46,8 +46,6 @@ STRUCTURAL_FIELDS = (
     "augment.shift_mode",
 )
 BUILTIN_SELECT_BY = ("val_loss", "val_accuracy", "val_r2", "val_rmse")
-# The largest mesh.member_group (members a device runs at once): an int32 member index.
-MAX_MEMBER_GROUP = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,15 +232,6 @@ def validate(
     augment.validate_augment_config(config.augment)
     _validate_restarts(config.restarts, components)
     _validate_init_from(config.init_from)
-    _require(
-        isinstance(config.checkpoint.every_steps, int) and config.checkpoint.every_steps >= 0,
-        f"checkpoint.every_steps must be >= 0 (0 = at every evaluation), "
-        f"got {config.checkpoint.every_steps}",
-    )
-    _require(
-        isinstance(config.checkpoint.keep, int) and config.checkpoint.keep >= 1,
-        f"checkpoint.keep must be >= 1, got {config.checkpoint.keep}",
-    )
     _require(
         isinstance(config.tensorboard.enabled, bool),
         f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
@@ -482,20 +471,9 @@ def _validate_components(components: Components) -> None:
 
 def _validate_training(training: ml_collections.ConfigDict) -> None:
     _require(
-        training.batch_size >= 1, f"training.batch_size must be >= 1, got {training.batch_size}"
-    )
-    _require(training.steps >= 0, f"training.steps must be >= 0, got {training.steps}")
-    _require(training.epochs >= 0, f"training.epochs must be >= 0, got {training.epochs}")
-    _require(
         (training.steps > 0) != (training.epochs > 0),
         "exactly one of training.steps and training.epochs must be > 0, got "
         f"steps={training.steps} and epochs={training.epochs}",
-    )
-    _require(
-        training.eval_every >= 1, f"training.eval_every must be >= 1, got {training.eval_every}"
-    )
-    _require(
-        training.patience >= 0, f"training.patience must be >= 0 (0 = off), got {training.patience}"
     )
     _require(
         training.keep in KEEP_WEIGHTS,
@@ -513,10 +491,6 @@ def _validate_training(training: ml_collections.ConfigDict) -> None:
 
 
 def _validate_restarts(restarts: ml_collections.ConfigDict, components: Components) -> None:
-    _require(
-        isinstance(restarts.num, int) and restarts.num >= 1,
-        f"restarts.num must be >= 1, got {restarts.num}",
-    )
     allowed = [*BUILTIN_SELECT_BY, *(f"val_{name}" for name in components.metric_names)]
     _require(
         restarts.select_by in allowed,
@@ -582,6 +556,7 @@ def check_against_task(spec: RunSpec, task: str, num_train: int) -> None:
         f"training.batch_size={config.training.batch_size} is larger than the training split "
         f"({num_train} examples)",
     )
+    steps = config.training.steps
     if config.training.epochs > 0:
         steps = config.training.epochs * -(-num_train // config.training.batch_size)
         _require(
@@ -590,6 +565,8 @@ def check_against_task(spec: RunSpec, task: str, num_train: int) -> None:
             f"{config.training.batch_size} over {num_train} examples, more than the "
             f"{MAX_STEPS} a run may have; ask for fewer epochs",
         )
+    if spec.components.optimizer is None:
+        optimizers.check_schedule_fits(config.optimizer, steps // config.optimizer.accumulate_steps)
 
 
 def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float]) -> None:
@@ -723,22 +700,12 @@ def validate_mesh_config(mesh: ml_collections.ConfigDict) -> None:
     """Checks `config.mesh`; asks JAX for the device count only when a count is requested.
 
     Raises:
-      ConfigError: a negative count, more devices than exist, a partial mesh in a multi-process
-        run, or an unknown data mode.
+      ConfigError: more devices than exist, a partial mesh in a multi-process run, or an
+        unknown data mode (the integer fields' ranges: `INTEGER_FIELDS`, checked before).
     """
-    _require(
-        isinstance(mesh.num_devices, int) and mesh.num_devices >= 0,
-        f"mesh.num_devices must be an integer >= 0 (0 = every device), got {mesh.num_devices!r}",
-    )
     _require(
         mesh.data in DATA_MODES,
         f"mesh.data must be one of {', '.join(DATA_MODES)}, got {mesh.data!r}",
-    )
-    group = mesh.member_group
-    _require(
-        isinstance(group, int) and not isinstance(group, bool) and 0 <= group <= MAX_MEMBER_GROUP,
-        f"mesh.member_group must be an integer in [0, {MAX_MEMBER_GROUP}] (0 = automatic), "
-        f"got {group!r}",
     )
     if mesh.num_devices == 0:
         return

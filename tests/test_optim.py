@@ -16,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxnn import validation
 from jaxnn.config.schema import default_config
 from jaxnn.config.upgrade import upgrade
 from jaxnn.errors import ConfigError
@@ -271,12 +272,26 @@ def test_learning_rate_follows_the_schedule():
 
 
 def test_schedule_errors():
-    with pytest.raises(ConfigError, match=r"optimizer.warmup_steps"):
-        optimizers.unit_schedule(_opt_config(schedule="warmup_cosine", warmup_steps=100), 100)
-    with pytest.raises(ConfigError, match="training steps"):
-        optimizers.unit_schedule(_opt_config(), 0)
     with pytest.raises(ConfigError, match=r"optimizer.schedule.*constant, cosine"):
         optimizers.unit_schedule(_opt_config(schedule="cyclic"), 10)
+
+
+def test_a_schedule_that_does_not_fit_the_run_is_refused_before_it_is_built():
+    # The run's steps are known once the data is (training.epochs): the data checks refuse
+    # what would not fit, so building the optimiser after them cannot fail.
+    config = default_config()
+    config.training.steps, config.training.epochs, config.training.batch_size = 0, 2, 50
+    config.optimizer.schedule, config.optimizer.warmup_steps = "warmup_cosine", 4
+    spec = validation.validate(config)
+    validation.check_against_task(spec, "classification", 101)  # 2 x 3 = 6 steps
+    with pytest.raises(ConfigError) as raised:
+        validation.check_against_task(spec, "classification", 100)  # 2 x 2 = 4 steps
+    assert str(raised.value) == (
+        "optimizer.warmup_steps=4 must be smaller than the number of training steps (4)"
+    )
+    config.optimizer.accumulate_steps = 5
+    with pytest.raises(ConfigError, match="the number of training steps must be >= 1, got 0"):
+        validation.check_against_task(validation.validate(config), "classification", 100)
 
 
 @pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))

@@ -184,18 +184,17 @@ def validate_model_config(model_cfg: Any) -> None:
     Raises:
       ConfigError: no or non-positive channels; kernel_sizes or strides that are not one value
         or one per layer, or below 1; an unknown padding, pool, conv_impl, activation or init;
-        pool_size < 1; a non-boolean layer_norm; bad hidden widths or numeric fields.
+        a non-boolean layer_norm; a numeric field out of its range (pool_size and hidden:
+        `jaxnn.config.fields.INTEGER_FIELDS`, checked before).
     """
     model_fields.int_tuple(model_cfg, "channels", minimum=1, allow_empty=False)
     _per_layer(model_cfg, "kernel_sizes")
     _per_layer(model_cfg, "strides")
     model_fields.choice(model_cfg, "padding", conv.PADDINGS)
     model_fields.choice(model_cfg, "pool", tuple(conv.POOLS))
-    model_fields.positive_int(model_cfg, "pool_size")
     model_fields.choice(model_cfg, "conv_impl", conv.CONV_IMPL_CHOICES)
     if not isinstance(model_cfg.layer_norm, bool):
         raise ConfigError(f"model.layer_norm must be True or False, got {model_cfg.layer_norm!r}")
-    model_fields.int_tuple(model_cfg, "hidden", minimum=1, allow_empty=True)
     model_fields.check_activation(model_cfg)
     model_fields.check_init(model_cfg)
     model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)

@@ -8,7 +8,6 @@ learning treats every top-level module whose name is not `head` as the body.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -152,21 +151,12 @@ def validate_model_config(model_cfg: Any) -> None:
     """Checks the `model` config fields.
 
     Raises:
-      ConfigError: an unknown activation or init, a hidden width < 1, dropout outside [0, 1),
-        init_stddev or init_scale <= 0, or a non-finite negative_slope.
+      ConfigError: an unknown activation or init, dropout outside [0, 1), init_stddev or
+        init_scale <= 0, or a non-finite negative_slope (model.hidden's widths:
+        `jaxnn.config.fields.INTEGER_FIELDS`, checked before).
     """
     lookup(ACTIVATIONS, model_cfg.activation, "model.activation")
     lookup(INITIALIZERS, model_cfg.init, "model.init")
-    hidden = model_cfg.hidden
-    widths = list(hidden) if isinstance(hidden, Sequence) and not isinstance(hidden, str) else None
-    if widths is None or not all(
-        isinstance(w, numbers.Integral) and not isinstance(w, bool) for w in widths
-    ):
-        raise ConfigError(f"model.hidden must be a tuple of integer widths, got {hidden!r}")
-    if any(w < 1 for w in widths):
-        raise ConfigError(
-            f"model.hidden widths must all be >= 1 (use () for a linear model), got {hidden!r}"
-        )
     init_stddev = model_cfg.init_stddev
     if not is_number(init_stddev) or not (math.isfinite(init_stddev) and init_stddev > 0):
         raise ConfigError(f"model.init_stddev must be a finite number > 0, got {init_stddev!r}")

@@ -90,14 +90,6 @@ def int_tuple(model_cfg: Any, name: str, *, minimum: int, allow_empty: bool) -> 
     return tuple(int(item) for item in items)
 
 
-def positive_int(model_cfg: Any, name: str) -> int:
-    """model.`name` as an integer >= 1."""
-    given = model_cfg[name]
-    if not is_int(given) or given < 1:
-        raise ConfigError(f"model.{name} must be an integer >= 1, got {given!r}")
-    return int(given)
-
-
 def choice(model_cfg: Any, name: str, choices: Sequence[str]) -> str:
     """model.`name`, one of `choices`."""
     given = model_cfg[name]

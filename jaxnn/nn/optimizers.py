@@ -213,11 +213,6 @@ def _exponential(opt_cfg: Any, total_steps: int) -> optax.Schedule:
 
 
 def _warmup_cosine(opt_cfg: Any, total_steps: int) -> optax.Schedule:
-    if opt_cfg.warmup_steps >= total_steps:
-        raise ConfigError(
-            f"optimizer.warmup_steps={opt_cfg.warmup_steps} must be smaller than the number of "
-            f"training steps ({total_steps})"
-        )
     return optax.warmup_cosine_decay_schedule(
         0.0, 1.0, opt_cfg.warmup_steps, total_steps, end_value=opt_cfg.end_fraction
     )
@@ -294,11 +289,9 @@ def unit_schedule(opt_cfg: Any, total_steps: int) -> optax.Schedule:
     warmup_steps, then cosine to end_fraction at total_steps.
 
     Raises:
-      ConfigError: an unknown schedule, total_steps < 1, or warmup_steps >= total_steps.
+      ConfigError: an unknown schedule (a config `check_schedule_fits` passed builds).
     """
     factory = _lookup(SCHEDULES, opt_cfg.schedule, "optimizer.schedule")
-    if total_steps < 1:
-        raise ConfigError(f"the number of training steps must be >= 1, got {total_steps}")
     schedule = factory(opt_cfg, total_steps)
 
     def unit(count: jax.Array | int) -> jax.Array:
@@ -307,6 +300,22 @@ def unit_schedule(opt_cfg: Any, total_steps: int) -> optax.Schedule:
         return jnp.asarray(schedule(jnp.asarray(count, jnp.float32)))
 
     return unit
+
+
+def check_schedule_fits(opt_cfg: Any, total_steps: int) -> None:
+    """The schedule of a validated `optimizer` section fits a run of `total_steps` updates (what
+    the data decides for a run by epochs), so building it cannot fail.
+
+    Raises:
+      ConfigError: total_steps < 1, or warmup_steps >= total_steps under warmup_cosine.
+    """
+    if total_steps < 1:
+        raise ConfigError(f"the number of training steps must be >= 1, got {total_steps}")
+    if opt_cfg.schedule == "warmup_cosine" and opt_cfg.warmup_steps >= total_steps:
+        raise ConfigError(
+            f"optimizer.warmup_steps={opt_cfg.warmup_steps} must be smaller than the number of "
+            f"training steps ({total_steps})"
+        )
 
 
 def make_optimizer(
@@ -335,8 +344,8 @@ def make_optimizer(
       only on opt_cfg, never on the hyperparameters' values.
 
     Raises:
-      ConfigError: an unknown optimiser or schedule, or a schedule that does not fit
-        total_steps.
+      ConfigError: an unknown optimiser or schedule (never for a config validation passed:
+        `validate_optimizer_config`, then `check_schedule_fits` once the steps are known).
     """
     optimizer = _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
     unit = unit_schedule(opt_cfg, total_steps)

@@ -270,12 +270,10 @@ def _validator(cell: str) -> Callable[[Any], None]:
         """Checks the fields the recurrent family reads.
 
         Raises:
-          ConfigError: state_size or chunk not an integer >= 1, an unknown readout, gate_init
-            (gated cells) or init, a numeric field out of its range, or an LSTM forget_bias
-            other than its default under gate_init=chrono (which draws that bias itself).
+          ConfigError: an unknown readout, gate_init (gated cells) or init, a numeric field out
+            of its range, or an LSTM forget_bias other than its default under gate_init=chrono
+            (which draws that bias itself). state_size and chunk: `INTEGER_FIELDS`, before.
         """
-        model_fields.positive_int(model_cfg, "state_size")
-        model_fields.positive_int(model_cfg, "chunk")
         model_fields.choice(model_cfg, "readout", READOUTS)
         if cell != "rnn":
             model_fields.choice(model_cfg, "gate_init", GATE_INITS)

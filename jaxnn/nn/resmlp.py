@@ -138,11 +138,9 @@ def validate_model_config(model_cfg: Any) -> None:
     """Checks the fields resmlp reads.
 
     Raises:
-      ConfigError: width or depth not an integer >= 1, an unknown activation or init, or a
-        numeric field out of its range.
+      ConfigError: an unknown activation or init, or a numeric field out of its range (width
+        and depth: `jaxnn.config.fields.INTEGER_FIELDS`, checked before).
     """
-    model_fields.positive_int(model_cfg, "width")
-    model_fields.positive_int(model_cfg, "depth")
     model_fields.check_activation(model_cfg)
     model_fields.check_init(model_cfg)
     model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
