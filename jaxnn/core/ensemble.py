@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxnn import validation
+from jaxnn import run_spec, validation
 from jaxnn.core import groups, loop, memory, schedules, train
 from jaxnn.core.program import Program, base_hparams, build
 from jaxnn.data import Dataset
@@ -39,19 +39,19 @@ class Member:
     seed_index: int
     swept: dict[str, float]  # config field -> value, for the swept fields only
 
-    def hparams(self, spec: validation.RunSpec) -> dict[str, float]:
+    def hparams(self, spec: run_spec.RunSpec) -> dict[str, float]:
         """All numeric hyperparameters of this member (config values with the swept ones)."""
         fields = spec.numeric_fields()
         named = {fields[field].hparam: value for field, value in self.swept.items()}
         return {**base_hparams(spec), **named}
 
 
-def num_members(spec: validation.RunSpec) -> int:
+def num_members(spec: run_spec.RunSpec) -> int:
     """How many members a run has (numeric variants x random starts), without listing them."""
     return len(spec.sweep.numeric_variants()) * int(spec.config.restarts.num)
 
 
-def members(spec: validation.RunSpec) -> list[Member]:
+def members(spec: run_spec.RunSpec) -> list[Member]:
     """The members of a run, variant-major (see the module docstring)."""
     if spec.search is not None:
         return [
@@ -67,7 +67,7 @@ def members(spec: validation.RunSpec) -> list[Member]:
     ]
 
 
-def stacked_hparams(spec: validation.RunSpec, run_members: list[Member]) -> dict[str, jax.Array]:
+def stacked_hparams(spec: run_spec.RunSpec, run_members: list[Member]) -> dict[str, jax.Array]:
     """Hyperparameters of every member: name -> float32 [num_members]."""
     rows = [member.hparams(spec) for member in run_members]
     return {name: jnp.asarray([row[name] for row in rows], jnp.float32) for name in rows[0]}
@@ -151,7 +151,7 @@ class EnsembleResult(Predicts):
 class Trainer:
     """The compiled pieces of an ensemble run: what `fit_ensemble` and resumption share."""
 
-    spec: validation.RunSpec
+    spec: run_spec.RunSpec
     program: Program
     members: list[Member]
     init_fn: Any
@@ -163,7 +163,7 @@ class Trainer:
 
 
 def make_trainer(
-    spec: validation.RunSpec,
+    spec: run_spec.RunSpec,
     data: Dataset,
     key: jax.Array,
     **transfer: Any,

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import validation
+from jaxnn import run_spec
 from jaxnn.config import schedule as schedule_lib
 from jaxnn.config.schedule import Schedule
 from jaxnn.core import groups, train
@@ -60,7 +60,7 @@ from jaxnn.parallel import sharding
 PBT_TAG = 0x9B7  # fold_in tag of PBT's decision keys under the run's root key
 
 
-def run_schedule(spec: validation.RunSpec, num_members: int) -> Schedule:
+def run_schedule(spec: run_spec.RunSpec, num_members: int) -> Schedule:
     """The run's `restarts.schedule` as a checked value."""
     return schedule_lib.resolve(
         spec.config.restarts, searched=spec.search is not None, num_members=num_members
@@ -254,7 +254,7 @@ class HparamRange:
     integer: bool
 
 
-def hparam_ranges(spec: validation.RunSpec) -> tuple[HparamRange, ...]:
+def hparam_ranges(spec: run_spec.RunSpec) -> tuple[HparamRange, ...]:
     """The searched fields of a run, by the hyperparameter names members carry them under."""
     if spec.search is None:
         return ()
@@ -342,7 +342,7 @@ class ScheduleResult:
         return {"sizes_compiled": list(self.sizes), "rungs": self.rungs, "events": self.events}
 
 
-def check_plan(spec: validation.RunSpec, program: Program, num_members: int) -> None:
+def check_plan(spec: run_spec.RunSpec, program: Program, num_members: int) -> None:
     """Refuses, before anything is written, a schedule that the run's steps cannot carry out.
 
     Raises:
@@ -646,7 +646,7 @@ def _pbt_events(
 
 
 def member_blocks(
-    spec: validation.RunSpec,
+    spec: run_spec.RunSpec,
     program: Program,
     state: train.TrainState,
     initial_hparams: list[Mapping[str, float]],

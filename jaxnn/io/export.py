@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxnn import validation
+from jaxnn import run_spec
 from jaxnn.config.upgrade import upgrade
 from jaxnn.core import train
 from jaxnn.core.program import Program
@@ -412,7 +412,7 @@ def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
             f"{Path(path)} holds a model of the user's own code: pass it again, "
             "load_model(path, model=...), as it was given to the run"
         )
-    family = validation.model_family(config, Components(model=model))
+    family = run_spec.model_family(config, Components(model=model))
     hparams = read_best(path, "hparams")
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in family.numeric_fields}
     module = family.build(config.model, model_hparams, int(metadata["num_outputs"]))

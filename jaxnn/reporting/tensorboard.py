@@ -45,7 +45,7 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.record_writer import masked_crc32c
 
-from jaxnn import validation
+from jaxnn import run_spec
 from jaxnn.core import ensemble
 from jaxnn.core.loop import Evaluation
 from jaxnn.core.program import Program
@@ -79,7 +79,7 @@ class EventLog:
     def __init__(
         self,
         directory: Path,
-        spec: validation.RunSpec,
+        spec: run_spec.RunSpec,
         program: Program,
         members: list[ensemble.Member],
         *,
