@@ -75,6 +75,43 @@ def validate(
       ConfigError: the first mistake, in one line.
     """
     components = components or Components()
+    config, family = _check_sections(config, components)
+    resolved, search = _resolve_members(config, family, components, sweep)
+    canonical = sweep_lib.with_values(
+        config,
+        {"restarts.sweep": resolved.to_spec()}
+        | ({} if search is None else {"restarts.search": search.to_spec()}),
+    )
+    variants = (
+        tuple(
+            (
+                variant,
+                validate(
+                    sweep_lib.with_values(canonical, variant),
+                    components,
+                    sweep=resolved.numeric_only(),
+                ),
+            )
+            for variant in resolved.structural_variants()
+        )
+        if resolved.structural
+        else ()
+    )
+    return RunSpec(
+        config=canonical,
+        sweep=resolved,
+        family=family,
+        components=components,
+        variants=variants,
+        search=search,
+    )
+
+
+def _check_sections(
+    config: ml_collections.ConfigDict, components: Components
+) -> tuple[ml_collections.ConfigDict, family_lib.ModelFamily]:
+    """Every section's own rules, in the schema's order; returns the config with a user
+    model's declared fields set, and the model family."""
     check_config_type(config)
     problem = integer_problem(config)
     _require(problem is None, problem or "")
@@ -106,6 +143,17 @@ def validate(
     validate_mesh_config(config.mesh)
     _validate_compilation_cache(config.compilation_cache)
     _validate_components(components)
+    return config, family
+
+
+def _resolve_members(
+    config: ml_collections.ConfigDict,
+    family: family_lib.ModelFamily,
+    components: Components,
+    sweep: sweep_lib.SweepSpec | None,
+) -> tuple[sweep_lib.Sweep, search_lib.Search | None]:
+    """The sweep parsed and the search's points drawn, each value checked by its field's rule
+    (and by the family's rules across fields), and the member schedule checked."""
     given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
     if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
         _refuse_undeclared_model_fields(
@@ -137,34 +185,7 @@ def validate(
         searched=search is not None,
         num_members=len(resolved.numeric_variants()) * config.restarts.num,
     )
-    canonical = sweep_lib.with_values(
-        config,
-        {"restarts.sweep": resolved.to_spec()}
-        | ({} if search is None else {"restarts.search": search.to_spec()}),
-    )
-    variants = (
-        tuple(
-            (
-                variant,
-                validate(
-                    sweep_lib.with_values(canonical, variant),
-                    components,
-                    sweep=resolved.numeric_only(),
-                ),
-            )
-            for variant in resolved.structural_variants()
-        )
-        if resolved.structural
-        else ()
-    )
-    return RunSpec(
-        config=canonical,
-        sweep=resolved,
-        family=family,
-        components=components,
-        variants=variants,
-        search=search,
-    )
+    return resolved, search
 
 
 def _refuse_undeclared_model_fields(varied: list[str], family: family_lib.ModelFamily) -> None:
@@ -453,9 +474,45 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
         spec.family.check_inputs(spec.config.model, tuple(dataset.feature_shape))
     x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((2, *np.shape(dataset.y_train)[1:]), np.asarray(dataset.y_train).dtype)
+    what = "the model" if spec.components.model is None else "the user's model"
+    params, outputs = _abstract_pass(spec, dataset, hparams, x, what)
+    expected = (2, dataset.num_outputs)
+    unit = "one output per class" if dataset.task == "classification" else "one per target"
+    _require(
+        getattr(outputs, "shape", None) == expected,
+        f"{what} gives outputs of shape {getattr(outputs, 'shape', type(outputs).__name__)} for "
+        f"a batch of 2; this {dataset.task} data set needs {expected} ({unit})",
+    )
+    unmatched = family_lib.unmatched_head_names(params, spec.head)
+    _require(
+        not unmatched,
+        f"head name {unmatched[0] if unmatched else ''!r} matches no parameter of the model; its "
+        f"top-level parameters are {', '.join(params)} (set config.model.head)",
+    )
+    loss = spec.components.loss
+    if loss is not None:
+        shape = _result_shape("the loss", loss, outputs, y)
+        _require(
+            shape == (2,),
+            f"the loss returns shape {shape} for a batch of 2; a loss returns one value per "
+            "example, shape (2,)",
+        )
+    for name, metric in spec.components.metrics:
+        shape = _result_shape(f"metric {name!r}", metric.fn, outputs, y)
+        _require(shape == (), f"metric {name!r} returns shape {shape}; a metric returns a scalar")
+
+
+def _abstract_pass(
+    spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float], x: Any, what: str
+) -> tuple[Any, Any]:
+    """The model's parameter shapes and its outputs' shape for inputs `x`, from an abstract
+    init, evaluation pass and training pass (nothing computed).
+
+    Raises:
+      ConfigError: the model fails on inputs of x's shape, or has too many parameters.
+    """
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in spec.family.numeric_fields}
     module = spec.family.build(spec.config.model, model_hparams, dataset.num_outputs)
-    what = "the model" if spec.components.model is None else "the user's model"
     try:
         variables = jax.eval_shape(
             lambda x: family_lib.init_model(module, jax.random.PRNGKey(0), x), x
@@ -483,30 +540,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
         )
     except Exception as error:
         raise _not_applicable(what, x.shape, error) from error
-    expected = (2, dataset.num_outputs)
-    unit = "one output per class" if dataset.task == "classification" else "one per target"
-    _require(
-        getattr(outputs, "shape", None) == expected,
-        f"{what} gives outputs of shape {getattr(outputs, 'shape', type(outputs).__name__)} for "
-        f"a batch of 2; this {dataset.task} data set needs {expected} ({unit})",
-    )
-    unmatched = family_lib.unmatched_head_names(params, spec.head)
-    _require(
-        not unmatched,
-        f"head name {unmatched[0] if unmatched else ''!r} matches no parameter of the model; its "
-        f"top-level parameters are {', '.join(params)} (set config.model.head)",
-    )
-    loss = spec.components.loss
-    if loss is not None:
-        shape = _result_shape("the loss", loss, outputs, y)
-        _require(
-            shape == (2,),
-            f"the loss returns shape {shape} for a batch of 2; a loss returns one value per "
-            "example, shape (2,)",
-        )
-    for name, metric in spec.components.metrics:
-        shape = _result_shape(f"metric {name!r}", metric.fn, outputs, y)
-        _require(shape == (), f"metric {name!r} returns shape {shape}; a metric returns a scalar")
+    return params, outputs
 
 
 def _not_applicable(what: str, shape: tuple[int, ...], error: Exception) -> ConfigError:
