@@ -19,7 +19,7 @@ from jaxnn import data
 from jaxnn.config import schedule as schedule_lib
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
-from jaxnn.config.fields import MAX_STEPS, foreign_field, integer_problem
+from jaxnn.config.fields import MAX_STEPS, integer_problem
 from jaxnn.config.schema import (
     BATCH_ORDERS,
     DATA_MODES,
@@ -30,7 +30,7 @@ from jaxnn.config.schema import (
 )
 from jaxnn.data import augment
 from jaxnn.errors import ConfigError, DataError
-from jaxnn.nn import ema, losses, model_fields, optimizers, registry
+from jaxnn.nn import ema, losses, optimizers, registry
 from jaxnn.nn import family as family_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
@@ -120,7 +120,7 @@ def _check_sections(
         values = components.model.values(config.model)
         config = sweep_lib.with_values(config, {f"model.{k}": v for k, v in values.items()})
     family = model_family(config, components)
-    _refuse_other_families_fields(config.model, family)
+    registry.refuse_other_families_fields(config.model, family)
     if family.validate is not None:
         family.validate(config.model)
     if components.loss is None:
@@ -225,30 +225,6 @@ def _validate_member_model_values(
     for field, values in checked.items():
         for value in values:
             family.validate(sweep_lib.with_values(config, {field: value}).model)
-
-
-def _refuse_other_families_fields(
-    model_cfg: ml_collections.ConfigDict, family: family_lib.ModelFamily
-) -> None:
-    """A `model` field that only other families read must keep its default (a family that
-    does not declare its fields, a user's, is not checked)."""
-    if family.config_fields is None:
-        return
-    reads = {
-        name: other.config_fields
-        for name, other in registry.MODEL_FAMILIES.items()
-        if other.config_fields is not None
-    }
-    reads[family.name] = (*family.config_fields, *model_fields.UNIVERSAL)
-    found = foreign_field(model_cfg, default_config().model, reads, family.name)
-    if found:
-        field, readers = found
-        kind = "family" if len(readers) == 1 else "families"
-        raise ConfigError(
-            f"model.{field} is read by the {', '.join(readers)} {kind}, not by "
-            f"model.name={family.name}: leave it at its default "
-            f"{model_fields.schema_default(field)!r} or set model.name={readers[0]}"
-        )
 
 
 def validate_call(

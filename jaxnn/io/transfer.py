@@ -118,7 +118,7 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
         except CheckpointError as error:
             raise CheckpointError(f"{prefix}: {error}") from error
     for field in family.transfer_fields:
-        theirs = source_config.model.get(field)
+        theirs = source_config.model[field]
         if theirs != config.model[field]:
             raise CheckpointError(
                 f"{prefix}: model.{field}={config.model[field]!r} does not match the "
