@@ -25,7 +25,6 @@ import jax.numpy as jnp
 
 from jaxnn.errors import ConfigError
 
-DEFAULT = "float32"
 # model.dtype -> the dtype the model computes in.
 COMPUTE_DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
