@@ -144,7 +144,7 @@ def validate_dataset_config(dataset_config: Any) -> None:
         ConfigError: a field has a bad value or does not apply to the data set's task.
         DataError: unknown data set name (the message lists the local ones).
     """
-    name = dataset_config.name
+    name = getattr(dataset_config, "name", "")
     if not isinstance(name, str) or not name:
         raise ConfigError(
             f"dataset.name must be a data set name such as "
@@ -152,26 +152,26 @@ def validate_dataset_config(dataset_config: Any) -> None:
         )
     if files.scheme_of(name):
         files.validate_file_config(dataset_config)
-    _check_fraction(dataset_config.validation_fraction)
+    _check_fraction(getattr(dataset_config, "validation_fraction", 0.1))
     _check_integer_options(
         {
-            "dataset.split_seed": dataset_config.split_seed,
-            "dataset.train_per_class": dataset_config.train_per_class,
-            "dataset.permute_seed": dataset_config.permute_seed,
+            "dataset.split_seed": getattr(dataset_config, "split_seed", 0),
+            "dataset.train_per_class": getattr(dataset_config, "train_per_class", 0),
+            "dataset.permute_seed": getattr(dataset_config, "permute_seed", 0),
         }
     )
     for flag in ("standardize", "rebuild"):
-        value = dataset_config[flag]
+        value = getattr(dataset_config, flag, flag == "standardize")
         if not isinstance(value, bool):
             raise ConfigError(f"dataset.{flag} must be True or False, got {value!r}")
     if files.scheme_of(name) or name.startswith(ARRAYS_SCHEME):
         return  # the task and classes are known once the file is read (or the arrays given)
-    spec = builders.describe(name, dataset_config.data_dir)
+    spec = builders.describe(name, getattr(dataset_config, "data_dir", ""))
     _check_subset_options(
         spec.task,
         spec.num_classes,
-        tuple(dataset_config.classes),
-        dataset_config.train_per_class,
+        tuple(getattr(dataset_config, "classes", ())),
+        getattr(dataset_config, "train_per_class", 0),
     )
 
 
@@ -197,8 +197,8 @@ def load(dataset_config: Any) -> Dataset:
         return _load_file(dataset_config)
     raw = builders.read(
         dataset_config.name,
-        dataset_config.data_dir,
-        rebuild_first=dataset_config.rebuild,
+        getattr(dataset_config, "data_dir", ""),
+        rebuild_first=getattr(dataset_config, "rebuild", False),
     )
     spec = raw.spec
     x_train, y_train = _checked_arrays("train", raw.x_train, raw.y_train, spec.task)
@@ -211,12 +211,12 @@ def load(dataset_config: Any) -> Dataset:
         label_values=np.arange(spec.num_classes),
         class_names=spec.class_names,
         feature_names=spec.feature_names,
-        validation_fraction=dataset_config.validation_fraction,
-        standardize=dataset_config.standardize,
-        split_seed=dataset_config.split_seed,
-        classes=tuple(dataset_config.classes),
-        train_per_class=dataset_config.train_per_class,
-        permute_seed=dataset_config.permute_seed,
+        validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
+        standardize=getattr(dataset_config, "standardize", True),
+        split_seed=getattr(dataset_config, "split_seed", 0),
+        classes=tuple(getattr(dataset_config, "classes", ())),
+        train_per_class=getattr(dataset_config, "train_per_class", 0),
+        permute_seed=getattr(dataset_config, "permute_seed", 0),
     )
 
 
@@ -229,13 +229,13 @@ def _load_file(dataset_config: Any) -> Dataset:
         arrays.x_test,
         arrays.y_test,
         task=arrays.task,
-        validation_fraction=dataset_config.validation_fraction,
-        standardize=dataset_config.standardize,
-        split_seed=dataset_config.split_seed,
+        validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
+        standardize=getattr(dataset_config, "standardize", True),
+        split_seed=getattr(dataset_config, "split_seed", 0),
         name=dataset_config.name,
         feature_names=arrays.feature_names,
-        classes=tuple(dataset_config.classes),
-        train_per_class=dataset_config.train_per_class,
+        classes=tuple(getattr(dataset_config, "classes", ())),
+        train_per_class=getattr(dataset_config, "train_per_class", 0),
     )
 
 

@@ -76,16 +76,16 @@ def validate_file_config(dataset_config: Any) -> None:
     name = dataset_config.name
     if not name.partition(":")[2].strip():
         raise ConfigError(f"dataset.name={name!r} names no file; write {scheme_of(name)}:PATH")
-    target = dataset_config.target
+    target = getattr(dataset_config, "target", "")
     if not isinstance(target, str):
         raise ConfigError(f"dataset.target must be a column or array name, got {target!r}")
-    fraction = dataset_config.test_fraction
+    fraction = getattr(dataset_config, "test_fraction", 0.2)
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
         raise ConfigError(
             f"dataset.test_fraction must be a number in (0, 1) (the test split carved from a "
             f"file that has none), got {fraction!r}"
         )
-    task = dataset_config.task
+    task = getattr(dataset_config, "task", "")
     if task not in TASK_CHOICES:
         raise ConfigError(
             f"dataset.task must be classification, regression or '' (inferred from the "
@@ -104,14 +104,14 @@ def read(dataset_config: Any) -> FileArrays:
     path = path_of(name)
     if not path.is_file():
         raise DataError(f"dataset.name={name!r}: no file {path}")
-    target = dataset_config.target
-    task = dataset_config.task
+    target = getattr(dataset_config, "target", "")
+    task = getattr(dataset_config, "task", "")
     x_train, y_train, x_test, y_test, feature_names = READERS[scheme_of(name)](path, target, task)
     if x_test is None:
         train_idx, test_idx = _carve_test(
             len(x_train),
-            float(dataset_config.test_fraction),
-            int(dataset_config.split_seed),
+            float(getattr(dataset_config, "test_fraction", 0.2)),
+            int(getattr(dataset_config, "split_seed", 0)),
             name,
         )
         x_train, y_train, x_test, y_test = (
