@@ -6,7 +6,6 @@ variant go through both, so a mistake is one `JaxnnError` before anything is tra
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -20,9 +19,10 @@ from jaxnn import data
 from jaxnn.config import schedule as schedule_lib
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
-from jaxnn.config.fields import MAX_STEPS, NumericField, foreign_field, integer_problem
+from jaxnn.config.fields import MAX_STEPS, integer_problem
 from jaxnn.config.schema import (
     BATCH_ORDERS,
+    DATA_MODES,
     KEEP_WEIGHTS,
     TRANSFER_MODES,
     TRANSFER_RESTORES,
@@ -30,12 +30,12 @@ from jaxnn.config.schema import (
 )
 from jaxnn.data import augment
 from jaxnn.errors import ConfigError, DataError
-from jaxnn.nn import ema, losses, model_fields, optimizers, precision, registry
+from jaxnn.nn import ema, losses, optimizers, registry
 from jaxnn.nn import family as family_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
 from jaxnn.nn.user_model import UserModel
-from jaxnn.parallel.sharding import DATA_MODES
+from jaxnn.run_spec import RunSpec, model_family, numeric_fields
 
 # Fields outside `model` that a sweep may vary with one compiled program per value.
 STRUCTURAL_FIELDS = (
@@ -46,146 +46,11 @@ STRUCTURAL_FIELDS = (
     "augment.shift_mode",
 )
 BUILTIN_SELECT_BY = ("val_loss", "val_accuracy", "val_r2", "val_rmse")
-# The largest mesh.member_group (members a device runs at once): an int32 member index.
-MAX_MEMBER_GROUP = 2**31 - 1
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """A validated run: its config, the sweep as a value, its model family and user components.
-
-    Attributes:
-      config: a copy of the caller's config whose `restarts.sweep` and `restarts.search` are
-        their canonical strings (what config.json records); the caller's config is never
-        changed.
-      sweep: the parsed sweep (numeric and structural fields).
-      family: the model family (registered by `model.name`, or the user's model).
-      components: the user's own parts (empty when the config says everything).
-      variants: one (variant values, RunSpec of that variant with the numeric sweep alone) per
-        structural variant; empty when the sweep names no structural field.
-      search: the drawn points of `restarts.search` (each structural variant draws the same
-        ones), or None; a search and a numeric sweep are never both given.
-    """
-
-    config: ml_collections.ConfigDict
-    sweep: sweep_lib.Sweep
-    family: family_lib.ModelFamily
-    components: Components
-    variants: tuple[tuple[dict[str, Any], RunSpec], ...] = ()
-    search: search_lib.Search | None = None
-
-    @property
-    def head(self) -> tuple[str, ...]:
-        """The top-level parameter names of the head (config.model.head, else the family's)."""
-        return tuple(self.config.model.head) or self.family.head
-
-    @property
-    def structural(self) -> bool:
-        return bool(self.variants)
-
-    def single_program(self, what: str) -> RunSpec:
-        """The spec of the one program this run is (a structural sweep of one value per field
-        is one program).
-
-        Raises:
-          ConfigError: the sweep gives several structural variants (one program each).
-        """
-        if len(self.variants) > 1:
-            raise ConfigError(
-                f"{what} trains one compiled program, but the sweep varies "
-                f"{', '.join(self.sweep.structural)} ({len(self.variants)} programs): use "
-                "jaxnn.fit_variants, or jaxnn.run for a workdir with all of them"
-            )
-        return self.variants[0][1] if self.variants else self
-
-    def numeric_fields(self) -> dict[str, NumericField]:
-        return numeric_fields(self.config, self.family, self.components)
-
-    def check_one_member(self, what: str, hparams: Mapping[str, Any] | None) -> None:
-        """A single-member entry point (`fit`) trains one point: a sweep or search whose varied
-        fields `hparams` does not all set would be ignored silently, so it is refused.
-
-        Raises:
-          ConfigError: naming the varied fields that are not set and the entry points that
-            train them.
-        """
-        fields = self.numeric_fields()
-        unset = [f for f in sorted(self.varied_fields) if fields[f].hparam not in (hparams or {})]
-        if unset:
-            source = "restarts.search draws" if self.search is not None else "restarts.sweep varies"
-            raise ConfigError(
-                f"{what} trains one model, but {source} {', '.join(unset)}: use "
-                "jaxnn.fit_ensemble or jaxnn.run to train every member, or give one member's "
-                f"values as hparams= (e.g. hparams={{{fields[unset[0]].hparam!r}: ...}})"
-            )
-
-    @property
-    def varied_fields(self) -> frozenset[str]:
-        """The numeric fields whose value members set one by one (swept or searched)."""
-        searched = self.search.ranges if self.search is not None else {}
-        return frozenset([*self.sweep.numeric, *searched])
-
-    def member_values(self) -> dict[str, list[float]]:
-        """Every value members give a numeric field, swept or searched (field -> values): what
-        a rule that depends on the data checks, as it checks the config's own value."""
-        values = {field: list(swept) for field, swept in self.sweep.numeric.items()}
-        for point in self.search.points if self.search is not None else ():
-            for field, value in point.items():
-                values.setdefault(field, []).append(value)
-        return values
 
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
-
-
-def model_family(
-    config: ml_collections.ConfigDict, components: Components
-) -> family_lib.ModelFamily:
-    """The user's model as a family, else the registered family of `model.name`; either way
-    its Modules compute in `model.dtype` (`jaxnn.nn.precision`)."""
-    if isinstance(components.model, UserModel):
-        family = components.model.family(head=tuple(config.model.head) or ("head",))
-    elif components.model is not None:
-        try:
-            family = family_lib.user_family(
-                components.model, head=tuple(config.model.head) or ("head",)
-            )
-        except TypeError as error:
-            raise ConfigError(str(error)) from error
-    else:
-        family = registry.family(config.model.name)
-    return precision.in_model_dtype(family)
-
-
-def numeric_fields(
-    config: ml_collections.ConfigDict,
-    family: family_lib.ModelFamily,
-    components: Components,
-) -> dict[str, NumericField]:
-    """Every field a member may vary: the optimiser's (all of them for a user's optimiser,
-    which may read any), the weights' average's, the model family's and the augmentation's."""
-    if components.optimizer is not None:
-        optimizer_fields = tuple(optimizers.NUMERIC_FIELDS.values())
-    else:
-        optimizer_fields = optimizers.member_fields(config.optimizer)
-    fields = (
-        *optimizer_fields,
-        *ema.NUMERIC_FIELDS,
-        *family.numeric_fields,
-        *augment.NUMERIC_FIELDS,
-    )
-    taken = {
-        f.hparam: f.field for f in (*optimizer_fields, *ema.NUMERIC_FIELDS, *augment.NUMERIC_FIELDS)
-    }
-    for field in family.numeric_fields:
-        _require(
-            taken.get(field.hparam, field.field) == field.field,
-            f"{field.field} is carried by members as {field.hparam!r}, which is "
-            f"{taken.get(field.hparam)}'s name: give the model's field another name",
-        )
-    return {f.field: f for f in fields}
 
 
 def validate(
@@ -210,78 +75,8 @@ def validate(
       ConfigError: the first mistake, in one line.
     """
     components = components or Components()
-    check_config_type(config)
-    problem = integer_problem(config)
-    _require(problem is None, problem or "")
-    data.validate_dataset_config(config.dataset)
-    if isinstance(components.model, UserModel):
-        values = components.model.values(config.model)
-        config = sweep_lib.with_values(config, {f"model.{k}": v for k, v in values.items()})
-    family = model_family(config, components)
-    _refuse_other_families_fields(config.model, family)
-    if family.validate is not None:
-        family.validate(config.model)
-    if components.loss is None:
-        losses.validate_loss_config(config.loss, config.huber_delta)
-    elif not callable(components.loss):
-        raise ConfigError(
-            f"loss must be a function (outputs, targets) -> [B], got {components.loss!r}"
-        )
-    optimizers.validate_optimizer_config(config.optimizer)
-    problem = ema.EMA_DECAY.problem(config.optimizer.ema_decay)
-    _require(problem is None, problem or "")
-    _validate_training(config.training)
-    augment.validate_augment_config(config.get("augment"))
-    _validate_restarts(config.restarts, components)
-    _validate_init_from(config.init_from)
-    _require(
-        isinstance(config.checkpoint.every_steps, int) and config.checkpoint.every_steps >= 0,
-        f"checkpoint.every_steps must be >= 0 (0 = at every evaluation), "
-        f"got {config.checkpoint.every_steps}",
-    )
-    _require(
-        isinstance(config.checkpoint.keep, int) and config.checkpoint.keep >= 1,
-        f"checkpoint.keep must be >= 1, got {config.checkpoint.keep}",
-    )
-    _require(
-        isinstance(config.tensorboard.enabled, bool),
-        f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
-    )
-    if "mesh" in config:
-        validate_mesh_config(config.mesh)
-    _validate_compilation_cache(config.compilation_cache)
-    _validate_components(components)
-    given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
-    if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
-        _refuse_undeclared_model_fields(
-            [*given, *search_lib.split_search(config.restarts.get("search", ""))], family
-        )
-    member_fields = numeric_fields(config, family, components)
-    resolved = sweep_lib.resolve(
-        given,
-        config,
-        numeric_fields=member_fields,
-        structural_fields=(*STRUCTURAL_FIELDS, *family.structural_fields),
-    )
-    search = search_lib.resolve(
-        config.restarts.get("search", ""),
-        method=config.restarts.get("search_method", "random"),
-        num=config.restarts.num,
-        seed=config.seed,
-        numeric_fields=member_fields,
-    )
-    _require(
-        search is None or not resolved.numeric,
-        f"restarts.search draws the numeric fields, but restarts.sweep also varies "
-        f"{', '.join(resolved.numeric)} on a grid: move it into restarts.search as a range (a "
-        "search may be combined only with a sweep of structural fields)",
-    )
-    _validate_member_model_values(config, family, resolved, search)
-    schedule_lib.resolve(
-        config.restarts,
-        searched=search is not None,
-        num_members=len(resolved.numeric_variants()) * config.restarts.num,
-    )
+    config, family = _check_sections(config, components)
+    resolved, search = _resolve_members(config, family, components, sweep)
     canonical = sweep_lib.with_values(
         config,
         {"restarts.sweep": resolved.to_spec()}
@@ -310,6 +105,87 @@ def validate(
         variants=variants,
         search=search,
     )
+
+
+def _check_sections(
+    config: ml_collections.ConfigDict, components: Components
+) -> tuple[ml_collections.ConfigDict, family_lib.ModelFamily]:
+    """Every section's own rules, in the schema's order; returns the config with a user
+    model's declared fields set, and the model family."""
+    check_config_type(config)
+    problem = integer_problem(config)
+    _require(problem is None, problem or "")
+    data.validate_dataset_config(config.dataset)
+    if isinstance(components.model, UserModel):
+        values = components.model.values(config.model)
+        config = sweep_lib.with_values(config, {f"model.{k}": v for k, v in values.items()})
+    family = model_family(config, components)
+    registry.refuse_other_families_fields(config.model, family)
+    if family.validate is not None:
+        family.validate(config.model)
+    if components.loss is None:
+        losses.validate_loss_config(config.loss, config.huber_delta)
+    elif not callable(components.loss):
+        raise ConfigError(
+            f"loss must be a function (outputs, targets) -> [B], got {components.loss!r}"
+        )
+    optimizers.validate_optimizer_config(config.optimizer)
+    problem = ema.EMA_DECAY.problem(config.optimizer.ema_decay)
+    _require(problem is None, problem or "")
+    _validate_training(config.training)
+    augment.validate_augment_config(config.augment)
+    _validate_restarts(config.restarts, components)
+    _validate_init_from(config.init_from)
+    _require(
+        isinstance(config.tensorboard.enabled, bool),
+        f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
+    )
+    validate_mesh_config(config.mesh)
+    _validate_compilation_cache(config.compilation_cache)
+    _validate_components(components)
+    return config, family
+
+
+def _resolve_members(
+    config: ml_collections.ConfigDict,
+    family: family_lib.ModelFamily,
+    components: Components,
+    sweep: sweep_lib.SweepSpec | None,
+) -> tuple[sweep_lib.Sweep, search_lib.Search | None]:
+    """The sweep parsed and the search's points drawn, each value checked by its field's rule
+    (and by the family's rules across fields), and the member schedule checked."""
+    given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
+    if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
+        _refuse_undeclared_model_fields(
+            [*given, *search_lib.split_search(config.restarts.search)], family
+        )
+    member_fields = numeric_fields(config, family, components)
+    resolved = sweep_lib.resolve(
+        given,
+        config,
+        numeric_fields=member_fields,
+        structural_fields=(*STRUCTURAL_FIELDS, *family.structural_fields),
+    )
+    search = search_lib.resolve(
+        config.restarts.search,
+        method=config.restarts.search_method,
+        num=config.restarts.num,
+        seed=config.seed,
+        numeric_fields=member_fields,
+    )
+    _require(
+        search is None or not resolved.numeric,
+        f"restarts.search draws the numeric fields, but restarts.sweep also varies "
+        f"{', '.join(resolved.numeric)} on a grid: move it into restarts.search as a range (a "
+        "search may be combined only with a sweep of structural fields)",
+    )
+    _validate_member_model_values(config, family, resolved, search)
+    schedule_lib.resolve(
+        config.restarts,
+        searched=search is not None,
+        num_members=len(resolved.numeric_variants()) * config.restarts.num,
+    )
+    return resolved, search
 
 
 def _refuse_undeclared_model_fields(varied: list[str], family: family_lib.ModelFamily) -> None:
@@ -349,30 +225,6 @@ def _validate_member_model_values(
     for field, values in checked.items():
         for value in values:
             family.validate(sweep_lib.with_values(config, {field: value}).model)
-
-
-def _refuse_other_families_fields(
-    model_cfg: ml_collections.ConfigDict, family: family_lib.ModelFamily
-) -> None:
-    """A `model` field that only other families read must keep its default (a family that
-    does not declare its fields, a user's, is not checked)."""
-    if family.config_fields is None:
-        return
-    reads = {
-        name: other.config_fields
-        for name, other in registry.MODEL_FAMILIES.items()
-        if other.config_fields is not None
-    }
-    reads[family.name] = (*family.config_fields, *model_fields.UNIVERSAL)
-    found = foreign_field(model_cfg, default_config().model, reads, family.name)
-    if found:
-        field, readers = found
-        kind = "family" if len(readers) == 1 else "families"
-        raise ConfigError(
-            f"model.{field} is read by the {', '.join(readers)} {kind}, not by "
-            f"model.name={family.name}: leave it at its default "
-            f"{model_fields.schema_default(field)!r} or set model.name={readers[0]}"
-        )
 
 
 def validate_call(
@@ -483,20 +335,9 @@ def _validate_components(components: Components) -> None:
 
 def _validate_training(training: ml_collections.ConfigDict) -> None:
     _require(
-        training.batch_size >= 1, f"training.batch_size must be >= 1, got {training.batch_size}"
-    )
-    _require(training.steps >= 0, f"training.steps must be >= 0, got {training.steps}")
-    _require(training.epochs >= 0, f"training.epochs must be >= 0, got {training.epochs}")
-    _require(
         (training.steps > 0) != (training.epochs > 0),
         "exactly one of training.steps and training.epochs must be > 0, got "
         f"steps={training.steps} and epochs={training.epochs}",
-    )
-    _require(
-        training.eval_every >= 1, f"training.eval_every must be >= 1, got {training.eval_every}"
-    )
-    _require(
-        training.patience >= 0, f"training.patience must be >= 0 (0 = off), got {training.patience}"
     )
     _require(
         training.keep in KEEP_WEIGHTS,
@@ -514,10 +355,6 @@ def _validate_training(training: ml_collections.ConfigDict) -> None:
 
 
 def _validate_restarts(restarts: ml_collections.ConfigDict, components: Components) -> None:
-    _require(
-        isinstance(restarts.num, int) and restarts.num >= 1,
-        f"restarts.num must be >= 1, got {restarts.num}",
-    )
     allowed = [*BUILTIN_SELECT_BY, *(f"val_{name}" for name in components.metric_names)]
     _require(
         restarts.select_by in allowed,
@@ -583,6 +420,7 @@ def check_against_task(spec: RunSpec, task: str, num_train: int) -> None:
         f"training.batch_size={config.training.batch_size} is larger than the training split "
         f"({num_train} examples)",
     )
+    steps = config.training.steps
     if config.training.epochs > 0:
         steps = config.training.epochs * -(-num_train // config.training.batch_size)
         _require(
@@ -591,6 +429,8 @@ def check_against_task(spec: RunSpec, task: str, num_train: int) -> None:
             f"{config.training.batch_size} over {num_train} examples, more than the "
             f"{MAX_STEPS} a run may have; ask for fewer epochs",
         )
+    if spec.components.optimizer is None:
+        optimizers.check_schedule_fits(config.optimizer, steps // config.optimizer.accumulate_steps)
 
 
 def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float]) -> None:
@@ -604,15 +444,51 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     """
     check_against_task(spec, dataset.task, dataset.num_train)
     augment.check_feature_shape(
-        spec.config.get("augment"), spec.member_values(), tuple(dataset.feature_shape)
+        spec.config.augment, spec.member_values(), tuple(dataset.feature_shape)
     )
     if spec.family.check_inputs is not None:
         spec.family.check_inputs(spec.config.model, tuple(dataset.feature_shape))
     x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((2, *np.shape(dataset.y_train)[1:]), np.asarray(dataset.y_train).dtype)
+    what = "the model" if spec.components.model is None else "the user's model"
+    params, outputs = _abstract_pass(spec, dataset, hparams, x, what)
+    expected = (2, dataset.num_outputs)
+    unit = "one output per class" if dataset.task == "classification" else "one per target"
+    _require(
+        getattr(outputs, "shape", None) == expected,
+        f"{what} gives outputs of shape {getattr(outputs, 'shape', type(outputs).__name__)} for "
+        f"a batch of 2; this {dataset.task} data set needs {expected} ({unit})",
+    )
+    unmatched = family_lib.unmatched_head_names(params, spec.head)
+    _require(
+        not unmatched,
+        f"head name {unmatched[0] if unmatched else ''!r} matches no parameter of the model; its "
+        f"top-level parameters are {', '.join(params)} (set config.model.head)",
+    )
+    loss = spec.components.loss
+    if loss is not None:
+        shape = _result_shape("the loss", loss, outputs, y)
+        _require(
+            shape == (2,),
+            f"the loss returns shape {shape} for a batch of 2; a loss returns one value per "
+            "example, shape (2,)",
+        )
+    for name, metric in spec.components.metrics:
+        shape = _result_shape(f"metric {name!r}", metric.fn, outputs, y)
+        _require(shape == (), f"metric {name!r} returns shape {shape}; a metric returns a scalar")
+
+
+def _abstract_pass(
+    spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float], x: Any, what: str
+) -> tuple[Any, Any]:
+    """The model's parameter shapes and its outputs' shape for inputs `x`, from an abstract
+    init, evaluation pass and training pass (nothing computed).
+
+    Raises:
+      ConfigError: the model fails on inputs of x's shape, or has too many parameters.
+    """
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in spec.family.numeric_fields}
     module = spec.family.build(spec.config.model, model_hparams, dataset.num_outputs)
-    what = "the model" if spec.components.model is None else "the user's model"
     try:
         variables = jax.eval_shape(
             lambda x: family_lib.init_model(module, jax.random.PRNGKey(0), x), x
@@ -640,30 +516,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
         )
     except Exception as error:
         raise _not_applicable(what, x.shape, error) from error
-    expected = (2, dataset.num_outputs)
-    unit = "one output per class" if dataset.task == "classification" else "one per target"
-    _require(
-        getattr(outputs, "shape", None) == expected,
-        f"{what} gives outputs of shape {getattr(outputs, 'shape', type(outputs).__name__)} for "
-        f"a batch of 2; this {dataset.task} data set needs {expected} ({unit})",
-    )
-    unmatched = family_lib.unmatched_head_names(params, spec.head)
-    _require(
-        not unmatched,
-        f"head name {unmatched[0] if unmatched else ''!r} matches no parameter of the model; its "
-        f"top-level parameters are {', '.join(params)} (set config.model.head)",
-    )
-    loss = spec.components.loss
-    if loss is not None:
-        shape = _result_shape("the loss", loss, outputs, y)
-        _require(
-            shape == (2,),
-            f"the loss returns shape {shape} for a batch of 2; a loss returns one value per "
-            "example, shape (2,)",
-        )
-    for name, metric in spec.components.metrics:
-        shape = _result_shape(f"metric {name!r}", metric.fn, outputs, y)
-        _require(shape == (), f"metric {name!r} returns shape {shape}; a metric returns a scalar")
+    return params, outputs
 
 
 def _not_applicable(what: str, shape: tuple[int, ...], error: Exception) -> ConfigError:
@@ -724,22 +577,12 @@ def validate_mesh_config(mesh: ml_collections.ConfigDict) -> None:
     """Checks `config.mesh`; asks JAX for the device count only when a count is requested.
 
     Raises:
-      ConfigError: a negative count, more devices than exist, a partial mesh in a multi-process
-        run, or an unknown data mode.
+      ConfigError: more devices than exist, a partial mesh in a multi-process run, or an
+        unknown data mode (the integer fields' ranges: `INTEGER_FIELDS`, checked before).
     """
-    _require(
-        isinstance(mesh.num_devices, int) and mesh.num_devices >= 0,
-        f"mesh.num_devices must be an integer >= 0 (0 = every device), got {mesh.num_devices!r}",
-    )
     _require(
         mesh.data in DATA_MODES,
         f"mesh.data must be one of {', '.join(DATA_MODES)}, got {mesh.data!r}",
-    )
-    group = mesh.get("member_group", 0)
-    _require(
-        isinstance(group, int) and not isinstance(group, bool) and 0 <= group <= MAX_MEMBER_GROUP,
-        f"mesh.member_group must be an integer in [0, {MAX_MEMBER_GROUP}] (0 = automatic), "
-        f"got {group!r}",
     )
     if mesh.num_devices == 0:
         return

@@ -40,15 +40,9 @@ def dataset_config(data_dir: str) -> Callable[..., ml_collections.ConfigDict]:
     """Factory: dataset_config(name, **overrides) -> a config.dataset ConfigDict."""
 
     def make(name: str, **overrides: object) -> ml_collections.ConfigDict:
-        fields = {
-            "name": name,
-            "data_dir": data_dir,
-            "validation_fraction": 0.1,
-            "standardize": True,
-            "classes": (),
-            "train_per_class": 0,
-            "split_seed": 0,
-        }
+        from jaxnn.config.schema import default_config
+
+        fields = {**default_config().dataset.to_dict(), "name": name, "data_dir": data_dir}
         unknown = set(overrides) - set(fields)
         if unknown:
             raise TypeError(f"unknown dataset fields {sorted(unknown)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
+import json
 import math
 
 import jax
@@ -15,7 +16,9 @@ import numpy as np
 import optax
 import pytest
 
+from jaxnn import validation
 from jaxnn.config.schema import default_config
+from jaxnn.config.upgrade import upgrade
 from jaxnn.errors import ConfigError
 from jaxnn.nn import optimizers
 
@@ -39,22 +42,8 @@ def _promotion(name: str):
 
 
 def _opt_config(**overrides) -> ml_collections.ConfigDict:
-    fields = dict(
-        name="momentum",
-        learning_rate=0.05,
-        momentum=0.9,
-        schedule="constant",
-        warmup_steps=0,
-        decay_rate=0.1,
-        boundaries=(0.5, 0.75),
-        end_fraction=0.0,
-        weight_decay=0.0,
-        clip_norm=0.0,
-        b1=0.9,
-        b2=0.999,
-        eps=1e-8,
-        rms_decay=0.9,
-    )
+    # The schema's optimizer section with some fields changed (to any type, as a flag may).
+    fields = dict(default_config().optimizer.items())
     fields.update(overrides)
     return ml_collections.ConfigDict(fields)
 
@@ -283,12 +272,26 @@ def test_learning_rate_follows_the_schedule():
 
 
 def test_schedule_errors():
-    with pytest.raises(ConfigError, match=r"optimizer.warmup_steps"):
-        optimizers.unit_schedule(_opt_config(schedule="warmup_cosine", warmup_steps=100), 100)
-    with pytest.raises(ConfigError, match="training steps"):
-        optimizers.unit_schedule(_opt_config(), 0)
     with pytest.raises(ConfigError, match=r"optimizer.schedule.*constant, cosine"):
         optimizers.unit_schedule(_opt_config(schedule="cyclic"), 10)
+
+
+def test_a_schedule_that_does_not_fit_the_run_is_refused_before_it_is_built():
+    # The run's steps are known once the data is (training.epochs): the data checks refuse
+    # what would not fit, so building the optimiser after them cannot fail.
+    config = default_config()
+    config.training.steps, config.training.epochs, config.training.batch_size = 0, 2, 50
+    config.optimizer.schedule, config.optimizer.warmup_steps = "warmup_cosine", 4
+    spec = validation.validate(config)
+    validation.check_against_task(spec, "classification", 101)  # 2 x 3 = 6 steps
+    with pytest.raises(ConfigError) as raised:
+        validation.check_against_task(spec, "classification", 100)  # 2 x 2 = 4 steps
+    assert str(raised.value) == (
+        "optimizer.warmup_steps=4 must be smaller than the number of training steps (4)"
+    )
+    config.optimizer.accumulate_steps = 5
+    with pytest.raises(ConfigError, match="the number of training steps must be >= 1, got 0"):
+        validation.check_against_task(validation.validate(config), "classification", 100)
 
 
 @pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
@@ -503,12 +506,13 @@ def test_setting_defaults_are_optax_defaults():
     assert opt.rms_decay == optax_default(optax.scale_by_rms, "decay")
 
 
-def test_a_config_without_the_settings_uses_the_schema_defaults():
-    # A config saved before the settings existed trains as it did then.
-    fields = dict(_opt_config(name="adam").items())
+def test_a_config_saved_without_the_settings_trains_as_it_did_then():
+    # A config.json written before the settings existed is upgraded to the schema's defaults.
+    record = json.loads(default_config().to_json())
+    record["optimizer"]["name"] = "adam"
     for setting in ("b1", "b2", "eps", "rms_decay"):
-        del fields[setting]
-    old = ml_collections.ConfigDict(fields)
+        del record["optimizer"][setting]
+    old = upgrade(record).optimizer
     optimizers.validate_optimizer_config(old)
     with jax.numpy_dtype_promotion("standard"):
         ours = _run(optimizers.make_optimizer(old, {}, total_steps=10), jnp.asarray(P0), 3)[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable
 from typing import Any
 
 
@@ -47,40 +47,6 @@ class NumericField:
         if is_number(value) and self.check(float(value)):
             return None
         return f"{where or self.field} {self.requirement}, got {value!r}"
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        return tuple(_canonical(item) for item in value)
-    return value
-
-
-def foreign_field(
-    section: Mapping[str, Any],
-    defaults: Mapping[str, Any],
-    reads: Mapping[str, Collection[str]],
-    chosen: str,
-) -> tuple[str, tuple[str, ...]] | None:
-    """A field set for another registry entry than the chosen one.
-
-    Args:
-      section: a config section, e.g. `config.model`.
-      defaults: the schema's defaults of that section.
-      reads: registry entry name -> the fields of the section it reads.
-      chosen: the entry the config selects (e.g. model.name).
-
-    Returns:
-      (field, the entries that read it) for the first field of `section` that `chosen` does not
-      read, some other entry does, and whose value differs from its default; else None.
-    """
-    own = set(reads.get(chosen, ()))
-    for field in section:
-        if field in own or field not in defaults:
-            continue
-        readers = tuple(name for name, fields in reads.items() if field in fields)
-        if readers and _canonical(section[field]) != _canonical(defaults[field]):
-            return field, readers
-    return None
 
 
 # The largest count of steps (and of steps between evaluations, or evaluations of patience):

@@ -67,7 +67,7 @@ def _require(condition: bool, message: str) -> None:
 
 
 def resolve(restarts: Any, *, searched: bool, num_members: int) -> Schedule:
-    """The schedule of a `restarts` section (a config written before schedules existed: none).
+    """The schedule of a `restarts` section.
 
     Args:
       restarts: the config's `restarts` section.
@@ -78,12 +78,12 @@ def resolve(restarts: Any, *, searched: bool, num_members: int) -> Schedule:
       ConfigError: an unknown schedule, a field out of its range, a field that only another
         schedule reads set away from its default, PBT without a search, too few members.
     """
-    kind = restarts.get("schedule", NONE)
+    kind = restarts.schedule
     _require(
         kind in KINDS,
         f"restarts.schedule: unknown {kind!r}; choose one of {', '.join(KINDS)}",
     )
-    values = {name: restarts.get(name, default) for name, default in DEFAULTS.items()}
+    values = {name: restarts[name] for name in DEFAULTS}
     for name, readers in FIELD_READERS.items():
         _require(
             kind in readers or values[name] == DEFAULTS[name],

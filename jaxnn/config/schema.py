@@ -3,6 +3,9 @@
 Every experiment starts from `default_config()` and changes what it needs, so any field can be
 overridden from the command line of any experiment (`--config.FIELD=VALUE`). This module is a
 leaf: it imports nothing from jaxnn (the rules that check a config live in `jaxnn.validation`).
+
+A field is added here only with a default that reproduces what runs did before it existed: a
+config recorded by an older run is upgraded with these defaults (`jaxnn.config.upgrade`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ BATCH_ORDERS = ("independent", "shared")
 KEEP_WEIGHTS = ("best", "last")
 TRANSFER_MODES = ("finetune", "feature_extraction")
 TRANSFER_RESTORES = ("body", "all")
+# mesh.data: splits replicated on every device, or sharded along their example axis.
+DATA_MODES = ("replicated", "batch")
 
 
 def default_config() -> ml_collections.ConfigDict:

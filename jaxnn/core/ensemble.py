@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxnn import validation
+from jaxnn import run_spec, validation
 from jaxnn.core import groups, loop, memory, schedules, train
 from jaxnn.core.program import Program, base_hparams, build
 from jaxnn.core.schedules import halving
@@ -40,19 +40,19 @@ class Member:
     seed_index: int
     swept: dict[str, float]  # config field -> value, for the swept fields only
 
-    def hparams(self, spec: validation.RunSpec) -> dict[str, float]:
+    def hparams(self, spec: run_spec.RunSpec) -> dict[str, float]:
         """All numeric hyperparameters of this member (config values with the swept ones)."""
         fields = spec.numeric_fields()
         named = {fields[field].hparam: value for field, value in self.swept.items()}
         return {**base_hparams(spec), **named}
 
 
-def num_members(spec: validation.RunSpec) -> int:
+def num_members(spec: run_spec.RunSpec) -> int:
     """How many members a run has (numeric variants x random starts), without listing them."""
     return len(spec.sweep.numeric_variants()) * int(spec.config.restarts.num)
 
 
-def members(spec: validation.RunSpec) -> list[Member]:
+def members(spec: run_spec.RunSpec) -> list[Member]:
     """The members of a run, variant-major (see the module docstring)."""
     if spec.search is not None:
         return [
@@ -68,7 +68,7 @@ def members(spec: validation.RunSpec) -> list[Member]:
     ]
 
 
-def stacked_hparams(spec: validation.RunSpec, run_members: list[Member]) -> dict[str, jax.Array]:
+def stacked_hparams(spec: run_spec.RunSpec, run_members: list[Member]) -> dict[str, jax.Array]:
     """Hyperparameters of every member: name -> float32 [num_members]."""
     rows = [member.hparams(spec) for member in run_members]
     return {name: jnp.asarray([row[name] for row in rows], jnp.float32) for name in rows[0]}
@@ -160,7 +160,7 @@ class EnsembleResult(Predicts):
 class Trainer:
     """The compiled pieces of an ensemble run: what `fit_ensemble` and resumption share."""
 
-    spec: validation.RunSpec
+    spec: run_spec.RunSpec
     program: Program
     members: list[Member]
     init_fn: Any
@@ -172,7 +172,7 @@ class Trainer:
 
 
 def make_trainer(
-    spec: validation.RunSpec,
+    spec: run_spec.RunSpec,
     data: Dataset,
     key: jax.Array,
     **transfer: Any,
@@ -211,7 +211,7 @@ def make_trainer(
             live_members=placement.num_devices * min(group or per_device, per_device),
             num_devices=placement.num_devices,
         )
-        memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.get("mesh")))
+        memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.mesh))
     run_members = members(spec)
     schedules.check_plan(spec, program, len(run_members))
     shared = config.training.batch_order == "shared"
@@ -247,8 +247,7 @@ def choose_group_size(
 ) -> int:
     """Members per group on each device: `mesh.member_group`, or the backend's automatic size
     (0, or a size at least a device's share of the members: all at once)."""
-    mesh_config = config.get("mesh")
-    chosen = int(mesh_config.get("member_group", 0)) if mesh_config is not None else 0
+    chosen = int(config.mesh.member_group)
     if chosen == 0:
         chosen = groups.auto_group_size(jax.default_backend(), member.step_working_set)
     per_device = placement.num_slots // placement.num_devices

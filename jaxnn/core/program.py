@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxnn import validation
+from jaxnn import run_spec, validation
 from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
 from jaxnn.data import augment as augment_lib
@@ -136,7 +136,7 @@ def total_steps(training: ml_collections.ConfigDict, num_train: int) -> int:
     return int(training.epochs) * steps_per_epoch
 
 
-def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Program:
+def make_program(spec: run_spec.RunSpec, data: Dataset, **transfer: Any) -> Program:
     """Builds the static description of a run of `spec` on `data`.
 
     The model, loss and metrics are checked on the data's shapes first
@@ -159,7 +159,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
     loss, predict, metrics = task_functions(config, spec.components, data.task, target_std)
     removed = removed_hparams(spec)
     steps = total_steps(config.training, data.num_train)
-    accumulate_steps = int(config.optimizer.get("accumulate_steps", 1))
+    accumulate_steps = int(config.optimizer.accumulate_steps)
     if steps % accumulate_steps:
         raise ConfigError(
             f"the run trains {steps} steps (batches), not a multiple of "
@@ -188,7 +188,7 @@ def make_program(spec: validation.RunSpec, data: Dataset, **transfer: Any) -> Pr
         target_std=target_std,
         preprocessing=data.preprocessing
         or Preprocessing.identity(data.task, tuple(data.feature_shape), data.num_outputs),
-        augmentation=augment_lib.from_config(config.get("augment"), spec.varied_fields),
+        augmentation=augment_lib.from_config(config.augment, spec.varied_fields),
         accumulate_steps=accumulate_steps,
         ema_decay=ema.run_decay(config.optimizer, spec.varied_fields),
         **transfer,
@@ -213,7 +213,7 @@ def task_functions(
     return loss, predict, metrics
 
 
-def removed_hparams(spec: validation.RunSpec) -> tuple[str, ...]:
+def removed_hparams(spec: run_spec.RunSpec) -> tuple[str, ...]:
     """Hyperparameters left out of the program: `zero_removes` fields that are zero and neither
     swept nor searched."""
     return tuple(
@@ -239,7 +239,7 @@ def member_model(
     return family.build(model_config, model_hparams, num_outputs)
 
 
-def base_hparams(spec: validation.RunSpec) -> dict[str, float]:
+def base_hparams(spec: run_spec.RunSpec) -> dict[str, float]:
     """The numeric hyperparameters members carry, as the config states them (before any sweep
     or search): every numeric field of the run but the `constant_unless_swept` ones that are
     neither swept nor searched."""
@@ -308,7 +308,7 @@ def make_tx_factory(program: Program) -> Callable[[HParams], optax.GradientTrans
 
 
 def build(
-    spec: validation.RunSpec, data: Dataset, **transfer: Any
+    spec: run_spec.RunSpec, data: Dataset, **transfer: Any
 ) -> tuple[Program, Callable[..., jax.Array], Callable[[HParams], optax.GradientTransformation]]:
     """The program of a run with its apply function and optimiser factory."""
     program = make_program(spec, data, **transfer)

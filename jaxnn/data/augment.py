@@ -186,40 +186,33 @@ def augment_batch(
     return x
 
 
-def _config_value(augment_cfg: Any, name: str) -> Any:
-    # A config without the section (one saved before it existed) has no augmentation.
-    if augment_cfg is None:
-        return getattr(NO_AUGMENTATION, name)
-    return augment_cfg.get(name, getattr(NO_AUGMENTATION, name))
-
-
 def from_config(augment_cfg: Any, swept_fields: Iterable[str] = ()) -> Augmentation:
-    """The Augmentation of `config.augment` (None: off) with the run's swept fields."""
+    """The Augmentation of `config.augment` with the run's swept fields."""
     swept = {f.hparam for f in NUMERIC_FIELDS if f.field in set(swept_fields)}
     return Augmentation(
-        shift=int(_config_value(augment_cfg, "shift")),
-        noise=float(_config_value(augment_cfg, "noise")),
-        scale=float(_config_value(augment_cfg, "scale")),
-        shift_mode=str(_config_value(augment_cfg, "shift_mode")),
+        shift=int(augment_cfg.shift),
+        noise=float(augment_cfg.noise),
+        scale=float(augment_cfg.scale),
+        shift_mode=str(augment_cfg.shift_mode),
         swept=frozenset(swept),
     )
 
 
 def validate_augment_config(augment_cfg: Any) -> None:
-    """Checks `config.augment` (None: the section is absent, augmentation off).
+    """Checks `config.augment`.
 
     Raises:
       ConfigError: an unknown shift_mode, a shift that is not a whole number >= 0, a negative
         noise, a scale outside [0, 1).
     """
-    mode = _config_value(augment_cfg, "shift_mode")
+    mode = augment_cfg.shift_mode
     if mode not in SHIFT_MODES:
         raise ConfigError(
             f"augment.shift_mode: unknown {mode!r}; choose one of {', '.join(sorted(SHIFT_MODES))}"
         )
     # augment.shift's type and range: jaxnn.config.fields.INTEGER_FIELDS, checked before this.
     for field in NUMERIC_FIELDS:
-        problem = field.problem(_config_value(augment_cfg, field.field.rpartition(".")[2]))
+        problem = field.problem(augment_cfg[field.field.rpartition(".")[2]])
         if problem:
             raise ConfigError(problem)
 
@@ -230,14 +223,14 @@ def check_feature_shape(
     """Checks the largest shift (config, sweep or search) against the positions of the inputs.
 
     Args:
-      augment_cfg: `config.augment` (None: off).
+      augment_cfg: `config.augment`.
       swept: every member's value of each swept or searched field, dotted field -> values.
       feature_shape: the data's feature shape (positions along its first axis).
 
     Raises:
       ConfigError: a shift of at least the input length (every position would move out).
     """
-    shifts = [_config_value(augment_cfg, "shift"), *swept.get("augment.shift", ())]
+    shifts = [augment_cfg.shift, *swept.get("augment.shift", ())]
     largest = int(max(shifts))
     if largest == 0:
         return

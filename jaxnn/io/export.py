@@ -33,7 +33,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxnn import validation
+from jaxnn import run_spec
+from jaxnn.config.upgrade import upgrade
 from jaxnn.core import train
 from jaxnn.core.program import Program
 from jaxnn.data.preprocessing import Preprocessing
@@ -250,19 +251,6 @@ def best_dir(path: str | Path) -> Path:
     return path / BEST if (path / BEST).is_dir() else path
 
 
-def _tuples(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
-def config_from_json(obj: Mapping[str, Any]) -> ml_collections.ConfigDict:
-    """A config from its JSON form (lists back to tuples, as the default config has them)."""
-    return ml_collections.ConfigDict(_tuples(dict(obj)))
-
-
 def _tree_shapes(checkpointer: ocp.Checkpointer, directory: Path, item: str) -> Any:
     tree = checkpointer.metadata(directory).item_metadata[item]
     return orbax_io.abstract_tree(tree.tree if hasattr(tree, "tree") else tree)
@@ -420,14 +408,14 @@ def load_model(path: str | Path, *, model: Any = None) -> LoadedModel:
         model that is not given, or parameters whose shapes differ from the model's.
     """
     metadata = best_metadata(path)
-    config = config_from_json(metadata["config"])
+    config = upgrade(metadata["config"])
     trained = metadata.get("model", "mlp")
     if model is None and trained == "user":
         raise CheckpointError(
             f"{Path(path)} holds a model of the user's own code: pass it again, "
             "load_model(path, model=...), as it was given to the run"
         )
-    family = validation.model_family(config, Components(model=model))
+    family = run_spec.model_family(config, Components(model=model))
     hparams = read_best(path, "hparams")
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in family.numeric_fields}
     module = family.build(config.model, model_hparams, int(metadata["num_outputs"]))

@@ -21,6 +21,7 @@ from typing import Any
 import ml_collections
 
 from jaxnn.config.schema import default_config
+from jaxnn.config.upgrade import upgrade
 from jaxnn.errors import WorkdirError
 from jaxnn.io import run_files
 
@@ -93,9 +94,10 @@ SUMMARY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
-def read_config(path: Path, way_out: str = WAY_OUT) -> dict[str, Any]:
-    """config.json: the config of the run there, as a JSON object whose sections (the fields
-    that are sections in `default_config()`: `model`, `optimizer`, ...) are objects."""
+def read_config(path: Path, way_out: str = WAY_OUT) -> ml_collections.ConfigDict:
+    """config.json: the config of the run there, a JSON object whose sections (the fields
+    that are sections in `default_config()`: `model`, `optimizer`, ...) are objects, upgraded
+    to the current schema (`jaxnn.config.upgrade`: fields added since take their defaults)."""
     config = _read_json(path, way_out)
     if not isinstance(config, dict) or not config:
         raise damaged(
@@ -110,7 +112,7 @@ def read_config(path: Path, way_out: str = WAY_OUT) -> dict[str, Any]:
                 f"its field {name!r} holds {_kind(value)}, not a config section (an object)",
                 way_out,
             )
-    return config
+    return upgrade(config)
 
 
 def read_data_record(path: Path) -> dict[str, Any]:

@@ -94,11 +94,10 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
     if not config_path.exists():
         raise CheckpointError(f"{prefix} is not a jaxnn run (it has no config.json)")
     try:
-        record = run_readers.read_config(config_path, run_readers.SOURCE_WAY_OUT)
+        source_config = run_readers.read_config(config_path, run_readers.SOURCE_WAY_OUT)
     except WorkdirError as error:
         raise CheckpointError(f"{prefix}: {error}") from error
-    source_config = export.config_from_json(record)
-    theirs = source_config.get("model", {}).get("name", "mlp")
+    theirs = source_config.model.name
     if theirs != config.model.name:
         raise CheckpointError(
             f"{prefix}: the pretrained run is of model.name={theirs} but this run is of "
@@ -119,7 +118,7 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
         except CheckpointError as error:
             raise CheckpointError(f"{prefix}: {error}") from error
     for field in family.transfer_fields:
-        theirs = source_config.get("model", {}).get(field)
+        theirs = source_config.model[field]
         if theirs != config.model[field]:
             raise CheckpointError(
                 f"{prefix}: model.{field}={config.model[field]!r} does not match the "

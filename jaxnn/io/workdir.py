@@ -261,7 +261,7 @@ def plan_workdir(
             f"workdir {paths.root} holds checkpoints or a summary but no {run_files.CONFIG}; pass "
             "--overwrite to start over"
         )
-    old = run_readers.read_config(paths.config)
+    old = json.loads(run_readers.read_config(paths.config).to_json())
     difference = first_config_difference(old, json.loads(config.to_json()), ignore=RESUMABLE_FIELDS)
     if difference is not None:
         field, before, after = difference

@@ -22,7 +22,7 @@ from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup, scaled
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
-from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE, value
+from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE
 from jaxnn.nn.precision import layer_dtype
 from jaxnn.nn.sequence import as_sequence, sequence_shape
 
@@ -111,13 +111,13 @@ class CNN1D(nn.Module):
 def _per_layer(model_cfg: Any, name: str) -> tuple[int, ...]:
     """model.`name` with one value per conv layer (a single value applies to every layer)."""
     given = model_fields.int_tuple(model_cfg, name, minimum=1, allow_empty=False)
-    layers = len(value(model_cfg, "channels"))
+    layers = len(model_cfg.channels)
     if len(given) == 1:
         return given * layers
     if len(given) != layers:
         raise ConfigError(
             f"model.{name} gives {len(given)} values for {layers} conv layers "
-            f"(model.channels={tuple(value(model_cfg, 'channels'))}); give one value per layer, "
+            f"(model.channels={tuple(model_cfg.channels)}); give one value per layer, "
             "or one for all"
         )
     return given
@@ -126,19 +126,19 @@ def _per_layer(model_cfg: Any, name: str) -> tuple[int, ...]:
 def build(model_cfg: Any, hparams: Any, num_outputs: int) -> CNN1D:
     """The family's builder: the CNN of `model_cfg` with the member's numeric hyperparameters."""
     return CNN1D(
-        channels=tuple(value(model_cfg, "channels")),
+        channels=tuple(model_cfg.channels),
         kernel_sizes=_per_layer(model_cfg, "kernel_sizes"),
         strides=_per_layer(model_cfg, "strides"),
         num_outputs=num_outputs,
-        padding=value(model_cfg, "padding"),
-        pool=value(model_cfg, "pool"),
-        pool_size=int(value(model_cfg, "pool_size")),
-        layer_norm=bool(value(model_cfg, "layer_norm")),
-        conv_impl=value(model_cfg, "conv_impl"),
-        hidden=tuple(value(model_cfg, "hidden")),
-        activation=value(model_cfg, "activation"),
-        initializer=value(model_cfg, "init"),
-        init_stddev=value(model_cfg, "init_stddev"),
+        padding=model_cfg.padding,
+        pool=model_cfg.pool,
+        pool_size=int(model_cfg.pool_size),
+        layer_norm=bool(model_cfg.layer_norm),
+        conv_impl=model_cfg.conv_impl,
+        hidden=tuple(model_cfg.hidden),
+        activation=model_cfg.activation,
+        initializer=model_cfg.init,
+        init_stddev=model_cfg.init_stddev,
         negative_slope=hparams["negative_slope"],
         dropout=hparams["dropout"],
         init_scale=hparams["init_scale"],
@@ -184,20 +184,17 @@ def validate_model_config(model_cfg: Any) -> None:
     Raises:
       ConfigError: no or non-positive channels; kernel_sizes or strides that are not one value
         or one per layer, or below 1; an unknown padding, pool, conv_impl, activation or init;
-        pool_size < 1; a non-boolean layer_norm; bad hidden widths or numeric fields.
+        a non-boolean layer_norm; a numeric field out of its range (pool_size and hidden:
+        `jaxnn.config.fields.INTEGER_FIELDS`, checked before).
     """
     model_fields.int_tuple(model_cfg, "channels", minimum=1, allow_empty=False)
     _per_layer(model_cfg, "kernel_sizes")
     _per_layer(model_cfg, "strides")
     model_fields.choice(model_cfg, "padding", conv.PADDINGS)
     model_fields.choice(model_cfg, "pool", tuple(conv.POOLS))
-    model_fields.positive_int(model_cfg, "pool_size")
     model_fields.choice(model_cfg, "conv_impl", conv.CONV_IMPL_CHOICES)
-    if not isinstance(value(model_cfg, "layer_norm"), bool):
-        raise ConfigError(
-            f"model.layer_norm must be True or False, got {value(model_cfg, 'layer_norm')!r}"
-        )
-    model_fields.int_tuple(model_cfg, "hidden", minimum=1, allow_empty=True)
+    if not isinstance(model_cfg.layer_norm, bool):
+        raise ConfigError(f"model.layer_norm must be True or False, got {model_cfg.layer_norm!r}")
     model_fields.check_activation(model_cfg)
     model_fields.check_init(model_cfg)
     model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
@@ -211,8 +208,8 @@ def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
         its input, or pooling that leaves no positions.
     """
     length, _ = sequence_shape("cnn1d", feature_shape)
-    padding, pool = value(model_cfg, "padding"), value(model_cfg, "pool")
-    pool_size = int(value(model_cfg, "pool_size"))
+    padding, pool = model_cfg.padding, model_cfg.pool
+    pool_size = int(model_cfg.pool_size)
     sizes, strides = _per_layer(model_cfg, "kernel_sizes"), _per_layer(model_cfg, "strides")
     for i, (size, stride) in enumerate(zip(sizes, strides, strict=True)):
         where = (

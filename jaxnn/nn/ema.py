@@ -47,7 +47,7 @@ NUMERIC_FIELDS: tuple[NumericField, ...] = (EMA_DECAY,)
 def run_decay(opt_cfg: Any, varied_fields: frozenset[str]) -> float | None:
     """The config's decay when the run's members keep averaged weights (a decay > 0, or one
     that a sweep or search varies), else None."""
-    decay = float(opt_cfg.get("ema_decay", 0.0))
+    decay = float(opt_cfg.ema_decay)
     return decay if decay > 0 or EMA_DECAY.field in varied_fields else None
 
 

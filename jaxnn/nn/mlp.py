@@ -8,7 +8,6 @@ learning treats every top-level module whose name is not `head` as the body.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup, scaled
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
-from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, INPUT_DROPOUT, NEGATIVE_SLOPE, value
+from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, INPUT_DROPOUT, NEGATIVE_SLOPE
 
 BODY_PREFIX = "hidden_"
 HEAD = "head"
@@ -100,14 +99,14 @@ def make_mlp(model_cfg: Any, num_outputs: int, **overrides: Any) -> MLP:
         `dropout`, `negative_slope` or `init_scale`.
     """
     fields = dict(
-        hidden=tuple(value(model_cfg, "hidden")),
-        activation=value(model_cfg, "activation"),
-        initializer=value(model_cfg, "init"),
-        init_stddev=value(model_cfg, "init_stddev"),
-        negative_slope=value(model_cfg, "negative_slope"),
-        dropout=value(model_cfg, "dropout"),
-        init_scale=value(model_cfg, "init_scale"),
-        input_dropout=value(model_cfg, "input_dropout"),
+        hidden=tuple(model_cfg.hidden),
+        activation=model_cfg.activation,
+        initializer=model_cfg.init,
+        init_stddev=model_cfg.init_stddev,
+        negative_slope=model_cfg.negative_slope,
+        dropout=model_cfg.dropout,
+        init_scale=model_cfg.init_scale,
+        input_dropout=model_cfg.input_dropout,
     )
     fields.update(overrides)
     return MLP(num_outputs=num_outputs, **fields)
@@ -152,28 +151,18 @@ def validate_model_config(model_cfg: Any) -> None:
     """Checks the `model` config fields.
 
     Raises:
-      ConfigError: an unknown activation or init, a hidden width < 1, dropout outside [0, 1),
-        init_stddev or init_scale <= 0, or a non-finite negative_slope.
+      ConfigError: an unknown activation or init, dropout outside [0, 1), init_stddev or
+        init_scale <= 0, or a non-finite negative_slope (model.hidden's widths:
+        `jaxnn.config.fields.INTEGER_FIELDS`, checked before).
     """
-    lookup(ACTIVATIONS, value(model_cfg, "activation"), "model.activation")
-    lookup(INITIALIZERS, value(model_cfg, "init"), "model.init")
-    hidden = value(model_cfg, "hidden")
-    widths = list(hidden) if isinstance(hidden, Sequence) and not isinstance(hidden, str) else None
-    if widths is None or not all(
-        isinstance(w, numbers.Integral) and not isinstance(w, bool) for w in widths
-    ):
-        raise ConfigError(f"model.hidden must be a tuple of integer widths, got {hidden!r}")
-    if any(w < 1 for w in widths):
-        raise ConfigError(
-            f"model.hidden widths must all be >= 1 (use () for a linear model), got {hidden!r}"
-        )
-    init_stddev = value(model_cfg, "init_stddev")
+    lookup(ACTIVATIONS, model_cfg.activation, "model.activation")
+    lookup(INITIALIZERS, model_cfg.init, "model.init")
+    init_stddev = model_cfg.init_stddev
     if not is_number(init_stddev) or not (math.isfinite(init_stddev) and init_stddev > 0):
         raise ConfigError(f"model.init_stddev must be a finite number > 0, got {init_stddev!r}")
     for field in NUMERIC_FIELDS:
-        # A field the config lacks (one saved before it existed) takes the schema default.
         name = field.field.rpartition(".")[2]
-        problem = field.problem(value(model_cfg, name))
+        problem = field.problem(model_cfg[name])
         if problem:
             raise ConfigError(problem)
 

@@ -2,7 +2,6 @@
 
 Each family declares the `model` fields it reads (`ModelFamily.config_fields`); those it shares
 with others (dropout, init_scale, activation, init) are defined once here, with one rule each.
-A field a saved config lacks (one written before the field existed) takes the schema's default.
 """
 
 from __future__ import annotations
@@ -44,13 +43,6 @@ UNIVERSAL = ("name", "head", "dtype")
 _SCHEMA = default_config().model
 
 
-def value(model_cfg: Any, name: str) -> Any:
-    """model_cfg's `name`, or the schema default when the config lacks it."""
-    if hasattr(model_cfg, "get"):
-        return model_cfg.get(name, _SCHEMA[name])
-    return getattr(model_cfg, name, _SCHEMA[name])
-
-
 def schema_default(name: str) -> Any:
     """The schema's default of model field `name` (KeyError for a field the schema lacks)."""
     return _SCHEMA[name]
@@ -59,22 +51,22 @@ def schema_default(name: str) -> Any:
 def check_numeric(model_cfg: Any, fields: Sequence[NumericField]) -> None:
     """Each field's value by its own rule (what a sweep of it is checked by too)."""
     for field in fields:
-        problem = field.problem(value(model_cfg, field.field.rpartition(".")[2]))
+        problem = field.problem(model_cfg[field.field.rpartition(".")[2]])
         if problem:
             raise ConfigError(problem)
 
 
 def check_init(model_cfg: Any) -> None:
     """model.init names an initialiser; model.init_stddev is a finite number > 0."""
-    lookup(INITIALIZERS, value(model_cfg, "init"), "model.init")
-    init_stddev = value(model_cfg, "init_stddev")
+    lookup(INITIALIZERS, model_cfg.init, "model.init")
+    init_stddev = model_cfg.init_stddev
     if not is_number(init_stddev) or not (math.isfinite(init_stddev) and init_stddev > 0):
         raise ConfigError(f"model.init_stddev must be a finite number > 0, got {init_stddev!r}")
 
 
 def check_activation(model_cfg: Any) -> None:
     """model.activation names an activation."""
-    lookup(ACTIVATIONS, value(model_cfg, "activation"), "model.activation")
+    lookup(ACTIVATIONS, model_cfg.activation, "model.activation")
 
 
 def is_int(item: Any) -> bool:
@@ -87,7 +79,7 @@ def int_tuple(model_cfg: Any, name: str, *, minimum: int, allow_empty: bool) -> 
     Raises:
       ConfigError: not a tuple of integers, a value below `minimum`, or empty where not allowed.
     """
-    given = value(model_cfg, name)
+    given = model_cfg[name]
     items = list(given) if isinstance(given, Sequence) and not isinstance(given, str) else None
     if items is None or not all(is_int(item) for item in items):
         raise ConfigError(f"model.{name} must be a tuple of integers, got {given!r}")
@@ -98,17 +90,9 @@ def int_tuple(model_cfg: Any, name: str, *, minimum: int, allow_empty: bool) -> 
     return tuple(int(item) for item in items)
 
 
-def positive_int(model_cfg: Any, name: str) -> int:
-    """model.`name` as an integer >= 1."""
-    given = value(model_cfg, name)
-    if not is_int(given) or given < 1:
-        raise ConfigError(f"model.{name} must be an integer >= 1, got {given!r}")
-    return int(given)
-
-
 def choice(model_cfg: Any, name: str, choices: Sequence[str]) -> str:
     """model.`name`, one of `choices`."""
-    given = value(model_cfg, name)
+    given = model_cfg[name]
     if given not in choices:
         raise ConfigError(f"model.{name} must be one of {', '.join(choices)}, got {given!r}")
     return str(given)

@@ -84,20 +84,13 @@ NUMERIC_FIELDS: dict[str, NumericField] = {
     )
 }
 
-# Values for fields a config does not have (one saved before the field existed): the schema's
-# defaults, which are the values such a run trained with.
+# The schema's values: a schedule's field set away from them needs that schedule.
 _SCHEMA_DEFAULTS = default_config().optimizer
 
 
-def _config_value(opt_cfg: Any, field: NumericField | str) -> Any:
-    """The value `opt_cfg` gives `field` (a NumericField or an `optimizer` leaf name; the
-    schema default when the config lacks it)."""
-    leaf = field if isinstance(field, str) else field.field.rpartition(".")[2]
-    return getattr(opt_cfg, leaf, _SCHEMA_DEFAULTS[leaf])
-
-
-def _integer_at_least(minimum: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and v >= minimum
+def _leaf(field: NumericField) -> str:
+    """The `optimizer` field name of a NumericField ('optimizer.b1' -> 'b1')."""
+    return field.field.rpartition(".")[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,11 +213,6 @@ def _exponential(opt_cfg: Any, total_steps: int) -> optax.Schedule:
 
 
 def _warmup_cosine(opt_cfg: Any, total_steps: int) -> optax.Schedule:
-    if opt_cfg.warmup_steps >= total_steps:
-        raise ConfigError(
-            f"optimizer.warmup_steps={opt_cfg.warmup_steps} must be smaller than the number of "
-            f"training steps ({total_steps})"
-        )
     return optax.warmup_cosine_decay_schedule(
         0.0, 1.0, opt_cfg.warmup_steps, total_steps, end_value=opt_cfg.end_fraction
     )
@@ -301,11 +289,9 @@ def unit_schedule(opt_cfg: Any, total_steps: int) -> optax.Schedule:
     warmup_steps, then cosine to end_fraction at total_steps.
 
     Raises:
-      ConfigError: an unknown schedule, total_steps < 1, or warmup_steps >= total_steps.
+      ConfigError: an unknown schedule (a config `check_schedule_fits` passed builds).
     """
     factory = _lookup(SCHEDULES, opt_cfg.schedule, "optimizer.schedule")
-    if total_steps < 1:
-        raise ConfigError(f"the number of training steps must be >= 1, got {total_steps}")
     schedule = factory(opt_cfg, total_steps)
 
     def unit(count: jax.Array | int) -> jax.Array:
@@ -314,6 +300,22 @@ def unit_schedule(opt_cfg: Any, total_steps: int) -> optax.Schedule:
         return jnp.asarray(schedule(jnp.asarray(count, jnp.float32)))
 
     return unit
+
+
+def check_schedule_fits(opt_cfg: Any, total_steps: int) -> None:
+    """The schedule of a validated `optimizer` section fits a run of `total_steps` updates (what
+    the data decides for a run by epochs), so building it cannot fail.
+
+    Raises:
+      ConfigError: total_steps < 1, or warmup_steps >= total_steps under warmup_cosine.
+    """
+    if total_steps < 1:
+        raise ConfigError(f"the number of training steps must be >= 1, got {total_steps}")
+    if opt_cfg.schedule == "warmup_cosine" and opt_cfg.warmup_steps >= total_steps:
+        raise ConfigError(
+            f"optimizer.warmup_steps={opt_cfg.warmup_steps} must be smaller than the number of "
+            f"training steps ({total_steps})"
+        )
 
 
 def make_optimizer(
@@ -342,13 +344,13 @@ def make_optimizer(
       only on opt_cfg, never on the hyperparameters' values.
 
     Raises:
-      ConfigError: an unknown optimiser or schedule, or a schedule that does not fit
-        total_steps.
+      ConfigError: an unknown optimiser or schedule (never for a config validation passed:
+        `validate_optimizer_config`, then `check_schedule_fits` once the steps are known).
     """
     optimizer = _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
     unit = unit_schedule(opt_cfg, total_steps)
     member = {
-        field.hparam: hparams.get(field.hparam, _config_value(opt_cfg, field))
+        field.hparam: hparams.get(field.hparam, opt_cfg[_leaf(field)])
         for field in member_fields(opt_cfg)
     }
     base_lr = member["learning_rate"]
@@ -505,32 +507,25 @@ def validate_optimizer_config(opt_cfg: Any) -> None:
     Raises:
       ConfigError: naming the first bad field: an unknown name or schedule (listing the known
         ones), a NUMERIC_FIELDS value out of its range (whichever optimiser reads it), a
-        negative clip_norm or warmup_steps, decay_rate <= 0, end_fraction outside [0, 1], or
-        boundaries that are not increasing fractions in (0, 1).
+        negative clip_norm, decay_rate <= 0, end_fraction outside [0, 1], or boundaries that
+        are not increasing fractions in (0, 1). The integer fields' ranges are checked before
+        (`jaxnn.config.fields.INTEGER_FIELDS`).
     """
     _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
     _lookup(SCHEDULES, opt_cfg.schedule, "optimizer.schedule")
     for field in NUMERIC_FIELDS.values():
-        problem = field.problem(_config_value(opt_cfg, field))
+        problem = field.problem(opt_cfg[_leaf(field)])
         if problem:
             raise ConfigError(problem)
     checks = [
         ("clip_norm", lambda v: v >= 0, "must be >= 0 (0 = no clipping)"),
-        ("warmup_steps", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
         ("decay_rate", lambda v: v > 0, "must be > 0"),
         ("end_fraction", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         ("plateau_factor", lambda v: 0 < v < 1, "must be in (0, 1)"),
-        ("plateau_patience", _integer_at_least(1), "must be an integer >= 1 (checks)"),
-        ("plateau_cooldown", _integer_at_least(0), "must be an integer >= 0 (checks)"),
         ("plateau_rtol", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        (
-            "plateau_accumulation",
-            _integer_at_least(0),
-            "must be an integer >= 0 (steps; 0 = training.eval_every)",
-        ),
     ]
     for field, valid, requirement in checks:
-        value = _config_value(opt_cfg, field)
+        value = opt_cfg[field]
         if not is_number(value) or not valid(value):
             raise ConfigError(f"optimizer.{field} {requirement}, got {value!r}")
     boundaries = opt_cfg.boundaries
@@ -543,7 +538,7 @@ def validate_optimizer_config(opt_cfg: Any) -> None:
             f"e.g. (0.5, 0.75), got {boundaries!r}"
         )
     for schedule, fields in SCHEDULE_FIELDS.items():
-        changed = [f for f in fields if _config_value(opt_cfg, f) != _SCHEMA_DEFAULTS[f]]
+        changed = [f for f in fields if opt_cfg[f] != _SCHEMA_DEFAULTS[f]]
         if schedule != opt_cfg.schedule and changed:
             raise ConfigError(
                 f"optimizer.{changed[0]} is read only by optimizer.schedule={schedule}, but the "

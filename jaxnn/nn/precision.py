@@ -25,21 +25,17 @@ import jax.numpy as jnp
 
 from jaxnn.errors import ConfigError
 
-DEFAULT = "float32"
 # model.dtype -> the dtype the model computes in.
 COMPUTE_DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def compute_dtype(model_cfg: Any) -> Any:
-    """The dtype `model.dtype` names (float32 for a config saved before the field existed).
+    """The dtype `model.dtype` names.
 
     Raises:
       ConfigError: a name that is not one of COMPUTE_DTYPES.
     """
-    get = (
-        model_cfg.get if hasattr(model_cfg, "get") else lambda name, d: getattr(model_cfg, name, d)
-    )
-    name = get("dtype", DEFAULT)
+    name = model_cfg.dtype
     if not isinstance(name, str) or name not in COMPUTE_DTYPES:
         raise ConfigError(
             f"model.dtype must be one of {', '.join(COMPUTE_DTYPES)} (the dtype the model "

@@ -42,7 +42,7 @@ from jaxnn.nn.activations import INITIALIZERS, lookup, scaled
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import inverted_dropout, is_python_zero
-from jaxnn.nn.model_fields import DROPOUT, FORGET_BIAS, INIT_SCALE, value
+from jaxnn.nn.model_fields import DROPOUT, FORGET_BIAS, INIT_SCALE
 from jaxnn.nn.orthogonal import orthogonal
 from jaxnn.nn.precision import cast
 from jaxnn.nn.sequence import as_sequence, sequence_shape
@@ -235,13 +235,13 @@ def _builder(cell: str) -> Callable[[Any, Any, int], Recurrent]:
         """The family's builder: the net of `model_cfg` with the member's hyperparameters."""
         return Recurrent(
             cell=cell,
-            state_size=int(value(model_cfg, "state_size")),
+            state_size=int(model_cfg.state_size),
             num_outputs=num_outputs,
-            chunk=int(value(model_cfg, "chunk")),
-            readout=value(model_cfg, "readout"),
-            gate_init=value(model_cfg, "gate_init"),
-            initializer=value(model_cfg, "init"),
-            init_stddev=value(model_cfg, "init_stddev"),
+            chunk=int(model_cfg.chunk),
+            readout=model_cfg.readout,
+            gate_init=model_cfg.gate_init,
+            initializer=model_cfg.init,
+            init_stddev=model_cfg.init_stddev,
             dropout=hparams["dropout"],
             init_scale=hparams["init_scale"],
             **({"forget_bias": hparams["forget_bias"]} if cell == "lstm" else {}),
@@ -270,19 +270,17 @@ def _validator(cell: str) -> Callable[[Any], None]:
         """Checks the fields the recurrent family reads.
 
         Raises:
-          ConfigError: state_size or chunk not an integer >= 1, an unknown readout, gate_init
-            (gated cells) or init, a numeric field out of its range, or an LSTM forget_bias
-            other than its default under gate_init=chrono (which draws that bias itself).
+          ConfigError: an unknown readout, gate_init (gated cells) or init, a numeric field out
+            of its range, or an LSTM forget_bias other than its default under gate_init=chrono
+            (which draws that bias itself). state_size and chunk: `INTEGER_FIELDS`, before.
         """
-        model_fields.positive_int(model_cfg, "state_size")
-        model_fields.positive_int(model_cfg, "chunk")
         model_fields.choice(model_cfg, "readout", READOUTS)
         if cell != "rnn":
             model_fields.choice(model_cfg, "gate_init", GATE_INITS)
         model_fields.check_init(model_cfg)
         model_fields.check_numeric(model_cfg, _numeric_fields(cell))
-        if cell == "lstm" and value(model_cfg, "gate_init") == "chrono":
-            forget_bias = value(model_cfg, "forget_bias")
+        if cell == "lstm" and model_cfg.gate_init == "chrono":
+            forget_bias = model_cfg.forget_bias
             default = model_fields.schema_default("forget_bias")
             if forget_bias != default:
                 raise ConfigError(
@@ -302,7 +300,7 @@ def _input_checker(cell: str) -> Callable[[Any, tuple[int, ...]], None]:
           ConfigError: examples not [L] or [L, C], or a chunk that does not divide L.
         """
         length, _ = sequence_shape(cell, feature_shape)
-        chunk = int(value(model_cfg, "chunk"))
+        chunk = int(model_cfg.chunk)
         if length % chunk:
             divisors = [d for d in range(1, length + 1) if length % d == 0]
             raise ConfigError(

@@ -20,7 +20,7 @@ from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, Initializer, lookup,
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
-from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE, value
+from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE
 from jaxnn.nn.precision import layer_dtype
 
 HEAD = "head"
@@ -100,12 +100,12 @@ class ResMLP(nn.Module):
 def build(model_cfg: Any, hparams: Any, num_outputs: int) -> ResMLP:
     """The family's builder: the net of `model_cfg` with the member's numeric hyperparameters."""
     return ResMLP(
-        width=int(value(model_cfg, "width")),
-        depth=int(value(model_cfg, "depth")),
+        width=int(model_cfg.width),
+        depth=int(model_cfg.depth),
         num_outputs=num_outputs,
-        activation=value(model_cfg, "activation"),
-        initializer=value(model_cfg, "init"),
-        init_stddev=value(model_cfg, "init_stddev"),
+        activation=model_cfg.activation,
+        initializer=model_cfg.init,
+        init_stddev=model_cfg.init_stddev,
         negative_slope=hparams["negative_slope"],
         dropout=hparams["dropout"],
         init_scale=hparams["init_scale"],
@@ -138,11 +138,9 @@ def validate_model_config(model_cfg: Any) -> None:
     """Checks the fields resmlp reads.
 
     Raises:
-      ConfigError: width or depth not an integer >= 1, an unknown activation or init, or a
-        numeric field out of its range.
+      ConfigError: an unknown activation or init, or a numeric field out of its range (width
+        and depth: `jaxnn.config.fields.INTEGER_FIELDS`, checked before).
     """
-    model_fields.positive_int(model_cfg, "width")
-    model_fields.positive_int(model_cfg, "depth")
     model_fields.check_activation(model_cfg)
     model_fields.check_init(model_cfg)
     model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)

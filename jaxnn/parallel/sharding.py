@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +38,13 @@ from jax.sharding import PartitionSpec as P
 from jaxnn.data import Dataset, device
 from jaxnn.errors import ConfigError
 
-if TYPE_CHECKING:
-    from jaxnn.core import loop, train
+# A members' state (core.State: a pytree whose leaves lead with the member axis, with
+# `stopped` and `diverged` flags) and an evaluation callback (core.EvalCallback): named
+# here by what this module needs of them, since parallel sits below core.
+State = TypeVar("State")
+EvalCallback = Callable[[Any], None]
 
 MEMBERS = "members"
-DATA_MODES = ("replicated", "batch")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -50,10 +52,10 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def mesh_devices(mesh_config: ml_collections.ConfigDict | None) -> list[jax.Device]:
+def mesh_devices(mesh_config: ml_collections.ConfigDict) -> list[jax.Device]:
     """The devices the run's mesh spans, in JAX's order."""
     devices = jax.devices()
-    requested = 0 if mesh_config is None else int(mesh_config.num_devices)
+    requested = int(mesh_config.num_devices)
     return devices[:requested] if requested else devices
 
 
@@ -97,7 +99,7 @@ class Placement:
             raise ValueError("a one-device placement has no mesh to shard over")
         return self.mesh
 
-    def state_shardings(self, state: train.TrainState) -> train.TrainState:
+    def state_shardings(self, state: State) -> State:
         """A sharding per leaf: the member axis sharded; `stopped` and `diverged` replicated.
 
         The two flags are replicated so the host can read them after every chunk (the early
@@ -138,7 +140,7 @@ class Placement:
             val=device.SplitData(put(data.x_val), put(data.y_val)),
         )
 
-    def place_state(self, state: train.TrainState) -> train.TrainState:
+    def place_state(self, state: State) -> State:
         """The K-member state padded to `num_slots` members and sharded over the mesh."""
         if self.mesh is None:
             return state
@@ -149,7 +151,7 @@ class Placement:
         state = jax.device_put(state, self.replicated)
         return jax.jit(self._pad, out_shardings=self.state_shardings(state))(state)
 
-    def _pad(self, state: train.TrainState) -> train.TrainState:
+    def _pad(self, state: State) -> State:
         if self.num_padding == 0:
             return state
 
@@ -167,11 +169,11 @@ class Placement:
         cut = lambda s: jax.tree_util.tree_map(lambda leaf: leaf[: self.num_members], s)
         return jax.jit(cut, out_shardings=self.replicated)
 
-    def real_members(self, state: train.TrainState) -> train.TrainState:
+    def real_members(self, state: State) -> State:
         """The K real members of a placed state (the padding cut off, replicated; else as is)."""
         return state if self.num_padding == 0 else self._first_members(state)
 
-    def result_state(self, state: train.TrainState) -> train.TrainState:
+    def result_state(self, state: State) -> State:
         """The final K-member state, readable on every process (replicated across hosts)."""
         if self.mesh is not None and jax.process_count() > 1:
             return self._first_members(state)
@@ -186,12 +188,12 @@ class Placement:
             for name, values in metrics.items()
         }
 
-    def real_callback(self, on_eval: loop.EvalCallback | None) -> loop.EvalCallback | None:
+    def real_callback(self, on_eval: EvalCallback | None) -> EvalCallback | None:
         """`on_eval` seeing only the real members."""
         if on_eval is None or self.num_padding == 0:
             return on_eval
 
-        def callback(evaluation: loop.Evaluation) -> None:
+        def callback(evaluation: Any) -> None:
             on_eval(
                 dataclasses.replace(
                     evaluation,
@@ -212,14 +214,12 @@ def placement(
 ) -> Placement:
     """The placement of a run of `num_members` members under `config.mesh`.
 
-    A config without a `mesh` section (one written before it existed) runs on one device.
-
     Raises:
       ConfigError: `mesh.data=batch` with split sizes that the device count does not divide.
     """
-    mesh_config = config.get("mesh")
+    mesh_config = config.mesh
     devices = mesh_devices(mesh_config)
-    if jax.process_count() == 1 and not (mesh_config and mesh_config.num_devices):
+    if jax.process_count() == 1 and not mesh_config.num_devices:
         # Every device by default, but never more than members: a device holding only a
         # padding member would compute for nothing (a single model stays on one device).
         devices = devices[: max(1, min(len(devices), num_members))]

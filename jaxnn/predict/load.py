@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnn import validation
+from jaxnn import run_spec, validation
 from jaxnn.config.paths import expand_user
 from jaxnn.core import variants
 from jaxnn.core.program import member_model, removed_hparams, task_functions
@@ -89,7 +89,7 @@ def _check_model_given(trained: str, components: Components, where: Path) -> Non
 
 
 def _group(
-    spec: validation.RunSpec,
+    spec: run_spec.RunSpec,
     preprocessing: Preprocessing,
     params: Any,
     hparams: Mapping[str, np.ndarray],
@@ -126,8 +126,7 @@ def _from_export(directory: Path, components: Components) -> Predictor:
 
 
 def _from_workdir(root: Path, components: Components) -> Predictor:
-    record = run_readers.read_config(root / run_files.CONFIG, run_readers.SOURCE_WAY_OUT)
-    config = export.config_from_json(record)
+    config = run_readers.read_config(root / run_files.CONFIG, run_readers.SOURCE_WAY_OUT)
     spec = validation.validate(config, components)
     specs = variants.variant_specs(spec)
     groups, diverged, best_losses = [], [], []

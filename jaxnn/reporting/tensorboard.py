@@ -45,7 +45,7 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.record_writer import masked_crc32c
 
-from jaxnn import validation
+from jaxnn import run_spec
 from jaxnn.core import ensemble
 from jaxnn.core.loop import Evaluation
 from jaxnn.core.program import Program
@@ -79,7 +79,7 @@ class EventLog:
     def __init__(
         self,
         directory: Path,
-        spec: validation.RunSpec,
+        spec: run_spec.RunSpec,
         program: Program,
         members: list[ensemble.Member],
         *,
@@ -90,7 +90,7 @@ class EventLog:
         aggregated = ("val_loss", f"val_{program.metric}")
         self._greater = {name: program.greater_is_better(name) for name in aggregated}
         self._base_rates = None
-        self._pbt = spec.config.restarts.get("schedule", "none") == "pbt"
+        self._pbt = spec.config.restarts.schedule == "pbt"
         if program.user_optimizer is None:  # a user's optimiser keeps its rate to itself
             self._base_rates = np.array(
                 [m.hparams(spec)["learning_rate"] for m in members], np.float32

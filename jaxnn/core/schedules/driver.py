@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import validation
+from jaxnn import run_spec
 from jaxnn.config import schedule as schedule_lib
 from jaxnn.config.schedule import Schedule
 from jaxnn.core import groups, train
@@ -31,14 +31,14 @@ from jaxnn.data import Dataset
 from jaxnn.parallel import sharding
 
 
-def run_schedule(spec: validation.RunSpec, num_members: int) -> Schedule:
+def run_schedule(spec: run_spec.RunSpec, num_members: int) -> Schedule:
     """The run's `restarts.schedule` as a checked value."""
     return schedule_lib.resolve(
         spec.config.restarts, searched=spec.search is not None, num_members=num_members
     )
 
 
-def check_plan(spec: validation.RunSpec, program: Program, num_members: int) -> None:
+def check_plan(spec: run_spec.RunSpec, program: Program, num_members: int) -> None:
     """Refuses, before anything is written, a schedule that the run's steps cannot carry out.
 
     Raises:
@@ -386,7 +386,7 @@ def _compile(trainer: Any, data: Dataset, size: int, state: train.TrainState, st
 
 
 def member_blocks(
-    spec: validation.RunSpec,
+    spec: run_spec.RunSpec,
     program: Program,
     state: train.TrainState,
     initial_hparams: list[Mapping[str, float]],

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import validation
+from jaxnn import run_spec
 from jaxnn.config.schedule import Schedule
 from jaxnn.core import train
 from jaxnn.core.program import Program
@@ -45,7 +45,7 @@ class HparamRange:
     integer: bool
 
 
-def hparam_ranges(spec: validation.RunSpec) -> tuple[HparamRange, ...]:
+def hparam_ranges(spec: run_spec.RunSpec) -> tuple[HparamRange, ...]:
     """The searched fields of a run, by the hyperparameter names members carry them under."""
     if spec.search is None:
         return ()

@@ -1,0 +1,159 @@
+"""The resolved run: what a validated config says to train (`RunSpec`), and how its model
+family and its members' numeric fields are found.
+
+`jaxnn.validation.validate` checks a config and resolves it into a RunSpec: the canonical
+config, the sweep as a value, the drawn search points, the model family, the user's
+components and one RunSpec per structural variant. Every phase after validation reads the run
+from here and never re-parses the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from jaxnn.config import search as search_lib
+from jaxnn.config import sweep as sweep_lib
+from jaxnn.config.fields import NumericField
+from jaxnn.data import augment
+from jaxnn.errors import ConfigError
+from jaxnn.nn import ema, optimizers, precision, registry
+from jaxnn.nn import family as family_lib
+from jaxnn.nn.components import Components
+from jaxnn.nn.user_model import UserModel
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """A validated run: its config, the sweep as a value, its model family and user components.
+
+    Attributes:
+      config: a copy of the caller's config whose `restarts.sweep` and `restarts.search` are
+        their canonical strings (what config.json records); the caller's config is never
+        changed.
+      sweep: the parsed sweep (numeric and structural fields).
+      family: the model family (registered by `model.name`, or the user's model).
+      components: the user's own parts (empty when the config says everything).
+      variants: one (variant values, RunSpec of that variant with the numeric sweep alone) per
+        structural variant; empty when the sweep names no structural field.
+      search: the drawn points of `restarts.search` (each structural variant draws the same
+        ones), or None; a search and a numeric sweep are never both given.
+    """
+
+    config: ml_collections.ConfigDict
+    sweep: sweep_lib.Sweep
+    family: family_lib.ModelFamily
+    components: Components
+    variants: tuple[tuple[dict[str, Any], RunSpec], ...] = ()
+    search: search_lib.Search | None = None
+
+    @property
+    def head(self) -> tuple[str, ...]:
+        """The top-level parameter names of the head (config.model.head, else the family's)."""
+        return tuple(self.config.model.head) or self.family.head
+
+    @property
+    def structural(self) -> bool:
+        return bool(self.variants)
+
+    def single_program(self, what: str) -> RunSpec:
+        """The spec of the one program this run is (a structural sweep of one value per field
+        is one program).
+
+        Raises:
+          ConfigError: the sweep gives several structural variants (one program each).
+        """
+        if len(self.variants) > 1:
+            raise ConfigError(
+                f"{what} trains one compiled program, but the sweep varies "
+                f"{', '.join(self.sweep.structural)} ({len(self.variants)} programs): use "
+                "jaxnn.fit_variants, or jaxnn.run for a workdir with all of them"
+            )
+        return self.variants[0][1] if self.variants else self
+
+    def numeric_fields(self) -> dict[str, NumericField]:
+        return numeric_fields(self.config, self.family, self.components)
+
+    def check_one_member(self, what: str, hparams: Mapping[str, Any] | None) -> None:
+        """A single-member entry point (`fit`) trains one point: a sweep or search whose varied
+        fields `hparams` does not all set would be ignored silently, so it is refused.
+
+        Raises:
+          ConfigError: naming the varied fields that are not set and the entry points that
+            train them.
+        """
+        fields = self.numeric_fields()
+        unset = [f for f in sorted(self.varied_fields) if fields[f].hparam not in (hparams or {})]
+        if unset:
+            source = "restarts.search draws" if self.search is not None else "restarts.sweep varies"
+            raise ConfigError(
+                f"{what} trains one model, but {source} {', '.join(unset)}: use "
+                "jaxnn.fit_ensemble or jaxnn.run to train every member, or give one member's "
+                f"values as hparams= (e.g. hparams={{{fields[unset[0]].hparam!r}: ...}})"
+            )
+
+    @property
+    def varied_fields(self) -> frozenset[str]:
+        """The numeric fields whose value members set one by one (swept or searched)."""
+        searched = self.search.ranges if self.search is not None else {}
+        return frozenset([*self.sweep.numeric, *searched])
+
+    def member_values(self) -> dict[str, list[float]]:
+        """Every value members give a numeric field, swept or searched (field -> values): what
+        a rule that depends on the data checks, as it checks the config's own value."""
+        values = {field: list(swept) for field, swept in self.sweep.numeric.items()}
+        for point in self.search.points if self.search is not None else ():
+            for field, value in point.items():
+                values.setdefault(field, []).append(value)
+        return values
+
+
+def model_family(
+    config: ml_collections.ConfigDict, components: Components
+) -> family_lib.ModelFamily:
+    """The user's model as a family, else the registered family of `model.name`; either way
+    its Modules compute in `model.dtype` (`jaxnn.nn.precision`)."""
+    if isinstance(components.model, UserModel):
+        family = components.model.family(head=tuple(config.model.head) or ("head",))
+    elif components.model is not None:
+        try:
+            family = family_lib.user_family(
+                components.model, head=tuple(config.model.head) or ("head",)
+            )
+        except TypeError as error:
+            raise ConfigError(str(error)) from error
+    else:
+        family = registry.family(config.model.name)
+    return precision.in_model_dtype(family)
+
+
+def numeric_fields(
+    config: ml_collections.ConfigDict,
+    family: family_lib.ModelFamily,
+    components: Components,
+) -> dict[str, NumericField]:
+    """Every field a member may vary: the optimiser's (all of them for a user's optimiser,
+    which may read any), the weights' average's, the model family's and the augmentation's."""
+    if components.optimizer is not None:
+        optimizer_fields = tuple(optimizers.NUMERIC_FIELDS.values())
+    else:
+        optimizer_fields = optimizers.member_fields(config.optimizer)
+    fields = (
+        *optimizer_fields,
+        *ema.NUMERIC_FIELDS,
+        *family.numeric_fields,
+        *augment.NUMERIC_FIELDS,
+    )
+    taken = {
+        f.hparam: f.field for f in (*optimizer_fields, *ema.NUMERIC_FIELDS, *augment.NUMERIC_FIELDS)
+    }
+    for field in family.numeric_fields:
+        if taken.get(field.hparam, field.field) != field.field:
+            raise ConfigError(
+                f"{field.field} is carried by members as {field.hparam!r}, which is "
+                f"{taken.get(field.hparam)}'s name: give the model's field another name"
+            )
+    return {f.field: f for f in fields}
