@@ -103,7 +103,7 @@ class Placement:
         """A sharding per leaf: the member axis sharded; `stopped` and `diverged` replicated.
 
         The two flags are replicated so the host can read them after every chunk (the early
-        exit of `train.drive`) even where the members span processes.
+        exit of `loop.drive`) even where the members span processes.
         """
         shardings = jax.tree_util.tree_map(lambda _: self.member_sharding, state)
         return shardings.replace(stopped=self.replicated, diverged=self.replicated)
@@ -114,11 +114,11 @@ class Placement:
             return jax.jit(chunk)
 
         def placed_chunk(
-            state: train.TrainState,
+            state: State,
             data: device.TrainingData,
             start_step: jax.Array,
             order_key: jax.Array | None,
-        ) -> tuple[train.TrainState, dict[str, jax.Array]]:
+        ) -> tuple[State, dict[str, jax.Array]]:
             state, metrics = chunk(state, data, start_step, order_key)
             state = jax.lax.with_sharding_constraint(state, self.state_shardings(state))
             return state, jax.lax.with_sharding_constraint(metrics, self.replicated)
