@@ -24,10 +24,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.nn import conv
-from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup, scaled
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.images import as_images
-from jaxnn.nn.layers import inverted_dropout, is_python_zero
+from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
 from jaxnn.nn.normalization import normalize
 
 HEAD = "head"
@@ -42,7 +41,7 @@ class BasicBlock(nn.Module):
     preact: bool
     norm: str
     conv_impl: str
-    activate: Any
+    activation: str
     negative_slope: float | jax.Array
     kernel_init: Any
     dtype: Any
@@ -59,23 +58,23 @@ class BasicBlock(nn.Module):
         def norm(h: jax.Array, name: str) -> jax.Array:
             return normalize(h, self.norm, train=train, name=name, dtype=self.dtype)
 
-        def act(h: jax.Array) -> jax.Array:
-            return self.activate(h, self.negative_slope)
+        def act(h: jax.Array, index: int) -> jax.Array:
+            return activate(h, self.activation, self.negative_slope, f"prelu_{index}")
 
         reshapes = self.stride != 1 or x.shape[-1] != self.features
         if self.preact:
-            h = act(norm(x, "norm_0"))
+            h = act(norm(x, "norm_0"), 0)
             shortcut = conv_layer(h, 1, self.stride, "shortcut") if reshapes else x
             h = conv_layer(h, 3, self.stride, "conv_0")
-            h = conv_layer(act(norm(h, "norm_1")), 3, 1, "conv_1")
+            h = conv_layer(act(norm(h, "norm_1"), 1), 3, 1, "conv_1")
             return h + shortcut
         shortcut = x
         if reshapes:
             shortcut = norm(conv_layer(x, 1, self.stride, "shortcut"), "shortcut_norm")
-        h = act(norm(conv_layer(x, 3, self.stride, "conv_0"), "norm_0"))
+        h = act(norm(conv_layer(x, 3, self.stride, "conv_0"), "norm_0"), 0)
         h = normalize(conv_layer(h, 3, 1, "conv_1"), self.norm, train=train, name="norm_1",
                       dtype=self.dtype, scale_init=nn.initializers.zeros)  # fmt: skip
-        return act(h + shortcut)
+        return act(h + shortcut, 1)
 
 
 class ResNet(nn.Module):
@@ -105,9 +104,7 @@ class ResNet(nn.Module):
     ) -> jax.Array:
         """Maps images [B, H, W] or [B, H, W, C] to outputs [B, num_outputs]; each stage's
         output is sown as `intermediates/preactivation_{stage}` [B, H_s, W_s, C_s]."""
-        activate = lookup(ACTIVATIONS, self.activation, "model.activation")
-        base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
-        kernel_init = scaled(base_init, self.init_scale)
+        kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
         x = as_images(x)
         imagenet = self.stem == "imagenet"
         size, stride = (7, 2) if imagenet else (3, 1)
@@ -117,20 +114,20 @@ class ResNet(nn.Module):
         )(x)  # fmt: skip
         if not self.preact:
             x = normalize(x, self.norm, train=train, name="stem_norm", dtype=self.dtype)
-            x = activate(x, self.negative_slope)
+            x = activate(x, self.activation, self.negative_slope, "stem_prelu")
         if imagenet:
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
         for s, (count, width) in enumerate(zip(self.blocks, self.widths, strict=True)):
             for b in range(count):
                 x = BasicBlock(
                     width, 2 if s > 0 and b == 0 else 1, self.preact, self.norm, self.conv_impl,
-                    activate, self.negative_slope, kernel_init, self.dtype,
+                    self.activation, self.negative_slope, kernel_init, self.dtype,
                     name=f"stage{s}_block{b}",
                 )(x, train=train)  # fmt: skip
             self.sow("intermediates", f"preactivation_{s}", x)
         if self.preact:
             x = normalize(x, self.norm, train=train, name="final_norm", dtype=self.dtype)
-            x = activate(x, self.negative_slope)
+            x = activate(x, self.activation, self.negative_slope, "final_prelu")
         x = jnp.mean(x, axis=(1, 2))
         if train and dropout_key is not None and not is_python_zero(self.dropout):
             x = inverted_dropout(x, self.dropout, dropout_key)
