@@ -479,7 +479,7 @@ def _assemble(
         x_train, y_train = x_train[keep], y_train[keep]
     target_mean = target_std = mean = std = None
     if standardize:
-        mean, std = _train_stats(x_train)
+        mean, std = _feature_stats(x_train)
         x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
         if task == "regression":
             target_mean, target_std = _train_stats(y_train)
@@ -521,6 +521,18 @@ def _assemble(
             classes=label_values if task == "classification" else None,
         ),
     )
+
+
+def _feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The features' standardisation: per feature (`_train_stats`), except for images
+    [N, H, W, C], standardised per channel over every pixel (as image models expect: a pixel
+    that is always dark in train stays dark rather than becoming noise) and broadcast to
+    [H, W, C], so the preprocessing record has the examples' shape either way."""
+    if x.ndim != 4:
+        return _train_stats(x)
+    mean, std = _train_stats(x.reshape((-1, x.shape[-1])))
+    shape = x.shape[1:]
+    return np.broadcast_to(mean, shape).copy(), np.broadcast_to(std, shape).copy()
 
 
 def _train_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

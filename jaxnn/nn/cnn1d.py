@@ -87,10 +87,10 @@ class CNN1D(nn.Module):
         for i, (features, size, stride) in enumerate(
             zip(self.channels, self.kernel_sizes, self.strides, strict=True)
         ):
-            h = conv.Conv1D(
+            h = conv.Conv(
                 features,
-                size,
-                stride,
+                (size,),
+                (stride,),
                 self.padding,
                 self.conv_impl,
                 kernel_init=kernel_init,

@@ -1,10 +1,11 @@
-"""1-D convolutions in two implementations with the same parameters: im2col and `lax.conv`.
+"""Convolutions (1-D and 2-D) in two implementations with the same parameters: im2col and
+`lax.conv`.
 
 Under `vmap` over ensemble members, `lax.conv_general_dilated` becomes a grouped convolution,
 which XLA's CPU backend runs slowly. Written as patches (im2col) times a kernel matrix, the
 members' convolutions become one batched matmul instead (benchmarks/conv.py measures both).
 A GPU may prefer its own convolutions: `resolve_impl('auto')` picks im2col on CPU and `lax`
-elsewhere. Both read a kernel [K, C_in, C_out] and a bias [C_out] (the layout of
+elsewhere. Both read a kernel [*K, C_in, C_out] and a bias [C_out] (the layout of
 `flax.linen.Conv`), so a checkpoint trained with one runs with the other.
 
 Padding follows `lax`: 'valid' keeps the windows inside the input; 'same' gives ceil(L / stride)
@@ -14,6 +15,7 @@ positions, padding max((out - 1) * stride + K - L, 0) zeros, the smaller half on
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +28,9 @@ from jaxnn.nn.dense import weight_gradient
 from jaxnn.nn.precision import cast
 
 PADDINGS = ("same", "valid")
-# conv(x [B, L, C_in], kernel [K, C_in, C_out], bias [C_out], stride, padding) -> [B, L_out, C_out]
-Conv1d = Callable[[jax.Array, jax.Array, jax.Array, int, str], jax.Array]
+# conv(x [B, *S, C_in], kernel [*K, C_in, C_out], bias [C_out], strides, padding)
+#   -> [B, *S_out, C_out]
+ConvFn = Callable[[jax.Array, jax.Array, jax.Array, tuple[int, ...], str], jax.Array]
 
 
 def output_length(length: int, kernel_size: int, stride: int, padding: str) -> int:
@@ -45,101 +48,126 @@ def _padding(length: int, kernel_size: int, stride: int, padding: str) -> tuple[
     return (total // 2, total - total // 2)
 
 
-def patches(x: jax.Array, kernel_size: int, stride: int, padding: str) -> jax.Array:
-    """The windows a convolution reads: x [B, L, C] -> [B, L_out, K * C] (position-major).
+def patches(
+    x: jax.Array, kernel_shape: tuple[int, ...], strides: tuple[int, ...], padding: str
+) -> jax.Array:
+    """The windows a convolution reads: x [B, *S, C] -> [B, *S_out, prod(K) * C], window
+    positions in row-major order, channels fastest (the order of a kernel [*K, C, F] reshaped
+    to [prod(K) * C, F]).
 
-    Built from K strided slices (no gather), so the backward pass is K strided pads.
+    Built from prod(K) strided slices (no gather), so the backward pass is strided pads.
     """
-    length = x.shape[1]
-    out = output_length(length, kernel_size, stride, padding)
-    x = jnp.pad(x, ((0, 0), _padding(length, kernel_size, stride, padding), (0, 0)))
-    span = (out - 1) * stride + 1
-    windows = [x[:, k : k + span : stride, :] for k in range(kernel_size)]
+    spatial = x.shape[1:-1]
+    outs = [output_length(*axis, padding) for axis in zip(spatial, kernel_shape, strides)]
+    pads = [_padding(*axis, padding) for axis in zip(spatial, kernel_shape, strides)]
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    windows = []
+    for offsets in itertools.product(*(range(k) for k in kernel_shape)):
+        index = tuple(
+            slice(first, first + (out - 1) * stride + 1, stride)
+            for first, out, stride in zip(offsets, outs, strides)
+        )
+        windows.append(x[(slice(None), *index, slice(None))])
     return jnp.concatenate(windows, axis=-1)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def conv1d_im2col(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, padding: str
+def conv_im2col(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array, strides: tuple[int, ...], padding: str
 ) -> jax.Array:
-    """x [B, L, C_in] convolved with kernel [K, C_in, C_out] as patches @ kernel matrix.
+    """x [B, *S, C_in] convolved with kernel [*K, C_in, C_out] as patches @ kernel matrix, for
+    any number of spatial axes (1 for cnn1d, 2 for images).
 
     Its backward pass is matmuls of the same fast shapes (see `_im2col_bwd`).
 
     Returns:
-      [B, L_out, C_out].
+      [B, *S_out, C_out].
     """
-    return _im2col_fwd(x, kernel, bias, stride, padding)[0]
+    return _im2col_fwd(x, kernel, bias, strides, padding)[0]
+
+
+Residuals = tuple[jax.Array, jax.Array, tuple[int, ...]]
 
 
 def _im2col_fwd(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, padding: str
-) -> tuple[jax.Array, tuple[jax.Array, jax.Array, int]]:
-    kernel_size, _, features = kernel.shape
-    windows = patches(x, kernel_size, stride, padding)
-    batch, out, width = windows.shape
-    flat = windows.reshape((batch * out, width))
-    y = (flat @ kernel.reshape((width, features)) + bias).reshape((batch, out, features))
-    return y, (flat, kernel, x.shape[1])
+    x: jax.Array, kernel: jax.Array, bias: jax.Array, strides: tuple[int, ...], padding: str
+) -> tuple[jax.Array, Residuals]:
+    kernel_shape, features = kernel.shape[:-2], kernel.shape[-1]
+    windows = patches(x, kernel_shape, strides, padding)
+    width = windows.shape[-1]
+    flat = windows.reshape((-1, width))
+    y = (flat @ kernel.reshape((width, features)) + bias).reshape((*windows.shape[:-1], features))
+    return y, (flat, kernel, x.shape[1:-1])
 
 
 def _im2col_bwd(
-    stride: int, padding: str, residuals: tuple[jax.Array, jax.Array, int], dy: jax.Array
+    strides: tuple[int, ...], padding: str, residuals: Residuals, dy: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The gradients as matmuls that contract K * C (never the C_out alone), which XLA CPU runs
-    several times faster: on this project's CPU a [4000, 32] @ [32, 160] matmul (dy times the
-    kernel matrix transposed, the plain backward of patches @ kernel) ran at 48 GFLOP/s against
-    233 for [4000, 160] @ [160, 32] (`python benchmarks/conv.py --matmul-rates`).
+    """The gradients as matmuls that contract prod(K) * C (never the C_out alone), which XLA
+    CPU runs several times faster: on this project's CPU a [4000, 32] @ [32, 160] matmul (dy
+    times the kernel matrix transposed, the plain backward of patches @ kernel) ran at 48
+    GFLOP/s against 233 for [4000, 160] @ [160, 32] (`python benchmarks/conv.py --matmul-rates`).
 
-    dx is the convolution of dy, dilated by the stride and padded by K - 1, with the kernel
-    flipped along its positions and transposed: patches of dy [B * L_pad, K * C_out] times a
-    [K * C_out, C_in] matrix, then the padding cut off. dW is patches^T @ dy
-    (`jaxnn.nn.dense.weight_gradient`, in the fast layout).
+    dx is the convolution of dy, dilated by the strides and padded by K - 1 on every spatial
+    axis, with the kernel flipped along its positions and transposed: patches of dy
+    [B * prod(S_pad), prod(K) * C_out] times a [prod(K) * C_out, C_in] matrix, then the padding
+    cut off. dW is patches^T @ dy (`jaxnn.nn.dense.weight_gradient`, in the fast layout).
     """
-    flat, kernel, length = residuals
-    kernel_size, channels, features = kernel.shape
-    batch, out = dy.shape[0], dy.shape[1]
-    flat_dy = dy.reshape((batch * out, features))
+    flat, kernel, spatial = residuals
+    kernel_shape, channels, features = kernel.shape[:-2], kernel.shape[-2], kernel.shape[-1]
+    outs = dy.shape[1:-1]
+    flat_dy = dy.reshape((-1, features))
     d_kernel = weight_gradient(flat, flat_dy).reshape(kernel.shape)
     d_bias = flat_dy.sum(axis=0)
-    left, right = _padding(length, kernel_size, stride, padding)
-    padded_length = length + left + right
-    dilated = (out - 1) * stride + 1
+    pads = [_padding(*axis, padding) for axis in zip(spatial, kernel_shape, strides)]
+    padded = [n + left + right for n, (left, right) in zip(spatial, pads)]
+    # dy[o] lands at position K - 1 + o * stride of each axis: [B, *(S_pad + K - 1), C_out]
     spread = jax.lax.pad(
         dy,
         jnp.zeros((), dy.dtype),
-        ((0, 0, 0), (kernel_size - 1, padded_length - dilated, stride - 1), (0, 0, 0)),
-    )  # [B, L_pad + K - 1, C_out]: dy[o] at position K - 1 + o * stride
-    windows = patches(spread, kernel_size, 1, "valid")  # [B, L_pad, K * C_out]
-    flipped = jnp.swapaxes(kernel[::-1], 1, 2).reshape((kernel_size * features, channels))
-    dx_padded = windows.reshape((-1, kernel_size * features)) @ flipped
-    dx = dx_padded.reshape((batch, padded_length, channels))[:, left : left + length]
-    return dx, d_kernel, d_bias
+        (
+            (0, 0, 0),
+            *(
+                (k - 1, n - ((out - 1) * stride + 1), stride - 1)
+                for k, n, out, stride in zip(kernel_shape, padded, outs, strides)
+            ),
+            (0, 0, 0),
+        ),
+    )
+    windows = patches(spread, kernel_shape, (1,) * len(kernel_shape), "valid")
+    flipped = kernel[tuple(slice(None, None, -1) for _ in kernel_shape)]
+    flipped = jnp.swapaxes(flipped, -2, -1).reshape((-1, channels))
+    dx_padded = (windows.reshape((-1, flipped.shape[0])) @ flipped).reshape(
+        (dy.shape[0], *padded, channels)
+    )
+    crop = tuple(slice(left, left + n) for n, (left, _) in zip(spatial, pads))
+    return dx_padded[(slice(None), *crop)], d_kernel, d_bias
 
 
-conv1d_im2col.defvjp(_im2col_fwd, _im2col_bwd)
+conv_im2col.defvjp(_im2col_fwd, _im2col_bwd)
 
 
-def conv1d_lax(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, padding: str
+def conv_lax(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array, strides: tuple[int, ...], padding: str
 ) -> jax.Array:
-    """x [B, L, C_in] convolved with kernel [K, C_in, C_out] by `lax.conv_general_dilated`.
+    """x [B, *S, C_in] convolved with kernel [*K, C_in, C_out] by `lax.conv_general_dilated`.
 
     Returns:
-      [B, L_out, C_out].
+      [B, *S_out, C_out].
     """
-    length, kernel_size = x.shape[1], kernel.shape[0]
+    kernel_shape = kernel.shape[:-2]
+    axes = "DHW"[-len(kernel_shape) :]
     y = jax.lax.conv_general_dilated(
         x,
         kernel,
-        window_strides=(stride,),
-        padding=[_padding(length, kernel_size, stride, padding)],
-        dimension_numbers=("NWC", "WIO", "NWC"),
+        window_strides=strides,
+        padding=[_padding(*axis, padding) for axis in zip(x.shape[1:-1], kernel_shape, strides)],
+        dimension_numbers=(f"N{axes}C", f"{axes}IO", f"N{axes}C"),
     )
     return y + bias
 
 
-CONV_IMPLS: dict[str, Conv1d] = {"im2col": conv1d_im2col, "lax": conv1d_lax}
+CONV_IMPLS: dict[str, ConvFn] = {"im2col": conv_im2col, "lax": conv_lax}
 CONV_IMPL_CHOICES = ("auto", *CONV_IMPLS)
 
 
@@ -155,51 +183,65 @@ def resolve_impl(name: str, backend: str | None = None) -> str:
     return name
 
 
-class Conv1D(nn.Module):
-    """A 1-D convolution over the positions of x [B, L, C_in] -> [B, L_out, features].
+class Conv(nn.Module):
+    """A convolution over the spatial axes of x [B, *S, C_in] -> [B, *S_out, features]: one
+    axis (sequences, cnn1d) or two (images, cnn2d and resnet).
 
-    Parameters `kernel` [K, C_in, features] and `bias` [features], as `flax.linen.Conv`,
-    float32; `dtype` is the dtype of the computation (inputs, kernel and bias are cast to it).
+    Parameters `kernel` [*kernel_size, C_in, features] and `bias` [features], as
+    `flax.linen.Conv`, float32; `dtype` is the dtype of the computation (inputs, kernel and bias
+    are cast to it). `strides` () is 1 on every axis.
     """
 
     features: int
-    kernel_size: int
-    stride: int = 1
+    kernel_size: tuple[int, ...]
+    strides: tuple[int, ...] = ()
     padding: str = "same"
     impl: str = "auto"
+    use_bias: bool = True
     kernel_init: Any = nn.initializers.lecun_normal()
     bias_init: Any = nn.initializers.zeros
     dtype: Any = jnp.float32  # of the computation; the parameters are float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param(
-            "kernel", self.kernel_init, (self.kernel_size, x.shape[-1], self.features), jnp.float32
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), jnp.float32)
+            if self.use_bias
+            else jnp.zeros((self.features,), jnp.float32)
         )
-        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
         conv = CONV_IMPLS[resolve_impl(self.impl)]
         x, kernel, bias = (cast(a, self.dtype) for a in (x, kernel, bias))
-        return conv(x, kernel, bias, self.stride, self.padding)
+        return conv(x, kernel, bias, self.strides or (1,) * len(self.kernel_size), self.padding)
+
+
+def pool(x: jax.Array, kind: str, window: tuple[int, ...]) -> jax.Array:
+    """Non-overlapping pooling of x [B, *S, C] over windows of `window` positions per spatial
+    axis (a remainder is dropped): [B, *(S // window), C]. kind is 'none' (x unchanged), 'max'
+    or 'avg'."""
+    if kind == "none":
+        return x
+    outs = [n // w for n, w in zip(x.shape[1:-1], window, strict=True)]
+    x = x[(slice(None), *(slice(0, out * w) for out, w in zip(outs, window)), slice(None))]
+    split = [size for out, w in zip(outs, window) for size in (out, w)]
+    windows = x.reshape((x.shape[0], *split, x.shape[-1]))
+    axes = tuple(2 + 2 * i for i in range(len(window)))
+    return lookup(POOLS, kind, "model.pool")(windows, axes)
 
 
 def pool1d(x: jax.Array, kind: str, size: int) -> jax.Array:
-    """Non-overlapping pooling of x [B, L, C] over windows of `size` positions (a remainder
-    is dropped): [B, L // size, C]. kind is 'none' (x unchanged), 'max' or 'avg'."""
-    if kind == "none":
-        return x
-    batch, length, channels = x.shape
-    out = length // size
-    windows = x[:, : out * size, :].reshape((batch, out, size, channels))
-    return lookup(POOLS, kind, "model.pool")(windows)
+    """`pool` over the positions of x [B, L, C]: [B, L // size, C]."""
+    return pool(x, kind, (size,))
 
 
-POOLS: dict[str, Callable[[jax.Array], jax.Array] | None] = {
+POOLS: dict[str, Callable[[jax.Array, tuple[int, ...]], jax.Array] | None] = {
     "none": None,
-    "max": lambda windows: jnp.max(windows, axis=2),
-    "avg": lambda windows: jnp.mean(windows, axis=2),
+    "max": lambda windows, axes: jnp.max(windows, axis=axes),
+    "avg": lambda windows, axes: jnp.mean(windows, axis=axes),
 }
 
 
 def pooled_length(length: int, kind: str, size: int) -> int:
-    """The positions `pool1d` leaves."""
+    """The positions `pool` leaves on an axis of `length` with windows of `size`."""
     return length if kind == "none" else length // size

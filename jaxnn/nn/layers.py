@@ -1,4 +1,5 @@
-"""Layers that model families share: inverted dropout with a traced rate, and PReLU."""
+"""Layers that model families share: inverted dropout with a traced rate, PReLU, the activation
+a family's `model.activation` names and its kernel initialiser."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.nn import dropout_mask
-from jaxnn.nn.activations import leaky_relu
+from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, Initializer, leaky_relu, lookup, scaled
 
 
 def is_python_zero(value: object) -> bool:
@@ -43,3 +44,19 @@ class PReLU(nn.Module):
             "negative_slope", lambda key: jnp.asarray(self.negative_slope_init, jnp.float32)
         )
         return leaky_relu(x, slope)
+
+
+def activate(
+    h: jax.Array, activation: str, negative_slope: float | jax.Array, name: str
+) -> jax.Array:
+    """`model.activation` applied to h inside a Module's compact method: prelu is a PReLU layer
+    named `name` (its slope learnable, starting at `negative_slope`); every other activation is
+    its function (leaky_relu reads `negative_slope`)."""
+    if activation == "prelu":
+        return PReLU(negative_slope, name=name)(h)
+    return lookup(ACTIVATIONS, activation, "model.activation")(h, negative_slope)
+
+
+def kernel_initializer(name: str, stddev: float, scale: float | jax.Array) -> Initializer:
+    """`model.init` (with `model.init_stddev` where it reads one) times `model.init_scale`."""
+    return scaled(lookup(INITIALIZERS, name, "model.init")(stddev), scale)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from jaxnn.data.builders.base import ArrayBuilder
@@ -20,9 +22,11 @@ class Digits(ArrayBuilder):
     name = "digits"
     HOMEPAGE = "https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset"
     TASK = "classification"
-    FEATURE_SHAPE = (64,)
+    FEATURE_SHAPE: ClassVar[tuple[int, ...]] = (64,)
     NUM_CLASSES = 10
-    FEATURE_NAMES = tuple(f"pixel_{row}_{col}" for row in range(8) for col in range(8))
+    FEATURE_NAMES: ClassVar[tuple[str, ...]] = tuple(
+        f"pixel_{row}_{col}" for row in range(8) for col in range(8)
+    )
 
     def _make_splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         from sklearn.datasets import load_digits

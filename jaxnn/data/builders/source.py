@@ -22,12 +22,14 @@ import tensorflow_datasets as tfds
 
 from jaxnn.config.paths import expand_user
 from jaxnn.data.builders.base import ArrayBuilder
+from jaxnn.data.builders.image_builders import DigitsImages, MnistSubset
 from jaxnn.data.builders.mnist1d_builder import Mnist1d
 from jaxnn.data.builders.sklearn_builders import Diabetes, Digits, Friedman1
 from jaxnn.errors import DataError
 
 BUILDERS: dict[str, type[ArrayBuilder]] = {
-    builder.name: builder for builder in (Mnist1d, Digits, Diabetes, Friedman1)
+    builder.name: builder
+    for builder in (Mnist1d, Digits, Diabetes, Friedman1, DigitsImages, MnistSubset)
 }
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 LOCK_FOLDER = ".jaxnn_locks"  # in data_dir: one lock file per data set variant

@@ -1,0 +1,49 @@
+"""The normalisation a convolutional layer may be followed by (`model.norm`): none, batch
+(`flax.linen.BatchNorm`: its running statistics are the member's model state), group or layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from jaxnn.nn.precision import layer_dtype
+
+NORMS = ("none", "batch", "group", "layer")
+BATCH_NORM_MOMENTUM = 0.9  # flax's ImageNet ResNet example's
+
+
+def normalize(
+    x: jax.Array,
+    kind: str,
+    *,
+    train: bool,
+    name: str,
+    dtype: Any,
+    groups: int = 8,
+    scale_init: Any = nn.initializers.ones,
+) -> jax.Array:
+    """x [B, ..., C] normalised over channels by `kind`, a layer named `name` (none: x), its
+    scale starting at `scale_init`.
+
+    GroupNorm uses min(groups, C) groups when they divide C, else one group per channel.
+    """
+    if kind == "none":
+        return x
+    if kind == "batch":
+        return nn.BatchNorm(
+            use_running_average=not train,
+            momentum=BATCH_NORM_MOMENTUM,
+            scale_init=scale_init,
+            dtype=layer_dtype(dtype),
+            name=name,
+        )(x)
+    if kind == "group":
+        channels = x.shape[-1]
+        num = min(groups, channels)
+        num = num if channels % num == 0 else channels
+        return nn.GroupNorm(
+            num_groups=num, scale_init=scale_init, dtype=layer_dtype(dtype), name=name
+        )(x)
+    return nn.LayerNorm(scale_init=scale_init, dtype=layer_dtype(dtype), name=name)(x)
