@@ -26,7 +26,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.dataset = ml_collections.ConfigDict()
-    # a local data set (mnist1d, digits, diabetes, friedman1), a TFDS one, npz:PATH or csv:PATH
+    # a local data set (mnist1d, digits, diabetes, friedman1; images: digits_images,
+    # mnist_subset), a TFDS one, npz:PATH or csv:PATH
     config.dataset.name = "mnist1d"
     config.dataset.data_dir = ""
     # npz / csv files (jaxnn.data.files): the target array or column ("" = y / the last
