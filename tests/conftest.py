@@ -70,3 +70,12 @@ def compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(REPO / ".data" / "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A fault trial (`faults`) is always in the slow tier: `make test-slow` (`-m slow`) runs
+    every test `make faults` runs."""
+    for item in items:
+        if item.get_closest_marker("faults") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -54,15 +54,15 @@ def launch(config: str, workdir: Path, data_dir: str, *extra: str) -> subprocess
     )
 
 
-# The slow tier launches the rest: the same contract, for a second regression data set and the
-# model families (each family trains in tests/test_families.py and tests/test_family_runs.py).
+# The slow tier launches the rest: the same contract, for a second regression data set, the
+# model families (each trains in tests/test_families.py and tests/test_family_runs.py), the
+# transfer source (run in-process by tests/test_transfer.py) and a structural sweep (launched by
+# tests/test_run_files.py).
 FAST_SMOKES = {
     "experiments/mnist1d_mlp.py:smoke",
     "experiments/digits_mlp.py:smoke",
     "experiments/regression.py:friedman1,smoke",
     "experiments/random_restarts.py:smoke",
-    "experiments/transfer.py:source,smoke",
-    "experiments/activations.py:smoke",
     "experiments/random_search.py:smoke",
 }
 
