@@ -14,8 +14,8 @@ directory (so a block may use the run an earlier block launched), with a home wh
                      says the command must exit N
   ```text, ```json   output or a synopsis, not run
 
-The fast tier runs the README and the documents with nothing to launch (RUN_IN_THE_FAST_TIER)
-and reads every other one without running it (each command has a handler, each launch's config
+The fast tier runs the documents with nothing to launch or train (RUN_IN_THE_FAST_TIER) and
+reads every other one, the README included, without running it (each command has a handler, each launch's config
 and fields exist); the slow tier runs every document.
 """
 
@@ -189,11 +189,10 @@ def docs_home(tmp_path_factory) -> Path:
     return user_home(tmp_path_factory.mktemp("docs"))
 
 
-# The documents whose blocks run in the fast tier: the README (the front page, the Python API's
-# tour) and those with nothing to launch. Every other document runs in the slow tier; in the fast
-# tier its blocks are read by test_every_code_block_is_one_the_harness_runs.
+# The documents whose blocks run in the fast tier: those with nothing to launch or train. Every
+# other document (the README too, whose Python block tests/test_wheel.py also runs) runs in the
+# slow tier; in the fast tier its blocks are read by test_every_code_block_is_one_the_harness_runs.
 RUN_IN_THE_FAST_TIER = {
-    "README.md",
     "docs/architecture.md",
     "docs/benchmarks.md",
     "docs/reliability.md",

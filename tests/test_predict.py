@@ -508,6 +508,7 @@ def test_a_csv_edited_under_the_same_name_is_refused_by_the_launcher(tmp_path):
     assert _snapshot(workdir) == before
 
 
+@pytest.mark.slow  # tests/test_docs.py runs the same blocks in the slow tier too
 def test_the_python_blocks_of_docs_python_md_run(tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "python.md").read_text(), re.S)
     assert len(blocks) >= 3

@@ -82,12 +82,29 @@ def _check_name(case) -> str:
     return _get_check_estimator_ids((case.values if isinstance(case, ParameterSet) else case)[1])
 
 
+# FlaxClassifier trains through MLPClassifier's engine: the fast tier checks its own part (the
+# module as a parameter, training, pickling).
+FAST_CHECKS_OF_A_FLAX_ESTIMATOR = {
+    "check_estimator_cloneable",
+    "check_get_params_invariance",
+    "check_classifiers_train",
+    "check_estimators_pickle",
+}
+
+
+def _fast(case) -> bool:
+    estimator = (case.values if isinstance(case, ParameterSet) else case)[0]
+    if isinstance(estimator, FlaxClassifier | FlaxRegressor):
+        return _check_name(case) in FAST_CHECKS_OF_A_FLAX_ESTIMATOR
+    return _check_name(case) in FAST_CHECKS
+
+
 def tiered_checks(mark: pytest.MarkDecorator) -> pytest.MarkDecorator:
-    """`parametrize_with_checks`'s mark with every check outside FAST_CHECKS marked slow."""
+    """`parametrize_with_checks`'s mark with every check outside the fast sets marked slow."""
     names, cases, *_ = mark.args
     cases = [
         case
-        if _check_name(case) in FAST_CHECKS
+        if _fast(case)
         else pytest.param(
             *(case.values if isinstance(case, ParameterSet) else case),
             marks=[*getattr(case, "marks", ()), pytest.mark.slow],
