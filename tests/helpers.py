@@ -52,8 +52,17 @@ def blobs(
 
 def tiered(values, fast) -> list:
     """`values` for `pytest.mark.parametrize`, each one not in `fast` marked slow: the fast tier
-    proves the point on the cases of `fast`, the slow tier (`-m slow`) on every other one."""
-    return [v if v in fast else pytest.param(v, marks=pytest.mark.slow) for v in values]
+    proves the point on the cases of `fast`, the slow tier (`-m slow`) on every other one. A
+    tuple is the arguments of one case (several argument names)."""
+    slow = pytest.mark.slow
+    return [
+        v
+        if v in fast
+        else pytest.param(*v, marks=slow)
+        if isinstance(v, tuple)
+        else pytest.param(v, marks=slow)
+        for v in values
+    ]
 
 
 def small_config(**overrides) -> ml_collections.ConfigDict:
