@@ -13,11 +13,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Tests run on CPU; set before any test module imports jax (none of the imports above do).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Launches in child processes compile through the tests' own cache (never the user's): the
-# suite launches the same smoke programs again and again, and a second launch of a program then
-# reads it instead of compiling it. A test of the cache sets its own. A child script that calls
-# jaxnn.run is given JAX_COMPILATION_CACHE_DIR (jaxnn keeps a cache set through JAX).
-os.environ["JAXNN_COMPILATION_CACHE"] = str(REPO / ".data" / "jax_cache")
+# Launches in child processes compile without jaxnn's cache (never into the user's own): a
+# child killed while it writes an entry would tear it. Forked launches, never killed, share the
+# tests' cache (tests/forked_launch.py); a test of the cache, or a child given
+# JAX_COMPILATION_CACHE_DIR, sets its own. A child script that calls jaxnn.run is given
+# JAX_COMPILATION_CACHE_DIR (jaxnn keeps a cache set through JAX).
+os.environ["JAXNN_COMPILATION_CACHE"] = "off"
 # `import jaxnn` would split a worker into one CPU device per core; the suite's workers already
 # share the cores (tests/test_cpu_split.py checks the split in fresh processes).
 os.environ["JAXNN_SPLIT_CPU"] = "0"
