@@ -9,8 +9,6 @@ from pathlib import Path
 import ml_collections
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
 # Tests run on CPU; set before any test module imports jax (none of the imports above do).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Launches in child processes compile without jaxnn's cache (never into the user's own): a
@@ -22,6 +20,8 @@ os.environ["JAXNN_COMPILATION_CACHE"] = "off"
 # `import jaxnn` would split a worker into one CPU device per core; the suite's workers already
 # share the cores (tests/test_cpu_split.py checks the split in fresh processes).
 os.environ["JAXNN_SPLIT_CPU"] = "0"
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
