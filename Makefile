@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= auto
+# An idle worker takes queued tests from the busy one: the tiers hold tests of a second and of
+# minutes, and a fixed split can leave one worker with the long ones at the end.
+PYTEST_DIST := --dist worksteal
 # Extra pytest arguments, e.g. PYTEST_ARGS=--durations=25 (what .ci/run passes).
 PYTEST_ARGS ?=
 
@@ -22,12 +25,12 @@ demo: $(VENV)/.installed
 
 # The fast tier: every test not marked slow (pyproject.toml's addopts).
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_DIST) -q $(PYTEST_ARGS)
 
 # The slow tier: real-process fault trials, the wheel, multi-process runs, cold-cache launches,
 # the full estimator checks (the tests marked slow).
 test-slow: $(VENV)/.installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_DIST) -q -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
@@ -48,4 +51,4 @@ bench-gpu: $(VENV)/.installed
 
 # The long fault-injection trials alone (part of test-slow).
 faults: $(VENV)/.installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m faults $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_DIST) -q -m faults $(PYTEST_ARGS)

@@ -11,9 +11,11 @@ import pytest
 
 # Tests run on CPU; set before any test module imports jax (none of the imports above do).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Launches in child processes compile without jaxnn's cache (never into the user's own); a test
-# of the cache, or a child given JAX_COMPILATION_CACHE_DIR, sets its own. A child script that
-# calls jaxnn.run is given JAX_COMPILATION_CACHE_DIR (jaxnn keeps a cache set through JAX).
+# Launches in child processes compile without jaxnn's cache (never into the user's own): a
+# child killed while it writes an entry would tear it. Forked launches, never killed, share the
+# tests' cache (tests/forked_launch.py); a test of the cache, or a child given
+# JAX_COMPILATION_CACHE_DIR, sets its own. A child script that calls jaxnn.run is given
+# JAX_COMPILATION_CACHE_DIR (jaxnn keeps a cache set through JAX).
 os.environ["JAXNN_COMPILATION_CACHE"] = "off"
 # `import jaxnn` would split a worker into one CPU device per core; the suite's workers already
 # share the cores (tests/test_cpu_split.py checks the split in fresh processes).
@@ -63,3 +65,12 @@ def compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(REPO / ".data" / "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A fault trial (`faults`) is always in the slow tier: `make test-slow` (`-m slow`) runs
+    every test `make faults` runs."""
+    for item in items:
+        if item.get_closest_marker("faults") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

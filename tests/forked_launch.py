@@ -181,6 +181,13 @@ def forked_python(
     return server.run(list(argv), "", cwd, timeout)
 
 
+# The tests' compilation cache (tests/conftest.py's): the suite launches the same smoke programs
+# again and again, and a launch then reads a program an earlier one compiled.
+TESTS_CACHE = REPO / ".data" / "jax_cache"
+
+
 def forked_launch(arguments: list[str], *, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python launch.py *arguments` from the repository root, as `forked_python` runs it."""
-    return forked_python(["launch.py", *arguments], timeout=timeout)
+    """`python launch.py *arguments` from the repository root, as `forked_python` runs it, with
+    the tests' compilation cache."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXNN_COMPILATION_CACHE": str(TESTS_CACHE)}
+    return forked_python(["launch.py", *arguments], env=env, timeout=timeout)

@@ -10,6 +10,7 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+import pytest
 
 from jaxnn import data as data_lib
 from jaxnn.config import default_config
@@ -47,6 +48,21 @@ def blobs(
     """A small classification problem: Gaussian blobs, learnable in a few dozen steps."""
     arrays = blob_arrays(num_train, num_test, num_features, num_classes, seed)
     return data_lib.from_arrays(*arrays, task="classification")
+
+
+def tiered(values, fast) -> list:
+    """`values` for `pytest.mark.parametrize`, each one not in `fast` marked slow: the fast tier
+    proves the point on the cases of `fast`, the slow tier (`-m slow`) on every other one. A
+    tuple is the arguments of one case (several argument names)."""
+    slow = pytest.mark.slow
+    return [
+        v
+        if v in fast
+        else pytest.param(*v, marks=slow)
+        if isinstance(v, tuple)
+        else pytest.param(v, marks=slow)
+        for v in values
+    ]
 
 
 def small_config(**overrides) -> ml_collections.ConfigDict:

@@ -100,10 +100,17 @@ if __name__ == "__main__":
     main()
 
 
-def test_the_launcher_accumulates_and_refuses_zero(tmp_path, data_dir):
-    base = ["--config=experiments/mnist1d_mlp.py:smoke", f"--config.dataset.data_dir={data_dir}"]
+LAUNCH = ["--config=experiments/mnist1d_mlp.py:smoke"]
+
+
+def test_the_launcher_refuses_zero(tmp_path, data_dir):
     refused = forked_launch(
-        [*base, f"--workdir={tmp_path / 'zero'}", "--config.optimizer.accumulate_steps=0"]
+        [
+            *LAUNCH,
+            f"--config.dataset.data_dir={data_dir}",
+            f"--workdir={tmp_path / 'zero'}",
+            "--config.optimizer.accumulate_steps=0",
+        ]
     )
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
@@ -111,9 +118,19 @@ def test_the_launcher_accumulates_and_refuses_zero(tmp_path, data_dir):
         "per optimiser update), got 0"
     ]
     assert not (tmp_path / "zero").exists()
+
+
+@pytest.mark.slow  # a launch: the runs above and below accumulate in-process
+def test_the_launcher_accumulates(tmp_path, data_dir):
     workdir = tmp_path / "four"
     done = forked_launch(
-        [*base, f"--workdir={workdir}", "--config.optimizer.accumulate_steps=4", "--noprogress"]
+        [
+            *LAUNCH,
+            f"--config.dataset.data_dir={data_dir}",
+            f"--workdir={workdir}",
+            "--config.optimizer.accumulate_steps=4",
+            "--noprogress",
+        ]
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((workdir / "config.json").read_text())["optimizer"]["accumulate_steps"] == 4

@@ -166,6 +166,8 @@ def test_member_i_of_an_augmentation_sweep_equals_the_single_run():
     assert not np.allclose(first, last)
 
 
+# A launch-sized run; the fast tier's in-process check above reads the train and val splits.
+@pytest.mark.slow
 def test_an_ensembles_test_metrics_are_those_of_the_unaugmented_test_split(tmp_path, data_dir):
     config = _mnist1d_config(data_dir)
     runner.run(config, tmp_path / "run", progress=False, out=io.StringIO())

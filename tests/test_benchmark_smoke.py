@@ -35,6 +35,7 @@ def _run_benchmark(
     return result
 
 
+@pytest.mark.slow  # a benchmark process: the scripts are tools, their parts are tested in-process
 def test_restarts_benchmark_smoke_writes_positive_timings(tmp_path, data_dir):
     out = tmp_path / "restarts.json"
     result = _run_benchmark("--skip-torch", f"--data-dir={data_dir}", f"--out={out}")
@@ -134,6 +135,7 @@ def test_scaling_only_runs_the_curve_without_the_main_table(tmp_path, data_dir):
     assert "jaxnn ensemble (vmap, independent batches)" not in result.stdout
 
 
+@pytest.mark.slow  # another benchmark process
 def test_precision_benchmark_smoke_times_both_dtypes(tmp_path, data_dir):
     out = tmp_path / "precision.json"
     script = "benchmarks/precision.py"

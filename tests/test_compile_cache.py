@@ -134,6 +134,7 @@ def test_off_writes_no_cache_anywhere(tmp_path, data_dir):
     assert (tmp_path / "run" / "summary.json").exists()
 
 
+@pytest.mark.slow  # a launch with a cold compilation cache (enable's warning: tested below)
 def test_an_unusable_cache_directory_is_one_warning_line_and_the_run_succeeds(tmp_path, data_dir):
     blocker = tmp_path / "a_file"
     blocker.write_text("a file where the cache directory would be\n")

@@ -69,14 +69,16 @@ def test_a_run_after_jax_started_says_once_how_to_get_every_core():
         config.training.steps = 4
         config.training.eval_every = 2
         config.training.batch_size = 10
-        config.compilation_cache.enabled = False
         for name in ("first", "second"):
             jaxnn.run(config, f"{WORKDIR}/{name}", data=data, progress=False)
     """
     import tempfile
 
     with tempfile.TemporaryDirectory() as workdir:
-        result = _python(code.replace("{WORKDIR}", workdir))
+        # The tests' compilation cache (jaxnn.run keeps a cache set through JAX): the second run
+        # reads the program the first compiled.
+        cache = str(REPO / ".data" / "jax_cache")
+        result = _python(code.replace("{WORKDIR}", workdir), JAX_COMPILATION_CACHE_DIR=cache)
     hints = [line for line in result.stderr.splitlines() if "train on every core" in line]
     assert len(hints) == 1, result.stderr
     assert hints[0].startswith("jaxnn: JAX started before jaxnn was imported")

@@ -13,11 +13,16 @@ directory (so a block may use the run an earlier block launched), with a home wh
                      against the test that covers them; `# exits N` at the end of a line
                      says the command must exit N
   ```text, ```json   output or a synopsis, not run
+
+The fast tier runs the documents with nothing to launch or train (RUN_IN_THE_FAST_TIER) and
+reads every other one, the README included, without running it (each command has a handler, each launch's config
+and fields exist); the slow tier runs every document.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import shlex
@@ -26,9 +31,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import ml_collections
 import pytest
 from forked_launch import forked_python
-from helpers import markdown_blocks, user_home
+from helpers import markdown_blocks, tiered, user_home
 
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENTS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").rglob("*.md"))]
@@ -183,7 +189,19 @@ def docs_home(tmp_path_factory) -> Path:
     return user_home(tmp_path_factory.mktemp("docs"))
 
 
-@pytest.mark.parametrize("document", DOCUMENTS)
+# The documents whose blocks run in the fast tier: those with nothing to launch or train. Every
+# other document (the README too, whose Python block tests/test_wheel.py also runs) runs in the
+# slow tier; in the fast tier its blocks are read by test_every_code_block_is_one_the_harness_runs.
+RUN_IN_THE_FAST_TIER = {
+    "docs/architecture.md",
+    "docs/benchmarks.md",
+    "docs/reliability.md",
+    "docs/results.md",
+    "docs/topics.md",
+}
+
+
+@pytest.mark.parametrize("document", tiered(DOCUMENTS, RUN_IN_THE_FAST_TIER))
 def test_every_code_block_runs(document, tmp_path, docs_home):
     session = Session.fresh(tmp_path, docs_home)
     for info, code, line in markdown_blocks((REPO / document).read_text()):
@@ -207,6 +225,58 @@ def test_every_code_block_runs(document, tmp_path, docs_home):
                 "add it to tests/test_docs.py's COMMANDS"
             )
             handler(session, argv, where, expect)
+
+
+def _config_fields(value: str) -> ml_collections.ConfigDict | None:
+    """The config a shipped `--config` value gives at smoke size (None for a file the document
+    writes itself, or a name the launcher refuses)."""
+    path, _, arg = smoke_config(value).partition(":")
+    if not (REPO / path).is_file():
+        path = f"experiments/{path}.py"
+    if not (REPO / path).is_file():
+        return None
+    module_spec = importlib.util.spec_from_file_location("documented_config", REPO / path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def _check_launch(argv: list[str], where: str) -> None:
+    """A launch's `--config` loads at smoke size and each `--config.FIELD=VALUE` names a field."""
+    arguments = argv[2:] if argv[0] == "python" else argv[1:]
+    value = next((a.partition("=")[2] for a in arguments if a.startswith("--config=")), None)
+    assert value is not None, f"{where}: {shlex.join(argv)} names no --config"
+    config = _config_fields(value)
+    for argument in arguments:
+        name = argument.partition("=")[0]
+        if config is None or not name.startswith("--config."):
+            continue
+        node = config
+        for part in name.removeprefix("--config.").split("."):
+            assert part in node, f"{where}: {name} names no field of {value}"
+            node = node[part]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_code_block_is_one_the_harness_runs(document):
+    """What the fast tier reads of every document without running it: each block's language is
+    one the harness knows, each Python block compiles, each command has a handler and no
+    placeholder, and each launch's config loads at smoke size with fields it has."""
+    for info, code, line in markdown_blocks((REPO / document).read_text()):
+        where = f"{document}:{line}"
+        language = info.split()[0] if info else ""
+        if language in NOT_RUN:
+            continue
+        if language == "python":
+            compile(code, where, "exec")
+            continue
+        assert language in SHELL, f"{where}: a ```{language} block; mark output ```text"
+        for argv, _ in shell_commands(code):
+            assert not PLACEHOLDER.search(shlex.join(argv)), f"{where}: {shlex.join(argv)}"
+            handler = next((h for matches, h in COMMANDS if matches(argv)), None)
+            assert handler is not None, f"{where}: the harness cannot run {shlex.join(argv)}"
+            if handler is _launch:
+                _check_launch(argv, where)
 
 
 # Pages other branches are writing, linked from README.md's Documentation list before they land:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from forked_launch import forked_launch
+from helpers import tiered
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_CONFIGS = sorted((REPO / "experiments").glob("*.py"))
@@ -53,7 +54,20 @@ def launch(config: str, workdir: Path, data_dir: str, *extra: str) -> subprocess
     )
 
 
-@pytest.mark.parametrize("config", SMOKES)
+# The slow tier launches the rest: the same contract, for a second regression data set, the
+# model families (each trains in tests/test_families.py and tests/test_family_runs.py), the
+# transfer source (run in-process by tests/test_transfer.py) and a structural sweep (launched by
+# tests/test_run_files.py).
+FAST_SMOKES = {
+    "experiments/mnist1d_mlp.py:smoke",
+    "experiments/digits_mlp.py:smoke",
+    "experiments/regression.py:friedman1,smoke",
+    "experiments/random_restarts.py:smoke",
+    "experiments/random_search.py:smoke",
+}
+
+
+@pytest.mark.parametrize("config", tiered(SMOKES, FAST_SMOKES))
 def test_smoke_launch_writes_the_workdir_contract(config, tmp_path, data_dir):
     workdir = tmp_path / "run"
     result = launch(config, workdir, data_dir)

@@ -9,6 +9,7 @@ import io
 import jax
 import numpy as np
 import pytest
+from helpers import tiered
 from test_families import SMALL
 
 from jaxnn import runner
@@ -42,7 +43,8 @@ def _run(config, workdir) -> None:
     runner.run(config, workdir, progress=False, out=io.StringIO())
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+# One family in the fast tier (tests/test_resume.py and tests/test_transfer.py run the MLP).
+@pytest.mark.parametrize("name", tiered(FAMILIES, {"gru"}))
 def test_resume_and_transfer_of_the_body(name, tmp_path, data_dir):
     config = _config(name, data_dir)
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"

@@ -28,7 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from helpers import shared_dir
+from helpers import shared_dir, tiered
 
 from jaxnn import data, runner
 from jaxnn.core import ensemble
@@ -629,7 +629,10 @@ def interrupt_and_resume(
     return step
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+# The fast tier: Ctrl-C; SIGTERM (the same handler) in the slow tier.
+@pytest.mark.parametrize(
+    "number", tiered([signal.SIGTERM, signal.SIGINT], {signal.SIGINT}), ids=["SIGTERM", "SIGINT"]
+)
 def test_a_signal_stops_the_run_at_a_chunk_boundary_and_the_relaunch_is_bit_identical(
     number, cli_reference, tmp_path, data_dir
 ):

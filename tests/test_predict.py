@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from forked_launch import forked_launch
 from helpers import small_config
 
 import jaxnn
@@ -482,9 +483,7 @@ def test_a_csv_edited_under_the_same_name_is_refused_by_the_launcher(tmp_path):
     csv_path = tmp_path / "blobs.csv"
     csv_path.write_text((REPO / "tests" / "files" / "blobs.csv").read_text())
     workdir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "launch.py",
+    command = [  # `python launch.py ...`, forked (tests/forked_launch.py)
         "--config=experiments/mnist1d_mlp.py:smoke",
         f"--workdir={workdir}",
         f"--config.dataset.name=csv:{csv_path}",
@@ -495,20 +494,21 @@ def test_a_csv_edited_under_the_same_name_is_refused_by_the_launcher(tmp_path):
         "--config.tensorboard.enabled=False",
         "--noprogress",
     ]
-    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    first = forked_launch(command)
     assert first.returncode == 0, first.stderr[-2000:]
     predictor = jaxnn.load_predictor(workdir / "best")
     assert predictor.classes_.tolist() == ["ant", "bee", "cat"]
     lines = csv_path.read_text().splitlines()
     csv_path.write_text("\n".join(lines[:-10]) + "\n")
     before = _snapshot(workdir)
-    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    again = forked_launch(command)
     errors = [line for line in again.stderr.splitlines() if line.strip()]
     assert again.returncode == 2 and len(errors) == 1, again.stderr[-2000:]
     assert "holds a run of other data: x_train is" in errors[0]
     assert _snapshot(workdir) == before
 
 
+@pytest.mark.slow  # tests/test_docs.py runs the same blocks in the slow tier too
 def test_the_python_blocks_of_docs_python_md_run(tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "python.md").read_text(), re.S)
     assert len(blocks) >= 3

@@ -16,6 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from forked_launch import forked_launch
 from helpers import blobs, small_config
 
 import jaxnn
@@ -140,21 +141,16 @@ def test_a_torn_last_line_is_dropped_and_only_that(tmp_path):
 
 
 def _launch(workdir: Path, data_dir: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    """`python launch.py` at smoke size, forked (tests/forked_launch.py)."""
+    return forked_launch(
         [
-            sys.executable,
-            "launch.py",
             "--config=experiments/mnist1d_mlp.py:smoke",
             f"--workdir={workdir}",
             f"--config.dataset.data_dir={data_dir}",
             "--noprogress",
             *extra,
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=600,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
 
 

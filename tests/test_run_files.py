@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from helpers import shared_dir, tensorboard_events
+from helpers import shared_dir, tensorboard_events, tiered
 
 from jaxnn import runner
 from jaxnn.config import default_config
@@ -183,7 +183,7 @@ def _interrupt_after(member: int, step: int) -> Callable:
 
 @pytest.mark.parametrize(
     ("member", "step"),
-    [(0, 50), (4, 30)],
+    tiered([(0, 50), (4, 30)], {(4, 30)}),  # the fast tier: a kill after a variant has ended
     ids=["in the first variant", "in the second variant"],
 )
 def test_kill_and_resume_ends_every_run_file_as_uninterrupted(

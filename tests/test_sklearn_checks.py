@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import flax.linen as nn
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from _pytest.mark.structures import ParameterSet
+from sklearn.utils.estimator_checks import _get_check_estimator_ids, parametrize_with_checks
 
 from jaxnn.sklearn import FlaxClassifier, FlaxRegressor, MLPClassifier, MLPRegressor
 
@@ -55,7 +56,66 @@ def expected_failures(estimator) -> dict[str, str]:
     return failures
 
 
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failures)
+# The fast tier runs these checks (with no keywords: not their memmap and float32 variants) on
+# every estimator: the API's contract of construction, params, fitting and predicting, input
+# validation, pickling. The slow tier runs all of them.
+FAST_CHECKS = {
+    "check_estimator_cloneable",
+    "check_parameters_default_constructible",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_no_attributes_set_in_init",
+    "check_estimators_unfitted",
+    "check_classifiers_train",
+    "check_regressors_train",
+    "check_fit2d_predict1d",
+    "check_estimators_nan_inf",
+    "check_n_features_in_after_fitting",
+    "check_estimators_pickle",
+    "check_fit_idempotent",
+    "check_supervised_y_2d",
+}
+
+
+def _check_name(case) -> str:
+    """The check's id, its keywords included: `check_classifiers_train(readonly_memmap=True)`."""
+    return _get_check_estimator_ids((case.values if isinstance(case, ParameterSet) else case)[1])
+
+
+# FlaxClassifier trains through MLPClassifier's engine: the fast tier checks its own part (the
+# module as a parameter, training, pickling).
+FAST_CHECKS_OF_A_FLAX_ESTIMATOR = {
+    "check_estimator_cloneable",
+    "check_get_params_invariance",
+    "check_classifiers_train",
+    "check_estimators_pickle",
+}
+
+
+def _fast(case) -> bool:
+    estimator = (case.values if isinstance(case, ParameterSet) else case)[0]
+    if isinstance(estimator, FlaxClassifier | FlaxRegressor):
+        return _check_name(case) in FAST_CHECKS_OF_A_FLAX_ESTIMATOR
+    return _check_name(case) in FAST_CHECKS
+
+
+def tiered_checks(mark: pytest.MarkDecorator) -> pytest.MarkDecorator:
+    """`parametrize_with_checks`'s mark with every check outside the fast sets marked slow."""
+    names, cases, *_ = mark.args
+    cases = [
+        case
+        if _fast(case)
+        else pytest.param(
+            *(case.values if isinstance(case, ParameterSet) else case),
+            marks=[*getattr(case, "marks", ()), pytest.mark.slow],
+            id=getattr(case, "id", None),
+        )
+        for case in cases
+    ]
+    return pytest.mark.parametrize(names, cases, **mark.kwargs)
+
+
+@tiered_checks(parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failures))
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

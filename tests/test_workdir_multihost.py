@@ -30,6 +30,7 @@ RUN_FILES = [
     "best",
     "checkpoints",
     "config.json",
+    "data.json",
     "metrics.jsonl",
     "plots",
     "report.md",
