@@ -12,6 +12,7 @@ from jax.flatten_util import ravel_pytree
 from jaxnn.nn.cnn2d import CNN2D
 from jaxnn.nn.family import init_model, split_variables, train_apply
 from jaxnn.nn.resnet import ResNet
+from tests.helpers import tiered
 
 SMALL = {
     "cnn2d": lambda **kw: CNN2D((3, 4), (3, 2), (1, 2), 3, pool="max", hidden=(5,), **kw),
@@ -28,8 +29,15 @@ def test_resnet18_has_torchvisions_parameter_count():
     assert list(state) == ["batch_stats"]
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
-@pytest.mark.parametrize("norm", ["group", "layer", "none"])
+GRADIENT_CASES = [(name, norm) for name in sorted(SMALL) for norm in ("group", "layer", "none")]
+
+
+@pytest.mark.parametrize(
+    ("name", "norm"),
+    tiered(
+        GRADIENT_CASES, fast=[("cnn2d", "none"), ("resnet", "group"), ("resnet_preact", "layer")]
+    ),
+)
 def test_gradients_match_finite_differences(name, norm):
     module = SMALL[name](norm=norm, activation="tanh")
     rng = np.random.default_rng(0)
