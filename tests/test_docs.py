@@ -189,7 +189,8 @@ def docs_home(tmp_path_factory) -> Path:
     return user_home(tmp_path_factory.mktemp("docs"))
 
 
-# The documents whose blocks run in the fast tier: those with nothing to launch or train. Every
+# The documents whose blocks run in the fast tier: those with nothing to launch or train, and
+# the scikit-learn page (its estimators train in seconds: the fast tier runs them here). Every
 # other document (the README too, whose Python block tests/test_wheel.py also runs) runs in the
 # slow tier; in the fast tier its blocks are read by test_every_code_block_is_one_the_harness_runs.
 RUN_IN_THE_FAST_TIER = {
@@ -197,6 +198,7 @@ RUN_IN_THE_FAST_TIER = {
     "docs/benchmarks.md",
     "docs/reliability.md",
     "docs/results.md",
+    "docs/sklearn.md",
     "docs/topics.md",
 }
 

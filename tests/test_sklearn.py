@@ -9,9 +9,7 @@ same shapes share one compiled program.
 from __future__ import annotations
 
 import pickle
-import re
 import warnings
-from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -333,11 +331,3 @@ def test_a_given_validation_set_selects_the_member(iris):
     assert len(clf.validation_scores_) == clf.n_iter_
     with pytest.raises(ValueError, match="y_val has labels"):
         clf.fit(x_train, y_train, X_val=x_val, y_val=np.full(len(x_val), "rose"))
-
-
-def test_the_snippets_of_docs_sklearn_run():
-    text = (Path(__file__).resolve().parent.parent / "docs" / "sklearn.md").read_text()
-    snippets = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert len(snippets) >= 3
-    for number, snippet in enumerate(snippets):
-        exec(compile(snippet, f"docs/sklearn.md[{number}]", "exec"), {"__name__": "__main__"})
