@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from jaxnn import validation
+from jaxnn.config import default_config
 from jaxnn.errors import ConfigError
 from jaxnn.nn import activations, family, layer_table, layers, losses, mlp
 
@@ -384,17 +386,8 @@ def test_is_head_path():
 
 
 def _model_config(**overrides) -> ml_collections.ConfigDict:
-    cfg = ml_collections.ConfigDict(
-        dict(
-            hidden=(100, 100),
-            activation="relu",
-            negative_slope=0.01,
-            init="he_normal",
-            init_stddev=0.01,
-            init_scale=1.0,
-            dropout=0.0,
-        )
-    )
+    """The schema's model section (an MLP) with `overrides`."""
+    cfg = default_config().model
     for key, value in overrides.items():
         cfg[key] = value
     return cfg
@@ -437,11 +430,10 @@ def test_valid_model_configs_pass():
     ],
 )
 def test_bad_model_config_names_the_field(field, value):
-    cfg = _model_config()
-    # ConfigDict checks types on assignment; a fresh dict accepts any value.
-    cfg = ml_collections.ConfigDict({**cfg.to_dict(), field: value})
+    config = default_config()
+    config.model[field] = value
     with pytest.raises(ConfigError, match=f"model.{field}") as raised:
-        mlp.validate_model_config(cfg)
+        validation.validate(config)
     assert "\n" not in str(raised.value)
 
 
