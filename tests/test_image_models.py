@@ -24,7 +24,10 @@ SMALL = {
 def test_resnet18_has_torchvisions_parameter_count():
     # torchvision.models.resnet18(num_classes=10): 11,181,642 parameters
     module = ResNet((2, 2, 2, 2), (64, 128, 256, 512), 10, stem="imagenet")
-    params, state = split_variables(init_model(module, jax.random.key(0), jnp.ones((1, 32, 32, 3))))
+    variables = jax.eval_shape(
+        lambda: init_model(module, jax.random.key(0), jnp.ones((1, 32, 32, 3)))
+    )
+    params, state = split_variables(variables)
     assert sum(leaf.size for leaf in jax.tree.leaves(params)) == 11_181_642
     assert list(state) == ["batch_stats"]
 
@@ -34,9 +37,7 @@ GRADIENT_CASES = [(name, norm) for name in sorted(SMALL) for norm in ("group", "
 
 @pytest.mark.parametrize(
     ("name", "norm"),
-    tiered(
-        GRADIENT_CASES, fast=[("cnn2d", "none"), ("resnet", "group"), ("resnet_preact", "layer")]
-    ),
+    tiered(GRADIENT_CASES, fast=[("cnn2d", "none"), ("resnet_preact", "group")]),
 )
 def test_gradients_match_finite_differences(name, norm):
     module = SMALL[name](norm=norm, activation="tanh")
@@ -55,12 +56,12 @@ def test_gradients_match_finite_differences(name, norm):
 
         flat, unravel = ravel_pytree(params)
         eps = 1e-6
-        picks = np.random.default_rng(1).choice(flat.size, size=min(40, flat.size), replace=False)
+        picks = np.random.default_rng(1).choice(flat.size, size=min(16, flat.size), replace=False)
         basis = jnp.eye(flat.size, dtype=jnp.float64)[picks] * eps
-        numeric = jax.vmap(
-            lambda d: (loss(unravel(flat + d)) - loss(unravel(flat - d))) / (2 * eps)
+        numeric = jax.jit(
+            jax.vmap(lambda d: (loss(unravel(flat + d)) - loss(unravel(flat - d))) / (2 * eps))
         )(basis)
-        analytic = ravel_pytree(jax.grad(loss)(params))[0][picks]
+        analytic = ravel_pytree(jax.jit(jax.grad(loss))(params))[0][picks]
         np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 
