@@ -18,10 +18,9 @@ import jax.numpy as jnp
 
 from jaxnn.errors import ConfigError
 from jaxnn.nn import conv, model_fields
-from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup, scaled
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
+from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
 from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE
 from jaxnn.nn.precision import layer_dtype
 from jaxnn.nn.sequence import as_sequence, sequence_shape
@@ -65,18 +64,12 @@ class CNN1D(nn.Module):
         Pre-activations are sown as `intermediates/preactivation_{n}` (conv layers first,
         [B, L_i, C_i], then dense layers [B, width]).
         """
-        activate = lookup(ACTIVATIONS, self.activation, "model.activation")
-        base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
-        kernel_init = scaled(base_init, self.init_scale)
+        kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
         use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
 
         def nonlinearity(h: jax.Array, index: int, name: str) -> jax.Array:
             self.sow("intermediates", f"preactivation_{index}", h)
-            if self.activation == "prelu":
-                h = PReLU(self.negative_slope, name=f"prelu_{name}")(h)
-            else:
-                h = activate(h, self.negative_slope)
-            return h
+            return activate(h, self.activation, self.negative_slope, f"prelu_{name}")
 
         def drop(h: jax.Array, index: int) -> jax.Array:
             if not use_dropout:

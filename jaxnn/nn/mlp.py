@@ -17,10 +17,10 @@ import jax.numpy as jnp
 
 from jaxnn.config.fields import is_number
 from jaxnn.errors import ConfigError
-from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup, scaled
+from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
+from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
 from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, INPUT_DROPOUT, NEGATIVE_SLOPE
 
 BODY_PREFIX = "hidden_"
@@ -57,9 +57,7 @@ class MLP(nn.Module):
         (rate `input_dropout`) only when `train` is true and a `dropout_key` is given. Pre-activations are sown as
         `intermediates/preactivation_{i}`.
         """
-        activate = lookup(ACTIVATIONS, self.activation, "model.activation")
-        base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
-        kernel_init = scaled(base_init, self.init_scale)
+        kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
         use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
 
         x = x.reshape((x.shape[0], -1))
@@ -74,10 +72,7 @@ class MLP(nn.Module):
                 name=f"{BODY_PREFIX}{i}",
             )(x)
             self.sow("intermediates", f"preactivation_{i}", h)
-            if self.activation == "prelu":
-                x = PReLU(self.negative_slope, name=f"prelu_{i}")(h)
-            else:
-                x = activate(h, self.negative_slope)
+            x = activate(h, self.activation, self.negative_slope, f"prelu_{i}")
             if use_dropout:
                 x = inverted_dropout(x, self.dropout, jax.random.fold_in(dropout_key, i))
         return Dense(

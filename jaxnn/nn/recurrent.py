@@ -38,10 +38,9 @@ import jax.numpy as jnp
 
 from jaxnn.errors import ConfigError
 from jaxnn.nn import model_fields
-from jaxnn.nn.activations import INITIALIZERS, lookup, scaled
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import inverted_dropout, is_python_zero
+from jaxnn.nn.layers import inverted_dropout, is_python_zero, kernel_initializer
 from jaxnn.nn.model_fields import DROPOUT, FORGET_BIAS, INIT_SCALE
 from jaxnn.nn.orthogonal import orthogonal
 from jaxnn.nn.precision import cast
@@ -196,8 +195,7 @@ class Recurrent(nn.Module):
         sown as `intermediates/preactivation_0`, [T, B, S].
         """
         cell = CELLS[self.cell]
-        base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
-        kernel_init = scaled(base_init, self.init_scale)
+        kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
         x = as_sequence(x)
         batch, length, channels = x.shape
         steps = length // self.chunk

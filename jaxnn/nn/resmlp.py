@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.nn import model_fields
-from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, Initializer, lookup, scaled
+from jaxnn.nn.activations import Initializer
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import PReLU, inverted_dropout, is_python_zero
+from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
 from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE
 from jaxnn.nn.precision import layer_dtype
 
@@ -43,10 +43,7 @@ class ResidualBlock(nn.Module):
             nn.LayerNorm(dtype=layer_dtype(self.dtype), name="norm")(x)
         )
         self.sow("intermediates", "preactivation", h)
-        if self.activation == "prelu":
-            h = PReLU(self.negative_slope, name="prelu")(h)
-        else:
-            h = lookup(ACTIVATIONS, self.activation, "model.activation")(h, self.negative_slope)
+        h = activate(h, self.activation, self.negative_slope, "prelu")
         if dropout_key is not None:
             h = inverted_dropout(h, self.dropout, dropout_key)
         return x + Dense(
@@ -76,8 +73,7 @@ class ResMLP(nn.Module):
         self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
     ) -> jax.Array:
         """Maps inputs [B, *feature_shape] to outputs [B, num_outputs]."""
-        base_init = lookup(INITIALIZERS, self.initializer, "model.init")(self.init_stddev)
-        kernel_init = scaled(base_init, self.init_scale)
+        kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
         use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
         x = Dense(self.width, kernel_init=kernel_init, dtype=self.dtype, name="embed")(
             x.reshape((x.shape[0], -1))
