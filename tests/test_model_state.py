@@ -86,13 +86,7 @@ def _run(workdir: Path, config=None, data=None, **kwargs):
 
 
 def _final_state(workdir: Path) -> dict:
-    reader = checkpoint.RunCheckpoints(workdir / "checkpoints", read_only=True)
-    try:
-        step = reader.steps()[-1]
-        fields = {name: reader.shapes(step, name) for name in checkpoint.state_fields()}
-        return {"step": step, **reader.restore_fields(step, fields)}
-    finally:
-        reader.close()
+    return checkpoint.last_state_fields(workdir / "checkpoints")
 
 
 @pytest.fixture(scope="module")

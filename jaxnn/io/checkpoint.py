@@ -316,6 +316,19 @@ class RunCheckpoints:
         self._manager.close()
 
 
+def last_state_fields(directory: str | Path) -> dict[str, Any]:
+    """The newest checkpoint in `directory` read as it is stored: its `step` and every state
+    field (`state_fields()`) as host arrays, without building a TrainState (for comparing runs).
+    """
+    reader = RunCheckpoints(directory, read_only=True)
+    try:
+        step = reader.steps()[-1]
+        fields = {name: reader.shapes(step, name) for name in state_fields()}
+        return {"step": step, **reader.restore_fields(step, fields)}
+    finally:
+        reader.close()
+
+
 class Saver:
     """on_eval callback: saves the stacked state at evaluations, every `every_steps` steps.
 
