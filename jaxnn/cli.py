@@ -192,23 +192,10 @@ def _unraisable_hook(default: Callable[[Any], None]) -> Callable[[Any], None]:
         thing = unraisable.object
         code = getattr(thing, "cr_code", None) or getattr(thing, "gi_code", None)
         location = code.co_filename if code else getattr(thing, "__module__", "")
-        if not _in_quiet_library(location or "") and not _late_completion(unraisable):
+        if not _in_quiet_library(location or ""):
             default(unraisable)
 
     return hook
-
-
-def _late_completion(unraisable: Any) -> bool:
-    """Whether the report is of a completion callback that found its event loop closed: a
-    read of Orbax's (through TensorStore's threads) finishing after the read it belonged to
-    has failed and its loop has gone; jaxnn has already reported the checkpoint in its own
-    line. Such reports carry no object and no message, only asyncio's "Event loop is closed"."""
-    error = unraisable.exc_value
-    return (
-        unraisable.object is None
-        and isinstance(error, RuntimeError)
-        and str(error) == "Event loop is closed"
-    )
 
 
 def fail(message: str) -> NoReturn:

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxnn import cli
 from jaxnn.core.loop import Evaluation
+from jaxnn.io import orbax_io
 from jaxnn.io.workdir import RunPaths
 from jaxnn.reporting import metrics_log
 
@@ -185,7 +186,7 @@ def test_a_read_completing_after_its_loop_closed_is_not_reported_and_other_repor
     except RuntimeError as error:
         closed = error
     seen = []
-    hook = cli._unraisable_hook(seen.append)
+    hook = orbax_io._ClosedLoopFilter(seen.append)
 
     def report(error: BaseException) -> types.SimpleNamespace:
         return types.SimpleNamespace(

@@ -78,13 +78,17 @@ def one_line(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def reading(what: str) -> Iterator[None]:
-    """Turns any failure to read `what` (Orbax, tensorstore and json raise many kinds) into one line."""
+    """Turns any failure to read `what` (Orbax, tensorstore and json raise many kinds) into one line.
+
+    The late reports of a failed read's other array reads arrive in other threads while the
+    read fails, before it raises: they are dropped from the start, as for `saving`.
+    """
+    _drop_closed_loop_callbacks()
     try:
         yield
     except CheckpointError:
         raise
     except Exception as error:
-        _drop_closed_loop_callbacks()
         raise CheckpointError(f"{what} is corrupt or incomplete ({one_line(error)})") from error
 
 
