@@ -23,7 +23,6 @@ SMOKES = [
     "experiments/mnist1d_mlp.py:smoke",
     "experiments/digits_mlp.py:smoke",
     "experiments/regression.py:diabetes,smoke",
-    "experiments/regression.py:friedman1,smoke",
     "experiments/random_restarts.py:smoke",
     "experiments/transfer.py:source,smoke",
     "experiments/activations.py:smoke",  # a structural sweep: two programs, one summary
@@ -54,16 +53,16 @@ def launch(config: str, workdir: Path, data_dir: str, *extra: str) -> subprocess
     )
 
 
-# The slow tier launches the rest: the same contract, for a second regression data set, the
-# model families (each trains in tests/test_families.py and tests/test_family_runs.py), the
-# transfer source (run in-process by tests/test_transfer.py) and a structural sweep (launched by
+# The slow tier launches the rest: the same contract, for the regression data sets (trained
+# in-process by tests/test_predict.py), the random search (tests/test_search.py), the model
+# families (each trains in tests/test_families.py and tests/test_family_runs.py), the transfer
+# source (run in-process by tests/test_transfer.py) and a structural sweep (launched by
 # tests/test_run_files.py).
 FAST_SMOKES = {
     "experiments/mnist1d_mlp.py:smoke",
     "experiments/digits_mlp.py:smoke",
     "experiments/regression.py:friedman1,smoke",
     "experiments/random_restarts.py:smoke",
-    "experiments/random_search.py:smoke",
 }
 
 

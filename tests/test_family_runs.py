@@ -44,7 +44,7 @@ def _run(config, workdir) -> None:
 
 
 # One family in the fast tier (tests/test_resume.py and tests/test_transfer.py run the MLP).
-@pytest.mark.parametrize("name", tiered(FAMILIES, {"gru"}))
+@pytest.mark.parametrize("name", tiered(FAMILIES, {"resmlp"}))
 def test_resume_and_transfer_of_the_body(name, tmp_path, data_dir):
     config = _config(name, data_dir)
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"

@@ -310,9 +310,10 @@ def relaunch_to_the_end(args: list[str], workdir: Path, log: Path, reference_dir
     return child.stdout()
 
 
-# --- make test: a kill during a checkpoint save (more in test_lock.py and below) ---------------
+# --- The slow tier: a kill during a checkpoint save (a fast one in test_lock.py) ---------------
 
 
+@pytest.mark.slow
 def test_a_launch_killed_while_saving_a_checkpoint_resumes_bit_identical(
     cli_reference, tmp_path, data_dir
 ):
@@ -476,6 +477,7 @@ def assert_one_line_error(child: Launch, fragment: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_a_read_only_checkpoint_directory_ends_with_one_line_and_keeps_checkpoints(
     cli_reference, tmp_path, data_dir
 ):
@@ -496,6 +498,7 @@ def test_a_read_only_checkpoint_directory_ends_with_one_line_and_keeps_checkpoin
     relaunch_to_the_end(args, workdir, tmp_path / "relaunch", cli_reference)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_the_final_writes_ends_with_one_line_and_keeps_checkpoints(
     cli_reference, tmp_path, data_dir
 ):
@@ -518,6 +521,7 @@ def test_a_full_disk_during_the_final_writes_ends_with_one_line_and_keeps_checkp
         relaunch_to_the_end(args, workdir, tmp_path / "relaunch", cli_reference)
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_during_a_checkpoint_save_keeps_the_previous_checkpoint(tmp_path, capfd):
     state = ensemble.fit_ensemble(
         small_config(**{"restarts.num": 3, "model.hidden": (256, 256)}),
@@ -668,6 +672,7 @@ def test_a_second_sigint_aborts_at_once(cli_reference, tmp_path, data_dir):
     relaunch_to_the_end(args, workdir, tmp_path / "relaunch", cli_reference)
 
 
+@pytest.mark.slow
 def test_a_second_sigint_while_the_launch_exits_aborts_at_once(cli_reference, tmp_path, data_dir):
     import re
 

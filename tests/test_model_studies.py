@@ -74,6 +74,7 @@ def test_inductive_bias_smoke(tmp_path, data_dir):
     assert abs(mlp["drop"]) < 0.1
 
 
+@pytest.mark.slow
 def test_transfer_cnn_smoke(tmp_path, data_dir):
     numbers = _run("transfer_cnn", tmp_path, data_dir)
     for body in ("mlp", "cnn"):

@@ -479,6 +479,7 @@ def test_dataframes_without_pandas_say_how_to_install_it(arrays_run, monkeypatch
         jaxnn.members_frame(arrays_run[2])
 
 
+@pytest.mark.slow
 def test_a_csv_edited_under_the_same_name_is_refused_by_the_launcher(tmp_path):
     csv_path = tmp_path / "blobs.csv"
     csv_path.write_text((REPO / "tests" / "files" / "blobs.csv").read_text())

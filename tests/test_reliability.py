@@ -231,6 +231,7 @@ def test_a_search_too_large_to_draw_is_refused_before_a_point_is_drawn(monkeypat
     assert drawn == []
 
 
+@pytest.mark.slow
 def test_a_run_with_home_unwritable_prints_only_jaxnns_own_line(tmp_path, data_dir):
     """matplotlib's two absl-format warnings about its config directory (it falls back on a
     temporary one, which is all a run's plots need) are held back; jaxnn's own line stays."""

@@ -199,6 +199,7 @@ def test_kill_and_resume_ends_every_run_file_as_uninterrupted(
     assert _fingerprint(workdir) == _fingerprint(reference)
 
 
+@pytest.mark.slow
 def test_a_structural_launch_killed_with_sigkill_resumes_to_the_same_files(tmp_path, data_dir):
     config_path = tmp_path / "structural_config.py"
     config_path.write_text(CONFIG_TEXT)

@@ -200,6 +200,7 @@ def test_halving_resumed_from_any_chunk_ends_exactly_as_uninterrupted(halved, da
     assert events == halved.schedule["events"]
 
 
+@pytest.mark.slow
 def test_hyperband_runs_its_brackets_in_one_launch(data):
     config = _halving(**{"restarts.schedule": "hyperband", "restarts.num": 14})
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))

@@ -285,6 +285,7 @@ def _final_state(workdir):
     return tree
 
 
+@pytest.mark.slow
 def test_a_search_with_reduce_on_plateau_resumes_bit_identically_and_reports_each_member(
     tmp_path, data_dir, monkeypatch
 ):

@@ -70,10 +70,7 @@ FAST_CHECKS = {
     "check_regressors_train",
     "check_fit2d_predict1d",
     "check_estimators_nan_inf",
-    "check_n_features_in_after_fitting",
     "check_estimators_pickle",
-    "check_fit_idempotent",
-    "check_supervised_y_2d",
 }
 
 

@@ -102,6 +102,7 @@ def test_a_sample_weight_of_two_equals_a_duplicated_row(solver):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_lbfgs_members_are_the_single_lbfgs_runs():
     x, y = make_regression(60, 4, noise=5.0, random_state=1)
     y = y / 100.0

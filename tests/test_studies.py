@@ -64,6 +64,7 @@ def _run_as_a_user(name: str, tmp_path: Path, data_dir: str) -> dict:
     return _outputs(workdir)
 
 
+@pytest.mark.slow
 def test_activations_smoke(tmp_path, data_dir):
     numbers = _run("activations", tmp_path, data_dir)
     assert numbers["sigmoid_small_normal_ratio"] > 1.0
@@ -74,6 +75,7 @@ def test_activations_smoke(tmp_path, data_dir):
     assert (tmp_path / "activations" / "diagnostics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_momentum_smoke(tmp_path, data_dir):
     numbers = _run("momentum", tmp_path, data_dir)
     rates = numbers["learning_rates"]
@@ -88,6 +90,7 @@ def test_momentum_smoke(tmp_path, data_dir):
         assert rate["steps_to_sgd_final"]["momentum 0.9"] < numbers["steps"]
 
 
+@pytest.mark.slow
 def test_local_minima_smoke(tmp_path, data_dir):
     numbers = _run("local_minima", tmp_path, data_dir)
     assert len(numbers["expected_best_of_k"]) == 4
@@ -116,6 +119,7 @@ def test_dropout_smoke_from_the_command_line_in_another_directory(tmp_path, data
     assert numbers["num_train"] < 200
 
 
+@pytest.mark.slow
 def test_losses_smoke(tmp_path, data_dir):
     numbers = _run("losses", tmp_path, data_dir)
     accuracy = numbers["classification_test_accuracy"]
@@ -131,6 +135,7 @@ def test_losses_smoke(tmp_path, data_dir):
     assert r2["huber"]["outliers"] > r2["mse"]["outliers"] > 0
 
 
+@pytest.mark.slow
 def test_batch_size_smoke(tmp_path, data_dir):
     numbers = _run("batch_size", tmp_path, data_dir)
     runs = numbers["runs"]

@@ -79,6 +79,7 @@ def _started_training(workdir: Path) -> bool:
     return (workdir / "checkpoints" / "40").is_dir()
 
 
+@pytest.mark.slow
 def test_a_user_model_run_killed_with_sigkill_resumes_bit_identical(reference, tmp_path, data_dir):
     workdir = tmp_path / "run"
     # jaxnn.run keeps a cache set through JAX: the killed child's own, never the user's.
