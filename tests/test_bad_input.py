@@ -215,12 +215,11 @@ def damage(steps: str, workdir: Path, data: Path) -> None:
             raise ValueError(f"unknown damage step {step!r}")
 
 
-@pytest.mark.parametrize(
-    ("steps", "arguments", "fragment"), DAMAGE_ROWS, ids=[f"{r[0]} {r[1]}" for r in DAMAGE_ROWS]
-)
-def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
-    steps, arguments, fragment, finished_run, tmp_path, data_dir
-):
+def damaged_launch(
+    steps: str, arguments: str, finished_run: Path, tmp_path: Path, data_dir
+) -> list:
+    """Damages copies of the finished run (and of the prepared data) by a row's steps; returns
+    the launcher's arguments of the row, into a workdir that holds a researcher's file."""
     workdir, data = tmp_path / "run", tmp_path / "data"
     shutil.copytree(finished_run, workdir)
     (workdir / "notes.txt").write_text("a researcher's file that must survive\n")
@@ -234,15 +233,23 @@ def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
         target = tmp_path / "target"
         target.mkdir()
         (target / "notes.txt").write_text("a researcher's file that must survive\n")
+    return [
+        *SMOKE,
+        f"--workdir={target}",
+        f"--config.dataset.data_dir={data if 'data/' in steps else data_dir}",
+        *shlex.split(arguments.replace("SOURCE", str(workdir))),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("steps", "arguments", "fragment"), DAMAGE_ROWS, ids=[f"{r[0]} {r[1]}" for r in DAMAGE_ROWS]
+)
+def test_a_damaged_workdir_or_data_set_is_one_line_and_changes_nothing(
+    steps, arguments, fragment, finished_run, tmp_path, data_dir
+):
+    launch = damaged_launch(steps, arguments, finished_run, tmp_path, data_dir)
     before = _snapshot(tmp_path)
-    result = forked_launch(
-        [
-            *SMOKE,
-            f"--workdir={target}",
-            f"--config.dataset.data_dir={data if 'data/' in steps else data_dir}",
-            *shlex.split(arguments.replace("SOURCE", str(workdir))),
-        ]
-    )
+    result = forked_launch(launch)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1, result.stderr[-2000:]
@@ -264,14 +271,7 @@ def test_a_forked_launch_is_the_launch_a_user_starts(tmp_path, data_dir):
     assert all(any(row == arguments for arguments, _ in ROWS) for row in rows[2:])
     for arguments in rows:
         launch = launch_arguments(arguments, tmp_path / "run", data_dir)
-        real = subprocess.run(
-            [sys.executable, "launch.py", *launch],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        )
+        real = _real_launch(launch)
         forked = forked_launch(launch)
         assert (forked.returncode, forked.stdout, forked.stderr) == (
             real.returncode,
@@ -280,6 +280,45 @@ def test_a_forked_launch_is_the_launch_a_user_starts(tmp_path, data_dir):
         )
         assert real.returncode == 2
     assert not (tmp_path / "run").exists()
+
+
+def _real_launch(arguments: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "launch.py", *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+
+
+# One row of each kind of damage: a run's own file, a directory, a transfer's source, the data.
+REAL_DAMAGE_ROWS = [
+    ("cut summary.json 30", ""),
+    ("file checkpoints", "--config.training.steps=60"),
+    ("dir config.json", "--config.init_from.workdir=SOURCE"),
+    ("empty ; zero data/mnist1d-train.array_record-00000-of-00001", ""),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("steps", "arguments"), REAL_DAMAGE_ROWS)
+def test_a_damaged_row_launched_as_a_real_process_prints_what_the_forked_launch_prints(
+    steps, arguments, finished_run, tmp_path, data_dir
+):
+    assert any(row[:2] == (steps, arguments) for row in DAMAGE_ROWS)
+    launch = damaged_launch(steps, arguments, finished_run, tmp_path, data_dir)
+    before = _snapshot(tmp_path)
+    real = _real_launch(launch)
+    forked = forked_launch(launch)
+    assert real.returncode == 2, real.stderr[-2000:]
+    assert (forked.returncode, forked.stdout, forked.stderr) == (
+        real.returncode,
+        real.stdout,
+        real.stderr,
+    )
+    assert _snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize(
