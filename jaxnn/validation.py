@@ -44,6 +44,7 @@ STRUCTURAL_FIELDS = (
     "optimizer.name",
     "training.batch_size",
     "augment.shift_mode",
+    "augment.flip",
 )
 BUILTIN_SELECT_BY = ("val_loss", "val_accuracy", "val_r2", "val_rmse")
 

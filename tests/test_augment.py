@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import blobs, small_config
+from helpers import blob_arrays, blobs, small_config, tiered
 
 from jaxnn import data, runner, validation
 from jaxnn.config import default_config
@@ -90,6 +90,40 @@ def test_noise_adds_zero_mean_gaussian_noise_of_the_given_std():
     out = np.asarray(augment.augment_batch(_only(noise=0.3), {}, x, jax.random.PRNGKey(2)))
     noise = out - np.asarray(x)
     assert abs(noise.mean()) < 0.01 and noise.std() == pytest.approx(0.3, rel=0.03)
+
+
+def _images(batch: int = 3, height: int = 4, width: int = 5) -> jax.Array:
+    return _batch(batch, height * width * 2).reshape(batch, height, width, 2)
+
+
+def test_a_crop_is_a_window_of_the_zero_padded_image():
+    x, pad = _images(), 2
+    offsets = jnp.asarray([[1, -2], [-2, 2], [0, 0]])
+    cropped = np.asarray(augment.crop(x, offsets))
+    padded = np.pad(np.asarray(x), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    for b, (rows, columns) in enumerate(np.asarray(offsets)):
+        top, left = pad - rows, pad - columns
+        np.testing.assert_array_equal(cropped[b], padded[b, top : top + 4, left : left + 5])
+
+
+def test_a_flip_mirrors_the_flagged_images_left_to_right():
+    x = _images()
+    flipped = np.asarray(augment.flip(x, jnp.asarray([True, False, True])))
+    for b, mirrored in enumerate([True, False, True]):
+        expected = np.asarray(x[b])[:, ::-1] if mirrored else np.asarray(x[b])
+        np.testing.assert_array_equal(flipped[b], expected)
+
+
+def test_random_crops_and_flips_stay_within_the_padding_and_flip_about_half():
+    x = jnp.zeros((400, 9, 9, 1)).at[:, 4, 4, 0].set(1.0)  # one lit pixel in the centre
+    out = augment.augment_batch(_only(crop=2, flip=True), {}, x, jax.random.PRNGKey(1))
+    rows, columns = np.divmod(np.asarray(out)[..., 0].reshape(400, 81).argmax(axis=1), 9)
+    assert set(rows - 4) == set(columns - 4) == set(range(-2, 3))
+    marker = jnp.zeros((400, 3, 3, 1)).at[:, 0, 0, 0].set(1.0)  # top-left: right when flipped
+    mirrored = np.asarray(
+        augment.augment_batch(_only(flip=True), {}, marker, jax.random.PRNGKey(2))
+    )
+    assert 0.4 < mirrored[:, 0, 2, 0].mean() < 0.6
 
 
 def test_a_swept_value_is_read_from_the_members_hparams():
@@ -166,6 +200,36 @@ def test_member_i_of_an_augmentation_sweep_equals_the_single_run():
     assert not np.allclose(first, last)
 
 
+def _image_blobs():
+    x_train, y_train, x_test, y_test = blob_arrays(num_features=16)
+    return data.from_arrays(
+        x_train.reshape(-1, 4, 4, 1),
+        y_train,
+        x_test.reshape(-1, 4, 4, 1),
+        y_test,
+        task="classification",
+    )
+
+
+def test_member_i_of_an_image_augmentation_sweep_equals_the_single_run():
+    dataset = _image_blobs()
+    config = small_config(**{"augment.flip": True, "restarts.sweep": "augment.crop=[1, 2]"})
+    root = jax.random.PRNGKey(6)
+    spec = validation.validate(config)
+    result = ensemble.fit_ensemble(config, dataset, root)
+    ends = []
+    for member in result.members:
+        unswept = with_values(config, {"augment.crop": int(member.swept["augment.crop"])})
+        alone = loop.fit(
+            with_values(unswept, {"restarts.sweep": ""}), dataset, train.member_key(root, 0)
+        )
+        stacked = _leaves(ensemble.member_state(result.state, member.index).params)
+        for a, b in zip(stacked, _leaves(alone.state.params), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+        ends.append(stacked[0])
+    assert spec.config.augment.flip and not np.allclose(*ends)  # the crops differ
+
+
 # A launch-sized run; the fast tier's in-process check above reads the train and val splits.
 @pytest.mark.slow
 def test_an_ensembles_test_metrics_are_those_of_the_unaugmented_test_split(tmp_path, data_dir):
@@ -214,8 +278,23 @@ def _final_state(workdir: Path) -> list[np.ndarray]:
     return [step, *_leaves(tree)]
 
 
-def test_an_interrupted_augmented_run_resumes_bit_for_bit(tmp_path, data_dir, monkeypatch):
+def _digits_images_config(data_dir: str):
+    """Every transform at once on images: crops, flips, shifts of rows, scaling and noise."""
     config = _mnist1d_config(data_dir)
+    config.dataset.name = "digits_images"
+    config.restarts.sweep = "augment.crop=[1, 2]"
+    config.augment.flip = True
+    config.augment.noise = 0.1
+    return config
+
+
+@pytest.mark.parametrize(
+    "make_config", tiered([_digits_images_config, _mnist1d_config], {_digits_images_config})
+)
+def test_an_interrupted_augmented_run_resumes_bit_for_bit(
+    make_config, tmp_path, data_dir, monkeypatch
+):
+    config = make_config(data_dir)
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     runner.run(config, reference, progress=False, out=io.StringIO())
     original = metrics_log.Progress.__call__
@@ -256,6 +335,28 @@ def test_an_interrupted_augmented_run_resumes_bit_for_bit(tmp_path, data_dir, mo
 def test_bad_augmentation_is_one_config_error(overrides, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         loop.fit(small_config(**overrides), blobs(), jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"augment.crop": 1}, "augment.crop transforms images [height, width, channels], but"),
+        ({"augment.flip": True}, "augment.flip transforms images [height, width, channels]"),
+        ({"augment.crop": -1}, "augment.crop must be an integer in [0, 1000000]"),
+        ({"restarts.sweep": "augment.crop=[0, 1.5]"}, "augment.crop must be a whole number"),
+    ],
+)
+def test_bad_image_augmentation_is_one_config_error(overrides, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        loop.fit(small_config(**overrides), blobs(), jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"augment.crop": 4}, {"restarts.sweep": "augment.crop=[1, 5]"}]
+)
+def test_a_crop_of_the_image_size_is_refused(overrides):
+    with pytest.raises(ConfigError, match=re.escape("augment.crop=")):
+        loop.fit(small_config(**overrides), _image_blobs(), jax.random.PRNGKey(0))
 
 
 @pytest.mark.parametrize(

@@ -123,6 +123,7 @@ INTEGER_FIELDS: tuple[IntegerField, ...] = (
     IntegerField("model.chunk", 1, 10**6, "positions read per time step"),
     IntegerField("model.pool_size", 1, 10**6, "positions per pooling window"),
     IntegerField("augment.shift", 0, 10**6, "the largest random shift in positions, 0 = off"),
+    IntegerField("augment.crop", 0, 10**6, "the padding of the random crops in pixels, 0 = off"),
     IntegerField("optimizer.plateau_patience", 1, MAX_STEPS, "checks without improvement"),
     IntegerField("optimizer.plateau_cooldown", 0, MAX_STEPS, "checks skipped after a cut"),
     IntegerField("optimizer.plateau_accumulation", 0, MAX_STEPS, "steps per check, 0 = eval_every"),

@@ -131,6 +131,9 @@ def default_config() -> ml_collections.ConfigDict:
 
     # Augmentation of training batches inside the jitted step (jaxnn.data.augment); 0 = off.
     config.augment = ml_collections.ConfigDict()
+    # images [H, W, C]: random crops of the image padded by this many zero pixels per side
+    config.augment.crop = 0
+    config.augment.flip = False  # images: mirrored left to right with probability 1/2
     config.augment.shift = 0  # random shifts of up to this many positions (along axis 1)
     config.augment.shift_mode = "circular"  # or "zero": positions shifted in are zeros
     config.augment.noise = 0.0  # standard deviation of added Gaussian noise

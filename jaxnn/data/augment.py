@@ -1,4 +1,5 @@
-"""Data augmentation of training batches: random shifts, Gaussian noise and random scaling.
+"""Data augmentation of training batches: random crops and flips of images, random shifts,
+Gaussian noise and random scaling.
 
 `config.augment` describes it; `jaxnn.core.train.train_step` applies `augment_batch` to every
 training batch inside the jitted step, with a key derived from the member's key and the global
@@ -7,8 +8,12 @@ single run with its key. The validation and test splits (and the training metric
 `evaluate` computes on the whole stored training split) never see it.
 
 The transforms, in the order they are applied, on a batch x [B, L, ...] (L positions along
-axis 1, e.g. MNIST-1D's 40):
+axis 1, e.g. MNIST-1D's 40; images are [B, H, W, C]):
 
+- crop (images): each image is padded with `crop` zero pixels on every side and a window of its
+  own size is cut at a random place: the image moves by offsets drawn uniformly from
+  -crop..crop along its height and its width, the pixels moved in are zeros (the training mean);
+- flip (images): each image is mirrored left to right with probability 1/2;
 - shift: each example moves by an offset drawn uniformly from -shift..shift positions along
   axis 1, wrapping round (`shift_mode=circular`) or filled with zeros (`zero`; features are
   standardised, so a zero is the training mean);
@@ -40,6 +45,15 @@ def _is_count(value: float) -> bool:
 
 NUMERIC_FIELDS = (
     NumericField(
+        "augment.crop",
+        "augment_crop",
+        _is_count,
+        "must be a whole number of pixels >= 0 (0 = off)",
+        integer=True,
+        zero_removes=True,
+        constant_unless_swept=True,
+    ),
+    NumericField(
         "augment.shift",
         "augment_shift",
         _is_count,
@@ -66,7 +80,7 @@ NUMERIC_FIELDS = (
     ),
 )
 # fold_in tags of each transform's key within the step's augmentation key.
-SHIFT_TAG, SCALE_TAG, NOISE_TAG = 0, 1, 2
+SHIFT_TAG, SCALE_TAG, NOISE_TAG, CROP_TAG, FLIP_TAG = 0, 1, 2, 3, 4
 
 Scalar = float | jax.Array
 
@@ -106,6 +120,18 @@ def shift(x: jax.Array, offsets: jax.Array, mode: str = "circular") -> jax.Array
     return SHIFT_MODES[mode](x, source)
 
 
+def crop(x: jax.Array, offsets: jax.Array) -> jax.Array:
+    """Image b of x [B, H, W, C] moved by offsets[b] = (rows, columns), zero-filled: the window
+    of the image padded with zeros that starts `offsets[b]` before its top-left corner."""
+    x = shift(x, offsets[:, 0], "zero")
+    return jnp.swapaxes(shift(jnp.swapaxes(x, 1, 2), offsets[:, 1], "zero"), 1, 2)
+
+
+def flip(x: jax.Array, flipped: jax.Array) -> jax.Array:
+    """Image b of x [B, H, W, C] mirrored left to right where flipped[b] is true."""
+    return jnp.where(_expand(flipped, x.ndim), x[:, :, ::-1], x)
+
+
 def scale(x: jax.Array, factors: jax.Array) -> jax.Array:
     """Multiplies example b of x [B, ...] by factors[b]."""
     return x * _expand(factors.astype(x.dtype), x.ndim)
@@ -121,12 +147,15 @@ class Augmentation:
     """The static part of a run's augmentation (a field of `jaxnn.core.program.Program`).
 
     Attributes:
-      shift, noise, scale: the config's values, used for members that do not carry their own
-        (a field that is not swept); a 0 leaves the transform out of the program.
+      crop, shift, noise, scale: the config's values, used for members that do not carry their
+        own (a field that is not swept); a 0 leaves the transform out of the program.
+      flip: mirror each image left to right with probability 1/2.
       shift_mode: a key of SHIFT_MODES.
       swept: the hparam names members carry (their swept fields).
     """
 
+    crop: int = 0
+    flip: bool = False
     shift: int = 0
     noise: float = 0.0
     scale: float = 0.0
@@ -145,7 +174,7 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return any(self.uses(f.hparam) for f in NUMERIC_FIELDS)
+        return self.flip or any(self.uses(f.hparam) for f in NUMERIC_FIELDS)
 
 
 NO_AUGMENTATION = Augmentation()
@@ -154,7 +183,7 @@ NO_AUGMENTATION = Augmentation()
 def augment_batch(
     augmentation: Augmentation, hparams: Mapping[str, jax.Array], x: jax.Array, key: jax.Array
 ) -> jax.Array:
-    """The augmented training batch x [B, L, ...] (shift, then scale, then noise).
+    """The augmented training batch x [B, L, ...] (crop, flip, shift, scale, then noise).
 
     Args:
       augmentation: the run's augmentation.
@@ -166,10 +195,16 @@ def augment_batch(
       x itself when no transform is in the program, else the augmented batch of x's shape.
     """
     batch = x.shape[0]
-    if augmentation.uses("augment_shift"):
-        limit = jnp.round(jnp.asarray(augmentation.value(hparams, "augment_shift"))).astype(
-            jnp.int32
+    if augmentation.uses("augment_crop"):
+        limit = _limit(augmentation.value(hparams, "augment_crop"))
+        offsets = jax.random.randint(
+            jax.random.fold_in(key, CROP_TAG), (batch, 2), -limit, limit + 1, jnp.int32
         )
+        x = crop(x, offsets)
+    if augmentation.flip:
+        x = flip(x, jax.random.bernoulli(jax.random.fold_in(key, FLIP_TAG), 0.5, (batch,)))
+    if augmentation.uses("augment_shift"):
+        limit = _limit(augmentation.value(hparams, "augment_shift"))
         offsets = jax.random.randint(
             jax.random.fold_in(key, SHIFT_TAG), (batch,), -limit, limit + 1, jnp.int32
         )
@@ -186,10 +221,17 @@ def augment_batch(
     return x
 
 
+def _limit(value: Scalar) -> jax.Array:
+    """A member's largest offset (a traced float when swept) as an int32 scalar."""
+    return jnp.round(jnp.asarray(value)).astype(jnp.int32)
+
+
 def from_config(augment_cfg: Any, swept_fields: Iterable[str] = ()) -> Augmentation:
     """The Augmentation of `config.augment` with the run's swept fields."""
     swept = {f.hparam for f in NUMERIC_FIELDS if f.field in set(swept_fields)}
     return Augmentation(
+        crop=int(augment_cfg.crop),
+        flip=bool(augment_cfg.flip),
         shift=int(augment_cfg.shift),
         noise=float(augment_cfg.noise),
         scale=float(augment_cfg.scale),
@@ -202,15 +244,16 @@ def validate_augment_config(augment_cfg: Any) -> None:
     """Checks `config.augment`.
 
     Raises:
-      ConfigError: an unknown shift_mode, a shift that is not a whole number >= 0, a negative
-        noise, a scale outside [0, 1).
+      ConfigError: an unknown shift_mode, a crop or shift that is not a whole number >= 0, a
+        negative noise, a scale outside [0, 1).
     """
     mode = augment_cfg.shift_mode
     if mode not in SHIFT_MODES:
         raise ConfigError(
             f"augment.shift_mode: unknown {mode!r}; choose one of {', '.join(sorted(SHIFT_MODES))}"
         )
-    # augment.shift's type and range: jaxnn.config.fields.INTEGER_FIELDS, checked before this.
+    # augment.crop's and shift's type and range: jaxnn.config.fields.INTEGER_FIELDS, checked
+    # before this.
     for field in NUMERIC_FIELDS:
         problem = field.problem(augment_cfg[field.field.rpartition(".")[2]])
         if problem:
@@ -220,23 +263,41 @@ def validate_augment_config(augment_cfg: Any) -> None:
 def check_feature_shape(
     augment_cfg: Any, swept: Mapping[str, Iterable[float]], feature_shape: tuple[int, ...]
 ) -> None:
-    """Checks the largest shift (config, sweep or search) against the positions of the inputs.
+    """Checks the largest shift and crop (config, sweep or search) against the inputs' shape.
 
     Args:
       augment_cfg: `config.augment`.
       swept: every member's value of each swept or searched field, dotted field -> values.
-      feature_shape: the data's feature shape (positions along its first axis).
+      feature_shape: the data's feature shape (positions along its first axis; [H, W, C] for
+        images).
 
     Raises:
-      ConfigError: a shift of at least the input length (every position would move out).
+      ConfigError: a shift of at least the input length (every position would move out); a
+        crop or flip of inputs that are not images [H, W, C]; a crop of at least the image's
+        height or width.
     """
-    shifts = [augment_cfg.shift, *swept.get("augment.shift", ())]
-    largest = int(max(shifts))
-    if largest == 0:
-        return
-    length = feature_shape[0] if feature_shape else 1
+    shape = tuple(feature_shape)
+    largest = _largest(augment_cfg, swept, "shift")
+    length = shape[0] if shape else 1
     if largest >= length:
         raise ConfigError(
             f"augment.shift={largest} is not smaller than the input length {length} (the "
-            f"positions of inputs of shape {tuple(feature_shape)}); use at most {length - 1}"
+            f"positions of inputs of shape {shape}); use at most {length - 1}"
         )
+    crop_pixels = _largest(augment_cfg, swept, "crop")
+    for field, used in (("crop", crop_pixels > 0), ("flip", augment_cfg.flip)):
+        if used and len(shape) != 3:
+            raise ConfigError(
+                f"augment.{field} transforms images [height, width, channels], but the inputs "
+                f"are of shape {shape}; leave it off or use an image data set"
+            )
+    if crop_pixels and crop_pixels >= min(shape[:2]):
+        raise ConfigError(
+            f"augment.crop={crop_pixels} is not smaller than the images' height and width "
+            f"{shape[:2]}; use at most {min(shape[:2]) - 1}"
+        )
+
+
+def _largest(augment_cfg: Any, swept: Mapping[str, Iterable[float]], name: str) -> int:
+    """The largest value of `augment.<name>` any member uses (0: off for every member)."""
+    return int(max([augment_cfg[name], *swept.get(f"augment.{name}", ())]))
