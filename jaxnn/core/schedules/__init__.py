@@ -22,6 +22,7 @@ from jaxnn.core.schedules.driver import (
     drive,
     member_blocks,
     run_schedule,
+    shift_members,
 )
 from jaxnn.core.schedules.halving import RungPlan, plan_rungs, predicted_sizes, survivors
 from jaxnn.core.schedules.pbt import HparamRange, hparam_ranges, make_exploit
@@ -38,5 +39,6 @@ __all__ = [
     "plan_rungs",
     "predicted_sizes",
     "run_schedule",
+    "shift_members",
     "survivors",
 ]

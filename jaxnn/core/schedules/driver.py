@@ -403,3 +403,12 @@ def member_blocks(
         plan = halving.plan_rungs(schedule, num, program.total_steps, program.eval_every)
         return halving.member_blocks(plan, np.asarray(jax.device_get(state.step)), events)
     return pbt.member_blocks(pbt.hparam_ranges(spec), initial_hparams, events)
+
+
+def shift_members(row: Mapping[str, Any], offset: int) -> dict[str, Any]:
+    """A decision row with its member indices (`member`, PBT's `parent`) moved by `offset`:
+    a variant's local indices made global (offset > 0), or back (offset < 0)."""
+    row = dict(row, member=row["member"] + offset)
+    if "parent" in row:
+        row["parent"] += offset
+    return row
