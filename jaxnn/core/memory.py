@@ -225,11 +225,20 @@ def member_bytes(
         hparams,
         key,
     )
+    member = _state_bytes(state)
+    if not activations:
+        return member
+    step_bytes, eval_bytes = _activation_bytes(program, state, label_shape, label_dtype, num_val)
+    return dataclasses.replace(member, step_activations=step_bytes, eval_activations=eval_bytes)
+
+
+def _state_bytes(state: train.TrainState) -> MemberBytes:
+    """One member's account of its state alone (zero activations)."""
     params, opt_state, best = (
         tree_bytes(part) for part in (state.params, state.opt_state, state.best_params)
     )
     model_state = tree_bytes((state.model_state, state.best_model_state, state.ema))
-    member = MemberBytes(
+    return MemberBytes(
         params=params,
         opt_state=opt_state,
         best_params=best,
@@ -238,8 +247,17 @@ def member_bytes(
         eval_activations=0,
         model_state=model_state,
     )
-    if not activations:
-        return member
+
+
+def _activation_bytes(
+    program: Program,
+    state: train.TrainState,
+    label_shape: tuple[int, ...],
+    label_dtype: Any,
+    num_val: int,
+) -> tuple[int, int]:
+    """(a training step's, the larger evaluation's) materialised bytes of one member, traced
+    from shapes: a batch, and the train and validation splits."""
     batch = (
         jax.ShapeDtypeStruct((program.batch_size, *program.feature_shape), jnp.float32),
         jax.ShapeDtypeStruct((program.batch_size, *label_shape), label_dtype),
@@ -260,7 +278,7 @@ def member_bytes(
         _traced_bytes(lambda s, d: train.evaluate(s, s.params, d, program), state, split(count))
         for count in (program.num_train, num_val)
     )
-    return dataclasses.replace(member, step_activations=step_bytes, eval_activations=eval_bytes)
+    return step_bytes, eval_bytes
 
 
 def run_bytes(
