@@ -406,13 +406,7 @@ def _train_scheduled(
 ) -> EnsembleResult:
     """`train_members` under a member schedule (`jaxnn.core.schedules.drive`)."""
     scheduled = schedules.drive(
-        trainer,
-        state,
-        data,
-        key,
-        start_step=start_step,
-        on_eval=on_eval,
-        should_stop=should_stop,
+        trainer, state, data, key, start_step=start_step, on_eval=on_eval, should_stop=should_stop
     )
     return _result(
         trainer,

@@ -97,7 +97,7 @@ class _Steps:
     config.dataset and `from_arrays` ask for it (checked)."""
 
     permute_seed: int
-    classes: tuple[int, ...]  # the class indices kept, in this order (empty: every class)
+    classes: tuple[Any, ...]  # the classes kept, in this order (empty: all); indices once checked
     validation_fraction: float
     split_seed: int
     train_per_class: int

@@ -187,12 +187,7 @@ def _variant_group(
     )
     export.check_fits(model(first), preprocessing.feature_shape, one_member, where, one_state)
     return _group(
-        spec,
-        preprocessing,
-        tree["best_params"],
-        tree["hparams"],
-        model,
-        tree["best_model_state"],
+        spec, preprocessing, tree["best_params"], tree["hparams"], model, tree["best_model_state"]
     )
 
 
