@@ -122,8 +122,7 @@ def run(
         lock = stack.enter_context(lock_lib.WorkdirLock(paths.root, enabled=writer))
         plan = _plan(paths, lock, spec, given, overwrite=overwrite, out=out)
         if plan.action == "complete":
-            console.print_complete(plan, out)
-            return RunResult(plan.summary, paths.root, components)
+            return RunResult(console.print_complete(plan, out), paths.root, components)
         # Before anything compiles; a cache the caller set up is kept unless the config names one.
         if spec.config.compilation_cache.enabled:
             compile_cache.enable(spec.config.compilation_cache.dir)
@@ -213,7 +212,7 @@ def _config_of_arrays(
 @dataclasses.dataclass
 class _Variant(variants.Variant):
     """One structural variant through the phases (a plain run is one variant `{}`): the built
-    variant (`variants.build_variants`) with its files, its restored state and its run."""
+    variant (`variants.build_variants`) with its files and its restored state."""
 
     checkpoints_dir: Path
     events_dir: Path
@@ -223,7 +222,6 @@ class _Variant(variants.Variant):
     start_step: int = 0
     state: train.TrainState | None = None
     unreadable: list[int] = dataclasses.field(default_factory=list)
-    run: variants.VariantRun | None = None
 
     def resumed_steps(self) -> dict[int, int]:
         """Global member index -> the step its checkpoint is at (none without a checkpoint)."""
@@ -259,14 +257,14 @@ def _run_planned(
     # train: every check has passed, from here on the launch writes.
     if stop():
         raise stop.interrupted(run_variants[0].start_step)  # nothing written
-    resumed = {}
+    resumed: dict[int, int] = {}
     for variant in run_variants:
         resumed |= variant.resumed_steps()
     _on_writer(lambda: _prepare(plan, lock, config, resumed, data_record, out))
     _sync("jaxnn_prepare")  # the workdir exists before any process opens its checkpoints
     if source is not None:
         print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
-    for variant in run_variants:
+    runs = [
         _train_variant(
             variant,
             plan,
@@ -278,7 +276,9 @@ def _run_planned(
             progress=progress,
             out=out,
         )
-    return _finish(plan, config, run_variants, dataset, data_record, out)
+        for variant in run_variants
+    ]
+    return _finish(plan, config, run_variants, runs, dataset, data_record, out)
 
 
 def _restore_variant(
@@ -331,24 +331,23 @@ def _finish(
     plan: workdir_lib.WorkdirPlan,
     config: ml_collections.ConfigDict,
     run_variants: list[_Variant],
+    runs: list[variants.VariantRun],
     dataset: data_lib.Dataset,
     data_record: Mapping[str, Any],
     out: TextIO,
 ) -> dict[str, Any]:
     """One summary over every variant's members (a plain run is one variant): selects and
     exports the best member, writes the results and prints the outcome."""
-    runs = [v.run for v in run_variants]
     start_losses = [v.start_losses for v in run_variants]
     schedule_rows = run_readers.read_appended(plan.paths / run_files.SCHEDULE, split=False).rows
     summary, predictions = summarize_runs(
         runs, config, dataset, None if start_losses[0] is None else start_losses, schedule_rows
     )
     schedule_report.annotate(summary, runs, schedule_rows)
-    best_variant, best_local = run_variants[0], None
+    best_run, best_local = runs[0], None
     if summary["best_member"] is not None:
         best_run, best_local = variants.locate(runs, summary["best_member"])
-        best_variant = run_variants[runs.index(best_run)]
-    _export_best(plan.paths, best_local, best_variant, data_record)
+    _export_best(plan.paths, best_local, best_run, data_record)
     if sharding.is_writer():
         if config.tensorboard.enabled:
             tensorboard.write_results(plan.paths.tensorboard, summary)
@@ -401,7 +400,7 @@ def _train_variant(
     *,
     progress: bool,
     out: TextIO,
-) -> None:
+) -> variants.VariantRun:
     """Trains one variant from where its checkpoint left it, with one evaluation callback.
 
     Raises:
@@ -446,7 +445,7 @@ def _train_variant(
         if events is not None:
             events.close()
         checkpoints.close()
-    variant.run = run
+    return run
 
 
 def _print_variant_header(
@@ -617,11 +616,11 @@ def _has_checkpoints(plan: workdir_lib.WorkdirPlan) -> bool:
 
 
 def _export_best(
-    paths: RunPaths, index: int | None, variant: _Variant, data_record: Mapping[str, Any]
+    paths: RunPaths, index: int | None, run: variants.VariantRun, data_record: Mapping[str, Any]
 ) -> None:
-    """DIR/best: the selected member (index local to its variant) as a single-model checkpoint
-    (none if every member diverged)."""
-    result = variant.run.result
+    """DIR/best: the selected member (index local to its variant's run) as a single-model
+    checkpoint (none if every member diverged)."""
+    result = run.result
     try:
         if index is None:
             if sharding.is_writer():
@@ -631,7 +630,7 @@ def _export_best(
             paths.best,
             result.state,
             index,
-            variant.spec.config,
+            run.spec.config,
             step=result.steps_done,
             program=result.program,
             data=data_record,

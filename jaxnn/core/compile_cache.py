@@ -37,7 +37,7 @@ def default_directory(environ: Mapping[str, str] | None = None) -> Path:
 
 def configured_directory() -> Path | None:
     """The cache directory JAX is set to (by jax.config or JAX_COMPILATION_CACHE_DIR), if any."""
-    configured = jax.config.jax_compilation_cache_dir
+    configured = jax.config.read("jax_compilation_cache_dir")
     return Path(configured) if configured else None
 
 

@@ -18,10 +18,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from jaxnn import run_spec, validation
 from jaxnn.core import groups, loop, memory, schedules, train
-from jaxnn.core.program import Program, base_hparams, build
+from jaxnn.core.program import ApplyFn, HParams, Program, base_hparams, build
 from jaxnn.core.schedules import halving
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
@@ -29,7 +30,7 @@ from jaxnn.nn import metrics as metrics_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, MetricFn
 from jaxnn.parallel import sharding
-from jaxnn.predict.predictor import Predictor, Predicts, member_group
+from jaxnn.predict.predictor import MemberGroup, Predictor, Predicts, member_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,8 @@ class EnsembleResult(Predicts):
     steps_done: int
     compile_s: float
     train_s: float  # in the chunk programs (jaxnn.core.loop.LoopResult)
+    data: Dataset  # what it was trained on (its validation split selects)
+    config: ml_collections.ConfigDict
     program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
     wall_s: float = 0.0  # the training loop after compiling, host work between chunks included
     start_step: int = 0  # where this launch's training started (a resumed run's checkpoint)
@@ -104,8 +107,6 @@ class EnsembleResult(Predicts):
     member_steps: int | None = None
     group_size: int = 0  # members per group on each device (0: all at once; mesh.member_group)
     memory: memory.RunBytes | None = None  # the estimate the run was checked against
-    data: Dataset | None = None  # what it was trained on (its validation split selects)
-    config: ml_collections.ConfigDict | None = None
     # restarts.schedule's record of this launch (jaxnn.core.schedules.ScheduleResult.describe)
     schedule: dict[str, Any] | None = None
 
@@ -129,7 +130,7 @@ class EnsembleResult(Predicts):
             greater_is_better=self.program.greater_is_better(select_by),
         )
 
-    def member_group(self):
+    def member_group(self) -> MemberGroup:
         """The members' best weights as one `jaxnn.predict.predictor.MemberGroup`."""
         return member_group(
             self.program,
@@ -196,7 +197,9 @@ def make_trainer(
     shared = config.training.batch_order == "shared"
     init_one = functools.partial(train.init_state, program, apply_fn=apply_fn, make_tx=make_tx)
 
-    def init_fn(hparams, keys, pretrained):
+    def init_fn(
+        hparams: HParams, keys: jax.Array, pretrained: Mapping[str, Any] | None
+    ) -> train.TrainState:
         return jax.vmap(lambda h, k: init_one(h, k, pretrained=pretrained))(hparams, keys)
 
     chunk = functools.partial(train.run_chunk, program=program)
@@ -223,8 +226,8 @@ def make_trainer(
 def _checked_memory(
     spec: run_spec.RunSpec,
     program: Program,
-    apply_fn: Callable[..., jax.Array],
-    make_tx: Callable[..., Any],
+    apply_fn: ApplyFn,
+    make_tx: Callable[[HParams], optax.GradientTransformation],
     data: Dataset,
     placement: sharding.Placement,
 ) -> tuple[int, memory.RunBytes]:
@@ -451,8 +454,8 @@ def member_state(state: train.TrainState, index: int) -> train.TrainState:
 @functools.partial(jax.jit, static_argnames=("program", "group_size"))
 def _final_eval(
     state: train.TrainState, x: jax.Array, y: jax.Array, program: Program, group_size: int
-):
-    def one(member: train.TrainState):
+) -> tuple[dict[str, jax.Array], jax.Array]:
+    def one(member: train.TrainState) -> tuple[dict[str, jax.Array], jax.Array]:
         split = SplitData(x, y)
         metrics = train.evaluate(
             member, member.best_params, split, program, model_state=member.best_model_state

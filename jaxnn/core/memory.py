@@ -20,7 +20,7 @@ once the program is compiled; the benchmark prints both.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.core import train
-from jaxnn.core.program import HParams, Program
+from jaxnn.core.program import ApplyFn, HParams, Program
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
 from jaxnn.errors import ConfigError
@@ -198,9 +198,9 @@ def _traced_bytes(fn: Callable[..., Any], *args: Any) -> int:
 
 def member_bytes(
     program: Program,
-    hparams: HParams,
+    hparams: Mapping[str, float | jax.Array],
     *,
-    apply_fn: Callable[..., jax.Array],
+    apply_fn: ApplyFn,
     make_tx: Callable[[HParams], Any],
     label_shape: tuple[int, ...],
     label_dtype: Any,
@@ -268,14 +268,16 @@ def _activation_bytes(
         lambda s, b, t: train.train_step(s, b, t, program), state, batch, step
     )
 
-    def split(count: int) -> SplitData:
-        return SplitData(
+    def evaluate(s: train.TrainState, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+        return train.evaluate(s, s.params, SplitData(x, y), program)
+
+    eval_bytes = max(
+        _traced_bytes(
+            evaluate,
+            state,
             jax.ShapeDtypeStruct((count, *program.feature_shape), jnp.float32),
             jax.ShapeDtypeStruct((count, *label_shape), label_dtype),
         )
-
-    eval_bytes = max(
-        _traced_bytes(lambda s, d: train.evaluate(s, s.params, d, program), state, split(count))
         for count in (program.num_train, num_val)
     )
     return step_bytes, eval_bytes
@@ -308,8 +310,9 @@ def available_bytes(backend: str, devices: list[jax.Device]) -> tuple[int | None
     reports one, else the host's available RAM (None if neither is known)."""
     if backend != "cpu":
         limits = [(d.memory_stats() or {}).get("bytes_limit") for d in devices]
-        if limits and all(limits):
-            return int(sum(limits)), f"{len(devices)} {backend} device(s)"
+        known = [limit for limit in limits if limit]
+        if known and len(known) == len(limits):
+            return int(sum(known)), f"{len(devices)} {backend} device(s)"
     return host_available_bytes(), "host RAM"
 
 

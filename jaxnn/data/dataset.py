@@ -504,10 +504,10 @@ def _assemble(
         label_values = label_values[list(steps.classes)]
     num_classes = 0 if label_values is None else len(label_values)
     splits = _carved_splits((x_train, y_train, x_test, y_test), num_classes, steps)
-    stats: tuple[np.ndarray | None, ...] = (None, None, None, None)
+    stats: dict[str, np.ndarray] = {}
     if steps.standardize:
         splits, stats = _standardised(splits, task)
-    typed = _typed_splits(name, task, splits, stats[2:], standardize=steps.standardize)
+    typed = _typed_splits(name, task, splits, stats, standardize=steps.standardize)
     num_outputs = num_classes if task == "classification" else typed["y_train"].shape[1]
     return Dataset(
         name=name,
@@ -521,11 +521,8 @@ def _assemble(
             task=task,
             feature_shape=tuple(typed["x_train"].shape[1:]),
             num_outputs=num_outputs,
-            feature_mean=stats[0],
-            feature_std=stats[1],
-            target_mean=stats[2],
-            target_std=stats[3],
             classes=label_values if task == "classification" else None,
+            **stats,
         ),
     )
 
@@ -553,50 +550,44 @@ def _carved_splits(
 
 def _standardised(
     splits: dict[str, np.ndarray], task: str
-) -> tuple[dict[str, np.ndarray], tuple[np.ndarray | None, ...]]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The splits standardised by train statistics: the features (`_feature_stats`), and a
-    regression's targets (`_train_stats`); with the statistics (feature mean, feature std,
-    target mean, target std; float64, the targets' None for a classification)."""
+    regression's targets (`_train_stats`); with those statistics, float64, named as
+    `Preprocessing` names them (feature_mean, feature_std; target_mean, target_std)."""
     mean, std = _feature_stats(splits["x_train"])
     out = dict(splits)
     for split in ("x_train", "x_val", "x_test"):
         out[split] = (splits[split] - mean) / std
-    if task != "regression":
-        return out, (mean, std, None, None)
-    target_mean, target_std = _train_stats(splits["y_train"])
-    for split in ("y_train", "y_val", "y_test"):
-        out[split] = (splits[split] - target_mean) / target_std
-    return out, (mean, std, target_mean, target_std)
+    stats = {"feature_mean": mean, "feature_std": std}
+    if task == "regression":
+        target_mean, target_std = _train_stats(splits["y_train"])
+        for split in ("y_train", "y_val", "y_test"):
+            out[split] = (splits[split] - target_mean) / target_std
+        stats |= {"target_mean": target_mean, "target_std": target_std}
+    return out, stats
 
 
 def _typed_splits(
     name: str,
     task: str,
     splits: dict[str, np.ndarray],
-    target_stats: tuple[np.ndarray | None, ...],
+    stats: dict[str, np.ndarray],
     *,
     standardize: bool,
-) -> dict[str, np.ndarray | None]:
+) -> dict[str, np.ndarray]:
     """The Dataset's arrays as training holds them: features float32, labels int32 or targets
-    float32, and target_mean and target_std float32 (None without them); the float32 ones
-    checked to stay within `MAX_MAGNITUDE`."""
-    checked = ["x_train", "x_val", "x_test"]
+    float32, with a standardised regression's target_mean and target_std (float32); the
+    float32 ones checked to stay within `MAX_MAGNITUDE`."""
+    floats = ["x_train", "x_val", "x_test"]
     if task == "regression":
-        checked += ["y_train", "y_val", "y_test"]
+        floats += ["y_train", "y_val", "y_test"]
     with np.errstate(over="ignore", invalid="ignore"):
-        typed = {split: splits[split].astype(np.float32) for split in checked}
-        if target_stats[0] is not None:
-            typed |= {
-                "target_mean": target_stats[0].astype(np.float32),
-                "target_std": target_stats[1].astype(np.float32),
-            }
+        typed = {split: splits[split].astype(np.float32) for split in floats}
+        targets = ("target_mean", "target_std")
+        typed |= {stat: stats[stat].astype(np.float32) for stat in targets if stat in stats}
         _check_magnitudes(name, typed, standardize)
-    labels = {
-        split: splits[split].astype(np.int32)
-        for split in ("y_train", "y_val", "y_test")
-        if split not in typed
-    }
-    return {"target_mean": None, "target_std": None} | typed | labels
+    labels = ("y_train", "y_val", "y_test") if task == "classification" else ()
+    return typed | {split: splits[split].astype(np.int32) for split in labels}
 
 
 def _feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -194,8 +194,6 @@ def export_member(
         preprocessing of the raw data).
       data: the fingerprint of the data it was trained on (`jaxnn.data.fingerprint`).
     """
-    if program.preprocessing is None:  # a built program always carries one
-        raise ValueError("the program has no preprocessing to export with the model")
     metadata = {
         **orbax_io.version_fields(),
         "member": int(index),

@@ -103,41 +103,56 @@ def write_plot(
     path = directory / "schedule.png"
     fig, ax = plots.plt.subplots(figsize=(6.4, 4.2))
     if block["kind"] == "pbt":
-        name = _plotted_hparam(summary)
-        end = max((int(h["step"][0]) for h in history), default=0)
-        for member in summary["members"]:
-            entries = member.get("schedule", {}).get("hparams", [])
-            if not entries:
-                continue
-            steps = [e["step"] for e in entries] + [end]
-            values = [e[name] for e in entries] + [entries[-1][name]]
-            selected = member["index"] == summary.get("best_member")
-            ax.step(
-                steps,
-                values,
-                where="post",
-                lw=2 if selected else 1,
-                color="tab:red" if selected else "tab:blue",
-                alpha=1.0 if selected else 0.5,
-            )
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(name)
-        ax.set_title(f"PBT: each member's {name} (selected in red)")
+        _plot_pbt(ax, summary, history)
     else:
-        steps = np.array([float(h["step"][0]) for h in history])
-        key = "val_loss"
-        for j in range(len(summary["members"])):
-            values = np.array([h[key][j] for h in history], np.float64)
-            ax.plot(steps, values, lw=1, alpha=0.6)
-        for end in block["rung_ends"][:-1]:
-            ax.axvline(end, color="grey", lw=0.8, ls="--")
-        ax.set_yscale("log")
-        ax.set_xscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel("validation loss")
-        ax.set_title(f"{block['kind']}: members leave at the rungs (dashed)")
+        _plot_halving(ax, summary, history, block)
     return plots.save(fig, path)
+
+
+def _plot_pbt(ax: Any, summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> None:
+    """Each member's learning rate (or first searched hyperparameter) against steps."""
+    name = _plotted_hparam(summary)
+    end = max((int(h["step"][0]) for h in history), default=0)
+    for member in summary["members"]:
+        entries = member.get("schedule", {}).get("hparams", [])
+        if not entries:
+            continue
+        steps = [e["step"] for e in entries] + [end]
+        values = [e[name] for e in entries] + [entries[-1][name]]
+        selected = member["index"] == summary.get("best_member")
+        ax.step(
+            steps,
+            values,
+            where="post",
+            lw=2 if selected else 1,
+            color="tab:red" if selected else "tab:blue",
+            alpha=1.0 if selected else 0.5,
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(name)
+    ax.set_title(f"PBT: each member's {name} (selected in red)")
+
+
+def _plot_halving(
+    ax: Any,
+    summary: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+    block: Mapping[str, Any],
+) -> None:
+    """Every member's validation curve, ending at the rung that pruned it; the rungs dashed."""
+    steps = np.array([float(h["step"][0]) for h in history])
+    key = "val_loss"
+    for j in range(len(summary["members"])):
+        values = np.array([h[key][j] for h in history], np.float64)
+        ax.plot(steps, values, lw=1, alpha=0.6)
+    for end in block["rung_ends"][:-1]:
+        ax.axvline(end, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss")
+    ax.set_title(f"{block['kind']}: members leave at the rungs (dashed)")
 
 
 def _plotted_hparam(summary: Mapping[str, Any]) -> str:
