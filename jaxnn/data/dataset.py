@@ -92,9 +92,9 @@ class Dataset:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Steps:
-    """What `_assemble` does to the arrays, in its order (the module docstring's), as
-    config.dataset and `from_arrays` ask for it (checked)."""
+class _Recipe:
+    """What `_assemble` does to the arrays, in its order (the module docstring's): the
+    options of config.dataset, or of `from_arrays`."""
 
     permute_seed: int
     classes: tuple[Any, ...]  # the classes kept, in this order (empty: all); indices once checked
@@ -104,8 +104,8 @@ class _Steps:
     standardize: bool
 
     @classmethod
-    def of_config(cls, dataset_config: Any) -> _Steps:
-        """The steps config.dataset asks for (its fields' defaults where it has none)."""
+    def of_config(cls, dataset_config: Any) -> _Recipe:
+        """The recipe config.dataset asks for (its fields' defaults where it has none)."""
         return cls(
             permute_seed=getattr(dataset_config, "permute_seed", 0),
             classes=tuple(getattr(dataset_config, "classes", ())),
@@ -235,7 +235,7 @@ def load(dataset_config: Any) -> Dataset:
         np.arange(spec.num_classes),
         class_names=spec.class_names,
         feature_names=spec.feature_names,
-        steps=_Steps.of_config(dataset_config),
+        recipe=_Recipe.of_config(dataset_config),
     )
 
 
@@ -295,17 +295,17 @@ def from_arrays(
         ConfigError: bad task, fraction, class subset or per-class limit.
         DataError: mismatched lengths or shapes, NaN/inf, wrong dtypes.
     """
-    steps = _Steps(
+    recipe = _Recipe(
         permute_seed, tuple(classes), validation_fraction, split_seed, train_per_class, standardize
     )
-    arrays = _checked_inputs((x_train, y_train, x_test, y_test), task, steps, feature_names)
+    arrays = _checked_inputs((x_train, y_train, x_test, y_test), task, recipe, feature_names)
     label_values, class_names = None, tuple(class_names)
     if task == "classification":
-        arrays, label_values, positions = _encoded_classes(arrays, class_names, steps.classes)
+        arrays, label_values, positions = _encoded_classes(arrays, class_names, recipe.classes)
         class_names = class_names or tuple(str(v) for v in label_values.tolist())
-        steps = dataclasses.replace(steps, classes=positions)
+        recipe = dataclasses.replace(recipe, classes=positions)
     num_classes = 0 if label_values is None else len(label_values)
-    _check_subset_options(task, num_classes, steps.classes, train_per_class)
+    _check_subset_options(task, num_classes, recipe.classes, train_per_class)
     return _assemble(
         name,
         task,
@@ -313,7 +313,7 @@ def from_arrays(
         label_values,
         class_names=class_names,
         feature_names=tuple(feature_names),
-        steps=steps,
+        recipe=recipe,
     )
 
 
@@ -364,9 +364,9 @@ def _subset_positions(classes: Sequence[Any], label_values: np.ndarray) -> tuple
 
 
 def _checked_inputs(
-    arrays: tuple[Any, Any, Any, Any], task: Any, steps: _Steps, feature_names: Sequence[str]
+    arrays: tuple[Any, Any, Any, Any], task: Any, recipe: _Recipe, feature_names: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`from_arrays`'s own checks of its arguments: the options (`steps`, its classes aside:
+    """`from_arrays`'s own checks of its arguments: the options (`recipe`, its classes aside:
     they are checked once encoded) by the rules of their config fields
     (`jaxnn.config.fields`), then the arrays (`_as_arrays`, `_checked_arrays`, `_check_whole`).
 
@@ -378,16 +378,19 @@ def _checked_inputs(
     """
     if task not in TASKS:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    _check_fraction(steps.validation_fraction)
-    if not isinstance(steps.standardize, bool):
-        raise ConfigError(f"standardize must be True or False, got {steps.standardize!r}")
+    _check_fraction(recipe.validation_fraction)
+    if not isinstance(recipe.standardize, bool):
+        raise ConfigError(f"standardize must be True or False, got {recipe.standardize!r}")
     _check_integer_options(
-        {"dataset.split_seed": steps.split_seed, "dataset.train_per_class": steps.train_per_class},
+        {
+            "dataset.split_seed": recipe.split_seed,
+            "dataset.train_per_class": recipe.train_per_class,
+        },
         prefix="",
     )
-    if not _is_int(steps.permute_seed) or steps.permute_seed < 0:
+    if not _is_int(recipe.permute_seed) or recipe.permute_seed < 0:
         raise ConfigError(
-            f"permute_seed must be an integer >= 0 (0 = off), got {steps.permute_seed!r}"
+            f"permute_seed must be an integer >= 0 (0 = off), got {recipe.permute_seed!r}"
         )
     converted = _as_arrays(arrays)
     x_train, y_train = _checked_arrays("train", converted[0], converted[1], task)
@@ -486,28 +489,28 @@ def _assemble(
     *,
     class_names: tuple[str, ...],
     feature_names: tuple[str, ...],
-    steps: _Steps,
+    recipe: _Recipe,
 ) -> Dataset:
     """Permute positions -> subset classes -> carve validation -> limit train per class ->
     standardise; `label_values` are the decoded classes (label i is class i; None for a
     regression)."""
     x_train, y_train, x_test, y_test = arrays
-    permutation = position_permutation(x_train.shape[1], steps.permute_seed)
+    permutation = position_permutation(x_train.shape[1], recipe.permute_seed)
     x_train, x_test = (
         permute_positions(x_train, permutation),
         permute_positions(x_test, permutation),
     )
-    if steps.classes and label_values is not None:  # a class subset (classification only)
-        x_train, y_train = _subset_classes(x_train, y_train, steps.classes)
-        x_test, y_test = _subset_classes(x_test, y_test, steps.classes)
-        class_names = tuple(class_names[c] for c in steps.classes) if class_names else ()
-        label_values = label_values[list(steps.classes)]
+    if recipe.classes and label_values is not None:  # a class subset (classification only)
+        x_train, y_train = _subset_classes(x_train, y_train, recipe.classes)
+        x_test, y_test = _subset_classes(x_test, y_test, recipe.classes)
+        class_names = tuple(class_names[c] for c in recipe.classes) if class_names else ()
+        label_values = label_values[list(recipe.classes)]
     num_classes = 0 if label_values is None else len(label_values)
-    splits = _carved_splits((x_train, y_train, x_test, y_test), num_classes, steps)
+    splits = _carved_splits((x_train, y_train, x_test, y_test), num_classes, recipe)
     stats: dict[str, np.ndarray] = {}
-    if steps.standardize:
+    if recipe.standardize:
         splits, stats = _standardised(splits, task)
-    typed = _typed_splits(name, task, splits, stats, standardize=steps.standardize)
+    typed = _typed_splits(name, task, splits, stats, standardize=recipe.standardize)
     num_outputs = num_classes if task == "classification" else typed["y_train"].shape[1]
     return Dataset(
         name=name,
@@ -528,12 +531,14 @@ def _assemble(
 
 
 def _carved_splits(
-    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], num_classes: int, steps: _Steps
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], num_classes: int, recipe: _Recipe
 ) -> dict[str, np.ndarray]:
     """The six splits (x_train, y_train, x_val, ...): validation carved from train, then
-    train limited to its first `steps.train_per_class` examples of every class."""
+    train limited to its first `recipe.train_per_class` examples of every class."""
     x_train, y_train, x_test, y_test = arrays
-    train_idx, val_idx = validation_split(len(x_train), steps.validation_fraction, steps.split_seed)
+    train_idx, val_idx = validation_split(
+        len(x_train), recipe.validation_fraction, recipe.split_seed
+    )
     splits = {
         "x_train": x_train[train_idx],
         "y_train": y_train[train_idx],
@@ -542,8 +547,8 @@ def _carved_splits(
         "x_test": x_test,
         "y_test": y_test,
     }
-    if steps.train_per_class:
-        keep = _first_per_class(splits["y_train"], num_classes, steps.train_per_class)
+    if recipe.train_per_class:
+        keep = _first_per_class(splits["y_train"], num_classes, recipe.train_per_class)
         splits["x_train"], splits["y_train"] = splits["x_train"][keep], splits["y_train"][keep]
     return splits
 
