@@ -194,6 +194,7 @@ def export_member(
         preprocessing of the raw data).
       data: the fingerprint of the data it was trained on (`jaxnn.data.fingerprint`).
     """
+    trees = _member_trees(state, index, program)
     metadata = {
         **orbax_io.version_fields(),
         "member": int(index),
@@ -214,10 +215,7 @@ def export_member(
             checkpointer.save(
                 directory,
                 args=ocp.args.Composite(
-                    **{
-                        name: ocp.args.PyTreeSave(tree)
-                        for name, tree in _member_trees(state, index, program).items()
-                    },
+                    **{name: ocp.args.PyTreeSave(tree) for name, tree in trees.items()},
                     metadata=ocp.args.JsonSave(metadata),
                 ),
                 force=True,
