@@ -43,7 +43,7 @@ import numpy as np
 from jaxnn import data as data_lib
 from jaxnn import interrupt, validation
 from jaxnn.analysis import diagnostics
-from jaxnn.core import compile_cache, ensemble, explosion, train, variants
+from jaxnn.core import compile_cache, ensemble, explosion, schedules, train, variants
 from jaxnn.core.loop import Evaluation
 from jaxnn.core.program import Program
 from jaxnn.data import fingerprint as fingerprint_lib
@@ -120,20 +120,9 @@ def run(
             out = stack.enter_context(open(os.devnull, "w"))
         paths = workdir_lib.check_workdir(workdir)
         lock = stack.enter_context(lock_lib.WorkdirLock(paths.root, enabled=writer))
-        _on_writer(lock.acquire_if_exists)
-        if lock.describe_stale():
-            print(lock.describe_stale(), file=out)
-        plan = workdir_lib.plan_workdir(paths.root, spec.config, overwrite=overwrite)
-        if given is not None:
-            workdir_lib.check_data(plan, fingerprint_lib.fingerprint(given))
-        elif plan.action == "complete" and data_lib.is_file_name(spec.config.dataset.name):
-            # A file is cheap to read again: a finished run is not reported on edited data.
-            workdir_lib.check_data(
-                plan, fingerprint_lib.fingerprint(data_lib.load(spec.config.dataset))
-            )
+        plan = _plan(paths, lock, spec, given, overwrite=overwrite, out=out)
         if plan.action == "complete":
-            console.print_complete(plan, out)
-            return RunResult(plan.summary, paths.root, components)
+            return RunResult(console.print_complete(plan, out), paths.root, components)
         # Before anything compiles; a cache the caller set up is kept unless the config names one.
         if spec.config.compilation_cache.enabled:
             compile_cache.enable(spec.config.compilation_cache.dir)
@@ -141,6 +130,31 @@ def run(
             plan, lock, spec, stop, given=given, progress=progress and writer, out=out
         )
         return RunResult(summary, paths.root, components)
+
+
+def _plan(
+    paths: RunPaths,
+    lock: lock_lib.WorkdirLock,
+    spec: validation.RunSpec,
+    given: data_lib.Dataset | None,
+    *,
+    overwrite: bool,
+    out: TextIO,
+) -> workdir_lib.WorkdirPlan:
+    """What to do with the workdir (`workdir_lib.plan_workdir`), once a live launch holding it
+    is ruled out, and with the data checked against the run it holds."""
+    _on_writer(lock.acquire_if_exists)
+    if lock.describe_stale():
+        print(lock.describe_stale(), file=out)
+    plan = workdir_lib.plan_workdir(paths.root, spec.config, overwrite=overwrite)
+    if given is not None:
+        workdir_lib.check_data(plan, fingerprint_lib.fingerprint(given))
+    elif plan.action == "complete" and data_lib.is_file_name(spec.config.dataset.name):
+        # A file is cheap to read again: a finished run is not reported on edited data.
+        workdir_lib.check_data(
+            plan, fingerprint_lib.fingerprint(data_lib.load(spec.config.dataset))
+        )
+    return plan
 
 
 class RunResult(dict, Predicts):
@@ -198,7 +212,7 @@ def _config_of_arrays(
 @dataclasses.dataclass
 class _Variant(variants.Variant):
     """One structural variant through the phases (a plain run is one variant `{}`): the built
-    variant (`variants.build_variants`) with its files, its restored state and its run."""
+    variant (`variants.build_variants`) with its files and its restored state."""
 
     checkpoints_dir: Path
     events_dir: Path
@@ -208,7 +222,6 @@ class _Variant(variants.Variant):
     start_step: int = 0
     state: train.TrainState | None = None
     unreadable: list[int] = dataclasses.field(default_factory=list)
-    run: variants.VariantRun | None = None
 
     def resumed_steps(self) -> dict[int, int]:
         """Global member index -> the step its checkpoint is at (none without a checkpoint)."""
@@ -227,8 +240,8 @@ def _run_planned(
     progress: bool,
     out: TextIO,
 ) -> dict[str, Any]:
+    """The build, restore, train and finish phases of a planned launch; its summary."""
     config = spec.config
-    writer = sharding.is_writer()
     # build
     source = None
     if config.init_from.workdir and not _has_checkpoints(plan):
@@ -238,52 +251,20 @@ def _run_planned(
     workdir_lib.check_data(plan, data_record)
     key = jax.random.PRNGKey(config.seed)
     run_variants = _build(plan, spec, dataset, key)
-    # restore
     for variant in run_variants:
-        abstract = jax.eval_shape(
-            variant.trainer.init_fn,
-            ensemble.stacked_hparams(variant.spec, variant.trainer.members),
-            ensemble.member_keys(key, variant.trainer.members),
-            None,
-        )
-        variant.member_params, member_state = jax.tree_util.tree_map(
-            lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype),
-            (abstract.params, abstract.model_state),
-        )
-        if source is not None:
-            variant.pretrained = transfer.load_pretrained(
-                source,
-                config,
-                variant.member_params,
-                head=variant.trainer.program.head,
-                order=variant.trainer.program.layer_order(),
-                target_state=member_state,
-            )
-        if config.restarts.explode_factor > 0:
-            # Before the restored state is held: the two are never on the device together.
-            variant.start_losses = explosion.start_losses(
-                variant.trainer, dataset, key, variant.pretrained
-            )
-        variant.start_step, variant.state, variant.unreadable = _restore(
-            plan,
-            variant.checkpoints_dir,
-            abstract,
-            variant.trainer.program,
-            [m.index for m in variant.global_members],
-            out,
-        )
+        _restore_variant(variant, plan, config, source, dataset, key, out)
 
     # train: every check has passed, from here on the launch writes.
     if stop():
         raise stop.interrupted(run_variants[0].start_step)  # nothing written
-    resumed = {}
+    resumed: dict[int, int] = {}
     for variant in run_variants:
         resumed |= variant.resumed_steps()
     _on_writer(lambda: _prepare(plan, lock, config, resumed, data_record, out))
     _sync("jaxnn_prepare")  # the workdir exists before any process opens its checkpoints
     if source is not None:
         print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
-    for variant in run_variants:
+    runs = [
         _train_variant(
             variant,
             plan,
@@ -295,21 +276,79 @@ def _run_planned(
             progress=progress,
             out=out,
         )
+        for variant in run_variants
+    ]
+    return _finish(plan, config, run_variants, runs, dataset, data_record, out)
 
-    # finish: one summary over every variant's members (a plain run is one variant)
-    runs = [v.run for v in run_variants]
+
+def _restore_variant(
+    variant: _Variant,
+    plan: workdir_lib.WorkdirPlan,
+    config: ml_collections.ConfigDict,
+    source: transfer.Source | None,
+    dataset: data_lib.Dataset,
+    key: jax.Array,
+    out: TextIO,
+) -> None:
+    """Fills in what a variant starts from: its member shapes, the pretrained layers
+    (transfer), its losses at initialisation (the exploded rule) and its latest readable
+    checkpoint (resume)."""
+    abstract = jax.eval_shape(
+        variant.trainer.init_fn,
+        ensemble.stacked_hparams(variant.spec, variant.trainer.members),
+        ensemble.member_keys(key, variant.trainer.members),
+        None,
+    )
+    variant.member_params, member_state = jax.tree_util.tree_map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype),
+        (abstract.params, abstract.model_state),
+    )
+    if source is not None:
+        variant.pretrained = transfer.load_pretrained(
+            source,
+            config,
+            variant.member_params,
+            head=variant.trainer.program.head,
+            order=variant.trainer.program.layer_order(),
+            target_state=member_state,
+        )
+    if config.restarts.explode_factor > 0:
+        # Before the restored state is held: the two are never on the device together.
+        variant.start_losses = explosion.start_losses(
+            variant.trainer, dataset, key, variant.pretrained
+        )
+    variant.start_step, variant.state, variant.unreadable = _restore(
+        plan,
+        variant.checkpoints_dir,
+        abstract,
+        variant.trainer.program,
+        [m.index for m in variant.global_members],
+        out,
+    )
+
+
+def _finish(
+    plan: workdir_lib.WorkdirPlan,
+    config: ml_collections.ConfigDict,
+    run_variants: list[_Variant],
+    runs: list[variants.VariantRun],
+    dataset: data_lib.Dataset,
+    data_record: Mapping[str, Any],
+    out: TextIO,
+) -> dict[str, Any]:
+    """One summary over every variant's members (a plain run is one variant): selects and
+    exports the best member, writes the results and prints the outcome."""
     start_losses = [v.start_losses for v in run_variants]
     schedule_rows = run_readers.read_appended(plan.paths / run_files.SCHEDULE, split=False).rows
     summary, predictions = summarize_runs(
         runs, config, dataset, None if start_losses[0] is None else start_losses, schedule_rows
     )
     schedule_report.annotate(summary, runs, schedule_rows)
-    best_variant, best_local = run_variants[0], None
+    best_run, best_local = runs[0], None
     if summary["best_member"] is not None:
         best_run, best_local = variants.locate(runs, summary["best_member"])
-        best_variant = run_variants[runs.index(best_run)]
-    _export_best(plan.paths, best_local, best_variant, data_record)
-    if writer:
+    _export_best(plan.paths, best_local, best_run, data_record)
+    if sharding.is_writer():
         if config.tensorboard.enabled:
             tensorboard.write_results(plan.paths.tensorboard, summary)
         indices = [m.index for v in run_variants for m in v.global_members]
@@ -361,7 +400,7 @@ def _train_variant(
     *,
     progress: bool,
     out: TextIO,
-) -> None:
+) -> variants.VariantRun:
     """Trains one variant from where its checkpoint left it, with one evaluation callback.
 
     Raises:
@@ -371,32 +410,11 @@ def _train_variant(
     if stop():
         raise stop.interrupted(variant.start_step)  # the variants before it are saved
     writer = sharding.is_writer()
-    trainer, program = variant.trainer, variant.trainer.program
-    if num_variants > 1:
-        print(
-            f"variant {variants.describe(variant.values)}: {len(trainer.members)} member(s)",
-            file=out,
-        )
-        print(format_layer_table(variant.member_params, order=program.layer_order()), file=out)
-    else:
-        console.print_header(dataset, trainer, variant.member_params, out)
+    program = variant.trainer.program
+    _print_variant_header(variant, dataset, num_variants, out)
     # Opened first: a TensorBoard directory that cannot be written stops every process here.
     events = _on_writer(lambda: _event_log(variant))
-    checkpoints = checkpoint.RunCheckpoints(
-        variant.checkpoints_dir,
-        keep=int(variant.spec.config.checkpoint.keep),
-        metadata={
-            "model": program.family.name,
-            "preprocessing": program.preprocessing.to_json(),
-            "data": dict(data_record),
-        },
-    )
-    checkpoints.discard(variant.unreadable)
-    saver = checkpoint.Saver(
-        checkpoints,
-        every_steps=variant.spec.config.checkpoint.every_steps,
-        start_step=variant.start_step,
-    )
+    checkpoints, saver = _checkpointing(variant, data_record)
     members = variant.global_members
     tracker = metrics_log.Progress(
         plan.paths, program, members, show=progress, start_step=variant.start_step
@@ -404,21 +422,8 @@ def _train_variant(
     monitor = _diagnostics_monitor(variant.spec.config, plan.paths, dataset, program, members)
 
     def on_eval(evaluation: Evaluation) -> None:
-        # metrics.jsonl first: a run killed between the two writes leaves rows past its
-        # checkpoint, which the resume drops, never a checkpoint without its rows.
         if writer:
-            with workdir_lib.writing("metrics", plan.paths.metrics):
-                tracker(evaluation)
-                if monitor is not None:
-                    monitor(evaluation)
-            if events is not None:
-                events(evaluation)
-            if evaluation.events:
-                with workdir_lib.writing("schedule decisions", plan.paths / run_files.SCHEDULE):
-                    atomic.append_jsonl(
-                        plan.paths / run_files.SCHEDULE,
-                        [_global_row(row, variant.offset) for row in evaluation.events],
-                    )
+            _write_evaluation(evaluation, plan.paths, variant.offset, tracker, monitor, events)
         saver(evaluation)
 
     try:
@@ -440,15 +445,72 @@ def _train_variant(
         if events is not None:
             events.close()
         checkpoints.close()
-    variant.run = run
+    return run
 
 
-def _global_row(row: Mapping[str, Any], offset: int) -> dict[str, Any]:
-    """A schedule decision with the variant's member indices made global."""
-    row = dict(row, member=row["member"] + offset)
-    if "parent" in row:
-        row["parent"] += offset
-    return row
+def _print_variant_header(
+    variant: _Variant, dataset: data_lib.Dataset, num_variants: int, out: TextIO
+) -> None:
+    """The run's header, or for one variant of several its values and layer table."""
+    trainer = variant.trainer
+    if num_variants == 1:
+        console.print_header(dataset, trainer, variant.member_params, out)
+        return
+    print(
+        f"variant {variants.describe(variant.values)}: {len(trainer.members)} member(s)", file=out
+    )
+    print(format_layer_table(variant.member_params, order=trainer.program.layer_order()), file=out)
+
+
+def _checkpointing(
+    variant: _Variant, data_record: Mapping[str, Any]
+) -> tuple[checkpoint.RunCheckpoints, checkpoint.Saver]:
+    """The variant's checkpoints (the unreadable ones it skipped discarded) and the saver
+    that writes them every `checkpoint.every_steps` from its start step."""
+    program = variant.trainer.program
+    checkpoints = checkpoint.RunCheckpoints(
+        variant.checkpoints_dir,
+        keep=int(variant.spec.config.checkpoint.keep),
+        metadata={
+            "model": program.family.name,
+            "preprocessing": program.preprocessing.to_json(),
+            "data": dict(data_record),
+        },
+    )
+    checkpoints.discard(variant.unreadable)
+    saver = checkpoint.Saver(
+        checkpoints,
+        every_steps=variant.spec.config.checkpoint.every_steps,
+        start_step=variant.start_step,
+    )
+    return checkpoints, saver
+
+
+def _write_evaluation(
+    evaluation: Evaluation,
+    paths: RunPaths,
+    offset: int,
+    tracker: metrics_log.Progress,
+    monitor: diagnostics.Monitor | None,
+    events: tensorboard.EventLog | None,
+) -> None:
+    """The writer's files of one evaluation: metrics.jsonl (with the progress bar),
+    diagnostics, TensorBoard and the schedule's decisions (member indices made global)."""
+    # metrics.jsonl first (its checkpoint is saved after): a run killed between the two
+    # writes leaves rows past its checkpoint, which the resume drops, never a checkpoint
+    # without its rows.
+    with workdir_lib.writing("metrics", paths.metrics):
+        tracker(evaluation)
+        if monitor is not None:
+            monitor(evaluation)
+    if events is not None:
+        events(evaluation)
+    if evaluation.events:
+        with workdir_lib.writing("schedule decisions", paths / run_files.SCHEDULE):
+            atomic.append_jsonl(
+                paths / run_files.SCHEDULE,
+                [schedules.shift_members(row, offset) for row in evaluation.events],
+            )
 
 
 def _on_writer(action: Callable[[], Any]) -> Any:
@@ -554,11 +616,11 @@ def _has_checkpoints(plan: workdir_lib.WorkdirPlan) -> bool:
 
 
 def _export_best(
-    paths: RunPaths, index: int | None, variant: _Variant, data_record: Mapping[str, Any]
+    paths: RunPaths, index: int | None, run: variants.VariantRun, data_record: Mapping[str, Any]
 ) -> None:
-    """DIR/best: the selected member (index local to its variant) as a single-model checkpoint
-    (none if every member diverged)."""
-    result = variant.run.result
+    """DIR/best: the selected member (index local to its variant's run) as a single-model
+    checkpoint (none if every member diverged)."""
+    result = run.result
     try:
         if index is None:
             if sharding.is_writer():
@@ -568,7 +630,7 @@ def _export_best(
             paths.best,
             result.state,
             index,
-            variant.spec.config,
+            run.spec.config,
             step=result.steps_done,
             program=result.program,
             data=data_record,

@@ -90,6 +90,13 @@ def resolve(restarts: Any, *, searched: bool, num_members: int) -> Schedule:
             f"restarts.{name} is read only by restarts.schedule={' or '.join(readers)}, but "
             f"the schedule is {kind}; leave it at {DEFAULTS[name]}",
         )
+    _check_pbt_values(values)
+    _check_members(kind, values["pbt_fraction"], searched=searched, num_members=num_members)
+    return Schedule(kind=kind, **values)
+
+
+def _check_pbt_values(values: dict[str, Any]) -> None:
+    """PBT's fraction, perturbation and resampling probability: finite and in range."""
     for name in ("pbt_fraction", "pbt_perturb", "pbt_resample"):
         _require(
             is_number(values[name]),
@@ -109,6 +116,11 @@ def resolve(restarts: Any, *, searched: bool, num_members: int) -> Schedule:
         0 <= values["pbt_resample"] <= 1,
         f"restarts.pbt_resample must be a probability in [0, 1], got {values['pbt_resample']}",
     )
+
+
+def _check_members(kind: str, pbt_fraction: float, *, searched: bool, num_members: int) -> None:
+    """What the schedule needs of the run's members: PBT a search and at least one member
+    to replace, halving two members to prune."""
     if kind == PBT:
         _require(
             searched,
@@ -116,8 +128,8 @@ def resolve(restarts: Any, *, searched: bool, num_members: int) -> Schedule:
             "restarts.search; give one, e.g. 'optimizer.learning_rate=loguniform(1e-3, 0.3)'",
         )
         _require(
-            math.floor(num_members * values["pbt_fraction"]) >= 1,
-            f"restarts.schedule=pbt with restarts.pbt_fraction={values['pbt_fraction']} replaces "
+            math.floor(num_members * pbt_fraction) >= 1,
+            f"restarts.schedule=pbt with restarts.pbt_fraction={pbt_fraction} replaces "
             f"no member of {num_members}; use more members or a larger fraction",
         )
     if kind in (HALVING, HYPERBAND):
@@ -126,4 +138,3 @@ def resolve(restarts: Any, *, searched: bool, num_members: int) -> Schedule:
             f"restarts.schedule={kind} prunes members, but the run has {num_members}; "
             "raise restarts.num",
         )
-    return Schedule(kind=kind, **values)

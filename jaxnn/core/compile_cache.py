@@ -37,7 +37,8 @@ def default_directory(environ: Mapping[str, str] | None = None) -> Path:
 
 def configured_directory() -> Path | None:
     """The cache directory JAX is set to (by jax.config or JAX_COMPILATION_CACHE_DIR), if any."""
-    configured = jax.config.jax_compilation_cache_dir
+    # A flag JAX's config declares at run time: its type stubs do not name it.
+    configured = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
     return Path(configured) if configured else None
 
 

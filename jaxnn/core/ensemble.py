@@ -18,10 +18,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from jaxnn import run_spec, validation
 from jaxnn.core import groups, loop, memory, schedules, train
-from jaxnn.core.program import Program, base_hparams, build
+from jaxnn.core.program import ApplyFn, HParams, Program, base_hparams, build
 from jaxnn.core.schedules import halving
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
@@ -29,7 +30,7 @@ from jaxnn.nn import metrics as metrics_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, MetricFn
 from jaxnn.parallel import sharding
-from jaxnn.predict.predictor import Predictor, Predicts, member_group
+from jaxnn.predict.predictor import MemberGroup, Predictor, Predicts, member_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,8 @@ class EnsembleResult(Predicts):
     steps_done: int
     compile_s: float
     train_s: float  # in the chunk programs (jaxnn.core.loop.LoopResult)
+    data: Dataset  # what it was trained on (its validation split selects)
+    config: ml_collections.ConfigDict
     program_bytes: int | None = None  # XLA's memory account of the chunk program, if it has one
     wall_s: float = 0.0  # the training loop after compiling, host work between chunks included
     start_step: int = 0  # where this launch's training started (a resumed run's checkpoint)
@@ -104,8 +107,6 @@ class EnsembleResult(Predicts):
     member_steps: int | None = None
     group_size: int = 0  # members per group on each device (0: all at once; mesh.member_group)
     memory: memory.RunBytes | None = None  # the estimate the run was checked against
-    data: Dataset | None = None  # what it was trained on (its validation split selects)
-    config: ml_collections.ConfigDict | None = None
     # restarts.schedule's record of this launch (jaxnn.core.schedules.ScheduleResult.describe)
     schedule: dict[str, Any] | None = None
 
@@ -129,7 +130,7 @@ class EnsembleResult(Predicts):
             greater_is_better=self.program.greater_is_better(select_by),
         )
 
-    def member_group(self):
+    def member_group(self) -> MemberGroup:
         """The members' best weights as one `jaxnn.predict.predictor.MemberGroup`."""
         return member_group(
             self.program,
@@ -190,35 +191,15 @@ def make_trainer(
     config = spec.config
     program, apply_fn, make_tx = build(spec, data, **transfer)
     placement = sharding.placement(config, num_members(spec), data)
-    # The state alone first: a model too large to hold is refused before its step is traced.
-    for activations in (False, True):
-        member = memory.member_bytes(
-            program,
-            base_hparams(spec),
-            apply_fn=apply_fn,
-            make_tx=make_tx,
-            label_shape=tuple(np.shape(data.y_train)[1:]),
-            label_dtype=np.asarray(data.y_train).dtype,
-            num_val=data.num_val,
-            activations=activations,
-        )
-        group = choose_group_size(config, member, placement)
-        per_device = placement.num_slots // placement.num_devices
-        need = memory.run_bytes(
-            member,
-            data,
-            num_members=placement.num_slots,
-            live_members=placement.num_devices * min(group or per_device, per_device),
-            num_devices=placement.num_devices,
-        )
-        memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(config.mesh))
+    group, need = _checked_memory(spec, program, apply_fn, make_tx, data, placement)
     run_members = members(spec)
     schedules.check_plan(spec, program, len(run_members))
     shared = config.training.batch_order == "shared"
-    order_key = train.shared_order_key(key) if shared else None
     init_one = functools.partial(train.init_state, program, apply_fn=apply_fn, make_tx=make_tx)
 
-    def init_fn(hparams, keys, pretrained):
+    def init_fn(
+        hparams: HParams, keys: jax.Array, pretrained: Mapping[str, Any] | None
+    ) -> train.TrainState:
         return jax.vmap(lambda h, k: init_one(h, k, pretrained=pretrained))(hparams, keys)
 
     chunk = functools.partial(train.run_chunk, program=program)
@@ -235,11 +216,46 @@ def make_trainer(
         members=run_members,
         init_fn=jax.jit(init_fn),
         chunk_fn=placement.jit_chunk(grouped_chunk),
-        order_key=order_key,
+        order_key=train.shared_order_key(key) if shared else None,
         placement=placement,
         group_size=group,
         memory=need,
     )
+
+
+def _checked_memory(
+    spec: run_spec.RunSpec,
+    program: Program,
+    apply_fn: ApplyFn,
+    make_tx: Callable[[HParams], optax.GradientTransformation],
+    data: Dataset,
+    placement: sharding.Placement,
+) -> tuple[int, memory.RunBytes]:
+    """(the members' group size, the run's memory estimate), the estimate checked against the
+    machine's memory: the state alone first (a model too large to hold is refused before its
+    step is traced), then with one step's and one evaluation's activations."""
+    for activations in (False, True):
+        member = memory.member_bytes(
+            program,
+            base_hparams(spec),
+            apply_fn=apply_fn,
+            make_tx=make_tx,
+            label_shape=tuple(np.shape(data.y_train)[1:]),
+            label_dtype=np.asarray(data.y_train).dtype,
+            num_val=data.num_val,
+            activations=activations,
+        )
+        group = choose_group_size(spec.config, member, placement)
+        per_device = placement.num_slots // placement.num_devices
+        need = memory.run_bytes(
+            member,
+            data,
+            num_members=placement.num_slots,
+            live_members=placement.num_devices * min(group or per_device, per_device),
+            num_devices=placement.num_devices,
+        )
+        memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(spec.config.mesh))
+    return group, need
 
 
 def choose_group_size(
@@ -346,46 +362,17 @@ def train_members(
     if state is None:
         state = init_members(trainer, key, pretrained)
     if schedules.run_schedule(trainer.spec, len(trainer.members)).active:
-        scheduled = schedules.drive(
-            trainer,
-            state,
-            data,
-            key,
-            start_step=start_step,
-            on_eval=on_eval,
-            should_stop=should_stop,
-        )
-        return EnsembleResult(
-            state=scheduled.state,
-            program=trainer.program,
-            members=trainer.members,
-            history=scheduled.history,
-            steps_done=scheduled.steps_done,
-            compile_s=scheduled.compile_s,
-            train_s=scheduled.train_s,
-            wall_s=scheduled.wall_s,
-            start_step=start_step,
-            member_steps=scheduled.member_steps,
-            group_size=trainer.group_size,
-            memory=trainer.memory,
-            data=data,
-            config=trainer.spec.config,
-            schedule=scheduled.describe(),
-        )
+        return _train_scheduled(trainer, state, data, key, start_step, on_eval, should_stop)
     if is_finished(state, start_step, trainer.program):
-        return EnsembleResult(
+        return _result(
+            trainer,
+            data,
             state=placement.result_state(placement.place_state(state)),
-            program=trainer.program,
-            members=trainer.members,
             history=[],
             steps_done=start_step,
             compile_s=0.0,
             train_s=0.0,
             start_step=start_step,
-            group_size=trainer.group_size,
-            memory=trainer.memory,
-            data=data,
-            config=trainer.spec.config,
         )
     result = loop.drive(
         trainer.chunk_fn,
@@ -397,10 +384,10 @@ def train_members(
         on_eval=placement.real_callback(on_eval),
         should_stop=should_stop,
     )
-    return EnsembleResult(
+    return _result(
+        trainer,
+        data,
         state=placement.result_state(result.state),
-        program=trainer.program,
-        members=trainer.members,
         history=[placement.real_metrics(entry) for entry in result.history],
         steps_done=result.steps_done,
         compile_s=result.compile_s,
@@ -408,10 +395,48 @@ def train_members(
         program_bytes=result.program_bytes,
         wall_s=result.wall_s,
         start_step=result.start_step,
+    )
+
+
+def _train_scheduled(
+    trainer: Trainer,
+    state: train.TrainState,
+    data: Dataset,
+    key: jax.Array,
+    start_step: int,
+    on_eval: loop.EvalCallback | None,
+    should_stop: Callable[[], bool] | None,
+) -> EnsembleResult:
+    """`train_members` under a member schedule (`jaxnn.core.schedules.drive`)."""
+    scheduled = schedules.drive(
+        trainer, state, data, key, start_step=start_step, on_eval=on_eval, should_stop=should_stop
+    )
+    return _result(
+        trainer,
+        data,
+        state=scheduled.state,
+        history=scheduled.history,
+        steps_done=scheduled.steps_done,
+        compile_s=scheduled.compile_s,
+        train_s=scheduled.train_s,
+        wall_s=scheduled.wall_s,
+        start_step=start_step,
+        member_steps=scheduled.member_steps,
+        schedule=scheduled.describe(),
+    )
+
+
+def _result(trainer: Trainer, data: Dataset, **training: Any) -> EnsembleResult:
+    """The EnsembleResult of a trainer's run on `data`: what the trainer knows (program,
+    members, group size, memory estimate, config) with what `training` did."""
+    return EnsembleResult(
+        program=trainer.program,
+        members=trainer.members,
         group_size=trainer.group_size,
         memory=trainer.memory,
         data=data,
         config=trainer.spec.config,
+        **training,
     )
 
 
@@ -429,8 +454,8 @@ def member_state(state: train.TrainState, index: int) -> train.TrainState:
 @functools.partial(jax.jit, static_argnames=("program", "group_size"))
 def _final_eval(
     state: train.TrainState, x: jax.Array, y: jax.Array, program: Program, group_size: int
-):
-    def one(member: train.TrainState):
+) -> tuple[dict[str, jax.Array], jax.Array]:
+    def one(member: train.TrainState) -> tuple[dict[str, jax.Array], jax.Array]:
         split = SplitData(x, y)
         metrics = train.evaluate(
             member, member.best_params, split, program, model_state=member.best_model_state

@@ -19,6 +19,7 @@ accelerator, every member at once (a GPU wants the widest vmap it can get).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,29 +86,8 @@ def grouped_vmap(
     full, size, rest = group_layout(num_members, group_size, num_shards)
     if full == 0:
         return vmapped
-    shards = num_shards
-    local = num_members // shards
-    cut = full * size
-
-    def heads(leaf: jax.Array) -> jax.Array:
-        """[M, ...] -> [full, D * size, ...]: group j holds member j*size+i of every shard."""
-        blocks = leaf.reshape(shards, local, *leaf.shape[1:])[:, :cut]
-        grouped = blocks.reshape(shards, full, size, *leaf.shape[1:])
-        return jnp.moveaxis(grouped, 1, 0).reshape(full, shards * size, *leaf.shape[1:])
-
-    def tails(leaf: jax.Array) -> jax.Array:
-        """[M, ...] -> [D * rest, ...]: the remainder members of every shard."""
-        blocks = leaf.reshape(shards, local, *leaf.shape[1:])[:, cut:]
-        return blocks.reshape(shards * rest, *leaf.shape[1:])
-
-    def merge(head: jax.Array, tail: jax.Array | None) -> jax.Array:
-        """The inverse of heads and tails: back to [M, ...] in member order."""
-        inner = head.shape[2:]
-        blocks = jnp.moveaxis(head.reshape(full, shards, size, *inner), 0, 1)
-        blocks = blocks.reshape(shards, cut, *inner)
-        if tail is not None:
-            blocks = jnp.concatenate([blocks, tail.reshape(shards, rest, *inner)], axis=1)
-        return blocks.reshape(num_members, *inner)
+    layout = _Layout(num_members, num_shards, full, size, rest)
+    mapped = [i for i, axis in enumerate(in_axes) if axis == 0]
 
     def split(args: tuple[Any, ...], part: Callable[[jax.Array], jax.Array]) -> list[Any]:
         return [
@@ -116,8 +96,7 @@ def grouped_vmap(
         ]
 
     def apply(*args: Any) -> Any:
-        mapped = [i for i, axis in enumerate(in_axes) if axis == 0]
-        head_args = split(args, heads)
+        head_args = split(args, layout.heads)
 
         def one_group(group_args: tuple[Any, ...]) -> Any:
             call = list(head_args)
@@ -127,8 +106,50 @@ def grouped_vmap(
 
         head_out = jax.lax.map(one_group, tuple(head_args[i] for i in mapped))
         if rest == 0:
-            return jax.tree_util.tree_map(lambda h: merge(h, None), head_out)
-        tail_out = vmapped(*split(args, tails))
-        return jax.tree_util.tree_map(merge, head_out, tail_out)
+            return jax.tree_util.tree_map(lambda h: layout.merge(h, None), head_out)
+        tail_out = vmapped(*split(args, layout.tails))
+        return jax.tree_util.tree_map(layout.merge, head_out, tail_out)
 
     return apply
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """Where each member of [M, ...] goes: `full` groups of `size` and `rest` remainder members
+    in each of `shards` contiguous blocks of `M / shards` members (`group_layout`)."""
+
+    num_members: int
+    shards: int
+    full: int
+    size: int
+    rest: int
+
+    @property
+    def local(self) -> int:
+        return self.num_members // self.shards
+
+    @property
+    def cut(self) -> int:
+        return self.full * self.size
+
+    def heads(self, leaf: jax.Array) -> jax.Array:
+        """[M, ...] -> [full, D * size, ...]: group j holds member j*size+i of every shard."""
+        blocks = leaf.reshape(self.shards, self.local, *leaf.shape[1:])[:, : self.cut]
+        grouped = blocks.reshape(self.shards, self.full, self.size, *leaf.shape[1:])
+        return jnp.moveaxis(grouped, 1, 0).reshape(
+            self.full, self.shards * self.size, *leaf.shape[1:]
+        )
+
+    def tails(self, leaf: jax.Array) -> jax.Array:
+        """[M, ...] -> [D * rest, ...]: the remainder members of every shard."""
+        blocks = leaf.reshape(self.shards, self.local, *leaf.shape[1:])[:, self.cut :]
+        return blocks.reshape(self.shards * self.rest, *leaf.shape[1:])
+
+    def merge(self, head: jax.Array, tail: jax.Array | None) -> jax.Array:
+        """The inverse of heads and tails: back to [M, ...] in member order."""
+        inner = head.shape[2:]
+        blocks = jnp.moveaxis(head.reshape(self.full, self.shards, self.size, *inner), 0, 1)
+        blocks = blocks.reshape(self.shards, self.cut, *inner)
+        if tail is not None:
+            blocks = jnp.concatenate([blocks, tail.reshape(self.shards, self.rest, *inner)], axis=1)
+        return blocks.reshape(self.num_members, *inner)

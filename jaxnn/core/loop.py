@@ -60,8 +60,11 @@ Between = Callable[[Any, list[dict[str, np.ndarray]]], tuple[Any, bool]]
 class StepPlan(Protocol):
     """How far a loop runs: `total_steps`, in chunks of `eval_every` steps (a Program is one)."""
 
-    total_steps: int
-    eval_every: int
+    @property
+    def total_steps(self) -> int: ...
+
+    @property
+    def eval_every(self) -> int: ...
 
 
 @dataclasses.dataclass(frozen=True)

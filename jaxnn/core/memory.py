@@ -20,7 +20,7 @@ once the program is compiled; the benchmark prints both.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.core import train
-from jaxnn.core.program import HParams, Program
+from jaxnn.core.program import ApplyFn, HParams, Program
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
 from jaxnn.errors import ConfigError
@@ -198,9 +198,9 @@ def _traced_bytes(fn: Callable[..., Any], *args: Any) -> int:
 
 def member_bytes(
     program: Program,
-    hparams: HParams,
+    hparams: Mapping[str, float | jax.Array],
     *,
-    apply_fn: Callable[..., jax.Array],
+    apply_fn: ApplyFn,
     make_tx: Callable[[HParams], Any],
     label_shape: tuple[int, ...],
     label_dtype: Any,
@@ -225,11 +225,20 @@ def member_bytes(
         hparams,
         key,
     )
+    member = _state_bytes(state)
+    if not activations:
+        return member
+    step_bytes, eval_bytes = _activation_bytes(program, state, label_shape, label_dtype, num_val)
+    return dataclasses.replace(member, step_activations=step_bytes, eval_activations=eval_bytes)
+
+
+def _state_bytes(state: train.TrainState) -> MemberBytes:
+    """One member's account of its state alone (zero activations)."""
     params, opt_state, best = (
         tree_bytes(part) for part in (state.params, state.opt_state, state.best_params)
     )
     model_state = tree_bytes((state.model_state, state.best_model_state, state.ema))
-    member = MemberBytes(
+    return MemberBytes(
         params=params,
         opt_state=opt_state,
         best_params=best,
@@ -238,8 +247,17 @@ def member_bytes(
         eval_activations=0,
         model_state=model_state,
     )
-    if not activations:
-        return member
+
+
+def _activation_bytes(
+    program: Program,
+    state: train.TrainState,
+    label_shape: tuple[int, ...],
+    label_dtype: Any,
+    num_val: int,
+) -> tuple[int, int]:
+    """(a training step's, the larger evaluation's) materialised bytes of one member, traced
+    from shapes: a batch, and the train and validation splits."""
     batch = (
         jax.ShapeDtypeStruct((program.batch_size, *program.feature_shape), jnp.float32),
         jax.ShapeDtypeStruct((program.batch_size, *label_shape), label_dtype),
@@ -250,17 +268,19 @@ def member_bytes(
         lambda s, b, t: train.train_step(s, b, t, program), state, batch, step
     )
 
-    def split(count: int) -> SplitData:
-        return SplitData(
+    def evaluate(s: train.TrainState, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+        return train.evaluate(s, s.params, SplitData(x, y), program)
+
+    eval_bytes = max(
+        _traced_bytes(
+            evaluate,
+            state,
             jax.ShapeDtypeStruct((count, *program.feature_shape), jnp.float32),
             jax.ShapeDtypeStruct((count, *label_shape), label_dtype),
         )
-
-    eval_bytes = max(
-        _traced_bytes(lambda s, d: train.evaluate(s, s.params, d, program), state, split(count))
         for count in (program.num_train, num_val)
     )
-    return dataclasses.replace(member, step_activations=step_bytes, eval_activations=eval_bytes)
+    return step_bytes, eval_bytes
 
 
 def run_bytes(
@@ -290,8 +310,9 @@ def available_bytes(backend: str, devices: list[jax.Device]) -> tuple[int | None
     reports one, else the host's available RAM (None if neither is known)."""
     if backend != "cpu":
         limits = [(d.memory_stats() or {}).get("bytes_limit") for d in devices]
-        if limits and all(limits):
-            return int(sum(limits)), f"{len(devices)} {backend} device(s)"
+        known = [limit for limit in limits if limit]
+        if known and len(known) == len(limits):
+            return int(sum(known)), f"{len(devices)} {backend} device(s)"
     return host_available_bytes(), "host RAM"
 
 

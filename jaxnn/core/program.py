@@ -31,6 +31,8 @@ from jaxnn.nn.metrics import Metric, builtin_metrics, metric_for_task
 Params = Any
 HParams = dict[str, jax.Array]
 ModelState = family_lib.ModelState
+# apply_fn(params, model_state, x, hparams, *, train, dropout_key) -> (outputs, model state)
+ApplyFn = Callable[..., tuple[jax.Array, ModelState]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Program:
     loss: losses.PerExampleLoss
     predict: losses.Predict
     metrics: tuple[tuple[str, Metric], ...]
-    user_optimizer: Callable[[HParams], optax.GradientTransformation] | None
+    user_optimizer: Callable[[Mapping[str, Any]], optax.GradientTransformation] | None
     task: str
     num_outputs: int
     feature_shape: tuple[int, ...]
@@ -74,14 +76,14 @@ class Program:
     eval_every: int
     patience: int
     keep: str  # 'best': lowest-validation-loss weights; 'last': the latest evaluated ones
+    # what training did to the raw data (a predictor applies it to raw inputs)
+    preprocessing: Preprocessing
     removed: tuple[str, ...] = ()
     head: tuple[str, ...] = family_lib.DEFAULT_HEAD
     target_std: tuple[float, ...] = ()
     param_labels: Callable[[Params], Any] | None = None
     frozen_labels: tuple[str, ...] = ()
     label_lr_scales: tuple[tuple[str, float], ...] = ()
-    # what training did to the raw data (a predictor applies it to raw inputs)
-    preprocessing: Preprocessing | None = None
     augmentation: augment_lib.Augmentation = augment_lib.NO_AUGMENTATION
     accumulate_steps: int = 1
     ema_decay: float | None = None
@@ -250,7 +252,7 @@ def base_hparams(spec: run_spec.RunSpec) -> dict[str, float]:
     }
 
 
-def make_apply_fn(program: Program) -> Callable[..., tuple[jax.Array, ModelState]]:
+def make_apply_fn(program: Program) -> ApplyFn:
     """apply_fn(params, model_state, x, hparams, *, train, dropout_key) -> (outputs
     [B, num_outputs], model state).
 
@@ -309,7 +311,7 @@ def make_tx_factory(program: Program) -> Callable[[HParams], optax.GradientTrans
 
 def build(
     spec: run_spec.RunSpec, data: Dataset, **transfer: Any
-) -> tuple[Program, Callable[..., jax.Array], Callable[[HParams], optax.GradientTransformation]]:
+) -> tuple[Program, ApplyFn, Callable[[HParams], optax.GradientTransformation]]:
     """The program of a run with its apply function and optimiser factory."""
     program = make_program(spec, data, **transfer)
     return program, make_apply_fn(program), make_tx_factory(program)

@@ -9,14 +9,14 @@ touched once per chunk (`jaxnn.core.loop.drive`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxnn.core.program import HParams, ModelState, Params, Program
+from jaxnn.core.program import ApplyFn, HParams, ModelState, Params, Program
 from jaxnn.data.augment import augment_batch
 from jaxnn.data.device import SplitData, TrainingData
 from jaxnn.nn import ema
@@ -52,8 +52,12 @@ class TrainState:
     evals_since_best: jax.Array  # int32 []: early-stopping counter
     stopped: jax.Array  # bool []: early stopping ended this member's training
     diverged: jax.Array  # bool []: a non-finite training loss ended this member's training
-    apply_fn: Callable[..., jax.Array] = struct.field(pytree_node=False)
+    apply_fn: ApplyFn = struct.field(pytree_node=False)
     make_tx: Callable[[HParams], optax.GradientTransformation] = struct.field(pytree_node=False)
+
+    if TYPE_CHECKING:  # written by flax.struct.dataclass, which mypy does not see
+
+        def replace(self, **changes: Any) -> TrainState: ...
 
 
 def member_key(root: jax.Array, seed_index: int | jax.Array) -> jax.Array:
@@ -71,7 +75,7 @@ def init_state(
     hparams: HParams,
     key: jax.Array,
     *,
-    apply_fn: Callable[..., jax.Array],
+    apply_fn: ApplyFn,
     make_tx: Callable[[HParams], optax.GradientTransformation],
     pretrained: Params | None = None,
 ) -> TrainState:
@@ -187,12 +191,13 @@ def frozen_state(program: Program, new: ModelState, old: ModelState) -> ModelSta
     top-level layer names decide body or head, and BatchNorm's statistics sit under the same
     layer names as its scale and bias).
     """
-    if not program.frozen_labels or not new or not callable(program.param_labels):
+    param_labels = program.param_labels
+    if not program.frozen_labels or not new or not callable(param_labels):
         return new
     frozen = frozenset(program.frozen_labels)
 
     def keep(tree_new: Any, tree_old: Any) -> Any:
-        labels = program.param_labels(tree_new)
+        labels = param_labels(tree_new)
         return jax.tree_util.tree_map(
             lambda label, a, b: b if label in frozen else a, labels, tree_new, tree_old
         )
@@ -340,7 +345,9 @@ def run_chunk(
         order_key = jax.random.fold_in(state.member_key, ORDER_TAG)
     spe = program.steps_per_epoch
 
-    def body(carry, global_step):
+    def body(
+        carry: tuple[TrainState, jax.Array], global_step: jax.Array
+    ) -> tuple[tuple[TrainState, jax.Array], jax.Array]:
         state, order = carry
         order = jax.lax.cond(
             global_step % spe == 0,

@@ -52,6 +52,8 @@ class VariantRuns(list, Predicts):
     """What `fit_variants` returns: the VariantRuns in sweep order (a list), which predict as
     one run: `predictor()` selects by `restarts.select_by` over every variant's members."""
 
+    config: ml_collections.ConfigDict  # the base config, without any variant's values
+
     def _make_predictor(self) -> Predictor:
         first = self[0].result
         diverged = np.concatenate([run.result.diverged for run in self])
@@ -147,7 +149,7 @@ def fit_variants(
     """
     spec = validation.validate_call(config, data, key, Components.of(**components), sweep=sweep)
     runs = VariantRuns()
-    runs.config = spec.config  # the base config, without any variant's values
+    runs.config = spec.config
     for variant in build_variants(spec, data, key):
         callback = None
         if on_eval is not None:

@@ -91,6 +91,31 @@ class Dataset:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class _Recipe:
+    """What `_assemble` does to the arrays, in its order (the module docstring's): the
+    options of config.dataset, or of `from_arrays`."""
+
+    permute_seed: int
+    classes: tuple[Any, ...]  # the classes kept, in this order (empty: all); indices once checked
+    validation_fraction: float
+    split_seed: int
+    train_per_class: int
+    standardize: bool
+
+    @classmethod
+    def of_config(cls, dataset_config: Any) -> _Recipe:
+        """The recipe config.dataset asks for (its fields' defaults where it has none)."""
+        return cls(
+            permute_seed=getattr(dataset_config, "permute_seed", 0),
+            classes=tuple(getattr(dataset_config, "classes", ())),
+            validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
+            split_seed=getattr(dataset_config, "split_seed", 0),
+            train_per_class=getattr(dataset_config, "train_per_class", 0),
+            standardize=getattr(dataset_config, "standardize", True),
+        )
+
+
 def is_file_name(name: str) -> bool:
     """Whether dataset.name names a user's file (`npz:PATH`, `csv:PATH`)."""
     return files.scheme_of(name) is not None
@@ -204,19 +229,13 @@ def load(dataset_config: Any) -> Dataset:
     x_train, y_train = _checked_arrays("train", raw.x_train, raw.y_train, spec.task)
     x_test, y_test = _checked_arrays("test", raw.x_test, raw.y_test, spec.task)
     return _assemble(
-        name=dataset_config.name,
-        task=spec.task,
-        arrays=(x_train, y_train, x_test, y_test),
-        num_classes=spec.num_classes,
-        label_values=np.arange(spec.num_classes),
+        dataset_config.name,
+        spec.task,
+        (x_train, y_train, x_test, y_test),
+        np.arange(spec.num_classes),
         class_names=spec.class_names,
         feature_names=spec.feature_names,
-        validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
-        standardize=getattr(dataset_config, "standardize", True),
-        split_seed=getattr(dataset_config, "split_seed", 0),
-        classes=tuple(getattr(dataset_config, "classes", ())),
-        train_per_class=getattr(dataset_config, "train_per_class", 0),
-        permute_seed=getattr(dataset_config, "permute_seed", 0),
+        recipe=_Recipe.of_config(dataset_config),
     )
 
 
@@ -276,52 +295,40 @@ def from_arrays(
         ConfigError: bad task, fraction, class subset or per-class limit.
         DataError: mismatched lengths or shapes, NaN/inf, wrong dtypes.
     """
-    x_train, y_train, x_test, y_test = _checked_inputs(
-        (x_train, y_train, x_test, y_test),
-        task=task,
-        validation_fraction=validation_fraction,
-        standardize=standardize,
-        split_seed=split_seed,
-        train_per_class=train_per_class,
+    recipe = _Recipe(
+        permute_seed, tuple(classes), validation_fraction, split_seed, train_per_class, standardize
     )
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise DataError(
-            f"x_train has feature shape {x_train.shape[1:]} but x_test has "
-            f"{x_test.shape[1:]}; they must match"
-        )
-    if task == "regression" and y_train.shape[1:] != y_test.shape[1:]:
-        raise DataError(
-            f"y_train has {y_train.shape[1]} target columns but y_test has {y_test.shape[1]}"
-        )
-    num_classes, label_values = 0, None
+    arrays = _checked_inputs((x_train, y_train, x_test, y_test), task, recipe, feature_names)
+    label_values, class_names = None, tuple(class_names)
     if task == "classification":
-        label_values, encoded = _encoded_labels(y_train, y_test, tuple(class_names))
-        y_train, y_test = encoded[: len(y_train)], encoded[len(y_train) :]
-        num_classes = len(label_values)
-        classes = _subset_positions(classes, label_values)
-    if feature_names and len(feature_names) != math.prod(x_train.shape[1:]):
-        raise DataError(
-            f"{len(feature_names)} feature_names given for {math.prod(x_train.shape[1:])} features"
-        )
-    _check_subset_options(task, num_classes, tuple(classes), train_per_class)
-    if not _is_int(permute_seed) or permute_seed < 0:
-        raise ConfigError(f"permute_seed must be an integer >= 0 (0 = off), got {permute_seed!r}")
-    default_names = () if label_values is None else tuple(str(v) for v in label_values.tolist())
+        arrays, label_values, positions = _encoded_classes(arrays, class_names, recipe.classes)
+        class_names = class_names or tuple(str(v) for v in label_values.tolist())
+        recipe = dataclasses.replace(recipe, classes=positions)
+    num_classes = 0 if label_values is None else len(label_values)
+    _check_subset_options(task, num_classes, recipe.classes, train_per_class)
     return _assemble(
-        name=name,
-        task=task,
-        arrays=(x_train, y_train, x_test, y_test),
-        num_classes=num_classes,
-        label_values=label_values,
-        class_names=tuple(class_names) or default_names,
+        name,
+        task,
+        arrays,
+        label_values,
+        class_names=class_names,
         feature_names=tuple(feature_names),
-        validation_fraction=validation_fraction,
-        standardize=standardize,
-        split_seed=split_seed,
-        classes=tuple(classes),
-        train_per_class=train_per_class,
-        permute_seed=permute_seed,
+        recipe=recipe,
     )
+
+
+def _encoded_classes(
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    class_names: tuple[str, ...],
+    classes: Sequence[Any],
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray, tuple[int, ...]]:
+    """(the arrays with train's and test's labels as class indices, the decoded classes [C],
+    the class indices of the subset `classes` given as labels)."""
+    x_train, y_train, x_test, y_test = arrays
+    label_values, encoded = _encoded_labels(y_train, y_test, class_names)
+    positions = _subset_positions(classes, label_values)
+    labelled = (x_train, encoded[: len(y_train)], x_test, encoded[len(y_train) :])
+    return labelled, label_values, positions
 
 
 def _encoded_labels(
@@ -357,17 +364,11 @@ def _subset_positions(classes: Sequence[Any], label_values: np.ndarray) -> tuple
 
 
 def _checked_inputs(
-    arrays: tuple[Any, Any, Any, Any],
-    *,
-    task: Any,
-    validation_fraction: Any,
-    standardize: Any,
-    split_seed: Any,
-    train_per_class: Any,
+    arrays: tuple[Any, Any, Any, Any], task: Any, recipe: _Recipe, feature_names: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`from_arrays`'s own checks of its arguments: the options by the rules of their config
-    fields (`jaxnn.config.fields`), the arrays whole (not ragged, at least one feature and
-    target, at least two classes in train).
+    """`from_arrays`'s own checks of its arguments: the options (`recipe`, its classes aside:
+    they are checked once encoded) by the rules of their config fields
+    (`jaxnn.config.fields`), then the arrays (`_as_arrays`, `_checked_arrays`, `_check_whole`).
 
     Returns:
       (x_train, y_train, x_test, y_test) as numpy arrays, targets 2-D for regression.
@@ -377,13 +378,29 @@ def _checked_inputs(
     """
     if task not in TASKS:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    _check_fraction(validation_fraction)
-    if not isinstance(standardize, bool):
-        raise ConfigError(f"standardize must be True or False, got {standardize!r}")
+    _check_fraction(recipe.validation_fraction)
+    if not isinstance(recipe.standardize, bool):
+        raise ConfigError(f"standardize must be True or False, got {recipe.standardize!r}")
     _check_integer_options(
-        {"dataset.split_seed": split_seed, "dataset.train_per_class": train_per_class},
+        {
+            "dataset.split_seed": recipe.split_seed,
+            "dataset.train_per_class": recipe.train_per_class,
+        },
         prefix="",
     )
+    if not _is_int(recipe.permute_seed) or recipe.permute_seed < 0:
+        raise ConfigError(
+            f"permute_seed must be an integer >= 0 (0 = off), got {recipe.permute_seed!r}"
+        )
+    converted = _as_arrays(arrays)
+    x_train, y_train = _checked_arrays("train", converted[0], converted[1], task)
+    x_test, y_test = _checked_arrays("test", converted[2], converted[3], task)
+    _check_whole(x_train, y_train, x_test, y_test, task, feature_names)
+    return x_train, y_train, x_test, y_test
+
+
+def _as_arrays(arrays: tuple[Any, Any, Any, Any]) -> list[np.ndarray]:
+    """x_train, y_train, x_test, y_test as numpy arrays of numbers (not ragged, not objects)."""
     names = ("x_train", "y_train", "x_test", "y_test")
     converted = []
     for name, array in zip(names, arrays, strict=True):
@@ -396,8 +413,19 @@ def _checked_inputs(
             ) from error
         if converted[-1].dtype == object:
             raise DataError(f"{name} holds Python objects (ragged rows?), not numbers")
-    x_train, y_train = _checked_arrays("train", converted[0], converted[1], task)
-    x_test, y_test = _checked_arrays("test", converted[2], converted[3], task)
+    return converted
+
+
+def _check_whole(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    task: str,
+    feature_names: Sequence[str],
+) -> None:
+    """The checked splits together: at least one feature and target, at least two classes in
+    train, train and test of one feature shape and target width, one name per feature."""
     for name, array in (("x_train", x_train), ("x_test", x_test)):
         if math.prod(array.shape[1:]) == 0:
             raise DataError(
@@ -412,7 +440,19 @@ def _checked_inputs(
             f"y_train holds a single class ({y_train[0]!r}); classification needs at least "
             "two classes in the training split"
         )
-    return x_train, y_train, x_test, y_test
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"x_train has feature shape {x_train.shape[1:]} but x_test has "
+            f"{x_test.shape[1:]}; they must match"
+        )
+    if task == "regression" and y_train.shape[1:] != y_test.shape[1:]:
+        raise DataError(
+            f"y_train has {y_train.shape[1]} target columns but y_test has {y_test.shape[1]}"
+        )
+    if feature_names and len(feature_names) != math.prod(x_train.shape[1:]):
+        raise DataError(
+            f"{len(feature_names)} feature_names given for {math.prod(x_train.shape[1:])} features"
+        )
 
 
 def _check_integer_options(values: dict[str, Any], prefix: str = "dataset.") -> None:
@@ -442,85 +482,117 @@ def _check_magnitudes(name: str, arrays: dict[str, np.ndarray], standardize: boo
 
 
 def _assemble(
-    *,
     name: str,
     task: str,
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    num_classes: int,
     label_values: np.ndarray | None,
+    *,
     class_names: tuple[str, ...],
     feature_names: tuple[str, ...],
-    validation_fraction: float,
-    standardize: bool,
-    split_seed: int,
-    classes: tuple[int, ...],
-    train_per_class: int,
-    permute_seed: int = 0,
+    recipe: _Recipe,
 ) -> Dataset:
     """Permute positions -> subset classes -> carve validation -> limit train per class ->
-    standardise."""
+    standardise; `label_values` are the decoded classes (label i is class i; None for a
+    regression)."""
     x_train, y_train, x_test, y_test = arrays
-    permutation = position_permutation(x_train.shape[1], permute_seed)
+    permutation = position_permutation(x_train.shape[1], recipe.permute_seed)
     x_train, x_test = (
         permute_positions(x_train, permutation),
         permute_positions(x_test, permutation),
     )
-    if classes and label_values is not None:  # a class subset (classification only)
-        x_train, y_train = _subset_classes(x_train, y_train, classes)
-        x_test, y_test = _subset_classes(x_test, y_test, classes)
-        num_classes = len(classes)
-        class_names = tuple(class_names[c] for c in classes) if class_names else ()
-        label_values = label_values[list(classes)]
-    train_idx, val_idx = validation_split(len(x_train), validation_fraction, split_seed)
-    x_val, y_val = x_train[val_idx], y_train[val_idx]
-    x_train, y_train = x_train[train_idx], y_train[train_idx]
-    if train_per_class:
-        keep = _first_per_class(y_train, num_classes, train_per_class)
-        x_train, y_train = x_train[keep], y_train[keep]
-    target_mean = target_std = mean = std = None
-    if standardize:
-        mean, std = _feature_stats(x_train)
-        x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
-        if task == "regression":
-            target_mean, target_std = _train_stats(y_train)
-            y_train, y_val, y_test = (
-                (y - target_mean) / target_std for y in (y_train, y_val, y_test)
-            )
-    label_dtype = np.int32 if task == "classification" else np.float32
-    with np.errstate(over="ignore", invalid="ignore"):
-        processed = {"x_train": x_train, "x_val": x_val, "x_test": x_test}
-        if task == "regression":
-            processed |= {"y_train": y_train, "y_val": y_val, "y_test": y_test}
-        processed = {k: v.astype(np.float32) for k, v in processed.items()}
-        if target_mean is not None:
-            processed |= {"target_mean": target_mean, "target_std": target_std}
-        _check_magnitudes(name, processed, standardize)
+    if recipe.classes and label_values is not None:  # a class subset (classification only)
+        x_train, y_train = _subset_classes(x_train, y_train, recipe.classes)
+        x_test, y_test = _subset_classes(x_test, y_test, recipe.classes)
+        class_names = tuple(class_names[c] for c in recipe.classes) if class_names else ()
+        label_values = label_values[list(recipe.classes)]
+    num_classes = 0 if label_values is None else len(label_values)
+    splits = _carved_splits((x_train, y_train, x_test, y_test), num_classes, recipe)
+    stats: dict[str, np.ndarray] = {}
+    if recipe.standardize:
+        splits, stats = _standardised(splits, task)
+    typed = _typed_splits(name, task, splits, stats, standardize=recipe.standardize)
+    num_outputs = num_classes if task == "classification" else typed["y_train"].shape[1]
     return Dataset(
         name=name,
         task=task,
-        x_train=x_train.astype(np.float32),
-        y_train=y_train.astype(label_dtype),
-        x_val=x_val.astype(np.float32),
-        y_val=y_val.astype(label_dtype),
-        x_test=x_test.astype(np.float32),
-        y_test=y_test.astype(label_dtype),
+        **typed,
         num_classes=num_classes,
-        num_outputs=num_classes if task == "classification" else y_train.shape[1],
+        num_outputs=num_outputs,
         class_names=class_names if task == "classification" else (),
         feature_names=feature_names,
-        target_mean=None if target_mean is None else target_mean.astype(np.float32),
-        target_std=None if target_std is None else target_std.astype(np.float32),
         preprocessing=Preprocessing(
             task=task,
-            feature_shape=tuple(x_train.shape[1:]),
-            num_outputs=num_classes if task == "classification" else y_train.shape[1],
-            feature_mean=mean,
-            feature_std=std,
-            target_mean=target_mean,
-            target_std=target_std,
+            feature_shape=tuple(typed["x_train"].shape[1:]),
+            num_outputs=num_outputs,
             classes=label_values if task == "classification" else None,
+            **stats,
         ),
     )
+
+
+def _carved_splits(
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], num_classes: int, recipe: _Recipe
+) -> dict[str, np.ndarray]:
+    """The six splits (x_train, y_train, x_val, ...): validation carved from train, then
+    train limited to its first `recipe.train_per_class` examples of every class."""
+    x_train, y_train, x_test, y_test = arrays
+    train_idx, val_idx = validation_split(
+        len(x_train), recipe.validation_fraction, recipe.split_seed
+    )
+    splits = {
+        "x_train": x_train[train_idx],
+        "y_train": y_train[train_idx],
+        "x_val": x_train[val_idx],
+        "y_val": y_train[val_idx],
+        "x_test": x_test,
+        "y_test": y_test,
+    }
+    if recipe.train_per_class:
+        keep = _first_per_class(splits["y_train"], num_classes, recipe.train_per_class)
+        splits["x_train"], splits["y_train"] = splits["x_train"][keep], splits["y_train"][keep]
+    return splits
+
+
+def _standardised(
+    splits: dict[str, np.ndarray], task: str
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The splits standardised by train statistics: the features (`_feature_stats`), and a
+    regression's targets (`_train_stats`); with those statistics, float64, named as
+    `Preprocessing` names them (feature_mean, feature_std; target_mean, target_std)."""
+    mean, std = _feature_stats(splits["x_train"])
+    out = dict(splits)
+    for split in ("x_train", "x_val", "x_test"):
+        out[split] = (splits[split] - mean) / std
+    stats = {"feature_mean": mean, "feature_std": std}
+    if task == "regression":
+        target_mean, target_std = _train_stats(splits["y_train"])
+        for split in ("y_train", "y_val", "y_test"):
+            out[split] = (splits[split] - target_mean) / target_std
+        stats |= {"target_mean": target_mean, "target_std": target_std}
+    return out, stats
+
+
+def _typed_splits(
+    name: str,
+    task: str,
+    splits: dict[str, np.ndarray],
+    stats: dict[str, np.ndarray],
+    *,
+    standardize: bool,
+) -> dict[str, np.ndarray]:
+    """The Dataset's arrays as training holds them: features float32, labels int32 or targets
+    float32, with a standardised regression's target_mean and target_std (float32); the
+    float32 ones checked to stay within `MAX_MAGNITUDE`."""
+    floats = ["x_train", "x_val", "x_test"]
+    if task == "regression":
+        floats += ["y_train", "y_val", "y_test"]
+    with np.errstate(over="ignore", invalid="ignore"):
+        typed = {split: splits[split].astype(np.float32) for split in floats}
+        targets = ("target_mean", "target_std")
+        typed |= {stat: stats[stat].astype(np.float32) for stat in targets if stat in stats}
+        _check_magnitudes(name, typed, standardize)
+    labels = ("y_train", "y_val", "y_test") if task == "classification" else ()
+    return typed | {split: splits[split].astype(np.int32) for split in labels}
 
 
 def _feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

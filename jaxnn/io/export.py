@@ -194,20 +194,7 @@ def export_member(
         preprocessing of the raw data).
       data: the fingerprint of the data it was trained on (`jaxnn.data.fingerprint`).
     """
-    preprocessing = program.preprocessing
-    if preprocessing is None:  # a built program always carries one
-        raise ValueError("the program has no preprocessing to export with the model")
-    final = train.evaluated_params(jax.tree_util.tree_map(lambda leaf: leaf[index], state), program)
-    member = member_slice(
-        {
-            "best_params": state.best_params,
-            "hparams": state.hparams,
-            "model_state": state.best_model_state,
-            "final_model_state": state.model_state,
-        },
-        index,
-    )
-    member["params"] = jax.tree_util.tree_map(np.asarray, final)
+    trees = _member_trees(state, index, program)
     metadata = {
         **orbax_io.version_fields(),
         "member": int(index),
@@ -218,17 +205,10 @@ def export_member(
         "model": program.family.name,
         "num_outputs": int(program.num_outputs),
         "feature_shape": list(program.feature_shape),
-        "preprocessing": preprocessing.to_json(),
+        "preprocessing": program.preprocessing.to_json(),
         "data": dict(data or {}),
     }
     directory = Path(directory)
-    trees = {
-        "params": member["best_params"],
-        "final_params": member["params"],
-        "hparams": member["hparams"],
-    }
-    if member["model_state"]:
-        trees |= {name: dict(member[name]) for name in STATE_TREES}
     checkpointer = _best_checkpointer()
     try:
         with orbax_io.saving():
@@ -243,6 +223,29 @@ def export_member(
     finally:
         checkpointer.close()
     return directory
+
+
+def _member_trees(state: train.TrainState, index: int, program: Program) -> dict[str, Any]:
+    """The trees DIR/best holds of member `index` (`BEST_TREES`; its model state trees only
+    for a model that has model state), as numpy arrays."""
+    final = train.evaluated_params(jax.tree_util.tree_map(lambda leaf: leaf[index], state), program)
+    member = member_slice(
+        {
+            "params": state.best_params,
+            "hparams": state.hparams,
+            "model_state": state.best_model_state,
+            "final_model_state": state.model_state,
+        },
+        index,
+    )
+    trees = {
+        "params": member["params"],
+        "final_params": jax.tree_util.tree_map(np.asarray, final),
+        "hparams": member["hparams"],
+    }
+    if member["model_state"]:
+        trees |= {name: dict(member[name]) for name in STATE_TREES}
+    return trees
 
 
 def best_dir(path: str | Path) -> Path:

@@ -116,29 +116,9 @@ def initialize_distributed(
     if not check_distributed_args(coordinator_address, num_processes, process_id, timeout_s):
         return False
     deadline = time.monotonic() + timeout_s
-    if coordinator_address == AUTO:
-        waiting_for = "the cluster's coordinator (--coordinator_address=auto)"
-        options: dict[str, Any] = {}
-    else:
-        host, port = split_address(coordinator_address)
-        if process_id == 0:
-            _check_can_listen(coordinator_address, port)
-            waiting_for = (
-                f"the other {num_processes - 1} process(es) at the coordinator "
-                f"{coordinator_address} (start the same command with --process_id=1.."
-                f"{num_processes - 1})"
-            )
-        else:
-            _wait_for_coordinator(coordinator_address, host, port, timeout_s, deadline)
-            waiting_for = (
-                f"every process of the run at {coordinator_address} (is each of the "
-                f"{num_processes} processes started, with its own --process_id?)"
-            )
-        options = {
-            "coordinator_address": coordinator_address,
-            "num_processes": num_processes,
-            "process_id": process_id,
-        }
+    waiting_for, options = _reach_coordinator(
+        coordinator_address, num_processes, process_id, timeout_s, deadline
+    )
     # With a watchdog, JAX's own deadline comes later, so the watchdog speaks first.
     grace_s = 0 if on_timeout is None else ABORT_GRACE_S
     remaining_s = max(1, math.ceil(deadline - time.monotonic()))
@@ -151,19 +131,54 @@ def initialize_distributed(
     try:
         jax.distributed.initialize(initialization_timeout=remaining_s + grace_s, **options)
     except (RuntimeError, ValueError) as error:
-        detail = " ".join(str(error).split())
-        hint = ""
-        if coordinator_address == AUTO:
-            hint = (
-                " (--coordinator_address=auto found no Cloud TPU, Slurm, Open MPI or "
-                "Kubernetes cluster; give --coordinator_address=HOST:PORT, --num_processes "
-                "and --process_id)"
-            )
-        raise ConfigError(f"jax.distributed.initialize failed: {detail}{hint}") from error
+        raise _join_failed(error, auto=coordinator_address == AUTO) from error
     finally:
         if watchdog is not None:
             watchdog.cancel()
     return True
+
+
+def _reach_coordinator(
+    coordinator_address: str, num_processes: int, process_id: int, timeout_s: int, deadline: float
+) -> tuple[str, dict[str, Any]]:
+    """Readies this process's side of the join: process 0 checks it can listen on the port,
+    the others wait for the coordinator to answer. Returns (what the join then waits for, in
+    words; the arguments of `jax.distributed.initialize`: none for 'auto')."""
+    if coordinator_address == AUTO:
+        return "the cluster's coordinator (--coordinator_address=auto)", {}
+    host, port = split_address(coordinator_address)
+    if process_id == 0:
+        _check_can_listen(coordinator_address, port)
+        waiting_for = (
+            f"the other {num_processes - 1} process(es) at the coordinator "
+            f"{coordinator_address} (start the same command with --process_id=1.."
+            f"{num_processes - 1})"
+        )
+    else:
+        _wait_for_coordinator(coordinator_address, host, port, timeout_s, deadline)
+        waiting_for = (
+            f"every process of the run at {coordinator_address} (is each of the "
+            f"{num_processes} processes started, with its own --process_id?)"
+        )
+    options = {
+        "coordinator_address": coordinator_address,
+        "num_processes": num_processes,
+        "process_id": process_id,
+    }
+    return waiting_for, options
+
+
+def _join_failed(error: Exception, *, auto: bool) -> ConfigError:
+    """The one line of a failed `jax.distributed.initialize` (with a hint for 'auto')."""
+    detail = " ".join(str(error).split())
+    hint = ""
+    if auto:
+        hint = (
+            " (--coordinator_address=auto found no Cloud TPU, Slurm, Open MPI or "
+            "Kubernetes cluster; give --coordinator_address=HOST:PORT, --num_processes "
+            "and --process_id)"
+        )
+    return ConfigError(f"jax.distributed.initialize failed: {detail}{hint}")
 
 
 def _check_can_listen(address: str, port: int) -> None:

@@ -27,6 +27,7 @@ from jaxnn.core.program import member_model, removed_hparams, task_functions
 from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.errors import CheckpointError
 from jaxnn.io import checkpoint, export, run_files, run_readers
+from jaxnn.io.workdir import RunPaths
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import Metric, MetricFn
 from jaxnn.predict.predictor import MemberGroup, Predictor
@@ -132,47 +133,9 @@ def _from_workdir(root: Path, components: Components) -> Predictor:
     groups, diverged, best_losses = [], [], []
     preprocessing: Preprocessing | None = None
     for index, (_, variant_spec) in enumerate(specs):
-        directory = root / run_files.CHECKPOINTS_DIR
-        if len(specs) > 1:
-            directory = directory / f"variant_{index}"
-        reader = checkpoint.RunCheckpoints(directory, read_only=True)
-        try:
-            if not reader.steps():
-                raise CheckpointError(f"{directory} holds no checkpoint")
-            step = reader.steps()[-1]
-            metadata = reader.meta(step)
-            preprocessing = _preprocessing(metadata, reader.step_dir(step))
-            _check_model_given(metadata.get("model", "mlp"), components, directory)
-            fields = ("best_params", "best_model_state", "hparams", "diverged", "best_val_loss")
-            tree = reader.restore_fields(step, {f: reader.shapes(step, f) for f in fields})
-        finally:
-            reader.close()
-        tree = jax.tree_util.tree_map(np.asarray, tree)
-        family, removed = variant_spec.family, removed_hparams(variant_spec)
-        model_config, num_outputs = variant_spec.config.model, preprocessing.num_outputs
-
-        model = functools.partial(member_model, family, model_config, removed, num_outputs)
-        first = {k: float(v[0]) for k, v in tree["hparams"].items()}
-        one_member, one_state = jax.tree_util.tree_map(
-            lambda leaf: leaf[0], (tree["best_params"], dict(tree["best_model_state"]))
-        )
-        export.check_fits(
-            model(first),
-            preprocessing.feature_shape,
-            one_member,
-            reader.step_dir(step),
-            one_state,
-        )
-        groups.append(
-            _group(
-                variant_spec,
-                preprocessing,
-                tree["best_params"],
-                tree["hparams"],
-                model,
-                tree["best_model_state"],
-            )
-        )
+        directory = RunPaths(root).variant_checkpoints(index, len(specs))
+        tree, preprocessing, step_dir = _read_latest(directory, components)
+        groups.append(_variant_group(variant_spec, preprocessing, tree, step_dir))
         diverged.append(np.asarray(tree["diverged"], bool))
         best_losses.append(np.asarray(tree["best_val_loss"], np.float64))
     if preprocessing is None:  # variant_specs gives at least one variant
@@ -186,6 +149,45 @@ def _from_workdir(root: Path, components: Components) -> Predictor:
         best_member=_selected(summary, config, diverged_all, np.concatenate(best_losses)),
         config=config,
         left_out_of_ensemble=_left_out_of_ensemble(summary, len(diverged_all)),
+    )
+
+
+def _read_latest(
+    directory: Path, components: Components
+) -> tuple[dict[str, Any], Preprocessing, Path]:
+    """(what predicting needs of the latest checkpoint in `directory`: the members' best
+    weights and model state, hparams, diverged and best_val_loss as numpy arrays; its
+    preprocessing; its step directory)."""
+    reader = checkpoint.RunCheckpoints(directory, read_only=True)
+    try:
+        if not reader.steps():
+            raise CheckpointError(f"{directory} holds no checkpoint")
+        step = reader.steps()[-1]
+        metadata = reader.meta(step)
+        preprocessing = _preprocessing(metadata, reader.step_dir(step))
+        _check_model_given(metadata.get("model", "mlp"), components, directory)
+        fields = ("best_params", "best_model_state", "hparams", "diverged", "best_val_loss")
+        tree = reader.restore_fields(step, {f: reader.shapes(step, f) for f in fields})
+    finally:
+        reader.close()
+    return jax.tree_util.tree_map(np.asarray, tree), preprocessing, reader.step_dir(step)
+
+
+def _variant_group(
+    spec: run_spec.RunSpec, preprocessing: Preprocessing, tree: Mapping[str, Any], where: Path
+) -> MemberGroup:
+    """One variant's members as a MemberGroup, once its first member's weights are checked
+    to fit its model."""
+    family, removed = spec.family, removed_hparams(spec)
+    model_config, num_outputs = spec.config.model, preprocessing.num_outputs
+    model = functools.partial(member_model, family, model_config, removed, num_outputs)
+    first = {k: float(v[0]) for k, v in tree["hparams"].items()}
+    one_member, one_state = jax.tree_util.tree_map(
+        lambda leaf: leaf[0], (tree["best_params"], dict(tree["best_model_state"]))
+    )
+    export.check_fits(model(first), preprocessing.feature_shape, one_member, where, one_state)
+    return _group(
+        spec, preprocessing, tree["best_params"], tree["hparams"], model, tree["best_model_state"]
     )
 
 

@@ -36,7 +36,8 @@ def print_files(paths: workdir_lib.RunPaths, *, tensorboard: bool, out: TextIO) 
         print(f"tensorboard --logdir {paths.tensorboard}", file=out)
 
 
-def print_complete(plan: workdir_lib.WorkdirPlan, out: TextIO) -> None:
+def print_complete(plan: workdir_lib.WorkdirPlan, out: TextIO) -> dict[str, Any]:
+    """Says that the workdir holds the run, complete, with its outcome; returns its summary."""
     summary = plan.summary
     if summary is None:  # only a 'complete' plan carries the run's summary
         raise ValueError(f"a workdir plan to {plan.action} has no summary to print")
@@ -47,6 +48,7 @@ def print_complete(plan: workdir_lib.WorkdirPlan, out: TextIO) -> None:
         file=out,
     )
     print_outcome(summary, out)
+    return summary
 
 
 def print_outcome(summary: Mapping[str, Any], out: TextIO) -> None:

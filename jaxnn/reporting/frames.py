@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from jaxnn.core import ensemble, variants
-from jaxnn.data import Dataset
 from jaxnn.errors import JaxnnError
 from jaxnn.io import atomic, run_files
 from jaxnn.io import workdir as workdir_lib
@@ -48,24 +47,15 @@ def _summary_of(source: Any) -> Mapping[str, Any]:
     if isinstance(source, Mapping):
         return source
     if isinstance(source, ensemble.EnsembleResult):
-        return summary_lib.summarize(source, source.config, _trained_on(source))[0]
+        return summary_lib.summarize(source, source.config, source.data)[0]
     if isinstance(source, variants.VariantRuns):
         first = source[0].result
         config = getattr(source, "config", first.config)
-        return summary_lib.summarize_runs(source, config, _trained_on(first))[0]
+        return summary_lib.summarize_runs(source, config, first.data)[0]
     raise TypeError(
         "expected a workdir, a summary, or what fit_ensemble / fit_variants return, got "
         f"{type(source).__name__}"
     )
-
-
-def _trained_on(result: ensemble.EnsembleResult) -> Dataset:
-    """The data set a result was trained on (its splits give the summary's metrics)."""
-    if result.data is None:
-        raise JaxnnError(
-            "this result does not hold the data it was trained on; pass its workdir or summary"
-        )
-    return result.data
 
 
 def members_frame(source: Any) -> Any:

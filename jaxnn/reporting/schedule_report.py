@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnn.config.schedule import Schedule
 from jaxnn.core import schedules
 from jaxnn.core.variants import VariantRun
 from jaxnn.reporting import plots
@@ -31,53 +32,64 @@ def annotate(
     if not schedule.active:
         return
     by_index = {member["index"]: member for member in summary["members"]}
-    launches = []
     for run in runs:
-        members = run.result.members
-        local = [
-            {**row, "member": row["member"] - run.offset}
-            | ({"parent": row["parent"] - run.offset} if "parent" in row else {})
-            for row in rows
-            if run.offset <= row["member"] < run.offset + len(members)
-        ]
-        blocks = schedules.member_blocks(
-            run.spec,
-            run.result.program,
-            run.result.state,
-            [m.hparams(run.spec) for m in members],
-            local,
-        )
-        for member, block in zip(members, blocks or [], strict=False):
-            by_index[member.index + run.offset]["schedule"] = block
-        if run.result.schedule is not None:
-            launches.append(
-                {
-                    "rungs": run.result.schedule["rungs"],
-                    "sizes_compiled": run.result.schedule["sizes_compiled"],
-                }
-            )
+        _annotate_members(by_index, run, rows)
+    summary["schedule"] = _schedule_block(schedule, first, summary["members"])
+    # What this launch trained and compiled (a resumed run: since the resume), with timing.
+    summary.setdefault("timing", {})["schedule"] = [
+        {
+            "rungs": run.result.schedule["rungs"],
+            "sizes_compiled": run.result.schedule["sizes_compiled"],
+        }
+        for run in runs
+        if run.result.schedule is not None
+    ]
+
+
+def _annotate_members(
+    by_index: Mapping[int, dict[str, Any]], run: VariantRun, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Each member of one variant gets its `schedule` block, from the decisions about it."""
+    members = run.result.members
+    local = [
+        schedules.shift_members(row, -run.offset)
+        for row in rows
+        if run.offset <= row["member"] < run.offset + len(members)
+    ]
+    blocks = schedules.member_blocks(
+        run.spec,
+        run.result.program,
+        run.result.state,
+        [m.hparams(run.spec) for m in members],
+        local,
+    )
+    for member, block in zip(members, blocks or [], strict=False):
+        by_index[member.index + run.offset]["schedule"] = block
+
+
+def _schedule_block(
+    schedule: Schedule, first: VariantRun, members: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """summary.json's top-level `schedule` block: the schedule's settings (halving: its rung
+    ends and the member steps the members trained)."""
+    program = first.result.program
     block: dict[str, Any] = {"kind": schedule.kind}
-    if schedule.halving:
-        plan = schedules.plan_rungs(
-            schedule,
-            len(first.result.members),
-            first.result.program.total_steps,
-            first.result.program.eval_every,
-        )
-        block |= {"eta": schedule.eta, "rung_ends": list(plan.ends)}
-        block["member_steps"] = int(
-            sum(m["schedule"]["stopped_at"] for m in summary["members"] if "schedule" in m)
-        )
-    else:
-        block |= {
-            "interval": schedule.pbt_interval or first.result.program.eval_every,
+    if not schedule.halving:
+        return block | {
+            "interval": schedule.pbt_interval or program.eval_every,
             "fraction": schedule.pbt_fraction,
             "perturb": schedule.pbt_perturb,
             "resample": schedule.pbt_resample,
         }
-    summary["schedule"] = block
-    # What this launch trained and compiled (a resumed run: since the resume), with timing.
-    summary.setdefault("timing", {})["schedule"] = launches
+    plan = schedules.plan_rungs(
+        schedule, len(first.result.members), program.total_steps, program.eval_every
+    )
+    stopped_at = sum(m["schedule"]["stopped_at"] for m in members if "schedule" in m)
+    return block | {
+        "eta": schedule.eta,
+        "rung_ends": list(plan.ends),
+        "member_steps": int(stopped_at),
+    }
 
 
 def write_plot(
@@ -91,41 +103,56 @@ def write_plot(
     path = directory / "schedule.png"
     fig, ax = plots.plt.subplots(figsize=(6.4, 4.2))
     if block["kind"] == "pbt":
-        name = _plotted_hparam(summary)
-        end = max((int(h["step"][0]) for h in history), default=0)
-        for member in summary["members"]:
-            entries = member.get("schedule", {}).get("hparams", [])
-            if not entries:
-                continue
-            steps = [e["step"] for e in entries] + [end]
-            values = [e[name] for e in entries] + [entries[-1][name]]
-            selected = member["index"] == summary.get("best_member")
-            ax.step(
-                steps,
-                values,
-                where="post",
-                lw=2 if selected else 1,
-                color="tab:red" if selected else "tab:blue",
-                alpha=1.0 if selected else 0.5,
-            )
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(name)
-        ax.set_title(f"PBT: each member's {name} (selected in red)")
+        _plot_pbt(ax, summary, history)
     else:
-        steps = np.array([float(h["step"][0]) for h in history])
-        key = "val_loss"
-        for j in range(len(summary["members"])):
-            values = np.array([h[key][j] for h in history], np.float64)
-            ax.plot(steps, values, lw=1, alpha=0.6)
-        for end in block["rung_ends"][:-1]:
-            ax.axvline(end, color="grey", lw=0.8, ls="--")
-        ax.set_yscale("log")
-        ax.set_xscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel("validation loss")
-        ax.set_title(f"{block['kind']}: members leave at the rungs (dashed)")
+        _plot_halving(ax, summary, history, block)
     return plots.save(fig, path)
+
+
+def _plot_pbt(ax: Any, summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> None:
+    """Each member's learning rate (or first searched hyperparameter) against steps."""
+    name = _plotted_hparam(summary)
+    end = max((int(h["step"][0]) for h in history), default=0)
+    for member in summary["members"]:
+        entries = member.get("schedule", {}).get("hparams", [])
+        if not entries:
+            continue
+        steps = [e["step"] for e in entries] + [end]
+        values = [e[name] for e in entries] + [entries[-1][name]]
+        selected = member["index"] == summary.get("best_member")
+        ax.step(
+            steps,
+            values,
+            where="post",
+            lw=2 if selected else 1,
+            color="tab:red" if selected else "tab:blue",
+            alpha=1.0 if selected else 0.5,
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(name)
+    ax.set_title(f"PBT: each member's {name} (selected in red)")
+
+
+def _plot_halving(
+    ax: Any,
+    summary: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+    block: Mapping[str, Any],
+) -> None:
+    """Every member's validation curve, ending at the rung that pruned it; the rungs dashed."""
+    steps = np.array([float(h["step"][0]) for h in history])
+    key = "val_loss"
+    for j in range(len(summary["members"])):
+        values = np.array([h[key][j] for h in history], np.float64)
+        ax.plot(steps, values, lw=1, alpha=0.6)
+    for end in block["rung_ends"][:-1]:
+        ax.axvline(end, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss")
+    ax.set_title(f"{block['kind']}: members leave at the rungs (dashed)")
 
 
 def _plotted_hparam(summary: Mapping[str, Any]) -> str:

@@ -8,8 +8,9 @@ over the whole `TrainState`, so any field a state carries moves with it.
 - `pbt`: PBT's exploit and explore (`make_exploit`), its interval and its decision keys;
 - `members`: what both do with members: rank them, gather, scatter, stop and copy them;
 - `driver`: `drive`, the run under its schedule (instead of `jaxnn.core.loop.drive`), the
-  checks made before anything is written (`check_plan`), and each member's `schedule` block
-  of summary.json (`member_blocks`).
+  checks made before anything is written (`check_plan`), each member's `schedule` block
+  of summary.json (`member_blocks`), and a decision row's member indices moved between a
+  variant's and the run's (`shift_members`).
 
 Each decision is an event row (step, member, ...): halving `rung` and `score` of a pruned
 member; PBT `parent` and the new hyperparameter values. `jaxnn.run` appends them to
@@ -22,6 +23,7 @@ from jaxnn.core.schedules.driver import (
     drive,
     member_blocks,
     run_schedule,
+    shift_members,
 )
 from jaxnn.core.schedules.halving import RungPlan, plan_rungs, predicted_sizes, survivors
 from jaxnn.core.schedules.pbt import HparamRange, hparam_ranges, make_exploit
@@ -38,5 +40,6 @@ __all__ = [
     "plan_rungs",
     "predicted_sizes",
     "run_schedule",
+    "shift_members",
     "survivors",
 ]

@@ -13,7 +13,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -106,11 +106,13 @@ class _Decisions:
         interval = pbt.pbt_interval(schedule, program)
         return cls(schedule, program, select_by, plan, interval, exploit, ranges, key)
 
-    def ends_rung(self, step: int) -> bool:
-        """Whether a halving rung ends at `step` (the last one too)."""
-        return self.plan is not None and (
-            self.plan.prunes_at(step) is not None or step >= self.program.total_steps
-        )
+    def rung_ending(self, step: int) -> int | None:
+        """The index of the halving rung that ends at `step` (the last one too), else None."""
+        if self.plan is None:
+            return None
+        if self.plan.prunes_at(step) is None and step < self.program.total_steps:
+            return None
+        return self.plan.rung_of_step(step)
 
     def after_chunk(
         self, state: train.TrainState, step: int, metrics: Mapping[str, np.ndarray], data: Dataset
@@ -118,7 +120,7 @@ class _Decisions:
         """The state after the decisions at `step`, their event rows, and whether the batch
         of live members must be gathered again."""
         rung = self.plan.prunes_at(step) if self.plan is not None else None
-        if rung is not None:
+        if self.plan is not None and rung is not None:
             state, rows = halving.prune(
                 state, self.plan, rung, step, data, self.program, self.select_by, self.schedule
             )
@@ -205,20 +207,20 @@ def drive(
     try:
         while step < total:
             if live is None:
-                live, current, batch = _gather_live(programs, state, step)
-                if current is None:
+                live, gathered = _gather_live(programs, state, step)
+                if gathered is None:
                     break
+                current, batch = gathered
                 rung_started, rung_from = time.perf_counter(), step
             started = time.perf_counter()
             batch, state, metrics = _train_chunk(trainer, current, batch, state, live, step)
             record.train_s += time.perf_counter() - started
             record.member_steps += int(live.size) * (min(step + every, total) - step)
             step = min(step + every, total)
-            if decisions.ends_rung(step):
+            rung = decisions.rung_ending(step)
+            if rung is not None:
                 jax.block_until_ready(state)
-                record.rungs.append(
-                    _rung_record(decisions.plan, step, live.size, rung_from, rung_started)
-                )
+                record.rungs.append(_rung_record(rung, step, live.size, rung_from, rung_started))
             state, chunk_events, regather = decisions.after_chunk(state, step, metrics, data)
             record.evaluated(step, metrics, state, chunk_events, live, programs.compile_s)
             live = None if regather else live
@@ -289,15 +291,15 @@ class _Record:
 
 def _gather_live(
     programs: _Programs, state: train.TrainState, step: int
-) -> tuple[np.ndarray, _Sized | None, train.TrainState | None]:
-    """The live members, the program of their batch size and their batch (None, None when
-    no member is live)."""
+) -> tuple[np.ndarray, tuple[_Sized, train.TrainState] | None]:
+    """The live members, and the program of their batch size with their batch (None when no
+    member is live)."""
     live = members.live_members(state)
     if live.size == 0:
-        return live, None, None
+        return live, None
     current = programs.of_size(int(live.size), state, step)
     batch = current.placement.place_state(members.gather(state, jnp.asarray(live, jnp.int32)))
-    return live, current, batch
+    return live, (current, batch)
 
 
 def _train_chunk(
@@ -325,11 +327,12 @@ def _train_chunk(
 
 
 def _rung_record(
-    plan: halving.RungPlan, step: int, size: int, rung_from: int, rung_started: float
+    rung: int, step: int, size: int, rung_from: int, rung_started: float
 ) -> dict[str, float]:
-    """What a rung cost: its members, seconds and member-steps (in this launch)."""
+    """What rung `rung`, ending at `step`, cost: its members, seconds and member-steps (in
+    this launch)."""
     return {
-        "rung": plan.rung_of_step(step),
+        "rung": rung,
         "members": int(size),
         "seconds": time.perf_counter() - rung_started,
         "member_steps": int(size * (step - rung_from)),
@@ -390,7 +393,7 @@ def member_blocks(
     program: Program,
     state: train.TrainState,
     initial_hparams: list[Mapping[str, float]],
-    events: list[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]] | None:
     """Each member's `schedule` block of summary.json (None for a run without a schedule):
     `halving.member_blocks` or `pbt.member_blocks`. `events` are every decision of the run
@@ -403,3 +406,12 @@ def member_blocks(
         plan = halving.plan_rungs(schedule, num, program.total_steps, program.eval_every)
         return halving.member_blocks(plan, np.asarray(jax.device_get(state.step)), events)
     return pbt.member_blocks(pbt.hparam_ranges(spec), initial_hparams, events)
+
+
+def shift_members(row: Mapping[str, Any], offset: int) -> dict[str, Any]:
+    """A decision row with its member indices (`member`, PBT's `parent`) moved by `offset`:
+    a variant's local indices made global (offset > 0), or back (offset < 0)."""
+    row = dict(row, member=row["member"] + offset)
+    if "parent" in row:
+        row["parent"] += offset
+    return row

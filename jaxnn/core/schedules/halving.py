@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -217,7 +217,7 @@ def prune(
 
 
 def member_blocks(
-    plan: RungPlan, steps: np.ndarray, events: list[Mapping[str, Any]]
+    plan: RungPlan, steps: np.ndarray, events: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """Each member's `schedule` block of summary.json: its bracket, the rung it reached (the
     index of the last rung it trained in), the step its training stopped at, and whether a

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -85,7 +85,9 @@ def make_exploit(
     destination): the bottom members copy a top member and perturb or redraw its values."""
     replaced = math.floor(num_members * schedule.pbt_fraction)
 
-    def exploit(state: train.TrainState, values: jax.Array, key: jax.Array):
+    def exploit(
+        state: train.TrainState, values: jax.Array, key: jax.Array
+    ) -> tuple[train.TrainState, jax.Array, jax.Array]:
         order = jnp.argsort(values, stable=True)
         top, bottom = order[:replaced], order[num_members - replaced :]
         source = top[jax.random.randint(jax.random.fold_in(key, 0), (replaced,), 0, replaced)]
@@ -129,7 +131,6 @@ def exploit_events(
     ranges: tuple[HparamRange, ...],
 ) -> list[dict[str, Any]]:
     """The event rows of one exploit: each destination's parent and new values."""
-    source, destination = np.asarray(source), np.asarray(destination)
     hparams = {r.hparam: np.asarray(jax.device_get(state.hparams[r.hparam])) for r in ranges}
     return [
         {
@@ -138,14 +139,14 @@ def exploit_events(
             "parent": int(src),
             **{name: float(values[dst]) for name, values in hparams.items()},
         }
-        for src, dst in zip(source, destination, strict=True)
+        for src, dst in zip(np.asarray(source), np.asarray(destination), strict=True)
     ]
 
 
 def member_blocks(
     ranges: tuple[HparamRange, ...],
     initial_hparams: list[Mapping[str, float]],
-    events: list[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     """Each member's `schedule` block of summary.json: its lineage (step, parent) and its
     hyperparameter history (step 0: its searched values; then each copy's)."""
