@@ -58,7 +58,9 @@ class Choice:
     """One of `choices`: a tuple, or a registry (name -> entry) that users may extend."""
 
     field: str
-    choices: tuple[str, ...] | Mapping[str, Any]
+    # hashed by the field alone: a registry is a dict (a family, hashed as a jit static
+    # argument, hashes its specs)
+    choices: tuple[str, ...] | Mapping[str, Any] = dataclasses.field(hash=False)
 
     def problem(self, value: Any) -> str | None:
         if isinstance(value, str) and value in self.choices:
