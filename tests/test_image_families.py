@@ -31,13 +31,14 @@ def _config(name: str, **fields):
     config = jaxnn.default_config()
     config.dataset.name = "digits_images"
     config.model.name = name
-    for field, value in {**SMALL[name], **fields}.items():
-        config.model[field] = value
     config.optimizer.learning_rate = 0.1
     config.training.batch_size = 32
     config.training.steps = 100
     config.training.eval_every = 50
-    config.restarts.num = 2
+    config.restarts.num = 1
+    for field, value in {**SMALL[name], **fields}.items():
+        section, _, leaf = field.rpartition(".")
+        config[section or "model"][leaf] = value
     return config
 
 
@@ -48,9 +49,11 @@ def _digits(data_dir: str) -> data.Dataset:
     return data.load(dataset)
 
 
-@functools.cache
-def _ensemble(name: str, data_dir: str):
-    return jaxnn.fit_ensemble(_config(name), _digits(data_dir), jax.random.PRNGKey(3))
+SWEEP = {"model.init_scale": [0.5, 1.0]}  # two members of one random start
+
+
+def _ensemble(config, data_dir: str):
+    return jaxnn.fit_ensemble(config, _digits(data_dir), jax.random.PRNGKey(3), sweep=SWEEP)
 
 
 # The ResNet's programs take longest to compile: its training runs in the slow tier.
@@ -59,26 +62,31 @@ TRAINED = tiered(sorted(SMALL), {"cnn2d"})
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_each_image_family_learns_digits_as_images(name, data_dir):
-    result = _ensemble(name, data_dir)
+    result = _ensemble(_config(name), data_dir)
     accuracy = np.asarray(result.history[-1]["val_accuracy"])
     assert accuracy.shape == (2,) and np.all(accuracy > 0.3)  # chance: 0.1
 
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_member_i_of_an_image_ensemble_is_the_single_run(name, data_dir):
-    result = _ensemble(name, data_dir)
-    config = _config(name)
-    spec = validation.validate(config)
-    for member in result.members[1:]:  # member 0 alone is the same program's first slice
-        key = train.member_key(jax.random.PRNGKey(3), member.seed_index)
-        alone = loop.fit(config, _digits(data_dir), key, hparams=member.hparams(spec))
-        stacked = ensemble.member_state(result.state, member.index)
-        for a, b in zip(
-            jax.tree.leaves((stacked.params, stacked.model_state)),
-            jax.tree.leaves((alone.state.params, alone.state.model_state)),
-            strict=True,
-        ):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
+    # 40 steps: the vmapped and the single programs round differently (2e-7 after 60 steps);
+    # the ResNet's later steps at this learning rate amplify that to 1e-2 by step 100
+    config = _config(name, **{"training.steps": 40, "training.eval_every": 20})
+    result = _ensemble(config, data_dir)
+    spec = validation.validate(config, sweep=SWEEP)
+    member = result.members[1]  # init_scale 1.0 (member 0 is the program's first slice)
+    key = train.member_key(jax.random.PRNGKey(3), member.seed_index)
+    alone = loop.fit(config, _digits(data_dir), key, hparams=member.hparams(spec))
+    stacked = ensemble.member_state(result.state, 1)
+    for a, b in zip(
+        jax.tree.leaves((stacked.params, stacked.model_state)),
+        jax.tree.leaves((alone.state.params, alone.state.model_state)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
+    # each member's init_scale reaches its Module: one random start, two sets of weights
+    first = jax.tree.leaves(ensemble.member_state(result.state, 0).params)[0]
+    assert not np.allclose(np.asarray(first), np.asarray(jax.tree.leaves(stacked.params)[0]))
 
 
 @pytest.mark.parametrize(
