@@ -2,7 +2,9 @@
 
 Every experiment starts from `default_config()` and changes what it needs, so any field can be
 overridden from the command line of any experiment (`--config.FIELD=VALUE`). This module is a
-leaf: it imports nothing from jaxnn (the rules that check a config live in `jaxnn.validation`).
+leaf: it imports nothing from jaxnn at import time (the rules that check a config live in
+`jaxnn.validation`); the `model` section comes from the model families' own specs, read when
+`default_config()` runs.
 
 A field is added here only with a default that reproduces what runs did before it existed: a
 config recorded by an older run is upgraded with these defaults (`jaxnn.config.upgrade`).
@@ -18,6 +20,14 @@ TRANSFER_MODES = ("finetune", "feature_extraction")
 TRANSFER_RESTORES = ("body", "all")
 # mesh.data: splits replicated on every device, or sharded along their example axis.
 DATA_MODES = ("replicated", "batch")
+
+
+def _model_section() -> dict:
+    # The families import JAX: imported here, when a config is made, `import jaxnn` has run (it
+    # is this package's parent) and split the CPU before JAX starts, as it must.
+    from jaxnn.nn import registry
+
+    return registry.model_defaults()
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -45,45 +55,10 @@ def default_config() -> ml_collections.ConfigDict:
     # Delete the prepared files in data_dir and prepare them again (damaged or stale data).
     config.dataset.rebuild = False
 
-    config.model = ml_collections.ConfigDict()
-    config.model.name = "mlp"  # the model family (jaxnn.nn.registry)
-    # Top-level parameter names of the head (transfer keeps or freezes the rest, the body);
-    # () = the family's own head (`head` for the MLP).
-    config.model.head = ()
-    # The dtype the model computes in (jaxnn.nn.precision): "float32" or "bfloat16" (mixed
-    # precision: parameters, gradients and optimiser state stay float32, the loss too).
-    config.model.dtype = "float32"
-    config.model.hidden = (100, 100)
-    config.model.activation = "relu"
-    config.model.negative_slope = 0.01
-    config.model.init = "he_normal"
-    config.model.init_stddev = 0.01
-    config.model.init_scale = 1.0
-    config.model.dropout = 0.0
-    config.model.input_dropout = 0.0
-    # cnn1d (jaxnn.nn.cnn1d): one entry per conv layer; a kernel_sizes or strides tuple of one
-    # value applies to every layer (--config.model.kernel_sizes=5 gives (5,)).
-    config.model.channels = (32, 32, 32)
-    config.model.kernel_sizes = (5,)
-    config.model.strides = (1,)
-    config.model.padding = "same"  # or "valid"
-    config.model.pool = "none"  # or "max", "avg": after each conv layer, window = stride
-    config.model.pool_size = 2
-    config.model.layer_norm = False
-    config.model.conv_impl = "auto"  # "im2col", "lax"; auto = im2col on CPU, lax elsewhere
-    # resmlp (jaxnn.nn.resmlp): pre-norm residual blocks of `width` units.
-    config.model.width = 100
-    config.model.depth = 2
-    # gru, lstm, rnn (jaxnn.nn.recurrent): positions are time steps, `chunk` of them per step.
-    config.model.state_size = 64
-    config.model.chunk = 1
-    config.model.readout = "last"  # or "mean": the head reads the last state or their mean
-    # gru, lstm: "standard" (gate biases 0, the LSTM's forget bias 1) or "chrono" (Tallec and
-    # Ollivier 2018: the gates that keep the state start biased to keep it for 1 to T-1 steps).
-    config.model.gate_init = "standard"
-    # lstm, gate_init=standard: the forget gate's starting bias (per member; 1 as in Jozefowicz
-    # et al. 2015, TensorFlow's forget_bias; larger keeps the cell state longer at the start).
-    config.model.forget_bias = 1.0
+    # The model family (`model.name`, default mlp) and the fields of every registered family,
+    # each declared with its default by the family that reads it (jaxnn.nn.model_fields,
+    # jaxnn.nn.registry, docs/models.md); model.head, model.dtype: every family's.
+    config.model = ml_collections.ConfigDict(_model_section())
 
     config.loss = "cross_entropy"
     config.huber_delta = 1.0
