@@ -103,7 +103,9 @@ def is_int(item: Any) -> bool:
     return isinstance(item, numbers.Integral) and not isinstance(item, bool)
 
 
-def integer(name: str, default: Any, low: int, high: int, meaning: str, each: bool = False):
+def integer(
+    name: str, default: Any, low: int, high: int, meaning: str, each: bool = False
+) -> FieldSpec:
     """A structural integer field (or tuple of integers: `each`) in [low, high]."""
     rule = IntegerField(f"model.{name}", low, high, meaning, each=each)
     return FieldSpec(name, default, rule, STRUCTURAL)
