@@ -128,9 +128,10 @@ def cold_fit(name: str, hidden: tuple[int, ...], cache: str, options: dict[str, 
 
 def cold_child(name: str, hidden: tuple[int, ...], cache: str, options: dict[str, Any]) -> None:
     """The child of cold_fit: times one fit, prints its JSON line."""
-    import jax
+    import jaxnn
 
-    jax.config.update("jax_compilation_cache_dir", cache)
+    # A user's cache: jaxnn's settings (every program cached), in a directory of this run's.
+    jaxnn.enable_compilation_cache(cache)
     warnings.simplefilter("ignore", ConvergenceWarning)
     data = split(name)
     estimator, fit_s = jaxnn_fit(data, hidden, 0, **options)

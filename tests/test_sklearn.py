@@ -100,6 +100,25 @@ def test_refits_of_the_same_shapes_compile_nothing(iris):
     assert first.loss_curve_[-1] != pytest.approx(second.loss_curve_[-1])
 
 
+def test_a_first_fit_lowers_its_two_programs_once_each(iris):
+    # The epoch program is compiled in a second thread while the members start, from their
+    # shapes: the fit's own compile of the epoch must find it, not lower it a second time.
+    x, y = iris
+    x = np.hstack([x, x[:, :1]])  # a width no other test fits: nothing is compiled for it yet
+    lowered = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            lowered.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        MLPClassifier(n_restarts=2, random_state=0, **{**SMALL, "max_iter": 3}).fit(x, y)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(lowered) == 2  # the members' start and the epoch
+
+
 def test_labels_are_encoded_and_decoded_in_sorted_order(iris):
     x, y = iris
     clf = MLPClassifier(random_state=0, **SMALL).fit(x, y)

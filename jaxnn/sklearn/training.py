@@ -13,6 +13,7 @@ and for `partial_fit`: the weights, the optimiser state and each member's bookke
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from typing import Any
 
@@ -91,6 +92,31 @@ class Members:
     @property
     def size(self) -> int:
         return len(self.alpha)
+
+
+def start_members(
+    engine: programs.Engine,
+    seed: int,
+    starts: np.ndarray,
+    sample: np.ndarray,
+    data: tuple[jax.Array, ...],
+    *,
+    compile_epoch: bool,
+) -> tuple[Any, jax.Array]:
+    """The members' initial parameters and order keys (`engine.init_fn`, `sample` a row of
+    the training inputs on the host: slicing it on the device would compile), and, when
+    `compile_epoch`, their epoch program compiled meanwhile in a second thread (XLA compiles
+    without Python's lock: a first fit's two compiles overlap)."""
+    init = programs.init_fn(engine)
+    args = (np.uint32(seed), np.asarray(starts, np.int32), sample)
+    if not compile_epoch:
+        return init(*args)
+    params, order_keys = jax.eval_shape(init, *args)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        compiling = pool.submit(programs.compile_epoch, engine, params, order_keys, data)
+        started = init(*args)
+        compiling.result()
+    return started
 
 
 def _f32(values: np.ndarray) -> jax.Array:
