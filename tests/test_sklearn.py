@@ -119,6 +119,17 @@ def test_a_first_fit_lowers_its_two_programs_once_each(iris):
     assert len(lowered) == 2  # the members' start and the epoch
 
 
+def test_a_fit_under_a_threads_x64_switch_trains_in_float64_without_warnings(iris):
+    # The epoch compiles in a second thread: it must see this thread's x64 switch too.
+    x, y = iris
+    with jax.enable_x64(True), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(n_restarts=2, random_state=0, **{**SMALL, "max_iter": 3}).fit(x, y)
+        assert clf.predict_proba(x).dtype == np.float64
+    assert clf.coefs_[0].dtype == np.float64
+
+
 def test_labels_are_encoded_and_decoded_in_sorted_order(iris):
     x, y = iris
     clf = MLPClassifier(random_state=0, **SMALL).fit(x, y)

@@ -112,8 +112,17 @@ def start_members(
     if not compile_epoch:
         return init(*args)
     params, order_keys = jax.eval_shape(init, *args)
+    # JAX's x64 switch may be this thread's own (`with jax.enable_x64():`): the second thread
+    # compiles under the same one. (Other thread-local settings differing, the fit's own compile
+    # would not find this program and compile its own: slower, never different.)
+    x64 = bool(jax.config.jax_enable_x64)
+
+    def compile_epoch() -> None:
+        with jax.enable_x64(x64):
+            programs.compile_epoch(engine, params, order_keys, data)
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        compiling = pool.submit(programs.compile_epoch, engine, params, order_keys, data)
+        compiling = pool.submit(compile_epoch)
         started = init(*args)
         compiling.result()
     return started
