@@ -35,9 +35,11 @@ LBFGS_MEMORY = 10
 INIT_TAG, ORDER_TAG = 0, 2
 LBFGS_LINESEARCH_STEPS = 20
 # XLA's CPU compiler with LLVM's cheap passes: these small programs compile about twice as
-# fast and run about a fifth slower, and a first fit is mostly compilation
-# (benchmarks/sklearn_mlp.py).
+# fast and run two to three times slower, and a first fit of a small data set is mostly
+# compilation (benchmarks/sklearn_mlp.py). An epoch of several batches compiles with XLA's full
+# optimisation instead (`epoch_program`): its run time outweighs the compile.
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+FULL_COMPILE: dict[str, Any] = {}
 # The members' start runs once per fit: XLA's CPU elemental emitter instead of its fusion
 # emitters compiles its random-number code in about half the time (the same values, bit for
 # bit); the epoch keeps the fusion emitters, whose code runs about twice as fast.
@@ -240,8 +242,26 @@ def member_epoch(
     )
 
 
+def epoch_program(engine: Engine, num_train: int) -> Callable[..., Any]:
+    """The members' epoch (`epoch_fn`) for `num_train` training rows: compiled with
+    FAST_COMPILE when the epoch is one batch, with XLA's full optimisation when it is several
+    (the compile options change the float rounding: a fit's results follow its data's size)."""
+    one_batch = num_train <= engine.batch_size
+    return epoch_fn(engine, FAST_COMPILE if one_batch else FULL_COMPILE)
+
+
 @functools.lru_cache(maxsize=64)
-def epoch_fn(engine: Engine) -> Callable[..., Any]:
+def _epoch_fn(engine: Engine, options: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
+    return _jit(_epoch_chunk(engine), dict(options))
+
+
+def epoch_fn(engine: Engine, options: dict[str, Any] = FAST_COMPILE) -> Callable[..., Any]:
+    """The members' epoch as a chunk of `jaxnn.core.loop.drive`, jitted with the compiler
+    `options` (one program per engine and options); `_epoch_chunk` says what it computes."""
+    return _epoch_fn(engine, tuple(sorted(options.items())))
+
+
+def _epoch_chunk(engine: Engine) -> Callable[..., Any]:
     """The members' epoch as a chunk of `jaxnn.core.loop.drive`: one pass over the training rows
     in batches, then the score.
 
@@ -275,7 +295,7 @@ def epoch_fn(engine: Engine) -> Callable[..., Any]:
         state = state.replace(params=params, opt_state=opt_state, epochs=epochs)
         return state, {"loss": loss, "score": value}
 
-    return _jit(chunk)
+    return chunk
 
 
 def compile_epoch(engine: Engine, params: Params, order_keys: Any, data: Any) -> None:
@@ -295,7 +315,8 @@ def compile_epoch(engine: Engine, params: Params, order_keys: Any, data: Any) ->
         momentum=values,
         active=jax.ShapeDtypeStruct((num,), np.bool_),
     )
-    epoch_fn(engine).lower(state, data, jax.ShapeDtypeStruct((), np.int32), None).compile()
+    epoch = epoch_program(engine, int(data[0].shape[0]))
+    epoch.lower(state, data, jax.ShapeDtypeStruct((), np.int32), None).compile()
 
 
 def _gradient_max(grad: Params) -> jax.Array:

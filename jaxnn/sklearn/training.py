@@ -161,7 +161,8 @@ def train_stochastic(
     )
     rules = EpochRules(members, options, has_validation, num_train=int(data[0].shape[0]))
     epochs = loop.Steps(total_steps=1 if incremental else options.max_iter)
-    result = loop.drive(programs.epoch_fn(engine), state, data, None, epochs, between=rules)
+    epoch = programs.epoch_program(engine, int(data[0].shape[0]))
+    result = loop.drive(epoch, state, data, None, epochs, between=rules)
     members.params, members.opt_state = result.state.params, result.state.opt_state
     if not options.early_stopping:
         members.best_params = members.params
