@@ -236,6 +236,7 @@ def load(dataset_config: Any) -> Dataset:
         class_names=spec.class_names,
         feature_names=spec.feature_names,
         recipe=_Recipe.of_config(dataset_config),
+        feature_divisor=raw.feature_divisor,
     )
 
 
@@ -490,11 +491,15 @@ def _assemble(
     class_names: tuple[str, ...],
     feature_names: tuple[str, ...],
     recipe: _Recipe,
+    feature_divisor: float = 1.0,
 ) -> Dataset:
     """Permute positions -> subset classes -> carve validation -> limit train per class ->
     standardise; `label_values` are the decoded classes (label i is class i; None for a
-    regression)."""
+    regression); features are divided by `feature_divisor` first (a catalog's uint8 pixels
+    by 255), as the predictor's `Preprocessing` does."""
     x_train, y_train, x_test, y_test = arrays
+    if feature_divisor != 1.0:
+        x_train, x_test = x_train / feature_divisor, x_test / feature_divisor
     permutation = position_permutation(x_train.shape[1], recipe.permute_seed)
     x_train, x_test = (
         permute_positions(x_train, permutation),
@@ -525,6 +530,7 @@ def _assemble(
             feature_shape=tuple(typed["x_train"].shape[1:]),
             num_outputs=num_outputs,
             classes=label_values if task == "classification" else None,
+            feature_divisor=feature_divisor,
             **stats,
         ),
     )

@@ -31,6 +31,8 @@ class Preprocessing:
       task: 'classification' or 'regression'.
       feature_shape: the shape of one example.
       num_outputs: the model's outputs (classes, or target columns).
+      feature_divisor: what raw features are divided by first (255 for the uint8 pixels of a
+        TFDS catalog image data set, so they become [0, 1]; 1 otherwise).
       feature_mean, feature_std: float64 [*feature_shape], or None (features not standardised).
       target_mean, target_std: float64 [num_outputs] (regression, standardised), or None.
       classes: the decoded labels, sorted as scikit-learn sorts them (or in the order of a
@@ -45,6 +47,7 @@ class Preprocessing:
     target_mean: np.ndarray | None = None
     target_std: np.ndarray | None = None
     classes: np.ndarray | None = None
+    feature_divisor: float = 1.0
 
     @classmethod
     def identity(cls, task: str, feature_shape: tuple[int, ...], num_outputs: int) -> Preprocessing:
@@ -85,6 +88,8 @@ class Preprocessing:
         if not np.isfinite(x).all():
             bad = int(np.count_nonzero(~np.isfinite(x)))
             raise DataError(f"x has {bad} NaN or infinite values; inputs must be finite")
+        if self.feature_divisor != 1.0:
+            x = x / self.feature_divisor
         if self.feature_mean is not None:
             with np.errstate(over="ignore", invalid="ignore"):
                 x = (x - self.feature_mean) / self.feature_std
@@ -170,6 +175,7 @@ class Preprocessing:
             "task": self.task,
             "feature_shape": list(self.feature_shape),
             "num_outputs": int(self.num_outputs),
+            "feature_divisor": float(self.feature_divisor),
             **{name: _floats(getattr(self, name)) for name in _FLOAT_FIELDS},
             "classes": None if self.classes is None else self.classes.tolist(),
             "classes_dtype": None if self.classes is None else self.classes.dtype.str,
@@ -191,6 +197,7 @@ class Preprocessing:
             feature_shape=feature_shape,
             num_outputs=int(record["num_outputs"]),
             classes=classes,
+            feature_divisor=float(record.get("feature_divisor", 1.0)),
             **arrays,
         )
 

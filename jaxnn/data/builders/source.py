@@ -58,6 +58,9 @@ class RawSplits:
     y_train: np.ndarray  # [n_train] labels or [n_train, ...] targets
     x_test: np.ndarray
     y_test: np.ndarray
+    # What the stored features are divided by to become floats: 255 for a catalog's uint8
+    # images (`tfds.features.Image`), 1 otherwise.
+    feature_divisor: float = 1.0
 
 
 _P = ParamSpec("_P")
@@ -184,12 +187,29 @@ def _prepare(name: str, data_dir: str, report: Callable[[str], None]) -> None:
         except Exception as error:  # Whatever failed, the data set is not available here.
             if not existed:
                 _remove_empty_folders(dataset_folder)
+            if _lacks_tensorflow(error):
+                raise DataError(
+                    f"preparing dataset {name!r} in {root} needs TensorFlow (TFDS encodes "
+                    "its images with it), which is not installed: `pip install tensorflow` "
+                    "for the one preparation (reading it later needs none), or prepare it "
+                    "elsewhere with file_format='array_record' and copy it there"
+                ) from error
             cause = " ".join(f"{type(error).__name__}: {error}".split())[:200]
             raise DataError(
                 f"dataset {name!r} is not prepared in {root} and could not be downloaded "
                 f"({cause}); prepare it there with file_format='array_record' or pick one "
                 f"of the local data sets: {', '.join(sorted(BUILDERS))}"
             ) from error
+
+
+def _lacks_tensorflow(error: BaseException) -> bool:
+    """Whether `error` (or what it wraps) is TensorFlow missing: TFDS imports it to encode a
+    catalog's images and re-raises the ImportError with the feature's name prefixed."""
+    while error is not None:
+        if isinstance(error, ImportError) and "'tensorflow'" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def prepared_dir(name: str, data_dir: str = "") -> Path:
@@ -289,7 +309,16 @@ def _read_prepared(name: str, data_dir: str, spec: SourceSpec) -> RawSplits:
         if len(features) != expected:
             raise ValueError(f"the {split} split has {len(features)} records, {expected} expected")
         splits[split] = features, targets
-    return RawSplits(spec, *splits["train"], *splits["test"])
+    divisor = image_divisor(builder.info.features[feature_key])
+    return RawSplits(spec, *splits["train"], *splits["test"], feature_divisor=divisor)
+
+
+def image_divisor(feature: tfds.features.FeatureConnector) -> float:
+    """255 for an image feature of uint8 pixels (the catalog's `tfds.features.Image`, kept
+    [H, W, C]), so that its pixels become floats in [0, 1]; 1 for any other feature."""
+    if isinstance(feature, tfds.features.Image) and np.dtype(feature.np_dtype) == np.uint8:
+        return float(np.iinfo(np.uint8).max)
+    return 1.0
 
 
 def _read_split(
