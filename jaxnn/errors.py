@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class JaxnnError(Exception):
     """A user mistake: the launcher prints `jaxnn: error: <msg>` and exits 2."""
@@ -9,6 +12,19 @@ class JaxnnError(Exception):
 
 class ConfigError(JaxnnError):
     """A bad config value or flag."""
+
+
+def unknown_name(field: str, name: Any, known: Mapping[str, Any]) -> str:
+    """The one message for a name that is not in a registry: the field, the name, the known."""
+    return f"{field}: unknown {name!r}; choose one of {', '.join(sorted(known))}"
+
+
+def lookup(registry: Mapping[str, Any], name: str, field: str) -> Any:
+    """registry[name] (an activation, optimiser, loss, family, ... by the name a config gives),
+    or a ConfigError for `field` that lists the known names."""
+    if name not in registry:
+        raise ConfigError(unknown_name(field, name, registry))
+    return registry[name]
 
 
 class DataError(JaxnnError):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-from jaxnn.errors import ConfigError
 
 Activation = Callable[[jax.Array, Any], jax.Array]
 Initializer = Callable[..., jax.Array]
@@ -46,13 +44,6 @@ INITIALIZERS["kaiming_normal"] = INITIALIZERS["he_normal"]
 INITIALIZERS["kaiming_uniform"] = INITIALIZERS["he_uniform"]
 INITIALIZERS["xavier_normal"] = INITIALIZERS["glorot_normal"]
 INITIALIZERS["xavier_uniform"] = INITIALIZERS["glorot_uniform"]
-
-
-def lookup(registry: Mapping[str, Any], name: str, field: str) -> Any:
-    """registry[name], or a ConfigError for `field` that lists the known names."""
-    if name not in registry:
-        raise ConfigError(f"{field}: unknown {name!r}; choose one of {', '.join(sorted(registry))}")
-    return registry[name]
 
 
 def scaled(init: Initializer, scale: float | jax.Array) -> Initializer:

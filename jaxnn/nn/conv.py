@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnn.nn.activations import lookup
+from jaxnn.errors import lookup
 from jaxnn.nn.dense import weight_gradient
 from jaxnn.nn.precision import cast
 

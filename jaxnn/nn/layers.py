@@ -7,8 +7,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnn.errors import lookup
 from jaxnn.nn import dropout_mask
-from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, Initializer, leaky_relu, lookup, scaled
+from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, Initializer, leaky_relu, scaled
 
 
 def is_python_zero(value: object) -> bool:

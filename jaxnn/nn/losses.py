@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnn.errors import ConfigError
+from jaxnn.errors import ConfigError, lookup
 
 TASKS = ("classification", "regression")
 CLASSIFICATION_ONLY = ("cross_entropy", "binary_cross_entropy")
@@ -74,9 +74,7 @@ LOSSES: dict[str, Loss] = {
 
 
 def _lookup_loss(name: str) -> Loss:
-    if name not in LOSSES:
-        raise ConfigError(f"loss: unknown {name!r}; choose one of {', '.join(sorted(LOSSES))}")
-    return LOSSES[name]
+    return lookup(LOSSES, name, "loss")
 
 
 def per_example_loss(

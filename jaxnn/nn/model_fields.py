@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from jaxnn.config.fields import IntegerField, NumericField
-from jaxnn.errors import ConfigError
+from jaxnn.errors import ConfigError, unknown_name
 from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS
 
 MEMBER = "member"  # members of one compiled program each take a value (a NumericField rule)
@@ -66,9 +66,7 @@ class Choice:
         if isinstance(value, str) and value in self.choices:
             return None
         if isinstance(self.choices, Mapping):
-            return (
-                f"{self.field}: unknown {value!r}; choose one of {', '.join(sorted(self.choices))}"
-            )
+            return unknown_name(self.field, value, self.choices)
         return f"{self.field} must be one of {', '.join(self.choices)}, got {value!r}"
 
 

@@ -32,7 +32,7 @@ import optax
 
 from jaxnn.config.fields import NumericField, is_number
 from jaxnn.config.schema import default_config
-from jaxnn.errors import ConfigError
+from jaxnn.errors import ConfigError, lookup
 
 Scalar = float | jax.Array
 # f(opt_cfg, hparams, learning_rate schedule) -> the optimiser (see `Optimizer`).
@@ -45,12 +45,6 @@ LossScheduleFactory = Callable[[Any, int], optax.GradientTransformationExtraArgs
 _UNSCALED = "__unscaled__"
 # The member hyperparameters every optimiser reads.
 _SHARED = ("learning_rate", "weight_decay")
-
-
-def _lookup(registry: Mapping[str, Any], name: str, field: str) -> Any:
-    if name not in registry:
-        raise ConfigError(f"{field}: unknown {name!r}; choose one of {', '.join(sorted(registry))}")
-    return registry[name]
 
 
 def _in_unit_interval(value: float) -> bool:
@@ -191,7 +185,7 @@ def member_fields(opt_cfg: Any) -> tuple[NumericField, ...]:
     Raises:
       ConfigError: an unknown optimiser name (the message lists the known ones).
     """
-    optimizer = _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
+    optimizer = lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
     return tuple(NUMERIC_FIELDS[name] for name in (*_SHARED, *optimizer.reads))
 
 
@@ -291,7 +285,7 @@ def unit_schedule(opt_cfg: Any, total_steps: int) -> optax.Schedule:
     Raises:
       ConfigError: an unknown schedule (a config `check_schedule_fits` passed builds).
     """
-    factory = _lookup(SCHEDULES, opt_cfg.schedule, "optimizer.schedule")
+    factory = lookup(SCHEDULES, opt_cfg.schedule, "optimizer.schedule")
     schedule = factory(opt_cfg, total_steps)
 
     def unit(count: jax.Array | int) -> jax.Array:
@@ -347,7 +341,7 @@ def make_optimizer(
       ConfigError: an unknown optimiser or schedule (never for a config validation passed:
         `validate_optimizer_config`, then `check_schedule_fits` once the steps are known).
     """
-    optimizer = _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
+    optimizer = lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
     unit = unit_schedule(opt_cfg, total_steps)
     member = {
         field.hparam: hparams.get(field.hparam, opt_cfg[_leaf(field)])
@@ -511,8 +505,8 @@ def validate_optimizer_config(opt_cfg: Any) -> None:
         are not increasing fractions in (0, 1). The integer fields' ranges are checked before
         (`jaxnn.config.fields.INTEGER_FIELDS`).
     """
-    _lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
-    _lookup(SCHEDULES, opt_cfg.schedule, "optimizer.schedule")
+    lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
+    lookup(SCHEDULES, opt_cfg.schedule, "optimizer.schedule")
     for field in NUMERIC_FIELDS.values():
         problem = field.problem(opt_cfg[_leaf(field)])
         if problem:

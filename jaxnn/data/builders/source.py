@@ -205,10 +205,11 @@ def _prepare(name: str, data_dir: str, report: Callable[[str], None]) -> None:
 def _lacks_tensorflow(error: BaseException) -> bool:
     """Whether `error` (or what it wraps) is TensorFlow missing: TFDS imports it to encode a
     catalog's images and re-raises the ImportError with the feature's name prefixed."""
-    while error is not None:
-        if isinstance(error, ImportError) and "'tensorflow'" in str(error):
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ImportError) and "'tensorflow'" in str(cause):
             return True
-        error = error.__cause__ or error.__context__
+        cause = cause.__cause__ or cause.__context__
     return False
 
 
