@@ -1,10 +1,10 @@
 """The resolved run: what a validated config says to train (`RunSpec`), and how its model
 family and its members' numeric fields are found.
 
-`jaxnn.validation.validate` checks a config and resolves it into a RunSpec: the canonical
+`jaxnn.front_end.resolve` checks a config and resolves it into a RunSpec: the canonical
 config, the sweep as a value, the drawn search points, the model family, the user's
-components and one RunSpec per structural variant. Every phase after validation reads the run
-from here and never re-parses the config.
+components and one RunSpec per structural variant. Every phase after the front end reads the
+run from here and never re-parses the config.
 """
 
 from __future__ import annotations
