@@ -1,14 +1,14 @@
 """The run's front end: a config, the user's components and a sweep given from Python resolved
 into the run they describe (`jaxnn.run_spec.RunSpec`), after every check that needs no data.
 
-`resolve` reads the config as the schema's shape, finds the model family (the user's model
-with its declared fields set, or the registered family of `model.name`), has every section
-checked (`jaxnn.validation.check_sections`), parses the sweep and draws the search's points
-over the members' numeric fields (`jaxnn.validation.check_members` checks them), and resolves
-each structural variant the same way. `jaxnn.run`, `jaxnn.fit`, `jaxnn.fit_ensemble` and
-`jaxnn.fit_variants` enter here once; every later phase reads the RunSpec and never re-parses
-the config. The checks that need the loaded data are `jaxnn.validation.check_against_data`.
-"""
+`resolve` reads the config as the schema's shape, finds the model family (the user's model,
+whose declared fields it sets, or the registered family of `model.name`), splits the sweep and
+the search into their fields, has every section checked (`jaxnn.validation.check_sections`),
+resolves the sweep's values and draws the search's points over the members' numeric fields
+(`jaxnn.validation.check_members` checks them), and resolves each structural variant the same
+way. `jaxnn.run`, `jaxnn.fit`, `jaxnn.fit_ensemble` and `jaxnn.fit_variants` enter here once;
+every later phase reads the RunSpec and never re-parses the config. The checks that need the
+loaded data are `jaxnn.validation.check_against_data`."""
 
 from __future__ import annotations
 
@@ -61,12 +61,14 @@ def resolve(
     """
     components = components or Components()
     check_config_type(config)
+    family = model_family(config, components)
     if isinstance(components.model, UserModel):
         values = components.model.values(config.model)
         config = sweep_lib.with_values(config, {f"model.{k}": v for k, v in values.items()})
-    family = model_family(config, components)
-    validation.check_sections(config, family, components)
-    resolved, search = _resolve_members(config, family, components, sweep)
+    given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
+    searched = search_lib.split_search(config.restarts.search)
+    validation.check_sections(config, family, components, varied=[*given, *searched])
+    resolved, search = _resolve_members(config, family, components, given)
     canonical = sweep_lib.with_values(
         config,
         {"restarts.sweep": resolved.to_spec()}
@@ -116,15 +118,11 @@ def _resolve_members(
     config: ml_collections.ConfigDict,
     family: family_lib.ModelFamily,
     components: Components,
-    sweep: sweep_lib.SweepSpec | None,
+    given: dict[str, list[Any]],
 ) -> tuple[sweep_lib.Sweep, search_lib.Search | None]:
-    """The sweep parsed and the search's points drawn, each value checked by its field's rule
-    (and by the family's rules across fields), and the member schedule checked."""
-    given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
-    if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
-        _refuse_undeclared_model_fields(
-            [*given, *search_lib.split_search(config.restarts.search)], family
-        )
+    """The sweep's values (`given`, split from its spec) resolved and the search's points
+    drawn, each value checked by its field's rule (and by the family's rules across fields),
+    and the member schedule checked."""
     member_fields = numeric_fields(config, family, components)
     resolved = sweep_lib.resolve(
         given,
@@ -146,21 +144,6 @@ def _resolve_members(
         num_members=len(resolved.numeric_variants()) * config.restarts.num,
     )
     return resolved, search
-
-
-def _refuse_undeclared_model_fields(varied: list[str], family: family_lib.ModelFamily) -> None:
-    """A sweep or search of a user's model may vary only the numeric fields it declares
-    (`jaxnn.UserModel`): the rest of its structure is in its code, not the config."""
-    declared = [f.field for f in family.numeric_fields]
-    undeclared = [f for f in varied if f.startswith("model.") and f not in declared]
-    if undeclared:
-        have = f"it declares {', '.join(declared)}" if declared else "it declares none"
-        raise ConfigError(
-            f"{undeclared[0]} is varied, but the model is the user's own (model=...) and {have}: "
-            f"declare it as a per-member number, jaxnn.UserModel(factory, "
-            f"fields={{{undeclared[0].removeprefix('model.')!r}: default}}), or train one run "
-            "per value"
-        )
 
 
 def check_config_type(config: Any) -> None:

@@ -2,7 +2,8 @@
 
 One path for every run, in phases:
 
-  plan     validate (the sweep parsed once, every structural variant checked), lock the
+  plan     resolve (`jaxnn.front_end`: every check that needs no data, the sweep parsed
+           once, every structural variant resolved and checked), lock the
            workdir, decide what to do with it (new, resume, continue a finished run, nothing
            to do for a complete one, overwrite);
   build    check the pretrained run, load the data, build each variant's trainer (a plain

@@ -9,7 +9,7 @@ is one `JaxnnError` before anything is trained or written.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -45,9 +45,16 @@ def _require(condition: bool, message: str) -> None:
 
 
 def check_sections(
-    config: ml_collections.ConfigDict, family: family_lib.ModelFamily, components: Components
+    config: ml_collections.ConfigDict,
+    family: family_lib.ModelFamily,
+    components: Components,
+    varied: Sequence[str] = (),
 ) -> None:
-    """Every section's own rules, in the schema's order (the model's by its family).
+    """Every section's rules: the integer ranges and the data set's first, then the run's own
+    sections (training, restarts, init_from, tensorboard, mesh, compilation_cache, the user's
+    components and the fields `varied` by the sweep or the search), then each section that its
+    owner checks (the model by its family, the loss, the optimiser, the weights' average, the
+    augmentation).
 
     Raises:
       ConfigError: the first mistake, in one line.
@@ -55,6 +62,18 @@ def check_sections(
     problem = integer_problem(config)
     _require(problem is None, problem or "")
     data.validate_dataset_config(config.dataset)
+    _validate_training(config.training)
+    _validate_restarts(config.restarts, components)
+    _validate_init_from(config.init_from)
+    _require(
+        isinstance(config.tensorboard.enabled, bool),
+        f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
+    )
+    validate_mesh_config(config.mesh)
+    _validate_compilation_cache(config.compilation_cache)
+    _validate_components(components)
+    if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
+        _refuse_undeclared_model_fields(varied, family)
     registry.refuse_other_families_fields(config.model, family)
     if family.validate is not None:
         family.validate(config.model)
@@ -67,17 +86,22 @@ def check_sections(
     optimizers.validate_optimizer_config(config.optimizer)
     problem = ema.EMA_DECAY.problem(config.optimizer.ema_decay)
     _require(problem is None, problem or "")
-    _validate_training(config.training)
     augment.validate_augment_config(config.augment)
-    _validate_restarts(config.restarts, components)
-    _validate_init_from(config.init_from)
-    _require(
-        isinstance(config.tensorboard.enabled, bool),
-        f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
-    )
-    validate_mesh_config(config.mesh)
-    _validate_compilation_cache(config.compilation_cache)
-    _validate_components(components)
+
+
+def _refuse_undeclared_model_fields(varied: Sequence[str], family: family_lib.ModelFamily) -> None:
+    """A sweep or search of a user's model may vary only the numeric fields it declares
+    (`jaxnn.UserModel`): the rest of its structure is in its code, not the config."""
+    declared = [f.field for f in family.numeric_fields]
+    undeclared = [f for f in varied if f.startswith("model.") and f not in declared]
+    if undeclared:
+        have = f"it declares {', '.join(declared)}" if declared else "it declares none"
+        raise ConfigError(
+            f"{undeclared[0]} is varied, but the model is the user's own (model=...) and {have}: "
+            f"declare it as a per-member number, jaxnn.UserModel(factory, "
+            f"fields={{{undeclared[0].removeprefix('model.')!r}: default}}), or train one run "
+            "per value"
+        )
 
 
 def check_members(
