@@ -42,7 +42,7 @@ def resolve(
     config: ml_collections.ConfigDict,
     components: Components | None = None,
     *,
-    sweep: sweep_lib.SweepSpec | None = None,
+    sweep: sweep_lib.SweepSpec | sweep_lib.Sweep | None = None,
 ) -> RunSpec:
     """Checks every field that can be checked without data, parses the sweep once and draws
     the search's points (`restarts.search`, each value checked by its field's rule).
@@ -101,7 +101,7 @@ def resolve_call(
     key: Any,
     components: Components | None = None,
     *,
-    sweep: sweep_lib.SweepSpec | None = None,
+    sweep: sweep_lib.SweepSpec | sweep_lib.Sweep | None = None,
 ) -> RunSpec:
     """`resolve` for the Python entry points that train on given data (`fit`, `fit_ensemble`,
     `fit_variants`): the data set and the key are checked too.

@@ -137,7 +137,7 @@ def _split_spec(spec: str) -> dict[str, list[Any]]:
     return parsed
 
 
-def split_spec(spec: SweepSpec) -> dict[str, list[Any]]:
+def split_spec(spec: SweepSpec | Sweep) -> dict[str, list[Any]]:
     """The fields and values of a sweep string or mapping, unchecked (syntax only)."""
     if isinstance(spec, Sweep):
         return {
