@@ -20,6 +20,7 @@ from jaxnn import validation
 from jaxnn.config import schedule as schedule_lib
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
+from jaxnn.config.fields import NumericField
 from jaxnn.config.schema import default_config
 from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
@@ -68,7 +69,8 @@ def resolve(
     given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
     searched = search_lib.split_search(config.restarts.search)
     validation.check_sections(config, family, components, varied=[*given, *searched])
-    resolved, search = _resolve_members(config, family, components, given)
+    fields = numeric_fields(config, family, components)
+    resolved, search = _resolve_members(config, family, fields, given)
     canonical = sweep_lib.with_values(
         config,
         {"restarts.sweep": resolved.to_spec()}
@@ -90,6 +92,7 @@ def resolve(
         sweep=resolved,
         family=family,
         components=components,
+        fields=fields,
         variants=variants,
         search=search,
     )
@@ -117,13 +120,12 @@ def resolve_call(
 def _resolve_members(
     config: ml_collections.ConfigDict,
     family: family_lib.ModelFamily,
-    components: Components,
+    member_fields: dict[str, NumericField],
     given: dict[str, list[Any]],
 ) -> tuple[sweep_lib.Sweep, search_lib.Search | None]:
     """The sweep's values (`given`, split from its spec) resolved and the search's points
-    drawn, each value checked by its field's rule (and by the family's rules across fields),
-    and the member schedule checked."""
-    member_fields = numeric_fields(config, family, components)
+    drawn over the members' numeric fields, each value checked by its field's rule (and by the
+    family's rules across fields), and the member schedule checked."""
     resolved = sweep_lib.resolve(
         given,
         config,
