@@ -405,9 +405,9 @@ def _check_parameter_count(spec: RunSpec, params: Any) -> None:
     _, path, shape = max(counts, key=lambda entry: entry[0])
     model = spec.config.model
     sizes = [
-        f"model.{name}={model[name]!r}"
-        for name in (spec.family.config_fields or ())
-        if name in model and _is_size(model[name])
+        f"model.{field.name}={model[field.name]!r}"
+        for field in (spec.family.fields or ())
+        if field.name in model and _is_size(model[field.name])
     ]
     raise ConfigError(
         f"the model has {total:.3g} parameters ({jax.tree_util.keystr(path)} alone has shape "

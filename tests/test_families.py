@@ -278,12 +278,14 @@ def test_cnn1d_layer_table_is_in_layer_order():
     assert labels["head"]["kernel"] == "head" and labels["conv_0"]["kernel"] == "body"
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", sorted(registry.MODEL_FAMILIES))
 def test_every_family_is_registered_and_declares_its_fields(name):
     family = registry.family(name)
-    assert family.config_fields is not None
+    assert family.fields is not None
+    declared = {spec.name for spec in family.fields}
     for field in family.numeric_fields:
-        assert field.field.split(".")[1] in family.config_fields
+        assert field.field.split(".")[1] in declared
+    assert declared <= set(jaxnn.default_config().model)
 
 
 def test_resmlp_blocks_are_pre_norm_residual_and_in_layer_order():
@@ -316,8 +318,8 @@ def test_resmlp_blocks_are_pre_norm_residual_and_in_layer_order():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"model.channels": (8,)}, "model.channels is read by the cnn1d family, not by model.name=mlp"),
-        ({"model.conv_impl": "lax"}, "model.conv_impl is read by the cnn1d family"),
+        ({"model.channels": (8,)}, "model.channels is read by the cnn1d, cnn2d families, not by model.name=mlp"),
+        ({"model.conv_impl": "lax"}, "model.conv_impl is read by the cnn1d, cnn2d, resnet families"),
         ({"model.name": "cnn1d", "model.input_dropout": 0.1}, "model.input_dropout is read by the mlp family"),
         ({"model.name": "cnn1d", "model.pool": "min"}, "model.pool must be one of none, max, avg"),
         ({"model.name": "cnn1d", "model.padding": "full"}, "model.padding must be one of same, valid"),
@@ -329,7 +331,7 @@ def test_resmlp_blocks_are_pre_norm_residual_and_in_layer_order():
         ({"model.name": "gru", "model.hidden": (100, 100), "model.readout": "first"}, "model.readout must be one of last, mean"),
         ({"model.name": "rnn", "model.hidden": (100, 100), "model.chunk": 0}, "model.chunk must be an integer in "),
         ({"model.name": "lstm", "model.hidden": (100, 100), "model.state_size": 0}, "model.state_size must be an integer in "),
-        ({"model.name": "gru"}, "model.hidden is read by the mlp, cnn1d families"),
+        ({"model.name": "gru"}, "model.hidden is read by the mlp, cnn1d, cnn2d families"),
         ({"model.name": "lstm", "model.hidden": (100, 100), "model.activation": "tanh"}, "model.activation is read by"),
         ({"model.state_size": 8}, "model.state_size is read by the gru, lstm, rnn families"),
         ({"model.depth": 3}, "model.depth is read by the resmlp family, not by model.name=mlp"),

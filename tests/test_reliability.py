@@ -25,6 +25,7 @@ from jaxnn import runner
 from jaxnn.config import fields, schema
 from jaxnn.errors import ConfigError, DataError, JaxnnError, WorkdirError
 from jaxnn.io import run_readers, workdir
+from jaxnn.nn import registry
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = jax.random.PRNGKey(0)
@@ -88,7 +89,13 @@ def test_the_python_api_refuses_with_one_line(what, call, error, fragment, tmp_p
 
 def test_every_integer_field_of_the_schema_has_a_range():
     config = schema.default_config()
-    ranged = {entry.field for entry in fields.INTEGER_FIELDS}
+    # the model's integer fields have theirs in their families' specs
+    model_ranges = [spec.rule for spec in registry.model_fields_by_name().values()]
+    entries = [
+        *fields.INTEGER_FIELDS,
+        *(r for r in model_ranges if isinstance(r, fields.IntegerField)),
+    ]
+    ranged = {entry.field for entry in entries}
 
     def integers(node, prefix=""):
         for key, value in node.items():
@@ -98,7 +105,7 @@ def test_every_integer_field_of_the_schema_has_a_range():
                 yield f"{prefix}{key}"
 
     assert set(integers(config)) <= ranged
-    for entry in fields.INTEGER_FIELDS:
+    for entry in entries:
         assert entry.problem([entry.low] if entry.each else entry.low) is None
         assert entry.problem([entry.high + 1] if entry.each else entry.high + 1) is not None
         assert entry.problem([entry.low - 1] if entry.each else entry.low - 1) is not None

@@ -100,6 +100,36 @@ def test_refits_of_the_same_shapes_compile_nothing(iris):
     assert first.loss_curve_[-1] != pytest.approx(second.loss_curve_[-1])
 
 
+def test_a_first_fit_lowers_its_two_programs_once_each(iris):
+    # The epoch program is compiled in a second thread while the members start, from their
+    # shapes: the fit's own compile of the epoch must find it, not lower it a second time.
+    x, y = iris
+    x = np.hstack([x, x[:, :1]])  # a width no other test fits: nothing is compiled for it yet
+    lowered = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            lowered.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        MLPClassifier(n_restarts=2, random_state=0, **{**SMALL, "max_iter": 3}).fit(x, y)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(lowered) == 2  # the members' start and the epoch
+
+
+def test_a_fit_under_a_threads_x64_switch_trains_in_float64_without_warnings(iris):
+    # The epoch compiles in a second thread: it must see this thread's x64 switch too.
+    x, y = iris
+    with jax.enable_x64(True), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(n_restarts=2, random_state=0, **{**SMALL, "max_iter": 3}).fit(x, y)
+        assert clf.predict_proba(x).dtype == np.float64
+    assert clf.coefs_[0].dtype == np.float64
+
+
 def test_labels_are_encoded_and_decoded_in_sorted_order(iris):
     x, y = iris
     clf = MLPClassifier(random_state=0, **SMALL).fit(x, y)

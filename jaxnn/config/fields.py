@@ -63,7 +63,7 @@ class IntegerField:
       field: the dotted config field, e.g. 'training.steps'.
       low, high: the smallest and largest value allowed.
       meaning: what a value means, in a few words (the error message says it).
-      each: the field holds a tuple of such integers (model.hidden, dataset.classes).
+      each: the field holds a tuple of such integers (dataset.classes, model.hidden).
     """
 
     field: str
@@ -91,7 +91,8 @@ def _is_plain_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-# Every integer field of the schema (`jaxnn.config.schema`), checked before anything else.
+# Every integer field of the schema (`jaxnn.config.schema`) but the model's, checked before
+# anything else; a model field's range is in its family's spec (`jaxnn.nn.model_fields`).
 INTEGER_FIELDS: tuple[IntegerField, ...] = (
     IntegerField("seed", 0, MAX_SEED, "the root random seed"),
     IntegerField("dataset.split_seed", 0, MAX_SEED, "seeds the validation split"),
@@ -100,7 +101,6 @@ INTEGER_FIELDS: tuple[IntegerField, ...] = (
     ),
     IntegerField("dataset.train_per_class", 0, 10**9, "train examples kept per class, 0 = all"),
     IntegerField("dataset.classes", 0, 10**6, "the class labels kept", each=True),
-    IntegerField("model.hidden", 1, 2**31 - 1, "the width of each hidden layer", each=True),
     IntegerField("optimizer.warmup_steps", 0, MAX_STEPS, "steps of learning-rate warmup"),
     IntegerField("training.batch_size", 1, 2**31 - 1, "examples per step"),
     IntegerField("training.steps", 0, MAX_STEPS, "steps of training, 0 = use epochs"),
@@ -117,11 +117,6 @@ INTEGER_FIELDS: tuple[IntegerField, ...] = (
     IntegerField("checkpoint.keep", 1, 10**6, "latest checkpoints kept"),
     IntegerField("mesh.num_devices", 0, 2**20, "devices of the mesh, 0 = all"),
     IntegerField("mesh.member_group", 0, 2**31 - 1, "members per group, 0 = automatic"),
-    IntegerField("model.width", 1, 2**31 - 1, "the width of the residual blocks"),
-    IntegerField("model.depth", 1, 10**4, "residual blocks"),
-    IntegerField("model.state_size", 1, 2**31 - 1, "the recurrent state's width"),
-    IntegerField("model.chunk", 1, 10**6, "positions read per time step"),
-    IntegerField("model.pool_size", 1, 10**6, "positions per pooling window"),
     IntegerField("augment.shift", 0, 10**6, "the largest random shift in positions, 0 = off"),
     IntegerField("augment.crop", 0, 10**6, "the padding of the random crops in pixels, 0 = off"),
     IntegerField("optimizer.plateau_patience", 1, MAX_STEPS, "checks without improvement"),
@@ -134,7 +129,7 @@ INTEGER_FIELDS: tuple[IntegerField, ...] = (
 def integer_problem(config: Any) -> str | None:
     """The complaint about the first integer field of `config` out of its range, or None.
 
-    Fields a config does not have (a family without `model.hidden`) are skipped.
+    Fields a config does not have are skipped.
     """
     for entry in INTEGER_FIELDS:
         node = config

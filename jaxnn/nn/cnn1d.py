@@ -21,12 +21,11 @@ from jaxnn.nn import conv, model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
-from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE
+from jaxnn.nn.model_fields import STRUCTURAL, FieldSpec, Flag, IntegerTuple
 from jaxnn.nn.precision import layer_dtype
 from jaxnn.nn.sequence import as_sequence, sequence_shape
 
 HEAD = "head"
-NUMERIC_FIELDS = (DROPOUT, INIT_SCALE, NEGATIVE_SLOPE)
 
 
 class CNN1D(nn.Module):
@@ -101,9 +100,13 @@ class CNN1D(nn.Module):
         return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
 
 
-def _per_layer(model_cfg: Any, name: str) -> tuple[int, ...]:
-    """model.`name` with one value per conv layer (a single value applies to every layer)."""
-    given = model_fields.int_tuple(model_cfg, name, minimum=1, allow_empty=False)
+def per_layer(model_cfg: Any, name: str) -> tuple[int, ...]:
+    """model.`name` with one value per conv layer (a single value applies to every layer).
+
+    Raises:
+      ConfigError: neither one value nor one per layer (model.channels).
+    """
+    given = tuple(int(item) for item in model_cfg[name])
     layers = len(model_cfg.channels)
     if len(given) == 1:
         return given * layers
@@ -120,8 +123,8 @@ def build(model_cfg: Any, hparams: Any, num_outputs: int) -> CNN1D:
     """The family's builder: the CNN of `model_cfg` with the member's numeric hyperparameters."""
     return CNN1D(
         channels=tuple(model_cfg.channels),
-        kernel_sizes=_per_layer(model_cfg, "kernel_sizes"),
-        strides=_per_layer(model_cfg, "strides"),
+        kernel_sizes=per_layer(model_cfg, "kernel_sizes"),
+        strides=per_layer(model_cfg, "strides"),
         num_outputs=num_outputs,
         padding=model_cfg.padding,
         pool=model_cfg.pool,
@@ -172,25 +175,16 @@ def layer_order(names: Sequence[str]) -> tuple:
 
 
 def validate_model_config(model_cfg: Any) -> None:
-    """Checks the fields cnn1d reads.
+    """Checks the fields cnn1d reads, each by its spec, then kernel_sizes and strides against
+    the conv layers (`per_layer`).
 
     Raises:
-      ConfigError: no or non-positive channels; kernel_sizes or strides that are not one value
-        or one per layer, or below 1; an unknown padding, pool, conv_impl, activation or init;
-        a non-boolean layer_norm; a numeric field out of its range (pool_size and hidden:
-        `jaxnn.config.fields.INTEGER_FIELDS`, checked before).
+      ConfigError: the first field its rule refuses; kernel_sizes or strides that are neither
+        one value nor one per layer.
     """
-    model_fields.int_tuple(model_cfg, "channels", minimum=1, allow_empty=False)
-    _per_layer(model_cfg, "kernel_sizes")
-    _per_layer(model_cfg, "strides")
-    model_fields.choice(model_cfg, "padding", conv.PADDINGS)
-    model_fields.choice(model_cfg, "pool", tuple(conv.POOLS))
-    model_fields.choice(model_cfg, "conv_impl", conv.CONV_IMPL_CHOICES)
-    if not isinstance(model_cfg.layer_norm, bool):
-        raise ConfigError(f"model.layer_norm must be True or False, got {model_cfg.layer_norm!r}")
-    model_fields.check_activation(model_cfg)
-    model_fields.check_init(model_cfg)
-    model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
+    model_fields.check(model_cfg, FIELDS)
+    per_layer(model_cfg, "kernel_sizes")
+    per_layer(model_cfg, "strides")
 
 
 def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
@@ -203,7 +197,7 @@ def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
     length, _ = sequence_shape("cnn1d", feature_shape)
     padding, pool = model_cfg.padding, model_cfg.pool
     pool_size = int(model_cfg.pool_size)
-    sizes, strides = _per_layer(model_cfg, "kernel_sizes"), _per_layer(model_cfg, "strides")
+    sizes, strides = per_layer(model_cfg, "kernel_sizes"), per_layer(model_cfg, "strides")
     for i, (size, stride) in enumerate(zip(sizes, strides, strict=True)):
         where = (
             f"{length} positions (the examples' length)"
@@ -229,19 +223,27 @@ def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
         length = conv.pooled_length(length, pool, pool_size)
 
 
-CONFIG_FIELDS = (
-    "channels", "kernel_sizes", "strides", "padding", "pool", "pool_size", "layer_norm",
-    "conv_impl", "hidden", "activation", "negative_slope", "init", "init_stddev", "init_scale",
-    "dropout",
+# The conv layers' fields, which cnn2d shares: one entry per conv layer; a kernel_sizes or
+# strides tuple of one value applies to every layer (--config.model.kernel_sizes=5 gives (5,)).
+CHANNELS = FieldSpec("channels", (32, 32, 32), IntegerTuple("model.channels"), STRUCTURAL)
+KERNEL_SIZES = FieldSpec("kernel_sizes", (5,), IntegerTuple("model.kernel_sizes"), STRUCTURAL)
+STRIDES = FieldSpec("strides", (1,), IntegerTuple("model.strides"), STRUCTURAL)
+PADDING = model_fields.choice("padding", "same", conv.PADDINGS)
+POOL = model_fields.choice("pool", "none", tuple(conv.POOLS))  # after each conv layer
+POOL_SIZE = model_fields.integer("pool_size", 2, 1, 10**6, "positions per pooling window")
+# im2col or lax; auto = im2col on CPU, lax elsewhere (jaxnn.nn.conv)
+CONV_IMPL = model_fields.choice("conv_impl", "auto", conv.CONV_IMPL_CHOICES)
+LAYER_NORM = FieldSpec("layer_norm", False, Flag("model.layer_norm"), STRUCTURAL)
+FIELDS = (
+    CHANNELS, KERNEL_SIZES, STRIDES, PADDING, POOL, POOL_SIZE, LAYER_NORM, CONV_IMPL,
+    model_fields.HIDDEN, model_fields.ACTIVATION, model_fields.INIT, model_fields.INIT_STDDEV,
+    model_fields.DROPOUT, model_fields.INIT_SCALE, model_fields.NEGATIVE_SLOPE,
 )  # fmt: skip
-_STRUCTURAL = ("channels", "kernel_sizes", "strides", "padding", "pool", "pool_size",
-               "layer_norm", "conv_impl", "hidden", "activation", "init")  # fmt: skip
 
 FAMILY = ModelFamily(
     name="cnn1d",
     build=build,
-    numeric_fields=NUMERIC_FIELDS,
-    structural_fields=tuple(f"model.{name}" for name in _STRUCTURAL),
+    fields=FIELDS,
     head=(HEAD,),
     validate=validate_model_config,
     preactivations=preactivations,
@@ -249,5 +251,4 @@ FAMILY = ModelFamily(
     layer_order=layer_order,
     transfer_fields=("activation", "padding", "pool", "pool_size", "layer_norm"),
     check_inputs=check_inputs,
-    config_fields=CONFIG_FIELDS,
 )

@@ -17,11 +17,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnn.nn import conv
+from jaxnn.errors import ConfigError
+from jaxnn.nn import cnn1d, conv, model_fields
+from jaxnn.nn.cnn1d import per_layer
 from jaxnn.nn.dense import Dense
-from jaxnn.nn.images import as_images
+from jaxnn.nn.family import ModelFamily
+from jaxnn.nn.images import as_images, image_shape
 from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
-from jaxnn.nn.normalization import normalize
+from jaxnn.nn.normalization import NORMS, normalize
 
 HEAD = "head"
 
@@ -96,3 +99,88 @@ class CNN2D(nn.Module):
             h = Dense(width, kernel_init=kernel_init, dtype=self.dtype, name=f"hidden_{j}")(x)
             x = drop(nonlinearity(h, index, f"hidden_{j}"), index)
         return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
+
+
+def build(model_cfg: Any, hparams: Any, num_outputs: int) -> CNN2D:
+    """The family's builder: the CNN of `model_cfg` with the member's numeric hyperparameters."""
+    return CNN2D(
+        channels=tuple(model_cfg.channels),
+        kernel_sizes=per_layer(model_cfg, "kernel_sizes"),
+        strides=per_layer(model_cfg, "strides"),
+        num_outputs=num_outputs,
+        padding=model_cfg.padding,
+        pool=model_cfg.pool,
+        pool_size=int(model_cfg.pool_size),
+        norm=model_cfg.norm,
+        conv_impl=model_cfg.conv_impl,
+        hidden=tuple(model_cfg.hidden),
+        activation=model_cfg.activation,
+        initializer=model_cfg.init,
+        init_stddev=model_cfg.init_stddev,
+        negative_slope=hparams["negative_slope"],
+        dropout=hparams["dropout"],
+        init_scale=hparams["init_scale"],
+    )
+
+
+def validate_model_config(model_cfg: Any) -> None:
+    """Checks the fields cnn2d reads, each by its spec, then kernel_sizes and strides against
+    the conv layers (one value, or one per layer)."""
+    model_fields.check(model_cfg, FIELDS)
+    per_layer(model_cfg, "kernel_sizes")
+    per_layer(model_cfg, "strides")
+
+
+def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
+    """Examples are images, and every conv layer and pooling gets pixels to read.
+
+    Raises:
+      ConfigError: examples that are not [H, W] or [H, W, C]; a kernel or stride larger than
+        its layer's input, or pooling that leaves no pixels (naming the layer).
+    """
+    height, width, _ = image_shape("cnn2d", feature_shape)
+    sizes, strides = per_layer(model_cfg, "kernel_sizes"), per_layer(model_cfg, "strides")
+    pool, pool_size = model_cfg.pool, int(model_cfg.pool_size)
+    for i, (size, stride) in enumerate(zip(sizes, strides, strict=True)):
+        side = min(height, width)
+        if max(size, stride) > side:
+            raise ConfigError(
+                f"model.kernel_sizes, model.strides: conv layer {i} has a {size}x{size} kernel "
+                f"and stride {stride} but its input is {height}x{width} pixels; use smaller "
+                "kernels, strides or pools, or fewer layers"
+            )
+        height, width = (
+            conv.pooled_length(
+                conv.output_length(n, size, stride, model_cfg.padding), pool, pool_size
+            )
+            for n in (height, width)
+        )
+        if min(height, width) < 1:
+            raise ConfigError(
+                f"model.pool_size={pool_size}: pooling after conv layer {i} leaves no pixels; "
+                "use a smaller pool_size or strides, or fewer layers"
+            )
+
+
+# The normalisation after each convolution (resnet's too; jaxnn.nn.normalization).
+NORM = model_fields.choice("norm", "batch", NORMS)
+# Conv layers as cnn1d's (square kernels and strides), `norm` after each, the same dense layers.
+FIELDS = (
+    cnn1d.CHANNELS, cnn1d.KERNEL_SIZES, cnn1d.STRIDES, cnn1d.PADDING, cnn1d.POOL, cnn1d.POOL_SIZE,
+    NORM, cnn1d.CONV_IMPL,
+    model_fields.HIDDEN, model_fields.ACTIVATION, model_fields.INIT, model_fields.INIT_STDDEV,
+    model_fields.DROPOUT, model_fields.INIT_SCALE, model_fields.NEGATIVE_SLOPE,
+)  # fmt: skip
+
+FAMILY = ModelFamily(
+    name="cnn2d",
+    build=build,
+    fields=FIELDS,
+    head=(HEAD,),
+    validate=validate_model_config,
+    preactivations=cnn1d.preactivations,  # conv layers' channels, then dense layers' units
+    activation_field="activation",
+    layer_order=cnn1d.layer_order,  # the same layer names: conv_i, norm_i, prelu_i, hidden_j
+    transfer_fields=("activation", "padding", "pool", "pool_size", "norm"),
+    check_inputs=check_inputs,
+)

@@ -4,8 +4,8 @@ A family is one `ModelFamily` value, registered by name in `jaxnn.nn.registry`. 
 `flax.linen.Module` of a member from the `model` config and the member's numeric
 hyperparameters, and declares
 
-- which of its numeric fields a sweep may vary per member inside one compiled program
-  (`numeric_fields`) and which change the program (`structural_fields`);
+- the `model` fields it reads, one `FieldSpec` each (`fields`: default, rule, and whether a
+  sweep varies it per member inside one compiled program or with one program per value);
 - which top-level parameters form the head (`head`): transfer learning restores or freezes
   everything else, the body;
 - optionally its hidden pre-activations, which the diagnostics read (`preactivations`), and
@@ -35,7 +35,8 @@ import flax.linen as nn
 import jax
 
 from jaxnn.config.fields import NumericField
-from jaxnn.nn import precision
+from jaxnn.nn import model_fields, precision
+from jaxnn.nn.model_fields import FieldSpec
 
 Params = Any
 # collection -> that collection's variables, e.g. {'batch_stats': {'BatchNorm_0': {'mean', 'var'}}}
@@ -61,18 +62,20 @@ class ModelFamily:
         the family's numeric hyperparameters by `NumericField.hparam` name: traced float32
         scalars (one per member), or a Python 0.0 where a `zero_removes` field is zero and
         not swept (the Module may then leave that piece out of the program).
+      fields: the specs of the `model` fields it reads (besides the universal name, head and
+        dtype), or None when it does not say (a user's family). They make `config.model`
+        (`jaxnn.nn.registry`), and give `numeric_fields` (MEMBER), `structural_fields`
+        (STRUCTURAL) and, unless `validate` is given, `validate` (each field by its rule).
+        A field that another family reads and this one does not must keep its default.
       numeric_fields: the fields a sweep may vary per member without recompiling.
       structural_fields: the dotted `model.*` fields a sweep may vary with one program per value.
       head: the top-level parameter names of the head; every other parameter is the body.
-      validate: raises ConfigError for a bad `model` config (numeric fields are checked by
-        their own rules; this checks the rest).
+      validate: raises ConfigError for a bad `model` config: a family that declares `fields`
+        and has rules across them checks its fields (`model_fields.check`) and then those.
       preactivations: optional hidden pre-activations for the dead / saturated unit diagnostics.
       activation_field: the `model` field that names the hidden units' activation, if any.
       layer_order: optional sort key of a parameter path (a list of names) for layer tables.
       transfer_fields: `model` fields a transfer run must share with its pretrained run.
-      config_fields: the `model` fields it reads (besides name and head), or None when it does
-        not say (a user's family). Validation refuses a field that another family reads and
-        this one does not, set to anything but its default.
       check_inputs: optional check_inputs(model_config, feature_shape) that raises ConfigError
         when the model cannot read examples of that shape (a kernel longer than the sequence,
         a recurrent chunk that does not divide it); run on the data's shapes before anything
@@ -89,8 +92,26 @@ class ModelFamily:
     activation_field: str | None = None
     layer_order: Callable[[Sequence[str]], Any] | None = None
     transfer_fields: tuple[str, ...] = ()
-    config_fields: tuple[str, ...] | None = None
     check_inputs: Callable[[ModelConfig, tuple[int, ...]], None] | None = None
+    fields: tuple[FieldSpec, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.fields is None:
+            return
+        derived = {
+            "numeric_fields": tuple(s.rule for s in self.fields if s.sweep == model_fields.MEMBER),
+            "structural_fields": tuple(
+                f"model.{s.name}" for s in self.fields if s.sweep == model_fields.STRUCTURAL
+            ),
+        }
+        for name, value in derived.items():
+            if getattr(self, name) not in ((), value):
+                raise TypeError(f"ModelFamily {self.name}: {name} come from its fields' specs")
+            object.__setattr__(self, name, value)
+        if self.validate is None:
+            object.__setattr__(
+                self, "validate", functools.partial(model_fields.check, specs=self.fields)
+            )
 
 
 def user_family(model: Any, *, head: Sequence[str] = DEFAULT_HEAD) -> ModelFamily:

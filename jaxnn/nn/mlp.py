@@ -7,7 +7,6 @@ learning treats every top-level module whose name is not `head` as the body.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,13 +14,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnn.config.fields import is_number
-from jaxnn.errors import ConfigError
-from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup
+from jaxnn.config.fields import NumericField
+from jaxnn.nn import model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
-from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, INPUT_DROPOUT, NEGATIVE_SLOPE
 
 BODY_PREFIX = "hidden_"
 HEAD = "head"
@@ -142,43 +139,40 @@ def layer_order(names: Sequence[str]) -> tuple:
     return (position, module, [(_PARAM_ORDER.get(n, 3), n) for n in rest])
 
 
+INPUT_DROPOUT = model_fields.member(
+    NumericField(
+        "model.input_dropout",
+        "input_dropout",
+        lambda v: 0.0 <= v < 1.0,
+        "must be in [0, 1)",
+        zero_removes=True,
+    ),
+    0.0,
+)
+# The fields the MLP reads (jaxnn.nn.model_fields: all but input_dropout are shared).
+FIELDS = (
+    model_fields.HIDDEN, model_fields.ACTIVATION, model_fields.INIT, model_fields.INIT_STDDEV,
+    model_fields.DROPOUT, INPUT_DROPOUT, model_fields.INIT_SCALE, model_fields.NEGATIVE_SLOPE,
+)  # fmt: skip
+
+
 def validate_model_config(model_cfg: Any) -> None:
-    """Checks the `model` config fields.
+    """Checks the fields the MLP reads, each by its spec (it has no rule across fields).
 
     Raises:
-      ConfigError: an unknown activation or init, dropout outside [0, 1), init_stddev or
-        init_scale <= 0, or a non-finite negative_slope (model.hidden's widths:
-        `jaxnn.config.fields.INTEGER_FIELDS`, checked before).
+      ConfigError: the first field its rule refuses.
     """
-    lookup(ACTIVATIONS, model_cfg.activation, "model.activation")
-    lookup(INITIALIZERS, model_cfg.init, "model.init")
-    init_stddev = model_cfg.init_stddev
-    if not is_number(init_stddev) or not (math.isfinite(init_stddev) and init_stddev > 0):
-        raise ConfigError(f"model.init_stddev must be a finite number > 0, got {init_stddev!r}")
-    for field in NUMERIC_FIELDS:
-        name = field.field.rpartition(".")[2]
-        problem = field.problem(model_cfg[name])
-        if problem:
-            raise ConfigError(problem)
+    model_fields.check(model_cfg, FIELDS)
 
-
-NUMERIC_FIELDS = (DROPOUT, INPUT_DROPOUT, INIT_SCALE, NEGATIVE_SLOPE)
-
-CONFIG_FIELDS = (
-    "hidden", "activation", "negative_slope", "init", "init_stddev", "init_scale", "dropout",
-    "input_dropout",
-)  # fmt: skip
 
 FAMILY = ModelFamily(
     name="mlp",
     build=build,
-    numeric_fields=NUMERIC_FIELDS,
-    structural_fields=("model.activation", "model.init", "model.hidden"),
+    fields=FIELDS,
     head=(HEAD,),
     validate=validate_model_config,
     preactivations=preactivations,
     activation_field="activation",
     layer_order=layer_order,
     transfer_fields=("activation",),
-    config_fields=CONFIG_FIELDS,
 )

@@ -1,98 +1,170 @@
-"""The `model` fields that several families read, and the checks they share.
+"""The `model` fields as their families declare them: one `FieldSpec` per field, and the specs
+that several families share.
 
-Each family declares the `model` fields it reads (`ModelFamily.config_fields`); those it shares
-with others (dropout, init_scale, activation, init) are defined once here, with one rule each.
+A family lists the specs of the fields it reads (`ModelFamily.fields`); `config.model` is the
+universal fields (name, head, dtype) plus every registered family's (`jaxnn.nn.registry`), so a
+field keeps its flat command-line name, `--config.model.channels=...`. A name that two families
+read has one spec: the dense layers' shared ones are defined here (hidden, activation, init,
+dropout, ...), and a family shares another's by importing it (the conv layers' fields are
+cnn1d's); the registry refuses two different specs under one name.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import numbers
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-from jaxnn.config.fields import NumericField, is_number
-from jaxnn.config.schema import default_config
+from jaxnn.config.fields import IntegerField, NumericField
 from jaxnn.errors import ConfigError
-from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, lookup
+from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS
 
-DROPOUT = NumericField(
-    "model.dropout", "dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", zero_removes=True
-)
-INPUT_DROPOUT = NumericField(
-    "model.input_dropout",
-    "input_dropout",
-    lambda v: 0.0 <= v < 1.0,
-    "must be in [0, 1)",
-    zero_removes=True,
-)
-INIT_SCALE = NumericField(
-    "model.init_scale", "init_scale", lambda v: v > 0, "must be a finite number > 0"
-)
-FORGET_BIAS = NumericField(
-    "model.forget_bias", "forget_bias", lambda v: True, "must be a finite number"
-)
-NEGATIVE_SLOPE = NumericField(
-    "model.negative_slope", "negative_slope", lambda v: True, "must be a finite number"
-)
-
-# Read by every family (model.name selects it; model.head names its head for transfer;
-# model.dtype is the dtype its Modules compute in, jaxnn.nn.precision).
-UNIVERSAL = ("name", "head", "dtype")
-
-_SCHEMA = default_config().model
+MEMBER = "member"  # members of one compiled program each take a value (a NumericField rule)
+STRUCTURAL = "structural"  # a sweep of it trains one compiled program per value
 
 
-def schema_default(name: str) -> Any:
-    """The schema's default of model field `name` (KeyError for a field the schema lacks)."""
-    return _SCHEMA[name]
+class Rule(Protocol):
+    def problem(self, value: Any) -> str | None: ...
 
 
-def check_numeric(model_cfg: Any, fields: Sequence[NumericField]) -> None:
-    """Each field's value by its own rule (what a sweep of it is checked by too)."""
-    for field in fields:
-        problem = field.problem(model_cfg[field.field.rpartition(".")[2]])
-        if problem:
-            raise ConfigError(problem)
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One `model` field, declared by the family that reads it.
+
+    Attributes:
+      name: the field's name in `config.model` (`--config.model.NAME=...`).
+      default: its value in `default_config()` (for a field added later: what runs before it
+        did, `jaxnn.config.upgrade`).
+      rule: what a value must be, with its one-line complaint (`problem`): an IntegerField
+        (a range, or each entry's), a NumericField, a Choice, a Flag or an IntegerTuple; None
+        for the universal fields, which their owners check (model.name: the registry;
+        model.dtype: `jaxnn.nn.precision`; model.head: the parameters, on the data's shapes).
+      sweep: MEMBER (a per-member number: the rule is its NumericField), STRUCTURAL (one program
+        per value) or None (not swept).
+    """
+
+    name: str
+    default: Any
+    rule: Rule | None
+    sweep: str | None = None
+
+    def problem(self, value: Any) -> str | None:
+        return None if self.rule is None else self.rule.problem(value)
 
 
-def check_init(model_cfg: Any) -> None:
-    """model.init names an initialiser; model.init_stddev is a finite number > 0."""
-    lookup(INITIALIZERS, model_cfg.init, "model.init")
-    init_stddev = model_cfg.init_stddev
-    if not is_number(init_stddev) or not (math.isfinite(init_stddev) and init_stddev > 0):
-        raise ConfigError(f"model.init_stddev must be a finite number > 0, got {init_stddev!r}")
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One of `choices`: a tuple, or a registry (name -> entry) that users may extend."""
+
+    field: str
+    # hashed by the field alone: a registry is a dict (a family, hashed as a jit static
+    # argument, hashes its specs)
+    choices: tuple[str, ...] | Mapping[str, Any] = dataclasses.field(hash=False)
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, str) and value in self.choices:
+            return None
+        if isinstance(self.choices, Mapping):
+            return (
+                f"{self.field}: unknown {value!r}; choose one of {', '.join(sorted(self.choices))}"
+            )
+        return f"{self.field} must be one of {', '.join(self.choices)}, got {value!r}"
 
 
-def check_activation(model_cfg: Any) -> None:
-    """model.activation names an activation."""
-    lookup(ACTIVATIONS, model_cfg.activation, "model.activation")
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    field: str
+
+    def problem(self, value: Any) -> str | None:
+        ok = isinstance(value, bool)
+        return None if ok else f"{self.field} must be True or False, got {value!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class IntegerTuple:
+    """A non-empty tuple of integers >= `minimum` (one per layer, or one for every layer)."""
+
+    field: str
+    minimum: int = 1
+
+    def problem(self, value: Any) -> str | None:
+        items = value if isinstance(value, Sequence) and not isinstance(value, str) else None
+        if items is None or not all(is_int(item) for item in items):
+            return f"{self.field} must be a tuple of integers, got {value!r}"
+        if not items:
+            return f"{self.field} must name at least one value, got {value!r}"
+        if any(item < self.minimum for item in items):
+            return f"{self.field} values must all be >= {self.minimum}, got {value!r}"
+        return None
 
 
 def is_int(item: Any) -> bool:
     return isinstance(item, numbers.Integral) and not isinstance(item, bool)
 
 
-def int_tuple(model_cfg: Any, name: str, *, minimum: int, allow_empty: bool) -> tuple[int, ...]:
-    """model.`name` as a tuple of integers >= minimum.
+def integer(
+    name: str, default: Any, low: int, high: int, meaning: str, each: bool = False
+) -> FieldSpec:
+    """A structural integer field (or tuple of integers: `each`) in [low, high]."""
+    rule = IntegerField(f"model.{name}", low, high, meaning, each=each)
+    return FieldSpec(name, default, rule, STRUCTURAL)
+
+
+def choice(name: str, default: str, choices: tuple[str, ...] | Mapping[str, Any]) -> FieldSpec:
+    return FieldSpec(name, default, Choice(f"model.{name}", choices), STRUCTURAL)
+
+
+def member(rule: NumericField, default: float) -> FieldSpec:
+    """A per-member number, checked (and swept, searched) by `rule`."""
+    return FieldSpec(rule.field.removeprefix("model."), default, rule, MEMBER)
+
+
+def check(model_cfg: Any, specs: Sequence[FieldSpec]) -> None:
+    """Each field of `specs` by its own rule (a sweep's values of a MEMBER field too).
 
     Raises:
-      ConfigError: not a tuple of integers, a value below `minimum`, or empty where not allowed.
+      ConfigError: the first value its rule refuses.
     """
-    given = model_cfg[name]
-    items = list(given) if isinstance(given, Sequence) and not isinstance(given, str) else None
-    if items is None or not all(is_int(item) for item in items):
-        raise ConfigError(f"model.{name} must be a tuple of integers, got {given!r}")
-    if not items and not allow_empty:
-        raise ConfigError(f"model.{name} must name at least one value, got {given!r}")
-    if any(item < minimum for item in items):
-        raise ConfigError(f"model.{name} values must all be >= {minimum}, got {given!r}")
-    return tuple(int(item) for item in items)
+    for spec in specs:
+        problem = spec.problem(model_cfg[spec.name])
+        if problem:
+            raise ConfigError(problem)
 
 
-def choice(model_cfg: Any, name: str, choices: Sequence[str]) -> str:
-    """model.`name`, one of `choices`."""
-    given = model_cfg[name]
-    if given not in choices:
-        raise ConfigError(f"model.{name} must be one of {', '.join(choices)}, got {given!r}")
-    return str(given)
+# Read by every family: model.name selects it; model.head names its head for transfer (() = the
+# family's own); model.dtype is the dtype its Modules compute in (float32, or bfloat16: mixed
+# precision, parameters and optimiser state float32, `jaxnn.nn.precision`).
+UNIVERSAL = (
+    FieldSpec("name", "mlp", None),
+    FieldSpec("head", (), None),
+    FieldSpec("dtype", "float32", None),
+)
+
+# The dense families' fields.
+HIDDEN = integer("hidden", (100, 100), 1, 2**31 - 1, "the width of each hidden layer", each=True)
+ACTIVATION = choice("activation", "relu", ACTIVATIONS)
+NEGATIVE_SLOPE = member(
+    NumericField(
+        "model.negative_slope", "negative_slope", lambda v: True, "must be a finite number"
+    ),
+    0.01,
+)
+INIT = choice("init", "he_normal", INITIALIZERS)
+INIT_STDDEV = FieldSpec(
+    "init_stddev",
+    0.01,
+    NumericField(
+        "model.init_stddev", "init_stddev", lambda v: v > 0, "must be a finite number > 0"
+    ),
+)
+INIT_SCALE = member(
+    NumericField("model.init_scale", "init_scale", lambda v: v > 0, "must be a finite number > 0"),
+    1.0,
+)
+DROPOUT = member(
+    NumericField(
+        "model.dropout", "dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", zero_removes=True
+    ),
+    0.0,
+)

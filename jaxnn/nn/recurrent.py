@@ -36,12 +36,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnn.config.fields import NumericField
 from jaxnn.errors import ConfigError
 from jaxnn.nn import model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import inverted_dropout, is_python_zero, kernel_initializer
-from jaxnn.nn.model_fields import DROPOUT, FORGET_BIAS, INIT_SCALE
 from jaxnn.nn.orthogonal import orthogonal
 from jaxnn.nn.precision import cast
 from jaxnn.nn.sequence import as_sequence, sequence_shape
@@ -49,7 +49,6 @@ from jaxnn.nn.sequence import as_sequence, sequence_shape
 HEAD = "head"
 READOUTS = ("last", "mean")
 GATE_INITS = ("standard", "chrono")
-NUMERIC_FIELDS = (DROPOUT, INIT_SCALE)
 Carry = Any
 # step(carry, projected input [B, G * S], recurrent kernel, recurrent bias or None)
 #   -> (carry, (state [B, S], candidate pre-activation [B, S]))
@@ -264,22 +263,19 @@ def layer_order(names: Sequence[str]) -> tuple:
 
 
 def _validator(cell: str) -> Callable[[Any], None]:
+    fields = _fields(cell)
+
     def validate_model_config(model_cfg: Any) -> None:
         """Checks the fields the recurrent family reads.
 
         Raises:
-          ConfigError: an unknown readout, gate_init (gated cells) or init, a numeric field out
-            of its range, or an LSTM forget_bias other than its default under gate_init=chrono
-            (which draws that bias itself). state_size and chunk: `INTEGER_FIELDS`, before.
+          ConfigError: a field its spec refuses, or an LSTM forget_bias other than its default
+            under gate_init=chrono (which draws that bias itself).
         """
-        model_fields.choice(model_cfg, "readout", READOUTS)
-        if cell != "rnn":
-            model_fields.choice(model_cfg, "gate_init", GATE_INITS)
-        model_fields.check_init(model_cfg)
-        model_fields.check_numeric(model_cfg, _numeric_fields(cell))
+        model_fields.check(model_cfg, fields)
         if cell == "lstm" and model_cfg.gate_init == "chrono":
             forget_bias = model_cfg.forget_bias
-            default = model_fields.schema_default("forget_bias")
+            default = FORGET_BIAS.default
             if forget_bias != default:
                 raise ConfigError(
                     f"model.forget_bias={forget_bias!r} is the forget-gate bias of "
@@ -309,37 +305,38 @@ def _input_checker(cell: str) -> Callable[[Any, tuple[int, ...]], None]:
     return check_inputs
 
 
-CONFIG_FIELDS = ("state_size", "chunk", "readout", "init", "init_stddev", "init_scale", "dropout")
-GATED_FIELDS = ("gate_init",)  # the fields only the gated cells read
-LSTM_FIELDS = ("forget_bias",)  # the fields only the LSTM reads
+# Positions are time steps, `chunk` of them per step; the head reads the last state or the mean.
+FIELDS = (
+    model_fields.integer("state_size", 64, 1, 2**31 - 1, "the recurrent state's width"),
+    model_fields.integer("chunk", 1, 1, 10**6, "positions read per time step"),
+    model_fields.choice("readout", "last", READOUTS),
+    model_fields.INIT, model_fields.INIT_STDDEV, model_fields.DROPOUT, model_fields.INIT_SCALE,
+)  # fmt: skip
+# gru, lstm: "standard" (gate biases 0, the LSTM's forget bias 1) or "chrono" (Tallec and
+# Ollivier 2018: the gates that keep the state start biased to keep it for 1 to T-1 steps).
+GATE_INIT = model_fields.choice("gate_init", "standard", GATE_INITS)
+# lstm, gate_init=standard: the forget gate's starting bias (per member; 1 as in Jozefowicz
+# et al. 2015, TensorFlow's forget_bias; larger keeps the cell state longer at the start).
+FORGET_BIAS = model_fields.member(
+    NumericField("model.forget_bias", "forget_bias", lambda v: True, "must be a finite number"),
+    1.0,
+)
 
 
-def _numeric_fields(cell: str) -> tuple:
-    return NUMERIC_FIELDS + ((FORGET_BIAS,) if cell == "lstm" else ())
-
-
-def _config_fields(cell: str) -> tuple[str, ...]:
-    gated = () if cell == "rnn" else GATED_FIELDS
-    return CONFIG_FIELDS + gated + (LSTM_FIELDS if cell == "lstm" else ())
+def _fields(cell: str) -> tuple[model_fields.FieldSpec, ...]:
+    gated = () if cell == "rnn" else (GATE_INIT,)
+    return FIELDS + gated + ((FORGET_BIAS,) if cell == "lstm" else ())
 
 
 def _family(cell: str) -> ModelFamily:
     return ModelFamily(
         name=cell,
         build=_builder(cell),
-        numeric_fields=_numeric_fields(cell),
-        structural_fields=(
-            "model.state_size",
-            "model.chunk",
-            "model.readout",
-            "model.init",
-            *(() if cell == "rnn" else ("model.gate_init",)),
-        ),
+        fields=_fields(cell),
         head=(HEAD,),
         validate=_validator(cell),
         preactivations=preactivations,
         layer_order=layer_order,
-        config_fields=_config_fields(cell),
         check_inputs=_input_checker(cell),
     )
 

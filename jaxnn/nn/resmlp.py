@@ -20,11 +20,9 @@ from jaxnn.nn.activations import Initializer
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
-from jaxnn.nn.model_fields import DROPOUT, INIT_SCALE, NEGATIVE_SLOPE
 from jaxnn.nn.precision import layer_dtype
 
 HEAD = "head"
-NUMERIC_FIELDS = (DROPOUT, INIT_SCALE, NEGATIVE_SLOPE)
 
 
 class ResidualBlock(nn.Module):
@@ -130,33 +128,21 @@ def layer_order(names: Sequence[str]) -> tuple:
     return (position, module, [(inner.get(n, order.get(n, 5)), n) for n in rest])
 
 
-def validate_model_config(model_cfg: Any) -> None:
-    """Checks the fields resmlp reads.
-
-    Raises:
-      ConfigError: an unknown activation or init, or a numeric field out of its range (width
-        and depth: `jaxnn.config.fields.INTEGER_FIELDS`, checked before).
-    """
-    model_fields.check_activation(model_cfg)
-    model_fields.check_init(model_cfg)
-    model_fields.check_numeric(model_cfg, NUMERIC_FIELDS)
-
-
-CONFIG_FIELDS = (
-    "width", "depth", "activation", "negative_slope", "init", "init_stddev", "init_scale",
-    "dropout",
+# Pre-norm residual blocks of `width` units.
+FIELDS = (
+    model_fields.integer("width", 100, 1, 2**31 - 1, "the width of the residual blocks"),
+    model_fields.integer("depth", 2, 1, 10**4, "residual blocks"),
+    model_fields.ACTIVATION, model_fields.INIT, model_fields.INIT_STDDEV, model_fields.DROPOUT,
+    model_fields.INIT_SCALE, model_fields.NEGATIVE_SLOPE,
 )  # fmt: skip
 
 FAMILY = ModelFamily(
     name="resmlp",
     build=build,
-    numeric_fields=NUMERIC_FIELDS,
-    structural_fields=("model.width", "model.depth", "model.activation", "model.init"),
+    fields=FIELDS,
     head=(HEAD,),
-    validate=validate_model_config,
     preactivations=preactivations,
     activation_field="activation",
     layer_order=layer_order,
     transfer_fields=("activation",),
-    config_fields=CONFIG_FIELDS,
 )

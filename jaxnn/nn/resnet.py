@@ -23,9 +23,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnn.nn import conv
+from jaxnn.errors import ConfigError
+from jaxnn.nn import cnn1d, cnn2d, conv, model_fields
 from jaxnn.nn.dense import Dense
-from jaxnn.nn.images import as_images
+from jaxnn.nn.family import ModelFamily
+from jaxnn.nn.images import as_images, image_shape
 from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
 from jaxnn.nn.normalization import normalize
 
@@ -132,3 +134,91 @@ class ResNet(nn.Module):
         if train and dropout_key is not None and not is_python_zero(self.dropout):
             x = inverted_dropout(x, self.dropout, dropout_key)
         return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
+
+
+def build(model_cfg: Any, hparams: Any, num_outputs: int) -> ResNet:
+    """The family's builder: the ResNet of `model_cfg` with the member's numeric hyperparameters."""
+    return ResNet(
+        blocks=tuple(model_cfg.stages),
+        widths=tuple(model_cfg.widths),
+        num_outputs=num_outputs,
+        stem=model_cfg.stem,
+        preact=model_cfg.preact,
+        norm=model_cfg.norm,
+        conv_impl=model_cfg.conv_impl,
+        activation=model_cfg.activation,
+        initializer=model_cfg.init,
+        init_stddev=model_cfg.init_stddev,
+        negative_slope=hparams["negative_slope"],
+        dropout=hparams["dropout"],
+        init_scale=hparams["init_scale"],
+    )
+
+
+def validate_model_config(model_cfg: Any) -> None:
+    """Checks the fields resnet reads, each by its spec, then one width per stage.
+
+    Raises:
+      ConfigError: the first field its rule refuses; widths and stages of other lengths.
+    """
+    model_fields.check(model_cfg, FIELDS)
+    stages, widths = tuple(model_cfg.stages), tuple(model_cfg.widths)
+    if len(stages) != len(widths):
+        raise ConfigError(
+            f"model.widths gives {len(widths)} widths for {len(stages)} stages "
+            f"(model.stages={stages}); give one width per stage"
+        )
+
+
+def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
+    """Examples are images ([H, W] or [H, W, C]; global average pooling reads any size)."""
+    image_shape("resnet", feature_shape)
+
+
+_TOP = {"stem": 0, "stem_norm": 1, "stem_prelu": 2}
+_INNER = {"norm_0": 0, "prelu_0": 1, "conv_0": 2, "norm_1": 3, "conv_1": 4, "prelu_1": 5,
+          "shortcut": 6, "shortcut_norm": 7}  # fmt: skip
+
+
+def layer_order(names: Sequence[str]) -> tuple:
+    """stem, stem_norm, stage0_block0 (its layers), ..., final_norm, final_prelu, head."""
+    module, rest = names[0], names[1:]
+    stage, _, block = module.removeprefix("stage").partition("_block")
+    if module in _TOP:
+        position: tuple = (0, _TOP[module], 0)
+    elif stage.isdigit() and block.isdigit():
+        position = (1, int(stage), int(block))
+    else:
+        position = ({"final_norm": 2, "final_prelu": 3, HEAD: 4}.get(module, 5), 0, 0)
+    order = {"kernel": 0, "bias": 1, "scale": 2, "negative_slope": 3}
+    return (position, module, [(_INNER.get(n, 8 + order.get(n, 4)), n) for n in rest])
+
+
+# He et al.'s CIFAR ResNet-20 by default: 3 stages of 3 basic blocks, 16, 32 and 64 channels.
+FIELDS = (
+    model_fields.FieldSpec(
+        "stages", (3, 3, 3), model_fields.IntegerTuple("model.stages"), model_fields.STRUCTURAL
+    ),  # basic blocks per stage
+    model_fields.FieldSpec(
+        "widths", (16, 32, 64), model_fields.IntegerTuple("model.widths"), model_fields.STRUCTURAL
+    ),  # channels of each stage
+    model_fields.choice("stem", "cifar", STEMS),
+    model_fields.FieldSpec(
+        "preact", False, model_fields.Flag("model.preact"), model_fields.STRUCTURAL
+    ),  # pre-activation blocks (He et al. 2016b)
+    cnn2d.NORM, cnn1d.CONV_IMPL, model_fields.ACTIVATION, model_fields.INIT,
+    model_fields.INIT_STDDEV, model_fields.DROPOUT, model_fields.INIT_SCALE,
+    model_fields.NEGATIVE_SLOPE,
+)  # fmt: skip
+
+FAMILY = ModelFamily(
+    name="resnet",
+    build=build,
+    fields=FIELDS,
+    head=(HEAD,),
+    validate=validate_model_config,
+    activation_field="activation",
+    layer_order=layer_order,
+    transfer_fields=("activation", "norm", "stem", "preact"),
+    check_inputs=check_inputs,
+)

@@ -17,14 +17,13 @@ import flax.linen as nn
 import ml_collections
 
 from jaxnn.config.fields import NumericField, is_number
-from jaxnn.config.schema import default_config
 from jaxnn.errors import ConfigError
+from jaxnn.nn import registry
 from jaxnn.nn.family import DEFAULT_HEAD, HParams, ModelFamily
 
 ModelFactory = Callable[[HParams], nn.Module]
 # model fields that say which model it is, never a member's number
 _RESERVED = ("name", "head")
-_SCHEMA = default_config().model
 
 
 # eq=False: hashed by identity, as the factory it holds is (its fields are a dict).
@@ -58,13 +57,14 @@ class UserModel:
                 "UserModel fields must map each field's name to its default, e.g. "
                 f"{{'dropout': 0.0}}, got {self.fields!r}"
             )
+        schema = registry.model_defaults()
         for name, default in self.fields.items():
             if not isinstance(name, str) or not name.isidentifier() or name in _RESERVED:
                 raise ConfigError(
                     f"UserModel field {name!r}: a field's name must be a Python identifier "
                     f"other than {' and '.join(_RESERVED)} (it becomes model.<name>)"
                 )
-            if name in _SCHEMA and not is_number(_SCHEMA[name]):
+            if name in schema and not is_number(schema[name]):
                 raise ConfigError(
                     f"UserModel field {name!r}: model.{name} is a built-in field that is not a "
                     "number; give the model's field another name"
@@ -102,9 +102,10 @@ class UserModel:
           ConfigError: a config value that is not a finite number.
         """
         values = {}
+        schema = registry.model_defaults()
         for name, default in self.fields.items():
             given = model_config.get(name, default)
-            if name in _SCHEMA and given == _SCHEMA[name]:
+            if name in schema and given == schema[name]:
                 given = default
             if not is_number(given):
                 raise ConfigError(f"model.{name} must be a finite number, got {given!r}")

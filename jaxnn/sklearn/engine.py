@@ -35,9 +35,15 @@ LBFGS_MEMORY = 10
 INIT_TAG, ORDER_TAG = 0, 2
 LBFGS_LINESEARCH_STEPS = 20
 # XLA's CPU compiler with LLVM's cheap passes: these small programs compile about twice as
-# fast and run about a fifth slower, and a first fit is mostly compilation
-# (benchmarks/sklearn_mlp.py).
+# fast and run two to three times slower, and a first fit of a small data set is mostly
+# compilation (benchmarks/sklearn_mlp.py). An epoch of several batches compiles with XLA's full
+# optimisation instead (`epoch_program`): its run time outweighs the compile.
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+FULL_COMPILE: dict[str, Any] = {}
+# The members' start runs once per fit: XLA's CPU elemental emitter instead of its fusion
+# emitters compiles its random-number code in about half the time (the same values, bit for
+# bit); the epoch keeps the fusion emitters, whose code runs about twice as fast.
+START_COMPILE = FAST_COMPILE | {"xla_cpu_use_fusion_emitters": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +73,8 @@ class Engine:
     task: str
 
 
-def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return jax.jit(fn, compiler_options=FAST_COMPILE)
+def _jit(fn: Callable[..., Any], options: dict[str, Any] = FAST_COMPILE) -> Callable[..., Any]:
+    return jax.jit(fn, compiler_options=options)
 
 
 def _is_kernel(path: Any) -> bool:
@@ -140,7 +146,7 @@ def init_fn(engine: Engine) -> Callable[..., Any]:
         init = lambda key: init_model(engine.module, key, sample)["params"]
         return jax.vmap(init)(tagged(keys, INIT_TAG)), tagged(keys, ORDER_TAG)
 
-    return _jit(members)
+    return _jit(members, START_COMPILE)
 
 
 def optimizer_init(engine: Engine, params: Params) -> Any:
@@ -149,12 +155,19 @@ def optimizer_init(engine: Engine, params: Params) -> Any:
     sgd's momentum trace and Adam's moments and count all start at zero: the state is made
     from its shapes on the host (tracing only, nothing compiled).
     """
+    return jax.tree_util.tree_map(
+        lambda leaf: jax.device_put(np.zeros(leaf.shape, leaf.dtype)),
+        optimizer_shapes(engine, params),
+    )
+
+
+def optimizer_shapes(engine: Engine, params: Params) -> Any:
+    """The shapes and dtypes (jax.ShapeDtypeStruct leaves) of `optimizer_init`'s states for
+    stacked parameters (arrays or ShapeDtypeStructs) [K, ...]."""
     num = jax.tree_util.tree_leaves(params)[0].shape[0]
     momentum = jax.ShapeDtypeStruct((num,), np.float32)
     shapes = jax.eval_shape(jax.vmap(lambda p, m: direction(engine, m).init(p)), params, momentum)
-    return jax.tree_util.tree_map(
-        lambda leaf: jax.device_put(np.zeros(leaf.shape, leaf.dtype)), shapes
-    )
+    return jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), shapes)
 
 
 @flax.struct.dataclass
@@ -229,8 +242,26 @@ def member_epoch(
     )
 
 
+def epoch_program(engine: Engine, num_train: int) -> Callable[..., Any]:
+    """The members' epoch (`epoch_fn`) for `num_train` training rows: compiled with
+    FAST_COMPILE when the epoch is one batch, with XLA's full optimisation when it is several
+    (the compile options change the float rounding: a fit's results follow its data's size)."""
+    one_batch = num_train <= engine.batch_size
+    return epoch_fn(engine, FAST_COMPILE if one_batch else FULL_COMPILE)
+
+
 @functools.lru_cache(maxsize=64)
-def epoch_fn(engine: Engine) -> Callable[..., Any]:
+def _epoch_fn(engine: Engine, options: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
+    return _jit(_epoch_chunk(engine), dict(options))
+
+
+def epoch_fn(engine: Engine, options: dict[str, Any] = FAST_COMPILE) -> Callable[..., Any]:
+    """The members' epoch as a chunk of `jaxnn.core.loop.drive`, jitted with the compiler
+    `options` (one program per engine and options); `_epoch_chunk` says what it computes."""
+    return _epoch_fn(engine, tuple(sorted(options.items())))
+
+
+def _epoch_chunk(engine: Engine) -> Callable[..., Any]:
     """The members' epoch as a chunk of `jaxnn.core.loop.drive`: one pass over the training rows
     in batches, then the score.
 
@@ -264,7 +295,71 @@ def epoch_fn(engine: Engine) -> Callable[..., Any]:
         state = state.replace(params=params, opt_state=opt_state, epochs=epochs)
         return state, {"loss": loss, "score": value}
 
-    return _jit(chunk)
+    return chunk
+
+
+def compile_epoch(engine: Engine, params: Params, order_keys: Any, data: Any) -> None:
+    """Compiles the members' epoch ahead of the fit that runs it, from the members' shapes
+    (params and order keys: arrays or jax.ShapeDtypeStructs) and the fit's data:
+    `jaxnn.core.loop.drive`'s own compile of the same shapes then finds it compiled."""
+    num = order_keys.shape[0]
+    values = jax.ShapeDtypeStruct((num,), np.float32)
+    # The dtypes `training.train_stochastic` gives the state it starts from.
+    state = EpochState(
+        params=jax.tree_util.tree_map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params),
+        opt_state=optimizer_shapes(engine, params),
+        order_keys=jax.ShapeDtypeStruct(order_keys.shape, order_keys.dtype),
+        epochs=jax.ShapeDtypeStruct((num,), np.int32),
+        learning_rate=values,
+        alpha=values,
+        momentum=values,
+        active=jax.ShapeDtypeStruct((num,), np.bool_),
+    )
+    epoch = epoch_program(engine, int(data[0].shape[0]))
+    epoch.lower(state, data, jax.ShapeDtypeStruct((), np.int32), None).compile()
+
+
+def _gradient_max(grad: Params) -> jax.Array:
+    """The largest absolute entry of a gradient."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grad)]))
+
+
+def _lbfgs_running(max_iter: jax.Array, max_fun: jax.Array, carry: tuple) -> jax.Array:
+    """Whether the L-BFGS run goes on: not converged nor stalled, a finite objective, and
+    iterations and evaluations left."""
+    _, _, iteration, evaluations, value, converged, stalled = carry
+    within = (iteration < max_iter) & (evaluations < max_fun)
+    return ~converged & ~stalled & jnp.isfinite(value) & within
+
+
+def _lbfgs_iteration(
+    solver: optax.GradientTransformationExtraArgs,
+    fun: Callable[[Params], jax.Array],
+    tol: jax.Array,
+    carry: tuple,
+) -> tuple:
+    """One L-BFGS iteration and scipy's tests after it: the carry (params, state, iteration,
+    evaluations, objective, converged, stalled) after the iteration."""
+    params, state, iteration, evaluations, value, _, _ = carry
+    value, grad = optax.value_and_grad_from_state(fun)(params, state=state)
+    updates, state = solver.update(grad, state, params, value=value, grad=grad, value_fn=fun)
+    params = optax.apply_updates(params, updates)
+    new_value = optax.tree_utils.tree_get(state, "value")
+    new_grad = optax.tree_utils.tree_get(state, "grad")
+    steps = optax.tree_utils.tree_get(state, "num_linesearch_steps")
+    decrease = (value - new_value) / jnp.maximum(
+        jnp.maximum(jnp.abs(value), jnp.abs(new_value)), 1.0
+    )
+    # scipy's relative-decrease test is float64's: in float32 a decrease that small is a few
+    # units of the last place, a stall.
+    small = (decrease > 0) & (decrease <= LBFGS_FTOL)
+    precise = jnp.asarray(new_value.dtype == jnp.float64)
+    converged = (_gradient_max(new_grad) <= tol) | (small & precise)
+    # No decrease (the line search failed: scipy's ABNORMAL_TERMINATION_IN_LNSRCH) or a float32
+    # stall: the run ends unconverged.
+    stalled = (decrease <= 0) | (small & ~precise)
+    evaluations = evaluations + jnp.maximum(steps, 1).astype(jnp.int32)
+    return params, state, iteration + 1, evaluations, new_value, converged, stalled
 
 
 @functools.lru_cache(maxsize=64)
@@ -289,56 +384,14 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
         def fun(p: Params) -> jax.Array:
             return objective(engine, p, x, y, w, alpha)
 
-        value_and_grad = optax.value_and_grad_from_state(fun)
-        state = solver.init(params)
-
-        def gradient_max(grad: Params) -> jax.Array:
-            return jnp.max(
-                jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grad)])
-            )
-
         value0, grad0 = jax.value_and_grad(fun)(params)
-        carry = (params, state, jnp.int32(0), jnp.int32(1), value0, gradient_max(grad0) <= tol)
-
-        def running(carry):
-            _, _, iteration, evaluations, value, converged, stalled = carry
-            finite = jnp.isfinite(value)
-            within = (iteration < max_iter) & (evaluations < max_fun)
-            return ~converged & ~stalled & finite & within
-
-        def body(carry):
-            params, state, iteration, evaluations, value, _, _ = carry
-            value, grad = value_and_grad(params, state=state)
-            updates, state = solver.update(
-                grad, state, params, value=value, grad=grad, value_fn=fun
-            )
-            params = optax.apply_updates(params, updates)
-            new_value = optax.tree_utils.tree_get(state, "value")
-            new_grad = optax.tree_utils.tree_get(state, "grad")
-            steps = optax.tree_utils.tree_get(state, "num_linesearch_steps")
-            decrease = (value - new_value) / jnp.maximum(
-                jnp.maximum(jnp.abs(value), jnp.abs(new_value)), 1.0
-            )
-            # scipy's relative-decrease test is float64's: in float32 a decrease that small is
-            # a few units of the last place, a stall.
-            small = (decrease > 0) & (decrease <= LBFGS_FTOL)
-            precise = jnp.asarray(new_value.dtype == jnp.float64)
-            converged = (gradient_max(new_grad) <= tol) | (small & precise)
-            # No decrease (the line search failed: scipy's ABNORMAL_TERMINATION_IN_LNSRCH) or a
-            # float32 stall: the run ends unconverged.
-            stalled = (decrease <= 0) | (small & ~precise)
-            return (
-                params,
-                state,
-                iteration + 1,
-                evaluations + jnp.maximum(steps, 1).astype(jnp.int32),
-                new_value,
-                converged,
-                stalled,
-            )
-
-        carry = (*carry, jnp.zeros((), bool))
-        params, _, iteration, _, value, converged, _ = jax.lax.while_loop(running, body, carry)
+        start = jnp.int32(0), jnp.int32(1), value0, _gradient_max(grad0) <= tol
+        carry = (params, solver.init(params), *start, jnp.zeros((), bool))
+        params, _, iteration, _, value, converged, _ = jax.lax.while_loop(
+            functools.partial(_lbfgs_running, max_iter, max_fun),
+            functools.partial(_lbfgs_iteration, solver, fun, tol),
+            carry,
+        )
         return params, value, iteration, converged
 
     members = jax.vmap(one, in_axes=(0, 0, None, None, None, None, None, None))

@@ -145,23 +145,15 @@ class BaseNetwork(BaseEstimator):
         weights = _check_sample_weight(sample_weight, x, dtype=dtype)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(MAX_SEED))
-        given = x_val is not None or y_val is not None
-        if given and (x_val is None or y_val is None):
-            raise ParameterError("X_val and y_val go together: give both or neither")
-        has_validation = given or options.early_stopping or options.select_by == "validation"
-        if given:
-            train = (x, targets, weights)
-            x_val, val_targets = self._validation_targets(x_val, y_val)
-            x_val = dense(x_val, dtype)
-            val = (x_val, np.asarray(val_targets, dtype), np.ones(len(x_val), dtype))
-        elif has_validation:
-            train, val = self._split(x, targets, weights, options, rng)
-        else:
-            train, val = (x, targets, weights), (x[:1], targets[:1], np.ones(1, dtype))
+        train, val, has_validation = self._parts(
+            (x, targets, weights), options, rng, x_val=x_val, y_val=y_val
+        )
         data = tuple(jax.device_put(a) for a in (*train, *val))
         engine = self._engine(options, targets.shape[1], len(train[0]))
         if not continuing:
-            self._members = self._new_members(engine, options, seed, train[0], incremental)
+            self._members = self._new_members(
+                engine, options, seed, train[0][:1], data, incremental
+            )
             self._engine_, self._seed = engine, seed
         elif dataclasses.replace(engine, batch_size=0) != dataclasses.replace(
             self._engine_, batch_size=0
@@ -171,7 +163,48 @@ class BaseNetwork(BaseEstimator):
                 "another; set warm_start=False (or call fit) to start again"
             )
         self._engine_ = engine
-        members = self._members
+        self._train(options, data, incremental=incremental, has_validation=has_validation)
+        self.n_outputs_ = int(targets.shape[1])
+        self._record(options, has_validation, incremental, len(train[0]))
+        return self
+
+    def _parts(
+        self,
+        train: tuple[np.ndarray, np.ndarray, np.ndarray],
+        options: MLPOptions,
+        rng: np.random.RandomState,
+        *,
+        x_val: Any,
+        y_val: Any,
+    ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], bool]:
+        """The training part (x, targets, weights), the validation part (the given X_val and
+        y_val, scikit-learn's early-stopping split, or a one-row stand-in) and whether the fit
+        has a validation set."""
+        given = x_val is not None or y_val is not None
+        if given and (x_val is None or y_val is None):
+            raise ParameterError("X_val and y_val go together: give both or neither")
+        has_validation = given or options.early_stopping or options.select_by == "validation"
+        x, targets, weights = train
+        if given:
+            x_val, val_targets = self._validation_targets(x_val, y_val)
+            x_val = dense(x_val, x.dtype)
+            val = (x_val, np.asarray(val_targets, x.dtype), np.ones(len(x_val), x.dtype))
+        elif has_validation:
+            train, val = self._split(x, targets, weights, options, rng)
+        else:
+            val = (x[:1], targets[:1], np.ones(1, x.dtype))
+        return train, val, has_validation
+
+    def _train(
+        self,
+        options: MLPOptions,
+        data: tuple[jax.Array, ...],
+        *,
+        incremental: bool,
+        has_validation: bool,
+    ) -> None:
+        """Trains the members (in place) with the fit's solver."""
+        engine, members = self._engine_, self._members
         if options.solver == "lbfgs":
             training.train_lbfgs(engine, members, data, options)
             if has_validation:
@@ -187,9 +220,6 @@ class BaseNetwork(BaseEstimator):
                 incremental=incremental,
                 has_validation=has_validation,
             )
-        self.n_outputs_ = int(targets.shape[1])
-        self._record(options, has_validation, incremental, len(train[0]))
-        return self
 
     def _engine(self, options: MLPOptions, num_outputs: int, num_train: int) -> programs.Engine:
         return programs.Engine(
@@ -210,12 +240,18 @@ class BaseNetwork(BaseEstimator):
         engine: programs.Engine,
         options: MLPOptions,
         seed: int,
-        x: jax.Array,
+        sample: np.ndarray,
+        data: tuple[jax.Array, ...],
         incremental: bool,
     ) -> training.Members:
         """The K members at their start: member k's key is fold_in(PRNGKey(seed), start k)."""
-        params, order_keys = programs.init_fn(engine)(
-            np.uint32(seed), seed_indices(options).astype(np.int32), x[:1]
+        params, order_keys = training.start_members(
+            engine,
+            seed,
+            seed_indices(options),
+            sample,
+            data,
+            compile_epoch=options.solver in STOCHASTIC_SOLVERS,
         )
         given = self._coefs_given(params) if incremental else None
         if given is not None:
@@ -281,19 +317,7 @@ class BaseNetwork(BaseEstimator):
                 "Solver produced non-finite parameter weights. The input data may contain "
                 "large values and need to be preprocessed."
             )
-        if has_validation:
-            if options.early_stopping:
-                quality = members.best_score.copy()
-            else:
-                quality = np.asarray([s[-1] if s else np.nan for s in members.validation_scores])
-            quality = np.where(eligible & ~np.isnan(quality), quality, -np.inf)
-            best = (
-                int(np.argmax(quality)) if np.isfinite(quality).any() else int(np.argmax(eligible))
-            )
-        else:
-            final = np.asarray([c[-1] if c else np.inf for c in members.loss_curves])
-            final = np.where(eligible & np.isfinite(final), final, np.inf)
-            best = int(np.argmin(final)) if np.isfinite(final).any() else int(np.argmax(eligible))
+        best = self._select(options, has_validation, eligible)
         self._eligible = eligible
         self.best_member_ = best
         self.n_members_ = members.size
@@ -324,22 +348,43 @@ class BaseNetwork(BaseEstimator):
             self.n_layers_ = len(layers) + 1
             self.coefs_ = [member[name]["kernel"].astype(self._dtype) for name in layers]
             self.intercepts_ = [member[name]["bias"].astype(self._dtype) for name in layers]
-        if incremental:
-            return
+        if not incremental:
+            self._warn_unconverged(options, stochastic or bool(members.converged[best]))
+
+    def _select(self, options: MLPOptions, has_validation: bool, eligible: np.ndarray) -> int:
+        """The selected member among the eligible (finite) ones: the best validation score
+        with a validation set, else the lowest final training loss."""
+        members = self._members
+        if has_validation:
+            if options.early_stopping:
+                quality = members.best_score.copy()
+            else:
+                quality = np.asarray([s[-1] if s else np.nan for s in members.validation_scores])
+            quality = np.where(eligible & ~np.isnan(quality), quality, -np.inf)
+            if np.isfinite(quality).any():
+                return int(np.argmax(quality))
+            return int(np.argmax(eligible))
+        final = np.asarray([c[-1] if c else np.inf for c in members.loss_curves])
+        final = np.where(eligible & np.isfinite(final), final, np.inf)
+        return int(np.argmin(final)) if np.isfinite(final).any() else int(np.argmax(eligible))
+
+    def _warn_unconverged(self, options: MLPOptions, converged: bool) -> None:
+        """scikit-learn's ConvergenceWarning of a fit that ran out of iterations."""
+        stochastic = options.solver in STOCHASTIC_SOLVERS
         if stochastic and self.n_iter_ == options.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({options.max_iter}) reached and the "
                 "optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        if not stochastic and not bool(members.converged[best]):
+        if not stochastic and not converged:
             warnings.warn(
                 f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status=1):\n"
                 "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT\n\nIncrease the number of "
                 "iterations (max_iter) or scale the data.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _results_table(self, best: int) -> dict[str, np.ndarray]:

@@ -159,12 +159,8 @@ def _n_iter_no_change(value: Any) -> float:
     raise AssertionError  # unreachable: _fail raised
 
 
-def options_from(params: Mapping[str, Any]) -> MLPOptions:
-    """Checks an estimator's `get_params()` into the value every step of a fit reads.
-
-    Raises:
-      ParameterError: the first parameter with a value jaxnn cannot honour.
-    """
+def _check_choices(params: Mapping[str, Any]) -> None:
+    """The parameters that name a choice or a flag: each one of its allowed values."""
     solver = params["solver"]
     if solver not in SOLVERS:
         _fail(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
@@ -194,19 +190,28 @@ def options_from(params: Mapping[str, Any]) -> MLPOptions:
     model = params["model"]
     if isinstance(model, str) and model != "mlp":
         _fail(f"model must be 'mlp' or a flax.linen.Module, got {model!r}")
+
+
+def options_from(params: Mapping[str, Any]) -> MLPOptions:
+    """Checks an estimator's `get_params()` into the value every step of a fit reads.
+
+    Raises:
+      ParameterError: the first parameter with a value jaxnn cannot honour.
+    """
+    _check_choices(params)
     return MLPOptions(
         hidden=_hidden(params["hidden_layer_sizes"]),
         activation=_activation(params["activation"]),
-        solver=solver,
+        solver=params["solver"],
         alpha=_check_real(params, "alpha", lambda v: v >= 0, "a number >= 0"),
-        batch_size=batch_size,
+        batch_size=params["batch_size"],
         learning_rate=params["learning_rate"],
         learning_rate_init=_check_real(params, "learning_rate_init", lambda v: v > 0, "> 0"),
         power_t=_check_real(params, "power_t", lambda v: v >= 0, "a number >= 0"),
         max_iter=_check_int(params, "max_iter", 1),
         shuffle=bool(params["shuffle"]),
         tol=_check_real(params, "tol", lambda v: v >= 0, "a number >= 0"),
-        verbose=bool(verbose),
+        verbose=bool(params["verbose"]),
         warm_start=bool(params["warm_start"]),
         momentum=_check_real(params, "momentum", lambda v: 0 <= v <= 1, "in [0, 1]"),
         nesterov=bool(params["nesterovs_momentum"]),
@@ -223,8 +228,8 @@ def options_from(params: Mapping[str, Any]) -> MLPOptions:
         sweep=_sweep(params["sweep"]),
         predict_with=params["predict_with"],
         select_by=params["select_by"],
-        model=model,
-        loss=loss,
+        model=params["model"],
+        loss=params.get("loss", "log_loss"),
     )
 
 

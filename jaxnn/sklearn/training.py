@@ -13,6 +13,7 @@ and for `partial_fit`: the weights, the optimiser state and each member's bookke
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from typing import Any
 
@@ -93,6 +94,40 @@ class Members:
         return len(self.alpha)
 
 
+def start_members(
+    engine: programs.Engine,
+    seed: int,
+    starts: np.ndarray,
+    sample: np.ndarray,
+    data: tuple[jax.Array, ...],
+    *,
+    compile_epoch: bool,
+) -> tuple[Any, jax.Array]:
+    """The members' initial parameters and order keys (`engine.init_fn`, `sample` a row of
+    the training inputs on the host: slicing it on the device would compile), and, when
+    `compile_epoch`, their epoch program compiled meanwhile in a second thread (XLA compiles
+    without Python's lock: a first fit's two compiles overlap)."""
+    init = programs.init_fn(engine)
+    args = (np.uint32(seed), np.asarray(starts, np.int32), sample)
+    if not compile_epoch:
+        return init(*args)
+    params, order_keys = jax.eval_shape(init, *args)
+    # JAX's x64 switch may be this thread's own (`with jax.enable_x64():`): the second thread
+    # compiles under the same one. (Other thread-local settings differing, the fit's own compile
+    # would not find this program and compile its own: slower, never different.)
+    x64 = bool(jax.config.jax_enable_x64)
+
+    def compile_epoch() -> None:
+        with jax.enable_x64(x64):
+            programs.compile_epoch(engine, params, order_keys, data)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        compiling = pool.submit(compile_epoch)
+        started = init(*args)
+        compiling.result()
+    return started
+
+
 def _f32(values: np.ndarray) -> jax.Array:
     # Cast on the host: a cast of a device array would compile a program of its own.
     return jax.device_put(np.asarray(values, np.float32))
@@ -126,7 +161,8 @@ def train_stochastic(
     )
     rules = EpochRules(members, options, has_validation, num_train=int(data[0].shape[0]))
     epochs = loop.Steps(total_steps=1 if incremental else options.max_iter)
-    result = loop.drive(programs.epoch_fn(engine), state, data, None, epochs, between=rules)
+    epoch = programs.epoch_program(engine, int(data[0].shape[0]))
+    result = loop.drive(epoch, state, data, None, epochs, between=rules)
     members.params, members.opt_state = result.state.params, result.state.opt_state
     if not options.early_stopping:
         members.best_params = members.params
