@@ -50,11 +50,8 @@ def check_sections(
     components: Components,
     varied: Sequence[str] = (),
 ) -> None:
-    """Every section's rules: the integer ranges and the data set's first, then the run's own
-    sections (training, restarts, init_from, tensorboard, mesh, compilation_cache, the user's
-    components and the fields `varied` by the sweep or the search), then each section that its
-    owner checks (the model by its family, the loss, the optimiser, the weights' average, the
-    augmentation).
+    """Every section's own rules, in the schema's order (the model's by its family), then the
+    user's components and the fields `varied` by the sweep or the search.
 
     Raises:
       ConfigError: the first mistake, in one line.
@@ -62,18 +59,6 @@ def check_sections(
     problem = integer_problem(config)
     _require(problem is None, problem or "")
     data.validate_dataset_config(config.dataset)
-    _validate_training(config.training)
-    _validate_restarts(config.restarts, components)
-    _validate_init_from(config.init_from)
-    _require(
-        isinstance(config.tensorboard.enabled, bool),
-        f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
-    )
-    validate_mesh_config(config.mesh)
-    _validate_compilation_cache(config.compilation_cache)
-    _validate_components(components)
-    if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
-        _refuse_undeclared_model_fields(varied, family)
     registry.refuse_other_families_fields(config.model, family)
     if family.validate is not None:
         family.validate(config.model)
@@ -86,7 +71,19 @@ def check_sections(
     optimizers.validate_optimizer_config(config.optimizer)
     problem = ema.EMA_DECAY.problem(config.optimizer.ema_decay)
     _require(problem is None, problem or "")
+    _validate_training(config.training)
     augment.validate_augment_config(config.augment)
+    _validate_restarts(config.restarts, components)
+    _validate_init_from(config.init_from)
+    _require(
+        isinstance(config.tensorboard.enabled, bool),
+        f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
+    )
+    validate_mesh_config(config.mesh)
+    _validate_compilation_cache(config.compilation_cache)
+    _validate_components(components)
+    if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
+        _refuse_undeclared_model_fields(varied, family)
 
 
 def _refuse_undeclared_model_fields(varied: Sequence[str], family: family_lib.ModelFamily) -> None:
