@@ -41,7 +41,7 @@ import numpy as np
 from bench_machine import torch_available
 
 from jaxnn import data as data_lib
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.config import default_config
 from jaxnn.core import ensemble
 
@@ -77,7 +77,7 @@ def make_config(
     config.training.eval_every = eval_every
     config.restarts.num = members
     config.tensorboard.enabled = False
-    validation.validate(config)
+    front_end.resolve(config)
     return config
 
 

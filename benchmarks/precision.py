@@ -45,7 +45,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import data as data_lib
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.config import default_config
 from jaxnn.core import ensemble
 
@@ -75,7 +75,7 @@ def model_config(
     config.training.eval_every = steps
     config.restarts.num = members
     config.tensorboard.enabled = False
-    validation.validate(config)
+    front_end.resolve(config)
     return config
 
 

@@ -67,7 +67,7 @@ from bench_scaling import (
 )
 
 from jaxnn import data as data_lib
-from jaxnn import validation
+from jaxnn import front_end, validation
 from jaxnn.config import default_config
 from jaxnn.core import ensemble, loop, train
 
@@ -92,7 +92,7 @@ def make_config(
     config.training.eval_every = eval_every(steps)
     config.training.batch_order = batch_order
     config.restarts.num = members
-    validation.validate(config)
+    front_end.resolve(config)
     return config
 
 
@@ -405,7 +405,7 @@ def load_recipe(
     data = data_lib.load(base.dataset)  # validates config.dataset; make_config the rest
     # Before any method trains: the base config fits this data set (the loss, the selection
     # metric and the batch size; every jaxnn fit checks it again).
-    spec = validation.validate(make_config(base, steps=1))
+    spec = front_end.resolve(make_config(base, steps=1))
     validation.check_against_task(spec, data.task, data.num_train)
     recipe = Recipe(
         layer_sizes=(data.num_features, *base.model.hidden, data.num_outputs),

@@ -47,7 +47,7 @@ _API = {
     # configuration
     "default_config": "jaxnn.config.schema",
     "Sweep": "jaxnn.config.sweep",
-    "validate": "jaxnn.validation",
+    "validate": "jaxnn.front_end",
     # data
     "Dataset": "jaxnn.data.dataset",
     "from_arrays": "jaxnn.data.dataset",
@@ -78,6 +78,7 @@ _RENAMED = {
     "load_dataset": "load",
     "DATASETS": "BUILDERS",
     "enable_compilation_cache": "enable",
+    "validate": "resolve",
 }
 
 __all__ = ["__version__", *_API]

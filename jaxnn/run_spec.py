@@ -1,10 +1,10 @@
 """The resolved run: what a validated config says to train (`RunSpec`), and how its model
 family and its members' numeric fields are found.
 
-`jaxnn.validation.validate` checks a config and resolves it into a RunSpec: the canonical
+`jaxnn.front_end.resolve` checks a config and resolves it into a RunSpec: the canonical
 config, the sweep as a value, the drawn search points, the model family, the user's
-components and one RunSpec per structural variant. Every phase after validation reads the run
-from here and never re-parses the config.
+components and one RunSpec per structural variant. Every phase after the front end reads the
+run from here and never re-parses the config.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class RunSpec:
       sweep: the parsed sweep (numeric and structural fields).
       family: the model family (registered by `model.name`, or the user's model).
       components: the user's own parts (empty when the config says everything).
+      fields: every numeric field a member may vary (field -> NumericField: `numeric_fields`),
+        found once by the front end.
       variants: one (variant values, RunSpec of that variant with the numeric sweep alone) per
         structural variant; empty when the sweep names no structural field.
       search: the drawn points of `restarts.search` (each structural variant draws the same
@@ -47,6 +49,7 @@ class RunSpec:
     sweep: sweep_lib.Sweep
     family: family_lib.ModelFamily
     components: Components
+    fields: dict[str, NumericField]
     variants: tuple[tuple[dict[str, Any], RunSpec], ...] = ()
     search: search_lib.Search | None = None
 
@@ -75,7 +78,8 @@ class RunSpec:
         return self.variants[0][1] if self.variants else self
 
     def numeric_fields(self) -> dict[str, NumericField]:
-        return numeric_fields(self.config, self.family, self.components)
+        """Every numeric field a member may vary (field -> NumericField)."""
+        return self.fields
 
     def check_one_member(self, what: str, hparams: Mapping[str, Any] | None) -> None:
         """A single-member entry point (`fit`) trains one point: a sweep or search whose varied

@@ -2,7 +2,8 @@
 
 One path for every run, in phases:
 
-  plan     validate (the sweep parsed once, every structural variant checked), lock the
+  plan     resolve (`jaxnn.front_end`: every check that needs no data, the sweep parsed
+           once, every structural variant resolved and checked), lock the
            workdir, decide what to do with it (new, resume, continue a finished run, nothing
            to do for a complete one, overwrite);
   build    check the pretrained run, load the data, build each variant's trainer (a plain
@@ -41,7 +42,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import data as data_lib
-from jaxnn import interrupt, validation
+from jaxnn import front_end, interrupt
 from jaxnn.analysis import diagnostics
 from jaxnn.core import compile_cache, ensemble, explosion, schedules, train, variants
 from jaxnn.core.loop import Evaluation
@@ -67,6 +68,7 @@ from jaxnn.reporting import (
     tensorboard,
 )
 from jaxnn.reporting.summary import summarize_runs
+from jaxnn.run_spec import RunSpec
 
 RANKED_AT_THE_END = 10  # members in the ranking a launch prints (every one is in report.md)
 
@@ -110,7 +112,7 @@ def run(
     given = _given_data(data)
     if given is not None:
         config = _config_of_arrays(config, given)
-    spec = validation.validate(config, Components.of(**components), sweep=sweep)
+    spec = front_end.resolve(config, Components.of(**components), sweep=sweep)
     writer = sharding.is_writer()
     if writer:
         cpu_devices.hint_all_cores(os.environ)
@@ -135,7 +137,7 @@ def run(
 def _plan(
     paths: RunPaths,
     lock: lock_lib.WorkdirLock,
-    spec: validation.RunSpec,
+    spec: RunSpec,
     given: data_lib.Dataset | None,
     *,
     overwrite: bool,
@@ -233,7 +235,7 @@ class _Variant(variants.Variant):
 def _run_planned(
     plan: workdir_lib.WorkdirPlan,
     lock: lock_lib.WorkdirLock,
-    spec: validation.RunSpec,
+    spec: RunSpec,
     stop: interrupt.StopRequest,
     *,
     given: data_lib.Dataset | None,
@@ -364,7 +366,7 @@ def _finish(
 
 def _build(
     plan: workdir_lib.WorkdirPlan,
-    spec: validation.RunSpec,
+    spec: RunSpec,
     dataset: data_lib.Dataset,
     key: jax.Array,
 ) -> list[_Variant]:

@@ -1,13 +1,15 @@
-"""Validation in one place: every check of a run that can be made before data is loaded
-(`validate`, which also parses the sweep into its value), and those that need the loaded data
-(`check_against_data`). `jaxnn.run`, `jaxnn.fit`, `jaxnn.fit_ensemble` and every structural
-variant go through both, so a mistake is one `JaxnnError` before anything is trained or written.
+"""The run's checks: every section's rules and the members' values before data is loaded
+(`check_sections`, `check_members`, which `jaxnn.front_end.resolve` calls as it resolves the
+run), the Python entry points' data set and key, and the checks that need the loaded data
+(`check_against_data`: the model, loss and metrics on the data's shapes). `jaxnn.run`,
+`jaxnn.fit`, `jaxnn.fit_ensemble` and every structural variant go through them, so a mistake
+is one `JaxnnError` before anything is trained or written.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -16,7 +18,6 @@ import ml_collections
 import numpy as np
 
 from jaxnn import data
-from jaxnn.config import schedule as schedule_lib
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
 from jaxnn.config.fields import MAX_STEPS, integer_problem
@@ -26,7 +27,6 @@ from jaxnn.config.schema import (
     KEEP_WEIGHTS,
     TRANSFER_MODES,
     TRANSFER_RESTORES,
-    default_config,
 )
 from jaxnn.data import augment
 from jaxnn.errors import ConfigError, DataError
@@ -34,18 +34,8 @@ from jaxnn.nn import ema, losses, optimizers, registry
 from jaxnn.nn import family as family_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
-from jaxnn.nn.user_model import UserModel
-from jaxnn.run_spec import RunSpec, model_family, numeric_fields
+from jaxnn.run_spec import RunSpec
 
-# Fields outside `model` that a sweep may vary with one compiled program per value.
-STRUCTURAL_FIELDS = (
-    "model.name",
-    "loss",
-    "optimizer.name",
-    "training.batch_size",
-    "augment.shift_mode",
-    "augment.flip",
-)
 BUILTIN_SELECT_BY = ("val_loss", "val_accuracy", "val_r2", "val_rmse")
 
 
@@ -54,73 +44,21 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate(
+def check_sections(
     config: ml_collections.ConfigDict,
-    components: Components | None = None,
-    *,
-    sweep: sweep_lib.SweepSpec | None = None,
-) -> RunSpec:
-    """Checks every field that can be checked without data, parses the sweep once and draws
-    the search's points (`restarts.search`, each value checked by its field's rule).
-
-    Args:
-      config: the run config (not changed).
-      components: the user's own model, loss, metrics, prediction and optimiser.
-      sweep: a sweep given from Python (a string, a mapping field -> values, or a Sweep) in
-        place of `config.restarts.sweep`.
-
-    Returns:
-      The validated run, with every structural variant validated too.
+    family: family_lib.ModelFamily,
+    components: Components,
+    varied: Sequence[str] = (),
+) -> None:
+    """Every section's own rules, in the schema's order (the model's by its family), then the
+    user's components and the fields `varied` by the sweep or the search.
 
     Raises:
       ConfigError: the first mistake, in one line.
     """
-    components = components or Components()
-    config, family = _check_sections(config, components)
-    resolved, search = _resolve_members(config, family, components, sweep)
-    canonical = sweep_lib.with_values(
-        config,
-        {"restarts.sweep": resolved.to_spec()}
-        | ({} if search is None else {"restarts.search": search.to_spec()}),
-    )
-    variants = (
-        tuple(
-            (
-                variant,
-                validate(
-                    sweep_lib.with_values(canonical, variant),
-                    components,
-                    sweep=resolved.numeric_only(),
-                ),
-            )
-            for variant in resolved.structural_variants()
-        )
-        if resolved.structural
-        else ()
-    )
-    return RunSpec(
-        config=canonical,
-        sweep=resolved,
-        family=family,
-        components=components,
-        variants=variants,
-        search=search,
-    )
-
-
-def _check_sections(
-    config: ml_collections.ConfigDict, components: Components
-) -> tuple[ml_collections.ConfigDict, family_lib.ModelFamily]:
-    """Every section's own rules, in the schema's order; returns the config with a user
-    model's declared fields set, and the model family."""
-    check_config_type(config)
     problem = integer_problem(config)
     _require(problem is None, problem or "")
     data.validate_dataset_config(config.dataset)
-    if isinstance(components.model, UserModel):
-        values = components.model.values(config.model)
-        config = sweep_lib.with_values(config, {f"model.{k}": v for k, v in values.items()})
-    family = model_family(config, components)
     registry.refuse_other_families_fields(config.model, family)
     if family.validate is not None:
         family.validate(config.model)
@@ -144,52 +82,11 @@ def _check_sections(
     validate_mesh_config(config.mesh)
     _validate_compilation_cache(config.compilation_cache)
     _validate_components(components)
-    return config, family
-
-
-def _resolve_members(
-    config: ml_collections.ConfigDict,
-    family: family_lib.ModelFamily,
-    components: Components,
-    sweep: sweep_lib.SweepSpec | None,
-) -> tuple[sweep_lib.Sweep, search_lib.Search | None]:
-    """The sweep parsed and the search's points drawn, each value checked by its field's rule
-    (and by the family's rules across fields), and the member schedule checked."""
-    given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
     if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
-        _refuse_undeclared_model_fields(
-            [*given, *search_lib.split_search(config.restarts.search)], family
-        )
-    member_fields = numeric_fields(config, family, components)
-    resolved = sweep_lib.resolve(
-        given,
-        config,
-        numeric_fields=member_fields,
-        structural_fields=(*STRUCTURAL_FIELDS, *family.structural_fields),
-    )
-    search = search_lib.resolve(
-        config.restarts.search,
-        method=config.restarts.search_method,
-        num=config.restarts.num,
-        seed=config.seed,
-        numeric_fields=member_fields,
-    )
-    _require(
-        search is None or not resolved.numeric,
-        f"restarts.search draws the numeric fields, but restarts.sweep also varies "
-        f"{', '.join(resolved.numeric)} on a grid: move it into restarts.search as a range (a "
-        "search may be combined only with a sweep of structural fields)",
-    )
-    _validate_member_model_values(config, family, resolved, search)
-    schedule_lib.resolve(
-        config.restarts,
-        searched=search is not None,
-        num_members=len(resolved.numeric_variants()) * config.restarts.num,
-    )
-    return resolved, search
+        _refuse_undeclared_model_fields(varied, family)
 
 
-def _refuse_undeclared_model_fields(varied: list[str], family: family_lib.ModelFamily) -> None:
+def _refuse_undeclared_model_fields(varied: Sequence[str], family: family_lib.ModelFamily) -> None:
     """A sweep or search of a user's model may vary only the numeric fields it declares
     (`jaxnn.UserModel`): the rest of its structure is in its code, not the config."""
     declared = [f.field for f in family.numeric_fields]
@@ -204,16 +101,27 @@ def _refuse_undeclared_model_fields(varied: list[str], family: family_lib.ModelF
         )
 
 
-def _validate_member_model_values(
+def check_members(
     config: ml_collections.ConfigDict,
     family: family_lib.ModelFamily,
     resolved: sweep_lib.Sweep,
     search: search_lib.Search | None,
 ) -> None:
-    """The family's own rules hold for the members' values of a swept or searched model field
-    too, not only for the config's (a rule across fields, such as the LSTM's forget_bias only
-    under gate_init=standard): the family checks the config with each swept value, and with
-    the least and the greatest value a search drew."""
+    """A search is not combined with a numeric sweep, and the family's own rules hold for the
+    members' values of a swept or searched model field too, not only for the config's (a rule
+    across fields, such as the LSTM's forget_bias only under gate_init=standard): the family
+    checks the config with each swept value, and with the least and the greatest value a
+    search drew.
+
+    Raises:
+      ConfigError: the first mistake, in one line.
+    """
+    _require(
+        search is None or not resolved.numeric,
+        f"restarts.search draws the numeric fields, but restarts.sweep also varies "
+        f"{', '.join(resolved.numeric)} on a grid: move it into restarts.search as a range (a "
+        "search may be combined only with a sweep of structural fields)",
+    )
     if family.validate is None:
         return
     checked = {f: sorted(set(v)) for f, v in resolved.numeric.items() if f.startswith("model.")}
@@ -226,58 +134,6 @@ def _validate_member_model_values(
     for field, values in checked.items():
         for value in values:
             family.validate(sweep_lib.with_values(config, {field: value}).model)
-
-
-def validate_call(
-    config: Any,
-    dataset: Any,
-    key: Any,
-    components: Components | None = None,
-    *,
-    sweep: sweep_lib.SweepSpec | None = None,
-) -> RunSpec:
-    """`validate` for the Python entry points that train on given data (`fit`, `fit_ensemble`,
-    `fit_variants`): the data set and the key are checked too.
-
-    Raises:
-      ConfigError, DataError: the first mistake, in one line.
-    """
-    check_dataset(dataset)
-    check_key(key)
-    return validate(config, components, sweep=sweep)
-
-
-def check_config_type(config: Any) -> None:
-    """The config is an `ml_collections.ConfigDict` with every field of `default_config()`.
-
-    Raises:
-      ConfigError: another type (a dict, None), or a field of the schema missing.
-    """
-    _require(
-        isinstance(config, ml_collections.ConfigDict),
-        "config must be an ml_collections.ConfigDict such as jaxnn.default_config() (changed "
-        f"as needed), got {type(config).__name__}",
-    )
-    for field in _schema_fields():
-        node = config
-        for part in field.split("."):
-            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-                raise ConfigError(
-                    f"config has no field {field}: start from jaxnn.default_config() and change "
-                    "the fields you need"
-                )
-            node = node[part]
-
-
-def _schema_fields(node: ml_collections.ConfigDict | None = None, prefix: str = "") -> list[str]:
-    node = default_config() if node is None else node
-    fields = []
-    for key, value in node.items():
-        if isinstance(value, ml_collections.ConfigDict):
-            fields += _schema_fields(value, f"{prefix}{key}.")
-        else:
-            fields.append(f"{prefix}{key}")
-    return fields
 
 
 def check_key(key: Any, what: str = "key") -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import ensemble
 from jaxnn.errors import ConfigError
 from jaxnn.io import checkpoint
@@ -72,7 +72,7 @@ def case_equal(out: Path) -> None:
     facts["grouped_member_group"] = grouped.group_size
     np.savez(out / "grouped.npz", **arrays(grouped))
 
-    spec = validation.validate(small_config(**{"restarts.num": 6}))
+    spec = front_end.resolve(small_config(**{"restarts.num": 6}))
     trainer = ensemble.make_trainer(spec, blobs(), jax.random.PRNGKey(KEY))
     placed = trainer.placement.place_state(ensemble.init_members(trainer, jax.random.PRNGKey(KEY)))
     facts["padded_spread"] = spread(jax.tree_util.tree_leaves(placed.params)[0])
@@ -102,7 +102,7 @@ def case_equal(out: Path) -> None:
 
 def case_resume(out: Path) -> None:
     """Continues the 4-device run's step-20 checkpoint (written sharded) on this device count."""
-    spec = validation.validate(small_config(**{"restarts.num": 8}))
+    spec = front_end.resolve(small_config(**{"restarts.num": 8}))
     trainer = ensemble.make_trainer(spec, blobs(), jax.random.PRNGKey(KEY))
     abstract = jax.eval_shape(
         trainer.init_fn,

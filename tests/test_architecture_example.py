@@ -13,7 +13,7 @@ import pytest
 from helpers import blobs, small_config
 
 import jaxnn
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import ensemble
 from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
@@ -59,9 +59,9 @@ def test_the_documented_family_trains_through_the_registry(registered):
 
 def test_the_documented_family_s_own_field_is_swept_and_checked(registered):
     config = small_config(**{"model.name": "toy_resmlp"})
-    spec = validation.validate(config, sweep="model.blocks=[1, 3]")
+    spec = front_end.resolve(config, sweep="model.blocks=[1, 3]")
     assert [variant for variant, _ in spec.variants] == [{"model.blocks": 1}, {"model.blocks": 3}]
     with pytest.raises(ConfigError, match=r"^model.blocks must be an integer in \[1, 100\]"):
-        validation.validate(small_config(**{"model.name": "toy_resmlp", "model.blocks": 0}))
+        front_end.resolve(small_config(**{"model.name": "toy_resmlp", "model.blocks": 0}))
     with pytest.raises(ConfigError, match=r"model\.blocks is read by the toy_resmlp family"):
-        validation.validate(small_config(**{"model.blocks": 3}))
+        front_end.resolve(small_config(**{"model.blocks": 3}))

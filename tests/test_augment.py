@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from helpers import blob_arrays, blobs, small_config, tiered
 
-from jaxnn import data, runner, validation
+from jaxnn import data, front_end, runner
 from jaxnn.config import default_config
 from jaxnn.config.sweep import with_values
 from jaxnn.core import ensemble, loop, train
@@ -142,7 +142,7 @@ def test_no_augmentation_returns_the_batch_itself():
 
 
 def test_default_config_has_augmentation_off_and_members_carry_nothing():
-    spec = validation.validate(small_config())
+    spec = front_end.resolve(small_config())
     program, _, _ = build(spec, blobs())
     assert program.augmentation == augment.NO_AUGMENTATION
     assert not any(name.startswith("augment_") for name in ensemble.members(spec)[0].hparams(spec))
@@ -179,7 +179,7 @@ def test_member_i_of_an_augmentation_sweep_equals_the_single_run():
         }
     )
     root = jax.random.PRNGKey(5)
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     result = ensemble.fit_ensemble(config, dataset, root)
     assert len(result.members) == 4
     for member in result.members:
@@ -215,7 +215,7 @@ def test_member_i_of_an_image_augmentation_sweep_equals_the_single_run():
     dataset = _image_blobs()
     config = small_config(**{"augment.flip": True, "restarts.sweep": "augment.crop=[1, 2]"})
     root = jax.random.PRNGKey(6)
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     result = ensemble.fit_ensemble(config, dataset, root)
     ends = []
     for member in result.members:
@@ -238,7 +238,7 @@ def test_an_ensembles_test_metrics_are_those_of_the_unaugmented_test_split(tmp_p
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     loaded = export.load_model(tmp_path / "run" / "best")
     dataset = data.load(loaded.config.dataset)
-    program, apply_fn, make_tx = build(validation.validate(loaded.config), dataset)
+    program, apply_fn, make_tx = build(front_end.resolve(loaded.config), dataset)
     state = train.init_state(
         program, loaded.hparams, jax.random.PRNGKey(0), apply_fn=apply_fn, make_tx=make_tx
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import ensemble, loop, train
 from jaxnn.core.program import build
 from jaxnn.data import device
@@ -29,7 +29,7 @@ def trained():
     key = jax.random.PRNGKey(0)
     options = {"param_labels": family.body_head_labels, "frozen_labels": ("body",)}
     result = ensemble.fit_ensemble(config, data, key, **options)
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     trainer = ensemble.make_trainer(spec, data, key, **options)
     abstract = jax.eval_shape(
         trainer.init_fn,
@@ -132,7 +132,7 @@ def test_exported_member_loads_as_a_single_model(trained, tmp_path):
     assert loaded_config.model.hidden == config.model.hidden
     assert export.best_metadata(tmp_path / "best")["member"] == 2
     # The single-model path reproduces the member's test metrics from the exported files.
-    program, apply_fn, make_tx = build(validation.validate(loaded_config), data)
+    program, apply_fn, make_tx = build(front_end.resolve(loaded_config), data)
     single = train.init_state(
         program, hparams, jax.random.PRNGKey(0), apply_fn=apply_fn, make_tx=make_tx
     )

@@ -14,7 +14,7 @@ import jax
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxnn import runner, validation
+from jaxnn import front_end, runner
 from jaxnn.config import default_config
 from jaxnn.core import compile_cache
 from jaxnn.data import builders
@@ -225,7 +225,7 @@ def test_a_bad_cache_section_is_one_config_error(field, value, fragment):
     with config.unlocked(), config.compilation_cache.ignore_type():
         config.compilation_cache[field] = value
     with pytest.raises(ConfigError, match=fragment):
-        validation.validate(config)
+        front_end.resolve(config)
 
 
 def test_a_run_resumes_whatever_its_cache_settings_were(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import blobs, small_config
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.analysis import diagnostics
 from jaxnn.core import ensemble
 from jaxnn.core.program import base_hparams, make_program
@@ -21,7 +21,7 @@ from jaxnn.nn import losses, mlp
 
 def _initial(config, data):
     key = jax.random.PRNGKey(config.seed)
-    trainer = ensemble.make_trainer(validation.validate(config), data, key)
+    trainer = ensemble.make_trainer(front_end.resolve(config), data, key)
     return trainer, ensemble.init_members(trainer, key)
 
 
@@ -65,7 +65,7 @@ def test_update_ratio_is_learning_rate_times_grad_over_weight_for_sgd():
 def test_dead_unit_fraction_on_a_hand_built_net():
     # Layer 0 has 4 units: unit 0 and 2 get a -10 bias (dead on all inputs in [0, 1]); units 1
     # and 3 are positive. Layer 1 has 2 units, one dead. 3 of 6 hidden units are dead.
-    spec = validation.validate(small_config(**{"model.hidden": (4, 2)}))
+    spec = front_end.resolve(small_config(**{"model.hidden": (4, 2)}))
     data = blobs(num_features=2, num_classes=2)
     program = make_program(spec, data)
     params = {
@@ -94,7 +94,7 @@ def test_dead_unit_fraction_on_a_hand_built_net():
 
 def test_saturated_fraction_uses_documented_threshold():
     config = small_config(**{"model.hidden": (2,), "model.activation": "sigmoid"})
-    program = make_program(validation.validate(config), blobs(num_features=1, num_classes=2))
+    program = make_program(front_end.resolve(config), blobs(num_features=1, num_classes=2))
     pre = {"hidden_0": jnp.array([[5.0, 3.9], [-4.1, 0.0]])}  # |x| > 4 for 2 of 4 entries
     fractions = diagnostics.unit_fractions(program, pre)
     assert float(fractions["saturated_fraction"]) == pytest.approx(0.5)
@@ -107,7 +107,7 @@ def test_monitor_writes_one_row_per_member_with_none_for_not_applicable(tmp_path
     data = blobs()
     config = small_config(**{"restarts.num": 2, "model.activation": "sigmoid"})
     key = jax.random.PRNGKey(0)
-    trainer = ensemble.make_trainer(validation.validate(config), data, key)
+    trainer = ensemble.make_trainer(front_end.resolve(config), data, key)
     path = tmp_path / run_files.DIAGNOSTICS
     monitor = diagnostics.Monitor(path, device.device_data(data), trainer.program, [5, 6])
     ensemble.fit_ensemble(config, data, key, on_eval=monitor)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.analysis import restart_stats
 from jaxnn.core import ensemble, loop, train
 from jaxnn.data import device
@@ -29,7 +29,7 @@ def test_member_i_equals_fit_alone_with_its_key_and_hparams():
         }
     )
     root = jax.random.PRNGKey(7)
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     result = ensemble.fit_ensemble(config, data, root)
     assert len(result.members) == 6
     for member in result.members:
@@ -47,14 +47,14 @@ def test_member_i_equals_fit_alone_with_its_key_and_hparams():
 def test_swept_learning_rates_share_one_program_and_end_differently():
     data = blobs()
     config = small_config(**{"restarts.sweep": "optimizer.learning_rate=[0.01, 0.1]"})
-    trainer = ensemble.make_trainer(validation.validate(config), data, jax.random.PRNGKey(0))
+    trainer = ensemble.make_trainer(front_end.resolve(config), data, jax.random.PRNGKey(0))
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
     a, b = (ensemble.member_state(result.state, i) for i in (0, 1))
     # Same initialisation (same random start), different learning rate -> different weights.
     assert a.hparams["learning_rate"] != b.hparams["learning_rate"]
     assert not np.allclose(_leaves(a.params)[0], _leaves(b.params)[0])
     # A different swept value reuses the compiled program.
-    other = validation.validate(
+    other = front_end.resolve(
         small_config(**{"restarts.sweep": "optimizer.learning_rate=[0.3, 0.5]"})
     )
     state = trainer.init_fn(
@@ -101,7 +101,7 @@ def test_a_diverging_member_is_isolated_and_leaves_the_others_bit_identical():
 def test_shared_batch_order_gives_members_the_same_batches():
     data = blobs()
     config = small_config(**{"restarts.num": 2, "training.batch_order": "shared"})
-    trainer = ensemble.make_trainer(validation.validate(config), data, jax.random.PRNGKey(0))
+    trainer = ensemble.make_trainer(front_end.resolve(config), data, jax.random.PRNGKey(0))
     assert trainer.order_key is not None
     result = ensemble.fit_ensemble(config, data, jax.random.PRNGKey(0))
     root = jax.random.PRNGKey(0)
@@ -128,7 +128,7 @@ def test_per_member_early_stopping_freezes_only_that_member():
         }
     )
     root = jax.random.PRNGKey(0)
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     result = ensemble.fit_ensemble(config, data, root)
     steps = np.asarray(result.state.step)
     np.testing.assert_array_equal(np.asarray(result.state.stopped), [True, True, False])
@@ -210,4 +210,4 @@ def test_the_best_member_is_selected_by_validation_never_by_test():
     assert summary["best_member"] == int(np.argmin(val))
     assert summary["best"]["test_loss"] == test[np.argmin(val)]
     with pytest.raises(ConfigError, match=r"restarts\.select_by"):
-        validation.validate(small_config(**{"restarts.select_by": "test_loss"}))
+        front_end.resolve(small_config(**{"restarts.select_by": "test_loss"}))

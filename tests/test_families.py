@@ -11,7 +11,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import jaxnn
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import ensemble, loop, train
 from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
@@ -42,7 +42,7 @@ def _sequences(seed: int = 0):
 
 def _module(name: str, num_outputs: int = 3, **overrides):
     config = _config(name, **overrides)
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     hparams = {f.hparam: float(jnp.float32(config.model[f.field.split(".")[1]]))
                for f in spec.family.numeric_fields}  # fmt: skip
     return spec.family, spec.family.build(config.model, hparams, num_outputs)
@@ -230,7 +230,7 @@ def test_member_i_equals_fit_alone_with_its_key_and_hparams(name):
     config = _config(name, **{"restarts.num": 2, "model.dropout": 0.2})
     sweep = {"model.init_scale": [0.5, 1.0]}
     root = jax.random.PRNGKey(3)
-    spec = validation.validate(config, sweep=sweep)
+    spec = front_end.resolve(config, sweep=sweep)
     result = jaxnn.fit_ensemble(config, data, root, sweep=sweep)
     assert len(result.members) == 4
     for member in result.members:
@@ -344,11 +344,11 @@ def test_resmlp_blocks_are_pre_norm_residual_and_in_layer_order():
 )  # fmt: skip
 def test_bad_model_configs_are_refused_before_data(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        validation.validate(small_config(**overrides))
+        front_end.resolve(small_config(**overrides))
 
 
 def test_another_familys_field_at_its_default_is_accepted():
-    validation.validate(small_config(**{"model.channels": (32, 32, 32), "model.chunk": 1}))
+    front_end.resolve(small_config(**{"model.channels": (32, 32, 32), "model.chunk": 1}))
 
 
 @pytest.mark.parametrize(
@@ -428,7 +428,7 @@ def test_lstm_forget_bias_starts_the_forget_gate_and_keeps_more_gradient():
 
 def test_a_swept_forget_bias_starts_each_member_at_its_own_value():
     config = _config("lstm", **{"restarts.num": 2})
-    spec = validation.validate(config, sweep="model.forget_bias=0,3")
+    spec = front_end.resolve(config, sweep="model.forget_bias=0,3")
     trainer = ensemble.make_trainer(spec, _sequences(), jax.random.key(0))
     state = ensemble.init_members(trainer, jax.random.PRNGKey(0))
     forget = np.asarray(state.params["input"]["bias"]).reshape((4, 4, 5))[:, 1]
@@ -452,7 +452,7 @@ def test_a_swept_forget_bias_starts_each_member_at_its_own_value():
 def test_a_forget_bias_is_refused_where_chrono_draws_the_gate_biases(overrides, sweep):
     config = _config("lstm", **{"restarts.num": 4, **overrides})
     with pytest.raises(ConfigError, match="gate_init=chrono draws the LSTM's gate biases"):
-        validation.validate(config, sweep=sweep)
+        front_end.resolve(config, sweep=sweep)
 
 
 # Every recurrent cell draws its orthogonal blocks through one function: rnn is the cheapest.
@@ -460,7 +460,7 @@ def test_a_forget_bias_is_refused_where_chrono_draws_the_gate_biases(overrides, 
 def test_member_initialisation_runs_no_lapack_custom_call(name):
     # LAPACK's QR waits on the CPU thread pool it runs on; two at once hung a 2-core launch.
     config = _config(name, **{"restarts.num": 3})
-    trainer = ensemble.make_trainer(validation.validate(config), _sequences(), jax.random.key(0))
+    trainer = ensemble.make_trainer(front_end.resolve(config), _sequences(), jax.random.key(0))
     hparams = ensemble.stacked_hparams(trainer.spec, trainer.members)
     keys = ensemble.member_keys(jax.random.PRNGKey(0), trainer.members)
     text = trainer.init_fn.lower(hparams, keys, None).compile().as_text()

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import ensemble, groups, loop, memory, train
 from jaxnn.data import dataset as dataset_lib
 from jaxnn.data import device
@@ -94,7 +94,7 @@ def test_grouped_members_equal_the_ungrouped_run_and_keep_their_randomness():
 def test_a_grouped_chunk_compiles_once_for_every_chunk():
     config = small_config(**{"restarts.num": 6, "mesh.member_group": 4})
     data = blobs()
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     trainer = ensemble.make_trainer(spec, data, jax.random.PRNGKey(0))
     assert trainer.group_size == 4
     state = ensemble.init_members(trainer, jax.random.PRNGKey(0))
@@ -114,13 +114,13 @@ def test_the_automatic_group_follows_the_backend_and_the_members_working_set():
 @pytest.mark.parametrize("value", [-1, 2**31])
 def test_a_bad_member_group_is_refused(value):
     with pytest.raises(ConfigError, match=r"mesh\.member_group must be an integer"):
-        validation.validate(small_config(**{"mesh.member_group": value}))
+        front_end.resolve(small_config(**{"mesh.member_group": value}))
 
 
 def test_the_memory_account_matches_the_state_and_grows_with_the_members():
     config = small_config(**{"restarts.num": 4})
     data = blobs()
-    trainer = ensemble.make_trainer(validation.validate(config), data, jax.random.PRNGKey(0))
+    trainer = ensemble.make_trainer(front_end.resolve(config), data, jax.random.PRNGKey(0))
     state = ensemble.init_members(trainer, jax.random.PRNGKey(0))
     account = trainer.memory
     assert account.num_members == 4
@@ -130,7 +130,7 @@ def test_the_memory_account_matches_the_state_and_grows_with_the_members():
     )
     assert account.member.step_activations > 0 and account.member.eval_activations > 0
     bigger = small_config(**{"restarts.num": 400})
-    larger = ensemble.make_trainer(validation.validate(bigger), data, jax.random.PRNGKey(0))
+    larger = ensemble.make_trainer(front_end.resolve(bigger), data, jax.random.PRNGKey(0))
     assert larger.memory.checkpoint == 100 * account.checkpoint
     assert larger.memory.device > account.device
 

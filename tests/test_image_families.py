@@ -13,7 +13,7 @@ import pytest
 from helpers import blobs, tiered
 
 import jaxnn
-from jaxnn import data, validation
+from jaxnn import data, front_end
 from jaxnn.core import ensemble, loop, train
 from jaxnn.errors import ConfigError
 from jaxnn.nn import cnn2d, model_fields, registry, resnet
@@ -73,7 +73,7 @@ def test_member_i_of_an_image_ensemble_is_the_single_run(name, data_dir):
     # the ResNet's later steps at this learning rate amplify that to 1e-2 by step 100
     config = _config(name, **{"training.steps": 40, "training.eval_every": 20})
     result = _ensemble(config, data_dir)
-    spec = validation.validate(config, sweep=SWEEP)
+    spec = front_end.resolve(config, sweep=SWEEP)
     member = result.members[1]  # init_scale 1.0 (member 0 is the program's first slice)
     key = train.member_key(jax.random.PRNGKey(3), member.seed_index)
     alone = loop.fit(config, _digits(data_dir), key, hparams=member.hparams(spec))
@@ -109,7 +109,7 @@ def test_a_bad_image_field_is_refused_in_one_line(name, fields, message):
     for field, value in fields.items():
         config.model[field] = value
     with pytest.raises(ConfigError) as raised:
-        validation.validate(config)
+        front_end.resolve(config)
     assert message in str(raised.value) and "\n" not in str(raised.value)
 
 
@@ -129,7 +129,7 @@ def test_a_kernel_larger_than_the_images_is_refused_before_training(data_dir):
 
 
 def test_image_fields_sweep_like_any_family():
-    spec = validation.validate(
+    spec = front_end.resolve(
         _config("resnet"), sweep="model.norm=[group, layer]; model.init_scale=[0.5, 1.0]"
     )
     assert [variant for variant, _ in spec.variants] == [

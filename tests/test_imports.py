@@ -20,6 +20,23 @@ ALLOWED = {
     "jaxnn.nn": ("jaxnn.nn", "jaxnn.config", "jaxnn.errors"),
     "jaxnn.data": ("jaxnn.data", "jaxnn.config", "jaxnn.errors"),
     "jaxnn.parallel": ("jaxnn.parallel", "jaxnn.data", "jaxnn.config", "jaxnn.errors"),
+    # the resolved run's value, the checks, then the front end that resolves a run with them
+    "jaxnn.run_spec": ("jaxnn.nn", "jaxnn.data", "jaxnn.config", "jaxnn.errors"),
+    "jaxnn.validation": (
+        "jaxnn.run_spec",
+        "jaxnn.nn",
+        "jaxnn.data",
+        "jaxnn.config",
+        "jaxnn.errors",
+    ),
+    "jaxnn.front_end": (
+        "jaxnn.validation",
+        "jaxnn.run_spec",
+        "jaxnn.nn",
+        "jaxnn.data",
+        "jaxnn.config",
+        "jaxnn.errors",
+    ),
 }
 NEVER_FROM_CORE = ("jaxnn.io", "jaxnn.reporting", "jaxnn.analysis", "jaxnn.runner")
 

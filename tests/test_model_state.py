@@ -15,7 +15,7 @@ import pytest
 from helpers import shared_dir
 
 import jaxnn
-from jaxnn import runner, validation
+from jaxnn import front_end, runner
 from jaxnn.core import ensemble, loop, train
 from jaxnn.core.program import build
 from jaxnn.io import checkpoint, export
@@ -100,7 +100,7 @@ def reference(tmp_path_factory) -> Path:
 
 def test_member_i_of_a_batchnorm_ensemble_equals_fit_of_member_i():
     data, config, root = blobs(), _config(**{"training.steps": 30}), jax.random.PRNGKey(3)
-    spec = validation.validate(config, jaxnn.Components.of(model=BatchNormNet()))
+    spec = front_end.resolve(config, jaxnn.Components.of(model=BatchNormNet()))
     result = ensemble.fit_ensemble(config, data, root, model=BatchNormNet())
     initial = BatchNormNet().init(jax.random.PRNGKey(0), jnp.zeros((1, 6)))["batch_stats"]
     for member in result.members:
@@ -157,7 +157,7 @@ def test_any_collection_a_module_writes_in_training_is_state_and_groups_carry_it
 
 
 def test_the_memory_estimate_counts_the_model_state():
-    spec = validation.validate(_config(), jaxnn.Components.of(model=BatchNormNet()))
+    spec = front_end.resolve(_config(), jaxnn.Components.of(model=BatchNormNet()))
     trainer = ensemble.make_trainer(spec, blobs(), jax.random.PRNGKey(0))
     member = trainer.memory.member
     # mean and var of 16 units, float32, for the state and for the best weights' copy.
@@ -169,7 +169,7 @@ def test_the_memory_estimate_counts_the_model_state():
 
 def test_the_masked_rows_of_an_epochs_last_batch_are_its_first_examples_again():
     config = _config()
-    program, _, _ = build(validation.validate(config), blobs())
+    program, _, _ = build(front_end.resolve(config), blobs())
     order = train.epoch_order(jax.random.PRNGKey(0), jnp.int32(0), program.num_train)
     last = program.steps_per_epoch - 1
     idx, mask = train.batch_indices(order, jnp.int32(last), program)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.config import default_config
 from jaxnn.errors import ConfigError
 from jaxnn.nn import activations, family, layer_table, layers, losses, mlp
@@ -433,7 +433,7 @@ def test_bad_model_config_names_the_field(field, value):
     config = default_config()
     config.model[field] = value
     with pytest.raises(ConfigError, match=f"model.{field}") as raised:
-        validation.validate(config)
+        front_end.resolve(config)
     assert "\n" not in str(raised.value)
 
 

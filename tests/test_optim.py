@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnn import validation
+from jaxnn import front_end, validation
 from jaxnn.config.schema import default_config
 from jaxnn.config.upgrade import upgrade
 from jaxnn.errors import ConfigError
@@ -282,7 +282,7 @@ def test_a_schedule_that_does_not_fit_the_run_is_refused_before_it_is_built():
     config = default_config()
     config.training.steps, config.training.epochs, config.training.batch_size = 0, 2, 50
     config.optimizer.schedule, config.optimizer.warmup_steps = "warmup_cosine", 4
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     validation.check_against_task(spec, "classification", 101)  # 2 x 3 = 6 steps
     with pytest.raises(ConfigError) as raised:
         validation.check_against_task(spec, "classification", 100)  # 2 x 2 = 4 steps
@@ -291,7 +291,7 @@ def test_a_schedule_that_does_not_fit_the_run_is_refused_before_it_is_built():
     )
     config.optimizer.accumulate_steps = 5
     with pytest.raises(ConfigError, match="the number of training steps must be >= 1, got 0"):
-        validation.check_against_task(validation.validate(config), "classification", 100)
+        validation.check_against_task(front_end.resolve(config), "classification", 100)
 
 
 @pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import ensemble, loop, train
 from jaxnn.errors import ConfigError
 from tests.helpers import blobs, small_config, tiered
@@ -99,7 +99,7 @@ def test_member_i_of_a_bfloat16_ensemble_equals_fit_and_differs_from_float32(nam
     config = _config(name, **{"training.steps": 30})
     sweep = {"optimizer.learning_rate": [0.02, 0.05]}
     root = jax.random.PRNGKey(3)
-    spec = validation.validate(config, sweep=sweep)
+    spec = front_end.resolve(config, sweep=sweep)
     result = jaxnn.fit_ensemble(config, data, root, sweep=sweep)
     member = result.members[3]
     key, hparams = train.member_key(root, member.seed_index), member.hparams(spec)
@@ -145,13 +145,13 @@ def test_a_user_module_without_dtype_is_refused_in_one_line():
     config = small_config(**{"model.dtype": "bfloat16"})
     fragment = "model.dtype=bfloat16: the model WithoutDtype has no `dtype` attribute"
     with pytest.raises(ConfigError, match=fragment) as raised:  # a Module: before the data
-        validation.validate(config, jaxnn.Components(model=WithoutDtype()))
+        front_end.resolve(config, jaxnn.Components(model=WithoutDtype()))
     assert "\n" not in str(raised.value)
     with pytest.raises(ConfigError, match=fragment) as raised:  # a factory: on the data's shapes
         jaxnn.fit(config, blobs(), jax.random.PRNGKey(0), model=lambda hparams: WithoutDtype())
     assert "\n" not in str(raised.value)
     # In float32 the same module trains as it is.
-    validation.validate(small_config(), jaxnn.Components(model=WithoutDtype()))
+    front_end.resolve(small_config(), jaxnn.Components(model=WithoutDtype()))
 
 
 def test_a_bfloat16_run_records_its_dtype_and_reloads_computing_in_it(tmp_path):

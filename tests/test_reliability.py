@@ -234,7 +234,7 @@ def test_a_search_too_large_to_draw_is_refused_before_a_point_is_drawn(monkeypat
     config = small_config(**{"restarts.search": "model.dropout=uniform(0, 0.5)"})
     config.restarts.num = 10**6
     with pytest.raises(ConfigError, match=r"restarts.num=1000000 points of restarts.search"):
-        jaxnn.validation.validate(config)
+        jaxnn.validate(config)
     assert drawn == []
 
 

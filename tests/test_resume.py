@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import shared_dir
 
-from jaxnn import data, runner, validation
+from jaxnn import data, front_end, runner
 from jaxnn.config import default_config
 from jaxnn.core import train
 from jaxnn.core.program import build
@@ -204,7 +204,7 @@ def test_the_exported_best_member_reproduces_its_test_metric(reference):
     loaded = export.load_model(reference / "best")
     params, hparams, config = loaded.params, loaded.hparams, loaded.config
     dataset = data.load(config.dataset)
-    program, apply_fn, make_tx = build(validation.validate(config), dataset)
+    program, apply_fn, make_tx = build(front_end.resolve(config), dataset)
     state = train.init_state(
         program, hparams, jax.random.PRNGKey(0), apply_fn=apply_fn, make_tx=make_tx
     )

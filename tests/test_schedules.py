@@ -434,9 +434,9 @@ def test_the_launcher_refuses_a_bad_schedule_with_exit_2(tmp_path, data_dir):
 
 
 def _validated(config, data):
-    from jaxnn import validation
+    from jaxnn import front_end
     from jaxnn.nn.components import Components
 
-    return validation.validate_call(
-        config, data, jax.random.PRNGKey(0), Components()
-    ).single_program("test")
+    return front_end.resolve_call(config, data, jax.random.PRNGKey(0), Components()).single_program(
+        "test"
+    )

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import runner, validation
+from jaxnn import front_end, runner
 from jaxnn.config import search as search_lib
 from jaxnn.config.fields import NumericField
 from jaxnn.config.sweep import with_values
@@ -28,7 +28,7 @@ SEARCH = "optimizer.learning_rate=loguniform(1e-3, 0.1); model.dropout=uniform(0
 
 def _points(**overrides) -> list[dict[str, float]]:
     config = small_config(**{"restarts.search": SEARCH, "restarts.num": 6, **overrides})
-    return [m.swept for m in ensemble.members(validation.validate(config))]
+    return [m.swept for m in ensemble.members(front_end.resolve(config))]
 
 
 def test_unscrambled_halton_is_the_hand_computed_sequence():
@@ -100,11 +100,11 @@ def test_an_integer_field_draws_every_integer_of_its_range():
 
 
 def test_config_json_records_the_canonical_search():
-    spec = validation.validate(small_config(**{"restarts.search": SEARCH, "restarts.num": 2}))
+    spec = front_end.resolve(small_config(**{"restarts.search": SEARCH, "restarts.num": 2}))
     assert spec.config.restarts.search == (
         "optimizer.learning_rate=loguniform(0.001, 0.1); model.dropout=uniform(0.0, 0.8)"
     )
-    again = validation.validate(spec.config)
+    again = front_end.resolve(spec.config)
     assert [m.swept for m in ensemble.members(again)] == [m.swept for m in ensemble.members(spec)]
     assert spec.varied_fields == {"optimizer.learning_rate", "model.dropout"}
 
@@ -117,7 +117,7 @@ def test_each_structural_variant_trains_the_same_drawn_points():
             "restarts.sweep": "model.activation=[relu, tanh]",
         }
     )
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     assert len(spec.variants) == 2
     drawn = [[m.swept for m in ensemble.members(s)] for _, s in spec.variants]
     assert drawn[0] == drawn[1] and len(drawn[0]) == 3
@@ -134,7 +134,7 @@ def test_member_i_equals_its_single_run_in_one_compiled_program():
         }
     )
     root = jax.random.PRNGKey(3)
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     result = ensemble.fit_ensemble(config, data, root)
     assert [m.seed_index for m in result.members] == [0, 1, 2]  # point i from random start i
     # A non-zero dropout keeps dropout in the single run's program (hparams then set it).
@@ -153,7 +153,7 @@ def test_member_i_equals_its_single_run_in_one_compiled_program():
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
     # Another draw (another seed) is the same program: the chunk compiles once.
     trainer = ensemble.make_trainer(spec, data, root)
-    other = validation.validate(with_values(config, {"seed": 5}))
+    other = front_end.resolve(with_values(config, {"seed": 5}))
     states = [
         ensemble.init_members(trainer, root),
         trainer.init_fn(
@@ -235,7 +235,7 @@ def test_reduce_on_plateau_lowers_the_rate_of_the_member_whose_loss_stalls():
 )
 def test_bad_searches_are_one_line_config_errors(overrides, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)) as caught:
-        validation.validate(small_config(**overrides))
+        front_end.resolve(small_config(**overrides))
     assert "\n" not in str(caught.value)
 
 
@@ -244,7 +244,7 @@ def test_a_drawn_value_out_of_range_names_the_member_and_its_range():
         **{"restarts.search": "model.dropout=uniform(0.5, 1.5)", "restarts.num": 8}
     )
     with pytest.raises(ConfigError) as caught:
-        validation.validate(config)
+        front_end.resolve(config)
     member = int(re.search(r"member (\d+)'s draw from uniform\(0\.5, 1\.5\)", str(caught.value))[1])
     drawn = search_lib.unit_points("random", 8, 1, seed=0)[member, 0] + 0.5
     assert drawn >= 1.0 and math.isclose(
@@ -293,7 +293,7 @@ def test_a_search_with_reduce_on_plateau_resumes_bit_identically_and_reports_eac
     reference = tmp_path / "reference"
     summary = runner.run(config, reference, progress=False, out=io.StringIO())
     # Each member's drawn values reach summary.json, the ranking, the figure and TensorBoard.
-    points = [m.swept for m in ensemble.members(validation.validate(config))]
+    points = [m.swept for m in ensemble.members(front_end.resolve(config))]
     assert [m["hparams"] for m in summary["members"]] == points
     assert summary["search"]["method"] == "halton"
     assert summary["search"]["ranges"]["optimizer.learning_rate"] == {

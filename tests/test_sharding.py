@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.errors import ConfigError
 from jaxnn.parallel import hosts, sharding
 
@@ -234,5 +234,5 @@ def test_bad_mesh_fields_are_refused(field, value, fragment):
 
     config = small_config(**{f"mesh.{field}": value})
     with pytest.raises(ConfigError) as error:
-        validation.validate(config)
+        front_end.resolve(config)
     assert fragment in str(error.value)

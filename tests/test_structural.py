@@ -6,7 +6,7 @@ import jax
 import numpy as np
 from helpers import blobs, small_config
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import ensemble, loop, train, variants
 from jaxnn.data import device
 from jaxnn.reporting import summary
@@ -16,7 +16,7 @@ def test_variant_configs_keep_only_the_numeric_sweep():
     config = small_config(
         **{"restarts.sweep": "model.activation=[relu, tanh]; optimizer.learning_rate=[0.01, 0.1]"}
     )
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     specs = spec.variants
     assert [v for v, _ in specs] == [{"model.activation": "relu"}, {"model.activation": "tanh"}]
     assert variants.variant_specs(spec) == [(dict(v), s) for v, s in specs]
@@ -30,7 +30,7 @@ def test_variant_configs_keep_only_the_numeric_sweep():
         ]
     assert config.model.activation == "relu" and "tanh" in config.restarts.sweep  # unchanged
     assert spec.structural
-    plain = validation.validate(small_config())
+    plain = front_end.resolve(small_config())
     assert not plain.structural
     assert variants.variant_specs(plain) == [({}, plain)]
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.config.sweep import with_values
 from jaxnn.core import ensemble
 from jaxnn.errors import ConfigError
@@ -18,7 +18,7 @@ def test_numeric_and_structural_fields_are_split():
         "optimizer.learning_rate=[0.01, 0.1]; model.activation=[relu, tanh]; "
         "model.hidden=[(8,), (8, 8)]"
     )
-    sweep = validation.validate(small_config(), sweep=spec).sweep
+    sweep = front_end.resolve(small_config(), sweep=spec).sweep
     assert sweep.numeric == {"optimizer.learning_rate": (0.01, 0.1)}
     assert sweep.structural == {
         "model.activation": ("relu", "tanh"),
@@ -29,7 +29,7 @@ def test_numeric_and_structural_fields_are_split():
 
 def test_members_are_variant_major_and_share_random_starts():
     config = small_config(**{"restarts.num": 3, "restarts.sweep": "model.dropout=[0.0, 0.5]"})
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     run_members = ensemble.members(spec)
     assert [m.index for m in run_members] == list(range(6))
     assert [m.seed_index for m in run_members] == [0, 1, 2, 0, 1, 2]
@@ -54,9 +54,9 @@ def test_members_are_variant_major_and_share_random_starts():
 )
 def test_bad_sweeps_are_config_errors(spec, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
-        validation.validate(small_config(), sweep=spec)
+        front_end.resolve(small_config(), sweep=spec)
     with pytest.raises(ConfigError, match=re.escape(fragment)):  # the same from the config
-        validation.validate(small_config(**{"restarts.sweep": spec}))
+        front_end.resolve(small_config(**{"restarts.sweep": spec}))
 
 
 def test_with_values_copies_and_leaves_the_original_alone():

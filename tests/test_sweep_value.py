@@ -10,24 +10,24 @@ import jax
 import pytest
 from helpers import blobs, small_config
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import ensemble, variants
 from jaxnn.errors import ConfigError
 
 
 def test_a_mapping_and_a_string_give_the_same_sweep_and_the_same_recorded_spec():
     config = small_config()
-    from_string = validation.validate(
+    from_string = front_end.resolve(
         config, sweep="optimizer.learning_rate=[0.01, 0.1]; model.activation=[relu, tanh]"
     )
-    from_mapping = validation.validate(
+    from_mapping = front_end.resolve(
         config,
         sweep={"optimizer.learning_rate": [0.01, 0.1], "model.activation": ["relu", "tanh"]},
     )
     assert from_string.sweep == from_mapping.sweep
     assert from_string.config.restarts.sweep == from_mapping.config.restarts.sweep
     assert config.restarts.sweep == ""  # the caller's config is not changed
-    reparsed = validation.validate(
+    reparsed = front_end.resolve(
         small_config(**{"restarts.sweep": from_string.config.restarts.sweep})
     )
     assert reparsed.sweep == from_string.sweep
@@ -54,7 +54,7 @@ def test_a_mapping_and_a_string_give_the_same_sweep_and_the_same_recorded_spec()
 )
 def test_every_value_of_every_variant_is_checked_by_its_flags_rule(sweep, message):
     with pytest.raises(ConfigError, match=message) as error:
-        validation.validate(small_config(), sweep=sweep)
+        front_end.resolve(small_config(), sweep=sweep)
     assert "\n" not in str(error.value)
 
 

@@ -25,7 +25,7 @@ from tensorboard.backend.event_processing import (
 from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
 
-from jaxnn import runner, validation
+from jaxnn import front_end, runner
 from jaxnn.config import default_config
 from jaxnn.errors import ConfigError, WorkdirError
 from jaxnn.reporting import tensorboard
@@ -178,7 +178,7 @@ def test_tensorboard_enabled_false_writes_no_tensorboard_directory(tmp_path, dat
     assert not (tmp_path / "run" / "tensorboard").exists()
     config.tensorboard = ml_collections.ConfigDict({"enabled": "no"})  # type-safe fields aside
     with pytest.raises(ConfigError, match=r"tensorboard\.enabled must be True or False, got 'no'"):
-        validation.validate(config)
+        front_end.resolve(config)
 
 
 def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:

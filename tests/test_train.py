@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import loop, train
 from jaxnn.core.program import make_program
 from jaxnn.data import device
@@ -15,7 +15,7 @@ from tests.helpers import blobs, small_config
 
 
 def _program(config, data):
-    return make_program(validation.validate(config), data)
+    return make_program(front_end.resolve(config), data)
 
 
 def test_epoch_order_is_a_permutation_and_batches_cover_each_example_once():

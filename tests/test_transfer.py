@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import runner, validation
+from jaxnn import front_end, runner
 from jaxnn.core import ensemble
 from jaxnn.errors import CheckpointError
 from jaxnn.io import export, transfer
@@ -78,7 +78,7 @@ def test_feature_extraction_leaves_the_body_bit_identical_and_keeps_no_state_for
     pretrained_body,
 ):
     result = _fit(pretrained_body, frozen=True, **{"optimizer.weight_decay": 1e-3})
-    spec = validation.validate(small_config(**{"restarts.num": 3}))
+    spec = front_end.resolve(small_config(**{"restarts.num": 3}))
     trainer = ensemble.make_trainer(spec, blobs(seed=1), jax.random.PRNGKey(0))
     initial = ensemble.init_members(trainer, jax.random.PRNGKey(0), {"params": pretrained_body})
     for i in range(3):
@@ -107,9 +107,7 @@ def test_k_heads_and_swept_learning_rates_start_from_one_pretrained_body(pretrai
     config = small_config(
         **{"restarts.num": 3, "restarts.sweep": "optimizer.learning_rate=[0.01, 0.1]"}
     )
-    trainer = ensemble.make_trainer(
-        validation.validate(config), blobs(seed=1), jax.random.PRNGKey(0)
-    )
+    trainer = ensemble.make_trainer(front_end.resolve(config), blobs(seed=1), jax.random.PRNGKey(0))
     state = ensemble.init_members(trainer, jax.random.PRNGKey(0), {"params": pretrained_body})
     heads = [_member(state.params, i)["head"]["kernel"] for i in range(6)]
     for i in range(6):
@@ -213,7 +211,7 @@ def test_member_index_and_restore_all_read_the_named_weights(source, data_dir):
     config = _target(data_dir, source, "target,5,finetune,smoke", **{"init_from.member": "1"})
     config.init_from.restore = "all"
     config.dataset.classes = (5, 6, 7, 8, 9)
-    spec = validation.validate(config)
+    spec = front_end.resolve(config)
     found = transfer.check_source(config, spec.family)
     shapes = export.member_param_shapes(source, 1)
     variables = transfer.load_pretrained(

@@ -14,7 +14,7 @@ import pytest
 from helpers import blobs, small_config
 
 import jaxnn
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.core import ensemble
 from jaxnn.errors import ConfigError
 from jaxnn.nn.components import Components
@@ -80,16 +80,16 @@ def test_a_declared_field_is_reported_exported_and_reloaded(tmp_path):
 
 def test_a_declared_field_is_searched():
     config = small_config(**{"restarts.num": 4, "restarts.search": "model.dropout=uniform(0, 0.5)"})
-    spec = validation.validate(config, Components(model=MODEL))
+    spec = front_end.resolve(config, Components(model=MODEL))
     drawn = [point["model.dropout"] for point in spec.search.points]
     assert len(set(drawn)) == 4 and all(0 <= v <= 0.5 for v in drawn)
 
 
 def test_the_config_value_overrides_the_declared_default():
     model = jaxnn.UserModel(lambda hp: Net(rate=hp["rate"]), fields={"rate": 0.25})
-    spec = validation.validate(small_config(), Components(model=model))
+    spec = front_end.resolve(small_config(), Components(model=model))
     assert spec.config.model.rate == 0.25
-    spec = validation.validate(small_config(**{"model.rate": 0.1}), Components(model=model))
+    spec = front_end.resolve(small_config(**{"model.rate": 0.1}), Components(model=model))
     assert spec.config.model.rate == 0.1
 
 
@@ -124,7 +124,7 @@ def test_a_bad_declaration_is_one_line(build, fragment):
 )
 def test_an_undeclared_or_clashing_field_is_one_line(model, sweep, fragment):
     with pytest.raises(ConfigError, match=fragment) as error:
-        validation.validate(small_config(), Components(model=model), sweep=sweep)
+        front_end.resolve(small_config(), Components(model=model), sweep=sweep)
     assert "\n" not in str(error.value)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: run from anywhere
 from experiments import activations
 from experiments.studies import cli
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.analysis import diagnostics
 from jaxnn.core import ensemble, variants
 from jaxnn.core.program import make_program
@@ -50,7 +50,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
     config, data = cli.study_data(activations.get_config, smoke=smoke, data_dir=data_dir)
     device = device_data(data)
     key = jax.random.PRNGKey(config.seed)
-    specs = variants.variant_specs(validation.validate(config))
+    specs = variants.variant_specs(front_end.resolve(config))
     deepest = max(len(spec.config.model.hidden) for _, spec in specs)
 
     at_init = {}

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: run from anywhere
 from experiments import momentum
 from experiments.studies import cli, eval_history
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.config.sweep import with_values
 from jaxnn.core import ensemble
 from jaxnn.reporting import study_report
@@ -54,7 +54,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
     curves: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
     for name, opt_config in _optimisers(config).items():
         result = ensemble.fit_ensemble(opt_config, data, key)
-        spec = validation.validate(opt_config)
+        spec = front_end.resolve(opt_config)
         steps, val = eval_history.history_array(result.history, "val_loss")
         groups: dict[tuple[str, float], list[int]] = {}
         for member in result.members:

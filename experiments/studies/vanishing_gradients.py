@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: 
 from experiments import vanishing_gradients as cell_config
 from experiments.studies import cli
 from jaxnn import data as data_lib
-from jaxnn import validation
+from jaxnn import front_end, run_spec
 from jaxnn.core import loop, train
 from jaxnn.core.program import base_hparams, build
 from jaxnn.reporting import study_report
@@ -94,7 +94,7 @@ def _profile(norms: np.ndarray) -> dict[str, Any]:
 
 
 def initial_norms(
-    spec: validation.RunSpec, built: tuple, x: np.ndarray, y: np.ndarray, **hparams: float
+    spec: run_spec.RunSpec, built: tuple, x: np.ndarray, y: np.ndarray, **hparams: float
 ) -> list:
     """The gradient norms at each position of NUM_INITS initialisations (member keys 0, 1, ...
     of the config's seed; the first is the one `loop.fit` trains) of the program `built` from
@@ -127,7 +127,7 @@ def forget_bias_sweep(
     smoke: bool, data_dir: str, data: data_lib.Dataset, x: np.ndarray, y: np.ndarray
 ) -> dict[str, list[float]]:
     """The LSTM's last / first ratio at initialisation for each model.forget_bias."""
-    spec = validation.validate(_config("lstm", smoke, data_dir))
+    spec = front_end.resolve(_config("lstm", smoke, data_dir))
     built = build(spec, data)
     return {
         f"{bias:g}": _ratios(initial_norms(spec, built, x, y, forget_bias=bias))
@@ -144,7 +144,7 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         if data is None:
             data = data_lib.load(config.dataset)
         x, y = data.x_val[:NUM_EXAMPLES], data.y_val[:NUM_EXAMPLES]
-        spec = validation.validate(config)
+        spec = front_end.resolve(config)
         built = build(spec, data)
         program = built[0]
         inits = initial_norms(spec, built, x, y)

@@ -3,9 +3,9 @@
 A sweep is written `field=[v1, v2, ...]; field=[...]`, for example
 `optimizer.learning_rate=[0.01, 0.1]; model.dropout=[0.0, 0.5]`, or given from Python as a
 mapping `{"optimizer.learning_rate": [0.01, 0.1], "model.activation": ["relu", "tanh"]}`.
-It is parsed once, at validation (`jaxnn.validation`), into a `Sweep`: numeric fields become
-per-member hyperparameters inside one compiled program; structural fields (those that change
-the program itself, such as the activation) give one program per value.
+It is parsed once, by the run's front end (`jaxnn.front_end`), into a `Sweep`: numeric fields
+become per-member hyperparameters inside one compiled program; structural fields (those that
+change the program itself, such as the activation) give one program per value.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _split_spec(spec: str) -> dict[str, list[Any]]:
     return parsed
 
 
-def split_spec(spec: SweepSpec) -> dict[str, list[Any]]:
+def split_spec(spec: SweepSpec | Sweep) -> dict[str, list[Any]]:
     """The fields and values of a sweep string or mapping, unchecked (syntax only)."""
     if isinstance(spec, Sweep):
         return {

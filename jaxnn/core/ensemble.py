@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxnn import run_spec, validation
+from jaxnn import front_end, run_spec
 from jaxnn.core import groups, loop, memory, schedules, train
 from jaxnn.core.program import ApplyFn, HParams, Program, base_hparams, build
 from jaxnn.core.schedules import halving
@@ -323,7 +323,7 @@ def fit_ensemble(
     components = Components.of(
         model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
     )
-    spec = validation.validate_call(config, data, key, components, sweep=sweep).single_program(
+    spec = front_end.resolve_call(config, data, key, components, sweep=sweep).single_program(
         "fit_ensemble"
     )
     trainer = make_trainer(spec, data, key, **transfer)

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxnn import validation
+from jaxnn import front_end, run_spec
 from jaxnn.core.program import Program, base_hparams, build
 from jaxnn.core.train import TrainState, init_state, run_chunk
 from jaxnn.data import Dataset
@@ -258,7 +258,7 @@ def fit(
     components = Components.of(
         model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
     )
-    spec = validation.validate_call(config, data, key, components).single_program("fit")
+    spec = front_end.resolve_call(config, data, key, components).single_program("fit")
     program, apply_fn, make_tx = build(spec, data)  # every member's value checked, data rules too
     spec.check_one_member("jaxnn.fit", hparams)
     member_hparams = _member_hparams(spec, hparams)
@@ -278,7 +278,7 @@ def fit(
     )
 
 
-def _member_hparams(spec: validation.RunSpec, hparams: Mapping[str, float] | None) -> dict:
+def _member_hparams(spec: run_spec.RunSpec, hparams: Mapping[str, float] | None) -> dict:
     """The config's hyperparameters of the one member, with `hparams`' values in their place.
 
     Raises:

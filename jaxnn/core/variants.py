@@ -3,7 +3,7 @@
 `restarts.sweep` may name fields that change the program (the model family's structural
 fields such as the activation or the hidden widths, and `model.name`, `loss`,
 `optimizer.name`, `training.batch_size`). Each combination of their values is a *variant*
-(`validation.RunSpec.variants`): an ordinary ensemble of the config with those values set and
+(`run_spec.RunSpec.variants`): an ordinary ensemble of the config with those values set and
 the numeric part of the sweep alone, so it vmaps its numeric variants and seeds in one
 program. Every variant starts from the same root key, so random start s of every variant has
 the same member key (paired comparisons).
@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxnn import validation
+from jaxnn import front_end, run_spec
 from jaxnn.core import ensemble, loop
 from jaxnn.data import Dataset
 from jaxnn.errors import ConfigError
@@ -35,7 +35,7 @@ class VariantRun:
     """One structural variant's trained ensemble and the global index of its first member."""
 
     variant: dict[str, Any]
-    spec: validation.RunSpec
+    spec: run_spec.RunSpec
     result: ensemble.EnsembleResult
     offset: int
 
@@ -74,7 +74,7 @@ class VariantRuns(list, Predicts):
         )
 
 
-def variant_specs(spec: validation.RunSpec) -> list[tuple[dict[str, Any], validation.RunSpec]]:
+def variant_specs(spec: run_spec.RunSpec) -> list[tuple[dict[str, Any], run_spec.RunSpec]]:
     """(variant values, its spec) for every structural variant; one `({}, spec)` for a plain run."""
     return [(dict(v), s) for v, s in spec.variants] if spec.structural else [({}, spec)]
 
@@ -90,7 +90,7 @@ class Variant:
     the data) and the global index of its first member. `train` makes it a VariantRun."""
 
     values: dict[str, Any]
-    spec: validation.RunSpec
+    spec: run_spec.RunSpec
     trainer: ensemble.Trainer
     offset: int
 
@@ -105,11 +105,11 @@ class Variant:
 
 
 def build_variants(
-    spec: validation.RunSpec,
+    spec: run_spec.RunSpec,
     data: Dataset,
     key: jax.Array,
     *,
-    program_options: Callable[[validation.RunSpec], Mapping[str, Any]] | None = None,
+    program_options: Callable[[run_spec.RunSpec], Mapping[str, Any]] | None = None,
 ) -> list[Variant]:
     """Every structural variant's trainer, in sweep order (one for a plain run), each built and
     checked against the data before any trains; `program_options(variant_spec)` gives a
@@ -147,7 +147,7 @@ def fit_variants(
       One VariantRun per variant, in sweep order (one for a sweep without structural fields),
       as `VariantRuns` (a list that also predicts: `predictor()`, `predict`, ...).
     """
-    spec = validation.validate_call(config, data, key, Components.of(**components), sweep=sweep)
+    spec = front_end.resolve_call(config, data, key, Components.of(**components), sweep=sweep)
     runs = VariantRuns()
     runs.config = spec.config
     for variant in build_variants(spec, data, key):

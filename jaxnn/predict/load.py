@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnn import run_spec, validation
+from jaxnn import front_end, run_spec
 from jaxnn.config.paths import expand_user
 from jaxnn.core import variants
 from jaxnn.core.program import member_model, removed_hparams, task_functions
@@ -115,7 +115,7 @@ def _from_export(directory: Path, components: Components) -> Predictor:
     preprocessing = _preprocessing(metadata, directory)
     _check_model_given(metadata.get("model", "mlp"), components, directory)
     loaded = export.load_model(directory, model=components.model)
-    spec = validation.validate(loaded.config, components)
+    spec = front_end.resolve(loaded.config, components)
     stacked, state = jax.tree_util.tree_map(
         lambda leaf: np.asarray(leaf)[None], (loaded.params, loaded.model_state)
     )
@@ -128,7 +128,7 @@ def _from_export(directory: Path, components: Components) -> Predictor:
 
 def _from_workdir(root: Path, components: Components) -> Predictor:
     config = run_readers.read_config(root / run_files.CONFIG, run_readers.SOURCE_WAY_OUT)
-    spec = validation.validate(config, components)
+    spec = front_end.resolve(config, components)
     specs = variants.variant_specs(spec)
     groups, diverged, best_losses = [], [], []
     preprocessing: Preprocessing | None = None
