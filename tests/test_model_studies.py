@@ -3,6 +3,7 @@ body): smoke versions end to end, and the gradient measurement on a hand-made mo
 
 from __future__ import annotations
 
+import json
 import types
 
 import jax.numpy as jnp
@@ -81,3 +82,16 @@ def test_transfer_cnn_smoke(tmp_path, data_dir):
         assert set(numbers["results"][body]["5"]) == {"scratch", "feature_extraction", "finetune"}
     config = (tmp_path / "transfer_cnn" / "cnn" / "source" / "config.json").read_text()
     assert '"cnn1d"' in config
+
+
+@pytest.mark.slow  # four ResNet runs on 28x28 images: a minute on a loaded machine
+def test_transfer_resnet_smoke(tmp_path, data_dir):
+    numbers = _run("transfer_resnet", tmp_path, data_dir)
+    accuracies = numbers["results"]["10"]
+    assert set(accuracies) == {"scratch", "feature_extraction", "finetune"}
+    assert all(0.0 <= value <= 1.0 for value in accuracies.values())
+    target = json.loads(
+        (tmp_path / "transfer_resnet" / "target_10_finetune" / "config.json").read_text()
+    )
+    assert target["model"]["name"] == "resnet" and target["dataset"]["name"] == "mnist_subset"
+    assert target["init_from"]["workdir"] == str(tmp_path / "transfer_resnet" / "source")

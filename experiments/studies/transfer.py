@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,7 +62,10 @@ def _run_once(
 
 
 def results_table(
-    results: dict[int, dict[str, float]], counts: dict[str, int], modes: Sequence[str]
+    results: dict[int, dict[str, float]],
+    counts: dict[str, int],
+    modes: Sequence[str],
+    data_name: str = "MNIST-1D",
 ) -> str:
     """The markdown table: one row per size, test accuracy (%) per mode and gain over scratch."""
     header = ["examples per class", "train examples"] + [MODE_NAMES[m] for m in modes]
@@ -78,13 +81,18 @@ def results_table(
     note = (
         f"Target test accuracy (%) of the validation-selected member of {counts['members']} "
         f"random starts; {counts['num_val']} validation and {counts['num_test']} test examples "
-        f"(classes 5-9 of MNIST-1D); pretrained on {counts['source_train']} examples of classes "
+        f"(classes 5-9 of {data_name}); pretrained on {counts['source_train']} examples of classes "
         f"0-4 (source test accuracy {100 * counts['source_test_accuracy']:.1f}%)."
     )
     return note + "\n\n" + tables.markdown_table(header, rows) + "\n"
 
 
-def plot_results(results: dict[int, dict[str, float]], modes: Sequence[str], path: Path) -> str:
+def plot_results(
+    results: dict[int, dict[str, float]],
+    modes: Sequence[str],
+    path: Path,
+    data_name: str = "MNIST-1D",
+) -> str:
     """Target test accuracy against examples per class, one line per mode."""
     sizes = sorted(results)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -95,7 +103,7 @@ def plot_results(results: dict[int, dict[str, float]], modes: Sequence[str], pat
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("training examples per target class")
     ax.set_ylabel("target test accuracy (%)")
-    ax.set_title("Transfer from MNIST-1D digits 0-4 to 5-9")
+    ax.set_title(f"Transfer from {data_name} digits 0-4 to 5-9")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -112,24 +120,29 @@ def transfer_study(
     overwrite: bool = False,
     out: TextIO = sys.stdout,
     body: str = "mlp",
+    get_config: Callable[[str], ml_collections.ConfigDict] | None = None,
+    data_name: str = "MNIST-1D",
 ) -> dict[int, dict[str, float]]:
     """Runs the study into `root` and returns {size: {mode: target test accuracy}}.
 
-    `body` is `mlp` or `cnn` (experiments/transfer.py's `,cnn` configs)."""
+    `body` is `mlp` or `cnn` (experiments/transfer.py's `,cnn` configs); `get_config`, another
+    launch config's of the same arguments (`source` and `target,N,MODE`, `,smoke`), in place of
+    experiments/transfer.py's, on the data set `data_name` (the table's and plot's words)."""
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     suffix = (",cnn" if body == "cnn" else "") + (",smoke" if smoke else "")
+    get_config = get_config or transfer.get_config
     sizes = tuple(sizes or (transfer.SIZES[:2] if smoke else transfer.SIZES))
     modes = transfer.MODES
     with open(root / "study.log", "a") as log:
-        source_config = transfer.get_config("source" + suffix)
+        source_config = get_config("source" + suffix)
         source_config.dataset.data_dir = data_dir
         source = _run_once(source_config, root / "source", overwrite=overwrite, log=log)
         print(f"source: test accuracy {source['best']['test_accuracy']:.4f}", file=out, flush=True)
         results: dict[int, dict[str, float]] = {}
         for size in sizes:
             for mode in modes:
-                config = transfer.get_config(f"target,{size},{mode}{suffix}")
+                config = get_config(f"target,{size},{mode}{suffix}")
                 config.dataset.data_dir = data_dir
                 if mode != "scratch":
                     config.init_from.workdir = str(root / "source")
@@ -146,10 +159,10 @@ def transfer_study(
         "source_train": source["dataset"]["num_train"],
         "source_test_accuracy": source["best"]["test_accuracy"],
     }
-    table = results_table(results, counts, modes)
+    table = results_table(results, counts, modes, data_name)
     atomic.write_text_atomic(root / "results.md", "# Transfer study\n\n" + table)
     atomic.write_json_atomic(root / "results.json", {"results": results, "counts": counts})
-    plot_results(results, modes, root / "transfer.png")
+    plot_results(results, modes, root / "transfer.png", data_name)
     print(table, file=out)
     return results
 
