@@ -138,6 +138,7 @@ def time_model(name: str, network: dict, data, args, matmul: float, with_torch: 
     """Every timing of family `name`: jaxnn per impl and member count, torch.func per member
     count, and the ratios."""
     flops = forward_flops(name, network, data.x_train.shape[1:], data.num_outputs)
+    print(f"{name}: {network}; {flops / 1e6:.2f} MFLOP forward per image", flush=True)
     impls = args.impls.split(",") if name == "cnn2d" else ["auto"]
     dataset = {"name": args.dataset, "data_dir": args.data_dir}
     dataset["train_per_class"] = args.train_per_class
@@ -151,6 +152,7 @@ def time_model(name: str, network: dict, data, args, matmul: float, with_torch: 
             timed[impl] = with_rate({**row, **time_fit_ensemble(config, data, args.steps)},
                                     flops, args.batch, matmul)  # fmt: skip
             rows.append(timed[impl])
+            print_row(rows[-1])
         ratio = {"model": name, "members": members}
         if {"im2col", "lax"} <= set(timed):
             ratio["lax_over_im2col"] = timed["lax"]["train_s"] / timed["im2col"]["train_s"]
@@ -158,21 +160,22 @@ def time_model(name: str, network: dict, data, args, matmul: float, with_torch: 
             peer = time_torch(name, network, data, members=members, steps=args.steps,
                               batch=args.batch)  # fmt: skip
             rows.append(with_rate(peer, flops, args.batch, matmul))
+            print_row(rows[-1])
             ours = timed["im2col" if "im2col" in timed else impls[0]]
             ratio["jaxnn_speedup_over_torch_func"] = peer["s_per_member"] / ours["s_per_member"]
         ratios.append(ratio)
     return {"forward_flops_per_example": flops, "rows": rows, "ratios": ratios}
 
 
-def print_model(name: str, network: dict, timed: dict) -> None:
-    print(f"{name}: {network}; {timed['forward_flops_per_example'] / 1e6:.2f} MFLOP forward "
-          "per image")  # fmt: skip
-    for row in timed["rows"]:
-        print(f"  {row['method']:<18} {row['members']:>3} members  "
-              f"{row['s_per_step'] * 1e3:8.1f} ms/step  {row['s_per_member'] * 1e3:8.1f} "
-              f"ms/member  {row['gflops']:6.1f} GFLOP/s  "
-              f"{row['fraction_of_matmul']:6.1%} of matmul")  # fmt: skip
-    for ratio in timed["ratios"]:
+def print_row(row: dict) -> None:
+    print(f"  {row['method']:<18} {row['members']:>3} members  "
+          f"{row['s_per_step'] * 1e3:8.1f} ms/step  {row['s_per_member'] * 1e3:8.1f} "
+          f"ms/member  {row['gflops']:6.1f} GFLOP/s  "
+          f"{row['fraction_of_matmul']:6.1%} of matmul", flush=True)  # fmt: skip
+
+
+def print_ratios(ratios: list[dict]) -> None:
+    for ratio in ratios:
         if "lax_over_im2col" in ratio:
             print(f"  lax.conv / im2col, {ratio['members']} members: "
                   f"{ratio['lax_over_im2col']:.2f}x")  # fmt: skip
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
         network = {**NETWORKS[name], **(SMOKE_WIDTHS[name] if args.smoke else {})}
         timed = time_model(name, network, data, args, matmul, with_torch)
         report["models"][name] = {"network": network, **timed}
-        print_model(name, network, timed)
+        print_ratios(timed["ratios"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=list) + "\n")
