@@ -19,9 +19,7 @@ number of steps. Measured in this one process, each after its compilation / warm
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import math
 import os
 import sys
 import time
@@ -39,14 +37,13 @@ import jax
 import ml_collections
 import numpy as np
 from bench_machine import torch_available
+from ensemble_timing import time_fit_ensemble, time_torch_func
 
 from jaxnn import data as data_lib
 from jaxnn import front_end
 from jaxnn.config import default_config
-from jaxnn.core import ensemble
 
 LEARNING_RATE, MOMENTUM, BATCH, KERNEL = 0.05, 0.9, 100, 5
-TORCH_WARMUP_STEPS = 5
 
 
 def make_config(
@@ -82,28 +79,9 @@ def make_config(
 
 
 def time_jaxnn(data: data_lib.Dataset, *, steps: int, **settings) -> dict:
-    """Seconds per training step of jaxnn's ensemble: one program of three chunks of `steps`
-    steps, timed between the evaluations that end chunks 1, 2 and 3 (the first chunk, which
-    pays one-time costs, is left out, as torch's warm-up steps are). Each timed chunk includes
-    one evaluation of every member on the training and validation splits, which the torch loop
-    does not do: it counts against jaxnn."""
+    """Seconds per training step of jaxnn's cnn1d ensemble (`time_fit_ensemble`)."""
     config = make_config(steps=3 * steps, eval_every=steps, **settings)
-    stamps: list[float] = []
-    result = ensemble.fit_ensemble(
-        config, data, jax.random.PRNGKey(0), on_eval=lambda _: stamps.append(time.perf_counter())
-    )
-    train_s = (stamps[-1] - stamps[0]) / (len(stamps) - 1)  # one chunk of `steps` steps
-    final = result.history[-1]
-    return {
-        "method": f"jaxnn cnn1d ({settings['impl']})",
-        "members": settings["members"],
-        "steps": steps,
-        "train_s": train_s,
-        "compile_s": result.compile_s,
-        "s_per_step": train_s / steps,
-        "s_per_member": train_s / settings["members"],
-        "val_accuracy": float(np.mean(final["val_accuracy"])),
-    }
+    return {"method": f"jaxnn cnn1d ({settings['impl']})", **time_fit_ensemble(config, data, steps)}
 
 
 def matmul_rates(channels: int, length: int, repeats: int = 30) -> list[dict]:
@@ -149,54 +127,21 @@ def torch_cnn(layers: int, channels: int, length: int, num_classes: int):
 def time_torch(data: data_lib.Dataset, *, layers: int, channels: int, members: int, steps: int):
     """The torch.func ensemble of the same shapes, batches and optimiser."""
     import torch
-    import torch.nn.functional as F
-    from torch.func import functional_call, grad, stack_module_state, vmap
 
     x = torch.from_numpy(np.ascontiguousarray(data.x_train, np.float32))[:, None, :]  # [N, 1, L]
     y = torch.from_numpy(np.asarray(data.y_train, np.int64))
-    num_train, length = x.shape[0], x.shape[-1]
-    steps_per_epoch = math.ceil(num_train / BATCH)
-
-    def build():
-        return torch_cnn(layers, channels, length, data.num_outputs)
-
-    template = copy.deepcopy(build()).to("meta")
-
-    def loss_fn(params, buffers, xb, yb):
-        return F.cross_entropy(functional_call(template, (params, buffers), (xb,)), yb)
-
-    grad_fn = vmap(grad(loss_fn))
-
-    def train_all(seed: int, count: int):
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        params, buffers = stack_module_state([build() for _ in range(members)])
-        params = {name: value.detach() for name, value in params.items()}
-        velocity = {name: torch.zeros_like(value) for name, value in params.items()}
-        for step in range(count):
-            within = step % steps_per_epoch
-            if within == 0:
-                order = torch.argsort(torch.rand(members, num_train, generator=generator), 1)
-            idx = order[:, within * BATCH : (within + 1) * BATCH]
-            grads = grad_fn(params, buffers, x[idx], y[idx])
-            with torch.no_grad():
-                for name, value in params.items():
-                    velocity[name].mul_(MOMENTUM).add_(grads[name])
-                    value.add_(velocity[name], alpha=-LEARNING_RATE)
-
-    train_all(1, TORCH_WARMUP_STEPS)
-    started = time.perf_counter()
-    train_all(0, steps)
-    train_s = time.perf_counter() - started
-    return {
-        "method": "torch.func vmap over nn.Conv1d",
-        "members": members,
-        "steps": steps,
-        "train_s": train_s,
-        "s_per_step": train_s / steps,
-        "s_per_member": train_s / members,
-        "note": f"torch {torch.__version__}, {torch.get_num_threads()} threads",
-    }
+    length = x.shape[-1]
+    timed = time_torch_func(
+        lambda: torch_cnn(layers, channels, length, data.num_outputs),
+        x,
+        y,
+        members=members,
+        steps=steps,
+        batch=BATCH,
+        learning_rate=LEARNING_RATE,
+        momentum=MOMENTUM,
+    )
+    return {"method": "torch.func vmap over nn.Conv1d", **timed}
 
 
 def main(argv: list[str] | None = None) -> dict:

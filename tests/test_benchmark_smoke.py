@@ -153,3 +153,39 @@ def test_precision_benchmark_smoke_times_both_dtypes(tmp_path, data_dir):
     )
     assert isinstance(report["machine"]["xla_dot_in_float32"], bool)
     assert "bfloat16 takes" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["cnn2d", "resnet"])
+def test_conv2d_benchmark_torch_network_computes_the_jaxnn_members_function(name, monkeypatch):
+    """benchmarks/conv2d.py times torch.func against jaxnn on the same network: a jaxnn member's
+    weights copied into the torch network give the same outputs, so the two sides have the same
+    layers, parameter shapes, padding (lax's 'same', uneven at stride 2), pooling and norms."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import jax
+    import numpy as np
+    import torch_image_nets
+    from conv2d import NETWORKS, member_module
+
+    from jaxnn.nn.family import init_model
+
+    network = NETWORKS[name]
+    # 10x10 pixels: odd sizes after a stride-2 convolution or a 2x2 pooling (10 -> 5 -> 2 or 3).
+    x = np.random.default_rng(0).normal(size=(4, 10, 10, 1)).astype(np.float32)
+    module = member_module(name, network, 10)
+    variables = init_model(module, jax.random.PRNGKey(0), x)
+    # Noise on every parameter: resnet's zero-initialised block norms would hide the convolution
+    # before them.
+    leaves, treedef = jax.tree_util.tree_flatten(variables["params"])
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    noisy = [leaf + 0.3 * jax.random.normal(key, leaf.shape) for leaf, key in zip(leaves, keys)]
+    params = jax.tree_util.tree_unflatten(treedef, noisy)
+    expected = np.asarray(module.apply({**variables, "params": params}, x))
+
+    model = torch_image_nets.build(name, network, x.shape[1:], 10)
+    model.load_state_dict(torch_image_nets.state_from_flax(params, model), strict=True)
+    with torch.no_grad():
+        outputs = model(torch_image_nets.as_torch_images(x)).numpy()
+
+    assert sum(p.numel() for p in model.parameters()) == sum(leaf.size for leaf in leaves)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-4)
