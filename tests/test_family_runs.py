@@ -43,8 +43,9 @@ def _run(config, workdir) -> None:
     runner.run(config, workdir, progress=False, out=io.StringIO())
 
 
-# One family in the fast tier (tests/test_resume.py and tests/test_transfer.py run the MLP).
-@pytest.mark.parametrize("name", tiered(FAMILIES, {"resmlp"}))
+# The slow tier: tests/test_resume.py and tests/test_transfer.py run the MLP in the fast one,
+# tests/test_image_transfer.py a ResNet body.
+@pytest.mark.parametrize("name", tiered(FAMILIES, set()))
 def test_resume_and_transfer_of_the_body(name, tmp_path, data_dir):
     config = _config(name, data_dir)
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
