@@ -85,8 +85,16 @@ def _target(size: int, mode: str, smoke: bool, body: str = "mlp") -> ml_collecti
     config.training.eval_every = 10 if smoke else 50
     config.checkpoint.every_steps = 0 if smoke else 200
     config.restarts.num = 2 if smoke else 8
+    return from_source(config, mode, DEFAULT_SOURCE_WORKDIR)
+
+
+def from_source(
+    config: ml_collections.ConfigDict, mode: str, source_workdir: str
+) -> ml_collections.ConfigDict:
+    """`config` starting from the source run's best member's body (`mode` feature_extraction,
+    or finetune with the body at a tenth of the head's learning rate); scratch leaves it."""
     if mode != "scratch":
-        config.init_from.workdir = DEFAULT_SOURCE_WORKDIR
+        config.init_from.workdir = source_workdir
         config.init_from.member = "best"
         config.init_from.mode = mode
         config.init_from.restore = "body"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments import transfer
 from jaxnn.config import default_config
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
@@ -72,13 +73,7 @@ def _target(size: int, mode: str, smoke: bool) -> ml_collections.ConfigDict:
     config.training.steps = 10 if smoke else 100
     config.training.eval_every = 5 if smoke else 20
     config.restarts.num = 2
-    if mode != "scratch":
-        config.init_from.workdir = DEFAULT_SOURCE_WORKDIR
-        config.init_from.member = "best"
-        config.init_from.mode = mode
-        config.init_from.restore = "body"
-        config.init_from.body_lr_scale = 0.1 if mode == "finetune" else 1.0
-    return config
+    return transfer.from_source(config, mode, DEFAULT_SOURCE_WORKDIR)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
