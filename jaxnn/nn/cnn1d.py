@@ -132,12 +132,7 @@ def build(model_cfg: Any, hparams: Any, num_outputs: int) -> CNN1D:
         layer_norm=bool(model_cfg.layer_norm),
         conv_impl=model_cfg.conv_impl,
         hidden=tuple(model_cfg.hidden),
-        activation=model_cfg.activation,
-        initializer=model_cfg.init,
-        init_stddev=model_cfg.init_stddev,
-        negative_slope=hparams["negative_slope"],
-        dropout=hparams["dropout"],
-        init_scale=hparams["init_scale"],
+        **model_fields.unit_settings(model_cfg, hparams),
     )
 
 

@@ -166,3 +166,16 @@ DROPOUT = member(
     ),
     0.0,
 )
+
+
+def unit_settings(model_cfg: Any, hparams: Any) -> dict[str, Any]:
+    """The hidden units' settings every conv and residual family's Module takes: activation and
+    initialiser from the config, the member's negative slope, dropout and init scale."""
+    return {
+        "activation": model_cfg.activation,
+        "initializer": model_cfg.init,
+        "init_stddev": model_cfg.init_stddev,
+        "negative_slope": hparams["negative_slope"],
+        "dropout": hparams["dropout"],
+        "init_scale": hparams["init_scale"],
+    }

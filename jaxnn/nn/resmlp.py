@@ -97,12 +97,7 @@ def build(model_cfg: Any, hparams: Any, num_outputs: int) -> ResMLP:
         width=int(model_cfg.width),
         depth=int(model_cfg.depth),
         num_outputs=num_outputs,
-        activation=model_cfg.activation,
-        initializer=model_cfg.init,
-        init_stddev=model_cfg.init_stddev,
-        negative_slope=hparams["negative_slope"],
-        dropout=hparams["dropout"],
-        init_scale=hparams["init_scale"],
+        **model_fields.unit_settings(model_cfg, hparams),
     )
 
 

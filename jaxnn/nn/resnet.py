@@ -146,12 +146,7 @@ def build(model_cfg: Any, hparams: Any, num_outputs: int) -> ResNet:
         preact=model_cfg.preact,
         norm=model_cfg.norm,
         conv_impl=model_cfg.conv_impl,
-        activation=model_cfg.activation,
-        initializer=model_cfg.init,
-        init_stddev=model_cfg.init_stddev,
-        negative_slope=hparams["negative_slope"],
-        dropout=hparams["dropout"],
-        init_scale=hparams["init_scale"],
+        **model_fields.unit_settings(model_cfg, hparams),
     )
 
 
