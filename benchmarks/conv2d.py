@@ -46,7 +46,7 @@ from bench_machine import machine_info, matmul_gflops, torch_available
 from ensemble_timing import time_fit_ensemble, time_torch_func
 
 from jaxnn import data as data_lib
-from jaxnn import validation
+from jaxnn import front_end
 from jaxnn.config import default_config
 from jaxnn.nn import family as family_lib
 from jaxnn.nn import registry
@@ -85,7 +85,7 @@ def make_config(
     config.training.eval_every = steps
     config.restarts.num = members
     config.tensorboard.enabled = False
-    validation.validate(config)
+    front_end.resolve(config)
     return config
 
 

@@ -19,12 +19,15 @@ classes 0-4 (1800 train / 200 validation / 500 test images). Target: classes 5-9
 0..4; its 200 validation images are carved from the train split before `train_per_class` keeps
 the first N of each class, so they never overlap the few training images or the 500 test ones.
 
-The network: the `resnet` family with the CIFAR stem (a 3x3 convolution), three stages of one
-basic block of 16, 32 and 64 channels with BatchNorm, global average pooling and the head; Adam
-at 1e-3. Its BatchNorm statistics are the body's model state: `init_from` carries them,
-fine-tuning goes on updating them, feature extraction keeps them frozen. Each target run trains
-K random starts (heads, or whole networks for scratch) and reports the member selected by
-validation loss; fine-tuning moves the body at a tenth of the head's learning rate.
+The network: experiments/mnist_resnet.py's (the `resnet` family, pre-activation blocks, the
+ImageNet stem: a 7x7 stride-2 convolution and max pooling, then three stages of one basic block
+of 32, 64 and 128 channels with BatchNorm, global average pooling and the head); Adam with a
+cosine schedule. The source trains 1500 steps at 2e-3 on random crops (`augment.crop=2`); each
+target run 300 steps at 3e-3, without crops. Its BatchNorm statistics are the body's model
+state: `init_from` carries them, fine-tuning goes on updating them, feature extraction keeps
+them frozen. Each target run trains K random starts (heads, or whole networks for scratch) and
+reports the member selected by validation loss; fine-tuning moves the body at a tenth of the
+head's learning rate.
 """
 
 from __future__ import annotations
@@ -47,20 +50,23 @@ def _shared(smoke: bool) -> ml_collections.ConfigDict:
     config.dataset.name = "mnist_subset"
     config.dataset.standardize = False
     config.model.name = "resnet"
-    config.model.stem = "cifar"
+    config.model.stem = "imagenet"
+    config.model.preact = True
     config.model.stages = (1,) if smoke else (1, 1, 1)
-    config.model.widths = (8,) if smoke else (16, 32, 64)
+    config.model.widths = (8,) if smoke else (32, 64, 128)
     config.optimizer.name = "adam"
-    config.optimizer.learning_rate = 1e-3
+    config.optimizer.schedule = "cosine"
     return config
 
 
 def _source(smoke: bool) -> ml_collections.ConfigDict:
     config = _shared(smoke)
     config.dataset.classes = SOURCE_CLASSES
+    config.augment.crop = 2
+    config.optimizer.learning_rate = 2e-3
     config.training.batch_size = 32 if smoke else 64
-    config.training.steps = 10 if smoke else 400
-    config.training.eval_every = 5 if smoke else 100
+    config.training.steps = 10 if smoke else 1500
+    config.training.eval_every = 5 if smoke else 250
     config.restarts.num = 1
     return config
 
@@ -70,8 +76,9 @@ def _target(size: int, mode: str, smoke: bool) -> ml_collections.ConfigDict:
     config.dataset.classes = TARGET_CLASSES
     config.dataset.train_per_class = size
     config.training.batch_size = min(25, len(TARGET_CLASSES) * size)
-    config.training.steps = 10 if smoke else 100
-    config.training.eval_every = 5 if smoke else 20
+    config.optimizer.learning_rate = 3e-3
+    config.training.steps = 10 if smoke else 300
+    config.training.eval_every = 5 if smoke else 50
     config.restarts.num = 2
     return transfer.from_source(config, mode, DEFAULT_SOURCE_WORKDIR)
 

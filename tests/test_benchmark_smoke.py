@@ -155,6 +155,20 @@ def test_precision_benchmark_smoke_times_both_dtypes(tmp_path, data_dir):
     assert "bfloat16 takes" in result.stdout
 
 
+@pytest.mark.slow  # a benchmark process
+def test_conv2d_benchmark_smoke_times_both_image_families(tmp_path, data_dir):
+    out = tmp_path / "conv2d.json"
+    script = "benchmarks/conv2d.py"
+    _run_benchmark("--skip-torch", f"--data-dir={data_dir}", f"--out={out}", script=script)
+    report = json.loads(out.read_text())
+    assert set(report["models"]) == {"cnn2d", "resnet"}
+    methods = [row["method"] for row in report["models"]["cnn2d"]["rows"]]
+    assert methods == ["jaxnn (im2col)", "jaxnn (lax)"]
+    for model in report["models"].values():
+        assert all(row["s_per_member"] > 0 and row["gflops"] > 0 for row in model["rows"])
+    assert report["models"]["cnn2d"]["ratios"][0]["lax_over_im2col"] > 0
+
+
 @pytest.mark.parametrize("name", ["cnn2d", "resnet"])
 def test_conv2d_benchmark_torch_network_computes_the_jaxnn_members_function(name, monkeypatch):
     """benchmarks/conv2d.py times torch.func against jaxnn on the same network: a jaxnn member's

@@ -75,7 +75,7 @@ def test_dead_unit_fraction_on_a_hand_built_net():
     }
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, size=(50, 2)), jnp.float32)
     hparams = base_hparams(spec)
-    pre = diagnostics.preactivations(program, params, hparams, x)
+    pre = diagnostics.preactivations(program, params, {}, hparams, x)
     assert list(pre) == ["hidden_0", "hidden_1"]
     assert [h.shape for h in pre.values()] == [(50, 4), (50, 2)]
     fractions = diagnostics.unit_fractions(program, pre)
@@ -87,7 +87,7 @@ def test_dead_unit_fraction_on_a_hand_built_net():
     params["hidden_0"]["bias"] = jnp.array([-1.5, 1.0, -10.0, 1.0])
     x = x.at[0].set(jnp.array([1.0, 1.0]))
     fractions = diagnostics.unit_fractions(
-        program, diagnostics.preactivations(program, params, hparams, x)
+        program, diagnostics.preactivations(program, params, {}, hparams, x)
     )
     assert float(fractions["dead_fraction/hidden_0"]) == pytest.approx(0.25)
 

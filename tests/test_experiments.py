@@ -30,6 +30,8 @@ SMOKES = [
     "experiments/mnist1d_cnn.py:smoke",  # cnn1d with random shifts
     "experiments/mnist1d_gru.py:smoke",
     "experiments/mnist1d_resmlp.py:smoke",
+    "experiments/digits_cnn.py:smoke",  # cnn2d on the digits as 8x8x1 images
+    "experiments/mnist_resnet.py:smoke",  # resnet on the real MNIST subset, with crops
 ]
 
 AT_CHANCE_AT_SMOKE_SIZE = {
@@ -54,7 +56,8 @@ def launch(config: str, workdir: Path, data_dir: str, *extra: str) -> subprocess
 
 
 # The slow tier launches the rest: the same contract, for the regression data sets (trained
-# in-process by tests/test_predict.py), the random search (tests/test_search.py), the model
+# in-process by tests/test_predict.py), the image experiments (their families train in
+# tests/test_image_families.py), the random search (tests/test_search.py), the model
 # families (each trains in tests/test_families.py and tests/test_family_runs.py), the transfer
 # source (run in-process by tests/test_transfer.py) and a structural sweep (launched by
 # tests/test_run_files.py).

@@ -254,7 +254,7 @@ def test_cnn1d_preactivations_treat_each_channel_as_a_unit():
     family, module = _module("cnn1d", **{"model.hidden": (5,), "model.strides": (2,)})
     x = jnp.ones((3, 12))
     params = init_model(module, jax.random.key(0), x)["params"]
-    pre = family.preactivations(module, params, x)
+    pre = family.preactivations(module, {"params": params}, x)
     assert {name: value.shape for name, value in pre.items()} == {
         "conv_0": (3 * 6, 4),
         "conv_1": (3 * 3, 3),
@@ -308,7 +308,7 @@ def test_resmlp_blocks_are_pre_norm_residual_and_in_layer_order():
     )
     expected = normed @ params["head"]["kernel"] + params["head"]["bias"]
     np.testing.assert_allclose(apply_model(module, zeroed, x), expected, rtol=1e-4, atol=1e-5)
-    pre = family.preactivations(module, params, x)
+    pre = family.preactivations(module, {"params": params}, x)
     assert {k: v.shape for k, v in pre.items()} == {"block_0": (3, 6), "block_1": (3, 6)}
 
 

@@ -169,3 +169,42 @@ def test_two_families_that_declare_one_field_differently_are_refused(monkeypatch
     assert str(raised.value).startswith(
         "model.hidden is declared by the mlp and other families with different specs"
     )
+
+
+@pytest.mark.parametrize("preact", [False, True])
+def test_resnet_reports_every_activations_input_with_its_batchnorm_statistics(preact):
+    module = resnet.ResNet(blocks=(1, 1), widths=(4, 8), num_outputs=3, preact=preact)
+    x = jax.random.normal(jax.random.key(0), (5, 8, 8, 1))
+    variables = dict(module.init(jax.random.key(1), x))
+    # running statistics far from a fresh batch's: reading them (not the batch) shows
+    variables["batch_stats"] = jax.tree.map(lambda v: v + 0.5, variables["batch_stats"])
+    pre = resnet.FAMILY.preactivations(module, variables, x)
+    blocks = [
+        "stage0_block0/act_0",
+        "stage0_block0/act_1",
+        "stage1_block0/act_0",
+        "stage1_block0/act_1",
+    ]
+    assert list(pre) == ([*blocks, "final"] if preact else ["stem", *blocks])
+    # a pre-activation block's first activation reads its input (the previous stage's width)
+    assert [h.shape[1] for h in pre.values()] == [4, 4, 4, 8, 8]
+    assert next(iter(pre.values())).shape[0] == 5 * 8 * 8
+    # the last activation's output, pooled, is what the head reads: the outputs follow exactly
+    last = jax.nn.relu(list(pre.values())[-1]).reshape(5, -1, 8).mean(axis=1)
+    head = variables["params"]["head"]
+    np.testing.assert_allclose(
+        module.apply(variables, x), last @ head["kernel"] + head["bias"], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_diagnostics_of_a_batchnorm_image_ensemble_name_its_dead_units(data_dir):
+    from jaxnn.analysis import diagnostics
+    from jaxnn.data import device
+
+    config = _config("cnn2d", norm="batch", **{"restarts.num": 2})
+    spec = front_end.resolve(config)
+    trainer = ensemble.make_trainer(spec, _digits(data_dir), jax.random.PRNGKey(0))
+    state = ensemble.init_members(trainer, jax.random.PRNGKey(0))
+    values = diagnostics.compute(state, device.device_data(_digits(data_dir)), trainer.program)
+    assert values["dead_fraction/conv_0"].shape == (2,)
+    assert 0.0 <= values["dead_fraction"][0] <= 1.0

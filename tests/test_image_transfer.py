@@ -4,6 +4,7 @@ statistics; fine-tuning starts from both, feature extraction keeps both bit-iden
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import jax
@@ -15,6 +16,7 @@ import jaxnn
 from jaxnn import runner
 from jaxnn.core import ensemble
 from jaxnn.io import checkpoint, export
+from jaxnn.nn import family as family_lib
 
 HEAD = "head"
 
@@ -99,7 +101,9 @@ def test_finetuning_a_resnet_starts_from_the_body_and_its_batch_statistics(
 
     initial = ensemble.init_members
     monkeypatch.setattr(ensemble, "init_members", init_members)
+    train_mode = _train_mode_calls(monkeypatch)
     _run(_target(data_dir, source, "finetune"), tmp_path / "finetune")
+    assert train_mode  # fine-tuning trains the body's BatchNorm on the target's batches
     assert started  # the losses at initialisation, then training: each from the same start
     body, stats = _pretrained(source)
     source_head = export.read_best(source, "params")[HEAD]["kernel"]
@@ -114,10 +118,28 @@ def test_finetuning_a_resnet_starts_from_the_body_and_its_batch_statistics(
     assert not np.allclose(moved, stats["stem_norm"]["mean"])
 
 
+def _train_mode_calls(monkeypatch) -> list:
+    """Records the training program's forward passes traced in train mode (BatchNorm on the
+    batch's statistics); not the validation's shape check, which traces one of every model."""
+    calls: list = []
+
+    def train_apply(*args, **kwargs):
+        if sys._getframe(1).f_globals["__name__"] == "jaxnn.core.program":
+            calls.append(args[0])
+        return original(*args, **kwargs)
+
+    original = family_lib.train_apply
+    monkeypatch.setattr(family_lib, "train_apply", train_apply)
+    return calls
+
+
 def test_feature_extraction_keeps_the_resnet_body_and_its_statistics_bit_identical(
-    source, tmp_path, data_dir
+    source, tmp_path, data_dir, monkeypatch
 ):
+    train_mode = _train_mode_calls(monkeypatch)
     _run(_target(data_dir, source, "feature_extraction"), tmp_path / "features")
+    # the frozen body runs in inference mode: the head learns the features it is tested on
+    assert train_mode == []
     body, stats = _pretrained(source)
     final = checkpoint.last_state_fields(tmp_path / "features" / "checkpoints")
     source_head = export.read_best(source, "params")[HEAD]["kernel"]

@@ -18,8 +18,10 @@ off (`diagnostics.enabled`). Definitions (per member):
   of (validation example, unit) pairs whose |pre-activation| exceeds `SATURATION_THRESHOLDS`
   (4 for sigmoid, 2 for tanh: there the derivative has fallen to 7% of its maximum); None for
   other activations. The hidden layers are those whose pre-activations the model family
-  reports (`ModelFamily.preactivations`: `hidden_<i>` for the MLP); a family that reports
-  none (a user's own model) has the norms and ratios only.
+  reports (`ModelFamily.preactivations`: `hidden_<i>` for the MLP; each conv layer's channels,
+  a unit at every position, for cnn1d and cnn2d; every activation's input for resnet, read
+  with the member's BatchNorm statistics); a family that reports none (a user's own model)
+  has the norms and ratios only.
 """
 
 from __future__ import annotations
@@ -66,13 +68,19 @@ def activation(program: Program) -> str | None:
 
 
 def preactivations(
-    program: Program, params: Params, hparams: Mapping[str, jax.Array], x: jax.Array
+    program: Program,
+    params: Params,
+    model_state: Mapping[str, Any],
+    hparams: Mapping[str, jax.Array],
+    x: jax.Array,
 ) -> dict[str, jax.Array]:
-    """Pre-activations [N, width] of every hidden layer by name, in order (no dropout); empty
-    for a model family that declares none."""
+    """Pre-activations [N, width] of every hidden layer by name, in order (no dropout, the
+    model state read: BatchNorm normalises by its running statistics); empty for a model
+    family that declares none."""
     if program.family.preactivations is None:
         return {}
-    return program.family.preactivations(program.model(dict(hparams)), params, x)
+    variables = {"params": params, **model_state}
+    return program.family.preactivations(program.model(dict(hparams)), variables, x)
 
 
 def unit_fractions(program: Program, pre: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
@@ -126,7 +134,7 @@ def member_diagnostics(
         f"update_ratio/{k}": update_norms[k] / jnp.maximum(weight_norms[k], 1e-12)
         for k in weight_norms
     }
-    pre = preactivations(program, state.params, state.hparams, val_split.x)
+    pre = preactivations(program, state.params, state.model_state, state.hparams, val_split.x)
     return out | unit_fractions(program, pre)
 
 
@@ -154,7 +162,9 @@ def hidden_layers(state: Any, data: Any, program: Program) -> list[str]:
     """The names of the hidden layers the family reports pre-activations of (shapes only)."""
     first = jax.tree_util.tree_map(lambda leaf: leaf[0], state)
     shapes = jax.eval_shape(
-        lambda s, x: preactivations(program, s.params, s.hparams, x), first, data.val.x
+        lambda s, x: preactivations(program, s.params, s.model_state, s.hparams, x),
+        first,
+        data.val.x,
     )
     return list(shapes)
 

@@ -258,8 +258,13 @@ def make_apply_fn(program: Program) -> ApplyFn:
 
     In train mode the Module's state collections are mutable and the state returned is the one
     the Module wrote (BatchNorm's running averages after this batch); otherwise the state is
-    read only and returned as it was given (evaluation never changes it).
+    read only and returned as it was given (evaluation never changes it). Feature extraction
+    (a frozen body) of a Module with state trains in inference mode, as Keras runs a frozen
+    base with `training=False`: the head learns from the features it will be evaluated on
+    (BatchNorm normalising by the source's running statistics, not by the batch's), and
+    dropout is off.
     """
+    frozen_body = bool(program.frozen_labels)
 
     def apply_fn(
         params: Params,
@@ -271,7 +276,7 @@ def make_apply_fn(program: Program) -> ApplyFn:
         dropout_key: jax.Array | None = None,
     ) -> tuple[jax.Array, ModelState]:
         module = program.model(hparams)
-        if train:
+        if train and not (frozen_body and model_state):
             return family_lib.train_apply(module, params, model_state, x, dropout_key=dropout_key)
         outputs = family_lib.apply_model(module, params, x, model_state=model_state)
         return outputs, model_state

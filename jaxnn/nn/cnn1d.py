@@ -136,10 +136,10 @@ def build(model_cfg: Any, hparams: Any, num_outputs: int) -> CNN1D:
     )
 
 
-def preactivations(module: nn.Module, params: Params, x: jax.Array) -> dict[str, jax.Array]:
+def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[str, jax.Array]:
     """Pre-activations [N, units] of every layer, in order: conv layers as [N * L_i, C_i]
     (a channel is a unit at every position), dense layers as [N, width]."""
-    _, variables = module.apply({"params": params}, x, mutable=["intermediates"])
+    _, variables = module.apply(variables, x, mutable=["intermediates"])
     sown = variables["intermediates"]
     names = [*(f"conv_{i}" for i in range(len(module.channels))),
              *(f"hidden_{j}" for j in range(len(module.hidden)))]  # fmt: skip

@@ -44,7 +44,8 @@ ModelState = dict[str, Any]
 ModelConfig = Any  # the `model` section of a config
 HParams = Mapping[str, float | jax.Array]
 Builder = Callable[[ModelConfig, HParams, int], nn.Module]
-# preactivations(module, params, x) -> hidden layer name -> pre-activations [N, width], in order.
+# preactivations(module, variables, x) -> hidden layer name -> pre-activations [N, width], in
+# order; `variables` are {"params": ..., **model state} (BatchNorm's statistics, read not updated).
 Preactivations = Callable[[nn.Module, Params, jax.Array], dict[str, jax.Array]]
 DEFAULT_HEAD = ("head",)
 # Collections of a Module's variables that are not a member's model state: its parameters,

@@ -116,9 +116,9 @@ def build(model_cfg: Any, hparams: Any, num_outputs: int) -> MLP:
     )
 
 
-def preactivations(module: nn.Module, params: Params, x: jax.Array) -> dict[str, jax.Array]:
+def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[str, jax.Array]:
     """Pre-activations [N, width] of every hidden layer, in order (no dropout)."""
-    _, variables = module.apply({"params": params}, x, mutable=["intermediates"])
+    _, variables = module.apply(variables, x, mutable=["intermediates"])
     sown = variables["intermediates"]
     return {f"{BODY_PREFIX}{i}": sown[f"preactivation_{i}"][0] for i in range(len(module.hidden))}
 

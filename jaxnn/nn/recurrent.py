@@ -247,9 +247,9 @@ def _builder(cell: str) -> Callable[[Any, Any, int], Recurrent]:
     return build
 
 
-def preactivations(module: nn.Module, params: Params, x: jax.Array) -> dict[str, jax.Array]:
+def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[str, jax.Array]:
     """The candidate pre-activations of every step, [N * T, S], as one layer `recurrent`."""
-    _, variables = module.apply({"params": params}, x, mutable=["intermediates"])
+    _, variables = module.apply(variables, x, mutable=["intermediates"])
     pre = variables["intermediates"]["preactivation_0"][0]
     return {"recurrent": pre.reshape((-1, pre.shape[-1]))}
 

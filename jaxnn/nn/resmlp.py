@@ -101,9 +101,9 @@ def build(model_cfg: Any, hparams: Any, num_outputs: int) -> ResMLP:
     )
 
 
-def preactivations(module: nn.Module, params: Params, x: jax.Array) -> dict[str, jax.Array]:
+def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[str, jax.Array]:
     """Pre-activations [N, width] of each block's first Dense layer, in order."""
-    _, variables = module.apply({"params": params}, x, mutable=["intermediates"])
+    _, variables = module.apply(variables, x, mutable=["intermediates"])
     sown = variables["intermediates"]
     return {f"block_{i}": sown[f"block_{i}"]["preactivation"][0] for i in range(module.depth)}
 

@@ -22,11 +22,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
 from jaxnn.errors import ConfigError
 from jaxnn.nn import cnn1d, cnn2d, conv, model_fields
 from jaxnn.nn.dense import Dense
-from jaxnn.nn.family import ModelFamily
+from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.images import as_images, image_shape
 from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
 from jaxnn.nn.normalization import normalize
@@ -61,6 +62,7 @@ class BasicBlock(nn.Module):
             return normalize(h, self.norm, train=train, name=name, dtype=self.dtype)
 
         def act(h: jax.Array, index: int) -> jax.Array:
+            self.sow("intermediates", f"preactivation_{index}", h)  # the diagnostics' units
             return activate(h, self.activation, self.negative_slope, f"prelu_{index}")
 
         reshapes = self.stride != 1 or x.shape[-1] != self.features
@@ -104,8 +106,8 @@ class ResNet(nn.Module):
     def __call__(
         self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
     ) -> jax.Array:
-        """Maps images [B, H, W] or [B, H, W, C] to outputs [B, num_outputs]; each stage's
-        output is sown as `intermediates/preactivation_{stage}` [B, H_s, W_s, C_s]."""
+        """Maps images [B, H, W] or [B, H, W, C] to outputs [B, num_outputs]; every
+        activation's input is sown in `intermediates` (`preactivations` reads them)."""
         kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
         x = as_images(x)
         imagenet = self.stem == "imagenet"
@@ -116,6 +118,7 @@ class ResNet(nn.Module):
         )(x)  # fmt: skip
         if not self.preact:
             x = normalize(x, self.norm, train=train, name="stem_norm", dtype=self.dtype)
+            self.sow("intermediates", "preactivation_stem", x)
             x = activate(x, self.activation, self.negative_slope, "stem_prelu")
         if imagenet:
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
@@ -126,9 +129,9 @@ class ResNet(nn.Module):
                     self.activation, self.negative_slope, kernel_init, self.dtype,
                     name=f"stage{s}_block{b}",
                 )(x, train=train)  # fmt: skip
-            self.sow("intermediates", f"preactivation_{s}", x)
         if self.preact:
             x = normalize(x, self.norm, train=train, name="final_norm", dtype=self.dtype)
+            self.sow("intermediates", "preactivation_final", x)
             x = activate(x, self.activation, self.negative_slope, "final_prelu")
         x = jnp.mean(x, axis=(1, 2))
         if train and dropout_key is not None and not is_python_zero(self.dropout):
@@ -168,6 +171,27 @@ def validate_model_config(model_cfg: Any) -> None:
 def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
     """Examples are images ([H, W] or [H, W, C]; global average pooling reads any size)."""
     image_shape("resnet", feature_shape)
+
+
+def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[str, jax.Array]:
+    """Every activation's input as [N * H * W, C] (a channel is a unit at every position), in
+    the order the network applies them: `stem` (standard blocks), each block's two
+    (`stage0_block0/act_0`, ...), `final` (pre-activation blocks)."""
+    _, sown = module.apply(variables, x, mutable=["intermediates"])
+    flat = traverse_util.flatten_dict(sown["intermediates"], sep="/")
+    result = {}
+    for path, (h,) in sorted(flat.items(), key=lambda item: _preactivation_order(item[0])):
+        name = path.removeprefix("preactivation_").replace("/preactivation_", "/act_")
+        result[name] = h.reshape((-1, h.shape[-1]))
+    return result
+
+
+def _preactivation_order(path: str) -> tuple:
+    block, _, index = path.rpartition("/preactivation_")
+    if not block:
+        return (0,) if path.endswith("stem") else (2,)
+    stage, _, number = block.removeprefix("stage").partition("_block")
+    return (1, int(stage), int(number), int(index))
 
 
 _TOP = {"stem": 0, "stem_norm": 1, "stem_prelu": 2}
@@ -214,6 +238,7 @@ FAMILY = ModelFamily(
     validate=validate_model_config,
     activation_field="activation",
     layer_order=layer_order,
+    preactivations=preactivations,
     transfer_fields=("activation", "norm", "stem", "preact"),
     check_inputs=check_inputs,
 )
