@@ -208,3 +208,16 @@ def test_diagnostics_of_a_batchnorm_image_ensemble_name_its_dead_units(data_dir)
     values = diagnostics.compute(state, device.device_data(_digits(data_dir)), trainer.program)
     assert values["dead_fraction/conv_0"].shape == (2,)
     assert 0.0 <= values["dead_fraction"][0] <= 1.0
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_an_image_family_in_bfloat16_computes_in_it_with_float32_state(name, data_dir):
+    from tests.test_precision import _assert_mixed_precision, _floating_dtypes
+
+    fields = {"model.dtype": "bfloat16", "norm": "batch", "restarts.num": 2}
+    config = _config(name, **fields)
+    result = jaxnn.fit_ensemble(config, _digits(data_dir), jax.random.PRNGKey(0))
+    _assert_mixed_precision(result, _digits(data_dir))  # every product in bfloat16
+    assert _floating_dtypes(result.state.model_state) == {"float32"}  # BatchNorm's statistics
+    last = np.asarray(result.history[-1]["val_accuracy"])
+    assert np.all(last > 0.3)  # chance: 0.1
