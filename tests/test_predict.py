@@ -387,6 +387,19 @@ def test_an_npz_with_its_own_test_split_keeps_it(tmp_path):
     np.testing.assert_array_equal(data.classes, LABELS)
 
 
+def test_an_npz_file_takes_the_permuted_positions_of_permute_seed(tmp_path):
+    x, y = raw_problem(num=80)
+    np.savez(tmp_path / "d.npz", x_train=x[:60], y_train=y[:60], x_test=x[60:], y_test=y[60:])
+    plain = jaxnn.load_dataset(_file_config(f"npz:{tmp_path / 'd.npz'}"))
+    permuted = jaxnn.load_dataset(_file_config(f"npz:{tmp_path / 'd.npz'}", permute_seed=5))
+    order = jaxnn.data.dataset.position_permutation(x.shape[1], 5)
+    assert (order != np.arange(x.shape[1])).any()
+    for split in ("train", "val", "test"):
+        np.testing.assert_allclose(
+            getattr(permuted, f"x_{split}"), getattr(plain, f"x_{split}")[:, order], atol=1e-6
+        )
+
+
 def test_a_file_without_a_test_split_has_one_carved(tmp_path):
     x, y = raw_regression(num=100)
     np.savez(tmp_path / "d.npz", x=x, y=y)

@@ -256,6 +256,7 @@ def _load_file(dataset_config: Any) -> Dataset:
         feature_names=arrays.feature_names,
         classes=tuple(getattr(dataset_config, "classes", ())),
         train_per_class=getattr(dataset_config, "train_per_class", 0),
+        permute_seed=getattr(dataset_config, "permute_seed", 0),
     )
 
 
