@@ -61,13 +61,10 @@ def _run_once(
     return runner.run(config, directory, overwrite=overwrite, progress=False, out=log)
 
 
-def results_table(
-    results: dict[int, dict[str, float]],
-    counts: dict[str, int],
-    modes: Sequence[str],
-    data_name: str = "MNIST-1D",
-) -> str:
-    """The markdown table: one row per size, test accuracy (%) per mode and gain over scratch."""
+def results_rows(
+    results: dict[int, dict[str, float]], counts: dict[str, int], modes: Sequence[str]
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per size, test accuracy (%) per mode and gain over scratch."""
     header = ["examples per class", "train examples"] + [MODE_NAMES[m] for m in modes]
     header += [f"{MODE_NAMES[m]} - scratch" for m in modes if m != "scratch"]
     rows = []
@@ -78,6 +75,17 @@ def results_table(
             f"{100 * (accuracy[m] - accuracy['scratch']):+.1f}" for m in modes if m != "scratch"
         ]
         rows.append(row)
+    return header, rows
+
+
+def results_table(
+    results: dict[int, dict[str, float]],
+    counts: dict[str, int],
+    modes: Sequence[str],
+    data_name: str = "MNIST-1D",
+) -> str:
+    """The markdown table of `results_rows`, after a sentence on what was measured."""
+    header, rows = results_rows(results, counts, modes)
     note = (
         f"Target test accuracy (%) of the validation-selected member of {counts['members']} "
         f"random starts; {counts['num_val']} validation and {counts['num_test']} test examples "

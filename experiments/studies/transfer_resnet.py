@@ -33,6 +33,8 @@ numbers.json and plots/transfer_resnet.png. `--smoke` runs a tiny version (one s
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ DATA_NAME = "the MNIST subset"
 
 
 def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, Any]:
+    workdir = Path(workdir).expanduser()
     results = transfer_runs.transfer_study(
         workdir,
         smoke=smoke,
@@ -57,34 +60,12 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
         data_name=DATA_NAME,
         out=sys.stdout,  # each run's accuracy as it finishes: progress on a long study
     )
-    sizes, modes = sorted(results), transfer_resnet.MODES
-    names = [transfer_runs.MODE_NAMES[mode] for mode in modes]
-    gains = [mode for mode in modes if mode != "scratch"]
-    header = ["examples per class", *names]
-    header += [f"{transfer_runs.MODE_NAMES[mode]} - scratch" for mode in gains]
-    rows = [
-        [
-            size,
-            *(results[size][mode] for mode in modes),
-            *(round(results[size][mode] - results[size]["scratch"], 4) for mode in gains),
-        ]
-        for size in sizes
-    ]
-    series = {
-        name: (sizes, [results[size][mode] for size in sizes])
-        for name, mode in zip(names, modes, strict=True)
-    }
-    plots = [
-        study_report.lines(
-            workdir / "plots" / "transfer_resnet.png",
-            series,
-            xlabel="training examples per target class",
-            ylabel="target test accuracy",
-            title="ResNet transfer from MNIST digits 0-4 to 5-9",
-            logx=True,
-        )
-    ]
-    numbers = {"results": {str(size): results[size] for size in sizes}}
+    # transfer_study wrote the table's counts and drew the plot: the report reuses both
+    counts = json.loads((workdir / "results.json").read_text())["counts"]
+    header, rows = transfer_runs.results_rows(results, counts, transfer_resnet.MODES)
+    plot = workdir / "plots" / "transfer_resnet.png"  # a study's figures are in plots/
+    shutil.copyfile(workdir / "transfer.png", plot)
+    numbers = {"results": {str(size): results[size] for size in sorted(results)}}
     study_report.write_report(
         workdir,
         "Transfer with a ResNet body",
@@ -94,8 +75,8 @@ def run(workdir: Path, *, smoke: bool = False, data_dir: str = "") -> dict[str, 
             "fine-tuning a ResNet pretrained on digits 0-4. The runs' own table: "
             "WORKDIR/results.md.",
         ],
-        [("Target test accuracy", header, rows)],
-        plots,
+        [("Target test accuracy (%)", header, rows)],
+        [str(plot)],
         numbers,
     )
     return numbers
