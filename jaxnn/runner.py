@@ -35,7 +35,7 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, Unpack
 
 import jax
 import ml_collections
@@ -54,7 +54,7 @@ from jaxnn.io import atomic, checkpoint, export, orbax_io, run_files, run_reader
 from jaxnn.io import lock as lock_lib
 from jaxnn.io import workdir as workdir_lib
 from jaxnn.io.workdir import RunPaths
-from jaxnn.nn.components import Components
+from jaxnn.nn.components import ComponentArgs, Components
 from jaxnn.nn.layer_table import format_layer_table
 from jaxnn.parallel import cpu_devices, sharding
 from jaxnn.predict.predictor import Predictor, Predicts
@@ -82,7 +82,7 @@ def run(
     out: TextIO = sys.stdout,
     sweep: Any = None,
     data: data_lib.Dataset | None = None,
-    **components: Any,
+    **components: Unpack[ComponentArgs],
 ) -> RunResult:
     """Runs the experiment `config` into `workdir` and returns its summary (a `RunResult`: the
     summary dict, which also predicts: `predictor()`, `predict`, `score`, ...).

@@ -316,7 +316,10 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
         f"{what} gives outputs of shape {getattr(outputs, 'shape', type(outputs).__name__)} for "
         f"a batch of 2; this {dataset.task} data set needs {expected} ({unit})",
     )
-    unmatched = family_lib.unmatched_head_names(params, spec.head)
+    # The head matters to a transfer; a model's own default ('head') need not exist otherwise:
+    # a Flax model as Flax's docs write it names its layers Dense_0, Dense_1, ...
+    head_used = bool(spec.config.model.head) or bool(spec.config.init_from.workdir)
+    unmatched = family_lib.unmatched_head_names(params, spec.head) if head_used else []
     _require(
         not unmatched,
         f"head name {unmatched[0] if unmatched else ''!r} matches no parameter of the model; its "

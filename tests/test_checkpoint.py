@@ -28,7 +28,7 @@ def trained():
     config = small_config(**{"restarts.num": 3, "model.dropout": 0.1})
     key = jax.random.PRNGKey(0)
     options = {"param_labels": family.body_head_labels, "frozen_labels": ("body",)}
-    result = ensemble.fit_ensemble(config, data, key, **options)
+    result = ensemble.fit_ensemble(config, data, key, transfer=options)
     spec = front_end.resolve(config)
     trainer = ensemble.make_trainer(spec, data, key, **options)
     abstract = jax.eval_shape(

@@ -70,7 +70,11 @@ def _fit(pretrained, *, frozen=False, body_scale=None, **overrides):
         options["label_lr_scales"] = (("body", body_scale),)
     config = small_config(**{"restarts.num": 3, **overrides})
     return ensemble.fit_ensemble(
-        config, blobs(seed=1), jax.random.PRNGKey(0), pretrained={"params": pretrained}, **options
+        config,
+        blobs(seed=1),
+        jax.random.PRNGKey(0),
+        pretrained={"params": pretrained},
+        transfer=options,
     )
 
 

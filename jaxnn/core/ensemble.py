@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -22,13 +22,12 @@ import optax
 
 from jaxnn import front_end, run_spec
 from jaxnn.core import groups, loop, memory, schedules, train
-from jaxnn.core.program import ApplyFn, HParams, Program, base_hparams, build
+from jaxnn.core.program import ApplyFn, HParams, Program, TransferArgs, base_hparams, build
 from jaxnn.core.schedules import halving
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
 from jaxnn.nn import metrics as metrics_lib
-from jaxnn.nn.components import Components
-from jaxnn.nn.metrics import Metric, MetricFn
+from jaxnn.nn.components import ComponentArgs, Components
 from jaxnn.parallel import sharding
 from jaxnn.predict.predictor import MemberGroup, Predictor, Predicts, member_group
 
@@ -176,7 +175,7 @@ def make_trainer(
     spec: run_spec.RunSpec,
     data: Dataset,
     key: jax.Array,
-    **transfer: Any,
+    **transfer: Unpack[TransferArgs],
 ) -> Trainer:
     """Builds the vmapped init and chunk functions of a run (nothing is compiled yet).
 
@@ -285,15 +284,11 @@ def fit_ensemble(
     *,
     on_eval: loop.EvalCallback | None = None,
     sweep: Any = None,
-    model: Any = None,
-    loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-    metrics: Mapping[str, Metric | MetricFn] | None = None,
-    predict: Callable[[jax.Array], jax.Array] | None = None,
-    optimizer: Callable[[Mapping[str, jax.Array]], Any] | None = None,
     state: train.TrainState | None = None,
     start_step: int = 0,
     pretrained: Mapping[str, Any] | None = None,
-    **transfer: Any,
+    transfer: TransferArgs | None = None,
+    **components: Unpack[ComponentArgs],
 ) -> EnsembleResult:
     """Trains every member of the run together: one jitted dispatch per chunk for all members.
 
@@ -308,25 +303,20 @@ def fit_ensemble(
       on_eval: called after every evaluation with metrics of shape [num_members].
       sweep: the sweep (a string, a mapping field -> values, or a Sweep) in place of
         `config.restarts.sweep`; numeric fields only (see `jaxnn.core.variants.fit_variants`).
-      model, loss, metrics, predict, optimizer: the user's own parts
-        (`jaxnn.nn.components.Components`).
       state: a stacked state to continue from (resumption), with `start_step` its global step;
         it may come from a run on any number of devices.
       pretrained: the layers every member starts from (transfer), as Flax variables:
         {'params': {layer: ...}} and their model state, e.g. {'batch_stats': {layer: ...}}.
-      **transfer: param labels and learning-rate scales for transfer (see `Program`).
+      transfer: param labels and learning-rate scales for transfer (`TransferArgs`).
+      **components: the user's own parts, model, loss, metrics, predict, optimizer
+        (`jaxnn.nn.components.ComponentArgs`, the same for fit, fit_variants and run).
 
     Raises:
       ConfigError: any mistake in the config or the components, or a sweep with several
         structural variants (several programs: use `fit_variants` or `jaxnn.run`).
     """
-    components = Components.of(
-        model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
-    )
-    spec = front_end.resolve_call(config, data, key, components, sweep=sweep).single_program(
-        "fit_ensemble"
-    )
-    trainer = make_trainer(spec, data, key, **transfer)
+    spec = front_end.resolve_call(config, data, key, Components.of(**components), sweep=sweep)
+    trainer = make_trainer(spec.single_program("fit_ensemble"), data, key, **(transfer or {}))
     return train_members(
         trainer,
         data,

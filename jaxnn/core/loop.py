@@ -12,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 import jax
 import ml_collections
 import numpy as np
-import optax
 
 from jaxnn import front_end, run_spec
 from jaxnn.core.program import Program, base_hparams, build
@@ -25,8 +24,7 @@ from jaxnn.core.train import TrainState, init_state, run_chunk
 from jaxnn.data import Dataset
 from jaxnn.data.device import device_data
 from jaxnn.errors import ConfigError
-from jaxnn.nn.components import Components
-from jaxnn.nn.metrics import Metric, MetricFn
+from jaxnn.nn.components import ComponentArgs, Components
 from jaxnn.predict.predictor import Predictor, Predicts, member_group
 
 
@@ -230,11 +228,7 @@ def fit(
     order_key: jax.Array | None = None,
     on_eval: EvalCallback | None = None,
     between: Between | None = None,
-    model: Any = None,
-    loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-    metrics: Mapping[str, Metric | MetricFn] | None = None,
-    predict: Callable[[jax.Array], jax.Array] | None = None,
-    optimizer: Callable[[Mapping[str, jax.Array]], optax.GradientTransformation] | None = None,
+    **components: Unpack[ComponentArgs],
 ) -> FitResult:
     """Trains one model: the single-member path (member i of an ensemble equals this with its key).
 
@@ -247,18 +241,16 @@ def fit(
       order_key: the batch-order key (the shared one of a `batch_order=shared` run), or None.
       on_eval: called after every evaluation.
       between: the hook between chunks (`drive`): (TrainState, history) -> (TrainState, stop).
-      model, loss, metrics, predict, optimizer: the user's own parts
-        (`jaxnn.nn.components.Components`).
+      **components: the user's own parts, model, loss, metrics, predict, optimizer
+        (`jaxnn.nn.components.ComponentArgs`, the same for fit_ensemble, fit_variants and run).
 
     Raises:
       ConfigError: a bad config or component, an unknown hyperparameter name, a sweep with
         structural fields (one model is one program), or a numeric sweep or search whose
         fields `hparams` does not set (one model is one point).
     """
-    components = Components.of(
-        model=model, loss=loss, metrics=metrics, predict=predict, optimizer=optimizer
-    )
-    spec = front_end.resolve_call(config, data, key, components).single_program("fit")
+    spec = front_end.resolve_call(config, data, key, Components.of(**components))
+    spec = spec.single_program("fit")
     program, apply_fn, make_tx = build(spec, data)  # every member's value checked, data rules too
     spec.check_one_member("jaxnn.fit", hparams)
     member_hparams = _member_hparams(spec, hparams)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import flax.linen as nn
 import jax
@@ -138,7 +138,17 @@ def total_steps(training: ml_collections.ConfigDict, num_train: int) -> int:
     return int(training.epochs) * steps_per_epoch
 
 
-def make_program(spec: run_spec.RunSpec, data: Dataset, **transfer: Any) -> Program:
+class TransferArgs(TypedDict, total=False):
+    """A transfer's labels of the parameters (`Program`'s fields of the same names)."""
+
+    param_labels: Any
+    frozen_labels: tuple[str, ...]
+    label_lr_scales: tuple[tuple[str, float], ...]
+
+
+def make_program(
+    spec: run_spec.RunSpec, data: Dataset, **transfer: Unpack[TransferArgs]
+) -> Program:
     """Builds the static description of a run of `spec` on `data`.
 
     The model, loss and metrics are checked on the data's shapes first
@@ -315,7 +325,7 @@ def make_tx_factory(program: Program) -> Callable[[HParams], optax.GradientTrans
 
 
 def build(
-    spec: run_spec.RunSpec, data: Dataset, **transfer: Any
+    spec: run_spec.RunSpec, data: Dataset, **transfer: Unpack[TransferArgs]
 ) -> tuple[Program, ApplyFn, Callable[[HParams], optax.GradientTransformation]]:
     """The program of a run with its apply function and optimiser factory."""
     program = make_program(spec, data, **transfer)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import ml_collections
@@ -26,7 +26,7 @@ from jaxnn import front_end, run_spec
 from jaxnn.core import ensemble, loop
 from jaxnn.data import Dataset
 from jaxnn.errors import ConfigError
-from jaxnn.nn.components import Components
+from jaxnn.nn.components import ComponentArgs, Components
 from jaxnn.predict.predictor import Predictor, Predicts
 
 
@@ -130,7 +130,7 @@ def fit_variants(
     *,
     sweep: Any = None,
     on_eval: Callable[..., loop.EvalCallback | None] | None = None,
-    **components: Any,
+    **components: Unpack[ComponentArgs],
 ) -> VariantRuns:
     """Trains every structural variant, one compiled program each, variant after variant.
 
@@ -141,7 +141,8 @@ def fit_variants(
       sweep: the sweep in place of `config.restarts.sweep` (string, mapping or Sweep).
       on_eval: optional factory `on_eval(variant, spec, members_with_global_indices)` that
         returns the evaluation callback of that variant (or None).
-      **components: the user's own parts (model, loss, metrics, predict, optimizer).
+      **components: the user's own parts, model, loss, metrics, predict, optimizer
+        (`jaxnn.nn.components.ComponentArgs`, the same for fit, fit_ensemble and run).
 
     Returns:
       One VariantRun per variant, in sweep order (one for a sweep without structural fields),

@@ -1,8 +1,8 @@
 """Bring your own: the parts of a run a user may supply from Python instead of the config.
 
 `Components` bundles a user's own model, per-example loss, metrics, prediction function and
-optimiser factory. `jaxnn.fit`, `jaxnn.fit_ensemble` and `jaxnn.run` take them as keyword
-arguments; every phase of a run (random starts, numeric sweeps, selection, early stopping,
+optimiser factory. `jaxnn.fit`, `jaxnn.fit_ensemble`, `jaxnn.fit_variants` and `jaxnn.run`
+take them as the same keyword arguments (`ComponentArgs`); every phase of a run (random starts, numeric sweeps, selection, early stopping,
 divergence isolation, checkpoints and resume, the best-member export, transfer) treats them
 like the built-in ones.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import jax
 import optax
@@ -19,6 +19,17 @@ import optax
 from jaxnn.nn.metrics import Metric, MetricFn, as_metric
 
 HParams = Mapping[str, jax.Array]
+
+
+class ComponentArgs(TypedDict, total=False):
+    """The keyword arguments `fit`, `fit_ensemble`, `fit_variants` and `run` take for a user's
+    own parts (each described under `Components`; leave one out to keep the config's)."""
+
+    model: Any
+    loss: Callable[[jax.Array, jax.Array], jax.Array] | None
+    metrics: Mapping[str, Metric | MetricFn] | None
+    predict: Callable[[jax.Array], jax.Array] | None
+    optimizer: Callable[[HParams], optax.GradientTransformation] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,18 +58,23 @@ class Components:
     optimizer: Callable[[HParams], optax.GradientTransformation] | None = None
 
     @classmethod
-    def of(
-        cls,
-        *,
-        model: Any = None,
-        loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-        metrics: Mapping[str, Metric | MetricFn] | None = None,
-        predict: Callable[[jax.Array], jax.Array] | None = None,
-        optimizer: Callable[[HParams], optax.GradientTransformation] | None = None,
-    ) -> Components:
-        """Components from the keyword arguments of fit / fit_ensemble / run."""
-        named = tuple((str(name), as_metric(fn)) for name, fn in (metrics or {}).items())
-        return cls(model=model, loss=loss, metrics=named, predict=predict, optimizer=optimizer)
+    def of(cls, **args: Unpack[ComponentArgs]) -> Components:
+        """Components from the keyword arguments of fit / fit_ensemble / fit_variants / run.
+
+        Raises:
+          TypeError: a keyword that is not one of ComponentArgs' (as a misspelt argument).
+        """
+        unknown = sorted(set(args) - set(ComponentArgs.__annotations__))
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+        metrics = args.get("metrics") or {}
+        return cls(
+            model=args.get("model"),
+            loss=args.get("loss"),
+            metrics=tuple((str(name), as_metric(fn)) for name, fn in metrics.items()),
+            predict=args.get("predict"),
+            optimizer=args.get("optimizer"),
+        )
 
     @property
     def metric_names(self) -> tuple[str, ...]:
