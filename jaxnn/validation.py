@@ -20,17 +20,8 @@ import numpy as np
 from jaxnn import data
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
-from jaxnn.config.fields import MAX_STEPS, integer_problem
-from jaxnn.config.schema import (
-    BATCH_ORDERS,
-    DATA_MODES,
-    KEEP_WEIGHTS,
-    TRANSFER_MODES,
-    TRANSFER_RESTORES,
-)
-from jaxnn.data import augment
+from jaxnn.config.fields import MAX_STEPS
 from jaxnn.errors import ConfigError, DataError
-from jaxnn.nn import ema, losses, optimizers, registry
 from jaxnn.nn import family as family_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
@@ -50,37 +41,30 @@ def check_sections(
     components: Components,
     varied: Sequence[str] = (),
 ) -> None:
-    """Every section's own rules, in the schema's order (the model's by its family), then the
-    user's components and the fields `varied` by the sweep or the search.
+    """The rules across fields and sections, and on the user's components (each field's own
+    rule and each section's owner were checked before: `jaxnn.front_end.check_sections`).
 
     Raises:
       ConfigError: the first mistake, in one line.
     """
-    problem = integer_problem(config)
-    _require(problem is None, problem or "")
-    data.validate_dataset_config(config.dataset)
-    registry.refuse_other_families_fields(config.model, family)
-    if family.validate is not None:
-        family.validate(config.model)
-    if components.loss is None:
-        losses.validate_loss_config(config.loss, config.huber_delta)
-    elif not callable(components.loss):
-        raise ConfigError(
-            f"loss must be a function (outputs, targets) -> [B], got {components.loss!r}"
-        )
-    optimizers.validate_optimizer_config(config.optimizer)
-    problem = ema.EMA_DECAY.problem(config.optimizer.ema_decay)
-    _require(problem is None, problem or "")
-    _validate_training(config.training)
-    augment.validate_augment_config(config.augment)
-    _validate_restarts(config.restarts, components)
-    _validate_init_from(config.init_from)
+    training = config.training
     _require(
-        isinstance(config.tensorboard.enabled, bool),
-        f"tensorboard.enabled must be True or False, got {config.tensorboard.enabled!r}",
+        (training.steps > 0) != (training.epochs > 0),
+        "exactly one of training.steps and training.epochs must be > 0, got "
+        f"steps={training.steps} and epochs={training.epochs}",
     )
-    validate_mesh_config(config.mesh)
-    _validate_compilation_cache(config.compilation_cache)
+    _require(
+        training.keep == "best" or training.patience == 0,
+        "training.patience stops a member at its best validation loss: it needs "
+        f"training.keep=best, got keep={training.keep!r} with patience={training.patience}",
+    )
+    allowed = [*BUILTIN_SELECT_BY, *(f"val_{name}" for name in components.metric_names)]
+    _require(
+        config.restarts.select_by in allowed,
+        f"restarts.select_by must be one of {', '.join(allowed)}, got "
+        f"{config.restarts.select_by!r}",
+    )
+    check_mesh_devices(config.mesh)
     _validate_components(components)
     if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
         _refuse_undeclared_model_fields(varied, family)
@@ -173,6 +157,10 @@ def _describe(value: Any) -> str:
 
 
 def _validate_components(components: Components) -> None:
+    if components.loss is not None and not callable(components.loss):
+        raise ConfigError(
+            f"loss must be a function (outputs, targets) -> [B], got {components.loss!r}"
+        )
     for name, _ in components.metrics:
         _require(
             name.isidentifier() and name not in RESERVED,
@@ -190,82 +178,22 @@ def _validate_components(components: Components) -> None:
         )
 
 
-def _validate_training(training: ml_collections.ConfigDict) -> None:
-    _require(
-        (training.steps > 0) != (training.epochs > 0),
-        "exactly one of training.steps and training.epochs must be > 0, got "
-        f"steps={training.steps} and epochs={training.epochs}",
-    )
-    _require(
-        training.keep in KEEP_WEIGHTS,
-        f"training.keep must be one of {', '.join(KEEP_WEIGHTS)}, got {training.keep!r}",
-    )
-    _require(
-        training.keep == "best" or training.patience == 0,
-        "training.patience stops a member at its best validation loss: it needs "
-        f"training.keep=best, got keep={training.keep!r} with patience={training.patience}",
-    )
-    _require(
-        training.batch_order in BATCH_ORDERS,
-        f"training.batch_order must be one of {', '.join(BATCH_ORDERS)}, got {training.batch_order!r}",
-    )
+def check_against_data(
+    spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float], steps: int
+) -> None:
+    """The rules across the config and the loaded data (each section's own rules on the data,
+    such as the loss for the task or the schedule for the run's steps, are its owner's:
+    `jaxnn.core.program.check_sections_against_data`): the selection metric for the task, the
+    batch and the run's steps for the training split's size, then the model, loss and metrics
+    on the data's shapes, without computing anything: the model's outputs for a batch of two
+    must be [2, num_outputs], the loss must give one value per example, every metric one
+    scalar, and the head names must name parameters. `steps` are the run's
+    (`jaxnn.config.fields.run_steps`).
 
-
-def _validate_restarts(restarts: ml_collections.ConfigDict, components: Components) -> None:
-    allowed = [*BUILTIN_SELECT_BY, *(f"val_{name}" for name in components.metric_names)]
-    _require(
-        restarts.select_by in allowed,
-        f"restarts.select_by must be one of {', '.join(allowed)}, got {restarts.select_by!r}",
-    )
-    _require(
-        math.isfinite(restarts.tolerance) and restarts.tolerance >= 0,
-        f"restarts.tolerance must be a finite number >= 0, got {restarts.tolerance}",
-    )
-    _require(
-        math.isfinite(restarts.explode_factor) and restarts.explode_factor >= 0,
-        f"restarts.explode_factor must be a finite number >= 0 (0: no member is marked "
-        f"exploded), got {restarts.explode_factor}",
-    )
-
-
-def _validate_compilation_cache(cache: ml_collections.ConfigDict) -> None:
-    _require(
-        isinstance(cache.enabled, bool),
-        f"compilation_cache.enabled must be True or False, got {cache.enabled!r}",
-    )
-    _require(
-        isinstance(cache.dir, str),
-        f"compilation_cache.dir must be a directory path ('' = the default), got {cache.dir!r}",
-    )
-
-
-def _validate_init_from(init_from: ml_collections.ConfigDict) -> None:
-    _require(
-        init_from.mode in TRANSFER_MODES,
-        f"init_from.mode must be one of {', '.join(TRANSFER_MODES)}, got {init_from.mode!r}",
-    )
-    _require(
-        init_from.restore in TRANSFER_RESTORES,
-        f"init_from.restore must be one of {', '.join(TRANSFER_RESTORES)}, got {init_from.restore!r}",
-    )
-    member = init_from.member
-    _require(
-        isinstance(member, str)
-        and (member == "best" or (member.isascii() and member.isdigit() and int(member) < 2**31)),
-        f"init_from.member must be 'best' or a member index in [0, {2**31 - 1}] such as '3', "
-        f"got {member!r}",
-    )
-    _require(
-        math.isfinite(init_from.body_lr_scale) and init_from.body_lr_scale >= 0,
-        f"init_from.body_lr_scale must be a finite number >= 0, got {init_from.body_lr_scale}",
-    )
-
-
-def check_against_task(spec: RunSpec, task: str, num_train: int) -> None:
-    """Checks the fields that depend on the loaded data set's task and size."""
-    config = spec.config
-    if spec.components.loss is None:
-        losses.check_loss_for_task(config.loss, task)
+    Raises:
+      ConfigError: the first mismatch, naming both shapes.
+    """
+    config, task, num_train = spec.config, dataset.task, dataset.num_train
     selectable = ["loss", *builtin_metrics(task), *spec.components.metric_names]
     _require(
         config.restarts.select_by.removeprefix("val_") in selectable,
@@ -277,53 +205,29 @@ def check_against_task(spec: RunSpec, task: str, num_train: int) -> None:
         f"training.batch_size={config.training.batch_size} is larger than the training split "
         f"({num_train} examples)",
     )
-    steps = config.training.steps
-    if config.training.epochs > 0:
-        steps = config.training.epochs * -(-num_train // config.training.batch_size)
-        _require(
-            steps <= MAX_STEPS,
-            f"training.epochs={config.training.epochs} makes {steps} steps of batch "
-            f"{config.training.batch_size} over {num_train} examples, more than the "
-            f"{MAX_STEPS} a run may have; ask for fewer epochs",
-        )
-    if spec.components.optimizer is None:
-        optimizers.check_schedule_fits(config.optimizer, steps // config.optimizer.accumulate_steps)
-
-
-def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float]) -> None:
-    """Checks the model, loss and metrics on the data's shapes, without computing anything.
-
-    The model's outputs for a batch of two must be [2, num_outputs], the loss must give one
-    value per example, every metric one scalar, and the head names must name parameters.
-
-    Raises:
-      ConfigError: the first mismatch, naming both shapes.
-    """
-    check_against_task(spec, dataset.task, dataset.num_train)
-    augment.check_feature_shape(
-        spec.config.augment, spec.member_values(), tuple(dataset.feature_shape)
+    _require(
+        steps <= MAX_STEPS,
+        f"training.epochs={config.training.epochs} makes {steps} steps of batch "
+        f"{config.training.batch_size} over {num_train} examples, more than the "
+        f"{MAX_STEPS} a run may have; ask for fewer epochs",
     )
-    if spec.family.check_inputs is not None:
-        spec.family.check_inputs(spec.config.model, tuple(dataset.feature_shape))
+    accumulate_steps = int(config.optimizer.accumulate_steps)
+    _require(
+        steps % accumulate_steps == 0,
+        f"the run trains {steps} steps (batches), not a multiple of "
+        f"optimizer.accumulate_steps={accumulate_steps}: set training.steps to a multiple "
+        "so that the last update has all its batches",
+    )
     x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((2, *np.shape(dataset.y_train)[1:]), np.asarray(dataset.y_train).dtype)
     what = "the model" if spec.components.model is None else "the user's model"
     params, outputs = _abstract_pass(spec, dataset, hparams, x, what)
     expected = (2, dataset.num_outputs)
-    unit = "one output per class" if dataset.task == "classification" else "one per target"
+    unit = "one output per class" if task == "classification" else "one per target"
     _require(
         getattr(outputs, "shape", None) == expected,
         f"{what} gives outputs of shape {getattr(outputs, 'shape', type(outputs).__name__)} for "
-        f"a batch of 2; this {dataset.task} data set needs {expected} ({unit})",
-    )
-    # The head matters to a transfer; a model's own default ('head') need not exist otherwise:
-    # a Flax model as Flax's docs write it names its layers Dense_0, Dense_1, ...
-    head_used = bool(spec.config.model.head) or bool(spec.config.init_from.workdir)
-    unmatched = family_lib.unmatched_head_names(params, spec.head) if head_used else []
-    _require(
-        not unmatched,
-        f"head name {unmatched[0] if unmatched else ''!r} matches no parameter of the model; its "
-        f"top-level parameters are {', '.join(params)} (set config.model.head)",
+        f"a batch of 2; this {task} data set needs {expected} ({unit})",
     )
     loss = spec.components.loss
     if loss is not None:
@@ -336,6 +240,15 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[st
     for name, metric in spec.components.metrics:
         shape = _result_shape(f"metric {name!r}", metric.fn, outputs, y)
         _require(shape == (), f"metric {name!r} returns shape {shape}; a metric returns a scalar")
+    # The head matters to a transfer; a model's own default ('head') need not exist otherwise:
+    # a Flax model as Flax's docs write it names its layers Dense_0, Dense_1, ...
+    head_used = bool(config.model.head) or bool(config.init_from.workdir)
+    unmatched = family_lib.unmatched_head_names(params, spec.head) if head_used else []
+    _require(
+        not unmatched,
+        f"head name {unmatched[0] if unmatched else ''!r} matches no parameter of the model; its "
+        f"top-level parameters are {', '.join(params)} (set config.model.head)",
+    )
 
 
 def _abstract_pass(
@@ -433,17 +346,14 @@ def _one_line(error: BaseException) -> str:
     return text[:300] or type(error).__name__
 
 
-def validate_mesh_config(mesh: ml_collections.ConfigDict) -> None:
-    """Checks `config.mesh`; asks JAX for the device count only when a count is requested.
+def check_mesh_devices(mesh: ml_collections.ConfigDict) -> None:
+    """`config.mesh`'s device count against the devices that exist; asks JAX for the count
+    only when a count is requested (mesh.data's choice and the count's range were checked by
+    their rules, `jaxnn.config.fields.FIELD_RULES`).
 
     Raises:
-      ConfigError: more devices than exist, a partial mesh in a multi-process run, or an
-        unknown data mode (the integer fields' ranges: `INTEGER_FIELDS`, checked before).
+      ConfigError: more devices than exist, or a partial mesh in a multi-process run.
     """
-    _require(
-        mesh.data in DATA_MODES,
-        f"mesh.data must be one of {', '.join(DATA_MODES)}, got {mesh.data!r}",
-    )
     if mesh.num_devices == 0:
         return
     available = jax.device_count()

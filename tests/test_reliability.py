@@ -261,3 +261,30 @@ def test_a_run_with_home_unwritable_prints_only_jaxnns_own_line(tmp_path, data_d
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert all(line.startswith("jaxnn: warning: ") for line in lines), result.stderr[-3000:]
+
+
+_BAD_VALUES = {
+    fields.Choice: "nonsense",
+    fields.Flag: "yes",
+    fields.Finite: -1.0,
+    fields.Text: 3,
+    fields.MemberName: "first",
+}
+
+
+@pytest.mark.parametrize("rule", fields.OTHER_FIELDS, ids=lambda rule: rule.field)
+def test_every_field_rule_is_enforced_with_its_one_line(rule):
+    """Each single-field rule of `FIELD_RULES` (beyond the integer ranges above) refuses a bad
+    value of its field in one line, its own, before anything is built."""
+    config = schema.default_config()
+    *parents, leaf = rule.field.split(".")
+    section = config
+    for part in parents:
+        section = section[part]
+    bad = _BAD_VALUES[type(rule)]
+    with section.ignore_type():
+        section[leaf] = bad
+    with pytest.raises(ConfigError) as raised:
+        jaxnn.validate(config)
+    assert str(raised.value) == rule.problem(bad)
+    assert rule.field in str(raised.value) and "\n" not in str(raised.value)

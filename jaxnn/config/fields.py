@@ -1,16 +1,31 @@
-"""Numeric config fields that members of one compiled program may each set differently.
+"""The rules of single config fields, each stated once, with its one-line complaint.
 
-A `NumericField` names a config field, the hyperparameter name a member's state carries it
-under, and the rule its values obey. The rule is the same for a flag (`--config.FIELD=V`) and
-for every value a sweep gives the field, so a swept member is checked exactly like a launch.
+A rule has a `field` and `problem(value) -> str | None`. `NumericField`s are the numbers members
+of one compiled program may each set differently: the field, the hyperparameter name a member's
+state carries it under, and the rule its values obey (the same for a flag, `--config.FIELD=V`,
+and for every value a sweep gives the field, so a swept member is checked exactly like a
+launch). `IntegerField`s are integer ranges, `Choice`s names from a list or a registry, `Flag`s
+booleans, `Finite` numbers in a range, `Text` strings. `FIELD_RULES` holds every single-field
+rule of the sections jaxnn itself owns (training, restarts, checkpoint, mesh, init_from, ...),
+checked by `field_problem` before anything else; the optimiser's, the augmentation's, the
+loss's and the model's fields are checked by their owners (`jaxnn.front_end`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from jaxnn.config.schema import (
+    BATCH_ORDERS,
+    DATA_MODES,
+    KEEP_WEIGHTS,
+    TRANSFER_MODES,
+    TRANSFER_RESTORES,
+)
+from jaxnn.errors import unknown_name
 
 
 def is_number(value: Any) -> bool:
@@ -55,6 +70,13 @@ MAX_STEPS = 10**9
 MAX_SEED = 2**32 - 1  # jax.random.PRNGKey keeps 32 bits of a seed: larger ones would collide
 
 
+def run_steps(training: Any, num_train: int) -> int:
+    """Steps of a run: `training.steps`, or `training.epochs` passes over the training split."""
+    if training.steps > 0:
+        return int(training.steps)
+    return int(training.epochs) * -(-num_train // training.batch_size)
+
+
 @dataclasses.dataclass(frozen=True)
 class IntegerField:
     """An integer config field and its documented range (inclusive).
@@ -89,6 +111,75 @@ class IntegerField:
 
 def _is_plain_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One of `choices`: a tuple, or a registry (name -> entry) that users may extend."""
+
+    field: str
+    # hashed by the field alone: a registry is a dict (a family, hashed as a jit static
+    # argument, hashes its specs)
+    choices: tuple[str, ...] | Mapping[str, Any] = dataclasses.field(hash=False)
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, str) and value in self.choices:
+            return None
+        if isinstance(self.choices, Mapping):
+            return unknown_name(self.field, value, self.choices)
+        return f"{self.field} must be one of {', '.join(self.choices)}, got {value!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    field: str
+
+    def problem(self, value: Any) -> str | None:
+        ok = isinstance(value, bool)
+        return None if ok else f"{self.field} must be True or False, got {value!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Finite:
+    """A finite number >= `low`; `note` says what a value means (in the message)."""
+
+    field: str
+    low: float = 0.0
+    note: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        if is_number(value) and value >= self.low:
+            return None
+        note = f" ({self.note})" if self.note else ""
+        return f"{self.field} must be a finite number >= {self.low:g}{note}, got {value}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """A string; `meaning` says which (in the message)."""
+
+    field: str
+    meaning: str
+
+    def problem(self, value: Any) -> str | None:
+        ok = isinstance(value, str)
+        return None if ok else f"{self.field} must be {self.meaning}, got {value!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberName:
+    """'best' or a member index written as a string ('3')."""
+
+    field: str
+
+    def problem(self, value: Any) -> str | None:
+        index = isinstance(value, str) and value.isascii() and value.isdigit()
+        if value == "best" or (index and int(value) < 2**31):
+            return None
+        return (
+            f"{self.field} must be 'best' or a member index in [0, {2**31 - 1}] such as '3', "
+            f"got {value!r}"
+        )
 
 
 # Every integer field of the schema (`jaxnn.config.schema`) but the model's, checked before
@@ -126,12 +217,35 @@ INTEGER_FIELDS: tuple[IntegerField, ...] = (
 )
 
 
-def integer_problem(config: Any) -> str | None:
-    """The complaint about the first integer field of `config` out of its range, or None.
+# The other single-field rules of the sections jaxnn owns (the rules across fields, and those
+# that depend on the user's components or the data, are `jaxnn.validation`'s).
+OTHER_FIELDS: tuple[Any, ...] = (
+    Choice("training.keep", KEEP_WEIGHTS),
+    Choice("training.batch_order", BATCH_ORDERS),
+    Finite("restarts.tolerance"),
+    Finite("restarts.explode_factor", note="0: no member is marked exploded"),
+    Choice("init_from.mode", TRANSFER_MODES),
+    Choice("init_from.restore", TRANSFER_RESTORES),
+    MemberName("init_from.member"),
+    Finite("init_from.body_lr_scale"),
+    Flag("tensorboard.enabled"),
+    Choice("mesh.data", DATA_MODES),
+    Flag("compilation_cache.enabled"),
+    Text("compilation_cache.dir", "a directory path ('' = the default)"),
+)
+
+# Every single-field rule outside the sections' owners, integers first (the later rules of
+# training and restarts compare their integers).
+FIELD_RULES: tuple[Any, ...] = (*INTEGER_FIELDS, *OTHER_FIELDS)
+
+
+def field_problem(config: Any) -> str | None:
+    """The complaint about the first field of `config` that its rule in `FIELD_RULES` refuses,
+    or None.
 
     Fields a config does not have are skipped.
     """
-    for entry in INTEGER_FIELDS:
+    for entry in FIELD_RULES:
         node = config
         for part in entry.field.split("."):
             if part not in node:

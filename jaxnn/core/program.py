@@ -18,11 +18,11 @@ import numpy as np
 import optax
 
 from jaxnn import run_spec, validation
+from jaxnn.config.fields import run_steps
 from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
 from jaxnn.data import augment as augment_lib
 from jaxnn.data.preprocessing import Preprocessing
-from jaxnn.errors import ConfigError
 from jaxnn.nn import ema, losses, optimizers
 from jaxnn.nn import family as family_lib
 from jaxnn.nn.components import Components
@@ -130,12 +130,22 @@ class Program:
         return self.family.layer_order
 
 
-def total_steps(training: ml_collections.ConfigDict, num_train: int) -> int:
-    """Steps of a run: `training.steps`, or `training.epochs` passes over the training split."""
-    if training.steps > 0:
-        return int(training.steps)
-    steps_per_epoch = -(-num_train // training.batch_size)
-    return int(training.epochs) * steps_per_epoch
+def check_sections_against_data(spec: run_spec.RunSpec, data: Dataset, steps: int) -> None:
+    """Each section's own rules on the loaded data, by its owner: the loss for the task, the
+    optimiser's schedule for the run's updates, the augmentation and the model family for
+    the features' shape.
+
+    Raises:
+      ConfigError: the first mistake, in one line.
+    """
+    config = spec.config
+    if spec.components.loss is None:
+        losses.check_loss_for_task(config.loss, data.task)
+    if spec.components.optimizer is None:
+        optimizers.check_schedule_fits(config.optimizer, steps // config.optimizer.accumulate_steps)
+    augment_lib.check_feature_shape(config.augment, spec.member_values(), tuple(data.feature_shape))
+    if spec.family.check_inputs is not None:
+        spec.family.check_inputs(config.model, tuple(data.feature_shape))
 
 
 class TransferArgs(TypedDict, total=False):
@@ -151,8 +161,8 @@ def make_program(
 ) -> Program:
     """Builds the static description of a run of `spec` on `data`.
 
-    The model, loss and metrics are checked on the data's shapes first
-    (`validation.check_against_data`).
+    Each section and the model, loss and metrics are checked on the data first
+    (`check_sections_against_data`, `validation.check_against_data`).
 
     Args:
       spec: the validated run (one structural variant at most).
@@ -163,21 +173,16 @@ def make_program(
       ConfigError: the spec has several structural variants, or a shape does not fit the data.
     """
     spec = spec.single_program("a Program")
-    validation.check_against_data(spec, data, base_hparams(spec))
+    steps = run_steps(spec.config.training, data.num_train)
+    check_sections_against_data(spec, data, steps)
+    validation.check_against_data(spec, data, base_hparams(spec), steps)
     config = spec.config
     target_std = (
         () if data.target_std is None else tuple(float(s) for s in np.ravel(data.target_std))
     )
     loss, predict, metrics = task_functions(config, spec.components, data.task, target_std)
     removed = removed_hparams(spec)
-    steps = total_steps(config.training, data.num_train)
     accumulate_steps = int(config.optimizer.accumulate_steps)
-    if steps % accumulate_steps:
-        raise ConfigError(
-            f"the run trains {steps} steps (batches), not a multiple of "
-            f"optimizer.accumulate_steps={accumulate_steps}: set training.steps to a multiple "
-            "so that the last update has all its batches"
-        )
     return Program(
         family=spec.family,
         model_config=ml_collections.FrozenConfigDict(config.model),

@@ -24,8 +24,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from jaxnn.config.fields import run_steps
 from jaxnn.config.paths import expand_user
-from jaxnn.core.program import total_steps
 from jaxnn.data import fingerprint as fingerprint_lib
 from jaxnn.errors import ConfigError, DataError, WorkdirError
 from jaxnn.io import atomic, checkpoint, run_files, run_readers
@@ -273,7 +273,7 @@ def plan_workdir(
         )
     summary = run_readers.read_summary(paths.summary) if paths.summary.exists() else None
     if summary is not None:
-        wanted = total_steps(config.training, summary["dataset"]["num_train"])
+        wanted = run_steps(config.training, summary["dataset"]["num_train"])
         if wanted <= summary["steps"]:
             return WorkdirPlan(paths, "complete", summary=summary)
     evaluated = run_readers.read_appended(paths.metrics).evaluated()

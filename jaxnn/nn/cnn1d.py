@@ -16,12 +16,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnn.config.fields import Flag
 from jaxnn.errors import ConfigError
 from jaxnn.nn import conv, model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
-from jaxnn.nn.model_fields import STRUCTURAL, FieldSpec, Flag, IntegerTuple
+from jaxnn.nn.model_fields import STRUCTURAL, FieldSpec, IntegerTuple
 from jaxnn.nn.precision import layer_dtype
 from jaxnn.nn.sequence import as_sequence, sequence_shape
 

@@ -16,8 +16,8 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from jaxnn.config.fields import IntegerField, NumericField
-from jaxnn.errors import ConfigError, unknown_name
+from jaxnn.config.fields import Choice, IntegerField, NumericField
+from jaxnn.errors import ConfigError
 from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS
 
 MEMBER = "member"  # members of one compiled program each take a value (a NumericField rule)
@@ -51,32 +51,6 @@ class FieldSpec:
 
     def problem(self, value: Any) -> str | None:
         return None if self.rule is None else self.rule.problem(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class Choice:
-    """One of `choices`: a tuple, or a registry (name -> entry) that users may extend."""
-
-    field: str
-    # hashed by the field alone: a registry is a dict (a family, hashed as a jit static
-    # argument, hashes its specs)
-    choices: tuple[str, ...] | Mapping[str, Any] = dataclasses.field(hash=False)
-
-    def problem(self, value: Any) -> str | None:
-        if isinstance(value, str) and value in self.choices:
-            return None
-        if isinstance(self.choices, Mapping):
-            return unknown_name(self.field, value, self.choices)
-        return f"{self.field} must be one of {', '.join(self.choices)}, got {value!r}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Flag:
-    field: str
-
-    def problem(self, value: Any) -> str | None:
-        ok = isinstance(value, bool)
-        return None if ok else f"{self.field} must be True or False, got {value!r}"
 
 
 @dataclasses.dataclass(frozen=True)

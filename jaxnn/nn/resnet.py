@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from jaxnn.config.fields import Flag
 from jaxnn.errors import ConfigError
 from jaxnn.nn import cnn1d, cnn2d, conv, model_fields
 from jaxnn.nn.dense import Dense
@@ -223,7 +224,7 @@ FIELDS = (
     ),  # channels of each stage
     model_fields.choice("stem", "cifar", STEMS),
     model_fields.FieldSpec(
-        "preact", False, model_fields.Flag("model.preact"), model_fields.STRUCTURAL
+        "preact", False, Flag("model.preact"), model_fields.STRUCTURAL
     ),  # pre-activation blocks (He et al. 2016b)
     cnn2d.NORM, cnn1d.CONV_IMPL, model_fields.ACTIVATION, model_fields.INIT,
     model_fields.INIT_STDDEV, model_fields.DROPOUT, model_fields.INIT_SCALE,
