@@ -1,7 +1,9 @@
-"""The run's checks: every section's rules and the members' values before data is loaded
-(`check_sections`, `check_members`, which `jaxnn.front_end.resolve` calls as it resolves the
-run), the Python entry points' data set and key, and the checks that need the loaded data
-(`check_against_data`: the model, loss and metrics on the data's shapes). `jaxnn.run`,
+"""The run's rules across fields and sections: before data is loaded, the ones between the
+sections and the members' values (`check_sections`, `check_members`, which
+`jaxnn.front_end.resolve` calls after each field's own rule and each section's owner have
+passed), the Python entry points' data set and key, and the ones between the config and the
+loaded data (`check_against_data`: the batch and steps for its size, the model, loss and
+metrics on its shapes). `jaxnn.run`,
 `jaxnn.fit`, `jaxnn.fit_ensemble` and every structural variant go through them, so a mistake
 is one `JaxnnError` before anything is trained or written.
 """
