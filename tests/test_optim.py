@@ -16,11 +16,13 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnn import front_end, validation
+from jaxnn import front_end
 from jaxnn.config.schema import default_config
 from jaxnn.config.upgrade import upgrade
+from jaxnn.core import program
 from jaxnn.errors import ConfigError
 from jaxnn.nn import optimizers
+from tests.helpers import blobs
 
 # optax.scale_by_adam raises b1 to an int32 step count (`b1 ** count`), which strict dtype
 # promotion rejects; adam and adamw are tested under standard promotion.
@@ -279,19 +281,23 @@ def test_schedule_errors():
 def test_a_schedule_that_does_not_fit_the_run_is_refused_before_it_is_built():
     # The run's steps are known once the data is (training.epochs): the data checks refuse
     # what would not fit, so building the optimiser after them cannot fail.
+    data = blobs(num_train=120)
+    steps = 2 * -(-data.num_train // 50)  # two epochs of batch 50
     config = default_config()
+    config.model.hidden = (8,)
     config.training.steps, config.training.epochs, config.training.batch_size = 0, 2, 50
-    config.optimizer.schedule, config.optimizer.warmup_steps = "warmup_cosine", 4
-    spec = front_end.resolve(config)
-    validation.check_against_task(spec, "classification", 101)  # 2 x 3 = 6 steps
+    config.optimizer.schedule, config.optimizer.warmup_steps = "warmup_cosine", steps - 1
+    program.make_program(front_end.resolve(config), data)
+    config.optimizer.warmup_steps = steps
     with pytest.raises(ConfigError) as raised:
-        validation.check_against_task(spec, "classification", 100)  # 2 x 2 = 4 steps
+        program.make_program(front_end.resolve(config), data)
     assert str(raised.value) == (
-        "optimizer.warmup_steps=4 must be smaller than the number of training steps (4)"
+        f"optimizer.warmup_steps={steps} must be smaller than the number of training steps "
+        f"({steps})"
     )
-    config.optimizer.accumulate_steps = 5
+    config.optimizer.warmup_steps, config.optimizer.accumulate_steps = 0, steps + 1
     with pytest.raises(ConfigError, match="the number of training steps must be >= 1, got 0"):
-        validation.check_against_task(front_end.resolve(config), "classification", 100)
+        program.make_program(front_end.resolve(config), data)
 
 
 @pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
