@@ -220,6 +220,12 @@ def check_against_data(
         f"optimizer.accumulate_steps={accumulate_steps}: set training.steps to a multiple "
         "so that the last update has all its batches",
     )
+    _check_shapes(spec, dataset, hparams)
+
+
+def _check_shapes(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float]) -> None:
+    """The model, loss and metrics on the data's shapes, from an abstract pass."""
+    config, task = spec.config, dataset.task
     x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((2, *np.shape(dataset.y_train)[1:]), np.asarray(dataset.y_train).dtype)
     what = "the model" if spec.components.model is None else "the user's model"
