@@ -104,8 +104,9 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
             f"model.name={config.model.name}: layers transfer between runs of one model family; "
             f"pretrain a {config.model.name} run or set model.name={theirs}"
         )
-    member: str | int = "best" if init_from.member == "best" else int(init_from.member)
-    if member == "best":
+    member: str | int
+    if init_from.member == "best":
+        member = "best"
         if not (workdir / run_files.BEST).is_dir():
             raise CheckpointError(
                 f"{prefix} holds no exported best member ({workdir / run_files.BEST} is missing: "
@@ -113,6 +114,7 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
             )
         export.best_metadata(workdir)
     else:
+        member = int(init_from.member)
         try:
             export.member_param_shapes(workdir, member)
         except CheckpointError as error:
@@ -166,16 +168,19 @@ def check_shapes(
     in_order += [name for name in source_shapes if name not in in_order]
     for name in in_order:
         mine, theirs = target_shapes.get(name), source_shapes.get(name)
-        if mine == theirs:
+        if mine == theirs:  # the same shape, or a layer that neither side restores
             continue
-        if theirs is None:
-            detail = f"has shape {_shape_text(mine)} in this model but is not in the checkpoint"
-        elif mine is None:
-            detail = f"has shape {_shape_text(theirs)} in the checkpoint but is not in this model"
-        else:
+        if mine is not None and theirs is not None:
             detail = (
                 f"has shape {_shape_text(mine)} in this model but {_shape_text(theirs)} in the "
                 "checkpoint"
+            )
+        elif mine is not None:
+            detail = f"has shape {_shape_text(mine)} in this model but is not in the checkpoint"
+        else:  # only the checkpoint has the layer (mine is None, so theirs is not)
+            detail = (
+                f"has shape {_shape_text(source_shapes[name])} in the checkpoint but is not in "
+                "this model"
             )
         raise CheckpointError(
             f"init_from: layer {name} {detail} ({describe}); the model's body must match the "

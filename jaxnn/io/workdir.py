@@ -206,7 +206,7 @@ _ABSENT = object()
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
+    flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):
             flat |= _flatten(value, f"{prefix}{key}.")

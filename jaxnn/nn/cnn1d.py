@@ -65,16 +65,17 @@ class CNN1D(nn.Module):
         [B, L_i, C_i], then dense layers [B, width]).
         """
         kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
-        use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
+        # The layers' dropout key; None where the program has no dropout.
+        layer_key = dropout_key if train and not is_python_zero(self.dropout) else None
 
         def nonlinearity(h: jax.Array, index: int, name: str) -> jax.Array:
             self.sow("intermediates", f"preactivation_{index}", h)
             return activate(h, self.activation, self.negative_slope, f"prelu_{name}")
 
         def drop(h: jax.Array, index: int) -> jax.Array:
-            if not use_dropout:
+            if layer_key is None:
                 return h
-            return inverted_dropout(h, self.dropout, jax.random.fold_in(dropout_key, index))
+            return inverted_dropout(h, self.dropout, jax.random.fold_in(layer_key, index))
 
         x = as_sequence(x)
         for i, (features, size, stride) in enumerate(

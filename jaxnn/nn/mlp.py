@@ -37,7 +37,7 @@ class MLP(nn.Module):
     num_outputs: int
     activation: str = "relu"
     initializer: str = "he_normal"  # config `model.init`; `init` would shadow Module.init
-    init_stddev: float | jax.Array = 0.01
+    init_stddev: float = 0.01
     negative_slope: float | jax.Array = 0.01
     dropout: float | jax.Array = 0.0
     init_scale: float | jax.Array = 1.0
@@ -55,7 +55,8 @@ class MLP(nn.Module):
         `intermediates/preactivation_{i}`.
         """
         kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
-        use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
+        # The hidden layers' dropout key; None where the program has no dropout.
+        hidden_key = dropout_key if train and not is_python_zero(self.dropout) else None
 
         x = x.reshape((x.shape[0], -1))
         if train and dropout_key is not None and not is_python_zero(self.input_dropout):
@@ -70,8 +71,8 @@ class MLP(nn.Module):
             )(x)
             self.sow("intermediates", f"preactivation_{i}", h)
             x = activate(h, self.activation, self.negative_slope, f"prelu_{i}")
-            if use_dropout:
-                x = inverted_dropout(x, self.dropout, jax.random.fold_in(dropout_key, i))
+            if hidden_key is not None:
+                x = inverted_dropout(x, self.dropout, jax.random.fold_in(hidden_key, i))
         return Dense(
             self.num_outputs,
             kernel_init=kernel_init,

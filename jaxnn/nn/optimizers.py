@@ -121,30 +121,40 @@ def _decoupled(
     )
 
 
-def _sgd(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+def _sgd(
+    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
+) -> optax.GradientTransformation:
     del opt_cfg
     return _decoupled(optax.identity(), hparams, learning_rate)
 
 
-def _momentum(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+def _momentum(
+    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
+) -> optax.GradientTransformation:
     del opt_cfg
     # The trace is kept even for momentum 0 so every member has the same state structure.
     return _decoupled(optax.trace(decay=hparams["momentum"]), hparams, learning_rate)
 
 
-def _nesterov(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+def _nesterov(
+    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
+) -> optax.GradientTransformation:
     del opt_cfg
     direction = optax.trace(decay=hparams["momentum"], nesterov=True)
     return _decoupled(direction, hparams, learning_rate)
 
 
-def _adam(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+def _adam(
+    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
+) -> optax.GradientTransformation:
     del opt_cfg
     direction = optax.scale_by_adam(b1=hparams["b1"], b2=hparams["b2"], eps=hparams["eps"])
     return _decoupled(direction, hparams, learning_rate)
 
 
-def _adamw(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+def _adamw(
+    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
+) -> optax.GradientTransformation:
     del opt_cfg
     return optax.adamw(
         learning_rate,
@@ -155,7 +165,9 @@ def _adamw(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Sch
     )
 
 
-def _rmsprop(opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule):
+def _rmsprop(
+    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
+) -> optax.GradientTransformation:
     del opt_cfg
     # optax.scale_by_rms's own defaults are decay=0.9, eps=1e-8: the schema's rms_decay and
     # eps defaults, so a default rmsprop trains exactly as optax.rmsprop.
@@ -518,10 +530,10 @@ def validate_optimizer_config(opt_cfg: Any) -> None:
         ("plateau_factor", lambda v: 0 < v < 1, "must be in (0, 1)"),
         ("plateau_rtol", lambda v: 0 < v <= 1, "must be in (0, 1]"),
     ]
-    for field, valid, requirement in checks:
-        value = opt_cfg[field]
+    for name, valid, requirement in checks:
+        value = opt_cfg[name]
         if not is_number(value) or not valid(value):
-            raise ConfigError(f"optimizer.{field} {requirement}, got {value!r}")
+            raise ConfigError(f"optimizer.{name} {requirement}, got {value!r}")
     boundaries = opt_cfg.boundaries
     ok = isinstance(boundaries, Sequence) and not isinstance(boundaries, str)
     ok = ok and all(is_number(b) and 0 < b < 1 for b in boundaries)

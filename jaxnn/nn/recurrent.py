@@ -50,12 +50,16 @@ HEAD = "head"
 READOUTS = ("last", "mean")
 GATE_INITS = ("standard", "chrono")
 Carry = Any
+# A step's outputs: (state [B, S], candidate pre-activation [B, S]).
+StepOutputs = tuple[jax.Array, jax.Array]
 # step(carry, projected input [B, G * S], recurrent kernel, recurrent bias or None)
 #   -> (carry, (state [B, S], candidate pre-activation [B, S]))
-Step = Callable[[Carry, jax.Array, jax.Array, jax.Array | None], tuple[Carry, Any]]
+Step = Callable[[Carry, jax.Array, jax.Array, jax.Array | None], tuple[Carry, StepOutputs]]
 
 
-def rnn_step(h: jax.Array, x_proj: jax.Array, kernel: jax.Array, bias: jax.Array | None):
+def rnn_step(
+    h: jax.Array, x_proj: jax.Array, kernel: jax.Array, bias: jax.Array | None
+) -> tuple[jax.Array, StepOutputs]:
     """One step of the tanh RNN: h [B, S], x_proj = W_x x_t + b [B, S]."""
     del bias
     pre = x_proj + h @ kernel
@@ -63,8 +67,11 @@ def rnn_step(h: jax.Array, x_proj: jax.Array, kernel: jax.Array, bias: jax.Array
     return h, (h, pre)
 
 
-def gru_step(h: jax.Array, x_proj: jax.Array, kernel: jax.Array, bias: jax.Array | None):
+def gru_step(
+    h: jax.Array, x_proj: jax.Array, kernel: jax.Array, bias: jax.Array | None
+) -> tuple[jax.Array, StepOutputs]:
     """One GRU step: h [B, S], x_proj [B, 3S] (r, z, n), kernel [S, 3S], bias [3S]."""
+    assert bias is not None, "the GRU cell has a recurrent bias (CELLS['gru'].recurrent_bias)"
     x_r, x_z, x_n = jnp.split(x_proj, 3, axis=-1)
     h_r, h_z, h_n = jnp.split(h @ kernel + bias, 3, axis=-1)
     r = jax.nn.sigmoid(x_r + h_r)
@@ -75,7 +82,12 @@ def gru_step(h: jax.Array, x_proj: jax.Array, kernel: jax.Array, bias: jax.Array
     return h, (h, pre)
 
 
-def lstm_step(carry: tuple[jax.Array, jax.Array], x_proj: jax.Array, kernel: jax.Array, bias):
+def lstm_step(
+    carry: tuple[jax.Array, jax.Array],
+    x_proj: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None,
+) -> tuple[tuple[jax.Array, jax.Array], StepOutputs]:
     """One LSTM step: carry (h, c) [B, S] each, x_proj [B, 4S] (i, f, g, o), kernel [S, 4S]."""
     del bias
     h, c = carry

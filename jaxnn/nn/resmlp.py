@@ -72,12 +72,13 @@ class ResMLP(nn.Module):
     ) -> jax.Array:
         """Maps inputs [B, *feature_shape] to outputs [B, num_outputs]."""
         kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
-        use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
+        # The blocks' dropout key; None where the program has no dropout.
+        block_key = dropout_key if train and not is_python_zero(self.dropout) else None
         x = Dense(self.width, kernel_init=kernel_init, dtype=self.dtype, name="embed")(
             x.reshape((x.shape[0], -1))
         )
         for i in range(self.depth):
-            key = jax.random.fold_in(dropout_key, i) if use_dropout else None
+            key = jax.random.fold_in(block_key, i) if block_key is not None else None
             x = ResidualBlock(
                 self.width,
                 self.activation,

@@ -33,19 +33,17 @@ def member_rows(
     gives each row `pruned`.
     """
     state, program = result.state, result.program
-    split_metrics = {}
-    predictions = None
+    split_metrics: dict[str, np.ndarray] = {}
+    # The loop ends on the test split, so `predictions` are the test predictions [M, N, O].
     for split, x, y in (
         ("train", dataset.x_train, dataset.y_train),
         ("val", dataset.x_val, dataset.y_val),
         ("test", dataset.x_test, dataset.y_test),
     ):
-        metrics, split_predictions = ensemble.evaluate_members(
+        metrics, predictions = ensemble.evaluate_members(
             state, program, x, y, group_size=result.group_size
         )
         split_metrics |= {f"{split}_{k}": v for k, v in metrics.items()}
-        if split == "test":
-            predictions = split_predictions
     diverged = np.asarray(jax.device_get(state.diverged))
     exploded = np.zeros_like(diverged)
     if start_losses is not None:
@@ -246,11 +244,12 @@ def merge_summaries(
     predictions = np.concatenate([p for _, _, p in parts], axis=0)
     left_out = np.array([excluded(row) for row in rows])
     first = parts[0][1]
+    totals = {
+        k: sum(s["timing"][k] for _, s, _ in parts)
+        for k in ("compile_s", "train_s", "wall_s", "member_steps")
+    }
     merged_timing: dict[str, Any] = {
-        **timing(
-            *(sum(s["timing"][k] for _, s, _ in parts) for k in ("compile_s", "train_s", "wall_s")),
-            sum(s["timing"]["member_steps"] for _, s, _ in parts),
-        ),
+        **timing(**totals),
         "member_group": max(s["timing"].get("member_group", 0) for _, s, _ in parts),
     }
     if "memory" in first["timing"]:
