@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import flax.struct
@@ -73,7 +73,7 @@ class Engine:
     task: str
 
 
-def _jit(fn: Callable[..., Any], options: dict[str, Any] = FAST_COMPILE) -> Callable[..., Any]:
+def _jit(fn: Callable[..., Any], options: dict[str, Any] = FAST_COMPILE) -> jax.stages.Wrapped:
     return jax.jit(fn, compiler_options=options)
 
 
@@ -192,6 +192,10 @@ class EpochState:
     momentum: jax.Array
     active: jax.Array
 
+    if TYPE_CHECKING:  # written by flax.struct.dataclass, which mypy does not see
+
+        def replace(self, **changes: Any) -> EpochState: ...
+
 
 def member_epoch(
     engine: Engine,
@@ -219,7 +223,7 @@ def member_epoch(
     in_epoch = positions < num_train
     tx = direction(engine, momentum)
 
-    def step(carry, s):
+    def step(carry: tuple[Params, Any], s: jax.Array) -> tuple[tuple[Params, Any], jax.Array]:
         params, opt_state = carry
         rows = jax.lax.dynamic_slice(order, (s * batch,), (batch,))
         mask = jax.lax.dynamic_slice(in_epoch, (s * batch,), (batch,))
@@ -242,7 +246,7 @@ def member_epoch(
     )
 
 
-def epoch_program(engine: Engine, num_train: int) -> Callable[..., Any]:
+def epoch_program(engine: Engine, num_train: int) -> jax.stages.Wrapped:
     """The members' epoch (`epoch_fn`) for `num_train` training rows: compiled with
     FAST_COMPILE when the epoch is one batch, with XLA's full optimisation when it is several
     (the compile options change the float rounding: a fit's results follow its data's size)."""
@@ -251,11 +255,11 @@ def epoch_program(engine: Engine, num_train: int) -> Callable[..., Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _epoch_fn(engine: Engine, options: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
+def _epoch_fn(engine: Engine, options: tuple[tuple[str, Any], ...]) -> jax.stages.Wrapped:
     return _jit(_epoch_chunk(engine), dict(options))
 
 
-def epoch_fn(engine: Engine, options: dict[str, Any] = FAST_COMPILE) -> Callable[..., Any]:
+def epoch_fn(engine: Engine, options: dict[str, Any] = FAST_COMPILE) -> jax.stages.Wrapped:
     """The members' epoch as a chunk of `jaxnn.core.loop.drive`, jitted with the compiler
     `options` (one program per engine and options); `_epoch_chunk` says what it computes."""
     return _epoch_fn(engine, tuple(sorted(options.items())))
@@ -303,20 +307,25 @@ def compile_epoch(engine: Engine, params: Params, order_keys: Any, data: Any) ->
     (params and order keys: arrays or jax.ShapeDtypeStructs) and the fit's data:
     `jaxnn.core.loop.drive`'s own compile of the same shapes then finds it compiled."""
     num = order_keys.shape[0]
-    values = jax.ShapeDtypeStruct((num,), np.float32)
+    values = _abstract((num,), np.float32)
     # The dtypes `training.train_stochastic` gives the state it starts from.
     state = EpochState(
         params=jax.tree_util.tree_map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params),
         opt_state=optimizer_shapes(engine, params),
-        order_keys=jax.ShapeDtypeStruct(order_keys.shape, order_keys.dtype),
-        epochs=jax.ShapeDtypeStruct((num,), np.int32),
+        order_keys=_abstract(order_keys.shape, order_keys.dtype),
+        epochs=_abstract((num,), np.int32),
         learning_rate=values,
         alpha=values,
         momentum=values,
-        active=jax.ShapeDtypeStruct((num,), np.bool_),
+        active=_abstract((num,), np.bool_),
     )
     epoch = epoch_program(engine, int(data[0].shape[0]))
     epoch.lower(state, data, jax.ShapeDtypeStruct((), np.int32), None).compile()
+
+
+def _abstract(shape: tuple[int, ...], dtype: Any) -> Any:
+    """A jax.ShapeDtypeStruct where a field's annotation says jax.Array (a traced state)."""
+    return jax.ShapeDtypeStruct(shape, dtype)
 
 
 def _gradient_max(grad: Params) -> jax.Array:
@@ -380,7 +389,18 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
         ),
     )
 
-    def one(params, alpha, x, y, w, max_iter, max_fun, tol):
+    def one(
+        params: Params,
+        alpha: jax.Array,
+        x: jax.Array,
+        y: jax.Array,
+        w: jax.Array,
+        max_iter: jax.Array,
+        max_fun: jax.Array,
+        tol: jax.Array,
+    ) -> tuple[Params, jax.Array, jax.Array, jax.Array]:
+        """One member's L-BFGS fit: its parameters, objective, iterations and convergence."""
+
         def fun(p: Params) -> jax.Array:
             return objective(engine, p, x, y, w, alpha)
 

@@ -52,11 +52,13 @@ MIN_PREDICT_ROWS = 32
 # A sparse X is densified in blocks of rows, and refused when its dense form is larger.
 MAX_DENSE_BYTES = 2 << 30
 DENSIFY_ROWS = 4096
+# A part of the data: (x [N, F], targets [N, O], sample weights [N]).
+Part = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype training runs in for inputs of `dtype`: float64 only under JAX's x64 mode."""
-    if dtype == np.float64 and jax.config.jax_enable_x64:
+    if dtype == np.float64 and jax.dtypes.canonicalize_dtype(np.float64) == np.float64:
         return np.dtype(np.float64)
     return np.dtype(np.float32)
 
@@ -170,13 +172,13 @@ class BaseNetwork(BaseEstimator):
 
     def _parts(
         self,
-        train: tuple[np.ndarray, np.ndarray, np.ndarray],
+        train: Part,
         options: MLPOptions,
         rng: np.random.RandomState,
         *,
         x_val: Any,
         y_val: Any,
-    ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], bool]:
+    ) -> tuple[Part, Part, bool]:
         """The training part (x, targets, weights), the validation part (the given X_val and
         y_val, scikit-learn's early-stopping split, or a one-row stand-in) and whether the fit
         has a validation set."""
@@ -185,6 +187,7 @@ class BaseNetwork(BaseEstimator):
             raise ParameterError("X_val and y_val go together: give both or neither")
         has_validation = given or options.early_stopping or options.select_by == "validation"
         x, targets, weights = train
+        val: Part
         if given:
             x_val, val_targets = self._validation_targets(x_val, y_val)
             x_val = dense(x_val, x.dtype)
@@ -286,7 +289,7 @@ class BaseNetwork(BaseEstimator):
         weights: np.ndarray,
         options: MLPOptions,
         rng: np.random.RandomState,
-    ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    ) -> tuple[Part, Part]:
         """scikit-learn's early-stopping split (stratified for one classifier output)."""
         stratify = targets.astype(bool) if self._task == "classification" else None
         if stratify is not None and stratify.shape[1] != 1:

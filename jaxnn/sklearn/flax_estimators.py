@@ -19,7 +19,7 @@ as `MLPClassifier` trains its network: the same solvers, random starts (`n_resta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
@@ -44,6 +44,10 @@ class WithHead(nn.Module):
 
 class _FlaxOptions:
     """The options of a Flax estimator: scikit-learn's, with the module as the network."""
+
+    if TYPE_CHECKING:  # a mixin of scikit-learn estimators, which give it get_params
+
+        def get_params(self, deep: bool = True) -> dict[str, Any]: ...
 
     def _options(self) -> MLPOptions:
         params = self.get_params()

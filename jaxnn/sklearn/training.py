@@ -115,14 +115,14 @@ def start_members(
     # JAX's x64 switch may be this thread's own (`with jax.enable_x64():`): the second thread
     # compiles under the same one. (Other thread-local settings differing, the fit's own compile
     # would not find this program and compile its own: slower, never different.)
-    x64 = bool(jax.config.jax_enable_x64)
+    x64 = jax.dtypes.canonicalize_dtype(np.float64) == np.float64
 
-    def compile_epoch() -> None:
+    def compile_in_thread() -> None:
         with jax.enable_x64(x64):
             programs.compile_epoch(engine, params, order_keys, data)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        compiling = pool.submit(compile_epoch)
+        compiling = pool.submit(compile_in_thread)
         started = init(*args)
         compiling.result()
     return started
