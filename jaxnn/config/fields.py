@@ -131,15 +131,6 @@ class Choice:
 
 
 @dataclasses.dataclass(frozen=True)
-class Flag:
-    field: str
-
-    def problem(self, value: Any) -> str | None:
-        ok = isinstance(value, bool)
-        return None if ok else f"{self.field} must be True or False, got {value!r}"
-
-
-@dataclasses.dataclass(frozen=True)
 class Finite:
     """A finite number >= `low`; `note` says what a value means (in the message)."""
 
@@ -156,14 +147,24 @@ class Finite:
 
 @dataclasses.dataclass(frozen=True)
 class Text:
-    """A string; `meaning` says which (in the message)."""
+    """A value of one type, a string unless `kind` says otherwise; `meaning` says which (in
+    the message)."""
 
     field: str
     meaning: str
+    kind: type = str
 
     def problem(self, value: Any) -> str | None:
-        ok = isinstance(value, str)
+        ok = isinstance(value, self.kind)
         return None if ok else f"{self.field} must be {self.meaning}, got {value!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag(Text):
+    """True or False."""
+
+    meaning: str = "True or False"
+    kind: type = bool
 
 
 @dataclasses.dataclass(frozen=True)
