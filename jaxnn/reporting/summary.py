@@ -244,12 +244,9 @@ def merge_summaries(
     predictions = np.concatenate([p for _, _, p in parts], axis=0)
     left_out = np.array([excluded(row) for row in rows])
     first = parts[0][1]
-    totals = {
-        k: sum(s["timing"][k] for _, s, _ in parts)
-        for k in ("compile_s", "train_s", "wall_s", "member_steps")
-    }
+    summed = ("compile_s", "train_s", "wall_s", "member_steps")
     merged_timing: dict[str, Any] = {
-        **timing(**totals),
+        **timing(**{k: sum(s["timing"][k] for _, s, _ in parts) for k in summed}),
         "member_group": max(s["timing"].get("member_group", 0) for _, s, _ in parts),
     }
     if "memory" in first["timing"]:
