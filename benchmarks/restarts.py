@@ -67,9 +67,10 @@ from bench_scaling import (
 )
 
 from jaxnn import data as data_lib
-from jaxnn import front_end, validation
+from jaxnn import front_end
 from jaxnn.config import default_config
 from jaxnn.core import ensemble, loop, train
+from jaxnn.core.program import make_program
 
 EVAL_EVERY = 3000  # used when it divides the steps; otherwise one evaluation at the end
 
@@ -404,9 +405,8 @@ def load_recipe(
         base.dataset.data_dir = args.data_dir
     data = data_lib.load(base.dataset)  # validates config.dataset; make_config the rest
     # Before any method trains: the base config fits this data set (the loss, the selection
-    # metric and the batch size; every jaxnn fit checks it again).
-    spec = front_end.resolve(make_config(base, steps=1))
-    validation.check_against_task(spec, data.task, data.num_train)
+    # metric, the batch size and the model's shapes; every jaxnn fit checks it again).
+    make_program(front_end.resolve(make_config(base, steps=1)), data)
     recipe = Recipe(
         layer_sizes=(data.num_features, *base.model.hidden, data.num_outputs),
         batch_size=int(base.training.batch_size),
