@@ -125,6 +125,11 @@ def _drop_closed_loop_callbacks() -> None:
     """
     if not isinstance(sys.unraisablehook, _ClosedLoopFilter):
         sys.unraisablehook = _ClosedLoopFilter(sys.unraisablehook)
+    # The same reads, when their task is collected before the loop closes: asyncio logs each
+    # failed one ('Task exception was never retrieved') with its traceback.
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _UnretrievedReadFilter) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_UnretrievedReadFilter())
 
 
 class _ClosedLoopFilter:
@@ -138,6 +143,16 @@ class _ClosedLoopFilter:
         if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
             return
         self.previous(unraisable)
+
+
+class _UnretrievedReadFilter(logging.Filter):
+    """Drops asyncio's report of a task whose tensorstore read failed (a ValueError) that no
+    one awaited: its restore has failed already and is reported in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        unretrieved = record.getMessage().startswith("Task exception was never retrieved")
+        return not (unretrieved and isinstance(error, ValueError))
 
 
 def _sharding() -> jax.sharding.Sharding:
