@@ -3,6 +3,8 @@ same keyword arguments (`jaxnn.nn.components.ComponentArgs`), written once and p
 
 from __future__ import annotations
 
+import io
+
 import flax.linen as nn
 import jax
 import optax
@@ -42,7 +44,7 @@ def _calls(tmp_path):
         "fit_ensemble": lambda **parts: jaxnn.fit_ensemble(config, data, key, **parts),
         "fit_variants": lambda **parts: jaxnn.fit_variants(config, data, key, **parts),
         "run": lambda **parts: jaxnn.run(
-            config, tmp_path / "run", data=data, progress=False, out=open("/dev/null", "w"), **parts
+            config, tmp_path / "run", data=data, progress=False, out=io.StringIO(), **parts
         ),
     }
 

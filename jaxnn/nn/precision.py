@@ -22,6 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn.errors import ConfigError
 
@@ -98,6 +99,11 @@ def in_model_dtype(family: Any) -> Any:
     return dataclasses.replace(
         family, build=InModelDtype(family.build), validate=CheckingModelDtype(family.validate)
     )
+
+
+def x64_enabled() -> bool:
+    """Whether JAX's x64 mode is on in this thread (`jax.enable_x64` is a thread's own)."""
+    return bool(jax.dtypes.canonicalize_dtype(np.float64) == np.float64)
 
 
 def cast(x: jax.Array, dtype: Any) -> jax.Array:

@@ -32,6 +32,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from jaxnn.core import compile_cache
+from jaxnn.nn import precision
 from jaxnn.sklearn import engine as programs
 from jaxnn.sklearn import training
 from jaxnn.sklearn.network import SklearnMLP
@@ -58,7 +59,7 @@ Part = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype training runs in for inputs of `dtype`: float64 only under JAX's x64 mode."""
-    if dtype == np.float64 and jax.dtypes.canonicalize_dtype(np.float64) == np.float64:
+    if dtype == np.float64 and precision.x64_enabled():
         return np.dtype(np.float64)
     return np.dtype(np.float32)
 

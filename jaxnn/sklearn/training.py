@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from jaxnn.core import loop
+from jaxnn.nn import precision
 from jaxnn.sklearn import engine as programs
 from jaxnn.sklearn.options import MLPOptions
 
@@ -115,7 +116,7 @@ def start_members(
     # JAX's x64 switch may be this thread's own (`with jax.enable_x64():`): the second thread
     # compiles under the same one. (Other thread-local settings differing, the fit's own compile
     # would not find this program and compile its own: slower, never different.)
-    x64 = jax.dtypes.canonicalize_dtype(np.float64) == np.float64
+    x64 = precision.x64_enabled()
 
     def compile_in_thread() -> None:
         with jax.enable_x64(x64):
