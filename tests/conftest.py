@@ -74,3 +74,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("faults") and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def empty_program_store(tmp_path, monkeypatch):
+    """An empty store of compiled programs (`jaxnn.core.program_store`) in tmp_path, whose keys
+    this test alone makes: JAX's cache, kept between test runs, has compiled none of them (a
+    hit there would compile a program once more). Returns the directory."""
+    from jaxnn.core import compile_cache, program_store
+
+    monkeypatch.setattr(compile_cache, "configured_directory", lambda: tmp_path)
+    process = program_store._process()
+    monkeypatch.setattr(program_store, "_process", lambda: f"{process}|{tmp_path}")
+    return tmp_path

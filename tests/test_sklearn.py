@@ -8,8 +8,14 @@ same shapes share one compiled program.
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
 import warnings
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -30,6 +36,7 @@ from jaxnn.sklearn.options import ParameterError
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
+REPO = Path(__file__).resolve().parent.parent
 SMALL = dict(hidden_layer_sizes=(16,), max_iter=60, learning_rate_init=0.01)
 
 
@@ -100,9 +107,10 @@ def test_refits_of_the_same_shapes_compile_nothing(iris):
     assert first.loss_curve_[-1] != pytest.approx(second.loss_curve_[-1])
 
 
-def test_a_first_fit_lowers_its_two_programs_once_each(iris):
+def test_a_first_fit_lowers_its_two_programs_once_each(iris, empty_program_store):
     # The epoch program is compiled in a second thread while the members start, from their
     # shapes: the fit's own compile of the epoch must find it, not lower it a second time.
+    # (An empty store of compiled programs: one that holds them lowers nothing at all.)
     x, y = iris
     x = np.hstack([x, x[:, :1]])  # a width no other test fits: nothing is compiled for it yet
     lowered = []
@@ -128,6 +136,49 @@ def test_a_fit_under_a_threads_x64_switch_trains_in_float64_without_warnings(iri
         clf = MLPClassifier(n_restarts=2, random_state=0, **{**SMALL, "max_iter": 3}).fit(x, y)
         assert clf.predict_proba(x).dtype == np.float64
     assert clf.coefs_[0].dtype == np.float64
+
+
+SPLIT_FIT = textwrap.dedent(
+    """
+    import json, warnings
+    import jax
+    import numpy as np
+    from sklearn.datasets import load_iris
+    from jaxnn.sklearn import MLPClassifier, training
+
+    assert jax.local_device_count() == 2
+    warnings.simplefilter("ignore")
+    x, y = load_iris(return_X_y=True)
+    fits = {}
+    for split, work in (("one device", 10**12), ("split", 0)):
+        training.SPLIT_WORK = work
+        fit = MLPClassifier((16,), n_restarts=4, max_iter=30, random_state=0).fit(x, y)
+        kernel = fit._members.params["layer_0"]["kernel"]
+        fits[split] = {
+            "devices": len(kernel.sharding.device_set),
+            "n_iter": fit.results_["n_iter"].tolist(),
+            "loss_curve": fit.loss_curve_,
+            "predicted": fit.predict(x).tolist(),
+        }
+    print(json.dumps(fits))
+    """
+)
+
+
+def test_members_split_over_the_devices_train_as_on_one():
+    # The tests run on one CPU device (conftest): a process of two, as `import jaxnn` makes on
+    # a two-core machine, fits with its members on one device and split over both.
+    env = {**os.environ, "JAXNN_SPLIT_CPU": "1", "PYTHONPATH": str(REPO)}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    done = subprocess.run(
+        [sys.executable, "-c", SPLIT_FIT], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    fits = json.loads(done.stdout.strip().splitlines()[-1])
+    one, split = fits["one device"], fits["split"]
+    assert (one["devices"], split["devices"]) == (1, 2)
+    assert split["n_iter"] == one["n_iter"] and split["predicted"] == one["predicted"]
+    np.testing.assert_allclose(split["loss_curve"], one["loss_curve"], rtol=1e-5)
 
 
 def test_labels_are_encoded_and_decoded_in_sorted_order(iris):

@@ -115,7 +115,7 @@ def test_lbfgs_members_are_the_single_lbfgs_runs():
         np.testing.assert_allclose(a[0], b[0], rtol=1e-3, atol=1e-4)
     # Every member of the vmapped run is the run of that member alone.
     engine = several._engine_
-    starts, _ = programs.init_fn(engine)(
+    starts, _ = programs.init_fn(engine, several._members.placed)(
         np.uint32(several._seed), np.arange(3, dtype=np.int32), np.asarray(x[:1], np.float32)
     )
     data = (np.asarray(x, np.float32), np.asarray(y, np.float32)[:, None], np.ones(60, np.float32))

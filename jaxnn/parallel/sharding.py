@@ -93,6 +93,19 @@ class Placement:
     def replicated(self) -> NamedSharding:
         return NamedSharding(self._on_mesh(), P())
 
+    def put_members(self, tree: Any) -> Any:
+        """Arrays (host or device) with the member axis first, split over the mesh (on one
+        device: on the default device)."""
+        return (
+            jax.device_put(tree)
+            if self.mesh is None
+            else jax.device_put(tree, self.member_sharding)
+        )
+
+    def put_shared(self, tree: Any) -> Any:
+        """Arrays every member reads, on every device of the mesh (on one device: the default)."""
+        return jax.device_put(tree) if self.mesh is None else jax.device_put(tree, self.replicated)
+
     def _on_mesh(self) -> Mesh:
         """The mesh; a one-device placement has none, so it places nothing by sharding."""
         if self.mesh is None:
@@ -239,6 +252,22 @@ def placement(
         (len(devices),), (MEMBERS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
     )
     return Placement(mesh=mesh, num_members=num_members, data=mode)
+
+
+@functools.lru_cache(maxsize=32)
+def even_placement(num_members: int, max_devices: int | None = None) -> Placement:
+    """The members over as many of this process's devices as divide their number (no padding
+    members): the largest divisor of `num_members` not above the device count (nor
+    `max_devices`); no mesh when that is 1. On CPU jaxnn makes a device of each core
+    (`jaxnn.parallel.cpu_devices`), so the members' programs use every core."""
+    devices = jax.local_devices()[:max_devices]
+    count = max(d for d in range(1, len(devices) + 1) if num_members % d == 0)
+    if count == 1:
+        return Placement(mesh=None, num_members=num_members)
+    mesh = jax.make_mesh(
+        (count,), (MEMBERS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:count]
+    )
+    return Placement(mesh=mesh, num_members=num_members)
 
 
 def describe(placed: Placement) -> str:

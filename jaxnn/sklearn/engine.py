@@ -6,8 +6,8 @@ the stacked parameters and those values as arguments, and are compiled once per 
 module, the output, the solver and its static options) and input shapes, so a refit of the
 same shapes, a cross-validation fold or a grid search over alpha compiles nothing.
 
-The training objective is scikit-learn's: on a batch with sample weights w (zero for the rows
-that pad the last batch of an epoch), `(sum(w * loss) + alpha / 2 * ||W||^2) / sum(w)`, with
+The training objective is scikit-learn's: on a batch with sample weights w,
+`(sum(w * loss) + alpha / 2 * ||W||^2) / sum(w)`, with
 `||W||^2` the squared entries of every weight matrix (`kernel`) and not of the intercepts.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,19 +26,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnn.core import program_store
 from jaxnn.nn.family import apply_model, init_model
+from jaxnn.parallel import sharding
+from jaxnn.parallel.sharding import Placement
 from jaxnn.sklearn.network import OUTPUTS
 
 Params = Any
+Program = jax.stages.Wrapped | program_store.StoredProgram
 # scipy's L-BFGS-B default ftol (factr 1e7 times float64's epsilon), scikit-learn's setting.
 LBFGS_FTOL = 1e7 * 2.220446049250313e-16
 LBFGS_MEMORY = 10
 INIT_TAG, ORDER_TAG = 0, 2
 LBFGS_LINESEARCH_STEPS = 20
 # XLA's CPU compiler with LLVM's cheap passes: these small programs compile about twice as
-# fast and run two to three times slower, and a first fit of a small data set is mostly
-# compilation (benchmarks/sklearn_mlp.py). An epoch of several batches compiles with XLA's full
-# optimisation instead (`epoch_program`): its run time outweighs the compile.
+# fast and run two to three times slower, and they run once or a few times a fit. The epoch,
+# run up to max_iter times, compiles with XLA's full optimisation instead (`epoch_program`).
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 FULL_COMPILE: dict[str, Any] = {}
 # The members' start runs once per fit: XLA's CPU elemental emitter instead of its fusion
@@ -57,7 +61,7 @@ class Engine:
       nesterov: sgd's Nesterov momentum.
       beta_1, beta_2, epsilon: Adam's.
       shuffle: a new order of the training samples every epoch (else their order).
-      batch_size: rows per step (the last batch of an epoch is padded with zero weights).
+      batch_size: rows per step (the last batch of an epoch is the remainder, as scikit-learn's).
       task: 'classification' or 'regression' (what the score is: accuracy or R2).
     """
 
@@ -73,8 +77,25 @@ class Engine:
     task: str
 
 
-def _jit(fn: Callable[..., Any], options: dict[str, Any] = FAST_COMPILE) -> jax.stages.Wrapped:
-    return jax.jit(fn, compiler_options=options)
+def _jit(
+    fn: Callable[..., Any],
+    engine: Engine,
+    program: str,
+    options: dict[str, Any] = FAST_COMPILE,
+    placed: Placement | None = None,
+) -> Program:
+    """`fn` jitted with the compiler `options`, its outputs (every leaf led by the member axis)
+    split over `placed`'s mesh when it has one; its compiled programs stored on disk when the
+    engine's module is jaxnn's own (`program_store.storable`): `program`, the engine and the
+    placement name what was traced."""
+    kwargs: dict[str, Any] = {"compiler_options": options}
+    if placed is not None and placed.mesh is not None:
+        kwargs["out_shardings"] = placed.member_sharding
+    if program_store.storable(engine.module):
+        where = None if placed is None else sharding.describe(placed)
+        name = f"jaxnn.sklearn.{program}|{engine!r}|{where}"
+        return program_store.stored_jit(fn, name, **kwargs)
+    return jax.jit(fn, **kwargs)
 
 
 def _is_kernel(path: Any) -> bool:
@@ -135,10 +156,11 @@ def direction(engine: Engine, momentum: jax.Array) -> optax.GradientTransformati
 
 
 @functools.lru_cache(maxsize=64)
-def init_fn(engine: Engine) -> Callable[..., Any]:
+def init_fn(engine: Engine, placed: Placement) -> Callable[..., Any]:
     """seed (uint32 []), starts int [K], a sample row [1, F] -> (stacked initial parameters
-    [K, ...], order keys [K, 2]): member k's key is fold_in(PRNGKey(seed), starts[k]), its
-    initialisation and order keys fold_in(key, INIT_TAG) and fold_in(key, ORDER_TAG)."""
+    [K, ...], order keys [K, 2]) placed by `placed`: member k's key is
+    fold_in(PRNGKey(seed), starts[k]), its initialisation and order keys fold_in(key, INIT_TAG)
+    and fold_in(key, ORDER_TAG)."""
 
     def members(seed: jax.Array, starts: jax.Array, sample: jax.Array) -> tuple[Params, jax.Array]:
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.PRNGKey(seed), starts)
@@ -146,18 +168,28 @@ def init_fn(engine: Engine) -> Callable[..., Any]:
         init = lambda key: init_model(engine.module, key, sample)["params"]
         return jax.vmap(init)(tagged(keys, INIT_TAG)), tagged(keys, ORDER_TAG)
 
-    return _jit(members, START_COMPILE)
+    return _jit(members, engine, "start", START_COMPILE, placed)
 
 
-def optimizer_init(engine: Engine, params: Params) -> Any:
-    """Stacked parameters [K, ...] -> the members' fresh optimiser states.
+@functools.lru_cache(maxsize=64)
+def parameter_count(engine: Engine, num_features: int) -> int:
+    """One member's number of parameters for inputs of `num_features` (from shapes: nothing
+    is compiled)."""
+    sample = jax.ShapeDtypeStruct((1, num_features), np.float32)
+    init = lambda x: init_model(engine.module, jax.random.PRNGKey(0), x)["params"]
+    shapes = jax.eval_shape(init, sample)
+    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+
+
+def optimizer_init(engine: Engine, params: Params, placed: Placement) -> Any:
+    """Stacked parameters [K, ...] -> the members' fresh optimiser states, placed by `placed`.
 
     sgd's momentum trace and Adam's moments and count all start at zero: the state is made
     from its shapes on the host (tracing only, nothing compiled).
     """
-    return jax.tree_util.tree_map(
-        lambda leaf: jax.device_put(np.zeros(leaf.shape, leaf.dtype)),
-        optimizer_shapes(engine, params),
+    shapes = optimizer_shapes(engine, params)
+    return placed.put_members(
+        jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
     )
 
 
@@ -209,60 +241,55 @@ def member_epoch(
     active: jax.Array,
     data: tuple[jax.Array, ...],
 ) -> tuple[Params, Any, jax.Array, jax.Array]:
-    """One member's epoch (an inactive member keeps its state): (params, opt_state, loss, score)."""
+    """One member's epoch (an inactive member keeps its state): (params, opt_state, loss, score).
+
+    The batches are scikit-learn's: `batch_size` rows each in the epoch's order, the last one
+    the remainder (a step of its own size after the scan over the full batches)."""
     x, y, w, x_val, y_val, w_val = data
     batch = engine.batch_size
     num_train = x.shape[0]
-    steps = -(-num_train // batch)
+    full, remainder = divmod(num_train, batch)
     if engine.shuffle:
         order = jax.random.permutation(jax.random.fold_in(order_key, epoch), num_train)
     else:
         order = jnp.arange(num_train)
-    positions = jnp.arange(steps * batch)
-    order = jnp.concatenate([order, jnp.zeros(steps * batch - num_train, order.dtype)])
-    in_epoch = positions < num_train
     tx = direction(engine, momentum)
 
-    def step(carry: tuple[Params, Any], s: jax.Array) -> tuple[tuple[Params, Any], jax.Array]:
+    def train_on(
+        carry: tuple[Params, Any], rows: jax.Array
+    ) -> tuple[tuple[Params, Any], jax.Array]:
         params, opt_state = carry
-        rows = jax.lax.dynamic_slice(order, (s * batch,), (batch,))
-        mask = jax.lax.dynamic_slice(in_epoch, (s * batch,), (batch,))
-        weights = jnp.where(mask, w[rows], 0.0)
         loss, grads = jax.value_and_grad(objective, argnums=1)(
-            engine, params, x[rows], y[rows], weights, alpha
+            engine, params, x[rows], y[rows], w[rows], alpha
         )
         updates, opt_state = tx.update(grads, opt_state, params)
         updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
-        return (optax.apply_updates(params, updates), opt_state), loss * jnp.sum(mask)
+        return (optax.apply_updates(params, updates), opt_state), loss * rows.shape[0]
 
-    (new_params, new_opt), losses = jax.lax.scan(step, (params, opt_state), jnp.arange(steps))
+    batches = order[: full * batch].reshape(full, batch)
+    carry, losses = jax.lax.scan(train_on, (params, opt_state), batches)
+    total = jnp.sum(losses)
+    if remainder:
+        carry, last = train_on(carry, order[full * batch :])
+        total = total + last
+    new_params, new_opt = carry
     keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, old)
     new_params, new_opt = keep(new_params, params), keep(new_opt, opt_state)
     return (
         new_params,
         new_opt,
-        jnp.sum(losses) / num_train,
+        total / num_train,
         score(engine, new_params, x_val, y_val, w_val),
     )
 
 
-def epoch_program(engine: Engine, num_train: int) -> jax.stages.Wrapped:
-    """The members' epoch (`epoch_fn`) for `num_train` training rows: compiled with
-    FAST_COMPILE when the epoch is one batch, with XLA's full optimisation when it is several
-    (the compile options change the float rounding: a fit's results follow its data's size)."""
-    one_batch = num_train <= engine.batch_size
-    return epoch_fn(engine, FAST_COMPILE if one_batch else FULL_COMPILE)
-
-
 @functools.lru_cache(maxsize=64)
-def _epoch_fn(engine: Engine, options: tuple[tuple[str, Any], ...]) -> jax.stages.Wrapped:
-    return _jit(_epoch_chunk(engine), dict(options))
-
-
-def epoch_fn(engine: Engine, options: dict[str, Any] = FAST_COMPILE) -> jax.stages.Wrapped:
-    """The members' epoch as a chunk of `jaxnn.core.loop.drive`, jitted with the compiler
-    `options` (one program per engine and options); `_epoch_chunk` says what it computes."""
-    return _epoch_fn(engine, tuple(sorted(options.items())))
+def epoch_program(engine: Engine, placed: Placement) -> Program:
+    """The members' epoch as a chunk of `jaxnn.core.loop.drive` (`_epoch_chunk` says what it
+    computes), the members split over `placed`'s devices, compiled with XLA's full
+    optimisation: its run time outweighs the compile, which a fit whose program is in the store
+    (`program_store`) does not pay."""
+    return _jit(_epoch_chunk(engine), engine, "epoch", FULL_COMPILE, placed)
 
 
 def _epoch_chunk(engine: Engine) -> Callable[..., Any]:
@@ -302,30 +329,35 @@ def _epoch_chunk(engine: Engine) -> Callable[..., Any]:
     return chunk
 
 
-def compile_epoch(engine: Engine, params: Params, order_keys: Any, data: Any) -> None:
+def compile_epoch(
+    engine: Engine, placed: Placement, params: Params, order_keys: Any, data: Any
+) -> None:
     """Compiles the members' epoch ahead of the fit that runs it, from the members' shapes
-    (params and order keys: arrays or jax.ShapeDtypeStructs) and the fit's data:
-    `jaxnn.core.loop.drive`'s own compile of the same shapes then finds it compiled."""
+    (params and order keys: arrays or jax.ShapeDtypeStructs), their placement and the fit's
+    data: `jaxnn.core.loop.drive`'s own compile of the same shapes then finds it compiled."""
     num = order_keys.shape[0]
-    values = _abstract((num,), np.float32)
+    where = None if placed.mesh is None else placed.member_sharding
+
+    def abstract(shape: tuple[int, ...], dtype: Any) -> Any:
+        """A jax.ShapeDtypeStruct where a field's annotation says jax.Array (a traced state)."""
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=where)
+
+    values = abstract((num,), np.float32)
     # The dtypes `training.train_stochastic` gives the state it starts from.
     state = EpochState(
-        params=jax.tree_util.tree_map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params),
-        opt_state=optimizer_shapes(engine, params),
-        order_keys=_abstract(order_keys.shape, order_keys.dtype),
-        epochs=_abstract((num,), np.int32),
+        params=jax.tree_util.tree_map(lambda p: abstract(p.shape, p.dtype), params),
+        opt_state=jax.tree_util.tree_map(
+            lambda p: abstract(p.shape, p.dtype), optimizer_shapes(engine, params)
+        ),
+        order_keys=abstract(order_keys.shape, order_keys.dtype),
+        epochs=abstract((num,), np.int32),
         learning_rate=values,
         alpha=values,
         momentum=values,
-        active=_abstract((num,), np.bool_),
+        active=abstract((num,), np.bool_),
     )
-    epoch = epoch_program(engine, int(data[0].shape[0]))
+    epoch = epoch_program(engine, placed)
     epoch.lower(state, data, jax.ShapeDtypeStruct((), np.int32), None).compile()
-
-
-def _abstract(shape: tuple[int, ...], dtype: Any) -> Any:
-    """A jax.ShapeDtypeStruct where a field's annotation says jax.Array (a traced state)."""
-    return jax.ShapeDtypeStruct(shape, dtype)
 
 
 def _gradient_max(grad: Params) -> jax.Array:
@@ -415,19 +447,20 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
         return params, value, iteration, converged
 
     members = jax.vmap(one, in_axes=(0, 0, None, None, None, None, None, None))
-    return _jit(members)
+    return _jit(members, engine, "lbfgs")
 
 
 @functools.lru_cache(maxsize=64)
 def objective_and_grad_fn(engine: Engine) -> Callable[..., Any]:
     """One member's (objective, gradient) of (params, x, y, w, alpha), compiled."""
-    return _jit(jax.value_and_grad(functools.partial(objective, engine)))
+    return _jit(jax.value_and_grad(functools.partial(objective, engine)), engine, "objective")
 
 
 @functools.lru_cache(maxsize=64)
 def score_fn(engine: Engine) -> Callable[..., Any]:
     """Stacked parameters [K, ...], x [V, F], y [V, O], w [V] -> every member's score [K]."""
-    return _jit(jax.vmap(functools.partial(score, engine), in_axes=(0, None, None, None)))
+    members = jax.vmap(functools.partial(score, engine), in_axes=(0, None, None, None))
+    return _jit(members, engine, "score")
 
 
 @functools.lru_cache(maxsize=64)
@@ -438,7 +471,7 @@ def predict_fn(engine: Engine) -> Callable[..., Any]:
     def one(params: Params, x: jax.Array) -> jax.Array:
         return OUTPUTS[engine.output].link(raw_outputs(engine, params, x))
 
-    return _jit(jax.vmap(one, in_axes=(0, None)))
+    return _jit(jax.vmap(one, in_axes=(0, None)), engine, "predict")
 
 
 @jax.jit

@@ -33,6 +33,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from jaxnn.core import compile_cache
 from jaxnn.nn import precision
+from jaxnn.parallel.sharding import Placement
 from jaxnn.sklearn import engine as programs
 from jaxnn.sklearn import training
 from jaxnn.sklearn.network import SklearnMLP
@@ -101,6 +102,7 @@ class BaseNetwork(BaseEstimator):
     """
 
     _task = ""  # 'classification' | 'regression'
+    _members: training.Members  # set by a fit
 
     # -- what subclasses define -------------------------------------------------------------
 
@@ -151,11 +153,16 @@ class BaseNetwork(BaseEstimator):
         train, val, has_validation = self._parts(
             (x, targets, weights), options, rng, x_val=x_val, y_val=y_val
         )
-        data = tuple(jax.device_put(a) for a in (*train, *val))
         engine = self._engine(options, targets.shape[1], len(train[0]))
+        if continuing:
+            placed = self._members.placed
+        else:
+            num_members = len(seed_indices(options))
+            placed = training.members_placement(engine, num_members, *train[0].shape)
+        data = tuple(placed.put_shared(a) for a in (*train, *val))
         if not continuing:
             self._members = self._new_members(
-                engine, options, seed, train[0][:1], data, incremental
+                engine, placed, options, seed, train[0][:1], data, incremental
             )
             self._engine_, self._seed = engine, seed
         elif dataclasses.replace(engine, batch_size=0) != dataclasses.replace(
@@ -242,6 +249,7 @@ class BaseNetwork(BaseEstimator):
     def _new_members(
         self,
         engine: programs.Engine,
+        placed: Placement,
         options: MLPOptions,
         seed: int,
         sample: np.ndarray,
@@ -251,6 +259,7 @@ class BaseNetwork(BaseEstimator):
         """The K members at their start: member k's key is fold_in(PRNGKey(seed), start k)."""
         params, order_keys = training.start_members(
             engine,
+            placed,
             seed,
             seed_indices(options),
             sample,
@@ -259,8 +268,8 @@ class BaseNetwork(BaseEstimator):
         )
         given = self._coefs_given(params) if incremental else None
         if given is not None:
-            params = given
-        return training.Members.fresh(params, order_keys, member_values(options))
+            params = placed.put_members(given)
+        return training.Members.fresh(placed, params, order_keys, member_values(options))
 
     def _coefs_given(self, params: Any) -> Any:
         """Stacked parameters from `coefs_` / `intercepts_` set by hand before the first

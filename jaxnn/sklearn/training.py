@@ -22,11 +22,18 @@ import numpy as np
 
 from jaxnn.core import loop
 from jaxnn.nn import precision
+from jaxnn.parallel import sharding
+from jaxnn.parallel.sharding import Placement
 from jaxnn.sklearn import engine as programs
 from jaxnn.sklearn.options import MLPOptions
 
 MIN_ADAPTIVE_LR = 1e-6
 ADAPTIVE_DIVISOR = 5.0
+# An epoch's work per member (training rows x parameters, about its multiply-adds) from which
+# the members are split over the devices: below it, coordinating the devices every epoch costs
+# more than their shares of the compute save (benchmarks/sklearn_mlp.py, on two CPU devices:
+# wine's 1.7e5 trains slower split, breast cancer's 1.2e6 faster, digits' 8.6e6 1.5x faster).
+SPLIT_WORK = 500_000
 
 
 @dataclasses.dataclass
@@ -34,6 +41,8 @@ class Members:
     """The K members' state, kept on the estimator between fits.
 
     Attributes:
+      placed: where the members live (split over this process's devices when it has several:
+        `jaxnn.parallel.sharding.even_placement`).
       params: stacked parameters [K, ...] (device).
       opt_state: the stochastic solvers' optimiser state [K, ...] or None.
       order_keys: uint32 [K, 2]: each member's key of its epochs' orders.
@@ -50,6 +59,7 @@ class Members:
       converged: bool [K] (L-BFGS).
     """
 
+    placed: Placement
     params: Any
     opt_state: Any
     order_keys: jax.Array
@@ -69,9 +79,16 @@ class Members:
     converged: Any = None
 
     @classmethod
-    def fresh(cls, params: Any, order_keys: jax.Array, values: dict[str, np.ndarray]) -> Members:
+    def fresh(
+        cls,
+        placed: Placement,
+        params: Any,
+        order_keys: jax.Array,
+        values: dict[str, np.ndarray],
+    ) -> Members:
         num = len(values["alpha"])
         return cls(
+            placed=placed,
             params=params,
             opt_state=None,
             order_keys=order_keys,
@@ -95,8 +112,19 @@ class Members:
         return len(self.alpha)
 
 
+def members_placement(
+    engine: programs.Engine, num_members: int, num_train: int, num_features: int
+) -> Placement:
+    """Where a fit's members live: split over this process's devices
+    (`jaxnn.parallel.sharding.even_placement`) when an epoch's work per member is at least
+    SPLIT_WORK, else on one device."""
+    work = num_train * programs.parameter_count(engine, num_features)
+    return sharding.even_placement(num_members, max_devices=None if work >= SPLIT_WORK else 1)
+
+
 def start_members(
     engine: programs.Engine,
+    placed: Placement,
     seed: int,
     starts: np.ndarray,
     sample: np.ndarray,
@@ -108,11 +136,11 @@ def start_members(
     the training inputs on the host: slicing it on the device would compile), and, when
     `compile_epoch`, their epoch program compiled meanwhile in a second thread (XLA compiles
     without Python's lock: a first fit's two compiles overlap)."""
-    init = programs.init_fn(engine)
+    init = programs.init_fn(engine, placed)
     args = (np.uint32(seed), np.asarray(starts, np.int32), sample)
     if not compile_epoch:
         return init(*args)
-    params, order_keys = jax.eval_shape(init, *args)
+    params, order_keys = jax.eval_shape(getattr(init, "jitted", init), *args)
     # JAX's x64 switch may be this thread's own (`with jax.enable_x64():`): the second thread
     # compiles under the same one. (Other thread-local settings differing, the fit's own compile
     # would not find this program and compile its own: slower, never different.)
@@ -120,7 +148,7 @@ def start_members(
 
     def compile_in_thread() -> None:
         with jax.enable_x64(x64):
-            programs.compile_epoch(engine, params, order_keys, data)
+            programs.compile_epoch(engine, placed, params, order_keys, data)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         compiling = pool.submit(compile_in_thread)
@@ -129,9 +157,9 @@ def start_members(
     return started
 
 
-def _f32(values: np.ndarray) -> jax.Array:
+def _f32(placed: Placement, values: np.ndarray) -> jax.Array:
     # Cast on the host: a cast of a device array would compile a program of its own.
-    return jax.device_put(np.asarray(values, np.float32))
+    return placed.put_members(np.asarray(values, np.float32))
 
 
 def train_stochastic(
@@ -147,22 +175,23 @@ def train_stochastic(
     the epoch program driven by `jaxnn.core.loop.drive`, scikit-learn's rules its hook."""
     if members.opt_state is None or not incremental:
         # A fit starts a fresh optimiser, as scikit-learn's (also under warm_start).
-        members.opt_state = programs.optimizer_init(engine, members.params)
+        members.opt_state = programs.optimizer_init(engine, members.params, members.placed)
         members.learning_rate = members.initial_learning_rate.copy()
     members.n_iter = np.zeros(members.size, np.int64)
+    placed = members.placed
     state = programs.EpochState(
         params=members.params,
         opt_state=members.opt_state,
         order_keys=members.order_keys,
-        epochs=jax.device_put(members.epochs.astype(np.int32)),
-        learning_rate=_f32(members.learning_rate),
-        alpha=_f32(members.alpha),
-        momentum=_f32(members.momentum),
-        active=jax.device_put(np.ones(members.size, bool)),
+        epochs=placed.put_members(members.epochs.astype(np.int32)),
+        learning_rate=_f32(placed, members.learning_rate),
+        alpha=_f32(placed, members.alpha),
+        momentum=_f32(placed, members.momentum),
+        active=placed.put_members(np.ones(members.size, bool)),
     )
     rules = EpochRules(members, options, has_validation, num_train=int(data[0].shape[0]))
     epochs = loop.Steps(total_steps=1 if incremental else options.max_iter)
-    epoch = programs.epoch_program(engine, int(data[0].shape[0]))
+    epoch = programs.epoch_program(engine, placed)
     result = loop.drive(epoch, state, data, None, epochs, between=rules)
     members.params, members.opt_state = result.state.params, result.state.opt_state
     if not options.early_stopping:
@@ -222,7 +251,7 @@ class EpochRules:
         stop |= patience
         if options.early_stopping and improved.any():
             members.best_params = programs.keep_where(
-                jax.device_put(improved), state.params, members.best_params
+                members.placed.put_members(improved), state.params, members.best_params
             )
         self.done |= stop
         return self._next_state(state), bool(self.done.all())
@@ -232,9 +261,10 @@ class EpochRules:
         only when an epoch changed it."""
         rates = self.members.learning_rate.astype(np.float32)
         if not np.array_equal(rates, self._rates):
-            state, self._rates = state.replace(learning_rate=jax.device_put(rates)), rates
+            rates_on_device = self.members.placed.put_members(rates)
+            state, self._rates = state.replace(learning_rate=rates_on_device), rates
         if not np.array_equal(self.done, self._done_on_device):
-            state = state.replace(active=jax.device_put(~self.done))
+            state = state.replace(active=self.members.placed.put_members(~self.done))
             self._done_on_device = self.done.copy()
         return state
 
@@ -286,7 +316,7 @@ def train_lbfgs(
     x, y, w = data[:3]
     params, loss, n_iter, converged = programs.lbfgs_fn(engine)(
         members.params,
-        _f32(members.alpha),
+        _f32(members.placed, members.alpha),
         x,
         y,
         w,
