@@ -122,8 +122,9 @@ FIT = textwrap.dedent(
     import jax
     from sklearn.datasets import load_iris
     import jaxnn
-    from jaxnn.sklearn import MLPClassifier
+    from jaxnn.sklearn import MLPClassifier, training
 
+    assert jax.local_device_count() == 2
     jaxnn.enable_compilation_cache(sys.argv[1])
     lowered = []
     jax.monitoring.register_event_duration_secs_listener(
@@ -132,14 +133,22 @@ FIT = textwrap.dedent(
     )
     warnings.simplefilter("ignore")
     x, y = load_iris(return_X_y=True)
-    fit = MLPClassifier((12,), n_restarts=4, max_iter=15, random_state=0).fit(x, y)
-    print(json.dumps({"lowered": len(lowered), "loss_curve": fit.loss_curve_}))
+    fits = {}
+    # The members on one device (the small fit's placement), then split over both.
+    for split, work in (("one device", training.SPLIT_WORK), ("split", 0)):
+        training.SPLIT_WORK = work
+        lowered.clear()
+        fit = MLPClassifier((12,), n_restarts=4, max_iter=15, random_state=0).fit(x, y)
+        fits[split] = {"lowered": len(lowered), "loss_curve": fit.loss_curve_}
+    print(json.dumps(fits))
     """
 )
 
 
 def _fit_in_a_fresh_process(cache: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Two CPU devices, as `import jaxnn` makes on a two-core machine (the tests have one).
+    env = {**os.environ, "JAXNN_SPLIT_CPU": "1", "PYTHONPATH": str(REPO)}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     done = subprocess.run(
         [sys.executable, "-c", FIT, str(cache)], env=env, capture_output=True, text=True
     )
@@ -150,6 +159,7 @@ def _fit_in_a_fresh_process(cache: Path) -> dict:
 def test_a_second_process_fits_without_lowering_and_trains_the_same(tmp_path):
     first = _fit_in_a_fresh_process(tmp_path)
     second = _fit_in_a_fresh_process(tmp_path)
-    assert first["lowered"] >= 2  # the members' start and their epoch, at least
-    assert second["lowered"] == 0
-    assert second["loss_curve"] == first["loss_curve"]
+    for split in ("one device", "split"):
+        assert first[split]["lowered"] >= 2  # the members' start and their epoch, at least
+        assert second[split]["lowered"] == 0
+        assert second[split]["loss_curve"] == first[split]["loss_curve"]

@@ -165,11 +165,13 @@ SPLIT_FIT = textwrap.dedent(
 )
 
 
-def test_members_split_over_the_devices_train_as_on_one():
+def test_members_split_over_the_devices_train_as_on_one(tmp_path):
     # The tests run on one CPU device (conftest): a process of two, as `import jaxnn` makes on
-    # a two-core machine, fits with its members on one device and split over both.
+    # a two-core machine, fits with its members on one device and split over both (its
+    # compilation cache a directory of the test's, never the user's).
     env = {**os.environ, "JAXNN_SPLIT_CPU": "1", "PYTHONPATH": str(REPO)}
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path)
     done = subprocess.run(
         [sys.executable, "-c", SPLIT_FIT], env=env, capture_output=True, text=True
     )

@@ -33,7 +33,6 @@ import jax
 from jax.experimental import serialize_executable
 
 from jaxnn.core import compile_cache
-from jaxnn.nn import precision
 
 SUBDIRECTORY = "jaxnn-programs"
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy")
@@ -126,9 +125,6 @@ def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
 def stored_jit(fn: Callable[..., Any], name: str, **jit_kwargs: Any) -> StoredProgram:
     """`jax.jit(fn, **jit_kwargs)`, its compiled programs stored under `name` (module
     docstring: `name` with `jit_kwargs` must determine the traced function)."""
-    # Every argument kept: a deserialised program is called with all of them (JAX drops the
-    # unused ones from a program it compiled itself, but not from one it loads).
-    jit_kwargs = {"keep_unused": True, **jit_kwargs}
     return StoredProgram(fn, f"{name}|{sorted(jit_kwargs.items())!r}", jit_kwargs)
 
 
@@ -157,8 +153,8 @@ def _where(leaf: Any) -> tuple[list[int], str] | None:
 
 def _key(name: str, args: tuple[Any, ...]) -> str:
     """The program's key: its name, its arguments' tree, shapes, dtypes and placements, and what every
-    program depends on (`_process`, JAX's configuration as it is now, the x64 switch of this
-    thread, XLA_FLAGS)."""
+    program depends on (`_process`, JAX's configuration as this thread sees it, the x64 switch
+    included, and XLA_FLAGS)."""
     leaves, tree = jax.tree_util.tree_flatten(args)
     shapes = [
         (jax.api_util.shaped_abstractify(leaf).str_short(short_dtypes=False), _where(leaf))
@@ -171,7 +167,6 @@ def _key(name: str, args: tuple[Any, ...]) -> str:
         shapes,
         _process(),
         sorted(config.items(), key=str),
-        precision.x64_enabled(),
         os.environ.get("XLA_FLAGS"),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()
