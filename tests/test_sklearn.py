@@ -160,6 +160,9 @@ SPLIT_FIT = textwrap.dedent(
             "loss_curve": fit.loss_curve_,
             "predicted": fit.predict(x).tolist(),
         }
+    # L-BFGS's run is one loop over every member: it stays on one device.
+    lbfgs = MLPClassifier((16,), solver="lbfgs", n_restarts=4, max_iter=10).fit(x, y)
+    fits["lbfgs devices"] = len(lbfgs._members.params["layer_0"]["kernel"].sharding.device_set)
     print(json.dumps(fits))
     """
 )
@@ -178,7 +181,7 @@ def test_members_split_over_the_devices_train_as_on_one(tmp_path):
     assert done.returncode == 0, done.stderr
     fits = json.loads(done.stdout.strip().splitlines()[-1])
     one, split = fits["one device"], fits["split"]
-    assert (one["devices"], split["devices"]) == (1, 2)
+    assert (one["devices"], split["devices"], fits["lbfgs devices"]) == (1, 2, 1)
     assert split["n_iter"] == one["n_iter"] and split["predicted"] == one["predicted"]
     np.testing.assert_allclose(split["loss_curve"], one["loss_curve"], rtol=1e-5)
 

@@ -117,9 +117,10 @@ def members_placement(
 ) -> Placement:
     """Where a fit's members live: split over this process's devices
     (`jaxnn.parallel.sharding.even_placement`) when an epoch's work per member is at least
-    SPLIT_WORK, else on one device."""
+    SPLIT_WORK, else (and for L-BFGS, whose run is one loop over every member) on one device."""
     work = num_train * programs.parameter_count(engine, num_features)
-    return sharding.even_placement(num_members, max_devices=None if work >= SPLIT_WORK else 1)
+    split = engine.solver != "lbfgs" and work >= SPLIT_WORK
+    return sharding.even_placement(num_members, max_devices=None if split else 1)
 
 
 def start_members(
