@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -30,6 +31,42 @@ def iris():
 
 def _member_params(est) -> list[np.ndarray]:
     return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(est._members.params)]
+
+
+def test_an_epoch_steps_through_sklearns_batches_the_last_one_the_remainder():
+    # 70 rows in batches of 32: rows 0-31, 32-63, then the remainder 64-69 (scikit-learn's
+    # gen_batches), each a plain SGD step on that batch's mean loss, from weights set by hand.
+    x, y = make_regression(70, 3, random_state=0)
+    x, y = np.asarray(x, np.float32), np.asarray(y / 100, np.float32)
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)]
+    biases = [np.zeros(4, np.float32), np.zeros(1, np.float32)]
+    est = MLPRegressor(
+        hidden_layer_sizes=(4,),
+        solver="sgd",
+        momentum=0.0,
+        shuffle=False,
+        batch_size=32,
+        alpha=0.0,
+        learning_rate_init=0.01,
+        n_restarts=1,
+    )
+    est.coefs_, est.intercepts_ = [c.copy() for c in start], [b.copy() for b in biases]
+    est.partial_fit(x, y)
+
+    def loss(params, xb, yb):
+        (w0, w1), (b0, b1) = params
+        out = jax.nn.relu(xb @ w0 + b0) @ w1 + b1
+        return 0.5 * jnp.mean((out[:, 0] - yb) ** 2)
+
+    params, total = (start, biases), 0.0
+    for rows in (slice(0, 32), slice(32, 64), slice(64, 70)):
+        value, grads = jax.value_and_grad(loss)(params, x[rows], y[rows])
+        params = jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads)
+        total += float(value) * len(x[rows])
+    for got, want in zip(est.coefs_ + est.intercepts_, params[0] + params[1], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert est.loss_curve_[0] == pytest.approx(total / 70, rel=1e-5)
 
 
 def test_partial_fit_twice_equals_one_fit_of_two_epochs(iris):
