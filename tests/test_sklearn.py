@@ -140,7 +140,7 @@ def test_a_fit_under_a_threads_x64_switch_trains_in_float64_without_warnings(iri
 
 SPLIT_FIT = textwrap.dedent(
     """
-    import json, warnings
+    import json, pickle, warnings
     import jax
     import numpy as np
     from sklearn.datasets import load_iris
@@ -160,6 +160,18 @@ SPLIT_FIT = textwrap.dedent(
             "loss_curve": fit.loss_curve_,
             "predicted": fit.predict(x).tolist(),
         }
+        # A split fit pickles (a mesh's devices do not) and goes on where it is loaded, its
+        # members placed as before: the programs compiled for them serve again.
+        loaded = pickle.loads(pickle.dumps(fit))
+        fits[split]["loaded predicted"] = loaded.predict(x).tolist()
+        lowered = []
+        jax.monitoring.register_event_duration_secs_listener(
+            lambda event, duration, **kw: lowered.append(event)
+            if event == "/jax/core/compile/jaxpr_to_mlir_module_duration" else None
+        )
+        loaded.partial_fit(x, y)
+        fits[split]["loaded epochs"] = len(loaded.loss_curve_)
+        fits[split]["loaded lowered"] = len(lowered)
     # L-BFGS's run is one loop over every member: it stays on one device.
     lbfgs = MLPClassifier((16,), solver="lbfgs", n_restarts=4, max_iter=10).fit(x, y)
     fits["lbfgs devices"] = len(lbfgs._members.params["layer_0"]["kernel"].sharding.device_set)
@@ -183,6 +195,10 @@ def test_members_split_over_the_devices_train_as_on_one(tmp_path):
     one, split = fits["one device"], fits["split"]
     assert (one["devices"], split["devices"], fits["lbfgs devices"]) == (1, 2, 1)
     assert split["n_iter"] == one["n_iter"] and split["predicted"] == one["predicted"]
+    for fit in (one, split):
+        assert fit["loaded predicted"] == fit["predicted"]
+        assert fit["loaded epochs"] == len(fit["loss_curve"]) + 1
+        assert fit["loaded lowered"] == 0
     np.testing.assert_allclose(split["loss_curve"], one["loss_curve"], rtol=1e-5)
 
 

@@ -111,6 +111,21 @@ class Members:
     def size(self) -> int:
         return len(self.alpha)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A mesh holds devices, which do not pickle: the pickle keeps how many devices the
+        # members spanned, and loading places them again on the loading process's devices.
+        state = dict(self.__dict__)
+        state["placed"] = self.placed.num_devices
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        placed = sharding.even_placement(len(state["alpha"]), max_devices=state["placed"])
+        state["placed"] = placed
+        for name in ("params", "opt_state", "order_keys", "best_params"):
+            if state[name] is not None:
+                state[name] = placed.put_members(state[name])
+        self.__dict__.update(state)
+
 
 def members_placement(
     engine: programs.Engine, num_members: int, num_train: int, num_features: int
