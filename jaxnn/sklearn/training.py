@@ -130,11 +130,13 @@ class Members:
 def members_placement(
     engine: programs.Engine, num_members: int, num_train: int, num_features: int
 ) -> Placement:
-    """Where a fit's members live: split over this process's devices
-    (`jaxnn.parallel.sharding.even_placement`) when an epoch's work per member is at least
-    SPLIT_WORK, else (and for L-BFGS, whose run is one loop over every member) on one device."""
+    """Where a fit's members live: split over the CPU's devices (one a core:
+    `jaxnn.parallel.sharding.even_placement`) when an epoch's work per member is at least
+    SPLIT_WORK, else on one device, as on an accelerator (where the split was not measured) and
+    for L-BFGS (whose run is one loop over every member)."""
     work = num_train * programs.parameter_count(engine, num_features)
-    split = engine.solver != "lbfgs" and work >= SPLIT_WORK
+    on_cpu = jax.default_backend() == "cpu"
+    split = on_cpu and engine.solver != "lbfgs" and work >= SPLIT_WORK
     return sharding.even_placement(num_members, max_devices=None if split else 1)
 
 
