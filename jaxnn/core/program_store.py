@@ -4,10 +4,11 @@ JAX's persistent compilation cache (`compile_cache`) skips XLA's compile, but it
 and lowers a program to find its key: for the small programs of a scikit-learn fit that is
 about half a second, as long as scikit-learn's whole fit. A `StoredProgram` keeps each compiled
 program (`jax.experimental.serialize_executable`) in the cache's directory, under a key made
-without tracing: the program's `name`, its arguments' tree, shapes and dtypes, the versions of
-jax, jaxlib, flax, optax and numpy, a fingerprint of jaxnn's source, JAX's configuration and
-XLA_FLAGS, the x64 switch, and the backend and its devices. A program is stored only when JAX's
-cache is on (`jaxnn.enable_compilation_cache`), and is as trusted as that cache.
+without tracing: the program's `name`, its arguments' tree, shapes, dtypes and placements, the
+versions of jax, jaxlib, flax, optax and numpy, a fingerprint of jaxnn's source, JAX's
+configuration as the thread sees it (the x64 switch included), XLA_FLAGS, and the devices'
+platform and kind. A program is stored only when JAX's cache is on
+(`jaxnn.enable_compilation_cache`), and is as trusted as that cache.
 
 The `name` must say everything the traced function depends on besides its arguments and
 jaxnn's code (`stored_jit`'s caller: the static options of jaxnn's own modules, as plain
@@ -152,9 +153,9 @@ def _where(leaf: Any) -> tuple[list[int], str] | None:
 
 
 def _key(name: str, args: tuple[Any, ...]) -> str:
-    """The program's key: its name, its arguments' tree, shapes, dtypes and placements, and what every
-    program depends on (`_process`, JAX's configuration as this thread sees it, the x64 switch
-    included, and XLA_FLAGS)."""
+    """The program's key: its name, its arguments' tree, shapes, dtypes and placements, and
+    what every program depends on (`_process`, JAX's configuration as this thread sees it, the
+    x64 switch included, and XLA_FLAGS)."""
     leaves, tree = jax.tree_util.tree_flatten(args)
     shapes = [
         (jax.api_util.shaped_abstractify(leaf).str_short(short_dtypes=False), _where(leaf))
