@@ -149,6 +149,11 @@ SPLIT_FIT = textwrap.dedent(
     assert jax.local_device_count() == 2
     warnings.simplefilter("ignore")
     x, y = load_iris(return_X_y=True)
+    lowered = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: lowered.append(event)
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration" else None
+    )
     fits = {}
     for split, work in (("one device", 10**12), ("split", 0)):
         training.SPLIT_WORK = work
@@ -164,11 +169,7 @@ SPLIT_FIT = textwrap.dedent(
         # members placed as before: the programs compiled for them serve again.
         loaded = pickle.loads(pickle.dumps(fit))
         fits[split]["loaded predicted"] = loaded.predict(x).tolist()
-        lowered = []
-        jax.monitoring.register_event_duration_secs_listener(
-            lambda event, duration, **kw: lowered.append(event)
-            if event == "/jax/core/compile/jaxpr_to_mlir_module_duration" else None
-        )
+        lowered.clear()
         loaded.partial_fit(x, y)
         fits[split]["loaded epochs"] = len(loaded.loss_curve_)
         fits[split]["loaded lowered"] = len(lowered)

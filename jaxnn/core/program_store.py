@@ -57,6 +57,10 @@ class StoredProgram:
     def lower(self, *args: Any) -> _Found:
         return _Found(self, args)
 
+    def eval_shape(self, *args: Any) -> Any:
+        """The outputs' shapes and dtypes, as `jax.jit`'s `eval_shape` (tracing only)."""
+        return self.jitted.eval_shape(*args)
+
     def compiled(self, *args: Any) -> jax.stages.Compiled:
         """The program compiled for arguments of these shapes (arrays or ShapeDtypeStructs):
         from memory, else from the store, else compiled (and stored)."""

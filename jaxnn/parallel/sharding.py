@@ -96,15 +96,14 @@ class Placement:
     def put_members(self, tree: Any) -> Any:
         """Arrays (host or device) with the member axis first, split over the mesh (on one
         device: on the default device)."""
-        return (
-            jax.device_put(tree)
-            if self.mesh is None
-            else jax.device_put(tree, self.member_sharding)
-        )
+        return self._put(tree, lambda: self.member_sharding)
 
     def put_shared(self, tree: Any) -> Any:
         """Arrays every member reads, on every device of the mesh (on one device: the default)."""
-        return jax.device_put(tree) if self.mesh is None else jax.device_put(tree, self.replicated)
+        return self._put(tree, lambda: self.replicated)
+
+    def _put(self, tree: Any, sharding: Callable[[], NamedSharding]) -> Any:
+        return jax.device_put(tree) if self.mesh is None else jax.device_put(tree, sharding())
 
     def _on_mesh(self) -> Mesh:
         """The mesh; a one-device placement has none, so it places nothing by sharding."""
@@ -248,10 +247,14 @@ def placement(
             f"be multiples of {count} (change dataset.validation_fraction or mesh.num_devices, "
             "or use mesh.data=replicated)",
         )
-    mesh = jax.make_mesh(
+    return Placement(mesh=_members_mesh(devices), num_members=num_members, data=mode)
+
+
+def _members_mesh(devices: list[jax.Device]) -> Mesh:
+    """A one-axis mesh (`members`) over `devices`, in their order."""
+    return jax.make_mesh(
         (len(devices),), (MEMBERS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
     )
-    return Placement(mesh=mesh, num_members=num_members, data=mode)
 
 
 @functools.lru_cache(maxsize=32)
@@ -262,11 +265,7 @@ def even_placement(num_members: int, max_devices: int | None = None) -> Placemen
     (`jaxnn.parallel.cpu_devices`), so the members' programs use every core."""
     devices = jax.local_devices()[:max_devices]
     count = max(d for d in range(1, len(devices) + 1) if num_members % d == 0)
-    if count == 1:
-        return Placement(mesh=None, num_members=num_members)
-    mesh = jax.make_mesh(
-        (count,), (MEMBERS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:count]
-    )
+    mesh = None if count == 1 else _members_mesh(devices[:count])
     return Placement(mesh=mesh, num_members=num_members)
 
 

@@ -156,7 +156,7 @@ def direction(engine: Engine, momentum: jax.Array) -> optax.GradientTransformati
 
 
 @functools.lru_cache(maxsize=64)
-def init_fn(engine: Engine, placed: Placement) -> Callable[..., Any]:
+def init_fn(engine: Engine, placed: Placement) -> Program:
     """seed (uint32 []), starts int [K], a sample row [1, F] -> (stacked initial parameters
     [K, ...], order keys [K, 2]) placed by `placed`: member k's key is
     fold_in(PRNGKey(seed), starts[k]), its initialisation and order keys fold_in(key, INIT_TAG)

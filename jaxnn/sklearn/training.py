@@ -158,7 +158,8 @@ def start_members(
     args = (np.uint32(seed), np.asarray(starts, np.int32), sample)
     if not compile_epoch:
         return init(*args)
-    params, order_keys = jax.eval_shape(getattr(init, "jitted", init), *args)
+    # jax.jit's program has eval_shape too, which jax.stages.Wrapped's stub does not declare.
+    params, order_keys = init.eval_shape(*args)  # type: ignore[union-attr]
     # JAX's x64 switch may be this thread's own (`with jax.enable_x64():`): the second thread
     # compiles under the same one. (Other thread-local settings differing, the fit's own compile
     # would not find this program and compile its own: slower, never different.)
