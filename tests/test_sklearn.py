@@ -30,8 +30,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
 from jaxnn.errors import JaxnnError
-from jaxnn.sklearn import MLPClassifier, MLPRegressor
+from jaxnn.sklearn import FlaxClassifier, MLPClassifier, MLPRegressor
 from jaxnn.sklearn.estimator import MAX_SEED
+from jaxnn.sklearn.network import SklearnMLP
 from jaxnn.sklearn.options import ParameterError
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -107,9 +108,18 @@ def test_refits_of_the_same_shapes_compile_nothing(iris):
     assert first.loss_curve_[-1] != pytest.approx(second.loss_curve_[-1])
 
 
-def test_a_first_fit_lowers_its_two_programs_once_each(iris, empty_program_store):
-    # The epoch program is compiled in a second thread while the members start, from their
-    # shapes: the fit's own compile of the epoch must find it, not lower it a second time.
+@pytest.mark.parametrize(
+    "make, lowerings",
+    [
+        # jaxnn's network draws its members on the host: the epoch is its one program.
+        (lambda: MLPClassifier(n_restarts=2, random_state=0, **{**SMALL, "max_iter": 3}), 1),
+        # A user's module starts through its Flax init, a program of its own, while the epoch
+        # compiles in a second thread from the members' shapes: the fit's own compile of the
+        # epoch must find it, not lower it a second time.
+        (lambda: FlaxClassifier(module=TinyNet(), n_restarts=2, random_state=0, max_iter=3), 2),
+    ],
+)
+def test_a_first_fit_lowers_each_program_once(iris, empty_program_store, make, lowerings):
     # (An empty store of compiled programs: one that holds them lowers nothing at all.)
     x, y = iris
     x = np.hstack([x, x[:, :1]])  # a width no other test fits: nothing is compiled for it yet
@@ -121,10 +131,27 @@ def test_a_first_fit_lowers_its_two_programs_once_each(iris, empty_program_store
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        MLPClassifier(n_restarts=2, random_state=0, **{**SMALL, "max_iter": 3}).fit(x, y)
+        make().fit(x, y)
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
-    assert len(lowered) == 2  # the members' start and the epoch
+    assert len(lowered) == lowerings
+
+
+def test_members_start_from_sklearns_bounds_drawn_per_start():
+    net = SklearnMLP(hidden=(16,), activation="relu", num_outputs=3)
+    params, keys = net.draw_members(4, seed=7, starts=[0, 1, 0])
+    kernel, bias = params["layer_0"]["kernel"], params["layer_0"]["bias"]
+    assert kernel.shape == (3, 4, 16) and bias.shape == (3, 16) and keys.shape == (3, 2)
+    bound = (6.0 / (4 + 16)) ** 0.5
+    assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.8 * bound
+    assert np.abs(bias).max() <= bound
+    # A member's draw is its start's alone: starts 0 and 0 agree, 0 and 1 do not.
+    np.testing.assert_array_equal(kernel[0], kernel[2])
+    np.testing.assert_array_equal(keys[0], keys[2])
+    assert not np.allclose(kernel[0], kernel[1]) and not np.array_equal(keys[0], keys[1])
+    logistic = SklearnMLP(hidden=(16,), activation="sigmoid", num_outputs=3)
+    drawn = logistic.draw_members(4, seed=7, starts=[0])[0]["layer_1"]["kernel"]
+    assert np.abs(drawn).max() <= (2.0 / (16 + 3)) ** 0.5
 
 
 def test_a_fit_under_a_threads_x64_switch_trains_in_float64_without_warnings(iris):

@@ -1,7 +1,9 @@
 """scikit-learn's epoch rules as the hook of `jaxnn.core.loop.drive` (`jaxnn.sklearn.training.
 EpochRules`) train as the estimators' own loop did: the same epochs and loss curves, member by
 member, as fits recorded before the rules became a hook (tests/files/sklearn_epoch_rules.npz,
-written by `record` below with the estimators of that version and the same seeds)."""
+written by `record` below with the estimators of that version and the same seeds). The MLP fits
+were recorded again, with the hook, when jaxnn's network began to draw its members on the host
+(other initial weights; `flax_adam`, whose module starts through Flax, is the first record)."""
 
 from __future__ import annotations
 

@@ -28,16 +28,6 @@ MIN_PASSING = 0.9
 
 # test id -> why it cannot or should not pass.
 EXPECTED_FAILURES: dict[str, str] = {
-    "test_lbfgs_regression[X0-y0]": (
-        "asks R2 > 0.98 on noise (noise=100) after 200 iterations with activation='logistic': "
-        "float32 L-BFGS gets 0.978 (its best member; some stall at the linear fit), scipy's "
-        "float64 L-BFGS-B gets further"
-    ),
-    "test_lbfgs_classification_maxfun[X1-y1]": (
-        "expects no convergence within max_fun=10 evaluations; on this easy two-class set the "
-        "kept member of 8 (optax's zoom line search) reaches the gradient tolerance, so no "
-        "ConvergenceWarning"
-    ),
     "test_mlp_vs_poisson_glm_equivalent": (
         "asks predictions within 1e-4 of the Poisson GLM's: float32 L-BFGS stops about 7e-4 away "
         "(rounding), scipy trains in float64"

@@ -256,7 +256,8 @@ class BaseNetwork(BaseEstimator):
         data: tuple[jax.Array, ...],
         incremental: bool,
     ) -> training.Members:
-        """The K members at their start: member k's key is fold_in(PRNGKey(seed), start k)."""
+        """The K members at their start (`training.start_members`): member k's draw depends on
+        the seed and its start k alone."""
         params, order_keys = training.start_members(
             engine,
             placed,

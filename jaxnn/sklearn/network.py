@@ -11,18 +11,25 @@ multilabel), identity with half the squared error, and exp with the Poisson devi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn.nn.activations import ACTIVATIONS
 
 
+def _bound(factor: float, fans: tuple[int, int]) -> float:
+    """scikit-learn's initialisation bound of a layer with these fans."""
+    return (factor / (fans[0] + fans[1])) ** 0.5
+
+
 def _uniform(factor: float, fans: tuple[int, int]) -> Callable[..., jax.Array]:
     """scikit-learn's initialiser of a layer with these fans, for its weights and intercepts."""
-    bound = (factor / (fans[0] + fans[1])) ** 0.5
+    bound = _bound(factor, fans)
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -37,25 +44,59 @@ class SklearnMLP(nn.Module):
     activation: str  # a jaxnn activation name
     num_outputs: int
 
+    @property
+    def factor(self) -> float:
+        """scikit-learn's initialisation factor of the activation."""
+        return 2.0 if self.activation == "sigmoid" else 6.0
+
+    def fans(self, num_features: int) -> list[tuple[int, int]]:
+        """Each layer's (fan in, fan out) for inputs of `num_features`."""
+        widths = (*self.hidden, self.num_outputs)
+        return list(zip((num_features, *widths[:-1]), widths, strict=True))
+
+    def draw_members(
+        self, num_features: int, seed: int, starts: Sequence[int] | np.ndarray
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """Member k's initial parameters and order key drawn on the host, as scikit-learn draws
+        its weights (numpy, nothing compiled): from `numpy.random.default_rng([seed, starts[k]])`
+        (a member's draw depends on its start alone), each layer's weights then intercepts
+        uniform within the layer's bound (float32), then the member's order key (uint32 [2]).
+
+        Returns:
+          (params {layer_i: {kernel [K, fan_in, fan_out], bias [K, fan_out]}}, order keys
+          uint32 [K, 2]).
+        """
+        rngs = [np.random.default_rng([seed, int(start)]) for start in starts]
+        layers: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        for fans in self.fans(num_features):
+            bound = _bound(self.factor, fans)
+            draw = lambda rng, shape, bound=bound: rng.uniform(-bound, bound, shape)
+            layers.append([(draw(rng, fans), draw(rng, fans[1:])) for rng in rngs])
+        params = {
+            f"layer_{i}": {
+                "kernel": np.stack([k for k, _ in members]).astype(np.float32),
+                "bias": np.stack([b for _, b in members]).astype(np.float32),
+            }
+            for i, members in enumerate(layers)
+        }
+        keys = np.stack([rng.integers(0, 2**32, 2, dtype=np.uint32) for rng in rngs])
+        return params, keys
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [B, n_features] -> raw outputs [B, num_outputs] (before the output activation)."""
-        factor = 2.0 if self.activation == "sigmoid" else 6.0
         activate = ACTIVATIONS[self.activation]
-        widths = (*self.hidden, self.num_outputs)
-        fan_in = x.shape[-1]
-        for i, width in enumerate(widths):
-            fans = (fan_in, width)
+        for i, fans in enumerate(self.fans(x.shape[-1])):
+            width = fans[1]
             layer = nn.Dense(
                 width,
                 name=f"layer_{i}",
-                kernel_init=_uniform(factor, fans),
-                bias_init=_uniform(factor, fans),
+                kernel_init=_uniform(self.factor, fans),
+                bias_init=_uniform(self.factor, fans),
             )
             x = layer(x)
             if i < len(self.hidden):
                 x = activate(x, 0.01)
-            fan_in = width
         return x
 
 

@@ -25,6 +25,7 @@ from jaxnn.nn import precision
 from jaxnn.parallel import sharding
 from jaxnn.parallel.sharding import Placement
 from jaxnn.sklearn import engine as programs
+from jaxnn.sklearn.network import SklearnMLP
 from jaxnn.sklearn.options import MLPOptions
 
 MIN_ADAPTIVE_LR = 1e-6
@@ -150,16 +151,25 @@ def start_members(
     *,
     compile_epoch: bool,
 ) -> tuple[Any, jax.Array]:
-    """The members' initial parameters and order keys (`engine.init_fn`, `sample` a row of
-    the training inputs on the host: slicing it on the device would compile), and, when
-    `compile_epoch`, their epoch program compiled meanwhile in a second thread (XLA compiles
-    without Python's lock: a first fit's two compiles overlap)."""
+    """The members' initial parameters and order keys, and, when `compile_epoch`, their epoch
+    program compiled for this fit's shapes.
+
+    jaxnn's own network draws its members on the host (`SklearnMLP.draw_members`: nothing to
+    compile); a user's module through its Flax init (`engine.init_fn`, `sample` a row of the
+    training inputs on the host: slicing it on the device would compile), the epoch program
+    compiled meanwhile in a second thread (XLA compiles without Python's lock: a first fit's
+    two compiles overlap)."""
+    if isinstance(engine.module, SklearnMLP):
+        params, order_keys = engine.module.draw_members(sample.shape[-1], seed, starts)
+        if compile_epoch:
+            programs.compile_epoch(engine, placed, params, order_keys, data)
+        return placed.put_members(params), placed.put_members(order_keys)
     init = programs.init_fn(engine, placed)
     args = (np.uint32(seed), np.asarray(starts, np.int32), sample)
     if not compile_epoch:
         return init(*args)
     # jax.jit's program has eval_shape too, which jax.stages.Wrapped's stub does not declare.
-    params, order_keys = init.eval_shape(*args)  # type: ignore[union-attr]
+    abstract_params, abstract_keys = init.eval_shape(*args)  # type: ignore[union-attr]
     # JAX's x64 switch may be this thread's own (`with jax.enable_x64():`): the second thread
     # compiles under the same one. (Other thread-local settings differing, the fit's own compile
     # would not find this program and compile its own: slower, never different.)
@@ -167,7 +177,7 @@ def start_members(
 
     def compile_in_thread() -> None:
         with jax.enable_x64(x64):
-            programs.compile_epoch(engine, placed, params, order_keys, data)
+            programs.compile_epoch(engine, placed, abstract_params, abstract_keys, data)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         compiling = pool.submit(compile_in_thread)
