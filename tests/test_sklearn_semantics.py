@@ -40,9 +40,11 @@ def _member_params(est) -> list[np.ndarray]:
     return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(est._members.params)]
 
 
-def test_an_epoch_steps_through_sklearns_batches_the_last_one_the_remainder():
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_an_epoch_steps_through_sklearns_batches_the_last_one_the_remainder(shuffle):
     # 70 rows in batches of 32: rows 0-31, 32-63, then the remainder 64-69 (scikit-learn's
-    # gen_batches), each a plain SGD step on that batch's mean loss, from weights set by hand.
+    # gen_batches) of the epoch's order, each a plain SGD step on that batch's mean loss, from
+    # weights set by hand. Shuffled, the order is the member's epoch 0 drawn on the host.
     x, y = make_regression(70, 3, random_state=0)
     x, y = np.asarray(x, np.float32), np.asarray(y / 100, np.float32)
     rng = np.random.default_rng(0)
@@ -52,7 +54,7 @@ def test_an_epoch_steps_through_sklearns_batches_the_last_one_the_remainder():
         hidden_layer_sizes=(4,),
         solver="sgd",
         momentum=0.0,
-        shuffle=False,
+        shuffle=shuffle,
         batch_size=32,
         alpha=0.0,
         learning_rate_init=0.01,
@@ -66,14 +68,33 @@ def test_an_epoch_steps_through_sklearns_batches_the_last_one_the_remainder():
         out = jax.nn.relu(xb @ w0 + b0) @ w1 + b1
         return 0.5 * jnp.mean((out[:, 0] - yb) ** 2)
 
+    order = np.arange(70)
+    if shuffle:
+        order = np.random.default_rng([*map(int, est._members.order_keys[0]), 0]).permutation(70)
     params, total = (start, biases), 0.0
-    for rows in (slice(0, 32), slice(32, 64), slice(64, 70)):
+    for rows in (order[0:32], order[32:64], order[64:70]):
         value, grads = jax.value_and_grad(loss)(params, x[rows], y[rows])
         params = jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads)
         total += float(value) * len(x[rows])
     for got, want in zip(est.coefs_ + est.intercepts_, params[0] + params[1], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert est.loss_curve_[0] == pytest.approx(total / 70, rel=1e-5)
+
+
+def test_each_member_and_epoch_has_its_own_order():
+    values = {name: np.zeros(2) for name in ("learning_rate", "alpha", "momentum")}
+    keys = np.asarray([[1, 2], [3, 4]], np.uint32)
+    members = training.Members.fresh(None, None, keys, values)
+    first = members.orders(50, shuffle=True)
+    assert first.dtype == np.int32 and first.shape == (2, 50)
+    assert all(sorted(row) == list(range(50)) for row in first)
+    assert not np.array_equal(first[0], first[1])
+    members.epochs[:] = 1
+    second = members.orders(50, shuffle=True)
+    assert not np.array_equal(first[0], second[0])
+    members.epochs[:] = 0  # the same member's same epoch: the same order
+    np.testing.assert_array_equal(members.orders(50, shuffle=True), first)
+    np.testing.assert_array_equal(members.orders(50, shuffle=False), np.tile(np.arange(50), (2, 1)))
 
 
 def test_partial_fit_twice_equals_one_fit_of_two_epochs(iris):

@@ -60,7 +60,6 @@ class Engine:
       solver: 'sgd', 'adam' or 'lbfgs'.
       nesterov: sgd's Nesterov momentum.
       beta_1, beta_2, epsilon: Adam's.
-      shuffle: a new order of the training samples every epoch (else their order).
       batch_size: rows per step (the last batch of an epoch is the remainder, as scikit-learn's).
       task: 'classification' or 'regression' (what the score is: accuracy or R2).
     """
@@ -72,7 +71,6 @@ class Engine:
     beta_1: float
     beta_2: float
     epsilon: float
-    shuffle: bool
     batch_size: int
     task: str
 
@@ -208,8 +206,8 @@ class EpochState:
 
     Attributes:
       params, opt_state: stacked parameters and optimiser states [K, ...].
-      order_keys: [K, 2]: each member's key of its epochs' orders.
-      epochs: int32 [K]: the epoch index of each member's next order.
+      orders: int32 [K, N]: the order of each member's training rows in its next epoch (drawn
+        on the host between epochs: `training.Members.orders`).
       learning_rate, alpha, momentum: [K], the members' values (the learning rate is the one
         scikit-learn's rules set for the next epoch).
       active: bool [K]: the members that still train (an inactive one keeps its state).
@@ -217,8 +215,7 @@ class EpochState:
 
     params: Params
     opt_state: Any
-    order_keys: jax.Array
-    epochs: jax.Array
+    orders: jax.Array
     learning_rate: jax.Array
     alpha: jax.Array
     momentum: jax.Array
@@ -233,8 +230,7 @@ def member_epoch(
     engine: Engine,
     params: Params,
     opt_state: Any,
-    order_key: jax.Array,
-    epoch: jax.Array,
+    order: jax.Array,
     learning_rate: jax.Array,
     alpha: jax.Array,
     momentum: jax.Array,
@@ -243,16 +239,12 @@ def member_epoch(
 ) -> tuple[Params, Any, jax.Array, jax.Array]:
     """One member's epoch (an inactive member keeps its state): (params, opt_state, loss, score).
 
-    The batches are scikit-learn's: `batch_size` rows each in the epoch's order, the last one
-    the remainder (a step of its own size after the scan over the full batches)."""
+    The batches are scikit-learn's: `batch_size` rows each in the epoch's `order` [N], the
+    last one the remainder (a step of its own size after the scan over the full batches)."""
     x, y, w, x_val, y_val, w_val = data
     batch = engine.batch_size
     num_train = x.shape[0]
     full, remainder = divmod(num_train, batch)
-    if engine.shuffle:
-        order = jax.random.permutation(jax.random.fold_in(order_key, epoch), num_train)
-    else:
-        order = jnp.arange(num_train)
     tx = direction(engine, momentum)
 
     def train_on(
@@ -297,15 +289,14 @@ def _epoch_chunk(engine: Engine) -> Callable[..., Any]:
     in batches, then the score.
 
     Arguments: an EpochState, data (x [N, F], y [N, O], w [N], x_val [V, F], y_val [V, O],
-    w_val [V]), the loop's step and order key (unused: each member's epochs and order keys are
-    in the state).
+    w_val [V]), the loop's step and order key (unused: each member's order is in the state).
 
     Returns:
-      (the EpochState after the epoch (the active members' epochs counted), metrics: loss [K]
+      (the EpochState after the epoch, metrics: loss [K]
       (the epoch's mean batch loss weighted by batch size, as scikit-learn's loss_curve_) and
       score [K] (the validation score)).
     """
-    members = jax.vmap(functools.partial(member_epoch, engine), in_axes=(0,) * 8 + (None,))
+    members = jax.vmap(functools.partial(member_epoch, engine), in_axes=(0,) * 7 + (None,))
 
     def chunk(
         state: EpochState, data: tuple[jax.Array, ...], step: jax.Array, order_key: Any
@@ -314,28 +305,23 @@ def _epoch_chunk(engine: Engine) -> Callable[..., Any]:
         params, opt_state, loss, value = members(
             state.params,
             state.opt_state,
-            state.order_keys,
-            state.epochs,
+            state.orders,
             state.learning_rate,
             state.alpha,
             state.momentum,
             state.active,
             data,
         )
-        epochs = state.epochs + state.active.astype(state.epochs.dtype)
-        state = state.replace(params=params, opt_state=opt_state, epochs=epochs)
-        return state, {"loss": loss, "score": value}
+        return state.replace(params=params, opt_state=opt_state), {"loss": loss, "score": value}
 
     return chunk
 
 
-def compile_epoch(
-    engine: Engine, placed: Placement, params: Params, order_keys: Any, data: Any
-) -> None:
+def compile_epoch(engine: Engine, placed: Placement, params: Params, data: Any) -> None:
     """Compiles the members' epoch ahead of the fit that runs it, from the members' shapes
-    (params and order keys: arrays or jax.ShapeDtypeStructs), their placement and the fit's
-    data: `jaxnn.core.loop.drive`'s own compile of the same shapes then finds it compiled."""
-    num = order_keys.shape[0]
+    (params [K, ...]: arrays or jax.ShapeDtypeStructs), their placement and the fit's data:
+    `jaxnn.core.loop.drive`'s own compile of the same shapes then finds it compiled."""
+    num = jax.tree_util.tree_leaves(params)[0].shape[0]
     where = None if placed.mesh is None else placed.member_sharding
 
     def abstract(shape: tuple[int, ...], dtype: Any) -> Any:
@@ -349,8 +335,7 @@ def compile_epoch(
         opt_state=jax.tree_util.tree_map(
             lambda p: abstract(p.shape, p.dtype), optimizer_shapes(engine, params)
         ),
-        order_keys=abstract(order_keys.shape, order_keys.dtype),
-        epochs=abstract((num,), np.int32),
+        orders=abstract((num, data[0].shape[0]), np.int32),
         learning_rate=values,
         alpha=values,
         momentum=values,

@@ -241,7 +241,6 @@ class BaseNetwork(BaseEstimator):
             beta_1=options.beta_1,
             beta_2=options.beta_2,
             epsilon=options.epsilon,
-            shuffle=options.shuffle,
             batch_size=resolve_batch_size(options.batch_size, num_train),
             task=self._task,
         )

@@ -46,7 +46,7 @@ class Members:
         `jaxnn.parallel.sharding.even_placement`).
       params: stacked parameters [K, ...] (device).
       opt_state: the stochastic solvers' optimiser state [K, ...] or None.
-      order_keys: uint32 [K, 2]: each member's key of its epochs' orders.
+      order_keys: uint32 [K, 2] (host): each member's key of its epochs' orders (`orders`).
       initial_learning_rate: float [K]: each member's learning_rate_init.
       epochs: int [K]: epochs each member trained in all (the index of its next order).
       learning_rate: float [K]: sgd's current rate of each member.
@@ -63,7 +63,7 @@ class Members:
     placed: Placement
     params: Any
     opt_state: Any
-    order_keys: jax.Array
+    order_keys: np.ndarray
     initial_learning_rate: np.ndarray
     epochs: np.ndarray
     learning_rate: np.ndarray
@@ -84,7 +84,7 @@ class Members:
         cls,
         placed: Placement,
         params: Any,
-        order_keys: jax.Array,
+        order_keys: np.ndarray,
         values: dict[str, np.ndarray],
     ) -> Members:
         num = len(values["alpha"])
@@ -112,6 +112,18 @@ class Members:
     def size(self) -> int:
         return len(self.alpha)
 
+    def orders(self, num_train: int, shuffle: bool) -> np.ndarray:
+        """int32 [K, num_train]: each member's order of the training rows in its next epoch, a
+        permutation from `numpy.random.default_rng([*order_keys[k], epochs[k]])` (one member's
+        epoch has one order, whether a fit, a partial_fit or a warm start reaches it), or the
+        rows' own order without `shuffle`."""
+        if not shuffle:
+            return np.tile(np.arange(num_train, dtype=np.int32), (self.size, 1))
+        seeds = ([*map(int, key), int(epoch)] for key, epoch in zip(self.order_keys, self.epochs))
+        return np.stack(
+            [np.random.default_rng(seed).permutation(num_train).astype(np.int32) for seed in seeds]
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         # A mesh holds devices, which do not pickle: the pickle keeps how many devices the
         # members spanned, and loading places them again on the loading process's devices.
@@ -122,7 +134,7 @@ class Members:
     def __setstate__(self, state: dict[str, Any]) -> None:
         placed = sharding.even_placement(len(state["alpha"]), max_devices=state["placed"])
         state["placed"] = placed
-        for name in ("params", "opt_state", "order_keys", "best_params"):
+        for name in ("params", "opt_state", "best_params"):
             if state[name] is not None:
                 state[name] = placed.put_members(state[name])
         self.__dict__.update(state)
@@ -150,9 +162,9 @@ def start_members(
     data: tuple[jax.Array, ...],
     *,
     compile_epoch: bool,
-) -> tuple[Any, jax.Array]:
-    """The members' initial parameters and order keys, and, when `compile_epoch`, their epoch
-    program compiled for this fit's shapes.
+) -> tuple[Any, np.ndarray]:
+    """The members' initial parameters (placed by `placed`) and order keys (uint32 [K, 2] on
+    the host), and, when `compile_epoch`, their epoch program compiled for this fit's shapes.
 
     jaxnn's own network draws its members on the host (`SklearnMLP.draw_members`: nothing to
     compile); a user's module through its Flax init (`engine.init_fn`, `sample` a row of the
@@ -162,14 +174,15 @@ def start_members(
     if isinstance(engine.module, SklearnMLP):
         params, order_keys = engine.module.draw_members(sample.shape[-1], seed, starts)
         if compile_epoch:
-            programs.compile_epoch(engine, placed, params, order_keys, data)
-        return placed.put_members(params), placed.put_members(order_keys)
+            programs.compile_epoch(engine, placed, params, data)
+        return placed.put_members(params), order_keys
     init = programs.init_fn(engine, placed)
     args = (np.uint32(seed), np.asarray(starts, np.int32), sample)
     if not compile_epoch:
-        return init(*args)
+        params, keys = init(*args)
+        return params, np.asarray(keys)
     # jax.jit's program has eval_shape too, which jax.stages.Wrapped's stub does not declare.
-    abstract_params, abstract_keys = init.eval_shape(*args)  # type: ignore[union-attr]
+    abstract_params, _ = init.eval_shape(*args)  # type: ignore[union-attr]
     # JAX's x64 switch may be this thread's own (`with jax.enable_x64():`): the second thread
     # compiles under the same one. (Other thread-local settings differing, the fit's own compile
     # would not find this program and compile its own: slower, never different.)
@@ -177,13 +190,13 @@ def start_members(
 
     def compile_in_thread() -> None:
         with jax.enable_x64(x64):
-            programs.compile_epoch(engine, placed, abstract_params, abstract_keys, data)
+            programs.compile_epoch(engine, placed, abstract_params, data)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         compiling = pool.submit(compile_in_thread)
-        started = init(*args)
+        params, keys = init(*args)
         compiling.result()
-    return started
+    return params, np.asarray(keys)
 
 
 def _f32(placed: Placement, values: np.ndarray) -> jax.Array:
@@ -211,8 +224,7 @@ def train_stochastic(
     state = programs.EpochState(
         params=members.params,
         opt_state=members.opt_state,
-        order_keys=members.order_keys,
-        epochs=placed.put_members(members.epochs.astype(np.int32)),
+        orders=placed.put_members(members.orders(int(data[0].shape[0]), options.shuffle)),
         learning_rate=_f32(placed, members.learning_rate),
         alpha=_f32(placed, members.alpha),
         momentum=_f32(placed, members.momentum),
@@ -286,14 +298,18 @@ class EpochRules:
         return self._next_state(state), bool(self.done.all())
 
     def _next_state(self, state: programs.EpochState) -> programs.EpochState:
-        """The state with the members' learning rates and active flags, each put on the device
-        only when an epoch changed it."""
+        """The state with the members' next orders (when they shuffle), learning rates and
+        active flags, each put on the device only when an epoch changed it."""
+        placed = self.members.placed
+        if self.options.shuffle and not self.done.all():
+            orders = self.members.orders(self.num_train, shuffle=True)
+            state = state.replace(orders=placed.put_members(orders))
         rates = self.members.learning_rate.astype(np.float32)
         if not np.array_equal(rates, self._rates):
-            rates_on_device = self.members.placed.put_members(rates)
+            rates_on_device = placed.put_members(rates)
             state, self._rates = state.replace(learning_rate=rates_on_device), rates
         if not np.array_equal(self.done, self._done_on_device):
-            state = state.replace(active=self.members.placed.put_members(~self.done))
+            state = state.replace(active=placed.put_members(~self.done))
             self._done_on_device = self.done.copy()
         return state
 
