@@ -240,30 +240,31 @@ def member_epoch(
     """One member's epoch (an inactive member keeps its state): (params, opt_state, loss, score).
 
     The batches are scikit-learn's: `batch_size` rows each in the epoch's `order` [N], the
-    last one the remainder (a step of its own size after the scan over the full batches)."""
+    last one the remainder, padded to a full batch by rows of weight 0 (the same objective and
+    step as the remainder alone; one step body to compile, where a step of its own size would
+    compile a second)."""
     x, y, w, x_val, y_val, w_val = data
     batch = engine.batch_size
     num_train = x.shape[0]
-    full, remainder = divmod(num_train, batch)
+    steps = -(-num_train // batch)
+    padding = steps * batch - num_train
+    rows = jnp.concatenate([order, jnp.zeros(padding, order.dtype)]).reshape(steps, batch)
+    kept = (jnp.arange(steps * batch) < num_train).astype(w.dtype).reshape(steps, batch)
     tx = direction(engine, momentum)
 
     def train_on(
-        carry: tuple[Params, Any], rows: jax.Array
+        carry: tuple[Params, Any], batch_rows: tuple[jax.Array, jax.Array]
     ) -> tuple[tuple[Params, Any], jax.Array]:
-        params, opt_state = carry
+        (params, opt_state), (rows, kept) = carry, batch_rows
         loss, grads = jax.value_and_grad(objective, argnums=1)(
-            engine, params, x[rows], y[rows], w[rows], alpha
+            engine, params, x[rows], y[rows], w[rows] * kept, alpha
         )
         updates, opt_state = tx.update(grads, opt_state, params)
         updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
-        return (optax.apply_updates(params, updates), opt_state), loss * rows.shape[0]
+        return (optax.apply_updates(params, updates), opt_state), loss * jnp.sum(kept)
 
-    batches = order[: full * batch].reshape(full, batch)
-    carry, losses = jax.lax.scan(train_on, (params, opt_state), batches)
+    carry, losses = jax.lax.scan(train_on, (params, opt_state), (rows, kept))
     total = jnp.sum(losses)
-    if remainder:
-        carry, last = train_on(carry, order[full * batch :])
-        total = total + last
     new_params, new_opt = carry
     keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, old)
     new_params, new_opt = keep(new_params, params), keep(new_opt, opt_state)
