@@ -70,7 +70,7 @@ def test_an_epoch_steps_through_sklearns_batches_the_last_one_the_remainder(shuf
 
     order = np.arange(70)
     if shuffle:
-        order = np.random.default_rng([*map(int, est._members.order_keys[0]), 0]).permutation(70)
+        order = np.random.default_rng([*map(int, est._members.order_keys[0])]).permutation(70)
     params, total = (start, biases), 0.0
     for rows in (order[0:32], order[32:64], order[64:70]):
         value, grads = jax.value_and_grad(loss)(params, x[rows], y[rows])
@@ -82,19 +82,23 @@ def test_an_epoch_steps_through_sklearns_batches_the_last_one_the_remainder(shuf
 
 
 def test_each_member_and_epoch_has_its_own_order():
-    values = {name: np.zeros(2) for name in ("learning_rate", "alpha", "momentum")}
-    keys = np.asarray([[1, 2], [3, 4]], np.uint32)
-    members = training.Members.fresh(None, None, keys, values)
-    first = members.orders(50, shuffle=True)
-    assert first.dtype == np.int32 and first.shape == (2, 50)
+    def members():
+        values = {name: np.zeros(2) for name in ("learning_rate", "alpha", "momentum")}
+        return training.Members.fresh(None, None, np.asarray([[1, 2], [3, 4]], np.uint32), values)
+
+    drawn, orders = members(), np.zeros((2, 50), np.int32)
+    drawn.draw_orders(orders, np.ones(2, bool))
+    first = orders.copy()
     assert all(sorted(row) == list(range(50)) for row in first)
     assert not np.array_equal(first[0], first[1])
-    members.epochs[:] = 1
-    second = members.orders(50, shuffle=True)
-    assert not np.array_equal(first[0], second[0])
-    members.epochs[:] = 0  # the same member's same epoch: the same order
-    np.testing.assert_array_equal(members.orders(50, shuffle=True), first)
-    np.testing.assert_array_equal(members.orders(50, shuffle=False), np.tile(np.arange(50), (2, 1)))
+    drawn.draw_orders(orders, np.asarray([True, False]))  # member 1 does not train on
+    assert not np.array_equal(orders[0], first[0])
+    np.testing.assert_array_equal(orders[1], first[1])
+    # A member's orders are its stream's alone: member 0's second is the second of a fresh one.
+    again, other = members(), np.zeros((2, 50), np.int32)
+    for _ in range(2):
+        again.draw_orders(other, np.asarray([True, False]))
+    np.testing.assert_array_equal(other[0], orders[0])
 
 
 def test_partial_fit_twice_equals_one_fit_of_two_epochs(iris):

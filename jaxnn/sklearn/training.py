@@ -46,7 +46,10 @@ class Members:
         `jaxnn.parallel.sharding.even_placement`).
       params: stacked parameters [K, ...] (device).
       opt_state: the stochastic solvers' optimiser state [K, ...] or None.
-      order_keys: uint32 [K, 2] (host): each member's key of its epochs' orders (`orders`).
+      order_keys: uint32 [K, 2] (host): each member's seed of its epochs' orders.
+      order_streams: each member's `numpy.random.default_rng(order_keys[k])`, whose n-th
+        permutation orders the rows of the member's n-th shuffled epoch (`draw_orders`), in a
+        fit, a partial_fit or a warm start alike.
       initial_learning_rate: float [K]: each member's learning_rate_init.
       epochs: int [K]: epochs each member trained in all (the index of its next order).
       learning_rate: float [K]: sgd's current rate of each member.
@@ -78,6 +81,11 @@ class Members:
     samples_seen: np.ndarray
     best_params: Any = None
     converged: Any = None
+    order_streams: list[np.random.Generator] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.order_streams:
+            self.order_streams = [np.random.default_rng([*map(int, k)]) for k in self.order_keys]
 
     @classmethod
     def fresh(
@@ -112,17 +120,11 @@ class Members:
     def size(self) -> int:
         return len(self.alpha)
 
-    def orders(self, num_train: int, shuffle: bool) -> np.ndarray:
-        """int32 [K, num_train]: each member's order of the training rows in its next epoch, a
-        permutation from `numpy.random.default_rng([*order_keys[k], epochs[k]])` (one member's
-        epoch has one order, whether a fit, a partial_fit or a warm start reaches it), or the
-        rows' own order without `shuffle`."""
-        if not shuffle:
-            return np.tile(np.arange(num_train, dtype=np.int32), (self.size, 1))
-        seeds = ([*map(int, key), int(epoch)] for key, epoch in zip(self.order_keys, self.epochs))
-        return np.stack(
-            [np.random.default_rng(seed).permutation(num_train).astype(np.int32) for seed in seeds]
-        )
+    def draw_orders(self, orders: np.ndarray, which: np.ndarray) -> None:
+        """Draws the next order of the training rows of each member in `which` (bool [K]) into
+        its row of `orders` (int32 [K, N]), from the member's own stream."""
+        for k in np.flatnonzero(which):
+            orders[k] = self.order_streams[k].permutation(orders.shape[1])
 
     def __getstate__(self) -> dict[str, Any]:
         # A mesh holds devices, which do not pickle: the pickle keeps how many devices the
@@ -220,18 +222,21 @@ def train_stochastic(
         members.opt_state = programs.optimizer_init(engine, members.params, members.placed)
         members.learning_rate = members.initial_learning_rate.copy()
     members.n_iter = np.zeros(members.size, np.int64)
-    placed = members.placed
+    placed, num_train = members.placed, int(data[0].shape[0])
+    orders = np.tile(np.arange(num_train, dtype=np.int32), (members.size, 1))
+    if options.shuffle:
+        members.draw_orders(orders, np.ones(members.size, bool))
     state = programs.EpochState(
         params=members.params,
         opt_state=members.opt_state,
-        orders=placed.put_members(members.orders(int(data[0].shape[0]), options.shuffle)),
+        orders=placed.put_members(orders),
         learning_rate=_f32(placed, members.learning_rate),
         alpha=_f32(placed, members.alpha),
         momentum=_f32(placed, members.momentum),
         active=placed.put_members(np.ones(members.size, bool)),
     )
-    rules = EpochRules(members, options, has_validation, num_train=int(data[0].shape[0]))
     epochs = loop.Steps(total_steps=1 if incremental else options.max_iter)
+    rules = EpochRules(members, options, has_validation, orders, epochs.total_steps)
     epoch = programs.epoch_program(engine, placed)
     result = loop.drive(epoch, state, data, None, epochs, between=rules)
     members.params, members.opt_state = result.state.params, result.state.opt_state
@@ -246,13 +251,16 @@ class EpochRules:
 
     Called with the epoch state and the history (its last row the epoch's loss [K] and
     validation score [K]), it records the epoch in `members`, and returns the state with each
-    member's next learning rate and whether it still trains, and True when none does.
+    member's next learning rate, whether it still trains and (shuffling) its next order of
+    the rows, `orders` [K, N], the current ones (drawn only for an epoch that will run: a
+    member's stream gives one order an epoch), and True when no member trains on.
     """
 
     members: Members
     options: MLPOptions
     has_validation: bool
-    num_train: int
+    orders: np.ndarray
+    total_epochs: int
     done: np.ndarray = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -269,7 +277,7 @@ class EpochRules:
         active = ~self.done
         members.n_iter += active
         members.epochs += active
-        members.samples_seen += active * self.num_train
+        members.samples_seen += active * self.orders.shape[1]
         self._record(active, loss, scores)
         improved = self._count_no_improvement(active, loss, scores)
         if options.verbose:
@@ -295,15 +303,16 @@ class EpochRules:
                 members.placed.put_members(improved), state.params, members.best_params
             )
         self.done |= stop
-        return self._next_state(state), bool(self.done.all())
+        last = len(history) >= self.total_epochs
+        return self._next_state(state, last), bool(self.done.all())
 
-    def _next_state(self, state: programs.EpochState) -> programs.EpochState:
-        """The state with the members' next orders (when they shuffle), learning rates and
-        active flags, each put on the device only when an epoch changed it."""
+    def _next_state(self, state: programs.EpochState, last: bool) -> programs.EpochState:
+        """The state with the members' next orders (shuffling, before an epoch that runs),
+        learning rates and active flags, each put on the device only when an epoch changed it."""
         placed = self.members.placed
-        if self.options.shuffle and not self.done.all():
-            orders = self.members.orders(self.num_train, shuffle=True)
-            state = state.replace(orders=placed.put_members(orders))
+        if self.options.shuffle and not last and not self.done.all():
+            self.members.draw_orders(self.orders, ~self.done)
+            state = state.replace(orders=placed.put_members(self.orders))
         rates = self.members.learning_rate.astype(np.float32)
         if not np.array_equal(rates, self._rates):
             rates_on_device = placed.put_members(rates)
