@@ -160,6 +160,6 @@ def test_a_second_process_fits_without_lowering_and_trains_the_same(tmp_path):
     first = _fit_in_a_fresh_process(tmp_path)
     second = _fit_in_a_fresh_process(tmp_path)
     for split in ("one device", "split"):
-        assert first[split]["lowered"] >= 2  # the members' start and their epoch, at least
+        assert first[split]["lowered"] >= 1  # the members' epoch, at least
         assert second[split]["lowered"] == 0
         assert second[split]["loss_curve"] == first[split]["loss_curve"]
