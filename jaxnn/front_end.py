@@ -3,11 +3,10 @@ into the run they describe (`jaxnn.run_spec.RunSpec`), after every check that ne
 
 `resolve` reads the config as the schema's shape, finds the model family (the user's model,
 whose declared fields it sets, or the registered family of `model.name`), splits the sweep and
-the search into their fields, has every field checked by its rule and every section by its
-owner (`check_sections`: the optimiser registry, the augmentation, the loss, the data set and
-the model family state their own rules), then the rules across sections
-(`jaxnn.validation.check_sections`),
-resolves the sweep's values and draws the search's points over the members' numeric fields
+the search into their fields, has every field checked by its rule, the rules across sections
+and every section by its owner (`jaxnn.validation.check_sections`: the data set, the model
+family, the loss, the optimiser and the augmentation state their own rules), resolves the
+sweep's values and draws the search's points over the members' numeric fields
 (`jaxnn.validation.check_members` checks them), and resolves each structural variant the same
 way. `jaxnn.run`, `jaxnn.fit`, `jaxnn.fit_ensemble` and `jaxnn.fit_variants` enter here once;
 every later phase reads the RunSpec and never re-parses the config. The checks that need the
@@ -19,15 +18,13 @@ from typing import Any
 
 import ml_collections
 
-from jaxnn import data, validation
+from jaxnn import validation
 from jaxnn.config import schedule as schedule_lib
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
-from jaxnn.config.fields import NumericField, field_problem
+from jaxnn.config.fields import NumericField
 from jaxnn.config.schema import default_config
-from jaxnn.data import augment
 from jaxnn.errors import ConfigError
-from jaxnn.nn import ema, losses, optimizers, registry
 from jaxnn.nn import family as family_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.user_model import UserModel
@@ -73,7 +70,6 @@ def resolve(
         config = sweep_lib.with_values(config, {f"model.{k}": v for k, v in values.items()})
     given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
     searched = search_lib.split_search(config.restarts.search)
-    check_sections(config, family, components)
     validation.check_sections(config, family, components, varied=[*given, *searched])
     fields = numeric_fields(config, family, components)
     resolved, search = _resolve_members(config, family, fields, given)
@@ -102,32 +98,6 @@ def resolve(
         variants=variants,
         search=search,
     )
-
-
-def check_sections(
-    config: ml_collections.ConfigDict, family: family_lib.ModelFamily, components: Components
-) -> None:
-    """Every field by its own rule (`jaxnn.config.fields.FIELD_RULES`), then each section by
-    its owner, in the schema's order: the data set, the model (its family's fields), the loss
-    (unless the user's), the optimiser, the augmentation.
-
-    Raises:
-      ConfigError: the first mistake, in one line.
-    """
-    problem = field_problem(config)
-    if problem is not None:
-        raise ConfigError(problem)
-    data.validate_dataset_config(config.dataset)
-    registry.refuse_other_families_fields(config.model, family)
-    if family.validate is not None:
-        family.validate(config.model)
-    if components.loss is None:
-        losses.validate_loss_config(config.loss, config.huber_delta)
-    optimizers.validate_optimizer_config(config.optimizer)
-    problem = ema.EMA_DECAY.problem(config.optimizer.ema_decay)
-    if problem is not None:
-        raise ConfigError(problem)
-    augment.validate_augment_config(config.augment)
 
 
 def resolve_call(

@@ -105,6 +105,30 @@ class RunSpec:
         searched = self.search.ranges if self.search is not None else {}
         return frozenset([*self.sweep.numeric, *searched])
 
+    @property
+    def base_hparams(self) -> dict[str, float]:
+        """The numeric hyperparameters members carry, as the config states them (before any
+        sweep or search): every numeric field of the run but the `constant_unless_swept` ones
+        that are neither swept nor searched."""
+        return {
+            f.hparam: float(sweep_lib.field_value(self.config, f.field))
+            for f in self.fields.values()
+            if f.field in self.varied_fields or not f.constant_unless_swept
+        }
+
+    @property
+    def removed_hparams(self) -> tuple[str, ...]:
+        """Hyperparameters left out of the program: the family's `zero_removes` fields that are
+        zero and neither swept nor searched."""
+        return tuple(
+            f.hparam
+            for f in self.family.numeric_fields
+            if f.zero_removes
+            and f.field not in self.varied_fields
+            and float(sweep_lib.field_value(self.config, f.field)) == 0
+        )
+
+    @property
     def member_values(self) -> dict[str, list[float]]:
         """Every value members give a numeric field, swept or searched (field -> values): what
         a rule that depends on the data checks, as it checks the config's own value."""

@@ -1,9 +1,9 @@
-"""The run's rules across fields and sections: before data is loaded, the ones between the
-sections and the members' values (`check_sections`, `check_members`, which
-`jaxnn.front_end.resolve` calls after each field's own rule and each section's owner have
-passed), the Python entry points' data set and key, and the ones between the config and the
-loaded data (`check_against_data`: the batch and steps for its size, the model, loss and
-metrics on its shapes). `jaxnn.run`,
+"""The run's rules: before data is loaded, every field's own, the ones between the sections,
+each section's by its owner (`check_sections`) and the ones on the members' values
+(`check_members`), which `jaxnn.front_end.resolve` calls; the Python entry points' data set
+and key; and the ones between the config and the
+loaded data (`check_against_data`: each section's owner on the data, then the batch and steps
+for its size, the model, loss and metrics on its shapes). `jaxnn.run`,
 `jaxnn.fit`, `jaxnn.fit_ensemble` and every structural variant go through them, so a mistake
 is one `JaxnnError` before anything is trained or written.
 """
@@ -11,7 +11,7 @@ is one `JaxnnError` before anything is trained or written.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -22,8 +22,10 @@ import numpy as np
 from jaxnn import data
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
-from jaxnn.config.fields import MAX_STEPS
+from jaxnn.config.fields import MAX_STEPS, field_problem
+from jaxnn.data import augment
 from jaxnn.errors import ConfigError, DataError
+from jaxnn.nn import ema, losses, optimizers, registry
 from jaxnn.nn import family as family_lib
 from jaxnn.nn.components import Components
 from jaxnn.nn.metrics import RESERVED, builtin_metrics
@@ -43,12 +45,22 @@ def check_sections(
     components: Components,
     varied: Sequence[str] = (),
 ) -> None:
-    """The rules across fields and sections, and on the user's components (each field's own
-    rule and each section's owner were checked before: `jaxnn.front_end.check_sections`).
+    """Every field by its own rule (`jaxnn.config.fields.FIELD_RULES`), the user's components
+    and the mesh's devices, each section by its owner (`_check_owned_sections`), then the
+    rules across sections: training's steps or epochs, patience with keep, select_by with the
+    user's metrics.
 
     Raises:
       ConfigError: the first mistake, in one line.
     """
+    problem = field_problem(config)
+    if problem is not None:
+        raise ConfigError(problem)
+    check_mesh_devices(config.mesh)
+    _validate_components(components)
+    if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
+        _refuse_undeclared_model_fields(varied, family)
+    _check_owned_sections(config, family, components)
     training = config.training
     _require(
         (training.steps > 0) != (training.epochs > 0),
@@ -66,10 +78,24 @@ def check_sections(
         f"restarts.select_by must be one of {', '.join(allowed)}, got "
         f"{config.restarts.select_by!r}",
     )
-    check_mesh_devices(config.mesh)
-    _validate_components(components)
-    if components.model is not None and not isinstance(components.model, family_lib.ModelFamily):
-        _refuse_undeclared_model_fields(varied, family)
+
+
+def _check_owned_sections(
+    config: ml_collections.ConfigDict, family: family_lib.ModelFamily, components: Components
+) -> None:
+    """Each section by its owner, in the schema's order: the data set, the model (its family's
+    fields), the loss (unless the user's), the optimiser, the augmentation."""
+    data.validate_dataset_config(config.dataset)
+    registry.refuse_other_families_fields(config.model, family)
+    if family.validate is not None:
+        family.validate(config.model)
+    if components.loss is None:
+        losses.validate_loss_config(config.loss, config.huber_delta)
+    optimizers.validate_optimizer_config(config.optimizer)
+    problem = ema.EMA_DECAY.problem(config.optimizer.ema_decay)
+    if problem is not None:
+        raise ConfigError(problem)
+    augment.validate_augment_config(config.augment)
 
 
 def _refuse_undeclared_model_fields(varied: Sequence[str], family: family_lib.ModelFamily) -> None:
@@ -180,20 +206,16 @@ def _validate_components(components: Components) -> None:
         )
 
 
-def check_against_data(
-    spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float], steps: int
-) -> None:
-    """The rules across the config and the loaded data (each section's own rules on the data,
-    such as the loss for the task or the schedule for the run's steps, are its owner's:
-    `jaxnn.core.program.check_sections_against_data`): the selection metric for the task, the
-    batch and the run's steps for the training split's size, then the model, loss and metrics
-    on the data's shapes, without computing anything: the model's outputs for a batch of two
-    must be [2, num_outputs], the loss must give one value per example, every metric one
-    scalar, and the head names must name parameters. `steps` are the run's
-    (`jaxnn.config.fields.run_steps`).
+def check_against_data(spec: RunSpec, dataset: data.Dataset, steps: int) -> None:
+    """The rules on the loaded data: the selection metric for the task, the batch and the
+    run's steps for the training split's size, the model, loss and metrics on the data's
+    shapes, without computing anything (`_check_shapes`), then the optimiser's schedule for
+    the run's updates (its owner's rule) and the updates for the steps, then each other
+    section's own rules on the data, by its owner: the augmentation for the features' shape,
+    the loss for the task. `steps` are the run's (`jaxnn.config.fields.run_steps`).
 
     Raises:
-      ConfigError: the first mismatch, naming both shapes.
+      ConfigError: the first mistake, in one line; a mismatch of shapes names both.
     """
     config, task, num_train = spec.config, dataset.task, dataset.num_train
     selectable = ["loss", *builtin_metrics(task), *spec.components.metric_names]
@@ -213,23 +235,31 @@ def check_against_data(
         f"{config.training.batch_size} over {num_train} examples, more than the "
         f"{MAX_STEPS} a run may have; ask for fewer epochs",
     )
+    _check_shapes(spec, dataset)
     accumulate_steps = int(config.optimizer.accumulate_steps)
+    if spec.components.optimizer is None:
+        optimizers.check_schedule_fits(config.optimizer, steps // accumulate_steps)
     _require(
         steps % accumulate_steps == 0,
         f"the run trains {steps} steps (batches), not a multiple of "
         f"optimizer.accumulate_steps={accumulate_steps}: set training.steps to a multiple "
         "so that the last update has all its batches",
     )
-    _check_shapes(spec, dataset, hparams)
+    augment.check_feature_shape(config.augment, spec.member_values, tuple(dataset.feature_shape))
+    if spec.components.loss is None:
+        losses.check_loss_for_task(config.loss, task)
 
 
-def _check_shapes(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float]) -> None:
-    """The model, loss and metrics on the data's shapes, from an abstract pass."""
+def _check_shapes(spec: RunSpec, dataset: data.Dataset) -> None:
+    """The model on the data's shapes (the family's own rule first, then an abstract pass),
+    the loss and metrics on its outputs, the head names on its parameters."""
     config, task = spec.config, dataset.task
+    if spec.family.check_inputs is not None:
+        spec.family.check_inputs(config.model, tuple(dataset.feature_shape))
     x = jax.ShapeDtypeStruct((2, *dataset.feature_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((2, *np.shape(dataset.y_train)[1:]), np.asarray(dataset.y_train).dtype)
     what = "the model" if spec.components.model is None else "the user's model"
-    params, outputs = _abstract_pass(spec, dataset, hparams, x, what)
+    params, outputs = _abstract_pass(spec, dataset, x, what)
     expected = (2, dataset.num_outputs)
     unit = "one output per class" if task == "classification" else "one per target"
     _require(
@@ -259,15 +289,14 @@ def _check_shapes(spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, fl
     )
 
 
-def _abstract_pass(
-    spec: RunSpec, dataset: data.Dataset, hparams: Mapping[str, float], x: Any, what: str
-) -> tuple[Any, Any]:
+def _abstract_pass(spec: RunSpec, dataset: data.Dataset, x: Any, what: str) -> tuple[Any, Any]:
     """The model's parameter shapes and its outputs' shape for inputs `x`, from an abstract
     init, evaluation pass and training pass (nothing computed).
 
     Raises:
       ConfigError: the model fails on inputs of x's shape, or has too many parameters.
     """
+    hparams = spec.base_hparams
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in spec.family.numeric_fields}
     module = spec.family.build(spec.config.model, model_hparams, dataset.num_outputs)
     try:

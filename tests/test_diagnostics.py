@@ -13,7 +13,7 @@ from helpers import blobs, small_config
 from jaxnn import front_end
 from jaxnn.analysis import diagnostics
 from jaxnn.core import ensemble
-from jaxnn.core.program import base_hparams, make_program
+from jaxnn.core.program import make_program
 from jaxnn.data import device
 from jaxnn.io import atomic, run_files
 from jaxnn.nn import losses, mlp
@@ -74,7 +74,7 @@ def test_dead_unit_fraction_on_a_hand_built_net():
         "head": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)},
     }
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, size=(50, 2)), jnp.float32)
-    hparams = base_hparams(spec)
+    hparams = spec.base_hparams
     pre = diagnostics.preactivations(program, params, {}, hparams, x)
     assert list(pre) == ["hidden_0", "hidden_1"]
     assert [h.shape for h in pre.values()] == [(50, 4), (50, 2)]

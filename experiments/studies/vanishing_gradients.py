@@ -56,7 +56,7 @@ from experiments.studies import cli
 from jaxnn import data as data_lib
 from jaxnn import front_end, run_spec
 from jaxnn.core import loop, train
-from jaxnn.core.program import base_hparams, build
+from jaxnn.core.program import build
 from jaxnn.reporting import study_report
 
 NUM_EXAMPLES = 500  # validation examples the gradients are averaged over
@@ -106,7 +106,7 @@ def initial_norms(
     for index in range(NUM_INITS):
         initial = train.init_state(
             program,
-            {**base_hparams(spec), **hparams},
+            {**spec.base_hparams, **hparams},
             train.member_key(root, index),
             apply_fn=apply_fn,
             make_tx=make_tx,

@@ -8,7 +8,7 @@ launch). `IntegerField`s are integer ranges, `Choice`s names from a list or a re
 booleans, `Finite` numbers in a range, `Text` strings. `FIELD_RULES` holds every single-field
 rule of the sections jaxnn itself owns (training, restarts, checkpoint, mesh, init_from, ...),
 checked by `field_problem` before anything else; the optimiser's, the augmentation's, the
-loss's and the model's fields are checked by their owners (`jaxnn.front_end`).
+loss's and the model's fields are checked by their owners (`jaxnn.validation.check_sections`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import optax
 
 from jaxnn import front_end, run_spec
 from jaxnn.core import groups, loop, memory, schedules, train
-from jaxnn.core.program import ApplyFn, HParams, Program, TransferArgs, base_hparams, build
+from jaxnn.core.program import ApplyFn, HParams, Program, TransferArgs, build
 from jaxnn.core.schedules import halving
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
@@ -44,7 +44,7 @@ class Member:
         """All numeric hyperparameters of this member (config values with the swept ones)."""
         fields = spec.numeric_fields()
         named = {fields[field].hparam: value for field, value in self.swept.items()}
-        return {**base_hparams(spec), **named}
+        return {**spec.base_hparams, **named}
 
 
 def num_members(spec: run_spec.RunSpec) -> int:
@@ -236,7 +236,7 @@ def _checked_memory(
     for activations in (False, True):
         member = memory.member_bytes(
             program,
-            base_hparams(spec),
+            spec.base_hparams,
             apply_fn=apply_fn,
             make_tx=make_tx,
             label_shape=tuple(np.shape(data.y_train)[1:]),

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from jaxnn import front_end, run_spec
-from jaxnn.core.program import Program, base_hparams, build
+from jaxnn.core.program import Program, build
 from jaxnn.core.train import TrainState, init_state, run_chunk
 from jaxnn.data import Dataset
 from jaxnn.data.device import device_data
@@ -277,7 +277,7 @@ def _member_hparams(spec: run_spec.RunSpec, hparams: Mapping[str, float] | None)
     Raises:
       ConfigError: `hparams` names a hyperparameter the run does not have.
     """
-    member_hparams = base_hparams(spec)
+    member_hparams = spec.base_hparams
     unknown = sorted(set(hparams or {}) - set(member_hparams))
     if unknown:
         raise ConfigError(

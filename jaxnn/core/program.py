@@ -19,7 +19,6 @@ import optax
 
 from jaxnn import run_spec, validation
 from jaxnn.config.fields import run_steps
-from jaxnn.config.sweep import field_value
 from jaxnn.data import Dataset
 from jaxnn.data import augment as augment_lib
 from jaxnn.data.preprocessing import Preprocessing
@@ -130,24 +129,6 @@ class Program:
         return self.family.layer_order
 
 
-def check_sections_against_data(spec: run_spec.RunSpec, data: Dataset, steps: int) -> None:
-    """Each section's own rules on the loaded data, by its owner: the loss for the task, the
-    optimiser's schedule for the run's updates, the augmentation and the model family for
-    the features' shape.
-
-    Raises:
-      ConfigError: the first mistake, in one line.
-    """
-    config = spec.config
-    if spec.components.loss is None:
-        losses.check_loss_for_task(config.loss, data.task)
-    if spec.components.optimizer is None:
-        optimizers.check_schedule_fits(config.optimizer, steps // config.optimizer.accumulate_steps)
-    augment_lib.check_feature_shape(config.augment, spec.member_values(), tuple(data.feature_shape))
-    if spec.family.check_inputs is not None:
-        spec.family.check_inputs(config.model, tuple(data.feature_shape))
-
-
 class TransferArgs(TypedDict, total=False):
     """A transfer's labels of the parameters (`Program`'s fields of the same names)."""
 
@@ -162,7 +143,7 @@ def make_program(
     """Builds the static description of a run of `spec` on `data`.
 
     Each section and the model, loss and metrics are checked on the data first
-    (`check_sections_against_data`, `validation.check_against_data`).
+    (`validation.check_against_data`).
 
     Args:
       spec: the validated run (one structural variant at most).
@@ -174,14 +155,12 @@ def make_program(
     """
     spec = spec.single_program("a Program")
     steps = run_steps(spec.config.training, data.num_train)
-    check_sections_against_data(spec, data, steps)
-    validation.check_against_data(spec, data, base_hparams(spec), steps)
+    validation.check_against_data(spec, data, steps)
     config = spec.config
     target_std = (
         () if data.target_std is None else tuple(float(s) for s in np.ravel(data.target_std))
     )
     loss, predict, metrics = task_functions(config, spec.components, data.task, target_std)
-    removed = removed_hparams(spec)
     accumulate_steps = int(config.optimizer.accumulate_steps)
     return Program(
         family=spec.family,
@@ -200,7 +179,7 @@ def make_program(
         eval_every=int(config.training.eval_every),
         patience=int(config.training.patience),
         keep=str(config.training.keep),
-        removed=removed,
+        removed=spec.removed_hparams,
         head=spec.head,
         target_std=target_std,
         preprocessing=data.preprocessing
@@ -230,18 +209,6 @@ def task_functions(
     return loss, predict, metrics
 
 
-def removed_hparams(spec: run_spec.RunSpec) -> tuple[str, ...]:
-    """Hyperparameters left out of the program: `zero_removes` fields that are zero and neither
-    swept nor searched."""
-    return tuple(
-        f.hparam
-        for f in spec.family.numeric_fields
-        if f.zero_removes
-        and f.field not in spec.varied_fields
-        and float(field_value(spec.config, f.field)) == 0
-    )
-
-
 def member_model(
     family: family_lib.ModelFamily,
     model_config: Any,
@@ -254,17 +221,6 @@ def member_model(
         f.hparam: 0.0 if f.hparam in removed else hparams[f.hparam] for f in family.numeric_fields
     }
     return family.build(model_config, model_hparams, num_outputs)
-
-
-def base_hparams(spec: run_spec.RunSpec) -> dict[str, float]:
-    """The numeric hyperparameters members carry, as the config states them (before any sweep
-    or search): every numeric field of the run but the `constant_unless_swept` ones that are
-    neither swept nor searched."""
-    return {
-        f.hparam: float(field_value(spec.config, f.field))
-        for f in spec.numeric_fields().values()
-        if f.field in spec.varied_fields or not f.constant_unless_swept
-    }
 
 
 def make_apply_fn(program: Program) -> ApplyFn:

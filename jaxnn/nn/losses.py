@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnn.config.fields import Choice
 from jaxnn.errors import ConfigError, lookup
 
 TASKS = ("classification", "regression")
@@ -73,6 +74,10 @@ LOSSES: dict[str, Loss] = {
 }
 
 
+# The config's `loss`: a name of LOSSES (the message lists them).
+NAME_RULE = Choice("loss", LOSSES)
+
+
 def _lookup_loss(name: str) -> Loss:
     return lookup(LOSSES, name, "loss")
 
@@ -109,7 +114,9 @@ def check_loss_for_task(name: str, task: str) -> None:
 
 def validate_loss_config(loss: str, huber_delta: float) -> None:
     """Checks the `loss` and `huber_delta` config fields; raises ConfigError."""
-    _lookup_loss(loss)
+    problem = NAME_RULE.problem(loss)
+    if problem is not None:
+        raise ConfigError(problem)
     valid = isinstance(huber_delta, int | float) and not isinstance(huber_delta, bool)
     if not valid or not (math.isfinite(huber_delta) and huber_delta > 0):
         raise ConfigError(f"huber_delta must be a finite number > 0, got {huber_delta!r}")

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnn.config.fields import NumericField, is_number
+from jaxnn.config.fields import Choice, NumericField, is_number
 from jaxnn.config.schema import default_config
 from jaxnn.errors import ConfigError, lookup
 
@@ -82,8 +82,8 @@ NUMERIC_FIELDS: dict[str, NumericField] = {
 _SCHEMA_DEFAULTS = default_config().optimizer
 
 
-def _leaf(field: NumericField) -> str:
-    """The `optimizer` field name of a NumericField ('optimizer.b1' -> 'b1')."""
+def _leaf(field: NumericField | Choice) -> str:
+    """The `optimizer` field name of a field's rule ('optimizer.b1' -> 'b1')."""
     return field.field.rpartition(".")[2]
 
 
@@ -102,6 +102,11 @@ class Optimizer:
 
     build: OptimizerBuild
     reads: tuple[str, ...] = ()
+
+    @property
+    def fields(self) -> tuple[NumericField, ...]:
+        """The numeric fields its member carries: learning_rate, weight_decay, then `reads`."""
+        return tuple(NUMERIC_FIELDS[name] for name in (*_SHARED, *self.reads))
 
 
 def _decoupled(
@@ -197,8 +202,7 @@ def member_fields(opt_cfg: Any) -> tuple[NumericField, ...]:
     Raises:
       ConfigError: an unknown optimiser name (the message lists the known ones).
     """
-    optimizer = lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
-    return tuple(NUMERIC_FIELDS[name] for name in (*_SHARED, *optimizer.reads))
+    return lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name").fields
 
 
 def _step(opt_cfg: Any, total_steps: int) -> optax.Schedule:
@@ -259,6 +263,8 @@ def _reduce_on_plateau(opt_cfg: Any, eval_every: int) -> optax.GradientTransform
 
 
 LOSS_SCHEDULES: dict[str, LossScheduleFactory] = {"reduce_on_plateau": _reduce_on_plateau}
+# The names a config gives, each one of its registry's (the message lists the known ones).
+NAME_RULES = (Choice("optimizer.name", OPTIMIZERS), Choice("optimizer.schedule", SCHEDULES))
 # optimizer fields read by one schedule only: setting one for another schedule is refused.
 SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
     "warmup_cosine": ("warmup_steps",),
@@ -353,11 +359,10 @@ def make_optimizer(
       ConfigError: an unknown optimiser or schedule (never for a config validation passed:
         `validate_optimizer_config`, then `check_schedule_fits` once the steps are known).
     """
-    optimizer = lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
     unit = unit_schedule(opt_cfg, total_steps)
+    optimizer = lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
     member = {
-        field.hparam: hparams.get(field.hparam, opt_cfg[_leaf(field)])
-        for field in member_fields(opt_cfg)
+        field.hparam: hparams.get(field.hparam, opt_cfg[_leaf(field)]) for field in optimizer.fields
     }
     base_lr = member["learning_rate"]
 
@@ -517,10 +522,9 @@ def validate_optimizer_config(opt_cfg: Any) -> None:
         are not increasing fractions in (0, 1). The integer fields' ranges are checked before
         (`jaxnn.config.fields.INTEGER_FIELDS`).
     """
-    lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name")
-    lookup(SCHEDULES, opt_cfg.schedule, "optimizer.schedule")
-    for field in NUMERIC_FIELDS.values():
-        problem = field.problem(opt_cfg[_leaf(field)])
+    rules: tuple[Choice | NumericField, ...] = (*NAME_RULES, *NUMERIC_FIELDS.values())
+    for rule in rules:
+        problem = rule.problem(opt_cfg[_leaf(rule)])
         if problem:
             raise ConfigError(problem)
     checks = [

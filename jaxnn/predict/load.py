@@ -23,7 +23,7 @@ import numpy as np
 from jaxnn import front_end, run_spec
 from jaxnn.config.paths import expand_user
 from jaxnn.core import variants
-from jaxnn.core.program import member_model, removed_hparams, task_functions
+from jaxnn.core.program import member_model, task_functions
 from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.errors import CheckpointError
 from jaxnn.io import checkpoint, export, run_files, run_readers
@@ -178,7 +178,7 @@ def _variant_group(
 ) -> MemberGroup:
     """One variant's members as a MemberGroup, once its first member's weights are checked
     to fit its model."""
-    family, removed = spec.family, removed_hparams(spec)
+    family, removed = spec.family, spec.removed_hparams
     model_config, num_outputs = spec.config.model, preprocessing.num_outputs
     model = functools.partial(member_model, family, model_config, removed, num_outputs)
     first = {k: float(v[0]) for k, v in tree["hparams"].items()}
