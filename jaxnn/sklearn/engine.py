@@ -207,7 +207,7 @@ class EpochState:
     Attributes:
       params, opt_state: stacked parameters and optimiser states [K, ...].
       orders: int32 [K, N]: the order of each member's training rows in its next epoch (drawn
-        on the host between epochs: `training.Members.orders`).
+        on the host between epochs: `training.Members.draw_orders`).
       learning_rate, alpha, momentum: [K], the members' values (the learning rate is the one
         scikit-learn's rules set for the next epoch).
       active: bool [K]: the members that still train (an inactive one keeps its state).

@@ -59,7 +59,7 @@ class SklearnMLP(nn.Module):
     ) -> tuple[dict[str, Any], np.ndarray]:
         """Member k's initial parameters and order key drawn on the host, as scikit-learn draws
         its weights (numpy, nothing compiled): from `numpy.random.default_rng([seed, starts[k]])`
-        (a member's draw depends on its start alone), each layer's weights then intercepts
+        (a member's draw depends on the seed and its start alone), each layer's weights then intercepts
         uniform within the layer's bound (float32), then the member's order key (uint32 [2]).
 
         Returns:

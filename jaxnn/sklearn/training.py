@@ -51,7 +51,6 @@ class Members:
         permutation orders the rows of the member's n-th shuffled epoch (`draw_orders`), in a
         fit, a partial_fit or a warm start alike.
       initial_learning_rate: float [K]: each member's learning_rate_init.
-      epochs: int [K]: epochs each member trained in all (the index of its next order).
       learning_rate: float [K]: sgd's current rate of each member.
       alpha, momentum: float [K].
       loss_curves, validation_scores: per member, one value per epoch.
@@ -68,7 +67,6 @@ class Members:
     opt_state: Any
     order_keys: np.ndarray
     initial_learning_rate: np.ndarray
-    epochs: np.ndarray
     learning_rate: np.ndarray
     alpha: np.ndarray
     momentum: np.ndarray
@@ -102,7 +100,6 @@ class Members:
             opt_state=None,
             order_keys=order_keys,
             initial_learning_rate=values["learning_rate"].astype(np.float64),
-            epochs=np.zeros(num, np.int64),
             learning_rate=values["learning_rate"].astype(np.float64),
             alpha=values["alpha"].astype(np.float64),
             momentum=values["momentum"].astype(np.float64),
@@ -276,7 +273,6 @@ class EpochRules:
         loss, scores = history[-1]["loss"], history[-1]["score"]
         active = ~self.done
         members.n_iter += active
-        members.epochs += active
         members.samples_seen += active * self.orders.shape[1]
         self._record(active, loss, scores)
         improved = self._count_no_improvement(active, loss, scores)
