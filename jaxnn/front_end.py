@@ -5,8 +5,8 @@ into the run they describe (`jaxnn.run_spec.RunSpec`), after every check that ne
 whose declared fields it sets, or the registered family of `model.name`), splits the sweep and
 the search into their fields, has every field checked by its rule, the rules across sections
 and every section by its owner (`jaxnn.validation.check_sections`: the data set, the model
-family, the loss, the optimiser and the augmentation state their own rules), resolves the
-sweep's values and draws the search's points over the members' numeric fields
+family, the loss, the optimiser and the augmentation state their own rules), finds the
+members' numeric fields, resolves the sweep's values and draws the search's points over them
 (`jaxnn.validation.check_members` checks them), and resolves each structural variant the same
 way. `jaxnn.run`, `jaxnn.fit`, `jaxnn.fit_ensemble` and `jaxnn.fit_variants` enter here once;
 every later phase reads the RunSpec and never re-parses the config. The checks that need the
@@ -71,8 +71,7 @@ def resolve(
     given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
     searched = search_lib.split_search(config.restarts.search)
     validation.check_sections(config, family, components, varied=[*given, *searched])
-    fields = numeric_fields(config, family, components)
-    resolved, search = _resolve_members(config, family, fields, given)
+    fields, resolved, search = _resolve_members(config, family, components, given)
     canonical = sweep_lib.with_values(
         config,
         {"restarts.sweep": resolved.to_spec()}
@@ -122,12 +121,14 @@ def resolve_call(
 def _resolve_members(
     config: ml_collections.ConfigDict,
     family: family_lib.ModelFamily,
-    member_fields: dict[str, NumericField],
+    components: Components,
     given: dict[str, list[Any]],
-) -> tuple[sweep_lib.Sweep, search_lib.Search | None]:
-    """The sweep's values (`given`, split from its spec) resolved and the search's points
-    drawn over the members' numeric fields, each value checked by its field's rule (and by the
-    family's rules across fields), and the member schedule checked."""
+) -> tuple[dict[str, NumericField], sweep_lib.Sweep, search_lib.Search | None]:
+    """The members' numeric fields (`run_spec.numeric_fields`), the sweep's values (`given`,
+    split from its spec) resolved and the search's points drawn over them, each value checked
+    by its field's rule (and by the family's rules across fields), and the member schedule
+    checked."""
+    member_fields = numeric_fields(config, family, components)
     resolved = sweep_lib.resolve(
         given,
         config,
@@ -147,7 +148,7 @@ def _resolve_members(
         searched=search is not None,
         num_members=len(resolved.numeric_variants()) * config.restarts.num,
     )
-    return resolved, search
+    return member_fields, resolved, search
 
 
 def check_config_type(config: Any) -> None:

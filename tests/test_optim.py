@@ -739,7 +739,6 @@ def test_unknown_optimizer_lists_choices():
     cfg = _opt_config(name="lbfgs")
     for call in (
         optimizers.validate_optimizer_config,
-        optimizers.member_fields,
         lambda cfg: optimizers.make_optimizer(cfg, {}, total_steps=10),
     ):
         with pytest.raises(ConfigError, match=r"optimizer\.name") as raised:

@@ -194,15 +194,13 @@ def member_fields(opt_cfg: Any) -> tuple[NumericField, ...]:
     """The numeric fields a member of this optimiser carries.
 
     Args:
-      opt_cfg: the `optimizer` config (only its name is read).
+      opt_cfg: the `optimizer` config (only its name is read), its name already checked by
+        its rule (`NAME_RULES`, in the front end's `check_sections`).
 
     Returns:
       learning_rate, weight_decay, then OPTIMIZERS[opt_cfg.name].reads in order.
-
-    Raises:
-      ConfigError: an unknown optimiser name (the message lists the known ones).
     """
-    return lookup(OPTIMIZERS, opt_cfg.name, "optimizer.name").fields
+    return OPTIMIZERS[opt_cfg.name].fields
 
 
 def _step(opt_cfg: Any, total_steps: int) -> optax.Schedule:
