@@ -66,6 +66,7 @@ class Members:
     params: Any
     opt_state: Any
     order_keys: np.ndarray
+    order_streams: list[np.random.Generator]
     initial_learning_rate: np.ndarray
     learning_rate: np.ndarray
     alpha: np.ndarray
@@ -79,11 +80,6 @@ class Members:
     samples_seen: np.ndarray
     best_params: Any = None
     converged: Any = None
-    order_streams: list[np.random.Generator] = dataclasses.field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.order_streams:
-            self.order_streams = [np.random.default_rng([*map(int, k)]) for k in self.order_keys]
 
     @classmethod
     def fresh(
@@ -99,6 +95,7 @@ class Members:
             params=params,
             opt_state=None,
             order_keys=order_keys,
+            order_streams=[np.random.default_rng([*map(int, key)]) for key in order_keys],
             initial_learning_rate=values["learning_rate"].astype(np.float64),
             learning_rate=values["learning_rate"].astype(np.float64),
             alpha=values["alpha"].astype(np.float64),
@@ -163,17 +160,16 @@ def start_members(
     compile_epoch: bool,
 ) -> tuple[Any, np.ndarray]:
     """The members' initial parameters (placed by `placed`) and order keys (uint32 [K, 2] on
-    the host), and, when `compile_epoch`, their epoch program compiled for this fit's shapes.
+    the host).
 
     jaxnn's own network draws its members on the host (`SklearnMLP.draw_members`: nothing to
-    compile); a user's module through its Flax init (`engine.init_fn`, `sample` a row of the
-    training inputs on the host: slicing it on the device would compile), the epoch program
-    compiled meanwhile in a second thread (XLA compiles without Python's lock: a first fit's
-    two compiles overlap)."""
+    compile; the fit's loop compiles the epoch). A user's module starts through its Flax init
+    (`engine.init_fn`, `sample` a row of the training inputs on the host: slicing it on the
+    device would compile), and, when `compile_epoch`, the epoch program is compiled meanwhile
+    in a second thread for this fit's shapes (XLA compiles without Python's lock: a first
+    fit's two compiles overlap)."""
     if isinstance(engine.module, SklearnMLP):
         params, order_keys = engine.module.draw_members(sample.shape[-1], seed, starts)
-        if compile_epoch:
-            programs.compile_epoch(engine, placed, params, data)
         return placed.put_members(params), order_keys
     init = programs.init_fn(engine, placed)
     args = (np.uint32(seed), np.asarray(starts, np.int32), sample)
@@ -273,7 +269,7 @@ class EpochRules:
         loss, scores = history[-1]["loss"], history[-1]["score"]
         active = ~self.done
         members.n_iter += active
-        members.samples_seen += active * self.orders.shape[1]
+        members.samples_seen += active * self.orders.shape[1]  # the training rows
         self._record(active, loss, scores)
         improved = self._count_no_improvement(active, loss, scores)
         if options.verbose:
