@@ -19,14 +19,6 @@ def unknown_name(field: str, name: Any, known: Mapping[str, Any]) -> str:
     return f"{field}: unknown {name!r}; choose one of {', '.join(sorted(known))}"
 
 
-def lookup(registry: Mapping[str, Any], name: str, field: str) -> Any:
-    """registry[name] (an activation, optimiser, loss, family, ... by the name a config gives),
-    or a ConfigError for `field` that lists the known names."""
-    if name not in registry:
-        raise ConfigError(unknown_name(field, name, registry))
-    return registry[name]
-
-
 class DataError(JaxnnError):
     """A bad data set, bad arrays, or missing prepared data."""
 

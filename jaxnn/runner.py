@@ -125,9 +125,6 @@ def run(
         plan = _plan(paths, lock, spec, given, overwrite=overwrite, out=out)
         if plan.action == "complete":
             return RunResult(console.print_complete(plan, out), paths.root, components)
-        # Before anything compiles; a cache the caller set up is kept unless the config names one.
-        if spec.config.compilation_cache.enabled:
-            compile_cache.enable(spec.config.compilation_cache.dir)
         summary = _run_planned(
             plan, lock, spec, stop, given=given, progress=progress and writer, out=out
         )
@@ -244,7 +241,10 @@ def _run_planned(
 ) -> dict[str, Any]:
     """The build, restore, train and finish phases of a planned launch; its summary."""
     config = spec.config
-    # build
+    # build: before anything compiles, the compilation cache (one the caller set up is kept
+    # unless the config names one)
+    if config.compilation_cache.enabled:
+        compile_cache.enable(config.compilation_cache.dir)
     source = None
     if config.init_from.workdir and not _has_checkpoints(plan):
         source = transfer.check_source(config, spec.family)

@@ -91,6 +91,10 @@ def case_equal(out: Path) -> None:
     np.savez(out / "batch.npz", **arrays(batch))
     facts["batch_spread"] = seen
     facts["batch_result_spread"] = spread(jax.tree_util.tree_leaves(batch.state.params)[0])
+    facts["devices_of"] = {
+        count: [device.id for device in sharding.placement(small_config(), count).devices]
+        for count in (1, 3, 6)
+    }
     data_placement = sharding.placement(small_config(**{"mesh.data": "batch"}), 8, blobs())
     facts["data_spread"] = spread(data_placement.place_data(blobs()).train.x)
     try:

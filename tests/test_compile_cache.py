@@ -180,16 +180,20 @@ def test_default_directory_follows_xdg_cache_home(tmp_path):
     assert compile_cache.default_directory() == Path.home() / ".cache" / "jaxnn" / "jax"
 
 
+class _DataLoaded(Exception):
+    """Raised where a run loads its data, the first thing it does after the cache is set."""
+
+
 @pytest.fixture
 def planned_runs(monkeypatch):
-    """Stops `runner.run` where training would start, recording the cache directory then."""
+    """Stops `runner.run` where it loads the data, recording the cache directory then."""
     seen: list[str | None] = []
 
     def record(*args, **kwargs):
         seen.append(jax.config.jax_compilation_cache_dir)
-        return {}
+        raise _DataLoaded
 
-    monkeypatch.setattr(runner, "_run_planned", record)
+    monkeypatch.setattr(runner.data_lib, "load", record)
     return seen
 
 
@@ -198,17 +202,20 @@ def test_a_run_keeps_the_cache_its_caller_set_unless_the_config_names_one(
 ):
     config = default_config()
     config.training.steps = 10
-    runner.run(config, tmp_path / "kept", out=io.StringIO())
+    with pytest.raises(_DataLoaded):
+        runner.run(config, tmp_path / "kept", out=io.StringIO())
     assert planned_runs[-1] == str(REPO / ".data" / "jax_cache")
 
     config.compilation_cache.enabled = False
     config.compilation_cache.dir = str(tmp_path / "unused")
-    runner.run(config, tmp_path / "off", out=io.StringIO())
+    with pytest.raises(_DataLoaded):
+        runner.run(config, tmp_path / "off", out=io.StringIO())
     assert planned_runs[-1] == str(REPO / ".data" / "jax_cache")
     assert not (tmp_path / "unused").exists()
 
     config.compilation_cache.enabled = True
-    runner.run(config, tmp_path / "named", out=io.StringIO())
+    with pytest.raises(_DataLoaded):
+        runner.run(config, tmp_path / "named", out=io.StringIO())
     assert planned_runs[-1] == str(tmp_path / "unused")
 
 

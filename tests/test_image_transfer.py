@@ -124,7 +124,7 @@ def _train_mode_calls(monkeypatch) -> list:
     calls: list = []
 
     def train_apply(*args, **kwargs):
-        if sys._getframe(1).f_globals["__name__"] == "jaxnn.core.program":
+        if sys._getframe(1).f_globals["__name__"] == "jaxnn.nn.family":
             calls.append(args[0])
         return original(*args, **kwargs)
 

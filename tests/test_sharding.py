@@ -112,6 +112,12 @@ def test_members_and_batch_data_are_spread_over_the_four_devices(four_devices):
     assert facts["data_spread"] == {"0": [0, 27], "1": [27, 54], "2": [54, 81], "3": [81, 108]}
 
 
+def test_a_placement_holds_the_devices_its_members_run_on(four_devices):
+    # The memory check sums the limits of these devices: never one that holds no member.
+    facts = json.loads((four_devices / "facts.json").read_text())
+    assert facts["devices_of"] == {"1": [0], "3": [0, 1, 2], "6": [0, 1, 2, 3]}
+
+
 def test_batch_data_that_the_devices_do_not_divide_is_refused(four_devices):
     facts = json.loads((four_devices / "facts.json").read_text())
     assert "mesh.data=batch splits the data over 4 devices" in facts["indivisible"]

@@ -18,11 +18,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jaxnn import front_end, run_spec
 from jaxnn.core import groups, loop, memory, schedules, train
-from jaxnn.core.program import ApplyFn, HParams, Program, TransferArgs, build
+from jaxnn.core.program import HParams, Program, TransferArgs, build
 from jaxnn.core.schedules import halving
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
@@ -190,11 +189,11 @@ def make_trainer(
     config = spec.config
     program, apply_fn, make_tx = build(spec, data, **transfer)
     placement = sharding.placement(config, num_members(spec), data)
-    group, need = _checked_memory(spec, program, apply_fn, make_tx, data, placement)
+    init_one = functools.partial(train.init_state, program, apply_fn=apply_fn, make_tx=make_tx)
+    group, need = _checked_memory(spec, program, init_one, data, placement)
     run_members = members(spec)
     schedules.check_plan(spec, program, len(run_members))
     shared = config.training.batch_order == "shared"
-    init_one = functools.partial(train.init_state, program, apply_fn=apply_fn, make_tx=make_tx)
 
     def init_fn(
         hparams: HParams, keys: jax.Array, pretrained: Mapping[str, Any] | None
@@ -225,24 +224,36 @@ def make_trainer(
 def _checked_memory(
     spec: run_spec.RunSpec,
     program: Program,
-    apply_fn: ApplyFn,
-    make_tx: Callable[[HParams], optax.GradientTransformation],
+    init_one: Callable[..., train.TrainState],
     data: Dataset,
     placement: sharding.Placement,
 ) -> tuple[int, memory.RunBytes]:
     """(the members' group size, the run's memory estimate), the estimate checked against the
     machine's memory: the state alone first (a model too large to hold is refused before its
     step is traced), then with one step's and one evaluation's activations."""
-    for activations in (False, True):
+    label_shape, label_dtype = tuple(np.shape(data.y_train)[1:]), np.asarray(data.y_train).dtype
+
+    def split(count: int) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
+        return (
+            jax.ShapeDtypeStruct((count, *program.feature_shape), jnp.float32),
+            jax.ShapeDtypeStruct((count, *label_shape), label_dtype),
+        )
+
+    x, y = split(program.batch_size)
+    batch = (x, y, jax.ShapeDtypeStruct((program.batch_size,), jnp.bool_))
+    step = functools.partial(train.train_step, program=program)
+
+    def evaluate(state: train.TrainState, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+        return train.evaluate(state, state.params, SplitData(x, y), program)
+
+    for traced in (False, True):
         member = memory.member_bytes(
-            program,
+            init_one,
             spec.base_hparams,
-            apply_fn=apply_fn,
-            make_tx=make_tx,
-            label_shape=tuple(np.shape(data.y_train)[1:]),
-            label_dtype=np.asarray(data.y_train).dtype,
-            num_val=data.num_val,
-            activations=activations,
+            step=step if traced else None,
+            evaluate=evaluate if traced else None,
+            batch=batch,
+            splits=(split(program.num_train), split(data.num_val)),
         )
         group = choose_group_size(spec.config, member, placement)
         per_device = placement.num_slots // placement.num_devices
@@ -253,7 +264,7 @@ def _checked_memory(
             live_members=placement.num_devices * min(group or per_device, per_device),
             num_devices=placement.num_devices,
         )
-        memory.check_fits(need, jax.default_backend(), sharding.mesh_devices(spec.config.mesh))
+        memory.check_fits(need, jax.default_backend(), placement.devices)
     return group, need
 
 

@@ -27,10 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.core import train
-from jaxnn.core.program import ApplyFn, HParams, Program
 from jaxnn.data import Dataset
-from jaxnn.data.device import SplitData
 from jaxnn.errors import ConfigError
 
 # Copies of the stacked state a chunk holds: its input, its output, and one working copy while
@@ -197,42 +194,37 @@ def _traced_bytes(fn: Callable[..., Any], *args: Any) -> int:
 
 
 def member_bytes(
-    program: Program,
+    init: Callable[[Any, jax.Array], Any],
     hparams: Mapping[str, float | jax.Array],
     *,
-    apply_fn: ApplyFn,
-    make_tx: Callable[[HParams], Any],
-    label_shape: tuple[int, ...],
-    label_dtype: Any,
-    num_val: int,
-    activations: bool = True,
+    step: Callable[[Any, Any, jax.Array], Any] | None = None,
+    evaluate: Callable[[Any, jax.Array, jax.Array], Any] | None = None,
+    batch: tuple[jax.ShapeDtypeStruct, ...] = (),
+    splits: tuple[tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct], ...] = (),
 ) -> MemberBytes:
-    """One member's account, from shapes alone (`jax.eval_shape`, `jax.make_jaxpr`).
+    """One member's account, from shapes alone (`jax.eval_shape`, `jax.make_jaxpr`) of the
+    functions that make and train it.
 
     Args:
-      program: the run's program.
+      init: (hparams, key) -> the member's state (a `jaxnn.core.train.TrainState`).
       hparams: one member's numeric hyperparameters (values do not matter, names do).
-      apply_fn, make_tx: the program's apply function and optimiser factory.
-      label_shape: the shape of one label (() for classes, (O,) for regression targets).
-      label_dtype: the labels' dtype.
-      num_val: examples of the validation split.
-      activations: trace a training step and an evaluation for their activations (False:
-        the state alone, zero activations).
+      step: (state, batch, global step) -> anything: one training step, traced on `batch`;
+        None: the state alone, zero activations.
+      evaluate: (state, x, y) -> anything: one evaluation, traced on each of `splits`.
+      batch: the shapes of one training batch (x, y, mask).
+      splits: the shapes (x, y) of each split an evaluation reads (training, validation).
     """
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    state = jax.eval_shape(
-        lambda h, k: train.init_state(program, h, k, apply_fn=apply_fn, make_tx=make_tx),
-        hparams,
-        key,
-    )
+    state = jax.eval_shape(init, hparams, key)
     member = _state_bytes(state)
-    if not activations:
+    if step is None or evaluate is None:
         return member
-    step_bytes, eval_bytes = _activation_bytes(program, state, label_shape, label_dtype, num_val)
+    step_bytes = _traced_bytes(step, state, batch, jax.ShapeDtypeStruct((), jnp.int32))
+    eval_bytes = max(_traced_bytes(evaluate, state, x, y) for x, y in splits)
     return dataclasses.replace(member, step_activations=step_bytes, eval_activations=eval_bytes)
 
 
-def _state_bytes(state: train.TrainState) -> MemberBytes:
+def _state_bytes(state: Any) -> MemberBytes:
     """One member's account of its state alone (zero activations)."""
     params, opt_state, best = (
         tree_bytes(part) for part in (state.params, state.opt_state, state.best_params)
@@ -247,40 +239,6 @@ def _state_bytes(state: train.TrainState) -> MemberBytes:
         eval_activations=0,
         model_state=model_state,
     )
-
-
-def _activation_bytes(
-    program: Program,
-    state: train.TrainState,
-    label_shape: tuple[int, ...],
-    label_dtype: Any,
-    num_val: int,
-) -> tuple[int, int]:
-    """(a training step's, the larger evaluation's) materialised bytes of one member, traced
-    from shapes: a batch, and the train and validation splits."""
-    batch = (
-        jax.ShapeDtypeStruct((program.batch_size, *program.feature_shape), jnp.float32),
-        jax.ShapeDtypeStruct((program.batch_size, *label_shape), label_dtype),
-        jax.ShapeDtypeStruct((program.batch_size,), jnp.bool_),
-    )
-    step = jax.ShapeDtypeStruct((), jnp.int32)
-    step_bytes = _traced_bytes(
-        lambda s, b, t: train.train_step(s, b, t, program), state, batch, step
-    )
-
-    def evaluate(s: train.TrainState, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
-        return train.evaluate(s, s.params, SplitData(x, y), program)
-
-    eval_bytes = max(
-        _traced_bytes(
-            evaluate,
-            state,
-            jax.ShapeDtypeStruct((count, *program.feature_shape), jnp.float32),
-            jax.ShapeDtypeStruct((count, *label_shape), label_dtype),
-        )
-        for count in (program.num_train, num_val)
-    )
-    return step_bytes, eval_bytes
 
 
 def run_bytes(

@@ -24,8 +24,7 @@ from jaxnn.data import augment as augment_lib
 from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.nn import ema, losses, optimizers
 from jaxnn.nn import family as family_lib
-from jaxnn.nn.components import Components
-from jaxnn.nn.metrics import Metric, builtin_metrics, metric_for_task
+from jaxnn.nn.metrics import Metric, metric_for_task
 
 Params = Any
 HParams = dict[str, jax.Array]
@@ -111,7 +110,9 @@ class Program:
 
     def model(self, hparams: Mapping[str, jax.Array]) -> nn.Module:
         """The member's Module: the program's architecture with the member's values."""
-        return member_model(self.family, self.model_config, self.removed, self.num_outputs, hparams)
+        return family_lib.member_model(
+            self.family, self.model_config, self.removed, self.num_outputs, hparams
+        )
 
     def gradient_weight(self, global_step: jax.Array) -> jax.Array:
         """The weight of step `global_step`'s gradient among the `accumulate_steps` batches of its
@@ -160,7 +161,7 @@ def make_program(
     target_std = (
         () if data.target_std is None else tuple(float(s) for s in np.ravel(data.target_std))
     )
-    loss, predict, metrics = task_functions(config, spec.components, data.task, target_std)
+    loss, predict, metrics = losses.task_functions(config, spec.components, data.task, target_std)
     accumulate_steps = int(config.optimizer.accumulate_steps)
     return Program(
         family=spec.family,
@@ -191,103 +192,21 @@ def make_program(
     )
 
 
-def task_functions(
-    config: ml_collections.ConfigDict,
-    components: Components,
-    task: str,
-    target_std: tuple[float, ...],
-) -> tuple[losses.PerExampleLoss, losses.Predict, tuple[tuple[str, Metric], ...]]:
-    """The run's per-example loss, prediction function and metrics (built-in, then the user's)."""
-    if components.loss is None:
-        loss = losses.loss_fn(config.loss, huber_delta=float(config.huber_delta))
-    else:
-        loss = components.loss
-    predict = components.predict or losses.default_predict(
-        None if components.loss else config.loss, task
-    )
-    metrics = (*builtin_metrics(task, target_std).items(), *components.metrics)
-    return loss, predict, metrics
-
-
-def member_model(
-    family: family_lib.ModelFamily,
-    model_config: Any,
-    removed: tuple[str, ...],
-    num_outputs: int,
-    hparams: Mapping[str, Any],
-) -> nn.Module:
-    """A member's Module: the architecture with the member's numeric values."""
-    model_hparams = {
-        f.hparam: 0.0 if f.hparam in removed else hparams[f.hparam] for f in family.numeric_fields
-    }
-    return family.build(model_config, model_hparams, num_outputs)
-
-
-def make_apply_fn(program: Program) -> ApplyFn:
-    """apply_fn(params, model_state, x, hparams, *, train, dropout_key) -> (outputs
-    [B, num_outputs], model state).
-
-    In train mode the Module's state collections are mutable and the state returned is the one
-    the Module wrote (BatchNorm's running averages after this batch); otherwise the state is
-    read only and returned as it was given (evaluation never changes it). Feature extraction
-    (a frozen body) of a Module with state trains in inference mode, as Keras runs a frozen
-    base with `training=False`: the head learns from the features it will be evaluated on
-    (BatchNorm normalising by the source's running statistics, not by the batch's), and
-    dropout is off.
-    """
-    frozen_body = bool(program.frozen_labels)
-
-    def apply_fn(
-        params: Params,
-        model_state: ModelState,
-        x: jax.Array,
-        hparams: HParams,
-        *,
-        train: bool = False,
-        dropout_key: jax.Array | None = None,
-    ) -> tuple[jax.Array, ModelState]:
-        module = program.model(hparams)
-        if train and not (frozen_body and model_state):
-            return family_lib.train_apply(module, params, model_state, x, dropout_key=dropout_key)
-        outputs = family_lib.apply_model(module, params, x, model_state=model_state)
-        return outputs, model_state
-
-    return apply_fn
-
-
-def make_tx_factory(program: Program) -> Callable[[HParams], optax.GradientTransformation]:
-    """make_tx(hparams) -> the member's optimiser; its state structure ignores hparam values.
-
-    With gradient accumulation the optimiser (the user's too) updates once every
-    `accumulate_steps` steps, so its schedule spans total_steps / accumulate_steps updates.
-    """
-    scales = dict(program.label_lr_scales) or None
-    updates = program.total_steps // program.accumulate_steps
-
-    def make_tx(hparams: HParams) -> optax.GradientTransformation:
-        if program.user_optimizer is not None:
-            tx = optimizers.user_optimizer(program.user_optimizer, hparams)
-        else:
-            tx = optimizers.make_optimizer(
-                program.optimizer_config,
-                hparams,
-                total_steps=updates,
-                eval_every=max(1, program.eval_every // program.accumulate_steps),
-            )
-        tx = optimizers.with_labels(
-            tx,
-            program.param_labels,
-            frozen_labels=program.frozen_labels,
-            label_lr_scales=scales,
-        )
-        return optimizers.accumulate(tx, program.accumulate_steps)
-
-    return make_tx
-
-
 def build(
     spec: run_spec.RunSpec, data: Dataset, **transfer: Unpack[TransferArgs]
 ) -> tuple[Program, ApplyFn, Callable[[HParams], optax.GradientTransformation]]:
-    """The program of a run with its apply function and optimiser factory."""
+    """The program of a run with its apply function (`family.make_apply_fn`) and optimiser
+    factory (`optimizers.tx_factory`)."""
     program = make_program(spec, data, **transfer)
-    return program, make_apply_fn(program), make_tx_factory(program)
+    apply_fn = family_lib.make_apply_fn(program.model, frozen_body=bool(program.frozen_labels))
+    make_tx = optimizers.tx_factory(
+        program.optimizer_config,
+        program.user_optimizer,
+        total_steps=program.total_steps,
+        eval_every=program.eval_every,
+        accumulate_steps=program.accumulate_steps,
+        param_labels=program.param_labels,
+        frozen_labels=program.frozen_labels,
+        label_lr_scales=program.label_lr_scales,
+    )
+    return program, apply_fn, make_tx

@@ -85,7 +85,7 @@ def init_state(
       program: the static description of the run.
       hparams: the member's numeric hyperparameters (float32 scalars).
       key: the member key (`member_key(root, seed_index)`).
-      apply_fn, make_tx: from `make_apply_fn` / `make_tx_factory` of the same program.
+      apply_fn, make_tx: from `jaxnn.core.program.build` of the same program.
       pretrained: Flax variables of the layers that replace the fresh ones: {'params':
         {layer: {'kernel', 'bias', ...}}, and per state collection {layer: ...}, e.g.
         'batch_stats': {'BatchNorm_0': {'mean', 'var'}}}.
@@ -93,7 +93,8 @@ def init_state(
     hparams = {name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()}
     dummy = jnp.zeros((1, *program.feature_shape), jnp.float32)
     init_key = jax.random.fold_in(key, INIT_TAG)
-    params, model_state = split_variables(init_model(program.model(hparams), init_key, dummy))
+    module = program.model(hparams)
+    params, model_state = split_variables(init_model(module, init_key, dummy))
     if pretrained:
         params = {**params, **pretrained.get("params", {})}
         model_state = {

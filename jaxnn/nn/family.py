@@ -225,6 +225,53 @@ def train_apply(
     return precision.outputs_in_float32(outputs), {name: mutated[name] for name in model_state}
 
 
+def member_model(
+    family: ModelFamily,
+    model_config: ModelConfig,
+    removed: tuple[str, ...],
+    num_outputs: int,
+    hparams: Mapping[str, Any],
+) -> nn.Module:
+    """A member's Module: the architecture with the member's numeric values (a `removed` one,
+    left out of the program, is a Python 0.0)."""
+    model_hparams = {
+        f.hparam: 0.0 if f.hparam in removed else hparams[f.hparam] for f in family.numeric_fields
+    }
+    return family.build(model_config, model_hparams, num_outputs)
+
+
+def make_apply_fn(
+    model: Callable[[Mapping[str, Any]], nn.Module], *, frozen_body: bool
+) -> Callable[..., tuple[jax.Array, ModelState]]:
+    """apply_fn(params, model_state, x, hparams, *, train, dropout_key) -> (outputs
+    [B, num_outputs], model state), for the members' Module `model(hparams)`.
+
+    In train mode the Module's state collections are mutable and the state returned is the one
+    the Module wrote (BatchNorm's running averages after this batch); otherwise the state is
+    read only and returned as it was given (evaluation never changes it). Feature extraction
+    (a frozen body) of a Module with state trains in inference mode, as Keras runs a frozen
+    base with `training=False`: the head learns from the features it will be evaluated on
+    (BatchNorm normalising by the source's running statistics, not by the batch's), and
+    dropout is off.
+    """
+
+    def apply_fn(
+        params: Params,
+        model_state: ModelState,
+        x: jax.Array,
+        hparams: HParams,
+        *,
+        train: bool = False,
+        dropout_key: jax.Array | None = None,
+    ) -> tuple[jax.Array, ModelState]:
+        module = model(hparams)
+        if train and not (frozen_body and model_state):
+            return train_apply(module, params, model_state, x, dropout_key=dropout_key)
+        return apply_model(module, params, x, model_state=model_state), model_state
+
+    return apply_fn
+
+
 def _key_name(key: Any) -> str:
     for attribute in ("key", "name", "idx"):
         if hasattr(key, attribute):

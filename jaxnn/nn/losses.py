@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxnn.config.fields import Choice
-from jaxnn.errors import ConfigError, lookup
+from jaxnn.errors import ConfigError
+from jaxnn.nn.components import Components
+from jaxnn.nn.lookup import lookup
+from jaxnn.nn.metrics import Metric, builtin_metrics
 
 TASKS = ("classification", "regression")
 CLASSIFICATION_ONLY = ("cross_entropy", "binary_cross_entropy")
@@ -149,3 +153,20 @@ def default_predict(loss: str | None, task: str) -> Predict:
     if loss is None:
         loss = "cross_entropy" if task == "classification" else "mse"
     return lambda outputs: predictions(loss, task, outputs)
+
+
+def task_functions(
+    config: Any,
+    components: Components,
+    task: str,
+    target_std: tuple[float, ...],
+) -> tuple[PerExampleLoss, Predict, tuple[tuple[str, Metric], ...]]:
+    """A run's per-example loss, prediction function and metrics (built-in, then the user's):
+    the user's components where given, else the config's `loss`."""
+    if components.loss is None:
+        loss = loss_fn(config.loss, huber_delta=float(config.huber_delta))
+    else:
+        loss = components.loss
+    predict = components.predict or default_predict(None if components.loss else config.loss, task)
+    metrics = (*builtin_metrics(task, target_std).items(), *components.metrics)
+    return loss, predict, metrics

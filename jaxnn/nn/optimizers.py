@@ -32,7 +32,8 @@ import optax
 
 from jaxnn.config.fields import Choice, NumericField, is_number
 from jaxnn.config.schema import default_config
-from jaxnn.errors import ConfigError, lookup
+from jaxnn.errors import ConfigError
+from jaxnn.nn.lookup import lookup
 
 Scalar = float | jax.Array
 # f(opt_cfg, hparams, learning_rate schedule) -> the optimiser (see `Optimizer`).
@@ -508,6 +509,43 @@ def with_labels(
         # Last, so a scale of 0 gives exactly zero update whatever came before.
         tx = optax.chain(tx, optax.partition(transforms, scaled))
     return tx
+
+
+def tx_factory(
+    opt_cfg: Any,
+    user: Callable[[Mapping[str, Any]], optax.GradientTransformation] | None,
+    *,
+    total_steps: int,
+    eval_every: int,
+    accumulate_steps: int,
+    param_labels: Callable[[Any], Any] | None,
+    frozen_labels: Sequence[str],
+    label_lr_scales: Sequence[tuple[str, float]],
+) -> Callable[[Mapping[str, Any]], optax.GradientTransformation]:
+    """make_tx(hparams) -> a member's optimiser: the user's factory or `make_optimizer`, with
+    the transfer's labels (`with_labels`) and gradient accumulation (`accumulate`); its state
+    structure ignores the hyperparameters' values.
+
+    With gradient accumulation the optimiser (the user's too) updates once every
+    `accumulate_steps` steps, so its schedule spans total_steps / accumulate_steps updates.
+    """
+    scales = dict(label_lr_scales) or None
+    updates = total_steps // accumulate_steps
+
+    def make_tx(hparams: Mapping[str, Any]) -> optax.GradientTransformation:
+        if user is not None:
+            tx = user_optimizer(user, hparams)
+        else:
+            tx = make_optimizer(
+                opt_cfg,
+                hparams,
+                total_steps=updates,
+                eval_every=max(1, eval_every // accumulate_steps),
+            )
+        tx = with_labels(tx, param_labels, frozen_labels=frozen_labels, label_lr_scales=scales)
+        return accumulate(tx, accumulate_steps)
+
+    return make_tx
 
 
 def validate_optimizer_config(opt_cfg: Any) -> None:

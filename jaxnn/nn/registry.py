@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxnn.errors import ConfigError, lookup
+from jaxnn.errors import ConfigError
 from jaxnn.nn import cnn1d, cnn2d, mlp, model_fields, recurrent, resmlp, resnet
 from jaxnn.nn.family import ModelConfig, ModelFamily
+from jaxnn.nn.lookup import lookup
 from jaxnn.nn.model_fields import FieldSpec
 
 MODEL_FAMILIES: dict[str, ModelFamily] = {

@@ -76,6 +76,11 @@ class Placement:
         return 1 if self.mesh is None else int(self.mesh.devices.size)
 
     @property
+    def devices(self) -> list[jax.Device]:
+        """The devices the members run on."""
+        return jax.devices()[:1] if self.mesh is None else list(self.mesh.devices.flat)
+
+    @property
     def num_slots(self) -> int:
         """Members the program runs: K rounded up to a multiple of the device count."""
         return -(-self.num_members // self.num_devices) * self.num_devices

@@ -23,12 +23,13 @@ import numpy as np
 from jaxnn import front_end, run_spec
 from jaxnn.config.paths import expand_user
 from jaxnn.core import variants
-from jaxnn.core.program import member_model, task_functions
 from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.errors import CheckpointError
 from jaxnn.io import checkpoint, export, run_files, run_readers
 from jaxnn.io.workdir import RunPaths
 from jaxnn.nn.components import Components
+from jaxnn.nn.family import member_model
+from jaxnn.nn.losses import task_functions
 from jaxnn.nn.metrics import Metric, MetricFn
 from jaxnn.predict.predictor import MemberGroup, Predictor
 
