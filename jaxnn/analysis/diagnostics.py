@@ -117,7 +117,6 @@ def member_diagnostics(
     Args:
       state: one member's `jaxnn.core.train.TrainState`.
       train_split, val_split: `SplitData(x, y)` of the training and validation splits.
-      program: the run's program.
 
     Returns:
       name -> float32 [] (only the diagnostics that apply to the activation).
@@ -177,7 +176,6 @@ def compute(
     Args:
       state: a stacked `TrainState` (leading member axis on every leaf).
       data: `jaxnn.data.device.TrainingData` (the train and validation splits on the device).
-      program: the run's program.
       layers: `hidden_layers(state, data, program)`, when the caller has them already.
 
     Returns:
@@ -212,7 +210,6 @@ class Monitor:
     Args:
       path: the diagnostics.jsonl file.
       data: the `TrainingData` the run trains on.
-      program: the run's program.
       member_indices: the (global) member index of each row of the stacked state.
     """
 

@@ -249,14 +249,9 @@ def _load_file(dataset_config: Any) -> Dataset:
         arrays.x_test,
         arrays.y_test,
         task=arrays.task,
-        validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
-        standardize=getattr(dataset_config, "standardize", True),
-        split_seed=getattr(dataset_config, "split_seed", 0),
         name=dataset_config.name,
         feature_names=arrays.feature_names,
-        classes=tuple(getattr(dataset_config, "classes", ())),
-        train_per_class=getattr(dataset_config, "train_per_class", 0),
-        permute_seed=getattr(dataset_config, "permute_seed", 0),
+        **dataclasses.asdict(_Recipe.of_config(dataset_config)),
     )
 
 
@@ -303,7 +298,10 @@ def from_arrays(
     arrays = _checked_inputs((x_train, y_train, x_test, y_test), task, recipe, feature_names)
     label_values, class_names = None, tuple(class_names)
     if task == "classification":
-        arrays, label_values, positions = _encoded_classes(arrays, class_names, recipe.classes)
+        x_train, y_train, x_test, y_test = arrays
+        label_values, encoded = _encoded_labels(y_train, y_test, class_names)
+        positions = _subset_positions(recipe.classes, label_values)
+        arrays = (x_train, encoded[: len(y_train)], x_test, encoded[len(y_train) :])
         class_names = class_names or tuple(str(v) for v in label_values.tolist())
         recipe = dataclasses.replace(recipe, classes=positions)
     num_classes = 0 if label_values is None else len(label_values)
@@ -317,20 +315,6 @@ def from_arrays(
         feature_names=tuple(feature_names),
         recipe=recipe,
     )
-
-
-def _encoded_classes(
-    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    class_names: tuple[str, ...],
-    classes: Sequence[Any],
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray, tuple[int, ...]]:
-    """(the arrays with train's and test's labels as class indices, the decoded classes [C],
-    the class indices of the subset `classes` given as labels)."""
-    x_train, y_train, x_test, y_test = arrays
-    label_values, encoded = _encoded_labels(y_train, y_test, class_names)
-    positions = _subset_positions(classes, label_values)
-    labelled = (x_train, encoded[: len(y_train)], x_test, encoded[len(y_train) :])
-    return labelled, label_values, positions
 
 
 def _encoded_labels(
@@ -735,12 +719,8 @@ def _check_fraction(validation_fraction: Any) -> None:
 def _check_subset_options(
     task: str, num_classes: int, classes: tuple[Any, ...], train_per_class: Any
 ) -> None:
-    """Checks dataset.classes and dataset.train_per_class against the data set's classes."""
-    if not _is_int(train_per_class) or train_per_class < 0:
-        raise ConfigError(
-            f"dataset.train_per_class must be a non-negative integer (0 = all), got "
-            f"{train_per_class!r}"
-        )
+    """Checks dataset.classes and dataset.train_per_class against the data set's classes (each
+    caller has checked train_per_class by its `INTEGER_FIELDS` rule first)."""
     if task != "classification":
         for field, value in (("classes", classes), ("train_per_class", train_per_class)):
             if value:

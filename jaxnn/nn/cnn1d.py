@@ -21,21 +21,17 @@ from jaxnn.errors import ConfigError
 from jaxnn.nn import conv, model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
+from jaxnn.nn.layers import PARAM_ORDER, dropout, kernel_initializer, nonlinearity
 from jaxnn.nn.model_fields import STRUCTURAL, FieldSpec, IntegerTuple
-from jaxnn.nn.precision import layer_dtype
+from jaxnn.nn.normalization import normalize
 from jaxnn.nn.sequence import as_sequence, sequence_shape
 
 HEAD = "head"
 
 
 class CNN1D(nn.Module):
-    """Conv layers over positions, then dense layers and a linear head.
-
-    `kernel_sizes` and `strides` hold one value per conv layer. `dropout`, `init_scale` and
-    `negative_slope` may be traced scalars (one per member); a Python 0.0 dropout leaves
-    dropout out of the program.
-    """
+    """Conv layers over positions, then dense layers and a linear head (`conv_net`);
+    `kernel_sizes` and `strides` hold one value per conv layer."""
 
     channels: Sequence[int]
     kernel_sizes: Sequence[int]
@@ -64,42 +60,44 @@ class CNN1D(nn.Module):
         Pre-activations are sown as `intermediates/preactivation_{n}` (conv layers first,
         [B, L_i, C_i], then dense layers [B, width]).
         """
-        kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
-        # The layers' dropout key; None where the program has no dropout.
-        layer_key = dropout_key if train and not is_python_zero(self.dropout) else None
+        norm = "layer" if self.layer_norm else "none"
+        return conv_net(self, as_sequence(x), norm, train=train, dropout_key=dropout_key)
 
-        def nonlinearity(h: jax.Array, index: int, name: str) -> jax.Array:
-            self.sow("intermediates", f"preactivation_{index}", h)
-            return activate(h, self.activation, self.negative_slope, f"prelu_{name}")
 
-        def drop(h: jax.Array, index: int) -> jax.Array:
-            if layer_key is None:
-                return h
-            return inverted_dropout(h, self.dropout, jax.random.fold_in(layer_key, index))
+def conv_net(
+    net: nn.Module, x: jax.Array, norm: str, *, train: bool, dropout_key: jax.Array | None
+) -> jax.Array:
+    """The computation of CNN1D and CNN2D (`net`, in its compact method) on x [B, *S, C]: conv
+    layers over the S axes, each followed by the normalisation `norm`, the activation, pooling
+    and dropout, then the flattened positions through the dense layers and the head."""
+    kernel_init = kernel_initializer(net.initializer, net.init_stddev, net.init_scale)
+    axes = x.ndim - 2
 
-        x = as_sequence(x)
-        for i, (features, size, stride) in enumerate(
-            zip(self.channels, self.kernel_sizes, self.strides, strict=True)
-        ):
-            h = conv.Conv(
-                features,
-                (size,),
-                (stride,),
-                self.padding,
-                self.conv_impl,
-                kernel_init=kernel_init,
-                dtype=self.dtype,
-                name=f"conv_{i}",
-            )(x)
-            if self.layer_norm:
-                h = nn.LayerNorm(dtype=layer_dtype(self.dtype), name=f"norm_{i}")(h)
-            x = drop(conv.pool1d(nonlinearity(h, i, str(i)), self.pool, self.pool_size), i)
-        x = x.reshape((x.shape[0], -1))
-        for j, width in enumerate(self.hidden):
-            index = len(self.channels) + j
-            h = Dense(width, kernel_init=kernel_init, dtype=self.dtype, name=f"hidden_{j}")(x)
-            x = drop(nonlinearity(h, index, f"hidden_{j}"), index)
-        return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
+    def drop(h: jax.Array, index: int) -> jax.Array:
+        return dropout(h, net.dropout, dropout_key, train=train, tag=index)
+
+    layers = zip(net.channels, net.kernel_sizes, net.strides, strict=True)
+    for i, (features, size, stride) in enumerate(layers):
+        h = conv.Conv(
+            features,
+            (size,) * axes,
+            (stride,) * axes,
+            net.padding,
+            net.conv_impl,
+            use_bias=norm != "batch",
+            kernel_init=kernel_init,
+            dtype=net.dtype,
+            name=f"conv_{i}",
+        )(x)
+        h = normalize(h, norm, train=train, name=f"norm_{i}", dtype=net.dtype)
+        h = nonlinearity(net, h, f"preactivation_{i}", f"prelu_{i}")
+        x = drop(conv.pool(h, net.pool, (net.pool_size,) * axes), i)
+    x = x.reshape((x.shape[0], -1))
+    for j, width in enumerate(net.hidden):
+        index = len(net.channels) + j
+        h = Dense(width, kernel_init=kernel_init, dtype=net.dtype, name=f"hidden_{j}")(x)
+        x = drop(nonlinearity(net, h, f"preactivation_{index}", f"prelu_hidden_{j}"), index)
+    return Dense(net.num_outputs, kernel_init=kernel_init, dtype=net.dtype, name=HEAD)(x)
 
 
 def per_layer(model_cfg: Any, name: str) -> tuple[int, ...]:
@@ -124,18 +122,25 @@ def per_layer(model_cfg: Any, name: str) -> tuple[int, ...]:
 def build(model_cfg: Any, hparams: Any, num_outputs: int) -> CNN1D:
     """The family's builder: the CNN of `model_cfg` with the member's numeric hyperparameters."""
     return CNN1D(
-        channels=tuple(model_cfg.channels),
-        kernel_sizes=per_layer(model_cfg, "kernel_sizes"),
-        strides=per_layer(model_cfg, "strides"),
         num_outputs=num_outputs,
-        padding=model_cfg.padding,
-        pool=model_cfg.pool,
-        pool_size=int(model_cfg.pool_size),
         layer_norm=bool(model_cfg.layer_norm),
-        conv_impl=model_cfg.conv_impl,
-        hidden=tuple(model_cfg.hidden),
+        **conv_settings(model_cfg),
         **model_fields.unit_settings(model_cfg, hparams),
     )
+
+
+def conv_settings(model_cfg: Any) -> dict[str, Any]:
+    """The conv and dense layers' settings that CNN1D and CNN2D take from the config."""
+    return {
+        "channels": tuple(model_cfg.channels),
+        "kernel_sizes": per_layer(model_cfg, "kernel_sizes"),
+        "strides": per_layer(model_cfg, "strides"),
+        "padding": model_cfg.padding,
+        "pool": model_cfg.pool,
+        "pool_size": int(model_cfg.pool_size),
+        "conv_impl": model_cfg.conv_impl,
+        "hidden": tuple(model_cfg.hidden),
+    }
 
 
 def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[str, jax.Array]:
@@ -167,8 +172,7 @@ def layer_order(names: Sequence[str]) -> tuple:
         position = (2, 0, 0)
     else:
         position = (3, 0, 0)
-    order = {"kernel": 0, "bias": 1, "scale": 2, "negative_slope": 3}
-    return (position, module, [(order.get(n, 4), n) for n in rest])
+    return (position, module, [(PARAM_ORDER.get(n, 4), n) for n in rest])
 
 
 def validate_model_config(model_cfg: Any) -> None:
@@ -233,15 +237,13 @@ CONV_IMPL = model_fields.choice("conv_impl", "auto", conv.CONV_IMPL_CHOICES)
 LAYER_NORM = FieldSpec("layer_norm", False, Flag("model.layer_norm"), STRUCTURAL)
 FIELDS = (
     CHANNELS, KERNEL_SIZES, STRIDES, PADDING, POOL, POOL_SIZE, LAYER_NORM, CONV_IMPL,
-    model_fields.HIDDEN, model_fields.ACTIVATION, model_fields.INIT, model_fields.INIT_STDDEV,
-    model_fields.DROPOUT, model_fields.INIT_SCALE, model_fields.NEGATIVE_SLOPE,
+    model_fields.HIDDEN, *model_fields.UNITS,
 )  # fmt: skip
 
 FAMILY = ModelFamily(
     name="cnn1d",
     build=build,
     fields=FIELDS,
-    head=(HEAD,),
     validate=validate_model_config,
     preactivations=preactivations,
     activation_field="activation",

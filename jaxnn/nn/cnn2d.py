@@ -1,11 +1,10 @@
 """The 2-D convolutional family (`model.name=cnn2d`), for images.
 
-Examples [H, W] or [H, W, C] are images (`jaxnn.nn.images`). Each conv layer i is `conv_{i}`
-(kernel [K, K, C_in, C_out], bias [C_out]; `jaxnn.nn.conv`), then an optional normalisation
-`norm_{i}` (model.norm: batch, group or layer), the activation (`prelu_{i}` for prelu), optional
-pooling and dropout. The pixels are then flattened into the dense layers `hidden_{j}` and the
-linear `head` (Flax's MNIST example is channels (32, 64), pool avg, hidden (256,)). Transfer:
-every parameter but `head` is the body; BatchNorm's statistics are the member's model state.
+cnn1d's layers and names (`jaxnn.nn.cnn1d`) over examples [H, W] or [H, W, C] read as images
+(`jaxnn.nn.images`): kernels [K, K, C_in, C_out], and `norm_{i}` is model.norm (batch, group or
+layer; a convolution followed by BatchNorm has no bias). Flax's MNIST example is channels
+(32, 64), pool avg, hidden (256,). Transfer: every parameter but `head` is the body; BatchNorm's
+statistics are the member's model state.
 """
 
 from __future__ import annotations
@@ -19,23 +18,17 @@ import jax.numpy as jnp
 
 from jaxnn.errors import ConfigError
 from jaxnn.nn import cnn1d, conv, model_fields
-from jaxnn.nn.cnn1d import per_layer
-from jaxnn.nn.dense import Dense
+from jaxnn.nn.cnn1d import conv_net, conv_settings, per_layer
 from jaxnn.nn.family import ModelFamily
 from jaxnn.nn.images import as_images, image_shape
-from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
-from jaxnn.nn.normalization import NORMS, normalize
+from jaxnn.nn.normalization import NORMS
 
 HEAD = "head"
 
 
 class CNN2D(nn.Module):
-    """Conv layers over pixels, then dense layers and a linear head.
-
-    `kernel_sizes` and `strides` hold one value per conv layer (square kernels and strides).
-    `dropout`, `init_scale` and `negative_slope` may be traced scalars (one per member); a
-    Python 0.0 dropout leaves dropout out of the program.
-    """
+    """Conv layers over pixels, then dense layers and a linear head: CNN1D's (`conv_net`), with
+    square kernels and strides and the normalisation `norm` after each convolution."""
 
     channels: Sequence[int]
     kernel_sizes: Sequence[int]
@@ -64,56 +57,15 @@ class CNN2D(nn.Module):
         Pre-activations are sown as `intermediates/preactivation_{n}` (conv layers first,
         [B, H_i, W_i, C_i], then dense layers [B, width]).
         """
-        kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
-        use_dropout = train and dropout_key is not None and not is_python_zero(self.dropout)
-
-        def nonlinearity(h: jax.Array, index: int, name: str) -> jax.Array:
-            self.sow("intermediates", f"preactivation_{index}", h)
-            return activate(h, self.activation, self.negative_slope, f"prelu_{name}")
-
-        def drop(h: jax.Array, index: int) -> jax.Array:
-            if not use_dropout or dropout_key is None:
-                return h
-            return inverted_dropout(h, self.dropout, jax.random.fold_in(dropout_key, index))
-
-        x = as_images(x)
-        layers = zip(self.channels, self.kernel_sizes, self.strides, strict=True)
-        for i, (features, size, stride) in enumerate(layers):
-            h = conv.Conv(
-                features,
-                (size, size),
-                (stride, stride),
-                self.padding,
-                self.conv_impl,
-                use_bias=self.norm != "batch",
-                kernel_init=kernel_init,
-                dtype=self.dtype,
-                name=f"conv_{i}",
-            )(x)
-            h = normalize(h, self.norm, train=train, name=f"norm_{i}", dtype=self.dtype)
-            pooled = conv.pool(nonlinearity(h, i, str(i)), self.pool, (self.pool_size,) * 2)
-            x = drop(pooled, i)
-        x = x.reshape((x.shape[0], -1))
-        for j, width in enumerate(self.hidden):
-            index = len(self.channels) + j
-            h = Dense(width, kernel_init=kernel_init, dtype=self.dtype, name=f"hidden_{j}")(x)
-            x = drop(nonlinearity(h, index, f"hidden_{j}"), index)
-        return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
+        return conv_net(self, as_images(x), self.norm, train=train, dropout_key=dropout_key)
 
 
 def build(model_cfg: Any, hparams: Any, num_outputs: int) -> CNN2D:
     """The family's builder: the CNN of `model_cfg` with the member's numeric hyperparameters."""
     return CNN2D(
-        channels=tuple(model_cfg.channels),
-        kernel_sizes=per_layer(model_cfg, "kernel_sizes"),
-        strides=per_layer(model_cfg, "strides"),
         num_outputs=num_outputs,
-        padding=model_cfg.padding,
-        pool=model_cfg.pool,
-        pool_size=int(model_cfg.pool_size),
         norm=model_cfg.norm,
-        conv_impl=model_cfg.conv_impl,
-        hidden=tuple(model_cfg.hidden),
+        **conv_settings(model_cfg),
         **model_fields.unit_settings(model_cfg, hparams),
     )
 
@@ -162,16 +114,13 @@ NORM = model_fields.choice("norm", "batch", NORMS)
 # Conv layers as cnn1d's (square kernels and strides), `norm` after each, the same dense layers.
 FIELDS = (
     cnn1d.CHANNELS, cnn1d.KERNEL_SIZES, cnn1d.STRIDES, cnn1d.PADDING, cnn1d.POOL, cnn1d.POOL_SIZE,
-    NORM, cnn1d.CONV_IMPL,
-    model_fields.HIDDEN, model_fields.ACTIVATION, model_fields.INIT, model_fields.INIT_STDDEV,
-    model_fields.DROPOUT, model_fields.INIT_SCALE, model_fields.NEGATIVE_SLOPE,
+    NORM, cnn1d.CONV_IMPL, model_fields.HIDDEN, *model_fields.UNITS,
 )  # fmt: skip
 
 FAMILY = ModelFamily(
     name="cnn2d",
     build=build,
     fields=FIELDS,
-    head=(HEAD,),
     validate=validate_model_config,
     preactivations=cnn1d.preactivations,  # conv layers' channels, then dense layers' units
     activation_field="activation",

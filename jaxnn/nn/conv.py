@@ -23,8 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnn.errors import lookup
 from jaxnn.nn.dense import weight_gradient
+from jaxnn.nn.lookup import lookup
 from jaxnn.nn.precision import cast
 
 PADDINGS = ("same", "valid")

@@ -1,5 +1,6 @@
 """Layers that model families share: inverted dropout with a traced rate, PReLU, the activation
-a family's `model.activation` names and its kernel initialiser."""
+a family's `model.activation` names and its kernel initialiser, and the order of a layer's
+parameters in layer tables."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnn.errors import lookup
 from jaxnn.nn import dropout_mask
 from jaxnn.nn.activations import ACTIVATIONS, INITIALIZERS, Initializer, leaky_relu, scaled
+from jaxnn.nn.lookup import lookup
 
 
 def is_python_zero(value: object) -> bool:
@@ -32,6 +33,21 @@ def inverted_dropout(x: jax.Array, rate: float | jax.Array, key: jax.Array) -> j
     keep_prob = jnp.asarray(1.0 - rate, x.dtype)
     keep = dropout_mask.keep_mask(key, keep_prob, x.shape)
     return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
+
+
+def dropout(
+    x: jax.Array,
+    rate: float | jax.Array,
+    key: jax.Array | None,
+    *,
+    train: bool,
+    tag: int | None = None,
+) -> jax.Array:
+    """`inverted_dropout` of x while training with a key (folded with `tag` when given); x
+    itself otherwise, and for a Python 0 rate (no dropout in the program)."""
+    if not train or key is None or is_python_zero(rate):
+        return x
+    return inverted_dropout(x, rate, key if tag is None else jax.random.fold_in(key, tag))
 
 
 class PReLU(nn.Module):
@@ -58,6 +74,17 @@ def activate(
     return lookup(ACTIVATIONS, activation, "model.activation")(h, negative_slope)
 
 
+def nonlinearity(module: nn.Module, h: jax.Array, sown: str, prelu: str) -> jax.Array:
+    """h sown as `intermediates/{sown}` (the diagnostics' units), then `module`'s activation
+    (its `activation` and `negative_slope` fields; `activate`, a PReLU named `prelu`)."""
+    module.sow("intermediates", sown, h)
+    return activate(h, module.activation, module.negative_slope, prelu)
+
+
 def kernel_initializer(name: str, stddev: float, scale: float | jax.Array) -> Initializer:
     """`model.init` (with `model.init_stddev` where it reads one) times `model.init_scale`."""
     return scaled(lookup(INITIALIZERS, name, "model.init")(stddev), scale)
+
+
+# A layer's parameters in the families' layer tables: kernel, bias, scale, then a PReLU slope.
+PARAM_ORDER = {"kernel": 0, "bias": 1, "scale": 2, "negative_slope": 3}

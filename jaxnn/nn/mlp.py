@@ -18,7 +18,7 @@ from jaxnn.config.fields import NumericField
 from jaxnn.nn import model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
+from jaxnn.nn.layers import PARAM_ORDER, dropout, kernel_initializer, nonlinearity
 
 BODY_PREFIX = "hidden_"
 HEAD = "head"
@@ -51,35 +51,17 @@ class MLP(nn.Module):
         """Maps inputs [B, *feature_shape] to outputs [B, num_outputs].
 
         Dropout is applied after each hidden activation (rate `dropout`) and to the inputs
-        (rate `input_dropout`) only when `train` is true and a `dropout_key` is given. Pre-activations are sown as
-        `intermediates/preactivation_{i}`.
+        (rate `input_dropout`) only when `train` is true and a `dropout_key` is given.
+        Pre-activations are sown as `intermediates/preactivation_{i}`.
         """
         kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
-        # The hidden layers' dropout key; None where the program has no dropout.
-        hidden_key = dropout_key if train and not is_python_zero(self.dropout) else None
-
         x = x.reshape((x.shape[0], -1))
-        if train and dropout_key is not None and not is_python_zero(self.input_dropout):
-            x = inverted_dropout(x, self.input_dropout, jax.random.fold_in(dropout_key, INPUT_TAG))
+        x = dropout(x, self.input_dropout, dropout_key, train=train, tag=INPUT_TAG)
         for i, width in enumerate(self.hidden):
-            h = Dense(
-                width,
-                kernel_init=kernel_init,
-                bias_init=nn.initializers.zeros,
-                dtype=self.dtype,
-                name=f"{BODY_PREFIX}{i}",
-            )(x)
-            self.sow("intermediates", f"preactivation_{i}", h)
-            x = activate(h, self.activation, self.negative_slope, f"prelu_{i}")
-            if hidden_key is not None:
-                x = inverted_dropout(x, self.dropout, jax.random.fold_in(hidden_key, i))
-        return Dense(
-            self.num_outputs,
-            kernel_init=kernel_init,
-            bias_init=nn.initializers.zeros,
-            dtype=self.dtype,
-            name=HEAD,
-        )(x)
+            h = Dense(width, kernel_init=kernel_init, dtype=self.dtype, name=f"{BODY_PREFIX}{i}")(x)
+            x = nonlinearity(self, h, f"preactivation_{i}", f"prelu_{i}")
+            x = dropout(x, self.dropout, dropout_key, train=train, tag=i)
+        return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
 
 
 def make_mlp(model_cfg: Any, num_outputs: int, **overrides: Any) -> MLP:
@@ -107,14 +89,8 @@ def make_mlp(model_cfg: Any, num_outputs: int, **overrides: Any) -> MLP:
 
 def build(model_cfg: Any, hparams: Any, num_outputs: int) -> MLP:
     """The family's builder: the MLP of `model_cfg` with the member's numeric hyperparameters."""
-    return make_mlp(
-        model_cfg,
-        num_outputs,
-        init_scale=hparams["init_scale"],
-        negative_slope=hparams["negative_slope"],
-        dropout=hparams["dropout"],
-        input_dropout=hparams["input_dropout"],
-    )
+    units = model_fields.unit_settings(model_cfg, hparams)
+    return make_mlp(model_cfg, num_outputs, input_dropout=hparams["input_dropout"], **units)
 
 
 def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[str, jax.Array]:
@@ -122,9 +98,6 @@ def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[s
     _, variables = module.apply(variables, x, mutable=["intermediates"])
     sown = variables["intermediates"]
     return {f"{BODY_PREFIX}{i}": sown[f"preactivation_{i}"][0] for i in range(len(module.hidden))}
-
-
-_PARAM_ORDER = {"kernel": 0, "bias": 1, "negative_slope": 2}
 
 
 def layer_order(names: Sequence[str]) -> tuple:
@@ -137,7 +110,7 @@ def layer_order(names: Sequence[str]) -> tuple:
         position = (1, 0, False)
     else:
         position = (2, 0, False)
-    return (position, module, [(_PARAM_ORDER.get(n, 3), n) for n in rest])
+    return (position, module, [(PARAM_ORDER.get(n, 4), n) for n in rest])
 
 
 INPUT_DROPOUT = model_fields.member(
@@ -170,7 +143,6 @@ FAMILY = ModelFamily(
     name="mlp",
     build=build,
     fields=FIELDS,
-    head=(HEAD,),
     validate=validate_model_config,
     preactivations=preactivations,
     activation_field="activation",

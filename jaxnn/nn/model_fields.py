@@ -140,11 +140,14 @@ DROPOUT = member(
     ),
     0.0,
 )
+# The fields `unit_settings` reads, in the order the families list them.
+UNITS = (ACTIVATION, INIT, INIT_STDDEV, DROPOUT, INIT_SCALE, NEGATIVE_SLOPE)
 
 
 def unit_settings(model_cfg: Any, hparams: Any) -> dict[str, Any]:
-    """The hidden units' settings every conv and residual family's Module takes: activation and
-    initialiser from the config, the member's negative slope, dropout and init scale."""
+    """The hidden units' settings every family's Module but the recurrent ones takes: activation
+    and initialiser from the config; the member's negative slope, dropout and init scale (traced
+    scalars, or a Python 0.0 dropout that leaves dropout out of the program)."""
     return {
         "activation": model_cfg.activation,
         "initializer": model_cfg.init,

@@ -41,7 +41,7 @@ from jaxnn.errors import ConfigError
 from jaxnn.nn import model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import inverted_dropout, is_python_zero, kernel_initializer
+from jaxnn.nn.layers import dropout, kernel_initializer
 from jaxnn.nn.orthogonal import orthogonal
 from jaxnn.nn.precision import cast
 from jaxnn.nn.sequence import as_sequence, sequence_shape
@@ -232,8 +232,7 @@ class Recurrent(nn.Module):
         )
         self.sow("intermediates", "preactivation_0", pre)
         features = states[-1] if self.readout == "last" else jnp.mean(states, axis=0)
-        if train and dropout_key is not None and not is_python_zero(self.dropout):
-            features = inverted_dropout(features, self.dropout, dropout_key)
+        features = dropout(features, self.dropout, dropout_key, train=train)
         return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(
             features
         )
@@ -345,7 +344,6 @@ def _family(cell: str) -> ModelFamily:
         name=cell,
         build=_builder(cell),
         fields=_fields(cell),
-        head=(HEAD,),
         validate=_validator(cell),
         preactivations=preactivations,
         layer_order=layer_order,

@@ -19,7 +19,7 @@ from jaxnn.nn import model_fields
 from jaxnn.nn.activations import Initializer
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
+from jaxnn.nn.layers import PARAM_ORDER, dropout, is_python_zero, kernel_initializer, nonlinearity
 from jaxnn.nn.precision import layer_dtype
 
 HEAD = "head"
@@ -40,20 +40,15 @@ class ResidualBlock(nn.Module):
         h = Dense(self.width, kernel_init=self.kernel_init, dtype=self.dtype, name="dense_0")(
             nn.LayerNorm(dtype=layer_dtype(self.dtype), name="norm")(x)
         )
-        self.sow("intermediates", "preactivation", h)
-        h = activate(h, self.activation, self.negative_slope, "prelu")
-        if dropout_key is not None:
-            h = inverted_dropout(h, self.dropout, dropout_key)
+        h = nonlinearity(self, h, "preactivation", "prelu")
+        h = dropout(h, self.dropout, dropout_key, train=True)  # a key only while training
         return x + Dense(
             self.width, kernel_init=self.kernel_init, dtype=self.dtype, name="dense_1"
         )(h)
 
 
 class ResMLP(nn.Module):
-    """A residual MLP: embed, `depth` pre-norm residual blocks, a final norm and a linear head.
-
-    `dropout`, `init_scale` and `negative_slope` may be traced scalars (one per member).
-    """
+    """A residual MLP: embed, `depth` pre-norm residual blocks, a final norm and a linear head."""
 
     width: int
     depth: int
@@ -120,23 +115,20 @@ def layer_order(names: Sequence[str]) -> tuple:
     else:
         position = ({"norm": 2, HEAD: 3}.get(module, 4), 0)
     inner = {"norm": 0, "dense_0": 1, "prelu": 2, "dense_1": 3}
-    order = {"kernel": 0, "bias": 1, "scale": 2, "negative_slope": 3}
-    return (position, module, [(inner.get(n, order.get(n, 5)), n) for n in rest])
+    return (position, module, [(inner.get(n, PARAM_ORDER.get(n, 5)), n) for n in rest])
 
 
 # Pre-norm residual blocks of `width` units.
 FIELDS = (
     model_fields.integer("width", 100, 1, 2**31 - 1, "the width of the residual blocks"),
     model_fields.integer("depth", 2, 1, 10**4, "residual blocks"),
-    model_fields.ACTIVATION, model_fields.INIT, model_fields.INIT_STDDEV, model_fields.DROPOUT,
-    model_fields.INIT_SCALE, model_fields.NEGATIVE_SLOPE,
-)  # fmt: skip
+    *model_fields.UNITS,
+)
 
 FAMILY = ModelFamily(
     name="resmlp",
     build=build,
     fields=FIELDS,
-    head=(HEAD,),
     preactivations=preactivations,
     activation_field="activation",
     layer_order=layer_order,

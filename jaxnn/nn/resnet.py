@@ -30,7 +30,7 @@ from jaxnn.nn import cnn1d, cnn2d, conv, model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.images import as_images, image_shape
-from jaxnn.nn.layers import activate, inverted_dropout, is_python_zero, kernel_initializer
+from jaxnn.nn.layers import PARAM_ORDER, dropout, kernel_initializer, nonlinearity
 from jaxnn.nn.normalization import normalize
 
 HEAD = "head"
@@ -63,8 +63,7 @@ class BasicBlock(nn.Module):
             return normalize(h, self.norm, train=train, name=name, dtype=self.dtype)
 
         def act(h: jax.Array, index: int) -> jax.Array:
-            self.sow("intermediates", f"preactivation_{index}", h)  # the diagnostics' units
-            return activate(h, self.activation, self.negative_slope, f"prelu_{index}")
+            return nonlinearity(self, h, f"preactivation_{index}", f"prelu_{index}")
 
         reshapes = self.stride != 1 or x.shape[-1] != self.features
         if self.preact:
@@ -83,10 +82,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Stem, stages of basic blocks, global average pooling, dropout and the linear head.
-
-    `dropout`, `init_scale` and `negative_slope` may be traced scalars (one per member).
-    """
+    """Stem, stages of basic blocks, global average pooling, dropout and the linear head."""
 
     blocks: Sequence[int]
     widths: Sequence[int]
@@ -119,8 +115,7 @@ class ResNet(nn.Module):
         )(x)  # fmt: skip
         if not self.preact:
             x = normalize(x, self.norm, train=train, name="stem_norm", dtype=self.dtype)
-            self.sow("intermediates", "preactivation_stem", x)
-            x = activate(x, self.activation, self.negative_slope, "stem_prelu")
+            x = nonlinearity(self, x, "preactivation_stem", "stem_prelu")
         if imagenet:
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
         for s, (count, width) in enumerate(zip(self.blocks, self.widths, strict=True)):
@@ -132,11 +127,9 @@ class ResNet(nn.Module):
                 )(x, train=train)  # fmt: skip
         if self.preact:
             x = normalize(x, self.norm, train=train, name="final_norm", dtype=self.dtype)
-            self.sow("intermediates", "preactivation_final", x)
-            x = activate(x, self.activation, self.negative_slope, "final_prelu")
+            x = nonlinearity(self, x, "preactivation_final", "final_prelu")
         x = jnp.mean(x, axis=(1, 2))
-        if train and dropout_key is not None and not is_python_zero(self.dropout):
-            x = inverted_dropout(x, self.dropout, dropout_key)
+        x = dropout(x, self.dropout, dropout_key, train=train)
         return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
 
 
@@ -210,8 +203,7 @@ def layer_order(names: Sequence[str]) -> tuple:
         position = (1, int(stage), int(block))
     else:
         position = ({"final_norm": 2, "final_prelu": 3, HEAD: 4}.get(module, 5), 0, 0)
-    order = {"kernel": 0, "bias": 1, "scale": 2, "negative_slope": 3}
-    return (position, module, [(_INNER.get(n, 8 + order.get(n, 4)), n) for n in rest])
+    return (position, module, [(_INNER.get(n, 8 + PARAM_ORDER.get(n, 4)), n) for n in rest])
 
 
 # He et al.'s CIFAR ResNet-20 by default: 3 stages of 3 basic blocks, 16, 32 and 64 channels.
@@ -226,16 +218,13 @@ FIELDS = (
     model_fields.FieldSpec(
         "preact", False, Flag("model.preact"), model_fields.STRUCTURAL
     ),  # pre-activation blocks (He et al. 2016b)
-    cnn2d.NORM, cnn1d.CONV_IMPL, model_fields.ACTIVATION, model_fields.INIT,
-    model_fields.INIT_STDDEV, model_fields.DROPOUT, model_fields.INIT_SCALE,
-    model_fields.NEGATIVE_SLOPE,
+    cnn2d.NORM, cnn1d.CONV_IMPL, *model_fields.UNITS,
 )  # fmt: skip
 
 FAMILY = ModelFamily(
     name="resnet",
     build=build,
     fields=FIELDS,
-    head=(HEAD,),
     validate=validate_model_config,
     activation_field="activation",
     layer_order=layer_order,

@@ -299,18 +299,12 @@ class Predictor:
         """(outputs [m, N, O], predictions [N, O] averaged, or [m, N, O] when not averaged)."""
         members = self._members(member)
         x = np.asarray(x)
-        outputs, predictions = [], []
         by_group: dict[int, list[int]] = {}
         for index in members:
             group, local = self._owner[index]
             by_group.setdefault(group, []).append(local)
-        for group, group_members in by_group.items():
-            batches, num = self._batches(x)
-            out, pred = self.groups[group].outputs(group_members, batches, num)
-            outputs.append(out)
-            predictions.append(pred)
-        outputs_all = np.concatenate(outputs).astype(np.float64)
-        predictions_all = np.concatenate(predictions).astype(np.float64)
+        parts = [self.groups[g].outputs(local, *self._batches(x)) for g, local in by_group.items()]
+        outputs_all, predictions_all = (np.concatenate(p).astype(np.float64) for p in zip(*parts))
         finite = np.isfinite(predictions_all).reshape(-1, *predictions_all.shape[-2:])
         bad_rows = np.flatnonzero(~finite.all(axis=(0, 2)))
         if len(bad_rows):
@@ -319,9 +313,7 @@ class Predictor:
                 f"{bad_rows[0]} first): the model overflows on them; give inputs on the scale "
                 "of the training data"
             )
-        if not averaged:
-            return outputs_all, predictions_all
-        return outputs_all, predictions_all.mean(axis=0)
+        return outputs_all, predictions_all.mean(axis=0) if averaged else predictions_all
 
     def _targets(self, x: Any, y: Any) -> np.ndarray:
         """y in training's terms (class indices, or standardised targets)."""

@@ -213,7 +213,6 @@ def merge_summaries(
       parts: per variant, in order: (variant dict, its `summarize` summary, its test
         predictions [M_v, N, O]).
       config: the run config (for `restarts.select_by` and `restarts.tolerance`).
-      dataset: the data set.
       program: any variant's program (for the task and target scale of the ensemble metrics).
 
     Returns:
@@ -282,8 +281,6 @@ def summarize_runs(
 
     Args:
       runs: from `jaxnn.core.variants.fit_variants`.
-      config: the run config.
-      dataset: the data set.
       start_losses: per run, its members' training losses at initialisation (the exploded
         rule, `jaxnn.core.explosion`); None leaves the rule out.
       decisions: every decision of a member schedule (DIR/schedule.jsonl, global member

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -83,7 +83,7 @@ class MLPOptions:
     loss: str  # 'log_loss' (classifier), 'squared_error' or 'poisson'
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise ParameterError(message)
 
 
@@ -129,7 +129,6 @@ def _activation(value: Any) -> str:
         f"activation must be one of {', '.join(ACTIVATIONS)} (or a jaxnn activation: "
         f"{', '.join(sorted(set(JAXNN_ACTIVATIONS) - set(ACTIVATIONS.values())))}), got {value!r}"
     )
-    raise AssertionError  # unreachable: _fail raised
 
 
 def _sweep(value: Any) -> tuple[tuple[str, tuple[float, ...]], ...]:
@@ -156,34 +155,27 @@ def _n_iter_no_change(value: Any) -> float:
     if (_is_int(value) and value >= 1) or (_is_real(value) and value == math.inf):
         return float(value)
     _fail(f"n_iter_no_change must be an integer >= 1 or np.inf, got {value!r}")
-    raise AssertionError  # unreachable: _fail raised
+
+
+def _check_choice(params: Mapping[str, Any], name: str, choices: Collection[str]) -> None:
+    if params[name] not in choices:
+        _fail(f"{name} must be one of {', '.join(choices)}, got {params[name]!r}")
 
 
 def _check_choices(params: Mapping[str, Any]) -> None:
     """The parameters that name a choice or a flag: each one of its allowed values."""
-    solver = params["solver"]
-    if solver not in SOLVERS:
-        _fail(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    if params["learning_rate"] not in LEARNING_RATES:
-        _fail(
-            f"learning_rate must be one of {', '.join(LEARNING_RATES)}, got "
-            f"{params['learning_rate']!r}"
-        )
-    loss = params.get("loss", "log_loss")
-    if "loss" in params and loss not in REGRESSION_LOSSES:
-        _fail(f"loss must be one of {', '.join(REGRESSION_LOSSES)}, got {loss!r}")
+    _check_choice(params, "solver", SOLVERS)
+    _check_choice(params, "learning_rate", LEARNING_RATES)
+    if "loss" in params:
+        _check_choice(params, "loss", REGRESSION_LOSSES)
     for name in ("early_stopping", "nesterovs_momentum", "warm_start", "shuffle"):
         if not isinstance(params[name], bool | np.bool_):
             _fail(f"{name} must be True or False, got {params[name]!r}")
     batch_size = params["batch_size"]
     if batch_size != "auto" and not (_is_int(batch_size) and batch_size >= 1):
         _fail(f"batch_size must be 'auto' or an integer >= 1, got {batch_size!r}")
-    if params["predict_with"] not in PREDICT_WITH:
-        _fail(
-            f"predict_with must be one of {', '.join(PREDICT_WITH)}, got {params['predict_with']!r}"
-        )
-    if params["select_by"] not in SELECT_BY:
-        _fail(f"select_by must be one of {', '.join(SELECT_BY)}, got {params['select_by']!r}")
+    _check_choice(params, "predict_with", PREDICT_WITH)
+    _check_choice(params, "select_by", SELECT_BY)
     verbose = params["verbose"]
     if not (_is_int(verbose) or isinstance(verbose, bool | np.bool_)):
         _fail(f"verbose must be True, False or an integer, got {verbose!r}")

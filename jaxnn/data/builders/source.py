@@ -150,6 +150,7 @@ def quiet_tfds() -> Iterator[None]:
         absl_logging.set_verbosity(verbosity)
 
 
+@_quiet_tfds
 def prepare(name: str, data_dir: str = "", *, report: Callable[[str], None] = _to_stderr) -> None:
     """Writes `name` as array_record files into data_dir unless they are already there.
 
@@ -163,11 +164,6 @@ def prepare(name: str, data_dir: str = "", *, report: Callable[[str], None] = _t
             downloadable.
     """
     describe(name, data_dir)  # Unknown names fail before anything is written.
-    with quiet_tfds():
-        _prepare(name, data_dir, report)
-
-
-def _prepare(name: str, data_dir: str, report: Callable[[str], None]) -> None:
     if _tfds_builder(name, data_dir).is_prepared():
         return
     root = resolve_data_dir(data_dir)
@@ -287,8 +283,7 @@ def _damaged(name: str, data_dir: str, error: Exception) -> DataError:
 
 
 def _read_prepared(name: str, data_dir: str, spec: SourceSpec) -> RawSplits:
-    with quiet_tfds():
-        builder = _tfds_builder(name, data_dir)
+    builder = _tfds_builder(name, data_dir)
     file_format = builder.info.file_format
     if file_format is not None and getattr(file_format, "value", file_format) != FILE_FORMAT:
         raise DataError(
