@@ -39,7 +39,7 @@ class Components:
     Attributes:
       model: a `flax.linen.Module`, a factory `hparams -> Module`, a `jaxnn.UserModel` (a
         factory with the per-member numbers it declares, `model.<name>` fields) or a
-        `jaxnn.nn.ModelFamily`. Its outputs are [B, num_outputs] (the class logits, or the
+        `jaxnn.ModelFamily`. Its outputs are [B, num_outputs] (the class logits, or the
         regression targets).
       loss: per-example loss (outputs [B, O], targets [B] int labels or [B, O]) -> [B].
       metrics: name -> `Metric` or function (outputs, targets) -> scalar (greater is better).

@@ -16,7 +16,7 @@ every state, metric and history that leaves it holds the K real members (so chec
 depend on the device count). The price is the padding slots' compute: D - K mod D of the
 ceil(K/D) * D slots.
 
-Joining several hosts is `jaxnn.hosts`; here `is_writer` says which process writes files.
+Joining several hosts is `jaxnn.parallel.hosts`; here `is_writer` says which process writes files.
 
 With one device nothing is placed and the program is the single-device one, bit for bit.
 """
