@@ -517,3 +517,19 @@ def test_tfds_name_not_prepared_and_not_downloadable(dataset_config, tmp_path):
     assert f"'jaxnn_test_offline' is not prepared in {tmp_path}" in message
     assert "ConnectionError" in message
     assert not (tmp_path / "jaxnn_test_offline").exists()
+
+
+def test_a_dataset_section_written_by_hand_takes_the_schemas_defaults(dataset_config):
+    import ml_collections
+
+    whole = dataset_config("digits")
+    by_hand = ml_collections.ConfigDict(
+        {"name": "digits", "data_dir": whole.data_dir, "train_per_class": 5}
+    )
+    loaded = data.load(by_hand)
+    expected = data.load(dataset_config("digits", train_per_class=5))
+    np.testing.assert_array_equal(loaded.x_train, expected.x_train)
+    np.testing.assert_array_equal(loaded.x_val, expected.x_val)  # the default 0.1 validation
+    assert loaded.preprocessing.to_json() == expected.preprocessing.to_json()  # standardised
+    one_line_error(ConfigError, "dataset.name must be a data set name", data.load, {"data_dir": ""})
+    one_line_error(ConfigError, "must be an ml_collections.ConfigDict", data.load, "digits")

@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from jaxnn.config.fields import INTEGER_FIELDS
+from jaxnn.config.schema import default_config
 from jaxnn.data import builders, files
 from jaxnn.data.preprocessing import MAX_MAGNITUDE, Preprocessing, encode
 from jaxnn.errors import ConfigError, DataError
@@ -104,16 +106,36 @@ class _Recipe:
     standardize: bool
 
     @classmethod
-    def of_config(cls, dataset_config: Any) -> _Recipe:
-        """The recipe config.dataset asks for (its fields' defaults where it has none)."""
+    def of_config(cls, dataset_config: ml_collections.ConfigDict) -> _Recipe:
+        """The recipe a whole config.dataset (`with_defaults`) asks for."""
         return cls(
-            permute_seed=getattr(dataset_config, "permute_seed", 0),
-            classes=tuple(getattr(dataset_config, "classes", ())),
-            validation_fraction=getattr(dataset_config, "validation_fraction", 0.1),
-            split_seed=getattr(dataset_config, "split_seed", 0),
-            train_per_class=getattr(dataset_config, "train_per_class", 0),
-            standardize=getattr(dataset_config, "standardize", True),
+            permute_seed=dataset_config.permute_seed,
+            classes=tuple(dataset_config.classes),
+            validation_fraction=dataset_config.validation_fraction,
+            split_seed=dataset_config.split_seed,
+            train_per_class=dataset_config.train_per_class,
+            standardize=dataset_config.standardize,
         )
+
+
+def with_defaults(dataset_config: Any) -> ml_collections.ConfigDict:
+    """config.dataset with the schema's default for each field it lacks: a section written by
+    hand (`ConfigDict({"name": "digits", "data_dir": DIR})`) reads as the whole one. Its name
+    stays required (no default data set is loaded in its place).
+
+    Raises:
+        ConfigError: `dataset_config` is not a ConfigDict or a mapping.
+    """
+    if isinstance(dataset_config, ml_collections.ConfigDict):
+        given = dataset_config.to_dict()
+    elif isinstance(dataset_config, Mapping):
+        given = dict(dataset_config)
+    else:
+        raise ConfigError(
+            "config.dataset must be an ml_collections.ConfigDict (jaxnn.default_config().dataset), "
+            f"got {type(dataset_config).__name__}"
+        )
+    return ml_collections.ConfigDict({**default_config().dataset.to_dict(), "name": "", **given})
 
 
 def is_file_name(name: str) -> bool:
@@ -169,7 +191,8 @@ def validate_dataset_config(dataset_config: Any) -> None:
         ConfigError: a field has a bad value or does not apply to the data set's task.
         DataError: unknown data set name (the message lists the local ones).
     """
-    name = getattr(dataset_config, "name", "")
+    dataset_config = with_defaults(dataset_config)
+    name = dataset_config.name
     if not isinstance(name, str) or not name:
         raise ConfigError(
             f"dataset.name must be a data set name such as "
@@ -177,26 +200,23 @@ def validate_dataset_config(dataset_config: Any) -> None:
         )
     if files.scheme_of(name):
         files.validate_file_config(dataset_config)
-    _check_fraction(getattr(dataset_config, "validation_fraction", 0.1))
+    _check_fraction(dataset_config.validation_fraction)
     _check_integer_options(
         {
-            "dataset.split_seed": getattr(dataset_config, "split_seed", 0),
-            "dataset.train_per_class": getattr(dataset_config, "train_per_class", 0),
-            "dataset.permute_seed": getattr(dataset_config, "permute_seed", 0),
+            "dataset.split_seed": dataset_config.split_seed,
+            "dataset.train_per_class": dataset_config.train_per_class,
+            "dataset.permute_seed": dataset_config.permute_seed,
         }
     )
     for flag in ("standardize", "rebuild"):
-        value = getattr(dataset_config, flag, flag == "standardize")
+        value = dataset_config[flag]
         if not isinstance(value, bool):
             raise ConfigError(f"dataset.{flag} must be True or False, got {value!r}")
     if files.scheme_of(name) or name.startswith(ARRAYS_SCHEME):
         return  # the task and classes are known once the file is read (or the arrays given)
-    spec = builders.describe(name, getattr(dataset_config, "data_dir", ""))
+    spec = builders.describe(name, dataset_config.data_dir)
     _check_subset_options(
-        spec.task,
-        spec.num_classes,
-        tuple(getattr(dataset_config, "classes", ())),
-        getattr(dataset_config, "train_per_class", 0),
+        spec.task, spec.num_classes, tuple(dataset_config.classes), dataset_config.train_per_class
     )
 
 
@@ -212,6 +232,7 @@ def load(dataset_config: Any) -> Dataset:
         ConfigError, DataError: one-line messages, raised before any data is prepared where
             the config alone shows the mistake.
     """
+    dataset_config = with_defaults(dataset_config)
     validate_dataset_config(dataset_config)
     if dataset_config.name.startswith(ARRAYS_SCHEME):
         raise DataError(
@@ -221,9 +242,7 @@ def load(dataset_config: Any) -> Dataset:
     if files.scheme_of(dataset_config.name):
         return _load_file(dataset_config)
     raw = builders.read(
-        dataset_config.name,
-        getattr(dataset_config, "data_dir", ""),
-        rebuild_first=getattr(dataset_config, "rebuild", False),
+        dataset_config.name, dataset_config.data_dir, rebuild_first=dataset_config.rebuild
     )
     spec = raw.spec
     x_train, y_train = _checked_arrays("train", raw.x_train, raw.y_train, spec.task)
@@ -240,7 +259,7 @@ def load(dataset_config: Any) -> Dataset:
     )
 
 
-def _load_file(dataset_config: Any) -> Dataset:
+def _load_file(dataset_config: ml_collections.ConfigDict) -> Dataset:
     """`dataset.name=npz:PATH` / `csv:PATH` (`jaxnn.data.files`), through `from_arrays`."""
     arrays = files.read(dataset_config)
     return from_arrays(

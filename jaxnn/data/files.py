@@ -68,7 +68,8 @@ def path_of(name: str) -> Path:
 
 
 def validate_file_config(dataset_config: Any) -> None:
-    """Checks a file data set's config fields (without reading the file).
+    """Checks a file data set's config fields (without reading the file); `dataset_config` is
+    a whole config.dataset (`jaxnn.data.dataset.with_defaults`).
 
     Raises:
       ConfigError: an empty path, a bad dataset.target, test_fraction or task.
@@ -76,10 +77,10 @@ def validate_file_config(dataset_config: Any) -> None:
     name = dataset_config.name
     if not name.partition(":")[2].strip():
         raise ConfigError(f"dataset.name={name!r} names no file; write {scheme_of(name)}:PATH")
-    target = getattr(dataset_config, "target", "")
+    target = dataset_config.target
     if not isinstance(target, str):
         raise ConfigError(f"dataset.target must be a column or array name, got {target!r}")
-    fraction = getattr(dataset_config, "test_fraction", 0.2)
+    fraction = dataset_config.test_fraction
     if (
         isinstance(fraction, bool)
         or not isinstance(fraction, numbers.Real)
@@ -89,7 +90,7 @@ def validate_file_config(dataset_config: Any) -> None:
             f"dataset.test_fraction must be a number in (0, 1) (the test split carved from a "
             f"file that has none), got {fraction!r}"
         )
-    task = getattr(dataset_config, "task", "")
+    task = dataset_config.task
     if task not in TASK_CHOICES:
         raise ConfigError(
             f"dataset.task must be classification, regression or '' (inferred from the "
@@ -108,8 +109,7 @@ def read(dataset_config: Any) -> FileArrays:
     path = path_of(name)
     if not path.is_file():
         raise DataError(f"dataset.name={name!r}: no file {path}")
-    target = getattr(dataset_config, "target", "")
-    task = getattr(dataset_config, "task", "")
+    target, task = dataset_config.target, dataset_config.task
     scheme = scheme_of(name)
     if scheme is None:
         raise ConfigError(f"dataset.name={name!r} is not a data file; write npz:PATH or csv:PATH")
@@ -117,8 +117,8 @@ def read(dataset_config: Any) -> FileArrays:
     if x_test is None or y_test is None:  # the file has no test split: carve one
         train_idx, test_idx = _carve_test(
             len(x_train),
-            float(getattr(dataset_config, "test_fraction", 0.2)),
-            int(getattr(dataset_config, "split_seed", 0)),
+            float(dataset_config.test_fraction),
+            int(dataset_config.split_seed),
             name,
         )
         x_train, y_train, x_test, y_test = (
