@@ -239,8 +239,7 @@ def _checked_memory(
             jax.ShapeDtypeStruct((count, *label_shape), label_dtype),
         )
 
-    x, y = split(program.batch_size)
-    batch = (x, y, jax.ShapeDtypeStruct((program.batch_size,), jnp.bool_))
+    batch = (*split(program.batch_size), jax.ShapeDtypeStruct((program.batch_size,), jnp.bool_))
     step = functools.partial(train.train_step, program=program)
 
     def evaluate(state: train.TrainState, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
