@@ -10,6 +10,7 @@ run from here and never re-parses the config.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,10 @@ class RunSpec:
         structural variant; empty when the sweep names no structural field.
       search: the drawn points of `restarts.search` (each structural variant draws the same
         ones), or None; a search and a numeric sweep are never both given.
+
+    What is derived from these (`varied_fields`, `base_hparams`, `removed_hparams`,
+    `member_values`) is computed once, at its first use (every member reads `base_hparams`):
+    read it, do not change it.
     """
 
     config: ml_collections.ConfigDict
@@ -99,13 +104,13 @@ class RunSpec:
                 f"values as hparams= (e.g. hparams={{{fields[unset[0]].hparam!r}: ...}})"
             )
 
-    @property
+    @functools.cached_property
     def varied_fields(self) -> frozenset[str]:
         """The numeric fields whose value members set one by one (swept or searched)."""
         searched = self.search.ranges if self.search is not None else {}
         return frozenset([*self.sweep.numeric, *searched])
 
-    @property
+    @functools.cached_property
     def base_hparams(self) -> dict[str, float]:
         """The numeric hyperparameters members carry, as the config states them (before any
         sweep or search): every numeric field of the run but the `constant_unless_swept` ones
@@ -116,7 +121,7 @@ class RunSpec:
             if f.field in self.varied_fields or not f.constant_unless_swept
         }
 
-    @property
+    @functools.cached_property
     def removed_hparams(self) -> tuple[str, ...]:
         """Hyperparameters left out of the program: the family's `zero_removes` fields that are
         zero and neither swept nor searched."""
@@ -128,7 +133,7 @@ class RunSpec:
             and float(sweep_lib.field_value(self.config, f.field)) == 0
         )
 
-    @property
+    @functools.cached_property
     def member_values(self) -> dict[str, list[float]]:
         """Every value members give a numeric field, swept or searched (field -> values): what
         a rule that depends on the data checks, as it checks the config's own value."""

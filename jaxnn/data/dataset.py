@@ -191,7 +191,11 @@ def validate_dataset_config(dataset_config: Any) -> None:
         ConfigError: a field has a bad value or does not apply to the data set's task.
         DataError: unknown data set name (the message lists the local ones).
     """
-    dataset_config = with_defaults(dataset_config)
+    _check_whole_config(with_defaults(dataset_config))
+
+
+def _check_whole_config(dataset_config: ml_collections.ConfigDict) -> None:
+    """`validate_dataset_config` of a section that has every field (`with_defaults`)."""
     name = dataset_config.name
     if not isinstance(name, str) or not name:
         raise ConfigError(
@@ -233,7 +237,7 @@ def load(dataset_config: Any) -> Dataset:
             the config alone shows the mistake.
     """
     dataset_config = with_defaults(dataset_config)
-    validate_dataset_config(dataset_config)
+    _check_whole_config(dataset_config)
     if dataset_config.name.startswith(ARRAYS_SCHEME):
         raise DataError(
             f"dataset.name={dataset_config.name!r} names arrays given from Python: pass them "
