@@ -23,6 +23,7 @@ from jaxnn.config import schedule as schedule_lib
 from jaxnn.config import search as search_lib
 from jaxnn.config import sweep as sweep_lib
 from jaxnn.config.fields import NumericField
+from jaxnn.config.paths import expand_user
 from jaxnn.config.schema import default_config
 from jaxnn.errors import ConfigError
 from jaxnn.nn import family as family_lib
@@ -71,6 +72,9 @@ def resolve(
     given = sweep_lib.split_spec(config.restarts.sweep if sweep is None else sweep)
     searched = search_lib.split_search(config.restarts.search)
     validation.check_sections(config, family, components, varied=[*given, *searched])
+    source, cache = config.init_from.workdir, config.compilation_cache.dir
+    source_workdir = expand_user(source, "init_from.workdir") if source else None
+    compile_cache_dir = expand_user(cache, "compilation_cache.dir") if cache else None
     fields, resolved, search = _resolve_members(config, family, components, given)
     canonical = sweep_lib.with_values(
         config,
@@ -96,6 +100,8 @@ def resolve(
         fields=fields,
         variants=variants,
         search=search,
+        source_workdir=source_workdir,
+        compile_cache_dir=compile_cache_dir,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -44,6 +45,9 @@ class RunSpec:
         structural variant; empty when the sweep names no structural field.
       search: the drawn points of `restarts.search` (each structural variant draws the same
         ones), or None; a search and a numeric sweep are never both given.
+      source_workdir: `init_from.workdir` with `~` expanded, or None (no transfer).
+      compile_cache_dir: `compilation_cache.dir` with `~` expanded, or None (JAX's or the
+        default directory).
 
     What is derived from these (`varied_fields`, `base_hparams`, `removed_hparams`,
     `member_values`) is computed once, at its first use (every member reads `base_hparams`):
@@ -57,6 +61,8 @@ class RunSpec:
     fields: dict[str, NumericField]
     variants: tuple[tuple[dict[str, Any], RunSpec], ...] = ()
     search: search_lib.Search | None = None
+    source_workdir: Path | None = None
+    compile_cache_dir: Path | None = None
 
     @property
     def head(self) -> tuple[str, ...]:

@@ -213,14 +213,23 @@ class _Variant(variants.Variant):
     """One structural variant through the phases (a plain run is one variant `{}`): the built
     variant (`variants.build_variants`) with its files and its restored state."""
 
-    checkpoints_dir: Path
-    events_dir: Path
+    paths: RunPaths
+    index: int
+    num_variants: int
     member_params: Any = None
     pretrained: Any = None
     start_losses: Any = None  # float [M]: training losses at initialisation (exploded rule)
     start_step: int = 0
     state: train.TrainState | None = None
     unreadable: list[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.paths.variant_checkpoints(self.index, self.num_variants)
+
+    @property
+    def events_dir(self) -> Path:
+        return self.paths.variant_events(self.index, self.num_variants)
 
     def resumed_steps(self) -> dict[int, int]:
         """Global member index -> the step its checkpoint is at (none without a checkpoint)."""
@@ -244,17 +253,17 @@ def _run_planned(
     # build: before anything compiles, the compilation cache (one the caller set up is kept
     # unless the config names one)
     if config.compilation_cache.enabled:
-        compile_cache.enable(config.compilation_cache.dir)
+        compile_cache.enable(spec.compile_cache_dir)
     source = None
-    if config.init_from.workdir and not _has_checkpoints(plan):
-        source = transfer.check_source(config, spec.family)
+    if spec.source_workdir is not None and not _has_checkpoints(plan):
+        source = transfer.check_source(spec.source_workdir, config, spec.family)
     dataset = given if given is not None else data_lib.load(config.dataset)
     data_record = fingerprint_lib.fingerprint(dataset)
     workdir_lib.check_data(plan, data_record)
     key = jax.random.PRNGKey(config.seed)
     run_variants = _build(plan, spec, dataset, key)
     for variant in run_variants:
-        _restore_variant(variant, plan, config, source, dataset, key, out)
+        _restore_variant(variant, plan, source, dataset, key, out)
 
     # train: every check has passed, from here on the launch writes.
     if stop():
@@ -262,7 +271,7 @@ def _run_planned(
     resumed: dict[int, int] = {}
     for variant in run_variants:
         resumed |= variant.resumed_steps()
-    _on_writer(lambda: _prepare(plan, lock, config, resumed, data_record, out))
+    _on_writer(lambda: _prepare(plan, lock, resumed, data_record, out))
     _sync("jaxnn_prepare")  # the workdir exists before any process opens its checkpoints
     if source is not None:
         print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
@@ -280,13 +289,12 @@ def _run_planned(
         )
         for variant in run_variants
     ]
-    return _finish(plan, config, run_variants, runs, dataset, data_record, out)
+    return _finish(plan, run_variants, runs, dataset, data_record, out)
 
 
 def _restore_variant(
     variant: _Variant,
     plan: workdir_lib.WorkdirPlan,
-    config: ml_collections.ConfigDict,
     source: transfer.Source | None,
     dataset: data_lib.Dataset,
     key: jax.Array,
@@ -295,6 +303,7 @@ def _restore_variant(
     """Fills in what a variant starts from: its member shapes, the pretrained layers
     (transfer), its losses at initialisation (the exploded rule) and its latest readable
     checkpoint (resume)."""
+    config = variant.spec.config
     abstract = jax.eval_shape(
         variant.trainer.init_fn,
         ensemble.stacked_hparams(variant.spec, variant.trainer.members),
@@ -331,7 +340,6 @@ def _restore_variant(
 
 def _finish(
     plan: workdir_lib.WorkdirPlan,
-    config: ml_collections.ConfigDict,
     run_variants: list[_Variant],
     runs: list[variants.VariantRun],
     dataset: data_lib.Dataset,
@@ -340,6 +348,7 @@ def _finish(
 ) -> dict[str, Any]:
     """One summary over every variant's members (a plain run is one variant): selects and
     exports the best member, writes the results and prints the outcome."""
+    config = plan.config
     start_losses = [v.start_losses for v in run_variants]
     schedule_rows = run_readers.read_appended(plan.paths / run_files.SCHEDULE, split=False).rows
     summary, predictions = summarize_runs(
@@ -384,8 +393,9 @@ def _build(
             variant.spec,
             variant.trainer,
             variant.offset,
-            checkpoints_dir=plan.paths.variant_checkpoints(index, len(built)),
-            events_dir=plan.paths.variant_events(index, len(built)),
+            paths=plan.paths,
+            index=index,
+            num_variants=len(built),
         )
         for index, variant in enumerate(built)
     ]
@@ -545,7 +555,6 @@ def _sync(name: str) -> None:
 def _prepare(
     plan: workdir_lib.WorkdirPlan,
     lock: lock_lib.WorkdirLock,
-    config: ml_collections.ConfigDict,
     resumed_steps: Mapping[int, int],
     data_record: Mapping[str, Any],
     out: TextIO,
@@ -554,7 +563,7 @@ def _prepare(
     lock.hold()
     for leftover in plan.paths.leftovers():
         print(f"removing {leftover.name}: a write that a stopped launch never finished", file=out)
-    workdir_lib.prepare(plan, config, resumed_steps, data_record)
+    workdir_lib.prepare(plan, resumed_steps, data_record)
 
 
 def _restore(

@@ -216,7 +216,7 @@ def test_member_index_and_restore_all_read_the_named_weights(source, data_dir):
     config.init_from.restore = "all"
     config.dataset.classes = (5, 6, 7, 8, 9)
     spec = front_end.resolve(config)
-    found = transfer.check_source(config, spec.family)
+    found = transfer.check_source(spec.source_workdir, config, spec.family)
     shapes = export.member_param_shapes(source, 1)
     variables = transfer.load_pretrained(
         found, config, shapes, head=spec.head, order=spec.family.layer_order

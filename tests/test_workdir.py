@@ -79,7 +79,7 @@ def test_writes_a_killed_launch_never_finished_are_removed_on_the_next_launch(tm
     (tmp_path / "notes.txt").write_text("stays\n")
     assert paths.leftovers() == sorted(unfinished)
     plan = workdir_lib.plan_workdir(tmp_path, config, overwrite=False)
-    workdir_lib.prepare(plan, config, resumed_steps={})
+    workdir_lib.prepare(plan, resumed_steps={})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "notes.txt", "plots"]
 
 
@@ -90,7 +90,7 @@ def test_a_workdir_without_a_run_keeps_the_users_files_that_bear_run_file_names(
     config = resume_config(data_dir, **{"tensorboard.enabled": False})
     (tmp_path / "plots").mkdir()
     plan = workdir_lib.plan_workdir(tmp_path, config, overwrite=False)
-    workdir_lib.prepare(plan, config, resumed_steps={})
+    workdir_lib.prepare(plan, resumed_steps={})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "plots"]
     for name, overwrite in [("tensorboard", False), ("report.md", True), ("best", False)]:
         workdir = tmp_path / f"{name}-{overwrite}"

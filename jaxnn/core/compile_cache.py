@@ -19,8 +19,6 @@ from pathlib import Path
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxnn.config.paths import expand_user
-
 DEFAULT_CACHE_HOME = "~/.cache"
 SUBDIRECTORY = ("jaxnn", "jax")
 
@@ -54,7 +52,8 @@ def enable(directory: str | Path | None = None) -> Path | None:
     one warning line on stderr: the caller's programs compile as they would without the cache.
 
     Args:
-      directory: the cache directory (created if missing), or None / "" (see above).
+      directory: the cache directory (created if missing; `~` already expanded:
+        `RunSpec.compile_cache_dir`), or None / "" (see above).
 
     Returns:
       The directory in use, or None when the one asked for is unusable.
@@ -62,11 +61,7 @@ def enable(directory: str | Path | None = None) -> Path | None:
     configured = configured_directory()
     if not directory and configured is not None:
         return configured
-    path = (
-        expand_user(directory, "compilation_cache.dir").absolute()
-        if directory
-        else default_directory()
-    )
+    path = Path(directory).absolute() if directory else default_directory()
     problem = _unwritable(path)
     if problem:
         print(

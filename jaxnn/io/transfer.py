@@ -31,7 +31,6 @@ from typing import Any
 
 import ml_collections
 
-from jaxnn.config.paths import expand_user
 from jaxnn.errors import CheckpointError, WorkdirError
 from jaxnn.io import export, run_files, run_readers
 from jaxnn.nn.family import ModelFamily, body_head_labels
@@ -47,6 +46,7 @@ class Source:
     workdir: Path
     member: str | int  # 'best' or a member index
     config: ml_collections.ConfigDict  # the pretraining run's config
+    param_shapes: Any  # the member's params as jax.ShapeDtypeStruct (no member axis)
 
     def describe(self) -> str:
         which = "its selected member (best/)" if self.member == "best" else f"member {self.member}"
@@ -77,8 +77,9 @@ def _prefix(init_from: ml_collections.ConfigDict) -> str:
     return f"init_from.workdir={init_from.workdir!r}"
 
 
-def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Source:
-    """Checks `init_from` against the pretraining run without reading any weights.
+def check_source(workdir: Path, config: ml_collections.ConfigDict, family: ModelFamily) -> Source:
+    """Checks `init_from` against the pretraining run in `workdir` (`RunSpec.source_workdir`)
+    without reading any weights.
 
     Raises:
       CheckpointError: the workdir is missing, not a jaxnn run, holds no checkpoint (or no
@@ -87,12 +88,26 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
     """
     init_from = config.init_from
     prefix = _prefix(init_from)
-    workdir = expand_user(init_from.workdir, "init_from.workdir")
     if not workdir.is_dir():
         raise CheckpointError(f"{prefix}: no such directory")
     config_path = workdir / "config.json"
     if not config_path.exists():
         raise CheckpointError(f"{prefix} is not a jaxnn run (it has no config.json)")
+    member: str | int
+    if init_from.member == "best":
+        member = "best"
+        if not (workdir / run_files.BEST).is_dir():
+            raise CheckpointError(
+                f"{prefix} holds no exported best member ({workdir / run_files.BEST} is missing: "
+                "is the run finished?); finish it or name a member with init_from.member"
+            )
+        param_shapes = export.best_param_shapes(workdir)
+    else:
+        member = int(init_from.member)
+        try:
+            param_shapes = export.member_param_shapes(workdir, member)
+        except CheckpointError as error:
+            raise CheckpointError(f"{prefix}: {error}") from error
     try:
         source_config = run_readers.read_config(config_path, run_readers.SOURCE_WAY_OUT)
     except WorkdirError as error:
@@ -104,21 +119,6 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
             f"model.name={config.model.name}: layers transfer between runs of one model family; "
             f"pretrain a {config.model.name} run or set model.name={theirs}"
         )
-    member: str | int
-    if init_from.member == "best":
-        member = "best"
-        if not (workdir / run_files.BEST).is_dir():
-            raise CheckpointError(
-                f"{prefix} holds no exported best member ({workdir / run_files.BEST} is missing: "
-                "is the run finished?); finish it or name a member with init_from.member"
-            )
-        export.best_metadata(workdir)
-    else:
-        member = int(init_from.member)
-        try:
-            export.member_param_shapes(workdir, member)
-        except CheckpointError as error:
-            raise CheckpointError(f"{prefix}: {error}") from error
     for field in family.transfer_fields:
         theirs = source_config.model[field]
         if theirs != config.model[field]:
@@ -126,7 +126,7 @@ def check_source(config: ml_collections.ConfigDict, family: ModelFamily) -> Sour
                 f"{prefix}: model.{field}={config.model[field]!r} does not match the "
                 f"pretrained run's {theirs!r} (its layers were trained with it)"
             )
-    return Source(workdir=workdir, member=member, config=source_config)
+    return Source(workdir, member, source_config, param_shapes)
 
 
 def _layer_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
@@ -151,14 +151,18 @@ def check_shapes(
     *,
     head: Sequence[str],
     order: LayerOrder | None = None,
+    target_state: Any = None,
+    source_state: Any = None,
 ) -> None:
-    """Raises CheckpointError naming the first layer (in layer order) whose shape differs.
+    """Raises CheckpointError naming the first layer (in layer order) whose shape differs, then
+    the first restored model state array whose shape differs from this model's.
 
     Args:
       target: this run's single-member params (or their shapes).
       source: the pretrained member's params (or their shapes).
       layers: the top-level layers that will be restored.
       describe: the checkpoint, for the message.
+      target_state, source_state: the model states, collection -> layer -> arrays (or shapes).
     """
     target_shapes = _layer_shapes({name: target[name] for name in layers})
     source_shapes = _layer_shapes(
@@ -186,36 +190,25 @@ def check_shapes(
             f"init_from: layer {name} {detail} ({describe}); the model's body must match the "
             "pretrained run's"
         )
-
-
-def _check_state(target: Any, source: Any, describe: str) -> None:
-    """Raises CheckpointError naming the first restored model state array whose shape differs
-    from this model's (or that this model does not have)."""
-    mine = {
+    mine_state = {
         f"{collection}/{name}": shape
-        for collection, tree in target.items()
+        for collection, tree in (target_state or {}).items()
         for name, shape in _layer_shapes(tree).items()
     }
-    for collection, tree in source.items():
+    for collection, tree in (source_state or {}).items():
         for name, shape in _layer_shapes(tree).items():
-            here = mine.get(f"{collection}/{name}")
+            here = mine_state.get(f"{collection}/{name}")
             if here != shape:
                 detail = (
                     "is not in this model"
                     if here is None
-                    else (f"has shape {_shape_text(here)} in this model")
+                    else f"has shape {_shape_text(here)} in this model"
                 )
                 raise CheckpointError(
                     f"init_from: model state {collection}/{name} {detail} but has shape "
                     f"{_shape_text(shape)} in the checkpoint ({describe}); the model's body must "
                     "match the pretrained run's"
                 )
-
-
-def _source_shapes(source: Source) -> Any:
-    if source.member == "best":
-        return export.best_param_shapes(source.workdir)
-    return export.member_param_shapes(source.workdir, int(source.member))
 
 
 def load_pretrained(
@@ -227,8 +220,8 @@ def load_pretrained(
     order: LayerOrder | None = None,
     target_state: Any = None,
 ) -> dict[str, Any]:
-    """Reads the pretrained layers a run starts from, with their model state, checking their
-    shapes first.
+    """Reads the pretrained layers a run starts from, with their model state, and checks their
+    shapes against this run's (`check_shapes`).
 
     Only the layers that will be used are read (the head is skipped unless
     `init_from.restore = all`).
@@ -250,18 +243,26 @@ def load_pretrained(
         shapes), or the checkpoint is unreadable.
     """
     layers = wanted_layers(target_params, config.init_from.restore, head)
-    check_shapes(
-        target_params, _source_shapes(source), layers, source.describe(), head=head, order=order
-    )
+    stored = [name for name in layers if name in source.param_shapes]
     if source.member == "best":
         variables = {
-            "params": export.read_best(source.workdir, "params", layers),
-            **export.read_best(source.workdir, "model_state", layers),
+            "params": export.read_best(source.workdir, "params", stored),
+            **export.read_best(source.workdir, "model_state", stored),
         }
     else:
         variables = export.restore_member(
-            source.workdir, int(source.member), layers=layers, with_state=True
+            source.workdir, int(source.member), layers=stored, with_state=True
         )
     state = {name: tree for name, tree in variables.items() if name != "params" and tree}
-    _check_state(target_state or {}, state, source.describe())
+    describe = source.describe()
+    check_shapes(
+        target_params,
+        source.param_shapes,
+        layers,
+        describe,
+        head=head,
+        order=order,
+        target_state=target_state,
+        source_state=state,
+    )
     return {"params": variables["params"], **state}

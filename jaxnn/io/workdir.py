@@ -126,10 +126,12 @@ class WorkdirPlan:
     'continue' (a finished run asked for more steps), 'complete' (a finished run asked for no
     more steps: nothing to do; `summary` is its summary) or 'overwrite' (--overwrite on a
     workdir that holds a run: deleted once validation and data loading have succeeded).
+    `config` is the config it was planned for: the one `prepare` writes.
     """
 
     paths: RunPaths
     action: str
+    config: ml_collections.ConfigDict
     summary: dict[str, Any] | None = None
     evaluated: Mapping[int, set[int]] = dataclasses.field(default_factory=dict)
 
@@ -252,9 +254,9 @@ def plan_workdir(
     )
     if not holds_run:
         _refuse_foreign_files(paths)
-        return WorkdirPlan(paths, "new")
+        return WorkdirPlan(paths, "new", config)
     if overwrite:
-        return WorkdirPlan(paths, "overwrite")
+        return WorkdirPlan(paths, "overwrite", config)
     run_readers.check_kinds(paths.root)
     if not paths.config.exists():
         raise ConfigError(
@@ -275,11 +277,12 @@ def plan_workdir(
     if summary is not None:
         wanted = run_steps(config.training, summary["dataset"]["num_train"])
         if wanted <= summary["steps"]:
-            return WorkdirPlan(paths, "complete", summary=summary)
+            return WorkdirPlan(paths, "complete", config, summary=summary)
     evaluated = run_readers.read_appended(paths.metrics).evaluated()
     for entry in run_files.appended():
         run_readers.read_appended(paths / entry.name)  # refused here, not half-way through prepare
-    return WorkdirPlan(paths, "resume" if summary is None else "continue", evaluated=evaluated)
+    action = "resume" if summary is None else "continue"
+    return WorkdirPlan(paths, action, config, evaluated=evaluated)
 
 
 def _refuse_foreign_files(paths: RunPaths) -> None:
@@ -326,7 +329,6 @@ def _clear(files: list[Path]) -> None:
 
 def prepare(
     plan: WorkdirPlan,
-    config: ml_collections.ConfigDict,
     resumed_steps: Mapping[int, int],
     data_record: Mapping[str, Any] | None = None,
 ) -> None:
@@ -338,8 +340,7 @@ def prepare(
     checkpoint step.
 
     Args:
-      plan: from `plan_workdir`.
-      config: the run's config (written to config.json).
+      plan: from `plan_workdir` (its config is written to config.json).
       resumed_steps: global member index -> the step its restored checkpoint is at (members
         absent here have no checkpoint: their rows are all dropped).
       data_record: the data's fingerprint (`jaxnn.data.fingerprint`), written to data.json.
@@ -359,7 +360,7 @@ def prepare(
         else:
             _clear([paths / f.name for f in run_files.RUN_FILES if f.unfinished_on_resume])
         # config.json first: every other run file is then in a workdir that holds a run.
-        text = config.to_json(indent=2) + "\n"
+        text = plan.config.to_json(indent=2) + "\n"
         if not paths.config.is_file() or paths.config.read_text() != text:
             atomic.write_text_atomic(paths.config, text)
         paths.plots.mkdir(exist_ok=True)
