@@ -17,7 +17,7 @@ import pytest
 
 from jaxnn import front_end, runner
 from jaxnn.core import ensemble
-from jaxnn.errors import CheckpointError
+from jaxnn.errors import CheckpointError, ConfigError
 from jaxnn.io import export, transfer
 from jaxnn.nn import family, mlp
 from tests.helpers import blobs, small_config
@@ -270,3 +270,17 @@ def test_transfer_study_smoke_runs_end_to_end(source, tmp_path, data_dir):
         tmp_path / "target_5_finetune", 0, which="params", layers=list(BODY)
     )
     assert not _same(finetuned, body)
+
+
+def test_the_front_end_expands_the_paths_a_user_wrote_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = small_config()
+    config.init_from.workdir = "~/source"
+    config.compilation_cache.dir = "~/cache"
+    spec = front_end.resolve(config)
+    assert spec.source_workdir == tmp_path / "source"
+    assert spec.compile_cache_dir == tmp_path / "cache"
+    assert spec.config.init_from.workdir == "~/source"  # config.json keeps what was written
+    config.init_from.workdir = "~nosuchuser_jaxnn/run"
+    with pytest.raises(ConfigError, match=r"^init_from.workdir ~nosuchuser_jaxnn/run: cannot"):
+        front_end.resolve(config)
