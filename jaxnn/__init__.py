@@ -1,10 +1,8 @@
 """jaxnn: many random starts of neural networks, trained in one vmapped JAX program.
 
-The curated public API. Names are imported on first use, so `import jaxnn` stays cheap and
-pulls in neither JAX nor TFDS. Importing jaxnn before JAX has started its backends splits the
-host into one CPU device per core, as the launcher does, so that a run from Python trains on
-every core; `JAXNN_SPLIT_CPU=0` in the environment turns that off
-(`jaxnn.parallel.cpu_devices`).
+The curated public API, imported on first use (`import jaxnn` pulls in neither JAX nor TFDS).
+Importing jaxnn before JAX starts splits the host into one CPU device per core, as the launcher
+does; `JAXNN_SPLIT_CPU=0` turns that off (`jaxnn.parallel.cpu_devices`).
 
     import jaxnn
 

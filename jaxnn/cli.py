@@ -4,21 +4,10 @@
     jaxnn --config=path/to/config.py[:ARG] --workdir=DIR
     python launch.py --config=experiments/mnist1d_mlp.py[:ARG] --workdir=DIR
 
-`--config` names a config file, or an experiment shipped with jaxnn by its name
-(`mnist1d_mlp`, `random_restarts`, ...; `experiments/NAME.py` finds the shipped file too
-when the current directory has no such file): see docs/cli.md.
-
-A multi-host run starts the same command on every host with --coordinator_address (process
-0's HOST:PORT), --num_processes and --process_id (or --coordinator_address=auto where JAX
-detects them: Cloud TPU pods, Slurm, Open MPI); see docs/scale.md.
-
-Compiled programs are cached on disk (config.compilation_cache, on by default): in
-$XDG_CACHE_HOME/jaxnn/jax, else ~/.cache/jaxnn/jax; JAXNN_COMPILATION_CACHE=DIR moves the
-cache, JAXNN_COMPILATION_CACHE=off turns it off.
-
-Exit 0 on success (a run that was already complete, or whose every member diverged,
-included); exit 2 with one line `jaxnn: error: ...` for any user mistake or unusable workdir
-(locked by a running launch, read-only, full); see docs/reliability.md.
+`--config` names a config file or a shipped experiment (`mnist1d_mlp`, ...). Exit 0 on
+success (a run already complete, or whose every member diverged, included); exit 2 with one
+line `jaxnn: error: ...` for any user mistake or unusable workdir. See docs/cli.md (flags,
+compilation cache, exit codes) and docs/scale.md (multi-host runs).
 """
 
 from __future__ import annotations
@@ -30,7 +19,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn
 
 import ml_collections
 from absl import app, flags, logging
@@ -74,10 +63,9 @@ _CACHE_ON = ("on", "1", "true", "yes")
 def apply_cache_environment(config: ml_collections.ConfigDict, environ: Mapping[str, str]) -> None:
     """Writes the environment's say on the compilation cache into `config.compilation_cache`.
 
-    JAXNN_COMPILATION_CACHE=off (or 0, false, no) turns the cache off, =on keeps the config's
-    choice, =DIR moves the cache to DIR. Unset, a config that names no directory caches in
-    $XDG_CACHE_HOME/jaxnn/jax when XDG_CACHE_HOME is set and JAX's own JAX_COMPILATION_CACHE_DIR
-    is not (a directory set through JAX is kept: `jaxnn.core.compile_cache.enable`).
+    JAXNN_COMPILATION_CACHE=off (or 0, false, no) turns it off, =on keeps the config's choice,
+    =DIR moves it. Else a config without a directory follows $XDG_CACHE_HOME, unless JAX's own
+    JAX_COMPILATION_CACHE_DIR is set (`jaxnn.core.compile_cache.enable` keeps that).
     """
     from jaxnn.core import compile_cache
 
@@ -95,22 +83,14 @@ def apply_cache_environment(config: ml_collections.ConfigDict, environ: Mapping[
 
 
 def show_cache_warnings_in_one_line() -> None:
-    """JAX warns of each cache entry it cannot read or write (a disk that filled, an entry a
-    killed launch left torn) in two lines, program after program: this says it once, in one."""
+    """Says JAX's warnings about cache entries it cannot read or write once, in one line."""
     original = warnings.showwarning
     shown = False
 
-    def show(
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: TextIO | None = None,
-        line: str | None = None,
-    ) -> None:
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
         nonlocal shown
         if "persistent compilation cache" not in str(message):
-            original(message, category, filename, lineno, file, line)
+            original(message, *args, **kwargs)
         elif not shown:
             import jax
 
@@ -127,19 +107,14 @@ def show_cache_warnings_in_one_line() -> None:
     warnings.showwarning = show
 
 
-# Libraries whose warnings a normal run keeps off the terminal: what they warn of is routine
-# here (TFDS about the folders it writes, Orbax about its own scheduling), and jaxnn reports
-# what matters in its own lines. `--verbosity=0` (absl's flag) lets their absl logs through.
+# Libraries whose routine warnings a run keeps off the terminal (jaxnn reports what matters in
+# its own lines); `--verbosity=0` (absl's flag) lets their absl logs through.
 QUIET_LIBRARIES = ("absl", "orbax", "tensorflow_datasets", "etils")
 
 
 def keep_library_warnings_quiet() -> None:
-    """Holds back the absl logs, Python warnings and unraisable-exception reports ("Exception
-    ignored in: <coroutine ...>", from Orbax's asynchronous saves at exit) of QUIET_LIBRARIES.
-
-    Other loggers keep their levels: JAX's own warnings (JAX_LOG_COMPILES, a cache that cannot
-    be read) still reach the terminal.
-    """
+    """Holds back the absl logs, Python warnings and unraisable-exception reports (Orbax's
+    asynchronous saves at exit) of QUIET_LIBRARIES; JAX's own warnings still show."""
     logging.set_verbosity(logging.WARNING)
     if not flags.FLAGS["verbosity"].present:
         std_logging.getLogger("absl").addFilter(_not_from_quiet_libraries)
@@ -150,8 +125,8 @@ def keep_library_warnings_quiet() -> None:
     std_logging.getLogger("matplotlib").addFilter(_not_about_matplotlib_config_dir)
 
 
-# What matplotlib logs when HOME is not writable: it then uses a temporary directory, which is
-# all a run's plots need (nothing of the run depends on matplotlib's cache).
+# What matplotlib logs when HOME is not writable: the temporary directory it uses instead is
+# all a run's plots need.
 MATPLOTLIB_CONFIG_DIR_LINES = ("mkdir -p failed for path", "created a temporary cache directory")
 
 
@@ -161,10 +136,8 @@ def _not_about_matplotlib_config_dir(record: std_logging.LogRecord) -> bool:
 
 
 def _not_about_quiet_futures(record: std_logging.LogRecord) -> bool:
-    """asyncio's reports of futures whose exception nobody retrieved ("_GatheringFuture
-    exception was never retrieved", logged when the loop's objects are collected at exit) are
-    dropped when the exception was raised inside QUIET_LIBRARIES (Orbax's parallel reads of
-    a checkpoint that jaxnn has already reported unreadable in its own line)."""
+    """Drops asyncio's reports of unretrieved exceptions raised inside QUIET_LIBRARIES (Orbax's
+    reads of a checkpoint that jaxnn has already reported unreadable)."""
     exc_info = record.exc_info
     traceback = exc_info[2] if exc_info else None
     while traceback is not None:
@@ -185,8 +158,7 @@ def _not_from_quiet_libraries(record: std_logging.LogRecord) -> bool:
 
 
 def _unraisable_hook(default: Callable[[Any], None]) -> Callable[[Any], None]:
-    """`sys.unraisablehook` that drops the reports about QUIET_LIBRARIES' objects (a coroutine
-    or its frame's module decides) and hands every other one to `default`."""
+    """`sys.unraisablehook` that drops reports about QUIET_LIBRARIES' objects, passes the rest."""
 
     def hook(unraisable: Any) -> None:
         thing = unraisable.object
@@ -200,8 +172,7 @@ def _unraisable_hook(default: Callable[[Any], None]) -> Callable[[Any], None]:
 
 def fail(message: str) -> NoReturn:
     """Prints one line `jaxnn: error: ...` and exits with code 2."""
-    first_line = " ".join(str(message).split())
-    print(f"jaxnn: error: {first_line}", file=sys.stderr)
+    print(f"jaxnn: error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -223,13 +194,6 @@ def _flag_error_text(error: flags.Error) -> str:
     return text
 
 
-def shipped_experiments() -> Path:
-    """The directory of the launch configs shipped with jaxnn: `experiments/` beside the `jaxnn`
-    package (the repository's own in a checkout or an editable install, the wheel's copy in an
-    installed one)."""
-    return Path(__file__).resolve().parent.parent / "experiments"
-
-
 def resolve_config(value: str) -> str:
     """`--config`'s value with a shipped experiment's name (`NAME[:ARG]`, or
     `experiments/NAME.py[:ARG]` where the current directory has no such file) made its path.
@@ -247,20 +211,19 @@ def resolve_config(value: str) -> str:
             f"--config={value}: cannot expand {path.split('/', 1)[0]} (no such user or no home "
             "directory); write the path out in full"
         )
-        return value
-    if found.is_dir():
-        fail(
-            f"--config={value}: {path!r} is a directory, not a config file; name a Python file "
-            "that defines get_config, e.g. experiments/mnist1d_mlp.py"
-        )
     if found.exists() and not found.is_file():
+        if found.is_dir():
+            what = "a directory, not a config file"
+        else:
+            what = "not a regular file (a device, pipe or socket)"
         fail(
-            f"--config={value}: {path!r} is not a regular file (a device, pipe or socket); name "
-            "a Python file that defines get_config, e.g. experiments/mnist1d_mlp.py"
+            f"--config={value}: {path!r} is {what}; name a Python file that defines "
+            "get_config, e.g. experiments/mnist1d_mlp.py"
         )
     if found.exists():
         return value
-    shipped = shipped_experiments()
+    # Beside the jaxnn package: a checkout's own, or the wheel's copy.
+    shipped = Path(__file__).resolve().parent.parent / "experiments"
     name = path.removeprefix("experiments/").removesuffix(".py")
     if "/" not in name and (shipped / f"{name}.py").is_file():
         return f"{shipped / name}.py{colon}{arg}"
@@ -292,8 +255,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     """
     # ml_collections warns through absl (a get_config that returned None) before flags are
     # parsed: the one line below says it.
-    quiet = _NotFromConfigFlags()
-    logging.get_absl_logger().addFilter(quiet)
+    logging.get_absl_logger().addFilter(_not_from_config_flags)
     try:
         return flags.FLAGS(_with_resolved_config(argv))
     except flags.Error as error:
@@ -301,13 +263,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     except Exception as error:
         fail(config_error_text(error, argv))
     finally:
-        logging.get_absl_logger().removeFilter(quiet)
-    return []
+        logging.get_absl_logger().removeFilter(_not_from_config_flags)
 
 
-class _NotFromConfigFlags(std_logging.Filter):
-    def filter(self, record: std_logging.LogRecord) -> bool:
-        return not record.pathname.endswith("config_flags.py")
+def _not_from_config_flags(record: std_logging.LogRecord) -> bool:
+    return not record.pathname.endswith("config_flags.py")
 
 
 def _config_argument(argv: list[str]) -> str:
@@ -379,12 +339,7 @@ def _launch(argv: list[str]) -> None:
             *join, timeout_s=_DISTRIBUTED_TIMEOUT.value, on_timeout=_exit_from_thread
         )
         apply_cache_environment(config, os.environ)
-        run(
-            config,
-            _WORKDIR.value or "",
-            overwrite=_OVERWRITE.value,
-            progress=_PROGRESS.value,
-        )
+        run(config, _WORKDIR.value or "", overwrite=_OVERWRITE.value, progress=_PROGRESS.value)
     except JaxnnError as error:
         fail(str(error))
     except Interrupted as interrupted:  # SIGTERM/SIGINT: stopped at a chunk boundary, saved

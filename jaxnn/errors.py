@@ -34,8 +34,7 @@ class WorkdirError(JaxnnError):
 class Interrupted(Exception):
     """A run stopped by SIGTERM or SIGINT at a chunk boundary, its checkpoint saved.
 
-    Not a user mistake: the launcher prints the message as it is and exits 128 + the signal's
-    number (143 for SIGTERM, 130 for SIGINT).
+    Not a user mistake: the launcher prints it and exits 128 + the signal's number (143, 130).
     """
 
     def __init__(self, step: int, signal_name: str, exit_code: int):

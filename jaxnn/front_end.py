@@ -1,16 +1,9 @@
 """The run's front end: a config, the user's components and a sweep given from Python resolved
-into the run they describe (`jaxnn.run_spec.RunSpec`), after every check that needs no data.
-
-`resolve` reads the config as the schema's shape, finds the model family (the user's model,
-whose declared fields it sets, or the registered family of `model.name`), splits the sweep and
-the search into their fields, has every field checked by its rule, the rules across sections
-and every section by its owner (`jaxnn.validation.check_sections`: the data set, the model
-family, the loss, the optimiser and the augmentation state their own rules), finds the
-members' numeric fields, resolves the sweep's values and draws the search's points over them
-(`jaxnn.validation.check_members` checks them), and resolves each structural variant the same
-way. `jaxnn.run`, `jaxnn.fit`, `jaxnn.fit_ensemble` and `jaxnn.fit_variants` enter here once;
-every later phase reads the RunSpec and never re-parses the config. The checks that need the
-loaded data are `jaxnn.validation.check_against_data`."""
+into the run they describe (`jaxnn.run_spec.RunSpec`), after every check that needs no data
+(`jaxnn.validation.check_sections` and `check_members`). `jaxnn.run`, `jaxnn.fit`,
+`jaxnn.fit_ensemble` and `jaxnn.fit_variants` enter here once; every later phase reads the
+RunSpec and never re-parses the config. The checks that need the loaded data are
+`jaxnn.validation.check_against_data`."""
 
 from __future__ import annotations
 
@@ -48,17 +41,14 @@ def resolve(
     *,
     sweep: sweep_lib.SweepSpec | sweep_lib.Sweep | None = None,
 ) -> RunSpec:
-    """Checks every field that can be checked without data, parses the sweep once and draws
-    the search's points (`restarts.search`, each value checked by its field's rule).
+    """The run `config` (not changed) describes, with every structural variant: every field
+    that can be checked without data checked, the sweep parsed once and the search's points
+    drawn.
 
     Args:
-      config: the run config (not changed).
       components: the user's own model, loss, metrics, prediction and optimiser.
       sweep: a sweep given from Python (a string, a mapping field -> values, or a Sweep) in
         place of `config.restarts.sweep`.
-
-    Returns:
-      The resolved run, with every structural variant resolved (and checked) too.
 
     Raises:
       ConfigError: the first mistake, in one line.
@@ -81,16 +71,10 @@ def resolve(
         {"restarts.sweep": resolved.to_spec()}
         | ({} if search is None else {"restarts.search": search.to_spec()}),
     )
+    structural = resolved.structural_variants() if resolved.structural else ()
     variants = tuple(
-        (
-            variant,
-            resolve(
-                sweep_lib.with_values(canonical, variant),
-                components,
-                sweep=resolved.numeric_only(),
-            ),
-        )
-        for variant in (resolved.structural_variants() if resolved.structural else ())
+        (v, resolve(sweep_lib.with_values(canonical, v), components, sweep=resolved.numeric_only()))
+        for v in structural
     )
     return RunSpec(
         config=canonical,
@@ -113,8 +97,7 @@ def resolve_call(
     *,
     sweep: sweep_lib.SweepSpec | sweep_lib.Sweep | None = None,
 ) -> RunSpec:
-    """`resolve` for the Python entry points that train on given data (`fit`, `fit_ensemble`,
-    `fit_variants`): the data set and the key are checked too.
+    """`resolve` for the entry points that train on given data, the data set and key checked too.
 
     Raises:
       ConfigError, DataError: the first mistake, in one line.
@@ -130,10 +113,8 @@ def _resolve_members(
     components: Components,
     given: dict[str, list[Any]],
 ) -> tuple[dict[str, NumericField], sweep_lib.Sweep, search_lib.Search | None]:
-    """The members' numeric fields (`run_spec.numeric_fields`), the sweep's values (`given`,
-    split from its spec) resolved and the search's points drawn over them, each value checked
-    by its field's rule (and by the family's rules across fields), and the member schedule
-    checked."""
+    """The members' numeric fields, the sweep's values (`given`) resolved and the search's
+    points drawn over them, each value checked, and the member schedule checked."""
     member_fields = numeric_fields(config, family, components)
     resolved = sweep_lib.resolve(
         given,
@@ -161,7 +142,7 @@ def check_config_type(config: Any) -> None:
     """The config is an `ml_collections.ConfigDict` with every field of `default_config()`.
 
     Raises:
-      ConfigError: another type (a dict, None), or a field of the schema missing.
+      ConfigError: another type, or a field of the schema missing.
     """
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(

@@ -1,11 +1,9 @@
 """SIGTERM and SIGINT end a run at the next chunk boundary, with a checkpoint.
 
-`jaxnn.run` (and so the launcher) installs the handlers for the length of a run; the library's
-loop only reads the request between chunks (`jaxnn.core.loop.drive`'s `should_stop`), so a
-signal never lands inside a checkpoint save or a metrics write. A second signal while the
-first is being honoured aborts at once (exit 128 + its number): the lock goes with the
-process and a save cut short is ignored by the next launch. The launcher honours the first
-until the process has exited (`abort_on_signals`): JAX's teardown at exit takes seconds.
+`jaxnn.run` watches them for the length of a run; the loop reads the request only between
+chunks (`jaxnn.core.loop.drive`'s `should_stop`), so a signal never lands inside a checkpoint
+save or a metrics write. A second signal aborts at once (exit 128 + its number): the lock goes
+with the process, and the next launch ignores a save cut short.
 """
 
 from __future__ import annotations
@@ -32,9 +30,6 @@ class StopRequest:
         """True once a stop signal arrived (the loop's `should_stop`)."""
         return self.signal_number is not None
 
-    def set(self, signal_number: int) -> None:
-        self.signal_number = signal_number
-
     def interrupted(self, step: int) -> Interrupted:
         """The exception that ends the run at `step` (only once a signal arrived)."""
         assert self.signal_number is not None
@@ -53,11 +48,11 @@ def _abort(signal_number: int) -> None:
 
 
 def abort_on_signals() -> None:
-    """From now on SIGTERM/SIGINT abort the process at once (exit 128 + its number), as a
-    second signal does during a run: for a launch that stopped on a first signal and is
-    exiting (Python's own SIGINT handler would raise KeyboardInterrupt inside JAX's exit
-    hooks, a traceback or a death by the signal). A signal it was started ignoring stays
-    ignored; outside the main thread (where Python cannot install handlers) nothing changes.
+    """From now on SIGTERM/SIGINT abort the process at once (exit 128 + its number).
+
+    For a launch that stopped on a first signal and is exiting: JAX's teardown takes seconds,
+    and Python's SIGINT handler would raise KeyboardInterrupt inside its exit hooks. A signal
+    started ignored stays ignored; outside the main thread nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -68,13 +63,11 @@ def abort_on_signals() -> None:
 
 @contextlib.contextmanager
 def stop_at_chunk_boundaries() -> Iterator[StopRequest]:
-    """Sees SIGTERM/SIGINT for the `with` block: the first sets the returned request, a second
-    aborts the process at once.
+    """Sees SIGTERM/SIGINT for the `with` block: the first sets the request, a second aborts.
 
-    The signals are watched by a thread that reads Python's signal wake-up pipe
-    (`signal.set_wakeup_fd`): the interpreter writes to it as the signal arrives, even while
-    the main thread is inside a long compile or a device computation, where a Python signal
-    handler would wait (and two signals would merge into one). Outside the main thread (where
+    A thread reads Python's signal wake-up pipe (`signal.set_wakeup_fd`), written as the signal
+    arrives even while the main thread is inside a long compile or device computation, where a
+    Python handler would wait (and two signals would merge). Outside the main thread (where
     Python cannot install handlers) the request is never set and signals keep their effect.
     """
     request = StopRequest()
@@ -91,7 +84,7 @@ def stop_at_chunk_boundaries() -> Iterator[StopRequest]:
                 continue
             if request():
                 _abort(number)
-            request.set(number)
+            request.signal_number = number
 
     # The work is the watcher's; a handler must be installed for the wake-up byte to be sent.
     # A signal the launch was started ignoring (`nohup`, a background job) stays ignored.

@@ -1,10 +1,6 @@
-"""The resolved run: what a validated config says to train (`RunSpec`), and how its model
-family and its members' numeric fields are found.
-
-`jaxnn.front_end.resolve` checks a config and resolves it into a RunSpec: the canonical
-config, the sweep as a value, the drawn search points, the model family, the user's
-components and one RunSpec per structural variant. Every phase after the front end reads the
-run from here and never re-parses the config.
+"""The resolved run: what a validated config says to train (`RunSpec`, made by
+`jaxnn.front_end.resolve`), and how its model family and its members' numeric fields are found.
+Every phase after the front end reads the run from here and never re-parses the config.
 """
 
 from __future__ import annotations
@@ -34,24 +30,17 @@ class RunSpec:
 
     Attributes:
       config: a copy of the caller's config whose `restarts.sweep` and `restarts.search` are
-        their canonical strings (what config.json records); the caller's config is never
-        changed.
-      sweep: the parsed sweep (numeric and structural fields).
-      family: the model family (registered by `model.name`, or the user's model).
-      components: the user's own parts (empty when the config says everything).
-      fields: every numeric field a member may vary (field -> NumericField: `numeric_fields`),
-        found once by the front end.
+        their canonical strings (what config.json records).
+      fields: every numeric field a member may vary (field -> NumericField: `numeric_fields`).
       variants: one (variant values, RunSpec of that variant with the numeric sweep alone) per
         structural variant; empty when the sweep names no structural field.
       search: the drawn points of `restarts.search` (each structural variant draws the same
         ones), or None; a search and a numeric sweep are never both given.
       source_workdir: `init_from.workdir` with `~` expanded, or None (no transfer).
-      compile_cache_dir: `compilation_cache.dir` with `~` expanded, or None (JAX's or the
-        default directory).
+      compile_cache_dir: `compilation_cache.dir` with `~` expanded, or None.
 
-    What is derived from these (`varied_fields`, `base_hparams`, `removed_hparams`,
-    `member_values`) is computed once, at its first use (every member reads `base_hparams`):
-    read it, do not change it.
+    The derived values (`varied_fields`, `base_hparams`, ...) are computed once, at their first
+    use: read them, do not change them.
     """
 
     config: ml_collections.ConfigDict
@@ -74,8 +63,7 @@ class RunSpec:
         return bool(self.variants)
 
     def single_program(self, what: str) -> RunSpec:
-        """The spec of the one program this run is (a structural sweep of one value per field
-        is one program).
+        """The spec of the one program this run is (a structural sweep of one value is one).
 
         Raises:
           ConfigError: the sweep gives several structural variants (one program each).
@@ -97,8 +85,7 @@ class RunSpec:
         fields `hparams` does not all set would be ignored silently, so it is refused.
 
         Raises:
-          ConfigError: naming the varied fields that are not set and the entry points that
-            train them.
+          ConfigError: naming the varied fields that are not set.
         """
         fields = self.numeric_fields()
         unset = [f for f in sorted(self.varied_fields) if fields[f].hparam not in (hparams or {})]
@@ -118,9 +105,8 @@ class RunSpec:
 
     @functools.cached_property
     def base_hparams(self) -> dict[str, float]:
-        """The numeric hyperparameters members carry, as the config states them (before any
-        sweep or search): every numeric field of the run but the `constant_unless_swept` ones
-        that are neither swept nor searched."""
+        """The numeric hyperparameters members carry, as the config states them: every numeric
+        field but the `constant_unless_swept` ones that are neither swept nor searched."""
         return {
             f.hparam: float(sweep_lib.field_value(self.config, f.field))
             for f in self.fields.values()
@@ -141,8 +127,7 @@ class RunSpec:
 
     @functools.cached_property
     def member_values(self) -> dict[str, list[float]]:
-        """Every value members give a numeric field, swept or searched (field -> values): what
-        a rule that depends on the data checks, as it checks the config's own value."""
+        """Every value members give a numeric field, swept or searched (field -> values)."""
         values = {field: list(swept) for field, swept in self.sweep.numeric.items()}
         for point in self.search.points if self.search is not None else ():
             for field, value in point.items():
@@ -155,13 +140,12 @@ def model_family(
 ) -> family_lib.ModelFamily:
     """The user's model as a family, else the registered family of `model.name`; either way
     its Modules compute in `model.dtype` (`jaxnn.nn.precision`)."""
+    head = tuple(config.model.head) or ("head",)
     if isinstance(components.model, UserModel):
-        family = components.model.family(head=tuple(config.model.head) or ("head",))
+        family = components.model.family(head=head)
     elif components.model is not None:
         try:
-            family = family_lib.user_family(
-                components.model, head=tuple(config.model.head) or ("head",)
-            )
+            family = family_lib.user_family(components.model, head=head)
         except TypeError as error:
             raise ConfigError(str(error)) from error
     else:

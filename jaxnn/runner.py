@@ -1,29 +1,12 @@
-"""run(config, workdir): what `launch.py` does, importable.
+"""`run(config, workdir)`: what `launch.py` does, importable.
 
-One path for every run, in phases:
-
-  plan     resolve (`jaxnn.front_end`: every check that needs no data, the sweep parsed
-           once, every structural variant resolved and checked), lock the
-           workdir, decide what to do with it (new, resume, continue a finished run, nothing
-           to do for a complete one, overwrite);
-  build    check the pretrained run, load the data, build each variant's trainer (a plain
-           run is one variant), check the model, loss and metrics on the data's shapes;
-  restore  each variant's latest readable checkpoint (resume), or the pretrained layers
-           (transfer);
-  train    only now write (`jaxnn.io.run_files` says what and how): each variant in order,
-           in chunks, with metrics.jsonl, diagnostics, the progress bar and checkpoints;
-  finish   select by validation over all members, export the best member, write the plots,
-           report.md and, last, summary.json.
-
-Launching again with the same workdir continues from the latest readable checkpoint of each
-variant and ends with the same weights, metrics.jsonl and summary (timing aside) as a run that
-was never interrupted, whenever the previous launch was killed. While a launch runs, its
-workdir is locked (`jaxnn.io.lock`); a full or read-only disk ends the launch with one line,
-its checkpoints intact.
-
-In a multi-host run every process runs this function; process 0 alone writes files and prints
-(`sharding.is_writer`), while checkpoint saves and the export of the best member are
-collective (every process takes part).
+Phases: plan (`jaxnn.front_end` checks the config; the workdir is locked and planned), build
+(the data loaded, each structural variant's trainer built and checked on its shapes), restore
+(latest readable checkpoints, or pretrained layers), train (only now are files written:
+`jaxnn.io.run_files`) and finish (the best member selected and exported; summary.json last).
+A relaunch continues from each variant's latest readable checkpoint and ends as an
+uninterrupted run would. In a multi-host run every process runs `run`; process 0 alone writes
+files (`sharding.is_writer`), while checkpoint saves and the export are collective.
 """
 
 from __future__ import annotations
@@ -46,7 +29,6 @@ from jaxnn import front_end, interrupt
 from jaxnn.analysis import diagnostics
 from jaxnn.core import compile_cache, ensemble, explosion, schedules, train, variants
 from jaxnn.core.loop import Evaluation
-from jaxnn.core.program import Program
 from jaxnn.data import fingerprint as fingerprint_lib
 from jaxnn.data.device import device_data
 from jaxnn.errors import ConfigError, JaxnnError, WorkdirError
@@ -84,30 +66,26 @@ def run(
     data: data_lib.Dataset | None = None,
     **components: Unpack[ComponentArgs],
 ) -> RunResult:
-    """Runs the experiment `config` into `workdir` and returns its summary (a `RunResult`: the
-    summary dict, which also predicts: `predictor()`, `predict`, `score`, ...).
+    """Runs the experiment `config` (not changed) into `workdir`; returns its summary as a
+    `RunResult` (the summary dict, which also predicts: `predictor()`, `predict`, `score`, ...).
 
-    A workdir holding an unfinished run of the same config (or a finished one, when more
-    steps are asked for) is continued from its latest readable checkpoints; a finished run
-    asked for no more steps is reported and left as it is. Every user mistake raises a
-    `jaxnn.errors.JaxnnError` before anything is written; so does a workdir that another live
-    launch holds. A disk that fails later raises `WorkdirError`, the checkpoints intact.
-    SIGTERM or SIGINT during the run stops it at the next chunk boundary with a checkpoint
-    and raises `jaxnn.errors.Interrupted` (the lock released); launching again resumes it.
+    An unfinished run of the same config in `workdir` (or a finished one asked for more steps)
+    is continued from its latest readable checkpoints; a finished one is reported and left as it
+    is. Every user mistake, and a workdir that another live launch holds, raises a `JaxnnError`
+    before anything is written; a disk that fails later raises `WorkdirError`, the checkpoints
+    intact. SIGTERM or SIGINT stops the run at the next chunk boundary with a checkpoint and
+    raises `jaxnn.errors.Interrupted`; launching again resumes it.
 
     Args:
-      config: the run config (not changed).
-      workdir: the run's directory.
       overwrite: replace a run that the workdir holds.
-      progress: show a progress bar.
       out: where the header, tables and outcome are printed.
       sweep: a sweep given from Python (string, mapping field -> values, or Sweep) in place of
-        `config.restarts.sweep` (config.json records it as a string).
-      data: the user's own data set (`jaxnn.from_arrays`) in place of `config.dataset`:
-        config.json records `dataset.name=arrays:<its name>` and DIR/data.json its
-        fingerprint; a relaunch must pass the same arrays (other arrays are refused).
-      **components: the user's own parts: model, loss, metrics, predict, optimizer
-        (`jaxnn.nn.components.Components`). A relaunch passes them again.
+        `config.restarts.sweep`.
+      data: the user's own data set (`jaxnn.from_arrays`) in place of `config.dataset`, recorded
+        as `dataset.name=arrays:<its name>` with its fingerprint; a relaunch must pass the same
+        arrays.
+      **components: the user's own parts (`jaxnn.nn.components.Components`); a relaunch passes
+        them again.
     """
     given = _given_data(data)
     if given is not None:
@@ -140,8 +118,8 @@ def _plan(
     overwrite: bool,
     out: TextIO,
 ) -> workdir_lib.WorkdirPlan:
-    """What to do with the workdir (`workdir_lib.plan_workdir`), once a live launch holding it
-    is ruled out, and with the data checked against the run it holds."""
+    """What to do with the workdir, once a live launch holding it is ruled out, with the data
+    checked against the run it holds."""
     _on_writer(lock.acquire_if_exists)
     if lock.describe_stale():
         print(lock.describe_stale(), file=out)
@@ -172,10 +150,6 @@ class RunResult(dict, Predicts):
 
         return load_predictor(self.workdir, **self._components)
 
-    def members_frame(self) -> Any:
-        """One row per member as a pandas DataFrame (`jaxnn.reporting.frames.members_frame`)."""
-        return frames.members_frame(self)
-
     def history_frame(self) -> Any:
         """Every evaluation as a pandas DataFrame (`jaxnn.reporting.frames.history_frame`)."""
         return frames.history_frame(self.workdir)
@@ -195,7 +169,7 @@ def _config_of_arrays(
     """A copy of the config that names the user's arrays (`dataset.name=arrays:<name>`).
 
     Raises:
-      ConfigError: the config names a data file as well (the arrays would silently win).
+      ConfigError: the config names a data file as well.
     """
     named = getattr(getattr(config, "dataset", None), "name", "")
     if isinstance(named, str) and data_lib.is_file_name(named):
@@ -210,8 +184,7 @@ def _config_of_arrays(
 
 @dataclasses.dataclass
 class _Variant(variants.Variant):
-    """One structural variant through the phases (a plain run is one variant `{}`): the built
-    variant (`variants.build_variants`) with its files and its restored state."""
+    """A built structural variant (a plain run is one) with its files and restored state."""
 
     paths: RunPaths
     index: int
@@ -227,12 +200,8 @@ class _Variant(variants.Variant):
     def checkpoints_dir(self) -> Path:
         return self.paths.variant_checkpoints(self.index, self.num_variants)
 
-    @property
-    def events_dir(self) -> Path:
-        return self.paths.variant_events(self.index, self.num_variants)
-
     def resumed_steps(self) -> dict[int, int]:
-        """Global member index -> the step its checkpoint is at (none without a checkpoint)."""
+        """Global member index -> the step its checkpoint is at."""
         if self.state is None:
             return {}
         return {m.index: self.start_step for m in self.global_members}
@@ -250,8 +219,7 @@ def _run_planned(
 ) -> dict[str, Any]:
     """The build, restore, train and finish phases of a planned launch; its summary."""
     config = spec.config
-    # build: before anything compiles, the compilation cache (one the caller set up is kept
-    # unless the config names one)
+    # build; the compilation cache first, before anything compiles
     if config.compilation_cache.enabled:
         compile_cache.enable(spec.compile_cache_dir)
     source = None
@@ -276,17 +244,7 @@ def _run_planned(
     if source is not None:
         print(f"starting from {source.describe()} ({config.init_from.mode})", file=out)
     runs = [
-        _train_variant(
-            variant,
-            plan,
-            dataset,
-            data_record,
-            key,
-            len(run_variants),
-            stop,
-            progress=progress,
-            out=out,
-        )
+        _train_variant(variant, plan, dataset, data_record, key, stop, progress=progress, out=out)
         for variant in run_variants
     ]
     return _finish(plan, run_variants, runs, dataset, data_record, out)
@@ -300,9 +258,8 @@ def _restore_variant(
     key: jax.Array,
     out: TextIO,
 ) -> None:
-    """Fills in what a variant starts from: its member shapes, the pretrained layers
-    (transfer), its losses at initialisation (the exploded rule) and its latest readable
-    checkpoint (resume)."""
+    """Fills in what a variant starts from: its member shapes, the pretrained layers, its losses
+    at initialisation (the exploded rule) and its latest readable checkpoint."""
     config = variant.spec.config
     abstract = jax.eval_shape(
         variant.trainer.init_fn,
@@ -328,14 +285,7 @@ def _restore_variant(
         variant.start_losses = explosion.start_losses(
             variant.trainer, dataset, key, variant.pretrained
         )
-    variant.start_step, variant.state, variant.unreadable = _restore(
-        plan,
-        variant.checkpoints_dir,
-        abstract,
-        variant.trainer.program,
-        [m.index for m in variant.global_members],
-        out,
-    )
+    variant.start_step, variant.state, variant.unreadable = _restore(plan, variant, abstract, out)
 
 
 def _finish(
@@ -346,8 +296,8 @@ def _finish(
     data_record: Mapping[str, Any],
     out: TextIO,
 ) -> dict[str, Any]:
-    """One summary over every variant's members (a plain run is one variant): selects and
-    exports the best member, writes the results and prints the outcome."""
+    """One summary over every variant's members: selects and exports the best member, writes
+    the results and prints the outcome."""
     config = plan.config
     start_losses = [v.start_losses for v in run_variants]
     schedule_rows = run_readers.read_appended(plan.paths / run_files.SCHEDULE, split=False).rows
@@ -379,8 +329,7 @@ def _build(
     dataset: data_lib.Dataset,
     key: jax.Array,
 ) -> list[_Variant]:
-    """Each variant's trainer (shapes checked against the data), in sweep order, with its
-    checkpoint and TensorBoard directories."""
+    """Each variant's trainer (checked against the data), in sweep order, with its files."""
     built = variants.build_variants(
         spec,
         dataset,
@@ -407,23 +356,21 @@ def _train_variant(
     dataset: data_lib.Dataset,
     data_record: Mapping[str, Any],
     key: jax.Array,
-    num_variants: int,
     stop: interrupt.StopRequest,
     *,
     progress: bool,
     out: TextIO,
 ) -> variants.VariantRun:
-    """Trains one variant from where its checkpoint left it, with one evaluation callback.
+    """Trains one variant from where its checkpoint left it.
 
     Raises:
-      Interrupted: a stop signal arrived; the variant's state at the chunk boundary where it
-        stopped is saved first.
+      Interrupted: a stop signal arrived; the state where it stopped is saved first.
     """
     if stop():
         raise stop.interrupted(variant.start_step)  # the variants before it are saved
     writer = sharding.is_writer()
     program = variant.trainer.program
-    _print_variant_header(variant, dataset, num_variants, out)
+    _print_variant_header(variant, dataset, out)
     # Opened first: a TensorBoard directory that cannot be written stops every process here.
     events = _on_writer(lambda: _event_log(variant))
     checkpoints, saver = _checkpointing(variant, data_record)
@@ -431,7 +378,7 @@ def _train_variant(
     tracker = metrics_log.Progress(
         plan.paths, program, members, show=progress, start_step=variant.start_step
     )
-    monitor = _diagnostics_monitor(variant.spec.config, plan.paths, dataset, program, members)
+    monitor = _diagnostics_monitor(variant, plan.paths, dataset)
 
     def on_eval(evaluation: Evaluation) -> None:
         if writer:
@@ -460,12 +407,10 @@ def _train_variant(
     return run
 
 
-def _print_variant_header(
-    variant: _Variant, dataset: data_lib.Dataset, num_variants: int, out: TextIO
-) -> None:
+def _print_variant_header(variant: _Variant, dataset: data_lib.Dataset, out: TextIO) -> None:
     """The run's header, or for one variant of several its values and layer table."""
     trainer = variant.trainer
-    if num_variants == 1:
+    if variant.num_variants == 1:
         console.print_header(dataset, trainer, variant.member_params, out)
         return
     print(
@@ -477,12 +422,11 @@ def _print_variant_header(
 def _checkpointing(
     variant: _Variant, data_record: Mapping[str, Any]
 ) -> tuple[checkpoint.RunCheckpoints, checkpoint.Saver]:
-    """The variant's checkpoints (the unreadable ones it skipped discarded) and the saver
-    that writes them every `checkpoint.every_steps` from its start step."""
-    program = variant.trainer.program
+    """The variant's checkpoints (the unreadable ones discarded) and their saver."""
+    program, saving = variant.trainer.program, variant.spec.config.checkpoint
     checkpoints = checkpoint.RunCheckpoints(
         variant.checkpoints_dir,
-        keep=int(variant.spec.config.checkpoint.keep),
+        keep=int(saving.keep),
         metadata={
             "model": program.family.name,
             "preprocessing": program.preprocessing.to_json(),
@@ -491,9 +435,7 @@ def _checkpointing(
     )
     checkpoints.discard(variant.unreadable)
     saver = checkpoint.Saver(
-        checkpoints,
-        every_steps=variant.spec.config.checkpoint.every_steps,
-        start_step=variant.start_step,
+        checkpoints, every_steps=saving.every_steps, start_step=variant.start_step
     )
     return checkpoints, saver
 
@@ -506,8 +448,8 @@ def _write_evaluation(
     monitor: diagnostics.Monitor | None,
     events: tensorboard.EventLog | None,
 ) -> None:
-    """The writer's files of one evaluation: metrics.jsonl (with the progress bar),
-    diagnostics, TensorBoard and the schedule's decisions (member indices made global)."""
+    """The writer's files of one evaluation: metrics.jsonl, diagnostics, TensorBoard and the
+    schedule's decisions (member indices made global)."""
     # metrics.jsonl first (its checkpoint is saved after): a run killed between the two
     # writes leaves rows past its checkpoint, which the resume drops, never a checkpoint
     # without its rows.
@@ -526,8 +468,8 @@ def _write_evaluation(
 
 
 def _on_writer(action: Callable[[], Any]) -> Any:
-    """Runs `action` on the process that writes files and returns what it returns (None on the
-    other processes); every process learns if it failed."""
+    """`action()` on the process that writes files (None on the others); every process learns
+    if it failed."""
     failure, result = None, None
     if sharding.is_writer():
         try:
@@ -559,7 +501,7 @@ def _prepare(
     data_record: Mapping[str, Any],
     out: TextIO,
 ) -> None:
-    """Locks (a new workdir) and writes the first files: the point from which a launch writes."""
+    """Locks (a new workdir) and writes the first files."""
     lock.hold()
     for leftover in plan.paths.leftovers():
         print(f"removing {leftover.name}: a write that a stopped launch never finished", file=out)
@@ -567,15 +509,12 @@ def _prepare(
 
 
 def _restore(
-    plan: workdir_lib.WorkdirPlan,
-    directory: Path,
-    abstract: train.TrainState,
-    program: Program,
-    members: list[int],
-    out: TextIO,
+    plan: workdir_lib.WorkdirPlan, variant: _Variant, abstract: train.TrainState, out: TextIO
 ) -> tuple[int, train.TrainState | None, list[int]]:
     """The step and state a variant starts from, and the checkpoints it skipped: unreadable
     ones, and those whose metrics.jsonl rows are missing (their rows are computed again)."""
+    directory, program = variant.checkpoints_dir, variant.trainer.program
+    members = [m.index for m in variant.global_members]
     if not plan.restores or not directory.is_dir():
         return 0, None, []
     for unfinished in checkpoint.unfinished_saves(directory):
@@ -584,19 +523,16 @@ def _restore(
             "(it is removed)",
             file=out,
         )
-    reader = checkpoint.RunCheckpoints(directory, read_only=True)
 
     def usable(step: int) -> str | None:
         if plan.has_rows(members, step):
             return None
         return f"{plan.paths.metrics} lacks its rows (a torn last line); they are computed again"
 
-    try:
+    with contextlib.closing(checkpoint.RunCheckpoints(directory, read_only=True)) as reader:
         found = reader.restore_latest(
             abstract, report=lambda line: print(line, file=out), usable=usable
         )
-    finally:
-        reader.close()
     if found is None:
         return 0, None, []
     step, state, unreadable = found
@@ -617,12 +553,9 @@ def _has_checkpoints(plan: workdir_lib.WorkdirPlan) -> bool:
         return False
     directories = [plan.paths.checkpoints, *run_files.variant_directories(plan.paths.checkpoints)]
     for directory in directories:
-        reader = checkpoint.RunCheckpoints(directory, read_only=True)
-        try:
+        with contextlib.closing(checkpoint.RunCheckpoints(directory, read_only=True)) as reader:
             if reader.steps():
                 return True
-        finally:
-            reader.close()
     return False
 
 
@@ -657,11 +590,11 @@ def _export_best(
 
 
 def _event_log(variant: _Variant) -> tensorboard.EventLog | None:
-    """The variant's TensorBoard run when `tensorboard.enabled`, cut back to its checkpoint."""
+    """The variant's TensorBoard run (None when disabled), cut back to its checkpoint."""
     if not variant.spec.config.tensorboard.enabled:
         return None
     return tensorboard.EventLog(
-        variant.events_dir,
+        variant.paths.variant_events(variant.index, variant.num_variants),
         variant.spec,
         variant.trainer.program,
         variant.global_members,
@@ -670,18 +603,12 @@ def _event_log(variant: _Variant) -> tensorboard.EventLog | None:
 
 
 def _diagnostics_monitor(
-    config: ml_collections.ConfigDict,
-    paths: RunPaths,
-    dataset: data_lib.Dataset,
-    program: Program,
-    members: list[ensemble.Member],
+    variant: _Variant, paths: RunPaths, dataset: data_lib.Dataset
 ) -> diagnostics.Monitor | None:
-    """The DIR/diagnostics.jsonl writer when `diagnostics.enabled` (None otherwise)."""
-    if not config.diagnostics.enabled:
+    """The variant's DIR/diagnostics.jsonl writer (None when disabled)."""
+    if not variant.spec.config.diagnostics.enabled:
         return None
+    indices = [m.index for m in variant.global_members]
     return diagnostics.Monitor(
-        paths.diagnostics,
-        device_data(dataset),
-        program,
-        [m.index for m in members],
+        paths.diagnostics, device_data(dataset), variant.trainer.program, indices
     )

@@ -1,11 +1,8 @@
-"""The run's rules: before data is loaded, every field's own, the ones between the sections,
-each section's by its owner (`check_sections`) and the ones on the members' values
-(`check_members`), which `jaxnn.front_end.resolve` calls; the Python entry points' data set
-and key; and the ones between the config and the
-loaded data (`check_against_data`: each section's owner on the data, then the batch and steps
-for its size, the model, loss and metrics on its shapes). `jaxnn.run`,
-`jaxnn.fit`, `jaxnn.fit_ensemble` and every structural variant go through them, so a mistake
-is one `JaxnnError` before anything is trained or written.
+"""The run's rules. Before data is loaded (`jaxnn.front_end.resolve` calls them): every field's
+own, the ones across sections, each section's by its owner (`check_sections`) and the ones on
+the members' values (`check_members`); the Python entry points' data set and key. On the loaded
+data: `check_against_data`. Every entry point and structural variant goes through them, so a
+mistake is one `JaxnnError` before anything is trained or written.
 """
 
 from __future__ import annotations
@@ -46,9 +43,7 @@ def check_sections(
     varied: Sequence[str] = (),
 ) -> None:
     """Every field by its own rule (`jaxnn.config.fields.FIELD_RULES`), the user's components
-    and the mesh's devices, each section by its owner (`_check_owned_sections`), then the
-    rules across sections: training's steps or epochs, patience with keep, select_by with the
-    user's metrics.
+    and the mesh's devices, each section by its owner, then the rules across sections.
 
     Raises:
       ConfigError: the first mistake, in one line.
@@ -83,8 +78,7 @@ def check_sections(
 def _check_owned_sections(
     config: ml_collections.ConfigDict, family: family_lib.ModelFamily, components: Components
 ) -> None:
-    """Each section by its owner, in the schema's order: the data set, the model (its family's
-    fields), the loss (unless the user's), the optimiser, the augmentation."""
+    """Each section by its owner, in the schema's order."""
     data.validate_dataset_config(config.dataset)
     registry.refuse_other_families_fields(config.model, family)
     if family.validate is not None:
@@ -119,11 +113,9 @@ def check_members(
     resolved: sweep_lib.Sweep,
     search: search_lib.Search | None,
 ) -> None:
-    """A search is not combined with a numeric sweep, and the family's own rules hold for the
-    members' values of a swept or searched model field too, not only for the config's (a rule
-    across fields, such as the LSTM's forget_bias only under gate_init=standard): the family
-    checks the config with each swept value, and with the least and the greatest value a
-    search drew.
+    """A search is not combined with a numeric sweep, and the family's own rules (across
+    fields) hold for the members' values of a model field too: the family checks the config
+    with each swept value, and with the least and the greatest value a search drew.
 
     Raises:
       ConfigError: the first mistake, in one line.
@@ -148,19 +140,19 @@ def check_members(
             family.validate(sweep_lib.with_values(config, {field: value}).model)
 
 
-def check_key(key: Any, what: str = "key") -> None:
+def check_key(key: Any) -> None:
     """`key` is a JAX random key: `jax.random.PRNGKey(seed)` (uint32 [2]) or `jax.random.key`.
 
     Raises:
       ConfigError: anything else (a plain integer, a float array, a batch of keys).
     """
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        _require(key.shape == (), f"{what} must be one random key, got keys of shape {key.shape}")
+        _require(key.shape == (), f"key must be one random key, got keys of shape {key.shape}")
         return
     shape, dtype = np.shape(key), getattr(key, "dtype", None)
     _require(
         isinstance(key, jax.Array | np.ndarray) and shape == (2,) and dtype == np.uint32,
-        f"{what} must be a JAX random key such as jax.random.PRNGKey(0), got {_describe(key)}",
+        f"key must be a JAX random key such as jax.random.PRNGKey(0), got {_describe(key)}",
     )
 
 
@@ -208,11 +200,9 @@ def _validate_components(components: Components) -> None:
 
 def check_against_data(spec: RunSpec, dataset: data.Dataset, steps: int) -> None:
     """The rules on the loaded data: the selection metric for the task, the batch and the
-    run's steps for the training split's size, the model, loss and metrics on the data's
-    shapes, without computing anything (`_check_shapes`), then the optimiser's schedule for
-    the run's updates (its owner's rule) and the updates for the steps, then each other
-    section's own rules on the data, by its owner: the augmentation for the features' shape,
-    the loss for the task. `steps` are the run's (`jaxnn.config.fields.run_steps`).
+    run's `steps` (`jaxnn.config.fields.run_steps`) for the training split, the model, loss
+    and metrics on the data's shapes (nothing computed), the optimiser's schedule and the
+    updates for the steps, then each section's own rules on the data, by its owner.
 
     Raises:
       ConfigError: the first mistake, in one line; a mismatch of shapes names both.
@@ -291,7 +281,7 @@ def _check_shapes(spec: RunSpec, dataset: data.Dataset) -> None:
 
 def _abstract_pass(spec: RunSpec, dataset: data.Dataset, x: Any, what: str) -> tuple[Any, Any]:
     """The model's parameter shapes and its outputs' shape for inputs `x`, from an abstract
-    init, evaluation pass and training pass (nothing computed).
+    init, evaluation pass and training pass.
 
     Raises:
       ConfigError: the model fails on inputs of x's shape, or has too many parameters.
@@ -330,14 +320,13 @@ def _abstract_pass(spec: RunSpec, dataset: data.Dataset, x: Any, what: str) -> t
 
 
 def _not_applicable(what: str, shape: tuple[int, ...], error: Exception) -> ConfigError:
-    """The one line for a model that fails on inputs of `shape` (tracing its init or a pass)."""
+    """The one line for a model that fails on inputs of `shape`."""
     return ConfigError(f"{what} cannot be applied to inputs of shape {shape}: {_one_line(error)}")
 
 
 # The most parameter values one member may have (4 TiB of float32): far beyond any machine's
-# memory, and far below the int64 extents XLA aborts on when it traces a step of such a model.
-# What fits the machine is `jaxnn.core.memory`'s estimate; this refuses, before any tracing, the
-# sizes that estimate could not even trace.
+# memory (`jaxnn.core.memory` checks what fits), and far below the int64 extents XLA aborts on
+# when it traces a step of such a model.
 MAX_PARAMETERS = 2**40
 
 
@@ -384,9 +373,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def check_mesh_devices(mesh: ml_collections.ConfigDict) -> None:
-    """`config.mesh`'s device count against the devices that exist; asks JAX for the count
-    only when a count is requested (mesh.data's choice and the count's range were checked by
-    their rules, `jaxnn.config.fields.FIELD_RULES`).
+    """`config.mesh`'s device count against the devices that exist (JAX asked only when a
+    count is requested).
 
     Raises:
       ConfigError: more devices than exist, or a partial mesh in a multi-process run.

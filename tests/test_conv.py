@@ -105,7 +105,7 @@ def test_auto_picks_im2col_on_cpu_and_lax_elsewhere():
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pooling_takes_non_overlapping_windows(kind):
     x = np.arange(2 * 7 * 3, dtype=np.float32).reshape(2, 7, 3) ** 1.5
-    pooled = conv.pool1d(jnp.asarray(x), kind, 3)
+    pooled = conv.pool(jnp.asarray(x), kind, (3,))
     windows = x[:, :6].reshape(2, 2, 3, 3)
     expected = windows.max(axis=2) if kind == "max" else windows.mean(axis=2)
     np.testing.assert_allclose(pooled, expected, rtol=1e-6)

@@ -393,9 +393,10 @@ def _model_config(**overrides) -> ml_collections.ConfigDict:
     return cfg
 
 
-def test_make_mlp_reads_the_config():
+def test_build_reads_the_config():
     cfg = _model_config(hidden=(7, 3), activation="tanh", init="normal", init_stddev=0.2)
-    model = mlp.make_mlp(cfg, 4, dropout=0.25)
+    hparams = {"negative_slope": 0.01, "dropout": 0.25, "init_scale": 1.0, "input_dropout": 0.0}
+    model = mlp.build(cfg, hparams, 4)
     assert model.hidden == (7, 3) and model.num_outputs == 4
     assert model.activation == "tanh" and model.initializer == "normal"
     assert model.init_stddev == 0.2 and model.dropout == 0.25 and model.init_scale == 1.0

@@ -1,27 +1,19 @@
-"""Training diagnostics of every member: per-layer gradient and weight norms, dead and saturated
-units, and the update-to-weight ratio.
+"""Training diagnostics of every member, from a stacked `TrainState` between chunks in one extra
+jitted dispatch per evaluation (the training program is the same whether `diagnostics.enabled`
+is on or off). Per member:
 
-All diagnostics are computed from a (stacked) `TrainState` between chunks, in one extra jitted
-dispatch per evaluation, so the training program itself is unchanged whether they are on or
-off (`diagnostics.enabled`). Definitions (per member):
+- `grad_norm/<layer>/<param>`, `weight_norm/<layer>/<param>`: L2 norm of the gradient of the
+  mean training loss over the whole training split (no dropout), and of the parameter array.
+- `update_ratio/<layer>/<param>`: ||u|| / ||w||, u the update the member's optimiser (its
+  current state and hyperparameters) makes from that gradient.
+- `dead_fraction[/<layer>]`, ReLU only: the fraction of hidden units whose pre-activation is
+  <= 0 on every validation example (their output and gradient are zero on the whole split).
+- `saturated_fraction[/<layer>]`, sigmoid and tanh only: the fraction of (validation example,
+  unit) pairs whose |pre-activation| exceeds `SATURATION_THRESHOLDS`.
 
-- `grad_norm/<layer>/<param>`: L2 norm of the gradient of the mean training loss over the
-  whole training split (no dropout) with respect to that parameter array.
-- `weight_norm/<layer>/<param>`: L2 norm of the parameter array.
-- `update_ratio/<layer>/<param>`: ||u|| / ||w||, where u is the update the member's optimiser
-  (with its current state and hyperparameters) makes from that full-split gradient.
-- `dead_fraction` and `dead_fraction/<layer>`: fraction of hidden ReLU units whose
-  pre-activation is <= 0 on every validation example (so their output and gradient are zero
-  on the whole split). Only ReLU units can die: for any other activation the value is None
-  (not applicable), never 0.
-- `saturated_fraction` and `saturated_fraction/<layer>`: for sigmoid and tanh, the fraction
-  of (validation example, unit) pairs whose |pre-activation| exceeds `SATURATION_THRESHOLDS`
-  (4 for sigmoid, 2 for tanh: there the derivative has fallen to 7% of its maximum); None for
-  other activations. The hidden layers are those whose pre-activations the model family
-  reports (`ModelFamily.preactivations`: `hidden_<i>` for the MLP; each conv layer's channels,
-  a unit at every position, for cnn1d and cnn2d; every activation's input for resnet, read
-  with the member's BatchNorm statistics); a family that reports none (a user's own model)
-  has the norms and ratios only.
+A unit diagnostic that does not apply to the activation is None, never 0. The hidden layers are
+those whose pre-activations the family reports (`ModelFamily.preactivations`); a family that
+reports none (a user's own model) has the norms and ratios only.
 """
 
 from __future__ import annotations
@@ -55,8 +47,7 @@ def layer_norms(tree: Params) -> dict[str, jax.Array]:
 def full_loss(
     state: Any, params: Params, x: jax.Array, y: jax.Array, program: Program
 ) -> jax.Array:
-    """Mean loss of `params` on a whole split, without dropout and with the model state read
-    (not updated): what the gradient norms use."""
+    """Mean loss of `params` on a whole split, without dropout, the model state read only."""
     outputs, _ = state.apply_fn(params, state.model_state, x, state.hparams)
     return jnp.mean(program.loss(outputs, y))
 
@@ -74,9 +65,8 @@ def preactivations(
     hparams: Mapping[str, jax.Array],
     x: jax.Array,
 ) -> dict[str, jax.Array]:
-    """Pre-activations [N, width] of every hidden layer by name, in order (no dropout, the
-    model state read: BatchNorm normalises by its running statistics); empty for a model
-    family that declares none."""
+    """Pre-activations [N, width] of every hidden layer by name, in order (no dropout; BatchNorm
+    normalises by its running statistics); empty for a family that declares none."""
     if program.family.preactivations is None:
         return {}
     variables = {"params": params, **model_state}
@@ -84,43 +74,27 @@ def preactivations(
 
 
 def unit_fractions(program: Program, pre: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-    """Dead and saturated unit fractions from hidden pre-activations [N, width] per layer.
-
-    Keys are only present where they apply: `dead_fraction*` for ReLU, `saturated_fraction*` for
-    sigmoid and tanh.
-    """
+    """Dead and saturated unit fractions from hidden pre-activations [N, width] per layer, only
+    those that apply to the activation."""
     name = activation(program)
+    flags: dict[str, dict[str, jax.Array]] = {}  # kind -> layer -> bool per unit
+    if pre and name in DEAD_ACTIVATIONS:
+        flags["dead_fraction"] = {layer: jnp.all(h <= 0, axis=0) for layer, h in pre.items()}
+    if pre and name in SATURATION_THRESHOLDS:
+        threshold = SATURATION_THRESHOLDS[name]
+        flags["saturated_fraction"] = {layer: jnp.abs(h) > threshold for layer, h in pre.items()}
     out: dict[str, jax.Array] = {}
-    if not pre:
-        return out
-    if name in DEAD_ACTIVATIONS:
-        dead = {layer: jnp.all(h <= 0, axis=0) for layer, h in pre.items()}  # bool [width]
-        for layer, units in dead.items():
-            out[f"dead_fraction/{layer}"] = jnp.mean(units)
-        out["dead_fraction"] = jnp.mean(jnp.concatenate(list(dead.values())))
-    threshold = None if name is None else SATURATION_THRESHOLDS.get(name)
-    if threshold is not None:
-        saturated = {layer: jnp.abs(h) > threshold for layer, h in pre.items()}
-        for layer, units in saturated.items():
-            out[f"saturated_fraction/{layer}"] = jnp.mean(units)
-        out["saturated_fraction"] = jnp.mean(
-            jnp.concatenate([s.reshape(-1) for s in saturated.values()])
-        )
+    for kind, by_layer in flags.items():
+        out |= {f"{kind}/{layer}": jnp.mean(units) for layer, units in by_layer.items()}
+        out[kind] = jnp.mean(jnp.concatenate([units.reshape(-1) for units in by_layer.values()]))
     return out
 
 
 def member_diagnostics(
     state: Any, train_split: Any, val_split: Any, program: Program
 ) -> dict[str, jax.Array]:
-    """Every diagnostic of one member (pure and vmappable); see the module docstring.
-
-    Args:
-      state: one member's `jaxnn.core.train.TrainState`.
-      train_split, val_split: `SplitData(x, y)` of the training and validation splits.
-
-    Returns:
-      name -> float32 [] (only the diagnostics that apply to the activation).
-    """
+    """Every diagnostic that applies of one member's `TrainState` (pure and vmappable):
+    name -> float32 []. The splits are `SplitData(x, y)`."""
     loss, grads = jax.value_and_grad(full_loss, argnums=1)(
         state, state.params, train_split.x, train_split.y, program
     )
@@ -171,16 +145,11 @@ def hidden_layers(state: Any, data: Any, program: Program) -> list[str]:
 def compute(
     state: Any, data: Any, program: Program, *, layers: Sequence[str] | None = None
 ) -> dict[str, np.ndarray | None]:
-    """Diagnostics of every member of a stacked state.
+    """Diagnostics of every member of a stacked `TrainState`, on `jaxnn.data.device.TrainingData`:
+    name -> float64 [num_members], or None for a unit diagnostic that does not apply.
 
     Args:
-      state: a stacked `TrainState` (leading member axis on every leaf).
-      data: `jaxnn.data.device.TrainingData` (the train and validation splits on the device).
       layers: `hidden_layers(state, data, program)`, when the caller has them already.
-
-    Returns:
-      name -> float64 [num_members], and name -> None for unit diagnostics that do not apply
-      to the activation (e.g. `dead_fraction` of a tanh net).
     """
     values = jax.device_get(_stacked(state, data.train, data.val, program))
     out: dict[str, np.ndarray | None] = {
@@ -205,13 +174,8 @@ def records(
 
 
 class Monitor:
-    """An `on_eval` callback that appends every member's diagnostics to DIR/diagnostics.jsonl.
-
-    Args:
-      path: the diagnostics.jsonl file.
-      data: the `TrainingData` the run trains on.
-      member_indices: the (global) member index of each row of the stacked state.
-    """
+    """An `on_eval` callback that appends every member's diagnostics to DIR/diagnostics.jsonl;
+    `member_indices` are the global indices of the stacked state's rows."""
 
     def __init__(
         self, path: Path, data: Any, program: Program, member_indices: Sequence[int]
@@ -232,17 +196,15 @@ class Monitor:
 
 
 def layer_series(
-    diagnostics: Mapping[str, np.ndarray | None], kind: str, param: str = "kernel"
+    diagnostics: Mapping[str, np.ndarray | None], kind: str
 ) -> tuple[list[str], np.ndarray]:
-    """The layers and values [num_layers, num_members] of one kind (e.g. 'grad_norm'), in order.
-
-    Hidden layers come first by index, then the head.
-    """
+    """The layers and kernel values [num_layers, num_members] of one kind (e.g. 'grad_norm'):
+    the hidden layers by index, then the head."""
     prefix = f"{kind}/"
     names = [
-        k.removeprefix(prefix).removesuffix(f"/{param}")
+        k.removeprefix(prefix).removesuffix("/kernel")
         for k in diagnostics
-        if k.startswith(prefix) and k.endswith(f"/{param}")
+        if k.startswith(prefix) and k.endswith("/kernel")
     ]
 
     def order(name: str) -> tuple[int, int]:
@@ -250,7 +212,7 @@ def layer_series(
         return (0, int(index)) if head == "hidden" and index.isdigit() else (1, 0)
 
     names.sort(key=order)
-    values = [diagnostics[f"{prefix}{n}/{param}"] for n in names]
+    values = [diagnostics[f"{prefix}{n}/kernel"] for n in names]
     rows = [v for v in values if v is not None]
     if len(rows) < len(values):
         raise ValueError(f"{kind} does not apply to every layer of these diagnostics")

@@ -1,14 +1,7 @@
-"""Loss landscapes: the loss along the straight line between two solutions, and 2-D slices.
-
-- `interpolate`: loss and accuracy (or R2) at weights (1 - alpha) * a + alpha * b.
-- `barrier_height`: the largest excess of the loss on that line over the straight line between
-  its end losses, max_alpha [L(alpha) - ((1 - alpha) L(0) + alpha L(1))] (Frankle et al.,
-  2020); about 0 when the two solutions are linearly connected.
-- `plane_through`: a 2-D slice through three solutions a, b, c (a at (0, 0), b at (1, 0), c at
-  (c_x, 1) in the orthogonalised basis u = b - a, v = (c - a) minus its projection on u).
-- `random_plane`: a 2-D slice around one solution along two filter-normalised random
-  directions (Li et al., 2018): each output unit's column of a kernel is rescaled to the norm
-  of the same column of the weights; biases and PReLU slopes do not move.
+"""Loss landscapes: the loss along the straight line between two solutions (`interpolate`,
+`barrier_height`, Frankle et al., 2020), and 2-D slices through three solutions
+(`plane_through`) or around one along filter-normalised random directions (`random_plane`, Li et
+al., 2018).
 
 Every function evaluates with one member's apply function and hyperparameters (no dropout),
 so all the weights compared must come from one structural variant (one Program); see
@@ -27,40 +20,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.core import ensemble, train
-from jaxnn.core.program import Params, Program
+from jaxnn.core.program import Params
 from jaxnn.data import device
 
 Evaluator = Callable[[Params], dict[str, jax.Array]]
 
 
 def evaluator(result: ensemble.EnsembleResult, member: int, split: device.SplitData) -> Evaluator:
-    """A pure function params -> {'loss', 'accuracy' or 'r2'} on a whole split.
-
-    Args:
-      result: a trained ensemble.
-      member: the member whose apply function and hyperparameters evaluate the weights.
-      split: the split to evaluate on (e.g. `device.device_data(data).val`).
-    """
+    """A pure function params -> {'loss', 'accuracy' or 'r2'} on a whole split (e.g.
+    `device.device_data(data).val`), with `member`'s apply function and hyperparameters."""
     state = ensemble.member_state(result.state, member)
-    return state_evaluator(state, split, result.program)
-
-
-def state_evaluator(
-    state: train.TrainState, split: device.SplitData, program: Program
-) -> Evaluator:
-    """The evaluator of one single-member state (see `evaluator`)."""
 
     def evaluate(params: Params) -> dict[str, jax.Array]:
-        metrics = train.evaluate(state, params, split, program)
+        metrics = train.evaluate(state, params, split, result.program)
         return {k: v for k, v in metrics.items() if k != "rmse"}
 
     return evaluate
 
 
-def member_params(result: ensemble.EnsembleResult, member: int, *, best: bool = True) -> Params:
-    """One member's weights: its best-validation weights (default) or its final ones."""
-    stacked = result.state.best_params if best else result.state.params
-    return jax.tree_util.tree_map(lambda leaf: leaf[member], stacked)
+def member_params(result: ensemble.EnsembleResult, member: int) -> Params:
+    """One member's best-validation weights."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[member], result.state.best_params)
 
 
 def _combine(base: Params, directions: list[Params], coefficients: jax.Array) -> Params:
@@ -94,16 +74,8 @@ def _evaluate_points(
 def interpolate(
     evaluate: Evaluator, params_a: Params, params_b: Params, alphas: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Metrics along (1 - alpha) * a + alpha * b.
-
-    Args:
-      evaluate: from `evaluator`.
-      params_a, params_b: two members' weights of the same architecture.
-      alphas: float [A] positions (0 is a, 1 is b; values outside extrapolate).
-
-    Returns:
-      {'alpha': [A], 'loss': [A], 'accuracy' or 'r2': [A]}.
-    """
+    """Metrics along (1 - alpha) * a + alpha * b, alphas float [A] (outside [0, 1] extrapolates):
+    {'alpha': [A], 'loss': [A], 'accuracy' or 'r2': [A]}."""
     alphas = np.asarray(alphas, np.float32)
     # a + alpha (b - a) is exact at alpha = 0; at alpha = 1 use b itself so both ends reproduce
     # the members' own metrics bit for bit.
@@ -119,7 +91,8 @@ def interpolate(
 
 
 def barrier_height(alphas: np.ndarray, losses_on_line: np.ndarray) -> float:
-    """max_alpha [L(alpha) - ((1 - alpha) L(0) + alpha L(1))], with alphas[0] = 0, alphas[-1] = 1."""
+    """max_alpha [L(alpha) - ((1 - alpha) L(0) + alpha L(1))], with alphas[0] = 0, alphas[-1] = 1:
+    about 0 when the two solutions are linearly connected."""
     alphas = np.asarray(alphas, np.float64)
     values = np.asarray(losses_on_line, np.float64)
     if alphas[0] != 0.0 or alphas[-1] != 1.0:
@@ -153,11 +126,10 @@ def plane_through(
     resolution: int = 21,
     margin: float = 0.5,
 ) -> Plane:
-    """The 2-D slice through three solutions a, b, c (see the module docstring).
+    """The 2-D slice through solutions (a, b, c): a at (0, 0), b at (1, 0), c at (c_x, 1) in the
+    orthogonalised basis u = b - a, v = (c - a) minus its projection on u.
 
     Args:
-      evaluate: from `evaluator`.
-      params: the weights (a, b, c).
       resolution: grid points per axis.
       margin: how far beyond the three solutions the grid reaches (in plane units).
     """
@@ -174,10 +146,8 @@ def plane_through(
 
 
 def filter_normalized_direction(key: jax.Array, params: Params) -> Params:
-    """A random direction with each kernel column scaled to the norm of the weights' column.
-
-    Kernels [in, out] get Gaussian columns rescaled per output unit; biases and scalars are 0.
-    """
+    """A random direction: Gaussian kernel columns [in, out] rescaled to the norms of the
+    weights' columns (per output unit); biases, scalars and PReLU slopes 0."""
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     out = []
@@ -194,26 +164,11 @@ def filter_normalized_direction(key: jax.Array, params: Params) -> Params:
 
 
 def random_plane(
-    evaluate: Evaluator,
-    params: Params,
-    key: jax.Array,
-    *,
-    resolution: int = 21,
-    extent: float = 1.0,
+    evaluate: Evaluator, params: Params, key: jax.Array, *, resolution: int = 21
 ) -> Plane:
-    """The 2-D slice around one solution along two filter-normalised random directions.
-
-    Args:
-      evaluate: from `evaluator`.
-      params: the solution at the centre.
-      key: picks the two directions.
-      resolution: grid points per axis; extent: the grid spans [-extent, extent] on each axis.
-    """
-    key_x, key_y = jax.random.split(key)
-    directions = [
-        filter_normalized_direction(key_x, params),
-        filter_normalized_direction(key_y, params),
-    ]
-    xs = np.linspace(-extent, extent, resolution)
+    """The 2-D slice around `params` along two filter-normalised random directions: `resolution`
+    grid points per axis, each spanning [-1, 1]."""
+    directions = [filter_normalized_direction(k, params) for k in jax.random.split(key)]
+    xs = np.linspace(-1.0, 1.0, resolution)
     metrics = _grid(params, directions, evaluate, xs, xs)
     return Plane(xs, xs, metrics, {"solution": (0.0, 0.0)})

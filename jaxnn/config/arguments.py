@@ -1,10 +1,6 @@
 """An experiment's argument (`--config=experiments/NAME.py:ARG`): comma-separated words, each
-one the experiment knows.
-
-`get_config(arg)` of a shipped experiment calls `experiment_words` first, so an argument it
-does not know (`mnist1d_mlp:nonsense`) is refused in one line listing the ones it knows,
-instead of silently selecting the full config.
-"""
+one the experiment knows; an unknown one (`mnist1d_mlp:nonsense`) is refused in one line rather
+than silently selecting the full config."""
 
 from __future__ import annotations
 
@@ -16,10 +12,8 @@ from jaxnn.errors import ConfigError
 def experiment_words(arg: str | None, experiment: str, known: Sequence[str]) -> list[str]:
     """The words of `arg` (split at commas, blanks dropped), each checked against `known`.
 
-    Args:
-      arg: the text after `:` in `--config=FILE:ARG` (None: no argument).
-      experiment: the experiment's file, e.g. 'experiments/mnist1d_mlp.py', for the message.
-      known: the words the experiment reads.
+    `arg` is the text after `:` in `--config=FILE:ARG` (None: no argument); `experiment` the
+    experiment's file, e.g. 'experiments/mnist1d_mlp.py', for the message.
 
     Raises:
       ConfigError: a word that is not one of `known`, listing them.

@@ -1,14 +1,10 @@
 """The rules of single config fields, each stated once, with its one-line complaint.
 
-A rule has a `field` and `problem(value) -> str | None`. `NumericField`s are the numbers members
-of one compiled program may each set differently: the field, the hyperparameter name a member's
-state carries it under, and the rule its values obey (the same for a flag, `--config.FIELD=V`,
-and for every value a sweep gives the field, so a swept member is checked exactly like a
-launch). `IntegerField`s are integer ranges, `Choice`s names from a list or a registry, `Flag`s
-booleans, `Finite` numbers in a range, `Text` strings. `FIELD_RULES` holds every single-field
-rule of the sections jaxnn itself owns (training, restarts, checkpoint, mesh, init_from, ...),
-checked by `field_problem` before anything else; the optimiser's, the augmentation's, the
-loss's and the model's fields are checked by their owners (`jaxnn.validation.check_sections`).
+A rule has a `field` and `problem(value) -> str | None`. A `NumericField` is a number the
+members of one compiled program may each set differently; its rule holds alike for a flag and
+for every value a sweep gives it. `FIELD_RULES` holds every single-field rule of the sections
+jaxnn itself owns, checked by `field_problem` before anything else; the optimiser's, the
+augmentation's, the loss's and the model's are their owners' (`jaxnn.validation.check_sections`).
 """
 
 from __future__ import annotations
@@ -79,11 +75,9 @@ def run_steps(training: Any, num_train: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class IntegerField:
-    """An integer config field and its documented range (inclusive).
+    """An integer config field and its range [low, high].
 
     Attributes:
-      field: the dotted config field, e.g. 'training.steps'.
-      low, high: the smallest and largest value allowed.
       meaning: what a value means, in a few words (the error message says it).
       each: the field holds a tuple of such integers (dataset.classes, model.hidden).
     """
@@ -96,10 +90,9 @@ class IntegerField:
 
     def problem(self, value: Any) -> str | None:
         """The one-line complaint about `value`, or None when it is in range."""
-        values = tuple(value) if self.each and isinstance(value, tuple | list) else (value,)
         if self.each and not isinstance(value, tuple | list):
             return f"{self.field} must be a tuple of integers ({self.meaning}), got {value!r}"
-        for item in values:
+        for item in value if self.each else (value,):
             if not _is_plain_int(item) or not self.low <= item <= self.high:
                 what = "every entry of " if self.each else ""
                 return (
@@ -242,10 +235,7 @@ FIELD_RULES: tuple[Any, ...] = (*INTEGER_FIELDS, *OTHER_FIELDS)
 
 def field_problem(config: Any) -> str | None:
     """The complaint about the first field of `config` that its rule in `FIELD_RULES` refuses,
-    or None.
-
-    Fields a config does not have are skipped.
-    """
+    or None (a field the config does not have is skipped)."""
     for entry in FIELD_RULES:
         node = config
         for part in entry.field.split("."):

@@ -1,9 +1,9 @@
 """A path a user wrote (a workdir, a data file, a source run, a data directory) with `~`
 expanded: one owner of the expansion and of its one-line failure.
 
-`Path.expanduser` raises `RuntimeError: Could not determine home directory.` for `~nosuchuser`
-(and for `~` without a home); `os.path.expanduser` silently leaves `~nosuchuser` as a relative
-directory name, so a launch would write under `./~nosuchuser`. Both become one line here.
+`Path.expanduser` raises `RuntimeError` for `~nosuchuser` (and for `~` without a home), while
+`os.path.expanduser` leaves it as a relative directory name (a launch would write under
+`./~nosuchuser`): both become one ConfigError here.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from jaxnn.errors import ConfigError
 
 
 def expand_user(path: str | os.PathLike, what: str) -> Path:
-    """`path` with a leading `~` or `~user` expanded.
-
-    Args:
-      path: the path as written.
-      what: the field or argument that gave it, for the message ('init_from.workdir').
+    """`path` with a leading `~` or `~user` expanded; `what` names its field for the message
+    ('init_from.workdir').
 
     Raises:
       ConfigError: a `~user` with no such user, or `~` with no home directory.

@@ -30,14 +30,6 @@ FIELD_READERS = {
     "pbt_perturb": (PBT,),
     "pbt_resample": (PBT,),
 }
-DEFAULTS = {
-    "eta": 3,
-    "first_rung_steps": 0,
-    "pbt_interval": 0,
-    "pbt_fraction": 0.25,
-    "pbt_perturb": 0.2,
-    "pbt_resample": 0.25,
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +53,9 @@ class Schedule:
         return self.kind in (HALVING, HYPERBAND)
 
 
+DEFAULTS = {name: getattr(Schedule(), name) for name in FIELD_READERS}
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -69,10 +64,8 @@ def _require(condition: bool, message: str) -> None:
 def resolve(restarts: Any, *, searched: bool, num_members: int) -> Schedule:
     """The schedule of a `restarts` section.
 
-    Args:
-      restarts: the config's `restarts` section.
-      searched: whether the run has a `restarts.search` (PBT perturbs within its ranges).
-      num_members: members of one program (numeric variants x restarts.num).
+    `searched`: whether the run has a `restarts.search` (PBT perturbs within its ranges);
+    `num_members`: members of one program (numeric variants x restarts.num).
 
     Raises:
       ConfigError: an unknown schedule, a field out of its range, a field that only another

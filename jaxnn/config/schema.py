@@ -1,13 +1,9 @@
 """The config schema: `default_config()`, the one config that carries every field jaxnn reads.
 
-Every experiment starts from `default_config()` and changes what it needs, so any field can be
-overridden from the command line of any experiment (`--config.FIELD=VALUE`). This module is a
-leaf: it imports nothing from jaxnn at import time (the rules that check a config live in
-`jaxnn.validation`); the `model` section comes from the model families' own specs, read when
-`default_config()` runs.
-
-A field is added here only with a default that reproduces what runs did before it existed: a
-config recorded by an older run is upgraded with these defaults (`jaxnn.config.upgrade`).
+Every experiment starts from it, so any field can be overridden on any command line
+(`--config.FIELD=VALUE`). A leaf module: its rules live in `jaxnn.validation`, and the `model`
+section comes from the model families when `default_config()` runs. A field is added only with
+a default that reproduces what runs did before it existed (`jaxnn.config.upgrade`).
 """
 
 from __future__ import annotations
@@ -22,16 +18,12 @@ TRANSFER_RESTORES = ("body", "all")
 DATA_MODES = ("replicated", "batch")
 
 
-def _model_section() -> dict:
+def default_config() -> ml_collections.ConfigDict:
+    """Returns the default config: an MLP on MNIST-1D trained by SGD with momentum."""
     # The families import JAX: imported here, when a config is made, `import jaxnn` has run (it
     # is this package's parent) and split the CPU before JAX starts, as it must.
     from jaxnn.nn import registry
 
-    return registry.model_defaults()
-
-
-def default_config() -> ml_collections.ConfigDict:
-    """Returns the default config: an MLP on MNIST-1D trained by SGD with momentum."""
     config = ml_collections.ConfigDict()
     config.seed = 0
 
@@ -40,21 +32,43 @@ def default_config() -> ml_collections.ConfigDict:
     # The model family (`model.name`, default mlp) and the fields of every registered family,
     # each declared with its default by the family that reads it (jaxnn.nn.model_fields,
     # jaxnn.nn.registry, docs/models.md); model.head, model.dtype: every family's.
-    config.model = ml_collections.ConfigDict(_model_section())
+    config.model = ml_collections.ConfigDict(registry.model_defaults())
 
     config.loss = "cross_entropy"
     config.huber_delta = 1.0
 
     config.optimizer = _optimizer()
-    config.training = _training()
+    config.training = ml_collections.ConfigDict(
+        {
+            "batch_size": 100,
+            "steps": 0,
+            "epochs": 0,
+            "eval_every": 500,
+            "patience": 0,
+            "keep": "best",
+            "batch_order": "independent",
+        }
+    )
     config.augment = _augment()
     config.restarts = _restarts()
-    config.init_from = _init_from()
-    config.checkpoint = _checkpoint()
-    config.diagnostics = _diagnostics()
-    config.tensorboard = _tensorboard()
+    config.init_from = ml_collections.ConfigDict(
+        {
+            "workdir": "",
+            "member": "best",
+            "mode": "finetune",
+            "restore": "body",
+            "body_lr_scale": 1.0,
+        }
+    )
+    config.checkpoint = ml_collections.ConfigDict({"every_steps": 0, "keep": 2})
+    config.diagnostics = ml_collections.ConfigDict({"enabled": False})
+    # DIR/tensorboard: event files of every evaluation (jaxnn.reporting.tensorboard).
+    config.tensorboard = ml_collections.ConfigDict({"enabled": True})
     config.mesh = _mesh()
-    config.compilation_cache = _compilation_cache()
+    # JAX's persistent compilation cache (jaxnn.core.compile_cache): a relaunch reads the
+    # compiled programs. dir "" = a directory JAX is already set to, else ~/.cache/jaxnn/jax
+    # (the launcher: $XDG_CACHE_HOME/jaxnn/jax; JAXNN_COMPILATION_CACHE=off or =DIR).
+    config.compilation_cache = ml_collections.ConfigDict({"enabled": True, "dir": ""})
     return config
 
 
@@ -116,18 +130,6 @@ def _optimizer() -> ml_collections.ConfigDict:
     return section
 
 
-def _training() -> ml_collections.ConfigDict:
-    section = ml_collections.ConfigDict()
-    section.batch_size = 100
-    section.steps = 0
-    section.epochs = 0
-    section.eval_every = 500
-    section.patience = 0
-    section.keep = "best"
-    section.batch_order = "independent"
-    return section
-
-
 def _augment() -> ml_collections.ConfigDict:
     # Augmentation of training batches inside the jitted step (jaxnn.data.augment); 0 = off.
     section = ml_collections.ConfigDict()
@@ -166,36 +168,6 @@ def _restarts() -> ml_collections.ConfigDict:
     return section
 
 
-def _init_from() -> ml_collections.ConfigDict:
-    section = ml_collections.ConfigDict()
-    section.workdir = ""
-    section.member = "best"
-    section.mode = "finetune"
-    section.restore = "body"
-    section.body_lr_scale = 1.0
-    return section
-
-
-def _checkpoint() -> ml_collections.ConfigDict:
-    section = ml_collections.ConfigDict()
-    section.every_steps = 0
-    section.keep = 2
-    return section
-
-
-def _diagnostics() -> ml_collections.ConfigDict:
-    section = ml_collections.ConfigDict()
-    section.enabled = False
-    return section
-
-
-def _tensorboard() -> ml_collections.ConfigDict:
-    # DIR/tensorboard: event files of every evaluation (jaxnn.reporting.tensorboard).
-    section = ml_collections.ConfigDict()
-    section.enabled = True
-    return section
-
-
 def _mesh() -> ml_collections.ConfigDict:
     # Scale-out (jaxnn.parallel.sharding): the member axis sharded over a mesh of devices.
     section = ml_collections.ConfigDict()
@@ -203,15 +175,4 @@ def _mesh() -> ml_collections.ConfigDict:
     section.data = "replicated"  # or "batch": splits sharded along their example axis
     # Members each device runs at once (jaxnn.core.groups): 0 = chosen per backend and model.
     section.member_group = 0
-    return section
-
-
-def _compilation_cache() -> ml_collections.ConfigDict:
-    # JAX's persistent compilation cache (jaxnn.core.compile_cache): a relaunch reads the
-    # compiled programs. dir "" = a directory JAX is already set to, else ~/.cache/jaxnn/jax
-    # (the launcher: $XDG_CACHE_HOME/jaxnn/jax; JAXNN_COMPILATION_CACHE=off or =DIR).
-    section = ml_collections.ConfigDict()
-    section.enabled = True
-    section.dir = ""
-
     return section

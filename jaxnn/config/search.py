@@ -1,27 +1,12 @@
 """`restarts.search`: members' numeric hyperparameters sampled from ranges, as a value.
 
-A search is written like a sweep (`jaxnn.config.sweep.clauses`), one range per field:
-`optimizer.learning_rate=loguniform(1e-3, 0.3); model.dropout=uniform(0, 0.5)`, or given as
-a mapping `{"optimizer.learning_rate": "loguniform(1e-3, 0.3)"}` (or `("loguniform", 1e-3,
-0.3)`). `restarts.num` points are drawn by `restarts.search_method`, seeded from the config's
-`seed`, so the same config always gives the same points:
-
-  random              independent uniform draws (numpy's PCG64).
-  halton              a scrambled Halton sequence: the radical inverse of indices 0, 1, ... in
-                      the first primes (2, 3, 5, ...), one prime per field in the order the
-                      fields are written, every digit mapped through a random permutation of
-                      the base's digits (one per field and digit position: Braaten and
-                      Weller's random digit permutations, which break the correlation of the
-                      plain sequence between high prime bases).
-  halton_unscrambled  the plain Halton sequence from index 1 (index 0 is every field at its
-                      low end); the seed does not change it.
-
-A point u in [0, 1) becomes a value by its field's distribution: `uniform(low, high)` is
-low + u (high - low); `loguniform(low, high)` is uniform in log space (0 < low). A field whose
-`NumericField.integer` is set draws from [low, high + 1) and keeps the integer part, so each
-integer of [low, high] can come out. Every value is then checked by its field's own rule, as
-its flag would be. `restarts.num` is the number of points; member i trains point i from
-random start i.
+Written like a sweep, one range per field (`optimizer.learning_rate=loguniform(1e-3, 0.3);
+model.dropout=uniform(0, 0.5)`), or as a mapping field -> 'loguniform(1e-3, 0.3)' or
+('loguniform', 1e-3, 0.3). `restarts.num` points are drawn by `restarts.search_method` (random,
+halton: scrambled, halton_unscrambled) seeded from the config's `seed`; member i trains point i
+from random start i. A point u in [0, 1) is low + u (high - low) for `uniform`, the same in log
+space for `loguniform` (0 < low); an integer field draws from [low, high + 1) and keeps the
+integer part. Every value is then checked by its field's own rule, as its flag would be.
 """
 
 from __future__ import annotations
@@ -48,12 +33,8 @@ _FORM = "field=DISTRIBUTION(low, high), e.g. optimizer.learning_rate=loguniform(
 
 @dataclasses.dataclass(frozen=True)
 class Distribution:
-    """How a point u in [0, 1) becomes a value of [low, high), and which ranges it accepts.
-
-    Attributes:
-      from_unit: from_unit(u float64 [N], low, high) -> values float64 [N].
-      problem: problem(low, high) -> what is wrong with the range, or None.
-    """
+    """How a point u float64 [N] in [0, 1) becomes values of [low, high) (`from_unit`), and
+    what is wrong with a range it refuses (`problem`, None when it takes it)."""
 
     from_unit: Callable[[np.ndarray, float, float], np.ndarray]
     problem: Callable[[float, float], str | None]
@@ -94,9 +75,10 @@ def halton(num: int, dims: int, *, rng: np.random.Generator | None = None) -> np
     """Halton points float64 [num, dims] in [0, 1): dimension j in base primes(dims)[j].
 
     Without `rng` the plain sequence of indices 1..num (index i in base b is i's base-b digits
-    mirrored behind the point: 1 -> 1/2, 2 -> 1/4, 3 -> 3/4 in base 2). With `rng`, indices
-    0..num-1 and every digit position of every dimension through its own random permutation
-    of the digits 0..b-1 (all float64 digits, so the points fill [0, 1), not a grid).
+    mirrored behind the point: 1 -> 1/2, 2 -> 1/4, 3 -> 3/4 in base 2; the seed does not change
+    it). With `rng`, indices 0..num-1 and every digit position of every dimension through its
+    own random permutation of the digits 0..b-1 (Braaten and Weller's scrambling, which breaks
+    the correlation between high prime bases; all float64 digits, so the points fill [0, 1)).
     """
     points = np.zeros((num, dims), np.float64)
     indices = np.arange(num, dtype=np.int64) + (0 if rng is not None else 1)
@@ -116,13 +98,9 @@ def halton(num: int, dims: int, *, rng: np.random.Generator | None = None) -> np
     return np.minimum(points, np.nextafter(1.0, 0.0))
 
 
-def _random(num: int, dims: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.random((num, dims))
-
-
 # name -> f(num, dims, rng) -> points float64 [num, dims] in [0, 1).
 METHODS: dict[str, Callable[[int, int, np.random.Generator], np.ndarray]] = {
-    "random": _random,
+    "random": lambda num, dims, rng: rng.random((num, dims)),
     "halton": lambda num, dims, rng: halton(num, dims, rng=rng),
     "halton_unscrambled": lambda num, dims, rng: halton(num, dims),
 }
@@ -161,13 +139,8 @@ class Range:
 
 @dataclasses.dataclass(frozen=True)
 class Search:
-    """A resolved search: the ranges, how they were sampled, and the points (one per member).
-
-    Attributes:
-      ranges: dotted field -> Range, in the order they were written.
-      method: the key of METHODS that drew the points.
-      points: per member, dotted field -> its value (checked by the field's rule).
-    """
+    """A resolved search: dotted field -> Range in the order written, the key of METHODS that
+    drew the points, and per member a point (dotted field -> its checked value)."""
 
     ranges: dict[str, Range]
     method: str
@@ -273,8 +246,7 @@ def machine_bytes() -> int | None:
 
 def check_size(num: int, dims: int) -> None:
     """Refuses, before anything is drawn, a search whose points alone would not fit in half of
-    the machine's memory (in constant time: the run's full estimate, `jaxnn.core.memory`,
-    comes once the points are drawn and the data loaded).
+    the machine's memory (the run's full estimate, `jaxnn.core.memory`, comes later).
 
     Raises:
       ConfigError: naming restarts.num, the memory the points need and the machine's.
@@ -299,15 +271,8 @@ def resolve(
 ) -> Search | None:
     """Parses a search, draws its `num` points and checks every value by its field's rule.
 
-    Args:
-      spec: the `restarts.search` string or a mapping field -> range ('' or {}: no search).
-      method: `restarts.search_method`, a key of METHODS.
-      num: the number of points (`restarts.num`).
-      seed: the config's seed.
-      numeric_fields: dotted field -> NumericField, every field a member may vary.
-
-    Returns:
-      The search, or None when `spec` names no field.
+    `spec` is the `restarts.search` string or a mapping field -> range; None when it names no
+    field. `numeric_fields`: dotted field -> NumericField, every field a member may vary.
 
     Raises:
       ConfigError: bad syntax, an unknown distribution or method, a range it refuses, a field

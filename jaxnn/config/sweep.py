@@ -1,11 +1,9 @@
 """`restarts.sweep`: which config fields vary across the members of one run, as a value.
 
-A sweep is written `field=[v1, v2, ...]; field=[...]`, for example
-`optimizer.learning_rate=[0.01, 0.1]; model.dropout=[0.0, 0.5]`, or given from Python as a
-mapping `{"optimizer.learning_rate": [0.01, 0.1], "model.activation": ["relu", "tanh"]}`.
-It is parsed once, by the run's front end (`jaxnn.front_end`), into a `Sweep`: numeric fields
-become per-member hyperparameters inside one compiled program; structural fields (those that
-change the program itself, such as the activation) give one program per value.
+Written `optimizer.learning_rate=[0.01, 0.1]; model.dropout=[0.0, 0.5]`, or from Python as a
+mapping `{"model.activation": ["relu", "tanh"]}`, and parsed once by `jaxnn.front_end` into a
+`Sweep`: numeric fields become per-member hyperparameters of one compiled program; structural
+fields (those that change the program, such as the activation) give one program per value.
 """
 
 from __future__ import annotations
@@ -84,14 +82,8 @@ def _parse_value(token: str) -> Any:
 
 
 def clauses(spec: str, *, flag: str, form: str) -> dict[str, str]:
-    """Splits `a=RHS; b=RHS` into {'a': 'RHS', 'b': 'RHS'} (the text right of each `=`).
-
-    The syntax `restarts.sweep` and `restarts.search` share.
-
-    Args:
-      spec: the flag's string.
-      flag: the flag's name, for messages ('restarts.sweep').
-      form: what a clause looks like, for messages ('field=[v1, v2, ...]').
+    """Splits `a=RHS; b=RHS` into {'a': 'RHS', 'b': 'RHS'}: the syntax `restarts.sweep` and
+    `restarts.search` share. `flag` and `form` ('field=[v1, v2, ...]') are for messages.
 
     Raises:
       ConfigError: a clause without `field=`, or a field named twice.
@@ -140,10 +132,7 @@ def _split_spec(spec: str) -> dict[str, list[Any]]:
 def split_spec(spec: SweepSpec | Sweep) -> dict[str, list[Any]]:
     """The fields and values of a sweep string or mapping, unchecked (syntax only)."""
     if isinstance(spec, Sweep):
-        return {
-            **{k: list(v) for k, v in spec.numeric.items()},
-            **{k: list(v) for k, v in spec.structural.items()},
-        }
+        return {k: list(v) for k, v in (*spec.numeric.items(), *spec.structural.items())}
     if isinstance(spec, str):
         return _split_spec(spec)
     if not isinstance(spec, Mapping):
@@ -168,13 +157,8 @@ def resolve(
     """Checks a sweep against the config's schema and splits it into numeric and structural.
 
     Every numeric value is checked by its field's own rule (as the flag would be); structural
-    values must have the type of the config field they replace.
-
-    Args:
-      spec: the `restarts.sweep` string, or a mapping field -> list of values.
-      config: the full config (for the types of the swept fields).
-      numeric_fields: dotted field -> NumericField, every field a member may vary.
-      structural_fields: the dotted fields that a sweep may vary with one program per value.
+    values (the dotted `structural_fields`, one program per value) must have the type of the
+    `config` field they replace.
 
     Raises:
       ConfigError: an unknown or unsweepable field, an empty list, or a value of the wrong type

@@ -1,12 +1,9 @@
 """A config read back from a run, upgraded to the current schema in one place.
 
-A run records its config (config.json, an exported model's metadata) as JSON. A run written
-before a field was added to the schema lacks that field; every reader of a recorded config (a
-resume, `load_predictor`, `load_model`, a transfer's source run) goes through `upgrade`, which
-gives each missing field its default. A field is added to `default_config()` only with a default
-that reproduces what runs did before it existed (`model.dtype` float32, `optimizer.ema_decay` 0,
-`optimizer.accumulate_steps` 1, `restarts.schedule` none, ...), so the upgraded config describes
-the run as it was trained, and the code past the readers never asks whether a field exists.
+Every reader of a recorded config (config.json, an exported model's metadata: a resume,
+`load_predictor`, `load_model`, a transfer's source) goes through `upgrade`, which gives each
+field the record lacks its default; the schema's defaults reproduce what runs did before the
+field existed, so code past the readers never asks whether a field exists.
 """
 
 from __future__ import annotations
@@ -22,9 +19,8 @@ from jaxnn.config.schema import default_config
 def upgrade(record: Mapping[str, Any]) -> ml_collections.ConfigDict:
     """The recorded config `record` (its JSON form) with every field of the current schema.
 
-    Fields the record lacks take the schema's default; the record's own values are kept as they
-    are (lists back to tuples, as the schema has them), fields the schema does not know too (a
-    user model's declared fields), so validation judges them like those of any config.
+    The record's own values are kept (lists back to tuples), fields the schema does not know
+    too (a user model's declared fields), so validation judges them like any config's.
     """
     return ml_collections.ConfigDict(_merged(default_config().to_dict(), record))
 

@@ -1,12 +1,9 @@
 """JAX's persistent compilation cache, for programs of every size: a second launch of the same
 program reads its compiled chunk from disk instead of compiling it again.
 
-`jaxnn.run` turns it on (config.compilation_cache); `jaxnn.fit` and `jaxnn.fit_ensemble`
-leave JAX's process-wide settings alone, so library code calls `jaxnn.enable_compilation_cache()`
-once, before it compiles anything. The default directory is `~/.cache/jaxnn/jax`; the launcher
-follows XDG_CACHE_HOME and JAXNN_COMPILATION_CACHE (library code reads no environment).
-
-The cache is trusted: JAX runs what it finds there, so keep it in a directory only you can write.
+`jaxnn.run` turns it on (config.compilation_cache); `jaxnn.fit` and `jaxnn.fit_ensemble` leave
+JAX's process-wide settings alone: call `jaxnn.enable_compilation_cache()` before compiling. The
+cache is trusted (JAX runs what it finds there): keep it in a directory only you can write.
 """
 
 from __future__ import annotations
@@ -19,18 +16,12 @@ from pathlib import Path
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
-DEFAULT_CACHE_HOME = "~/.cache"
-SUBDIRECTORY = ("jaxnn", "jax")
-
 
 def default_directory(environ: Mapping[str, str] | None = None) -> Path:
-    """`$XDG_CACHE_HOME/jaxnn/jax` when `environ` names XDG_CACHE_HOME, else `~/.cache/jaxnn/jax`.
-
-    Args:
-      environ: the environment (the launcher passes os.environ); None: the default location.
-    """
-    cache_home = (environ or {}).get("XDG_CACHE_HOME") or DEFAULT_CACHE_HOME
-    return Path(cache_home, *SUBDIRECTORY).expanduser().absolute()
+    """`$XDG_CACHE_HOME/jaxnn/jax` when `environ` (the launcher's os.environ) names
+    XDG_CACHE_HOME, else `~/.cache/jaxnn/jax`."""
+    cache_home = (environ or {}).get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(cache_home, "jaxnn", "jax").expanduser().absolute()
 
 
 def configured_directory() -> Path | None:
@@ -41,19 +32,13 @@ def configured_directory() -> Path | None:
 
 
 def enable(directory: str | Path | None = None) -> Path | None:
-    """Points JAX's persistent compilation cache at a directory, caching programs of every size.
+    """Points JAX's persistent compilation cache at `directory` (created if missing; `~`
+    already expanded), caching programs of every size.
 
-    The rule for what is already set: no `directory` (None or "") keeps a directory that JAX is
-    already configured with (jax.config.update, JAX_COMPILATION_CACHE_DIR), its thresholds
-    untouched, and otherwise uses `default_directory()`; a `directory` named replaces whatever
-    was set.
-
-    A directory that cannot be created or written leaves JAX's settings as they were and prints
-    one warning line on stderr: the caller's programs compile as they would without the cache.
-
-    Args:
-      directory: the cache directory (created if missing; `~` already expanded:
-        `RunSpec.compile_cache_dir`), or None / "" (see above).
+    A named `directory` replaces whatever was set; none (None or "") keeps a directory JAX is
+    already configured with (its thresholds untouched), else uses `default_directory()`. A
+    directory that cannot be created or written leaves JAX's settings as they were, with one
+    warning line on stderr.
 
     Returns:
       The directory in use, or None when the one asked for is unusable.

@@ -1,10 +1,9 @@
 """Random-start ensembles: the single-member unit of work under `jax.vmap`.
 
-Members are the cross product of the numeric sweep variants with `restarts.num` random starts,
-variant-major: member `v * K + s` is random start `s` of variant `v`, and its key is
-`member_key(root, s)`, so every variant starts from the same K initialisations (paired
-comparisons). A search (`restarts.search`) has `restarts.num` members instead: member i trains
-the search's point i from random start i. Member i equals `jaxnn.core.loop.fit` run alone with member i's key and hyperparameters.
+Members are the numeric sweep variants times `restarts.num` random starts, variant-major: member
+`v * K + s` is start `s` of variant `v`, keyed `member_key(root, s)`, so every variant starts from
+the same K initialisations. A search has `restarts.num` members: member i trains point i from
+start i. Member i equals `jaxnn.core.loop.fit` run alone with its key and values.
 """
 
 from __future__ import annotations
@@ -83,9 +82,8 @@ def member_keys(root: jax.Array, run_members: list[Member]) -> jax.Array:
 class EnsembleResult(Predicts):
     """A trained ensemble: the stacked state (every leaf has a leading member axis) and its history.
 
-    `predictor()` (and `predict`, `predict_proba`, `score`, `evaluate`) predicts on raw inputs
-    with the member that `restarts.select_by` selects on the validation split, any member, or
-    the ensemble (`jaxnn.predict.predictor.Predictor`).
+    `predictor()` (and `predict`, `score`, ...) predicts on raw inputs with the selected member,
+    any member, or the ensemble (`jaxnn.predict.predictor.Predictor`).
     """
 
     state: train.TrainState
@@ -178,13 +176,12 @@ def make_trainer(
 ) -> Trainer:
     """Builds the vmapped init and chunk functions of a run (nothing is compiled yet).
 
-    Before it lists the members, the run's memory is estimated from shapes and checked against
-    the machine's (`jaxnn.core.memory`), and the members' group size is chosen
-    (`mesh.member_group`, 0 = `jaxnn.core.groups.auto_group_size`).
+    Before the members are listed, the run's memory is estimated from shapes and checked
+    against the machine's (`jaxnn.core.memory`), and the members' group size is chosen.
 
     Raises:
-      ConfigError: a shape that does not fit the data, a `config.mesh` that does not (see
-        `jaxnn.parallel.sharding`), or a run that needs more memory than the machine has.
+      ConfigError: a shape that does not fit the data, a `config.mesh` that does not, or a run
+        that needs more memory than the machine has.
     """
     config = spec.config
     program, apply_fn, make_tx = build(spec, data, **transfer)
@@ -228,9 +225,9 @@ def _checked_memory(
     data: Dataset,
     placement: sharding.Placement,
 ) -> tuple[int, memory.RunBytes]:
-    """(the members' group size, the run's memory estimate), the estimate checked against the
-    machine's memory: the state alone first (a model too large to hold is refused before its
-    step is traced), then with one step's and one evaluation's activations."""
+    """(the members' group size, the run's memory estimate), checked against the machine's:
+    the state alone first (a model too large to hold is refused before its step is traced),
+    then with one step's and one evaluation's activations."""
     label_shape, label_dtype = tuple(np.shape(data.y_train)[1:]), np.asarray(data.y_train).dtype
 
     def split(count: int) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
@@ -302,24 +299,20 @@ def fit_ensemble(
 ) -> EnsembleResult:
     """Trains every member of the run together: one jitted dispatch per chunk for all members.
 
-    On several devices the members are sharded over `config.mesh` (padded to a multiple of the
-    device count; see `jaxnn.parallel.sharding`); the state, metrics and history given to
-    `on_eval` and returned hold the real members only.
+    On several devices the members are sharded over `config.mesh` (`jaxnn.parallel.sharding`);
+    the state, metrics and history given to `on_eval` and returned hold the real members only.
 
     Args:
-      config: the run config.
-      data: the loaded data set.
       key: the run's root key (`jax.random.PRNGKey(config.seed)`).
       on_eval: called after every evaluation with metrics of shape [num_members].
       sweep: the sweep (a string, a mapping field -> values, or a Sweep) in place of
         `config.restarts.sweep`; numeric fields only (see `jaxnn.core.variants.fit_variants`).
-      state: a stacked state to continue from (resumption), with `start_step` its global step;
-        it may come from a run on any number of devices.
+      state: a stacked state to continue from (from a run on any number of devices), with
+        `start_step` its global step.
       pretrained: the layers every member starts from (transfer), as Flax variables:
         {'params': {layer: ...}} and their model state, e.g. {'batch_stats': {layer: ...}}.
       transfer: param labels and learning-rate scales for transfer (`TransferArgs`).
-      **components: the user's own parts, model, loss, metrics, predict, optimizer
-        (`jaxnn.nn.components.ComponentArgs`, the same for fit, fit_variants and run).
+      **components: the user's own parts (`jaxnn.nn.components.ComponentArgs`).
 
     Raises:
       ConfigError: any mistake in the config or the components, or a sweep with several
@@ -349,31 +342,37 @@ def train_members(
     pretrained: Mapping[str, Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EnsembleResult:
-    """Trains a built trainer's members from `state` (or from their initialisation).
+    """Trains a built trainer's members from `state` (or from their initialisation), asking
+    `should_stop` between chunks.
 
-    `should_stop` is asked between chunks (`jaxnn.core.loop.drive`).
-
-    A state whose training is over (every member stopped, or the run's steps done) is returned
-    placed as a trained one would be, without compiling anything, so that what follows (the
-    final evaluation) computes the same bits either way: a scheduled run's driver returns it
-    as it came (its trained state lives on one device), the plain loop's placement otherwise.
+    A state whose training is over is returned placed as a trained one would be, without
+    compiling anything, so that the final evaluation computes the same bits either way.
     """
     placement = trainer.placement
     if state is None:
         state = init_members(trainer, key, pretrained)
+    # A scheduled run's driver returns a finished state as it came (on one device).
     if schedules.run_schedule(trainer.spec, len(trainer.members)).active:
-        return _train_scheduled(trainer, state, data, key, start_step, on_eval, should_stop)
-    if is_finished(state, start_step, trainer.program):
+        scheduled = schedules.drive(
+            trainer,
+            state,
+            data,
+            key,
+            start_step=start_step,
+            on_eval=on_eval,
+            should_stop=should_stop,
+        )
         return _result(
             trainer,
             data,
-            state=placement.result_state(placement.place_state(state)),
-            history=[],
-            steps_done=start_step,
-            compile_s=0.0,
-            train_s=0.0,
-            start_step=start_step,
+            dataclasses.replace(scheduled, start_step=start_step),
+            member_steps=scheduled.member_steps,
+            schedule=scheduled.describe(),
         )
+    if is_finished(state, start_step, trainer.program):
+        placed = placement.result_state(placement.place_state(state))
+        trained = loop.LoopResult(placed, [], start_step, 0.0, 0.0, start_step=start_step)
+        return _result(trainer, data, trained)
     result = loop.drive(
         trainer.chunk_fn,
         placement.place_state(state),
@@ -384,59 +383,31 @@ def train_members(
         on_eval=placement.real_callback(on_eval),
         should_stop=should_stop,
     )
-    return _result(
-        trainer,
-        data,
-        state=placement.result_state(result.state),
-        history=[placement.real_metrics(entry) for entry in result.history],
-        steps_done=result.steps_done,
-        compile_s=result.compile_s,
-        train_s=result.train_s,
-        program_bytes=result.program_bytes,
-        wall_s=result.wall_s,
-        start_step=result.start_step,
-    )
+    history = [placement.real_metrics(entry) for entry in result.history]
+    state = placement.result_state(result.state)
+    return _result(trainer, data, dataclasses.replace(result, state=state, history=history))
 
 
-def _train_scheduled(
-    trainer: Trainer,
-    state: train.TrainState,
-    data: Dataset,
-    key: jax.Array,
-    start_step: int,
-    on_eval: loop.EvalCallback | None,
-    should_stop: Callable[[], bool] | None,
+def _result(
+    trainer: Trainer, data: Dataset, run: loop.LoopResult, **schedule: Any
 ) -> EnsembleResult:
-    """`train_members` under a member schedule (`jaxnn.core.schedules.drive`)."""
-    scheduled = schedules.drive(
-        trainer, state, data, key, start_step=start_step, on_eval=on_eval, should_stop=should_stop
-    )
-    return _result(
-        trainer,
-        data,
-        state=scheduled.state,
-        history=scheduled.history,
-        steps_done=scheduled.steps_done,
-        compile_s=scheduled.compile_s,
-        train_s=scheduled.train_s,
-        wall_s=scheduled.wall_s,
-        start_step=start_step,
-        member_steps=scheduled.member_steps,
-        schedule=scheduled.describe(),
-    )
-
-
-def _result(trainer: Trainer, data: Dataset, **training: Any) -> EnsembleResult:
-    """The EnsembleResult of a trainer's run on `data`: what the trainer knows (program,
-    members, group size, memory estimate, config) with what `training` did."""
+    """The EnsembleResult of a trainer's `run` on `data` (`schedule`: a scheduled run's record)."""
     return EnsembleResult(
+        state=run.state,
+        history=run.history,
+        steps_done=run.steps_done,
+        compile_s=run.compile_s,
+        train_s=run.train_s,
+        program_bytes=run.program_bytes,
+        wall_s=run.wall_s,
+        start_step=run.start_step,
         program=trainer.program,
         members=trainer.members,
         group_size=trainer.group_size,
         memory=trainer.memory,
         data=data,
         config=trainer.spec.config,
-        **training,
+        **schedule,
     )
 
 
@@ -476,8 +447,7 @@ def evaluate_members(
     group_size: int = 0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Loss and metrics of every member's best weights on one split, and their predictions
-    [M, N, O] (what `program.predict` makes of the outputs); `group_size` members at a time
-    (0: all at once; see `jaxnn.core.groups`)."""
+    [M, N, O]; `group_size` members at a time (0: all at once)."""
     metrics, predictions = _final_eval(
         state, jnp.asarray(x), jnp.asarray(y), program, int(group_size)
     )
@@ -507,10 +477,8 @@ def select_best(
     *,
     greater_is_better: bool,
 ) -> int | None:
-    """Index of the best non-diverged member by a validation metric (None if all diverged).
-
-    Ties go to the lowest index.
-    """
+    """Index of the best non-diverged member by a validation metric (None if all diverged);
+    ties go to the lowest index."""
     values = np.asarray(member_metrics[select_by], np.float64)
     if greater_is_better:
         values = -values

@@ -1,13 +1,10 @@
 """Exploded members: a finite training loss that grew far beyond where the member started.
 
-A member whose loss became NaN or infinite is *diverged* (`TrainState.diverged`). A member whose
-learning rate is too large can instead blow up to a huge but finite loss (10^4 where it began
-at 2.3) and stay there: it is not diverged, yet ranking it, averaging it into the ensemble or
-letting it set a plot's scale would mislead. `restarts.explode_factor` names the multiple: a
-member is *exploded* when its training-split loss at its last weights is more than that many
-times its training-split loss at its initial weights. Exploded members are reported and left
-out of selection, the ensemble and the restart statistics like diverged ones
-(`jaxnn.reporting.summary`); 0 turns the rule off.
+A member whose learning rate is too large can blow up to a huge but finite loss (10^4 where it
+began at 2.3): not diverged (NaN or infinite), yet misleading to rank, average or plot. It is
+*exploded* when its training loss at its last weights exceeds `restarts.explode_factor` (0: off)
+times that at its initial weights, and is then left out like a diverged one
+(`jaxnn.reporting.summary`).
 """
 
 from __future__ import annotations

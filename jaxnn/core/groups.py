@@ -1,20 +1,12 @@
 """Members run in cache-sized groups: a vmapped function over M members as a `lax.map` over groups.
 
-At a few thousand members the stacked state and one step's activations of every member no
-longer fit in a CPU's caches, and a vmapped step streams all of them through memory at every
-step. `grouped_vmap` keeps one compiled program but runs the members `group_size` at a time:
-the members of a device's shard are cut into `n` full groups of `group_size` (a `lax.map`, a
-scan over groups, of the vmapped function) and one remainder group of fewer members (a plain
-vmap), so no member is padded. Each member's computation is the same either way; what changes
-is only how many members one vmapped operation holds.
-
-On a mesh the member axis is sharded in D contiguous blocks; the groups are cut inside each
-block (member `d * L + j * g + i` is member `i` of group `j` on device `d`, with `L = M / D`),
-so a group spans every device and no device ever reads another's members.
-
-`auto_group_size` chooses the group size from the backend and the members' working set
-(`jaxnn.core.memory.MemberBytes`): on CPU, as many members as fit in `CPU_GROUP_BYTES`; on an
-accelerator, every member at once (a GPU wants the widest vmap it can get).
+At a few thousand members a vmapped step streams every member's state and activations through
+memory at every step. `grouped_vmap` keeps one program but cuts each device's shard into full
+groups of `group_size` (a `lax.map` of the vmapped function) and one smaller remainder group (a
+plain vmap), so no member is padded and each member's computation is unchanged. On a mesh of D
+devices member `d * L + j * g + i` (L = M / D) is member `i` of group `j` on device `d`: a group
+spans every device and no device reads another's members. `auto_group_size` picks the size:
+on CPU as many members as fit in `CPU_GROUP_BYTES`, on an accelerator all (docs/groups.md).
 """
 
 from __future__ import annotations
@@ -26,11 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-# Working set of one group of members on a CPU device (one core): about one core's L2 cache.
-# Measured on a 2-core AMD EPYC (2 MiB L2 per core, 32 MiB L3 shared, the machine loaded by
-# other jobs) with the benchmark MLP (586 KB per member): K=1024 took 1745 ms per member per
-# 1000 steps in one group per device, 1222 in groups of 48, 1156 in groups of 14 and 696 in
-# groups of 4 (docs/groups.md).
+# Working set of one group of members on a CPU device: about one core's L2 cache (measured in
+# docs/groups.md).
 CPU_GROUP_BYTES = 5 * 2**19
 # The group size of a backend: bytes of one member's working set -> members per group (0: all).
 GROUP_RULES: dict[str, Callable[[int], int]] = {
@@ -39,12 +28,8 @@ GROUP_RULES: dict[str, Callable[[int], int]] = {
 
 
 def auto_group_size(backend: str, step_bytes_per_member: int) -> int:
-    """Members per group for `backend` (0 = all members in one group, the plain vmap).
-
-    Args:
-      backend: `jax.default_backend()` of the run ('cpu', 'gpu', 'tpu').
-      step_bytes_per_member: one member's working set in a training step (bytes).
-    """
+    """Members per group for `backend` ('cpu', 'gpu', 'tpu'; 0 = all members in one group, the
+    plain vmap), from one member's working set in a training step (bytes)."""
     rule = GROUP_RULES.get(backend)
     return 0 if rule is None else rule(step_bytes_per_member)
 
@@ -71,16 +56,9 @@ def grouped_vmap(
 ) -> Callable[..., Any]:
     """`jax.vmap(fn, in_axes)` over `num_members` members, run `group_size` members at a time.
 
-    Args:
-      fn: the single-member function; its outputs are pytrees of arrays.
-      in_axes: per positional argument, 0 (mapped: leading axis of size num_members) or None.
-      num_members: M, the leading axis of every mapped argument (a multiple of num_shards).
-      group_size: members per group; 0 (or >= M / num_shards) is the plain vmap.
-      num_shards: D, the number of contiguous blocks the member axis is sharded in.
-
-    Returns:
-      A function of the same arguments whose outputs have the leading member axis [M, ...], in
-      member order, as `jax.vmap(fn, in_axes)` gives them.
+    `in_axes` is 0 (mapped over the leading axis of size M = `num_members`, a multiple of
+    `num_shards`) or None per positional argument; `group_size` 0 (or >= M / num_shards) is the
+    plain vmap. The outputs are `jax.vmap(fn, in_axes)`'s: [M, ...] in member order.
     """
     vmapped = jax.vmap(fn, in_axes=tuple(in_axes))
     full, size, rest = group_layout(num_members, group_size, num_shards)

@@ -1,10 +1,8 @@
 """The chunked loop: compile the chunk program once, run it until the run's steps are done, and
 call back between chunks (the only place where a run touches the host). `fit` trains one member.
 
-Between two chunks `drive` reports the chunk (`on_eval`) and then calls its hook (`between`),
-which may change the state (a learning rate, which members still train, their weights) and may
-end the loop: the rules a run applies per chunk live in a hook, never in a loop of their own
-(jaxnn.sklearn's epoch rules are one).
+The rules a run applies per chunk (jaxnn.sklearn's epoch rules) live in `drive`'s hook
+(`between`), never in a loop of their own.
 """
 
 from __future__ import annotations
@@ -35,23 +33,18 @@ class Evaluation:
     step: int
     metrics: dict[str, np.ndarray]
     state: TrainState
-    # seconds since the loop's first chunk was dispatched (compile excluded, host work between
-    # chunks included): what the progress line's member-steps per second divide by
+    # seconds since the first chunk was dispatched, compile excluded (for member-steps per second)
     elapsed_s: float = 0.0
-    # this launch's member-steps so far when a schedule's batch changes size (None: the steps
-    # since the launch's start times every member)
+    # this launch's member-steps so far under a schedule (None: steps since the start x members)
     member_steps: int | None = None
     # What a member schedule decided after this chunk (jaxnn.core.schedules): one row each.
     events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    # bool [num_members]: the members this chunk trained and evaluated (None: every one); the
-    # metrics of the others are NaN (members that left a schedule's batch).
+    # bool [num_members]: the members this chunk trained (None: all); the others' metrics are NaN
     trained: np.ndarray | None = None
 
 
 EvalCallback = Callable[[Evaluation], None]
-# The hook between chunks: (state, the history so far, its last row this chunk's) -> (the state
-# the next chunk starts from, whether the loop ends here). A history row is {"step": int [1],
-# metric: float64 [num_members], ...}.
+# The hook between chunks (`drive`). A history row is {"step": int [1], metric: float64 [M], ...}.
 Between = Callable[[Any, list[dict[str, np.ndarray]]], tuple[Any, bool]]
 
 
@@ -115,30 +108,27 @@ def drive(
 ) -> LoopResult:
     """Runs chunks from `start_step` until the run's steps are done or the loop is told to stop.
 
-    The chunk program `chunk_fn(state, data, step, order_key) -> (state, metrics)` is compiled
-    once, ahead of time, before the first chunk (so a later chunk cannot recompile); the only
-    host work per chunk is to pull the small metrics, append them to the history and call, in
-    this order:
+    `chunk_fn(state, data, step, order_key) -> (state, metrics)` is compiled once, ahead of
+    time, so a later chunk cannot recompile. After each chunk, in this order:
 
-    - `on_eval(Evaluation)`: reports the chunk (files, progress, checkpoints);
-    - `between(state, history) -> (state, stop)`: the hook, with the state the chunk left and
-      the history so far (`history[-1]`: this chunk's `step` and metrics); it returns the state
-      the next chunk starts from (any values, each leaf's shape and dtype kept: the program is
-      compiled) and whether the loop ends here;
-    - `should_stop()`: a signal's request (`jaxnn.interrupt`).
+    - `on_eval(Evaluation)` reports it (files, progress, checkpoints);
+    - `between(state, history) -> (state, stop)` returns the state the next chunk starts from
+      (each leaf's shape and dtype kept) and whether the loop ends (`history[-1]`: this chunk);
+    - `should_stop()` is a signal's request (`jaxnn.interrupt`).
 
-    A `TrainState` loop also ends when every member has stopped or diverged; `steps_done` says
-    how far it got (short of `program.total_steps` when it ended early).
+    A `TrainState` loop also ends when every member has stopped or diverged.
     """
     history: list[dict[str, np.ndarray]] = []
     step = start_step
-    compiled, compile_s = _compile(chunk_fn, state, data, step, order_key)
+    started = time.perf_counter()
+    compiled = chunk_fn.lower(state, data, _step(step), order_key).compile()
+    compile_s = time.perf_counter() - started
     train_s = 0.0
     loop_started = time.perf_counter()
     while step < program.total_steps:
         started = time.perf_counter()
         state, metrics = compiled(state, data, _step(step), order_key)
-        metrics = _host_metrics(metrics)
+        metrics = host_metrics(metrics)
         train_s += time.perf_counter() - started
         step = min(step + program.eval_every, program.total_steps)
         history.append({"step": np.array([step]), **metrics})
@@ -162,14 +152,7 @@ def drive(
     )
 
 
-def _compile(chunk_fn: Any, state: Any, data: Any, step: int, order_key: Any) -> tuple[Any, float]:
-    """The chunk program compiled ahead of time for these arguments, and the seconds it took."""
-    started = time.perf_counter()
-    compiled = chunk_fn.lower(state, data, _step(step), order_key).compile()
-    return compiled, time.perf_counter() - started
-
-
-def _host_metrics(metrics: Mapping[str, jax.Array]) -> dict[str, np.ndarray]:
+def host_metrics(metrics: Mapping[str, jax.Array]) -> dict[str, np.ndarray]:
     """A chunk's metrics read to the host: float64 [num_members] each."""
     return {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()}
 
@@ -189,11 +172,8 @@ def _members_done(state: Any) -> bool:
 
 @dataclasses.dataclass
 class FitResult(Predicts):
-    """A trained single model: its state and its evaluation history.
-
-    `predictor()` (and `predict`, `predict_proba`, `score`, `evaluate`) predicts on raw inputs
-    with its best-validation weights (`jaxnn.predict.predictor.Predictor`, one member).
-    """
+    """A trained single model: its state and its evaluation history; `predictor()` (and
+    `predict`, `score`, ...) predicts on raw inputs with its best-validation weights."""
 
     state: TrainState
     program: Program
@@ -204,15 +184,11 @@ class FitResult(Predicts):
 
     def _make_predictor(self) -> Predictor:
         stacked = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[None], self.state)
+        group = member_group(
+            self.program, stacked.best_params, stacked.hparams, model_state=stacked.best_model_state
+        )
         return Predictor(
-            [
-                member_group(
-                    self.program,
-                    stacked.best_params,
-                    stacked.hparams,
-                    model_state=stacked.best_model_state,
-                )
-            ],
+            [group],
             preprocessing=self.program.preprocessing,
             diverged=np.asarray(stacked.diverged, bool),
             best_member=0,
@@ -233,17 +209,10 @@ def fit(
 ) -> FitResult:
     """Trains one model: the single-member path (member i of an ensemble equals this with its key).
 
-    Args:
-      config: the run config.
-      data: the loaded data set.
-      key: the member key; `member_key(root, i)` reproduces member i of a run.
-      hparams: numeric hyperparameters that override the config's (a swept member's values),
-        by hyperparameter name ('learning_rate', 'dropout', ...).
-      order_key: the batch-order key (the shared one of a `batch_order=shared` run), or None.
-      on_eval: called after every evaluation.
-      between: the hook between chunks (`drive`): (TrainState, history) -> (TrainState, stop).
-      **components: the user's own parts, model, loss, metrics, predict, optimizer
-        (`jaxnn.nn.components.ComponentArgs`, the same for fit_ensemble, fit_variants and run).
+    `key` is the member key (`member_key(root, i)` reproduces member i of a run); `hparams`
+    override the config's by name ('learning_rate', ...); `order_key` is the batch-order key of a
+    `batch_order=shared` run, or None; `between` is `drive`'s hook; `components` the user's own
+    parts (`jaxnn.nn.components.ComponentArgs`).
 
     Raises:
       ConfigError: a bad config or component, an unknown hyperparameter name, a sweep with
@@ -272,11 +241,7 @@ def fit(
 
 
 def _member_hparams(spec: run_spec.RunSpec, hparams: Mapping[str, float] | None) -> dict:
-    """The config's hyperparameters of the one member, with `hparams`' values in their place.
-
-    Raises:
-      ConfigError: `hparams` names a hyperparameter the run does not have.
-    """
+    """The config's hyperparameters of the one member, with `hparams`' values in their place."""
     member_hparams = spec.base_hparams
     unknown = sorted(set(hparams or {}) - set(member_hparams))
     if unknown:

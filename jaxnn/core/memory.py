@@ -1,20 +1,11 @@
 """What a run needs in memory, estimated from shapes before anything is allocated or written.
 
-The account, per member: its training state (parameters, optimiser state, best weights, model
-state such as BatchNorm's statistics with its best copy, averaged weights, the small
-per-member scalars), the intermediates of one training step and of one evaluation (every
-value the traced step creates: an upper bound on what is live at once), and the copy of the
-state a checkpoint save takes on the host. For the run: the stacked state twice (the chunk's
-input and its output), a working copy while members are regrouped, the activations of the
-members that run at once (one group, `jaxnn.core.groups`), and the training and validation
-splits on every device. Everything comes from `jax.eval_shape` and `jax.make_jaxpr` of one
-member, so the estimate costs a trace, whatever the member count or the model size.
-
-`check_fits` refuses a run whose estimate exceeds `USABLE_FRACTION` of what the machine has
-(device memory where the backend reports a limit, and the host's available RAM, MemAvailable
-of /proc/meminfo or psutil's) with one line giving both figures.
-XLA's own account of the compiled chunk program (`jaxnn.core.loop.program_bytes`) is reported
-once the program is compiled; the benchmark prints both.
+Per member: its training state, the intermediates of one training step and of one evaluation,
+and the host copy a checkpoint save takes; for the run: the stacked state `STATE_COPIES` times,
+the activations of the members that run at once (one group, `jaxnn.core.groups`), and the
+splits on every device. All from `jax.eval_shape` and `jax.make_jaxpr` of one member, so the
+estimate costs one trace whatever the member count. `check_fits` refuses a run whose estimate
+exceeds `USABLE_FRACTION` of the devices' or the host's available memory.
 """
 
 from __future__ import annotations
@@ -40,30 +31,10 @@ MEMINFO = "/proc/meminfo"
 USABLE_FRACTION = 0.8
 # Operations whose outputs XLA materialises (elementwise chains fuse into these).
 MATERIALISED = frozenset(
-    {
-        "dot_general",
-        "conv_general_dilated",
-        "gather",
-        "scatter",
-        "scatter-add",
-        "scatter_add",
-        "sort",
-        "reduce_sum",
-        "reduce_max",
-        "reduce_min",
-        "reduce_prod",
-        "argmax",
-        "argmin",
-        "cumsum",
-        "cummax",
-        "cumlogsumexp",
-        "concatenate",
-        "transpose",
-        "dynamic_slice",
-        "dynamic_update_slice",
-        "random_bits",
-        "threefry2x32",
-    }
+    {"dot_general", "conv_general_dilated", "gather", "scatter", "scatter-add", "scatter_add"}
+    | {"sort", "reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin"}
+    | {"cumsum", "cummax", "cumlogsumexp", "concatenate", "transpose", "dynamic_slice"}
+    | {"dynamic_update_slice", "random_bits", "threefry2x32"}
 )
 
 
@@ -143,19 +114,14 @@ class RunBytes:
 
 def tree_bytes(tree: Any) -> int:
     """Bytes of every array (or ShapeDtypeStruct) leaf of a pytree."""
-    return int(
-        sum(
-            int(np.prod(leaf.shape, dtype=np.int64)) * _itemsize(leaf.dtype)
-            for leaf in jax.tree_util.tree_leaves(tree)
-        )
-    )
+    return sum(_array_bytes(leaf) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-def _itemsize(dtype: Any) -> int:
-    """Bytes of one element; a typed PRNG key (an extended dtype) counts as two uint32."""
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.extended):
-        return 8
-    return np.dtype(dtype).itemsize
+def _array_bytes(array: Any) -> int:
+    """Bytes of an array or abstract value; a typed PRNG key element counts as two uint32."""
+    extended = jax.dtypes.issubdtype(array.dtype, jax.dtypes.extended)
+    itemsize = 8 if extended else np.dtype(array.dtype).itemsize
+    return int(np.prod(array.shape, dtype=np.int64)) * itemsize
 
 
 def _jaxprs(value: Any) -> list[Any]:
@@ -174,18 +140,13 @@ def intermediate_bytes(jaxpr: Any) -> int:
     their consumers and are not counted. An estimate of what one call holds, not a bound."""
     total = 0
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name not in MATERIALISED:
-            for param in eqn.params.values():
-                for inner in _jaxprs(param):
-                    total += intermediate_bytes(inner)
-            continue
-        for var in eqn.outvars:
-            aval = var.aval
-            if hasattr(aval, "shape") and hasattr(aval, "dtype"):
-                total += int(np.prod(aval.shape, dtype=np.int64)) * _itemsize(aval.dtype)
+        if eqn.primitive.name in MATERIALISED:
+            avals = [var.aval for var in eqn.outvars]
+            total += sum(
+                _array_bytes(a) for a in avals if hasattr(a, "shape") and hasattr(a, "dtype")
+            )
         for param in eqn.params.values():
-            for inner in _jaxprs(param):
-                total += intermediate_bytes(inner)
+            total += sum(intermediate_bytes(inner) for inner in _jaxprs(param))
     return total
 
 
@@ -202,17 +163,11 @@ def member_bytes(
     batch: tuple[jax.ShapeDtypeStruct, ...] = (),
     splits: tuple[tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct], ...] = (),
 ) -> MemberBytes:
-    """One member's account, from shapes alone (`jax.eval_shape`, `jax.make_jaxpr`) of the
-    functions that make and train it.
+    """One member's account, from shapes alone of the functions that make and train it.
 
-    Args:
-      init: (hparams, key) -> the member's state (a `jaxnn.core.train.TrainState`).
-      hparams: one member's numeric hyperparameters (values do not matter, names do).
-      step: (state, batch, global step) -> anything: one training step, traced on `batch`;
-        None: the state alone, zero activations.
-      evaluate: (state, x, y) -> anything: one evaluation, traced on each of `splits`.
-      batch: the shapes of one training batch (x, y, mask).
-      splits: the shapes (x, y) of each split an evaluation reads (training, validation).
+    `init(hparams, key)` makes a `TrainState` (hparams' names matter, not their values);
+    `step(state, batch, global_step)` is traced on `batch` (x, y, mask) and `evaluate(state,
+    x, y)` on each of `splits`; without them, the state alone (zero activations).
     """
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     state = jax.eval_shape(init, hparams, key)

@@ -38,18 +38,12 @@ class Program:
     """Everything static about a training run.
 
     Attributes:
-      family: the model family (registered, or the user's model).
-      model_config: the `model` config the family builds from.
-      optimizer_config: the `optimizer` config.
       loss: per-example loss (outputs [B, O], targets) -> [B].
       predict: outputs [B, O] -> what the ensemble averages.
-      metrics: name -> Metric, the task's built-in ones then the user's, computed at every
-        evaluation of every member.
+      metrics: name -> Metric, the task's built-in ones then the user's.
       user_optimizer: the user's factory hparams -> optax transformation, or None.
       removed: hyperparameters left out of the program (a `zero_removes` field that is zero
         and not swept is passed to the model as a Python 0.0).
-      head: the top-level parameter names of the head.
-      augmentation: the transforms of every training batch (none by default).
       accumulate_steps: training steps (batches) per optimiser update (optax.MultiSteps);
         total_steps counts the batches.
       ema_decay: the config's `optimizer.ema_decay` when members keep averaged weights (a
@@ -89,10 +83,6 @@ class Program:
     @property
     def steps_per_epoch(self) -> int:
         return -(-self.num_train // self.batch_size)
-
-    @property
-    def num_chunks(self) -> int:
-        return -(-self.total_steps // self.eval_every)
 
     @property
     def metric(self) -> str:
@@ -141,15 +131,8 @@ class TransferArgs(TypedDict, total=False):
 def make_program(
     spec: run_spec.RunSpec, data: Dataset, **transfer: Unpack[TransferArgs]
 ) -> Program:
-    """Builds the static description of a run of `spec` on `data`.
-
-    Each section and the model, loss and metrics are checked on the data first
-    (`validation.check_against_data`).
-
-    Args:
-      spec: the validated run (one structural variant at most).
-      data: the loaded data set.
-      **transfer: param_labels / frozen_labels / label_lr_scales for transfer learning.
+    """The static description of a run of `spec` (one structural variant at most) on `data`,
+    once the config is checked on the data (`validation.check_against_data`).
 
     Raises:
       ConfigError: the spec has several structural variants, or a shape does not fit the data.

@@ -1,19 +1,11 @@
 """Compiled programs kept on disk and found again without tracing, lowering or compiling.
 
-JAX's persistent compilation cache (`compile_cache`) skips XLA's compile, but it still traces
-and lowers a program to find its key: for the small programs of a scikit-learn fit that is
-about half a second, as long as scikit-learn's whole fit. A `StoredProgram` keeps each compiled
-program (`jax.experimental.serialize_executable`) in the cache's directory, under a key made
-without tracing: the program's `name`, its arguments' tree, shapes, dtypes and placements, the
-versions of jax, jaxlib, flax, optax and numpy, a fingerprint of jaxnn's source, JAX's
-configuration as the thread sees it (the x64 switch included), XLA_FLAGS, and the devices'
-platform and kind. A program is stored only when JAX's cache is on
-(`jaxnn.enable_compilation_cache`), and is as trusted as that cache.
-
+JAX's persistent compilation cache (`compile_cache`) still traces and lowers a program to find
+its key, which costs as long as a small scikit-learn fit. A `StoredProgram` keeps each compiled
+program in that cache's directory (only when it is on) under a key made without tracing (`_key`).
 The `name` must say everything the traced function depends on besides its arguments and
-jaxnn's code (`stored_jit`'s caller: the static options of jaxnn's own modules, as plain
-values): a user's function can change between processes without changing any such name, so
-programs that trace a user's code are never stored (see `storable`).
+jaxnn's code: a user's function can change between processes without changing any such name,
+so programs that trace a user's code are never stored (`storable`).
 """
 
 from __future__ import annotations
@@ -40,11 +32,8 @@ _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy")
 
 
 class StoredProgram:
-    """A jitted function whose compiled programs are kept in memory and on disk.
-
-    Called as the jitted function is; `lower(*args).compile()` gives the compiled program, as
-    `jax.jit`'s does (what `jaxnn.core.loop.drive` calls). Made by `stored_jit`.
-    """
+    """A jitted function whose compiled programs are kept in memory and on disk (`stored_jit`);
+    called, and `lower(*args).compile()`, as `jax.jit`'s are."""
 
     def __init__(self, fn: Callable[..., Any], name: str, jit_kwargs: dict[str, Any]) -> None:
         self.fn, self.name, self.jit_kwargs = fn, name, jit_kwargs
@@ -120,6 +109,8 @@ jax.monitoring.register_event_listener(_count_cache_hit)
 
 
 def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """`fn` under the name `name`, which names the program in JAX's cache."""
+
     def program(*args: Any) -> Any:
         return fn(*args)
 

@@ -1,9 +1,8 @@
 """The pure unit of work: one member's training state, its train step, and a chunk of steps.
 
-A member is "a key plus hyperparameters". `jaxnn.core.loop.fit` runs one member;
-`jaxnn.core.ensemble` runs the very same functions under `jax.vmap`. Every chunk of
-`training.eval_every` steps is one jitted `lax.scan` followed by the evaluation, so the host is
-touched once per chunk (`jaxnn.core.loop.drive`).
+A member is "a key plus hyperparameters": `jaxnn.core.loop.fit` runs one, `jaxnn.core.ensemble`
+the same functions under `jax.vmap`. A chunk of `training.eval_every` steps is one `lax.scan`
+followed by the evaluation, so the host is touched once per chunk.
 """
 
 from __future__ import annotations
@@ -38,12 +37,10 @@ class TrainState:
     params: Params
     opt_state: optax.OptState
     hparams: HParams  # float32 [] each: this member's numeric hyperparameters
-    member_key: jax.Array  # uint32 [2]: the root of the member's init, dropout, order and
-    # augmentation keys
-    best_params: Params  # weights at the best validation loss so far (the averaged ones with
-    # optimizer.ema_decay)
-    # The Module's non-params collections (BatchNorm's batch_stats; {} for most models):
-    # written by training steps only (`jaxnn.nn.family.split_variables`).
+    member_key: jax.Array  # uint32 [2]: root of the init, dropout, order and augmentation keys
+    best_params: Params  # the evaluated weights (`evaluated_params`) at the best val loss so far
+    # The Module's non-params collections (BatchNorm's batch_stats; {} for most models),
+    # written by training steps only.
     model_state: ModelState
     best_model_state: ModelState  # the model state that goes with best_params
     ema: ema.EmaState  # the average of the weights (optimizer.ema_decay; {} when off)
@@ -81,14 +78,9 @@ def init_state(
 ) -> TrainState:
     """Initialises one member (pure and vmappable over hparams, key and pretrained).
 
-    Args:
-      program: the static description of the run.
-      hparams: the member's numeric hyperparameters (float32 scalars).
-      key: the member key (`member_key(root, seed_index)`).
-      apply_fn, make_tx: from `jaxnn.core.program.build` of the same program.
-      pretrained: Flax variables of the layers that replace the fresh ones: {'params':
-        {layer: {'kernel', 'bias', ...}}, and per state collection {layer: ...}, e.g.
-        'batch_stats': {'BatchNorm_0': {'mean', 'var'}}}.
+    `apply_fn` and `make_tx` come from `jaxnn.core.program.build` of the same program;
+    `pretrained` holds the Flax variables of the layers that replace the fresh ones ({'params':
+    {layer: ...}, and per state collection {layer: ...}, e.g. 'batch_stats'}).
     """
     hparams = {name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()}
     dummy = jnp.zeros((1, *program.feature_shape), jnp.float32)
@@ -124,11 +116,9 @@ def init_state(
 def epoch_order(order_key: jax.Array, epoch: jax.Array, num_train: int) -> jax.Array:
     """The order in which epoch `epoch` visits the training split: a permutation int32 [N].
 
-    Sorts random 32-bit words whose low bits are replaced by the example's index, so one
-    single-operand sort gives the order (`jax.random.permutation` sorts (key, value) pairs two
-    or three times, and on CPU that sort was a tenth of a small model's training step; this one
-    is about four times cheaper). Examples whose random high bits tie keep their index order:
-    with 32 - ceil(log2 N) random bits that is a few pairs per epoch for N of a few thousand.
+    Sorts random 32-bit words whose low bits are replaced by the example's index: one
+    single-operand sort, cheaper than `jax.random.permutation`'s sorts of (key, value) pairs.
+    Examples whose random high bits tie keep their index order (a few pairs per epoch).
     """
     index_bits = max(1, (num_train - 1).bit_length())
     epoch_key = jax.random.fold_in(order_key, epoch)
@@ -144,11 +134,9 @@ def batch_indices(
 ) -> tuple[jax.Array, jax.Array]:
     """Indices int32 [B] of global step `step`'s batch within its epoch's order, and their mask.
 
-    The last batch of an epoch holds the remaining N mod B examples; its other rows are masked
-    out of the loss rather than dropped. They are the epoch's first examples again (its order
-    read on from the start), so a batch is always B examples of the training split, distinct
-    when B <= N: what a BatchNorm layer's batch statistics, which do not see the mask, are
-    computed over.
+    The last batch of an epoch fills its rows past N mod B with the epoch's first examples,
+    masked out of the loss: a batch is always B examples of the training split (distinct when
+    B <= N), which is what a BatchNorm layer's statistics, blind to the mask, are computed over.
     """
     within = step % program.steps_per_epoch
     positions = within * program.batch_size + jnp.arange(program.batch_size)
@@ -186,12 +174,8 @@ def evaluated_params(state: TrainState, program: Program) -> Params:
 
 
 def frozen_state(program: Program, new: ModelState, old: ModelState) -> ModelState:
-    """`new`, with the layers the transfer freezes (feature extraction's body) kept at `old`.
-
-    A state collection is labelled as the weights are (`program.param_labels` of its tree: the
-    top-level layer names decide body or head, and BatchNorm's statistics sit under the same
-    layer names as its scale and bias).
-    """
+    """`new`, with the layers the transfer freezes (feature extraction's body) kept at `old`;
+    a state collection is labelled as the weights are (`program.param_labels`, by layer name)."""
     param_labels = program.param_labels
     if not program.frozen_labels or not new or not callable(param_labels):
         return new
@@ -209,11 +193,8 @@ def frozen_state(program: Program, new: ModelState, old: ModelState) -> ModelSta
 def optimizer_update(
     state: TrainState, grads: Params, loss: jax.Array
 ) -> tuple[Params, optax.OptState]:
-    """The member's optimiser step: (updates, new optimiser state) for `grads`.
-
-    `loss` (float32 []) goes to the update as `value=`, which a loss-driven schedule
-    (`optimizer.schedule=reduce_on_plateau`) reads and every other transformation ignores.
-    """
+    """The member's optimiser step: (updates, new optimiser state) for `grads`; `loss` goes to
+    the update as `value=`, for `optimizer.schedule=reduce_on_plateau`."""
     tx = optax.with_extra_args_support(state.make_tx(state.hparams))
     return tx.update(grads, state.opt_state, state.params, value=loss)
 
@@ -230,15 +211,9 @@ def train_step(
 ) -> tuple[TrainState, jax.Array]:
     """One optimiser step of one member; a stopped, diverged or finished member stays as it is.
 
-    Args:
-      state: the member's state.
-      batch: (x [B, ...], y [B] or [B, O], mask bool [B]); x is augmented here, with the
-        member's step key, when the program augments (`jaxnn.data.augment`).
-      global_step: the run's step counter (the same for every member).
-      program: the static description of the run.
-
-    Returns:
-      The new state and the batch loss (float32 []; NaN when the member did not train).
+    `batch` is (x [B, ...], y [B] or [B, O], mask bool [B]); x is augmented here when the
+    program augments. Returns the new state and the batch loss (float32 []; NaN when the
+    member did not train).
     """
     x, y, mask = batch
     dropout_key = jax.random.fold_in(jax.random.fold_in(state.member_key, DROPOUT_TAG), global_step)
@@ -257,9 +232,9 @@ def train_step(
     updates, opt_state = optimizer_update(state, grads, loss)
     params = optax.apply_updates(state.params, updates)
     average = ema.update(state.ema, params, ema_decay(state, program))
-    # The loss alone decides (a gradient norm cost 6% of a small model's step): a non-finite
-    # gradient behind a finite loss makes the next step's loss non-finite, and the member
-    # stops there. best_params, which selection and export use, only ever hold finite weights.
+    # The loss alone decides (a gradient norm would cost time every step): a non-finite gradient
+    # behind a finite loss makes the next step's loss non-finite, and the member stops there;
+    # best_params, which selection and export use, only ever hold finite weights.
     finite = jnp.isfinite(loss)
     active = (global_step < program.total_steps) & ~state.stopped & ~state.diverged
     commit = active & finite
@@ -282,11 +257,8 @@ def evaluate(
     *,
     model_state: ModelState | None = None,
 ) -> dict[str, jax.Array]:
-    """Loss and every metric of `params` on a whole split (float32 scalars).
-
-    The Module runs in evaluation mode with `model_state` (default: the member's current one),
-    which it reads and never writes.
-    """
+    """Loss and every metric of `params` on a whole split (float32 scalars), in evaluation mode
+    with `model_state` (default: the member's current one)."""
     model_state = state.model_state if model_state is None else model_state
     outputs, _ = state.apply_fn(params, model_state, split.x, state.hparams)
     metrics = {"loss": jnp.mean(program.loss(outputs, split.y))}
@@ -296,12 +268,8 @@ def evaluate(
 
 
 def track_best(state: TrainState, val_loss: jax.Array, program: Program) -> TrainState:
-    """Keeps the best-validation weights and advances the early-stopping counter.
-
-    With `training.keep=last` the kept weights are those of the latest evaluation (with a finite
-    validation loss): the weights an annealed schedule ends with. The kept weights are those
-    evaluation read (`evaluated_params`), with the model state that went with them.
-    """
+    """Keeps the best-validation weights (`evaluated_params`, with their model state) and
+    advances the early-stopping counter; `training.keep=last` keeps the latest finite ones."""
     improved = (val_loss < state.best_val_loss) & ~state.diverged
     if program.keep == "last":
         improved = jnp.isfinite(val_loss) & ~state.diverged
@@ -329,18 +297,9 @@ def run_chunk(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Trains one member for `program.eval_every` steps from global step `start_step`, then evaluates.
 
-    Pure and vmappable: the ensemble maps it over the member axis of `state` (and of
-    `order_key` when members draw their own batches).
-
-    Args:
-      state: the member's state.
-      data: the train and validation splits on the device.
-      start_step: int32 [] global step at which the chunk starts.
-      order_key: the batch-order key, or None for the member's own.
-
-    Returns:
-      The new state and this evaluation's metrics: `train_*`, `val_*` and `batch_loss` (the
-      mean training-batch loss over the chunk).
+    Pure and vmappable (over `state`, and `order_key` when members draw their own batches).
+    `order_key` None: the member's own. Returns the new state and the metrics `train_*`,
+    `val_*` and `batch_loss` (the mean training-batch loss over the chunk).
     """
     if order_key is None:
         order_key = jax.random.fold_in(state.member_key, ORDER_TAG)

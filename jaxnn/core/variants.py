@@ -1,15 +1,10 @@
 """Structural variants: one compiled program per variant, one run of all of them.
 
-`restarts.sweep` may name fields that change the program (the model family's structural
-fields such as the activation or the hidden widths, and `model.name`, `loss`,
-`optimizer.name`, `training.batch_size`). Each combination of their values is a *variant*
-(`run_spec.RunSpec.variants`): an ordinary ensemble of the config with those values set and
-the numeric part of the sweep alone, so it vmaps its numeric variants and seeds in one
-program. Every variant starts from the same root key, so random start s of every variant has
-the same member key (paired comparisons).
-
-Global member indices are variant-major: member `offset_v + i` is member i of variant v, where
-`offset_v` is the number of members of the variants before v.
+Each combination of the values of the sweep's structural fields (`front_end.STRUCTURAL_FIELDS`
+and the family's) is a variant (`run_spec.RunSpec.variants`): an ordinary ensemble of the config
+with those values set and the numeric sweep alone. Every variant starts from the same root key
+(paired comparisons). Global member indices are variant-major: member `offset_v + i` is member i
+of variant v, `offset_v` the number of members of the variants before v.
 """
 
 from __future__ import annotations
@@ -50,7 +45,7 @@ class VariantRun:
 
 class VariantRuns(list, Predicts):
     """What `fit_variants` returns: the VariantRuns in sweep order (a list), which predict as
-    one run: `predictor()` selects by `restarts.select_by` over every variant's members."""
+    one run (selecting over every variant's members)."""
 
     config: ml_collections.ConfigDict  # the base config, without any variant's values
 
@@ -86,8 +81,8 @@ def global_members(members: Sequence[ensemble.Member], offset: int) -> list[ense
 
 @dataclasses.dataclass
 class Variant:
-    """One structural variant, built: its values, its spec, its trainer (shapes checked against
-    the data) and the global index of its first member. `train` makes it a VariantRun."""
+    """One structural variant, built (checked against the data), with the global index of its
+    first member."""
 
     values: dict[str, Any]
     spec: run_spec.RunSpec
@@ -112,8 +107,8 @@ def build_variants(
     program_options: Callable[[run_spec.RunSpec], Mapping[str, Any]] | None = None,
 ) -> list[Variant]:
     """Every structural variant's trainer, in sweep order (one for a plain run), each built and
-    checked against the data before any trains; `program_options(variant_spec)` gives a
-    variant's keyword options of `ensemble.make_trainer` (a transfer's head and layers)."""
+    checked against the data; `program_options(variant_spec)` gives a variant's keyword options
+    of `ensemble.make_trainer`."""
     built, offset = [], 0
     for values, variant_spec in variant_specs(spec):
         options = {} if program_options is None else program_options(variant_spec)
@@ -135,18 +130,15 @@ def fit_variants(
     """Trains every structural variant, one compiled program each, variant after variant.
 
     Args:
-      config: the run config.
-      data: the loaded data set.
       key: the root key (the same for every variant).
       sweep: the sweep in place of `config.restarts.sweep` (string, mapping or Sweep).
       on_eval: optional factory `on_eval(variant, spec, members_with_global_indices)` that
         returns the evaluation callback of that variant (or None).
-      **components: the user's own parts, model, loss, metrics, predict, optimizer
-        (`jaxnn.nn.components.ComponentArgs`, the same for fit, fit_ensemble and run).
+      **components: the user's own parts (`jaxnn.nn.components.ComponentArgs`).
 
     Returns:
-      One VariantRun per variant, in sweep order (one for a sweep without structural fields),
-      as `VariantRuns` (a list that also predicts: `predictor()`, `predict`, ...).
+      One VariantRun per variant, in sweep order, as `VariantRuns` (a list that also predicts:
+      `predictor()`, `predict`, ...).
     """
     spec = front_end.resolve_call(config, data, key, Components.of(**components), sweep=sweep)
     runs = VariantRuns()
@@ -174,8 +166,7 @@ def landscape_members(
     """The one variant run that holds all the given global members, and their local indices.
 
     Raises:
-      ConfigError: the members belong to different structural variants (their weights do not
-        live in one parameter space).
+      ConfigError: the members belong to different structural variants.
     """
     located = [locate(runs, i) for i in indices]
     first = located[0][0]

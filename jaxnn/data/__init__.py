@@ -6,7 +6,6 @@ a user's file is `npz:PATH` or `csv:PATH` (`jaxnn.data.files`).
 
 from jaxnn.data.dataset import (
     ARRAYS_SCHEME,
-    MIN_STD,
     Dataset,
     from_arrays,
     is_file_name,
@@ -17,7 +16,6 @@ from jaxnn.data.dataset import (
 
 __all__ = [
     "ARRAYS_SCHEME",
-    "MIN_STD",
     "Dataset",
     "from_arrays",
     "is_file_name",

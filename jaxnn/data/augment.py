@@ -1,34 +1,16 @@
 """Data augmentation of training batches: random crops and flips of images, random shifts,
-Gaussian noise and random scaling.
+Gaussian noise and random scaling (`config.augment`; docs/augmentation.md describes each).
 
-`config.augment` describes it; `jaxnn.core.train.train_step` applies `augment_batch` to every
-training batch inside the jitted step, with a key derived from the member's key and the global
-step, so a resumed run draws the same transforms and member i of an ensemble draws those of the
-single run with its key. The validation and test splits (and the training metrics, which
-`evaluate` computes on the whole stored training split) never see it.
-
-The transforms, in the order they are applied, on a batch x [B, L, ...] (L positions along
-axis 1, e.g. MNIST-1D's 40; images are [B, H, W, C]):
-
-- crop (images): each image is padded with `crop` zero pixels on every side and a window of its
-  own size is cut at a random place: the image moves by offsets drawn uniformly from
-  -crop..crop along its height and its width, the pixels moved in are zeros (the training mean);
-- flip (images): each image is mirrored left to right with probability 1/2;
-- shift: each example moves by an offset drawn uniformly from -shift..shift positions along
-  axis 1, wrapping round (`shift_mode=circular`) or filled with zeros (`zero`; features are
-  standardised, so a zero is the training mean);
-- scale: each example is multiplied by a factor drawn uniformly from [1 - scale, 1 + scale];
-- noise: Gaussian noise of standard deviation `noise` is added to every feature.
-
-A value of 0 that is not swept leaves its transform out of the program, so a config without
-augmentation trains exactly as before the feature existed. The numeric values are
-`NumericField`s that members may each set differently (`restarts.sweep='augment.noise=[0,0.1]'`):
-members carry them in their hparams only when they are swept.
+`jaxnn.core.train.train_step` applies `augment_batch` to every training batch inside the jitted
+step, with a key from the member's key and the global step, so a resumed run draws the same
+transforms and member i of an ensemble those of the single run with its key. A 0 that is not
+swept leaves its transform out of the program; members carry a numeric value only when swept.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -43,40 +25,34 @@ def _is_count(value: float) -> bool:
     return value >= 0 and float(value).is_integer()
 
 
+# Every augmentation value is 0 = off, and a constant of the program unless swept.
+_AugmentField = functools.partial(NumericField, zero_removes=True, constant_unless_swept=True)
 NUMERIC_FIELDS = (
-    NumericField(
+    _AugmentField(
         "augment.crop",
         "augment_crop",
         _is_count,
         "must be a whole number of pixels >= 0 (0 = off)",
         integer=True,
-        zero_removes=True,
-        constant_unless_swept=True,
     ),
-    NumericField(
+    _AugmentField(
         "augment.shift",
         "augment_shift",
         _is_count,
         "must be a whole number of positions >= 0 (0 = off)",
         integer=True,
-        zero_removes=True,
-        constant_unless_swept=True,
     ),
-    NumericField(
+    _AugmentField(
         "augment.noise",
         "augment_noise",
         lambda v: v >= 0,
         "must be a standard deviation >= 0 (0 = off)",
-        zero_removes=True,
-        constant_unless_swept=True,
     ),
-    NumericField(
+    _AugmentField(
         "augment.scale",
         "augment_scale",
         lambda v: 0 <= v < 1,
         "must be in [0, 1) (0 = off; factors are drawn from [1 - scale, 1 + scale])",
-        zero_removes=True,
-        constant_unless_swept=True,
     ),
 )
 # fold_in tags of each transform's key within the step's augmentation key.
@@ -132,24 +108,13 @@ def flip(x: jax.Array, flipped: jax.Array) -> jax.Array:
     return jnp.where(_expand(flipped, x.ndim), x[:, :, ::-1], x)
 
 
-def scale(x: jax.Array, factors: jax.Array) -> jax.Array:
-    """Multiplies example b of x [B, ...] by factors[b]."""
-    return x * _expand(factors.astype(x.dtype), x.ndim)
-
-
-def add_noise(x: jax.Array, std: Scalar, key: jax.Array) -> jax.Array:
-    """x plus Gaussian noise of standard deviation `std` on every entry."""
-    return x + std * jax.random.normal(key, x.shape, x.dtype)
-
-
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
     """The static part of a run's augmentation (a field of `jaxnn.core.program.Program`).
 
     Attributes:
-      crop, shift, noise, scale: the config's values, used for members that do not carry their
-        own (a field that is not swept); a 0 leaves the transform out of the program.
-      flip: mirror each image left to right with probability 1/2.
+      crop, shift, noise, scale: the config's values, for members that do not carry their own
+        (a field that is not swept).
       shift_mode: a key of SHIFT_MODES.
       swept: the hparam names members carry (their swept fields).
     """
@@ -183,47 +148,36 @@ NO_AUGMENTATION = Augmentation()
 def augment_batch(
     augmentation: Augmentation, hparams: Mapping[str, jax.Array], x: jax.Array, key: jax.Array
 ) -> jax.Array:
-    """The augmented training batch x [B, L, ...] (crop, flip, shift, scale, then noise).
-
-    Args:
-      augmentation: the run's augmentation.
-      hparams: the member's hyperparameters (its swept augmentation values among them).
-      x: the batch, float32 [B, L, ...].
-      key: the step's augmentation key (each transform folds in a tag of its own).
-
-    Returns:
-      x itself when no transform is in the program, else the augmented batch of x's shape.
-    """
+    """The augmented training batch x [B, L, ...] float32 (crop, flip, shift, scale, then
+    noise; each transform folds its own tag into the step's augmentation `key`), or x itself
+    when the program has no transform."""
     batch = x.shape[0]
     if augmentation.uses("augment_crop"):
-        limit = _limit(augmentation.value(hparams, "augment_crop"))
-        offsets = jax.random.randint(
-            jax.random.fold_in(key, CROP_TAG), (batch, 2), -limit, limit + 1, jnp.int32
-        )
-        x = crop(x, offsets)
+        limit = augmentation.value(hparams, "augment_crop")
+        x = crop(x, _offsets(jax.random.fold_in(key, CROP_TAG), limit, (batch, 2)))
     if augmentation.flip:
         x = flip(x, jax.random.bernoulli(jax.random.fold_in(key, FLIP_TAG), 0.5, (batch,)))
     if augmentation.uses("augment_shift"):
-        limit = _limit(augmentation.value(hparams, "augment_shift"))
-        offsets = jax.random.randint(
-            jax.random.fold_in(key, SHIFT_TAG), (batch,), -limit, limit + 1, jnp.int32
-        )
+        limit = augmentation.value(hparams, "augment_shift")
+        offsets = _offsets(jax.random.fold_in(key, SHIFT_TAG), limit, (batch,))
         x = shift(x, offsets, augmentation.shift_mode)
     if augmentation.uses("augment_scale"):
         half_range = augmentation.value(hparams, "augment_scale")
         unit = jax.random.uniform(
             jax.random.fold_in(key, SCALE_TAG), (batch,), x.dtype, minval=-1.0, maxval=1.0
         )
-        x = scale(x, 1.0 + half_range * unit)
+        x = x * _expand((1.0 + half_range * unit).astype(x.dtype), x.ndim)
     if augmentation.uses("augment_noise"):
         std = augmentation.value(hparams, "augment_noise")
-        x = add_noise(x, std, jax.random.fold_in(key, NOISE_TAG))
+        x = x + std * jax.random.normal(jax.random.fold_in(key, NOISE_TAG), x.shape, x.dtype)
     return x
 
 
-def _limit(value: Scalar) -> jax.Array:
-    """A member's largest offset (a traced float when swept) as an int32 scalar."""
-    return jnp.round(jnp.asarray(value)).astype(jnp.int32)
+def _offsets(key: jax.Array, limit: Scalar, shape: tuple[int, ...]) -> jax.Array:
+    """Offsets int32 [*shape] drawn uniformly from -limit..limit (a swept limit is a traced
+    float: rounded)."""
+    limit = jnp.round(jnp.asarray(limit)).astype(jnp.int32)
+    return jax.random.randint(key, shape, -limit, limit + 1, jnp.int32)
 
 
 def from_config(augment_cfg: Any, swept_fields: Iterable[str] = ()) -> Augmentation:
@@ -241,12 +195,7 @@ def from_config(augment_cfg: Any, swept_fields: Iterable[str] = ()) -> Augmentat
 
 
 def validate_augment_config(augment_cfg: Any) -> None:
-    """Checks `config.augment`.
-
-    Raises:
-      ConfigError: an unknown shift_mode, a crop or shift that is not a whole number >= 0, a
-        negative noise, a scale outside [0, 1).
-    """
+    """Checks `config.augment` (ConfigError: an unknown shift_mode, a value out of range)."""
     mode = augment_cfg.shift_mode
     if mode not in SHIFT_MODES:
         raise ConfigError(
@@ -266,15 +215,11 @@ def check_feature_shape(
     """Checks the largest shift and crop (config, sweep or search) against the inputs' shape.
 
     Args:
-      augment_cfg: `config.augment`.
       swept: every member's value of each swept or searched field, dotted field -> values.
-      feature_shape: the data's feature shape (positions along its first axis; [H, W, C] for
-        images).
 
     Raises:
-      ConfigError: a shift of at least the input length (every position would move out); a
-        crop or flip of inputs that are not images [H, W, C]; a crop of at least the image's
-        height or width.
+      ConfigError: a shift of at least the input length; a crop or flip of inputs that are
+        not images [H, W, C]; a crop of at least the image's height or width.
     """
     shape = tuple(feature_shape)
     largest = _largest(augment_cfg, swept, "shift")

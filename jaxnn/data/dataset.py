@@ -82,21 +82,13 @@ class Dataset:
 
     def summary(self) -> dict[str, Any]:
         """The `dataset` block of summary.json."""
-        return {
-            "name": self.name,
-            "task": self.task,
-            "num_train": self.num_train,
-            "num_val": self.num_val,
-            "num_test": self.num_test,
-            "num_classes": self.num_classes,
-            "num_outputs": self.num_outputs,
-        }
+        keys = ("name", "task", "num_train", "num_val", "num_test", "num_classes", "num_outputs")
+        return {key: getattr(self, key) for key in keys}
 
 
 @dataclasses.dataclass(frozen=True)
 class _Recipe:
-    """What `_assemble` does to the arrays, in its order (the module docstring's): the
-    options of config.dataset, or of `from_arrays`."""
+    """The options of config.dataset (or of `from_arrays`) that `_assemble` applies."""
 
     permute_seed: int
     classes: tuple[Any, ...]  # the classes kept, in this order (empty: all); indices once checked
@@ -107,7 +99,6 @@ class _Recipe:
 
     @classmethod
     def of_config(cls, dataset_config: ml_collections.ConfigDict) -> _Recipe:
-        """The recipe a whole config.dataset (`with_defaults`) asks for."""
         return cls(
             permute_seed=dataset_config.permute_seed,
             classes=tuple(dataset_config.classes),
@@ -119,9 +110,8 @@ class _Recipe:
 
 
 def with_defaults(dataset_config: Any) -> ml_collections.ConfigDict:
-    """config.dataset with the schema's default for each field it lacks: a section written by
-    hand (`ConfigDict({"name": "digits", "data_dir": DIR})`) reads as the whole one. Its name
-    stays required (no default data set is loaded in its place).
+    """config.dataset with the schema's default for each field it lacks; its name stays
+    required (no default data set is loaded in its place).
 
     Raises:
         ConfigError: `dataset_config` is not a ConfigDict or a mapping.
@@ -146,14 +136,8 @@ def is_file_name(name: str) -> bool:
 def validation_split(
     num_examples: int, validation_fraction: float, split_seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministically splits range(num_examples) into train and validation indices.
-
-    Validation is the first round(num_examples * validation_fraction) entries of
-    `np.random.default_rng(split_seed).permutation(num_examples)`; train is the rest. Both are
-    returned sorted, so each keeps the original order.
-
-    Returns:
-        (train_idx [num_examples - num_val], val_idx [num_val]), int64.
+    """(train_idx, val_idx), int64, sorted: validation is the first
+    round(num_examples * validation_fraction) of `default_rng(split_seed).permutation`.
 
     Raises:
         ConfigError: validation_fraction outside (0, 1).
@@ -179,11 +163,6 @@ def position_permutation(length: int, permute_seed: int) -> np.ndarray | None:
     return np.random.default_rng(permute_seed).permutation(length)
 
 
-def permute_positions(x: np.ndarray, permutation: np.ndarray | None) -> np.ndarray:
-    """x [n, L, ...] with its positions (axis 1) reordered: out[:, t] = x[:, permutation[t]]."""
-    return x if permutation is None else x[:, permutation]
-
-
 def validate_dataset_config(dataset_config: Any) -> None:
     """Checks config.dataset without preparing or reading any data.
 
@@ -206,11 +185,10 @@ def _check_whole_config(dataset_config: ml_collections.ConfigDict) -> None:
         files.validate_file_config(dataset_config)
     _check_fraction(dataset_config.validation_fraction)
     _check_integer_options(
-        {
-            "dataset.split_seed": dataset_config.split_seed,
-            "dataset.train_per_class": dataset_config.train_per_class,
-            "dataset.permute_seed": dataset_config.permute_seed,
-        }
+        "dataset.",
+        split_seed=dataset_config.split_seed,
+        train_per_class=dataset_config.train_per_class,
+        permute_seed=dataset_config.permute_seed,
     )
     for flag in ("standardize", "rebuild"):
         value = dataset_config[flag]
@@ -225,12 +203,8 @@ def _check_whole_config(dataset_config: ml_collections.ConfigDict) -> None:
 
 
 def load(dataset_config: Any) -> Dataset:
-    """Loads config.dataset: prepares it in data_dir once (reused later), reads it, splits it.
-
-    Args:
-        dataset_config: `config.dataset` (name, data_dir, validation_fraction, standardize,
-            classes, train_per_class, split_seed, permute_seed, rebuild: delete the
-            prepared files in data_dir and prepare them again first).
+    """Loads config.dataset: prepares it in data_dir once (reused later, or again first with
+    `rebuild`), reads it, splits it.
 
     Raises:
         ConfigError, DataError: one-line messages, raised before any data is prepared where
@@ -243,8 +217,19 @@ def load(dataset_config: Any) -> Dataset:
             f"dataset.name={dataset_config.name!r} names arrays given from Python: pass them "
             "again, jaxnn.run(config, workdir, data=jaxnn.from_arrays(...))"
         )
+    recipe = _Recipe.of_config(dataset_config)
     if files.scheme_of(dataset_config.name):
-        return _load_file(dataset_config)
+        arrays = files.read(dataset_config)
+        return from_arrays(
+            arrays.x_train,
+            arrays.y_train,
+            arrays.x_test,
+            arrays.y_test,
+            task=arrays.task,
+            name=dataset_config.name,
+            feature_names=arrays.feature_names,
+            **dataclasses.asdict(recipe),
+        )
     raw = builders.read(
         dataset_config.name, dataset_config.data_dir, rebuild_first=dataset_config.rebuild
     )
@@ -258,23 +243,8 @@ def load(dataset_config: Any) -> Dataset:
         np.arange(spec.num_classes),
         class_names=spec.class_names,
         feature_names=spec.feature_names,
-        recipe=_Recipe.of_config(dataset_config),
+        recipe=recipe,
         feature_divisor=raw.feature_divisor,
-    )
-
-
-def _load_file(dataset_config: ml_collections.ConfigDict) -> Dataset:
-    """`dataset.name=npz:PATH` / `csv:PATH` (`jaxnn.data.files`), through `from_arrays`."""
-    arrays = files.read(dataset_config)
-    return from_arrays(
-        arrays.x_train,
-        arrays.y_train,
-        arrays.x_test,
-        arrays.y_test,
-        task=arrays.task,
-        name=dataset_config.name,
-        feature_names=arrays.feature_names,
-        **dataclasses.asdict(_Recipe.of_config(dataset_config)),
     )
 
 
@@ -375,28 +345,14 @@ def _subset_positions(classes: Sequence[Any], label_values: np.ndarray) -> tuple
 def _checked_inputs(
     arrays: tuple[Any, Any, Any, Any], task: Any, recipe: _Recipe, feature_names: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`from_arrays`'s own checks of its arguments: the options (`recipe`, its classes aside:
-    they are checked once encoded) by the rules of their config fields
-    (`jaxnn.config.fields`), then the arrays (`_as_arrays`, `_checked_arrays`, `_check_whole`).
-
-    Returns:
-      (x_train, y_train, x_test, y_test) as numpy arrays, targets 2-D for regression.
-
-    Raises:
-      ConfigError: a bad task or option. DataError: bad arrays.
-    """
+    """`from_arrays`'s checks of its options (classes aside: checked once encoded) and arrays;
+    returns (x_train, y_train, x_test, y_test) as numpy arrays, targets 2-D for regression."""
     if task not in TASKS:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     _check_fraction(recipe.validation_fraction)
     if not isinstance(recipe.standardize, bool):
         raise ConfigError(f"standardize must be True or False, got {recipe.standardize!r}")
-    _check_integer_options(
-        {
-            "dataset.split_seed": recipe.split_seed,
-            "dataset.train_per_class": recipe.train_per_class,
-        },
-        prefix="",
-    )
+    _check_integer_options("", split_seed=recipe.split_seed, train_per_class=recipe.train_per_class)
     if not _is_int(recipe.permute_seed) or recipe.permute_seed < 0:
         raise ConfigError(
             f"permute_seed must be an integer >= 0 (0 = off), got {recipe.permute_seed!r}"
@@ -404,8 +360,9 @@ def _checked_inputs(
     converted = _as_arrays(arrays)
     x_train, y_train = _checked_arrays("train", converted[0], converted[1], task)
     x_test, y_test = _checked_arrays("test", converted[2], converted[3], task)
-    _check_whole(x_train, y_train, x_test, y_test, task, feature_names)
-    return x_train, y_train, x_test, y_test
+    checked = (x_train, y_train, x_test, y_test)
+    _check_whole(checked, task, feature_names)
+    return checked
 
 
 def _as_arrays(arrays: tuple[Any, Any, Any, Any]) -> list[np.ndarray]:
@@ -426,15 +383,13 @@ def _as_arrays(arrays: tuple[Any, Any, Any, Any]) -> list[np.ndarray]:
 
 
 def _check_whole(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     task: str,
     feature_names: Sequence[str],
 ) -> None:
     """The checked splits together: at least one feature and target, at least two classes in
     train, train and test of one feature shape and target width, one name per feature."""
+    x_train, y_train, x_test, y_test = arrays
     for name, array in (("x_train", x_train), ("x_test", x_test)):
         if math.prod(array.shape[1:]) == 0:
             raise DataError(
@@ -464,30 +419,15 @@ def _check_whole(
         )
 
 
-def _check_integer_options(values: dict[str, Any], prefix: str = "dataset.") -> None:
-    """Checks dataset integers by their rows of `jaxnn.config.fields.INTEGER_FIELDS` (named
-    with `prefix`: from_arrays' arguments have none)."""
+def _check_integer_options(prefix: str, **values: Any) -> None:
+    """Checks dataset.<name> integers by their `jaxnn.config.fields.INTEGER_FIELDS` rows, named
+    with `prefix` (from_arrays' arguments have none)."""
     for entry in INTEGER_FIELDS:
-        if entry.field in values:
-            problem = entry.problem(values[entry.field])
+        field = entry.field.removeprefix("dataset.")
+        if field != entry.field and field in values:
+            problem = entry.problem(values[field])
             if problem is not None:
                 raise ConfigError(prefix + problem.removeprefix("dataset."))
-
-
-def _check_magnitudes(name: str, arrays: dict[str, np.ndarray], standardize: bool) -> None:
-    """Features and targets as training sees them stay within `MAX_MAGNITUDE`."""
-    for split, array in arrays.items():
-        largest = float(np.max(np.abs(array), initial=0.0))
-        if not largest <= MAX_MAGNITUDE:  # also catches an overflow to inf
-            cure = (
-                "rescale them (their spread overflows)"
-                if standardize
-                else "pass standardize=True (config.dataset.standardize) or rescale them"
-            )
-            raise DataError(
-                f"{name}: {split} reaches {largest:.3g} in magnitude, beyond the {MAX_MAGNITUDE:.0e} "
-                f"that float32 training can square; {cure}"
-            )
 
 
 def _assemble(
@@ -509,10 +449,8 @@ def _assemble(
     if feature_divisor != 1.0:
         x_train, x_test = x_train / feature_divisor, x_test / feature_divisor
     permutation = position_permutation(x_train.shape[1], recipe.permute_seed)
-    x_train, x_test = (
-        permute_positions(x_train, permutation),
-        permute_positions(x_test, permutation),
-    )
+    if permutation is not None:  # out[:, t] = x[:, permutation[t]]
+        x_train, x_test = x_train[:, permutation], x_test[:, permutation]
     if recipe.classes and label_values is not None:  # a class subset (classification only)
         x_train, y_train = _subset_classes(x_train, y_train, recipe.classes)
         x_test, y_test = _subset_classes(x_test, y_test, recipe.classes)
@@ -570,9 +508,8 @@ def _carved_splits(
 def _standardised(
     splits: dict[str, np.ndarray], task: str
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The splits standardised by train statistics: the features (`_feature_stats`), and a
-    regression's targets (`_train_stats`); with those statistics, float64, named as
-    `Preprocessing` names them (feature_mean, feature_std; target_mean, target_std)."""
+    """The splits standardised by train statistics (features, and a regression's targets), and
+    those statistics, float64, by their `Preprocessing` names."""
     mean, std = _feature_stats(splits["x_train"])
     out = dict(splits)
     for split in ("x_train", "x_val", "x_test"):
@@ -596,7 +533,7 @@ def _typed_splits(
 ) -> dict[str, np.ndarray]:
     """The Dataset's arrays as training holds them: features float32, labels int32 or targets
     float32, with a standardised regression's target_mean and target_std (float32); the
-    float32 ones checked to stay within `MAX_MAGNITUDE`."""
+    float32 ones checked to stay within `MAX_MAGNITUDE`, which training can square."""
     floats = ["x_train", "x_val", "x_test"]
     if task == "regression":
         floats += ["y_train", "y_val", "y_test"]
@@ -604,7 +541,18 @@ def _typed_splits(
         typed = {split: splits[split].astype(np.float32) for split in floats}
         targets = ("target_mean", "target_std")
         typed |= {stat: stats[stat].astype(np.float32) for stat in targets if stat in stats}
-        _check_magnitudes(name, typed, standardize)
+    for split, array in typed.items():
+        largest = float(np.max(np.abs(array), initial=0.0))
+        if not largest <= MAX_MAGNITUDE:  # also catches an overflow to inf
+            cure = (
+                "rescale them (their spread overflows)"
+                if standardize
+                else "pass standardize=True (config.dataset.standardize) or rescale them"
+            )
+            raise DataError(
+                f"{name}: {split} reaches {largest:.3g} in magnitude, beyond the {MAX_MAGNITUDE:.0e} "
+                f"that float32 training can square; {cure}"
+            )
     labels = ("y_train", "y_val", "y_test") if task == "classification" else ()
     return typed | {split: splits[split].astype(np.int32) for split in labels}
 
@@ -622,15 +570,11 @@ def _feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _train_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and std over axis 0 (float64); std < MIN_STD becomes 1 (centre only).
-
-    A floor of MIN_STD itself would turn a feature that is constant in train but not in test
-    (digits' pixel 24) into values near 1e8.
-
-    A column whose statistics overflow float64 (finite values near 1e300: their squares do)
-    is computed again divided by its largest magnitude and scaled back, so it gets its true,
-    finite spread and is kept, not standardised to zeros (other columns keep their bits).
-    """
+    """Per-column mean and std over axis 0 (float64); std < MIN_STD becomes 1 (centre only):
+    a floor of MIN_STD itself would turn a feature constant in train but not in test (digits'
+    pixel 24) into values near 1e8. A column whose statistics overflow float64 (values near
+    1e300) is computed again divided by its largest magnitude and scaled back, so it keeps its
+    true spread rather than being standardised to zeros."""
     values = values.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused after, in words
         mean, std = values.mean(axis=0), values.std(axis=0)
@@ -658,11 +602,10 @@ def _subset_classes(
 def _first_per_class(labels: np.ndarray, num_classes: int, limit: int) -> np.ndarray:
     """Sorted indices of the first `limit` examples of every class."""
     counts = np.bincount(labels, minlength=num_classes)
-    short = [(c, int(counts[c])) for c in range(num_classes) if counts[c] < limit]
-    if short:
-        label, count = min(short, key=lambda item: item[1])
+    if counts.min() < limit:
+        label = int(counts.argmin())
         raise ConfigError(
-            f"dataset.train_per_class={limit} but class {label} has only {count} train "
+            f"dataset.train_per_class={limit} but class {label} has only {counts[label]} train "
             f"examples after carving validation; use at most {int(counts.min())}"
         )
     return np.sort(
@@ -705,14 +648,6 @@ def _checked_labels(split: str, y: np.ndarray) -> np.ndarray:
         raise DataError(
             f"y_{split} must be class labels of shape [n] for classification, got shape {y.shape}"
         )
-    if y.dtype == object:
-        kinds = {type(v) for v in y.tolist()}
-        if not (all(issubclass(k, str) for k in kinds) or all(issubclass(k, int) for k in kinds)):
-            raise DataError(
-                f"y_{split} mixes label types ({', '.join(sorted(k.__name__ for k in kinds))}); "
-                "give labels of one kind (all strings or all integers)"
-            )
-        return y.astype(str) if all(issubclass(k, str) for k in kinds) else y.astype(np.int64)
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all() or (y != np.round(y)).any():
             raise DataError(
@@ -728,11 +663,7 @@ def _checked_labels(split: str, y: np.ndarray) -> np.ndarray:
 
 
 def _check_fraction(validation_fraction: Any) -> None:
-    if (
-        isinstance(validation_fraction, bool)
-        or not isinstance(validation_fraction, numbers.Real)
-        or not 0 < float(validation_fraction) < 1
-    ):
+    if not files.is_fraction(validation_fraction):
         raise ConfigError(
             "dataset.validation_fraction must be a number in (0, 1) (validation is carved "
             f"from train), got {validation_fraction!r}"

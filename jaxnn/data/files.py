@@ -1,31 +1,15 @@
 """A user's own data file as a data set: `dataset.name=npz:PATH` or `dataset.name=csv:PATH`.
 
-    npz  arrays x_train, y_train, x_test, y_test; or x, y (a test split is carved). The
-         target arrays are named by `dataset.target` (default `y`: y_train / y_test or y).
-    csv  one table with a header row; `dataset.target` names the target column (default: the
-         last one); every other column is a feature and must be numeric. A test split is
-         carved.
-
-CSV columns are parsed by type. A feature column is numbers: a cell that is not a finite
-number (empty, `NA`, `nan`, a word) is refused in one line naming its line and column. The
-target column is read by `dataset.task`: regression needs finite numbers (the same rule);
-classification reads labels (integers when every cell is one, else the cells as strings).
-With the task inferred (`dataset.task=''`): a column of integers is classification, one of
-numbers regression, one of which no cell is a number classification by its strings; a
-column that is partly numbers (a numeric column with an `NA` cell) is refused, naming the
-first cell that is not a number, never read as labels. An npz target must be numbers for
-regression.
-
-The carved test split is the first round(n * dataset.test_fraction) rows of a permutation
-drawn from `dataset.split_seed` (a stream of its own, not the validation split's). The task is
-`dataset.task`, or inferred from the targets: floating-point targets are regression, integer,
-string or boolean ones classification. The arrays then go through `from_arrays` (the label
-encoding, the validation split, the standardisation) like any others. Files are read with
-numpy and the csv module only: nothing is unpickled.
+docs/python.md ("npz and CSV files") says which arrays and columns are read, how a CSV's cells
+are parsed and how the task is inferred. A file without a test split gets one carved by a
+permutation from `dataset.split_seed` in a stream of its own (not the validation split's); the
+arrays then go through `from_arrays` like any others. Files are read with numpy and the csv
+module only: nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -62,9 +46,9 @@ def scheme_of(name: str) -> str | None:
     return scheme if sep and scheme in READERS else None
 
 
-def path_of(name: str) -> Path:
-    """The file of `SCHEME:PATH`, `~` expanded (ConfigError for a `~user` that is none)."""
-    return expand_user(name.partition(":")[2], f"dataset.name={name[:200]}:")
+def is_fraction(value: Any) -> bool:
+    """Whether `value` is a real number in (0, 1) (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < float(value) < 1
 
 
 def validate_file_config(dataset_config: Any) -> None:
@@ -81,11 +65,7 @@ def validate_file_config(dataset_config: Any) -> None:
     if not isinstance(target, str):
         raise ConfigError(f"dataset.target must be a column or array name, got {target!r}")
     fraction = dataset_config.test_fraction
-    if (
-        isinstance(fraction, bool)
-        or not isinstance(fraction, numbers.Real)
-        or not 0 < float(fraction) < 1
-    ):
+    if not is_fraction(fraction):
         raise ConfigError(
             f"dataset.test_fraction must be a number in (0, 1) (the test split carved from a "
             f"file that has none), got {fraction!r}"
@@ -106,27 +86,17 @@ def read(dataset_config: Any) -> FileArrays:
     """
     validate_file_config(dataset_config)
     name = dataset_config.name
-    path = path_of(name)
+    path = expand_user(name.partition(":")[2], f"dataset.name={name[:200]}:")
     if not path.is_file():
         raise DataError(f"dataset.name={name!r}: no file {path}")
     target, task = dataset_config.target, dataset_config.task
-    scheme = scheme_of(name)
-    if scheme is None:
-        raise ConfigError(f"dataset.name={name!r} is not a data file; write npz:PATH or csv:PATH")
-    x_train, y_train, x_test, y_test, feature_names = READERS[scheme](path, target, task)
+    reader = READERS[name.partition(":")[0]]
+    x_train, y_train, x_test, y_test, feature_names = reader(path, target, task)
     if x_test is None or y_test is None:  # the file has no test split: carve one
-        train_idx, test_idx = _carve_test(
-            len(x_train),
-            float(dataset_config.test_fraction),
-            int(dataset_config.split_seed),
-            name,
-        )
-        x_train, y_train, x_test, y_test = (
-            x_train[train_idx],
-            y_train[train_idx],
-            x_train[test_idx],
-            y_train[test_idx],
-        )
+        fraction, seed = float(dataset_config.test_fraction), int(dataset_config.split_seed)
+        train, test = _carve_test(len(x_train), fraction, seed, name)
+        x_test, y_test = x_train[test], y_train[test]
+        x_train, y_train = x_train[train], y_train[train]
     task = task or _inferred_task(y_train)
     if task == "regression":
         for split, targets in (("train", y_train), ("test", y_test)):
@@ -182,13 +152,8 @@ def _read_npz(path: Path, target: str, task: str) -> Arrays:
                 raise DataError(
                     f"{path} has {target}_train and {target}_test but no {key} ({names})"
                 )
-        return (
-            stored["x_train"],
-            stored[f"{target}_train"],
-            stored["x_test"],
-            stored[f"{target}_test"],
-            (),
-        )
+        x_train, x_test = stored["x_train"], stored["x_test"]
+        return x_train, stored[f"{target}_train"], x_test, stored[f"{target}_test"], ()
     if target in stored and "x" in stored:
         return stored["x"], stored[target], None, None, ()
     raise DataError(
@@ -251,24 +216,24 @@ def _numeric_column(path: Path, name: str, values: tuple[str, ...], what: str) -
       DataError: naming the line and column of the first cell that is not a finite number.
     """
     stripped = tuple(v.strip() for v in values)
-    try:
+    with contextlib.suppress(ValueError):
         column = np.asarray(stripped, np.float64)
-    except ValueError:
-        column = None
-    if column is None or not np.isfinite(column).all():
-        position = _first_non_number(stripped)
-        if position is not None:
-            raise DataError(
-                f"{path}: line {position + 2}, {what} column {name!r} holds "
-                f"{values[position]!r}, not a finite number; fix or drop that row (a "
-                f"{what} column must be numbers)"
-            )
-    return np.asarray(stripped, np.float64) if column is None else column
+        if np.isfinite(column).all():
+            return column
+    position = _first_non_number(stripped)
+    if position is not None:
+        raise DataError(
+            f"{path}: line {position + 2}, {what} column {name!r} holds "
+            f"{values[position]!r}, not a finite number; fix or drop that row (a "
+            f"{what} column must be numbers)"
+        )
+    return np.asarray(stripped, np.float64)
 
 
 def _csv_targets(path: Path, name: str, values: tuple[str, ...], task: str) -> np.ndarray:
-    """The target column by the task (module docstring): integers or strings as labels, finite
-    numbers for regression; an inferred task never from a column that is partly numbers."""
+    """The target column by the task: finite numbers for regression; labels for classification
+    (integers when every cell is one, else strings). Inferred (task ''): integers are labels,
+    numbers regression targets, a column with no number strings; one partly numbers is refused."""
     stripped = tuple(v.strip() for v in values)
     if task == "regression":
         return _numeric_column(path, name, values, "regression target")

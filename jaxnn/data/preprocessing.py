@@ -28,8 +28,6 @@ class Preprocessing:
     """The transformation from raw arrays to what the model was trained on, and back.
 
     Attributes:
-      task: 'classification' or 'regression'.
-      feature_shape: the shape of one example.
       num_outputs: the model's outputs (classes, or target columns).
       feature_divisor: what raw features are divided by first (255 for the uint8 pixels of a
         TFDS catalog image data set, so they become [0, 1]; 1 otherwise).
@@ -62,11 +60,7 @@ class Preprocessing:
         return math.prod(self.feature_shape)
 
     def check_features(self, x: Any) -> np.ndarray:
-        """x as an array, checked to be [N, *feature_shape] of real numbers.
-
-        Raises:
-          DataError: another shape or dtype.
-        """
+        """x as an array, checked to be [N, *feature_shape] of real numbers (else DataError)."""
         x = np.asarray(x)
         if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
             raise DataError(f"x must hold real numbers, got dtype {x.dtype}")
@@ -103,11 +97,7 @@ class Preprocessing:
         return x.astype(np.float32)
 
     def encode_labels(self, y: Any) -> np.ndarray:
-        """Decoded labels [N] -> class indices int32 [N].
-
-        Raises:
-          DataError: a label that is not one of `classes`.
-        """
+        """Decoded labels [N] -> class indices int32 [N] (DataError: a label not in `classes`)."""
         y = np.asarray(y)
         if y.ndim != 1:
             raise DataError(f"y must be labels of shape [N], got shape {tuple(y.shape)}")
@@ -149,11 +139,11 @@ class Preprocessing:
                 f"y must hold real numbers (a regression model's targets), got dtype {y.dtype}"
             )
         y = y.astype(np.float64)
-        num_outputs = self.num_outputs
         y = y.reshape(len(y), -1) if y.ndim in (1, 2) else y
-        if y.ndim != 2 or y.shape[1] != num_outputs:
+        if y.ndim != 2 or y.shape[1] != self.num_outputs:
             raise DataError(
-                f"y has shape {tuple(np.shape(y))} but the model predicts {num_outputs} target(s)"
+                f"y has shape {tuple(np.shape(y))} but the model predicts {self.num_outputs} "
+                "target(s)"
             )
         if not np.isfinite(y).all():
             raise DataError("y has NaN or infinite values; targets must be finite")

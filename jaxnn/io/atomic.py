@@ -55,7 +55,7 @@ def _replace_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Writes `text` to `path` so that a reader sees the old file or the new one, never a torn one."""
+    """Writes `text` to `path` atomically."""
     _replace_atomic(path, lambda handle: handle.write(text.encode()))
 
 
@@ -65,11 +65,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def append_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Appends records to a JSON-lines file atomically: a copy with them is renamed over it.
-
-    A reader sees the file before or after the append, never a torn last line. The copy costs
-    O(file size) per call; metrics.jsonl grows by one evaluation's rows per call.
-    """
+    """Appends records to a JSON-lines file atomically: a copy with them (O(file size) per call)
+    is renamed over it."""
     text = "".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records)
     path = Path(path)
 

@@ -1,25 +1,11 @@
-"""Orbax checkpoints of a run: the stacked training state, its keep policy, resumption.
+"""Orbax checkpoints of a run, `DIR/checkpoints/<step>/{state,meta}`: keep policy, resumption.
 
-A workdir holds
-
-    DIR/checkpoints/<step>/state   every TrainState leaf with its leading member axis
-    DIR/checkpoints/<step>/meta    {"format_version", "jaxnn_version", "step", "num_members",
-                                    "preprocessing" (what training did to the raw data, read
-                                    by `jaxnn.predict.load`), "data" (its fingerprint)}
-
-(one member's weights, and the selected member's single-model export `DIR/best`, are
-`jaxnn.io.export`). The state includes the members' model state (`model_state`,
-`best_model_state`: BatchNorm's statistics) and averaged weights (`ema`); a checkpoint written
-before jaxnn kept them restores them as {} (`OPTIONAL_FIELDS`), which is what a model without
-state and a run without averaging have.
-
-Saves are synchronous and go through Orbax's temporary directory + rename, so a process killed
-during a save leaves the previous checkpoint as the latest one; checkpoints the keep policy
-drops are first renamed into `checkpoints/.deleted` and only then deleted, so a process killed
-while deleting leaves no half-deleted checkpoint behind. Everything is read through Orbax
-(arrays) and JSON (metadata), never unpickled; a restore checks the format version and every
-stored shape against the run's state before it reads an array, so a checkpoint of another
-jaxnn format or of another run is rejected whole, not half-loaded.
+`state` holds every TrainState pytree field with its leading member axis; `meta` is JSON: the
+format and jaxnn versions, `step`, `num_members`, the run's `preprocessing` (read by
+`jaxnn.predict.load`) and `data` fingerprint. Saves are synchronous, through Orbax's temporary
+directory + rename, and dropped checkpoints are renamed into `.deleted` before they are deleted,
+so a killed process leaves no half-written or half-deleted checkpoint. Arrays are read through
+Orbax, never unpickled, after the format version and every shape are checked against the run's.
 """
 
 from __future__ import annotations
@@ -40,16 +26,12 @@ from jaxnn.core import loop, train
 from jaxnn.errors import CheckpointError, WorkdirError
 from jaxnn.io import orbax_io
 
-FORMAT_VERSION = orbax_io.FORMAT_VERSION
-STATE_ITEM, META_ITEM = "state", "meta"
 # Where the keep policy moves the checkpoints it drops before deleting them.
 DELETED = ".deleted"
 # What Orbax adds to the name of a checkpoint it has not finished writing.
 UNFINISHED_MARKER = ".orbax-checkpoint-tmp"
-
-Params = Any
-Report = Callable[[str], None]
-# TrainState fields that checkpoints written by earlier jaxnn versions lack: read as {}.
+# TrainState fields that checkpoints of earlier jaxnn versions lack: restored as {}, which is
+# what a model without state (BatchNorm's statistics) and a run without averaging have.
 OPTIONAL_FIELDS = ("model_state", "best_model_state", "ema")
 
 
@@ -67,23 +49,12 @@ def state_tree(state: train.TrainState) -> dict[str, Any]:
     return {name: getattr(state, name) for name in state_fields()}
 
 
-def _val_loss_metric(metrics: Mapping[str, float]) -> float:
-    return float(metrics["val_loss"])
-
-
 def unfinished_saves(directory: str | Path) -> list[Path]:
     """Checkpoints Orbax began but never finished writing (their launch was stopped during a save)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if UNFINISHED_MARKER in p.name)
-
-
-def _sync(name: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 class RunCheckpoints:
@@ -107,7 +78,9 @@ class RunCheckpoints:
         keep_policy = policies.AnyPreservationPolicy(
             [
                 policies.LatestN(n=keep),
-                policies.BestN(get_metric_fn=_val_loss_metric, reverse=True, n=1),
+                policies.BestN(
+                    get_metric_fn=lambda metrics: metrics["val_loss"], reverse=True, n=1
+                ),
             ]
         )
         # A reader is a manager that never saves: Orbax's own read_only mode logs warnings.
@@ -119,10 +92,7 @@ class RunCheckpoints:
             preservation_policy=keep_policy,
             todelete_subdir=None if read_only else DELETED,
         )
-        handlers = {
-            STATE_ITEM: ocp.PyTreeCheckpointHandler(),
-            META_ITEM: ocp.JsonCheckpointHandler(),
-        }
+        handlers = {"state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
         try:
             self._manager = ocp.CheckpointManager(
                 self.directory, options=options, item_handlers=handlers
@@ -142,11 +112,9 @@ class RunCheckpoints:
         return self.directory / str(step)
 
     def save(self, step: int, state: train.TrainState, *, val_loss: float) -> None:
-        """Saves the stacked state at global step `step` and waits until it is on disk.
+        """Saves the stacked state (every leaf [num_members, ...]) and waits until it is on disk.
 
         Args:
-          step: the global step of the state.
-          state: the stacked state (every leaf [num_members, ...]).
           val_loss: the lowest validation loss of any member at this evaluation (ranks "best").
 
         Raises:
@@ -168,10 +136,8 @@ class RunCheckpoints:
                 self._manager.save(
                     int(step),
                     args=ocp.args.Composite(
-                        **{
-                            STATE_ITEM: ocp.args.PyTreeSave(state_tree(state)),
-                            META_ITEM: ocp.args.JsonSave(meta),
-                        }
+                        state=ocp.args.PyTreeSave(state_tree(state)),
+                        meta=ocp.args.JsonSave(meta),
                     ),
                     metrics={"val_loss": finite},
                 )
@@ -195,60 +161,52 @@ class RunCheckpoints:
             shutil.rmtree(self.directory / DELETED, ignore_errors=True)
 
     def meta(self, step: int) -> dict[str, Any]:
-        """The JSON metadata of a checkpoint (format version, step, number of members).
+        """The JSON metadata of a checkpoint.
 
         Raises:
           CheckpointError: unreadable, not a jaxnn checkpoint, or of another format version.
         """
         what = f"checkpoint {self.step_dir(step)}"
         with orbax_io.reading(what):
-            meta = self._manager.restore(
-                step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
-            )[META_ITEM]
+            args = ocp.args.Composite(meta=ocp.args.JsonRestore())
+            meta = self._manager.restore(step, args=args)["meta"]
         orbax_io.check_version(meta, what)
         return meta
+
+    def _stored_tree(self, step: int) -> Any:
+        """The stored state's array metadata (shapes and dtypes); call inside `reading`."""
+        tree = self._manager.item_metadata(step)["state"]
+        return tree.tree if hasattr(tree, "tree") else tree
 
     def shapes(self, step: int, field: str) -> Any:
         """The stored shapes and dtypes of one state field, without reading any array ({} for
         an `OPTIONAL_FIELDS` field that the checkpoint does not have)."""
         with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
-            tree = self._manager.item_metadata(step)[STATE_ITEM]
-            tree = tree.tree if hasattr(tree, "tree") else tree
+            tree = self._stored_tree(step)
             if field in OPTIONAL_FIELDS and field not in tree:
                 return {}
             return orbax_io.abstract_tree(tree[field])
 
-    def _check_shapes(self, step: int, abstract: Mapping[str, Any]) -> None:
-        """Raises CheckpointError naming the first array `abstract` asks for that differs."""
-        with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
-            stored = self._manager.item_metadata(step)[STATE_ITEM]
-            stored = orbax_io.leaf_shapes(stored.tree if hasattr(stored, "tree") else stored)
-        for name, shape in orbax_io.leaf_shapes(dict(abstract)).items():
-            if stored.get(name) != shape:
-                raise CheckpointError(
-                    f"checkpoint {self.step_dir(step)} is not of this run: {name} has shape "
-                    f"{orbax_io.shape_text(stored.get(name))} there but {orbax_io.shape_text(shape)} here"
-                )
-
     def restore_fields(self, step: int, abstract: Mapping[str, Any]) -> dict[str, Any]:
         """Reads only the state fields (or sub-trees of them) that `abstract` names.
 
-        The metadata (format version) and every requested shape are checked first.
+        Raises:
+          CheckpointError: of another format, or an array's stored shape differs from `abstract`.
         """
         self.meta(step)
-        self._check_shapes(step, abstract)
-        with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
-            restored = self._manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    **{
-                        STATE_ITEM: orbax_io.partial_restore_args(
-                            orbax_io.abstract_tree(dict(abstract))
-                        )
-                    }
-                ),
-            )[STATE_ITEM]
-        return dict(restored)
+        what = f"checkpoint {self.step_dir(step)}"
+        with orbax_io.reading(what):
+            stored = orbax_io.leaf_shapes(self._stored_tree(step))
+        for name, shape in orbax_io.leaf_shapes(dict(abstract)).items():
+            if stored.get(name) != shape:
+                raise CheckpointError(
+                    f"{what} is not of this run: {name} has shape "
+                    f"{orbax_io.shape_text(stored.get(name))} there but {orbax_io.shape_text(shape)} here"
+                )
+        with orbax_io.reading(what):
+            target = orbax_io.partial_restore_args(orbax_io.abstract_tree(dict(abstract)))
+            restored = self._manager.restore(step, args=ocp.args.Composite(state=target))
+        return dict(restored["state"])
 
     def restore(self, step: int, abstract_state: train.TrainState) -> train.TrainState:
         """The stacked state of checkpoint `step`, shaped like `abstract_state` (from eval_shape).
@@ -264,13 +222,12 @@ class RunCheckpoints:
         self,
         abstract_state: train.TrainState,
         *,
-        report: Report,
+        report: Callable[[str], None],
         usable: Callable[[int], str | None] | None = None,
     ) -> tuple[int, train.TrainState | None, list[int]] | None:
         """The newest readable checkpoint, falling back past unreadable ones (each reported).
 
         Args:
-          abstract_state: the state's shapes (from eval_shape).
           report: says each checkpoint passed over, and why.
           usable: step -> why a readable checkpoint must not be resumed from (None: it may);
             such a checkpoint is passed over, and returned among the unusable steps.
@@ -309,7 +266,10 @@ class RunCheckpoints:
         if jax.process_index() == 0:
             for step in steps:
                 shutil.rmtree(self.step_dir(step), ignore_errors=True)
-        _sync("jaxnn_discard_checkpoints")
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("jaxnn_discard_checkpoints")
         self._manager.reload()
 
     def close(self) -> None:
@@ -317,9 +277,8 @@ class RunCheckpoints:
 
 
 def last_state_fields(directory: str | Path) -> dict[str, Any]:
-    """The newest checkpoint in `directory` read as it is stored: its `step` and every state
-    field (`state_fields()`) as host arrays, without building a TrainState (for comparing runs).
-    """
+    """The newest checkpoint in `directory` as stored: its `step` and every `state_fields()`
+    field, without building a TrainState (for comparing runs)."""
     reader = RunCheckpoints(directory, read_only=True)
     try:
         step = reader.steps()[-1]
@@ -332,9 +291,8 @@ def last_state_fields(directory: str | Path) -> dict[str, Any]:
 class Saver:
     """on_eval callback: saves the stacked state at evaluations, every `every_steps` steps.
 
-    A save is due at an evaluation when a multiple of `every_steps` was reached since the
-    previous evaluation (0 = at every evaluation), so the schedule does not depend on where a
-    run was resumed. `finish` saves the final state when the last evaluation was not saved.
+    A save is due when a multiple of `every_steps` was reached since the previous evaluation
+    (0 = at every evaluation), so the schedule does not depend on where a run was resumed.
     """
 
     def __init__(self, checkpoints: RunCheckpoints, *, every_steps: int, start_step: int):

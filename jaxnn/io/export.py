@@ -1,21 +1,13 @@
 """One member as a model: the selected member's single-model export (`DIR/best`), loading it,
 and one member's weights read from a run's checkpoints (transfer learning).
 
-    DIR/best/params          the selected member's best-validation weights (the averaged
-                             weights of a run with optimizer.ema_decay)
-    DIR/best/final_params    its weights at the end of training (averaged, likewise)
-    DIR/best/hparams         its numeric hyperparameters
-    DIR/best/model_state     the model state that goes with params (BatchNorm's statistics:
-                             collection -> layer -> arrays); only for a model that has one
-    DIR/best/final_model_state   the model state at the end of training (likewise)
-    DIR/best/metadata        {"format_version", "jaxnn_version", "member", "step", "best_step",
-                              "best_val_loss", "config", "model", "num_outputs",
-                              "feature_shape", "preprocessing" (what training did to the raw
-                              data), "data" (the data's fingerprint: name, shapes, hash)}
-
-Everything is read through Orbax (arrays) and JSON (metadata): nothing is unpickled. The
-metadata is read and its format version checked before any array is. An export without
-model_state (a model without one, or one written before jaxnn kept model state) reads as {}.
+DIR/best holds Orbax trees: `params` (the best-validation weights; the averaged ones with
+optimizer.ema_decay), `final_params` (at the end of training), `hparams`, and for a model with
+model state `model_state` and `final_model_state` (collection -> layer -> arrays; absent, they
+read as {}); and a JSON `metadata`: format_version, jaxnn_version, member, step, best_step,
+best_val_loss, config, model, num_outputs, feature_shape, preprocessing (what training did to
+the raw data) and data (its fingerprint). Nothing is unpickled; the format version is checked
+before any array is read.
 """
 
 from __future__ import annotations
@@ -45,13 +37,9 @@ from jaxnn.nn.family import apply_model, init_model, split_variables
 
 BEST = run_files.BEST
 BEST_TREES = ("params", "final_params", "hparams", "model_state", "final_model_state")
-# Written only for a model that has model state; absent, they read as {}.
 STATE_TREES = ("model_state", "final_model_state")
-PARAM_KINDS = ("best_params", "params")
-# The model state a checkpoint keeps with each kind of weights.
+# The kinds of weights a checkpoint keeps, and the model state it keeps with each.
 STATE_OF = {"best_params": "best_model_state", "params": "model_state"}
-
-Params = Any
 
 
 def member_slice(tree: Any, index: int) -> Any:
@@ -82,9 +70,8 @@ def _latest_of_member(
     directory = workdir / run_files.CHECKPOINTS_DIR
     if not directory.is_dir():
         raise CheckpointError(f"{workdir} holds no checkpoints ({directory} is missing)")
-    variant_dirs = run_files.variant_directories(directory)
     offset = 0
-    for candidate in variant_dirs or [directory]:
+    for candidate in run_files.variant_directories(directory) or [directory]:
         checkpoints = checkpoint.RunCheckpoints(candidate, read_only=True)
         try:
             step, num_members = _latest_readable(checkpoints, workdir)
@@ -113,28 +100,22 @@ def restore_member(
     layers: Sequence[str] | None = None,
     with_state: bool = False,
 ) -> Any:
-    """One member's weights from a run's latest readable checkpoint, without the others' state.
-
-    Only the requested weights are read (no optimiser state, no other fields); the member's
-    slice is taken from them.
+    """One member's weights from a run's latest readable checkpoint; only those weights are read.
 
     Args:
-      workdir: the run directory (holding `checkpoints/`).
-      index: the member index.
-      which: 'best_params' (the best-validation weights, the default) or 'params' (the last).
+      which: 'best_params' (the best-validation weights) or 'params' (the last).
       layers: read only these top-level layers (default: all).
       with_state: also read the model state that goes with those weights (the same layers).
 
     Returns:
       The member's params (numpy arrays, no member axis); with `with_state`, its Flax
-      variables {'params': ..., and each model state collection} ({} state for a checkpoint
-      written before jaxnn kept one).
+      variables {'params': ..., and each model state collection}.
 
     Raises:
       CheckpointError: no checkpoint, an unreadable one, or an index out of range.
     """
-    if which not in PARAM_KINDS:
-        raise ValueError(f"which must be one of {PARAM_KINDS}, got {which!r}")
+    if which not in STATE_OF:
+        raise ValueError(f"which must be one of {tuple(STATE_OF)}, got {which!r}")
     state_field = STATE_OF[which]
     with _latest_of_member(workdir, index) as (checkpoints, step, local):
         wanted = {which: _only_layers(checkpoints.shapes(step, which), layers)}
@@ -180,18 +161,12 @@ def export_member(
 ) -> Path:
     """Writes member `index` of a stacked state as a single-model checkpoint (DIR/best).
 
-    Orbax writes it into a temporary directory and renames it, so a process killed during the
-    export leaves either no `best/` or a complete one. Every process of a multi-host run calls
-    this (Orbax saves are collective).
+    Orbax writes into a temporary directory and renames it, so a killed export leaves no `best/`
+    or a complete one. Every process of a multi-host run calls this (Orbax saves are collective).
 
     Args:
       directory: where to write (replaced if it exists).
-      state: the stacked final state.
-      index: the selected member.
-      config: the run's config (stored in the metadata, so the model can be rebuilt).
       step: the global step the run ended at.
-      program: the run's program (the model family, output width, input shape and the
-        preprocessing of the raw data).
       data: the fingerprint of the data it was trained on (`jaxnn.data.fingerprint`).
     """
     trees = _member_trees(state, index, program)
@@ -254,11 +229,6 @@ def best_dir(path: str | Path) -> Path:
     return path / BEST if (path / BEST).is_dir() else path
 
 
-def _tree_shapes(checkpointer: ocp.Checkpointer, directory: Path, item: str) -> Any:
-    tree = checkpointer.metadata(directory).item_metadata[item]
-    return orbax_io.abstract_tree(tree.tree if hasattr(tree, "tree") else tree)
-
-
 def best_metadata(path: str | Path) -> dict[str, Any]:
     """The JSON metadata of an exported model (`path` is a workdir or its `best/`).
 
@@ -288,31 +258,24 @@ def best_param_shapes(path: str | Path, item: str = "params") -> Any:
     if item in STATE_TREES and not (directory / item).is_dir():
         return {}
     with orbax_io.reading(f"exported model {directory}"):
-        return _tree_shapes(_best_checkpointer(), directory, item)
+        tree = _best_checkpointer().metadata(directory).item_metadata[item]
+        return orbax_io.abstract_tree(tree.tree if hasattr(tree, "tree") else tree)
 
 
 def read_best(path: str | Path, item: str = "params", layers: Sequence[str] | None = None) -> Any:
-    """One tree of an exported model (params, final_params, hparams, model_state or
-    final_model_state) as numpy arrays.
-
-    Args:
-      path: a workdir or its `best/` directory.
-      item: which tree.
-      layers: read only these top-level entries (default: all); of a model state tree, these
-        layers of every collection.
+    """One tree of an exported model (`BEST_TREES`; `path` a workdir or its `best/`) as numpy
+    arrays; `layers`: only these top-level entries (of a model state tree, of every collection).
     """
-    directory = best_dir(path)
-    best_metadata(directory)
-    if item in STATE_TREES and not (directory / item).is_dir():
+    shapes = best_param_shapes(path, item)
+    if not shapes:
         return {}  # a model without state, or an export written before jaxnn kept it
-    checkpointer = _best_checkpointer()
+    directory = best_dir(path)
     with orbax_io.reading(f"exported model {directory}"):
-        shapes = _tree_shapes(checkpointer, directory, item)
         if item in STATE_TREES:
             shapes = {name: _only_layers(tree, layers) for name, tree in shapes.items()}
         elif layers is not None:
             shapes = {name: shapes[name] for name in layers}
-        restored = checkpointer.restore(
+        restored = _best_checkpointer().restore(
             directory, args=ocp.args.Composite(**{item: orbax_io.partial_restore_args(shapes)})
         )[item]
     return jax.tree_util.tree_map(np.asarray, dict(restored))
@@ -325,14 +288,12 @@ class LoadedModel:
     Attributes:
       params: the selected member's best-validation weights (numpy arrays).
       hparams: its numeric hyperparameters (float32 scalars).
-      config: the run's config.
-      module: the `flax.linen.Module` the weights belong to.
       model_state: the model state that goes with the weights (BatchNorm's statistics:
         collection -> layer -> arrays; {} for a model without one).
       preprocessing: what training did to the raw data (`apply` does it to its inputs).
     """
 
-    params: Params
+    params: Any
     hparams: dict[str, np.ndarray]
     config: ml_collections.ConfigDict
     module: Any

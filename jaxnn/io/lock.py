@@ -1,13 +1,9 @@
 """One launch per workdir: `DIR/.lock`, held with flock(2) from the first check to the last write.
 
-The kernel releases an flock when the process that holds it ends, however it ends (kill -9
-included), so a lock left by a killed launch is held by nobody: the next launch takes it over
-and says whose it was. The file records its holder (pid, host, start time) for the message
-that refuses a second launch while the first is alive.
-
-A launch into a workdir that does not exist yet takes the lock when it creates the workdir
-(`hold`). The lock file is removed when the lock is released, so a workdir holds one only while
-a launch runs, or after a launch was killed.
+The kernel releases an flock when its process ends, however it ends (kill -9 included), so the
+next launch takes over a killed launch's lock and says whose it was. The file records its holder
+(pid, host, start time) for the message that refuses a second launch while the first is alive,
+and is removed on release. A launch into a new workdir takes the lock when it creates it (`hold`).
 """
 
 from __future__ import annotations
@@ -40,10 +36,8 @@ def _describe(owner: dict[str, Any] | None) -> str:
 
 def _read(fd: int) -> bytes:
     os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
+    with open(fd, "rb", closefd=False) as file:
+        return file.read()
 
 
 def _parse(content: bytes) -> dict[str, Any] | None:
@@ -52,12 +46,6 @@ def _parse(content: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return owner if isinstance(owner, dict) else None
-
-
-def _write(fd: int, content: bytes) -> None:
-    os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, content)
 
 
 class WorkdirLock:
@@ -87,8 +75,7 @@ class WorkdirLock:
         """Takes the lock of an existing workdir; a new one is locked by `hold`.
 
         Raises:
-          WorkdirError: another live launch holds it (the message names it), or the lock file
-            cannot be created or locked.
+          WorkdirError: another live launch holds it (the message names it).
         """
         if self._enabled and self._fd is None and self.path.parent.is_dir():
             try:
@@ -99,10 +86,7 @@ class WorkdirLock:
                 self._unlockable = error
 
     def hold(self) -> None:
-        """Makes sure the lock is held and records this launch in it: from here on it writes.
-
-        Creates the workdir when it does not exist yet.
-        """
+        """Holds the lock (creating the workdir) and records this launch: from here on it writes."""
         if not self._enabled:
             return
         if self._unlockable is not None:
@@ -182,7 +166,9 @@ class WorkdirLock:
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
         }
         assert self._fd is not None
-        _write(self._fd, (json.dumps(owner) + "\n").encode())
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.write(self._fd, (json.dumps(owner) + "\n").encode())
 
     def _cannot_lock(self, error: OSError) -> WorkdirError:
         return _CannotLock(
@@ -194,8 +180,6 @@ class WorkdirLock:
         """A line about the stale lock this launch took over ('' if none)."""
         if self.stale_owner is None:
             return ""
-        return (
-            f"took over the lock of a launch that is no longer running ({_describe(self.stale_owner)})"
-            if self.stale_owner
-            else "took over a lock file that no running launch holds"
-        )
+        if not self.stale_owner:
+            return "took over a lock file that no running launch holds"
+        return f"took over the lock of a launch that is no longer running ({_describe(self.stale_owner)})"

@@ -1,8 +1,7 @@
 """Reading and writing jaxnn files through Orbax: format versions, restore targets, read errors.
 
 Every jaxnn checkpoint (a run's `checkpoints/<step>` and the `best/` export) carries JSON
-metadata that starts with `format_version` and `jaxnn_version`; it is read and checked before
-any array is. Arrays are read through Orbax and tensorstore, never unpickled.
+metadata with `format_version` and `jaxnn_version`, checked before any array is read.
 """
 
 from __future__ import annotations
@@ -78,11 +77,7 @@ def one_line(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def reading(what: str) -> Iterator[None]:
-    """Turns any failure to read `what` (Orbax, tensorstore and json raise many kinds) into one line.
-
-    The late reports of a failed read's other array reads arrive in other threads while the
-    read fails, before it raises: they are dropped from the start, as for `saving`.
-    """
+    """Turns any failure to read `what` (Orbax, tensorstore and json raise many kinds) into one line."""
     _drop_closed_loop_callbacks()
     try:
         yield
@@ -92,44 +87,35 @@ def reading(what: str) -> Iterator[None]:
         raise CheckpointError(f"{what} is corrupt or incomplete ({one_line(error)})") from error
 
 
-class _NotOrbax(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return f"{os.sep}orbax{os.sep}" not in record.pathname
+def _not_from_orbax(record: logging.LogRecord) -> bool:
+    return f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
 @contextlib.contextmanager
 def saving() -> Iterator[None]:
-    """Keeps a failed save to the one line its caller reports.
-
-    Orbax logs a failed save's traceback from its worker thread before the save raises, and
-    tensorstore writes still in flight report into a closed event loop afterwards.
-    """
-    quiet = _NotOrbax()
+    """Keeps a failed save to the one line its caller reports (Orbax logs its traceback from a
+    worker thread before the save raises)."""
     logger = logging.getLogger("absl")
-    logger.addFilter(quiet)
-    # Those late reports arrive in other threads while the save fails, before it raises.
+    logger.addFilter(_not_from_orbax)
     _drop_closed_loop_callbacks()
     try:
         yield
     finally:
-        logger.removeFilter(quiet)
+        logger.removeFilter(_not_from_orbax)
 
 
 def _drop_closed_loop_callbacks() -> None:
-    """Silences the 'Event loop is closed' errors of reads or writes still in flight when one failed.
+    """Silences the reports of array reads or writes still in flight when one of them failed.
 
-    Orbax 0.12.8 runs each restore (and save) on a fresh event loop and closes it as soon as
-    the first array read (or write) fails; tensorstore finishes the others afterwards and
-    their callbacks raise into sys.unraisablehook, which would print tracebacks after the
-    one-line message. Nothing is lost: that restore or save has already failed and is reported.
+    Orbax (0.12.8) closes a restore's or save's event loop at the first failed array; tensorstore
+    finishes the others in other threads, and their callbacks would print tracebacks after the
+    one-line message. Nothing is lost: that restore or save has failed and is reported.
     """
     if not isinstance(sys.unraisablehook, _ClosedLoopFilter):
         sys.unraisablehook = _ClosedLoopFilter(sys.unraisablehook)
     # The same reads, when their task is collected before the loop closes: asyncio logs each
     # failed one ('Task exception was never retrieved') with its traceback.
-    asyncio_logger = logging.getLogger("asyncio")
-    if not any(isinstance(f, _UnretrievedReadFilter) for f in asyncio_logger.filters):
-        asyncio_logger.addFilter(_UnretrievedReadFilter())
+    logging.getLogger("asyncio").addFilter(_not_an_unretrieved_read)  # added once
 
 
 class _ClosedLoopFilter:
@@ -145,14 +131,11 @@ class _ClosedLoopFilter:
         self.previous(unraisable)
 
 
-class _UnretrievedReadFilter(logging.Filter):
-    """Drops asyncio's report of a task whose tensorstore read failed (a ValueError) that no
-    one awaited: its restore has failed already and is reported in one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        unretrieved = record.getMessage().startswith("Task exception was never retrieved")
-        return not (unretrieved and isinstance(error, ValueError))
+def _not_an_unretrieved_read(record: logging.LogRecord) -> bool:
+    """Drops asyncio's report of an unawaited task whose tensorstore read failed (a ValueError)."""
+    error = record.exc_info[1] if record.exc_info else None
+    unretrieved = record.getMessage().startswith("Task exception was never retrieved")
+    return not (unretrieved and isinstance(error, ValueError))
 
 
 def _sharding() -> jax.sharding.Sharding:
@@ -179,18 +162,11 @@ def partial_restore_args(abstract: Any) -> ocp.args.PyTreeRestore:
     )
 
 
-def _key_name(key: Any) -> str:
-    for attribute in ("key", "name", "idx"):
-        if hasattr(key, attribute):
-            return str(getattr(key, attribute))
-    return str(key)
-
-
 def leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     """'field/layer/kernel' -> shape for every array of a tree (containers of any kind)."""
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {
-        "/".join(_key_name(k) for k in path): tuple(leaf.shape)
+        jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
         for path, leaf in leaves
         if hasattr(leaf, "shape")
     }

@@ -1,22 +1,11 @@
 """Every file a run writes, with its rule: the one owner of "what a run leaves in its workdir".
 
-Rules:
-  replaced     written whole by write-then-rename (or Orbax's temporary directory + rename);
-               a reader sees the old version or the new one.
-  appended     JSON lines, one row per (step, member); a resume cuts each member's rows back to
-               the step of the checkpoint it continues from, so its rows are never repeated.
-  checkpoints  Orbax checkpoints under their keep policy (`jaxnn.io.checkpoint`).
-  events       TensorBoard event files (`jaxnn.reporting.tensorboard`): a variant's run is cut
-               back to its checkpoint's step when training opens it, and the runs the end
-               writes are removed then and written anew.
-
-`--overwrite` removes every run file (in the order listed: the summary first and the config
-last, so an overwrite killed half-way never leaves a finished-looking run); a launch that
-continues a run removes the `unfinished_on_resume` files, which its end writes anew. Files
-that are not run files are never touched. A run's first write is config.json, so a run file
-in a workdir without one was not written by a run: `foreign` names it, and the launch is
-refused before anything is written (an empty directory, which holds nothing to lose, is
-taken over).
+Rules: `replaced` files are written whole by write-then-rename; `appended` JSON lines (one row
+per step and member) are cut back by a resume to its checkpoint's step; `checkpoints` follow
+their keep policy (`jaxnn.io.checkpoint`); `events` are TensorBoard's, cut back likewise.
+`--overwrite` removes the run files in the order listed (summary first, config last, so an
+overwrite killed half-way never leaves a finished-looking run); other files are never touched.
+A run writes config.json first, so a run file without one is `foreign` and refuses the launch.
 """
 
 from __future__ import annotations
@@ -73,12 +62,8 @@ def appended() -> tuple[RunFile, ...]:
 def foreign(root: Path) -> list[Path]:
     """Entries of a workdir without a run (no config.json) that bear a run file's name and hold
     something: not a run's (its first write is config.json), so a launch may not replace them."""
-    found = []
-    for entry in RUN_FILES:
-        path = root / entry.name
-        if path.is_symlink() or (path.exists() and not _empty_directory(path)):
-            found.append(path)
-    return found
+    paths = [root / entry.name for entry in RUN_FILES]
+    return [p for p in paths if p.is_symlink() or (p.exists() and not _empty_directory(p))]
 
 
 def _empty_directory(path: Path) -> bool:

@@ -1,11 +1,9 @@
 """One reader per run file: each checks what it reads, and a damaged file is one line.
 
 A workdir's files (`jaxnn.io.run_files`) are read back when a launch resumes, continues or
-reports a run. Each reader here accepts only what jaxnn writes: `config.json` an object,
-`summary.json` an object with the fields a launch reads (numbers finite: jaxnn never writes
-NaN or Infinity), `metrics.jsonl` and `diagnostics.jsonl` rows of the shape their writers give.
-A torn last line of an appended file (a launch killed mid-write) is dropped, not refused: the
-resume computes it again. Anything else that does not fit raises `WorkdirError` naming the
+reports a run. Each reader accepts only what jaxnn writes (numbers finite: jaxnn never writes
+NaN or Infinity). A torn last line of an appended file (a launch killed mid-write) is dropped:
+the resume computes it again. Anything else that does not fit raises `WorkdirError` naming the
 file and the way out, before anything in the workdir is changed.
 """
 
@@ -13,21 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
+from jaxnn.config.fields import is_number
 from jaxnn.config.schema import default_config
 from jaxnn.config.upgrade import upgrade
 from jaxnn.errors import WorkdirError
 from jaxnn.io import run_files
 
 WAY_OUT = "pass --overwrite to start over (it deletes the run's files), or choose another --workdir"
-
-
 # The way out when the damaged file is in a run jaxnn only reads (a transfer's source run, a
 # workdir given to load_predictor): it is never overwritten from here.
 SOURCE_WAY_OUT = "name another run, or launch that run again with --overwrite"
@@ -69,13 +65,9 @@ def _is_int(value: Any, low: int = 0) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_metric_map(value: Any) -> bool:
     return isinstance(value, Mapping) and all(
-        isinstance(k, str) and _is_number(v) for k, v in value.items()
+        isinstance(k, str) and is_number(v) for k, v in value.items()
     )
 
 
@@ -148,10 +140,8 @@ def _kind(value: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class AppendedRows:
-    """The rows of a JSON-lines run file, a torn last line dropped.
-
-    rows: the valid rows, in file order. torn: whether a torn last line was dropped.
-    """
+    """The valid rows of a JSON-lines run file, in file order; `torn`: a torn last line was
+    dropped."""
 
     rows: list[dict[str, Any]]
     torn: bool = False
@@ -177,35 +167,26 @@ def _row_problem(row: Any, split: bool) -> str | None:
     if split and row.get("split") not in ("train", "val"):
         return "split must be train or val"
     for key, value in row.items():
-        if key not in ("step", "member", "split") and not (value is None or _is_number(value)):
+        if key not in ("step", "member", "split") and not (value is None or is_number(value)):
             return f"{key} must be a finite number or null"
     return None
 
 
 def read_appended(path: Path, *, split: bool | None = None) -> AppendedRows:
-    """metrics.jsonl or diagnostics.jsonl: every row checked, a torn last line dropped.
-
-    A last line without its newline is torn (jaxnn ends every row with one: a kill, or a copy
-    cut short, left it). Any whole line that is not a row jaxnn writes is damage.
+    """metrics.jsonl or diagnostics.jsonl (absent: no rows): every row checked, a torn last line
+    (one without its newline: a kill, or a copy cut short) dropped.
 
     Args:
-      path: the file (absent: no rows).
       split: whether rows carry a `split` (default: metrics.jsonl's do).
     """
     if not path.exists():
         return AppendedRows([])
     if split is None:
         split = path.name == run_files.METRICS
-    text = _read_text(path)
-    lines = text.split("\n")
-    ends_whole = lines[-1] == ""
-    if ends_whole:
-        lines.pop()
-    rows, torn = [], False
+    # `last` is '' when the file ends with a newline, else the torn row.
+    *lines, last = _read_text(path).split("\n")
+    rows = []
     for number, line in enumerate(lines, start=1):
-        if number == len(lines) and not ends_whole:
-            torn = True
-            break
         try:
             row = parse_json(line)
         except ValueError as error:
@@ -214,7 +195,7 @@ def read_appended(path: Path, *, split: bool | None = None) -> AppendedRows:
         if problem is not None:
             raise damaged(path, f"line {number} is not a row jaxnn writes ({problem})")
         rows.append(row)
-    return AppendedRows(rows, torn)
+    return AppendedRows(rows, torn=last != "")
 
 
 def check_kinds(root: Path) -> None:

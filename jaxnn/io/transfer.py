@@ -1,24 +1,10 @@
 """Transfer learning: start a run's members from the weights of a finished pretraining run.
 
-`init_from.workdir` names the pretraining run and `init_from.member` its weights: `best` (the
-run's exported `DIR/best/`, the validation-selected member) or a member index (that member's
-best-validation weights in the run's latest checkpoint). The body (every top-level parameter
-outside the model's head: the family's `head`, or `model.head`) is always restored; the head
-is restored only with `init_from.restore = all`, else it is initialised afresh by each
-member's own key, so K random starts share one pretrained body and differ in their heads. A
-user's own model transfers the same way (the run passes the model).
-
-The restored layers bring their model state with them (BatchNorm's running statistics of
-those layers, from the same member and weights).
-
-Modes:
-  finetune            every layer trains; `init_from.body_lr_scale` scales the body's updates;
-                      the body's statistics go on being updated by the training steps.
-  feature_extraction  the body is frozen: its updates are zero, it keeps no optimiser state,
-                      and its model state stays the pretrained one. Its BatchNorm layers still
-                      normalise a training batch by that batch's statistics (the Module's
-                      train flag is one for all its layers); evaluation and prediction use the
-                      frozen running statistics.
+`init_from.workdir` names the pretraining run and `init_from.member` its weights: `best` (its
+`DIR/best/`) or a member index (that member's best-validation weights in its latest checkpoint).
+The body (every top-level parameter outside the head: the family's `head`, or `model.head`) is
+restored with its model state; the head only with `init_from.restore = all`, else each member
+initialises it by its own key. The modes and what they do to BatchNorm: docs/transfer.md.
 """
 
 from __future__ import annotations
@@ -33,6 +19,7 @@ import ml_collections
 
 from jaxnn.errors import CheckpointError, WorkdirError
 from jaxnn.io import export, run_files, run_readers
+from jaxnn.io.orbax_io import shape_text
 from jaxnn.nn.family import ModelFamily, body_head_labels
 from jaxnn.nn.layer_table import LayerOrder, layer_table
 
@@ -57,7 +44,6 @@ def program_options(init_from: ml_collections.ConfigDict, head: Sequence[str]) -
     """`Program` fields of a transfer run: body/head labels, frozen body, body lr scale.
 
     Args:
-      init_from: the `init_from` config.
       head: the top-level parameter names of the model's head (everything else is the body).
     """
     if not init_from.workdir:
@@ -73,10 +59,6 @@ def program_options(init_from: ml_collections.ConfigDict, head: Sequence[str]) -
     return {}
 
 
-def _prefix(init_from: ml_collections.ConfigDict) -> str:
-    return f"init_from.workdir={init_from.workdir!r}"
-
-
 def check_source(workdir: Path, config: ml_collections.ConfigDict, family: ModelFamily) -> Source:
     """Checks `init_from` against the pretraining run in `workdir` (`RunSpec.source_workdir`)
     without reading any weights.
@@ -84,10 +66,10 @@ def check_source(workdir: Path, config: ml_collections.ConfigDict, family: Model
     Raises:
       CheckpointError: the workdir is missing, not a jaxnn run, holds no checkpoint (or no
         `best/` for member 'best'), the member index is out of range, a checkpoint is
-        unreadable, or the activation differs from the pretraining run's.
+        unreadable, or the model family or one of its `transfer_fields` differs.
     """
     init_from = config.init_from
-    prefix = _prefix(init_from)
+    prefix = f"init_from.workdir={init_from.workdir!r}"
     if not workdir.is_dir():
         raise CheckpointError(f"{prefix}: no such directory")
     config_path = workdir / "config.json"
@@ -134,15 +116,6 @@ def _layer_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     return {name: shape for name, shape, _ in layer_table(tree)}
 
 
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def wanted_layers(params_shapes: Any, restore: str, head: Sequence[str]) -> list[str]:
-    """Top-level layers to restore: the body, and the head too when `restore` is 'all'."""
-    return [name for name in params_shapes if restore == "all" or name not in head]
-
-
 def check_shapes(
     target: Any,
     source: Any,
@@ -158,10 +131,9 @@ def check_shapes(
     the first restored model state array whose shape differs from this model's.
 
     Args:
-      target: this run's single-member params (or their shapes).
-      source: the pretrained member's params (or their shapes).
+      target: this run's single-member params (or their shapes); `source`: the pretrained
+        member's.
       layers: the top-level layers that will be restored.
-      describe: the checkpoint, for the message.
       target_state, source_state: the model states, collection -> layer -> arrays (or shapes).
     """
     target_shapes = _layer_shapes({name: target[name] for name in layers})
@@ -176,39 +148,34 @@ def check_shapes(
             continue
         if mine is not None and theirs is not None:
             detail = (
-                f"has shape {_shape_text(mine)} in this model but {_shape_text(theirs)} in the "
+                f"has shape {shape_text(mine)} in this model but {shape_text(theirs)} in the "
                 "checkpoint"
             )
         elif mine is not None:
-            detail = f"has shape {_shape_text(mine)} in this model but is not in the checkpoint"
+            detail = f"has shape {shape_text(mine)} in this model but is not in the checkpoint"
         else:  # only the checkpoint has the layer (mine is None, so theirs is not)
             detail = (
-                f"has shape {_shape_text(source_shapes[name])} in the checkpoint but is not in "
+                f"has shape {shape_text(source_shapes[name])} in the checkpoint but is not in "
                 "this model"
             )
         raise CheckpointError(
             f"init_from: layer {name} {detail} ({describe}); the model's body must match the "
             "pretrained run's"
         )
-    mine_state = {
-        f"{collection}/{name}": shape
-        for collection, tree in (target_state or {}).items()
-        for name, shape in _layer_shapes(tree).items()
-    }
-    for collection, tree in (source_state or {}).items():
-        for name, shape in _layer_shapes(tree).items():
-            here = mine_state.get(f"{collection}/{name}")
-            if here != shape:
-                detail = (
-                    "is not in this model"
-                    if here is None
-                    else f"has shape {_shape_text(here)} in this model"
-                )
-                raise CheckpointError(
-                    f"init_from: model state {collection}/{name} {detail} but has shape "
-                    f"{_shape_text(shape)} in the checkpoint ({describe}); the model's body must "
-                    "match the pretrained run's"
-                )
+    mine_state = _layer_shapes(target_state or {})  # names 'collection/layer/array'
+    for name, shape in _layer_shapes(source_state or {}).items():
+        here = mine_state.get(name)
+        if here != shape:
+            detail = (
+                "is not in this model"
+                if here is None
+                else f"has shape {shape_text(here)} in this model"
+            )
+            raise CheckpointError(
+                f"init_from: model state {name} {detail} but has shape "
+                f"{shape_text(shape)} in the checkpoint ({describe}); the model's body must "
+                "match the pretrained run's"
+            )
 
 
 def load_pretrained(
@@ -220,29 +187,22 @@ def load_pretrained(
     order: LayerOrder | None = None,
     target_state: Any = None,
 ) -> dict[str, Any]:
-    """Reads the pretrained layers a run starts from, with their model state, and checks their
-    shapes against this run's (`check_shapes`).
-
-    Only the layers that will be used are read (the head is skipped unless
-    `init_from.restore = all`).
+    """Reads the pretrained layers a run starts from (the head only with `init_from.restore =
+    all`), with their model state, and checks their shapes against this run's (`check_shapes`).
 
     Args:
-      source: from `check_source`.
-      config: the transfer run's config.
       target_params: this run's single-member params or their shapes (jax.eval_shape).
       target_state: this run's single-member model state or its shapes ({} or None: none).
 
     Returns:
-      Flax variables of those layers as numpy arrays, `pretrained=` for
-      ensemble.fit_ensemble: {'params': {layer: {'kernel', 'bias'} ...}} and, for a model
-      with model state, each collection's entries of the same layers ({'batch_stats':
-      {layer: {'mean', 'var'}}}).
+      Flax variables of those layers as numpy arrays (`pretrained=` for ensemble.fit_ensemble):
+      {'params': {layer: ...}, and each model state collection's entries of the same layers}.
 
     Raises:
-      CheckpointError: a layer's shape differs (the message names the first one and both
-        shapes), or the checkpoint is unreadable.
+      CheckpointError: a layer's shape differs, or the checkpoint is unreadable.
     """
-    layers = wanted_layers(target_params, config.init_from.restore, head)
+    restore = config.init_from.restore
+    layers = [name for name in target_params if restore == "all" or name not in head]
     stored = [name for name in layers if name in source.param_shapes]
     if source.member == "best":
         variables = {

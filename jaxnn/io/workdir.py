@@ -1,13 +1,10 @@
 """The workdir of a run: its files, what a new launch does with them, metrics.jsonl upkeep.
 
-A launch into a workdir that already holds files is one of: a new run (nothing there), a resume
-(an unfinished run of the same config), a continuation (a finished run asked for more steps),
-a finished run asked for no more steps ('complete': nothing to do, nothing changed), or an
-overwrite (--overwrite: the old run's files are deleted, but only by `prepare` once every
-check has passed). A workdir of another config is refused, naming the first differing field.
-
-Every file a run rewrites (config.json, metrics.jsonl, summary.json, report.md) is replaced by
-write-then-rename, so a reader, or a launch after a kill, sees the old file or the new one.
+A launch is a new run, a resume (an unfinished run of the same config), a continuation (a
+finished run asked for more steps), 'complete' (asked for no more steps: nothing changes) or an
+overwrite (the old files are deleted by `prepare`, once every check has passed). A workdir of
+another config is refused, naming the first differing field. Every file a run rewrites is
+replaced by write-then-rename, so a reader, or a launch after a kill, sees the old or the new one.
 """
 
 from __future__ import annotations
@@ -120,14 +117,8 @@ class RunPaths:
 
 @dataclasses.dataclass(frozen=True)
 class WorkdirPlan:
-    """What a launch does with its workdir.
-
-    action: 'new' (nothing there yet), 'resume' (an unfinished run of the same config),
-    'continue' (a finished run asked for more steps), 'complete' (a finished run asked for no
-    more steps: nothing to do; `summary` is its summary) or 'overwrite' (--overwrite on a
-    workdir that holds a run: deleted once validation and data loading have succeeded).
-    `config` is the config it was planned for: the one `prepare` writes.
-    """
+    """What a launch does with its workdir: `action` is 'new', 'resume', 'continue', 'complete'
+    (`summary` is the finished run's) or 'overwrite'; `config` is the one `prepare` writes."""
 
     paths: RunPaths
     action: str
@@ -145,13 +136,12 @@ class WorkdirPlan:
         return all(step in self.evaluated.get(member, ()) for member in members)
 
 
-def check_workdir(workdir: str | Path, *, overwrite: bool = False) -> RunPaths:
+def check_workdir(workdir: str | Path) -> RunPaths:
     """Checks that the workdir can be created and written, without writing anything.
 
     Raises:
       ConfigError: no workdir given, a path that is a file, or an unwritable parent.
     """
-    del overwrite  # What an existing run allows is decided by plan_workdir.
     if workdir is not None and not isinstance(workdir, str | os.PathLike):
         raise ConfigError(
             f"workdir must be a path (a str or pathlib.Path), got {type(workdir).__name__}"
@@ -185,8 +175,7 @@ def checked_path(path: str | os.PathLike, what: str) -> Path:
         path longer than PATH_MAX bytes (named with the lengths).
     """
     text = os.fspath(path)
-    expanded = expand_user(text, what)
-    resolved = Path(os.path.abspath(expanded))
+    resolved = Path(os.path.abspath(expand_user(text, what)))
     for part in resolved.parts:
         if len(os.fsencode(part)) > NAME_MAX:
             raise ConfigError(
@@ -238,17 +227,15 @@ def _value_text(value: Any) -> str:
 def plan_workdir(
     workdir: str | Path, config: ml_collections.ConfigDict, *, overwrite: bool
 ) -> WorkdirPlan:
-    """Decides what to do with the workdir's existing files, without writing anything.
-
-    Every run file it reads is checked whole (`jaxnn.io.run_readers`), so a damaged one is
-    refused here, before a later phase would delete or rewrite anything.
+    """Decides what to do with the workdir's existing files, without writing anything: a damaged
+    run file is refused here (`jaxnn.io.run_readers`), before anything is deleted or rewritten.
 
     Raises:
       ConfigError: the workdir cannot be written; it holds a run of a different config (the
         message names the first differing field).
       WorkdirError: a run file there is damaged (the message names it and the way out).
     """
-    paths = check_workdir(workdir, overwrite=overwrite)
+    paths = check_workdir(workdir)
     holds_run = any(
         p.exists() or p.is_symlink() for p in (paths.config, paths.summary, paths.checkpoints)
     )
@@ -286,12 +273,8 @@ def plan_workdir(
 
 
 def _refuse_foreign_files(paths: RunPaths) -> None:
-    """A workdir without a run may hold the user's own files under a run file's name: a launch
-    never deletes or writes into them (`run_files.foreign`), whatever the config enables.
-
-    Raises:
-      WorkdirError: naming the first such file.
-    """
+    """Refuses the user's own files under a run file's name in a workdir without a run: a
+    launch never deletes or writes into them (`run_files.foreign`)."""
     found = run_files.foreign(paths.root)
     if found:
         names = ", ".join(p.name for p in found)
@@ -332,22 +315,16 @@ def prepare(
     resumed_steps: Mapping[int, int],
     data_record: Mapping[str, Any] | None = None,
 ) -> None:
-    """Writes the first files of a run: only called once every check has passed.
-
-    Applies the rules of `jaxnn.io.run_files`: --overwrite removes every run file; a new run
-    removes run files that belong to no known run (there is no config.json); a continued run
-    removes the files its end rewrites and cuts every appended file back to each member's
-    checkpoint step.
+    """Writes the first files of a run, once every check has passed (the rules of
+    `jaxnn.io.run_files`: what --overwrite, a new run and a continued run remove).
 
     Args:
-      plan: from `plan_workdir` (its config is written to config.json).
-      resumed_steps: global member index -> the step its restored checkpoint is at (members
-        absent here have no checkpoint: their rows are all dropped).
+      resumed_steps: global member index -> the step its restored checkpoint is at (a member
+        absent here has no checkpoint: its rows are all dropped).
       data_record: the data's fingerprint (`jaxnn.data.fingerprint`), written to data.json.
 
     Raises:
-      WorkdirError: the workdir cannot be created or written (e.g. a read-only or full file
-        system that the permission check could not see).
+      WorkdirError: the workdir cannot be created or written (a read-only or full file system).
     """
     paths = plan.paths
     try:
@@ -392,11 +369,8 @@ def writing(what: str, path: Path) -> Iterator[None]:
 
 
 def cut_back(path: Path, resumed_steps: Mapping[int, int]) -> None:
-    """Keeps the rows of an appended file (metrics.jsonl, diagnostics.jsonl) that a resume does
-    not repeat: each member's rows up to the step of its checkpoint.
-
-    A torn last line (a file written by appending, killed mid-write) is dropped. The file is
-    replaced only when rows are dropped.
+    """Keeps each member's rows of an appended file (metrics.jsonl, diagnostics.jsonl) up to the
+    step of its checkpoint, and drops a torn last line; the file is replaced only when rows go.
 
     Raises:
       WorkdirError: a row that is not one jaxnn writes (`run_readers.read_appended`).

@@ -14,14 +14,13 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from jaxnn.config.fields import Flag
 from jaxnn.errors import ConfigError
 from jaxnn.nn import conv, model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import PARAM_ORDER, dropout, kernel_initializer, nonlinearity
+from jaxnn.nn.layers import PARAM_ORDER, HiddenUnits, dropout, kernel_initializer, nonlinearity
 from jaxnn.nn.model_fields import STRUCTURAL, FieldSpec, IntegerTuple
 from jaxnn.nn.normalization import normalize
 from jaxnn.nn.sequence import as_sequence, sequence_shape
@@ -29,9 +28,9 @@ from jaxnn.nn.sequence import as_sequence, sequence_shape
 HEAD = "head"
 
 
-class CNN1D(nn.Module):
-    """Conv layers over positions, then dense layers and a linear head (`conv_net`);
-    `kernel_sizes` and `strides` hold one value per conv layer."""
+class ConvLayers(HiddenUnits):
+    """The fields of CNN1D and CNN2D (`conv_net`): `kernel_sizes` and `strides` hold one value
+    per conv layer."""
 
     channels: Sequence[int]
     kernel_sizes: Sequence[int]
@@ -40,32 +39,27 @@ class CNN1D(nn.Module):
     padding: str = "same"
     pool: str = "none"
     pool_size: int = 2
-    layer_norm: bool = False
     conv_impl: str = "auto"
     hidden: Sequence[int] = ()
-    activation: str = "relu"
-    initializer: str = "he_normal"  # config `model.init`
-    init_stddev: float = 0.01
-    negative_slope: float | jax.Array = 0.01
-    dropout: float | jax.Array = 0.0
-    init_scale: float | jax.Array = 1.0
-    dtype: Any = jnp.float32  # the computation's (config `model.dtype`); parameters are float32
+
+
+class CNN1D(ConvLayers):
+    """Conv layers over positions, then dense layers and a linear head (`conv_net`)."""
+
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(
         self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
     ) -> jax.Array:
-        """Maps inputs [B, L] or [B, L, C] to outputs [B, num_outputs].
-
-        Pre-activations are sown as `intermediates/preactivation_{n}` (conv layers first,
-        [B, L_i, C_i], then dense layers [B, width]).
-        """
+        """Maps inputs [B, L] or [B, L, C] to outputs [B, num_outputs]; pre-activations are sown
+        as `intermediates/preactivation_{n}` (conv layers' [B, L_i, C_i], then dense layers')."""
         norm = "layer" if self.layer_norm else "none"
         return conv_net(self, as_sequence(x), norm, train=train, dropout_key=dropout_key)
 
 
 def conv_net(
-    net: nn.Module, x: jax.Array, norm: str, *, train: bool, dropout_key: jax.Array | None
+    net: ConvLayers, x: jax.Array, norm: str, *, train: bool, dropout_key: jax.Array | None
 ) -> jax.Array:
     """The computation of CNN1D and CNN2D (`net`, in its compact method) on x [B, *S, C]: conv
     layers over the S axes, each followed by the normalisation `norm`, the activation, pooling
@@ -150,11 +144,8 @@ def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[s
     sown = variables["intermediates"]
     names = [*(f"conv_{i}" for i in range(len(module.channels))),
              *(f"hidden_{j}" for j in range(len(module.hidden)))]  # fmt: skip
-    result = {}
-    for index, name in enumerate(names):
-        h = sown[f"preactivation_{index}"][0]
-        result[name] = h.reshape((-1, h.shape[-1]))
-    return result
+    pre = [sown[f"preactivation_{index}"][0] for index in range(len(names))]
+    return {name: h.reshape((-1, h.shape[-1])) for name, h in zip(names, pre, strict=True)}
 
 
 def layer_order(names: Sequence[str]) -> tuple:
@@ -175,15 +166,15 @@ def layer_order(names: Sequence[str]) -> tuple:
     return (position, module, [(PARAM_ORDER.get(n, 4), n) for n in rest])
 
 
-def validate_model_config(model_cfg: Any) -> None:
-    """Checks the fields cnn1d reads, each by its spec, then kernel_sizes and strides against
-    the conv layers (`per_layer`).
+def validate_model_config(model_cfg: Any, fields: Sequence[FieldSpec] = ()) -> None:
+    """Checks the fields cnn1d reads (or `fields`, cnn2d's), each by its spec, then kernel_sizes
+    and strides against the conv layers (`per_layer`).
 
     Raises:
       ConfigError: the first field its rule refuses; kernel_sizes or strides that are neither
         one value nor one per layer.
     """
-    model_fields.check(model_cfg, FIELDS)
+    model_fields.check(model_cfg, fields or FIELDS)
     per_layer(model_cfg, "kernel_sizes")
     per_layer(model_cfg, "strides")
 

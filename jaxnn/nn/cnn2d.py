@@ -9,54 +9,32 @@ statistics are the member's model state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from jaxnn.errors import ConfigError
 from jaxnn.nn import cnn1d, conv, model_fields
-from jaxnn.nn.cnn1d import conv_net, conv_settings, per_layer
+from jaxnn.nn.cnn1d import ConvLayers, conv_net, conv_settings, per_layer
 from jaxnn.nn.family import ModelFamily
 from jaxnn.nn.images import as_images, image_shape
 from jaxnn.nn.normalization import NORMS
 
-HEAD = "head"
 
-
-class CNN2D(nn.Module):
+class CNN2D(ConvLayers):
     """Conv layers over pixels, then dense layers and a linear head: CNN1D's (`conv_net`), with
     square kernels and strides and the normalisation `norm` after each convolution."""
 
-    channels: Sequence[int]
-    kernel_sizes: Sequence[int]
-    strides: Sequence[int]
-    num_outputs: int
-    padding: str = "same"
-    pool: str = "none"
-    pool_size: int = 2
     norm: str = "none"
-    conv_impl: str = "auto"
-    hidden: Sequence[int] = ()
-    activation: str = "relu"
-    initializer: str = "he_normal"  # config `model.init`
-    init_stddev: float = 0.01
-    negative_slope: float | jax.Array = 0.01
-    dropout: float | jax.Array = 0.0
-    init_scale: float | jax.Array = 1.0
-    dtype: Any = jnp.float32  # the computation's (config `model.dtype`); parameters are float32
 
     @nn.compact
     def __call__(
         self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
     ) -> jax.Array:
-        """Maps images [B, H, W] or [B, H, W, C] to outputs [B, num_outputs].
-
-        Pre-activations are sown as `intermediates/preactivation_{n}` (conv layers first,
-        [B, H_i, W_i, C_i], then dense layers [B, width]).
-        """
+        """Maps images [B, H, W] or [B, H, W, C] to outputs [B, num_outputs]; pre-activations are
+        sown as `intermediates/preactivation_{n}` (conv layers' [B, H_i, W_i, C_i], then dense)."""
         return conv_net(self, as_images(x), self.norm, train=train, dropout_key=dropout_key)
 
 
@@ -68,14 +46,6 @@ def build(model_cfg: Any, hparams: Any, num_outputs: int) -> CNN2D:
         **conv_settings(model_cfg),
         **model_fields.unit_settings(model_cfg, hparams),
     )
-
-
-def validate_model_config(model_cfg: Any) -> None:
-    """Checks the fields cnn2d reads, each by its spec, then kernel_sizes and strides against
-    the conv layers (one value, or one per layer)."""
-    model_fields.check(model_cfg, FIELDS)
-    per_layer(model_cfg, "kernel_sizes")
-    per_layer(model_cfg, "strides")
 
 
 def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
@@ -121,7 +91,7 @@ FAMILY = ModelFamily(
     name="cnn2d",
     build=build,
     fields=FIELDS,
-    validate=validate_model_config,
+    validate=functools.partial(cnn1d.validate_model_config, fields=FIELDS),
     preactivations=cnn1d.preactivations,  # conv layers' channels, then dense layers' units
     activation_field="activation",
     layer_order=cnn1d.layer_order,  # the same layer names: conv_i, norm_i, prelu_i, hidden_j

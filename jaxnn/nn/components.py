@@ -1,10 +1,9 @@
 """Bring your own: the parts of a run a user may supply from Python instead of the config.
 
 `Components` bundles a user's own model, per-example loss, metrics, prediction function and
-optimiser factory. `jaxnn.fit`, `jaxnn.fit_ensemble`, `jaxnn.fit_variants` and `jaxnn.run`
-take them as the same keyword arguments (`ComponentArgs`); every phase of a run (random starts, numeric sweeps, selection, early stopping,
-divergence isolation, checkpoints and resume, the best-member export, transfer) treats them
-like the built-in ones.
+optimiser factory, which `jaxnn.fit`, `fit_ensemble`, `fit_variants` and `run` take as keyword
+arguments (`ComponentArgs`); every phase of a run (restarts, sweeps, selection, early stopping,
+checkpoints, export, transfer) treats them like the built-in ones.
 """
 
 from __future__ import annotations

@@ -1,15 +1,13 @@
-"""Convolutions (1-D and 2-D) in two implementations with the same parameters: im2col and
-`lax.conv`.
+"""Convolutions over one or two spatial axes in two implementations, `lax.conv` and im2col,
+with the same parameters (kernel [*K, C_in, C_out] and bias [C_out], the layout of
+`flax.linen.Conv`, so a checkpoint trained with one runs with the other).
 
-Under `vmap` over ensemble members, `lax.conv_general_dilated` becomes a grouped convolution,
-which XLA's CPU backend runs slowly. Written as patches (im2col) times a kernel matrix, the
-members' convolutions become one batched matmul instead (benchmarks/conv.py measures both).
-A GPU may prefer its own convolutions: `resolve_impl('auto')` picks im2col on CPU and `lax`
-elsewhere. Both read a kernel [*K, C_in, C_out] and a bias [C_out] (the layout of
-`flax.linen.Conv`), so a checkpoint trained with one runs with the other.
-
-Padding follows `lax`: 'valid' keeps the windows inside the input; 'same' gives ceil(L / stride)
-positions, padding max((out - 1) * stride + K - L, 0) zeros, the smaller half on the left.
+Under `vmap` over members, `lax.conv_general_dilated` becomes a grouped convolution, which XLA
+CPU runs slowly; as patches (im2col) times a kernel matrix the members' convolutions are one
+batched matmul (benchmarks/conv.py measures both). `resolve_impl('auto')` picks im2col on CPU
+and `lax` elsewhere. Padding follows `lax`: 'valid' keeps the windows inside the input; 'same'
+gives ceil(L / stride) positions, padding max((out - 1) * stride + K - L, 0) zeros, the smaller
+half on the left.
 """
 
 from __future__ import annotations
@@ -75,14 +73,8 @@ def patches(
 def conv_im2col(
     x: jax.Array, kernel: jax.Array, bias: jax.Array, strides: tuple[int, ...], padding: str
 ) -> jax.Array:
-    """x [B, *S, C_in] convolved with kernel [*K, C_in, C_out] as patches @ kernel matrix, for
-    any number of spatial axes (1 for cnn1d, 2 for images).
-
-    Its backward pass is matmuls of the same fast shapes (see `_im2col_bwd`).
-
-    Returns:
-      [B, *S_out, C_out].
-    """
+    """x [B, *S, C_in] convolved with kernel [*K, C_in, C_out] as patches @ kernel matrix:
+    [B, *S_out, C_out]. Its backward pass is matmuls too (`_im2col_bwd`)."""
     return _im2col_fwd(x, kernel, bias, strides, padding)[0]
 
 
@@ -103,10 +95,9 @@ def _im2col_fwd(
 def _im2col_bwd(
     strides: tuple[int, ...], padding: str, residuals: Residuals, dy: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The gradients as matmuls that contract prod(K) * C (never the C_out alone), which XLA
-    CPU runs several times faster: on this project's CPU a [4000, 32] @ [32, 160] matmul (dy
-    times the kernel matrix transposed, the plain backward of patches @ kernel) ran at 48
-    GFLOP/s against 233 for [4000, 160] @ [160, 32] (`python benchmarks/conv.py --matmul-rates`).
+    """The gradients as matmuls that contract prod(K) * C (never C_out alone, as the plain
+    backward of patches @ kernel would), which XLA CPU runs several times faster
+    (`python benchmarks/conv.py --matmul-rates`).
 
     dx is the convolution of dy, dilated by the strides and padded by K - 1 on every spatial
     axis, with the kernel flipped along its positions and transposed: patches of dy
@@ -150,11 +141,8 @@ conv_im2col.defvjp(_im2col_fwd, _im2col_bwd)
 def conv_lax(
     x: jax.Array, kernel: jax.Array, bias: jax.Array, strides: tuple[int, ...], padding: str
 ) -> jax.Array:
-    """x [B, *S, C_in] convolved with kernel [*K, C_in, C_out] by `lax.conv_general_dilated`.
-
-    Returns:
-      [B, *S_out, C_out].
-    """
+    """x [B, *S, C_in] convolved with kernel [*K, C_in, C_out] by `lax.conv_general_dilated`:
+    [B, *S_out, C_out]."""
     kernel_shape = kernel.shape[:-2]
     axes = "DHW"[-len(kernel_shape) :]
     y = jax.lax.conv_general_dilated(
@@ -184,13 +172,9 @@ def resolve_impl(name: str, backend: str | None = None) -> str:
 
 
 class Conv(nn.Module):
-    """A convolution over the spatial axes of x [B, *S, C_in] -> [B, *S_out, features]: one
-    axis (sequences, cnn1d) or two (images, cnn2d and resnet).
-
-    Parameters `kernel` [*kernel_size, C_in, features] and `bias` [features], as
-    `flax.linen.Conv`, float32; `dtype` is the dtype of the computation (inputs, kernel and bias
-    are cast to it). `strides` () is 1 on every axis.
-    """
+    """A convolution of x [B, *S, C_in] over its one or two spatial axes: [B, *S_out, features].
+    Float32 parameters `kernel` [*kernel_size, C_in, features] and `bias` [features], as
+    `flax.linen.Conv`'s, cast to `dtype` for the computation; `strides` () is 1 on every axis."""
 
     features: int
     kernel_size: tuple[int, ...]
@@ -228,11 +212,6 @@ def pool(x: jax.Array, kind: str, window: tuple[int, ...]) -> jax.Array:
     windows = x.reshape((x.shape[0], *split, x.shape[-1]))
     axes = tuple(2 + 2 * i for i in range(len(window)))
     return lookup(POOLS, kind, "model.pool")(windows, axes)
-
-
-def pool1d(x: jax.Array, kind: str, size: int) -> jax.Array:
-    """`pool` over the positions of x [B, L, C]: [B, L // size, C]."""
-    return pool(x, kind, (size,))
 
 
 POOLS: dict[str, Callable[[jax.Array, tuple[int, ...]], jax.Array] | None] = {

@@ -1,16 +1,11 @@
 """A Dense layer whose weight gradient is laid out for XLA CPU's fast matmul path.
 
-The weight gradient of `y = x @ W + b` is `dW = x^T @ dy`, a matmul that contracts the batch
-axis, the first axis of both operands. XLA CPU sends a (batched) dot whose left operand
-contracts its last axis to its fast matmul library, but runs this one through a generic
-kernel at about half the speed (measured for the [members, 100, 100] matmuls of the
-benchmark MLP on one core: 469 us against 248 us with `x^T` materialised first). So the
-backward pass here materialises `x^T` behind an optimisation barrier (which keeps XLA from
-folding the transpose back into the dot) and multiplies `x^T @ dy` in the fast layout. The
-values are those of `flax.linen.Dense`: same parameter names, shapes and initialisation,
-and the same gradients up to float32 rounding.
-
-Forward-mode differentiation (jvp) of the layer is not defined (it has a custom VJP).
+The weight gradient of `y = x @ W + b`, `dW = x^T @ dy`, contracts the first axis of both
+operands, which XLA CPU runs through a generic kernel at about half the speed of its matmul
+library. The backward pass here materialises `x^T` behind an optimisation barrier (which keeps
+XLA from folding the transpose back into the dot) and multiplies in the fast layout. Parameter
+names, shapes, initialisation and values are `flax.linen.Dense`'s, the gradients too up to
+float32 rounding. Forward-mode differentiation (jvp) is not defined (it has a custom VJP).
 """
 
 from __future__ import annotations
@@ -54,12 +49,9 @@ dense.defvjp(_dense_fwd, _dense_bwd)
 
 
 class Dense(nn.Module):
-    """`flax.linen.Dense` (params `kernel` [I, O] and `bias` [O]) computed by `dense`.
-
-    The parameters are float32; `dtype` is the dtype of the computation (as flax's `dtype`):
-    the inputs, kernel and bias are cast to it, so the gradient reaches the float32
-    parameters through the cast.
-    """
+    """`flax.linen.Dense` (float32 params `kernel` [I, O] and `bias` [O]) computed by `dense`
+    in `dtype` (flax's: inputs and parameters are cast to it, and the gradient reaches the
+    float32 parameters through the cast)."""
 
     features: int
     kernel_init: Any = nn.initializers.lecun_normal()

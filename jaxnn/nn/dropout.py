@@ -1,10 +1,9 @@
 """`Dropout`: flax.linen.Dropout that also takes a traced rate (one per member).
 
 flax.linen.Dropout asks `self.rate == 0.0` in Python, which a member's traced hyperparameter
-cannot answer. This drop-in has its signature (`Dropout(rate)(x, deterministic=...)`, the
-'dropout' RNG stream, `broadcast_dims`, `rng`) and, for a Python rate, its exact computation;
-a traced rate draws the same mask from the same key, so a rate of 0 passes the inputs
-through unchanged and 1 gives zeros.
+cannot answer. This drop-in has its signature and, for a Python rate, its exact computation; a
+traced rate draws the same mask from the same key, so a rate of 0 passes the inputs through
+unchanged and 1 gives zeros.
 """
 
 from __future__ import annotations
@@ -16,25 +15,15 @@ from flax.typing import PRNGKey
 
 
 class Dropout(nn.Dropout):
-    """flax.linen.Dropout whose `rate` may be a traced scalar (a member's hyperparameter).
+    """flax.linen.Dropout whose `rate` (the dropout probability) may be a traced scalar; its
+    other attributes (broadcast_dims, deterministic, rng_collection) are flax's."""
 
-    Attributes (as flax.linen.Dropout's):
-      rate: the dropout probability (not the keep rate): a Python number or a float scalar.
-      broadcast_dims: dimensions that share one mask.
-      deterministic: if true the inputs pass unchanged.
-      rng_collection: the RNG stream the mask is drawn from ('dropout').
-    """
-
-    # Wider than flax's `rate: float` on purpose (a member's traced rate): this class's own
-    # __call__ reads it, and handles both.
+    # Wider than flax's `rate: float` on purpose: this class's own __call__ handles both.
     rate: float | jax.Array  # type: ignore[assignment]
 
     @nn.compact
     def __call__(
-        self,
-        inputs: jax.Array,
-        deterministic: bool | None = None,
-        rng: PRNGKey | None = None,
+        self, inputs: jax.Array, deterministic: bool | None = None, rng: PRNGKey | None = None
     ) -> jax.Array:
         """The inputs with a random mask applied and the kept ones scaled by 1 / (1 - rate)."""
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)

@@ -1,21 +1,14 @@
 """Averaged weights: an exponential moving average of a member's weights (`optimizer.ema_decay`).
 
-With a decay d in (0, 1) the member keeps, next to its weights, the average that `optax.ema`
-(debias=True) computes from the weights after each optimiser step:
-
-    m_0 = 0,   m_t = d * m_{t-1} + (1 - d) * w_t,   averaged_t = m_t / (1 - d ** t)
-
-where w_t are the weights after step t (a step the member did not take, stopped or diverged,
-leaves the average as it is). The debiased average is a weighted mean of w_1 .. w_t with
-weights proportional to d ** (t - i), so it never leans towards the zero it starts from nor
-towards the initial weights. With d = 0 it is the weights themselves. Evaluation, the choice of
-the best weights and the export use the averaged weights; the optimiser keeps training the raw
-ones. The model state (BatchNorm's running statistics) is not averaged: the averaged weights
-are evaluated with the member's current state, already a running average.
-
-The decay is a per-member numeric field: a sweep or a search may give members different values
-in one compiled program (d = 0 is then a member without averaging). When it is 0 and neither
-swept nor searched, the members keep no average at all.
+With a decay d in (0, 1) the member keeps, next to its weights, `optax.ema`'s (debias=True)
+average of its weights w_t after each optimiser step t (a step the member did not take, stopped
+or diverged, leaves it as it is): m_0 = 0, m_t = d * m_{t-1} + (1 - d) * w_t, averaged_t =
+m_t / (1 - d ** t), a weighted mean of w_1 .. w_t that leans neither towards 0 nor towards the
+initial weights. Evaluation, the choice of the best weights and the export use the averaged
+weights; the optimiser trains the raw ones. The model state (BatchNorm's running statistics,
+already a running average) is not averaged. The decay is a per-member number: a sweep or search
+may vary it in one program (d = 0 is a member without averaging); when it is 0 and not varied,
+the members keep no average at all.
 """
 
 from __future__ import annotations

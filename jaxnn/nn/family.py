@@ -1,26 +1,11 @@
 """The model-family contract: what jaxnn needs to know to train, sweep, split and describe a model.
 
-A family is one `ModelFamily` value, registered by name in `jaxnn.nn.registry`. It builds the
-`flax.linen.Module` of a member from the `model` config and the member's numeric
-hyperparameters, and declares
-
-- the `model` fields it reads, one `FieldSpec` each (`fields`: default, rule, and whether a
-  sweep varies it per member inside one compiled program or with one program per value);
-- which top-level parameters form the head (`head`): transfer learning restores or freezes
-  everything else, the body;
-- optionally its hidden pre-activations, which the diagnostics read (`preactivations`), and
-  the order of its layer table (`layer_order`).
-
-A user's own Module (or a factory `hparams -> Module`) becomes a family through
-`user_family`, so that every phase of a run treats it exactly like a registered one.
-
-Model state: the variables a Module creates at `init` in collections other than `params`
-(`batch_stats` of `flax.linen.BatchNorm`, or any collection of the Module's own) are a member's
-model state (`split_variables`). A training step applies the Module in train mode with those
-collections mutable and keeps what it wrote; evaluation and prediction read them and never
-write them. Collections that only report (`intermediates`, filled by `sow`) or that exist for
-gradients of intermediates (`perturbations`) are not state. Nothing is declared: a Module
-written as Flax's docs write it (`nn.BatchNorm(use_running_average=not train)`) works.
+A family is one `ModelFamily` value, registered by name in `jaxnn.nn.registry` (a user's own
+Module becomes one through `user_family`). It builds a member's `flax.linen.Module` from the
+`model` config and the member's numeric hyperparameters, and declares the `model` fields it
+reads and which top-level parameters form the head. A Module's model state is every collection
+but `NOT_STATE` (`split_variables`): train mode writes it, evaluation only reads it; nothing is
+declared (docs/architecture.md, "Model state").
 """
 
 from __future__ import annotations
@@ -55,32 +40,18 @@ NOT_STATE = frozenset({"params", "intermediates", "perturbations"})
 
 @dataclasses.dataclass(frozen=True)
 class ModelFamily:
-    """A model family.
+    """A model family (every field's contract: docs/architecture.md, "Model family").
 
     Attributes:
-      name: the `model.name` that selects it.
-      build: build(model_config, hparams, num_outputs) -> the member's Module. `hparams` holds
-        the family's numeric hyperparameters by `NumericField.hparam` name: traced float32
-        scalars (one per member), or a Python 0.0 where a `zero_removes` field is zero and
-        not swept (the Module may then leave that piece out of the program).
-      fields: the specs of the `model` fields it reads (besides the universal name, head and
-        dtype), or None when it does not say (a user's family). They make `config.model`
-        (`jaxnn.nn.registry`), and give `numeric_fields` (MEMBER), `structural_fields`
-        (STRUCTURAL) and, unless `validate` is given, `validate` (each field by its rule).
-        A field that another family reads and this one does not must keep its default.
-      numeric_fields: the fields a sweep may vary per member without recompiling.
-      structural_fields: the dotted `model.*` fields a sweep may vary with one program per value.
+      build: build(model_config, hparams, num_outputs) -> the member's Module; `hparams` holds
+        the numeric fields by `NumericField.hparam` name, traced float32 scalars (a Python 0.0
+        for a `zero_removes` field that is zero and not swept: the Module may leave it out).
+      fields: the specs of the `model` fields it reads (besides name, head and dtype), or None
+        (a user's family); they give `numeric_fields` (MEMBER), `structural_fields`
+        (STRUCTURAL) and, unless it is given, `validate` (each field by its rule).
       head: the top-level parameter names of the head; every other parameter is the body.
-      validate: raises ConfigError for a bad `model` config: a family that declares `fields`
-        and has rules across them checks its fields (`model_fields.check`) and then those.
-      preactivations: optional hidden pre-activations for the dead / saturated unit diagnostics.
-      activation_field: the `model` field that names the hidden units' activation, if any.
-      layer_order: optional sort key of a parameter path (a list of names) for layer tables.
-      transfer_fields: `model` fields a transfer run must share with its pretrained run.
-      check_inputs: optional check_inputs(model_config, feature_shape) that raises ConfigError
-        when the model cannot read examples of that shape (a kernel longer than the sequence,
-        a recurrent chunk that does not divide it); run on the data's shapes before anything
-        is written.
+      check_inputs: raises ConfigError when the model cannot read examples of a feature shape
+        (run on the data's shapes before anything is written).
     """
 
     name: str
@@ -116,14 +87,10 @@ class ModelFamily:
 
 
 def user_family(model: Any, *, head: Sequence[str] = DEFAULT_HEAD) -> ModelFamily:
-    """The family of a user's own model.
-
-    Args:
-      model: a `ModelFamily` (used as it is), a `flax.linen.Module` (every member builds it),
-        or a factory `hparams -> Module` (called with each member's numeric hyperparameters:
-        the optimiser's, e.g. hparams['learning_rate'], as traced scalars).
-      head: the top-level parameter names of its head (for transfer learning).
-    """
+    """The family of a user's own model: a `ModelFamily` (used as it is), a `flax.linen.Module`
+    (every member builds it), or a factory `hparams -> Module` (called with each member's
+    numeric hyperparameters, e.g. hparams['learning_rate'], as traced scalars); `head`: the
+    top-level parameter names of its head (for transfer learning)."""
     if isinstance(model, ModelFamily):
         return model
     validate: Callable[[ModelConfig], None] | None = None
@@ -150,17 +117,14 @@ def _call_keywords(call: Callable[..., Any]) -> frozenset[str]:
 
 
 def _call_kwargs(module: nn.Module, *, train: bool, dropout_key: jax.Array | None) -> dict:
+    offered = {
+        "train": train,
+        "deterministic": not train,
+        "use_running_average": not train,
+        "dropout_key": dropout_key if train else None,
+    }
     accepted = _call_keywords(type(module).__call__)
-    kwargs: dict[str, Any] = {}
-    if "train" in accepted:
-        kwargs["train"] = train
-    if "deterministic" in accepted:
-        kwargs["deterministic"] = not train
-    if "use_running_average" in accepted:
-        kwargs["use_running_average"] = not train
-    if "dropout_key" in accepted:
-        kwargs["dropout_key"] = dropout_key if train else None
-    return kwargs
+    return {name: value for name, value in offered.items() if name in accepted}
 
 
 def init_model(module: nn.Module, key: jax.Array, x: jax.Array) -> Any:
@@ -246,13 +210,10 @@ def make_apply_fn(
     """apply_fn(params, model_state, x, hparams, *, train, dropout_key) -> (outputs
     [B, num_outputs], model state), for the members' Module `model(hparams)`.
 
-    In train mode the Module's state collections are mutable and the state returned is the one
-    the Module wrote (BatchNorm's running averages after this batch); otherwise the state is
-    read only and returned as it was given (evaluation never changes it). Feature extraction
-    (a frozen body) of a Module with state trains in inference mode, as Keras runs a frozen
-    base with `training=False`: the head learns from the features it will be evaluated on
-    (BatchNorm normalising by the source's running statistics, not by the batch's), and
-    dropout is off.
+    Train mode returns the state the Module wrote; otherwise it is returned as given. Feature
+    extraction (a frozen body) of a Module with state trains in inference mode, as Keras runs a
+    frozen base with `training=False`: the head learns from the features it will be evaluated
+    on (BatchNorm normalising by the source's running statistics), and dropout is off.
     """
 
     def apply_fn(

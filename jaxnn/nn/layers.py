@@ -1,8 +1,11 @@
 """Layers that model families share: inverted dropout with a traced rate, PReLU, the activation
-a family's `model.activation` names and its kernel initialiser, and the order of a layer's
-parameters in layer tables."""
+a family's `model.activation` names and its kernel initialiser, the hidden units' settings, and
+the order of a layer's parameters in layer tables."""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -19,17 +22,8 @@ def is_python_zero(value: object) -> bool:
 
 
 def inverted_dropout(x: jax.Array, rate: float | jax.Array, key: jax.Array) -> jax.Array:
-    """Inverted dropout whose rate may be a traced scalar.
-
-    Args:
-      x: activations [B, ...].
-      rate: probability of dropping a unit, in [0, 1).
-      key: PRNG key.
-
-    Returns:
-      x with dropped units zeroed and kept ones divided by 1 - rate. The mask comes from
-      `jaxnn.nn.dropout_mask` (a keyed hash, several times cheaper on CPU than threefry bits).
-    """
+    """x [B, ...] with units dropped with probability `rate` (may be traced) and the kept ones
+    divided by 1 - rate; the mask is `jaxnn.nn.dropout_mask`'s keyed hash."""
     keep_prob = jnp.asarray(1.0 - rate, x.dtype)
     keep = dropout_mask.keep_mask(key, keep_prob, x.shape)
     return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
@@ -84,6 +78,21 @@ def nonlinearity(module: nn.Module, h: jax.Array, sown: str, prelu: str) -> jax.
 def kernel_initializer(name: str, stddev: float, scale: float | jax.Array) -> Initializer:
     """`model.init` (with `model.init_stddev` where it reads one) times `model.init_scale`."""
     return scaled(lookup(INITIALIZERS, name, "model.init")(stddev), scale)
+
+
+class HiddenUnits(nn.Module):
+    """The keyword-only fields of a family's Module that `model_fields.unit_settings` fills;
+    `negative_slope`, `dropout` and `init_scale` may be traced scalars (one per member), and a
+    Python 0.0 dropout rate removes dropout from the program."""
+
+    _: dataclasses.KW_ONLY
+    activation: str = "relu"
+    initializer: str = "he_normal"  # config `model.init`; `init` would shadow Module.init
+    init_stddev: float = 0.01
+    negative_slope: float | jax.Array = 0.01
+    dropout: float | jax.Array = 0.0
+    init_scale: float | jax.Array = 1.0
+    dtype: Any = jnp.float32  # the computation's (config `model.dtype`); parameters are float32
 
 
 # A layer's parameters in the families' layer tables: kernel, bias, scale, then a PReLU slope.

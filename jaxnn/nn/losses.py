@@ -89,17 +89,8 @@ def _lookup_loss(name: str) -> Loss:
 def per_example_loss(
     name: str, outputs: jax.Array, targets: jax.Array, *, huber_delta: float = 1.0
 ) -> jax.Array:
-    """The loss of each example.
-
-    Args:
-      name: a key of LOSSES.
-      outputs: network outputs (logits for the cross entropies) [B, O].
-      targets: int labels [B] (classification) or float targets [B, O] (regression).
-      huber_delta: where the huber loss turns from quadratic to linear.
-
-    Returns:
-      Per-example losses [B].
-    """
+    """The loss `name` of each example [B]: outputs [B, O] (logits for the cross entropies),
+    targets int labels [B] or float [B, O]; huber turns linear beyond `huber_delta`."""
     return _lookup_loss(name)(outputs, targets, huber_delta=huber_delta)
 
 

@@ -22,11 +22,8 @@ RESERVED = ("loss", "accuracy", "r2", "rmse", "batch_loss")
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-    """A metric and the direction in which it is better (selection maximises or minimises it).
-
-    A plain function given where a Metric is expected counts as greater-is-better, as
-    scikit-learn's scorers do.
-    """
+    """A metric and whether greater is better (selection maximises or minimises it); a plain
+    function given for a Metric counts as greater-is-better, as scikit-learn's scorers do."""
 
     fn: MetricFn
     greater_is_better: bool = True
@@ -70,11 +67,9 @@ def _per_output(predictions: jax.Array, targets: jax.Array) -> tuple[jax.Array, 
 
 
 def r2(predictions: Any, targets: Any) -> jax.Array:
-    """Coefficient of determination 1 - SS_res / SS_tot of each output, averaged over outputs.
-
-    predictions, targets [B, O] (or [B]). As scikit-learn's r2_score: an output with constant
-    targets scores 1 if predicted exactly, else 0.
-    """
+    """1 - SS_res / SS_tot of each output of predictions, targets [B, O] (or [B]), averaged over
+    outputs; as scikit-learn's r2_score, an output with constant targets scores 1 if predicted
+    exactly, else 0."""
     predictions, targets = _per_output(predictions, targets)
     ss_res = jnp.sum((targets - predictions) ** 2, axis=0)
     ss_tot = jnp.sum((targets - targets.mean(axis=0)) ** 2, axis=0)
@@ -88,9 +83,7 @@ def r2(predictions: Any, targets: Any) -> jax.Array:
 
 
 def rmse(predictions: Any, targets: Any) -> jax.Array:
-    """Root mean squared error of each output, averaged over outputs (as scikit-learn).
-
-    predictions, targets [B, O] (or [B]).
-    """
+    """Root mean squared error of each output of predictions, targets [B, O] (or [B]), averaged
+    over outputs (as scikit-learn)."""
     predictions, targets = _per_output(predictions, targets)
     return jnp.sqrt(jnp.mean((targets - predictions) ** 2, axis=0)).mean()

@@ -12,13 +12,11 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from jaxnn.config.fields import NumericField
 from jaxnn.nn import model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import PARAM_ORDER, dropout, kernel_initializer, nonlinearity
+from jaxnn.nn.layers import PARAM_ORDER, HiddenUnits, dropout, kernel_initializer, nonlinearity
 
 BODY_PREFIX = "hidden_"
 HEAD = "head"
@@ -26,34 +24,20 @@ HEAD = "head"
 INPUT_TAG = 1_000_000
 
 
-class MLP(nn.Module):
-    """A multilayer perceptron: hidden Dense layers with an activation, then a linear head.
-
-    `negative_slope`, `dropout` and `init_scale` may be traced scalars (swept per member of a
-    vmapped ensemble); a Python 0.0 dropout rate removes dropout from the program.
-    """
+class MLP(HiddenUnits):
+    """A multilayer perceptron: hidden Dense layers with an activation, then a linear head."""
 
     hidden: Sequence[int]
     num_outputs: int
-    activation: str = "relu"
-    initializer: str = "he_normal"  # config `model.init`; `init` would shadow Module.init
-    init_stddev: float = 0.01
-    negative_slope: float | jax.Array = 0.01
-    dropout: float | jax.Array = 0.0
-    init_scale: float | jax.Array = 1.0
     input_dropout: float | jax.Array = 0.0
-    dtype: Any = jnp.float32  # the computation's (config `model.dtype`); parameters are float32
 
     @nn.compact
     def __call__(
         self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
     ) -> jax.Array:
-        """Maps inputs [B, *feature_shape] to outputs [B, num_outputs].
-
-        Dropout is applied after each hidden activation (rate `dropout`) and to the inputs
-        (rate `input_dropout`) only when `train` is true and a `dropout_key` is given.
-        Pre-activations are sown as `intermediates/preactivation_{i}`.
-        """
+        """Maps inputs [B, *feature_shape] to outputs [B, num_outputs]; dropout (after each hidden
+        activation, and `input_dropout` on the inputs) only when training with a `dropout_key`.
+        Pre-activations are sown as `intermediates/preactivation_{i}`."""
         kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
         x = x.reshape((x.shape[0], -1))
         x = dropout(x, self.input_dropout, dropout_key, train=train, tag=INPUT_TAG)
@@ -64,33 +48,14 @@ class MLP(nn.Module):
         return Dense(self.num_outputs, kernel_init=kernel_init, dtype=self.dtype, name=HEAD)(x)
 
 
-def make_mlp(model_cfg: Any, num_outputs: int, **overrides: Any) -> MLP:
-    """The MLP that the `model` config describes (config `init` becomes `initializer`).
-
-    Args:
-      model_cfg: the `model` config.
-      num_outputs: width of the head.
-      **overrides: MLP fields to set instead of the config's, e.g. a member's traced
-        `dropout`, `negative_slope` or `init_scale`.
-    """
-    fields = dict(
-        hidden=tuple(model_cfg.hidden),
-        activation=model_cfg.activation,
-        initializer=model_cfg.init,
-        init_stddev=model_cfg.init_stddev,
-        negative_slope=model_cfg.negative_slope,
-        dropout=model_cfg.dropout,
-        init_scale=model_cfg.init_scale,
-        input_dropout=model_cfg.input_dropout,
-    )
-    fields.update(overrides)
-    return MLP(num_outputs=num_outputs, **fields)
-
-
 def build(model_cfg: Any, hparams: Any, num_outputs: int) -> MLP:
     """The family's builder: the MLP of `model_cfg` with the member's numeric hyperparameters."""
-    units = model_fields.unit_settings(model_cfg, hparams)
-    return make_mlp(model_cfg, num_outputs, input_dropout=hparams["input_dropout"], **units)
+    return MLP(
+        hidden=tuple(model_cfg.hidden),
+        num_outputs=num_outputs,
+        input_dropout=hparams["input_dropout"],
+        **model_fields.unit_settings(model_cfg, hparams),
+    )
 
 
 def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[str, jax.Array]:
@@ -114,14 +79,7 @@ def layer_order(names: Sequence[str]) -> tuple:
 
 
 INPUT_DROPOUT = model_fields.member(
-    NumericField(
-        "model.input_dropout",
-        "input_dropout",
-        lambda v: 0.0 <= v < 1.0,
-        "must be in [0, 1)",
-        zero_removes=True,
-    ),
-    0.0,
+    "input_dropout", 0.0, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", zero_removes=True
 )
 # The fields the MLP reads (jaxnn.nn.model_fields: all but input_dropout are shared).
 FIELDS = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from jaxnn.config.fields import Choice, IntegerField, NumericField
@@ -87,9 +87,16 @@ def choice(name: str, default: str, choices: tuple[str, ...] | Mapping[str, Any]
     return FieldSpec(name, default, Choice(f"model.{name}", choices), STRUCTURAL)
 
 
-def member(rule: NumericField, default: float) -> FieldSpec:
-    """A per-member number, checked (and swept, searched) by `rule`."""
-    return FieldSpec(rule.field.removeprefix("model."), default, rule, MEMBER)
+def member(
+    name: str,
+    default: float,
+    valid: Callable[[float], bool],
+    requirement: str,
+    zero_removes: bool = False,
+) -> FieldSpec:
+    """A per-member number, checked (and swept, searched) by its `NumericField`."""
+    rule = NumericField(f"model.{name}", name, valid, requirement, zero_removes=zero_removes)
+    return FieldSpec(name, default, rule, MEMBER)
 
 
 def check(model_cfg: Any, specs: Sequence[FieldSpec]) -> None:
@@ -116,12 +123,7 @@ UNIVERSAL = (
 # The dense families' fields.
 HIDDEN = integer("hidden", (100, 100), 1, 2**31 - 1, "the width of each hidden layer", each=True)
 ACTIVATION = choice("activation", "relu", ACTIVATIONS)
-NEGATIVE_SLOPE = member(
-    NumericField(
-        "model.negative_slope", "negative_slope", lambda v: True, "must be a finite number"
-    ),
-    0.01,
-)
+NEGATIVE_SLOPE = member("negative_slope", 0.01, lambda v: True, "must be a finite number")
 INIT = choice("init", "he_normal", INITIALIZERS)
 INIT_STDDEV = FieldSpec(
     "init_stddev",
@@ -130,16 +132,8 @@ INIT_STDDEV = FieldSpec(
         "model.init_stddev", "init_stddev", lambda v: v > 0, "must be a finite number > 0"
     ),
 )
-INIT_SCALE = member(
-    NumericField("model.init_scale", "init_scale", lambda v: v > 0, "must be a finite number > 0"),
-    1.0,
-)
-DROPOUT = member(
-    NumericField(
-        "model.dropout", "dropout", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", zero_removes=True
-    ),
-    0.0,
-)
+INIT_SCALE = member("init_scale", 1.0, lambda v: v > 0, "must be a finite number > 0")
+DROPOUT = member("dropout", 0.0, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", zero_removes=True)
 # The fields `unit_settings` reads, in the order the families list them.
 UNITS = (ACTIVATION, INIT, INIT_STDDEV, DROPOUT, INIT_SCALE, NEGATIVE_SLOPE)
 

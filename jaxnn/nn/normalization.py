@@ -12,6 +12,7 @@ from jaxnn.nn.precision import layer_dtype
 
 NORMS = ("none", "batch", "group", "layer")
 BATCH_NORM_MOMENTUM = 0.9  # flax's ImageNet ResNet example's
+GROUPS = 8  # GroupNorm's groups, where they divide the channels
 
 
 def normalize(
@@ -21,14 +22,11 @@ def normalize(
     train: bool,
     name: str,
     dtype: Any,
-    groups: int = 8,
     scale_init: Any = nn.initializers.ones,
 ) -> jax.Array:
     """x [B, ..., C] normalised over channels by `kind`, a layer named `name` (none: x), its
-    scale starting at `scale_init`.
-
-    GroupNorm uses min(groups, C) groups when they divide C, else one group per channel.
-    """
+    scale starting at `scale_init`; GroupNorm has min(GROUPS, C) groups when they divide C, else
+    one group per channel."""
     if kind == "none":
         return x
     if kind == "batch":
@@ -41,7 +39,7 @@ def normalize(
         )(x)
     if kind == "group":
         channels = x.shape[-1]
-        num = min(groups, channels)
+        num = min(GROUPS, channels)
         num = num if channels % num == 0 else channels
         return nn.GroupNorm(
             num_groups=num, scale_init=scale_init, dtype=layer_dtype(dtype), name=name

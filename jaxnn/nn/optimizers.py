@@ -1,20 +1,13 @@
 """Optax optimisers and learning-rate schedules from the `optimizer` config.
 
-Each optimiser is an `Optimizer` entry of `OPTIMIZERS`, in the style of optax's aliases: its
-`build` chains an update direction (identity, trace, Adam or RMS scaling) with decoupled
-weight decay and scaling by -learning_rate(count), and reads its own settings (momentum, b1,
-b2, eps, rms_decay) from the member's hyperparameters. A new optimiser with new settings adds
-its entry and its `NUMERIC_FIELDS` (and the config fields in the schema), nothing else.
-
-Hyperparameters may be traced float32 scalars, one per member of a vmapped ensemble; the
-optimiser state's structure depends only on the config and the labels, never on their values.
-`with_labels` wraps any optax transformation (ours or a user's) to freeze labels or scale
-their updates.
-
-A schedule of `LOSS_SCHEDULES` (reduce_on_plateau) follows the training loss rather than the
-step count: it is chained last and reads the batch loss that `jaxnn.core.train.train_step`
-passes to every update as `value=`; its state (the member's current scale) is part of the
-optimiser state, so it is per member, checkpointed and resumed with the rest.
+Each optimiser is an `Optimizer` entry of `OPTIMIZERS`: its `build` chains an update direction
+with decoupled weight decay and scaling by -learning_rate(count), reading its own settings
+(momentum, b1, b2, eps, rms_decay) from the member's hyperparameters, which may be traced
+float32 scalars (one per member); the optimiser state's structure never depends on their values.
+A new optimiser adds its entry and its `NUMERIC_FIELDS` (and the schema's fields), nothing else.
+A `LOSS_SCHEDULES` schedule (reduce_on_plateau) is chained last and reads the batch loss that
+`jaxnn.core.train.train_step` passes as `value=`; its state is part of the member's optimiser
+state (checkpointed and resumed with it).
 """
 
 from __future__ import annotations
@@ -94,11 +87,9 @@ class Optimizer:
 
     Attributes:
       build: build(opt_cfg, hparams, learning_rate) -> the update direction chained with
-        decoupled weight decay and scaling by -learning_rate(count). `hparams` holds
-        'learning_rate', 'weight_decay' and every name in `reads`, as floats or traced
-        float32 scalars; the state's structure must not depend on their values.
-      reads: the hparam names (keys of NUMERIC_FIELDS) it reads besides learning_rate and
-        weight_decay, in the order members carry them.
+        decoupled weight decay and scaling by -learning_rate(count); `hparams` holds
+        'learning_rate', 'weight_decay' and every name in `reads`.
+      reads: the other NUMERIC_FIELDS it reads, in the order members carry them.
     """
 
     build: OptimizerBuild
@@ -116,10 +107,7 @@ def _decoupled(
     learning_rate: optax.Schedule,
 ) -> optax.GradientTransformation:
     """direction, then + weight_decay * params, then * -learning_rate (as optax.adamw does).
-
-    The decay step is always in the chain (its state is empty), so a swept weight decay needs
-    no special structure; optax leaves a Python 0.0 out of the computation.
-    """
+    The decay step is always there (its state is empty), so a swept decay changes no structure."""
     return optax.chain(
         direction,
         optax.add_decayed_weights(hparams["weight_decay"]),
@@ -192,15 +180,8 @@ OPTIMIZERS: dict[str, Optimizer] = {
 
 
 def member_fields(opt_cfg: Any) -> tuple[NumericField, ...]:
-    """The numeric fields a member of this optimiser carries.
-
-    Args:
-      opt_cfg: the `optimizer` config (only its name is read), its name already checked by
-        its rule (`NAME_RULES`, in the front end's `check_sections`).
-
-    Returns:
-      learning_rate, weight_decay, then OPTIMIZERS[opt_cfg.name].reads in order.
-    """
+    """The numeric fields a member of the optimiser `opt_cfg.name` (already checked) carries:
+    learning_rate, weight_decay, then its `reads`."""
     return OPTIMIZERS[opt_cfg.name].fields
 
 
@@ -293,11 +274,10 @@ def loss_scale(opt_state: Any) -> jax.Array | None:
 def unit_schedule(opt_cfg: Any, total_steps: int) -> optax.Schedule:
     """The multiplier of the base learning rate at each step count: 1.0 at the peak.
 
-    constant and reduce_on_plateau (whose rate follows the loss, see LOSS_SCHEDULES): 1.
-    step: times decay_rate from step round(b * total_steps) for each boundary b.
-    exponential: decay_rate ** (count / total_steps), held at decay_rate after. cosine and
-    linear: from 1 to end_fraction at total_steps. warmup_cosine: 0 -> 1 linearly over
-    warmup_steps, then cosine to end_fraction at total_steps.
+    constant and reduce_on_plateau (whose rate follows the loss): 1. step: times decay_rate
+    from step round(b * total_steps) for each boundary b. exponential: decay_rate **
+    (count / total_steps), held at decay_rate after. cosine and linear: from 1 to end_fraction
+    at total_steps. warmup_cosine: 0 -> 1 over warmup_steps, then cosine to end_fraction.
 
     Raises:
       ConfigError: an unknown schedule (a config `check_schedule_fits` passed builds).
@@ -336,23 +316,16 @@ def make_optimizer(
     total_steps: int,
     eval_every: int = 1,
 ) -> optax.GradientTransformation:
-    """The optimiser described by `opt_cfg`, with one member's hyperparameters.
+    """clip_by_global_norm (when opt_cfg.clip_norm > 0), then the optimiser `opt_cfg.name` with
+    learning_rate(count) = hparams['learning_rate'] * unit_schedule(count), then a loss
+    schedule's scaling (whose update needs `value=` the loss).
 
     Args:
-      opt_cfg: the `optimizer` config (name, schedule, clip_norm, ...).
-      hparams: the member's values of `member_fields(opt_cfg)` by hparam name, as floats or
-        traced scalars. A missing one is taken from opt_cfg as a Python float; other names
-        (a model's hyperparameters) are ignored. Pass b1, b2 or rms_decay only where members
-        differ in it: optax computes 1 - b2 from it, which from a float32 0.999 is not the
-        float32 of the Python 1 - 0.999, so a traced value trains slightly differently.
-      total_steps: the length of the run, for the schedule.
+      hparams: the member's values of `member_fields(opt_cfg)` (floats or traced scalars); a
+        missing one is opt_cfg's as a Python float, other names are ignored. Pass b1, b2 or
+        rms_decay only where members differ in it: optax's 1 - b2 from a float32 0.999 is not
+        the float32 of the Python 1 - 0.999, so a traced value trains slightly differently.
       eval_every: steps per evaluation (reduce_on_plateau's checks with plateau_accumulation 0).
-
-    Returns:
-      clip_by_global_norm (when opt_cfg.clip_norm > 0), then the registry entry's optimiser
-      with learning_rate(count) = hparams['learning_rate'] * unit_schedule(count), then a loss
-      schedule's scaling (whose update needs `value=` the loss). Its state structure depends
-      only on opt_cfg, never on the hyperparameters' values.
 
     Raises:
       ConfigError: an unknown optimiser or schedule (never for a config validation passed:
@@ -374,11 +347,9 @@ def make_optimizer(
 
 
 def accumulate(tx: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
-    """`tx` applied once every `steps` calls to the mean of their gradients (optax.MultiSteps).
-
-    The calls in between return zero updates; `tx`'s own state (its step count, the schedule's)
-    advances once per update. `steps` 1 returns `tx` itself.
-    """
+    """`tx` applied once every `steps` calls to the mean of their gradients (optax.MultiSteps;
+    `tx` itself for 1): the calls between return zero updates, and `tx`'s own state (its step
+    count, the schedule's) advances once per update."""
     if steps == 1:
         return tx
     return optax.MultiSteps(tx, every_k_schedule=steps).gradient_transformation()
@@ -430,12 +401,9 @@ def user_optimizer(
     factory: Callable[[Mapping[str, Scalar]], optax.GradientTransformation],
     hparams: Mapping[str, Scalar],
 ) -> optax.GradientTransformationExtraArgs:
-    """The user's factory's transformation for one member (hparams traced, one per member).
-
-    A Python decision on a traced value, in the factory or later in the transformation's init
-    or update (a schedule called with the step count), is one `ConfigError` line that names
-    where it happened and the fix, not JAX's traceback.
-    """
+    """The user's factory's transformation for one member (hparams traced); a Python decision
+    on a traced value, in the factory or in the transformation's init or update (a schedule
+    called with the step count), is one `ConfigError` line naming where and the fix."""
     with _explain_traced_values():
         built = factory(hparams)
     if not isinstance(built, optax.GradientTransformation):
@@ -473,18 +441,15 @@ def with_labels(
     frozen_labels: Sequence[str] = (),
     label_lr_scales: Mapping[str, Scalar] | None = None,
 ) -> optax.GradientTransformation:
-    """`tx` with some labels frozen and others' updates scaled (for transfer learning).
+    """`tx` (any optax transformation) with some labels frozen and others' updates scaled (for
+    transfer learning), or `tx` itself when neither option is given.
 
     Args:
-      tx: any optax transformation (`make_optimizer`'s or a user's own).
       param_labels: a pytree of str labels like the params (or a callable params -> labels).
       frozen_labels: labels whose parameters get zero updates and keep no optimiser state;
         `tx` (its clipping included) sees only the other parameters.
       label_lr_scales: label -> factor on that label's updates, applied last (so 0 gives
         exactly zero updates).
-
-    Returns:
-      The wrapped transformation, or `tx` itself when neither option is given.
 
     Raises:
       ValueError: frozen_labels or label_lr_scales without param_labels.
@@ -523,12 +488,8 @@ def tx_factory(
     label_lr_scales: Sequence[tuple[str, float]],
 ) -> Callable[[Mapping[str, Any]], optax.GradientTransformation]:
     """make_tx(hparams) -> a member's optimiser: the user's factory or `make_optimizer`, with
-    the transfer's labels (`with_labels`) and gradient accumulation (`accumulate`); its state
-    structure ignores the hyperparameters' values.
-
-    With gradient accumulation the optimiser (the user's too) updates once every
-    `accumulate_steps` steps, so its schedule spans total_steps / accumulate_steps updates.
-    """
+    the transfer's labels (`with_labels`) and gradient accumulation (`accumulate`: the optimiser
+    updates once every `accumulate_steps` steps, its schedule spans total_steps / that)."""
     scales = dict(label_lr_scales) or None
     updates = total_steps // accumulate_steps
 
@@ -549,14 +510,14 @@ def tx_factory(
 
 
 def validate_optimizer_config(opt_cfg: Any) -> None:
-    """Checks the `optimizer` config fields.
+    """Checks the `optimizer` config fields (the integer fields' ranges are checked before,
+    `jaxnn.config.fields.INTEGER_FIELDS`).
 
     Raises:
-      ConfigError: naming the first bad field: an unknown name or schedule (listing the known
-        ones), a NUMERIC_FIELDS value out of its range (whichever optimiser reads it), a
-        negative clip_norm, decay_rate <= 0, end_fraction outside [0, 1], or boundaries that
-        are not increasing fractions in (0, 1). The integer fields' ranges are checked before
-        (`jaxnn.config.fields.INTEGER_FIELDS`).
+      ConfigError: naming the first bad field: an unknown name or schedule, a NUMERIC_FIELDS
+        value out of its range (whichever optimiser reads it), a plateau or schedule setting
+        out of range, boundaries that are not increasing fractions in (0, 1), or a field of
+        a schedule the config does not use.
     """
     rules: tuple[Choice | NumericField, ...] = (*NAME_RULES, *NUMERIC_FIELDS.values())
     for rule in rules:

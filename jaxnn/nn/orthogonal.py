@@ -1,15 +1,13 @@
 """Random orthogonal matrices from plain XLA ops (Householder QR), without LAPACK.
 
-`jax.random.orthogonal` (and so `flax.linen.initializers.orthogonal`) factors a Gaussian
-matrix with LAPACK's QR. XLA's CPU backend runs that as a custom call which splits its batch
-of matrices over the intra-op thread pool and then waits, on a thread of that same pool, for
-the parts. Independent ops run concurrently on that pool (the GRU's three gates are three QRs,
-and several CPU devices run at once), so on a small machine every thread of the pool can end
-up waiting for parts that no free thread is left to run: the program hangs with every thread
-asleep (seen on 2 cores: `experiments/mnist1d_gru.py` hung in its initialisation). The same
-Haar-distributed matrix (Q of the QR of a Gaussian matrix with R's diagonal made positive;
-Mezzadri 2007) is computed here by Householder reflections in a `fori_loop`: no custom call,
-and equal to `jax.random.orthogonal`'s matrix for the same key to float32 rounding.
+`jax.random.orthogonal` (and `flax.linen.initializers.orthogonal`) factors a Gaussian matrix
+with LAPACK's QR, a CPU custom call that splits its batch over the intra-op thread pool and
+waits for the parts on a thread of that pool. With independent ops running concurrently (the
+GRU's three gates are three QRs) every thread can end up waiting: on 2 cores
+`experiments/mnist1d_gru.py` hung in its initialisation. The same Haar-distributed matrix (Q of
+the QR of a Gaussian matrix with R's diagonal made positive; Mezzadri 2007) comes here from
+Householder reflections in a `fori_loop`, equal to `jax.random.orthogonal`'s for the same key to
+float32 rounding.
 """
 
 from __future__ import annotations

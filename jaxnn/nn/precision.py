@@ -1,16 +1,12 @@
 """Mixed precision: the dtype a model computes in (`model.dtype`), its parameters kept float32.
 
-With `model.dtype=bfloat16` every member's Module computes in bfloat16 (matmuls, convolutions,
-recurrent cells, activations), while its parameters, their gradients and the optimiser state
-stay float32: each layer casts its float32 parameters to the computation dtype where it uses
-them, so the gradient flows back through that cast as float32. The outputs are cast back to
-float32 (`outputs_in_float32`, by `jaxnn.nn.family.apply_model`) before any loss, metric or
-prediction reads them.
-
-The dtype reaches a Module the way Flax's layers take it: through a `dtype` attribute
-(`flax.linen.Dense(..., dtype=...)`; jaxnn's own families declare one too). A family's `build`
-is wrapped (`in_model_dtype`) so that every Module it builds is cloned with the config's dtype;
-a Module without a `dtype` attribute is refused for any dtype but float32.
+With `model.dtype=bfloat16` a member's Module computes in bfloat16 while its parameters, their
+gradients and the optimiser state stay float32: each layer casts its parameters to the
+computation dtype where it uses them, so the gradient flows back through the cast as float32,
+and the outputs are cast back to float32 (`outputs_in_float32`) before any loss, metric or
+prediction reads them. The dtype reaches a Module through a `dtype` attribute, as Flax's layers
+take it: a family's `build` is wrapped (`in_model_dtype`) so that every Module it builds is
+cloned with the config's dtype; a Module without one is refused for any dtype but float32.
 """
 
 from __future__ import annotations
@@ -45,11 +41,6 @@ def compute_dtype(model_cfg: Any) -> Any:
     return COMPUTE_DTYPES[name]
 
 
-def has_dtype_attribute(module: nn.Module) -> bool:
-    """Whether the Module's class declares a `dtype` field (Flax's computation-dtype convention)."""
-    return any(field.name == "dtype" for field in dataclasses.fields(module))
-
-
 def with_dtype(module: nn.Module, dtype: Any) -> nn.Module:
     """`module` computing in `dtype`: unchanged for float32, else `module.clone(dtype=dtype)`.
 
@@ -58,7 +49,7 @@ def with_dtype(module: nn.Module, dtype: Any) -> nn.Module:
     """
     if jnp.dtype(dtype) == jnp.float32:
         return module
-    if not has_dtype_attribute(module):
+    if all(field.name != "dtype" for field in dataclasses.fields(module)):
         raise ConfigError(
             f"model.dtype={jnp.dtype(dtype).name}: the model {type(module).__name__} has no "
             "`dtype` attribute to compute in; declare `dtype: Any = jnp.float32` and pass it "

@@ -5,7 +5,7 @@ An example [L] or [L, C] is read as L / chunk time steps of chunk * C inputs eac
 the whole sequence), `recurrent` (kernel [S, G * S]; the GRU also has a bias [G * S]) and the
 linear `head` on the last state or the mean of the states (`model.readout`), after dropout.
 S is `model.state_size`; G is 3 for the GRU (gates r, z, n), 4 for the LSTM (i, f, g, o), 1 for
-the plain tanh RNN. With x_t the step's input and h the previous state:
+the plain tanh RNN. With x_t the step's input and h the previous state (PyTorch's conventions):
 
     rnn:  h' = tanh(W_x x_t + b + W_h h)
     gru:  r = sigmoid(W_xr x_t + b_r + W_hr h + c_r),  z = sigmoid(W_xz x_t + b_z + W_hz h + c_z)
@@ -13,22 +13,15 @@ the plain tanh RNN. With x_t the step's input and h the previous state:
     lstm: i, f, o = sigmoid(...), g = tanh(W_xg x_t + b_g + W_hg h)
           c' = f * c + i * g,  h' = o * tanh(c')
 
-(PyTorch's conventions.) Input kernels and the head start from `model.init`, recurrent kernels
-from an orthogonal matrix per gate (`jaxnn.nn.orthogonal`: Householder QR, not LAPACK's,
-which can hang a CPU program); all kernels are scaled by `model.init_scale`. The gate
-biases follow `model.gate_init`: `standard`, zeros except the LSTM's forget-gate bias,
-`model.forget_bias` (1 by default; a member's own value in a sweep); or
-`chrono` (Tallec and Ollivier, "Can recurrent neural networks warp time?", ICLR 2018): with T
-time steps, the gate that keeps the state (the LSTM's f, the GRU's z) starts at
-b = log(u), u ~ Uniform(1, T - 1) per unit, so each unit keeps its state for about u steps
-at the start, and the LSTM's input gate at -b. Gradients then reach the first steps at
-initialisation instead of vanishing through gates that halve them at every step
-(experiments/studies/vanishing_gradients.py). Transfer: `input` and `recurrent` are the body.
+Input kernels and the head start from `model.init`, recurrent kernels from an orthogonal matrix
+per gate (`jaxnn.nn.orthogonal`), all scaled by `model.init_scale`; the gate biases follow
+`model.gate_init` (`chrono_bias`). Transfer: `input` and `recurrent` are the body.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,7 +29,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnn.config.fields import NumericField
 from jaxnn.errors import ConfigError
 from jaxnn.nn import model_fields
 from jaxnn.nn.dense import Dense
@@ -53,7 +45,6 @@ Carry = Any
 # A step's outputs: (state [B, S], candidate pre-activation [B, S]).
 StepOutputs = tuple[jax.Array, jax.Array]
 # step(carry, projected input [B, G * S], recurrent kernel, recurrent bias or None)
-#   -> (carry, (state [B, S], candidate pre-activation [B, S]))
 Step = Callable[[Carry, jax.Array, jax.Array, jax.Array | None], tuple[Carry, StepOutputs]]
 
 
@@ -83,10 +74,7 @@ def gru_step(
 
 
 def lstm_step(
-    carry: tuple[jax.Array, jax.Array],
-    x_proj: jax.Array,
-    kernel: jax.Array,
-    bias: jax.Array | None,
+    carry: tuple[jax.Array, jax.Array], x_proj: jax.Array, kernel: jax.Array, bias: jax.Array | None
 ) -> tuple[tuple[jax.Array, jax.Array], StepOutputs]:
     """One LSTM step: carry (h, c) [B, S] each, x_proj [B, 4S] (i, f, g, o), kernel [S, 4S]."""
     del bias
@@ -155,9 +143,11 @@ def _lstm_bias(forget_bias: float | jax.Array) -> Callable[..., jax.Array]:
 
 
 def chrono_bias(cell: str, steps: int) -> Callable[..., jax.Array]:
-    """The input bias [G * S] of `chrono` init for T = `steps` time steps: the keep gate (LSTM
-    f, block 1 of i, f, g, o; GRU z, block 1 of r, z, n) at log(u), u ~ U(1, max(T - 1, 2)),
-    the LSTM's input gate (block 0) at minus that, every other gate at 0."""
+    """The input bias [G * S] of `chrono` init (Tallec and Ollivier, ICLR 2018) for T = `steps`
+    time steps: the keep gate (LSTM f, block 1 of i, f, g, o; GRU z, block 1 of r, z, n) at
+    log(u), u ~ U(1, max(T - 1, 2)), the LSTM's input gate (block 0) at minus that, every other
+    gate at 0. Each unit then keeps its state for about u steps at the start, so gradients reach
+    the first steps instead of vanishing (experiments/studies/vanishing_gradients.py)."""
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         size = shape[0] // CELLS[cell].gates
@@ -177,11 +167,8 @@ def _input_bias(
 
 
 class Recurrent(nn.Module):
-    """A recurrent net over the positions of x [B, L] or [B, L, C], then a linear head.
-
-    `dropout` (on the state the head reads), `init_scale` and `forget_bias` may be traced
-    scalars.
-    """
+    """A recurrent net over the positions of x [B, L] or [B, L, C], then a linear head;
+    `dropout` (on the state the head reads), `init_scale` and `forget_bias` may be traced."""
 
     cell: str
     state_size: int
@@ -200,11 +187,9 @@ class Recurrent(nn.Module):
     def __call__(
         self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
     ) -> jax.Array:
-        """Maps inputs [B, L] or [B, L, C] to outputs [B, num_outputs].
-
-        The candidate pre-activations (the argument of the state's tanh) of every step are
-        sown as `intermediates/preactivation_0`, [T, B, S].
-        """
+        """Maps inputs [B, L] or [B, L, C] to outputs [B, num_outputs]; every step's candidate
+        pre-activation (the state's tanh's argument) is sown as `intermediates/preactivation_0`,
+        [T, B, S]."""
         cell = CELLS[self.cell]
         kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
         x = as_sequence(x)
@@ -238,24 +223,21 @@ class Recurrent(nn.Module):
         )
 
 
-def _builder(cell: str) -> Callable[[Any, Any, int], Recurrent]:
-    def build(model_cfg: Any, hparams: Any, num_outputs: int) -> Recurrent:
-        """The family's builder: the net of `model_cfg` with the member's hyperparameters."""
-        return Recurrent(
-            cell=cell,
-            state_size=int(model_cfg.state_size),
-            num_outputs=num_outputs,
-            chunk=int(model_cfg.chunk),
-            readout=model_cfg.readout,
-            gate_init=model_cfg.gate_init,
-            initializer=model_cfg.init,
-            init_stddev=model_cfg.init_stddev,
-            dropout=hparams["dropout"],
-            init_scale=hparams["init_scale"],
-            **({"forget_bias": hparams["forget_bias"]} if cell == "lstm" else {}),
-        )
-
-    return build
+def build(cell: str, model_cfg: Any, hparams: Any, num_outputs: int) -> Recurrent:
+    """The family's builder (`cell` bound): the net of `model_cfg` with the member's numbers."""
+    return Recurrent(
+        cell=cell,
+        state_size=int(model_cfg.state_size),
+        num_outputs=num_outputs,
+        chunk=int(model_cfg.chunk),
+        readout=model_cfg.readout,
+        gate_init=model_cfg.gate_init,
+        initializer=model_cfg.init,
+        init_stddev=model_cfg.init_stddev,
+        dropout=hparams["dropout"],
+        init_scale=hparams["init_scale"],
+        **({"forget_bias": hparams["forget_bias"]} if cell == "lstm" else {}),
+    )
 
 
 def preactivations(module: nn.Module, variables: Params, x: jax.Array) -> dict[str, jax.Array]:
@@ -273,47 +255,39 @@ def layer_order(names: Sequence[str]) -> tuple:
     return (_LAYERS.get(names[0], 3), names[0], [(n != "kernel", n) for n in names[1:]])
 
 
-def _validator(cell: str) -> Callable[[Any], None]:
-    fields = _fields(cell)
+def validate_model_config(cell: str, model_cfg: Any) -> None:
+    """Checks the fields the recurrent family of `cell` reads.
 
-    def validate_model_config(model_cfg: Any) -> None:
-        """Checks the fields the recurrent family reads.
-
-        Raises:
-          ConfigError: a field its spec refuses, or an LSTM forget_bias other than its default
-            under gate_init=chrono (which draws that bias itself).
-        """
-        model_fields.check(model_cfg, fields)
-        if cell == "lstm" and model_cfg.gate_init == "chrono":
-            forget_bias = model_cfg.forget_bias
-            default = FORGET_BIAS.default
-            if forget_bias != default:
-                raise ConfigError(
-                    f"model.forget_bias={forget_bias!r} is the forget-gate bias of "
-                    f"gate_init=standard, but gate_init=chrono draws the LSTM's gate biases "
-                    f"itself: leave forget_bias at {default!r} or set gate_init=standard"
-                )
-
-    return validate_model_config
-
-
-def _input_checker(cell: str) -> Callable[[Any, tuple[int, ...]], None]:
-    def check_inputs(model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
-        """model.chunk divides the examples' positions.
-
-        Raises:
-          ConfigError: examples not [L] or [L, C], or a chunk that does not divide L.
-        """
-        length, _ = sequence_shape(cell, feature_shape)
-        chunk = int(model_cfg.chunk)
-        if length % chunk:
-            divisors = [d for d in range(1, length + 1) if length % d == 0]
+    Raises:
+      ConfigError: a field its spec refuses, or an LSTM forget_bias other than its default
+        under gate_init=chrono (which draws that bias itself).
+    """
+    model_fields.check(model_cfg, _fields(cell))
+    if cell == "lstm" and model_cfg.gate_init == "chrono":
+        forget_bias = model_cfg.forget_bias
+        default = FORGET_BIAS.default
+        if forget_bias != default:
             raise ConfigError(
-                f"model.chunk={chunk} does not divide the examples' {length} positions into "
-                f"time steps; use one of {', '.join(map(str, divisors))}"
+                f"model.forget_bias={forget_bias!r} is the forget-gate bias of "
+                f"gate_init=standard, but gate_init=chrono draws the LSTM's gate biases "
+                f"itself: leave forget_bias at {default!r} or set gate_init=standard"
             )
 
-    return check_inputs
+
+def check_inputs(cell: str, model_cfg: Any, feature_shape: tuple[int, ...]) -> None:
+    """model.chunk divides the examples' positions.
+
+    Raises:
+      ConfigError: examples not [L] or [L, C], or a chunk that does not divide L.
+    """
+    length, _ = sequence_shape(cell, feature_shape)
+    chunk = int(model_cfg.chunk)
+    if length % chunk:
+        divisors = [d for d in range(1, length + 1) if length % d == 0]
+        raise ConfigError(
+            f"model.chunk={chunk} does not divide the examples' {length} positions into "
+            f"time steps; use one of {', '.join(map(str, divisors))}"
+        )
 
 
 # Positions are time steps, `chunk` of them per step; the head reads the last state or the mean.
@@ -323,15 +297,11 @@ FIELDS = (
     model_fields.choice("readout", "last", READOUTS),
     model_fields.INIT, model_fields.INIT_STDDEV, model_fields.DROPOUT, model_fields.INIT_SCALE,
 )  # fmt: skip
-# gru, lstm: "standard" (gate biases 0, the LSTM's forget bias 1) or "chrono" (Tallec and
-# Ollivier 2018: the gates that keep the state start biased to keep it for 1 to T-1 steps).
+# gru, lstm: "standard" (gate biases 0, the LSTM's forget gate's forget_bias) or `chrono_bias`.
 GATE_INIT = model_fields.choice("gate_init", "standard", GATE_INITS)
 # lstm, gate_init=standard: the forget gate's starting bias (per member; 1 as in Jozefowicz
 # et al. 2015, TensorFlow's forget_bias; larger keeps the cell state longer at the start).
-FORGET_BIAS = model_fields.member(
-    NumericField("model.forget_bias", "forget_bias", lambda v: True, "must be a finite number"),
-    1.0,
-)
+FORGET_BIAS = model_fields.member("forget_bias", 1.0, lambda v: True, "must be a finite number")
 
 
 def _fields(cell: str) -> tuple[model_fields.FieldSpec, ...]:
@@ -342,12 +312,12 @@ def _fields(cell: str) -> tuple[model_fields.FieldSpec, ...]:
 def _family(cell: str) -> ModelFamily:
     return ModelFamily(
         name=cell,
-        build=_builder(cell),
+        build=functools.partial(build, cell),
         fields=_fields(cell),
-        validate=_validator(cell),
+        validate=functools.partial(validate_model_config, cell),
         preactivations=preactivations,
         layer_order=layer_order,
-        check_inputs=_input_checker(cell),
+        check_inputs=functools.partial(check_inputs, cell),
     )
 
 

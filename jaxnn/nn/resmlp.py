@@ -15,11 +15,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnn.nn import model_fields
+from jaxnn.nn import layers, model_fields
 from jaxnn.nn.activations import Initializer
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
-from jaxnn.nn.layers import PARAM_ORDER, dropout, is_python_zero, kernel_initializer, nonlinearity
+from jaxnn.nn.layers import PARAM_ORDER, HiddenUnits, dropout, kernel_initializer, nonlinearity
 from jaxnn.nn.precision import layer_dtype
 
 HEAD = "head"
@@ -47,19 +47,12 @@ class ResidualBlock(nn.Module):
         )(h)
 
 
-class ResMLP(nn.Module):
+class ResMLP(HiddenUnits):
     """A residual MLP: embed, `depth` pre-norm residual blocks, a final norm and a linear head."""
 
     width: int
     depth: int
     num_outputs: int
-    activation: str = "relu"
-    initializer: str = "he_normal"  # config `model.init`
-    init_stddev: float = 0.01
-    negative_slope: float | jax.Array = 0.01
-    dropout: float | jax.Array = 0.0
-    init_scale: float | jax.Array = 1.0
-    dtype: Any = jnp.float32  # the computation's (config `model.dtype`); parameters are float32
 
     @nn.compact
     def __call__(
@@ -68,7 +61,7 @@ class ResMLP(nn.Module):
         """Maps inputs [B, *feature_shape] to outputs [B, num_outputs]."""
         kernel_init = kernel_initializer(self.initializer, self.init_stddev, self.init_scale)
         # The blocks' dropout key; None where the program has no dropout.
-        block_key = dropout_key if train and not is_python_zero(self.dropout) else None
+        block_key = dropout_key if train and not layers.is_python_zero(self.dropout) else None
         x = Dense(self.width, kernel_init=kernel_init, dtype=self.dtype, name="embed")(
             x.reshape((x.shape[0], -1))
         )

@@ -1,17 +1,15 @@
 """The residual family (`model.name=resnet`), for images: He et al. 2016's basic blocks.
 
-A stem (`stem`: a 3x3 convolution for small images, CIFAR-style; or ImageNet's 7x7 stride-2
-convolution and 3x3 stride-2 max pooling), then stages of basic blocks (`blocks` per stage,
-`widths` channels; every stage after the first halves the resolution in its first block), global
-average pooling (so a trained body reads images of other sizes) and the linear `head`.
-`(2, 2, 2, 2)` blocks of `(64, 128, 256, 512)` with the ImageNet stem is ResNet-18.
-
-A block is conv-norm-act-conv-norm plus the shortcut, then the activation (`preact=False`,
-He et al. 2016a), or norm-act-conv-norm-act-conv plus the shortcut (`preact=True`, He et al.
-2016b); a shortcut that changes shape is a 1x1 convolution (with its own norm, standard blocks).
-Normalisation is BatchNorm by default (`norm`; its running statistics are the member's model
-state), GroupNorm or LayerNorm as options; a block's last norm starts at zero scale (Goyal et al.
-2017), so each block starts as the identity. Transfer: every parameter but `head` is the body.
+A stem (`stem`: cifar, a 3x3 convolution; imagenet, a 7x7 stride-2 convolution and 3x3 stride-2
+max pooling), stages of basic blocks (`stages` blocks of `widths` channels; each stage after the
+first halves the resolution in its first block), global average pooling (so a trained body reads
+images of other sizes) and the linear `head`. Stages (2, 2, 2, 2) of (64, 128, 256, 512) with the
+imagenet stem is ResNet-18. A block is conv-norm-act-conv-norm plus the shortcut, then the
+activation (`preact=False`), or norm-act-conv-norm-act-conv plus the shortcut (`preact=True`, He
+et al. 2016b); a shortcut that changes shape is a 1x1 convolution (with its own norm, standard
+blocks). `norm` is BatchNorm by default (its running statistics are the member's model state);
+a block's last norm starts at zero scale (Goyal et al. 2017), so each block starts as the
+identity. Transfer: every parameter but `head` is the body.
 """
 
 from __future__ import annotations
@@ -30,7 +28,8 @@ from jaxnn.nn import cnn1d, cnn2d, conv, model_fields
 from jaxnn.nn.dense import Dense
 from jaxnn.nn.family import ModelFamily, Params
 from jaxnn.nn.images import as_images, image_shape
-from jaxnn.nn.layers import PARAM_ORDER, dropout, kernel_initializer, nonlinearity
+from jaxnn.nn.layers import PARAM_ORDER, HiddenUnits, dropout, kernel_initializer, nonlinearity
+from jaxnn.nn.model_fields import STRUCTURAL, FieldSpec, IntegerTuple
 from jaxnn.nn.normalization import normalize
 
 HEAD = "head"
@@ -81,7 +80,7 @@ class BasicBlock(nn.Module):
         return act(h + shortcut, 1)
 
 
-class ResNet(nn.Module):
+class ResNet(HiddenUnits):
     """Stem, stages of basic blocks, global average pooling, dropout and the linear head."""
 
     blocks: Sequence[int]
@@ -91,13 +90,6 @@ class ResNet(nn.Module):
     preact: bool = False
     norm: str = "batch"
     conv_impl: str = "auto"
-    activation: str = "relu"
-    initializer: str = "he_normal"  # config `model.init`
-    init_stddev: float = 0.01
-    negative_slope: float | jax.Array = 0.01
-    dropout: float | jax.Array = 0.0
-    init_scale: float | jax.Array = 1.0
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
@@ -208,16 +200,10 @@ def layer_order(names: Sequence[str]) -> tuple:
 
 # He et al.'s CIFAR ResNet-20 by default: 3 stages of 3 basic blocks, 16, 32 and 64 channels.
 FIELDS = (
-    model_fields.FieldSpec(
-        "stages", (3, 3, 3), model_fields.IntegerTuple("model.stages"), model_fields.STRUCTURAL
-    ),  # basic blocks per stage
-    model_fields.FieldSpec(
-        "widths", (16, 32, 64), model_fields.IntegerTuple("model.widths"), model_fields.STRUCTURAL
-    ),  # channels of each stage
+    FieldSpec("stages", (3, 3, 3), IntegerTuple("model.stages"), STRUCTURAL),  # blocks per stage
+    FieldSpec("widths", (16, 32, 64), IntegerTuple("model.widths"), STRUCTURAL),  # their channels
     model_fields.choice("stem", "cifar", STEMS),
-    model_fields.FieldSpec(
-        "preact", False, Flag("model.preact"), model_fields.STRUCTURAL
-    ),  # pre-activation blocks (He et al. 2016b)
+    FieldSpec("preact", False, Flag("model.preact"), STRUCTURAL),  # He et al. 2016b's blocks
     cnn2d.NORM, cnn1d.CONV_IMPL, *model_fields.UNITS,
 )  # fmt: skip
 

@@ -1,11 +1,10 @@
 """A user's own model with the numeric settings it declares per member (`UserModel`).
 
 `jaxnn.UserModel(factory, fields={"dropout": 0.0})` tells jaxnn that `factory(hparams)` reads
-`hparams["dropout"]`: a number each member may set differently inside one compiled program.
-Such a field is a `model.<name>` field like a family's own: swept
-(`sweep="model.dropout=[0.0, 0.5]"`), searched (`restarts.search`), selected, reported in
-summary.json, checkpointed and exported with the member's other hyperparameters, and given to
-the factory as a traced float32 scalar. `jaxnn.Dropout` takes such a traced rate.
+`hparams["dropout"]`, a traced float32 scalar that each member may set differently inside one
+compiled program (`jaxnn.Dropout` takes such a rate). Such a field is a `model.<name>` field
+like a family's own: swept (`sweep="model.dropout=[0.0, 0.5]"`), searched (`restarts.search`),
+selected, reported in summary.json, checkpointed and exported with the member's hyperparameters.
 """
 
 from __future__ import annotations
@@ -32,10 +31,8 @@ class UserModel:
     """A factory `hparams -> flax.linen.Module` and the per-member numbers it reads.
 
     Attributes:
-      factory: called once per member with `hparams`, a mapping of each declared field's name
-        to the member's value (a traced float32 scalar).
-      fields: field name -> its default (a finite number). The field is `model.<name>` in
-        sweeps, searches, config.json and summary.json.
+      factory: called once per member with `hparams`: declared field name -> member's value.
+      fields: field name -> its default (a finite number); the field is `model.<name>`.
 
     Raises:
       ConfigError: a factory that is not callable (a Module instance reads no hparams), a name

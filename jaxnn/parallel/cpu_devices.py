@@ -1,18 +1,11 @@
 """One XLA CPU device per core, arranged before JAX starts its backends.
 
-XLA runs a jitted program of small matmuls on one CPU device with little intra-op parallelism,
-so a vmapped ensemble on the default single CPU device keeps one core busy. Splitting the host
-into one device per core lets the member axis be sharded over the cores (`jaxnn.parallel.sharding`), each
-core training its share of the members. On a GPU or TPU host the accelerator stays JAX's
-default backend, and the extra host devices are unused.
-
-`import jaxnn` splits the host (`split_on_import`) unless `JAXNN_SPLIT_CPU=0`; the launcher and
-the benchmarks call `split_host_into_devices` themselves. Either works while JAX's backends
-have not started (JAX may be imported): XLA reads XLA_FLAGS when its CPU client is created.
-When they have started, `hint_all_cores` says once, in one line, how to get every core.
-
-This module imports nothing from JAX: it must run before JAX reads XLA_FLAGS.
-"""
+A vmapped ensemble on XLA's single default CPU device keeps about one core busy; one device per
+core lets the member axis be sharded over the cores (`jaxnn.parallel.sharding`; on a GPU or TPU
+host they go unused). `import jaxnn` splits the host (`split_on_import`) unless
+`JAXNN_SPLIT_CPU=0`; this works until JAX's backends start (XLA reads XLA_FLAGS then), after
+which `hint_all_cores` says how to get every core. This module imports nothing from JAX at
+import time."""
 
 from __future__ import annotations
 
@@ -22,7 +15,6 @@ from collections.abc import MutableMapping
 from typing import TextIO
 
 FLAG = "--xla_force_host_platform_device_count"
-# The documented switch: JAXNN_SPLIT_CPU=0 keeps `import jaxnn` from splitting the host.
 SWITCH = "JAXNN_SPLIT_CPU"
 _OFF = ("0", "false", "off", "no")
 _hinted = False
@@ -37,16 +29,9 @@ def jax_backends_started() -> bool:
 def split_host_into_devices(
     environ: MutableMapping[str, str], num_devices: int | None = None
 ) -> int | None:
-    """Adds `--xla_force_host_platform_device_count` to XLA_FLAGS unless it is already there.
-
-    Args:
-      environ: the environment to change (os.environ in the launcher).
-      num_devices: devices to split the host into; default: the cores this process may use.
-
-    Returns:
-      The device count set, or None when XLA_FLAGS already named one or JAX's backends have
-      already started.
-    """
+    """Adds `--xla_force_host_platform_device_count` to XLA_FLAGS in `environ` (default count:
+    the cores this process may use); returns the count set, or None when XLA_FLAGS already
+    named one or JAX's backends have already started."""
     flags = environ.get("XLA_FLAGS", "")
     if FLAG in flags or jax_backends_started():
         return None

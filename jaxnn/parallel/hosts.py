@@ -1,10 +1,9 @@
 """Multi-host runs: checking the launcher's host flags and joining `jax.distributed`.
 
-The same command runs on every host; `--coordinator_address` (process 0's HOST:PORT),
-`--num_processes` and `--process_id` say how the processes find each other, or
-`--coordinator_address=auto` leaves that to JAX's cluster detection (Cloud TPU, Slurm, Open MPI,
-Kubernetes). The join is bounded by `--distributed_timeout_s`, and each way it can fail is one
-line: JAX's runtime would otherwise abort the process with a stack trace.
+The same command runs on every host with `--coordinator_address` (process 0's HOST:PORT),
+`--num_processes` and `--process_id`, or `--coordinator_address=auto` (JAX's cluster detection:
+Cloud TPU, Slurm, Open MPI, Kubernetes). The join is bounded by `--distributed_timeout_s`, and
+each way it can fail is one line, where JAX's runtime would abort with a stack trace.
 """
 
 from __future__ import annotations
@@ -49,11 +48,8 @@ def split_address(address: str) -> tuple[str, int]:
 def check_distributed_args(
     coordinator_address: str, num_processes: int, process_id: int, timeout_s: int
 ) -> bool:
-    """Checks the multi-host flags; returns whether `jax.distributed` is to be initialised.
-
-    No coordinator address and one process is an ordinary single-process run. 'auto' leaves
-    the coordinator, process count and id to JAX's cluster detection (Cloud TPU, Slurm,
-    Open MPI, Kubernetes).
+    """Checks the multi-host flags; returns whether `jax.distributed` is to be initialised (no
+    coordinator address and one process: a single-process run).
 
     Raises:
       ConfigError: on the first inconsistent flag.
@@ -95,19 +91,13 @@ def initialize_distributed(
     """Joins this process to a multi-process run (call before anything else touches JAX).
 
     Process 0 runs the coordinator on the address's port; every other process first waits for
-    the coordinator to accept connections, so an unreachable one is a clear error rather than
-    the runtime's abort. The whole join is bounded by `timeout_s`.
+    it to accept connections, so an unreachable one is a clear error rather than an abort.
 
-    Args:
-      coordinator_address: process 0's HOST:PORT, 'auto' (cluster detection) or '' (none).
-      num_processes, process_id: the run's size and this process's place in it.
-      timeout_s: seconds the join may take.
-      on_timeout: called with a one-line message, from another thread, when the join has not
-        completed after `timeout_s` (JAX's runtime aborts the process some seconds later; the
-        launcher prints the message and exits 2 first). None: JAX's own timeout and abort.
-
-    Returns:
-      Whether `jax.distributed` was initialised (False for a single-process run).
+    `coordinator_address` is process 0's HOST:PORT, 'auto' (cluster detection) or '' (none);
+    `on_timeout` is called with a one-line message, from another thread, when the join has not
+    completed after `timeout_s` (JAX's runtime aborts the process some seconds later; the
+    launcher prints the message and exits 2 first); None: JAX's own timeout and abort. Returns
+    whether `jax.distributed` was initialised (False for a single-process run).
 
     Raises:
       ConfigError: bad flags, a coordinator port that process 0 cannot listen on, or a
@@ -160,11 +150,9 @@ def _reach_coordinator(
             f"every process of the run at {coordinator_address} (is each of the "
             f"{num_processes} processes started, with its own --process_id?)"
         )
-    options = {
-        "coordinator_address": coordinator_address,
-        "num_processes": num_processes,
-        "process_id": process_id,
-    }
+    options = dict(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
     return waiting_for, options
 
 

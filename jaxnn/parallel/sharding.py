@@ -1,24 +1,11 @@
-"""Scale-out: the member axis of an ensemble sharded over a mesh of devices (of one or more hosts).
+"""Scale-out: the member axis of an ensemble sharded over a one-axis mesh (`members`) of devices.
 
-The mesh has one axis, `members`, over the devices of the run (`config.mesh.num_devices`, 0 =
-every device of every process). Every leaf of the stacked `TrainState` has the member axis
-first and is placed with `NamedSharding(mesh, P('members'))`, so each of the D devices trains
-K/D members, and the chunk program stays one jitted program that XLA partitions across the
-devices. The train and validation splits are replicated on every device
-(`mesh.data=replicated`, the default) or sharded along their example axis
-(`mesh.data=batch`, for data sets too large to hold on each device; XLA then moves the rows
-each member's batch needs between devices).
-
-When K is not a multiple of D, the run is padded with D - K mod D padding members: copies of
-member 0 that are marked `stopped` from the start, so they never take an optimiser step and
-never keep the loop from ending early. They exist only inside `jaxnn.core.ensemble.fit_ensemble`:
-every state, metric and history that leaves it holds the K real members (so checkpoints do not
-depend on the device count). The price is the padding slots' compute: D - K mod D of the
-ceil(K/D) * D slots.
-
-Joining several hosts is `jaxnn.parallel.hosts`; here `is_writer` says which process writes files.
-
-With one device nothing is placed and the program is the single-device one, bit for bit.
+Each of the D devices (`config.mesh.num_devices`, 0 = all of every host) trains K/D members in
+one jitted program; the data is replicated or split by example (`mesh.data`). When D does not
+divide K, padding members (copies of member 0, `stopped` from the start) fill the mesh inside
+`jaxnn.core.ensemble`; every state, metric and history that leaves it holds the K real members
+(so checkpoints do not depend on the device count). With one device nothing is placed: the
+program is the single-device one, bit for bit. `is_writer` says which process writes files.
 """
 
 from __future__ import annotations
@@ -38,25 +25,12 @@ from jax.sharding import PartitionSpec as P
 from jaxnn.data import Dataset, device
 from jaxnn.errors import ConfigError
 
-# A members' state (core.State: a pytree whose leaves lead with the member axis, with
-# `stopped` and `diverged` flags) and an evaluation callback (core.EvalCallback): named
-# here by what this module needs of them, since parallel sits below core.
+# A members' state (leaves lead with the member axis; `stopped` and `diverged` flags) and an
+# evaluation callback, named here by what this module needs: parallel sits below core.
 State = TypeVar("State")
 EvalCallback = Callable[[Any], None]
 
 MEMBERS = "members"
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def mesh_devices(mesh_config: ml_collections.ConfigDict) -> list[jax.Device]:
-    """The devices the run's mesh spans, in JAX's order."""
-    devices = jax.devices()
-    requested = int(mesh_config.num_devices)
-    return devices[:requested] if requested else devices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +38,7 @@ class Placement:
     """Where a run's members and data live, and the padding that makes K fit the mesh.
 
     `mesh` is None on one device: every method is then the identity (or the single-device
-    default), so a one-device run is the program it always was.
+    default).
     """
 
     mesh: Mesh | None
@@ -99,16 +73,12 @@ class Placement:
         return NamedSharding(self._on_mesh(), P())
 
     def put_members(self, tree: Any) -> Any:
-        """Arrays (host or device) with the member axis first, split over the mesh (on one
-        device: on the default device)."""
-        return self._put(tree, lambda: self.member_sharding)
+        """Arrays with the member axis first, split over the mesh (else on the default device)."""
+        return jax.device_put(tree, None if self.mesh is None else self.member_sharding)
 
     def put_shared(self, tree: Any) -> Any:
-        """Arrays every member reads, on every device of the mesh (on one device: the default)."""
-        return self._put(tree, lambda: self.replicated)
-
-    def _put(self, tree: Any, sharding: Callable[[], NamedSharding]) -> Any:
-        return jax.device_put(tree) if self.mesh is None else jax.device_put(tree, sharding())
+        """Arrays every member reads, on every device of the mesh (else on the default device)."""
+        return jax.device_put(tree, None if self.mesh is None else self.replicated)
 
     def _on_mesh(self) -> Mesh:
         """The mesh; a one-device placement has none, so it places nothing by sharding."""
@@ -117,11 +87,8 @@ class Placement:
         return self.mesh
 
     def state_shardings(self, state: State) -> State:
-        """A sharding per leaf: the member axis sharded; `stopped` and `diverged` replicated.
-
-        The two flags are replicated so the host can read them after every chunk (the early
-        exit of `loop.drive`) even where the members span processes.
-        """
+        """A sharding per leaf: the member axis sharded; `stopped` and `diverged` replicated, so
+        the host can read them after every chunk even where the members span processes."""
         shardings = jax.tree_util.tree_map(lambda _: self.member_sharding, state)
         return shardings.replace(stopped=self.replicated, diverged=self.replicated)
 
@@ -211,13 +178,9 @@ class Placement:
             return on_eval
 
         def callback(evaluation: Any) -> None:
-            on_eval(
-                dataclasses.replace(
-                    evaluation,
-                    metrics=self.real_metrics(evaluation.metrics),
-                    state=self.real_members(evaluation.state),
-                )
-            )
+            metrics = self.real_metrics(evaluation.metrics)
+            state = self.real_members(evaluation.state)
+            on_eval(dataclasses.replace(evaluation, metrics=metrics, state=state))
 
         return callback
 
@@ -234,24 +197,24 @@ def placement(
     Raises:
       ConfigError: `mesh.data=batch` with split sizes that the device count does not divide.
     """
-    mesh_config = config.mesh
-    devices = mesh_devices(mesh_config)
-    if jax.process_count() == 1 and not mesh_config.num_devices:
+    requested = int(config.mesh.num_devices)
+    devices = jax.devices()[:requested] if requested else jax.devices()
+    if jax.process_count() == 1 and not requested:
         # Every device by default, but never more than members: a device holding only a
         # padding member would compute for nothing (a single model stays on one device).
         devices = devices[: max(1, min(len(devices), num_members))]
     if len(devices) == 1:
         return Placement(mesh=None, num_members=num_members)
-    mode = mesh_config.data
+    mode = config.mesh.data
     if mode == "batch" and data is not None:
         count = len(devices)
-        _require(
-            data.num_train % count == 0 and data.num_val % count == 0,
-            f"mesh.data=batch splits the data over {count} devices, but the train and "
-            f"validation splits hold {data.num_train} and {data.num_val} examples; both must "
-            f"be multiples of {count} (change dataset.validation_fraction or mesh.num_devices, "
-            "or use mesh.data=replicated)",
-        )
+        if data.num_train % count or data.num_val % count:
+            raise ConfigError(
+                f"mesh.data=batch splits the data over {count} devices, but the train and "
+                f"validation splits hold {data.num_train} and {data.num_val} examples; both must "
+                f"be multiples of {count} (change dataset.validation_fraction or mesh.num_devices, "
+                "or use mesh.data=replicated)"
+            )
     return Placement(mesh=_members_mesh(devices), num_members=num_members, data=mode)
 
 
@@ -266,8 +229,7 @@ def _members_mesh(devices: list[jax.Device]) -> Mesh:
 def even_placement(num_members: int, max_devices: int | None = None) -> Placement:
     """The members over as many of this process's devices as divide their number (no padding
     members): the largest divisor of `num_members` not above the device count (nor
-    `max_devices`); no mesh when that is 1. On CPU jaxnn makes a device of each core
-    (`jaxnn.parallel.cpu_devices`), so the members' programs use every core."""
+    `max_devices`); no mesh when that is 1."""
     devices = jax.local_devices()[:max_devices]
     count = max(d for d in range(1, len(devices) + 1) if num_members % d == 0)
     mesh = None if count == 1 else _members_mesh(devices[:count])

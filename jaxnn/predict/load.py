@@ -1,13 +1,6 @@
-"""`load_predictor(path)`: a Predictor from a workdir's checkpoints or from its export, in a
-new process, predicting on raw inputs exactly as the run's own predictor does.
-
-    load_predictor("runs/wine")        every member (the latest readable checkpoint of each
-                                       structural variant); "best" is the member summary.json
-                                       selected
-    load_predictor("runs/wine/best")   the export: the selected member alone
-
-The preprocessing (feature statistics, target scaling, label encoding) comes from the
-checkpoints' and the export's metadata; nothing is unpickled.
+"""`load_predictor(path)`: a Predictor, in a new process, that predicts on raw inputs exactly
+as the run's own predictor does. The preprocessing (feature statistics, target scaling, label
+encoding) comes from the checkpoints' and the export's metadata; nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -22,7 +15,7 @@ import numpy as np
 
 from jaxnn import front_end, run_spec
 from jaxnn.config.paths import expand_user
-from jaxnn.core import variants
+from jaxnn.core import ensemble, variants
 from jaxnn.data.preprocessing import Preprocessing
 from jaxnn.errors import CheckpointError
 from jaxnn.io import checkpoint, export, run_files, run_readers
@@ -42,11 +35,11 @@ def load_predictor(
     metrics: Mapping[str, Metric | MetricFn] | None = None,
     predict: Callable[[jax.Array], jax.Array] | None = None,
 ) -> Predictor:
-    """The predictor of a finished (or checkpointed) run: a workdir, or its `best/` export.
+    """The predictor of a finished (or checkpointed) run: a workdir (every member, from the
+    latest checkpoint of each structural variant; "best" the member summary.json selected) or
+    its `best/` export (the selected member alone).
 
     Args:
-      path: a workdir (all members from its checkpoints) or `workdir/best` (the selected
-        member only).
       model, loss, metrics, predict: the user's own parts, as given to the run (a run of a
         user's model needs its model again; its metrics are computed by `evaluate` if given).
 
@@ -93,22 +86,14 @@ def _check_model_given(trained: str, components: Components, where: Path) -> Non
 def _group(
     spec: run_spec.RunSpec,
     preprocessing: Preprocessing,
+    model: Callable[[Mapping[str, Any]], Any],
     params: Any,
     hparams: Mapping[str, np.ndarray],
-    model: Callable[[Mapping[str, Any]], Any],
     model_state: Any,
 ) -> MemberGroup:
     std = () if preprocessing.target_std is None else tuple(preprocessing.target_std.tolist())
     loss, predict, metrics = task_functions(spec.config, spec.components, preprocessing.task, std)
-    return MemberGroup(
-        model=model,
-        params=params,
-        hparams=hparams,
-        loss=loss,
-        predict=predict,
-        metrics=metrics,
-        model_state=model_state,
-    )
+    return MemberGroup(model, params, hparams, loss, predict, metrics, model_state)
 
 
 def _from_export(directory: Path, components: Components) -> Predictor:
@@ -121,7 +106,7 @@ def _from_export(directory: Path, components: Components) -> Predictor:
         lambda leaf: np.asarray(leaf)[None], (loaded.params, loaded.model_state)
     )
     hparams = {k: np.asarray(v, np.float32)[None] for k, v in loaded.hparams.items()}
-    group = _group(spec, preprocessing, stacked, hparams, lambda _: loaded.module, state)
+    group = _group(spec, preprocessing, lambda _: loaded.module, stacked, hparams, state)
     return Predictor(
         [group], preprocessing=preprocessing, diverged=[False], best_member=0, config=loaded.config
     )
@@ -188,7 +173,7 @@ def _variant_group(
     )
     export.check_fits(model(first), preprocessing.feature_shape, one_member, where, one_state)
     return _group(
-        spec, preprocessing, tree["best_params"], tree["hparams"], model, tree["best_model_state"]
+        spec, preprocessing, model, tree["best_params"], tree["hparams"], tree["best_model_state"]
     )
 
 
@@ -225,10 +210,7 @@ def _left_out_of_ensemble(summary: Mapping[str, Any] | None, num_members: int) -
 
 
 def _selected(
-    summary: Mapping[str, Any] | None,
-    config: Any,
-    diverged: np.ndarray,
-    best_val_loss: np.ndarray,
+    summary: Mapping[str, Any] | None, config: Any, diverged: np.ndarray, best_val_loss: np.ndarray
 ) -> int | None:
     """The member summary.json selected; for a run without one yet, the lowest validation loss
     when it selects by val_loss (else none: name a member)."""
@@ -236,5 +218,5 @@ def _selected(
         return summary["best_member"]
     if config.restarts.select_by != "val_loss":
         return None
-    losses = np.where(diverged | ~np.isfinite(best_val_loss), np.inf, best_val_loss)
-    return None if not np.isfinite(losses).any() else int(np.argmin(losses))
+    losses = {"val_loss": best_val_loss}
+    return ensemble.select_best(losses, diverged, "val_loss", greater_is_better=False)

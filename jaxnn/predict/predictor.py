@@ -1,16 +1,11 @@
 """Predictions on new raw data from trained members: `Predictor`.
 
-A predictor holds the members' best-validation weights (stacked, as the ensemble trained
-them) with their model state (BatchNorm's statistics, read and never changed), the preprocessing that training applied (`jaxnn.data.preprocessing.Preprocessing`)
-and which member was selected. It takes RAW inputs [N, *feature_shape], applies the feature
-standardisation itself, and answers in the user's units: decoded labels for classification,
-targets in target units for regression. `member` chooses who answers: "best" (the selected
-member), "ensemble" (the average of the predictions of the members summary.json's ensemble
-averages: neither diverged, exploded nor pruned at a halving rung; probabilities for
-classification, predictions for regression) or a member index.
-
-Inputs are fed in batches of `batch_size` rows (the last one padded), so a large x neither
-exhausts device memory nor compiles more than two programs per member choice.
+A predictor holds the members' stacked best-validation weights and model state (read, never
+changed), the training's `Preprocessing` and the selected member. It takes RAW inputs
+[N, *feature_shape] and answers in the user's units (decoded labels, targets in target units).
+`member` is "best", "ensemble" (the average prediction of the members summary.json's ensemble
+averages) or a member index. Inputs go in batches of `batch_size` rows, the last one padded, so
+a large x neither exhausts device memory nor compiles more than two programs per member choice.
 """
 
 from __future__ import annotations
@@ -34,7 +29,6 @@ from jaxnn.nn.losses import PerExampleLoss, Predict
 from jaxnn.nn.metrics import Metric, r2
 
 BATCH_ROWS = 8192
-MEMBER_CHOICES = '"best", "ensemble" or a member index'
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -44,13 +38,12 @@ class MemberGroup:
 
     Attributes:
       model: hparams -> the member's `flax.linen.Module`.
-      params: the members' weights, every leaf [num_members, ...].
+      params, model_state: the members' weights and non-params collections (such as
+        batch_stats; {} for a model without them), every leaf [num_members, ...].
       hparams: name -> float32 [num_members].
       loss: per-example loss (outputs [B, O], targets) -> [B].
       predict: outputs [B, O] -> what the ensemble averages.
       metrics: (name, Metric) pairs: the task's built-in ones, then the user's.
-      model_state: the members' model state (non-params collections such as batch_stats),
-        every leaf [num_members, ...]; {} for a model without one.
     """
 
     model: Callable[[Mapping[str, Any]], nn.Module]
@@ -67,16 +60,11 @@ class MemberGroup:
 
     @functools.cached_property
     def _apply(self) -> Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, jax.Array]]:
-        def outputs(
-            params: Any, model_state: Any, hparams: Any, x: jax.Array
-        ) -> tuple[jax.Array, jax.Array]:
-            def one(p: Any, s: Any, h: Any) -> tuple[jax.Array, jax.Array]:
-                out = apply_model(self.model(h), p, x, model_state=s)
-                return out, self.predict(out)
+        def one(p: Any, s: Any, h: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+            out = apply_model(self.model(h), p, x, model_state=s)
+            return out, self.predict(out)
 
-            return jax.vmap(one)(params, model_state, hparams)
-
-        return jax.jit(outputs)
+        return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None)))
 
     def outputs(
         self, local: Sequence[int], batches: Iterator[np.ndarray], num: int
@@ -91,8 +79,7 @@ class MemberGroup:
             jax.device_get(self._apply(params, model_state, hparams, jnp.asarray(b)))
             for b in batches
         ]
-        outputs = np.concatenate([p[0] for p in parts], axis=1)[:, :num]
-        predictions = np.concatenate([p[1] for p in parts], axis=1)[:, :num]
+        outputs, predictions = (np.concatenate(p, axis=1)[:, :num] for p in zip(*parts))
         return outputs, predictions
 
 
@@ -100,13 +87,12 @@ class Predictor:
     """Trained members that predict on raw inputs (see the module docstring).
 
     Attributes:
-      classes_: the decoded labels (np.ndarray; None for regression).
-      num_members, best_member (None when every member diverged), diverged (bool
-      [num_members]), in_ensemble (bool [num_members]: the members "ensemble" averages),
-      n_features_in_, params (the stacked member params; a list per
-      structural variant when there are several), model_state (the same for their model
-      state), module (the selected member's Module),
-      config (the run's config), preprocessing.
+      classes_: the decoded labels (None for regression).
+      best_member: None when every member diverged.
+      diverged, in_ensemble: bool [num_members]; in_ensemble marks the members "ensemble"
+        averages.
+      params, model_state: the members' stacked weights and model state, a list per structural
+        variant when there are several.
     """
 
     def __init__(
@@ -121,7 +107,7 @@ class Predictor:
         left_out_of_ensemble: Sequence[bool] | np.ndarray | None = None,
     ) -> None:
         """`left_out_of_ensemble` (bool [num_members]): members the ensemble leaves out besides
-        the diverged ones (exploded, pruned at a rung: `jaxnn.reporting.summary.in_ensemble`)."""
+        the diverged ones (`jaxnn.reporting.summary.in_ensemble`)."""
         self.groups = tuple(groups)
         self.preprocessing = preprocessing
         self.diverged = np.asarray(diverged, bool)
@@ -136,8 +122,6 @@ class Predictor:
         ]
         if len(self._owner) != len(self.diverged):
             raise ValueError(f"{len(self.diverged)} diverged flags for {len(self._owner)} members")
-
-    # --- attributes -------------------------------------------------------------------------
 
     @property
     def task(self) -> str:
@@ -163,8 +147,6 @@ class Predictor:
 
     @property
     def model_state(self) -> Any:
-        """The members' stacked model state (BatchNorm statistics; {} for a model without one),
-        a list per structural variant when there are several."""
         if len(self.groups) == 1:
             return self.groups[0].model_state
         return [group.model_state for group in self.groups]
@@ -181,8 +163,6 @@ class Predictor:
             f"Predictor({self.task}, {self.num_members} member(s), best_member="
             f"{self.best_member}, {self.n_features_in_} features)"
         )
-
-    # --- predictions ------------------------------------------------------------------------
 
     def predict_proba(self, x: Any, *, member: Any = "best") -> np.ndarray:
         """Class probabilities [N, num_classes] of raw inputs x [N, *feature_shape] (what the
@@ -244,12 +224,8 @@ class Predictor:
         else:
             outputs = predictions.mean(axis=0)
         read, wanted = jnp.asarray(outputs), jnp.asarray(targets)
-        result = {"loss": float(jnp.mean(group.loss(read, wanted)))}
-        for name, metric in group.metrics:
-            result[name] = float(metric.fn(read, wanted))
-        return result
-
-    # --- internals --------------------------------------------------------------------------
+        metrics = {name: float(metric.fn(read, wanted)) for name, metric in group.metrics}
+        return {"loss": float(jnp.mean(group.loss(read, wanted))), **metrics}
 
     def _members(self, member: Any) -> list[int]:
         """The global indices that answer for `member`."""
@@ -274,36 +250,33 @@ class Predictor:
                     f"member(s), 0..{self.num_members - 1}"
                 )
             return [int(member)]
-        raise ConfigError(f"member must be {MEMBER_CHOICES}, got {member!r}")
+        raise ConfigError(f'member must be "best", "ensemble" or a member index, got {member!r}')
 
-    def _batches(self, x: Any) -> tuple[Iterator[np.ndarray], int]:
-        x = self.preprocessing.check_features(x)  # the shape and dtype, before any work
-        num = len(x)
-        if num == 0:
-            raise DataError("x has no rows; give at least one example")
-        rows = min(self.batch_size, num)
-
-        def batches() -> Iterator[np.ndarray]:
-            for start in range(0, num, rows):
-                batch = self.preprocessing.features(x[start : start + rows])
-                if len(batch) < rows:
-                    pad = np.zeros((rows - len(batch), *batch.shape[1:]), batch.dtype)
-                    batch = np.concatenate([batch, pad])
-                yield batch
-
-        return batches(), num
+    def _batches(self, x: np.ndarray) -> Iterator[np.ndarray]:
+        """x as the model sees it, in batches of `batch_size` rows (the last one padded)."""
+        rows = min(self.batch_size, len(x))
+        for start in range(0, len(x), rows):
+            batch = self.preprocessing.features(x[start : start + rows])
+            if len(batch) < rows:
+                pad = np.zeros((rows - len(batch), *batch.shape[1:]), batch.dtype)
+                batch = np.concatenate([batch, pad])
+            yield batch
 
     def _predictions(
         self, x: Any, member: Any, *, averaged: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """(outputs [m, N, O], predictions [N, O] averaged, or [m, N, O] when not averaged)."""
         members = self._members(member)
-        x = np.asarray(x)
+        x = self.preprocessing.check_features(x)  # the shape and dtype, before any work
+        if len(x) == 0:
+            raise DataError("x has no rows; give at least one example")
         by_group: dict[int, list[int]] = {}
         for index in members:
             group, local = self._owner[index]
             by_group.setdefault(group, []).append(local)
-        parts = [self.groups[g].outputs(local, *self._batches(x)) for g, local in by_group.items()]
+        parts = [
+            self.groups[g].outputs(local, self._batches(x), len(x)) for g, local in by_group.items()
+        ]
         outputs_all, predictions_all = (np.concatenate(p).astype(np.float64) for p in zip(*parts))
         finite = np.isfinite(predictions_all).reshape(-1, *predictions_all.shape[-2:])
         bad_rows = np.flatnonzero(~finite.all(axis=(0, 2)))

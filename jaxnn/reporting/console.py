@@ -63,8 +63,5 @@ def print_outcome(summary: Mapping[str, Any], out: TextIO) -> None:
     best = ", ".join(f"{k}={v:.4f}" for k, v in summary["best"].items())
     print(f"selected member {summary['best_member']} by {summary['selected_by']}: {best}", file=out)
     if summary["ensemble"]:
-        print(
-            "ensemble average: "
-            + ", ".join(f"{k}={v:.4f}" for k, v in summary["ensemble"].items()),
-            file=out,
-        )
+        ensemble = ", ".join(f"{k}={v:.4f}" for k, v in summary["ensemble"].items())
+        print(f"ensemble average: {ensemble}", file=out)

@@ -1,14 +1,6 @@
 """A run's results as pandas DataFrames, for a researcher's own analysis (pandas is optional:
-`pip install jaxnn[pandas]`).
-
-    members_frame(result_or_workdir)   one row per member: index, seed, the swept values (one
-                                       column per field), variant fields, diverged, steps,
-                                       train/val/test loss and metrics, `selected`
-    history_frame(result_or_workdir)   one row per (step, member) evaluation: batch_loss,
-                                       train_loss, val_loss, train_/val_ metrics
-
-Either takes a workdir (its summary.json and metrics.jsonl), a run's summary (what
-`jaxnn.run` returns), or what `fit_ensemble` / `fit_variants` return.
+`pip install jaxnn[pandas]`). Each takes a workdir (its summary.json and metrics.jsonl), a run's
+summary (what `jaxnn.run` returns), or what `fit_ensemble` / `fit_variants` return.
 """
 
 from __future__ import annotations
@@ -59,7 +51,8 @@ def _summary_of(source: Any) -> Mapping[str, Any]:
 
 
 def members_frame(source: Any) -> Any:
-    """One row per member (see the module docstring); `selected` marks the selected member.
+    """One row per member: index, seed, variant fields, the swept values (one column per field),
+    diverged, steps, train/val/test loss and metrics, and `selected` (the selected member).
 
     Raises:
       JaxnnError: pandas is not installed, or the workdir holds no finished run.
@@ -78,7 +71,8 @@ def members_frame(source: Any) -> Any:
 
 
 def history_frame(source: Any) -> Any:
-    """One row per (step, member) evaluation, from metrics.jsonl or a result's history.
+    """One row per (step, member) evaluation, from metrics.jsonl or a result's history:
+    batch_loss, train_loss, val_loss, train_/val_ metrics.
 
     Raises:
       JaxnnError: pandas is not installed, or the workdir holds no metrics.jsonl.
@@ -118,9 +112,8 @@ def _rows_of_history(
     for entry in history:
         step = int(np.asarray(entry["step"]).reshape(-1)[0])
         for position, member in enumerate(members):
-            row: dict[str, Any] = {"step": step, "member": int(member)}
-            for name, values in entry.items():
-                if name != "step":
-                    row[name] = float(np.asarray(values)[position])
-            rows.append(row)
+            row = {
+                name: float(np.asarray(v)[position]) for name, v in entry.items() if name != "step"
+            }
+            rows.append({"step": step, "member": int(member), **row})
     return rows

@@ -19,13 +19,8 @@ from jaxnn.io.workdir import RunPaths
 def metrics_records(
     step: int, metrics: Mapping[str, np.ndarray], member_indices: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """metrics.jsonl rows of one evaluation: one per member and split.
-
-    Args:
-      step: the global step of the evaluation.
-      metrics: `train_*`, `val_*`, `batch_loss` -> float [num_members].
-      member_indices: the member index of each row of the arrays.
-    """
+    """metrics.jsonl rows of one evaluation at global `step`, one per member and split, from
+    `train_*`, `val_*`, `batch_loss` -> float [num_members] (rows of `member_indices`)."""
     records = []
     for row, member in enumerate(member_indices):
         for split in ("train", "val"):
@@ -48,12 +43,9 @@ PLAIN_LINES = 10  # where the output is not a terminal: a plain line every tenth
 
 
 class Progress:
-    """Writes metrics.jsonl and reports progress after every evaluation.
-
-    On a terminal, a progress bar of member-steps (steps times members) with the ETA and the
-    member-steps per second; elsewhere (a log file, a pipe) a plain line each tenth of the run,
-    with no terminal control characters.
-    """
+    """Writes metrics.jsonl and reports progress after every evaluation: on a terminal, a bar of
+    member-steps (steps times members); elsewhere (a log file, a pipe) plain lines, without
+    terminal control characters."""
 
     def __init__(
         self,
@@ -71,7 +63,8 @@ class Progress:
         self._stream = sys.stderr if stream is None else stream
         self._total_steps = program.total_steps
         self._start_step = self._done = start_step
-        self._plain = show and not _is_terminal(self._stream)
+        isatty = getattr(self._stream, "isatty", None)  # not every stream has one
+        self._plain = show and not (isatty and isatty())
         self._next_line = start_step
         num = len(members)
         self._bar = tqdm(
@@ -99,11 +92,9 @@ class Progress:
             self._next_line = evaluation.step + max(1, self._total_steps // PLAIN_LINES)
 
     def figures(self, evaluation: loop.Evaluation) -> dict[str, str]:
-        """What the progress shows after an evaluation, each figure named for what it is: the
-        median member's mean training-batch loss over the chunk, and the validation loss and
-        metric of the member with the lowest validation loss now (with its index), and the
-        member-steps per second of wall time since training started (compile excluded: the
-        `member_steps_per_s` of summary.json's timing)."""
+        """What the progress shows after an evaluation: the median member's mean batch loss over
+        the chunk, the validation loss and metric of the member with the lowest validation loss,
+        and summary.json's `member_steps_per_s` (wall time since training started)."""
         metrics = evaluation.metrics
         val_loss = np.where(np.isfinite(metrics["val_loss"]), metrics["val_loss"], np.nan)
         best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else 0
@@ -135,8 +126,3 @@ class Progress:
 
     def close(self) -> None:
         self._bar.close()
-
-
-def _is_terminal(stream: TextIO) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())

@@ -32,13 +32,8 @@ def validation_curves(
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(steps, val, color="tab:blue", alpha=min(1.0, 3.0 / max(1, val.shape[1]) + 0.1), lw=1)
     if best_member is not None:
-        ax.plot(
-            steps,
-            val[:, best_member],
-            color="tab:red",
-            lw=2,
-            label=f"selected (member {best_member})",
-        )
+        label = f"selected (member {best_member})"
+        ax.plot(steps, val[:, best_member], color="tab:red", lw=2, label=label)
         ax.legend()
     ax.set_xlabel("training step")
     ax.set_ylabel("validation loss")
@@ -72,12 +67,12 @@ def expected_best_of_k(curve: Sequence[float], path: Path) -> str:
     return save(fig, path)
 
 
-def log_scale_if_wide(ax: Any, values: np.ndarray, axis: str = "y") -> None:
-    """A log axis when the positive finite values span more than a factor of 20."""
+def log_scale_if_wide(ax: Any, values: np.ndarray) -> None:
+    """A log y axis when the positive finite values span more than a factor of 20."""
     finite = np.asarray(values, np.float64)
     finite = finite[np.isfinite(finite)]
     if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
-        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        ax.set_yscale("log")
 
 
 def search_values(summary: Mapping[str, Any], path: Path) -> str:
@@ -88,20 +83,15 @@ def search_values(summary: Mapping[str, Any], path: Path) -> str:
     ranges = summary["search"]["ranges"]
     kept = [m for m in summary["members"] if not excluded(m) and np.isfinite(m["val_loss"])]
     left_out = [m for m in summary["members"] if excluded(m) or not np.isfinite(m["val_loss"])]
+    best = next((m for m in kept if m["index"] == summary["best_member"]), None)
     fig, axes = plt.subplots(1, len(ranges), figsize=(4.0 * len(ranges), 3.8), squeeze=False)
     for ax, (field, spec) in zip(axes[0], ranges.items(), strict=True):
         values = np.array([m["hparams"][field] for m in kept])
         losses = np.array([m["val_loss"] for m in kept])
         ax.scatter(values, losses, s=14, color="tab:blue", alpha=0.7, label="member")
-        best = [m for m in kept if m["index"] == summary["best_member"]]
-        if best:
-            ax.scatter(
-                [best[0]["hparams"][field]],
-                [best[0]["val_loss"]],
-                s=40,
-                color="tab:red",
-                label=f"selected (member {best[0]['index']})",
-            )
+        if best is not None:
+            label = f"selected (member {best['index']})"
+            ax.scatter(best["hparams"][field], best["val_loss"], s=40, color="tab:red", label=label)
         log_scale_if_wide(ax, losses)
         if left_out:
             top = ax.get_ylim()[1]

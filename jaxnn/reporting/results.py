@@ -24,27 +24,22 @@ def write_outputs(
 ) -> None:
     """The plots, report.md and, last (it marks the run finished), summary.json."""
     written = []
+    best, stats = summary["best_member"], summary["restart_stats"]
     if history:
-        written.append(
-            plots.validation_curves(history, summary["best_member"], paths.plots / "val_curves.png")
-        )
-    stats_block = summary["restart_stats"]
-    if stats_block.get("num_finite", 0) > 1:
+        written.append(plots.validation_curves(history, best, paths.plots / "val_curves.png"))
+    if stats.get("num_finite", 0) > 1:
         losses = np.array([m["val_loss"] for m in summary["members"] if not excluded(m)])
         written.append(plots.final_loss_histogram(losses, paths.plots / "val_loss_hist.png"))
-        written.append(
-            plots.expected_best_of_k(
-                stats_block["expected_best_of_k"], paths.plots / "best_of_k.png"
-            )
-        )
-    if summary.get("search") and stats_block.get("num_finite", 0) > 0:
+        curve = stats["expected_best_of_k"]
+        written.append(plots.expected_best_of_k(curve, paths.plots / "best_of_k.png"))
+    if summary.get("search") and stats.get("num_finite", 0) > 0:
         written.append(plots.search_values(summary, paths.plots / "search.png"))
-    if dataset.task == "regression" and summary["best_member"] is not None:
+    if dataset.task == "regression" and best is not None:
         std = 1.0 if dataset.target_std is None else np.asarray(dataset.target_std)
         mean = 0.0 if dataset.target_mean is None else np.asarray(dataset.target_mean)
         written.append(
             plots.predictions_vs_targets(
-                predictions[summary["best_member"]] * std + mean,
+                predictions[best] * std + mean,
                 dataset.y_test * std + mean,
                 paths.plots / "predictions.png",
             )

@@ -20,13 +20,8 @@ from jaxnn.reporting import plots
 def annotate(
     summary: dict[str, Any], runs: Sequence[VariantRun], rows: Sequence[Mapping[str, Any]]
 ) -> None:
-    """Adds the schedule's blocks to `summary` (in place); nothing for a run without one.
-
-    Args:
-      summary: from `jaxnn.reporting.summary.summarize_runs`.
-      runs: the run's variants.
-      rows: every decision of the run (DIR/schedule.jsonl rows, global member indices).
-    """
+    """Adds the schedule's blocks to `summary` (from `summarize_runs`, in place); nothing for a
+    run without one. `rows` are every decision of the run (DIR/schedule.jsonl, global indices)."""
     first = runs[0]
     schedule = schedules.run_schedule(first.spec, len(first.result.members))
     if not schedule.active:
@@ -37,10 +32,7 @@ def annotate(
     summary["schedule"] = _schedule_block(schedule, first, summary["members"])
     # What this launch trained and compiled (a resumed run: since the resume), with timing.
     summary.setdefault("timing", {})["schedule"] = [
-        {
-            "rungs": run.result.schedule["rungs"],
-            "sizes_compiled": run.result.schedule["sizes_compiled"],
-        }
+        {key: run.result.schedule[key] for key in ("rungs", "sizes_compiled")}
         for run in runs
         if run.result.schedule is not None
     ]
@@ -56,13 +48,8 @@ def _annotate_members(
         for row in rows
         if run.offset <= row["member"] < run.offset + len(members)
     ]
-    blocks = schedules.member_blocks(
-        run.spec,
-        run.result.program,
-        run.result.state,
-        [m.hparams(run.spec) for m in members],
-        local,
-    )
+    hparams: list[Mapping[str, float]] = [m.hparams(run.spec) for m in members]
+    blocks = schedules.member_blocks(run.spec, run.result.program, run.result.state, hparams, local)
     for member, block in zip(members, blocks or [], strict=False):
         by_index[member.index + run.offset]["schedule"] = block
 
@@ -100,13 +87,12 @@ def write_plot(
     if not block:
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "schedule.png"
     fig, ax = plots.plt.subplots(figsize=(6.4, 4.2))
     if block["kind"] == "pbt":
         _plot_pbt(ax, summary, history)
     else:
         _plot_halving(ax, summary, history, block)
-    return plots.save(fig, path)
+    return plots.save(fig, directory / "schedule.png")
 
 
 def _plot_pbt(ax: Any, summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> None:
@@ -120,14 +106,8 @@ def _plot_pbt(ax: Any, summary: Mapping[str, Any], history: Sequence[Mapping[str
         steps = [e["step"] for e in entries] + [end]
         values = [e[name] for e in entries] + [entries[-1][name]]
         selected = member["index"] == summary.get("best_member")
-        ax.step(
-            steps,
-            values,
-            where="post",
-            lw=2 if selected else 1,
-            color="tab:red" if selected else "tab:blue",
-            alpha=1.0 if selected else 0.5,
-        )
+        color, lw, alpha = ("tab:red", 2, 1.0) if selected else ("tab:blue", 1, 0.5)
+        ax.step(steps, values, where="post", lw=lw, color=color, alpha=alpha)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(name)
@@ -142,10 +122,8 @@ def _plot_halving(
 ) -> None:
     """Every member's validation curve, ending at the rung that pruned it; the rungs dashed."""
     steps = np.array([float(h["step"][0]) for h in history])
-    key = "val_loss"
     for j in range(len(summary["members"])):
-        values = np.array([h[key][j] for h in history], np.float64)
-        ax.plot(steps, values, lw=1, alpha=0.6)
+        ax.plot(steps, np.array([h["val_loss"][j] for h in history], np.float64), lw=1, alpha=0.6)
     for end in block["rung_ends"][:-1]:
         ax.axvline(end, color="grey", lw=0.8, ls="--")
     ax.set_yscale("log")

@@ -98,14 +98,13 @@ def contour(
     points: Mapping[str, tuple[float, float]],
     *,
     title: str,
-    label: str = "validation loss",
 ) -> str:
-    """Filled contour of values [Y, X] on a 2-D slice, with the solutions marked."""
+    """Filled contour of validation losses [Y, X] on a 2-D slice, with the solutions marked."""
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     finite = values[np.isfinite(values)]
     clipped = np.clip(values, None, np.quantile(finite, 0.95)) if finite.size else values
     filled = ax.contourf(x, y, clipped, levels=20, cmap="viridis")
-    fig.colorbar(filled, ax=ax, label=label)
+    fig.colorbar(filled, ax=ax, label="validation loss")
     for name, (px, py) in points.items():
         ax.plot(px, py, "w*", ms=12, mec="black")
         ax.annotate(name, (px, py), textcoords="offset points", xytext=(6, 6), color="white")
@@ -142,13 +141,9 @@ def diagnostics_figures(
         ("update_ratio", "update-to-weight ratio of the kernel"),
     ):
         layers, _ = diagnostics.layer_series(history[0][1], kind)
-        series = {
-            layer: (
-                steps,
-                np.array([diagnostics.layer_series(d, kind)[1][i].mean() for _, d in history]),
-            )
-            for i, layer in enumerate(layers)
-        }
+        # [steps, layers], each the mean over members
+        means = np.array([diagnostics.layer_series(d, kind)[1].mean(axis=1) for _, d in history])
+        series = {layer: (steps, means[:, i]) for i, layer in enumerate(layers)}
         written.append(
             lines(
                 Path(plots_dir) / f"{kind}.png",
@@ -164,14 +159,14 @@ def diagnostics_figures(
         if len(fractions) < len(history):  # not applicable to this activation
             continue
         values = np.array([f.mean() for f in fractions])
+        words = kind.replace("_", " ")
         written.append(
             lines(
                 Path(plots_dir) / f"{kind}.png",
                 {kind: (steps, values)},
                 xlabel="training step",
-                ylabel=kind.replace("_", " ") + " of hidden units",
-                title=kind.replace("_", " ").capitalize()
-                + " (validation split, mean over members)",
+                ylabel=f"{words} of hidden units",
+                title=f"{words.capitalize()} (validation split, mean over members)",
             )
         )
     return written

@@ -27,10 +27,10 @@ def member_rows(
     """summary.json's member records, the excluded flags (diverged or exploded) and the test
     predictions [M, N, O].
 
-    `start_losses` (float [M], `jaxnn.core.explosion.start_losses`) are the members' training
-    losses at initialisation; with them each row says whether the member exploded. `pruned`
-    (bool [M], `jaxnn.core.schedules.halving.pruned_at_rungs`; a run with a member schedule)
-    gives each row `pruned`.
+    Args:
+      start_losses: float [M], the members' training losses at initialisation
+        (`jaxnn.core.explosion.start_losses`): with them each row says whether it exploded.
+      pruned: bool [M], a member schedule's `halving.pruned_at_rungs`: each row's `pruned`.
     """
     state, program = result.state, result.program
     split_metrics: dict[str, np.ndarray] = {}
@@ -111,11 +111,10 @@ def selection(
     program: Program,
     config: ml_collections.ConfigDict,
 ) -> dict[str, Any]:
-    """summary.json's selection over member rows: the best member by `restarts.select_by`, its
-    test metrics and restart statistics over the members that neither diverged nor exploded
-    (`excluded_members`, bool [M]); the ensemble average over those of them that no rung
-    pruned (`in_ensemble`), whose indices `ensemble_members` lists (the predictor's
-    "ensemble" of a workdir averages the same)."""
+    """summary.json's selection: the best member by `restarts.select_by`, its test metrics and
+    the restart statistics over the members not `excluded_members` (bool [M]); the ensemble
+    average over those that `in_ensemble` keeps (`ensemble_members`; the predictor's "ensemble"
+    of a workdir averages the same)."""
     select_by = config.restarts.select_by
     greater = program.greater_is_better(select_by)
     values = {select_by: np.array([row[select_by] for row in rows], np.float64)}
@@ -207,19 +206,14 @@ def merge_summaries(
     dataset: data_lib.Dataset,
     program: Program,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """One summary of a structural run from the per-variant summaries.
+    """One summary of a structural run from the per-variant summaries, and the test predictions
+    of all members [M, N, O]: members renumbered variant-major, selection, ensemble and restart
+    statistics over all of them, each variant's own in `variants`, timings summed.
 
     Args:
       parts: per variant, in order: (variant dict, its `summarize` summary, its test
         predictions [M_v, N, O]).
-      config: the run config (for `restarts.select_by` and `restarts.tolerance`).
       program: any variant's program (for the task and target scale of the ensemble metrics).
-
-    Returns:
-      The merged summary (members renumbered variant-major, each with its `variant`; the best
-      member selected over all variants; ensemble and restart statistics over all members;
-      a `variants` list with each variant's own best member and restart statistics; timings
-      summed) and the test predictions of all members [M, N, O].
     """
     rows: list[dict[str, Any]] = []
     variants = []
@@ -276,13 +270,12 @@ def summarize_runs(
     decisions: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The summary of a run over all its variants' members (a plain run is one variant, `{}`),
-    and every member's test predictions. A search's method and ranges are its `search` block
-    (each member's drawn values are its `hparams`).
+    and every member's test predictions; a search's method and ranges are its `search` block.
 
     Args:
       runs: from `jaxnn.core.variants.fit_variants`.
-      start_losses: per run, its members' training losses at initialisation (the exploded
-        rule, `jaxnn.core.explosion`); None leaves the rule out.
+      start_losses: per run, its members' training losses at initialisation; None leaves the
+        exploded rule out.
       decisions: every decision of a member schedule (DIR/schedule.jsonl, global member
         indices; a resumed run's earlier launches too); None: each result's own.
     """

@@ -18,6 +18,10 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def _named(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {_format(v)}" for k, v in values.items())
+
+
 def _hparam_format(value: Any) -> str:
     # Four significant digits: a drawn learning rate of 0.00207 must not read 0.0021.
     return f"{value:.4g}" if isinstance(value, float) else _format(value)
@@ -43,35 +47,17 @@ def ranking_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
     # A member marked exploded (jaxnn.core.explosion) gets its own column when there is one.
     exploded = ["exploded"] if any(m.get("exploded") for m in summary["members"]) else []
 
-    header = [
-        "rank",
-        "member",
-        "seed",
-        "hyperparameters",
-        "val loss",
-        f"val {metric}",
-        f"test {metric}",
-        *(name.replace("_", " ") for name in extra),
-        "diverged",
-        *exploded,
-    ]
+    header = ["rank", "member", "seed", "hyperparameters", "val loss", f"val {metric}"]
+    header += [f"test {metric}", *(name.replace("_", " ") for name in extra), "diverged", *exploded]
     rows = []
     for rank, member in enumerate(sorted(summary["members"], key=key), start=1):
         marker = " *" if member["index"] == summary["best_member"] else ""
-        rows.append(
-            [
-                f"{rank}{marker}",
-                str(member["index"]),
-                str(member["seed"]),
-                _hparams_text({**member.get("variant", {}), **member["hparams"]}),
-                _format(member["val_loss"]),
-                _format(member.get(f"val_{metric}")),
-                _format(member.get(f"test_{metric}")),
-                *(_format(member.get(name)) for name in extra),
-                _format(member["diverged"]),
-                *(_format(member.get(name, False)) for name in exploded),
-            ]
-        )
+        hparams = _hparams_text({**member.get("variant", {}), **member["hparams"]})
+        values = [member["val_loss"], member.get(f"val_{metric}"), member.get(f"test_{metric}")]
+        values += [*(member.get(name) for name in extra), member["diverged"]]
+        values += [member.get(name, False) for name in exploded]
+        first = [f"{rank}{marker}", str(member["index"]), str(member["seed"]), hparams]
+        rows.append(first + [_format(value) for value in values])
     return header, rows
 
 
@@ -96,8 +82,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def ranking_table(summary: Mapping[str, Any], *, limit: int | None = None) -> str:
     """The ranking table the launcher prints at the end of a run (best member marked *)."""
     header, rows = ranking_rows(summary)
-    shown = rows if limit is None else rows[:limit]
-    table = text_table(header, shown)
+    table = text_table(header, rows[:limit])
     if limit is not None and len(rows) > limit:
         table += f"\n... {len(rows) - limit} more members in report.md and summary.json"
     return table
@@ -168,18 +153,13 @@ def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
     if summary["best_member"] is None:
         lines += ["**Every member diverged or exploded**: there is no selected member.", ""]
     else:
-        best = ", ".join(f"{k} {_format(v)}" for k, v in summary["best"].items())
-        ensemble = ", ".join(f"{k} {_format(v)}" for k, v in summary["ensemble"].items())
         lines += [
-            f"Selected member {summary['best_member']}: {best}.",
-            f"Ensemble average of {ensemble_members_text(summary)}: {ensemble}.",
+            f"Selected member {summary['best_member']}: {_named(summary['best'])}.",
+            f"Ensemble average of {ensemble_members_text(summary)}: {_named(summary['ensemble'])}.",
             "",
         ]
-    baselines = summary.get("baselines") or {}
-    for name, metrics in baselines.items():
-        lines.append(
-            f"Baseline {name}: " + ", ".join(f"{k} {_format(v)}" for k, v in metrics.items()) + "."
-        )
+    for name, metrics in (summary.get("baselines") or {}).items():
+        lines.append(f"Baseline {name}: {_named(metrics)}.")
     stats = summary.get("restart_stats") or {}
     if stats.get("num_finite"):
         curve = stats["expected_best_of_k"]
@@ -187,9 +167,8 @@ def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
             "",
             "## Restarts",
             "",
-            "Validation loss quantiles: "
-            + ", ".join(f"{k} {_format(v)}" for k, v in stats["val_loss_quantiles"].items())
-            + f". Fraction within {stats['tolerance']:.0%} of the best: "
+            f"Validation loss quantiles: {_named(stats['val_loss_quantiles'])}. Fraction within "
+            f"{stats['tolerance']:.0%} of the best: "
             f"{stats['fraction_within_tolerance']:.2f}. Expected best of 1 start: "
             f"{_format(curve[0])}; of {len(curve)}: {_format(curve[-1])}.",
         ]
@@ -197,7 +176,6 @@ def report_markdown(summary: Mapping[str, Any], plots: Sequence[str]) -> str:
     lines += ["", "## Ranking", "", markdown_table(header, rows), ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
-    timing = summary.get("timing") or {}
-    if timing:
-        lines.append(throughput_text(timing))
+    if summary.get("timing"):
+        lines.append(throughput_text(summary["timing"]))
     return "\n".join(lines) + "\n"

@@ -1,28 +1,11 @@
 """DIR/tensorboard: a run's TensorBoard event files, written without TensorFlow.
 
-`tensorboard --logdir DIR/tensorboard` shows, one TensorBoard run per directory:
-
-  main/ (a plain run), or variant_<v>/ (each structural variant)
-      at every evaluation: every member's `train_*`, `val_*`, `batch_loss` and learning rate,
-      tagged `NAME/member_0007`; over the members that have not diverged, `val_loss/best`,
-      `val_loss/mean` and the same of the task's metric; `members/diverged`. A custom-scalars
-      layout draws all members of one metric in one chart.
-  summary/
-      at the end: the selected member's test metrics (`test_accuracy/selected`, ...) and the
-      ensemble average's (`test_accuracy/ensemble`, ...).
-  hparams/member_0007/
-      at the end: one HParams session per member (its random start and swept values; its final
-      `final/train_loss`, `final/val_*`, `final/test_*`, `final/diverged`). TensorBoard derives
-      the experiment (each hparam's domain, the metric list) from the sessions.
-
-Events are tensorboardX's protocol buffers in TensorFlow's record format, written by this
-process (not by a background thread), so a disk that refuses a write fails the evaluation that
-wrote, as one `WorkdirError`.
-
-Rules (`jaxnn.io.run_files`): a variant's log, when it opens, keeps its run's events up to the
-step its checkpoint is at (as metrics.jsonl is cut back) and rewrites them into one new event
-file, dropping the rest, and removes the end's runs, which the end writes anew: after a resume
-no (tag, step) is written twice, and the values are those of an uninterrupted run.
+One TensorBoard run per directory (docs/tensorboard.md): `main/` or `variant_<v>/` at every
+evaluation, `summary/` and `hparams/member_0007/` at the end. This process writes the events (no
+background thread), so a disk that refuses a write fails the evaluation that wrote, as one
+`WorkdirError`. A variant's log, when it opens, keeps its events up to its checkpoint's step (as
+metrics.jsonl is cut back) in one new event file and removes the end's runs: after a resume no
+(tag, step) is written twice.
 """
 
 from __future__ import annotations
@@ -70,11 +53,8 @@ def member_session(index: int) -> str:
 
 
 class EventLog:
-    """Writes one variant's TensorBoard run after every evaluation (process 0 only).
-
-    Opening it cuts the run back to `start_step` (the variant's checkpoint; 0 without one)
-    and removes the end's runs (`write_results` writes them).
-    """
+    """Writes one variant's TensorBoard run after every evaluation (process 0 only), cut back
+    to `start_step` (the variant's checkpoint) when it opens."""
 
     def __init__(
         self,
@@ -139,9 +119,8 @@ class EventLog:
                 best = kept.max() if greater else kept.min()
                 values += [_scalar(f"{name}/best", best), _scalar(f"{name}/mean", kept.mean())]
         values.append(_scalar("members/diverged", diverged.sum()))
-        event = Event(step=evaluation.step, wall_time=time.time(), summary=Summary(value=values))
         with self._writing():
-            _write(self._file, [event])
+            _write(self._file, [Event(step=evaluation.step, summary=Summary(value=values))])
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # every event was flushed when it was written
@@ -190,11 +169,9 @@ def _records(path: Path) -> Iterator[tuple[Event, bytes]]:
     data = Path(path).read_bytes()
     offset = 0
     while offset + 12 <= len(data):
-        header = data[offset : offset + 8]
-        (length,) = struct.unpack("<Q", header)
-        (header_crc,) = struct.unpack("<I", data[offset + 8 : offset + 12])
+        length, header_crc = struct.unpack("<QI", data[offset : offset + 12])
         end = offset + 12 + length + 4
-        if header_crc != masked_crc32c(header) or end > len(data):
+        if header_crc != masked_crc32c(data[offset : offset + 8]) or end > len(data):
             return
         try:
             event = Event.FromString(data[offset + 12 : end - 4])
@@ -220,13 +197,7 @@ def _reopen(run: Path, start_step: int, layout: Summary) -> BinaryIO:
     partial = run / _PARTIAL
     handle = open(partial, "wb")  # noqa: SIM115 (the log appends to it until it closes)
     try:
-        _write(
-            handle,
-            [
-                Event(wall_time=time.time(), file_version=_FILE_VERSION),
-                Event(wall_time=time.time(), summary=layout),
-            ],
-        )
+        _write(handle, [Event(file_version=_FILE_VERSION), Event(summary=layout)])
         handle.write(b"".join(kept[step] for step in sorted(kept)))
         handle.flush()
         partial.replace(run / name)  # the handle writes on into the renamed file
@@ -248,7 +219,7 @@ def _remove_results(directory: Path) -> None:
 def _write_run(run: Path, events: list[Event]) -> None:
     run.mkdir(parents=True, exist_ok=True)
     with open(run / _event_file_name(), "wb") as handle:
-        _write(handle, [Event(wall_time=time.time(), file_version=_FILE_VERSION), *events])
+        _write(handle, [Event(file_version=_FILE_VERSION), *events])
 
 
 def _event_file_name() -> str:
@@ -263,8 +234,8 @@ def _write(handle: BinaryIO, events: list[Event]) -> None:
             event.wall_time = time.time()
         data = event.SerializeToString()
         header = struct.pack("<Q", len(data))
-        records += [header, struct.pack("<I", masked_crc32c(header)), data]
-        records.append(struct.pack("<I", masked_crc32c(data)))
+        records += [header, struct.pack("<I", masked_crc32c(header))]
+        records += [data, struct.pack("<I", masked_crc32c(data))]
     handle.write(b"".join(records))
     handle.flush()
 

@@ -1,14 +1,10 @@
-"""The estimators' compiled programs: every member's epoch, L-BFGS run, score and prediction,
-vmapped over the members.
+"""The estimators' compiled programs, vmapped over the members: epoch, L-BFGS, score, prediction.
 
-A member is a key plus its numeric values (learning rate, alpha, momentum): the programs take
-the stacked parameters and those values as arguments, and are compiled once per `Engine` (the
-module, the output, the solver and its static options) and input shapes, so a refit of the
-same shapes, a cross-validation fold or a grid search over alpha compiles nothing.
-
-The training objective is scikit-learn's: on a batch with sample weights w,
-`(sum(w * loss) + alpha / 2 * ||W||^2) / sum(w)`, with
-`||W||^2` the squared entries of every weight matrix (`kernel`) and not of the intercepts.
+A member is a key plus its numeric values (learning rate, alpha, momentum), which the programs
+take as arguments: they compile once per `Engine` and input shapes, so a refit, a
+cross-validation fold or a grid search over alpha compiles nothing. The objective is
+scikit-learn's: `(sum(w * loss) + alpha / 2 * ||W||^2) / sum(w)` on a batch with sample
+weights w, `||W||^2` the squared entries of every weight matrix (`kernel`), not the intercepts.
 """
 
 from __future__ import annotations
@@ -39,14 +35,13 @@ LBFGS_FTOL = 1e7 * 2.220446049250313e-16
 LBFGS_MEMORY = 10
 INIT_TAG, ORDER_TAG = 0, 2
 LBFGS_LINESEARCH_STEPS = 20
-# XLA's CPU compiler with LLVM's cheap passes: these small programs compile about twice as
-# fast and run two to three times slower, and they run once or a few times a fit. The epoch,
-# run up to max_iter times, compiles with XLA's full optimisation instead (`epoch_program`).
+# XLA's CPU compiler with LLVM's cheap passes for the programs a fit runs once or a few times:
+# they compile faster and run slower. The epoch, run up to max_iter times, compiles with XLA's
+# full optimisation (`epoch_program`).
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 FULL_COMPILE: dict[str, Any] = {}
-# The members' start runs once per fit: XLA's CPU elemental emitter instead of its fusion
-# emitters compiles its random-number code in about half the time (the same values, bit for
-# bit); the epoch keeps the fusion emitters, whose code runs about twice as fast.
+# The members' start runs once per fit: XLA's CPU elemental emitter compiles its random-number
+# code faster than the fusion emitters (the same values, bit for bit), which run it faster.
 START_COMPILE = FAST_COMPILE | {"xla_cpu_use_fusion_emitters": False}
 
 
@@ -56,12 +51,10 @@ class Engine:
 
     Attributes:
       module: the network (raw outputs [B, O] from inputs [B, n_features]).
-      output: a key of `network.OUTPUTS` (softmax, logistic, identity, exp).
-      solver: 'sgd', 'adam' or 'lbfgs'.
-      nesterov: sgd's Nesterov momentum.
-      beta_1, beta_2, epsilon: Adam's.
+      output: a key of `network.OUTPUTS`.
+      nesterov, beta_1, beta_2, epsilon: sgd's and Adam's.
       batch_size: rows per step (the last batch of an epoch is the remainder, as scikit-learn's).
-      task: 'classification' or 'regression' (what the score is: accuracy or R2).
+      task: 'classification' or 'regression' (the score: accuracy or R2).
     """
 
     module: nn.Module
@@ -82,10 +75,9 @@ def _jit(
     options: dict[str, Any] = FAST_COMPILE,
     placed: Placement | None = None,
 ) -> Program:
-    """`fn` jitted with the compiler `options`, its outputs (every leaf led by the member axis)
-    split over `placed`'s mesh when it has one; its compiled programs stored on disk when the
-    engine's module is jaxnn's own (`program_store.storable`): `program`, the engine and the
-    placement name what was traced."""
+    """`fn` jitted with the compiler `options`, its outputs (led by the member axis) split over
+    `placed`'s mesh when it has one, its programs stored on disk when `program_store.storable`
+    (`program`, the engine and the placement name what was traced)."""
     kwargs: dict[str, Any] = {"compiler_options": options}
     if placed is not None and placed.mesh is not None:
         kwargs["out_shardings"] = placed.member_sharding
@@ -96,36 +88,26 @@ def _jit(
     return jax.jit(fn, **kwargs)
 
 
-def _is_kernel(path: Any) -> bool:
-    return getattr(path[-1], "key", None) == "kernel"
-
-
 def squared_weights(params: Params) -> jax.Array:
     """Sum of the squared entries of every weight matrix (`kernel` leaf) of one member."""
     leaves = jax.tree_util.tree_leaves_with_path(params)
-    kernels = [leaf for path, leaf in leaves if _is_kernel(path)]
+    kernels = [leaf for path, leaf in leaves if getattr(path[-1], "key", None) == "kernel"]
     return sum((jnp.sum(k**2) for k in kernels), jnp.zeros((), jnp.float32))
-
-
-def raw_outputs(engine: Engine, params: Params, x: jax.Array) -> jax.Array:
-    """One member's raw outputs [B, O] of x [B, n_features]."""
-    return apply_model(engine.module, params, x)
 
 
 def objective(
     engine: Engine, params: Params, x: jax.Array, y: jax.Array, w: jax.Array, alpha: jax.Array
 ) -> jax.Array:
     """scikit-learn's loss of one member on weighted rows (module docstring)."""
-    per_example = OUTPUTS[engine.output].loss(raw_outputs(engine, params, x), y)
-    total = jnp.sum(w)
+    per_example = OUTPUTS[engine.output].loss(apply_model(engine.module, params, x), y)
     penalty = 0.5 * alpha * squared_weights(params)
-    return (jnp.sum(w * per_example) + penalty.astype(per_example.dtype)) / total
+    return (jnp.sum(w * per_example) + penalty.astype(per_example.dtype)) / jnp.sum(w)
 
 
 def score(engine: Engine, params: Params, x: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
     """scikit-learn's `score` of one member: accuracy (subset accuracy for several logistic
     outputs) or R2 averaged over the outputs, weighted by w; NaN for non-finite outputs."""
-    raw = raw_outputs(engine, params, x)
+    raw = apply_model(engine.module, params, x)
     finite = jnp.all(jnp.isfinite(raw))
     if engine.task == "classification":
         if engine.output == "softmax":
@@ -171,8 +153,7 @@ def init_fn(engine: Engine, placed: Placement) -> Program:
 
 @functools.lru_cache(maxsize=64)
 def parameter_count(engine: Engine, num_features: int) -> int:
-    """One member's number of parameters for inputs of `num_features` (from shapes: nothing
-    is compiled)."""
+    """One member's number of parameters for inputs of `num_features` (from shapes, not compiled)."""
     sample = jax.ShapeDtypeStruct((1, num_features), np.float32)
     init = lambda x: init_model(engine.module, jax.random.PRNGKey(0), x)["params"]
     shapes = jax.eval_shape(init, sample)
@@ -180,15 +161,10 @@ def parameter_count(engine: Engine, num_features: int) -> int:
 
 
 def optimizer_init(engine: Engine, params: Params, placed: Placement) -> Any:
-    """Stacked parameters [K, ...] -> the members' fresh optimiser states, placed by `placed`.
-
-    sgd's momentum trace and Adam's moments and count all start at zero: the state is made
-    from its shapes on the host (tracing only, nothing compiled).
-    """
-    shapes = optimizer_shapes(engine, params)
-    return placed.put_members(
-        jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
-    )
+    """Stacked parameters [K, ...] -> the members' fresh optimiser states placed by `placed`:
+    zeros (sgd's trace, Adam's moments and count) made on the host from their shapes."""
+    zeros = lambda leaf: np.zeros(leaf.shape, leaf.dtype)
+    return placed.put_members(jax.tree_util.tree_map(zeros, optimizer_shapes(engine, params)))
 
 
 def optimizer_shapes(engine: Engine, params: Params) -> Any:
@@ -227,19 +203,11 @@ class EpochState:
 
 
 def member_epoch(
-    engine: Engine,
-    params: Params,
-    opt_state: Any,
-    order: jax.Array,
-    learning_rate: jax.Array,
-    alpha: jax.Array,
-    momentum: jax.Array,
-    active: jax.Array,
-    data: tuple[jax.Array, ...],
-) -> tuple[Params, Any, jax.Array, jax.Array]:
-    """One member's epoch (an inactive member keeps its state): (params, opt_state, loss, score).
+    engine: Engine, state: EpochState, data: tuple[jax.Array, ...]
+) -> tuple[EpochState, jax.Array, jax.Array]:
+    """One member's epoch (an inactive member keeps its state): (state, loss, score).
 
-    The batches are scikit-learn's: `batch_size` rows each in the epoch's `order` [N], the
+    The batches are scikit-learn's: `batch_size` rows each in the epoch's order [N], the
     last one the remainder, padded to a full batch by rows of weight 0 (the same objective and
     step as the remainder alone; one step body to compile, where a step of its own size would
     compile a second)."""
@@ -248,74 +216,51 @@ def member_epoch(
     num_train = x.shape[0]
     steps = -(-num_train // batch)
     padding = steps * batch - num_train
+    order = state.orders
     rows = jnp.concatenate([order, jnp.zeros(padding, order.dtype)]).reshape(steps, batch)
     kept = (jnp.arange(steps * batch) < num_train).astype(w.dtype).reshape(steps, batch)
-    tx = direction(engine, momentum)
+    tx = direction(engine, state.momentum)
 
     def train_on(
         carry: tuple[Params, Any], batch_rows: tuple[jax.Array, jax.Array]
     ) -> tuple[tuple[Params, Any], jax.Array]:
         (params, opt_state), (rows, kept) = carry, batch_rows
         loss, grads = jax.value_and_grad(objective, argnums=1)(
-            engine, params, x[rows], y[rows], w[rows] * kept, alpha
+            engine, params, x[rows], y[rows], w[rows] * kept, state.alpha
         )
         updates, opt_state = tx.update(grads, opt_state, params)
-        updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
+        updates = jax.tree_util.tree_map(lambda u: -state.learning_rate * u, updates)
         return (optax.apply_updates(params, updates), opt_state), loss * jnp.sum(kept)
 
-    carry, losses = jax.lax.scan(train_on, (params, opt_state), (rows, kept))
-    total = jnp.sum(losses)
-    new_params, new_opt = carry
-    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, old)
-    new_params, new_opt = keep(new_params, params), keep(new_opt, opt_state)
-    return (
-        new_params,
-        new_opt,
-        total / num_train,
-        score(engine, new_params, x_val, y_val, w_val),
-    )
+    start = (state.params, state.opt_state)
+    carry, losses = jax.lax.scan(train_on, start, (rows, kept))
+    keep = lambda new, old: jnp.where(state.active, new, old)
+    new_params, new_opt = jax.tree_util.tree_map(keep, carry, start)
+    value = score(engine, new_params, x_val, y_val, w_val)
+    return state.replace(params=new_params, opt_state=new_opt), jnp.sum(losses) / num_train, value
 
 
 @functools.lru_cache(maxsize=64)
 def epoch_program(engine: Engine, placed: Placement) -> Program:
-    """The members' epoch as a chunk of `jaxnn.core.loop.drive` (`_epoch_chunk` says what it
-    computes), the members split over `placed`'s devices, compiled with XLA's full
-    optimisation: its run time outweighs the compile, which a fit whose program is in the store
-    (`program_store`) does not pay."""
-    return _jit(_epoch_chunk(engine), engine, "epoch", FULL_COMPILE, placed)
+    """The members' epoch as a chunk of `jaxnn.core.loop.drive`, the members split over
+    `placed`'s devices, compiled with XLA's full optimisation (its run time outweighs the
+    compile, which a fit whose program is in the store does not pay).
 
-
-def _epoch_chunk(engine: Engine) -> Callable[..., Any]:
-    """The members' epoch as a chunk of `jaxnn.core.loop.drive`: one pass over the training rows
-    in batches, then the score.
-
-    Arguments: an EpochState, data (x [N, F], y [N, O], w [N], x_val [V, F], y_val [V, O],
-    w_val [V]), the loop's step and order key (unused: each member's order is in the state).
-
-    Returns:
-      (the EpochState after the epoch, metrics: loss [K]
-      (the epoch's mean batch loss weighted by batch size, as scikit-learn's loss_curve_) and
-      score [K] (the validation score)).
+    The chunk takes an EpochState, the data (x [N, F], y [N, O], w [N], x_val [V, F],
+    y_val [V, O], w_val [V]), the loop's step and order key (unused: each member's order is in
+    the state); it returns the state after the epoch and the metrics loss [K] (the epoch's mean
+    batch loss weighted by batch size, as scikit-learn's loss_curve_) and score [K] (validation).
     """
-    members = jax.vmap(functools.partial(member_epoch, engine), in_axes=(0,) * 7 + (None,))
+    members = jax.vmap(functools.partial(member_epoch, engine), in_axes=(0, None))
 
     def chunk(
         state: EpochState, data: tuple[jax.Array, ...], step: jax.Array, order_key: Any
     ) -> tuple[EpochState, dict[str, jax.Array]]:
         del step, order_key
-        params, opt_state, loss, value = members(
-            state.params,
-            state.opt_state,
-            state.orders,
-            state.learning_rate,
-            state.alpha,
-            state.momentum,
-            state.active,
-            data,
-        )
-        return state.replace(params=params, opt_state=opt_state), {"loss": loss, "score": value}
+        state, loss, value = members(state, data)
+        return state, {"loss": loss, "score": value}
 
-    return chunk
+    return _jit(chunk, engine, "epoch", FULL_COMPILE, placed)
 
 
 def compile_epoch(engine: Engine, placed: Placement, params: Params, data: Any) -> None:
@@ -326,16 +271,16 @@ def compile_epoch(engine: Engine, placed: Placement, params: Params, data: Any) 
     where = None if placed.mesh is None else placed.member_sharding
 
     def abstract(shape: tuple[int, ...], dtype: Any) -> Any:
-        """A jax.ShapeDtypeStruct where a field's annotation says jax.Array (a traced state)."""
         return jax.ShapeDtypeStruct(shape, dtype, sharding=where)
+
+    def like(tree: Any) -> Any:
+        return jax.tree_util.tree_map(lambda p: abstract(p.shape, p.dtype), tree)
 
     values = abstract((num,), np.float32)
     # The dtypes `training.train_stochastic` gives the state it starts from.
     state = EpochState(
-        params=jax.tree_util.tree_map(lambda p: abstract(p.shape, p.dtype), params),
-        opt_state=jax.tree_util.tree_map(
-            lambda p: abstract(p.shape, p.dtype), optimizer_shapes(engine, params)
-        ),
+        params=like(params),
+        opt_state=like(optimizer_shapes(engine, params)),
         orders=abstract((num, data[0].shape[0]), np.int32),
         learning_rate=values,
         alpha=values,
@@ -391,11 +336,9 @@ def _lbfgs_iteration(
 
 @functools.lru_cache(maxsize=64)
 def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
-    """The members' full-batch L-BFGS run (optax.lbfgs with its zoom line search), scipy's
-    L-BFGS-B stopping rules: at most max_iter iterations and about max_fun evaluations of the
-    objective, converged when the largest gradient entry is at most tol or the objective's
-    relative decrease is positive and at most LBFGS_FTOL; a step without any decrease ends the
-    run unconverged.
+    """The members' full-batch L-BFGS run (optax.lbfgs, zoom line search) under scipy's
+    L-BFGS-B stopping rules: at most max_iter iterations and about max_fun evaluations,
+    converged at a largest gradient entry <= tol or a relative decrease in (0, LBFGS_FTOL].
 
     Arguments: params [K, ...], alpha [K], x [N, F], y [N, O], w [N], max_iter, max_fun, tol.
     Returns: (params, loss [K], n_iter int32 [K], converged bool [K]).
@@ -417,8 +360,6 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
         max_fun: jax.Array,
         tol: jax.Array,
     ) -> tuple[Params, jax.Array, jax.Array, jax.Array]:
-        """One member's L-BFGS fit: its parameters, objective, iterations and convergence."""
-
         def fun(p: Params) -> jax.Array:
             return objective(engine, p, x, y, w, alpha)
 
@@ -455,7 +396,7 @@ def predict_fn(engine: Engine) -> Callable[..., Any]:
     activation applied: probabilities or values)."""
 
     def one(params: Params, x: jax.Array) -> jax.Array:
-        return OUTPUTS[engine.output].link(raw_outputs(engine, params, x))
+        return OUTPUTS[engine.output].link(apply_model(engine.module, params, x))
 
     return _jit(jax.vmap(one, in_axes=(0, None)), engine, "predict")
 

@@ -1,15 +1,11 @@
-"""What jaxnn.sklearn's estimators share: fit, partial_fit, warm starts, the fitted attributes
-and prediction, for scikit-learn's MLP network or the user's Flax module.
+"""What jaxnn.sklearn's estimators share: fitting, warm starts, fitted attributes, prediction.
 
-A fit trains K members (`n_restarts` random starts times the values of `sweep`) in one
-vmapped program (`jaxnn.sklearn.engine`) under scikit-learn's rules (`jaxnn.sklearn.training`)
-and keeps one: with a validation set (early stopping, `X_val=`, or `select_by='validation'`)
-the member with the best validation score, otherwise the member with the lowest training loss
-(every member then trains on every sample, as scikit-learn's one network does). The fitted
-attributes (`coefs_`, `loss_curve_`, `n_iter_`, ...) describe the selected member.
-
-Training runs in float32, or in float64 when JAX's x64 mode is on and the input is float64;
-`coefs_`, `intercepts_` and the outputs have the input's dtype either way.
+A fit trains K members (`n_restarts` times the values of `sweep`) in one vmapped program
+(`jaxnn.sklearn.engine`) under scikit-learn's rules (`jaxnn.sklearn.training`) and keeps one:
+with a validation set (early stopping, `X_val=`, `select_by='validation'`) the best validation
+score, otherwise the lowest training loss (every member then trains on every sample). The
+fitted attributes describe that member. Training runs in float32 (float64 under JAX's x64 mode
+for a float64 input); `coefs_`, `intercepts_` and the outputs have the input's dtype.
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ import dataclasses
 import functools
 import types
 import warnings
-from typing import Any
+from typing import Any, Self
 
 import flax.linen as nn
 import jax
@@ -47,6 +43,8 @@ from jaxnn.sklearn.options import (
     seed_indices,
 )
 
+ACCEPT_SPARSE = ["csr", "csc"]
+FLOATS = (np.float64, np.float32)
 MAX_SEED = np.iinfo(np.int32).max
 # Random starts by default, so that changing a script's import line is enough to get them.
 DEFAULT_RESTARTS = 8
@@ -87,10 +85,14 @@ def dense(x: Any, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+def _last(curves: list[list[float]]) -> np.ndarray:
+    """float64 [K]: each member's last value of its curve, NaN for an empty one."""
+    return np.asarray([c[-1] if c else np.nan for c in curves], np.float64)
+
+
 @functools.cache
 def _persistent_cache() -> None:
-    """JAX's persistent compilation cache, turned on at the first fit of the process: a
-    directory JAX is already set to is kept, otherwise jaxnn's default (~/.cache/jaxnn/jax)."""
+    """JAX's persistent compilation cache, turned on at the first fit of the process."""
     compile_cache.enable()
 
 
@@ -127,6 +129,19 @@ class BaseNetwork(BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------------------
 
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None
+    ) -> Self:
+        """Trains every member on X [n_samples, n_features] (dense or sparse) and y: labels
+        [n_samples] or a multilabel indicator [n_samples, n_labels] (classifier), targets
+        [n_samples] or [n_samples, n_targets] (regressor).
+
+        sample_weight: [n_samples] weights of the samples in the loss and the validation score.
+        X_val, y_val: a validation set to select members and stop early on, in place of the
+        split of `validation_fraction` (as HistGradientBoostingClassifier.fit takes them).
+        """
+        return self._fit(X, y, sample_weight, x_val=X_val, y_val=y_val)
+
     def _fit(
         self,
         x: Any,
@@ -136,7 +151,7 @@ class BaseNetwork(BaseEstimator):
         incremental: bool = False,
         x_val: Any = None,
         y_val: Any = None,
-    ) -> BaseNetwork:
+    ) -> Self:
         options = self._options()
         _persistent_cache()
         if incremental and options.early_stopping:
@@ -173,7 +188,19 @@ class BaseNetwork(BaseEstimator):
                 "another; set warm_start=False (or call fit) to start again"
             )
         self._engine_ = engine
-        self._train(options, data, incremental=incremental, has_validation=has_validation)
+        if options.solver == "lbfgs":
+            training.train_lbfgs(
+                engine, self._members, data, options, has_validation=has_validation
+            )
+        else:
+            training.train_stochastic(
+                engine,
+                self._members,
+                data,
+                options,
+                incremental=incremental,
+                has_validation=has_validation,
+            )
         self.n_outputs_ = int(targets.shape[1])
         self._record(options, has_validation, incremental, len(train[0]))
         return self
@@ -194,43 +221,17 @@ class BaseNetwork(BaseEstimator):
         if given and (x_val is None or y_val is None):
             raise ParameterError("X_val and y_val go together: give both or neither")
         has_validation = given or options.early_stopping or options.select_by == "validation"
-        x, targets, weights = train
+        x, targets, _ = train
         val: Part
         if given:
             x_val, val_targets = self._validation_targets(x_val, y_val)
             x_val = dense(x_val, x.dtype)
             val = (x_val, np.asarray(val_targets, x.dtype), np.ones(len(x_val), x.dtype))
         elif has_validation:
-            train, val = self._split(x, targets, weights, options, rng)
+            train, val = self._split(train, options.validation_fraction, rng)
         else:
             val = (x[:1], targets[:1], np.ones(1, x.dtype))
         return train, val, has_validation
-
-    def _train(
-        self,
-        options: MLPOptions,
-        data: tuple[jax.Array, ...],
-        *,
-        incremental: bool,
-        has_validation: bool,
-    ) -> None:
-        """Trains the members (in place) with the fit's solver."""
-        engine, members = self._engine_, self._members
-        if options.solver == "lbfgs":
-            training.train_lbfgs(engine, members, data, options)
-            if has_validation:
-                scores = programs.score_fn(engine)(members.params, *data[3:])
-                for i, value in enumerate(np.asarray(jax.device_get(scores), np.float64)):
-                    members.validation_scores[i].append(float(value))
-        else:
-            training.train_stochastic(
-                engine,
-                members,
-                data,
-                options,
-                incremental=incremental,
-                has_validation=has_validation,
-            )
 
     def _engine(self, options: MLPOptions, num_outputs: int, num_train: int) -> programs.Engine:
         return programs.Engine(
@@ -257,14 +258,9 @@ class BaseNetwork(BaseEstimator):
     ) -> training.Members:
         """The K members at their start (`training.start_members`): member k's draw depends on
         the seed and its start k alone."""
+        compile_epoch = options.solver in STOCHASTIC_SOLVERS
         params, order_keys = training.start_members(
-            engine,
-            placed,
-            seed,
-            seed_indices(options),
-            sample,
-            data,
-            compile_epoch=options.solver in STOCHASTIC_SOLVERS,
+            engine, placed, seed, seed_indices(options), sample, data, compile_epoch=compile_epoch
         )
         given = self._coefs_given(params) if incremental else None
         if given is not None:
@@ -275,11 +271,9 @@ class BaseNetwork(BaseEstimator):
         """Stacked parameters from `coefs_` / `intercepts_` set by hand before the first
         partial_fit (scikit-learn starts from them), when their shapes fit the network."""
         coefs, intercepts = getattr(self, "coefs_", None), getattr(self, "intercepts_", None)
-        if (
-            coefs is None
-            or intercepts is None
-            or set(params) != {f"layer_{i}" for i in range(len(coefs))}
-        ):
+        if coefs is None or intercepts is None:
+            return None
+        if set(params) != {f"layer_{i}" for i in range(len(coefs))}:
             return None
         given = {}
         for i, (kernel, bias) in enumerate(zip(coefs, intercepts, strict=True)):
@@ -292,25 +286,15 @@ class BaseNetwork(BaseEstimator):
             }
         return given
 
-    def _split(
-        self,
-        x: np.ndarray,
-        targets: np.ndarray,
-        weights: np.ndarray,
-        options: MLPOptions,
-        rng: np.random.RandomState,
-    ) -> tuple[Part, Part]:
+    def _split(self, train: Part, fraction: float, rng: np.random.RandomState) -> tuple[Part, Part]:
         """scikit-learn's early-stopping split (stratified for one classifier output)."""
-        stratify = targets.astype(bool) if self._task == "classification" else None
-        if stratify is not None and stratify.shape[1] != 1:
-            stratify = None
+        targets = train[1]
+        one_label = self._task == "classification" and targets.shape[1] == 1
         x_train, x_val, y_train, y_val, w_train, w_val = train_test_split(
-            x,
-            targets,
-            weights,
+            *train,
             random_state=rng,
-            test_size=options.validation_fraction,
-            stratify=stratify,
+            test_size=fraction,
+            stratify=targets.astype(bool) if one_label else None,
         )
         if len(x_val) < 2:
             raise ValueError(
@@ -352,34 +336,29 @@ class BaseNetwork(BaseEstimator):
             max(members.validation_scores[best], default=None) if has_validation else None
         )
         self.out_activation_ = self._engine_.output
-        self.results_ = self._results_table(best)
-        member = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[best], members.best_params)
-        layers = sorted(
-            (name for name in member if name.startswith("layer_")), key=lambda n: int(n[6:])
-        )
-        if isinstance(options.model, str) and layers:
+        self.results_ = self._results_table(options, best)
+        if isinstance(options.model, str):  # scikit-learn's network: layer_0, layer_1, ...
+            member = jax.tree_util.tree_map(lambda a: np.asarray(a)[best], members.best_params)
+            layers = [member[f"layer_{i}"] for i in range(len(member))]
             self.n_layers_ = len(layers) + 1
-            self.coefs_ = [member[name]["kernel"].astype(self._dtype) for name in layers]
-            self.intercepts_ = [member[name]["bias"].astype(self._dtype) for name in layers]
+            self.coefs_ = [layer["kernel"].astype(self._dtype) for layer in layers]
+            self.intercepts_ = [layer["bias"].astype(self._dtype) for layer in layers]
         if not incremental:
             self._warn_unconverged(options, stochastic or bool(members.converged[best]))
 
     def _select(self, options: MLPOptions, has_validation: bool, eligible: np.ndarray) -> int:
         """The selected member among the eligible (finite) ones: the best validation score
-        with a validation set, else the lowest final training loss."""
+        with a validation set, else the lowest final training loss (the first eligible member
+        when none has a finite one)."""
         members = self._members
-        if has_validation:
-            if options.early_stopping:
-                quality = members.best_score.copy()
-            else:
-                quality = np.asarray([s[-1] if s else np.nan for s in members.validation_scores])
-            quality = np.where(eligible & ~np.isnan(quality), quality, -np.inf)
-            if np.isfinite(quality).any():
-                return int(np.argmax(quality))
-            return int(np.argmax(eligible))
-        final = np.asarray([c[-1] if c else np.inf for c in members.loss_curves])
-        final = np.where(eligible & np.isfinite(final), final, np.inf)
-        return int(np.argmin(final)) if np.isfinite(final).any() else int(np.argmax(eligible))
+        if not has_validation:
+            quality = -_last(members.loss_curves)
+        elif options.early_stopping:
+            quality = members.best_score
+        else:
+            quality = _last(members.validation_scores)
+        quality = np.where(eligible & np.isfinite(quality), quality, -np.inf)
+        return int(np.argmax(quality)) if np.isfinite(quality).any() else int(np.argmax(eligible))
 
     def _warn_unconverged(self, options: MLPOptions, converged: bool) -> None:
         """scikit-learn's ConvergenceWarning of a fit that ran out of iterations."""
@@ -400,26 +379,24 @@ class BaseNetwork(BaseEstimator):
                 stacklevel=4,
             )
 
-    def _results_table(self, best: int) -> dict[str, np.ndarray]:
+    def _results_table(self, options: MLPOptions, best: int) -> dict[str, np.ndarray]:
         """One row per member, as columns (`pandas.DataFrame(est.results_)` reads it)."""
         members = self._members
-        options = self._options()
         table: dict[str, np.ndarray] = {
             "member": np.arange(members.size),
             "seed_index": seed_indices(options),
         }
         for name, _ in options.sweep:
             table[name] = getattr(members, name).copy()
-        last_score = [s[-1] if s else np.nan for s in members.validation_scores]
         table |= {
             "diverged": ~self._eligible,
             "n_iter": members.n_iter.copy(),
-            "final_loss": np.asarray([c[-1] if c else np.nan for c in members.loss_curves]),
+            "final_loss": _last(members.loss_curves),
             "best_loss": members.best_loss.copy(),
             "best_validation_score": np.where(
                 np.isfinite(members.best_score), members.best_score, np.nan
             ),
-            "validation_score": np.asarray(last_score, np.float64),
+            "validation_score": _last(members.validation_scores),
             "selected": np.arange(members.size) == best,
         }
         return table
@@ -432,11 +409,9 @@ class BaseNetwork(BaseEstimator):
         del unused
         shapes = [np.shape(c) for c in self.coefs_] + [np.shape(b) for b in self.intercepts_]
         with jax.enable_x64(True):
-            pieces, start = [], 0
-            for shape in shapes:
-                size = int(np.prod(shape))
-                pieces.append(jnp.asarray(packed[start : start + size], jnp.float64).reshape(shape))
-                start += size
+            ends = np.cumsum([int(np.prod(shape)) for shape in shapes])[:-1]
+            parts = np.split(np.asarray(packed, np.float64), ends)
+            pieces = [jnp.asarray(p).reshape(s) for p, s in zip(parts, shapes, strict=True)]
             layers = len(self.coefs_)
             params = {
                 f"layer_{i}": {"kernel": pieces[i], "bias": pieces[layers + i]}
@@ -458,9 +433,7 @@ class BaseNetwork(BaseEstimator):
         """The output layer's values [n_samples, n_outputs] (probabilities or predictions)
         of the member `predict_with` names, or the average of the finite members."""
         check_is_fitted(self, "_members")
-        x = validate_data(
-            self, x, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32)
-        )
+        x = validate_data(self, x, accept_sparse=ACCEPT_SPARSE, reset=False, dtype=FLOATS)
         x = dense(x, compute_dtype(self._dtype))
         params = self._members.best_params
         if self.predict_with == "best":

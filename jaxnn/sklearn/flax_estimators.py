@@ -3,28 +3,17 @@
 The user's module is the network's body, `__call__(x)` from [B, n_features] to features
 [B, H]; jaxnn adds the output layer the task needs (a Dense layer named `head` with one
 logistic output for two classes, a softmax over more, one output per target) and trains it
-as `MLPClassifier` trains its network: the same solvers, random starts (`n_restarts`),
-`sweep`, early stopping, `partial_fit`, `warm_start` and `sample_weight`.
-
-    import flax.linen as nn
-    from jaxnn.sklearn import FlaxClassifier
-
-    class Body(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            return nn.relu(nn.Dense(32)(x))
-
-    FlaxClassifier(module=Body(), max_iter=50).fit(X, y).predict(X)
+as `MLPClassifier` trains its network, with the same parameters (docs/sklearn.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flax.linen as nn
 import jax
 
-from jaxnn.sklearn.estimator import DEFAULT_RESTARTS
+from jaxnn.sklearn.estimator import DEFAULT_RESTARTS, BaseNetwork
 from jaxnn.sklearn.options import MLPOptions, ParameterError, options_from
 from jaxnn.sklearn.tasks import Classifier, Regressor
 
@@ -42,12 +31,8 @@ class WithHead(nn.Module):
         return nn.Dense(self.num_outputs, name="head")(features)
 
 
-class _FlaxOptions:
+class _FlaxOptions(BaseNetwork):
     """The options of a Flax estimator: scikit-learn's, with the module as the network."""
-
-    if TYPE_CHECKING:  # a mixin of scikit-learn estimators, which give it get_params
-
-        def get_params(self, deep: bool = True) -> dict[str, Any]: ...
 
     def _options(self) -> MLPOptions:
         params = self.get_params()

@@ -1,19 +1,11 @@
 """`MLPClassifier` and `MLPRegressor`: scikit-learn's MLP estimators, trained by jaxnn.
 
-The constructor takes scikit-learn's parameters (same names, meanings and defaults; docs/
-sklearn.md lists each one and what jaxnn does with it) and five of jaxnn's:
-
-- `n_restarts` (default 8): random starts trained together in one vmapped program.
-- `sweep`: values of `learning_rate_init`, `alpha` or `momentum` (jaxnn's names
-  `optimizer.learning_rate`, `optimizer.weight_decay`, `optimizer.momentum` too), every value
-  times every random start, in the same program.
-- `select_by`: 'auto' (the best validation score when there is a validation set: early
-  stopping or `X_val=`; otherwise the lowest training loss, every member training on every
-  sample), 'validation' (always split off `validation_fraction`), 'loss'.
-- `predict_with`: 'best' (the selected member) or 'ensemble' (the average of the members'
-  probabilities or predictions, non-finite members left out).
-- `model`: 'mlp' (scikit-learn's network) or a `flax.linen.Module` mapping [B, n_features]
-  to [B, n_outputs] raw outputs (`FlaxClassifier` adds the output layer for you instead).
+The constructor takes scikit-learn's parameters (same names, meanings and defaults) and jaxnn's
+`n_restarts` (random starts trained together in one vmapped program), `sweep` (values of
+`learning_rate_init`, `alpha` or `momentum`, each times every start), `select_by` ('auto',
+'validation', 'loss'), `predict_with` ('best', 'ensemble') and `model` ('mlp' or a
+`flax.linen.Module` mapping [B, n_features] to [B, n_outputs] raw outputs). docs/sklearn.md
+says what jaxnn does with each parameter.
 """
 
 from __future__ import annotations

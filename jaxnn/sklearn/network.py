@@ -57,28 +57,24 @@ class SklearnMLP(nn.Module):
     def draw_members(
         self, num_features: int, seed: int, starts: Sequence[int] | np.ndarray
     ) -> tuple[dict[str, Any], np.ndarray]:
-        """Member k's initial parameters and order key drawn on the host, as scikit-learn draws
-        its weights (numpy, nothing compiled): from `numpy.random.default_rng([seed, starts[k]])`
-        (a member's draw depends on the seed and its start alone), each layer's weights then intercepts
-        uniform within the layer's bound (float32), then the member's order key (uint32 [2]).
+        """Member k's initial parameters and order key drawn on the host (nothing compiled) from
+        `numpy.random.default_rng([seed, starts[k]])`: each layer's weights then intercepts
+        uniform within the layer's bound (float32), then the order key (uint32 [2]).
 
         Returns:
           (params {layer_i: {kernel [K, fan_in, fan_out], bias [K, fan_out]}}, order keys
           uint32 [K, 2]).
         """
         rngs = [np.random.default_rng([seed, int(start)]) for start in starts]
-        layers: list[list[tuple[np.ndarray, np.ndarray]]] = []
-        for fans in self.fans(num_features):
+        params = {}
+        for i, fans in enumerate(self.fans(num_features)):
             bound = _bound(self.factor, fans)
             draw = lambda rng, shape, bound=bound: rng.uniform(-bound, bound, shape)
-            layers.append([(draw(rng, fans), draw(rng, fans[1:])) for rng in rngs])
-        params = {
-            f"layer_{i}": {
+            members = [(draw(rng, fans), draw(rng, fans[1:])) for rng in rngs]
+            params[f"layer_{i}"] = {
                 "kernel": np.stack([k for k, _ in members]).astype(np.float32),
                 "bias": np.stack([b for _, b in members]).astype(np.float32),
             }
-            for i, members in enumerate(layers)
-        }
         keys = np.stack([rng.integers(0, 2**32, 2, dtype=np.uint32) for rng in rngs])
         return params, keys
 
@@ -87,14 +83,8 @@ class SklearnMLP(nn.Module):
         """x [B, n_features] -> raw outputs [B, num_outputs] (before the output activation)."""
         activate = ACTIVATIONS[self.activation]
         for i, fans in enumerate(self.fans(x.shape[-1])):
-            width = fans[1]
-            layer = nn.Dense(
-                width,
-                name=f"layer_{i}",
-                kernel_init=_uniform(self.factor, fans),
-                bias_init=_uniform(self.factor, fans),
-            )
-            x = layer(x)
+            init = _uniform(self.factor, fans)
+            x = nn.Dense(fans[1], name=f"layer_{i}", kernel_init=init, bias_init=init)(x)
             if i < len(self.hidden):
                 x = activate(x, 0.01)
         return x
@@ -105,12 +95,10 @@ class Output:
     """An output activation and its per-example loss on the raw outputs.
 
     Attributes:
-      name: scikit-learn's `out_activation_`.
       link: raw outputs [B, O] -> predictions (probabilities, values) [B, O].
       loss: (raw outputs [B, O], targets [B, O]) -> per-example loss [B].
     """
 
-    name: str
     link: Callable[[jax.Array], jax.Array]
     loss: Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -135,8 +123,8 @@ def _poisson(raw: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 OUTPUTS: dict[str, Output] = {
-    "softmax": Output("softmax", lambda raw: jax.nn.softmax(raw, axis=-1), _cross_entropy),
-    "logistic": Output("logistic", jax.nn.sigmoid, _binary_cross_entropy),
-    "identity": Output("identity", lambda raw: raw, _half_squared_error),
-    "exp": Output("exp", jnp.exp, _poisson),
+    "softmax": Output(lambda raw: jax.nn.softmax(raw, axis=-1), _cross_entropy),
+    "logistic": Output(jax.nn.sigmoid, _binary_cross_entropy),
+    "identity": Output(lambda raw: raw, _half_squared_error),
+    "exp": Output(jnp.exp, _poisson),
 }

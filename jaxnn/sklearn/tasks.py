@@ -17,11 +17,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from jaxnn.sklearn.estimator import BaseNetwork
+from jaxnn.sklearn.estimator import ACCEPT_SPARSE, FLOATS, BaseNetwork
 from jaxnn.sklearn.options import REGRESSION_LOSSES, STOCHASTIC_SOLVERS, MLPOptions
-
-ACCEPT_SPARSE = ["csr", "csc"]
-FLOATS = (np.float64, np.float32)
 
 
 def _check_solver(estimator: BaseNetwork) -> bool:
@@ -50,12 +47,11 @@ class Classifier(ClassifierMixin, BaseNetwork):
             self.classes_ = self._label_binarizer.classes_
         else:
             classes = unique_labels(y)
-            if self.warm_start and not incremental:
-                if set(classes) != set(self.classes_):
-                    raise ValueError(
-                        "warm_start can only be used where `y` has the same classes as in the "
-                        f"previous call to fit. Previously got {self.classes_}, `y` has {classes}"
-                    )
+            if self.warm_start and not incremental and set(classes) != set(self.classes_):
+                raise ValueError(
+                    "warm_start can only be used where `y` has the same classes as in the "
+                    f"previous call to fit. Previously got {self.classes_}, `y` has {classes}"
+                )
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(
                     f"`y` has classes not in `self.classes_`. `self.classes_` has "
@@ -75,18 +71,6 @@ class Classifier(ClassifierMixin, BaseNetwork):
 
     def _output(self, options: MLPOptions) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
-
-    def fit(
-        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None
-    ) -> Classifier:
-        """Trains every member on X [n_samples, n_features] (dense or sparse) and labels y
-        [n_samples] (or a multilabel indicator [n_samples, n_labels]).
-
-        sample_weight: [n_samples] weights of the samples in the loss and the validation score.
-        X_val, y_val: a validation set to select members and stop early on, in place of the
-        split of `validation_fraction` (as HistGradientBoostingClassifier.fit takes them).
-        """
-        return self._fit(X, y, sample_weight, x_val=X_val, y_val=y_val)
 
     @available_if(_check_solver)
     def partial_fit(
@@ -156,14 +140,6 @@ class Regressor(RegressorMixin, BaseNetwork):
 
     def _output(self, options: MLPOptions) -> str:
         return REGRESSION_LOSSES[options.loss]
-
-    def fit(
-        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None
-    ) -> Regressor:
-        """Trains every member on X [n_samples, n_features] (dense or sparse) and targets y
-        [n_samples] or [n_samples, n_targets] (sample_weight, X_val, y_val: as the
-        classifier's)."""
-        return self._fit(X, y, sample_weight, x_val=X_val, y_val=y_val)
 
     @available_if(_check_solver)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> Regressor:

@@ -1,14 +1,13 @@
 """The members' training on the host side: scikit-learn's rules applied to every member.
 
-The stochastic solvers' epochs are chunks of `jaxnn.core.loop.drive`, one epoch each; between
-two epochs its hook (`EpochRules`) reads every member's loss and validation score (what the
-epoch program computed) and applies `BaseMultilayerPerceptron._fit_stochastic`'s rules to each
-member on its own, as array operations over the members: a member stops when its training loss (or, with early stopping, its validation
-score) has not improved by `tol` for more than `n_iter_no_change` epochs; sgd's `adaptive`
-rate divides that member's learning rate by 5 instead until it is at most 1e-6, `invscaling`
-sets it to `learning_rate_init / (t + 1) ** power_t`; early stopping keeps the weights of the
-member's best validation score. `Members` is what a fit leaves for the next one (warm_start)
-and for `partial_fit`: the weights, the optimiser state and each member's bookkeeping.
+The stochastic solvers' epochs are chunks of `jaxnn.core.loop.drive`; between two, its hook
+`EpochRules` applies `BaseMultilayerPerceptron._fit_stochastic`'s rules to each member on its
+own (as array operations over the members): a member stops when its training loss (or, with
+early stopping, its validation score) has not improved by `tol` for more than
+`n_iter_no_change` epochs; sgd's `adaptive` rate divides that member's learning rate by 5
+instead until it is at most 1e-6, `invscaling` sets it to `learning_rate_init / (t + 1) **
+power_t`; early stopping keeps the weights of the member's best validation score. `Members` is
+what a fit leaves for the next one (warm_start) and for `partial_fit`.
 """
 
 from __future__ import annotations
@@ -30,10 +29,9 @@ from jaxnn.sklearn.options import MLPOptions
 
 MIN_ADAPTIVE_LR = 1e-6
 ADAPTIVE_DIVISOR = 5.0
-# An epoch's work per member (training rows x parameters, about its multiply-adds) from which
-# the members are split over the devices: below it, coordinating the devices every epoch costs
-# more than their shares of the compute save (benchmarks/sklearn_mlp.py, on two CPU devices:
-# wine's 1.7e5 trains slower split, breast cancer's 1.2e6 faster, digits' 8.6e6 1.5x faster).
+# An epoch's work per member (training rows x parameters) from which the members are split over
+# the devices: below it, coordinating the devices every epoch costs more than their shares of
+# the compute save (measured with benchmarks/sklearn_mlp.py on two CPU devices).
 SPLIT_WORK = 500_000
 
 
@@ -42,24 +40,18 @@ class Members:
     """The K members' state, kept on the estimator between fits.
 
     Attributes:
-      placed: where the members live (split over this process's devices when it has several:
-        `jaxnn.parallel.sharding.even_placement`).
-      params: stacked parameters [K, ...] (device).
-      opt_state: the stochastic solvers' optimiser state [K, ...] or None.
+      placed: where the members live (`jaxnn.parallel.sharding.even_placement`).
+      params, opt_state: stacked parameters and optimiser state [K, ...] (device; the state
+        None before a stochastic fit).
       order_keys: uint32 [K, 2] (host): each member's seed of its epochs' orders.
       order_streams: each member's `numpy.random.default_rng(order_keys[k])`, whose n-th
-        permutation orders the rows of the member's n-th shuffled epoch (`draw_orders`), in a
-        fit, a partial_fit or a warm start alike.
-      initial_learning_rate: float [K]: each member's learning_rate_init.
+        permutation orders the rows of the member's n-th shuffled epoch, in a fit, a
+        partial_fit or a warm start alike.
       learning_rate: float [K]: sgd's current rate of each member.
-      alpha, momentum: float [K].
       loss_curves, validation_scores: per member, one value per epoch.
-      best_loss, best_score: float [K].
-      no_improvement: int [K]: scikit-learn's `_no_improvement_count`.
+      no_improvement, samples_seen: int [K]: scikit-learn's `_no_improvement_count` and `t_`.
       n_iter: int [K]: epochs (or L-BFGS iterations) of the last fit.
-      samples_seen: int [K]: scikit-learn's `t_`.
       best_params: the weights of each member's best validation score (early stopping).
-      converged: bool [K] (L-BFGS).
     """
 
     placed: Placement
@@ -159,15 +151,12 @@ def start_members(
     *,
     compile_epoch: bool,
 ) -> tuple[Any, np.ndarray]:
-    """The members' initial parameters (placed by `placed`) and order keys (uint32 [K, 2] on
-    the host).
+    """The members' initial parameters (placed by `placed`) and order keys (uint32 [K, 2], host).
 
-    jaxnn's own network draws its members on the host (`SklearnMLP.draw_members`: nothing to
-    compile; the fit's loop compiles the epoch). A user's module starts through its Flax init
-    (`engine.init_fn`, `sample` a row of the training inputs on the host: slicing it on the
-    device would compile), and, when `compile_epoch`, the epoch program is compiled meanwhile
-    in a second thread for this fit's shapes (XLA compiles without Python's lock: a first
-    fit's two compiles overlap)."""
+    jaxnn's own network draws them on the host (`SklearnMLP.draw_members`: nothing to compile).
+    A user's module starts through its Flax init (`engine.init_fn`; `sample` is a training row on
+    the host: slicing it on the device would compile) and, when `compile_epoch`, the epoch
+    program compiles meanwhile in a second thread (XLA compiles without Python's lock)."""
     if isinstance(engine.module, SklearnMLP):
         params, order_keys = engine.module.draw_members(sample.shape[-1], seed, starts)
         return placed.put_members(params), order_keys
@@ -179,8 +168,7 @@ def start_members(
     # jax.jit's program has eval_shape too, which jax.stages.Wrapped's stub does not declare.
     abstract_params, _ = init.eval_shape(*args)  # type: ignore[union-attr]
     # JAX's x64 switch may be this thread's own (`with jax.enable_x64():`): the second thread
-    # compiles under the same one. (Other thread-local settings differing, the fit's own compile
-    # would not find this program and compile its own: slower, never different.)
+    # compiles under the same one (another setting differing, the fit compiles its own program).
     x64 = precision.x64_enabled()
 
     def compile_in_thread() -> None:
@@ -239,14 +227,13 @@ def train_stochastic(
 
 @dataclasses.dataclass
 class EpochRules:
-    """scikit-learn's rules between two epochs, for every member at once: the hook of the
-    members' loop (`jaxnn.core.loop.drive`'s `between`; the module docstring says the rules).
+    """scikit-learn's rules between two epochs for every member at once (module docstring):
+    `jaxnn.core.loop.drive`'s `between` hook.
 
     Called with the epoch state and the history (its last row the epoch's loss [K] and
-    validation score [K]), it records the epoch in `members`, and returns the state with each
-    member's next learning rate, whether it still trains and (shuffling) its next order of
-    the rows, `orders` [K, N], the current ones (drawn only for an epoch that will run: a
-    member's stream gives one order an epoch), and True when no member trains on.
+    validation score [K]), it records the epoch in `members` and returns the state with each
+    member's next learning rate, active flag and (shuffling) order of the rows (`orders`
+    [K, N] holds the current ones), and True when no member trains on.
     """
 
     members: Members
@@ -307,8 +294,7 @@ class EpochRules:
             state = state.replace(orders=placed.put_members(self.orders))
         rates = self.members.learning_rate.astype(np.float32)
         if not np.array_equal(rates, self._rates):
-            rates_on_device = placed.put_members(rates)
-            state, self._rates = state.replace(learning_rate=rates_on_device), rates
+            state, self._rates = state.replace(learning_rate=placed.put_members(rates)), rates
         if not np.array_equal(self.done, self._done_on_device):
             state = state.replace(active=placed.put_members(~self.done))
             self._done_on_device = self.done.copy()
@@ -356,16 +342,18 @@ class EpochRules:
 
 
 def train_lbfgs(
-    engine: programs.Engine, members: Members, data: tuple[jax.Array, ...], options: MLPOptions
+    engine: programs.Engine,
+    members: Members,
+    data: tuple[jax.Array, ...],
+    options: MLPOptions,
+    *,
+    has_validation: bool,
 ) -> None:
     """Runs every member's L-BFGS (in place) from its current weights."""
-    x, y, w = data[:3]
     params, loss, n_iter, converged = programs.lbfgs_fn(engine)(
         members.params,
         _f32(members.placed, members.alpha),
-        x,
-        y,
-        w,
+        *data[:3],  # x, y, w
         np.int32(options.max_iter),
         np.int32(options.max_fun),
         np.float32(options.tol),
@@ -374,8 +362,12 @@ def train_lbfgs(
     members.params = members.best_params = params
     members.n_iter = n_iter.astype(np.int64)
     members.converged = converged
+    if has_validation:
+        scores = np.asarray(jax.device_get(programs.score_fn(engine)(params, *data[3:])))
     for i in range(members.size):
         members.loss_curves[i].append(float(loss[i]))
+        if has_validation:
+            members.validation_scores[i].append(float(scores[i]))
     members.best_loss = np.minimum(members.best_loss, loss.astype(np.float64))
     if options.verbose:
         best = int(np.nanargmin(np.where(np.isfinite(loss), loss, np.inf)))

@@ -1,9 +1,6 @@
-"""A run under its member schedule: the live members trained in a batch of their size, and
-the schedule's decisions between chunks (`halving.prune`, PBT's exploit).
-
-The host only decides when. The stacked state of the live members is gathered from the whole
-run's state into a batch of their size, trained by the chunk program compiled for that size
-(one per size, kept for the run and in the persistent compilation cache), and scattered back
+"""A run under its member schedule: the schedule's decisions between chunks (`halving.prune`,
+PBT's exploit), and the live members gathered from the whole run's state into a batch of their
+size, trained by the chunk program compiled for that size (one per size), and scattered back
 after every chunk, so checkpoints, metrics and the final evaluation see every member.
 """
 
@@ -24,7 +21,7 @@ from jaxnn import run_spec
 from jaxnn.config import schedule as schedule_lib
 from jaxnn.config.schedule import Schedule
 from jaxnn.core import groups, train
-from jaxnn.core.loop import EvalCallback, Evaluation
+from jaxnn.core.loop import EvalCallback, Evaluation, LoopResult, host_metrics
 from jaxnn.core.program import Program
 from jaxnn.core.schedules import halving, members, pbt
 from jaxnn.data import Dataset
@@ -39,38 +36,36 @@ def run_schedule(spec: run_spec.RunSpec, num_members: int) -> Schedule:
 
 
 def check_plan(spec: run_spec.RunSpec, program: Program, num_members: int) -> None:
-    """Refuses, before anything is written, a schedule that the run's steps cannot carry out.
-
-    Raises:
-      ConfigError: see `halving.plan_rungs` and `pbt.pbt_interval`.
-    """
+    """Refuses, before anything is written, a schedule that the run's steps cannot carry out
+    (ConfigError: `halving.plan_rungs`, `pbt.pbt_interval`)."""
     schedule = run_schedule(spec, num_members)
-    if schedule.halving:
-        halving.plan_rungs(schedule, num_members, program.total_steps, program.eval_every)
+    _rung_plan(schedule, program, num_members)
     if schedule.kind == schedule_lib.PBT:
         pbt.pbt_interval(schedule, program)
 
 
+def _rung_plan(schedule: Schedule, program: Program, num_members: int) -> halving.RungPlan | None:
+    """The rungs of a halving or Hyperband schedule (None for the others)."""
+    if not schedule.halving:
+        return None
+    return halving.plan_rungs(schedule, num_members, program.total_steps, program.eval_every)
+
+
 @dataclasses.dataclass
-class ScheduleResult:
-    """The end of a scheduled run (like `jaxnn.core.loop.LoopResult`) with the schedule's record.
+class ScheduleResult(LoopResult):
+    """The end of a scheduled launch with the schedule's record of it.
 
     Attributes:
       sizes: the batch sizes whose chunk program this launch compiled, in order.
       rungs: per rung trained in this launch: rung, members, seconds, member-steps.
       events: every decision of this launch (rows of DIR/schedule.jsonl, local member indices).
+      member_steps: steps run times the members in the batch, summed over chunks.
     """
 
-    state: train.TrainState
-    history: list[dict[str, np.ndarray]]
-    steps_done: int
-    compile_s: float
-    train_s: float
-    sizes: list[int]
-    rungs: list[dict[str, float]]
-    events: list[dict[str, Any]]
-    wall_s: float = 0.0  # the loop after compiling (as LoopResult.wall_s), compiles left out
-    member_steps: int = 0  # steps run times the members in the batch, summed over chunks
+    sizes: list[int] = dataclasses.field(default_factory=list)
+    rungs: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    member_steps: int = 0
 
     def describe(self) -> dict[str, Any]:
         return {"sizes_compiled": list(self.sizes), "rungs": self.rungs, "events": self.events}
@@ -95,9 +90,7 @@ class _Decisions:
         program: Program = trainer.program
         num = len(trainer.members)
         schedule = run_schedule(trainer.spec, num)
-        plan = None
-        if schedule.halving:
-            plan = halving.plan_rungs(schedule, num, program.total_steps, program.eval_every)
+        plan = _rung_plan(schedule, program, num)
         ranges = pbt.hparam_ranges(trainer.spec)
         exploit = None
         if schedule.kind == schedule_lib.PBT:
@@ -117,8 +110,8 @@ class _Decisions:
     def after_chunk(
         self, state: train.TrainState, step: int, metrics: Mapping[str, np.ndarray], data: Dataset
     ) -> tuple[train.TrainState, list[dict[str, Any]], bool]:
-        """The state after the decisions at `step`, their event rows, and whether the batch
-        of live members must be gathered again."""
+        """The state after the decisions at `step`, their event rows, and whether the live
+        members must be gathered again."""
         rung = self.plan.prunes_at(step) if self.plan is not None else None
         if self.plan is not None and rung is not None:
             state, rows = halving.prune(
@@ -165,10 +158,9 @@ class _Programs:
         if size not in self.sized:
             started = time.perf_counter()
             ahead = self.early.pop(size, None)
-            if ahead is not None:
-                self.sized[size] = ahead.result()
-            else:
-                self.sized[size] = _compile(self.trainer, self.data, size, state, step)
+            self.sized[size] = (
+                ahead.result() if ahead else _compile(self.trainer, self.data, size, state, step)
+            )
             self.sizes.append(size)
             self.compile_s += time.perf_counter() - started
             plan = self.decisions.plan
@@ -224,9 +216,7 @@ def drive(
             state, chunk_events, regather = decisions.after_chunk(state, step, metrics, data)
             record.evaluated(step, metrics, state, chunk_events, live, programs.compile_s)
             live = None if regather else live
-            if np.all(jax.device_get(state.stopped | state.diverged)):
-                break
-            if should_stop is not None and should_stop():
+            if not members.live_mask(state).any() or (should_stop is not None and should_stop()):
                 break
     finally:
         programs.close()
@@ -294,7 +284,7 @@ def _gather_live(
 ) -> tuple[np.ndarray, tuple[_Sized, train.TrainState] | None]:
     """The live members, and the program of their batch size with their batch (None when no
     member is live)."""
-    live = members.live_members(state)
+    live = np.flatnonzero(members.live_mask(state))
     if live.size == 0:
         return live, None
     current = programs.of_size(int(live.size), state, step)
@@ -315,9 +305,7 @@ def _train_chunk(
     batch, metrics = current.compiled(
         batch, current.data, jnp.asarray(step, jnp.int32), trainer.order_key
     )
-    metrics = current.placement.real_metrics(
-        {k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in jax.device_get(metrics).items()}
-    )
+    metrics = current.placement.real_metrics(host_metrics(metrics))
     index = jnp.asarray(live, jnp.int32)
     state = members.scatter(state, index, _local(current.placement.real_members(batch)))
     full = {k: np.full(len(trainer.members), np.nan) for k in metrics}
@@ -329,8 +317,7 @@ def _train_chunk(
 def _rung_record(
     rung: int, step: int, size: int, rung_from: int, rung_started: float
 ) -> dict[str, float]:
-    """What rung `rung`, ending at `step`, cost: its members, seconds and member-steps (in
-    this launch)."""
+    """What rung `rung`, ending at `step`, cost in this launch."""
     return {
         "rung": rung,
         "members": int(size),
@@ -349,7 +336,7 @@ def _compile_ahead(
 ) -> tuple[concurrent.futures.ThreadPoolExecutor | None, dict[int, concurrent.futures.Future]]:
     """Starts compiling the predicted later batch sizes on one thread (XLA compiles without
     the GIL); a size that does not come is never waited for."""
-    live = ~np.asarray(jax.device_get(state.stopped | state.diverged), bool)
+    live = members.live_mask(state)
     current = int(live.sum())
     wanted = [n for n in halving.predicted_sizes(plan, live, schedule.eta, step) if n != current]
     if not wanted:
@@ -402,8 +389,8 @@ def member_blocks(
     schedule = run_schedule(spec, num)
     if not schedule.active:
         return None
-    if schedule.halving:
-        plan = halving.plan_rungs(schedule, num, program.total_steps, program.eval_every)
+    plan = _rung_plan(schedule, program, num)
+    if plan is not None:
         return halving.member_blocks(plan, np.asarray(jax.device_get(state.step)), events)
     return pbt.member_blocks(pbt.hparam_ranges(spec), initial_hparams, events)
 

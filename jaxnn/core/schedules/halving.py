@@ -1,17 +1,11 @@
 """Successive halving and Hyperband: the rungs, the brackets, and who survives a rung.
 
-Rung r ends at `first_rung_steps * eta**r`; the last rung ends at the run's steps. At the end
-of each rung but the last, the live members of each bracket (not stopped, not diverged) are
-ranked by `restarts.select_by` on the validation split, evaluated with their best weights as
-the final selection is; the best ceil(n / eta) go on and the others are stopped
-(`stopped=True`: they keep their best weights and results). The next rung trains only the
-survivors (`jaxnn.core.schedules.driver`). Which members are live is read from the state
-itself (`stopped`, `diverged`), so a resume from any checkpoint, mid-rung or at a rung's end,
-continues exactly. Hyperband runs brackets side by side in the same batch: bracket s (s =
-P..0, P the number of rung ends before the last) starts pruning at rung P - s, with members
-shared out in Hyperband's proportions ceil((P+1)/(s+1) * eta**s).
-
-A pruned member's decision is an event row (step, member, rung, score).
+Rung r ends at `first_rung_steps * eta**r`, the last at the run's steps. At each rung end but the
+last, each bracket's live members are ranked by `restarts.select_by` of their best weights on
+the validation split; the best ceil(n / eta) go on, the others are stopped (keeping their best
+weights). Liveness is read from the state (`stopped`, `diverged`), so a resume from any
+checkpoint continues exactly. Hyperband's bracket s (s = P..0, P the rung ends before the last)
+prunes from rung P - s on; members are shared out in the proportions ceil((P+1)/(s+1) * eta**s).
 """
 
 from __future__ import annotations
@@ -32,6 +26,7 @@ from jaxnn.core import train
 from jaxnn.core.program import Program
 from jaxnn.core.schedules import members
 from jaxnn.data import Dataset
+from jaxnn.data.device import SplitData
 from jaxnn.errors import ConfigError
 
 
@@ -171,8 +166,6 @@ def best_weight_metrics(
     state: train.TrainState, x: jax.Array, y: jax.Array, program: Program
 ) -> dict[str, jax.Array]:
     """Loss and metrics of every member's best weights on one split ([n] each)."""
-    from jaxnn.data.device import SplitData
-
     return jax.vmap(
         lambda m: train.evaluate(
             m, m.best_params, SplitData(x, y), program, model_state=m.best_model_state
@@ -190,10 +183,10 @@ def prune(
     select_by: str,
     schedule: Schedule,
 ) -> tuple[train.TrainState, list[dict[str, Any]]]:
-    """Stops the members that rung `rung` leaves behind; their event rows."""
-    live = members.live_members(state)
-    is_live = np.zeros(state.stopped.shape[0], bool)
-    is_live[live] = True
+    """Stops the members that rung `rung` leaves behind; their event rows (step, member, rung,
+    score)."""
+    is_live = members.live_mask(state)
+    live = np.flatnonzero(is_live)
     scores = np.full(is_live.size, np.nan)
     if live.size:
         batch = members.gather(state, jnp.asarray(live, jnp.int32))
@@ -223,18 +216,15 @@ def member_blocks(
     index of the last rung it trained in), the step its training stopped at, and whether a
     rung pruned it. `steps` int [n] are the members' steps; `events` the run's decisions."""
     pruned = {row["member"]: row for row in events if "rung" in row}
-    blocks = []
-    for i in range(len(steps)):
-        row = pruned.get(i)
-        blocks.append(
-            {
-                "bracket": int(plan.bracket[i]),
-                "rung": int(row["rung"]) if row else plan.rung_of_step(int(steps[i])),
-                "stopped_at": int(row["step"]) if row else int(steps[i]),
-                "pruned": row is not None,
-            }
-        )
-    return blocks
+    return [
+        {
+            "bracket": int(plan.bracket[i]),
+            "rung": int(pruned[i]["rung"]) if i in pruned else plan.rung_of_step(int(step)),
+            "stopped_at": int(pruned[i]["step"]) if i in pruned else int(step),
+            "pruned": i in pruned,
+        }
+        for i, step in enumerate(steps)
+    ]
 
 
 def pruned_at_rungs(

@@ -1,8 +1,5 @@
-"""What every member schedule does with members: rank them, and move their state on the device.
-
-Every move is a gather or a scatter (`x[idx]`, `x.at[idx].set(...)`) over the whole
-`TrainState` with `jax.tree_util.tree_map`, so any field a state carries moves with it.
-"""
+"""What every member schedule does with members: rank them, and move their state on the device
+(gathers and scatters over every leaf of the `TrainState`)."""
 
 from __future__ import annotations
 
@@ -16,16 +13,14 @@ def ranking_values(
     scores: np.ndarray, diverged: np.ndarray, *, greater_is_better: bool
 ) -> np.ndarray:
     """float64 [n]: lower ranks first; diverged members and non-finite scores last."""
-    values = (
-        -np.asarray(scores, np.float64) if greater_is_better else np.asarray(scores, np.float64)
-    )
+    values = np.asarray(scores, np.float64)
+    values = -values if greater_is_better else values
     return np.where(np.asarray(diverged, bool) | ~np.isfinite(values), np.inf, values)
 
 
-def live_members(state: train.TrainState) -> np.ndarray:
-    """int [m]: the members still training (neither stopped nor diverged), in order."""
-    done = np.asarray(jax.device_get(state.stopped | state.diverged), bool)
-    return np.flatnonzero(~done)
+def live_mask(state: train.TrainState) -> np.ndarray:
+    """bool [n]: the members still training (neither stopped nor diverged)."""
+    return ~np.asarray(jax.device_get(state.stopped | state.diverged), bool)
 
 
 @jax.jit

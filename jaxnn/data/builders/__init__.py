@@ -8,36 +8,17 @@ generated on this machine (no download). Importing this package registers them w
 from __future__ import annotations
 
 from jaxnn.data.builders.base import ArrayBuilder
-from jaxnn.data.builders.mnist1d_builder import Mnist1d, make_mnist1d
-from jaxnn.data.builders.sklearn_builders import Diabetes, Digits, Friedman1
-from jaxnn.data.builders.source import (
-    BUILDERS,
-    DEFAULT_DATA_DIR,
-    RawSplits,
-    SourceSpec,
-    describe,
-    prepare,
-    prepared_dir,
-    read,
-    rebuild,
-    resolve_data_dir,
-)
+from jaxnn.data.builders.mnist1d_builder import make_mnist1d
+from jaxnn.data.builders.sklearn_builders import Digits
+from jaxnn.data.builders.source import BUILDERS, describe, prepare, prepared_dir, read
 
 __all__ = [
     "BUILDERS",
-    "DEFAULT_DATA_DIR",
     "ArrayBuilder",
-    "Diabetes",
     "Digits",
-    "Friedman1",
-    "Mnist1d",
-    "RawSplits",
-    "SourceSpec",
     "describe",
     "make_mnist1d",
     "prepare",
     "prepared_dir",
     "read",
-    "rebuild",
-    "resolve_data_dir",
 ]

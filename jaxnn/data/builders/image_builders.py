@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxnn.data.builders.base import ArrayBuilder
-from jaxnn.data.builders.sklearn_builders import Digits
+from jaxnn.data.builders.sklearn_builders import Digits, train_test
 from jaxnn.errors import DataError
 
 MNIST_SUBSET_TEST = 1000
@@ -48,16 +48,11 @@ class MnistSubset(ArrayBuilder):
     NUM_CLASSES = 10
 
     def _make_splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        from sklearn.model_selection import train_test_split
-
         with gzip.open(mnist_subset_file(), "rt") as rows:
             table = np.loadtxt(rows, delimiter=",", dtype=np.float32)
         features = (table[:, :-1] / 255.0).reshape((-1, *self.FEATURE_SHAPE))
         labels = table[:, -1].astype(np.int64)
-        x_train, x_test, y_train, y_test = train_test_split(
-            features, labels, test_size=MNIST_SUBSET_TEST, random_state=0, stratify=labels
-        )
-        return {"train": (x_train, y_train), "test": (x_test, y_test)}
+        return train_test(features, labels, test_size=MNIST_SUBSET_TEST, stratify=labels)
 
 
 def mnist_subset_file() -> Path:

@@ -20,15 +20,9 @@ class Mnist1dConfig(tfds.core.BuilderConfig):
 
 
 def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, np.ndarray]:
-    """Runs `mnist1d.data.make_dataset` with its default args except `num_samples` and `seed`.
-
-    Generates in memory only (no download, nothing written) and restores the global `random`
-    and `np.random` states that `make_dataset` reseeds.
-
-    Returns:
-        {'x': [n_train, 40] float64, 'y': [n_train] int, 'x_test': ..., 'y_test': ...}, in
-        `make_dataset`'s order.
-    """
+    """{'x': [n_train, 40] float64, 'y': [n_train] int, 'x_test', 'y_test'}, in the order of
+    `mnist1d.data.make_dataset` with its default args but `num_samples` and `seed`: in memory
+    only, with the global `random` and `np.random` states that it reseeds restored."""
     from mnist1d.data import get_dataset_args, make_dataset  # Slow import (scipy, pyplot).
 
     args = get_dataset_args()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -10,6 +10,18 @@ from jaxnn.data.builders.base import ArrayBuilder
 
 TEST_SIZE = 0.2
 SPLIT_RANDOM_STATE = 0
+
+
+def train_test(
+    features: np.ndarray, targets: np.ndarray, **options: Any
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train": (x, y), "test": (x, y)} by `train_test_split(..., random_state=0, **options)`."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_test, y_train, y_test = train_test_split(
+        features, targets, random_state=SPLIT_RANDOM_STATE, **options
+    )
+    return {"train": (x_train, y_train), "test": (x_test, y_test)}
 
 
 class Digits(ArrayBuilder):
@@ -30,17 +42,9 @@ class Digits(ArrayBuilder):
 
     def _make_splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
 
         features, labels = load_digits(return_X_y=True)
-        x_train, x_test, y_train, y_test = train_test_split(
-            features,
-            labels,
-            test_size=TEST_SIZE,
-            random_state=SPLIT_RANDOM_STATE,
-            stratify=labels,
-        )
-        return {"train": (x_train, y_train), "test": (x_test, y_test)}
+        return train_test(features, labels, test_size=TEST_SIZE, stratify=labels)
 
 
 class Diabetes(ArrayBuilder):
@@ -60,13 +64,9 @@ class Diabetes(ArrayBuilder):
 
     def _make_splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         from sklearn.datasets import load_diabetes
-        from sklearn.model_selection import train_test_split
 
         features, targets = load_diabetes(return_X_y=True)
-        x_train, x_test, y_train, y_test = train_test_split(
-            features, targets, test_size=TEST_SIZE, random_state=SPLIT_RANDOM_STATE
-        )
-        return {"train": (x_train, y_train), "test": (x_test, y_test)}
+        return train_test(features, targets, test_size=TEST_SIZE)
 
 
 class Friedman1(ArrayBuilder):
