@@ -212,10 +212,9 @@ def resolve_config(value: str) -> str:
             "directory); write the path out in full"
         )
     if found.exists() and not found.is_file():
+        what = "not a regular file (a device, pipe or socket)"
         if found.is_dir():
             what = "a directory, not a config file"
-        else:
-            what = "not a regular file (a device, pipe or socket)"
         fail(
             f"--config={value}: {path!r} is {what}; name a Python file that defines "
             "get_config, e.g. experiments/mnist1d_mlp.py"

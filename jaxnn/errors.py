@@ -32,10 +32,8 @@ class WorkdirError(JaxnnError):
 
 
 class Interrupted(Exception):
-    """A run stopped by SIGTERM or SIGINT at a chunk boundary, its checkpoint saved.
-
-    Not a user mistake: the launcher prints it and exits 128 + the signal's number (143, 130).
-    """
+    """A run stopped by SIGTERM or SIGINT at a chunk boundary, its checkpoint saved (not a user
+    mistake: the launcher prints it and exits 128 + the signal's number, 143 or 130)."""
 
     def __init__(self, step: int, signal_name: str, exit_code: int):
         self.step = step

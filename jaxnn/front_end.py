@@ -43,12 +43,8 @@ def resolve(
 ) -> RunSpec:
     """The run `config` (not changed) describes, with every structural variant: every field
     that can be checked without data checked, the sweep parsed once and the search's points
-    drawn.
-
-    Args:
-      components: the user's own model, loss, metrics, prediction and optimiser.
-      sweep: a sweep given from Python (a string, a mapping field -> values, or a Sweep) in
-        place of `config.restarts.sweep`.
+    drawn. `sweep` (a string, a mapping field -> values, or a Sweep) replaces
+    `config.restarts.sweep`.
 
     Raises:
       ConfigError: the first mistake, in one line.
@@ -139,11 +135,8 @@ def _resolve_members(
 
 
 def check_config_type(config: Any) -> None:
-    """The config is an `ml_collections.ConfigDict` with every field of `default_config()`.
-
-    Raises:
-      ConfigError: another type, or a field of the schema missing.
-    """
+    """The config is an `ml_collections.ConfigDict` with every field of `default_config()`
+    (else a ConfigError)."""
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(
             "config must be an ml_collections.ConfigDict such as jaxnn.default_config() (changed "

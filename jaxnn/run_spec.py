@@ -36,11 +36,10 @@ class RunSpec:
         structural variant; empty when the sweep names no structural field.
       search: the drawn points of `restarts.search` (each structural variant draws the same
         ones), or None; a search and a numeric sweep are never both given.
-      source_workdir: `init_from.workdir` with `~` expanded, or None (no transfer).
-      compile_cache_dir: `compilation_cache.dir` with `~` expanded, or None.
+      source_workdir, compile_cache_dir: `init_from.workdir` and `compilation_cache.dir` with
+        `~` expanded, or None.
 
-    The derived values (`varied_fields`, `base_hparams`, ...) are computed once, at their first
-    use: read them, do not change them.
+    The derived values (`varied_fields`, `base_hparams`, ...) are computed once: do not change them.
     """
 
     config: ml_collections.ConfigDict
@@ -63,11 +62,8 @@ class RunSpec:
         return bool(self.variants)
 
     def single_program(self, what: str) -> RunSpec:
-        """The spec of the one program this run is (a structural sweep of one value is one).
-
-        Raises:
-          ConfigError: the sweep gives several structural variants (one program each).
-        """
+        """The spec of the one program this run is (a structural sweep of one value is one);
+        ConfigError when the sweep gives several structural variants."""
         if len(self.variants) > 1:
             raise ConfigError(
                 f"{what} trains one compiled program, but the sweep varies "
@@ -81,12 +77,8 @@ class RunSpec:
         return self.fields
 
     def check_one_member(self, what: str, hparams: Mapping[str, Any] | None) -> None:
-        """A single-member entry point (`fit`) trains one point: a sweep or search whose varied
-        fields `hparams` does not all set would be ignored silently, so it is refused.
-
-        Raises:
-          ConfigError: naming the varied fields that are not set.
-        """
+        """A single-member entry point (`fit`) trains one point: a ConfigError names the varied
+        fields (swept or searched) that `hparams` does not set, which would be ignored silently."""
         fields = self.numeric_fields()
         unset = [f for f in sorted(self.varied_fields) if fields[f].hparam not in (hparams or {})]
         if unset:

@@ -1,12 +1,11 @@
-"""`run(config, workdir)`: what `launch.py` does, importable.
-
-Phases: plan (`jaxnn.front_end` checks the config; the workdir is locked and planned), build
-(the data loaded, each structural variant's trainer built and checked on its shapes), restore
-(latest readable checkpoints, or pretrained layers), train (only now are files written:
-`jaxnn.io.run_files`) and finish (the best member selected and exported; summary.json last).
-A relaunch continues from each variant's latest readable checkpoint and ends as an
-uninterrupted run would. In a multi-host run every process runs `run`; process 0 alone writes
-files (`sharding.is_writer`), while checkpoint saves and the export are collective.
+"""`run(config, workdir)`: what `launch.py` does, importable. Phases: plan (`jaxnn.front_end`
+checks the config; the workdir is locked and planned), build (the data loaded, each structural
+variant's trainer built and checked on its shapes), restore (latest readable checkpoints, or
+pretrained layers), train (only now are files written: `jaxnn.io.run_files`) and finish (the
+best member selected and exported; summary.json last). A relaunch continues from each variant's
+latest readable checkpoint and ends as an uninterrupted run would. In a multi-host run every
+process runs `run`; process 0 alone writes files (`sharding.is_writer`), while checkpoint saves
+and the export are collective.
 """
 
 from __future__ import annotations
@@ -77,7 +76,6 @@ def run(
     raises `jaxnn.errors.Interrupted`; launching again resumes it.
 
     Args:
-      overwrite: replace a run that the workdir holds.
       out: where the header, tables and outcome are printed.
       sweep: a sweep given from Python (string, mapping field -> values, or Sweep) in place of
         `config.restarts.sweep`.
@@ -118,8 +116,7 @@ def _plan(
     overwrite: bool,
     out: TextIO,
 ) -> workdir_lib.WorkdirPlan:
-    """What to do with the workdir, once a live launch holding it is ruled out, with the data
-    checked against the run it holds."""
+    """What to do with the workdir (no live launch holds it), the data checked against it."""
     _on_writer(lock.acquire_if_exists)
     if lock.describe_stale():
         print(lock.describe_stale(), file=out)
@@ -166,11 +163,7 @@ def _given_data(data: Any) -> data_lib.Dataset | None:
 def _config_of_arrays(
     config: ml_collections.ConfigDict, dataset: data_lib.Dataset
 ) -> ml_collections.ConfigDict:
-    """A copy of the config that names the user's arrays (`dataset.name=arrays:<name>`).
-
-    Raises:
-      ConfigError: the config names a data file as well.
-    """
+    """A copy of the config that names the user's arrays (`dataset.name=arrays:<name>`)."""
     named = getattr(getattr(config, "dataset", None), "name", "")
     if isinstance(named, str) and data_lib.is_file_name(named):
         raise ConfigError(
@@ -199,12 +192,6 @@ class _Variant(variants.Variant):
     @property
     def checkpoints_dir(self) -> Path:
         return self.paths.variant_checkpoints(self.index, self.num_variants)
-
-    def resumed_steps(self) -> dict[int, int]:
-        """Global member index -> the step its checkpoint is at."""
-        if self.state is None:
-            return {}
-        return {m.index: self.start_step for m in self.global_members}
 
 
 def _run_planned(
@@ -236,9 +223,9 @@ def _run_planned(
     # train: every check has passed, from here on the launch writes.
     if stop():
         raise stop.interrupted(run_variants[0].start_step)  # nothing written
-    resumed: dict[int, int] = {}
-    for variant in run_variants:
-        resumed |= variant.resumed_steps()
+    resumed = {  # global member index -> the step its checkpoint is at
+        m.index: v.start_step for v in run_variants if v.state is not None for m in v.global_members
+    }
     _on_writer(lambda: _prepare(plan, lock, resumed, data_record, out))
     _sync("jaxnn_prepare")  # the workdir exists before any process opens its checkpoints
     if source is not None:
@@ -258,8 +245,7 @@ def _restore_variant(
     key: jax.Array,
     out: TextIO,
 ) -> None:
-    """Fills in what a variant starts from: its member shapes, the pretrained layers, its losses
-    at initialisation (the exploded rule) and its latest readable checkpoint."""
+    """A variant's member shapes, pretrained layers, start losses and latest checkpoint."""
     config = variant.spec.config
     abstract = jax.eval_shape(
         variant.trainer.init_fn,
@@ -296,8 +282,7 @@ def _finish(
     data_record: Mapping[str, Any],
     out: TextIO,
 ) -> dict[str, Any]:
-    """One summary over every variant's members: selects and exports the best member, writes
-    the results and prints the outcome."""
+    """Summarises every variant's members, exports the best, writes and prints the results."""
     config = plan.config
     start_losses = [v.start_losses for v in run_variants]
     schedule_rows = run_readers.read_appended(plan.paths / run_files.SCHEDULE, split=False).rows
@@ -361,11 +346,7 @@ def _train_variant(
     progress: bool,
     out: TextIO,
 ) -> variants.VariantRun:
-    """Trains one variant from where its checkpoint left it.
-
-    Raises:
-      Interrupted: a stop signal arrived; the state where it stopped is saved first.
-    """
+    """Trains one variant from where its checkpoint left it (Interrupted, saved, on a signal)."""
     if stop():
         raise stop.interrupted(variant.start_step)  # the variants before it are saved
     writer = sharding.is_writer()
@@ -448,8 +429,7 @@ def _write_evaluation(
     monitor: diagnostics.Monitor | None,
     events: tensorboard.EventLog | None,
 ) -> None:
-    """The writer's files of one evaluation: metrics.jsonl, diagnostics, TensorBoard and the
-    schedule's decisions (member indices made global)."""
+    """Writes metrics.jsonl, diagnostics, TensorBoard and schedule decisions of an evaluation."""
     # metrics.jsonl first (its checkpoint is saved after): a run killed between the two
     # writes leaves rows past its checkpoint, which the resume drops, never a checkpoint
     # without its rows.
@@ -468,8 +448,7 @@ def _write_evaluation(
 
 
 def _on_writer(action: Callable[[], Any]) -> Any:
-    """`action()` on the process that writes files (None on the others); every process learns
-    if it failed."""
+    """`action()` on the writer (None elsewhere); every process learns if it failed."""
     failure, result = None, None
     if sharding.is_writer():
         try:
@@ -562,8 +541,7 @@ def _has_checkpoints(plan: workdir_lib.WorkdirPlan) -> bool:
 def _export_best(
     paths: RunPaths, index: int | None, run: variants.VariantRun, data_record: Mapping[str, Any]
 ) -> None:
-    """DIR/best: the selected member (index local to its variant's run) as a single-model
-    checkpoint (none if every member diverged)."""
+    """DIR/best: the selected member (`index` local to `run`), removed if none is selected."""
     result = run.result
     try:
         if index is None:

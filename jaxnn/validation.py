@@ -93,8 +93,7 @@ def _check_owned_sections(
 
 
 def _refuse_undeclared_model_fields(varied: Sequence[str], family: family_lib.ModelFamily) -> None:
-    """A sweep or search of a user's model may vary only the numeric fields it declares
-    (`jaxnn.UserModel`): the rest of its structure is in its code, not the config."""
+    """A user's model may vary only the numeric fields it declares (`jaxnn.UserModel`)."""
     declared = [f.field for f in family.numeric_fields]
     undeclared = [f for f in varied if f.startswith("model.") and f not in declared]
     if undeclared:
@@ -141,11 +140,8 @@ def check_members(
 
 
 def check_key(key: Any) -> None:
-    """`key` is a JAX random key: `jax.random.PRNGKey(seed)` (uint32 [2]) or `jax.random.key`.
-
-    Raises:
-      ConfigError: anything else (a plain integer, a float array, a batch of keys).
-    """
+    """`key` is a JAX random key: `jax.random.PRNGKey(seed)` (uint32 [2]) or `jax.random.key`;
+    anything else (a plain integer, a float array, a batch of keys) is a ConfigError."""
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         _require(key.shape == (), f"key must be one random key, got keys of shape {key.shape}")
         return
@@ -157,11 +153,8 @@ def check_key(key: Any) -> None:
 
 
 def check_dataset(dataset: Any) -> None:
-    """`dataset` is a `jaxnn.Dataset` (from `jaxnn.load_dataset` or `jaxnn.from_arrays`).
-
-    Raises:
-      DataError: anything else (arrays, a tuple, a path).
-    """
+    """`dataset` is a `jaxnn.Dataset` (from `jaxnn.load_dataset` or `jaxnn.from_arrays`);
+    anything else (arrays, a tuple, a path) is a DataError."""
     if not isinstance(dataset, data.Dataset):
         raise DataError(
             "data must be a jaxnn.Dataset (from jaxnn.from_arrays(x_train, y_train, x_test, "
@@ -177,24 +170,20 @@ def _describe(value: Any) -> str:
 
 
 def _validate_components(components: Components) -> None:
-    if components.loss is not None and not callable(components.loss):
-        raise ConfigError(
-            f"loss must be a function (outputs, targets) -> [B], got {components.loss!r}"
-        )
+    for given, must_be in (
+        (components.loss, "loss must be a function (outputs, targets) -> [B]"),
+        (components.predict, "predict must be a function outputs -> predictions"),
+        (
+            components.optimizer,
+            "optimizer must be a factory hparams -> optax.GradientTransformation",
+        ),
+    ):
+        _require(given is None or callable(given), f"{must_be}, got {given!r}")
     for name, _ in components.metrics:
         _require(
             name.isidentifier() and name not in RESERVED,
             f"metric name {name!r} clashes with a built-in name ({', '.join(RESERVED)}) or is not "
             "an identifier; choose another name",
-        )
-    if components.predict is not None and not callable(components.predict):
-        raise ConfigError(
-            f"predict must be a function outputs -> predictions, got {components.predict!r}"
-        )
-    if components.optimizer is not None and not callable(components.optimizer):
-        raise ConfigError(
-            "optimizer must be a factory hparams -> optax.GradientTransformation, got "
-            f"{components.optimizer!r}"
         )
 
 
@@ -241,8 +230,7 @@ def check_against_data(spec: RunSpec, dataset: data.Dataset, steps: int) -> None
 
 
 def _check_shapes(spec: RunSpec, dataset: data.Dataset) -> None:
-    """The model on the data's shapes (the family's own rule first, then an abstract pass),
-    the loss and metrics on its outputs, the head names on its parameters."""
+    """The model, loss and metrics on the data's shapes; the head names on its parameters."""
     config, task = spec.config, dataset.task
     if spec.family.check_inputs is not None:
         spec.family.check_inputs(config.model, tuple(dataset.feature_shape))
@@ -280,12 +268,8 @@ def _check_shapes(spec: RunSpec, dataset: data.Dataset) -> None:
 
 
 def _abstract_pass(spec: RunSpec, dataset: data.Dataset, x: Any, what: str) -> tuple[Any, Any]:
-    """The model's parameter shapes and its outputs' shape for inputs `x`, from an abstract
-    init, evaluation pass and training pass.
-
-    Raises:
-      ConfigError: the model fails on inputs of x's shape, or has too many parameters.
-    """
+    """The model's parameter shapes and outputs' shape for inputs `x` (abstract init, evaluation
+    and training passes); a ConfigError if it fails on them or has too many parameters."""
     hparams = spec.base_hparams
     model_hparams = {f.hparam: jnp.float32(hparams[f.hparam]) for f in spec.family.numeric_fields}
     module = spec.family.build(spec.config.model, model_hparams, dataset.num_outputs)
@@ -331,11 +315,7 @@ MAX_PARAMETERS = 2**40
 
 
 def _check_parameter_count(spec: RunSpec, params: Any) -> None:
-    """The model's parameter count (from shapes) is at most MAX_PARAMETERS.
-
-    Raises:
-      ConfigError: naming the largest parameter and the model's size fields.
-    """
+    """The model's parameter count (from shapes) is at most MAX_PARAMETERS."""
     leaves = jax.tree_util.tree_leaves_with_path(params)
     counts = [(math.prod(int(d) for d in leaf.shape), path, leaf.shape) for path, leaf in leaves]
     total = sum(count for count, _, _ in counts)
@@ -374,11 +354,7 @@ def _one_line(error: BaseException) -> str:
 
 def check_mesh_devices(mesh: ml_collections.ConfigDict) -> None:
     """`config.mesh`'s device count against the devices that exist (JAX asked only when a
-    count is requested).
-
-    Raises:
-      ConfigError: more devices than exist, or a partial mesh in a multi-process run.
-    """
+    count is requested): a ConfigError for more than exist, or a partial multi-process mesh."""
     if mesh.num_devices == 0:
         return
     available = jax.device_count()

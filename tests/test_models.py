@@ -406,9 +406,9 @@ def test_build_reads_the_config():
 
 
 def test_valid_model_configs_pass():
-    mlp.validate_model_config(_model_config())
-    mlp.validate_model_config(_model_config(hidden=()))
-    mlp.validate_model_config(_model_config(activation="prelu", init="xavier_uniform", dropout=0.5))
+    mlp.FAMILY.validate(_model_config())
+    mlp.FAMILY.validate(_model_config(hidden=()))
+    mlp.FAMILY.validate(_model_config(activation="prelu", init="xavier_uniform", dropout=0.5))
 
 
 @pytest.mark.parametrize(
@@ -440,5 +440,5 @@ def test_bad_model_config_names_the_field(field, value):
 
 def test_unknown_activation_message_lists_choices():
     with pytest.raises(ConfigError) as raised:
-        mlp.validate_model_config(_model_config(activation="swish"))
+        mlp.FAMILY.validate(_model_config(activation="swish"))
     assert ", ".join(sorted(activations.ACTIVATIONS)) in str(raised.value)

@@ -1,6 +1,5 @@
 """Training diagnostics of every member, from a stacked `TrainState` between chunks in one extra
-jitted dispatch per evaluation (the training program is the same whether `diagnostics.enabled`
-is on or off). Per member:
+jitted dispatch per evaluation (the training program is the same with them on or off). Per member:
 
 - `grad_norm/<layer>/<param>`, `weight_norm/<layer>/<param>`: L2 norm of the gradient of the
   mean training loss over the whole training split (no dropout), and of the parameter array.
@@ -11,9 +10,8 @@ is on or off). Per member:
 - `saturated_fraction[/<layer>]`, sigmoid and tanh only: the fraction of (validation example,
   unit) pairs whose |pre-activation| exceeds `SATURATION_THRESHOLDS`.
 
-A unit diagnostic that does not apply to the activation is None, never 0. The hidden layers are
-those whose pre-activations the family reports (`ModelFamily.preactivations`); a family that
-reports none (a user's own model) has the norms and ratios only.
+A unit diagnostic that does not apply to the activation is None, never 0. A family that reports
+no pre-activations (`ModelFamily.preactivations`; a user's own model) has norms and ratios only.
 """
 
 from __future__ import annotations
@@ -42,14 +40,6 @@ def layer_norms(tree: Params) -> dict[str, jax.Array]:
     """L2 norm of every array of a parameter-like pytree: 'hidden_0/kernel' -> float32 []."""
     flat = traverse_util.flatten_dict(tree, sep="/")
     return {name: jnp.sqrt(jnp.sum(jnp.square(leaf))) for name, leaf in flat.items()}
-
-
-def full_loss(
-    state: Any, params: Params, x: jax.Array, y: jax.Array, program: Program
-) -> jax.Array:
-    """Mean loss of `params` on a whole split, without dropout, the model state read only."""
-    outputs, _ = state.apply_fn(params, state.model_state, x, state.hparams)
-    return jnp.mean(program.loss(outputs, y))
 
 
 def activation(program: Program) -> str | None:
@@ -95,9 +85,13 @@ def member_diagnostics(
 ) -> dict[str, jax.Array]:
     """Every diagnostic that applies of one member's `TrainState` (pure and vmappable):
     name -> float32 []. The splits are `SplitData(x, y)`."""
-    loss, grads = jax.value_and_grad(full_loss, argnums=1)(
-        state, state.params, train_split.x, train_split.y, program
-    )
+
+    def full_loss(params: Params) -> jax.Array:
+        """Mean loss on the whole split, without dropout, the model state read only."""
+        outputs, _ = state.apply_fn(params, state.model_state, train_split.x, state.hparams)
+        return jnp.mean(program.loss(outputs, train_split.y))
+
+    loss, grads = jax.value_and_grad(full_loss)(state.params)
     updates, _ = optimizer_update(state, grads, loss)
     grad_norms, weight_norms = layer_norms(grads), layer_norms(state.params)
     update_norms = layer_norms(updates)
@@ -164,13 +158,11 @@ def records(
     step: int, diagnostics: Mapping[str, np.ndarray | None], member_indices: Sequence[int]
 ) -> list[dict[str, Any]]:
     """diagnostics.jsonl rows of one evaluation: {"step", "member", <name>: value or None}."""
-    rows = []
-    for row, member in enumerate(member_indices):
-        record: dict[str, Any] = {"step": int(step), "member": int(member)}
-        for name, values in diagnostics.items():
-            record[name] = None if values is None else float(values[row])
-        rows.append(record)
-    return rows
+    return [
+        {"step": int(step), "member": int(member)}
+        | {name: None if v is None else float(v[row]) for name, v in diagnostics.items()}
+        for row, member in enumerate(member_indices)
+    ]
 
 
 class Monitor:

@@ -1,11 +1,8 @@
-"""Loss landscapes: the loss along the straight line between two solutions (`interpolate`,
-`barrier_height`, Frankle et al., 2020), and 2-D slices through three solutions
-(`plane_through`) or around one along filter-normalised random directions (`random_plane`, Li et
-al., 2018).
-
-Every function evaluates with one member's apply function and hyperparameters (no dropout),
-so all the weights compared must come from one structural variant (one Program); see
-`jaxnn.core.variants.landscape_members`.
+"""Loss landscapes: the loss on the line between two solutions (`interpolate`, `barrier_height`,
+Frankle et al., 2020), 2-D slices through three solutions (`plane_through`) or around one along
+filter-normalised random directions (`random_plane`, Li et al., 2018). Each evaluates with one
+member's apply function and hyperparameters (no dropout): the weights compared must come from one
+structural variant (`jaxnn.core.variants.landscape_members`).
 """
 
 from __future__ import annotations
@@ -127,12 +124,8 @@ def plane_through(
     margin: float = 0.5,
 ) -> Plane:
     """The 2-D slice through solutions (a, b, c): a at (0, 0), b at (1, 0), c at (c_x, 1) in the
-    orthogonalised basis u = b - a, v = (c - a) minus its projection on u.
-
-    Args:
-      resolution: grid points per axis.
-      margin: how far beyond the three solutions the grid reaches (in plane units).
-    """
+    orthogonalised basis u = b - a, v = (c - a) minus its projection on u; `resolution` grid
+    points per axis, reaching `margin` (plane units) beyond the three solutions."""
     a, b, c = params
     u = _sub(b, a)
     w = _sub(c, a)

@@ -13,10 +13,7 @@ def expected_best_of_k(values: np.ndarray, k: int) -> float:
     The standard order-statistics estimator: with the results sorted ascending,
     v_(1) <= ... <= v_(K), the i-th smallest is the best of a random k-subset with probability
     C(K - i, k - 1) / C(K, k), so E[best of k] = sum_i v_(i) C(K - i, k - 1) / C(K, k).
-
-    Args:
-      values: float [K] finite results (lower is better).
-      k: subset size, 1 <= k <= K.
+    `values`: float [K] finite results (lower is better); 1 <= k <= K.
     """
     ordered = np.sort(np.asarray(values, np.float64))
     num = len(ordered)
@@ -28,13 +25,8 @@ def expected_best_of_k(values: np.ndarray, k: int) -> float:
 
 
 def restart_stats(val_losses: np.ndarray, *, tolerance: float) -> dict[str, object]:
-    """Quantiles, the fraction of starts near the best, and the expected best-of-k curve.
-
-    Args:
-      val_losses: float [K] final validation losses of the non-diverged members.
-      tolerance: relative tolerance: a start is "near the best" when its loss is at most
-        best * (1 + tolerance).
-    """
+    """Quantiles, the fraction of starts near the best (loss <= best + |best| * tolerance) and
+    the expected best-of-k curve of val_losses, float [K], of the non-diverged members."""
     losses = np.asarray(val_losses, np.float64)
     losses = losses[np.isfinite(losses)]
     if losses.size == 0:

@@ -10,14 +10,8 @@ from jaxnn.errors import ConfigError
 
 
 def experiment_words(arg: str | None, experiment: str, known: Sequence[str]) -> list[str]:
-    """The words of `arg` (split at commas, blanks dropped), each checked against `known`.
-
-    `arg` is the text after `:` in `--config=FILE:ARG` (None: no argument); `experiment` the
-    experiment's file, e.g. 'experiments/mnist1d_mlp.py', for the message.
-
-    Raises:
-      ConfigError: a word that is not one of `known`, listing them.
-    """
+    """The words of `arg` (the text after `:`, None: none; split at commas, blanks dropped), each
+    checked against `known`; `experiment` is the experiment's file, for the message."""
     words = [word.strip() for word in (arg or "").split(",") if word.strip()]
     for word in words:
         if word not in known:

@@ -15,12 +15,8 @@ from jaxnn.errors import ConfigError
 
 
 def expand_user(path: str | os.PathLike, what: str) -> Path:
-    """`path` with a leading `~` or `~user` expanded; `what` names its field for the message
-    ('init_from.workdir').
-
-    Raises:
-      ConfigError: a `~user` with no such user, or `~` with no home directory.
-    """
+    """`path` with a leading `~` or `~user` expanded (ConfigError if it cannot be); `what` names
+    its field for the message ('init_from.workdir')."""
     text = os.fspath(path)
     if not text.startswith("~"):
         return Path(text)

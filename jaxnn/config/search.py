@@ -2,11 +2,9 @@
 
 Written like a sweep, one range per field (`optimizer.learning_rate=loguniform(1e-3, 0.3);
 model.dropout=uniform(0, 0.5)`), or as a mapping field -> 'loguniform(1e-3, 0.3)' or
-('loguniform', 1e-3, 0.3). `restarts.num` points are drawn by `restarts.search_method` (random,
-halton: scrambled, halton_unscrambled) seeded from the config's `seed`; member i trains point i
-from random start i. A point u in [0, 1) is low + u (high - low) for `uniform`, the same in log
-space for `loguniform` (0 < low); an integer field draws from [low, high + 1) and keeps the
-integer part. Every value is then checked by its field's own rule, as its flag would be.
+('loguniform', 1e-3, 0.3). `restarts.num` points in [0, 1) are drawn by `METHODS` seeded from the
+config's `seed` and mapped onto the ranges; member i trains point i from random start i. Every
+value is then checked by its field's own rule, as its flag would be.
 """
 
 from __future__ import annotations
@@ -107,11 +105,7 @@ METHODS: dict[str, Callable[[int, int, np.random.Generator], np.ndarray]] = {
 
 
 def unit_points(method: str, num: int, dims: int, seed: int) -> np.ndarray:
-    """`num` points float64 [num, dims] in [0, 1) by `method`, reproducible from `seed`.
-
-    Raises:
-      ConfigError: an unknown method (the message lists the known ones).
-    """
+    """`num` points float64 [num, dims] in [0, 1) by `method`, reproducible from `seed`."""
     check_method(method)
     words = [SEARCH_TAG, seed % 2**32, (seed // 2**32) % 2**32]
     return METHODS[method](num, dims, np.random.default_rng(words))
@@ -246,11 +240,7 @@ def machine_bytes() -> int | None:
 
 def check_size(num: int, dims: int) -> None:
     """Refuses, before anything is drawn, a search whose points alone would not fit in half of
-    the machine's memory (the run's full estimate, `jaxnn.core.memory`, comes later).
-
-    Raises:
-      ConfigError: naming restarts.num, the memory the points need and the machine's.
-    """
+    the machine's memory (the run's full estimate, `jaxnn.core.memory`, comes later)."""
     have = machine_bytes()
     need = num * (POINT_BYTES + FIELD_BYTES * dims)
     if have is not None and need > POINTS_SHARE * have:

@@ -83,11 +83,7 @@ def _parse_value(token: str) -> Any:
 
 def clauses(spec: str, *, flag: str, form: str) -> dict[str, str]:
     """Splits `a=RHS; b=RHS` into {'a': 'RHS', 'b': 'RHS'}: the syntax `restarts.sweep` and
-    `restarts.search` share. `flag` and `form` ('field=[v1, v2, ...]') are for messages.
-
-    Raises:
-      ConfigError: a clause without `field=`, or a field named twice.
-    """
+    `restarts.search` share. `flag` and `form` ('field=[v1, v2, ...]') are for messages."""
     parsed: dict[str, str] = {}
     for clause in filter(None, (part.strip() for part in spec.split(";"))):
         field, sep, rhs = clause.partition("=")
@@ -159,10 +155,6 @@ def resolve(
     Every numeric value is checked by its field's own rule (as the flag would be); structural
     values (the dotted `structural_fields`, one program per value) must have the type of the
     `config` field they replace.
-
-    Raises:
-      ConfigError: an unknown or unsweepable field, an empty list, or a value of the wrong type
-        or outside its field's range.
     """
     raw = split_spec(spec)
     known = sorted([*numeric_fields, *structural_fields])
@@ -217,9 +209,7 @@ def with_values(
     """A copy of `config` with the given dotted fields set (the caller's config is unchanged)."""
     updated = ml_collections.ConfigDict(config.to_dict())
     for field, value in values.items():
-        *parents, leaf = field.split(".")
-        node = updated
-        for part in parents:
-            node = node[part]
+        parent, _, leaf = field.rpartition(".")
+        node = field_value(updated, parent) if parent else updated
         node[leaf] = value
     return updated

@@ -36,12 +36,9 @@ def enable(directory: str | Path | None = None) -> Path | None:
     already expanded), caching programs of every size.
 
     A named `directory` replaces whatever was set; none (None or "") keeps a directory JAX is
-    already configured with (its thresholds untouched), else uses `default_directory()`. A
-    directory that cannot be created or written leaves JAX's settings as they were, with one
-    warning line on stderr.
-
-    Returns:
-      The directory in use, or None when the one asked for is unusable.
+    already configured with (its thresholds untouched), else uses `default_directory()`.
+    Returns the directory in use, or None (with one warning line on stderr, JAX's settings
+    untouched) when the one asked for cannot be created or written.
     """
     configured = configured_directory()
     if not directory and configured is not None:

@@ -22,6 +22,7 @@ from jaxnn import front_end, run_spec
 from jaxnn.core import groups, loop, memory, schedules, train
 from jaxnn.core.program import HParams, Program, TransferArgs, build
 from jaxnn.core.schedules import halving
+from jaxnn.core.schedules import members as members_lib
 from jaxnn.data import Dataset
 from jaxnn.data.device import SplitData
 from jaxnn.nn import metrics as metrics_lib
@@ -80,11 +81,9 @@ def member_keys(root: jax.Array, run_members: list[Member]) -> jax.Array:
 
 @dataclasses.dataclass
 class EnsembleResult(Predicts):
-    """A trained ensemble: the stacked state (every leaf has a leading member axis) and its history.
-
-    `predictor()` (and `predict`, `score`, ...) predicts on raw inputs with the selected member,
-    any member, or the ensemble (`jaxnn.predict.predictor.Predictor`).
-    """
+    """A trained ensemble: the stacked state (leaves lead with the member axis), its history,
+    and `predictor()` (`predict`, `score`, ...) on raw inputs with the selected member, any
+    member, or the ensemble (`jaxnn.predict.predictor.Predictor`)."""
 
     state: train.TrainState
     program: Program
@@ -161,23 +160,33 @@ class Trainer:
     program: Program
     members: list[Member]
     init_fn: Any
-    chunk_fn: Any
-    order_key: jax.Array | None
+    order_key: jax.Array | None  # None: each member draws its own batches
     placement: sharding.Placement  # where members and data live; on one device, nowhere special
     group_size: int = 0  # members per group on each device (0: all at once; jaxnn.core.groups)
     memory: memory.RunBytes | None = None  # the run's memory estimate (jaxnn.core.memory)
 
+    def chunk_for(self, placement: sharding.Placement) -> Any:
+        """The jitted chunk of the members under `placement`, `group_size` at a time."""
+        chunk = functools.partial(train.run_chunk, program=self.program)
+        grouped = groups.grouped_vmap(
+            chunk,
+            (0, None, None, None if self.order_key is not None else 0),
+            num_members=placement.num_slots,
+            group_size=self.group_size,
+            num_shards=placement.num_devices,
+        )
+        return placement.jit_chunk(grouped)
+
+    @functools.cached_property
+    def chunk_fn(self) -> Any:
+        return self.chunk_for(self.placement)
+
 
 def make_trainer(
-    spec: run_spec.RunSpec,
-    data: Dataset,
-    key: jax.Array,
-    **transfer: Unpack[TransferArgs],
+    spec: run_spec.RunSpec, data: Dataset, key: jax.Array, **transfer: Unpack[TransferArgs]
 ) -> Trainer:
-    """Builds the vmapped init and chunk functions of a run (nothing is compiled yet).
-
-    Before the members are listed, the run's memory is estimated from shapes and checked
-    against the machine's (`jaxnn.core.memory`), and the members' group size is chosen.
+    """Builds the vmapped init and chunk functions of a run (nothing is compiled yet); the
+    run's memory is checked (`jaxnn.core.memory`) before the members are listed.
 
     Raises:
       ConfigError: a shape that does not fit the data, a `config.mesh` that does not, or a run
@@ -197,20 +206,11 @@ def make_trainer(
     ) -> train.TrainState:
         return jax.vmap(lambda h, k: init_one(h, k, pretrained=pretrained))(hparams, keys)
 
-    chunk = functools.partial(train.run_chunk, program=program)
-    grouped_chunk = groups.grouped_vmap(
-        chunk,
-        (0, None, None, None if shared else 0),
-        num_members=placement.num_slots,
-        group_size=group,
-        num_shards=placement.num_devices,
-    )
     return Trainer(
         spec=spec,
         program=program,
         members=run_members,
         init_fn=jax.jit(init_fn),
-        chunk_fn=placement.jit_chunk(grouped_chunk),
         order_key=train.shared_order_key(key) if shared else None,
         placement=placement,
         group_size=group,
@@ -226,8 +226,7 @@ def _checked_memory(
     placement: sharding.Placement,
 ) -> tuple[int, memory.RunBytes]:
     """(the members' group size, the run's memory estimate), checked against the machine's:
-    the state alone first (a model too large to hold is refused before its step is traced),
-    then with one step's and one evaluation's activations."""
+    the state alone first (a model too large to hold is refused before its step is traced)."""
     label_shape, label_dtype = tuple(np.shape(data.y_train)[1:]), np.asarray(data.y_train).dtype
 
     def split(count: int) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
@@ -242,6 +241,7 @@ def _checked_memory(
     def evaluate(state: train.TrainState, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
         return train.evaluate(state, state.params, SplitData(x, y), program)
 
+    per_device = placement.num_slots // placement.num_devices
     for traced in (False, True):
         member = memory.member_bytes(
             init_one,
@@ -251,29 +251,20 @@ def _checked_memory(
             batch=batch,
             splits=(split(program.num_train), split(data.num_val)),
         )
-        group = choose_group_size(spec.config, member, placement)
-        per_device = placement.num_slots // placement.num_devices
+        # mesh.member_group, else the backend's size; one at least a device's share: all at once
+        group = int(spec.config.mesh.member_group) or groups.auto_group_size(
+            jax.default_backend(), member.step_working_set
+        )
+        group = 0 if group >= per_device else group
         need = memory.run_bytes(
             member,
             data,
             num_members=placement.num_slots,
-            live_members=placement.num_devices * min(group or per_device, per_device),
+            live_members=placement.num_devices * (group or per_device),
             num_devices=placement.num_devices,
         )
         memory.check_fits(need, jax.default_backend(), placement.devices)
     return group, need
-
-
-def choose_group_size(
-    config: ml_collections.ConfigDict, member: memory.MemberBytes, placement: sharding.Placement
-) -> int:
-    """Members per group on each device: `mesh.member_group`, or the backend's automatic size
-    (0, or a size at least a device's share of the members: all at once)."""
-    chosen = int(config.mesh.member_group)
-    if chosen == 0:
-        chosen = groups.auto_group_size(jax.default_backend(), member.step_working_set)
-    per_device = placement.num_slots // placement.num_devices
-    return 0 if chosen >= per_device else chosen
 
 
 def init_members(
@@ -392,15 +383,9 @@ def _result(
     trainer: Trainer, data: Dataset, run: loop.LoopResult, **schedule: Any
 ) -> EnsembleResult:
     """The EnsembleResult of a trainer's `run` on `data` (`schedule`: a scheduled run's record)."""
+    loop_fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(loop.LoopResult)}
     return EnsembleResult(
-        state=run.state,
-        history=run.history,
-        steps_done=run.steps_done,
-        compile_s=run.compile_s,
-        train_s=run.train_s,
-        program_bytes=run.program_bytes,
-        wall_s=run.wall_s,
-        start_step=run.start_step,
+        **loop_fields,
         program=trainer.program,
         members=trainer.members,
         group_size=trainer.group_size,
@@ -413,8 +398,7 @@ def _result(
 
 def is_finished(state: train.TrainState, step: int, program: Program) -> bool:
     """Whether a run at global step `step` has nothing left to train."""
-    done = np.asarray(jax.device_get(state.stopped | state.diverged))
-    return step >= program.total_steps or bool(done.all())
+    return step >= program.total_steps or not members_lib.live_mask(state).any()
 
 
 def member_state(state: train.TrainState, index: int) -> train.TrainState:
@@ -427,10 +411,7 @@ def _final_eval(
     state: train.TrainState, x: jax.Array, y: jax.Array, program: Program, group_size: int
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     def one(member: train.TrainState) -> tuple[dict[str, jax.Array], jax.Array]:
-        split = SplitData(x, y)
-        metrics = train.evaluate(
-            member, member.best_params, split, program, model_state=member.best_model_state
-        )
+        metrics = train.evaluate_best(member, SplitData(x, y), program)
         outputs, _ = member.apply_fn(member.best_params, member.best_model_state, x, member.hparams)
         return metrics, program.predict(outputs)
 
@@ -439,12 +420,7 @@ def _final_eval(
 
 
 def evaluate_members(
-    state: train.TrainState,
-    program: Program,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    group_size: int = 0,
+    state: train.TrainState, program: Program, x: np.ndarray, y: np.ndarray, *, group_size: int = 0
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Loss and metrics of every member's best weights on one split, and their predictions
     [M, N, O]; `group_size` members at a time (0: all at once)."""
@@ -479,10 +455,9 @@ def select_best(
 ) -> int | None:
     """Index of the best non-diverged member by a validation metric (None if all diverged);
     ties go to the lowest index."""
-    values = np.asarray(member_metrics[select_by], np.float64)
-    if greater_is_better:
-        values = -values
-    values = np.where(diverged | ~np.isfinite(values), np.inf, values)
+    values = members_lib.ranking_values(
+        member_metrics[select_by], diverged, greater_is_better=greater_is_better
+    )
     if not np.isfinite(values).any():
         return None
     return int(np.argmin(values))

@@ -1,10 +1,9 @@
 """Exploded members: a finite training loss that grew far beyond where the member started.
 
-A member whose learning rate is too large can blow up to a huge but finite loss (10^4 where it
-began at 2.3): not diverged (NaN or infinite), yet misleading to rank, average or plot. It is
-*exploded* when its training loss at its last weights exceeds `restarts.explode_factor` (0: off)
-times that at its initial weights, and is then left out like a diverged one
-(`jaxnn.reporting.summary`).
+A learning rate too large can blow a loss up from 2.3 to a finite 10^4: not diverged, yet
+misleading to rank, average or plot. A member is *exploded* when its training loss at its last
+weights exceeds `restarts.explode_factor` (0: off) times that at its initial weights, and is
+then left out like a diverged one (`jaxnn.reporting.summary`).
 """
 
 from __future__ import annotations
@@ -25,11 +24,8 @@ def start_losses(
     key: Any,
     pretrained: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
-    """float64 [num_members]: each member's training-split loss at its initial weights.
-
-    The initial state is made again from the member keys (initialisation is deterministic), so
-    a resumed run gets the same values as the run that started it.
-    """
+    """float64 [num_members]: each member's training-split loss at its initial weights, made
+    again from the member keys (so a resumed run gets the values of the run that started it)."""
     initial = ensemble.init_members(trainer, key, pretrained)
     metrics, _ = ensemble.evaluate_members(
         initial, trainer.program, dataset.x_train, dataset.y_train, group_size=trainer.group_size

@@ -1,12 +1,10 @@
 """Members run in cache-sized groups: a vmapped function over M members as a `lax.map` over groups.
 
-At a few thousand members a vmapped step streams every member's state and activations through
-memory at every step. `grouped_vmap` keeps one program but cuts each device's shard into full
-groups of `group_size` (a `lax.map` of the vmapped function) and one smaller remainder group (a
-plain vmap), so no member is padded and each member's computation is unchanged. On a mesh of D
-devices member `d * L + j * g + i` (L = M / D) is member `i` of group `j` on device `d`: a group
-spans every device and no device reads another's members. `auto_group_size` picks the size:
-on CPU as many members as fit in `CPU_GROUP_BYTES`, on an accelerator all (docs/groups.md).
+`grouped_vmap` cuts each device's shard into full groups of `group_size` (a `lax.map` of the
+vmapped function) and one remainder group (a plain vmap): no member is padded and each member's
+computation is unchanged. On D devices member `d * L + j * g + i` (L = M / D) is member `i` of
+group `j` on device `d`, so no device reads another's members. `auto_group_size` picks the size
+(docs/groups.md).
 """
 
 from __future__ import annotations
@@ -21,17 +19,14 @@ import jax.numpy as jnp
 # Working set of one group of members on a CPU device: about one core's L2 cache (measured in
 # docs/groups.md).
 CPU_GROUP_BYTES = 5 * 2**19
-# The group size of a backend: bytes of one member's working set -> members per group (0: all).
-GROUP_RULES: dict[str, Callable[[int], int]] = {
-    "cpu": lambda member_bytes: max(1, CPU_GROUP_BYTES // max(1, member_bytes)),
-}
 
 
 def auto_group_size(backend: str, step_bytes_per_member: int) -> int:
-    """Members per group for `backend` ('cpu', 'gpu', 'tpu'; 0 = all members in one group, the
-    plain vmap), from one member's working set in a training step (bytes)."""
-    rule = GROUP_RULES.get(backend)
-    return 0 if rule is None else rule(step_bytes_per_member)
+    """Members per group for `backend` (0 = all members in one group, the plain vmap, as on an
+    accelerator), from one member's working set in a training step (bytes)."""
+    if backend != "cpu":
+        return 0
+    return max(1, CPU_GROUP_BYTES // max(1, step_bytes_per_member))
 
 
 def group_layout(num_members: int, group_size: int, num_shards: int = 1) -> tuple[int, int, int]:

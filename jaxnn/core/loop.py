@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, Unpack
+from typing import Any, Unpack
 
 import jax
 import ml_collections
@@ -48,19 +48,10 @@ EvalCallback = Callable[[Evaluation], None]
 Between = Callable[[Any, list[dict[str, np.ndarray]]], tuple[Any, bool]]
 
 
-class StepPlan(Protocol):
-    """How far a loop runs: `total_steps`, in chunks of `eval_every` steps (a Program is one)."""
-
-    @property
-    def total_steps(self) -> int: ...
-
-    @property
-    def eval_every(self) -> int: ...
-
-
 @dataclasses.dataclass(frozen=True)
 class Steps:
-    """A StepPlan of its own (a loop that is not a Program's, e.g. epochs as steps)."""
+    """How far a loop that is not a Program's runs (e.g. epochs as steps): `total_steps`, in
+    chunks of `eval_every` steps."""
 
     total_steps: int
     eval_every: int = 1
@@ -99,7 +90,7 @@ def drive(
     state: Any,
     data: Any,
     order_key: jax.Array | None,
-    program: StepPlan,
+    program: Program | Steps,
     *,
     start_step: int = 0,
     on_eval: EvalCallback | None = None,
@@ -165,9 +156,9 @@ def _step(step: int) -> np.ndarray:
 
 def _members_done(state: Any) -> bool:
     """Whether every member of a TrainState has stopped or diverged (False for other states)."""
-    if not isinstance(state, TrainState):
-        return False
-    return bool(np.all(jax.device_get(state.stopped | state.diverged)))
+    return isinstance(state, TrainState) and bool(
+        np.all(jax.device_get(state.stopped | state.diverged))
+    )
 
 
 @dataclasses.dataclass

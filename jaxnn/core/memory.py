@@ -1,11 +1,10 @@
 """What a run needs in memory, estimated from shapes before anything is allocated or written.
 
-Per member: its training state, the intermediates of one training step and of one evaluation,
-and the host copy a checkpoint save takes; for the run: the stacked state `STATE_COPIES` times,
-the activations of the members that run at once (one group, `jaxnn.core.groups`), and the
-splits on every device. All from `jax.eval_shape` and `jax.make_jaxpr` of one member, so the
-estimate costs one trace whatever the member count. `check_fits` refuses a run whose estimate
-exceeds `USABLE_FRACTION` of the devices' or the host's available memory.
+Per member: its state and the intermediates of one step and one evaluation; for the run: the
+stacked state `STATE_COPIES` times, the activations of one group (`jaxnn.core.groups`), the
+splits on every device and the host copy a checkpoint save takes. From `jax.eval_shape` and
+`jax.make_jaxpr` of one member: one trace whatever the member count. `check_fits` refuses a run
+whose estimate exceeds `USABLE_FRACTION` of the devices' or the host's available memory.
 """
 
 from __future__ import annotations
@@ -150,10 +149,6 @@ def intermediate_bytes(jaxpr: Any) -> int:
     return total
 
 
-def _traced_bytes(fn: Callable[..., Any], *args: Any) -> int:
-    return intermediate_bytes(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
 def member_bytes(
     init: Callable[[Any, jax.Array], Any],
     hparams: Mapping[str, float | jax.Array],
@@ -174,8 +169,11 @@ def member_bytes(
     member = _state_bytes(state)
     if step is None or evaluate is None:
         return member
-    step_bytes = _traced_bytes(step, state, batch, jax.ShapeDtypeStruct((), jnp.int32))
-    eval_bytes = max(_traced_bytes(evaluate, state, x, y) for x, y in splits)
+    global_step = jax.ShapeDtypeStruct((), jnp.int32)
+    step_bytes = intermediate_bytes(jax.make_jaxpr(step)(state, batch, global_step).jaxpr)
+    eval_bytes = max(
+        intermediate_bytes(jax.make_jaxpr(evaluate)(state, x, y).jaxpr) for x, y in splits
+    )
     return dataclasses.replace(member, step_activations=step_bytes, eval_activations=eval_bytes)
 
 
@@ -197,12 +195,7 @@ def _state_bytes(state: Any) -> MemberBytes:
 
 
 def run_bytes(
-    member: MemberBytes,
-    data: Dataset,
-    *,
-    num_members: int,
-    live_members: int,
-    num_devices: int,
+    member: MemberBytes, data: Dataset, *, num_members: int, live_members: int, num_devices: int
 ) -> RunBytes:
     """The account of a run of `num_members` members (`live_members` running at once) on
     `num_devices` devices of JAX's default backend."""
@@ -222,10 +215,9 @@ def available_bytes(backend: str, devices: list[jax.Device]) -> tuple[int | None
     """(bytes, where) of the memory a run may use: the devices' limit on an accelerator that
     reports one, else the host's available RAM (None if neither is known)."""
     if backend != "cpu":
-        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in devices]
-        known = [limit for limit in limits if limit]
-        if known and len(known) == len(limits):
-            return int(sum(known)), f"{len(devices)} {backend} device(s)"
+        limits = [(d.memory_stats() or {}).get("bytes_limit", 0) for d in devices]
+        if limits and all(limits):
+            return int(sum(limits)), f"{len(devices)} {backend} device(s)"
     return host_available_bytes(), "host RAM"
 
 

@@ -35,29 +35,14 @@ ApplyFn = Callable[..., tuple[jax.Array, ModelState]]
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """Everything static about a training run.
-
-    Attributes:
-      loss: per-example loss (outputs [B, O], targets) -> [B].
-      predict: outputs [B, O] -> what the ensemble averages.
-      metrics: name -> Metric, the task's built-in ones then the user's.
-      user_optimizer: the user's factory hparams -> optax transformation, or None.
-      removed: hyperparameters left out of the program (a `zero_removes` field that is zero
-        and not swept is passed to the model as a Python 0.0).
-      accumulate_steps: training steps (batches) per optimiser update (optax.MultiSteps);
-        total_steps counts the batches.
-      ema_decay: the config's `optimizer.ema_decay` when members keep averaged weights (a
-        decay > 0, or a swept or searched one: members then carry their own), else None.
-      param_labels, frozen_labels, label_lr_scales: transfer learning (body / head labels);
-        the frozen labels' model state (BatchNorm statistics) is frozen too.
-    """
+    """Everything static about a training run."""
 
     family: family_lib.ModelFamily
     model_config: ml_collections.FrozenConfigDict
     optimizer_config: ml_collections.FrozenConfigDict
-    loss: losses.PerExampleLoss
-    predict: losses.Predict
-    metrics: tuple[tuple[str, Metric], ...]
+    loss: losses.PerExampleLoss  # (outputs [B, O], targets) -> [B]
+    predict: losses.Predict  # outputs [B, O] -> what the ensemble averages
+    metrics: tuple[tuple[str, Metric], ...]  # the task's built-in ones, then the user's
     user_optimizer: Callable[[Mapping[str, Any]], optax.GradientTransformation] | None
     task: str
     num_outputs: int
@@ -70,14 +55,20 @@ class Program:
     keep: str  # 'best': lowest-validation-loss weights; 'last': the latest evaluated ones
     # what training did to the raw data (a predictor applies it to raw inputs)
     preprocessing: Preprocessing
+    # hyperparameters left out (a `zero_removes` field that is zero and not swept is passed to
+    # the model as a Python 0.0)
     removed: tuple[str, ...] = ()
     head: tuple[str, ...] = family_lib.DEFAULT_HEAD
     target_std: tuple[float, ...] = ()
+    # transfer learning (body / head labels); the frozen labels' model state is frozen too
     param_labels: Callable[[Params], Any] | None = None
     frozen_labels: tuple[str, ...] = ()
     label_lr_scales: tuple[tuple[str, float], ...] = ()
     augmentation: augment_lib.Augmentation = augment_lib.NO_AUGMENTATION
+    # batches per optimiser update (optax.MultiSteps); total_steps counts the batches
     accumulate_steps: int = 1
+    # optimizer.ema_decay when members keep averaged weights (> 0, or swept or searched: each
+    # member then carries its own), else None
     ema_decay: float | None = None
 
     @property
@@ -145,7 +136,6 @@ def make_program(
         () if data.target_std is None else tuple(float(s) for s in np.ravel(data.target_std))
     )
     loss, predict, metrics = losses.task_functions(config, spec.components, data.task, target_std)
-    accumulate_steps = int(config.optimizer.accumulate_steps)
     return Program(
         family=spec.family,
         model_config=ml_collections.FrozenConfigDict(config.model),
@@ -169,7 +159,7 @@ def make_program(
         preprocessing=data.preprocessing
         or Preprocessing.identity(data.task, tuple(data.feature_shape), data.num_outputs),
         augmentation=augment_lib.from_config(config.augment, spec.varied_fields),
-        accumulate_steps=accumulate_steps,
+        accumulate_steps=int(config.optimizer.accumulate_steps),
         ema_decay=ema.run_decay(config.optimizer, spec.varied_fields),
         **transfer,
     )

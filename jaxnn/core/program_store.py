@@ -1,15 +1,15 @@
 """Compiled programs kept on disk and found again without tracing, lowering or compiling.
 
-JAX's persistent compilation cache (`compile_cache`) still traces and lowers a program to find
-its key, which costs as long as a small scikit-learn fit. A `StoredProgram` keeps each compiled
-program in that cache's directory (only when it is on) under a key made without tracing (`_key`).
-The `name` must say everything the traced function depends on besides its arguments and
-jaxnn's code: a user's function can change between processes without changing any such name,
-so programs that trace a user's code are never stored (`storable`).
+JAX's persistent cache (`compile_cache`) still traces and lowers a program to find its key. A
+`StoredProgram` keeps each compiled program in that cache's directory (when it is on) under a
+key made without tracing (`_key`). The `name` must say everything the traced function depends on
+besides its arguments and jaxnn's code, so programs that trace a user's code (which can change
+between processes under the same name) are never stored (`storable`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -81,14 +81,15 @@ class StoredProgram:
         return compiled
 
 
+@dataclasses.dataclass(frozen=True)
 class _Found:
     """`StoredProgram.lower`'s answer: `compile()` gives the compiled program."""
 
-    def __init__(self, program: StoredProgram, args: tuple[Any, ...]) -> None:
-        self._program, self._args = program, args
+    program: StoredProgram
+    args: tuple[Any, ...]
 
     def compile(self) -> jax.stages.Compiled:
-        return self._program.compiled(*self._args)
+        return self.program.compiled(*self.args)
 
 
 class _ThreadCacheHits(threading.local):

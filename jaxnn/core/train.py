@@ -267,6 +267,11 @@ def evaluate(
     return metrics
 
 
+def evaluate_best(state: TrainState, split: SplitData, program: Program) -> dict[str, jax.Array]:
+    """`evaluate` of the member's best weights, with their model state."""
+    return evaluate(state, state.best_params, split, program, model_state=state.best_model_state)
+
+
 def track_best(state: TrainState, val_loss: jax.Array, program: Program) -> TrainState:
     """Keeps the best-validation weights (`evaluated_params`, with their model state) and
     advances the early-stopping counter; `training.keep=last` keeps the latest finite ones."""

@@ -1,10 +1,9 @@
 """Structural variants: one compiled program per variant, one run of all of them.
 
-Each combination of the values of the sweep's structural fields (`front_end.STRUCTURAL_FIELDS`
-and the family's) is a variant (`run_spec.RunSpec.variants`): an ordinary ensemble of the config
-with those values set and the numeric sweep alone. Every variant starts from the same root key
-(paired comparisons). Global member indices are variant-major: member `offset_v + i` is member i
-of variant v, `offset_v` the number of members of the variants before v.
+Each combination of the sweep's structural fields' values (`run_spec.RunSpec.variants`) is a
+variant: an ordinary ensemble of the config with those values set and the numeric sweep alone,
+from the same root key (paired comparisons). Global member indices are variant-major: member
+`offset_v + i` is member i of variant v, `offset_v` the number of members of the variants before.
 """
 
 from __future__ import annotations
@@ -74,11 +73,6 @@ def variant_specs(spec: run_spec.RunSpec) -> list[tuple[dict[str, Any], run_spec
     return [(dict(v), s) for v, s in spec.variants] if spec.structural else [({}, spec)]
 
 
-def global_members(members: Sequence[ensemble.Member], offset: int) -> list[ensemble.Member]:
-    """The members with their global indices (for logging; state arrays keep local indices)."""
-    return [dataclasses.replace(m, index=offset + m.index) for m in members]
-
-
 @dataclasses.dataclass
 class Variant:
     """One structural variant, built (checked against the data), with the global index of its
@@ -91,7 +85,8 @@ class Variant:
 
     @property
     def global_members(self) -> list[ensemble.Member]:
-        return global_members(self.trainer.members, self.offset)
+        """The members with their global indices (for logging; states keep local indices)."""
+        return [dataclasses.replace(m, index=self.offset + m.index) for m in self.trainer.members]
 
     def train(self, data: Dataset, key: jax.Array, **options: Any) -> VariantRun:
         """Trains the variant's members (`ensemble.train_members`'s keyword options)."""
@@ -137,8 +132,7 @@ def fit_variants(
       **components: the user's own parts (`jaxnn.nn.components.ComponentArgs`).
 
     Returns:
-      One VariantRun per variant, in sweep order, as `VariantRuns` (a list that also predicts:
-      `predictor()`, `predict`, ...).
+      One VariantRun per variant, in sweep order, as `VariantRuns` (a list that also predicts).
     """
     spec = front_end.resolve_call(config, data, key, Components.of(**components), sweep=sweep)
     runs = VariantRuns()

@@ -62,8 +62,7 @@ Scalar = float | jax.Array
 
 
 def _circular(x: jax.Array, source: jax.Array) -> jax.Array:
-    length = x.shape[1]
-    return _gather(x, source % length)
+    return _gather(x, source % x.shape[1])
 
 
 def _zero_filled(x: jax.Array, source: jax.Array) -> jax.Array:
@@ -110,14 +109,9 @@ def flip(x: jax.Array, flipped: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-    """The static part of a run's augmentation (a field of `jaxnn.core.program.Program`).
-
-    Attributes:
-      crop, shift, noise, scale: the config's values, for members that do not carry their own
-        (a field that is not swept).
-      shift_mode: a key of SHIFT_MODES.
-      swept: the hparam names members carry (their swept fields).
-    """
+    """The static part of a run's augmentation (a field of `jaxnn.core.program.Program`): the
+    config's values, used by members that do not carry their own, and the `swept` hparam names
+    that they carry."""
 
     crop: int = 0
     flip: bool = False
@@ -201,8 +195,7 @@ def validate_augment_config(augment_cfg: Any) -> None:
         raise ConfigError(
             f"augment.shift_mode: unknown {mode!r}; choose one of {', '.join(sorted(SHIFT_MODES))}"
         )
-    # augment.crop's and shift's type and range: jaxnn.config.fields.INTEGER_FIELDS, checked
-    # before this.
+    # crop's and shift's type and range were checked before, by config.fields.INTEGER_FIELDS.
     for field in NUMERIC_FIELDS:
         problem = field.problem(augment_cfg[field.field.rpartition(".")[2]])
         if problem:
@@ -212,10 +205,8 @@ def validate_augment_config(augment_cfg: Any) -> None:
 def check_feature_shape(
     augment_cfg: Any, swept: Mapping[str, Iterable[float]], feature_shape: tuple[int, ...]
 ) -> None:
-    """Checks the largest shift and crop (config, sweep or search) against the inputs' shape.
-
-    Args:
-      swept: every member's value of each swept or searched field, dotted field -> values.
+    """Checks the largest shift and crop (config, sweep or search) against the inputs' shape;
+    `swept` maps each swept or searched dotted field to every member's value.
 
     Raises:
       ConfigError: a shift of at least the input length; a crop or flip of inputs that are

@@ -20,7 +20,7 @@ import numpy as np
 from jaxnn.config.fields import INTEGER_FIELDS
 from jaxnn.config.schema import default_config
 from jaxnn.data import builders, files
-from jaxnn.data.preprocessing import MAX_MAGNITUDE, Preprocessing, encode
+from jaxnn.data.preprocessing import MAX_MAGNITUDE, Preprocessing
 from jaxnn.errors import ConfigError, DataError
 
 TASKS = ("classification", "regression")
@@ -51,13 +51,11 @@ class Dataset:
     feature_names: tuple[str, ...] = ()
     target_mean: np.ndarray | None = None  # [num_outputs]: targets were standardised with these
     target_std: np.ndarray | None = None
-    # What was done to the raw arrays (feature and target statistics, the label encoding).
-    preprocessing: Preprocessing | None = None
+    preprocessing: Preprocessing | None = None  # what was done to the raw arrays
 
     @property
     def classes(self) -> np.ndarray | None:
-        """The decoded labels of the classes [num_classes] (label i is class index i), or None
-        for regression."""
+        """The decoded labels [num_classes] (label i is class index i); None for regression."""
         return None if self.preprocessing is None else self.preprocessing.classes
 
     @property
@@ -99,19 +97,12 @@ class _Recipe:
 
     @classmethod
     def of_config(cls, dataset_config: ml_collections.ConfigDict) -> _Recipe:
-        return cls(
-            permute_seed=dataset_config.permute_seed,
-            classes=tuple(dataset_config.classes),
-            validation_fraction=dataset_config.validation_fraction,
-            split_seed=dataset_config.split_seed,
-            train_per_class=dataset_config.train_per_class,
-            standardize=dataset_config.standardize,
-        )
+        values = {field.name: dataset_config[field.name] for field in dataclasses.fields(cls)}
+        return cls(**values | {"classes": tuple(dataset_config.classes)})
 
 
 def with_defaults(dataset_config: Any) -> ml_collections.ConfigDict:
-    """config.dataset with the schema's default for each field it lacks; its name stays
-    required (no default data set is loaded in its place).
+    """config.dataset with the schema's default for each field it lacks but its name.
 
     Raises:
         ConfigError: `dataset_config` is not a ConfigDict or a mapping.
@@ -203,12 +194,11 @@ def _check_whole_config(dataset_config: ml_collections.ConfigDict) -> None:
 
 
 def load(dataset_config: Any) -> Dataset:
-    """Loads config.dataset: prepares it in data_dir once (reused later, or again first with
-    `rebuild`), reads it, splits it.
+    """Loads config.dataset: prepares it in data_dir once (again first with `rebuild`),
+    reads it, splits it.
 
     Raises:
-        ConfigError, DataError: one-line messages, raised before any data is prepared where
-            the config alone shows the mistake.
+        ConfigError, DataError: before any data is prepared where the config shows the mistake.
     """
     dataset_config = with_defaults(dataset_config)
     _check_whole_config(dataset_config)
@@ -275,7 +265,6 @@ def from_arrays(
     Args:
         x_train, x_test: features [n, *feature_shape], any real dtype, all finite.
         y_train, y_test: class labels [n] (classification) or targets [n] / [n, outputs].
-        task: 'classification' or 'regression'.
         class_names: optional names of the classes, one per class; for integer labels they
             name labels 0..len(class_names)-1 (so a class absent from the arrays still counts).
         classes: keep only these labels (as config.dataset.classes), classes in this order.
@@ -313,9 +302,11 @@ def from_arrays(
 def _encoded_labels(
     y_train: np.ndarray, y_test: np.ndarray, class_names: tuple[str, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(the decoded classes [C], the labels of train then test as class indices)."""
+    """(the decoded classes [C], the labels of train then test as class indices int64), the
+    classes sorted as scikit-learn's LabelEncoder sorts them."""
     labels = np.concatenate([y_train, y_test])
-    values, encoded = encode(labels)
+    values, encoded = np.unique(labels, return_inverse=True)
+    encoded = encoded.reshape(-1).astype(np.int64)
     if not class_names:
         return values, encoded
     named = np.arange(len(class_names))
@@ -345,8 +336,7 @@ def _subset_positions(classes: Sequence[Any], label_values: np.ndarray) -> tuple
 def _checked_inputs(
     arrays: tuple[Any, Any, Any, Any], task: Any, recipe: _Recipe, feature_names: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`from_arrays`'s checks of its options (classes aside: checked once encoded) and arrays;
-    returns (x_train, y_train, x_test, y_test) as numpy arrays, targets 2-D for regression."""
+    """`from_arrays`'s options (classes aside) and arrays checked, targets 2-D for regression."""
     if task not in TASKS:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     _check_fraction(recipe.validation_fraction)
@@ -357,10 +347,11 @@ def _checked_inputs(
         raise ConfigError(
             f"permute_seed must be an integer >= 0 (0 = off), got {recipe.permute_seed!r}"
         )
-    converted = _as_arrays(arrays)
-    x_train, y_train = _checked_arrays("train", converted[0], converted[1], task)
-    x_test, y_test = _checked_arrays("test", converted[2], converted[3], task)
-    checked = (x_train, y_train, x_test, y_test)
+    x_train, y_train, x_test, y_test = _as_arrays(arrays)
+    checked = (
+        *_checked_arrays("train", x_train, y_train, task),
+        *_checked_arrays("test", x_test, y_test, task),
+    )
     _check_whole(checked, task, feature_names)
     return checked
 
@@ -387,8 +378,7 @@ def _check_whole(
     task: str,
     feature_names: Sequence[str],
 ) -> None:
-    """The checked splits together: at least one feature and target, at least two classes in
-    train, train and test of one feature shape and target width, one name per feature."""
+    """The checked splits together: features, targets, two train classes, matching shapes."""
     x_train, y_train, x_test, y_test = arrays
     for name, array in (("x_train", x_train), ("x_test", x_test)):
         if math.prod(array.shape[1:]) == 0:
@@ -420,8 +410,7 @@ def _check_whole(
 
 
 def _check_integer_options(prefix: str, **values: Any) -> None:
-    """Checks dataset.<name> integers by their `jaxnn.config.fields.INTEGER_FIELDS` rows, named
-    with `prefix` (from_arrays' arguments have none)."""
+    """Checks dataset.<name> integers by their `INTEGER_FIELDS` rows, named with `prefix`."""
     for entry in INTEGER_FIELDS:
         field = entry.field.removeprefix("dataset.")
         if field != entry.field and field in values:
@@ -441,10 +430,8 @@ def _assemble(
     recipe: _Recipe,
     feature_divisor: float = 1.0,
 ) -> Dataset:
-    """Permute positions -> subset classes -> carve validation -> limit train per class ->
-    standardise; `label_values` are the decoded classes (label i is class i; None for a
-    regression); features are divided by `feature_divisor` first (a catalog's uint8 pixels
-    by 255), as the predictor's `Preprocessing` does."""
+    """The Dataset by the module's order of operations; `label_values` are the decoded classes
+    (None for regression); features are divided by `feature_divisor` first (uint8 pixels: 255)."""
     x_train, y_train, x_test, y_test = arrays
     if feature_divisor != 1.0:
         x_train, x_test = x_train / feature_divisor, x_test / feature_divisor
@@ -485,8 +472,7 @@ def _assemble(
 def _carved_splits(
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], num_classes: int, recipe: _Recipe
 ) -> dict[str, np.ndarray]:
-    """The six splits (x_train, y_train, x_val, ...): validation carved from train, then
-    train limited to its first `recipe.train_per_class` examples of every class."""
+    """The six splits: validation carved from train, then train limited per class."""
     x_train, y_train, x_test, y_test = arrays
     train_idx, val_idx = validation_split(
         len(x_train), recipe.validation_fraction, recipe.split_seed
@@ -508,8 +494,7 @@ def _carved_splits(
 def _standardised(
     splits: dict[str, np.ndarray], task: str
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The splits standardised by train statistics (features, and a regression's targets), and
-    those statistics, float64, by their `Preprocessing` names."""
+    """The splits standardised by train statistics, and those statistics (float64)."""
     mean, std = _feature_stats(splits["x_train"])
     out = dict(splits)
     for split in ("x_train", "x_val", "x_test"):
@@ -531,9 +516,8 @@ def _typed_splits(
     *,
     standardize: bool,
 ) -> dict[str, np.ndarray]:
-    """The Dataset's arrays as training holds them: features float32, labels int32 or targets
-    float32, with a standardised regression's target_mean and target_std (float32); the
-    float32 ones checked to stay within `MAX_MAGNITUDE`, which training can square."""
+    """The Dataset's arrays as training holds them (float32, labels int32), the float32 ones
+    checked to stay within `MAX_MAGNITUDE`, which training can square."""
     floats = ["x_train", "x_val", "x_test"]
     if task == "regression":
         floats += ["y_train", "y_val", "y_test"]
@@ -673,8 +657,7 @@ def _check_fraction(validation_fraction: Any) -> None:
 def _check_subset_options(
     task: str, num_classes: int, classes: tuple[Any, ...], train_per_class: Any
 ) -> None:
-    """Checks dataset.classes and dataset.train_per_class against the data set's classes (each
-    caller has checked train_per_class by its `INTEGER_FIELDS` rule first)."""
+    """Checks dataset.classes and dataset.train_per_class against the data set's classes."""
     if task != "classification":
         for field, value in (("classes", classes), ("train_per_class", train_per_class)):
             if value:

@@ -2,14 +2,12 @@
 
 docs/python.md ("npz and CSV files") says which arrays and columns are read, how a CSV's cells
 are parsed and how the task is inferred. A file without a test split gets one carved by a
-permutation from `dataset.split_seed` in a stream of its own (not the validation split's); the
-arrays then go through `from_arrays` like any others. Files are read with numpy and the csv
-module only: nothing is unpickled.
+permutation from `dataset.split_seed` (`TEST_STREAM`); the arrays then go through `from_arrays`
+like any others. Files are read with numpy and the csv module only: nothing is unpickled.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import math
@@ -52,12 +50,8 @@ def is_fraction(value: Any) -> bool:
 
 
 def validate_file_config(dataset_config: Any) -> None:
-    """Checks a file data set's config fields (without reading the file); `dataset_config` is
-    a whole config.dataset (`jaxnn.data.dataset.with_defaults`).
-
-    Raises:
-      ConfigError: an empty path, a bad dataset.target, test_fraction or task.
-    """
+    """Checks a file data set's config fields (a whole config.dataset) without reading the file
+    (ConfigError: an empty path, a bad dataset.target, test_fraction or task)."""
     name = dataset_config.name
     if not name.partition(":")[2].strip():
         raise ConfigError(f"dataset.name={name!r} names no file; write {scheme_of(name)}:PATH")
@@ -79,11 +73,8 @@ def validate_file_config(dataset_config: Any) -> None:
 
 
 def read(dataset_config: Any) -> FileArrays:
-    """Reads `dataset.name=SCHEME:PATH` into train and test arrays.
-
-    Raises:
-      DataError: a missing, unreadable or ragged file, or one without the target.
-    """
+    """Reads `dataset.name=SCHEME:PATH` into train and test arrays (DataError: a missing,
+    unreadable or ragged file, or one without the target)."""
     validate_file_config(dataset_config)
     name = dataset_config.name
     path = expand_user(name.partition(":")[2], f"dataset.name={name[:200]}:")
@@ -97,7 +88,8 @@ def read(dataset_config: Any) -> FileArrays:
         train, test = _carve_test(len(x_train), fraction, seed, name)
         x_test, y_test = x_train[test], y_train[test]
         x_train, y_train = x_train[train], y_train[train]
-    task = task or _inferred_task(y_train)
+    if not task:
+        task = "regression" if np.issubdtype(y_train.dtype, np.floating) else "classification"
     if task == "regression":
         for split, targets in (("train", y_train), ("test", y_test)):
             if targets.dtype == np.bool_ or not np.issubdtype(targets.dtype, np.number):
@@ -107,10 +99,6 @@ def read(dataset_config: Any) -> FileArrays:
                     "dataset.task=classification"
                 )
     return FileArrays(task, x_train, y_train, x_test, y_test, feature_names)
-
-
-def _inferred_task(targets: np.ndarray) -> str:
-    return "regression" if np.issubdtype(targets.dtype, np.floating) else "classification"
 
 
 def _carve_test(num: int, fraction: float, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -197,34 +185,27 @@ def _read_csv(path: Path, target: str, task: str) -> Arrays:
     return x, _csv_targets(path, column, columns[index], task), None, None, names
 
 
-def _first_non_number(values: tuple[str, ...]) -> int | None:
-    """The position of the first cell that is not a finite number, or None."""
-    for position, value in enumerate(values):
+def _non_numbers(cells: tuple[str, ...]) -> list[int]:
+    """The positions of the cells that are not finite numbers."""
+    positions = []
+    for position, cell in enumerate(cells):
         try:
-            if math.isfinite(float(value)):
+            if math.isfinite(float(cell)):
                 continue
         except ValueError:
             pass
-        return position
-    return None
+        positions.append(position)
+    return positions
 
 
 def _numeric_column(path: Path, name: str, values: tuple[str, ...], what: str) -> np.ndarray:
-    """A CSV column of finite numbers, float64.
-
-    Raises:
-      DataError: naming the line and column of the first cell that is not a finite number.
-    """
+    """A CSV column of finite numbers, float64 (DataError: naming the first other cell)."""
     stripped = tuple(v.strip() for v in values)
-    with contextlib.suppress(ValueError):
-        column = np.asarray(stripped, np.float64)
-        if np.isfinite(column).all():
-            return column
-    position = _first_non_number(stripped)
-    if position is not None:
+    bad = _non_numbers(stripped)
+    if bad:
         raise DataError(
-            f"{path}: line {position + 2}, {what} column {name!r} holds "
-            f"{values[position]!r}, not a finite number; fix or drop that row (a "
+            f"{path}: line {bad[0] + 2}, {what} column {name!r} holds "
+            f"{values[bad[0]]!r}, not a finite number; fix or drop that row (a "
             f"{what} column must be numbers)"
         )
     return np.asarray(stripped, np.float64)
@@ -243,13 +224,13 @@ def _csv_targets(path: Path, name: str, values: tuple[str, ...], task: str) -> n
         pass
     if task == "classification":
         return np.asarray(stripped, str)
-    position = _first_non_number(stripped)
-    if position is None:
+    bad = _non_numbers(stripped)
+    if not bad:
         return np.asarray(stripped, np.float64)
-    if any(_first_non_number((v,)) is None for v in stripped):
+    if len(bad) < len(stripped):
         raise DataError(
-            f"{path}: line {position + 2}, target column {name!r} holds "
-            f"{values[position]!r}, not a number, among numbers: fix or drop that row, or set "
+            f"{path}: line {bad[0] + 2}, target column {name!r} holds "
+            f"{values[bad[0]]!r}, not a number, among numbers: fix or drop that row, or set "
             "dataset.task=classification to read the column as labels"
         )
     return np.asarray(stripped, str)

@@ -73,11 +73,8 @@ class Preprocessing:
         return x
 
     def features(self, x: Any) -> np.ndarray:
-        """Raw inputs [N, *feature_shape] as the model sees them (float32, standardised).
-
-        Raises:
-          DataError: not [N, *feature_shape] of real numbers, or NaN / infinite values.
-        """
+        """Raw inputs [N, *feature_shape] as the model sees them (float32, standardised);
+        DataError: not [N, *feature_shape] of real numbers, or NaN / infinite values."""
         x = self.check_features(x)
         if not np.isfinite(x).all():
             bad = int(np.count_nonzero(~np.isfinite(x)))
@@ -128,11 +125,8 @@ class Preprocessing:
         return self.classes
 
     def targets(self, y: Any) -> np.ndarray:
-        """Regression targets in target units [N] or [N, O] -> as trained on, float32 [N, O].
-
-        Raises:
-          DataError: the wrong number of target columns or non-finite targets.
-        """
+        """Regression targets in target units [N] or [N, O] -> as trained on, float32 [N, O];
+        DataError: the wrong number of target columns or non-finite targets."""
         y = np.asarray(y)
         if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y):
             raise DataError(
@@ -206,10 +200,3 @@ def _label_text(label: Any) -> str:
 def _classes_text(classes: np.ndarray, limit: int = 10) -> str:
     shown = ", ".join(_label_text(c) for c in classes[:limit])
     return shown + (f", ... ({len(classes)} in all)" if len(classes) > limit else "")
-
-
-def encode(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels [N] of any sortable kind -> (their sorted distinct values, indices int64 [N]),
-    as scikit-learn's LabelEncoder does."""
-    classes, indices = np.unique(labels, return_inverse=True)
-    return classes, indices.reshape(-1).astype(np.int64)

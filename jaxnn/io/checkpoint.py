@@ -1,11 +1,11 @@
 """Orbax checkpoints of a run, `DIR/checkpoints/<step>/{state,meta}`: keep policy, resumption.
 
 `state` holds every TrainState pytree field with its leading member axis; `meta` is JSON: the
-format and jaxnn versions, `step`, `num_members`, the run's `preprocessing` (read by
-`jaxnn.predict.load`) and `data` fingerprint. Saves are synchronous, through Orbax's temporary
-directory + rename, and dropped checkpoints are renamed into `.deleted` before they are deleted,
-so a killed process leaves no half-written or half-deleted checkpoint. Arrays are read through
-Orbax, never unpickled, after the format version and every shape are checked against the run's.
+versions, `step`, `num_members`, the run's `preprocessing` (for `jaxnn.predict.load`) and `data`
+fingerprint. Saves are synchronous, through Orbax's temporary directory + rename, and dropped
+checkpoints go to `.deleted` before they are deleted, so a killed process leaves no half-written
+or half-deleted checkpoint. Arrays are read through Orbax, never unpickled, after the format
+version and every shape are checked against the run's.
 """
 
 from __future__ import annotations
@@ -112,10 +112,8 @@ class RunCheckpoints:
         return self.directory / str(step)
 
     def save(self, step: int, state: train.TrainState, *, val_loss: float) -> None:
-        """Saves the stacked state (every leaf [num_members, ...]) and waits until it is on disk.
-
-        Args:
-          val_loss: the lowest validation loss of any member at this evaluation (ranks "best").
+        """Saves the stacked state (every leaf [num_members, ...]) and waits until it is on disk;
+        `val_loss` (the lowest of any member at this evaluation) ranks "best".
 
         Raises:
           WorkdirError: the checkpoint could not be written (read-only or full file system);
@@ -179,8 +177,7 @@ class RunCheckpoints:
         return tree.tree if hasattr(tree, "tree") else tree
 
     def shapes(self, step: int, field: str) -> Any:
-        """The stored shapes and dtypes of one state field, without reading any array ({} for
-        an `OPTIONAL_FIELDS` field that the checkpoint does not have)."""
+        """The stored shapes and dtypes of one state field ({} for an absent `OPTIONAL_FIELDS`)."""
         with orbax_io.reading(f"checkpoint {self.step_dir(step)}"):
             tree = self._stored_tree(step)
             if field in OPTIONAL_FIELDS and field not in tree:
@@ -212,8 +209,7 @@ class RunCheckpoints:
         """The stacked state of checkpoint `step`, shaped like `abstract_state` (from eval_shape).
 
         Raises:
-          CheckpointError: the checkpoint is unreadable, incomplete, of another format, or its
-            arrays do not have the shapes of this run's state.
+          CheckpointError: unreadable, incomplete, of another format, or of other shapes.
         """
         tree = self.restore_fields(step, state_tree(abstract_state))
         return dataclasses.replace(abstract_state, **tree)
@@ -225,24 +221,20 @@ class RunCheckpoints:
         report: Callable[[str], None],
         usable: Callable[[int], str | None] | None = None,
     ) -> tuple[int, train.TrainState | None, list[int]] | None:
-        """The newest readable checkpoint, falling back past unreadable ones (each reported).
+        """The newest readable checkpoint, falling back past unreadable ones (each `report`ed).
 
-        Args:
-          report: says each checkpoint passed over, and why.
-          usable: step -> why a readable checkpoint must not be resumed from (None: it may);
-            such a checkpoint is passed over, and returned among the unusable steps.
+        `usable`: step -> why a readable checkpoint must not be resumed from (None: it may).
 
         Returns:
           (step, state, the unusable steps newer than it); (0, None, the unusable steps) when
-          every step is passed over (a resume starts from step 0); None when there is no
-          checkpoint.
+          every step is passed over; None when there is no checkpoint.
 
         Raises:
           CheckpointError: there are checkpoints but none is readable.
         """
         unreadable: list[int] = []
-        first_error: CheckpointError | None = None
         passed_over: list[int] = []
+        first_error: CheckpointError | None = None
         for step in reversed(self.steps()):
             why = usable(step) if usable is not None else None
             if why is not None:

@@ -1,12 +1,9 @@
-"""One member as a model: the selected member's single-model export (`DIR/best`), loading it,
-and one member's weights read from a run's checkpoints (transfer learning).
+"""One member as a model: the selected member's export (`DIR/best`), loading it, and one
+member's weights read from a run's checkpoints (transfer learning).
 
-DIR/best holds Orbax trees: `params` (the best-validation weights; the averaged ones with
-optimizer.ema_decay), `final_params` (at the end of training), `hparams`, and for a model with
-model state `model_state` and `final_model_state` (collection -> layer -> arrays; absent, they
-read as {}); and a JSON `metadata`: format_version, jaxnn_version, member, step, best_step,
-best_val_loss, config, model, num_outputs, feature_shape, preprocessing (what training did to
-the raw data) and data (its fingerprint). Nothing is unpickled; the format version is checked
+DIR/best holds the Orbax trees `BEST_TREES` (`params`: best-validation weights, averaged with
+optimizer.ema_decay; the model state trees only for a model that has state, else read as {})
+and JSON `metadata` (see `export_member`). Nothing is unpickled; the format version is checked
 before any array is read.
 """
 
@@ -100,16 +97,13 @@ def restore_member(
     layers: Sequence[str] | None = None,
     with_state: bool = False,
 ) -> Any:
-    """One member's weights from a run's latest readable checkpoint; only those weights are read.
+    """One member's weights (numpy, no member axis) from a run's latest readable checkpoint;
+    only those weights are read.
 
     Args:
       which: 'best_params' (the best-validation weights) or 'params' (the last).
       layers: read only these top-level layers (default: all).
-      with_state: also read the model state that goes with those weights (the same layers).
-
-    Returns:
-      The member's params (numpy arrays, no member axis); with `with_state`, its Flax
-      variables {'params': ..., and each model state collection}.
+      with_state: return Flax variables {'params': ..., and each model state collection}.
 
     Raises:
       CheckpointError: no checkpoint, an unreadable one, or an index out of range.
@@ -132,11 +126,8 @@ def restore_member(
 
 
 def member_param_shapes(workdir: str | Path, index: int) -> Any:
-    """Shapes of member `index`'s weights in a run's latest readable checkpoint (no member axis).
-
-    Raises:
-      CheckpointError: no checkpoint, an unreadable one, or an index out of range.
-    """
+    """Shapes of member `index`'s weights in a run's latest readable checkpoint (no member
+    axis); CheckpointError as from `restore_member`."""
     with _latest_of_member(workdir, index) as (checkpoints, step, _):
         shapes = checkpoints.shapes(step, "best_params")
     return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), shapes)
@@ -159,15 +150,11 @@ def export_member(
     program: Program,
     data: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Writes member `index` of a stacked state as a single-model checkpoint (DIR/best).
+    """Writes member `index` of a stacked state as a single-model checkpoint (DIR/best,
+    replaced if it exists); `step` is where the run ended, `data` the fingerprint of its data.
 
     Orbax writes into a temporary directory and renames it, so a killed export leaves no `best/`
     or a complete one. Every process of a multi-host run calls this (Orbax saves are collective).
-
-    Args:
-      directory: where to write (replaced if it exists).
-      step: the global step the run ended at.
-      data: the fingerprint of the data it was trained on (`jaxnn.data.fingerprint`).
     """
     trees = _member_trees(state, index, program)
     metadata = {
@@ -201,8 +188,7 @@ def export_member(
 
 
 def _member_trees(state: train.TrainState, index: int, program: Program) -> dict[str, Any]:
-    """The trees DIR/best holds of member `index` (`BEST_TREES`; its model state trees only
-    for a model that has model state), as numpy arrays."""
+    """The trees DIR/best holds of member `index` (`BEST_TREES`), as numpy arrays."""
     final = train.evaluated_params(jax.tree_util.tree_map(lambda leaf: leaf[index], state), program)
     member = member_slice(
         {
@@ -307,20 +293,17 @@ class LoadedModel:
 
     def apply(self, x: Any) -> jax.Array:
         """The model's outputs [N, num_outputs] (logits for classification) for raw inputs
-        x [N, ...], the inputs `load_predictor`'s predictor takes: standardised here as
-        training standardised its data, checked as the predictor checks them.
+        x [N, ...], standardised and checked as `load_predictor`'s predictor does.
 
         Raises:
           DataError: inputs of another shape, or not finite.
         """
-        if self.preprocessing is None:
-            return self.apply_standardized(x)
-        return self.apply_standardized(self.preprocessing.features(x))
+        features = x if self.preprocessing is None else self.preprocessing.features(x)
+        return self.apply_standardized(features)
 
     def apply_standardized(self, x: Any) -> jax.Array:
-        """The model's outputs [N, num_outputs] for inputs x [N, ...] already as the model
-        trained on them (standardised features, as a loaded `Dataset` holds them), in
-        evaluation mode."""
+        """The model's outputs [N, num_outputs] in evaluation mode for inputs x [N, ...] already
+        standardised (as a loaded `Dataset` holds them)."""
         return apply_model(
             self.module, self.params, jnp.asarray(x, jnp.float32), model_state=self.model_state
         )

@@ -173,12 +173,8 @@ def _row_problem(row: Any, split: bool) -> str | None:
 
 
 def read_appended(path: Path, *, split: bool | None = None) -> AppendedRows:
-    """metrics.jsonl or diagnostics.jsonl (absent: no rows): every row checked, a torn last line
-    (one without its newline: a kill, or a copy cut short) dropped.
-
-    Args:
-      split: whether rows carry a `split` (default: metrics.jsonl's do).
-    """
+    """An appended file (absent: no rows): every row checked, a torn last line (one without its
+    newline: a kill, or a copy cut short) dropped; `split`: rows carry one (default: metrics')."""
     if not path.exists():
         return AppendedRows([])
     if split is None:

@@ -41,11 +41,8 @@ class Source:
 
 
 def program_options(init_from: ml_collections.ConfigDict, head: Sequence[str]) -> dict[str, Any]:
-    """`Program` fields of a transfer run: body/head labels, frozen body, body lr scale.
-
-    Args:
-      head: the top-level parameter names of the model's head (everything else is the body).
-    """
+    """`Program` fields of a transfer run: body/head labels, frozen body, body lr scale;
+    `head`: the top-level parameter names of the model's head (the rest is the body)."""
     if not init_from.workdir:
         return {}
     labels = functools.partial(body_head_labels, head=tuple(head))
@@ -75,9 +72,8 @@ def check_source(workdir: Path, config: ml_collections.ConfigDict, family: Model
     config_path = workdir / "config.json"
     if not config_path.exists():
         raise CheckpointError(f"{prefix} is not a jaxnn run (it has no config.json)")
-    member: str | int
-    if init_from.member == "best":
-        member = "best"
+    member: str | int = init_from.member
+    if member == "best":
         if not (workdir / run_files.BEST).is_dir():
             raise CheckpointError(
                 f"{prefix} holds no exported best member ({workdir / run_files.BEST} is missing: "
@@ -127,15 +123,10 @@ def check_shapes(
     target_state: Any = None,
     source_state: Any = None,
 ) -> None:
-    """Raises CheckpointError naming the first layer (in layer order) whose shape differs, then
-    the first restored model state array whose shape differs from this model's.
-
-    Args:
-      target: this run's single-member params (or their shapes); `source`: the pretrained
-        member's.
-      layers: the top-level layers that will be restored.
-      target_state, source_state: the model states, collection -> layer -> arrays (or shapes).
-    """
+    """Raises CheckpointError naming the first layer (in layer order) of `layers` (those
+    restored) whose shape differs between this run's single-member params `target` and the
+    pretrained `source`, then the first model state array (collection -> layer -> arrays) that
+    differs. Trees may hold arrays or their shapes."""
     target_shapes = _layer_shapes({name: target[name] for name in layers})
     source_shapes = _layer_shapes(
         {name: tree for name, tree in source.items() if name not in head or name in layers}
@@ -146,18 +137,11 @@ def check_shapes(
         mine, theirs = target_shapes.get(name), source_shapes.get(name)
         if mine == theirs:  # the same shape, or a layer that neither side restores
             continue
-        if mine is not None and theirs is not None:
-            detail = (
-                f"has shape {shape_text(mine)} in this model but {shape_text(theirs)} in the "
-                "checkpoint"
-            )
-        elif mine is not None:
-            detail = f"has shape {shape_text(mine)} in this model but is not in the checkpoint"
-        else:  # only the checkpoint has the layer (mine is None, so theirs is not)
-            detail = (
-                f"has shape {shape_text(source_shapes[name])} in the checkpoint but is not in "
-                "this model"
-            )
+        if mine is None:
+            detail = f"has shape {shape_text(theirs)} in the checkpoint but is not in this model"
+        else:
+            there = "is not" if theirs is None else shape_text(theirs)
+            detail = f"has shape {shape_text(mine)} in this model but {there} in the checkpoint"
         raise CheckpointError(
             f"init_from: layer {name} {detail} ({describe}); the model's body must match the "
             "pretrained run's"
@@ -166,13 +150,9 @@ def check_shapes(
     for name, shape in _layer_shapes(source_state or {}).items():
         here = mine_state.get(name)
         if here != shape:
-            detail = (
-                "is not in this model"
-                if here is None
-                else f"has shape {shape_text(here)} in this model"
-            )
+            detail = "is not" if here is None else f"has shape {shape_text(here)}"
             raise CheckpointError(
-                f"init_from: model state {name} {detail} but has shape "
+                f"init_from: model state {name} {detail} in this model but has shape "
                 f"{shape_text(shape)} in the checkpoint ({describe}); the model's body must "
                 "match the pretrained run's"
             )
@@ -188,11 +168,8 @@ def load_pretrained(
     target_state: Any = None,
 ) -> dict[str, Any]:
     """Reads the pretrained layers a run starts from (the head only with `init_from.restore =
-    all`), with their model state, and checks their shapes against this run's (`check_shapes`).
-
-    Args:
-      target_params: this run's single-member params or their shapes (jax.eval_shape).
-      target_state: this run's single-member model state or its shapes ({} or None: none).
+    all`), with their model state, and checks their shapes against this run's single-member
+    `target_params` and `target_state` (arrays or shapes; `check_shapes`).
 
     Returns:
       Flax variables of those layers as numpy arrays (`pretrained=` for ensemble.fit_ensemble):

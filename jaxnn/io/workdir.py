@@ -41,60 +41,40 @@ RESUMABLE_FIELDS = (
 )
 
 
+class _RunFile:
+    """A workdir's file by its name: `paths.config` is `paths.root / run_files.CONFIG`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, paths: RunPaths, owner: type | None = None) -> Path:
+        return paths.root / self.name
+
+
 @dataclasses.dataclass
 class RunPaths:
     """The files of a workdir (their rules: `jaxnn.io.run_files`)."""
 
     root: Path
+    config = _RunFile(run_files.CONFIG)
+    data = _RunFile(run_files.DATA)
+    metrics = _RunFile(run_files.METRICS)
+    diagnostics = _RunFile(run_files.DIAGNOSTICS)
+    summary = _RunFile(run_files.SUMMARY)
+    plots = _RunFile(run_files.PLOTS)
+    report = _RunFile(run_files.REPORT)
+    checkpoints = _RunFile(run_files.CHECKPOINTS_DIR)
+    best = _RunFile(run_files.BEST)
+    tensorboard = _RunFile(run_files.TENSORBOARD)
 
     def __truediv__(self, name: str) -> Path:
         return self.root / name
-
-    @property
-    def config(self) -> Path:
-        return self.root / run_files.CONFIG
-
-    @property
-    def data(self) -> Path:
-        return self.root / run_files.DATA
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / run_files.METRICS
-
-    @property
-    def diagnostics(self) -> Path:
-        return self.root / run_files.DIAGNOSTICS
-
-    @property
-    def summary(self) -> Path:
-        return self.root / run_files.SUMMARY
-
-    @property
-    def plots(self) -> Path:
-        return self.root / run_files.PLOTS
-
-    @property
-    def report(self) -> Path:
-        return self.root / run_files.REPORT
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / run_files.CHECKPOINTS_DIR
-
-    @property
-    def best(self) -> Path:
-        return self.root / run_files.BEST
 
     def variant_checkpoints(self, variant: int, num_variants: int) -> Path:
         """The checkpoint directory of one structural variant (`checkpoints/` for a plain run)."""
         if num_variants == 1:
             return self.checkpoints
         return self.checkpoints / f"variant_{variant}"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / run_files.TENSORBOARD
 
     def variant_events(self, variant: int, num_variants: int) -> Path:
         """The TensorBoard run of one structural variant (`tensorboard/main` for a plain run)."""
@@ -227,8 +207,8 @@ def _value_text(value: Any) -> str:
 def plan_workdir(
     workdir: str | Path, config: ml_collections.ConfigDict, *, overwrite: bool
 ) -> WorkdirPlan:
-    """Decides what to do with the workdir's existing files, without writing anything: a damaged
-    run file is refused here (`jaxnn.io.run_readers`), before anything is deleted or rewritten.
+    """Decides what to do with the workdir's existing files, without writing anything (a damaged
+    run file is refused here, before anything is deleted).
 
     Raises:
       ConfigError: the workdir cannot be written; it holds a run of a different config (the
@@ -265,16 +245,15 @@ def plan_workdir(
         wanted = run_steps(config.training, summary["dataset"]["num_train"])
         if wanted <= summary["steps"]:
             return WorkdirPlan(paths, "complete", config, summary=summary)
-    evaluated = run_readers.read_appended(paths.metrics).evaluated()
-    for entry in run_files.appended():
-        run_readers.read_appended(paths / entry.name)  # refused here, not half-way through prepare
+    # A damaged file is refused here, not half-way through prepare.
+    appended = {f.name: run_readers.read_appended(paths / f.name) for f in run_files.appended()}
+    evaluated = appended[run_files.METRICS].evaluated()
     action = "resume" if summary is None else "continue"
     return WorkdirPlan(paths, action, config, evaluated=evaluated)
 
 
 def _refuse_foreign_files(paths: RunPaths) -> None:
-    """Refuses the user's own files under a run file's name in a workdir without a run: a
-    launch never deletes or writes into them (`run_files.foreign`)."""
+    """Refuses the user's own files under a run file's name (`run_files.foreign`)."""
     found = run_files.foreign(paths.root)
     if found:
         names = ", ".join(p.name for p in found)
@@ -315,13 +294,12 @@ def prepare(
     resumed_steps: Mapping[int, int],
     data_record: Mapping[str, Any] | None = None,
 ) -> None:
-    """Writes the first files of a run, once every check has passed (the rules of
-    `jaxnn.io.run_files`: what --overwrite, a new run and a continued run remove).
+    """Writes the first files of a run, once every check has passed (what --overwrite, a new
+    run and a continued run remove: `jaxnn.io.run_files`), and data.json from `data_record`.
 
     Args:
       resumed_steps: global member index -> the step its restored checkpoint is at (a member
         absent here has no checkpoint: its rows are all dropped).
-      data_record: the data's fingerprint (`jaxnn.data.fingerprint`), written to data.json.
 
     Raises:
       WorkdirError: the workdir cannot be created or written (a read-only or full file system).

@@ -1,13 +1,10 @@
-"""Convolutions over one or two spatial axes in two implementations, `lax.conv` and im2col,
-with the same parameters (kernel [*K, C_in, C_out] and bias [C_out], the layout of
-`flax.linen.Conv`, so a checkpoint trained with one runs with the other).
+"""Convolutions over one or two spatial axes, by `lax.conv` or by im2col, with the parameters of
+`flax.linen.Conv` (kernel [*K, C_in, C_out], bias [C_out]), so a checkpoint runs with either.
 
-Under `vmap` over members, `lax.conv_general_dilated` becomes a grouped convolution, which XLA
-CPU runs slowly; as patches (im2col) times a kernel matrix the members' convolutions are one
-batched matmul (benchmarks/conv.py measures both). `resolve_impl('auto')` picks im2col on CPU
-and `lax` elsewhere. Padding follows `lax`: 'valid' keeps the windows inside the input; 'same'
-gives ceil(L / stride) positions, padding max((out - 1) * stride + K - L, 0) zeros, the smaller
-half on the left.
+Under `vmap` `lax.conv_general_dilated` becomes a grouped convolution, slow on XLA CPU; im2col
+(patches times a kernel matrix) makes the members' convolutions one batched matmul
+(benchmarks/conv.py). 'auto' is im2col on CPU, `lax` elsewhere. Padding follows `lax`: 'same'
+gives ceil(L / stride) positions, the smaller half of the padding on the left.
 """
 
 from __future__ import annotations
@@ -95,15 +92,10 @@ def _im2col_fwd(
 def _im2col_bwd(
     strides: tuple[int, ...], padding: str, residuals: Residuals, dy: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The gradients as matmuls that contract prod(K) * C (never C_out alone, as the plain
-    backward of patches @ kernel would), which XLA CPU runs several times faster
-    (`python benchmarks/conv.py --matmul-rates`).
-
-    dx is the convolution of dy, dilated by the strides and padded by K - 1 on every spatial
-    axis, with the kernel flipped along its positions and transposed: patches of dy
-    [B * prod(S_pad), prod(K) * C_out] times a [prod(K) * C_out, C_in] matrix, then the padding
-    cut off. dW is patches^T @ dy (`jaxnn.nn.dense.weight_gradient`, in the fast layout).
-    """
+    """The gradients as matmuls that contract prod(K) * C, which XLA CPU runs several times faster
+    than the plain backward of patches @ kernel (`python benchmarks/conv.py --matmul-rates`): dx
+    is the convolution of dy, dilated by the strides and padded by K - 1, with the kernel flipped
+    and transposed (then the padding cut off); dW is `weight_gradient(patches, dy)`."""
     flat, kernel, spatial = residuals
     kernel_shape, channels, features = kernel.shape[:-2], kernel.shape[-2], kernel.shape[-1]
     outs = dy.shape[1:-1]

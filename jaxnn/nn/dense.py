@@ -1,11 +1,9 @@
 """A Dense layer whose weight gradient is laid out for XLA CPU's fast matmul path.
 
-The weight gradient of `y = x @ W + b`, `dW = x^T @ dy`, contracts the first axis of both
-operands, which XLA CPU runs through a generic kernel at about half the speed of its matmul
-library. The backward pass here materialises `x^T` behind an optimisation barrier (which keeps
-XLA from folding the transpose back into the dot) and multiplies in the fast layout. Parameter
-names, shapes, initialisation and values are `flax.linen.Dense`'s, the gradients too up to
-float32 rounding. Forward-mode differentiation (jvp) is not defined (it has a custom VJP).
+The weight gradient x^T @ dy contracts the first axis of both operands, which XLA CPU runs at
+about half the speed of its matmul library: the backward pass here materialises x^T behind an
+optimisation barrier and multiplies in the fast layout. Parameters are `flax.linen.Dense`'s,
+the gradients too up to float32 rounding; forward-mode differentiation (jvp) is not defined.
 """
 
 from __future__ import annotations

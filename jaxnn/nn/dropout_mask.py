@@ -1,12 +1,10 @@
 """Dropout keep-masks from a keyed integer hash: one fused elementwise pass instead of threefry.
 
-`jax.random.bernoulli` draws one threefry2x32 block (20 rounds on two words) per unit, which XLA
-CPU runs as a loop over the whole array. Here threefry draws only two 32-bit seeds per mask, and
-each unit's bits come from hashing its index with them: `mix(mix(index ^ seed_a) + seed_b)`,
-where `mix` is Wellons' lowbias32, a bijection on uint32 with low avalanche bias. Two seeds keep
-masks of different keys from being shifted copies of each other (one seed added to the index
-would only shift the sequence). Deterministic in the key and vmappable (a batched key gives
-every member its own mask); the keep probability may be traced and is resolved to 24 bits.
+Threefry draws two 32-bit seeds per mask (`jax.random.bernoulli` draws a block per unit, a loop
+over the array on XLA CPU); each unit's bits are `mix(mix(index ^ seed_a) + seed_b)`, `mix` being
+Wellons' lowbias32 (a bijection on uint32). Two seeds keep masks of different keys from being
+shifted copies of each other. Deterministic in the key and vmappable; the keep probability may
+be traced and is resolved to 24 bits.
 """
 
 from __future__ import annotations

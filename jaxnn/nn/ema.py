@@ -1,14 +1,10 @@
 """Averaged weights: an exponential moving average of a member's weights (`optimizer.ema_decay`).
 
-With a decay d in (0, 1) the member keeps, next to its weights, `optax.ema`'s (debias=True)
-average of its weights w_t after each optimiser step t (a step the member did not take, stopped
-or diverged, leaves it as it is): m_0 = 0, m_t = d * m_{t-1} + (1 - d) * w_t, averaged_t =
-m_t / (1 - d ** t), a weighted mean of w_1 .. w_t that leans neither towards 0 nor towards the
-initial weights. Evaluation, the choice of the best weights and the export use the averaged
-weights; the optimiser trains the raw ones. The model state (BatchNorm's running statistics,
-already a running average) is not averaged. The decay is a per-member number: a sweep or search
-may vary it in one program (d = 0 is a member without averaging); when it is 0 and not varied,
-the members keep no average at all.
+With a decay d in (0, 1) a member keeps `optax.ema`'s average of its weights w_t after each
+optimiser step it takes: m_0 = 0, m_t = d * m_{t-1} + (1 - d) * w_t, averaged m_t / (1 - d ** t)
+(a weighted mean of w_1 .. w_t). Evaluation, the best weights and the export read the averaged
+weights; the optimiser trains the raw ones; the model state is not averaged. The decay is a
+per-member number (d = 0: no averaging); when it is 0 and not varied, members keep no average.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The model-family contract: what jaxnn needs to know to train, sweep, split and describe a model.
 
 A family is one `ModelFamily` value, registered by name in `jaxnn.nn.registry` (a user's own
-Module becomes one through `user_family`). It builds a member's `flax.linen.Module` from the
-`model` config and the member's numeric hyperparameters, and declares the `model` fields it
-reads and which top-level parameters form the head. A Module's model state is every collection
-but `NOT_STATE` (`split_variables`): train mode writes it, evaluation only reads it; nothing is
+Module becomes one through `user_family`). A Module's model state is every collection but
+`NOT_STATE` (`split_variables`): train mode writes it, evaluation only reads it; nothing is
 declared (docs/architecture.md, "Model state").
 """
 
@@ -40,19 +38,7 @@ NOT_STATE = frozenset({"params", "intermediates", "perturbations"})
 
 @dataclasses.dataclass(frozen=True)
 class ModelFamily:
-    """A model family (every field's contract: docs/architecture.md, "Model family").
-
-    Attributes:
-      build: build(model_config, hparams, num_outputs) -> the member's Module; `hparams` holds
-        the numeric fields by `NumericField.hparam` name, traced float32 scalars (a Python 0.0
-        for a `zero_removes` field that is zero and not swept: the Module may leave it out).
-      fields: the specs of the `model` fields it reads (besides name, head and dtype), or None
-        (a user's family); they give `numeric_fields` (MEMBER), `structural_fields`
-        (STRUCTURAL) and, unless it is given, `validate` (each field by its rule).
-      head: the top-level parameter names of the head; every other parameter is the body.
-      check_inputs: raises ConfigError when the model cannot read examples of a feature shape
-        (run on the data's shapes before anything is written).
-    """
+    """A model family (every field's contract: docs/architecture.md, "Model family")."""
 
     name: str
     build: Builder
@@ -149,15 +135,10 @@ def apply_model(
     train: bool = False,
     dropout_key: jax.Array | None = None,
 ) -> jax.Array:
-    """Applies a Module the way its `__call__` asks for, reading (never writing) its state.
-
-    jaxnn's own modules take explicit keys (`dropout_key=`); Flax-style modules take `train=`,
-    `deterministic=` or `use_running_average=` and draw dropout from the 'dropout' RNG stream,
-    which gets the same key. Only the keywords that `__call__` declares are passed.
-
-    Returns:
-      The outputs [B, num_outputs], float32 whatever dtype the Module computes in.
-    """
+    """Applies a Module the way its `__call__` asks for, reading (never writing) its state: only
+    the keywords it declares are passed (docs/architecture.md, "Model family"), and a dropout
+    key goes to `dropout_key=` or Flax's 'dropout' RNG stream. Returns the outputs [B,
+    num_outputs] in float32, whatever dtype the Module computes in."""
     kwargs = _call_kwargs(module, train=train, dropout_key=dropout_key)
     rngs = {"dropout": dropout_key} if train and dropout_key is not None else None
     outputs = module.apply({"params": params, **(model_state or {})}, x, rngs=rngs, **kwargs)

@@ -23,22 +23,16 @@ def natural_order(names: Sequence[str]) -> Any:
     ]
 
 
-def _unwrap(params: Any) -> Any:
-    if isinstance(params, Mapping) and set(params) == {"params"}:
-        return params["params"]
-    return params
-
-
 def layer_table(
     params: Any, *, order: LayerOrder | None = None
 ) -> list[tuple[str, tuple[int, ...], int]]:
     """Rows (name like 'hidden_0/kernel', shape, count), sorted by `order` (default: natural)."""
-    leaves = jax.tree_util.tree_flatten_with_path(_unwrap(params))[0]
+    if isinstance(params, Mapping) and set(params) == {"params"}:
+        params = params["params"]
     rows = []
-    for path, leaf in leaves:
-        names = path_names(path)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         shape = tuple(int(d) for d in jnp.shape(leaf))
-        rows.append((names, shape, math.prod(shape)))
+        rows.append((path_names(path), shape, math.prod(shape)))
     rows.sort(key=lambda row: (order or natural_order)(row[0]))
     return [("/".join(names), shape, count) for names, shape, count in rows]
 

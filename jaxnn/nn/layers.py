@@ -57,22 +57,14 @@ class PReLU(nn.Module):
         return leaky_relu(x, slope)
 
 
-def activate(
-    h: jax.Array, activation: str, negative_slope: float | jax.Array, name: str
-) -> jax.Array:
-    """`model.activation` applied to h inside a Module's compact method: prelu is a PReLU layer
-    named `name` (its slope learnable, starting at `negative_slope`); every other activation is
-    its function (leaky_relu reads `negative_slope`)."""
-    if activation == "prelu":
-        return PReLU(negative_slope, name=name)(h)
-    return lookup(ACTIVATIONS, activation, "model.activation")(h, negative_slope)
-
-
 def nonlinearity(module: nn.Module, h: jax.Array, sown: str, prelu: str) -> jax.Array:
     """h sown as `intermediates/{sown}` (the diagnostics' units), then `module`'s activation
-    (its `activation` and `negative_slope` fields; `activate`, a PReLU named `prelu`)."""
+    (its `activation` and `negative_slope` fields): prelu is a PReLU layer named `prelu` (its
+    slope learnable, starting at `negative_slope`), leaky_relu reads `negative_slope`."""
     module.sow("intermediates", sown, h)
-    return activate(h, module.activation, module.negative_slope, prelu)
+    if module.activation == "prelu":
+        return PReLU(module.negative_slope, name=prelu)(h)
+    return lookup(ACTIVATIONS, module.activation, "model.activation")(h, module.negative_slope)
 
 
 def kernel_initializer(name: str, stddev: float, scale: float | jax.Array) -> Initializer:

@@ -45,36 +45,29 @@ def _cross_entropy(outputs: jax.Array, targets: jax.Array, *, huber_delta: float
     return optax.losses.softmax_cross_entropy(outputs, _as_targets(outputs, targets))
 
 
-def _binary_cross_entropy(
-    outputs: jax.Array, targets: jax.Array, *, huber_delta: float
-) -> jax.Array:
-    del huber_delta
-    bce = optax.losses.sigmoid_binary_cross_entropy(outputs, _as_targets(outputs, targets))
-    return bce.mean(axis=-1)
+def _elementwise(error: Callable[[jax.Array, jax.Array, float], jax.Array]) -> Loss:
+    """The loss that averages error(outputs, targets, huber_delta) [B, O] over the O outputs
+    (a classifier's targets as one-hot labels)."""
 
+    def loss(outputs: jax.Array, targets: jax.Array, *, huber_delta: float) -> jax.Array:
+        return error(outputs, _as_targets(outputs, targets), huber_delta).mean(axis=-1)
 
-def _mse(outputs: jax.Array, targets: jax.Array, *, huber_delta: float) -> jax.Array:
-    del huber_delta
-    return optax.losses.squared_error(outputs, _as_targets(outputs, targets)).mean(axis=-1)
-
-
-def _mae(outputs: jax.Array, targets: jax.Array, *, huber_delta: float) -> jax.Array:
-    del huber_delta
-    return jnp.abs(outputs - _as_targets(outputs, targets)).mean(axis=-1)
-
-
-def _huber(outputs: jax.Array, targets: jax.Array, *, huber_delta: float) -> jax.Array:
-    errors = optax.losses.huber_loss(outputs, _as_targets(outputs, targets), delta=huber_delta)
-    return errors.mean(axis=-1)
+    return loss
 
 
 # name -> f(outputs [B, O], targets, *, huber_delta) -> per-example loss [B].
 LOSSES: dict[str, Loss] = {
     "cross_entropy": _cross_entropy,
-    "binary_cross_entropy": _binary_cross_entropy,
-    "mse": _mse,
-    "mae": _mae,
-    "huber": _huber,
+    "binary_cross_entropy": _elementwise(
+        lambda outputs, targets, delta: optax.losses.sigmoid_binary_cross_entropy(outputs, targets)
+    ),
+    "mse": _elementwise(
+        lambda outputs, targets, delta: optax.losses.squared_error(outputs, targets)
+    ),
+    "mae": _elementwise(lambda outputs, targets, delta: jnp.abs(outputs - targets)),
+    "huber": _elementwise(
+        lambda outputs, targets, delta: optax.losses.huber_loss(outputs, targets, delta=delta)
+    ),
 }
 
 
@@ -154,10 +147,7 @@ def task_functions(
 ) -> tuple[PerExampleLoss, Predict, tuple[tuple[str, Metric], ...]]:
     """A run's per-example loss, prediction function and metrics (built-in, then the user's):
     the user's components where given, else the config's `loss`."""
-    if components.loss is None:
-        loss = loss_fn(config.loss, huber_delta=float(config.huber_delta))
-    else:
-        loss = components.loss
+    loss = components.loss or loss_fn(config.loss, huber_delta=float(config.huber_delta))
     predict = components.predict or default_predict(None if components.loss else config.loss, task)
     metrics = (*builtin_metrics(task, target_std).items(), *components.metrics)
     return loss, predict, metrics

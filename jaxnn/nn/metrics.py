@@ -73,13 +73,9 @@ def r2(predictions: Any, targets: Any) -> jax.Array:
     predictions, targets = _per_output(predictions, targets)
     ss_res = jnp.sum((targets - predictions) ** 2, axis=0)
     ss_tot = jnp.sum((targets - targets.mean(axis=0)) ** 2, axis=0)
-    safe_tot = jnp.where(ss_tot > 0, ss_tot, jnp.ones_like(ss_tot))
-    score = jnp.where(
-        ss_tot > 0,
-        1 - ss_res / safe_tot,
-        jnp.where(ss_res > 0, jnp.zeros_like(ss_res), jnp.ones_like(ss_res)),
-    )
-    return score.mean()
+    safe_tot = jnp.where(ss_tot > 0, ss_tot, 1.0)
+    exact = jnp.where(ss_res > 0, 0.0, 1.0)  # constant targets: 1 if predicted exactly
+    return jnp.where(ss_tot > 0, 1 - ss_res / safe_tot, exact).mean()
 
 
 def rmse(predictions: Any, targets: Any) -> jax.Array:

@@ -88,20 +88,10 @@ FIELDS = (
 )  # fmt: skip
 
 
-def validate_model_config(model_cfg: Any) -> None:
-    """Checks the fields the MLP reads, each by its spec (it has no rule across fields).
-
-    Raises:
-      ConfigError: the first field its rule refuses.
-    """
-    model_fields.check(model_cfg, FIELDS)
-
-
 FAMILY = ModelFamily(
     name="mlp",
     build=build,
     fields=FIELDS,
-    validate=validate_model_config,
     preactivations=preactivations,
     activation_field="activation",
     layer_order=layer_order,

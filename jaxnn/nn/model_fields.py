@@ -1,12 +1,9 @@
-"""The `model` fields as their families declare them: one `FieldSpec` per field, and the specs
-that several families share.
+"""The `model` fields as their families declare them: one `FieldSpec` per field.
 
-A family lists the specs of the fields it reads (`ModelFamily.fields`); `config.model` is the
-universal fields (name, head, dtype) plus every registered family's (`jaxnn.nn.registry`), so a
-field keeps its flat command-line name, `--config.model.channels=...`. A name that two families
-read has one spec: the dense layers' shared ones are defined here (hidden, activation, init,
-dropout, ...), and a family shares another's by importing it (the conv layers' fields are
-cnn1d's); the registry refuses two different specs under one name.
+`config.model` is the universal fields (name, head, dtype) plus every registered family's
+(`jaxnn.nn.registry`), each under its flat name (`--config.model.channels=...`). A name that two
+families read has one spec, defined once and imported by the other (the dense layers' shared
+ones are here, the conv layers' are cnn1d's); the registry refuses two different specs.
 """
 
 from __future__ import annotations

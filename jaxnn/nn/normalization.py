@@ -29,19 +29,13 @@ def normalize(
     one group per channel."""
     if kind == "none":
         return x
+    settings = {"scale_init": scale_init, "dtype": layer_dtype(dtype), "name": name}
     if kind == "batch":
         return nn.BatchNorm(
-            use_running_average=not train,
-            momentum=BATCH_NORM_MOMENTUM,
-            scale_init=scale_init,
-            dtype=layer_dtype(dtype),
-            name=name,
+            use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, **settings
         )(x)
     if kind == "group":
         channels = x.shape[-1]
         num = min(GROUPS, channels)
-        num = num if channels % num == 0 else channels
-        return nn.GroupNorm(
-            num_groups=num, scale_init=scale_init, dtype=layer_dtype(dtype), name=name
-        )(x)
-    return nn.LayerNorm(scale_init=scale_init, dtype=layer_dtype(dtype), name=name)(x)
+        return nn.GroupNorm(num_groups=num if channels % num == 0 else channels, **settings)(x)
+    return nn.LayerNorm(**settings)(x)

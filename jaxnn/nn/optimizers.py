@@ -1,13 +1,9 @@
-"""Optax optimisers and learning-rate schedules from the `optimizer` config.
+"""Optax optimisers and learning-rate schedules from the `optimizer` config (the contract:
+docs/architecture.md, "Optimisers").
 
-Each optimiser is an `Optimizer` entry of `OPTIMIZERS`: its `build` chains an update direction
-with decoupled weight decay and scaling by -learning_rate(count), reading its own settings
-(momentum, b1, b2, eps, rms_decay) from the member's hyperparameters, which may be traced
-float32 scalars (one per member); the optimiser state's structure never depends on their values.
-A new optimiser adds its entry and its `NUMERIC_FIELDS` (and the schema's fields), nothing else.
-A `LOSS_SCHEDULES` schedule (reduce_on_plateau) is chained last and reads the batch loss that
-`jaxnn.core.train.train_step` passes as `value=`; its state is part of the member's optimiser
-state (checkpointed and resumed with it).
+A member's hyperparameters may be traced float32 scalars (one per member): the optimiser state's
+structure never depends on their values. A new optimiser adds its `OPTIMIZERS` entry and its
+`NUMERIC_FIELDS` (and the schema's fields), nothing else.
 """
 
 from __future__ import annotations
@@ -41,34 +37,19 @@ _UNSCALED = "__unscaled__"
 _SHARED = ("learning_rate", "weight_decay")
 
 
-def _in_unit_interval(value: float) -> bool:
-    return 0.0 <= value < 1.0
-
-
-_UNIT_INTERVAL = "must be in [0, 1)"
-
+_UNIT_INTERVAL = (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
+_POSITIVE = (lambda v: v > 0, "must be > 0")
 NUMERIC_FIELDS: dict[str, NumericField] = {
-    field.hparam: field
-    for field in (
-        NumericField("optimizer.learning_rate", "learning_rate", lambda v: v > 0, "must be > 0"),
-        NumericField("optimizer.weight_decay", "weight_decay", lambda v: v >= 0, "must be >= 0"),
-        NumericField("optimizer.momentum", "momentum", _in_unit_interval, _UNIT_INTERVAL),
-        NumericField(
-            "optimizer.b1", "b1", _in_unit_interval, _UNIT_INTERVAL, constant_unless_swept=True
-        ),
-        NumericField(
-            "optimizer.b2", "b2", _in_unit_interval, _UNIT_INTERVAL, constant_unless_swept=True
-        ),
-        NumericField(
-            "optimizer.eps", "eps", lambda v: v > 0, "must be > 0", constant_unless_swept=True
-        ),
-        NumericField(
-            "optimizer.rms_decay",
-            "rms_decay",
-            _in_unit_interval,
-            _UNIT_INTERVAL,
-            constant_unless_swept=True,
-        ),
+    name: NumericField(f"optimizer.{name}", name, check, requirement, constant_unless_swept=swept)
+    for name, (check, requirement), swept in (
+        # name, its rule, constant_unless_swept
+        ("learning_rate", _POSITIVE, False),
+        ("weight_decay", (lambda v: v >= 0, "must be >= 0"), False),
+        ("momentum", _UNIT_INTERVAL, False),
+        ("b1", _UNIT_INTERVAL, True),
+        ("b2", _UNIT_INTERVAL, True),
+        ("eps", _POSITIVE, True),
+        ("rms_decay", _UNIT_INTERVAL, True),
     )
 }
 
@@ -83,14 +64,9 @@ def _leaf(field: NumericField | Choice) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
-    """A registry entry: how to build the optimiser, and which member hyperparameters it reads.
-
-    Attributes:
-      build: build(opt_cfg, hparams, learning_rate) -> the update direction chained with
-        decoupled weight decay and scaling by -learning_rate(count); `hparams` holds
-        'learning_rate', 'weight_decay' and every name in `reads`.
-      reads: the other NUMERIC_FIELDS it reads, in the order members carry them.
-    """
+    """A registry entry: build(opt_cfg, hparams, learning_rate) (docs/architecture.md,
+    "Optimisers") and `reads`, the NUMERIC_FIELDS it reads besides learning_rate and
+    weight_decay, in the order members carry them."""
 
     build: OptimizerBuild
     reads: tuple[str, ...] = ()
@@ -102,48 +78,23 @@ class Optimizer:
 
 
 def _decoupled(
-    direction: optax.GradientTransformation,
-    hparams: Mapping[str, Scalar],
-    learning_rate: optax.Schedule,
-) -> optax.GradientTransformation:
-    """direction, then + weight_decay * params, then * -learning_rate (as optax.adamw does).
-    The decay step is always there (its state is empty), so a swept decay changes no structure."""
-    return optax.chain(
-        direction,
-        optax.add_decayed_weights(hparams["weight_decay"]),
-        optax.scale_by_learning_rate(learning_rate),
-    )
+    direction: Callable[[Mapping[str, Scalar]], optax.GradientTransformation],
+) -> OptimizerBuild:
+    """The build of direction(hparams), then + weight_decay * params, then * -learning_rate (as
+    optax.adamw does). The decay step is always there (its state is empty), so a swept decay
+    changes no structure."""
 
+    def build(
+        opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
+    ) -> optax.GradientTransformation:
+        del opt_cfg
+        return optax.chain(
+            direction(hparams),
+            optax.add_decayed_weights(hparams["weight_decay"]),
+            optax.scale_by_learning_rate(learning_rate),
+        )
 
-def _sgd(
-    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
-) -> optax.GradientTransformation:
-    del opt_cfg
-    return _decoupled(optax.identity(), hparams, learning_rate)
-
-
-def _momentum(
-    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
-) -> optax.GradientTransformation:
-    del opt_cfg
-    # The trace is kept even for momentum 0 so every member has the same state structure.
-    return _decoupled(optax.trace(decay=hparams["momentum"]), hparams, learning_rate)
-
-
-def _nesterov(
-    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
-) -> optax.GradientTransformation:
-    del opt_cfg
-    direction = optax.trace(decay=hparams["momentum"], nesterov=True)
-    return _decoupled(direction, hparams, learning_rate)
-
-
-def _adam(
-    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
-) -> optax.GradientTransformation:
-    del opt_cfg
-    direction = optax.scale_by_adam(b1=hparams["b1"], b2=hparams["b2"], eps=hparams["eps"])
-    return _decoupled(direction, hparams, learning_rate)
+    return build
 
 
 def _adamw(
@@ -159,23 +110,27 @@ def _adamw(
     )
 
 
-def _rmsprop(
-    opt_cfg: Any, hparams: Mapping[str, Scalar], learning_rate: optax.Schedule
-) -> optax.GradientTransformation:
-    del opt_cfg
-    # optax.scale_by_rms's own defaults are decay=0.9, eps=1e-8: the schema's rms_decay and
-    # eps defaults, so a default rmsprop trains exactly as optax.rmsprop.
-    direction = optax.scale_by_rms(decay=hparams["rms_decay"], eps=hparams["eps"])
-    return _decoupled(direction, hparams, learning_rate)
-
-
 OPTIMIZERS: dict[str, Optimizer] = {
-    "sgd": Optimizer(_sgd),
-    "momentum": Optimizer(_momentum, reads=("momentum",)),
-    "nesterov": Optimizer(_nesterov, reads=("momentum",)),
-    "adam": Optimizer(_adam, reads=("b1", "b2", "eps")),
+    "sgd": Optimizer(_decoupled(lambda hp: optax.identity())),
+    # The trace is kept even for momentum 0 so every member has the same state structure.
+    "momentum": Optimizer(
+        _decoupled(lambda hp: optax.trace(decay=hp["momentum"])), reads=("momentum",)
+    ),
+    "nesterov": Optimizer(
+        _decoupled(lambda hp: optax.trace(decay=hp["momentum"], nesterov=True)),
+        reads=("momentum",),
+    ),
+    "adam": Optimizer(
+        _decoupled(lambda hp: optax.scale_by_adam(b1=hp["b1"], b2=hp["b2"], eps=hp["eps"])),
+        reads=("b1", "b2", "eps"),
+    ),
     "adamw": Optimizer(_adamw, reads=("b1", "b2", "eps")),
-    "rmsprop": Optimizer(_rmsprop, reads=("rms_decay", "eps")),
+    # optax.scale_by_rms's own defaults (decay=0.9, eps=1e-8) are the schema's rms_decay and
+    # eps defaults, so a default rmsprop trains exactly as optax.rmsprop.
+    "rmsprop": Optimizer(
+        _decoupled(lambda hp: optax.scale_by_rms(decay=hp["rms_decay"], eps=hp["eps"])),
+        reads=("rms_decay", "eps"),
+    ),
 }
 
 
@@ -193,21 +148,6 @@ def _step(opt_cfg: Any, total_steps: int) -> optax.Schedule:
     return optax.piecewise_constant_schedule(1.0, factors)
 
 
-def _exponential(opt_cfg: Any, total_steps: int) -> optax.Schedule:
-    return optax.exponential_decay(
-        1.0,
-        transition_steps=total_steps,
-        decay_rate=opt_cfg.decay_rate,
-        end_value=opt_cfg.decay_rate,
-    )
-
-
-def _warmup_cosine(opt_cfg: Any, total_steps: int) -> optax.Schedule:
-    return optax.warmup_cosine_decay_schedule(
-        0.0, 1.0, opt_cfg.warmup_steps, total_steps, end_value=opt_cfg.end_fraction
-    )
-
-
 def _constant(opt_cfg: Any, total_steps: int) -> optax.Schedule:
     del opt_cfg, total_steps
     return optax.constant_schedule(1.0)
@@ -216,11 +156,15 @@ def _constant(opt_cfg: Any, total_steps: int) -> optax.Schedule:
 SCHEDULES: dict[str, ScheduleFactory] = {
     "constant": _constant,
     "step": _step,
-    "exponential": _exponential,
+    "exponential": lambda opt_cfg, total_steps: optax.exponential_decay(
+        1.0, total_steps, opt_cfg.decay_rate, end_value=opt_cfg.decay_rate
+    ),
     "cosine": lambda opt_cfg, total_steps: optax.cosine_decay_schedule(
         1.0, total_steps, alpha=opt_cfg.end_fraction
     ),
-    "warmup_cosine": _warmup_cosine,
+    "warmup_cosine": lambda opt_cfg, total_steps: optax.warmup_cosine_decay_schedule(
+        0.0, 1.0, opt_cfg.warmup_steps, total_steps, end_value=opt_cfg.end_fraction
+    ),
     "linear": lambda opt_cfg, total_steps: optax.linear_schedule(
         1.0, opt_cfg.end_fraction, total_steps
     ),

@@ -1,13 +1,10 @@
 """Random orthogonal matrices from plain XLA ops (Householder QR), without LAPACK.
 
-`jax.random.orthogonal` (and `flax.linen.initializers.orthogonal`) factors a Gaussian matrix
-with LAPACK's QR, a CPU custom call that splits its batch over the intra-op thread pool and
-waits for the parts on a thread of that pool. With independent ops running concurrently (the
-GRU's three gates are three QRs) every thread can end up waiting: on 2 cores
-`experiments/mnist1d_gru.py` hung in its initialisation. The same Haar-distributed matrix (Q of
-the QR of a Gaussian matrix with R's diagonal made positive; Mezzadri 2007) comes here from
-Householder reflections in a `fori_loop`, equal to `jax.random.orthogonal`'s for the same key to
-float32 rounding.
+LAPACK's QR (behind `jax.random.orthogonal` and `flax.linen.initializers.orthogonal`) is a CPU
+custom call that waits for its parts on the intra-op thread pool: with several running at once
+(the GRU's three gates) every thread can end up waiting, and initialisation hangs. Householder
+reflections in a `fori_loop` give the same Haar-distributed matrix (Mezzadri 2007), equal to
+`jax.random.orthogonal`'s for the same key to float32 rounding.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """Mixed precision: the dtype a model computes in (`model.dtype`), its parameters kept float32.
 
-With `model.dtype=bfloat16` a member's Module computes in bfloat16 while its parameters, their
-gradients and the optimiser state stay float32: each layer casts its parameters to the
-computation dtype where it uses them, so the gradient flows back through the cast as float32,
-and the outputs are cast back to float32 (`outputs_in_float32`) before any loss, metric or
-prediction reads them. The dtype reaches a Module through a `dtype` attribute, as Flax's layers
-take it: a family's `build` is wrapped (`in_model_dtype`) so that every Module it builds is
-cloned with the config's dtype; a Module without one is refused for any dtype but float32.
+With bfloat16 each layer casts its float32 parameters to the computation dtype where it uses
+them (the gradient flows back through the cast as float32, as does the optimiser state), and the
+outputs are cast back to float32 (`outputs_in_float32`) before any loss or metric reads them. A
+family's `build` is wrapped (`in_model_dtype`) so every Module it builds is cloned with the
+config's `dtype`; a Module without a `dtype` attribute is refused for any dtype but float32.
 """
 
 from __future__ import annotations

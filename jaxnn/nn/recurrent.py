@@ -263,15 +263,13 @@ def validate_model_config(cell: str, model_cfg: Any) -> None:
         under gate_init=chrono (which draws that bias itself).
     """
     model_fields.check(model_cfg, _fields(cell))
-    if cell == "lstm" and model_cfg.gate_init == "chrono":
-        forget_bias = model_cfg.forget_bias
-        default = FORGET_BIAS.default
-        if forget_bias != default:
-            raise ConfigError(
-                f"model.forget_bias={forget_bias!r} is the forget-gate bias of "
-                f"gate_init=standard, but gate_init=chrono draws the LSTM's gate biases "
-                f"itself: leave forget_bias at {default!r} or set gate_init=standard"
-            )
+    chrono = cell == "lstm" and model_cfg.gate_init == "chrono"
+    if chrono and model_cfg.forget_bias != FORGET_BIAS.default:
+        raise ConfigError(
+            f"model.forget_bias={model_cfg.forget_bias!r} is the forget-gate bias of "
+            f"gate_init=standard, but gate_init=chrono draws the LSTM's gate biases "
+            f"itself: leave forget_bias at {FORGET_BIAS.default!r} or set gate_init=standard"
+        )
 
 
 def check_inputs(cell: str, model_cfg: Any, feature_shape: tuple[int, ...]) -> None:

@@ -1,15 +1,13 @@
 """The residual family (`model.name=resnet`), for images: He et al. 2016's basic blocks.
 
-A stem (`stem`: cifar, a 3x3 convolution; imagenet, a 7x7 stride-2 convolution and 3x3 stride-2
-max pooling), stages of basic blocks (`stages` blocks of `widths` channels; each stage after the
-first halves the resolution in its first block), global average pooling (so a trained body reads
-images of other sizes) and the linear `head`. Stages (2, 2, 2, 2) of (64, 128, 256, 512) with the
-imagenet stem is ResNet-18. A block is conv-norm-act-conv-norm plus the shortcut, then the
-activation (`preact=False`), or norm-act-conv-norm-act-conv plus the shortcut (`preact=True`, He
-et al. 2016b); a shortcut that changes shape is a 1x1 convolution (with its own norm, standard
-blocks). `norm` is BatchNorm by default (its running statistics are the member's model state);
-a block's last norm starts at zero scale (Goyal et al. 2017), so each block starts as the
-identity. Transfer: every parameter but `head` is the body.
+A stem (cifar: a 3x3 convolution; imagenet: 7x7 stride 2, then 3x3 stride-2 max pooling), stages
+of basic blocks (`stages` blocks of `widths` channels; each stage after the first halves the
+resolution in its first block), global average pooling (a trained body reads images of other
+sizes) and the linear `head`; stages (2, 2, 2, 2) of (64, 128, 256, 512) with the imagenet stem
+is ResNet-18. A block is conv-norm-act-conv-norm plus the shortcut, then the activation, or with
+`preact` (He et al. 2016b) norm-act-conv-norm-act-conv plus the shortcut; a shortcut that changes
+shape is a 1x1 convolution. A block's last norm starts at zero scale (Goyal et al. 2017), so each
+block starts as the identity. Transfer: every parameter but `head` is the body.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """One XLA CPU device per core, arranged before JAX starts its backends.
 
-A vmapped ensemble on XLA's single default CPU device keeps about one core busy; one device per
-core lets the member axis be sharded over the cores (`jaxnn.parallel.sharding`; on a GPU or TPU
-host they go unused). `import jaxnn` splits the host (`split_on_import`) unless
-`JAXNN_SPLIT_CPU=0`; this works until JAX's backends start (XLA reads XLA_FLAGS then), after
-which `hint_all_cores` says how to get every core. This module imports nothing from JAX at
-import time."""
+XLA's single default CPU device keeps about one core busy; one device per core lets the member
+axis be sharded over the cores (`jaxnn.parallel.sharding`). `import jaxnn` splits the host
+(`split_on_import`) unless `JAXNN_SPLIT_CPU=0`, which works until JAX's backends start (XLA reads
+XLA_FLAGS then); after that `hint_all_cores` says how to get every core. This module imports
+nothing from JAX at import time."""
 
 from __future__ import annotations
 
@@ -20,12 +19,6 @@ _OFF = ("0", "false", "off", "no")
 _hinted = False
 
 
-def jax_backends_started() -> bool:
-    """Whether JAX has created its backends (after which XLA_FLAGS is no longer read)."""
-    bridge = sys.modules.get("jax._src.xla_bridge")
-    return bridge is not None and bool(bridge.backends_are_initialized())
-
-
 def split_host_into_devices(
     environ: MutableMapping[str, str], num_devices: int | None = None
 ) -> int | None:
@@ -33,7 +26,8 @@ def split_host_into_devices(
     the cores this process may use); returns the count set, or None when XLA_FLAGS already
     named one or JAX's backends have already started."""
     flags = environ.get("XLA_FLAGS", "")
-    if FLAG in flags or jax_backends_started():
+    bridge = sys.modules.get("jax._src.xla_bridge")  # XLA reads XLA_FLAGS when it starts
+    if FLAG in flags or (bridge is not None and bridge.backends_are_initialized()):
         return None
     count = num_devices or len(os.sched_getaffinity(0))
     environ["XLA_FLAGS"] = f"{flags} {FLAG}={count}".strip()
@@ -47,9 +41,7 @@ def split_disabled(environ: MutableMapping[str, str]) -> bool:
 
 def split_on_import(environ: MutableMapping[str, str]) -> int | None:
     """What `import jaxnn` does: the launcher's split, unless `JAXNN_SPLIT_CPU=0`."""
-    if split_disabled(environ):
-        return None
-    return split_host_into_devices(environ)
+    return None if split_disabled(environ) else split_host_into_devices(environ)
 
 
 def unused_cores_message(environ: MutableMapping[str, str]) -> str | None:

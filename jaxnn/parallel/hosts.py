@@ -30,11 +30,8 @@ def _require(condition: bool, message: str) -> None:
 
 
 def split_address(address: str) -> tuple[str, int]:
-    """(host, port) of 'host:port' or '[ipv6]:port'.
-
-    Raises:
-      ConfigError: no port, or a port outside 1..65535.
-    """
+    """(host, port) of 'host:port' or '[ipv6]:port' (ConfigError: no port, or one outside
+    1..65535)."""
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     _require(
@@ -48,12 +45,8 @@ def split_address(address: str) -> tuple[str, int]:
 def check_distributed_args(
     coordinator_address: str, num_processes: int, process_id: int, timeout_s: int
 ) -> bool:
-    """Checks the multi-host flags; returns whether `jax.distributed` is to be initialised (no
-    coordinator address and one process: a single-process run).
-
-    Raises:
-      ConfigError: on the first inconsistent flag.
-    """
+    """Checks the multi-host flags (ConfigError: the first inconsistent one); returns whether
+    `jax.distributed` is to be initialised (False: no coordinator address and one process)."""
     _require(timeout_s >= 1, f"--distributed_timeout_s must be >= 1, got {timeout_s}")
     _require(num_processes >= 1, f"--num_processes must be >= 1, got {num_processes}")
     if coordinator_address == AUTO:
@@ -88,16 +81,14 @@ def initialize_distributed(
     timeout_s: int,
     on_timeout: Callable[[str], None] | None = None,
 ) -> bool:
-    """Joins this process to a multi-process run (call before anything else touches JAX).
+    """Joins this process to a multi-process run (call before anything else touches JAX);
+    returns whether `jax.distributed` was initialised (False for a single-process run).
 
     Process 0 runs the coordinator on the address's port; every other process first waits for
     it to accept connections, so an unreachable one is a clear error rather than an abort.
-
-    `coordinator_address` is process 0's HOST:PORT, 'auto' (cluster detection) or '' (none);
     `on_timeout` is called with a one-line message, from another thread, when the join has not
-    completed after `timeout_s` (JAX's runtime aborts the process some seconds later; the
-    launcher prints the message and exits 2 first); None: JAX's own timeout and abort. Returns
-    whether `jax.distributed` was initialised (False for a single-process run).
+    completed after `timeout_s` (JAX's runtime aborts some seconds later, so the launcher can
+    print it and exit 2 first); None: JAX's own timeout and abort.
 
     Raises:
       ConfigError: bad flags, a coordinator port that process 0 cannot listen on, or a
@@ -109,8 +100,6 @@ def initialize_distributed(
     waiting_for, options = _reach_coordinator(
         coordinator_address, num_processes, process_id, timeout_s, deadline
     )
-    # With a watchdog, JAX's own deadline comes later, so the watchdog speaks first.
-    grace_s = 0 if on_timeout is None else ABORT_GRACE_S
     remaining_s = max(1, math.ceil(deadline - time.monotonic()))
     watchdog = None
     if on_timeout is not None:
@@ -119,6 +108,7 @@ def initialize_distributed(
         watchdog.daemon = True
         watchdog.start()
     try:
+        grace_s = 0 if watchdog is None else ABORT_GRACE_S
         jax.distributed.initialize(initialization_timeout=remaining_s + grace_s, **options)
     except (RuntimeError, ValueError) as error:
         raise _join_failed(error, auto=coordinator_address == AUTO) from error
@@ -131,9 +121,9 @@ def initialize_distributed(
 def _reach_coordinator(
     coordinator_address: str, num_processes: int, process_id: int, timeout_s: int, deadline: float
 ) -> tuple[str, dict[str, Any]]:
-    """Readies this process's side of the join: process 0 checks it can listen on the port,
-    the others wait for the coordinator to answer. Returns (what the join then waits for, in
-    words; the arguments of `jax.distributed.initialize`: none for 'auto')."""
+    """Readies this process's side of the join (process 0 checks it can listen on the port,
+    the others wait for the coordinator): (what the join waits for, in words; the arguments
+    of `jax.distributed.initialize`)."""
     if coordinator_address == AUTO:
         return "the cluster's coordinator (--coordinator_address=auto)", {}
     host, port = split_address(coordinator_address)
@@ -159,13 +149,12 @@ def _reach_coordinator(
 def _join_failed(error: Exception, *, auto: bool) -> ConfigError:
     """The one line of a failed `jax.distributed.initialize` (with a hint for 'auto')."""
     detail = " ".join(str(error).split())
-    hint = ""
-    if auto:
-        hint = (
-            " (--coordinator_address=auto found no Cloud TPU, Slurm, Open MPI or "
-            "Kubernetes cluster; give --coordinator_address=HOST:PORT, --num_processes "
-            "and --process_id)"
-        )
+    hint = (
+        " (--coordinator_address=auto found no Cloud TPU, Slurm, Open MPI or Kubernetes "
+        "cluster; give --coordinator_address=HOST:PORT, --num_processes and --process_id)"
+        if auto
+        else ""
+    )
     return ConfigError(f"jax.distributed.initialize failed: {detail}{hint}")
 
 

@@ -1,11 +1,10 @@
 """Scale-out: the member axis of an ensemble sharded over a one-axis mesh (`members`) of devices.
 
-Each of the D devices (`config.mesh.num_devices`, 0 = all of every host) trains K/D members in
-one jitted program; the data is replicated or split by example (`mesh.data`). When D does not
-divide K, padding members (copies of member 0, `stopped` from the start) fill the mesh inside
-`jaxnn.core.ensemble`; every state, metric and history that leaves it holds the K real members
-(so checkpoints do not depend on the device count). With one device nothing is placed: the
-program is the single-device one, bit for bit. `is_writer` says which process writes files.
+Each of the D devices (`config.mesh.num_devices`, 0 = all) trains K/D members in one jitted
+program; the data is replicated or split by example (`mesh.data`). When D does not divide K,
+padding members (copies of member 0, `stopped` from the start) fill the mesh; every state,
+metric and history that leaves it holds the K real members (checkpoints do not depend on D).
+With one device nothing is placed: the program is the single-device one, bit for bit.
 """
 
 from __future__ import annotations
@@ -128,7 +127,8 @@ class Placement:
         """The K-member state padded to `num_slots` members and sharded over the mesh."""
         if self.mesh is None:
             return state
-        if all(_addressable(leaf) for leaf in jax.tree_util.tree_leaves(state)):
+        leaves = jax.tree_util.tree_leaves(state)
+        if all(not isinstance(leaf, jax.Array) or leaf.is_fully_addressable for leaf in leaves):
             # A state on one local device (fresh or restored): through the host to every device.
             state = jax.device_get(state)
         # Also moves a state restored across hosts onto this mesh (whatever its device order).
@@ -183,10 +183,6 @@ class Placement:
             on_eval(dataclasses.replace(evaluation, metrics=metrics, state=state))
 
         return callback
-
-
-def _addressable(leaf: Any) -> bool:
-    return not isinstance(leaf, jax.Array) or leaf.is_fully_addressable
 
 
 def placement(

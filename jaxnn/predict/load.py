@@ -141,9 +141,8 @@ def _from_workdir(root: Path, components: Components) -> Predictor:
 def _read_latest(
     directory: Path, components: Components
 ) -> tuple[dict[str, Any], Preprocessing, Path]:
-    """(what predicting needs of the latest checkpoint in `directory`: the members' best
-    weights and model state, hparams, diverged and best_val_loss as numpy arrays; its
-    preprocessing; its step directory)."""
+    """The latest checkpoint's best weights and model state, hparams, diverged and
+    best_val_loss (numpy), its preprocessing and its step directory."""
     reader = checkpoint.RunCheckpoints(directory, read_only=True)
     try:
         if not reader.steps():
@@ -162,8 +161,7 @@ def _read_latest(
 def _variant_group(
     spec: run_spec.RunSpec, preprocessing: Preprocessing, tree: Mapping[str, Any], where: Path
 ) -> MemberGroup:
-    """One variant's members as a MemberGroup, once its first member's weights are checked
-    to fit its model."""
+    """One variant's members as a MemberGroup, its first member's weights checked to fit."""
     family, removed = spec.family, spec.removed_hparams
     model_config, num_outputs = spec.config.model, preprocessing.num_outputs
     model = functools.partial(member_model, family, model_config, removed, num_outputs)

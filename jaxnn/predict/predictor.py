@@ -1,6 +1,4 @@
-"""Predictions on new raw data from trained members: `Predictor`.
-
-A predictor holds the members' stacked best-validation weights and model state (read, never
+"""`Predictor`: trained members' stacked best-validation weights and model state (never
 changed), the training's `Preprocessing` and the selected member. It takes RAW inputs
 [N, *feature_shape] and answers in the user's units (decoded labels, targets in target units).
 `member` is "best", "ensemble" (the average prediction of the members summary.json's ensemble
@@ -33,17 +31,14 @@ BATCH_ROWS = 8192
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MemberGroup:
-    """Members that share one architecture: a plain run is one group, a run with structural
-    variants one group per variant (in member order).
+    """Members that share one architecture (a structural variant; a plain run is one group).
 
     Attributes:
       model: hparams -> the member's `flax.linen.Module`.
-      params, model_state: the members' weights and non-params collections (such as
-        batch_stats; {} for a model without them), every leaf [num_members, ...].
-      hparams: name -> float32 [num_members].
-      loss: per-example loss (outputs [B, O], targets) -> [B].
-      predict: outputs [B, O] -> what the ensemble averages.
-      metrics: (name, Metric) pairs: the task's built-in ones, then the user's.
+      params, model_state: weights and non-params collections ({} for a model without them),
+        every leaf [num_members, ...]; hparams: name -> float32 [num_members].
+      loss: (outputs [B, O], targets) -> [B]; predict: outputs [B, O] -> what the ensemble
+        averages; metrics: (name, Metric) pairs, the task's built-in ones then the user's.
     """
 
     model: Callable[[Mapping[str, Any]], nn.Module]
@@ -87,12 +82,9 @@ class Predictor:
     """Trained members that predict on raw inputs (see the module docstring).
 
     Attributes:
-      classes_: the decoded labels (None for regression).
-      best_member: None when every member diverged.
-      diverged, in_ensemble: bool [num_members]; in_ensemble marks the members "ensemble"
-        averages.
-      params, model_state: the members' stacked weights and model state, a list per structural
-        variant when there are several.
+      classes_: the decoded labels (None for regression); best_member: None when every member
+        diverged; diverged, in_ensemble: bool [num_members] (in_ensemble: what "ensemble"
+        averages); params, model_state: stacked, a list per structural variant if several.
     """
 
     def __init__(
@@ -306,8 +298,7 @@ class Predictor:
 def member_group(
     program: Any, params: Any, hparams: Mapping[str, Any], *, model_state: Any = None
 ) -> MemberGroup:
-    """The members of one `jaxnn.core.program.Program` with their stacked weights (and
-    stacked model state, when the model has one)."""
+    """The members of one `jaxnn.core.program.Program` with their stacked weights and state."""
     return MemberGroup(
         model=program.model,
         params=jax.tree_util.tree_map(np.asarray, jax.device_get(params)),

@@ -53,10 +53,7 @@ def _summary_of(source: Any) -> Mapping[str, Any]:
 def members_frame(source: Any) -> Any:
     """One row per member: index, seed, variant fields, the swept values (one column per field),
     diverged, steps, train/val/test loss and metrics, and `selected` (the selected member).
-
-    Raises:
-      JaxnnError: pandas is not installed, or the workdir holds no finished run.
-    """
+    JaxnnError without pandas, or for a workdir that holds no finished run."""
     pandas = _pandas()
     summary = _summary_of(source)
     rows = []
@@ -72,15 +69,11 @@ def members_frame(source: Any) -> Any:
 
 def history_frame(source: Any) -> Any:
     """One row per (step, member) evaluation, from metrics.jsonl or a result's history:
-    batch_loss, train_loss, val_loss, train_/val_ metrics.
-
-    Raises:
-      JaxnnError: pandas is not installed, or the workdir holds no metrics.jsonl.
-    """
+    batch_loss, train_loss, val_loss, train_/val_ metrics. JaxnnError without pandas, or for a
+    workdir that holds no metrics.jsonl."""
     pandas = _pandas()
     if isinstance(source, str | Path):
-        root = Path(source).expanduser()
-        rows = _rows_of_metrics(root / run_files.METRICS)
+        rows = _rows_of_metrics(Path(source).expanduser() / run_files.METRICS)
     elif isinstance(source, Mapping) and hasattr(source, "workdir"):
         rows = _rows_of_metrics(Path(source.workdir) / run_files.METRICS)
     elif isinstance(source, ensemble.EnsembleResult):

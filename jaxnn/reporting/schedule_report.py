@@ -109,9 +109,7 @@ def _plot_pbt(ax: Any, summary: Mapping[str, Any], history: Sequence[Mapping[str
         color, lw, alpha = ("tab:red", 2, 1.0) if selected else ("tab:blue", 1, 0.5)
         ax.step(steps, values, where="post", lw=lw, color=color, alpha=alpha)
     ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel(name)
-    ax.set_title(f"PBT: each member's {name} (selected in red)")
+    ax.set(xlabel="step", ylabel=name, title=f"PBT: each member's {name} (selected in red)")
 
 
 def _plot_halving(

@@ -78,9 +78,7 @@ def lines(
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, (x, y) in series.items():
         ax.plot(x, y, label=label, lw=1.5, **(styles or {}).get(label, {}))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -108,9 +106,7 @@ def contour(
     for name, (px, py) in points.items():
         ax.plot(px, py, "w*", ms=12, mec="black")
         ax.annotate(name, (px, py), textcoords="offset points", xytext=(6, 6), color="white")
-    ax.set_xlabel("direction 1 (plane units)")
-    ax.set_ylabel("direction 2 (plane units)")
-    ax.set_title(title)
+    ax.set(xlabel="direction 1 (plane units)", ylabel="direction 2 (plane units)", title=title)
     return save(fig, path)
 
 
@@ -119,9 +115,7 @@ def histogram(path: Path, values: np.ndarray, *, xlabel: str, title: str) -> str
     finite = np.asarray(values)[np.isfinite(values)]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.hist(finite, bins=max(5, min(30, finite.size // 2 + 1)), color="tab:blue", edgecolor="white")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
-    ax.set_title(title)
+    ax.set(xlabel=xlabel, ylabel="count", title=title)
     return save(fig, path)
 
 

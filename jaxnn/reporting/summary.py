@@ -25,21 +25,14 @@ def member_rows(
     pruned: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
     """summary.json's member records, the excluded flags (diverged or exploded) and the test
-    predictions [M, N, O].
-
-    Args:
-      start_losses: float [M], the members' training losses at initialisation
-        (`jaxnn.core.explosion.start_losses`): with them each row says whether it exploded.
-      pruned: bool [M], a member schedule's `halving.pruned_at_rungs`: each row's `pruned`.
-    """
+    predictions [M, N, O]. `start_losses` (float [M], `jaxnn.core.explosion.start_losses`) let
+    each row say whether it exploded; `pruned` (bool [M], `halving.pruned_at_rungs`) fills its
+    `pruned`."""
     state, program = result.state, result.program
     split_metrics: dict[str, np.ndarray] = {}
     # The loop ends on the test split, so `predictions` are the test predictions [M, N, O].
-    for split, x, y in (
-        ("train", dataset.x_train, dataset.y_train),
-        ("val", dataset.x_val, dataset.y_val),
-        ("test", dataset.x_test, dataset.y_test),
-    ):
+    for split in ("train", "val", "test"):
+        x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
         metrics, predictions = ensemble.evaluate_members(
             state, program, x, y, group_size=result.group_size
         )
@@ -53,8 +46,7 @@ def member_rows(
     steps = np.asarray(jax.device_get(state.step))
     best_steps = np.asarray(jax.device_get(state.best_step))
     wanted = ["train_loss", "val_loss", "test_loss"]
-    for name in program.metric_names:
-        wanted += [f"val_{name}", f"test_{name}"]
+    wanted += [f"{split}_{name}" for name in program.metric_names for split in ("val", "test")]
     rows = []
     for member in result.members:
         i = member.index
@@ -113,8 +105,7 @@ def selection(
 ) -> dict[str, Any]:
     """summary.json's selection: the best member by `restarts.select_by`, its test metrics and
     the restart statistics over the members not `excluded_members` (bool [M]); the ensemble
-    average over those that `in_ensemble` keeps (`ensemble_members`; the predictor's "ensemble"
-    of a workdir averages the same)."""
+    average over those `in_ensemble` keeps (`ensemble_members`, what the predictor averages)."""
     select_by = config.restarts.select_by
     greater = program.greater_is_better(select_by)
     values = {select_by: np.array([row[select_by] for row in rows], np.float64)}
@@ -143,14 +134,9 @@ def selection(
 def timing(
     compile_s: float, train_s: float, wall_s: float, member_steps: int
 ) -> dict[str, float | int]:
-    """summary.json's `timing`: what each throughput counts.
-
-    `member_steps` are the steps this launch's program ran times its members (a member that
-    stopped early still rides along in the vmapped program); `member_steps_per_s` divides them
-    by `wall_s`, the training loop's wall time after compiling with the host work between
-    chunks (metrics, checkpoints) included, the same figure the progress line prints;
-    `device_member_steps_per_s` by `train_s`, the time in the chunk programs alone.
-    """
+    """summary.json's `timing` (docs/search.md): `member_steps` (steps run x members, a member
+    stopped early included) per second of `wall_s` (the loop after compiling, host work between
+    chunks included: the progress line's figure) and of `train_s` (the chunk programs alone)."""
     return {
         "compile_s": compile_s,
         "train_s": train_s,
@@ -206,15 +192,10 @@ def merge_summaries(
     dataset: data_lib.Dataset,
     program: Program,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """One summary of a structural run from the per-variant summaries, and the test predictions
-    of all members [M, N, O]: members renumbered variant-major, selection, ensemble and restart
-    statistics over all of them, each variant's own in `variants`, timings summed.
-
-    Args:
-      parts: per variant, in order: (variant dict, its `summarize` summary, its test
-        predictions [M_v, N, O]).
-      program: any variant's program (for the task and target scale of the ensemble metrics).
-    """
+    """One summary of a structural run from `parts` (per variant: its values, its `summarize`
+    summary, its test predictions [M_v, N, O]), and all test predictions [M, N, O]: members
+    renumbered variant-major, selection, ensemble and restart statistics over all of them, each
+    variant's own in `variants`, timings summed. `program`: any variant's (task, target scale)."""
     rows: list[dict[str, Any]] = []
     variants = []
     offset = 0
@@ -254,14 +235,6 @@ def merge_summaries(
     return merged, predictions
 
 
-def _pruned(run: VariantRun, decisions: Sequence[Mapping[str, Any]] | None) -> np.ndarray | None:
-    """A scheduled variant's members pruned at rungs per the run's `decisions` (None: none
-    given, or a run without a schedule)."""
-    if decisions is None or run.result.schedule is None:
-        return None
-    return halving.pruned_at_rungs(len(run.result.members), decisions, run.offset)
-
-
 def summarize_runs(
     runs: Sequence[VariantRun],
     config: ml_collections.ConfigDict,
@@ -269,26 +242,23 @@ def summarize_runs(
     start_losses: Sequence[np.ndarray] | None = None,
     decisions: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """The summary of a run over all its variants' members (a plain run is one variant, `{}`),
-    and every member's test predictions; a search's method and ranges are its `search` block.
+    """The summary of `runs` (`jaxnn.core.variants.fit_variants`; a plain run is one variant,
+    `{}`) and every member's test predictions; a search's method and ranges are its `search`.
 
     Args:
-      runs: from `jaxnn.core.variants.fit_variants`.
-      start_losses: per run, its members' training losses at initialisation; None leaves the
-        exploded rule out.
+      start_losses: per run, its members' training losses at initialisation (None: no
+        exploded rule).
       decisions: every decision of a member schedule (DIR/schedule.jsonl, global member
-        indices; a resumed run's earlier launches too); None: each result's own.
+        indices, earlier launches too); None: each result's own.
     """
     parts = []
-    for index, variant_run in enumerate(runs):
-        summary, predictions = summarize(
-            variant_run.result,
-            variant_run.config,
-            dataset,
-            None if start_losses is None else start_losses[index],
-            _pruned(variant_run, decisions),
-        )
-        parts.append((variant_run.variant, summary, predictions))
+    for index, run in enumerate(runs):
+        result, pruned = run.result, None
+        if decisions is not None and result.schedule is not None:
+            pruned = halving.pruned_at_rungs(len(result.members), decisions, run.offset)
+        starts = None if start_losses is None else start_losses[index]
+        summary, predictions = summarize(result, run.config, dataset, starts, pruned)
+        parts.append((run.variant, summary, predictions))
     summary, predictions = merge_summaries(parts, config, dataset, runs[0].result.program)
     search = runs[0].spec.search
     if search is not None:

@@ -1,11 +1,8 @@
-"""DIR/tensorboard: a run's TensorBoard event files, written without TensorFlow.
-
-One TensorBoard run per directory (docs/tensorboard.md): `main/` or `variant_<v>/` at every
-evaluation, `summary/` and `hparams/member_0007/` at the end. This process writes the events (no
-background thread), so a disk that refuses a write fails the evaluation that wrote, as one
-`WorkdirError`. A variant's log, when it opens, keeps its events up to its checkpoint's step (as
-metrics.jsonl is cut back) in one new event file and removes the end's runs: after a resume no
-(tag, step) is written twice.
+"""DIR/tensorboard, written without TensorFlow (docs/tensorboard.md): `main/` or `variant_<v>/`
+at every evaluation, `summary/` and `hparams/member_0007/` at the end. No background thread: a
+disk that refuses a write fails the evaluation that wrote, as one `WorkdirError`. A variant's
+log, when it opens, keeps its events up to its checkpoint's step (as metrics.jsonl is cut back)
+in one new event file and removes the end's runs: after a resume no (tag, step) is written twice.
 """
 
 from __future__ import annotations
@@ -250,9 +247,7 @@ def _member_values(name: str, indices: list[int], values: np.ndarray) -> list[Su
 
 def _hparam_value(value: Any) -> bool | int | float | str:
     """A swept value as the HParams plugin takes it (a tuple such as model.hidden as text)."""
-    if isinstance(value, bool | int | float | str):
-        return value
-    return json.dumps(value)
+    return value if isinstance(value, bool | int | float | str) else json.dumps(value)
 
 
 def _layout(names: list[str], aggregated: tuple[str, ...]) -> Summary:

@@ -52,7 +52,6 @@ class Engine:
     Attributes:
       module: the network (raw outputs [B, O] from inputs [B, n_features]).
       output: a key of `network.OUTPUTS`.
-      nesterov, beta_1, beta_2, epsilon: sgd's and Adam's.
       batch_size: rows per step (the last batch of an epoch is the remainder, as scikit-learn's).
       task: 'classification' or 'regression' (the score: accuracy or R2).
     """
@@ -242,14 +241,13 @@ def member_epoch(
 
 @functools.lru_cache(maxsize=64)
 def epoch_program(engine: Engine, placed: Placement) -> Program:
-    """The members' epoch as a chunk of `jaxnn.core.loop.drive`, the members split over
-    `placed`'s devices, compiled with XLA's full optimisation (its run time outweighs the
-    compile, which a fit whose program is in the store does not pay).
+    """The members' epoch as a chunk of `jaxnn.core.loop.drive`, split over `placed`'s devices
+    and compiled with XLA's full optimisation (its run time outweighs the compile).
 
     The chunk takes an EpochState, the data (x [N, F], y [N, O], w [N], x_val [V, F],
-    y_val [V, O], w_val [V]), the loop's step and order key (unused: each member's order is in
-    the state); it returns the state after the epoch and the metrics loss [K] (the epoch's mean
-    batch loss weighted by batch size, as scikit-learn's loss_curve_) and score [K] (validation).
+    y_val [V, O], w_val [V]), the loop's step and order key (unused) and returns the state
+    after the epoch and the metrics loss [K] (mean batch loss weighted by batch size, as
+    scikit-learn's loss_curve_) and score [K] (validation).
     """
     members = jax.vmap(functools.partial(member_epoch, engine), in_axes=(0, None))
 
@@ -268,25 +266,22 @@ def compile_epoch(engine: Engine, placed: Placement, params: Params, data: Any) 
     (params [K, ...]: arrays or jax.ShapeDtypeStructs), their placement and the fit's data:
     `jaxnn.core.loop.drive`'s own compile of the same shapes then finds it compiled."""
     num = jax.tree_util.tree_leaves(params)[0].shape[0]
-    where = None if placed.mesh is None else placed.member_sharding
-
-    def abstract(shape: tuple[int, ...], dtype: Any) -> Any:
-        return jax.ShapeDtypeStruct(shape, dtype, sharding=where)
-
-    def like(tree: Any) -> Any:
-        return jax.tree_util.tree_map(lambda p: abstract(p.shape, p.dtype), tree)
-
-    values = abstract((num,), np.float32)
     # The dtypes `training.train_stochastic` gives the state it starts from.
+    values: Any = jax.ShapeDtypeStruct((num,), np.float32)
+    orders: Any = jax.ShapeDtypeStruct((num, data[0].shape[0]), np.int32)
+    active: Any = jax.ShapeDtypeStruct((num,), np.bool_)
     state = EpochState(
-        params=like(params),
-        opt_state=like(optimizer_shapes(engine, params)),
-        orders=abstract((num, data[0].shape[0]), np.int32),
+        params=params,
+        opt_state=optimizer_shapes(engine, params),
+        orders=orders,
         learning_rate=values,
         alpha=values,
         momentum=values,
-        active=abstract((num,), np.bool_),
+        active=active,
     )
+    where = None if placed.mesh is None else placed.member_sharding
+    place = lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where)
+    state = jax.tree_util.tree_map(place, state)
     epoch = epoch_program(engine, placed)
     epoch.lower(state, data, jax.ShapeDtypeStruct((), np.int32), None).compile()
 
@@ -297,8 +292,7 @@ def _gradient_max(grad: Params) -> jax.Array:
 
 
 def _lbfgs_running(max_iter: jax.Array, max_fun: jax.Array, carry: tuple) -> jax.Array:
-    """Whether the L-BFGS run goes on: not converged nor stalled, a finite objective, and
-    iterations and evaluations left."""
+    """Whether the L-BFGS run goes on (the carry as `_lbfgs_iteration`'s)."""
     _, _, iteration, evaluations, value, converged, stalled = carry
     within = (iteration < max_iter) & (evaluations < max_fun)
     return ~converged & ~stalled & jnp.isfinite(value) & within
@@ -319,9 +313,8 @@ def _lbfgs_iteration(
     new_value = optax.tree_utils.tree_get(state, "value")
     new_grad = optax.tree_utils.tree_get(state, "grad")
     steps = optax.tree_utils.tree_get(state, "num_linesearch_steps")
-    decrease = (value - new_value) / jnp.maximum(
-        jnp.maximum(jnp.abs(value), jnp.abs(new_value)), 1.0
-    )
+    scale = jnp.maximum(jnp.maximum(jnp.abs(value), jnp.abs(new_value)), 1.0)
+    decrease = (value - new_value) / scale
     # scipy's relative-decrease test is float64's: in float32 a decrease that small is a few
     # units of the last place, a stall.
     small = (decrease > 0) & (decrease <= LBFGS_FTOL)
@@ -360,9 +353,7 @@ def lbfgs_fn(engine: Engine) -> Callable[..., Any]:
         max_fun: jax.Array,
         tol: jax.Array,
     ) -> tuple[Params, jax.Array, jax.Array, jax.Array]:
-        def fun(p: Params) -> jax.Array:
-            return objective(engine, p, x, y, w, alpha)
-
+        fun = lambda p: objective(engine, p, x, y, w, alpha)
         value0, grad0 = jax.value_and_grad(fun)(params)
         start = jnp.int32(0), jnp.int32(1), value0, _gradient_max(grad0) <= tol
         carry = (params, solver.init(params), *start, jnp.zeros((), bool))
@@ -404,10 +395,7 @@ def predict_fn(engine: Engine) -> Callable[..., Any]:
 @jax.jit
 def keep_where(mask: jax.Array, new: Any, old: Any) -> Any:
     """Per member (mask bool [K]): the leaves of `new` where mask, else those of `old`."""
-
-    def pick(a: jax.Array, b: jax.Array) -> jax.Array:
-        return jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-
+    pick = lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
     return jax.tree_util.tree_map(pick, new, old)
 
 

@@ -24,12 +24,11 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from jaxnn.core import compile_cache
 from jaxnn.nn import precision
-from jaxnn.parallel.sharding import Placement
 from jaxnn.sklearn import engine as programs
 from jaxnn.sklearn import training
 from jaxnn.sklearn.network import SklearnMLP
@@ -43,8 +42,8 @@ from jaxnn.sklearn.options import (
     seed_indices,
 )
 
-ACCEPT_SPARSE = ["csr", "csc"]
-FLOATS = (np.float64, np.float32)
+# How every X is checked (scikit-learn's validate_data).
+CHECK_X: dict[str, Any] = {"accept_sparse": ["csr", "csc"], "dtype": (np.float64, np.float32)}
 MAX_SEED = np.iinfo(np.int32).max
 # Random starts by default, so that changing a script's import line is enough to get them.
 DEFAULT_RESTARTS = 8
@@ -116,12 +115,12 @@ class BaseNetwork(BaseEstimator):
             return SklearnMLP(options.hidden, options.activation, num_outputs)
         return options.model
 
-    def _targets(self, x: Any, y: Any, *, incremental: bool, reset: bool) -> tuple[Any, Any]:
-        """X checked (and its width recorded when `reset`), y encoded as [n, n_outputs]."""
+    def _targets(self, y: Any, *, incremental: bool) -> Any:
+        """y (checked by `_fit`) encoded as [n, n_outputs]."""
         raise NotImplementedError
 
-    def _validation_targets(self, x: Any, y: Any) -> tuple[Any, Any]:
-        """X_val checked against the fit's width, y_val encoded as the fit's targets."""
+    def _validation_targets(self, y: Any) -> Any:
+        """y_val encoded as the fit's targets."""
         raise NotImplementedError
 
     def _output(self, options: MLPOptions) -> str:
@@ -157,11 +156,16 @@ class BaseNetwork(BaseEstimator):
         if incremental and options.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         continuing = hasattr(self, "_members") and (incremental or options.warm_start)
-        x, targets = self._targets(x, y, incremental=incremental, reset=not continuing)
-        self._dtype = np.dtype(x.dtype)
+        numeric = self._task == "regression"
+        x, y = validate_data(
+            self, x, y, multi_output=True, y_numeric=numeric, reset=not continuing, **CHECK_X
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         dtype = compute_dtype(x.dtype)
+        targets = np.asarray(self._targets(y, incremental=incremental), dtype)
+        self._dtype = np.dtype(x.dtype)
         x = dense(x, dtype)
-        targets = np.asarray(targets, dtype)
         weights = _check_sample_weight(sample_weight, x, dtype=dtype)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(MAX_SEED))
@@ -172,13 +176,20 @@ class BaseNetwork(BaseEstimator):
         if continuing:
             placed = self._members.placed
         else:
-            num_members = len(seed_indices(options))
-            placed = training.members_placement(engine, num_members, *train[0].shape)
+            starts = seed_indices(options)
+            placed = training.members_placement(engine, len(starts), *train[0].shape)
         data = tuple(placed.put_shared(a) for a in (*train, *val))
         if not continuing:
-            self._members = self._new_members(
-                engine, placed, options, seed, train[0][:1], data, incremental
+            # Member k's start depends on the seed and k alone.
+            stochastic = options.solver in STOCHASTIC_SOLVERS
+            params, order_keys = training.start_members(
+                engine, placed, seed, starts, train[0][:1], data, compile_epoch=stochastic
             )
+            given = self._coefs_given(params) if incremental else None
+            if given is not None:
+                params = placed.put_members(given)
+            values = member_values(options)
+            self._members = training.Members.fresh(placed, params, order_keys, values)
             self._engine_, self._seed = engine, seed
         elif dataclasses.replace(engine, batch_size=0) != dataclasses.replace(
             self._engine_, batch_size=0
@@ -206,17 +217,10 @@ class BaseNetwork(BaseEstimator):
         return self
 
     def _parts(
-        self,
-        train: Part,
-        options: MLPOptions,
-        rng: np.random.RandomState,
-        *,
-        x_val: Any,
-        y_val: Any,
+        self, train: Part, options: MLPOptions, rng: np.random.RandomState, x_val: Any, y_val: Any
     ) -> tuple[Part, Part, bool]:
-        """The training part (x, targets, weights), the validation part (the given X_val and
-        y_val, scikit-learn's early-stopping split, or a one-row stand-in) and whether the fit
-        has a validation set."""
+        """The training part, the validation part (X_val and y_val, scikit-learn's early-stopping
+        split, or a one-row stand-in) and whether the fit has a validation set."""
         given = x_val is not None or y_val is not None
         if given and (x_val is None or y_val is None):
             raise ParameterError("X_val and y_val go together: give both or neither")
@@ -224,7 +228,8 @@ class BaseNetwork(BaseEstimator):
         x, targets, _ = train
         val: Part
         if given:
-            x_val, val_targets = self._validation_targets(x_val, y_val)
+            x_val = validate_data(self, x_val, reset=False, **CHECK_X)
+            val_targets = self._validation_targets(y_val)
             x_val = dense(x_val, x.dtype)
             val = (x_val, np.asarray(val_targets, x.dtype), np.ones(len(x_val), x.dtype))
         elif has_validation:
@@ -245,27 +250,6 @@ class BaseNetwork(BaseEstimator):
             batch_size=resolve_batch_size(options.batch_size, num_train),
             task=self._task,
         )
-
-    def _new_members(
-        self,
-        engine: programs.Engine,
-        placed: Placement,
-        options: MLPOptions,
-        seed: int,
-        sample: np.ndarray,
-        data: tuple[jax.Array, ...],
-        incremental: bool,
-    ) -> training.Members:
-        """The K members at their start (`training.start_members`): member k's draw depends on
-        the seed and its start k alone."""
-        compile_epoch = options.solver in STOCHASTIC_SOLVERS
-        params, order_keys = training.start_members(
-            engine, placed, seed, seed_indices(options), sample, data, compile_epoch=compile_epoch
-        )
-        given = self._coefs_given(params) if incremental else None
-        if given is not None:
-            params = placed.put_members(given)
-        return training.Members.fresh(placed, params, order_keys, member_values(options))
 
     def _coefs_given(self, params: Any) -> Any:
         """Stacked parameters from `coefs_` / `intercepts_` set by hand before the first
@@ -331,10 +315,9 @@ class BaseNetwork(BaseEstimator):
             )
         else:
             self.t_ = num_train * self.n_iter_
-        self.validation_scores_ = list(members.validation_scores[best]) if has_validation else None
-        self.best_validation_score_ = (
-            max(members.validation_scores[best], default=None) if has_validation else None
-        )
+        scores = members.validation_scores[best] if has_validation else None
+        self.validation_scores_ = None if scores is None else list(scores)
+        self.best_validation_score_ = None if scores is None else max(scores, default=None)
         self.out_activation_ = self._engine_.output
         self.results_ = self._results_table(options, best)
         if isinstance(options.model, str):  # scikit-learn's network: layer_0, layer_1, ...
@@ -343,8 +326,23 @@ class BaseNetwork(BaseEstimator):
             self.n_layers_ = len(layers) + 1
             self.coefs_ = [layer["kernel"].astype(self._dtype) for layer in layers]
             self.intercepts_ = [layer["bias"].astype(self._dtype) for layer in layers]
-        if not incremental:
-            self._warn_unconverged(options, stochastic or bool(members.converged[best]))
+        if incremental:
+            return
+        if stochastic and self.n_iter_ == options.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({options.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if not stochastic and not members.converged[best]:
+            warnings.warn(
+                f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status=1):\n"
+                "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT\n\nIncrease the number of "
+                "iterations (max_iter) or scale the data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     def _select(self, options: MLPOptions, has_validation: bool, eligible: np.ndarray) -> int:
         """The selected member among the eligible (finite) ones: the best validation score
@@ -360,35 +358,13 @@ class BaseNetwork(BaseEstimator):
         quality = np.where(eligible & np.isfinite(quality), quality, -np.inf)
         return int(np.argmax(quality)) if np.isfinite(quality).any() else int(np.argmax(eligible))
 
-    def _warn_unconverged(self, options: MLPOptions, converged: bool) -> None:
-        """scikit-learn's ConvergenceWarning of a fit that ran out of iterations."""
-        stochastic = options.solver in STOCHASTIC_SOLVERS
-        if stochastic and self.n_iter_ == options.max_iter:
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({options.max_iter}) reached and the "
-                "optimization hasn't converged yet.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-        if not stochastic and not converged:
-            warnings.warn(
-                f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status=1):\n"
-                "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT\n\nIncrease the number of "
-                "iterations (max_iter) or scale the data.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-
     def _results_table(self, options: MLPOptions, best: int) -> dict[str, np.ndarray]:
         """One row per member, as columns (`pandas.DataFrame(est.results_)` reads it)."""
         members = self._members
-        table: dict[str, np.ndarray] = {
+        return {
             "member": np.arange(members.size),
             "seed_index": seed_indices(options),
-        }
-        for name, _ in options.sweep:
-            table[name] = getattr(members, name).copy()
-        table |= {
+            **{name: getattr(members, name).copy() for name, _ in options.sweep},
             "diverged": ~self._eligible,
             "n_iter": members.n_iter.copy(),
             "final_loss": _last(members.loss_curves),
@@ -399,7 +375,6 @@ class BaseNetwork(BaseEstimator):
             "validation_score": _last(members.validation_scores),
             "selected": np.arange(members.size) == best,
         }
-        return table
 
     def _loss_grad_lbfgs(
         self, packed: np.ndarray, X: Any, y: Any, sample_weight: Any = None, *unused: Any
@@ -433,14 +408,11 @@ class BaseNetwork(BaseEstimator):
         """The output layer's values [n_samples, n_outputs] (probabilities or predictions)
         of the member `predict_with` names, or the average of the finite members."""
         check_is_fitted(self, "_members")
-        x = validate_data(self, x, accept_sparse=ACCEPT_SPARSE, reset=False, dtype=FLOATS)
+        x = validate_data(self, x, reset=False, **CHECK_X)
         x = dense(x, compute_dtype(self._dtype))
-        params = self._members.best_params
-        if self.predict_with == "best":
-            chosen = np.asarray([self.best_member_])
-        else:
-            chosen = np.flatnonzero(self._eligible)
-        params = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[chosen], params)
+        best = self.predict_with == "best"
+        chosen = np.asarray([self.best_member_]) if best else np.flatnonzero(self._eligible)
+        params = jax.tree_util.tree_map(lambda a: np.asarray(a)[chosen], self._members.best_params)
         # Rows padded to a power of two: inputs of many sizes share a few compiled programs.
         rows = max(MIN_PREDICT_ROWS, 1 << (len(x) - 1).bit_length())
         padded = np.zeros((rows, *x.shape[1:]), x.dtype)

@@ -1,11 +1,8 @@
 """scikit-learn's multi-layer perceptron as a Flax module, and its output layers and losses.
 
-`SklearnMLP` draws its weights as scikit-learn does (Glorot's uniform bound, factor 2 for
-the logistic activation and 6 otherwise, intercepts from the same range) and names its
-layers `layer_0`, `layer_1`, ...: `coefs_[i]` is `layer_i/kernel`, `intercepts_[i]` is
-`layer_i/bias`. An `Output` is scikit-learn's output activation with its canonical loss:
-softmax with cross entropy (multiclass), logistic with binary cross entropy (binary and
-multilabel), identity with half the squared error, and exp with the Poisson deviance.
+`SklearnMLP` draws its weights as scikit-learn does and names its layers `layer_0`,
+`layer_1`, ...: `coefs_[i]` is `layer_i/kernel`, `intercepts_[i]` is `layer_i/bias`. An
+`Output` (`OUTPUTS`) is scikit-learn's output activation with its canonical loss.
 """
 
 from __future__ import annotations
@@ -22,14 +19,8 @@ import numpy as np
 from jaxnn.nn.activations import ACTIVATIONS
 
 
-def _bound(factor: float, fans: tuple[int, int]) -> float:
-    """scikit-learn's initialisation bound of a layer with these fans."""
-    return (factor / (fans[0] + fans[1])) ** 0.5
-
-
-def _uniform(factor: float, fans: tuple[int, int]) -> Callable[..., jax.Array]:
-    """scikit-learn's initialiser of a layer with these fans, for its weights and intercepts."""
-    bound = _bound(factor, fans)
+def _uniform(bound: float) -> Callable[..., jax.Array]:
+    """An initialiser uniform in [-bound, bound] (a layer's weights and intercepts)."""
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -44,10 +35,10 @@ class SklearnMLP(nn.Module):
     activation: str  # a jaxnn activation name
     num_outputs: int
 
-    @property
-    def factor(self) -> float:
-        """scikit-learn's initialisation factor of the activation."""
-        return 2.0 if self.activation == "sigmoid" else 6.0
+    def bound(self, fans: tuple[int, int]) -> float:
+        """scikit-learn's (Glorot's) uniform bound of a layer's weights and intercepts."""
+        factor = 2.0 if self.activation == "sigmoid" else 6.0
+        return (factor / (fans[0] + fans[1])) ** 0.5
 
     def fans(self, num_features: int) -> list[tuple[int, int]]:
         """Each layer's (fan in, fan out) for inputs of `num_features`."""
@@ -68,7 +59,7 @@ class SklearnMLP(nn.Module):
         rngs = [np.random.default_rng([seed, int(start)]) for start in starts]
         params = {}
         for i, fans in enumerate(self.fans(num_features)):
-            bound = _bound(self.factor, fans)
+            bound = self.bound(fans)
             draw = lambda rng, shape, bound=bound: rng.uniform(-bound, bound, shape)
             members = [(draw(rng, fans), draw(rng, fans[1:])) for rng in rngs]
             params[f"layer_{i}"] = {
@@ -83,7 +74,7 @@ class SklearnMLP(nn.Module):
         """x [B, n_features] -> raw outputs [B, num_outputs] (before the output activation)."""
         activate = ACTIVATIONS[self.activation]
         for i, fans in enumerate(self.fans(x.shape[-1])):
-            init = _uniform(self.factor, fans)
+            init = _uniform(self.bound(fans))
             x = nn.Dense(fans[1], name=f"layer_{i}", kernel_init=init, bias_init=init)(x)
             if i < len(self.hidden):
                 x = activate(x, 0.01)

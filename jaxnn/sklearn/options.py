@@ -77,7 +77,6 @@ class MLPOptions:
     max_fun: int
     n_restarts: int
     sweep: tuple[tuple[str, tuple[float, ...]], ...]
-    predict_with: str
     select_by: str
     model: Any
     loss: str  # 'log_loss' (classifier), 'squared_error' or 'poisson'
@@ -162,8 +161,12 @@ def _check_choice(params: Mapping[str, Any], name: str, choices: Collection[str]
         _fail(f"{name} must be one of {', '.join(choices)}, got {params[name]!r}")
 
 
-def _check_choices(params: Mapping[str, Any]) -> None:
-    """The parameters that name a choice or a flag: each one of its allowed values."""
+def options_from(params: Mapping[str, Any]) -> MLPOptions:
+    """Checks an estimator's `get_params()` into the value every step of a fit reads.
+
+    Raises:
+      ParameterError: the first parameter with a value jaxnn cannot honour.
+    """
     _check_choice(params, "solver", SOLVERS)
     _check_choice(params, "learning_rate", LEARNING_RATES)
     if "loss" in params:
@@ -182,15 +185,6 @@ def _check_choices(params: Mapping[str, Any]) -> None:
     model = params["model"]
     if isinstance(model, str) and model != "mlp":
         _fail(f"model must be 'mlp' or a flax.linen.Module, got {model!r}")
-
-
-def options_from(params: Mapping[str, Any]) -> MLPOptions:
-    """Checks an estimator's `get_params()` into the value every step of a fit reads.
-
-    Raises:
-      ParameterError: the first parameter with a value jaxnn cannot honour.
-    """
-    _check_choices(params)
     return MLPOptions(
         hidden=_hidden(params["hidden_layer_sizes"]),
         activation=_activation(params["activation"]),
@@ -218,7 +212,6 @@ def options_from(params: Mapping[str, Any]) -> MLPOptions:
         max_fun=_check_int(params, "max_fun", 1),
         n_restarts=_check_int(params, "n_restarts", 1),
         sweep=_sweep(params["sweep"]),
-        predict_with=params["predict_with"],
         select_by=params["select_by"],
         model=params["model"],
         loss=params.get("loss", "log_loss"),
@@ -250,6 +243,4 @@ def seed_indices(options: MLPOptions) -> np.ndarray:
 
 def resolve_batch_size(batch_size: Any, num_train: int) -> int:
     """scikit-learn's rule: 'auto' is min(200, n); a larger integer is clipped to n."""
-    if batch_size == "auto":
-        return min(AUTO_BATCH, num_train)
-    return int(min(max(batch_size, 1), num_train))
+    return min(AUTO_BATCH if batch_size == "auto" else int(batch_size), num_train)

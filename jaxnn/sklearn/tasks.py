@@ -15,9 +15,8 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
-from sklearn.utils.validation import column_or_1d, validate_data
 
-from jaxnn.sklearn.estimator import ACCEPT_SPARSE, FLOATS, BaseNetwork
+from jaxnn.sklearn.estimator import BaseNetwork
 from jaxnn.sklearn.options import REGRESSION_LOSSES, STOCHASTIC_SOLVERS, MLPOptions
 
 
@@ -36,12 +35,7 @@ class Classifier(ClassifierMixin, BaseNetwork):
 
     _task = "classification"
 
-    def _targets(self, x: Any, y: Any, *, incremental: bool, reset: bool) -> tuple[Any, Any]:
-        x, y = validate_data(
-            self, x, y, accept_sparse=ACCEPT_SPARSE, multi_output=True, dtype=FLOATS, reset=reset
-        )
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+    def _targets(self, y: Any, *, incremental: bool) -> Any:
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer().fit(y)
             self.classes_ = self._label_binarizer.classes_
@@ -57,17 +51,16 @@ class Classifier(ClassifierMixin, BaseNetwork):
                     f"`y` has classes not in `self.classes_`. `self.classes_` has "
                     f"{self.classes_}. 'y' has {classes}."
                 )
-        return x, self._label_binarizer.transform(y)
+        return self._label_binarizer.transform(y)
 
-    def _validation_targets(self, x: Any, y: Any) -> tuple[Any, Any]:
-        x = validate_data(self, x, accept_sparse=ACCEPT_SPARSE, dtype=FLOATS, reset=False)
+    def _validation_targets(self, y: Any) -> Any:
         unknown = np.setdiff1d(unique_labels(y), self.classes_)
         if len(unknown):
             raise ValueError(
                 f"y_val has labels {list(unknown[:5])} that y lacks; y's classes are "
                 f"{list(self.classes_)}"
             )
-        return x, self._label_binarizer.transform(y)
+        return self._label_binarizer.transform(y)
 
     def _output(self, options: MLPOptions) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -119,24 +112,11 @@ class Regressor(RegressorMixin, BaseNetwork):
 
     _task = "regression"
 
-    def _targets(self, x: Any, y: Any, *, incremental: bool, reset: bool) -> tuple[Any, Any]:
-        x, y = validate_data(
-            self,
-            x,
-            y,
-            accept_sparse=ACCEPT_SPARSE,
-            multi_output=True,
-            y_numeric=True,
-            dtype=FLOATS,
-            reset=reset,
-        )
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        return x, np.asarray(y).reshape(len(y), -1)
+    def _targets(self, y: Any, *, incremental: bool) -> Any:
+        return np.asarray(y).reshape(len(y), -1)
 
-    def _validation_targets(self, x: Any, y: Any) -> tuple[Any, Any]:
-        x = validate_data(self, x, accept_sparse=ACCEPT_SPARSE, dtype=FLOATS, reset=False)
-        return x, np.asarray(y, np.float64).reshape(len(y), -1)
+    def _validation_targets(self, y: Any) -> Any:
+        return np.asarray(y, np.float64).reshape(len(y), -1)
 
     def _output(self, options: MLPOptions) -> str:
         return REGRESSION_LOSSES[options.loss]

@@ -1,13 +1,9 @@
 """The members' training on the host side: scikit-learn's rules applied to every member.
 
 The stochastic solvers' epochs are chunks of `jaxnn.core.loop.drive`; between two, its hook
-`EpochRules` applies `BaseMultilayerPerceptron._fit_stochastic`'s rules to each member on its
-own (as array operations over the members): a member stops when its training loss (or, with
-early stopping, its validation score) has not improved by `tol` for more than
-`n_iter_no_change` epochs; sgd's `adaptive` rate divides that member's learning rate by 5
-instead until it is at most 1e-6, `invscaling` sets it to `learning_rate_init / (t + 1) **
-power_t`; early stopping keeps the weights of the member's best validation score. `Members` is
-what a fit leaves for the next one (warm_start) and for `partial_fit`.
+`EpochRules` applies `BaseMultilayerPerceptron._fit_stochastic`'s rules (patience, sgd's
+`adaptive` and `invscaling` rates, early stopping's best weights) to each member on its own.
+`Members` is what a fit leaves for the next one (warm_start) and for `partial_fit`.
 """
 
 from __future__ import annotations
@@ -40,13 +36,11 @@ class Members:
     """The K members' state, kept on the estimator between fits.
 
     Attributes:
-      placed: where the members live (`jaxnn.parallel.sharding.even_placement`).
       params, opt_state: stacked parameters and optimiser state [K, ...] (device; the state
         None before a stochastic fit).
       order_keys: uint32 [K, 2] (host): each member's seed of its epochs' orders.
-      order_streams: each member's `numpy.random.default_rng(order_keys[k])`, whose n-th
-        permutation orders the rows of the member's n-th shuffled epoch, in a fit, a
-        partial_fit or a warm start alike.
+      order_streams: each member's `default_rng(order_keys[k])`: its n-th permutation orders
+        the member's n-th shuffled epoch, in a fit, a partial_fit or a warm start alike.
       learning_rate: float [K]: sgd's current rate of each member.
       loss_curves, validation_scores: per member, one value per epoch.
       no_improvement, samples_seen: int [K]: scikit-learn's `_no_improvement_count` and `t_`.
@@ -106,6 +100,13 @@ class Members:
     def size(self) -> int:
         return len(self.alpha)
 
+    def record(self, which: np.ndarray, loss: np.ndarray, scores: np.ndarray | None) -> None:
+        """Appends loss [K] (and scores [K], if given) to the curves of the members in `which`."""
+        for k in np.flatnonzero(which):
+            self.loss_curves[k].append(float(loss[k]))
+            if scores is not None:
+                self.validation_scores[k].append(float(scores[k]))
+
     def draw_orders(self, orders: np.ndarray, which: np.ndarray) -> None:
         """Draws the next order of the training rows of each member in `which` (bool [K]) into
         its row of `orders` (int32 [K, N]), from the member's own stream."""
@@ -131,10 +132,9 @@ class Members:
 def members_placement(
     engine: programs.Engine, num_members: int, num_train: int, num_features: int
 ) -> Placement:
-    """Where a fit's members live: split over the CPU's devices (one a core:
-    `jaxnn.parallel.sharding.even_placement`) when an epoch's work per member is at least
-    SPLIT_WORK, else on one device, as on an accelerator (where the split was not measured) and
-    for L-BFGS (whose run is one loop over every member)."""
+    """Where a fit's members live: split over the CPU's devices (one a core) when an epoch's
+    work per member is at least SPLIT_WORK, else on one device, as on an accelerator (where
+    the split was not measured) and for L-BFGS (whose run is one loop over every member)."""
     work = num_train * programs.parameter_count(engine, num_features)
     on_cpu = jax.default_backend() == "cpu"
     split = on_cpu and engine.solver != "lbfgs" and work >= SPLIT_WORK
@@ -227,13 +227,12 @@ def train_stochastic(
 
 @dataclasses.dataclass
 class EpochRules:
-    """scikit-learn's rules between two epochs for every member at once (module docstring):
-    `jaxnn.core.loop.drive`'s `between` hook.
+    """scikit-learn's rules between two epochs for every member: `loop.drive`'s `between` hook.
 
     Called with the epoch state and the history (its last row the epoch's loss [K] and
     validation score [K]), it records the epoch in `members` and returns the state with each
-    member's next learning rate, active flag and (shuffling) order of the rows (`orders`
-    [K, N] holds the current ones), and True when no member trains on.
+    member's next learning rate, active flag and order of the rows (`orders` [K, N]), and True
+    when no member trains on.
     """
 
     members: Members
@@ -257,7 +256,7 @@ class EpochRules:
         active = ~self.done
         members.n_iter += active
         members.samples_seen += active * self.orders.shape[1]  # the training rows
-        self._record(active, loss, scores)
+        members.record(active, loss, scores if self.has_validation else None)
         improved = self._count_no_improvement(active, loss, scores)
         if options.verbose:
             shown = int(np.flatnonzero(active)[np.argmin(loss[active])])
@@ -300,13 +299,6 @@ class EpochRules:
             self._done_on_device = self.done.copy()
         return state
 
-    def _record(self, active: np.ndarray, loss: np.ndarray, scores: np.ndarray) -> None:
-        """The epoch's loss (and validation score) appended to each active member's curves."""
-        for i in np.flatnonzero(active):
-            self.members.loss_curves[i].append(float(loss[i]))
-            if self.has_validation:
-                self.members.validation_scores[i].append(float(scores[i]))
-
     def _count_no_improvement(
         self, active: np.ndarray, loss: np.ndarray, scores: np.ndarray
     ) -> np.ndarray:
@@ -335,10 +327,9 @@ class EpochRules:
     def _invscaling(self) -> np.ndarray:
         """sgd's `invscaling` rate of every member after its samples seen so far."""
         # Python's pow on the int, as scikit-learn's iteration_ends: the same float.
-        power_t = self.options.power_t
-        seen = self.members.samples_seen
-        start = self.members.initial_learning_rate
-        return np.asarray([float(r) / pow(int(t) + 1, power_t) for r, t in zip(start, seen)])
+        members, power_t = self.members, self.options.power_t
+        rates = zip(members.initial_learning_rate, members.samples_seen, strict=True)
+        return np.asarray([float(r) / pow(int(t) + 1, power_t) for r, t in rates])
 
 
 def train_lbfgs(
@@ -362,12 +353,8 @@ def train_lbfgs(
     members.params = members.best_params = params
     members.n_iter = n_iter.astype(np.int64)
     members.converged = converged
-    if has_validation:
-        scores = np.asarray(jax.device_get(programs.score_fn(engine)(params, *data[3:])))
-    for i in range(members.size):
-        members.loss_curves[i].append(float(loss[i]))
-        if has_validation:
-            members.validation_scores[i].append(float(scores[i]))
+    scores = np.asarray(programs.score_fn(engine)(params, *data[3:])) if has_validation else None
+    members.record(np.ones(members.size, bool), loss, scores)
     members.best_loss = np.minimum(members.best_loss, loss.astype(np.float64))
     if options.verbose:
         best = int(np.nanargmin(np.where(np.isfinite(loss), loss, np.inf)))

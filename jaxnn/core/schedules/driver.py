@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 from jaxnn import run_spec
 from jaxnn.config import schedule as schedule_lib
 from jaxnn.config.schedule import Schedule
-from jaxnn.core import groups, train
+from jaxnn.core import train
 from jaxnn.core.loop import EvalCallback, Evaluation, LoopResult, host_metrics
 from jaxnn.core.program import Program
 from jaxnn.core.schedules import halving, members, pbt
@@ -53,19 +52,15 @@ def _rung_plan(schedule: Schedule, program: Program, num_members: int) -> halvin
 
 @dataclasses.dataclass
 class ScheduleResult(LoopResult):
-    """The end of a scheduled launch with the schedule's record of it.
+    """The end of a scheduled launch with the schedule's record of it."""
 
-    Attributes:
-      sizes: the batch sizes whose chunk program this launch compiled, in order.
-      rungs: per rung trained in this launch: rung, members, seconds, member-steps.
-      events: every decision of this launch (rows of DIR/schedule.jsonl, local member indices).
-      member_steps: steps run times the members in the batch, summed over chunks.
-    """
-
+    # the batch sizes whose chunk program this launch compiled, in order
     sizes: list[int] = dataclasses.field(default_factory=list)
+    # per rung trained in this launch: rung, members, seconds, member-steps
     rungs: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    # every decision of this launch (rows of DIR/schedule.jsonl, local member indices)
     events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    member_steps: int = 0
+    member_steps: int = 0  # steps run times the members in the batch, summed over chunks
 
     def describe(self) -> dict[str, Any]:
         return {"sizes_compiled": list(self.sizes), "rungs": self.rungs, "events": self.events}
@@ -92,9 +87,8 @@ class _Decisions:
         schedule = run_schedule(trainer.spec, num)
         plan = _rung_plan(schedule, program, num)
         ranges = pbt.hparam_ranges(trainer.spec)
-        exploit = None
-        if schedule.kind == schedule_lib.PBT:
-            exploit = pbt.make_exploit(schedule, ranges, num)
+        is_pbt = schedule.kind == schedule_lib.PBT
+        exploit = pbt.make_exploit(schedule, ranges, num) if is_pbt else None
         select_by = trainer.spec.config.restarts.select_by
         interval = pbt.pbt_interval(schedule, program)
         return cls(schedule, program, select_by, plan, interval, exploit, ranges, key)
@@ -153,8 +147,7 @@ class _Programs:
         self.early: dict[int, concurrent.futures.Future] = {}
 
     def of_size(self, size: int, state: train.TrainState, step: int) -> _Sized:
-        """The program of a batch of `size` members: kept, taken from the thread, or compiled
-        now (and under halving, the first time, the later sizes started on the thread)."""
+        """The program of a batch of `size` members: kept, from the thread, or compiled now."""
         if size not in self.sized:
             started = time.perf_counter()
             ahead = self.early.pop(size, None)
@@ -198,11 +191,13 @@ def drive(
     step, live = start_step, None
     try:
         while step < total:
-            if live is None:
-                live, gathered = _gather_live(programs, state, step)
-                if gathered is None:
+            if live is None:  # the live members gathered into a batch of their size
+                live = np.flatnonzero(members.live_mask(state))
+                if live.size == 0:
                     break
-                current, batch = gathered
+                current = programs.of_size(int(live.size), state, step)
+                index = jnp.asarray(live, jnp.int32)
+                batch = current.placement.place_state(members.gather(state, index))
                 rung_started, rung_from = time.perf_counter(), step
             started = time.perf_counter()
             batch, state, metrics = _train_chunk(trainer, current, batch, state, live, step)
@@ -212,7 +207,14 @@ def drive(
             rung = decisions.rung_ending(step)
             if rung is not None:
                 jax.block_until_ready(state)
-                record.rungs.append(_rung_record(rung, step, live.size, rung_from, rung_started))
+                record.rungs.append(
+                    {
+                        "rung": rung,
+                        "members": int(live.size),
+                        "seconds": time.perf_counter() - rung_started,
+                        "member_steps": int(live.size * (step - rung_from)),
+                    }
+                )
             state, chunk_events, regather = decisions.after_chunk(state, step, metrics, data)
             record.evaluated(step, metrics, state, chunk_events, live, programs.compile_s)
             live = None if regather else live
@@ -246,8 +248,7 @@ class _Record:
         live: np.ndarray,
         compile_s: float,
     ) -> None:
-        """Keeps the evaluation at `step` of the chunk that trained `live` and tells the
-        callback (every member's state; `metrics` NaN outside the batch)."""
+        """Keeps the evaluation at `step` of the chunk that trained `live`, and tells on_eval."""
         self.events.extend(events)
         self.history.append({"step": np.array([step]), **metrics})
         if self.on_eval is None:
@@ -279,19 +280,6 @@ class _Record:
         )
 
 
-def _gather_live(
-    programs: _Programs, state: train.TrainState, step: int
-) -> tuple[np.ndarray, tuple[_Sized, train.TrainState] | None]:
-    """The live members, and the program of their batch size with their batch (None when no
-    member is live)."""
-    live = np.flatnonzero(members.live_mask(state))
-    if live.size == 0:
-        return live, None
-    current = programs.of_size(int(live.size), state, step)
-    batch = current.placement.place_state(members.gather(state, jnp.asarray(live, jnp.int32)))
-    return live, (current, batch)
-
-
 def _train_chunk(
     trainer: Any,
     current: _Sized,
@@ -300,8 +288,8 @@ def _train_chunk(
     live: np.ndarray,
     step: int,
 ) -> tuple[train.TrainState, train.TrainState, dict[str, np.ndarray]]:
-    """One chunk of the batch of `live` members from `step`: the batch, the run's state with
-    the batch scattered back, and every member's metrics ([n] by name, NaN outside it)."""
+    """One chunk of the `live` members' batch: the batch, the run's state with it scattered
+    back, and every member's metrics ([n] by name, NaN outside the batch)."""
     batch, metrics = current.compiled(
         batch, current.data, jnp.asarray(step, jnp.int32), trainer.order_key
     )
@@ -314,18 +302,6 @@ def _train_chunk(
     return batch, state, full
 
 
-def _rung_record(
-    rung: int, step: int, size: int, rung_from: int, rung_started: float
-) -> dict[str, float]:
-    """What rung `rung`, ending at `step`, cost in this launch."""
-    return {
-        "rung": rung,
-        "members": int(size),
-        "seconds": time.perf_counter() - rung_started,
-        "member_steps": int(size * (step - rung_from)),
-    }
-
-
 def _compile_ahead(
     trainer: Any,
     data: Dataset,
@@ -334,8 +310,7 @@ def _compile_ahead(
     state: train.TrainState,
     step: int,
 ) -> tuple[concurrent.futures.ThreadPoolExecutor | None, dict[int, concurrent.futures.Future]]:
-    """Starts compiling the predicted later batch sizes on one thread (XLA compiles without
-    the GIL); a size that does not come is never waited for."""
+    """Starts compiling the predicted later batch sizes on one thread (XLA drops the GIL)."""
     live = members.live_mask(state)
     current = int(live.sum())
     wanted = [n for n in halving.predicted_sizes(plan, live, schedule.eta, step) if n != current]
@@ -356,19 +331,10 @@ def _local(state: train.TrainState) -> train.TrainState:
 def _compile(trainer: Any, data: Dataset, size: int, state: train.TrainState, step: int) -> _Sized:
     """The chunk program of a batch of `size` members, compiled ahead of time."""
     placement = sharding.placement(trainer.spec.config, size, data)
-    shared = trainer.order_key is not None
-    chunk = functools.partial(train.run_chunk, program=trainer.program)
-    grouped = groups.grouped_vmap(
-        chunk,
-        (0, None, None, None if shared else 0),
-        num_members=placement.num_slots,
-        group_size=trainer.group_size,
-        num_shards=placement.num_devices,
-    )
     placed_data = placement.place_data(data)
     example = placement.place_state(members.gather(state, jnp.arange(size, dtype=jnp.int32)))
     compiled = (
-        placement.jit_chunk(grouped)
+        trainer.chunk_for(placement)
         .lower(example, placed_data, jnp.asarray(step, jnp.int32), trainer.order_key)
         .compile()
     )
@@ -382,9 +348,8 @@ def member_blocks(
     initial_hparams: list[Mapping[str, float]],
     events: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]] | None:
-    """Each member's `schedule` block of summary.json (None for a run without a schedule):
-    `halving.member_blocks` or `pbt.member_blocks`. `events` are every decision of the run
-    (DIR/schedule.jsonl), with local member indices."""
+    """Each member's `schedule` block of summary.json (`halving.member_blocks` or
+    `pbt.member_blocks`; None without a schedule); `events`: the run's decisions, local indices."""
     num = len(initial_hparams)
     schedule = run_schedule(spec, num)
     if not schedule.active:

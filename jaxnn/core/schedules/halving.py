@@ -2,9 +2,8 @@
 
 Rung r ends at `first_rung_steps * eta**r`, the last at the run's steps. At each rung end but the
 last, each bracket's live members are ranked by `restarts.select_by` of their best weights on
-the validation split; the best ceil(n / eta) go on, the others are stopped (keeping their best
-weights). Liveness is read from the state (`stopped`, `diverged`), so a resume from any
-checkpoint continues exactly. Hyperband's bracket s (s = P..0, P the rung ends before the last)
+the validation split; the best ceil(n / eta) go on, the others stop (keeping their best weights).
+Liveness is read from the state, so a resume from any checkpoint continues exactly. Hyperband's bracket s (s = P..0, P the rung ends before the last)
 prunes from rung P - s on; members are shared out in the proportions ceil((P+1)/(s+1) * eta**s).
 """
 
@@ -32,19 +31,11 @@ from jaxnn.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class RungPlan:
-    """Where rungs end and which members each bracket holds.
+    """Where rungs end and which members each bracket holds."""
 
-    Attributes:
-      ends: the global step at which each rung ends, increasing; the last is the run's steps.
-      bracket: int [num_members]: each member's bracket (0 = the one that prunes from the
-        first rung on).
-      starts: per bracket, the index of the first rung after which it prunes (len(ends) - 1:
-        never).
-    """
-
-    ends: tuple[int, ...]
-    bracket: np.ndarray
-    starts: tuple[int, ...]
+    ends: tuple[int, ...]  # the global step each rung ends at, increasing; the last: the run's
+    bracket: np.ndarray  # int [num_members]: each member's (0: the one pruning from rung 0 on)
+    starts: tuple[int, ...]  # per bracket, the first rung it prunes after (len(ends) - 1: never)
 
     def rung_of_step(self, step: int) -> int:
         """The index of the rung that step `step` (a step count) ends or lies in."""
@@ -55,9 +46,7 @@ class RungPlan:
 
     def prunes_at(self, step: int) -> int | None:
         """The index of the rung that ends at `step` when members are pruned there, else None."""
-        if step in self.ends[:-1]:
-            return self.ends.index(step)
-        return None
+        return self.ends.index(step) if step in self.ends[:-1] else None
 
 
 def auto_first_rung(num_members: int, eta: int, total_steps: int, eval_every: int) -> int:
@@ -122,11 +111,7 @@ def _share(total: int, weights: list[int]) -> list[int]:
 
 
 def survivors(
-    plan: RungPlan,
-    rung: int,
-    live: np.ndarray,
-    values: np.ndarray,
-    eta: int,
+    plan: RungPlan, rung: int, live: np.ndarray, values: np.ndarray, eta: int
 ) -> np.ndarray:
     """bool [num_members]: who goes on after rung `rung`, per bracket the best ceil(n / eta) of
     its live members by `values` (lower first, ties to the lower index); the members of a
@@ -166,11 +151,7 @@ def best_weight_metrics(
     state: train.TrainState, x: jax.Array, y: jax.Array, program: Program
 ) -> dict[str, jax.Array]:
     """Loss and metrics of every member's best weights on one split ([n] each)."""
-    return jax.vmap(
-        lambda m: train.evaluate(
-            m, m.best_params, SplitData(x, y), program, model_state=m.best_model_state
-        )
-    )(state)
+    return jax.vmap(lambda member: train.evaluate_best(member, SplitData(x, y), program))(state)
 
 
 def prune(
@@ -201,7 +182,7 @@ def prune(
     )
     keep = survivors(plan, rung, is_live, values, schedule.eta)
     pruned = is_live & ~keep
-    state = members.stop_members(state, jnp.asarray(pruned))
+    state = state.replace(stopped=state.stopped | jnp.asarray(pruned))
     rows = [
         {"step": int(step), "member": int(i), "rung": int(rung), "score": float(scores[i])}
         for i in np.flatnonzero(pruned)

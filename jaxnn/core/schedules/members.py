@@ -37,12 +37,6 @@ def scatter(
     return jax.tree_util.tree_map(lambda leaf, new: leaf.at[index].set(new), state, members)
 
 
-@jax.jit
-def stop_members(state: train.TrainState, pruned: jax.Array) -> train.TrainState:
-    """`state` with the members where `pruned` (bool [n]) stopped."""
-    return state.replace(stopped=state.stopped | pruned)
-
-
 def copy_members(
     state: train.TrainState, destination: jax.Array, source: jax.Array
 ) -> train.TrainState:

@@ -1,11 +1,10 @@
 """Population-based training: members take over better members' states between chunks.
 
-Every `pbt_interval` steps the members are ranked by this chunk's `restarts.select_by`; each of
-the bottom `floor(n * pbt_fraction)` copies the whole state (but its member key) of a member
-drawn from the top as many, then per searched field multiplies the value by 1 - p or 1 + p or,
-with probability `pbt_resample`, draws it anew from the search's range. Hyperparameters are
-state leaves, so nothing recompiles; the draws use `fold_in(fold_in(root, PBT_TAG), step)`, so
-a resume makes the same decisions. Each copy is an event row (step, member, parent, values).
+Every `pbt_interval` steps each of the bottom `floor(n * pbt_fraction)` members by
+`restarts.select_by` copies the whole state (but its member key) of one of the top as many, then
+per searched field multiplies the value by 1 -/+ p or, with probability `pbt_resample`, draws it
+anew. Hyperparameters are state leaves, so nothing recompiles; the draws use `decision_key`, so a
+resume makes the same decisions. Each copy is an event row (step, member, parent, values).
 """
 
 from __future__ import annotations

@@ -7,14 +7,12 @@ generated on this machine (no download). Importing this package registers them w
 
 from __future__ import annotations
 
-from jaxnn.data.builders.base import ArrayBuilder
 from jaxnn.data.builders.mnist1d_builder import make_mnist1d
 from jaxnn.data.builders.sklearn_builders import Digits
 from jaxnn.data.builders.source import BUILDERS, describe, prepare, prepared_dir, read
 
 __all__ = [
     "BUILDERS",
-    "ArrayBuilder",
     "Digits",
     "describe",
     "make_mnist1d",

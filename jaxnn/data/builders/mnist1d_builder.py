@@ -26,8 +26,7 @@ def make_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, np.ndarra
     from mnist1d.data import get_dataset_args, make_dataset  # Slow import (scipy, pyplot).
 
     args = get_dataset_args()
-    args.num_samples = num_samples
-    args.seed = seed
+    args.num_samples, args.seed = num_samples, seed
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         dataset = make_dataset(args)
@@ -44,11 +43,8 @@ class Mnist1d(ArrayBuilder):
     length 12, padding [36, 60], scale 0.4, max translation 48, correlated noise 0.25, iid
     noise 0.02, shear 0.75, no sequence shuffling, 40 points; whole set centred and scaled
     to unit std), split by `make_dataset` itself (first 80% train, rest test), in its order.
-
-    Configs:
-      default:  seed 42, 5000 samples -> 4000 train / 1000 test (the reference data set).
-      pretrain: seed 1, 25000 samples -> 20000 train / 5000 test (disjoint draw, for
-                transfer pretraining).
+    Configs: default (the reference: seed 42, 4000 train / 1000 test) and pretrain (seed 1,
+    20000 train / 5000 test: a disjoint draw, for transfer pretraining).
     """
 
     name = "mnist1d"

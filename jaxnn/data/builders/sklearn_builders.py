@@ -94,8 +94,4 @@ class Friedman1(ArrayBuilder):
         features, targets = make_friedman1(
             n_samples=self.NUM_SAMPLES, n_features=10, noise=1.0, random_state=0
         )
-        num_train = self.NUM_SAMPLES - self.NUM_TEST
-        return {
-            "train": (features[:num_train], targets[:num_train]),
-            "test": (features[num_train:], targets[num_train:]),
-        }
+        return train_test(features, targets, test_size=self.NUM_TEST, shuffle=False)

@@ -12,7 +12,7 @@ import io
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +54,12 @@ class RawSplits:
     y_train: np.ndarray  # [n_train] labels or [n_train, ...] targets
     x_test: np.ndarray
     y_test: np.ndarray
-    # What the stored features are divided by to become floats: 255 for a catalog's uint8
-    # images (`tfds.features.Image`), 1 otherwise.
-    feature_divisor: float = 1.0
+    feature_divisor: float = 1.0  # what the stored features are divided by (`image_divisor`)
 
 
 @contextlib.contextmanager
 def quiet_tfds() -> Iterator[None]:
-    """Holds back what TFDS prints while it finds or prepares a data set (progress bars,
-    stdout lines, absl warnings): `prepare` says it in one line. Also a decorator."""
+    """Holds back what TFDS prints (progress bars, stdout lines, absl warnings); a decorator too."""
     from absl import logging as absl_logging
     from tensorflow_datasets.core.utils import tqdm_utils
 
@@ -100,7 +97,7 @@ def describe(name: str, data_dir: str = "") -> SourceSpec:
         builder_cls = BUILDERS[base]
         for part in (name.partition("/")[0], name.partition("/")[2]):
             version = part.partition(":")[2]
-            if part and ":" in part and version != str(builder_cls.VERSION):
+            if ":" in part and version != str(builder_cls.VERSION):
                 raise DataError(
                     f"dataset.name={name!r}: {base} is built at version {builder_cls.VERSION} "
                     f"only, not {version!r} (leave the version out)"
@@ -111,9 +108,7 @@ def describe(name: str, data_dir: str = "") -> SourceSpec:
                 f"dataset.name={name!r}: {base} has no builder config {config!r}; "
                 f"known: {', '.join(sorted(config_names)) or 'none'}"
             )
-        class_names = builder_cls.CLASS_NAMES or tuple(
-            str(i) for i in range(builder_cls.NUM_CLASSES)
-        )
+        class_names = builder_cls.CLASS_NAMES or tuple(map(str, range(builder_cls.NUM_CLASSES)))
         return SourceSpec(
             task=builder_cls.TASK,
             num_classes=builder_cls.NUM_CLASSES,
@@ -123,16 +118,12 @@ def describe(name: str, data_dir: str = "") -> SourceSpec:
     return _describe_tfds(name, _tfds_builder(name, data_dir))
 
 
-def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 @quiet_tfds()
-def prepare(name: str, data_dir: str = "", *, report: Callable[[str], None] = _to_stderr) -> None:
+def prepare(name: str, data_dir: str = "") -> None:
     """Writes `name` as array_record files into data_dir unless they are already there.
 
     Processes preparing one data set serialise on a lock file in data_dir (the second finds it
-    prepared); a preparation is one line, given to `report`, TFDS's own output held back.
+    prepared); a preparation says one line on stderr, TFDS's own output held back.
 
     Raises:
         DataError: data_dir is not writable, or a TFDS data set is neither prepared nor
@@ -147,7 +138,8 @@ def prepare(name: str, data_dir: str = "", *, report: Callable[[str], None] = _t
         if builder.is_prepared():
             return
         base, _ = split_name(name)
-        report(f"jaxnn: preparing {name} in {root} (once: later runs read it from there)")
+        message = f"jaxnn: preparing {name} in {root} (once: later runs read it from there)"
+        print(message, file=sys.stderr, flush=True)
         if base in BUILDERS:
             builder.download_and_prepare(file_format=FILE_FORMAT)
             return
@@ -201,8 +193,7 @@ def prepared_dir(name: str, data_dir: str = "") -> Path:
 
 
 def rebuild(name: str, data_dir: str = "") -> None:
-    """Deletes `name`'s prepared files in data_dir (under the preparation lock) and prepares
-    it again: the way back from a damaged or half-written preparation.
+    """Deletes `name`'s prepared files in data_dir (under the preparation lock), prepares it again.
 
     Raises:
         DataError: as `prepare`, or the prepared files cannot be deleted.
@@ -228,9 +219,8 @@ def read(name: str, data_dir: str = "", *, rebuild_first: bool = False) -> RawSp
     """Prepares `name` if needed (or again, `rebuild_first`) and reads its train and test splits.
 
     Raises:
-        DataError: as `prepare`, the data set lacks supervised keys, a train/test split, or
-            array_record files, or its prepared files are damaged (whatever TFDS or
-            array_record raise on them: one error naming the folder and how to rebuild it).
+        DataError: as `prepare`, no supervised keys, train/test split or array_record files, or
+            damaged prepared files (one error naming the folder and how to rebuild it).
     """
     spec = describe(name, data_dir)
     if rebuild_first:
