@@ -284,3 +284,17 @@ def test_the_front_end_expands_the_paths_a_user_wrote_once(tmp_path, monkeypatch
     config.init_from.workdir = "~nosuchuser_jaxnn/run"
     with pytest.raises(ConfigError, match=r"^init_from.workdir ~nosuchuser_jaxnn/run: cannot"):
         front_end.resolve(config)
+
+
+def test_restored_model_state_of_another_shape_is_named():
+    params = {"hidden_0": {"kernel": np.zeros((2, 3)), "bias": np.zeros(3)}}
+    mine = {"batch_stats": {"hidden_0": {"mean": np.zeros(3)}}}
+    theirs = {"batch_stats": {"hidden_0": {"mean": np.zeros(4)}}}
+    check = dict(head=(), target_state=mine)
+    transfer.check_shapes(params, params, ["hidden_0"], "src", source_state=mine, **check)
+    with pytest.raises(CheckpointError) as raised:
+        transfer.check_shapes(params, params, ["hidden_0"], "src", source_state=theirs, **check)
+    assert str(raised.value) == (
+        "init_from: model state batch_stats/hidden_0/mean has shape [3] in this model but has "
+        "shape [4] in the checkpoint (src); the model's body must match the pretrained run's"
+    )
