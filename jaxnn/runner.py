@@ -359,7 +359,7 @@ def _train_variant(
     tracker = metrics_log.Progress(
         plan.paths, program, members, show=progress, start_step=variant.start_step
     )
-    monitor = _diagnostics_monitor(variant, plan.paths, dataset)
+    monitor = _diagnostics_monitor(variant, dataset)
 
     def on_eval(evaluation: Evaluation) -> None:
         if writer:
@@ -581,12 +581,12 @@ def _event_log(variant: _Variant) -> tensorboard.EventLog | None:
 
 
 def _diagnostics_monitor(
-    variant: _Variant, paths: RunPaths, dataset: data_lib.Dataset
+    variant: _Variant, dataset: data_lib.Dataset
 ) -> diagnostics.Monitor | None:
     """The variant's DIR/diagnostics.jsonl writer (None when disabled)."""
     if not variant.spec.config.diagnostics.enabled:
         return None
     indices = [m.index for m in variant.global_members]
     return diagnostics.Monitor(
-        paths.diagnostics, device_data(dataset), variant.trainer.program, indices
+        variant.paths.diagnostics, device_data(dataset), variant.trainer.program, indices
     )
